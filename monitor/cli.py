@@ -1,0 +1,30 @@
+"""The `monitor` command line (typer). Textual is imported only by the commands that draw a TUI."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from monitor.errors import UserError
+
+app = typer.Typer(
+    name="monitor",
+    help="Terminal telemetry monitor for rack-scale LLM inference (GB300 NVL72).",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Subcommands register here, two lines each (import, register); each module lives in monitor/commands/.
+
+
+def main() -> None:
+    """Console-script entry point: run the CLI, turning UserError into one line on stderr."""
+    try:
+        app()
+    except UserError as err:
+        print(f"monitor: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
