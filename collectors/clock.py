@@ -1,4 +1,4 @@
-"""Clocks: the wall clock for real racks, and an injectable one the simulator can run faster than real time."""
+"""Clocks: the wall clock for real racks, and an injectable one that can run faster than real time."""
 
 from __future__ import annotations
 

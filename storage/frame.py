@@ -48,8 +48,7 @@ def batch_from_columns(table: str, columns: Mapping[str, Sequence[Any]]) -> pa.R
     schema = TABLES[table]
     n = len(next(iter(columns.values()))) if columns else 0
     arrays = [
-        pa.array(columns[f.name], type=f.type) if f.name in columns else pa.nulls(n, f.type)
-        for f in schema
+        pa.array(columns[f.name], type=f.type) if f.name in columns else pa.nulls(n, f.type) for f in schema
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 

@@ -1,1 +1,1 @@
-"""One module per `monitor` subcommand; monitor/cli.py registers them. None of them imports Textual at import time."""
+"""One module per `monitor` subcommand, registered by monitor/cli.py; none imports Textual at import time."""
