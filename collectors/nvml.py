@@ -1,0 +1,528 @@
+"""The NVML collector: one host's GPUs (a compute tray's 4) into gpu, nvlink, events and processes rows.
+
+Works on the real `pynvml` module and, unchanged, on a simulated tray (collectors.sim), which offers the
+same functions, structs and NVMLError subclasses. Every per-GPU problem becomes a row state or an event:
+see collectors.nvml_errors for what each NVML error means, and shared/reference/nvml.md for the calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pynvml
+
+from collectors.nvml_errors import NVML_EXCEPTIONS, Outcome, error_name, outcome_of, outcome_of_code
+from collectors.nvml_fields import (
+    CLOCKS_EVENT_IGNORED,
+    FI_NVLINK_STATE,
+    LINK_COLUMNS,
+    NVLINK_STATE_ACTIVE,
+    FieldPlan,
+    clocks_event_names,
+    decode_field_values,
+    xid_detail,
+)
+from collectors.nvml_static import (
+    MIB,
+    GpuInfo,
+    NvmlUnavailable,
+    gpu_infos,
+    init_reason,
+    nvml_available,
+    read_facts,
+)
+from collectors.rack import check_tray
+from storage.frame import Frame, batch_from_columns
+from storage.schemas import GPU, TABLES, EventKind, GpuState
+
+__all__ = ["GpuInfo", "NvmlCollector", "NvmlUnavailable", "nvml_available"]
+
+MAX_EVENTS_PER_TICK = 1024
+"""Bound on events drained in one tick, so an event storm cannot stall collection."""
+
+LINK_UP_STATES = frozenset({NVLINK_STATE_ACTIVE, pynvml.NVML_NVLINK_STATE_SLEEP})
+"""Link states that count as up for link_down/link_up events (SLEEP is power saving, not a fault)."""
+
+GPU_COLUMNS: tuple[str, ...] = tuple(f.name for f in GPU)
+_METRIC_COUNT = len(GPU_COLUMNS) - 5  # after ts, gpu, uuid, tray, state
+_NULL_METRICS: tuple[None, ...] = (None,) * _METRIC_COUNT
+
+# Keys of the per-GPU "not supported" cache for calls made with fixed arguments.
+K_UTIL = "nvmlDeviceGetUtilizationRates"
+K_MEMORY = "nvmlDeviceGetMemoryInfo"
+K_POWER = "nvmlDeviceGetPowerUsage"
+K_ENERGY = "nvmlDeviceGetTotalEnergyConsumption"
+K_TEMP_V = "nvmlDeviceGetTemperatureV"
+K_TEMP = "nvmlDeviceGetTemperature"
+K_MARGIN = "nvmlDeviceGetMarginTemperature"
+K_CLOCK_SM = "nvmlDeviceGetClockInfo/SM"
+K_CLOCK_MEM = "nvmlDeviceGetClockInfo/MEM"
+K_REASONS = "nvmlDeviceGetCurrentClocksEventReasons"
+K_PSTATE = "nvmlDeviceGetPerformanceState"
+K_ECC_CORRECTED = "nvmlDeviceGetTotalEccErrors/corrected"
+K_ECC_UNCORRECTED = "nvmlDeviceGetTotalEccErrors/uncorrected"
+K_FIELDS = "nvmlDeviceGetFieldValues"
+K_PROCESSES = "nvmlDeviceGetComputeRunningProcesses"
+
+
+def handle_key(handle: Any) -> Any:
+    """A hashable identity for a device handle: the address a ctypes pointer holds, else the object."""
+    if isinstance(handle, ctypes._Pointer):
+        return ctypes.cast(handle, ctypes.c_void_p).value
+    try:
+        hash(handle)
+    except TypeError:
+        return id(handle)
+    return handle
+
+
+@dataclass(eq=False)
+class _Gpu:
+    """The collector's running state for one GPU."""
+
+    info: GpuInfo
+    handle: Any
+    plan: FieldPlan
+    lost: bool = False
+    lost_reported: bool = False
+    lost_detail: str = ""
+    errored: bool = False
+    replan: bool = False
+    unsupported: set[Any] = field(default_factory=set)
+    unsupported_fields: set[tuple[int, int]] = field(default_factory=set)
+    state_fallback_links: list[int] = field(default_factory=list)
+    reasons: int | None = None  # significant clocks-event bits last seen
+    link_states: list[int | None] = field(default_factory=list)
+
+
+class NvmlCollector:
+    """A Source over this host's GPUs through NVML.
+
+    Args:
+        nvml: the pynvml module, or a pynvml-compatible one (a simulated tray).
+        name: the host, shown in events' `source` and by `monitor doctor`.
+        tray: the compute tray 1..18 this host is, for GPUs whose driver has no platform info (H100).
+        process_every: sample the running compute processes every this many ticks (they are the
+            slowest NVML calls).
+
+    Raises:
+        NvmlUnavailable: NVML cannot be initialised here (the message is one line).
+        ValueError: `tray` or `process_every` is out of range, or the GPUs cannot be placed in the rack.
+    """
+
+    def __init__(
+        self, nvml: Any = pynvml, *, name: str = "localhost", tray: int | None = None, process_every: int = 5
+    ) -> None:
+        """Initialise NVML, read every GPU's static facts once and register for XID events."""
+        if tray is not None:
+            check_tray(tray)
+        if process_every < 1:
+            raise ValueError(f"process_every must be >= 1, got {process_every}")
+        self.name = name
+        self._nvml = nvml
+        self._process_every = process_every
+        self._tick = 0
+        self._closed = False
+        self._event_set: Any = None
+        self._proc_names: dict[int, str | None] = {}
+        try:
+            nvml.nvmlInit()
+        except NVML_EXCEPTIONS as exc:
+            raise NvmlUnavailable(init_reason(exc)) from None
+        try:
+            count = nvml.nvmlDeviceGetCount()
+            facts = [read_facts(nvml, i) for i in range(count)]
+            infos = gpu_infos(facts, tray)
+        except NVML_EXCEPTIONS as exc:
+            self._shutdown()
+            raise NvmlUnavailable(init_reason(exc)) from None
+        except ValueError:
+            self._shutdown()
+            raise
+        self._gpus = [
+            _Gpu(
+                info=info,
+                handle=f.handle,
+                plan=FieldPlan.build(info.nvlink_count),
+                lost=f.lost,
+                lost_detail="GPU_IS_LOST while reading static facts" if f.lost else "",
+                link_states=[None] * info.nvlink_count,
+            )
+            for f, info in zip(facts, infos, strict=True)
+        ]
+        self.gpus: list[GpuInfo] = infos
+        """Static facts of every GPU, in NVML order."""
+        self._by_handle = {handle_key(g.handle): g for g in self._gpus if g.handle is not None}
+        self._by_uuid = {g.info.uuid: g for g in self._gpus}
+        self._open_events()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def _open_events(self) -> None:
+        """Create the XID event set; a driver without events simply yields none."""
+        nvml = self._nvml
+        try:
+            event_set = nvml.nvmlEventSetCreate()
+        except NVML_EXCEPTIONS:
+            return
+        registered = 0
+        for g in self._gpus:
+            if g.handle is None or g.lost:
+                continue
+            try:
+                nvml.nvmlDeviceRegisterEvents(g.handle, pynvml.nvmlEventTypeXidCriticalError, event_set)
+                registered += 1
+            except NVML_EXCEPTIONS:
+                continue
+        if registered:
+            self._event_set = event_set
+        else:
+            self._free_events(event_set)
+
+    def _free_events(self, event_set: Any) -> None:
+        with contextlib.suppress(NVML_EXCEPTIONS):
+            self._nvml.nvmlEventSetFree(event_set)
+
+    def _shutdown(self) -> None:
+        with contextlib.suppress(NVML_EXCEPTIONS):
+            self._nvml.nvmlShutdown()
+
+    def close(self) -> None:
+        """Free the event set and shut NVML down (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._event_set is not None:
+            self._free_events(self._event_set)
+            self._event_set = None
+        self._shutdown()
+
+    def __enter__(self) -> NvmlCollector:
+        """Use as a context manager that closes on exit."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close."""
+        self.close()
+
+    # -- polling -----------------------------------------------------------------------------------------
+
+    def _call(self, g: _Gpu, key: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call one NVML function for GPU `g` under the per-call error policy; None when no answer."""
+        if g.lost or key in g.unsupported:
+            return None
+        try:
+            return fn(*args)
+        except NVML_EXCEPTIONS as exc:
+            outcome = outcome_of(exc)
+            if outcome is Outcome.UNSUPPORTED:
+                g.unsupported.add(key)
+            elif outcome is Outcome.LOST:
+                g.lost = True
+                g.lost_detail = f"{error_name(exc)} from {key}"
+            else:
+                g.errored = True
+            return None
+
+    def poll(self, ts_ms: int) -> Frame:
+        """Collect one tick; never raises for a per-GPU or per-field problem."""
+        events: dict[str, list[Any]] = {name: [] for name in ("kind", "gpu", "link", "code", "detail")}
+        self._drain_events(events)
+        sample_processes = self._tick % self._process_every == 0
+        self._tick += 1
+        rows: list[tuple[Any, ...]] = []
+        links: dict[str, list[Any]] = {"gpu": [], "link": [], **{c: [] for c in LINK_COLUMNS}}
+        procs: dict[str, list[Any]] = {"gpu": [], "pid": [], "name": [], "used_mib": []}
+        for g in self._gpus:
+            info = g.info
+            metrics: tuple[Any, ...] | None = None
+            state = GpuState.LOST
+            if not g.lost and g.handle is not None:
+                metrics = self._read_gpu(g, links, events)
+                if metrics is not None and sample_processes:
+                    self._read_processes(g, procs)
+                state = GpuState.ERROR if g.errored else GpuState.OK
+            elif not g.lost:
+                state = GpuState.ERROR  # no handle: the driver refused it at open
+            if g.lost:
+                metrics, state = None, GpuState.LOST
+                if not g.lost_reported:
+                    g.lost_reported = True
+                    self._event(
+                        events,
+                        EventKind.GPU_LOST,
+                        info.gpu,
+                        None,
+                        pynvml.NVML_ERROR_GPU_IS_LOST,
+                        f"{info.label} {info.uuid}: {g.lost_detail}",
+                    )
+            rows.append((ts_ms, info.gpu, info.uuid, info.tray, int(state), *(metrics or _NULL_METRICS)))
+        batches = {
+            "gpu": _batch("gpu", dict(zip(GPU_COLUMNS, map(list, zip(*rows, strict=True)), strict=True)))
+        }
+        if links["gpu"]:
+            links["ts"] = [ts_ms] * len(links["gpu"])
+            batches["nvlink"] = _batch("nvlink", links)
+        if events["kind"]:
+            events["ts"] = [ts_ms] * len(events["kind"])
+            events["source"] = [self.name] * len(events["kind"])
+            batches["events"] = _batch("events", events)
+        if procs["gpu"]:
+            procs["ts"] = [ts_ms] * len(procs["gpu"])
+            batches["processes"] = _batch("processes", procs)
+        return Frame(ts_ms=ts_ms, batches=batches)
+
+    def _read_gpu(self, g: _Gpu, links: dict[str, list[Any]], events: dict[str, list[Any]]) -> tuple | None:
+        """Read one GPU's metrics in gpu-table column order (after ts..state); None once it is lost."""
+        nvml, h, call, info = self._nvml, g.handle, self._call, g.info
+        g.errored = False
+        util = call(g, K_UTIL, nvml.nvmlDeviceGetUtilizationRates, h)
+        memory = call(g, K_MEMORY, nvml.nvmlDeviceGetMemoryInfo, h)
+        power = call(g, K_POWER, nvml.nvmlDeviceGetPowerUsage, h)
+        energy = call(g, K_ENERGY, nvml.nvmlDeviceGetTotalEnergyConsumption, h)
+        temp = call(g, K_TEMP_V, nvml.nvmlDeviceGetTemperatureV, h, pynvml.NVML_TEMPERATURE_GPU)
+        if temp is None and K_TEMP_V in g.unsupported:
+            # Drivers before nvmlDeviceGetTemperatureV still have the deprecated call.
+            temp = call(g, K_TEMP, nvml.nvmlDeviceGetTemperature, h, pynvml.NVML_TEMPERATURE_GPU)
+        margin = call(g, K_MARGIN, nvml.nvmlDeviceGetMarginTemperature, h)
+        sm_clock = call(g, K_CLOCK_SM, nvml.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_SM)
+        mem_clock = call(g, K_CLOCK_MEM, nvml.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_MEM)
+        reasons = call(g, K_REASONS, nvml.nvmlDeviceGetCurrentClocksEventReasons, h)
+        pstate = call(g, K_PSTATE, nvml.nvmlDeviceGetPerformanceState, h)
+        ecc_c = call(
+            g,
+            K_ECC_CORRECTED,
+            nvml.nvmlDeviceGetTotalEccErrors,
+            h,
+            pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED,
+            pynvml.NVML_VOLATILE_ECC,
+        )
+        ecc_u = call(
+            g,
+            K_ECC_UNCORRECTED,
+            nvml.nvmlDeviceGetTotalEccErrors,
+            h,
+            pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
+            pynvml.NVML_VOLATILE_ECC,
+        )
+        plan = g.plan
+        values: Sequence[Any] | None = None
+        if plan.request:
+            raw = call(g, K_FIELDS, nvml.nvmlDeviceGetFieldValues, h, plan.request)
+            if raw is not None:
+                values, rets = decode_field_values(raw, plan.unpacker)
+                if any(rets):
+                    self._field_errors(g, rets)
+        if g.lost:
+            return None
+
+        def scalar(column: str) -> Any:
+            pos = plan.gpu_positions.get(column)
+            return None if values is None or pos is None else values[pos]
+
+        n = plan.link_count
+        link_cols = {
+            c: plan.link_values(c, values) if values is not None else [None] * n for c in LINK_COLUMNS
+        }
+        states = link_cols["state"]
+        for link in g.state_fallback_links:
+            enabled = call(g, ("nvmlDeviceGetNvLinkState", link), nvml.nvmlDeviceGetNvLinkState, h, link)
+            if enabled is not None:
+                states[link] = NVLINK_STATE_ACTIVE if enabled else pynvml.NVML_NVLINK_STATE_INACTIVE
+        if g.lost:
+            return None
+        if n:
+            links["gpu"].extend([info.gpu] * n)
+            links["link"].extend(range(n))
+            for c in LINK_COLUMNS:
+                links[c].extend(link_cols[c])
+            self._link_events(g, states, events)
+        known = [s for s in states if s is not None]
+        nvlink_up = sum(1 for s in known if s == NVLINK_STATE_ACTIVE) if known else None
+        if reasons is not None:
+            self._clocks_event(g, reasons, events)
+        if g.replan:
+            self._replan(g)
+        return (
+            None if util is None else util.gpu,
+            None if util is None else util.memory,
+            None if memory is None else memory.used // MIB,
+            info.mem_total_mib if memory is None else memory.total // MIB,
+            power,
+            info.power_limit_mw,
+            energy,
+            temp,
+            scalar("temp_mem_c"),
+            margin,
+            sm_clock,
+            mem_clock,
+            reasons,
+            None if pstate == pynvml.NVML_PSTATE_UNKNOWN else pstate,
+            ecc_c,
+            ecc_u,
+            scalar("nvlink_tx_kib"),
+            scalar("nvlink_rx_kib"),
+            nvlink_up,
+        )
+
+    def _field_errors(self, g: _Gpu, rets: Sequence[int]) -> None:
+        """Apply the error policy to each failed entry of a field-values batch."""
+        request = g.plan.request
+        for i, ret in enumerate(rets):
+            if not ret:
+                continue
+            outcome = outcome_of_code(ret)
+            if outcome is Outcome.UNSUPPORTED:
+                g.unsupported_fields.add(request[i])
+                g.replan = True
+            elif outcome is Outcome.LOST:
+                g.lost = True
+                g.lost_detail = f"GPU_IS_LOST from field {request[i][0]}"
+
+    def _replan(self, g: _Gpu) -> None:
+        """Rebuild the request without the unsupported fields; links without field 165 use the call."""
+        g.replan = False
+        g.plan = FieldPlan.build(g.info.nvlink_count, g.unsupported_fields)
+        g.state_fallback_links = [
+            link for link in range(g.info.nvlink_count) if (FI_NVLINK_STATE, link) in g.unsupported_fields
+        ]
+
+    def _link_events(self, g: _Gpu, states: list[int | None], events: dict[str, list[Any]]) -> None:
+        """link_down / link_up when a link leaves or re-enters the up states (not on the first reading)."""
+        previous = g.link_states
+        for link, state in enumerate(states):
+            if state is None:
+                continue
+            before = previous[link]
+            previous[link] = state
+            if before is None or (before in LINK_UP_STATES) == (state in LINK_UP_STATES):
+                continue
+            kind = EventKind.LINK_UP if state in LINK_UP_STATES else EventKind.LINK_DOWN
+            self._event(
+                events,
+                kind,
+                g.info.gpu,
+                link,
+                state,
+                f"{g.info.label} NVLink {link}: state {before} -> {state}",
+            )
+
+    def _clocks_event(self, g: _Gpu, reasons: int, events: dict[str, list[Any]]) -> None:
+        """clocks_event when the significant reason bits change (GpuIdle and settings bits ignored)."""
+        significant = reasons & ~CLOCKS_EVENT_IGNORED
+        before = g.reasons
+        g.reasons = significant
+        if before is None or before == significant:
+            return
+        detail = clocks_event_names(significant)
+        if not significant:
+            detail = f"None (cleared {clocks_event_names(before)})"
+        self._event(events, EventKind.CLOCKS_EVENT, g.info.gpu, None, significant, detail)
+
+    def _read_processes(self, g: _Gpu, procs: dict[str, list[Any]]) -> None:
+        """Append the GPU's running compute processes (pid, name, used MiB)."""
+        running = self._call(g, K_PROCESSES, self._nvml.nvmlDeviceGetComputeRunningProcesses, g.handle)
+        if not running:
+            return
+        for p in running:
+            used = getattr(p, "usedGpuMemory", None)
+            procs["gpu"].append(g.info.gpu)
+            procs["pid"].append(p.pid)
+            procs["name"].append(self._process_name(p.pid))
+            procs["used_mib"].append(None if used is None else used // MIB)
+
+    def _process_name(self, pid: int) -> str | None:
+        """The process's name through NVML, cached per pid (None where NVML cannot name it)."""
+        if pid in self._proc_names:
+            return self._proc_names[pid]
+        try:
+            name = self._nvml.nvmlSystemGetProcessName(pid) or None
+        except NVML_EXCEPTIONS:
+            name = None
+        if len(self._proc_names) > 4096:  # pids come and go; keep the cache bounded
+            self._proc_names.clear()
+        self._proc_names[pid] = name
+        return name
+
+    def _drain_events(self, events: dict[str, list[Any]]) -> None:
+        """Take every pending XID event without waiting (timeout 0), until NVML says Timeout."""
+        if self._event_set is None:
+            return
+        nvml = self._nvml
+        for _ in range(MAX_EVENTS_PER_TICK):
+            try:
+                data = nvml.nvmlEventSetWait(self._event_set, 0)
+            except NVML_EXCEPTIONS:
+                # Timeout: nothing pending. GPU_IS_LOST or another error: the per-GPU calls find the GPU;
+                # events still queued are taken next tick.
+                return
+            if not data.eventType & pynvml.nvmlEventTypeXidCriticalError:
+                continue
+            g = self._gpu_of(data.device)
+            xid = int(data.eventData)
+            label = f"{g.info.label} " if g is not None else ""
+            self._event(
+                events,
+                EventKind.XID,
+                None if g is None else g.info.gpu,
+                None,
+                xid,
+                f"{label}{xid_detail(xid)}",
+            )
+
+    def _gpu_of(self, device: Any) -> _Gpu | None:
+        """The GPU an event's device handle names."""
+        g = self._by_handle.get(handle_key(device))
+        if g is not None:
+            return g
+        try:
+            return self._by_uuid.get(self._nvml.nvmlDeviceGetUUID(device))
+        except NVML_EXCEPTIONS:
+            return None
+
+    @staticmethod
+    def _event(
+        events: dict[str, list[Any]],
+        kind: str,
+        gpu: int | None,
+        link: int | None,
+        code: int | None,
+        detail: str,
+    ) -> None:
+        events["kind"].append(kind)
+        events["gpu"].append(gpu)
+        events["link"].append(link)
+        events["code"].append(code)
+        events["detail"].append(detail)
+
+
+_INT_BOUNDS = {
+    pa.int8(): (-(1 << 7), (1 << 7) - 1),
+    pa.int16(): (-(1 << 15), (1 << 15) - 1),
+    pa.int32(): (-(1 << 31), (1 << 31) - 1),
+    pa.int64(): (-(1 << 63), (1 << 63) - 1),
+}
+
+
+def _batch(table: str, columns: dict[str, list[Any]]) -> pa.RecordBatch:
+    """batch_from_columns, but a value outside its column's type (a driver's 'not available' sentinel such
+    as 0xFFFFFFFF, a wrapped u64 counter) becomes null instead of failing the tick."""
+    try:
+        return batch_from_columns(table, columns)
+    except (pa.ArrowInvalid, OverflowError):
+        pass
+    schema = TABLES[table]
+    fixed: dict[str, list[Any]] = {}
+    for name, values in columns.items():
+        bounds = _INT_BOUNDS.get(schema.field(name).type)
+        if bounds is None:
+            fixed[name] = values
+            continue
+        lo, hi = bounds
+        fixed[name] = [v if v is None or (isinstance(v, int) and lo <= v <= hi) else None for v in values]
+    return batch_from_columns(table, fixed)

@@ -1,0 +1,247 @@
+"""Static facts of each local GPU (read once at open), its place in the rack, and whether NVML works here."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pynvml
+
+from collectors import rack
+from collectors.nvml_errors import NVML_EXCEPTIONS, Outcome, error_name, outcome_of
+from collectors.nvml_fields import FI_NVLINK_LINK_COUNT, decode_field_values
+
+MIB = 1 << 20
+
+
+class NvmlUnavailable(RuntimeError):
+    """NVML cannot be used on this host; str() is one line an operator can act on."""
+
+
+Placement = Literal["platform", "config", "index"]
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """What does not change while a GPU is up: identity, place in the rack, capacities.
+
+    Attributes:
+        nvml_index: the GPU's index in this host's NVML (0..3 on a compute tray).
+        gpu: rack index 0..71, the key of every row this GPU produces.
+        tray: compute tray 1..18.
+        module: module 1..4 within the tray.
+        placed_by: "platform" (nvmlDeviceGetPlatformInfo), "config" (the configured or the sibling GPUs'
+            tray, module = NVML index + 1) or "index" (rack index = NVML index, nothing better known).
+        uuid: "GPU-..."; the GPU's identity (serials repeat across the two GPUs of a superchip).
+        slot: the physical slot from platform info, when known.
+        nvlink_count: NVLinks on the device (field 91); 0 when unknown.
+        Other attributes are None when NVML did not answer at open.
+    """
+
+    nvml_index: int
+    gpu: int
+    tray: int
+    module: int
+    placed_by: Placement
+    uuid: str
+    name: str | None
+    serial: str | None
+    pci_bus_id: str | None
+    slot: int | None
+    mem_total_mib: int | None
+    power_limit_mw: int | None
+    max_sm_clock_mhz: int | None
+    max_mem_clock_mhz: int | None
+    nvlink_count: int
+
+    @property
+    def label(self) -> str:
+        """How an operator names this GPU, e.g. 'T16.G2'."""
+        return rack.gpu_label(self.gpu)
+
+
+@dataclass
+class GpuFacts:
+    """Static facts as read, before placement; `lost` when the GPU answered GPU_IS_LOST while reading."""
+
+    nvml_index: int
+    handle: Any
+    lost: bool = False
+    uuid: str | None = None
+    name: str | None = None
+    serial: str | None = None
+    pci_bus_id: str | None = None
+    platform: tuple[int, int, int] | None = None  # (tray 1..18, module 1..4, slot)
+    mem_total_mib: int | None = None
+    power_limit_mw: int | None = None
+    max_sm_clock_mhz: int | None = None
+    max_mem_clock_mhz: int | None = None
+    nvlink_count: int = 0
+
+
+def _uchar(info: Any, name: str) -> int:
+    """An `unsigned char` member of an NVML struct that pynvml declares as c_char.
+
+    pynvml decodes c_char members as UTF-8 text, which fails for values >= 0x80, so real ctypes
+    structs are read byte-wise at the member's offset.
+    """
+    if isinstance(info, ctypes.Structure):
+        offset = getattr(type(info), name).offset
+        return ctypes.string_at(ctypes.addressof(info) + offset, 1)[0]
+    value = getattr(info, name)
+    return value if isinstance(value, int) else ord(value)
+
+
+def read_platform(nvml: Any, handle: Any) -> tuple[int, int, int] | None:
+    """(tray 1..18, module 1..4, slot) from nvmlDeviceGetPlatformInfo, or None where it has none.
+
+    Raises the NVML error (so that the caller sees GPU_IS_LOST); a place outside the rack gives None.
+    """
+    info = nvml.c_nvmlPlatformInfo_v2_t()
+    nvml.nvmlDeviceGetPlatformInfo(handle, ctypes.byref(info))
+    try:
+        tray = rack.tray_from_platform(_uchar(info, "trayIndex"))
+        module = _uchar(info, "moduleId")
+        rack.gpu_index(tray, module)
+    except ValueError:
+        return None
+    return tray, module, _uchar(info, "slotNumber")
+
+
+def read_facts(nvml: Any, index: int) -> GpuFacts:
+    """Read one GPU's static facts; each fact NVML cannot give stays None."""
+    try:
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    except NVML_EXCEPTIONS as exc:
+        return GpuFacts(index, None, lost=outcome_of(exc) is Outcome.LOST)
+    facts = GpuFacts(index, handle)
+
+    def ask(fn: Callable[[], Any]) -> Any:
+        if facts.lost:
+            return None
+        try:
+            return fn()
+        except NVML_EXCEPTIONS as exc:
+            facts.lost = outcome_of(exc) is Outcome.LOST
+            return None
+
+    facts.uuid = ask(lambda: nvml.nvmlDeviceGetUUID(handle))
+    facts.name = ask(lambda: nvml.nvmlDeviceGetName(handle))
+    facts.serial = ask(lambda: nvml.nvmlDeviceGetSerial(handle))
+    facts.pci_bus_id = ask(lambda: nvml.nvmlDeviceGetPciInfo(handle).busId)
+    facts.platform = ask(lambda: read_platform(nvml, handle))
+    memory = ask(lambda: nvml.nvmlDeviceGetMemoryInfo(handle))
+    facts.mem_total_mib = None if memory is None else memory.total // MIB
+    facts.power_limit_mw = ask(lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle))
+    facts.max_sm_clock_mhz = ask(lambda: nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_SM))
+    facts.max_mem_clock_mhz = ask(lambda: nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_MEM))
+    counted = ask(lambda: nvml.nvmlDeviceGetFieldValues(handle, [(FI_NVLINK_LINK_COUNT, 0)]))
+    if counted is not None:
+        values, _ = decode_field_values(counted)
+        facts.nvlink_count = max(0, min(int(values[0] or 0), 64))
+    return facts
+
+
+def place(facts: Sequence[GpuFacts], tray: int | None) -> list[tuple[int, int, int, Placement, int | None]]:
+    """Place each GPU in the rack: (rack index, tray, module, how, slot) per GPU, in NVML order.
+
+    Platform info wins. A GPU without it goes to the configured tray, else to the tray its siblings
+    report (a GPU that fell off the bus before the collector started), with module = NVML index + 1;
+    with neither, its rack index is its NVML index.
+
+    Raises:
+        ValueError: two GPUs land on one place, or the host has more GPUs than a tray holds.
+    """
+    sibling_trays = {f.platform[0] for f in facts if f.platform is not None}
+    fallback_tray = (
+        tray if tray is not None else (next(iter(sibling_trays)) if len(sibling_trays) == 1 else None)
+    )
+    placed: list[tuple[int, int, int, Placement, int | None]] = []
+    for f in facts:
+        if f.platform is not None:
+            t, module, slot = f.platform
+            placed.append((rack.gpu_index(t, module), t, module, "platform", slot))
+        elif fallback_tray is not None:
+            if f.nvml_index >= rack.GPUS_PER_TRAY:
+                raise ValueError(
+                    f"this host has GPU index {f.nvml_index}, but a compute tray holds "
+                    f"{rack.GPUS_PER_TRAY} GPUs; do not configure a tray for it"
+                )
+            module = f.nvml_index + 1
+            placed.append((rack.gpu_index(fallback_tray, module), fallback_tray, module, "config", None))
+        else:
+            t, module = rack.gpu_place(f.nvml_index)
+            placed.append((f.nvml_index, t, module, "index", None))
+    seen: dict[int, int] = {}
+    for f, (gpu, *_rest) in zip(facts, placed, strict=True):
+        if gpu in seen:
+            raise ValueError(
+                f"NVML GPUs {seen[gpu]} and {f.nvml_index} both map to rack position {rack.gpu_label(gpu)}"
+            )
+        seen[gpu] = f.nvml_index
+    return placed
+
+
+def gpu_infos(facts: Sequence[GpuFacts], tray: int | None) -> list[GpuInfo]:
+    """GpuInfo of every GPU, placed (see place())."""
+    infos = []
+    for f, (gpu, t, module, how, slot) in zip(facts, place(facts, tray), strict=True):
+        infos.append(
+            GpuInfo(
+                nvml_index=f.nvml_index,
+                gpu=gpu,
+                tray=t,
+                module=module,
+                placed_by=how,
+                # A GPU lost before its UUID was read still needs a stable, recognisable key.
+                uuid=f.uuid or f"GPU-unknown-nvml{f.nvml_index}",
+                name=f.name,
+                serial=f.serial,
+                pci_bus_id=f.pci_bus_id,
+                slot=slot,
+                mem_total_mib=f.mem_total_mib,
+                power_limit_mw=f.power_limit_mw,
+                max_sm_clock_mhz=f.max_sm_clock_mhz,
+                max_mem_clock_mhz=f.max_mem_clock_mhz,
+                nvlink_count=f.nvlink_count,
+            )
+        )
+    return infos
+
+
+def init_reason(exc: BaseException) -> str:
+    """One line for why nvmlInit or nvmlDeviceGetCount failed."""
+    if isinstance(exc, pynvml.NVMLError_LibraryNotFound):
+        return "NVML library (libnvidia-ml.so.1) not found: no NVIDIA driver on this host"
+    if isinstance(exc, pynvml.NVMLError_DriverNotLoaded):
+        return "NVIDIA driver is not loaded (nvidia kernel module missing)"
+    if isinstance(exc, pynvml.NVMLError_LibRmVersionMismatch):
+        return "NVML library and NVIDIA kernel driver versions differ (reboot or reload the driver)"
+    if isinstance(exc, pynvml.NVMLError_NoPermission):
+        return "no permission to open the NVIDIA devices (/dev/nvidia*)"
+    return f"NVML failed to initialise: {error_name(exc)}"
+
+
+def nvml_available(nvml: Any = pynvml) -> str | None:
+    """None when NVML works here and sees at least one GPU, else a one-line reason.
+
+    Args:
+        nvml: the pynvml module, or a pynvml-compatible one (a simulated tray).
+    """
+    try:
+        nvml.nvmlInit()
+    except NVML_EXCEPTIONS as exc:
+        return init_reason(exc)
+    except OSError as exc:  # a broken libnvidia-ml.so (wrong architecture, missing symbols)
+        return f"NVML library could not be loaded: {exc}"
+    try:
+        count = nvml.nvmlDeviceGetCount()
+    except NVML_EXCEPTIONS as exc:
+        return init_reason(exc)
+    finally:
+        with contextlib.suppress(NVML_EXCEPTIONS):
+            nvml.nvmlShutdown()
+    return None if count > 0 else "NVML works but sees no NVIDIA GPUs on this host"
