@@ -153,6 +153,26 @@ SERVING_HIST = pa.schema(
 )
 """Latency histograms, bucket by bucket, so percentiles can be computed over any window."""
 
+HOST = pa.schema(
+    [
+        pa.field("ts", TS, nullable=False),
+        pa.field("host", pa.string(), nullable=False),  # the collecting host's name
+        pa.field("cpu_util_q4", pa.int16()),  # all cores busy, ratio * Q4_SCALE
+        pa.field("load1_milli", pa.int32()),  # 1-minute load average * 1000
+        pa.field("cpu_count", pa.int16()),
+        pa.field("mem_total_kib", pa.int64()),
+        pa.field("mem_available_kib", pa.int64()),
+        pa.field("swap_used_kib", pa.int64()),
+        pa.field("disk_total_mib", pa.int64()),  # the filesystem holding the store
+        pa.field("disk_free_mib", pa.int64()),
+        pa.field("disk_read_bytes", pa.int64()),  # all block devices, counter
+        pa.field("disk_write_bytes", pa.int64()),  # counter
+        pa.field("net_rx_bytes", pa.int64()),  # all interfaces, counter
+        pa.field("net_tx_bytes", pa.int64()),  # counter
+    ]
+)
+"""One row per collecting host per tick (psutil), so a slow collector can be told from a slow rack."""
+
 TABLES: dict[str, pa.Schema] = {
     "gpu": GPU,
     "nvlink": NVLINK,
@@ -160,8 +180,31 @@ TABLES: dict[str, pa.Schema] = {
     "processes": PROCESSES,
     "serving": SERVING,
     "serving_hist": SERVING_HIST,
+    "host": HOST,
 }
-"""Every table a Frame may carry, by name. The store adds `host` (issue 4)."""
+"""Every table a Frame may carry, by name."""
+
+SORT_KEYS: dict[str, tuple[str, ...]] = {
+    "gpu": ("gpu",),
+    "nvlink": ("gpu", "link"),
+    "events": (),
+    "processes": ("gpu", "pid"),
+    "serving": ("endpoint", "engine"),
+    "serving_hist": ("endpoint", "metric", "le"),
+    "host": ("host",),
+}
+"""The entity of each row; sealed files are sorted by these columns, then ts (small files, fast scans)."""
+
+COUNTERS: dict[str, frozenset[str]] = {
+    "gpu": frozenset({"energy_mj", "ecc_corrected", "ecc_uncorrected", "nvlink_tx_kib", "nvlink_rx_kib"}),
+    "nvlink": frozenset({"tx_kib", "rx_kib", "rx_errors", "symbol_errors", "recovery", "recovery_failed"}),
+    "events": frozenset(),
+    "processes": frozenset(),
+    "serving": frozenset({"prompt_tokens", "generation_tokens", "requests_ok", "preemptions"}),
+    "serving_hist": frozenset({"count", "sum_s"}),
+    "host": frozenset({"disk_read_bytes", "disk_write_bytes", "net_rx_bytes", "net_tx_bytes"}),
+}
+"""Monotonic columns that may reset (driver reload, server restart): rates come from these at read time."""
 
 
 def empty_batch(table: str) -> pa.RecordBatch:

@@ -1,0 +1,216 @@
+"""The compactor: merges small segments into hourly and daily files, writes rollups, applies retention.
+
+Small files cost at query time (~0.15 ms each per query) and compress worse, so flush segments are
+merged: segments of the open hour into parts, a complete hour into one hour file (plus its 1-minute
+and 1-hour rollups), a complete day's hour files into one day file. "Complete" is judged against the
+manifest's sealed_through_ms, so no row can arrive later for a compacted hour.
+
+Every swap is one manifest publication (outputs in, inputs out); inputs are deleted only after a
+grace period, because a reader that loaded the previous manifest may still be scanning them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from storage.layout import DAY_MS, HOUR_MS, FileEntry, LiveManifest, file_relpath, unique_name
+from storage.rollups import (
+    ROLLED_UP,
+    ROLLUP_SOURCES,
+    ROLLUP_STEPS,
+    ROLLUP_TABLES,
+    compute_rollup,
+    rollup_name,
+)
+from storage.schemas import COUNTERS, SORT_KEYS, TABLES
+from storage.segments import merged_chunks, write_atomic
+
+log = logging.getLogger("storage.compactor")
+
+DAY = 86_400_000
+DEFAULT_RETENTION_MS: dict[str, int] = {
+    "gpu": 30 * DAY,
+    "nvlink": 7 * DAY,
+    "events": 365 * DAY,
+    "processes": 30 * DAY,
+    "serving": 30 * DAY,
+    "serving_hist": 30 * DAY,
+    "host": 30 * DAY,
+    **{name: 90 * DAY for name in ROLLUP_TABLES if name.endswith("_1m")},
+    **{name: 730 * DAY for name in ROLLUP_TABLES if name.endswith("_1h")},
+}
+"""How long each table's rows are kept, in ms of data time; raw NVLink is the bulk, so it goes first."""
+
+
+def table_schema(table: str) -> pa.Schema:
+    """The schema of a raw or rollup table."""
+    return TABLES[table] if table in TABLES else ROLLUP_TABLES[table]
+
+
+def table_layout(table: str) -> tuple[tuple[str, ...], frozenset[str]]:
+    """(sort keys, delta-encoded counter columns) of a raw or rollup table."""
+    if table in TABLES:
+        return SORT_KEYS[table], COUNTERS[table]
+    raw = ROLLUP_SOURCES[table]
+    counters = frozenset(f"{c}_{end}" for c in COUNTERS[raw] for end in ("first", "last"))
+    return SORT_KEYS[raw], counters
+
+
+class Compactor:
+    """Merges, rolls up and expires the files of one store; run by its one writer.
+
+    Args:
+        live: the writer's manifest.
+        grace_s: seconds a superseded file stays on disk for readers that still use it.
+        retention_ms: per-table retention overrides (data time), on top of DEFAULT_RETENTION_MS.
+        merge_segments: segments of the open hour merged into one part once this many exist.
+    """
+
+    def __init__(
+        self,
+        live: LiveManifest,
+        *,
+        grace_s: float = 60.0,
+        retention_ms: Mapping[str, int] | None = None,
+        merge_segments: int = 30,
+    ) -> None:
+        """Compact the store behind `live`."""
+        self.live = live
+        self.root: Path = live.root
+        self.grace_s = grace_s
+        self.retention_ms = {**DEFAULT_RETENTION_MS, **(retention_ms or {})}
+        self.merge_segments = merge_segments
+        self._seq = 0
+        self._failing = False
+
+    def run_once(self) -> int:
+        """Do every merge, rollup and expiry that is due; return how many files were written or dropped.
+
+        A failure (e.g. a full disk) is logged once, leaves the store as it was, and is retried on
+        the next call.
+        """
+        done = 0
+        try:
+            done += self._compact_hours()
+            done += self._compact_days()
+            done += self._expire()
+            done += self.live.purge()
+        except OSError as err:
+            if not self._failing:
+                log.error("store %s: compaction failed, will retry: %s", self.root, err)
+            self._failing = True
+            return done
+        if self._failing:
+            log.warning("store %s: compaction works again", self.root)
+        self._failing = False
+        return done
+
+    def _merge(self, table: str, inputs: Sequence[FileEntry], level: str, at_ms: int) -> FileEntry:
+        keys, counters = table_layout(table)
+        schema = table_schema(table)
+        self._seq += 1
+        rel = file_relpath(table, at_ms, unique_name(level, at_ms, self._seq))
+        chunks = merged_chunks([self.root / f.path for f in inputs], schema, keys)
+        return write_atomic(
+            self.root, rel, chunks, table=table, level=level, schema=schema, keys=keys, counters=counters
+        )
+
+    def _write(self, table: str, rows: pa.Table, level: str, at_ms: int) -> FileEntry:
+        keys, counters = table_layout(table)
+        self._seq += 1
+        rel = file_relpath(table, at_ms, unique_name(level, at_ms, self._seq))
+        return write_atomic(
+            self.root,
+            rel,
+            [rows],
+            table=table,
+            level=level,
+            schema=table_schema(table),
+            keys=keys,
+            counters=counters,
+        )
+
+    def _compact_hours(self) -> int:
+        manifest = self.live.current
+        sealed = manifest.sealed_through_ms
+        groups: dict[tuple[str, int], list[FileEntry]] = defaultdict(list)
+        for f in manifest.files:
+            if f.level in ("seg", "part"):
+                groups[(f.table, f.min_ts // HOUR_MS * HOUR_MS)].append(f)
+        done = 0
+        for (table, hour), files in sorted(groups.items(), key=lambda kv: kv[0][1]):
+            complete = sealed is not None and sealed >= hour + HOUR_MS - 1
+            if complete:
+                done += self._seal_hour(table, hour, files)
+            else:
+                segs = [f for f in files if f.level == "seg"]
+                if len(segs) >= self.merge_segments:
+                    part = self._merge(table, segs, "part", hour)
+                    self.live.commit([part], [f.path for f in segs], grace_s=self.grace_s)
+                    done += 1
+        return done
+
+    def _seal_hour(self, table: str, hour: int, files: list[FileEntry]) -> int:
+        """Merge an hour's segments and parts into one hour file and write its rollups."""
+        hour_file = self._merge(table, files, "hour", hour)
+        added = [hour_file]
+        if table in ROLLED_UP:
+            rows = self.root / hour_file.path
+            for step, step_ms in ROLLUP_STEPS.items():
+                rolled = compute_rollup(table, step_ms, rows)
+                added.append(self._write(rollup_name(table, step), rolled, "hour", hour))
+        try:
+            self.live.commit(added, [f.path for f in files], grace_s=self.grace_s)
+        except OSError:
+            for f in added:
+                (self.root / f.path).unlink(missing_ok=True)
+            raise
+        return len(added)
+
+    def _compact_days(self) -> int:
+        manifest = self.live.current
+        sealed = manifest.sealed_through_ms
+        if sealed is None:
+            return 0
+        groups: dict[tuple[str, int], list[FileEntry]] = defaultdict(list)
+        for f in manifest.files:
+            if f.level in ("hour", "day"):
+                groups[(f.table, f.min_ts // DAY_MS * DAY_MS)].append(f)
+        done = 0
+        for (table, day), files in sorted(groups.items(), key=lambda kv: kv[0][1]):
+            open_rows = any(
+                f.level in ("seg", "part") and f.table == table and day <= f.min_ts < day + DAY_MS
+                for f in manifest.files
+            )
+            if sealed < day + DAY_MS - 1 or open_rows:
+                continue
+            if len(files) == 1 and files[0].level == "day":
+                continue
+            day_file = self._merge(table, files, "day", day)
+            try:
+                self.live.commit([day_file], [f.path for f in files], grace_s=self.grace_s)
+            except OSError:
+                (self.root / day_file.path).unlink(missing_ok=True)
+                raise
+            done += 1
+        return done
+
+    def _expire(self) -> int:
+        manifest = self.live.current
+        sealed = manifest.sealed_through_ms
+        if sealed is None:
+            return 0
+        old = [
+            f.path
+            for f in manifest.files
+            if f.table in self.retention_ms and f.max_ts < sealed - self.retention_ms[f.table]
+        ]
+        if old:
+            self.live.commit([], old, grace_s=self.grace_s)
+            log.info("store %s: %d files past retention", self.root, len(old))
+        return len(old)

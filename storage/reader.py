@@ -1,0 +1,305 @@
+"""StoreReader: an in-memory DuckDB over the manifest's files plus (optionally) the live head.
+
+No file lock is taken and nothing is written, so any number of readers (the TUI, export, snapshot
+jobs, `monitor query`) run beside the one writer. Views name only files listed in the manifest,
+which is swapped atomically and whose superseded files outlive a grace period, so a query sees
+every row once: never a partial file, never a compacted file together with its inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from storage.head import Head
+from storage.layout import MANIFEST, Manifest, read_manifest
+from storage.rollups import ROLLUP_STEPS, ROLLUP_TABLES, rollup_name, spec
+from storage.schemas import SORT_KEYS, TABLES
+
+VIEWS: tuple[str, ...] = (*TABLES, *ROLLUP_TABLES)
+"""Every view a reader defines: the raw tables and their _1m/_1h rollups."""
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def ts_literal(ms: int) -> str:
+    """A TIMESTAMPTZ literal for epoch ms that DuckDB can push down into Parquet statistics."""
+    return f"make_timestamptz({int(ms) * 1000}::BIGINT)"
+
+
+class StoreReader:
+    """Read-only SQL over a store.
+
+    Args:
+        root: the store directory.
+        head: the writer's head in this process, to see rows not sealed yet; None for sealed only.
+        threads: DuckDB threads (default: DuckDB's choice).
+
+    Raises:
+        NotAStoreError, StoreVersionError: `root` is not a store this code can read.
+    """
+
+    def __init__(self, root: Path | str, head: Head | None = None, *, threads: int | None = None) -> None:
+        """Open `root` for reading."""
+        self.root = Path(root)
+        self.head = head
+        self._manifest: Manifest = read_manifest(self.root)
+        self._stamp: tuple[int, int, int] | None = self._manifest_stamp()
+        self._head_version = -1
+        config: dict[str, Any] = {"threads": threads} if threads else {}
+        self.con = duckdb.connect(config=config)
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET parquet_metadata_cache = true")
+        for name in VIEWS:
+            schema = TABLES.get(name) or ROLLUP_TABLES[name]
+            self.con.register(f"_empty_{name}", pa.table({f.name: pa.array([], f.type) for f in schema}))
+        self._build_views()
+
+    def close(self) -> None:
+        """Close the DuckDB connection."""
+        self.con.close()
+
+    def __enter__(self) -> StoreReader:
+        """Use as a context manager; close() on exit."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the reader."""
+        self.close()
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest the views are built on."""
+        return self._manifest
+
+    def _manifest_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.root / MANIFEST)
+        except FileNotFoundError:
+            return None
+        # The writer replaces the file, so a new inode means a new manifest.
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def refresh(self, force: bool = False) -> bool:
+        """Rebuild the views if the manifest or the head changed; return True if they were rebuilt."""
+        stamp = self._manifest_stamp()
+        manifest_changed = force or stamp != self._stamp
+        head_changed = self.head is not None and self.head.version != self._head_version
+        if not manifest_changed and not head_changed:
+            return False
+        if manifest_changed:
+            self._manifest = read_manifest(self.root)
+            self._stamp = stamp
+        self._build_views()
+        return True
+
+    def _build_views(self) -> None:
+        sealed = self._manifest.sealed_through_ms
+        if self.head is not None:
+            self._head_version = self.head.version
+        for name in VIEWS:
+            parts = []
+            files = self._manifest.of(name)
+            if files:
+                parts.append(self._files_sql([f.path for f in files]))
+            if self.head is not None and name in TABLES:
+                rows = self.head.table(name, since_ms=sealed)
+                if rows.num_rows:
+                    self.con.register(f"_head_{name}", rows)
+                    parts.append(f"SELECT * FROM _head_{name}")
+            if not parts:
+                parts.append(f"SELECT * FROM _empty_{name}")
+            self.con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {' UNION ALL BY NAME '.join(parts)}")
+
+    def _files_sql(self, paths: Sequence[str]) -> str:
+        listed = ", ".join(_quote(str(self.root / p)) for p in paths)
+        return f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false)"
+
+    def relation(self, table: str, since_ms: int | None = None, until_ms: int | None = None) -> str:
+        """A parenthesised SQL relation over one table's rows with since_ms <= ts <= until_ms.
+
+        Unlike the full view, it names only the files whose time range overlaps the window, so a
+        query over the last minutes opens a handful of files, not a month's.
+        """
+        if table not in VIEWS:
+            raise ValueError(f"no table {table!r}; tables: {', '.join(VIEWS)}")
+        parts = []
+        files = self._manifest.overlapping(table, since_ms, until_ms)
+        if files:
+            parts.append(self._files_sql([f.path for f in files]))
+        if self.head is not None and table in TABLES:
+            rows = self.head.table(table, since_ms=self._manifest.sealed_through_ms)
+            if rows.num_rows:
+                self.con.register(f"_win_{table}", rows)
+                parts.append(f"SELECT * FROM _win_{table}")
+        if not parts:
+            parts.append(f"SELECT * FROM _empty_{table}")
+        conds = []
+        if since_ms is not None:
+            conds.append(f"ts >= {ts_literal(since_ms)}")
+        if until_ms is not None:
+            conds.append(f"ts <= {ts_literal(until_ms)}")
+        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        return f"(SELECT * FROM ({' UNION ALL BY NAME '.join(parts)}){where})"
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
+        """Run a query over the views (refreshed first) and return its rows as Arrow.
+
+        A file can vanish under a reader that slept past the grace period; the query is then
+        retried once over the newest manifest.
+        """
+        self.refresh()
+        try:
+            return self.con.sql(query, params=params or None).to_arrow_table()
+        except duckdb.IOException:
+            if not self.refresh(force=True):
+                raise
+            return self.con.sql(query, params=params or None).to_arrow_table()
+
+    def time_range(self, table: str = "gpu") -> tuple[int, int] | None:
+        """(min ts, max ts) in epoch ms over sealed files and the head, or None when empty."""
+        lo_hi = self.sql(f"SELECT epoch_ms(min(ts)), epoch_ms(max(ts)) FROM {_ident(table)}").to_pylist()[0]
+        values = list(lo_hi.values())
+        return None if values[0] is None else (int(values[0]), int(values[1]))
+
+    def rate(
+        self,
+        table: str,
+        column: str,
+        since_ms: int,
+        until_ms: int,
+        *,
+        step_ms: int | None = None,
+        resolution: str = "raw",
+    ) -> pa.Table:
+        """Per-second rate of a counter per entity (and per step), with counter-reset detection.
+
+        As in Prometheus, a sample lower than its predecessor means the counter restarted from 0,
+        so the increase over that pair is the new value itself.
+
+        Args:
+            table: a raw table with counters (gpu, nvlink, serving, serving_hist, host).
+            column: the counter column.
+            since_ms: window start (epoch ms).
+            until_ms: window end (epoch ms).
+            step_ms: one row per entity per step when given; one row per entity otherwise.
+            resolution: "raw", or "1m"/"1h" to read the rollups' first/last values (long windows).
+
+        Returns:
+            Columns: the entity keys, ts (the step's start, when stepped), increase, seconds, rate.
+        """
+        self.refresh()
+        keys = SORT_KEYS[table]
+        if resolution == "raw":
+            rel = self.relation(table, since_ms, until_ms)
+            src = f"SELECT {', '.join(keys)}, ts, {_ident(column)} AS v FROM {rel}"
+        elif resolution in ROLLUP_STEPS:
+            if column not in spec(table).counters:
+                raise ValueError(f"{table}.{column} is not a counter")
+            rel = self.relation(rollup_name(table, resolution), since_ms, until_ms)
+            end = f"ts + INTERVAL {ROLLUP_STEPS[resolution] - 1} MILLISECOND"
+            k = ", ".join(keys)
+            src = (
+                f"SELECT {k}, ts, {_ident(column + '_first')} AS v FROM {rel} UNION ALL "
+                f"SELECT {k}, {end} AS ts, {_ident(column + '_last')} AS v FROM {rel}"
+            )
+        else:
+            raise ValueError(f"resolution must be raw, {', '.join(ROLLUP_STEPS)}; not {resolution!r}")
+        part = ", ".join(keys)
+        bucket = (
+            f"{ts_literal(0)} + to_milliseconds((epoch_ms(ts) // {step_ms}) * {step_ms})" if step_ms else None
+        )
+        group = ", ".join([*keys, *(["bucket"] if bucket else [])])
+        query = f"""
+            WITH s AS (SELECT * FROM ({src}) WHERE v IS NOT NULL),
+            p AS (
+                SELECT {part}, ts, v, lag(v) OVER w AS pv, lag(ts) OVER w AS pts
+                FROM s WINDOW w AS (PARTITION BY {part} ORDER BY ts)
+            )
+            SELECT {part}{", " + bucket + " AS bucket" if bucket else ""},
+                sum(CASE WHEN v >= pv THEN v - pv ELSE v END)::DOUBLE AS increase,
+                sum(epoch_ms(ts) - epoch_ms(pts)) / 1000.0 AS seconds
+            FROM p WHERE pv IS NOT NULL
+            GROUP BY {group} ORDER BY {group}
+        """
+        result = self.con.sql(query).to_arrow_table()
+        if bucket:
+            result = result.rename_columns([*keys, "ts", "increase", "seconds"])
+        rate = pc.divide(result.column("increase"), result.column("seconds"))
+        return result.append_column("rate", rate)
+
+    def histogram_quantile(
+        self,
+        q: float,
+        metric: str,
+        since_ms: int,
+        until_ms: int,
+        *,
+        endpoint: str | None = None,
+    ) -> float:
+        """The q-quantile (0..1) of a latency histogram over a window, as PromQL computes it.
+
+        Bucket counters' increases over the window (reset-aware) are summed over endpoints (or one
+        endpoint), then the quantile is interpolated linearly inside the bucket it falls in.
+
+        Returns:
+            Seconds; NaN when the window holds no observations.
+        """
+        inc = self.rate("serving_hist", "count", since_ms, until_ms)
+        rows = [r for r in inc.to_pylist() if r["metric"] == metric]
+        if endpoint is not None:
+            rows = [r for r in rows if r["endpoint"] == endpoint]
+        buckets: dict[float, float] = {}
+        for r in rows:
+            buckets[r["le"]] = buckets.get(r["le"], 0.0) + r["increase"]
+        return bucket_quantile(q, sorted(buckets.items()))
+
+
+def bucket_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float:
+    """PromQL's histogram_quantile over cumulative (upper bound, count) buckets sorted by bound.
+
+    Mirrors prometheus/promql/quantile.go: NaN without a +Inf bucket or observations, the upper
+    bound of the second-highest bucket when the rank lands in +Inf, linear interpolation otherwise
+    (from 0 for the first bucket when its bound is positive).
+    """
+    if math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    if len(buckets) < 2 or not math.isinf(buckets[-1][0]):
+        return math.nan
+    bounds = [b for b, _ in buckets]
+    counts: list[float] = []
+    for _, c in buckets:
+        # Counts must not fall with the bound; scrapes of different moments can make them.
+        counts.append(max(c, counts[-1]) if counts else c)
+    observations = counts[-1]
+    if observations == 0:
+        return math.nan
+    rank = q * observations
+    b = next(i for i, c in enumerate(counts) if c >= rank)
+    if b == len(buckets) - 1:
+        return bounds[-2]
+    if b == 0 and bounds[0] <= 0:
+        return bounds[0]
+    start, end, count = 0.0, bounds[b], counts[b]
+    if b > 0:
+        start = bounds[b - 1]
+        count -= counts[b - 1]
+        rank -= counts[b - 1]
+    return start + (end - start) * (rank / count)

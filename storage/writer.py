@@ -1,0 +1,314 @@
+"""StoreWriter: Frames in; the head (live view) and sealed Parquet segments out.
+
+The writer keeps the newest frames in a Head for live readers and buffers rows until a flush
+interval (of data time) has passed, then seals them as segments and publishes a new manifest. A
+crash loses at most the unsealed buffer, i.e. one flush interval. A failed seal (a full disk) keeps
+the buffer, up to `max_pending_s`, and is retried on the next interval, so writing resumes by
+itself when space returns; the live view never stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from storage.compactor import Compactor
+from storage.frame import Frame
+from storage.head import Head
+from storage.layout import (
+    HOUR_MS,
+    LOCK,
+    MANIFEST,
+    TMP_SUFFIX,
+    FileEntry,
+    LiveManifest,
+    Manifest,
+    NotAStoreError,
+    data_files,
+    file_relpath,
+    read_manifest,
+    unique_name,
+    write_manifest,
+)
+from storage.lock import WriterLock
+from storage.schemas import COUNTERS, SORT_KEYS, TABLES
+from storage.segments import sort_table, write_atomic
+
+log = logging.getLogger("storage.writer")
+
+
+@dataclass(frozen=True)
+class WriterStatus:
+    """What the writer has done, for logs and `monitor doctor`.
+
+    Attributes:
+        sealed_through_ms: every frame up to this time is on disk (None: nothing yet).
+        pending_rows: rows buffered in memory, not yet sealed.
+        dropped_rows: rows given up while the disk stayed full past max_pending_s.
+        last_error: the last write error, or None once writing works again.
+        files: live files in the manifest.
+    """
+
+    sealed_through_ms: int | None
+    pending_rows: int
+    dropped_rows: int
+    last_error: str | None
+    files: int
+
+
+class StoreWriter:
+    """The one writer of a store directory.
+
+    Args:
+        root: the store directory; created if it does not exist or is empty.
+        head: the Head live readers use; a new one if None. The writer appends every frame to it.
+        flush_interval_s: seal a segment once the buffer spans this much data time.
+        compaction: "background" (a thread, for live collection), "inline" (after each seal; for
+            backfills and tests) or "off".
+        grace_s: seconds superseded files stay on disk for readers still using them.
+        retention_ms: per-table retention overrides (see compactor.DEFAULT_RETENTION_MS).
+        max_pending_s: while seals fail, keep at most this much buffered data time (oldest dropped).
+        merge_segments: segments of the open hour that trigger a merge into one part.
+
+    Raises:
+        NotAStoreError, StoreVersionError: `root` holds something else or a newer store.
+        StoreLockedError: another writer holds the store.
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        head: Head | None = None,
+        flush_interval_s: float = 10.0,
+        compaction: str = "background",
+        grace_s: float = 60.0,
+        retention_ms: Mapping[str, int] | None = None,
+        max_pending_s: float = 3600.0,
+        merge_segments: int = 30,
+    ) -> None:
+        """Open (or create) the store at `root` for writing."""
+        if compaction not in ("background", "inline", "off"):
+            raise ValueError(f"compaction must be background, inline or off, not {compaction!r}")
+        self.root = Path(root)
+        self.head = head if head is not None else Head()
+        self.flush_interval_ms = int(flush_interval_s * 1000)
+        self.max_pending_ms = int(max_pending_s * 1000)
+        self._lock = _open_store(self.root)
+        try:
+            manifest = read_manifest(self.root) if (self.root / MANIFEST).exists() else None
+            if manifest is None:
+                manifest = Manifest()
+                write_manifest(self.root, manifest)
+            _remove_unlisted(self.root, manifest)
+        except BaseException:
+            self._lock.release()
+            raise
+        self.live = LiveManifest(self.root, manifest)
+        self.compactor = Compactor(
+            self.live, grace_s=grace_s, retention_ms=retention_ms, merge_segments=merge_segments
+        )
+        self._compaction = compaction
+        self._pending: dict[str, list[pa.RecordBatch]] = {}
+        self._pending_ts: list[int] = []
+        self._seq = 0
+        self._dropped = 0
+        self._stale_frames = 0
+        self._error: str | None = None
+        self._closed = False
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        if compaction == "background":
+            self._thread = threading.Thread(target=self._compact_loop, name="store-compactor", daemon=True)
+            self._thread.start()
+
+    @property
+    def status(self) -> WriterStatus:
+        """A snapshot of the writer's state."""
+        manifest = self.live.current
+        return WriterStatus(
+            sealed_through_ms=manifest.sealed_through_ms,
+            pending_rows=sum(b.num_rows for batches in self._pending.values() for b in batches),
+            dropped_rows=self._dropped,
+            last_error=self._error,
+            files=len(manifest.files),
+        )
+
+    def append(self, frame: Frame) -> None:
+        """Add one tick: to the head at once, to disk at the next seal."""
+        self.head.append(frame)
+        sealed = self.live.current.sealed_through_ms
+        if sealed is not None and frame.ts_ms <= sealed:
+            # Already on disk from an earlier run (a clock that went back): storing it again would
+            # duplicate rows in a compacted hour.
+            if self._stale_frames == 0:
+                log.warning("store %s: dropping frames at or before %d (already sealed)", self.root, sealed)
+            self._stale_frames += 1
+            return
+        if self._pending_ts and frame.ts_ms - self._pending_ts[0] >= self.flush_interval_ms:
+            self.flush()
+        for name, batch in frame.batches.items():
+            if batch.num_rows:
+                self._pending.setdefault(name, []).append(_conform(name, batch))
+        self._pending_ts.append(frame.ts_ms)
+
+    def flush(self) -> bool:
+        """Seal everything buffered now; return False (and keep the buffer) if the disk refused."""
+        if not self._pending_ts:
+            return True
+        try:
+            entries = self._seal()
+        except OSError as err:
+            if self._error is None:
+                log.error(
+                    "store %s: cannot write (%s); keeping the live view and up to %.0f s in memory, "
+                    "will retry every flush",
+                    self.root,
+                    err.strerror or err,
+                    self.max_pending_ms / 1000,
+                )
+            self._error = str(err)
+            self._trim_pending()
+            return False
+        if self._error is not None:
+            log.warning("store %s: writing again (%d rows were dropped meanwhile)", self.root, self._dropped)
+        self._error = None
+        self._pending.clear()
+        self._pending_ts.clear()
+        if entries and self._compaction == "inline":
+            self.compactor.run_once()
+        elif entries:
+            self._wake.set()
+        return True
+
+    def compact(self) -> int:
+        """Run every due compaction now (in this thread); return the files written or dropped."""
+        return self.compactor.run_once()
+
+    def close(self) -> None:
+        """Seal what is buffered, stop the compactor thread and release the lock (idempotent)."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._wake.set()
+            if self._thread is not None:
+                self._thread.join()
+            self._lock.release()
+
+    def __enter__(self) -> StoreWriter:
+        """Use as a context manager; close() on exit."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the writer."""
+        self.close()
+
+    def _seal(self) -> list[FileEntry]:
+        """Write every buffered table as segments (one per hour it spans) and publish them."""
+        written: list[FileEntry] = []
+        try:
+            for name, batches in self._pending.items():
+                rows = pa.Table.from_batches(batches, schema=TABLES[name])
+                hours = pc.divide(rows.column("ts").cast(pa.int64()), HOUR_MS)
+                spanned = pc.unique(hours).to_pylist()
+                for hour in spanned:
+                    part = rows if len(spanned) == 1 else rows.filter(pc.equal(hours, hour))
+                    written.append(self._write_segment(name, part, hour * HOUR_MS))
+            self.live.commit(written, sealed_through_ms=self._pending_ts[-1])
+        except BaseException:
+            for entry in written:
+                (self.root / entry.path).unlink(missing_ok=True)
+            raise
+        return written
+
+    def _write_segment(self, name: str, rows: pa.Table, hour_ms: int) -> FileEntry:
+        self._seq += 1
+        first = int(pc.min(rows.column("ts").cast(pa.int64())).as_py())
+        rel = file_relpath(name, hour_ms, unique_name("seg", first, self._seq))
+        return write_atomic(
+            self.root,
+            rel,
+            [sort_table(rows, SORT_KEYS[name])],
+            table=name,
+            level="seg",
+            schema=TABLES[name],
+            keys=SORT_KEYS[name],
+            counters=COUNTERS[name],
+        )
+
+    def _trim_pending(self) -> None:
+        """Drop the oldest buffered ticks beyond max_pending_ms (the disk has been full that long)."""
+        if self._pending_ts[-1] - self._pending_ts[0] <= self.max_pending_ms:
+            return
+        cutoff = self._pending_ts[-1] - self.max_pending_ms
+        for name, batches in self._pending.items():
+            kept = []
+            for batch in batches:
+                ts = batch.column("ts").cast(pa.int64())
+                mask = pc.greater_equal(ts, cutoff)
+                self._dropped += batch.num_rows - pc.sum(mask.cast(pa.int64())).as_py()
+                kept_batch = batch.filter(mask)
+                if kept_batch.num_rows:
+                    kept.append(kept_batch)
+            self._pending[name] = kept
+        self._pending_ts = [t for t in self._pending_ts if t >= cutoff]
+
+    def _compact_loop(self) -> None:
+        """Background compaction: wake after each seal, stop when the writer closes."""
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                return
+            self.compactor.run_once()
+
+
+def _conform(name: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch in its table's exact schema (a source may build it with looser nullability)."""
+    schema = TABLES.get(name)
+    if schema is None:
+        raise ValueError(f"frame carries unknown table {name!r}; known: {', '.join(TABLES)}")
+    if batch.schema.equals(schema):
+        return batch
+    return batch.select(schema.names).cast(schema)
+
+
+def _open_store(root: Path) -> WriterLock:
+    """Create the store directory if needed, refuse a foreign one, and take its write lock."""
+    if root.exists() and not root.is_dir():
+        raise NotAStoreError(f"{root} is not a rack-monitor store (it is a file)")
+    if root.is_dir() and not (root / MANIFEST).exists():
+        # Only a store's own lock or an interrupted first manifest may already be there.
+        others = [p.name for p in root.iterdir() if p.name not in (LOCK, MANIFEST + TMP_SUFFIX)]
+        if others:
+            raise NotAStoreError(
+                f"{root} is not a rack-monitor store (no {MANIFEST}, and it holds other files); "
+                "pick an empty or new directory"
+            )
+    elif root.is_dir():
+        read_manifest(root)  # a clear error for a foreign or newer store before touching its lock
+    root.mkdir(parents=True, exist_ok=True)
+    return WriterLock(root)
+
+
+def _remove_unlisted(root: Path, manifest: Manifest) -> None:
+    """Delete what a crashed writer left: temp files and files it never published."""
+    known = {f.path for f in manifest.files} | {p for p, _ in manifest.doomed}
+    removed = 0
+    for path in data_files(root):
+        rel = path.relative_to(root).as_posix()
+        if rel not in known:
+            path.unlink(missing_ok=True)
+            removed += 1
+    (root / (MANIFEST + TMP_SUFFIX)).unlink(missing_ok=True)
+    if removed:
+        log.info("store %s: removed %d unpublished files left by an interrupted writer", root, removed)
