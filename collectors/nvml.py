@@ -13,20 +13,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
 import pynvml
 
 from collectors.nvml_errors import NVML_EXCEPTIONS, Outcome, error_name, outcome_of, outcome_of_code
 from collectors.nvml_fields import (
-    CLOCKS_EVENT_IGNORED,
     FI_NVLINK_STATE,
     LINK_COLUMNS,
     NVLINK_STATE_ACTIVE,
     FieldPlan,
-    clocks_event_names,
     decode_field_values,
     xid_detail,
 )
+from collectors.nvml_rows import EventRows, safe_batch
 from collectors.nvml_static import (
     MIB,
     GpuInfo,
@@ -37,16 +35,13 @@ from collectors.nvml_static import (
     read_facts,
 )
 from collectors.rack import check_tray
-from storage.frame import Frame, batch_from_columns
-from storage.schemas import GPU, TABLES, EventKind, GpuState
+from storage.frame import Frame
+from storage.schemas import GPU, EventKind, GpuState
 
 __all__ = ["GpuInfo", "NvmlCollector", "NvmlUnavailable", "nvml_available"]
 
 MAX_EVENTS_PER_TICK = 1024
 """Bound on events drained in one tick, so an event storm cannot stall collection."""
-
-LINK_UP_STATES = frozenset({NVLINK_STATE_ACTIVE, pynvml.NVML_NVLINK_STATE_SLEEP})
-"""Link states that count as up for link_down/link_up events (SLEEP is power saving, not a fault)."""
 
 GPU_COLUMNS: tuple[str, ...] = tuple(f.name for f in GPU)
 _METRIC_COUNT = len(GPU_COLUMNS) - 5  # after ts, gpu, uuid, tray, state
@@ -231,7 +226,7 @@ class NvmlCollector:
 
     def poll(self, ts_ms: int) -> Frame:
         """Collect one tick; never raises for a per-GPU or per-field problem."""
-        events: dict[str, list[Any]] = {name: [] for name in ("kind", "gpu", "link", "code", "detail")}
+        events = EventRows()
         self._drain_events(events)
         sample_processes = self._tick % self._process_every == 0
         self._tick += 1
@@ -253,31 +248,23 @@ class NvmlCollector:
                 metrics, state = None, GpuState.LOST
                 if not g.lost_reported:
                     g.lost_reported = True
-                    self._event(
-                        events,
-                        EventKind.GPU_LOST,
-                        info.gpu,
-                        None,
-                        pynvml.NVML_ERROR_GPU_IS_LOST,
-                        f"{info.label} {info.uuid}: {g.lost_detail}",
-                    )
+                    detail = f"{info.label} {info.uuid}: {g.lost_detail}"
+                    events.add(EventKind.GPU_LOST, info.gpu, None, pynvml.NVML_ERROR_GPU_IS_LOST, detail)
             rows.append((ts_ms, info.gpu, info.uuid, info.tray, int(state), *(metrics or _NULL_METRICS)))
         batches = {
-            "gpu": _batch("gpu", dict(zip(GPU_COLUMNS, map(list, zip(*rows, strict=True)), strict=True)))
+            "gpu": safe_batch("gpu", dict(zip(GPU_COLUMNS, map(list, zip(*rows, strict=True)), strict=True)))
         }
         if links["gpu"]:
             links["ts"] = [ts_ms] * len(links["gpu"])
-            batches["nvlink"] = _batch("nvlink", links)
-        if events["kind"]:
-            events["ts"] = [ts_ms] * len(events["kind"])
-            events["source"] = [self.name] * len(events["kind"])
-            batches["events"] = _batch("events", events)
+            batches["nvlink"] = safe_batch("nvlink", links)
+        if events:
+            batches["events"] = events.batch(ts_ms, self.name)
         if procs["gpu"]:
             procs["ts"] = [ts_ms] * len(procs["gpu"])
-            batches["processes"] = _batch("processes", procs)
+            batches["processes"] = safe_batch("processes", procs)
         return Frame(ts_ms=ts_ms, batches=batches)
 
-    def _read_gpu(self, g: _Gpu, links: dict[str, list[Any]], events: dict[str, list[Any]]) -> tuple | None:
+    def _read_gpu(self, g: _Gpu, links: dict[str, list[Any]], events: EventRows) -> tuple | None:
         """Read one GPU's metrics in gpu-table column order (after ts..state); None once it is lost."""
         nvml, h, call, info = self._nvml, g.handle, self._call, g.info
         g.errored = False
@@ -341,11 +328,11 @@ class NvmlCollector:
             links["link"].extend(range(n))
             for c in LINK_COLUMNS:
                 links[c].extend(link_cols[c])
-            self._link_events(g, states, events)
+            events.link_changes(info.gpu, info.label, g.link_states, states)
         known = [s for s in states if s is not None]
         nvlink_up = sum(1 for s in known if s == NVLINK_STATE_ACTIVE) if known else None
         if reasons is not None:
-            self._clocks_event(g, reasons, events)
+            g.reasons = events.clocks_change(info.gpu, g.reasons, reasons)
         if g.replan:
             self._replan(g)
         return (
@@ -392,38 +379,6 @@ class NvmlCollector:
             link for link in range(g.info.nvlink_count) if (FI_NVLINK_STATE, link) in g.unsupported_fields
         ]
 
-    def _link_events(self, g: _Gpu, states: list[int | None], events: dict[str, list[Any]]) -> None:
-        """link_down / link_up when a link leaves or re-enters the up states (not on the first reading)."""
-        previous = g.link_states
-        for link, state in enumerate(states):
-            if state is None:
-                continue
-            before = previous[link]
-            previous[link] = state
-            if before is None or (before in LINK_UP_STATES) == (state in LINK_UP_STATES):
-                continue
-            kind = EventKind.LINK_UP if state in LINK_UP_STATES else EventKind.LINK_DOWN
-            self._event(
-                events,
-                kind,
-                g.info.gpu,
-                link,
-                state,
-                f"{g.info.label} NVLink {link}: state {before} -> {state}",
-            )
-
-    def _clocks_event(self, g: _Gpu, reasons: int, events: dict[str, list[Any]]) -> None:
-        """clocks_event when the significant reason bits change (GpuIdle and settings bits ignored)."""
-        significant = reasons & ~CLOCKS_EVENT_IGNORED
-        before = g.reasons
-        g.reasons = significant
-        if before is None or before == significant:
-            return
-        detail = clocks_event_names(significant)
-        if not significant:
-            detail = f"None (cleared {clocks_event_names(before)})"
-        self._event(events, EventKind.CLOCKS_EVENT, g.info.gpu, None, significant, detail)
-
     def _read_processes(self, g: _Gpu, procs: dict[str, list[Any]]) -> None:
         """Append the GPU's running compute processes (pid, name, used MiB)."""
         running = self._call(g, K_PROCESSES, self._nvml.nvmlDeviceGetComputeRunningProcesses, g.handle)
@@ -449,7 +404,7 @@ class NvmlCollector:
         self._proc_names[pid] = name
         return name
 
-    def _drain_events(self, events: dict[str, list[Any]]) -> None:
+    def _drain_events(self, events: EventRows) -> None:
         """Take every pending XID event without waiting (timeout 0), until NVML says Timeout."""
         if self._event_set is None:
             return
@@ -466,13 +421,8 @@ class NvmlCollector:
             g = self._gpu_of(data.device)
             xid = int(data.eventData)
             label = f"{g.info.label} " if g is not None else ""
-            self._event(
-                events,
-                EventKind.XID,
-                None if g is None else g.info.gpu,
-                None,
-                xid,
-                f"{label}{xid_detail(xid)}",
+            events.add(
+                EventKind.XID, None if g is None else g.info.gpu, None, xid, f"{label}{xid_detail(xid)}"
             )
 
     def _gpu_of(self, device: Any) -> _Gpu | None:
@@ -484,45 +434,3 @@ class NvmlCollector:
             return self._by_uuid.get(self._nvml.nvmlDeviceGetUUID(device))
         except NVML_EXCEPTIONS:
             return None
-
-    @staticmethod
-    def _event(
-        events: dict[str, list[Any]],
-        kind: str,
-        gpu: int | None,
-        link: int | None,
-        code: int | None,
-        detail: str,
-    ) -> None:
-        events["kind"].append(kind)
-        events["gpu"].append(gpu)
-        events["link"].append(link)
-        events["code"].append(code)
-        events["detail"].append(detail)
-
-
-_INT_BOUNDS = {
-    pa.int8(): (-(1 << 7), (1 << 7) - 1),
-    pa.int16(): (-(1 << 15), (1 << 15) - 1),
-    pa.int32(): (-(1 << 31), (1 << 31) - 1),
-    pa.int64(): (-(1 << 63), (1 << 63) - 1),
-}
-
-
-def _batch(table: str, columns: dict[str, list[Any]]) -> pa.RecordBatch:
-    """batch_from_columns, but a value outside its column's type (a driver's 'not available' sentinel such
-    as 0xFFFFFFFF, a wrapped u64 counter) becomes null instead of failing the tick."""
-    try:
-        return batch_from_columns(table, columns)
-    except (pa.ArrowInvalid, OverflowError):
-        pass
-    schema = TABLES[table]
-    fixed: dict[str, list[Any]] = {}
-    for name, values in columns.items():
-        bounds = _INT_BOUNDS.get(schema.field(name).type)
-        if bounds is None:
-            fixed[name] = values
-            continue
-        lo, hi = bounds
-        fixed[name] = [v if v is None or (isinstance(v, int) and lo <= v <= hi) else None for v in values]
-    return batch_from_columns(table, fixed)
