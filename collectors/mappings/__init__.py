@@ -1,0 +1,24 @@
+"""Mappings from scraped exposition pages (agents, dcgm-exporter, inference servers) to the store's tables.
+
+Pure functions and small stateful mappers: page text (or parsed families) + source info + tick time
+in, Arrow record batches in storage.schemas' tables out. No HTTP here; the scrape source calls these.
+"""
+
+from __future__ import annotations
+
+from collectors.mappings.common import ColumnBuilder, MappingError
+from collectors.mappings.gpu import AgentGpu, GpuPageMapper, XidTally, frame_to_agent_page
+from collectors.mappings.serving import ENGINES, detect_engine, map_serving, serving_want
+
+__all__ = [
+    "ENGINES",
+    "AgentGpu",
+    "ColumnBuilder",
+    "GpuPageMapper",
+    "MappingError",
+    "XidTally",
+    "detect_engine",
+    "frame_to_agent_page",
+    "map_serving",
+    "serving_want",
+]

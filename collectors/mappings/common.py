@@ -1,0 +1,143 @@
+"""Shared pieces of the page mappings: name normalisation, checked integer columns, histogram sums."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from collectors.agent_names import DCGM_BLANK_MIN
+from collectors.promtext import Family, Labels
+from storage.frame import batch_from_columns
+from storage.schemas import TABLES
+
+INF = math.inf
+
+
+class MappingError(ValueError):
+    """A page that parses but cannot be mapped (e.g. a GPU that cannot be placed in the rack)."""
+
+
+def canonical(name: str) -> str:
+    """A metric name with `:` read as `_` (`vllm:x` and `vllm_x` are the same metric on the wire)."""
+    return name.replace(":", "_")
+
+
+def by_canonical(families: Mapping[str, Family]) -> dict[str, Family]:
+    """Index families by canonical name (the first of two spellings wins)."""
+    index: dict[str, Family] = {}
+    for name, family in families.items():
+        index.setdefault(canonical(name), family)
+    return index
+
+
+def first_of(index: Mapping[str, Family], names: Iterable[str]) -> Family | None:
+    """The first family present among alias names (current name first, then older ones)."""
+    for name in names:
+        family = index.get(name)
+        if family is not None:
+            return family
+    return None
+
+
+def int_range(column_type: pa.DataType) -> tuple[int, int]:
+    """The value range of an Arrow integer type."""
+    bits = column_type.bit_width
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def column_ranges(table: str) -> dict[str, tuple[int, int]]:
+    """Integer value ranges of a table's integer columns, by column name."""
+    return {f.name: int_range(f.type) for f in TABLES[table] if pa.types.is_integer(f.type)}
+
+
+def checked_int(value: float, lo: int, hi: int) -> int | None:
+    """round(value) if it is a real reading that fits [lo, hi], else None (NaN, DCGM blanks, junk)."""
+    if value != value or value >= DCGM_BLANK_MIN or not lo <= value <= hi:
+        return None
+    return round(value)
+
+
+_LE_CACHE: dict[str, float] = {}
+
+
+def bound(text: str) -> float:
+    """A histogram `le` label as a float ("1", "1.0", "+Inf" ...); the parser has checked it parses."""
+    value = _LE_CACHE.get(text)
+    if value is None:
+        value = _LE_CACHE[text] = float(text)
+        if len(_LE_CACHE) > 10_000:
+            _LE_CACHE.clear()
+    return value
+
+
+def histogram_total(family: Family, scale: float = 1.0) -> tuple[list[tuple[float, float]], float | None]:
+    """Sum a histogram family's series (e.g. over vLLM's `engine` label) into one.
+
+    Cumulative bucket counts add up exactly at bounds that every series has, so the sum keeps the
+    bounds common to all series (all of them when the series agree, as they do on one page).
+
+    Args:
+        family: a parsed histogram family.
+        scale: multiplies bounds and the sum (0.001 for a histogram in milliseconds).
+
+    Returns:
+        ([(le, cumulative count)] ascending with +Inf last, sum or None); ([], None) without buckets.
+    """
+    totals: dict[float, float] = {}
+    seen: dict[float, int] = {}
+    total_sum: float | None = None
+    for name, labels, value, _ in family.samples:
+        if name.endswith("_bucket"):
+            le = bound(labels["le"])
+            totals[le] = totals.get(le, 0.0) + value
+            seen[le] = seen.get(le, 0) + 1
+        elif name.endswith("_sum"):
+            total_sum = value if total_sum is None else total_sum + value
+    series = seen.get(INF, 0)
+    if not series:
+        return [], None
+    buckets = [(le * scale, totals[le]) for le in sorted(totals) if seen[le] == series]
+    return buckets, (None if total_sum is None else total_sum * scale)
+
+
+class ColumnBuilder:
+    """Rows of one store table collected as column lists, for one batch over many pages."""
+
+    def __init__(self, table: str) -> None:
+        """Start an empty builder for a table of storage.schemas.TABLES (its `ts` is set at build)."""
+        self.table = table
+        self.names = [f.name for f in TABLES[table] if f.name != "ts"]
+        self.columns: dict[str, list[Any]] = {name: [] for name in self.names}
+
+    def __len__(self) -> int:
+        """Rows collected so far."""
+        return len(self.columns[self.names[0]])
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        """Append one row (absent columns are null)."""
+        for name in self.names:
+            self.columns[name].append(row.get(name))
+
+    def extend(self, columns: Mapping[str, Sequence[Any]], rows: int) -> None:
+        """Append `rows` rows given as columns (absent columns are null)."""
+        for name in self.names:
+            values = columns.get(name)
+            self.columns[name].extend(values if values is not None else [None] * rows)
+
+    def batch(self, ts_ms: int) -> pa.RecordBatch:
+        """The collected rows as a record batch, every row stamped `ts_ms`."""
+        columns: dict[str, Sequence[Any]] = {"ts": [ts_ms] * len(self)}
+        columns.update(self.columns)
+        return batch_from_columns(self.table, columns)
+
+
+def labels_value(labels: Labels, *names: str) -> str | None:
+    """The first of several label spellings present (`Hostname` / `hostname`, `UUID` / `uuid`)."""
+    for name in names:
+        value = labels.get(name)
+        if value is not None:
+            return value
+    return None
