@@ -163,11 +163,16 @@ class StoreReader:
         """
         self.refresh()
         try:
-            return self.con.sql(query, params=params or None).to_arrow_table()
+            return self._run(query, params)
         except duckdb.IOException:
             if not self.refresh(force=True):
                 raise
-            return self.con.sql(query, params=params or None).to_arrow_table()
+            return self._run(query, params)
+
+    def _run(self, query: str, params: Sequence[Any] | None) -> pa.Table:
+        rel = self.con.sql(query, params=params or None)
+        # Statements such as SET or CREATE VIEW return no relation.
+        return rel.to_arrow_table() if rel is not None else pa.table({})
 
     def time_range(self, table: str = "gpu") -> tuple[int, int] | None:
         """(min ts, max ts) in epoch ms over sealed files and the head, or None when empty."""

@@ -143,6 +143,10 @@ class StoreWriter:
     def append(self, frame: Frame) -> None:
         """Add one tick: to the head at once, to disk at the next seal."""
         self.head.append(frame)
+        self.store(frame)
+
+    def store(self, frame: Frame) -> None:
+        """Add one tick to disk only: for a head that someone else (a Poller) already fed."""
         sealed = self.live.current.sealed_through_ms
         if sealed is not None and frame.ts_ms <= sealed:
             # Already on disk from an earlier run (a clock that went back): storing it again would

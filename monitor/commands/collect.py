@@ -1,0 +1,128 @@
+"""`monitor collect`: the headless recorder (systemd-friendly: logs on stderr, clean stop on SIGTERM)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from monitor.commands.query import STORE_HELP, resolve_store
+from monitor.errors import UserError
+
+log = logging.getLogger("monitor.collect")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def command(
+    config: Annotated[Path | None, typer.Option("--config", help="Rack config (TOML) to scrape.")] = None,
+    sim: bool = typer.Option(False, "--sim", help="Record the simulated GB300 NVL72 instead."),
+    store: Annotated[Path | None, typer.Option("--store", help=STORE_HELP)] = None,
+    interval: str = typer.Option("1s", "--interval", help="Time between samples."),
+    duration: str | None = typer.Option(None, "--duration", help="Stop after this long (default: run on)."),
+    flush: str = typer.Option("10s", "--flush", help="Data sealed to disk at least this often."),
+    scenario: str = typer.Option("steady", "--scenario", help="Sim scenario (with --sim)."),
+    seed: int = typer.Option(0, "--seed", help="Sim seed (with --sim)."),
+) -> None:
+    """Record the rack into a store until SIGTERM/SIGINT (or --duration), sealing a last segment."""
+    from monitor.backfill import parse_duration
+
+    if (config is None) == (not sim):
+        raise UserError("pass exactly one of --config FILE or --sim")
+    root = resolve_store(store)
+    try:
+        step = parse_duration(interval, "--interval")
+        flush_s = parse_duration(flush, "--flush")
+        run_for = parse_duration(duration, "--duration") if duration is not None else None
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    sources = _sim_sources(scenario, seed) if sim else _config_sources(config)  # type: ignore[arg-type]
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    record(root, sources, interval_s=step, flush_s=flush_s, duration_s=run_for)
+
+
+def record(
+    root: Path, sources: list[Any], *, interval_s: float, flush_s: float, duration_s: float | None
+) -> None:
+    """Poll `sources` plus this host every interval into the store at `root` until stopped.
+
+    Args:
+        root: the store directory.
+        sources: collectors (Source protocol).
+        interval_s: seconds between ticks.
+        flush_s: data time per sealed segment.
+        duration_s: stop after this long; None runs until SIGTERM or SIGINT.
+    """
+    from collectors.poller import Poller
+    from storage.head import Head
+    from storage.host import HostSampler
+    from storage.layout import StoreError
+    from storage.writer import StoreWriter
+
+    head = Head()
+    try:
+        writer = StoreWriter(root, head=head, flush_interval_s=flush_s, compaction="background")
+    except StoreError as err:
+        for s in sources:
+            s.close()
+        raise UserError(str(err)) from None
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s, sealing the last segment", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    poller = Poller([*sources, HostSampler(root)], head, interval=interval_s, sinks=[writer.store])
+    log.info("recording %d sources every %.3g s into %s", len(sources), interval_s, root)
+    began = time.monotonic()
+    try:
+        poller.start()
+        stop.wait(duration_s)
+    finally:
+        poller.stop()
+        writer.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    status = writer.status
+    log.info(
+        "stopped after %.1f s; sealed through %s, %d files%s",
+        time.monotonic() - began,
+        status.sealed_through_ms,
+        status.files,
+        f", last error: {status.last_error}" if status.last_error else "",
+    )
+
+
+def _sim_sources(scenario: str, seed: int) -> list[Any]:
+    """One NVML collector per simulated tray, on the wall clock."""
+    try:
+        from collectors.nvml import NvmlCollector
+        from collectors.sim import SCENARIOS, SimRack
+    except ImportError as err:
+        raise UserError(f"the simulator is not available in this build ({err})") from None
+    if scenario not in SCENARIOS:
+        raise UserError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
+    rack = SimRack(seed=seed, scenario=scenario)
+    return [NvmlCollector(tray, name=f"tray{i + 1:02d}") for i, tray in enumerate(rack.trays)]
+
+
+def _config_sources(config: Path) -> list[Any]:
+    """The scrape sources of a rack config, once collectors/config.py exists."""
+    try:
+        from collectors import config as rack_config  # type: ignore[attr-defined]
+    except ImportError:
+        raise UserError(
+            "collect --config is not available yet (the scrape collectors come later): use --sim"
+        ) from None
+    loader = getattr(rack_config, "load_sources", None)
+    if loader is None:
+        raise UserError("collect --config is not available yet (no source loader in collectors.config)")
+    return list(loader(config))

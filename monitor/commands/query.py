@@ -1,0 +1,108 @@
+"""`monitor query`: read-only SQL over a store's views (gpu, nvlink, serving, events, host, rollups)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from monitor.errors import UserError
+
+STORE_ENV = "MONITOR_STORE"
+FORMATS = ("table", "csv", "json")
+STORE_HELP = f"Store directory (or ${STORE_ENV})."
+
+
+def resolve_store(store: Path | None) -> Path:
+    """The store directory from --store or MONITOR_STORE, or a UserError saying how to give one."""
+    if store is None:
+        env = os.environ.get(STORE_ENV)
+        if not env:
+            raise UserError(f"no store given: pass --store DIR or set {STORE_ENV}")
+        store = Path(env)
+    return store.expanduser()
+
+
+def command(
+    sql: str = typer.Argument(
+        ..., help="The SQL to run; views: gpu, nvlink, serving, events, host, *_1m, *_1h."
+    ),
+    store: Annotated[Path | None, typer.Option("--store", help=STORE_HELP)] = None,
+    fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+) -> None:
+    """Run read-only SQL over a store, while it is being written."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    root = resolve_store(store)
+    import duckdb  # only here: `monitor --help` stays fast
+
+    from storage.layout import StoreError
+    from storage.reader import StoreReader
+
+    try:
+        reader = StoreReader(root)
+    except StoreError as err:
+        raise UserError(str(err)) from None
+    try:
+        result = reader.sql(sql)
+    except duckdb.Error as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"query failed: {first}") from None
+    finally:
+        reader.close()
+    names = result.column_names
+    rows = [tuple(r[n] for n in names) for r in result.to_pylist()]
+    sys.stdout.write(render(names, rows, fmt))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _cell(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    if isinstance(value, bytes | bytearray):
+        return value.hex()
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def render(names: list[str], rows: list[tuple[Any, ...]], fmt: str) -> str:
+    """Rows as an aligned text table, CSV, or a JSON array of objects."""
+    if fmt == "json":
+        return json.dumps([{n: _json_value(v) for n, v in zip(names, r, strict=True)} for r in rows]) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows([_cell(v) for v in r] for r in rows)
+        return out.getvalue()
+    cells = [[_cell(v) for v in r] for r in rows]
+    widths = [max([len(n), *(len(c[i]) for c in cells)]) for i, n in enumerate(names)]
+    lines = ["  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(lines) + "\n"
