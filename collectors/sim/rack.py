@@ -1,0 +1,154 @@
+"""SimRack: the whole simulated GB300 NVL72 (72 GPUs, workload, scenario), stepped on a fixed grid."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pynvml
+
+from collectors.clock import Clock, WallClock
+from collectors.rack import COMPUTE_TRAYS
+from collectors.sim.gpu import GpuSim, make_identities
+from collectors.sim.scenarios import XID_FALLEN_OFF_BUS, XID_NVLINK, Scenario, make_scenario
+from collectors.sim.tray import SimTray
+from collectors.sim.workload import Workload
+
+
+@dataclass(frozen=True)
+class SimEvent:
+    """Something the simulated driver reports through event sets (an XID, an ECC error)."""
+
+    ts: float
+    """Epoch seconds of the step it happened in."""
+    gpu: int
+    event_type: int
+    """nvmlEventType* bit."""
+    data: int
+    """eventData: the XID number for XID events, 0 otherwise."""
+    detail: str
+
+
+class SimRack:
+    """The simulated rack. Its state at time t depends only on seed, scenario, options and t.
+
+    Every call on any tray first brings the whole rack up to clock.now() in fixed steps of `step_s`
+    from `start`, so however often (or from however many threads) it is polled, the answers are the
+    same. Reads between two steps see the state of the last step (counters and gauges alike).
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        scenario: str = "steady",
+        clock: Clock | None = None,
+        *,
+        tp: int = 1,
+        engines: Sequence[str] = ("vllm",),
+        fault_at: float = 60.0,
+        step_s: float = 1.0,
+        start: float | None = None,
+    ) -> None:
+        """Build the rack.
+
+        Args:
+            seed: drives identities, per-GPU variation, noise and the scenario's target.
+            scenario: a key of SCENARIOS.
+            clock: where time comes from; the wall clock by default.
+            tp: tensor-parallel size of each serving instance (1, 2 or 4 GPUs, within a tray).
+            engines: inference engine names, assigned to instances round-robin.
+            fault_at: seconds after `start` at which the scenario's fault begins.
+            step_s: the fixed internal step.
+            start: epoch seconds of the first state; clock.now() by default.
+        """
+        if step_s <= 0:
+            raise ValueError("step_s must be > 0")
+        self.seed = seed
+        self.clock: Clock = clock if clock is not None else WallClock()
+        self.start = self.clock.now() if start is None else start
+        self.step_s = step_s
+        self.lock = threading.RLock()
+        self.stepped = threading.Condition(self.lock)
+        """Notified after the rack advanced (event-set waiters block on it)."""
+        self.steps = 0
+        self.workload = Workload(seed, tp=tp, engines=engines)
+        self.scenario: Scenario = make_scenario(scenario, seed, self.workload, fault_at)
+        rng = random.Random(f"gpus-{seed}")
+        self.gpus = [GpuSim(identity, rng) for identity in make_identities(seed)]
+        self.events: list[SimEvent] = []
+        """Every event so far, oldest first (append-only)."""
+        self._noise = random.Random(f"noise-{seed}")
+        for inst in self.workload.instances:
+            for g in inst.gpus:
+                self.gpus[g].settle(self.workload.profile.offered_load, self.workload.mem_used_mib)
+        self.trays = [SimTray(self, tray) for tray in range(1, COMPUTE_TRAYS + 1)]
+
+    @property
+    def time(self) -> float:
+        """Epoch seconds of the current state (the last step)."""
+        return self.start + self.steps * self.step_s
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from the start to the current state."""
+        return self.steps * self.step_s
+
+    def advance_to(self, t: float) -> int:
+        """Step the rack until its state is the one at time `t` (never backwards); returns steps taken."""
+        with self.lock:
+            target = int((t - self.start) / self.step_s + 1e-9)
+            taken = 0
+            while self.steps < target:
+                self._step()
+                taken += 1
+            if taken:
+                self.stepped.notify_all()
+            return taken
+
+    def sync(self) -> None:
+        """Bring the rack up to its clock's now."""
+        self.advance_to(self.clock.now())
+
+    def _step(self) -> None:
+        dt = self.step_s
+        self.steps += 1
+        self.scenario.apply(self, self.elapsed)
+        caps = [g.update_cap() for g in self.gpus]
+        load, traffic = self.workload.step(dt, caps, self._noise)
+        noise = self._noise
+        mem = self.workload.mem_used_mib
+        for gpu, gpu_load, gpu_traffic in zip(self.gpus, load, traffic, strict=True):
+            ecc_before = gpu.ecc_corrected
+            gpu.step(dt, gpu_load, gpu_traffic, noise)
+            if not gpu.lost:
+                # Activations and CUDA graphs add a little on top of vLLM's preallocated pool.
+                gpu.mem_used_mib = mem + round(1_536 * gpu_load)
+            if gpu.ecc_corrected != ecc_before:
+                self.emit(gpu.id.index, pynvml.nvmlEventTypeSingleBitEccError, 0, "corrected ECC error")
+
+    def emit(self, gpu: int, event_type: int, data: int, detail: str) -> None:
+        """Record an event at the current step's time."""
+        self.events.append(SimEvent(self.time, gpu, event_type, data, detail))
+
+    def lose_gpu(self, gpu: int) -> None:
+        """XID 79, then the GPU answers GPU_IS_LOST to every NVML call."""
+        self.emit(gpu, pynvml.nvmlEventTypeXidCriticalError, XID_FALLEN_OFF_BUS, "GPU has fallen off the bus")
+        state = self.gpus[gpu]
+        state.lost = True
+        state.util_gpu = state.util_mem = 0
+
+    def set_link(self, gpu: int, link: int, *, up: bool) -> None:
+        """Take an NVLink down (a failed recovery and XID 74) or bring it back up."""
+        links = self.gpus[gpu].links
+        if links.active[link] == up:
+            return
+        if not up:
+            links.recover(link, failed=True)
+            self.emit(gpu, pynvml.nvmlEventTypeXidCriticalError, XID_NVLINK, f"NVLink {link} down")
+        links.set_active(link, up)
+
+    def tray_of(self, tray: int) -> SimTray:
+        """The SimTray of compute tray 1..18."""
+        return self.trays[tray - 1]

@@ -1,0 +1,216 @@
+"""The simulated inference workload: LLM serving instances placed on the rack's GPUs.
+
+Defaults follow the MLPerf-style claim the rack is bought for: one Llama-2-70B instance per GPU (72),
+each generating ~15.2 k tokens/s, ~1.1 M tokens/s for the rack. Each instance keeps what its inference
+server would report on /metrics (token and request counters, running/waiting gauges, KV-cache use,
+TTFT/ITL/e2e histograms with vLLM's buckets); serving those pages is another module's job.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from collectors.rack import GPUS
+from collectors.sim.gpu import MEM_TOTAL_MIB
+from collectors.sim.histogram import VLLM_E2E_BOUNDS, VLLM_ITL_BOUNDS, VLLM_TTFT_BOUNDS, Histogram
+
+
+@dataclass(frozen=True)
+class ServingProfile:
+    """What one GPU's worth of serving looks like when healthy (MLPerf v6.0 Llama-2-70B on GB300)."""
+
+    model: str = "llama-2-70b"
+    capacity_tok_s: float = 15_500.0
+    """Generated tokens/s one GPU sustains at full clocks."""
+    offered_load: float = 0.98
+    """Offered load as a fraction of capacity; ~15.2 k tok/s per GPU served."""
+    prompt_len: float = 684.0
+    """Mean prompt tokens per request (assumed; MLPerf counts only generated tokens)."""
+    output_len: float = 272.0
+    """Mean generated tokens per request (MLPerf logs: ~272)."""
+    ttft_p50_s: float = 0.187
+    ttft_p99_s: float = 0.276
+    itl_p50_s: float = 0.0235
+    itl_p99_s: float = 0.0405
+    e2e_sigma: float = 0.45
+    """Log-normal spread of e2e latency, wide because output lengths vary."""
+    weights_mib: float = 33_400.0
+    """Llama-2-70B in FP4, whole model (split over the instance's GPUs)."""
+    kv_kib_per_token: float = 160.0
+    """FP8 KV cache per token for the whole model: 80 layers x 8 KV heads x 128 x 2 (K, V) bytes."""
+    gpu_memory_utilization: float = 0.90
+    """vLLM preallocates this share of HBM for weights + KV pool, so memory used is flat under load."""
+    allreduce_kib_per_token: float = 2_560.0
+    """Per generated token, each of 80 layers all-reduces 2 x 8192 bf16 activations (x 2(tp-1)/tp per GPU)."""
+    kv_transfer_kib_per_prompt_token: float = 160.0
+    """tp=1 instances exchange KV cache (prefill -> decode hand-off) over NVLink instead of all-reduces."""
+
+
+def _sigma(p50: float, p99: float) -> float:
+    return math.log(p99 / p50) / 2.3263478740408408
+
+
+@dataclass
+class Instance:
+    """One inference server (one /metrics endpoint) and the counters it would expose."""
+
+    index: int
+    name: str
+    engine: str
+    model: str
+    gpus: tuple[int, ...]
+    """Rack GPU indices it runs on (tensor-parallel ranks in order)."""
+    answering: bool = True
+    """False when the server has stopped answering HTTP (the endpoint-down scenario)."""
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    requests_finished: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0})
+    preemptions: int = 0
+    running: int = 0
+    waiting: int = 0
+    kv_cache_usage: float = 0.0
+    """0..1, as vllm:kv_cache_usage_perc."""
+    tokens_per_s: float = 0.0
+    """Generated tokens/s over the last step."""
+    activity: float = 0.0
+    """Fraction of its capacity it used over the last step (drives its GPUs' load)."""
+    ttft: Histogram = field(init=False)
+    itl: Histogram = field(init=False)
+    e2e: Histogram = field(init=False)
+    efficiency: float = 1.0
+    backlog: float = 0.0
+    queue_s: float = 0.0
+    """Smoothed time a request waits before prefill (TTFT reflects the queue of the last few seconds)."""
+    _carry: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+
+    @property
+    def tp(self) -> int:
+        """Tensor-parallel size."""
+        return len(self.gpus)
+
+    @property
+    def requests_ok(self) -> int:
+        """Finished requests, all reasons."""
+        return sum(self.requests_finished.values())
+
+    def _take(self, slot: int, amount: float) -> int:
+        # Fractional carry keeps integer counters exact on average and deterministic.
+        total = self._carry[slot] + amount
+        whole = int(total)
+        self._carry[slot] = total - whole
+        return whole
+
+
+class Workload:
+    """All serving instances of the rack and how they advance each step."""
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        tp: int = 1,
+        engines: Sequence[str] = ("vllm",),
+        profile: ServingProfile | None = None,
+    ) -> None:
+        """Place 72 / tp instances on consecutive GPUs of each tray (tp must divide 4)."""
+        if tp not in (1, 2, 4):
+            raise ValueError(f"tensor-parallel size {tp} must be 1, 2 or 4 (instances stay within a tray)")
+        if not engines:
+            raise ValueError("at least one engine name is needed")
+        self.tp = tp
+        self.profile = profile or ServingProfile()
+        rng = random.Random(f"workload-{seed}")
+        p = self.profile
+        self._ttft_sigma = _sigma(p.ttft_p50_s, p.ttft_p99_s)
+        self._itl_sigma = _sigma(p.itl_p50_s, p.itl_p99_s)
+        self.instances: list[Instance] = []
+        for index, first in enumerate(range(0, GPUS, tp)):
+            engine = engines[index % len(engines)]
+            inst = Instance(
+                index=index,
+                name=f"{engine}-{index:02d}",
+                engine=engine,
+                model=p.model,
+                gpus=tuple(range(first, first + tp)),
+                efficiency=1.0 + 0.03 * (rng.random() - 0.5) * 2,
+            )
+            inst.ttft = Histogram(VLLM_TTFT_BOUNDS, self._ttft_sigma)
+            inst.itl = Histogram(VLLM_ITL_BOUNDS, self._itl_sigma)
+            inst.e2e = Histogram(VLLM_E2E_BOUNDS, p.e2e_sigma)
+            self.instances.append(inst)
+        self.instance_of_gpu = [i.index for i in self.instances for _ in i.gpus]
+        """Rack GPU index -> index of the instance running on it."""
+        pool_mib = p.gpu_memory_utilization * MEM_TOTAL_MIB - p.weights_mib / tp - 4_000.0
+        self._kv_capacity_tokens = pool_mib * 1024.0 / (p.kv_kib_per_token / tp)
+        self.mem_used_mib = round(p.gpu_memory_utilization * MEM_TOTAL_MIB)
+        """HBM a serving process holds on each of its GPUs (weights + preallocated KV pool)."""
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Rack generated tokens/s over the last step."""
+        return sum(i.tokens_per_s for i in self.instances)
+
+    def step(self, dt: float, caps: Sequence[float], rng: random.Random) -> tuple[list[float], list[float]]:
+        """Advance every instance `dt` seconds given each GPU's speed cap (0 = lost, 1 = full clocks).
+
+        Returns:
+            (load, traffic): per rack GPU, the share of its capacity in use (0..1) and its NVLink
+            traffic per direction in KiB/s.
+        """
+        p = self.profile
+        load = [0.0] * len(caps)
+        traffic = [0.0] * len(caps)
+        for inst in self.instances:
+            arrivals = p.capacity_tok_s * inst.tp * inst.efficiency * p.offered_load / p.output_len
+            offered = arrivals * dt * (1.0 + (rng.random() - 0.5) * 0.08)
+            if not inst.answering:
+                # A hung server: no progress, no new requests accepted, gauges frozen.
+                inst.tokens_per_s = 0.0
+                inst.activity = 0.0
+                continue
+            speed = min(caps[g] for g in inst.gpus)
+            capacity_req = p.capacity_tok_s * inst.tp * inst.efficiency * speed * dt / p.output_len
+            inst.backlog += offered
+            served = min(inst.backlog, capacity_req)
+            inst.backlog = min(inst.backlog - served, 20_000.0 * inst.tp)  # beyond that, rejected
+            inst.activity = served / capacity_req if capacity_req > 0 else 0.0
+            self._account(inst, dt, served, arrivals, speed)
+            per_gpu = self._traffic_kib_s(inst, served / dt)
+            for g in inst.gpus:
+                load[g] = inst.activity
+                traffic[g] = per_gpu
+        return load, traffic
+
+    def _account(self, inst: Instance, dt: float, served: float, arrivals: float, speed: float) -> None:
+        p = self.profile
+        requests = inst._take(0, served)
+        generated = inst._take(1, served * p.output_len)
+        inst.prompt_tokens += inst._take(2, served * p.prompt_len)
+        length_capped = inst._take(3, requests * 0.12)
+        inst.requests_finished["length"] += length_capped
+        inst.requests_finished["stop"] += requests - length_capped
+        inst.generation_tokens += generated
+        inst.tokens_per_s = generated / dt
+        inst.queue_s += (inst.backlog / arrivals - inst.queue_s) * 0.1
+        ttft = p.ttft_p50_s + inst.queue_s
+        itl = p.itl_p50_s / max(speed, 0.05)
+        inst.ttft.observe(requests, ttft)
+        inst.itl.observe(max(0, generated - requests), itl)
+        inst.e2e.observe(requests, ttft + itl * (p.output_len - 1))
+        # Little's law: requests in decode = generated tokens/s x time per token.
+        inst.running = round(served / dt * p.output_len * itl * math.exp(self._itl_sigma**2 / 2))
+        inst.waiting = round(inst.backlog)
+        context = p.prompt_len + p.output_len / 2
+        inst.kv_cache_usage = min(1.0, inst.running * context / self._kv_capacity_tokens)
+        if inst.kv_cache_usage > 0.95:
+            inst.preemptions += 1
+
+    def _traffic_kib_s(self, inst: Instance, requests_s: float) -> float:
+        p = self.profile
+        if inst.tp == 1:
+            return requests_s * p.prompt_len * p.kv_transfer_kib_per_prompt_token
+        share = 2.0 * (inst.tp - 1) / inst.tp
+        return requests_s * p.output_len * p.allreduce_kib_per_token * share
