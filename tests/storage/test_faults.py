@@ -1,0 +1,189 @@
+"""Faults: kill -9 of the writer, readers racing the compactor, a full disk."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storage.layout import read_manifest
+from storage.reader import StoreReader
+from storage.writer import StoreWriter
+from tests.storage.synth import GPUS, T0, frame
+
+ROOT = Path(__file__).resolve().parents[2]
+STEP_MS = 10_000
+"""Each synthetic tick is 10 s of data time, so hours (and compactions) complete every 360 ticks."""
+FLUSH_S = 60.0
+
+
+def start_child(store: Path, grace_s: float, max_ticks: int | None = None) -> subprocess.Popen[str]:
+    args = [sys.executable, "-m", "tests.storage.writer_child", str(store), str(STEP_MS), str(FLUSH_S)]
+    args.append(str(grace_s))
+    if max_ticks is not None:
+        args.append(str(max_ticks))
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def check_store(store: Path) -> tuple[int, int]:
+    """Every listed file reads, rows are whole ticks, ts contiguous from T0; return (ticks, last ts)."""
+    with StoreReader(store) as reader:
+        row = reader.sql(
+            "SELECT count(*) AS n, count(DISTINCT ts) AS d, epoch_ms(min(ts)) AS lo, epoch_ms(max(ts)) AS hi,"
+            " sum(energy_mj) AS e, count(util_gpu_pct) AS u FROM gpu"
+        ).to_pylist()[0]
+        for rollup in ("gpu_1m", "gpu_1h"):
+            reader.sql(f"SELECT count(*), sum(energy_mj_last), avg(util_gpu_pct_mean) FROM {rollup}")
+        sealed = reader.manifest.sealed_through_ms
+    if row["d"] == 0:
+        return 0, T0 - STEP_MS
+    assert row["n"] == GPUS * row["d"], "duplicated or partial rows"
+    assert row["lo"] == T0
+    assert (row["hi"] - row["lo"]) // STEP_MS + 1 == row["d"], "a gap: a sealed file went missing"
+    assert row["hi"] == sealed
+    assert row["u"] == row["n"]
+    return row["d"], row["hi"]
+
+
+def test_kill_9_at_random_moments_loses_at_most_one_flush_interval(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(22):
+        child = start_child(store, grace_s=0.5)
+        assert child.stdout is not None
+        acked = None
+        for _ in range(rng.randint(3, 500)):
+            line = child.stdout.readline()
+            if not line:
+                pytest.fail(f"writer died on its own: {child.stderr.read() if child.stderr else ''}")
+            acked = int(line)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        if child.stderr is not None:
+            child.stderr.close()
+        kills += 1
+        _ticks, last = check_store(store)
+        assert acked is not None
+        # The unsealed buffer spans less than one flush interval of data.
+        assert acked - last <= FLUSH_S * 1000, f"lost {acked - last} ms of data, more than one flush"
+    assert kills >= 20
+    manifest = read_manifest(store)
+    assert any(f.level == "hour" for f in manifest.files), "the kills never met a compacted store"
+    with StoreWriter(store, compaction="off"):
+        assert not list(store.rglob("*.tmp"))
+
+
+def test_reader_loop_sees_no_error_and_no_wrong_count_while_segments_seal_and_compact(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    seed = start_child(store, grace_s=1.0, max_ticks=2)
+    seed.communicate(timeout=60)
+    child = start_child(store, grace_s=1.0)
+    assert child.stdout is not None
+    try:
+        child.stdout.readline()
+        reader = StoreReader(store)
+        generations = set()
+        hours_seen = 0
+        for _ in range(1000):
+            row = reader.sql(
+                "SELECT count(*) AS n, count(DISTINCT ts) AS d, epoch_ms(min(ts)) AS lo,"
+                " epoch_ms(max(ts)) AS hi FROM gpu"
+            ).to_pylist()[0]
+            manifest = reader.manifest
+            generations.add(manifest.generation)
+            hours_seen = max(hours_seen, sum(f.level == "hour" for f in manifest.files))
+            assert row["n"] == GPUS * row["d"]
+            assert row["lo"] == T0
+            assert (row["hi"] - row["lo"]) // STEP_MS + 1 == row["d"]
+            assert row["hi"] == manifest.sealed_through_ms
+        reader.close()
+    finally:
+        child.kill()
+        child.communicate()
+    assert len(generations) > 50, "the writer barely published during the loop"
+    assert hours_seen >= 2, "no compaction happened during the loop"
+
+
+def _fill(path: Path, leave: int) -> Path:
+    """Fill the filesystem of `path` until `leave` bytes are free; return the filler file."""
+    filler = path / "filler"
+    free = os.statvfs(path).f_bavail * os.statvfs(path).f_frsize
+    with open(filler, "wb") as fh:
+        fh.write(b"\0" * max(0, free - leave))
+    return filler
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 4 MiB tmpfs (root only); skipped where mounting is not allowed."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here; test_full_disk_injected covers ENOSPC")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _run_full_disk(store: Path, make_full, make_room, caplog: pytest.LogCaptureFixture) -> None:
+    """Shared scenario: write, fill the disk, keep the live view, free space, resume without loss."""
+    caplog.set_level(logging.INFO, logger="storage")
+    writer = StoreWriter(store, flush_interval_s=FLUSH_S, compaction="inline", grace_s=0)
+    tick = 0
+    for _ in range(30):
+        writer.append(frame(tick, STEP_MS))
+        tick += 1
+    assert writer.status.last_error is None
+    make_full()
+    version = writer.head.version
+    for _ in range(60):
+        writer.append(frame(tick, STEP_MS))
+        tick += 1
+    assert writer.head.version == version + 60, "the live view stopped"
+    assert writer.status.last_error is not None
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, "the error must be reported once, not per flush"
+    assert writer.status.pending_rows > 0
+    make_room()
+    for _ in range(15):
+        writer.append(frame(tick, STEP_MS))
+        tick += 1
+    assert writer.status.last_error is None
+    writer.close()
+    ticks, _ = check_store(store)
+    assert ticks == tick
+
+
+def test_full_disk_tmpfs(small_disk: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = small_disk / "store"
+    filler: list[Path] = []
+    _run_full_disk(
+        store,
+        lambda: filler.append(_fill(small_disk, leave=4096)),
+        lambda: filler.pop().unlink(),
+        caplog,
+    )
+
+
+def test_full_disk_injected(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch) -> None:
+    real_fsync = os.fsync
+    full = {"on": False}
+
+    def fsync(fd: int) -> None:
+        if full["on"]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    _run_full_disk(tmp_path / "store", lambda: full.update(on=True), lambda: full.update(on=False), caplog)
