@@ -238,9 +238,7 @@ class NvmlCollector:
             metrics: tuple[Any, ...] | None = None
             state = GpuState.LOST
             if not g.lost and g.handle is not None:
-                metrics = self._read_gpu(g, links, events)
-                if metrics is not None and sample_processes:
-                    self._read_processes(g, procs)
+                metrics = self._read_gpu(g, links, procs if sample_processes else None, events)
                 state = GpuState.ERROR if g.errored else GpuState.OK
             elif not g.lost:
                 state = GpuState.ERROR  # no handle: the driver refused it at open
@@ -264,8 +262,14 @@ class NvmlCollector:
             batches["processes"] = safe_batch("processes", procs)
         return Frame(ts_ms=ts_ms, batches=batches)
 
-    def _read_gpu(self, g: _Gpu, links: dict[str, list[Any]], events: EventRows) -> tuple | None:
-        """Read one GPU's metrics in gpu-table column order (after ts..state); None once it is lost."""
+    def _read_gpu(
+        self, g: _Gpu, links: dict[str, list[Any]], procs: dict[str, list[Any]] | None, events: EventRows
+    ) -> tuple | None:
+        """Read one GPU's metrics in gpu-table column order (after ts..state); None once it is lost.
+
+        Its nvlink rows go to `links` and, when `procs` is given, its processes to `procs`, but only
+        if the GPU is still there at the end of the tick.
+        """
         nvml, h, call, info = self._nvml, g.handle, self._call, g.info
         g.errored = False
         util = call(g, K_UTIL, nvml.nvmlDeviceGetUtilizationRates, h)
@@ -321,8 +325,13 @@ class NvmlCollector:
             enabled = call(g, ("nvmlDeviceGetNvLinkState", link), nvml.nvmlDeviceGetNvLinkState, h, link)
             if enabled is not None:
                 states[link] = NVLINK_STATE_ACTIVE if enabled else pynvml.NVML_NVLINK_STATE_INACTIVE
+        running = (
+            None if procs is None else call(g, K_PROCESSES, nvml.nvmlDeviceGetComputeRunningProcesses, h)
+        )
         if g.lost:
             return None
+        if running:
+            self._add_processes(g, running, procs)
         if n:
             links["gpu"].extend([info.gpu] * n)
             links["link"].extend(range(n))
@@ -379,11 +388,8 @@ class NvmlCollector:
             link for link in range(g.info.nvlink_count) if (FI_NVLINK_STATE, link) in g.unsupported_fields
         ]
 
-    def _read_processes(self, g: _Gpu, procs: dict[str, list[Any]]) -> None:
+    def _add_processes(self, g: _Gpu, running: Sequence[Any], procs: dict[str, list[Any]]) -> None:
         """Append the GPU's running compute processes (pid, name, used MiB)."""
-        running = self._call(g, K_PROCESSES, self._nvml.nvmlDeviceGetComputeRunningProcesses, g.handle)
-        if not running:
-            return
         for p in running:
             used = getattr(p, "usedGpuMemory", None)
             procs["gpu"].append(g.info.gpu)

@@ -149,16 +149,19 @@ def place(facts: Sequence[GpuFacts], tray: int | None) -> list[tuple[int, int, i
     """Place each GPU in the rack: (rack index, tray, module, how, slot) per GPU, in NVML order.
 
     Platform info wins. A GPU without it goes to the configured tray, else to the tray its siblings
-    report (a GPU that fell off the bus before the collector started), with module = NVML index + 1;
-    with neither, its rack index is its NVML index.
+    report (a GPU that fell off the bus before the collector started), as module NVML index + 1 or, if
+    a sibling holds that one, the first free module; with neither, its rack index is its NVML index.
 
     Raises:
         ValueError: two GPUs land on one place, or the host has more GPUs than a tray holds.
     """
     sibling_trays = {f.platform[0] for f in facts if f.platform is not None}
-    fallback_tray = (
-        tray if tray is not None else (next(iter(sibling_trays)) if len(sibling_trays) == 1 else None)
-    )
+    fallback_tray = tray
+    if fallback_tray is None and len(sibling_trays) == 1:
+        fallback_tray = next(iter(sibling_trays))
+    # Modules the platform-placed siblings hold in the fallback tray: NVML order is not module order
+    # (a GB300 tray lists modules 2, 1, 4, 3), so an unplaced GPU takes index + 1 only when it is free.
+    taken = {f.platform[1] for f in facts if f.platform is not None and f.platform[0] == fallback_tray}
     placed: list[tuple[int, int, int, Placement, int | None]] = []
     for f in facts:
         if f.platform is not None:
@@ -171,6 +174,10 @@ def place(facts: Sequence[GpuFacts], tray: int | None) -> list[tuple[int, int, i
                     f"{rack.GPUS_PER_TRAY} GPUs; do not configure a tray for it"
                 )
             module = f.nvml_index + 1
+            if module in taken:
+                free = [m for m in range(1, rack.GPUS_PER_TRAY + 1) if m not in taken]
+                module = free[0] if free else module
+            taken.add(module)
             placed.append((rack.gpu_index(fallback_tray, module), fallback_tray, module, "config", None))
         else:
             t, module = rack.gpu_place(f.nvml_index)
