@@ -123,9 +123,7 @@ GPU_METRICS: tuple[MetricSpec, ...] = (
         "nvlink_rx_kib",
         1024,
     ),
-    MetricSpec(
-        "rackmon_gpu_nvlink_links_active", "gauge", "NVLink links in state active.", "nvlink_up"
-    ),
+    MetricSpec("rackmon_gpu_nvlink_links_active", "gauge", "NVLink links in state active.", "nvlink_up"),
 )
 """Per-GPU metrics, one column of the `gpu` table each."""
 

@@ -126,9 +126,17 @@ def _parse_timestamp(text: str, lineno: int) -> int:
         raise ExpositionError(lineno, f"invalid timestamp {text!r} (want integer milliseconds)") from None
 
 
+_VALID_NAMES: set[str] = set()
+
+
 def _check_name(name: str, lineno: int) -> None:
+    if name in _VALID_NAMES:
+        return
     if not _NAME_RE.fullmatch(name):
         raise ExpositionError(lineno, f"invalid metric name {name!r}")
+    if len(_VALID_NAMES) > 50_000:
+        _VALID_NAMES.clear()
+    _VALID_NAMES.add(name)
 
 
 def parse_labels(body: str, lineno: int = 0) -> Labels:
@@ -169,6 +177,8 @@ class ExpositionParser:
     def __init__(self) -> None:
         """Create a parser with an empty series cache."""
         self._heads: dict[str, tuple[str, Labels]] = {}
+        self._bounded: set[tuple[str, str]] = set()
+        """(histogram|summary, head) pairs whose `le`/`quantile` label has been checked."""
 
     def _head(self, head: str, brace: int, lineno: int) -> tuple[str, Labels]:
         """Parse and cache `name{labels}` (brace: index of `{`, -1 when there are no labels)."""
@@ -184,6 +194,7 @@ class ExpositionParser:
             parsed = (name, parse_labels(body, lineno) if body else EMPTY_LABELS)
         if len(self._heads) >= _CACHE_LIMIT:
             self._heads.clear()
+            self._bounded.clear()
         self._heads[head] = parsed
         return parsed
 
@@ -207,39 +218,70 @@ class ExpositionParser:
         by_sample: dict[str, Family] = {}
         typed: set[str] = set()
         heads = self._heads
+        bounded = self._bounded
         new = _new_sample
+        skip = _SKIP
+        skip_prefixes: tuple[str, ...] = ()
         for lineno, raw in enumerate(text.split("\n"), 1):
             line = raw.strip()
-            if not line:
+            if not line or line.startswith(skip_prefixes):
                 continue
             if line[0] == "#":
+                # Fast path: HELP/TYPE of a family the filter already excluded.
+                if want is not None and line.startswith(("# HELP ", "# TYPE ")):
+                    end = line.find(" ", 7)
+                    if by_sample.get(line[7:] if end < 0 else line[7:end]) is skip:
+                        continue
                 self._comment(line, lineno, families, by_sample, typed, want)
                 continue
+            # Fast path: `name{labels} value` with a head parsed on an earlier page. A cached head is
+            # always a bare `name{...}` or `name`, so a hit also proves there is no timestamp.
+            head, _, value_text = line.rpartition(" ")
+            parsed = heads.get(head)
+            if parsed is not None:
+                family = by_sample.get(parsed[0])
+                if family is not None and family is not skip:
+                    try:
+                        if "_" in value_text:
+                            raise ValueError(value_text)
+                        value = float(value_text)
+                    except ValueError:
+                        raise ExpositionError(lineno, f"invalid value {value_text!r}") from None
+                    kind = family.type
+                    if (kind == "histogram" or kind == "summary") and (kind, head) not in bounded:
+                        self._check_bound(family, parsed, lineno)
+                        bounded.add((kind, head))
+                    family.samples.append(new(Sample, (parsed[0], parsed[1], value, None)))
+                    continue
             brace = line.find("{")
             if brace < 0:
                 parts = line.split()
-                name = head = parts[0]
+                name = parts[0]
+            else:
+                name = line[:brace].rstrip(" \t")
+            family = by_sample.get(name)
+            if family is skip:
+                # The next lines are most likely more of this name (a histogram's buckets).
+                skip_prefixes = (name + "{", name + " ", name + "\t")
+                continue
+            if family is None:
+                if name in families:
+                    raise ExpositionError(lineno, f"sample {name} is not valid in histogram {name}")
+                _check_name(name, lineno)
+                if want is not None and not want(name):
+                    by_sample[name] = skip
+                    skip_prefixes = (name + "{", name + " ", name + "\t")
+                    continue
+                family = by_sample[name] = families[name] = Family(name)
+            if brace < 0:
+                head = name
                 rest = parts[1:]
             else:
                 close = line.rfind("}")
                 if close < brace:
                     raise ExpositionError(lineno, "label set is not closed with '}'")
-                head = line[:close + 1]
-                name = line[:brace].rstrip(" \t")
+                head = line[: close + 1]
                 rest = line[close + 1 :].split()
-            family = by_sample.get(name)
-            if family is None:
-                if name in families:
-                    raise ExpositionError(lineno, f"sample {name} is not valid in histogram {name}")
-                _check_name(name, lineno)
-                family = Family(name)
-                by_sample[name] = family
-                if want is not None and not want(name):
-                    by_sample[name] = family = _SKIP
-                else:
-                    families[name] = family
-            if family is _SKIP:
-                continue
             parsed = heads.get(head)
             if parsed is None:
                 parsed = self._head(head, brace, lineno)
@@ -258,8 +300,10 @@ class ExpositionParser:
                 value = float(value_text)
             except ValueError:
                 raise ExpositionError(lineno, f"invalid value {value_text!r} for {name}") from None
-            if family.type in ("histogram", "summary"):
+            kind = family.type
+            if (kind == "histogram" or kind == "summary") and (kind, head) not in bounded:
                 self._check_bound(family, parsed, lineno)
+                bounded.add((kind, head))
             family.samples.append(new(Sample, (parsed[0], parsed[1], value, timestamp)))
         return families
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from collectors.mappings.common import ColumnBuilder, MappingError
 from collectors.mappings.gpu import AgentGpu, GpuPageMapper, XidTally, frame_to_agent_page
-from collectors.mappings.serving import ENGINES, detect_engine, map_serving, serving_want
+from collectors.mappings.serving import (
+    ENGINES,
+    ServingRows,
+    add_serving,
+    detect_engine,
+    map_serving,
+    serving_want,
+)
 
 __all__ = [
     "ENGINES",
@@ -16,7 +23,9 @@ __all__ = [
     "ColumnBuilder",
     "GpuPageMapper",
     "MappingError",
+    "ServingRows",
     "XidTally",
+    "add_serving",
     "detect_engine",
     "frame_to_agent_page",
     "map_serving",

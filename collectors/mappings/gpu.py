@@ -190,8 +190,10 @@ class GpuPageMapper:
         self.tray = tray
         self.placement = dict(placement or {})
         self._rack_of_uuid: dict[str, int] = {}
-        self._rack_of: dict[Labels, tuple[int, str]] = {}
-        self._link_of: dict[Labels, tuple[int, int]] = {}
+        # Keyed by id() of the parser's shared Labels objects (holding them, so ids stay theirs):
+        # an int hash is far cheaper than hashing a label set for each of ~650 samples a page.
+        self._rack_of: dict[int, tuple[Labels, int, str]] = {}
+        self._link_of: dict[int, tuple[Labels, tuple[int, int]]] = {}
         self._seen: set[int] = set()
         self._state: dict[int, int] = {}
         self._clocks: dict[int, int | None] = {}
@@ -265,8 +267,8 @@ class GpuPageMapper:
 
     def _rack(self, labels: Labels, uuids: dict[int, str]) -> int:
         """The rack index of the GPU a sample's labels name (memoised per shared Labels object)."""
-        known = self._rack_of.get(labels)
-        if known is None:
+        known = self._rack_of.get(id(labels))
+        if known is None or known[0] is not labels:
             uuid = labels_value(labels, names.LABEL_UUID, "uuid", "gpu_uuid")
             if uuid is None:
                 raise MappingError(f"{self.source}: a GPU sample has no UUID label")
@@ -276,9 +278,9 @@ class GpuPageMapper:
                 self._rack_of_uuid[uuid] = rack
             if len(self._rack_of) > 100_000:
                 self._rack_of.clear()
-            known = self._rack_of[labels] = (rack, uuid)
-        uuids.setdefault(known[0], known[1])
-        return known[0]
+            known = self._rack_of[id(labels)] = (labels, rack, uuid)
+        uuids.setdefault(known[1], known[2])
+        return known[1]
 
     def _place(self, uuid: str, labels: Labels) -> int:
         if uuid in self.placement:
@@ -337,9 +339,8 @@ class GpuPageMapper:
                 continue
             lo, hi = _LINK_RANGES[spec.column]
             for labels, value in family.values():
-                key = self._link_of.get(labels)
-                if key is None:
-                    key = self._link_key(labels)
+                known = self._link_of.get(id(labels))
+                key = known[1] if known is not None and known[0] is labels else self._link_key(labels)
                 row = links.get(key)
                 if row is None:
                     row = links[key] = [None] * width
@@ -356,8 +357,8 @@ class GpuPageMapper:
             raise MappingError(f"{self.source}: NVLink {link} is not 0..{LINKS_PER_GPU - 1}")
         if len(self._link_of) > 100_000:
             self._link_of.clear()
-        key = self._link_of[labels] = (rack, link)
-        return key
+        self._link_of[id(labels)] = (labels, (rack, link))
+        return rack, link
 
     @staticmethod
     def _host(families: Mapping[str, Family]) -> str | None:

@@ -16,6 +16,7 @@ Counters are stored raw; rates and percentiles are computed at read time (collec
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -200,10 +201,21 @@ def detect_engine(page: str | Mapping[str, Family]) -> str | None:
     return None
 
 
+@functools.cache
 def serving_want(engine: str) -> Callable[[str], bool]:
     """A promtext `want` filter that keeps only the families the engine's mapping reads."""
     wanted = ENGINES[engine].wanted()
-    return lambda name: canonical(name) in wanted
+    decided: dict[str, bool] = {}
+
+    def want(name: str) -> bool:
+        keep = decided.get(name)
+        if keep is None:
+            if len(decided) > 10_000:
+                decided.clear()
+            keep = decided[name] = canonical(name) in wanted
+        return keep
+
+    return want
 
 
 def _matches(labels: Mapping[str, str], where: tuple[tuple[str, str], ...]) -> bool:
@@ -256,27 +268,29 @@ class ServingRows:
 
 
 def map_serving(
-    page: str | Mapping[str, Family],
-    endpoint: str,
-    ts_ms: int,
-    *,
-    engine: str | None = None,
-    out: ServingRows | None = None,
+    page: str | Mapping[str, Family], endpoint: str, ts_ms: int, *, engine: str | None = None
 ) -> Frame:
-    """Map one inference server's page to a `serving` row and its `serving_hist` rows.
+    """Map one inference server's page to a `serving` row and its `serving_hist` rows at `ts_ms`.
 
     Args:
         page: the page text, or families already parsed from it.
         endpoint: the endpoint's instance name (serving.endpoint).
         ts_ms: the tick.
         engine: one of ENGINES; detected from the page's metric names when None.
-        out: collect the rows here instead (to build one frame over many endpoints); the returned
-            Frame then holds all rows collected in `out` so far.
 
     Raises:
         MappingError: the engine is unknown or cannot be detected.
         ExpositionError: the page text is malformed.
     """
+    rows = ServingRows()
+    add_serving(page, endpoint, rows, engine=engine)
+    return rows.frame(ts_ms)
+
+
+def add_serving(
+    page: str | Mapping[str, Family], endpoint: str, rows: ServingRows, *, engine: str | None = None
+) -> str:
+    """Like map_serving, but add the rows to `rows` (one frame over many endpoints); returns the engine."""
     if engine is None:
         engine = detect_engine(page)
         if engine is None:
@@ -286,7 +300,6 @@ def map_serving(
         raise MappingError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
     families = parse(page, serving_want(engine)) if isinstance(page, str) else page
     index = by_canonical(families)
-    rows = out if out is not None else ServingRows()
     rows.serving.add(serving_row(index, spec, endpoint))
     for metric, aliases in spec.hists:
         family = first_of(index, aliases)
@@ -306,7 +319,7 @@ def map_serving(
             },
             n,
         )
-    return rows.frame(ts_ms)
+    return engine
 
 
 def serving_row(index: Mapping[str, Family], spec: EngineSpec, endpoint: str) -> dict[str, object]:
