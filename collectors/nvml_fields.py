@@ -67,6 +67,8 @@ VT_ULONGLONG = pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
 VT_SLONGLONG = pynvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG
 VT_SINT = pynvml.NVML_VALUE_TYPE_SIGNED_INT
 VT_USHORT = pynvml.NVML_VALUE_TYPE_UNSIGNED_SHORT
+_MASKS = {VT_ULONGLONG: (1 << 64) - 1, VT_ULONG: (1 << 64) - 1, VT_UINT: 0xFFFFFFFF, VT_USHORT: 0xFFFF}
+"""Unsigned value types, decoded by masking the union's raw 8 bytes."""
 _UNION_MEMBER = {
     VT_DOUBLE: "dVal",
     VT_UINT: "uiVal",
@@ -129,8 +131,12 @@ def decode_field_values(values: Any, unpacker: struct.Struct | None = None) -> t
         rets = list(flat[_RET::_ENTRY_WIDTH])
         types = flat[_VT::_ENTRY_WIDTH]
         raws = flat[_RAW::_ENTRY_WIDTH]
-        if not any(rets) and types.count(VT_ULONGLONG) + types.count(VT_ULONG) == n:
-            return list(raws), rets
+        if not any(rets):
+            if types.count(VT_ULONGLONG) + types.count(VT_ULONG) == n:
+                return list(raws), rets
+            if _MASKS.keys() >= set(types):
+                masks = _MASKS
+                return [raw & masks[vt] for vt, raw in zip(types, raws, strict=True)], rets
         out: list[Any] = [
             None if ret else decode_raw(vt, raw) for ret, vt, raw in zip(rets, types, raws, strict=True)
         ]

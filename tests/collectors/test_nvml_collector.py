@@ -155,7 +155,8 @@ def test_thermal_tray_shows_reason_bits_and_lower_clocks(make_rack):
     assert max(rows[g]["temp_margin_c"] for g in hot) < min(rows[g]["temp_margin_c"] for g in cool)
     changed = {e["gpu"] for e in events(frame, EventKind.CLOCKS_EVENT) if e["code"] & THERMAL_BITS}
     assert changed == set(hot)
-    assert all("Thermal" in e["detail"] or "Slowdown" in e["detail"] for e in events(frame, "clocks_event"))
+    hot_events = [e for e in events(frame, EventKind.CLOCKS_EVENT) if e["gpu"] in hot]
+    assert all("Thermal" in e["detail"] or "Slowdown" in e["detail"] for e in hot_events)
 
 
 def test_nvlink_flap_counters_climb_then_link_down(make_rack):
@@ -292,14 +293,24 @@ def test_processes_every_n_ticks_with_names_and_mib(make_rack):
 
 
 def test_event_drain_never_waits_and_takes_every_pending_event():
-    rack = SimRack(seed=5, scenario="gpu-lost", clock=SimClock(start=START))
-    fault = rack.scenario.fault
-    spy = Recorder(rack.trays[fault.tray - 1])
+    rack = SimRack(seed=5, clock=SimClock(start=START))
+    spy = Recorder(rack.trays[3])
     with NvmlCollector(spy) as c:
-        for t in (0.0, FAULT_AT + 1.0, FAULT_AT + 2.0):
-            rack.clock.advance(START + t - rack.clock.now())
-            c.poll(round(rack.clock.now() * 1000))
+        rack.clock.advance(1.0)
+        rack.advance_to(rack.clock.now())
+        for gpu, xid in ((12, 74), (15, 48), (12, 145)):  # tray 4 holds rack GPUs 12..15
+            rack.emit(gpu, pynvml.nvmlEventTypeXidCriticalError, xid, "injected by the test")
+        frame = c.poll(round(rack.clock.now() * 1000))
+        assert [(e["gpu"], e["code"]) for e in events(frame, EventKind.XID)] == [
+            (12, 74),
+            (15, 48),
+            (12, 145),
+        ]
+        assert events(frame, EventKind.XID)[1]["detail"] == "T04.G4 Xid 48: Double Bit ECC Error"
         waits = [args for name, args in spy.calls if name == "nvmlEventSetWait"]
-        assert waits and all(args[1] == 0 for args in waits)
+        assert len(waits) == 4  # three events, then Timeout
+        assert not events(c.poll(round(rack.clock.now() * 1000) + 1000), EventKind.XID)
+        waits = [args for name, args in spy.calls if name == "nvmlEventSetWait"]
+        assert len(waits) == 5 and all(args[1] == 0 for args in waits)
     assert Counter(name for name, _ in spy.calls)["nvmlEventSetFree"] == 1
     assert Counter(name for name, _ in spy.calls)["nvmlShutdown"] >= 1
