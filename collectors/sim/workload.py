@@ -180,7 +180,9 @@ class Workload:
             self._account(inst, dt, served, arrivals, speed)
             per_gpu = self._traffic_kib_s(inst, served / dt)
             for g in inst.gpus:
-                load[g] = inst.activity
+                # Ranks faster than the slowest one wait for it at each all-reduce: less of their own
+                # capacity is used, so they draw less power at full clocks.
+                load[g] = inst.activity * speed / caps[g] if caps[g] > 0 else 0.0
                 traffic[g] = per_gpu
         return load, traffic
 

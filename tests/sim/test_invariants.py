@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import threading
 
 import pynvml
 import pytest
 
 from collectors.clock import SimClock
-from collectors.sim import SimRack
+from collectors.sim import SimRack, SimTray
 from collectors.sim.gpu import GPU_IDLE, HW_POWER_BRAKE, HW_SLOWDOWN, HW_THERMAL, SW_POWER_CAP, SW_THERMAL
 
 from .conftest import T0
@@ -162,3 +163,34 @@ def test_nvlink_traffic_is_within_link_speed_and_follows_tokens():
     tok_s = (rack.workload.instances[0].generation_tokens - tokens_before) / 10
     # tp=4 ring all-reduce: 2560 KiB/token x 2(tp-1)/tp per GPU
     assert rates[0] == pytest.approx(tok_s * 2560 * 1.5, rel=0.05)
+
+
+def test_concurrent_trays_from_many_threads_see_one_consistent_rack():
+    threaded = SimRack(seed=8, clock=SimClock(T0))
+    serial = SimRack(seed=8, clock=SimClock(T0))
+    for tray in threaded.trays:
+        tray.nvmlInit()
+    errors: list[BaseException] = []
+
+    def poll(tray: SimTray) -> None:
+        try:
+            handles = [tray.nvmlDeviceGetHandleByIndex(i) for i in range(4)]
+            for _ in range(50):
+                for h in handles:
+                    tray.nvmlDeviceGetFieldValues(h, COUNTER_FIELDS)
+                    tray.nvmlDeviceGetPowerUsage(h)
+        except BaseException as exc:  # surfaced below; a thread cannot fail the test itself
+            errors.append(exc)
+
+    threads = [threading.Thread(target=poll, args=(t,)) for t in threaded.trays]
+    for t in threads:
+        t.start()
+    for _ in range(30):
+        threaded.clock.advance(1)
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    threaded.sync()
+    serial.clock.advance(30)
+    serial.sync()
+    assert snapshot(threaded) == snapshot(serial)
