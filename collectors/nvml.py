@@ -8,7 +8,6 @@ see collectors.nvml_errors for what each NVML error means, and shared/reference/
 from __future__ import annotations
 
 import contextlib
-import ctypes
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,13 +15,13 @@ from typing import Any
 import pynvml
 
 from collectors.nvml_errors import NVML_EXCEPTIONS, Outcome, error_name, outcome_of, outcome_of_code
+from collectors.nvml_events import XidEvents, handle_key
 from collectors.nvml_fields import (
     FI_NVLINK_STATE,
     LINK_COLUMNS,
     NVLINK_STATE_ACTIVE,
     FieldPlan,
     decode_field_values,
-    xid_detail,
 )
 from collectors.nvml_rows import EventRows, safe_batch
 from collectors.nvml_static import (
@@ -38,10 +37,7 @@ from collectors.rack import check_tray
 from storage.frame import Frame
 from storage.schemas import GPU, EventKind, GpuState
 
-__all__ = ["GpuInfo", "NvmlCollector", "NvmlUnavailable", "nvml_available"]
-
-MAX_EVENTS_PER_TICK = 1024
-"""Bound on events drained in one tick, so an event storm cannot stall collection."""
+__all__ = ["GpuInfo", "NvmlCollector", "NvmlUnavailable", "handle_key", "nvml_available"]
 
 GPU_COLUMNS: tuple[str, ...] = tuple(f.name for f in GPU)
 _METRIC_COUNT = len(GPU_COLUMNS) - 5  # after ts, gpu, uuid, tray, state
@@ -63,17 +59,6 @@ K_ECC_CORRECTED = "nvmlDeviceGetTotalEccErrors/corrected"
 K_ECC_UNCORRECTED = "nvmlDeviceGetTotalEccErrors/uncorrected"
 K_FIELDS = "nvmlDeviceGetFieldValues"
 K_PROCESSES = "nvmlDeviceGetComputeRunningProcesses"
-
-
-def handle_key(handle: Any) -> Any:
-    """A hashable identity for a device handle: the address a ctypes pointer holds, else the object."""
-    if isinstance(handle, ctypes._Pointer):
-        return ctypes.cast(handle, ctypes.c_void_p).value
-    try:
-        hash(handle)
-    except TypeError:
-        return id(handle)
-    return handle
 
 
 @dataclass(eq=False)
@@ -123,7 +108,6 @@ class NvmlCollector:
         self._process_every = process_every
         self._tick = 0
         self._closed = False
-        self._event_set: Any = None
         self._proc_names: dict[int, str | None] = {}
         try:
             nvml.nvmlInit()
@@ -152,36 +136,11 @@ class NvmlCollector:
         ]
         self.gpus: list[GpuInfo] = infos
         """Static facts of every GPU, in NVML order."""
-        self._by_handle = {handle_key(g.handle): g for g in self._gpus if g.handle is not None}
-        self._by_uuid = {g.info.uuid: g for g in self._gpus}
-        self._open_events()
+        self._xids = XidEvents(
+            nvml, [(g.handle, g.info) for g in self._gpus if g.handle is not None and not g.lost]
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------------
-
-    def _open_events(self) -> None:
-        """Create the XID event set; a driver without events simply yields none."""
-        nvml = self._nvml
-        try:
-            event_set = nvml.nvmlEventSetCreate()
-        except NVML_EXCEPTIONS:
-            return
-        registered = 0
-        for g in self._gpus:
-            if g.handle is None or g.lost:
-                continue
-            try:
-                nvml.nvmlDeviceRegisterEvents(g.handle, pynvml.nvmlEventTypeXidCriticalError, event_set)
-                registered += 1
-            except NVML_EXCEPTIONS:
-                continue
-        if registered:
-            self._event_set = event_set
-        else:
-            self._free_events(event_set)
-
-    def _free_events(self, event_set: Any) -> None:
-        with contextlib.suppress(NVML_EXCEPTIONS):
-            self._nvml.nvmlEventSetFree(event_set)
 
     def _shutdown(self) -> None:
         with contextlib.suppress(NVML_EXCEPTIONS):
@@ -192,9 +151,7 @@ class NvmlCollector:
         if self._closed:
             return
         self._closed = True
-        if self._event_set is not None:
-            self._free_events(self._event_set)
-            self._event_set = None
+        self._xids.close()
         self._shutdown()
 
     def __enter__(self) -> NvmlCollector:
@@ -227,7 +184,7 @@ class NvmlCollector:
     def poll(self, ts_ms: int) -> Frame:
         """Collect one tick; never raises for a per-GPU or per-field problem."""
         events = EventRows()
-        self._drain_events(events)
+        self._xids.drain(events)
         sample_processes = self._tick % self._process_every == 0
         self._tick += 1
         rows: list[tuple[Any, ...]] = []
@@ -409,34 +366,3 @@ class NvmlCollector:
             self._proc_names.clear()
         self._proc_names[pid] = name
         return name
-
-    def _drain_events(self, events: EventRows) -> None:
-        """Take every pending XID event without waiting (timeout 0), until NVML says Timeout."""
-        if self._event_set is None:
-            return
-        nvml = self._nvml
-        for _ in range(MAX_EVENTS_PER_TICK):
-            try:
-                data = nvml.nvmlEventSetWait(self._event_set, 0)
-            except NVML_EXCEPTIONS:
-                # Timeout: nothing pending. GPU_IS_LOST or another error: the per-GPU calls find the GPU;
-                # events still queued are taken next tick.
-                return
-            if not data.eventType & pynvml.nvmlEventTypeXidCriticalError:
-                continue
-            g = self._gpu_of(data.device)
-            xid = int(data.eventData)
-            label = f"{g.info.label} " if g is not None else ""
-            events.add(
-                EventKind.XID, None if g is None else g.info.gpu, None, xid, f"{label}{xid_detail(xid)}"
-            )
-
-    def _gpu_of(self, device: Any) -> _Gpu | None:
-        """The GPU an event's device handle names."""
-        g = self._by_handle.get(handle_key(device))
-        if g is not None:
-            return g
-        try:
-            return self._by_uuid.get(self._nvml.nvmlDeviceGetUUID(device))
-        except NVML_EXCEPTIONS:
-            return None
