@@ -82,7 +82,7 @@ class GpuFacts:
     nvlink_count: int = 0
 
 
-def _uchar(info: Any, name: str) -> int:
+def read_uchar(info: Any, name: str) -> int:
     """An `unsigned char` member of an NVML struct that pynvml declares as c_char.
 
     pynvml decodes c_char members as UTF-8 text, which fails for values >= 0x80, so real ctypes
@@ -103,12 +103,12 @@ def read_platform(nvml: Any, handle: Any) -> tuple[int, int, int] | None:
     info = nvml.c_nvmlPlatformInfo_v2_t()
     nvml.nvmlDeviceGetPlatformInfo(handle, ctypes.byref(info))
     try:
-        tray = rack.tray_from_platform(_uchar(info, "trayIndex"))
-        module = _uchar(info, "moduleId")
+        tray = rack.tray_from_platform(read_uchar(info, "trayIndex"))
+        module = read_uchar(info, "moduleId")
         rack.gpu_index(tray, module)
     except ValueError:
         return None
-    return tray, module, _uchar(info, "slotNumber")
+    return tray, module, read_uchar(info, "slotNumber")
 
 
 def read_facts(nvml: Any, index: int) -> GpuFacts:
