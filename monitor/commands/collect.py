@@ -61,6 +61,7 @@ def record(
         duration_s: stop after this long; None runs until SIGTERM or SIGINT.
     """
     from collectors.poller import Poller
+    from storage.frame import Frame
     from storage.head import Head
     from storage.host import HostSampler
     from storage.layout import StoreError
@@ -80,7 +81,15 @@ def record(
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    poller = Poller([*sources, HostSampler(root)], head, interval=interval_s, sinks=[writer.store])
+    first = threading.Event()
+
+    def store(frame: Frame) -> None:
+        writer.store(frame)
+        if not first.is_set():
+            first.set()
+            log.info("first frame recorded (%d rows)", frame.rows)
+
+    poller = Poller([*sources, HostSampler(root)], head, interval=interval_s, sinks=[store])
     log.info("recording %d sources every %.3g s into %s", len(sources), interval_s, root)
     began = time.monotonic()
     try:
