@@ -45,7 +45,7 @@ def _cdf(bounds: tuple[float, ...], sigma: float, key: int) -> tuple[float, ...]
 class Histogram:
     """A Prometheus-style cumulative histogram fed with log-normal observations."""
 
-    __slots__ = ("_key", "_pending", "_settled", "bounds", "count", "sigma", "sum")
+    __slots__ = ("_key", "_mean", "_median", "_pending", "_settled", "bounds", "count", "sigma", "sum")
 
     def __init__(self, bounds: tuple[float, ...], sigma: float) -> None:
         """Buckets with upper bounds `bounds` (seconds, ascending); `sigma` is the log-normal spread."""
@@ -56,18 +56,23 @@ class Histogram:
         self._settled = [0.0] * len(bounds)
         self._pending = 0
         self._key = 0
+        self._median = math.nan
+        self._mean = math.nan
 
     def observe(self, n: int, median: float) -> None:
         """Add `n` observations whose median is `median` seconds."""
         if n <= 0:
             return
-        key = round(math.log(median) * _MEDIAN_STEPS_PER_E)
-        if key != self._key:
-            self._flush()
-            self._key = key
+        if median != self._median:
+            self._median = median
+            self._mean = median * math.exp(self.sigma * self.sigma / 2.0)
+            key = round(math.log(median) * _MEDIAN_STEPS_PER_E)
+            if key != self._key:
+                self._flush()
+                self._key = key
         self._pending += n
         self.count += n
-        self.sum += n * median * math.exp(self.sigma * self.sigma / 2.0)
+        self.sum += n * self._mean
 
     def _flush(self) -> None:
         if self._pending:

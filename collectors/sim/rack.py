@@ -37,6 +37,8 @@ class SimRack:
     Every call on any tray first brings the whole rack up to clock.now() in fixed steps of `step_s`
     from `start`, so however often (or from however many threads) it is polled, the answers are the
     same. Reads between two steps see the state of the last step (counters and gauges alike).
+    Code that reads `gpus` or `workload` directly (a /metrics server, a backfill) should call sync()
+    or advance_to() and read under `lock`, as the trays do.
     """
 
     def __init__(

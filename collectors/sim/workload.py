@@ -86,10 +86,12 @@ class Instance:
     """Smoothed time a request waits before prefill (TTFT reflects the queue of the last few seconds)."""
     _carry: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
 
-    @property
-    def tp(self) -> int:
-        """Tensor-parallel size."""
-        return len(self.gpus)
+    tp: int = field(init=False)
+    """Tensor-parallel size (len(gpus))."""
+
+    def __post_init__(self) -> None:
+        """Derive tp from the placement."""
+        self.tp = len(self.gpus)
 
     @property
     def requests_ok(self) -> int:
@@ -171,7 +173,8 @@ class Workload:
                 inst.tokens_per_s = 0.0
                 inst.activity = 0.0
                 continue
-            speed = min(caps[g] for g in inst.gpus)
+            gpus = inst.gpus
+            speed = caps[gpus[0]] if len(gpus) == 1 else min(caps[g] for g in gpus)
             capacity_req = p.capacity_tok_s * inst.tp * inst.efficiency * speed * dt / p.output_len
             inst.backlog += offered
             served = min(inst.backlog, capacity_req)
@@ -197,7 +200,7 @@ class Workload:
         inst.generation_tokens += generated
         inst.tokens_per_s = generated / dt
         inst.queue_s += (inst.backlog / arrivals - inst.queue_s) * 0.1
-        ttft = p.ttft_p50_s + inst.queue_s
+        ttft = round(p.ttft_p50_s + inst.queue_s, 3)  # ms resolution lets steady steps share a median
         itl = p.itl_p50_s / max(speed, 0.05)
         inst.ttft.observe(requests, ttft)
         inst.itl.observe(max(0, generated - requests), itl)
