@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from monitor.commands import collect, query, sim
+from monitor.commands import collect, demo, query, sim
 from monitor.errors import UserError
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
 
 # Subcommands register here, two lines each (import, register); each module lives in monitor/commands/.
 app.command("collect")(collect.command)
+app.command("demo")(demo.command)
 app.command("query")(query.command)
 app.command("sim")(sim.command)
 
