@@ -356,7 +356,9 @@ class ExpositionParser:
             family = _SKIP if skipped else Family(name)
             if not skipped:
                 families[name] = family
-            by_sample.setdefault(name, family)
+            # A family's exact name wins over a histogram/summary suffix claim (x_count), as in Go.
+            if by_sample.get(name) is not _SKIP:
+                by_sample[name] = family
         if keyword == "HELP":
             if family is not _SKIP:
                 if family.help is not None:
