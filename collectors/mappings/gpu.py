@@ -1,21 +1,21 @@
-"""Tray pages (our `monitor agent`, or dcgm-exporter) <-> the store's `gpu`, `nvlink` and `events` rows.
+"""Tray pages (our `monitor agent`, or dcgm-exporter) -> the store's `gpu`, `nvlink` and `events` rows.
 
-frame_to_agent_page renders the agent's page from an NVML Frame; GpuPageMapper maps successive pages of
-one tray back to rows. Mapping an agent page gives back the rows it was rendered from. Events do not
-travel as events: XIDs travel as counters (rackmon_xid_errors_total) and come back as one xid event per
-increment; gpu_lost, clocks_event and link_down/link_up are derived again from state changes between
-pages, with the NVML collector's rules (collectors.nvml_rows.EventRows). The first page of a mapper is
-a baseline: it never yields events.
+GpuPageMapper maps successive pages of one tray to rows; the agent's page is rendered by
+agent_page.frame_to_agent_page (re-exported here), and mapping it gives back the rows it was rendered
+from. Events do not travel as events: XIDs travel as counters (rackmon_xid_errors_total) and come back
+as one xid event per increment; gpu_lost, clocks_event and link_down/link_up are derived again from
+state changes between pages, with the NVML collector's rules (collectors.nvml_rows.EventRows). The
+first page of a mapper is a baseline: it never yields events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 
 import pynvml
 
 from collectors import agent_names as names
+from collectors.mappings.agent_page import AgentGpu, XidTally, frame_to_agent_page
 from collectors.mappings.common import MappingError, checked_int, column_ranges, labels_value
 from collectors.nvml_fields import xid_detail
 from collectors.nvml_rows import EventRows
@@ -30,136 +30,6 @@ _GPU_SPECS = names.GPU_METRICS
 _LINK_SPECS = names.NVLINK_METRICS
 _MAX_EVENTS_PER_COUNTER = 1000
 """An XID counter that jumps by more than this (an agent restart, a corrupt page) yields only this many."""
-
-
-@dataclass(frozen=True)
-class AgentGpu:
-    """Identity and rack place of one GPU of a tray, as the agent publishes it.
-
-    Attributes:
-        index: tray-local NVML index (the `gpu` label).
-        uuid: NVML UUID (`GPU-...`), the GPU's key everywhere.
-        tray: compute tray 1..18; module: nvmlPlatformInfo.moduleId 1..4.
-        slot: physical slot from the top of the rack (None when the driver has no platform info).
-    """
-
-    index: int
-    uuid: str
-    tray: int
-    module: int
-    slot: int | None = None
-    pci_bus_id: str = ""
-    model_name: str = "NVIDIA GB300"
-    serial: str = ""
-
-    @property
-    def rack_index(self) -> int:
-        """Rack GPU index 0..71."""
-        return gpu_index(self.tray, self.module)
-
-
-@dataclass
-class XidTally:
-    """XID counts per (rack GPU, xid) and the last XID per GPU, kept by the agent across frames."""
-
-    counts: dict[tuple[int, int], int] = field(default_factory=dict)
-    last: dict[int, int] = field(default_factory=dict)
-
-    def update(self, frame: Frame) -> None:
-        """Count the xid events of one frame."""
-        events = frame.table("events").to_pydict()
-        for kind, gpu, code in zip(events["kind"], events["gpu"], events["code"], strict=True):
-            if kind == EventKind.XID and gpu is not None and code is not None:
-                self.counts[gpu, code] = self.counts.get((gpu, code), 0) + 1
-                self.last[gpu] = code
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _page_value(value: int, scale: float) -> str:
-    """A store integer in the page's unit: exact both ways (ints stay ints, mW -> W is a float)."""
-    if scale == 1:
-        return str(value)
-    if scale > 1:
-        return str(value * int(scale))
-    return repr(value / round(1 / scale))
-
-
-def _header(out: list[str], name: str, kind: str, help_text: str) -> None:
-    out.append(f"# HELP {name} {help_text}")
-    out.append(f"# TYPE {name} {kind}")
-
-
-def frame_to_agent_page(
-    frame: Frame, gpus: Sequence[AgentGpu], *, hostname: str = "", xids: XidTally | None = None
-) -> str:
-    """Render a tray's NVML Frame as the agent's /metrics page (text format 0.0.4).
-
-    Args:
-        frame: one tick of the tray (its gpu and nvlink tables; events go through `xids`).
-        gpus: the tray's GPUs; GPUs without a row in the frame are left off the page.
-        hostname: the `Hostname` label.
-        xids: XID counts so far (update it with each frame before rendering).
-    """
-    gpu_cols = frame.table("gpu").to_pydict()
-    row_of = {g: i for i, g in enumerate(gpu_cols["gpu"])}
-    present = [g for g in gpus if g.rack_index in row_of]
-    host = _escape(hostname)
-    full: dict[int, str] = {}
-    short: dict[int, str] = {}
-    for g in present:
-        short[g.rack_index] = f'{names.LABEL_GPU}="{g.index}",{names.LABEL_UUID}="{_escape(g.uuid)}"'
-        full[g.rack_index] = (
-            f'{short[g.rack_index]},{names.LABEL_PCI_BUS_ID}="{_escape(g.pci_bus_id)}",'
-            f'{names.LABEL_DEVICE}="nvidia{g.index}",{names.LABEL_MODEL}="{_escape(g.model_name)}",'
-            f'{names.LABEL_HOSTNAME}="{host}"'
-        )
-    out: list[str] = []
-    _header(out, names.GPU_INFO, "gauge", "Identity and rack place of a GPU (always 1).")
-    for g in present:
-        slot = "" if g.slot is None else str(g.slot)
-        out.append(
-            f'{names.GPU_INFO}{{{full[g.rack_index]},{names.LABEL_TRAY}="{g.tray}",'
-            f'{names.LABEL_MODULE}="{g.module}",{names.LABEL_SLOT}="{slot}",'
-            f'{names.LABEL_SERIAL}="{_escape(g.serial)}"}} 1'
-        )
-    _header(out, names.GPU_STATE, "gauge", "GPU state: 0 ok, 1 lost, 2 stale, 3 error.")
-    for g in present:
-        out.append(f"{names.GPU_STATE}{{{full[g.rack_index]}}} {gpu_cols['state'][row_of[g.rack_index]]}")
-    for spec in _GPU_SPECS:
-        column = gpu_cols[spec.column]
-        _header(out, spec.name, spec.type, spec.help)
-        for g in present:
-            value = column[row_of[g.rack_index]]
-            if value is not None:
-                out.append(f"{spec.name}{{{full[g.rack_index]}}} {_page_value(value, spec.scale)}")
-    tally = xids or XidTally()
-    _header(out, names.XID_LAST, "gauge", "Value of the last XID error encountered.")
-    for g in present:
-        out.append(f"{names.XID_LAST}{{{full[g.rack_index]}}} {tally.last.get(g.rack_index, 0)}")
-    _header(out, names.XID_COUNT, "counter", "XID errors seen since the agent started, by XID.")
-    for (rack, xid), count in sorted(tally.counts.items()):
-        if rack in short:
-            out.append(f'{names.XID_COUNT}{{{short[rack]},{names.LABEL_XID}="{xid}"}} {count}')
-    link_cols = frame.table("nvlink").to_pydict()
-    order = sorted(range(len(link_cols["gpu"])), key=lambda i: (link_cols["gpu"][i], link_cols["link"][i]))
-    keys = [
-        (i, f'{short[link_cols["gpu"][i]]},{names.LABEL_LINK}="{link_cols["link"][i]}"')
-        for i in order
-        if link_cols["gpu"][i] in short
-    ]
-    for spec in _LINK_SPECS:
-        column = link_cols[spec.column]
-        _header(out, spec.name, spec.type, spec.help)
-        out.extend(
-            f"{spec.name}{{{labels}}} {_page_value(column[i], spec.scale)}"
-            for i, labels in keys
-            if column[i] is not None
-        )
-    out.append("")
-    return "\n".join(out)
 
 
 def _from_page(value: float, scale: float, lo: int, hi: int) -> int | None:
