@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ctypes
+import functools
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import pynvml
 
@@ -24,6 +29,9 @@ ALL_LINKS = 0xFFFFFFFF
 UINT = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
 ULL = pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
 SINT = pynvml.NVML_VALUE_TYPE_SIGNED_INT
+SUCCESS = pynvml.NVML_SUCCESS
+NOT_SUPPORTED = pynvml.NVML_ERROR_NOT_SUPPORTED
+INVALID_ARGUMENT = pynvml.NVML_ERROR_INVALID_ARGUMENT
 
 Reader = Callable[[GpuSim, GpuSim, int], int | None]
 """(gpu, superchip sibling, scopeId) -> value, or None for NVML_ERROR_INVALID_ARGUMENT (bad scope)."""
@@ -145,30 +153,87 @@ FIELDS: dict[int, tuple[int, Reader]] = {
 }
 """Field id -> (NVML_VALUE_TYPE_*, reader). Anything else (legacy 161-163 included) is NOT_SUPPORTED."""
 
-_SETTERS = {UINT: "uiVal", ULL: "ullVal", SINT: "siVal"}
+LATENCY_US = 12
+"""latencyUsec reported for every entry."""
+
+_ENTRY = struct.Struct("<IIqqIIQ")
+"""One c_nvmlFieldValue_t: fieldId, scopeId, timestamp, latencyUsec, valueType, nvmlReturn, union bytes."""
+if ctypes.sizeof(pynvml.c_nvmlFieldValue_t) != _ENTRY.size or [
+    getattr(pynvml.c_nvmlFieldValue_t, name).offset for name, _ in pynvml.c_nvmlFieldValue_t._fields_
+] != [0, 4, 8, 16, 24, 28, 32]:
+    raise ImportError("pynvml.c_nvmlFieldValue_t no longer has the layout collectors.sim.fields packs")
+
+_MASKS = {UINT: 0xFFFFFFFF, ULL: (1 << 64) - 1, SINT: 0xFFFFFFFF}
+"""What the union member NVML writes keeps of a value: ctypes wraps, the other union bytes stay zero."""
+
+
+@dataclass(frozen=True)
+class FieldRequest:
+    """A parsed nvmlDeviceGetFieldValues request; built once per distinct request, as a collector repeats it.
+
+    Attributes:
+        entries: per entry (fieldId, scopeId, valueType, mask, reader); reader None means NOT_SUPPORTED.
+        field_ids: the distinct field ids asked for (injected errors are taken once per id per call).
+        array_type: the ctypes array of c_nvmlFieldValue_t returned.
+        layout: packs all entries at once, 7 ints per entry in _ENTRY order.
+    """
+
+    entries: tuple[tuple[int, int, int, int, Reader | None], ...]
+    field_ids: frozenset[int]
+    array_type: type[ctypes.Array[pynvml.c_nvmlFieldValue_t]]
+    layout: struct.Struct
+
+
+def _parse(field_ids: tuple[Any, ...]) -> FieldRequest:
+    # Through real structs, so ids wrap or are refused exactly as pynvml's own setters do.
+    array_type = pynvml.c_nvmlFieldValue_t * len(field_ids)
+    parsed = array_type()
+    for entry, field_id in zip(parsed, field_ids, strict=True):
+        try:
+            (entry.fieldId, entry.scopeId) = field_id
+        except TypeError:
+            entry.fieldId = field_id
+    entries = []
+    for entry in parsed:
+        value_type, reader = FIELDS.get(entry.fieldId, (0, None))
+        entries.append((entry.fieldId, entry.scopeId, value_type, _MASKS.get(value_type, 0), reader))
+    layout = struct.Struct("<" + _ENTRY.format.lstrip("<") * len(entries))
+    return FieldRequest(tuple(entries), frozenset(e[0] for e in entries), array_type, layout)
+
+
+_parse_cached = functools.lru_cache(maxsize=64)(_parse)
+
+
+def parse_request(field_ids: Sequence[Any]) -> FieldRequest:
+    """The parsed form of a fieldIds argument: ints (scope 0) or (fieldId, scopeId) pairs."""
+    key = tuple(field_ids)
+    try:
+        hash(key)
+    except TypeError:  # e.g. [fieldId, scopeId] lists: parse every call
+        return _parse(key)
+    return _parse_cached(key)
 
 
 def fill(
-    entry: pynvml.c_nvmlFieldValue_t, gpu: GpuSim, sibling: GpuSim, ts_us: int, forced: int | None
-) -> None:
-    """Fill one requested entry in place: value, type, per-entry return code and timestamp.
+    request: FieldRequest, gpu: GpuSim, sibling: GpuSim, ts_us: int, forced: dict[int, int | None]
+) -> ctypes.Array[pynvml.c_nvmlFieldValue_t]:
+    """The answer to `request`: value, type, per-entry return code and timestamp in every entry.
 
-    `forced` is an injected per-entry return code (the test hook), or None.
+    `forced` maps a field id to its injected per-entry return code (the test hook); absent means none.
+    Entries that do not succeed keep valueType 0 and a zero value, as a fresh NVML buffer does.
     """
-    entry.timestamp = ts_us
-    entry.latencyUsec = 12
-    if forced is not None:
-        entry.nvmlReturn = forced
-        return
-    spec = FIELDS.get(entry.fieldId)
-    if spec is None:
-        entry.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
-        return
-    value_type, reader = spec
-    value = reader(gpu, sibling, entry.scopeId)
-    if value is None:
-        entry.nvmlReturn = pynvml.NVML_ERROR_INVALID_ARGUMENT
-        return
-    entry.valueType = value_type
-    setattr(entry.value, _SETTERS[value_type], value)
-    entry.nvmlReturn = pynvml.NVML_SUCCESS
+    args: list[int] = []
+    for field_id, scope, value_type, mask, reader in request.entries:
+        code = forced.get(field_id) if forced else None
+        value = None
+        if code is None:
+            if reader is None:
+                code = NOT_SUPPORTED
+            else:
+                value = reader(gpu, sibling, scope)
+                code = INVALID_ARGUMENT if value is None else SUCCESS
+        if value is None:
+            args += (field_id, scope, ts_us, LATENCY_US, 0, code, 0)
+        else:
+            args += (field_id, scope, ts_us, LATENCY_US, value_type, code, value & mask)
+    return request.array_type.from_buffer_copy(request.layout.pack(*args))

@@ -332,19 +332,15 @@ class SimTray(EventCalls):
     @nvml_call("device")
     def nvmlDeviceGetFieldValues(self, gpu: GpuSim, fieldIds: Sequence[Any]) -> Any:
         """A ctypes array of real c_nvmlFieldValue_t, one per request, each with its own nvmlReturn."""
-        values = (pynvml.c_nvmlFieldValue_t * len(fieldIds))()
-        for i, field_id in enumerate(fieldIds):
-            try:
-                (values[i].fieldId, values[i].scopeId) = field_id
-            except TypeError:
-                values[i].fieldId = field_id
+        request = fields.parse_request(fieldIds)
         device = gpu.id.device
-        forced = {fid: self._take(self._field_errors.get(fid), device) for fid in {v.fieldId for v in values}}
+        # Only ids with injections can be forced; _take on the rest would answer None anyway.
+        forced = {
+            fid: self._take(self._field_errors[fid], device)
+            for fid in request.field_ids & self._field_errors.keys()
+        }
         ts_us = int(self.rack.time * 1_000_000)
-        sibling = self._sibling(gpu)
-        for entry in values:
-            fields.fill(entry, gpu, sibling, ts_us, forced[entry.fieldId])
-        return values
+        return fields.fill(request, gpu, self._sibling(gpu), ts_us, forced)
 
     # -- processes ----------------------------------------------------------------------------------
 
