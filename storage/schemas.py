@@ -129,6 +129,7 @@ SERVING = pa.schema(
         pa.field("endpoint", pa.string(), nullable=False),  # the scraped URL's instance name
         pa.field("engine", pa.string(), nullable=False),  # vllm, sglang, trtllm, triton, dynamo
         pa.field("model", pa.string()),
+        pa.field("gpus", pa.string()),  # rack GPU indices it runs on, "8,9,10,11" (from the rack config)
         pa.field("state", pa.int8(), nullable=False),  # EndpointState
         pa.field("prompt_tokens", pa.int64()),  # counter
         pa.field("generation_tokens", pa.int64()),  # counter
