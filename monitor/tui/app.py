@@ -1,0 +1,198 @@
+"""RackApp: the live rack view over a Head (and, later, a replay cursor); see DESIGN.md, TUI."""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from collectors.rack import COMPUTE_TRAYS, GPUS_PER_TRAY, gpu_place
+from monitor.tui.help_screen import HelpScreen
+from monitor.tui.messages import FrameReady, SnapshotFailed
+from monitor.tui.widgets.event_log import EventLog
+from monitor.tui.widgets.gauge import Gauge
+from monitor.tui.widgets.gpu_detail import GpuDetail
+from monitor.tui.widgets.heatmap import Heatmap
+from monitor.tui.widgets.key_line import KeyLine
+from monitor.tui.widgets.totals import TotalsBar
+from monitor.view.builder import SnapshotBuilder
+from monitor.view.metrics import METRICS, METRICS_BY_NAME, Metric
+from monitor.view.model import NVLINK_MAX_TBPS, RackSnapshot, clock_text
+from storage.head import Head
+
+WAIT_S = 0.25
+"""The longest the worker blocks on the head before it checks whether it was cancelled."""
+
+
+def _metric_binding(metric: Metric) -> Binding:
+    return Binding(
+        metric.key,
+        f"metric('{metric.name}')",
+        metric.name,
+        tooltip=f"Show {metric.label} ({metric.unit}) in the heatmap",
+        id=f"metric-{metric.name}",
+    )
+
+
+class RackApp(App[None]):
+    """The rack view: heatmap, totals, gauges, GPU detail and events, refreshed as frames arrive."""
+
+    CSS_PATH = "app.tcss"
+    ENABLE_COMMAND_PALETTE = False
+
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (36, "-tall")]
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(_metric_binding(m) for m in METRICS),
+        Binding("up", "move(0, -1)", "up", tooltip="Select the GPU in the tray above", id="up"),
+        Binding("down", "move(0, 1)", "down", tooltip="Select the GPU in the tray below", id="down"),
+        Binding("left", "move(-1, 0)", "left", tooltip="Select the GPU to the left", id="left"),
+        Binding("right", "move(1, 0)", "right", tooltip="Select the GPU to the right", id="right"),
+        Binding("question_mark", "help", "help", tooltip="Show this list of keys", id="help"),
+        Binding("q", "quit", "quit", tooltip="Quit rack-monitor", id="quit"),
+    ]
+    """Every key; the key line and the help screen are built from this list."""
+
+    def __init__(
+        self,
+        head: Head,
+        *,
+        interval: float = 1.0,
+        title: str = "rack-monitor",
+        subtitle: str = "",
+    ) -> None:
+        """Show the rack held in `head`.
+
+        Args:
+            head: the frames to show; a collector thread appends to it.
+            interval: the shortest time between two redraws, in seconds (0: redraw on every frame).
+            title: shown first on the totals bar.
+            subtitle: shown after the title (e.g. 'sim seed 1').
+        """
+        super().__init__()
+        self.head = head
+        self.interval = max(0.0, interval)
+        self.title = title
+        self.sub_title = subtitle
+        self.snapshot = RackSnapshot.empty()
+        self.metric: Metric = METRICS[0]
+        self.selected = 0
+        self.frames_applied = 0
+        """Snapshots applied so far (tests and the benchmark await this)."""
+        self._last_error: str | None = None
+
+    @property
+    def key_bindings(self) -> list[Binding]:
+        """The app's bindings as Binding objects, in declaration order."""
+        return [b for b in self.BINDINGS if isinstance(b, Binding)]
+
+    def compose(self) -> ComposeResult:
+        """Totals on top, the rack on the left, gauges / detail / events on the right, keys below."""
+        yield TotalsBar(id="totals")
+        with Horizontal(id="body"):
+            yield Heatmap(id="heatmap")
+            with Vertical(id="side"):
+                with Horizontal(id="gauges"):
+                    yield Gauge("Power", "kW", id="power-gauge")
+                    yield Gauge("NVLink", "TB/s", id="nvlink-gauge")
+                yield GpuDetail(id="detail")
+                yield EventLog(id="events")
+        yield KeyLine(id="keys")
+
+    def on_mount(self) -> None:
+        """Draw the empty rack and start following the head."""
+        self.query_one("#detail").border_title = "GPU"
+        self.query_one("#events").border_title = "Events (UTC), newest first"
+        self._redraw()
+        self._follow_head()
+
+    # -- data ------------------------------------------------------------------------------
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="snapshot", name="follow-head")
+    def _follow_head(self) -> None:
+        """Wait for new frames and build snapshots off the event loop; stops when cancelled."""
+        worker = get_current_worker()
+        builder = SnapshotBuilder()
+        seen = 0
+        last_build = float("-inf")
+        while not worker.is_cancelled:
+            version = self.head.wait_for(seen, timeout=WAIT_S)
+            if worker.is_cancelled:
+                return
+            if version == seen:
+                continue
+            # interval only caps the redraw rate; waiting on the cancel event keeps exit prompt.
+            pause = self.interval - (time.monotonic() - last_build)
+            if pause > 0 and worker.cancelled_event.wait(pause):
+                return
+            seen = self.head.version
+            last_build = time.monotonic()
+            try:
+                frames = self.head.latest(builder.frames_needed())
+                snapshot = builder.build(frames, version=seen)
+            except Exception as err:  # a bad frame must not end live updates
+                self.post_message(SnapshotFailed(f"{type(err).__name__}: {err}"))
+                continue
+            self.post_message(FrameReady(snapshot))
+
+    def on_frame_ready(self, message: FrameReady) -> None:
+        """Show the newest snapshot."""
+        self.snapshot = message.snapshot
+        self._redraw()
+        self.frames_applied += 1
+
+    def on_snapshot_failed(self, message: SnapshotFailed) -> None:
+        """Tell the operator once per distinct error."""
+        if message.error != self._last_error:
+            self._last_error = message.error
+            self.notify(message.error, title="Cannot read frame", severity="error")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that died is reported, not silently lost."""
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            self.notify(str(event.worker.error), title="Live updates stopped", severity="error")
+
+    def _redraw(self) -> None:
+        """Push the current snapshot, metric and selection to every widget in one screen update."""
+        snap = self.snapshot
+        totals = snap.totals
+        with self.batch_update():
+            self.query_one(TotalsBar).show(snap, self.title, self.sub_title)
+            heatmap = self.query_one(Heatmap)
+            heatmap.update_view(snap, self.metric, self.selected)
+            heatmap.border_title = f"{self.metric.label} ({self.metric.unit})"
+            heatmap.border_subtitle = clock_text(snap.ts_ms) if snap.ts_ms is not None else "no data"
+            self.query_one("#power-gauge", Gauge).show(
+                totals.power_kw, totals.power_limit_kw, snap.power_history_kw
+            )
+            self.query_one("#nvlink-gauge", Gauge).show(
+                totals.nvlink_tbps, NVLINK_MAX_TBPS, snap.nvlink_history_tbps
+            )
+            self.query_one(GpuDetail).show(snap.gpu(self.selected))
+            self.query_one(EventLog).show(snap.events)
+            self.query_one(KeyLine).show(self.key_bindings, f"metric('{self.metric.name}')")
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def action_metric(self, name: str) -> None:
+        """Colour the heatmap by metric `name`."""
+        self.metric = METRICS_BY_NAME[name]
+        self._redraw()
+
+    def action_move(self, dx: int, dy: int) -> None:
+        """Move the selection: dy over trays in physical order, dx over the 4 GPUs of a tray."""
+        tray, module = gpu_place(self.selected)
+        tray = min(COMPUTE_TRAYS, max(1, tray + dy))
+        module = min(GPUS_PER_TRAY, max(1, module + dx))
+        self.selected = (tray - 1) * GPUS_PER_TRAY + (module - 1)
+        self._redraw()
+
+    def action_help(self) -> None:
+        """List every key."""
+        self.push_screen(HelpScreen(self.key_bindings))

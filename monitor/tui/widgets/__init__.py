@@ -1,0 +1,1 @@
+"""The rack view's widgets, one per module."""

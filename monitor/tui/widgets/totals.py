@@ -1,0 +1,71 @@
+"""The totals bar: title, GPUs ok of 72, rack power, NVLink throughput, tokens/s, the data's time."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from monitor.view.metrics import fmt_rate
+from monitor.view.model import RackSnapshot, clock_text
+
+COMPACT_WIDTH = 100
+"""Below this width the title and the data's time give their room to the figures."""
+
+
+def totals_text(snapshot: RackSnapshot, title: str, subtitle: str = "", *, compact: bool = False) -> Text:
+    """The one-line totals bar, readable without colour ('!' marks a rack that is not all ok)."""
+    t = snapshot.totals
+    text = Text(no_wrap=True, overflow="ellipsis")
+    if not compact:
+        text.append(title, style="bold")
+        if subtitle:
+            text.append(f" ({subtitle})", style="dim")
+        text.append("  ")
+    healthy = t.gpus_ok == t.gpus_total
+    text.append(f"GPUs ok {t.gpus_ok}/{t.gpus_total}", style="bold" if healthy else "bold red")
+    problems = [
+        f"{n} {what}"
+        for n, what in ((t.gpus_lost, "lost"), (t.gpus_stale, "stale"), (t.gpus_error, "err"))
+        if n
+    ]
+    if problems:
+        text.append(f" ({', '.join(problems)})", style="bold red")
+    text.append("  Power ")
+    text.append(f"{t.power_kw:.1f} kW" if t.power_kw is not None else "-- kW", style="bold")
+    text.append("  NVLink ")
+    rate = f"{fmt_rate(t.nvlink_tbps).strip()} TB/s" if t.nvlink_tbps is not None else "-- TB/s"
+    text.append(rate, style="bold")
+    if t.tokens_per_s is not None:
+        text.append("  Tokens ")
+        text.append(f"{t.tokens_per_s / 1000:,.1f} k/s", style="bold")
+    if snapshot.ts_ms is None:
+        text.append("  waiting for data", style="dim")
+    elif not compact:
+        text.append(f"  data at {clock_text(snapshot.ts_ms)}", style="dim")
+    return text
+
+
+class TotalsBar(Static):
+    """One line of rack totals across the top of the screen."""
+
+    DEFAULT_CSS = "TotalsBar { height: 1; }"
+
+    def __init__(self, *, id: str | None = None) -> None:
+        """An empty bar; show() fills it."""
+        super().__init__("", id=id)
+        self._shown: str | None = None
+        self._last: tuple[RackSnapshot, str, str] | None = None
+
+    def show(self, snapshot: RackSnapshot, title: str, subtitle: str = "") -> None:
+        """Show a snapshot's totals; a repaint happens only when the text changed."""
+        compact = 0 < self.size.width < COMPACT_WIDTH
+        text = totals_text(snapshot, title, subtitle, compact=compact)
+        self._last = (snapshot, title, subtitle)
+        if text.markup != self._shown:
+            self._shown = text.markup
+            self.update(text)
+
+    def on_resize(self) -> None:
+        """Switch between the compact and the full line when the width crosses COMPACT_WIDTH."""
+        if self._last is not None:
+            self.show(*self._last)

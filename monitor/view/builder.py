@@ -1,0 +1,388 @@
+"""Build RackSnapshots from frames: per-GPU state and values, counter rates with reset detection, totals.
+
+The same builder serves live (the head's newest frames) and replay (frames read at a cursor). It keeps a
+small cache of per-frame and per-frame-pair summaries so that each new tick costs one frame's work, not
+a whole window's. One builder belongs to one thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from collectors.rack import CHIPS_PER_SWITCH_TRAY, GPUS, LINKS_PER_GPU, SWITCH_TRAYS
+from monitor.view.metrics import MIB_PER_GIB
+from monitor.view.model import (
+    CellState,
+    EventView,
+    GpuView,
+    RackSnapshot,
+    RackTotals,
+    SwitchTrayView,
+    clock_reason_names,
+)
+from storage.frame import Frame
+from storage.schemas import GpuState
+
+LINK_ERROR_COLUMNS = ("rx_errors", "symbol_errors", "recovery", "recovery_failed")
+"""NVLink counters that count trouble; their increase is the 'errors' metric with ECC."""
+
+NVLINK_ACTIVE = 1
+"""NVML_NVLINK_STATE_ACTIVE as stored in nvlink.state."""
+
+KIB = 1024
+_STATE = {
+    GpuState.OK: CellState.OK,
+    GpuState.LOST: CellState.LOST,
+    GpuState.STALE: CellState.STALE,
+    GpuState.ERROR: CellState.ERROR,
+}
+
+
+def counter_delta(old: int | None, new: int | None) -> int | None:
+    """new - old for a counter; None when either is unknown or the counter went down (a reset)."""
+    if old is None or new is None or new < old:
+        return None
+    return new - old
+
+
+def counter_increase(old: int | None, new: int | None) -> int | None:
+    """How much a counter grew, Prometheus-style: after a reset the new value is all increase."""
+    if new is None:
+        return None
+    if old is None:
+        return None
+    return new - old if new >= old else new
+
+
+@dataclass(frozen=True, slots=True)
+class _FrameSummary:
+    """What the builder keeps of one frame."""
+
+    ts_ms: int
+    rows: dict[int, dict[str, Any]]
+    errors: dict[int, int | None]
+    """Per GPU: ECC corrected + uncorrected + NVLink error counters, summed."""
+    links: dict[int, tuple[int | None, int | None, int | None, int | None]]
+    """Per gpu * 18 + link: (state, tx_kib, rx_kib, error counters summed)."""
+    power_kw: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class _PairSummary:
+    """Rates and increases between two consecutive frames."""
+
+    gpu_gbps: dict[int, float | None]
+    gpu_errors: dict[int, int | None]
+    switch_gbps: tuple[float | None, ...]
+    switch_errors: tuple[int | None, ...]
+    rack_tbps: float | None
+
+
+def _sum_known(values: Sequence[int | None]) -> int | None:
+    """The sum of the known values, or None when none is known."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def summarise_frame(frame: Frame) -> _FrameSummary:
+    """Reduce one frame to per-GPU rows, error totals, per-link counters and rack power."""
+    # Row times equal the frame's tick, and converting 72 timestamps to datetimes is wasted work.
+    gpu = frame.table("gpu").drop_columns(["ts"]).to_pydict()
+    names = list(gpu)
+    at = names.index("gpu")
+    rows = {
+        int(values[at]): dict(zip(names, values, strict=True)) for values in zip(*gpu.values(), strict=True)
+    }
+    link_errors: dict[int, list[int | None]] = {}
+    links: dict[int, tuple[int | None, int | None, int | None, int | None]] = {}
+    nv = frame.table("nvlink")
+    if nv.num_rows:
+        cols = nv.select(["gpu", "link", "state", "tx_kib", "rx_kib", *LINK_ERROR_COLUMNS]).to_pydict()
+        for g, link, state, tx, rx, *errs in zip(*cols.values(), strict=True):
+            err = _sum_known(errs)
+            links[g * LINKS_PER_GPU + link] = (state, tx, rx, err)
+            link_errors.setdefault(g, []).append(err)
+    errors: dict[int, int | None] = {}
+    power_mw = 0
+    power_known = False
+    for index, row in rows.items():
+        parts = [row.get("ecc_corrected"), row.get("ecc_uncorrected"), *link_errors.get(index, [])]
+        errors[index] = _sum_known(parts)
+        if row["state"] == GpuState.OK and row.get("power_mw") is not None:
+            power_mw += row["power_mw"]
+            power_known = True
+    return _FrameSummary(
+        ts_ms=frame.ts_ms,
+        rows=rows,
+        errors=errors,
+        links=links,
+        power_kw=power_mw / 1e6 if power_known else None,
+    )
+
+
+def _gbps(kib: int, dt_ms: int) -> float:
+    """KiB moved in dt_ms as GB/s (decimal GB, as link speeds are quoted)."""
+    return kib * KIB / (dt_ms / 1000) / 1e9
+
+
+def summarise_pair(old: _FrameSummary, new: _FrameSummary) -> _PairSummary:
+    """Per-GPU NVLink rates and error increases, per-switch-tray rates and errors, between two frames."""
+    gpu_gbps: dict[int, float | None] = {}
+    gpu_errors: dict[int, int | None] = {}
+    dt = new.ts_ms - old.ts_ms
+    for index, row in new.rows.items():
+        prev = old.rows.get(index)
+        if prev is None:
+            continue
+        dtx = counter_delta(prev.get("nvlink_tx_kib"), row.get("nvlink_tx_kib"))
+        drx = counter_delta(prev.get("nvlink_rx_kib"), row.get("nvlink_rx_kib"))
+        ok = dtx is not None and drx is not None and dt > 0
+        gpu_gbps[index] = _gbps(dtx + drx, dt) if ok else None  # type: ignore[operator]
+        gpu_errors[index] = counter_increase(old.errors.get(index), new.errors.get(index))
+    switch_kib: list[int | None] = [None] * SWITCH_TRAYS
+    switch_err: list[int | None] = [None] * SWITCH_TRAYS
+    for key, (_, tx, rx, err) in new.links.items():
+        before = old.links.get(key)
+        if before is None:
+            continue
+        tray = (key % LINKS_PER_GPU) // CHIPS_PER_SWITCH_TRAY
+        dtx, drx = counter_delta(before[1], tx), counter_delta(before[2], rx)
+        if dtx is not None and drx is not None:
+            switch_kib[tray] = (switch_kib[tray] or 0) + dtx + drx
+        inc = counter_increase(before[3], err)
+        if inc is not None:
+            switch_err[tray] = (switch_err[tray] or 0) + inc
+    known = [v for v in gpu_gbps.values() if v is not None]
+    return _PairSummary(
+        gpu_gbps=gpu_gbps,
+        gpu_errors=gpu_errors,
+        switch_gbps=tuple(_gbps(kib, dt) if kib is not None and dt > 0 else None for kib in switch_kib),
+        switch_errors=tuple(switch_err),
+        rack_tbps=sum(known) / 1000 if known else None,
+    )
+
+
+class SnapshotBuilder:
+    """Turns the newest frames (oldest first) into a RackSnapshot, caching per-frame work."""
+
+    def __init__(
+        self,
+        *,
+        history: int = 120,
+        events: int = 50,
+        error_window_s: float = 60.0,
+        interval_ms: int | None = None,
+        stale_intervals: int = 3,
+    ) -> None:
+        """Configure the builder.
+
+        Args:
+            history: frames of rack power / NVLink history kept for sparklines.
+            events: the most events a snapshot carries.
+            error_window_s: the 'errors' metric is the counter increase over this window.
+            interval_ms: the collection interval; None infers it from the frames' spacing.
+            stale_intervals: a row older than this many intervals behind the newest frame is stale.
+        """
+        self.history = history
+        self.max_events = events
+        self.error_window_ms = int(error_window_s * 1000)
+        self.interval_ms = interval_ms
+        self.stale_intervals = stale_intervals
+        self._frames: dict[int, _FrameSummary] = {}
+        self._pairs: dict[tuple[int, int], _PairSummary] = {}
+
+    def frames_needed(self) -> int:
+        """How many of the newest frames build() wants (history plus one for the first rate)."""
+        return self.history + 1
+
+    def _summary(self, frame: Frame) -> _FrameSummary:
+        cached = self._frames.get(frame.ts_ms)
+        if cached is None:
+            cached = self._frames[frame.ts_ms] = summarise_frame(frame)
+        return cached
+
+    def _pair(self, old: _FrameSummary, new: _FrameSummary) -> _PairSummary:
+        key = (old.ts_ms, new.ts_ms)
+        cached = self._pairs.get(key)
+        if cached is None:
+            cached = self._pairs[key] = summarise_pair(old, new)
+        return cached
+
+    def _infer_interval(self, frames: Sequence[Frame]) -> int:
+        if self.interval_ms is not None:
+            return self.interval_ms
+        gaps = [b.ts_ms - a.ts_ms for a, b in zip(frames[-11:], frames[-10:], strict=False)]
+        gaps = [g for g in gaps if g > 0]
+        return int(statistics.median(gaps)) if gaps else 1000
+
+    def build(self, frames: Sequence[Frame], *, version: int = 0) -> RackSnapshot:
+        """The snapshot at the newest of `frames` (oldest first; only the newest history+1 are used)."""
+        frames = list(frames[-self.frames_needed() :])
+        if not frames:
+            return RackSnapshot.empty()
+        summaries = [self._summary(f) for f in frames]
+        pairs = [self._pair(a, b) for a, b in itertools.pairwise(summaries)]
+        self._forget(summaries)
+        newest = summaries[-1]
+        interval = self._infer_interval(frames)
+        window = [
+            p
+            for s, p in zip(summaries[1:], pairs, strict=True)
+            if s.ts_ms > newest.ts_ms - self.error_window_ms
+        ]
+        gpus = tuple(self._gpu_view(i, summaries, pairs, window, interval) for i in range(GPUS))
+        return RackSnapshot(
+            ts_ms=newest.ts_ms,
+            interval_ms=interval,
+            gpus=gpus,
+            switches=self._switches(newest, pairs[-1] if pairs else None, window),
+            totals=self._totals(gpus, newest, pairs[-1] if pairs else None),
+            power_history_kw=tuple(s.power_kw or 0.0 for s in summaries[-self.history :]),
+            nvlink_history_tbps=tuple(p.rack_tbps or 0.0 for p in pairs[-self.history :]),
+            events=self._events(frames),
+            version=version,
+        )
+
+    def _forget(self, kept: Sequence[_FrameSummary]) -> None:
+        """Drop cached summaries of frames that fell out of the window (keeps memory bounded)."""
+        if len(self._frames) <= len(kept):
+            return
+        keep = {s.ts_ms for s in kept}
+        self._frames = {ts: s for ts, s in self._frames.items() if ts in keep}
+        self._pairs = {k: p for k, p in self._pairs.items() if k[0] in keep and k[1] in keep}
+
+    def _gpu_view(
+        self,
+        index: int,
+        summaries: Sequence[_FrameSummary],
+        pairs: Sequence[_PairSummary],
+        window: Sequence[_PairSummary],
+        interval_ms: int,
+    ) -> GpuView:
+        newest_ts = summaries[-1].ts_ms
+        found = next(((pos, s.rows[index]) for pos, s in _newest_first(summaries) if index in s.rows), None)
+        if found is None:
+            return GpuView(index, CellState.NO_DATA)
+        pos, row = found
+        state = _STATE.get(GpuState(row["state"]), CellState.ERROR)
+        row_ts = summaries[pos].ts_ms
+        age_s: float | None = None
+        if state is CellState.STALE or newest_ts - row_ts > self.stale_intervals * interval_ms:
+            state = CellState.STALE
+            good = next((s.ts_ms for _, s in _newest_first(summaries) if _reported(s.rows.get(index))), None)
+            age_s = (newest_ts - good) / 1000 if good is not None else None
+        nvlink = pairs[pos - 1].gpu_gbps.get(index) if pos > 0 else None
+        errors = _sum_known([p.gpu_errors.get(index) for p in window])
+        values = {
+            "util": _num(row.get("util_gpu_pct")),
+            "power": _scaled(row.get("power_mw"), 1000),
+            "temp": _num(row.get("temp_gpu_c")),
+            "mem": _scaled(row.get("mem_used_mib"), MIB_PER_GIB),
+            "clock": _num(row.get("sm_clock_mhz")),
+            "nvlink": nvlink,
+            "errors": float(errors) if errors is not None else None,
+        }
+        return GpuView(
+            index=index,
+            state=state,
+            age_s=age_s,
+            uuid=row.get("uuid"),
+            values=values,
+            row=row,
+            clock_reasons=clock_reason_names(row.get("clocks_event_reasons")),
+        )
+
+    def _switches(
+        self,
+        newest: _FrameSummary,
+        last: _PairSummary | None,
+        window: Sequence[_PairSummary],
+    ) -> tuple[SwitchTrayView, ...]:
+        up: list[int | None] = [None] * SWITCH_TRAYS
+        for key, (state, *_rest) in newest.links.items():
+            tray = (key % LINKS_PER_GPU) // CHIPS_PER_SWITCH_TRAY
+            if state is not None:
+                up[tray] = (up[tray] or 0) + (state == NVLINK_ACTIVE)
+        views = []
+        for t in range(SWITCH_TRAYS):
+            errs = _sum_known([p.switch_errors[t] for p in window])
+            views.append(
+                SwitchTrayView(
+                    number=t + 1,
+                    links_up=up[t],
+                    links_total=GPUS * CHIPS_PER_SWITCH_TRAY,
+                    gbps=last.switch_gbps[t] if last else None,
+                    errors=errs,
+                )
+            )
+        return tuple(views)
+
+    def _totals(
+        self, gpus: Sequence[GpuView], newest: _FrameSummary, last: _PairSummary | None
+    ) -> RackTotals:
+        counts = {state: 0 for state in CellState}
+        for view in gpus:
+            counts[view.state] += 1
+        limits = [
+            r["power_limit_mw"]
+            for r in newest.rows.values()
+            if r["state"] == GpuState.OK and r.get("power_limit_mw") is not None
+        ]
+        return RackTotals(
+            gpus_ok=counts[CellState.OK],
+            gpus_lost=counts[CellState.LOST],
+            gpus_stale=counts[CellState.STALE] + counts[CellState.NO_DATA],
+            gpus_error=counts[CellState.ERROR],
+            power_kw=newest.power_kw,
+            power_limit_kw=sum(limits) / 1e6 if limits else None,
+            nvlink_tbps=last.rack_tbps if last else None,
+        )
+
+    def _events(self, frames: Sequence[Frame]) -> tuple[EventView, ...]:
+        out: list[EventView] = []
+        for frame in reversed(frames):
+            batch = frame.batches.get("events")
+            if batch is None or not batch.num_rows:
+                continue
+            cols = batch.to_pydict()
+            rows = list(zip(*cols.values(), strict=True))
+            for ts, kind, gpu, link, code, source, detail in reversed(rows):
+                out.append(EventView(_ms(ts, frame.ts_ms), kind, gpu, link, code, source, detail))
+                if len(out) >= self.max_events:
+                    return tuple(out)
+        return tuple(out)
+
+
+def build_snapshot(frames: Sequence[Frame], **options: Any) -> RackSnapshot:
+    """A one-off snapshot of `frames` (oldest first); options as for SnapshotBuilder."""
+    return SnapshotBuilder(**options).build(frames)
+
+
+def _newest_first(summaries: Sequence[_FrameSummary]) -> list[tuple[int, _FrameSummary]]:
+    return list(reversed(list(enumerate(summaries))))
+
+
+def _reported(row: dict[str, Any] | None) -> bool:
+    """Whether a row carries the GPU's own readings (not a stale placeholder)."""
+    return row is not None and row["state"] in (GpuState.OK, GpuState.ERROR)
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if value is not None else None
+
+
+def _scaled(value: Any, divisor: float) -> float | None:
+    return value / divisor if value is not None else None
+
+
+def _ms(ts: Any, fallback: int) -> int:
+    """Epoch ms of an Arrow timestamp value as to_pydict returns it (a datetime)."""
+    if isinstance(ts, int):
+        return ts
+    if hasattr(ts, "timestamp"):
+        return round(ts.timestamp() * 1000)
+    return fallback
