@@ -24,16 +24,24 @@ def command(
     scenario: str = typer.Option("steady", "--scenario", help="The sim scenario to play."),
     seed: int = typer.Option(0, "--seed", help="Seed of the simulated rack."),
     interval: str = typer.Option("1s", "--interval", help="Time between simulated samples."),
+    exact: bool = typer.Option(
+        False,
+        "--exact",
+        help="Backfill through the NVML driver path (a collector per simulated tray, ~10x slower, "
+        "no serving rows) instead of the fast path.",
+    ),
 ) -> None:
     """Serve the simulated rack, or (with --backfill) write simulated history into a store."""
     if backfill is None:
         raise UserError(
             "serving the simulated rack is not available yet: use `monitor sim --backfill 24h --store DIR`"
         )
-    run_backfill(backfill, store, scenario, seed, interval)
+    run_backfill(backfill, store, scenario, seed, interval, exact=exact)
 
 
-def run_backfill(duration: str, store: Path | None, scenario: str, seed: int, interval: str) -> None:
+def run_backfill(
+    duration: str, store: Path | None, scenario: str, seed: int, interval: str, *, exact: bool = False
+) -> None:
     """The --backfill branch: validate, write, report one line per simulated hour on stderr."""
     from monitor.backfill import backfill, parse_duration
     from storage.layout import StoreError
@@ -56,7 +64,9 @@ def run_backfill(duration: str, store: Path | None, scenario: str, seed: int, in
         print(f"monitor sim: {done}/{total} ticks written", file=sys.stderr)
 
     try:
-        result = backfill(root, seconds, scenario=scenario, seed=seed, interval_s=step, on_progress=progress)
+        result = backfill(
+            root, seconds, scenario=scenario, seed=seed, interval_s=step, on_progress=progress, exact=exact
+        )
     except StoreError as err:
         raise UserError(str(err)) from None
     first = datetime.fromtimestamp(result.first_ms / 1000, tz=UTC).isoformat(timespec="seconds")
