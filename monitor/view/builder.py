@@ -215,7 +215,7 @@ class SnapshotBuilder:
     def _infer_interval(self, frames: Sequence[Frame]) -> int:
         if self.interval_ms is not None:
             return self.interval_ms
-        gaps = [b.ts_ms - a.ts_ms for a, b in zip(frames[-11:], frames[-10:], strict=False)]
+        gaps = [b.ts_ms - a.ts_ms for a, b in itertools.pairwise(frames[-11:])]
         gaps = [g for g in gaps if g > 0]
         return int(statistics.median(gaps)) if gaps else 1000
 

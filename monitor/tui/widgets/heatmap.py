@@ -303,20 +303,24 @@ class Heatmap(Widget):
 
     # -- Textual ---------------------------------------------------------------------------
 
-    def update_view(self, snapshot: RackSnapshot, metric: Metric, selected: int) -> None:
-        """Show a new snapshot / metric / selection, repainting only the rows that changed."""
-        self.snapshot, self.metric, self.selected = snapshot, metric, selected
-        self._invalidate_changed()
+    def update_view(self, snapshot: RackSnapshot, metric: Metric, selected: int) -> list[int]:
+        """Show a new snapshot / metric / selection, repainting only the rows that changed.
 
-    def _invalidate_changed(self) -> None:
+        Returns:
+            The rows that changed (and were scheduled for a repaint).
+        """
+        self.snapshot, self.metric, self.selected = snapshot, metric, selected
         width = self.size.width
+        changed = []
         for y in range(len(self.rows)):
             key = self.row_key(y)
             if self._keys.get(y) != key:
                 self._keys[y] = key
                 self._strips.pop(y, None)
+                changed.append(y)
                 if width:
                     self.refresh(Region(0, y, width, 1))
+        return changed
 
     def _reset_cache(self) -> None:
         self._strips.clear()
