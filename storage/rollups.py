@@ -2,7 +2,7 @@
 
 For a gauge a bucket keeps min, max, mean and last; for a counter it keeps the first and last raw
 values, so rates over rollups still see (and correct for) counter resets between buckets, the way
-Thanos' downsampled "counter" aggregate does. Dimension columns (uuid, tray, model) keep their last
+Thanos' downsampled "counter" aggregate does. Dimension columns (uuid, tray, model, gpus) keep their last
 value. Rollup tables are named `<table>_1m` and `<table>_1h` and live in the store like any table.
 """
 
@@ -20,7 +20,7 @@ ROLLUP_STEPS: dict[str, int] = {"1m": 60_000, "1h": 3_600_000}
 """Rollup resolutions: suffix -> bucket width in ms."""
 ROLLED_UP = ("gpu", "nvlink", "serving", "serving_hist", "host")
 """Tables that get rollups (events and processes are sparse and small already)."""
-DIMENSIONS = frozenset({"uuid", "tray", "model"})
+DIMENSIONS = frozenset({"uuid", "tray", "model", "gpus"})
 """Descriptive columns that are not measurements: rolled up as their last value."""
 
 
