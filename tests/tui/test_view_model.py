@@ -185,9 +185,7 @@ def test_history_has_one_point_per_frame_and_is_bounded():
 
 
 def test_events_are_newest_first_and_bounded():
-    frames = [
-        rack_frame(t, events=[{"kind": EventKind.XID, "gpu": t, "code": 74}]) for t in range(5)
-    ]
+    frames = [rack_frame(t, events=[{"kind": EventKind.XID, "gpu": t, "code": 74}]) for t in range(5)]
     snap = build_snapshot(frames, events=3)
     assert [e.gpu for e in snap.events] == [4, 3, 2]
     assert snap.events[0].ts_ms == T0_MS + 4000

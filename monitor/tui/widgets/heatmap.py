@@ -148,12 +148,21 @@ def switch_parts(views: tuple[SwitchTrayView, ...]) -> list[tuple[str, bool]]:
 
 
 def switch_text(views: tuple[SwitchTrayView, ...], width: int) -> list[tuple[str, bool]]:
-    """The parts of a switch row that fit in `width`, spaced two apart, chips first when they fit."""
+    """The parts of a switch row that fit in `width` (two spaces apart), chips first when they fit.
+
+    Parts are padded so rows align; when that is too wide they lose their padding.
+    """
     parts = switch_parts(views)
     chips = parts.pop()
-    if sum(len(t) + 2 for t, _ in parts) + len(chips[0]) <= width:
-        parts.insert(0, chips)
-    return parts
+
+    def length(ps: list[tuple[str, bool]]) -> int:
+        return sum(len(t) for t, _ in ps) + 2 * (len(ps) - 1)
+
+    if length([chips, *parts]) <= width:
+        return [chips, *parts]
+    if length(parts) <= width:
+        return parts
+    return [(t.strip(), trouble) for t, trouble in parts]
 
 
 class Heatmap(Widget):
@@ -254,13 +263,10 @@ class Heatmap(Widget):
             # All nine trays on one row read as 'SW' (their chips show when there is room).
             label = f"SW{row.trays[0]}" if len(row.trays) == 1 else "SW"
             segs = [Segment(label.ljust(LABEL_WIDTH), st.switch)]
-            used = LABEL_WIDTH
-            for n, (part, trouble) in enumerate(switch_text(self._switch_views(row), width - used)):
-                text = ("  " if n else "") + part
-                segs.append(Segment(text, st.alarm if trouble else st.switch))
-                used += len(text)
-            segs.append(Segment(" " * max(0, width - used), st.switch))
-            return Strip(segs, width).crop(0, width)
+            parts = switch_text(self._switch_views(row), width - LABEL_WIDTH)
+            for n, (part, trouble) in enumerate(parts):
+                segs.append(Segment(("  " if n else "") + part, st.alarm if trouble else st.switch))
+            return Strip(segs).crop_extend(0, width, st.switch)
         tray = row.trays[0]
         segs = [Segment(f"T{tray:02d}".ljust(LABEL_WIDTH), st.label)]
         for gpu in self.snapshot.tray(tray):
