@@ -7,7 +7,6 @@ from typing import Any
 
 from collectors.rack import GPUS, LINKS_PER_GPU, gpu_place
 from storage.frame import Frame, batch_from_columns
-from storage.head import Head
 from storage.schemas import EventKind, GpuState
 
 T0_MS = 1_767_268_800_000
