@@ -1,0 +1,411 @@
+"""The rack config (TOML): which tray agents / dcgm-exporters and inference servers make up a rack.
+
+    [rack]
+    name = "gb300-a"          # shown in the TUI
+    timeout = 0.5             # seconds one endpoint may take per tick (optional)
+
+    [[tray]]                  # one per compute tray: its `monitor agent` or dcgm-exporter
+    tray = 1                  # compute tray 1..18
+    host = "gb300-a-t01"      # optional; the URL's host by default
+    url = "http://10.0.0.1:9401/metrics"
+
+    [[server]]                # one per inference server
+    name = "vllm-00"          # optional; host:port of the URL by default
+    url = "http://10.0.0.1:8000/metrics"
+    engine = "vllm"           # optional; detected from the page when left out
+    gpus = ["T01.G1", 1]      # rack indices 0..71 or tray/module labels
+
+Everything is checked on load. A mistake is one ConfigError line naming the file, the line and the field
+(tomllib reports no positions for valid TOML, so the line of a key or table is found in the text).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+from collectors.mappings.serving import ENGINES
+from collectors.rack import COMPUTE_TRAYS, GPUS, gpu_index, gpu_label
+
+DEFAULT_TIMEOUT_S = 0.5
+"""Seconds an endpoint may take per tick before it counts as stale."""
+
+_RACK_FIELDS = ("name", "timeout")
+_TRAY_FIELDS = ("tray", "host", "url")
+_SERVER_FIELDS = ("name", "url", "engine", "gpus")
+_TOP_LEVEL = ("rack", "tray", "server")
+_GPU_LABEL_RE = re.compile(r"T(\d{1,2})\.G(\d)")
+_HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
+_TOML_POS_RE = re.compile(r"\(at line (\d+), column \d+\)")
+
+
+class ConfigError(ValueError):
+    """A rack config that cannot be used; str() is one line: `file:line: field: what is wrong`."""
+
+
+@dataclass(frozen=True)
+class TrayTarget:
+    """One compute tray's exporter (`monitor agent` or dcgm-exporter).
+
+    Attributes:
+        tray: compute tray 1..18 (places GPUs whose page has no rackmon_gpu_info).
+        host: the tray's host name, shown in events.
+        url: the /metrics URL.
+    """
+
+    tray: int
+    host: str
+    url: str
+
+
+@dataclass(frozen=True)
+class ServerTarget:
+    """One inference server's /metrics endpoint.
+
+    Attributes:
+        name: the endpoint's name (serving.endpoint).
+        url: the /metrics URL (TensorRT-LLM serves /prometheus/metrics).
+        engine: a key of collectors.mappings.ENGINES, or None to detect it from the first page.
+        gpus: rack GPU indices 0..71 it runs on.
+    """
+
+    name: str
+    url: str
+    engine: str | None = None
+    gpus: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class RackConfig:
+    """A whole rack: its trays and inference servers."""
+
+    name: str
+    trays: tuple[TrayTarget, ...] = ()
+    servers: tuple[ServerTarget, ...] = ()
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    path: Path | None = None
+
+    def gpus_of_server(self) -> dict[str, tuple[int, ...]]:
+        """Server name -> the rack GPUs it runs on."""
+        return {s.name: s.gpus for s in self.servers}
+
+
+class _Locator:
+    """Finds the line of a table or key in TOML text (1-based; 0 when it cannot be found)."""
+
+    def __init__(self, text: str) -> None:
+        """Index the text's table headers."""
+        self.lines = text.splitlines()
+        self.headers: list[tuple[int, str, bool]] = []  # (line index, table name, is array table)
+        for i, line in enumerate(self.lines):
+            match = _HEADER_RE.match(line)
+            if match:
+                self.headers.append((i, match.group(2).strip().strip("\"'"), match.group(1) == "[["))
+
+    def _section(self, table: str | None, index: int | None) -> tuple[int, int] | None:
+        """[start, end) line indices of a table's body (top level: before the first header)."""
+        if table is None:
+            return 0, self.headers[0][0] if self.headers else len(self.lines)
+        seen = -1
+        for n, (i, name, _array) in enumerate(self.headers):
+            if name != table:
+                continue
+            seen += 1
+            if index is None or seen == index:
+                end = self.headers[n + 1][0] if n + 1 < len(self.headers) else len(self.lines)
+                return i, end
+        return None
+
+    def line(self, table: str | None, index: int | None = None, key: str | None = None) -> int:
+        """The line of `key` in the index-th `[[table]]` (or `[table]`), else of the table, else 0."""
+        section = self._section(table, index)
+        if section is None:
+            # An inline form (`tray = [{...}]`): the best line is the top-level key's.
+            return self.line(None, None, table) if table is not None else 0
+        start, end = section
+        if key is not None:
+            pattern = re.compile(rf"^\s*(\"|')?{re.escape(key)}\1?\s*=")
+            for i in range(start, end):
+                if pattern.match(self.lines[i]):
+                    return i + 1
+        return start + 1 if table is not None else 0
+
+
+class _Checker:
+    """Validation with messages that name the file, the line and the field."""
+
+    def __init__(self, text: str, path: Path | str) -> None:
+        self.where = str(path)
+        self.locate = _Locator(text)
+
+    def fail(
+        self, field: str, problem: str, table: str | None, index: int | None, key: str | None
+    ) -> NoReturn:
+        line = self.locate.line(table, index, key)
+        place = f"{self.where}:{line}" if line else self.where
+        raise ConfigError(f"{place}: {field}: {problem}")
+
+    def fields(self, entry: Mapping[str, Any], allowed: Sequence[str], table: str, index: int | None) -> None:
+        label = table if index is None else f"{table}[{index + 1}]"
+        for key in entry:
+            if key not in allowed:
+                self.fail(
+                    f"{label}.{key}",
+                    f"unknown field (expected one of: {', '.join(allowed)})",
+                    table,
+                    index,
+                    key,
+                )
+
+    def string(
+        self, entry: Mapping[str, Any], key: str, label: str, table: str, index: int | None
+    ) -> str | None:
+        value = entry.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.fail(f"{label}.{key}", f"must be a non-empty string, not {value!r}", table, index, key)
+        return str(value).strip()
+
+    def url(self, entry: Mapping[str, Any], label: str, table: str, index: int) -> str:
+        text = self.string(entry, "url", label, table, index)
+        if text is None:
+            self.fail(f"{label}.url", "is missing (the endpoint's /metrics URL)", table, index, None)
+        problem = url_problem(text)
+        if problem:
+            self.fail(f"{label}.url", f"{text!r} {problem}", table, index, "url")
+        parts = urlsplit(text)
+        return text if parts.path else text.rstrip("/") + "/metrics"
+
+
+def url_problem(text: str) -> str | None:
+    """Why `text` is not a usable http(s) URL of an endpoint, or None when it is."""
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as err:
+        return f"is not a valid URL ({err})"
+    if parts.scheme not in ("http", "https"):
+        return "is not an http:// or https:// URL"
+    if not parts.hostname:
+        return "has no host"
+    if port is not None and not 0 < port < 65536:
+        return "has a port outside 1..65535"
+    return None
+
+
+def parse_gpu(value: object) -> int:
+    """A rack GPU index from an int 0..71 or a label like 'T03.G2'; ValueError says what is wrong."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a GPU")
+    if isinstance(value, int):
+        if not 0 <= value < GPUS:
+            raise ValueError(f"GPU index {value} is not 0..{GPUS - 1}")
+        return value
+    if isinstance(value, str):
+        match = _GPU_LABEL_RE.fullmatch(value.strip())
+        if match is None:
+            raise ValueError(f"{value!r} is neither a rack index 0..{GPUS - 1} nor a label like 'T03.G2'")
+        return gpu_index(int(match.group(1)), int(match.group(2)))
+    raise ValueError(f"{value!r} is not a GPU (use a rack index or a label like 'T03.G2')")
+
+
+def parse_config(text: str, path: Path | str = "<config>") -> RackConfig:
+    """Parse and validate rack config text.
+
+    Raises:
+        ConfigError: one line naming the file, line and field.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        message = str(err)
+        match = _TOML_POS_RE.search(message)
+        line = f":{match.group(1)}" if match else ""
+        raise ConfigError(f"{path}{line}: not valid TOML: {_TOML_POS_RE.sub('', message).strip()}") from None
+    check = _Checker(text, path)
+    for key in data:
+        if key not in _TOP_LEVEL:
+            check.fail(key, f"unknown table or key (expected: {', '.join(_TOP_LEVEL)})", None, None, key)
+    rack = data.get("rack", {})
+    if not isinstance(rack, dict):
+        check.fail("rack", "must be a table ([rack])", None, None, "rack")
+    check.fields(rack, _RACK_FIELDS, "rack", None)
+    name = check.string(rack, "name", "rack", "rack", None) or Path(str(path)).stem
+    timeout = rack.get("timeout", DEFAULT_TIMEOUT_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 60:
+        check.fail("rack.timeout", f"must be seconds in (0, 60], not {timeout!r}", "rack", None, "timeout")
+    trays = _trays(check, data.get("tray", []))
+    servers = _servers(check, data.get("server", []))
+    if not trays and not servers:
+        check.fail(
+            "tray", "the config names no [[tray]] and no [[server]]: nothing to monitor", None, None, None
+        )
+    return RackConfig(
+        name=name, trays=tuple(trays), servers=tuple(servers), timeout_s=float(timeout), path=Path(str(path))
+    )
+
+
+def _entries(check: _Checker, value: object, table: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        check.fail(table, f"must be an array of tables ([[{table}]])", None, None, table)
+    return list(value)  # type: ignore[arg-type]
+
+
+def _trays(check: _Checker, value: object) -> list[TrayTarget]:
+    trays: list[TrayTarget] = []
+    seen: dict[int, int] = {}
+    urls: dict[str, int] = {}
+    for i, entry in enumerate(_entries(check, value, "tray")):
+        label = f"tray[{i + 1}]"
+        check.fields(entry, _TRAY_FIELDS, "tray", i)
+        number = entry.get("tray", i + 1)
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= COMPUTE_TRAYS:
+            check.fail(
+                f"{label}.tray",
+                f"must be a compute tray 1..{COMPUTE_TRAYS}, not {number!r}",
+                "tray",
+                i,
+                "tray",
+            )
+        if number in seen:
+            check.fail(
+                f"{label}.tray", f"tray {number} is already tray[{seen[number] + 1}]", "tray", i, "tray"
+            )
+        seen[number] = i
+        url = check.url(entry, label, "tray", i)
+        if url in urls:
+            check.fail(f"{label}.url", f"{url} is already tray[{urls[url] + 1}]'s URL", "tray", i, "url")
+        urls[url] = i
+        host = check.string(entry, "host", label, "tray", i) or urlsplit(url).hostname or url
+        trays.append(TrayTarget(tray=number, host=host, url=url))
+    return trays
+
+
+def _servers(check: _Checker, value: object) -> list[ServerTarget]:
+    servers: list[ServerTarget] = []
+    names: dict[str, int] = {}
+    owner: dict[int, int] = {}
+    for i, entry in enumerate(_entries(check, value, "server")):
+        label = f"server[{i + 1}]"
+        check.fields(entry, _SERVER_FIELDS, "server", i)
+        url = check.url(entry, label, "server", i)
+        parts = urlsplit(url)
+        name = check.string(entry, "name", label, "server", i) or f"{parts.hostname}:{parts.port or 80}"
+        if name in names:
+            check.fail(f"{label}.name", f"{name!r} is already server[{names[name] + 1}]", "server", i, "name")
+        names[name] = i
+        engine = check.string(entry, "engine", label, "server", i)
+        if engine is not None and engine not in ENGINES:
+            check.fail(
+                f"{label}.engine", f"{engine!r} is not one of: {', '.join(ENGINES)}", "server", i, "engine"
+            )
+        raw = entry.get("gpus", [])
+        if not isinstance(raw, list):
+            check.fail(f"{label}.gpus", f"must be a list of GPUs, not {raw!r}", "server", i, "gpus")
+        gpus: list[int] = []
+        for item in raw:
+            try:
+                gpu = parse_gpu(item)
+            except ValueError as err:
+                check.fail(f"{label}.gpus", str(err), "server", i, "gpus")
+            if gpu in owner:
+                where = "this server" if owner[gpu] == i else f"server[{owner[gpu] + 1}]"
+                check.fail(
+                    f"{label}.gpus", f"GPU {gpu_label(gpu)} is already used by {where}", "server", i, "gpus"
+                )
+            owner[gpu] = i
+            gpus.append(gpu)
+        servers.append(ServerTarget(name=name, url=url, engine=engine, gpus=tuple(gpus)))
+    return servers
+
+
+def load_config(path: Path | str) -> RackConfig:
+    """Read and validate a rack config file.
+
+    Raises:
+        ConfigError: the file cannot be read or is not a valid rack config (one line).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a rack config file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    return parse_config(text, path)
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(config: RackConfig) -> str:
+    """The config as TOML text that parse_config reads back to the same RackConfig (path aside)."""
+    out = ["[rack]", f"name = {_toml_str(config.name)}", f"timeout = {config.timeout_s!r}", ""]
+    for tray in config.trays:
+        out += [
+            "[[tray]]",
+            f"tray = {tray.tray}",
+            f"host = {_toml_str(tray.host)}",
+            f"url = {_toml_str(tray.url)}",
+            "",
+        ]
+    for server in config.servers:
+        out += ["[[server]]", f"name = {_toml_str(server.name)}", f"url = {_toml_str(server.url)}"]
+        if server.engine is not None:
+            out.append(f"engine = {_toml_str(server.engine)}")
+        out += [f"gpus = [{', '.join(_toml_str(gpu_label(g)) for g in server.gpus)}]", ""]
+    return "\n".join(out)
+
+
+def write_config(path: Path | str, config: RackConfig) -> None:
+    """Write the config atomically (temp file, fsync, rename, fsync the directory), never through a symlink.
+
+    Raises:
+        ConfigError: the path is a symlink or a directory, or cannot be written.
+    """
+    from storage.layout import fsync_dir
+
+    path = Path(path)
+    if path.is_symlink():
+        raise ConfigError(f"{path}: is a symlink; refusing to write through it (name the real file)")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    data = render_config(config).encode()
+    try:
+        # mkstemp opens with O_CREAT | O_EXCL: it never follows a planted symlink at the temp name.
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot write: {err.strerror or err}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise ConfigError(f"{path}: cannot write: {err.strerror or err}") from None
+        raise
+    fsync_dir(parent)
+
+
+def load_sources(path: Path | str, *, timeout_s: float | None = None) -> list[Any]:
+    """The sources of a rack config: one ScrapeSource over all its endpoints (for `monitor collect`)."""
+    from collectors.scrape import ScrapeSource
+
+    config = load_config(path)
+    return [ScrapeSource.from_config(config, timeout_s=timeout_s)]
