@@ -1,0 +1,216 @@
+"""The sim's fast frame path equals the driver path, tick by tick, in every scenario, faults included.
+
+Two racks with the same seed and scenario on their own manual clocks: one read by 18 real
+NvmlCollectors over its SimTrays, one by SimRackFrames. Every gpu, nvlink and processes row and every
+GPU event must be identical; serving rows must equal the workload's counters and what the real vLLM
+page mapping makes of a vLLM page rendered from the same instance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pytest
+from prometheus_client.utils import floatToGoString
+
+from collectors.clock import SimClock
+from collectors.mappings.serving import map_serving
+from collectors.nvml import NvmlCollector
+from collectors.sim import SCENARIOS, Instance, SimRack
+from collectors.sim.frames import SimRackFrames, endpoint_name, tray_source
+from monitor.backfill import SimFrames
+from storage.frame import Frame, merge_frames
+from storage.schemas import SORT_KEYS, EndpointState, EventKind
+
+T0 = 1_760_000_000.0
+SEED = 7
+FAULT_AT = 5.0
+TICKS = {
+    "steady": 20,
+    "thermal": 120,
+    "nvlink-flap": 60,
+    "gpu-lost": 20,
+    "straggler": 20,
+    "endpoint-down": 20,
+}
+"""Ticks per scenario: each window runs past the fault's first visible effect (thermal throttles late)."""
+FAULT_EVENTS = {
+    "steady": set(),
+    "thermal": {EventKind.CLOCKS_EVENT},
+    "nvlink-flap": {EventKind.XID, EventKind.LINK_DOWN},
+    "gpu-lost": {EventKind.XID, EventKind.GPU_LOST},
+    "straggler": {EventKind.CLOCKS_EVENT},
+    "endpoint-down": {EventKind.ENDPOINT_DOWN},
+}
+"""Event kinds each scenario's fault must have produced inside its window (so the window has it)."""
+ENDPOINT_KINDS = {EventKind.ENDPOINT_DOWN, EventKind.ENDPOINT_UP}
+
+
+def _paired(scenario: str, ticks: int) -> Iterator[tuple[Frame, Frame, SimRack]]:
+    """(driver-path frame, fast-path frame, the fast path's rack) for each tick of two identical racks."""
+    clocks = (SimClock(T0), SimClock(T0))
+    racks = [SimRack(SEED, scenario, c, start=T0, fault_at=FAULT_AT) for c in clocks]
+    collectors = [NvmlCollector(tray, name=tray_source(tray.tray)) for tray in racks[0].trays]
+    fast = SimRackFrames(racks[1])
+    try:
+        for i in range(ticks):
+            if i:
+                for c in clocks:
+                    c.advance(1.0)
+            ts_ms = round(clocks[0].now() * 1000)
+            exact = merge_frames(ts_ms, [c.poll(ts_ms) for c in collectors])
+            yield exact, fast.poll(ts_ms), racks[1]
+    finally:
+        for c in collectors:
+            c.close()
+
+
+def _sorted(frame: Frame, table: str) -> pa.Table:
+    keys = [(k, "ascending") for k in SORT_KEYS[table]]
+    return pa.Table.from_batches([frame.table(table)]).sort_by(keys)
+
+
+def _events(frame: Frame, *, gpu_only: bool) -> list[tuple[object, ...]]:
+    rows = frame.table("events").to_pylist()
+    return [
+        (r["kind"], r["gpu"], r["link"], r["code"], r["source"], r["detail"])
+        for r in rows
+        if not gpu_only or r["kind"] not in ENDPOINT_KINDS
+    ]
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_fast_path_equals_the_driver_path(scenario: str) -> None:
+    assert scenario in TICKS, f"new scenario {scenario!r}: give it a window in TICKS and FAULT_EVENTS"
+    kinds: set[str] = set()
+    processes = 0
+    for exact, fast, _ in _paired(scenario, TICKS[scenario]):
+        for table in ("gpu", "nvlink", "processes"):
+            a, b = _sorted(exact, table), _sorted(fast, table)
+            assert a.schema == b.schema
+            for name in a.column_names:
+                assert a.column(name).equals(b.column(name)), f"{table}.{name} differs at {exact.ts_ms}"
+        processes += fast.table("processes").num_rows
+        # Same events, in the same order, with the same source and detail (stronger than a set).
+        assert _events(fast, gpu_only=True) == _events(exact, gpu_only=False)
+        kinds |= {e[0] for e in _events(fast, gpu_only=False)}
+    assert kinds == FAULT_EVENTS[scenario]
+    assert processes > 0
+
+
+def test_lost_gpu_rows_and_links() -> None:
+    lost_ticks = 0
+    for _, fast, rack in _paired("gpu-lost", 10):
+        gpu = rack.scenario.fault.gpu
+        if not rack.gpus[gpu].lost:
+            continue
+        lost_ticks += 1
+        row = _sorted(fast, "gpu").to_pylist()[gpu]
+        assert row["state"] == 1 and row["power_mw"] is None and row["uuid"] == rack.gpus[gpu].id.uuid
+        assert gpu not in fast.table("nvlink").column("gpu").to_pylist()
+    assert lost_ticks == 10 - FAULT_AT
+
+
+def test_serving_rows_equal_the_workload_counters() -> None:
+    for _, fast, rack in _paired("endpoint-down", 8):
+        rows = {r["endpoint"]: r for r in fast.table("serving").to_pylist()}
+        assert len(rows) == len(rack.workload.instances)
+        for inst in rack.workload.instances:
+            row = rows[endpoint_name(inst)]
+            assert row["gpus"] == ",".join(map(str, inst.gpus))
+            assert row["engine"] == inst.engine
+            if not inst.answering:
+                assert row["state"] == EndpointState.STALE and row["generation_tokens"] is None
+                continue
+            assert row["state"] == EndpointState.OK
+            assert row["model"] == inst.model
+            assert row["prompt_tokens"] == inst.prompt_tokens
+            assert row["generation_tokens"] == inst.generation_tokens
+            assert row["requests_ok"] == inst.requests_ok
+            assert row["preemptions"] == inst.preemptions
+            assert (row["running"], row["waiting"]) == (inst.running, inst.waiting)
+            assert row["kv_cache_q4"] == round(inst.kv_cache_usage * 10_000)
+    answering = [i for i in rack.workload.instances if i.answering]
+    assert 0 < len(answering) < len(rack.workload.instances)
+    hist = fast.table("serving_hist")
+    endpoints = set(hist.column("endpoint").to_pylist())
+    assert endpoints == {endpoint_name(i) for i in answering}
+
+
+def _vllm_page(inst: Instance) -> str:
+    """A vLLM page for one instance, as vLLM's prometheus_client writes it (names per serving.md 1.2)."""
+    g = floatToGoString
+    labels = f'engine="0",model_name="{inst.model}"'
+    out: list[str] = []
+
+    def family(name: str, kind: str, samples: list[tuple[str, str, float]]) -> None:
+        out.append(f"# TYPE {name} {kind}")
+        out.extend(f"{n}{{{lbl}}} {g(v)}" for n, lbl, v in samples)
+
+    for name, value in (
+        ("vllm:prompt_tokens", inst.prompt_tokens),
+        ("vllm:generation_tokens", inst.generation_tokens),
+        ("vllm:num_preemptions", inst.preemptions),
+    ):
+        family(name, "counter", [(f"{name}_total", labels, float(value))])
+    family(
+        "vllm:request_success",
+        "counter",
+        [
+            ("vllm:request_success_total", f'{labels},finished_reason="{reason}"', float(n))
+            for reason, n in (*inst.requests_finished.items(), ("abort", 3))
+        ],
+    )
+    family("vllm:num_requests_running", "gauge", [("vllm:num_requests_running", labels, inst.running)])
+    family("vllm:num_requests_waiting", "gauge", [("vllm:num_requests_waiting", labels, inst.waiting)])
+    family("vllm:kv_cache_usage_perc", "gauge", [("vllm:kv_cache_usage_perc", labels, inst.kv_cache_usage)])
+    for name, hist in (
+        ("vllm:time_to_first_token_seconds", inst.ttft),
+        ("vllm:inter_token_latency_seconds", inst.itl),
+        ("vllm:e2e_request_latency_seconds", inst.e2e),
+    ):
+        samples = [
+            (f"{name}_bucket", f'{labels},le="{"+Inf" if math.isinf(le) else g(le)}"', float(c))
+            for le, c in hist.buckets()
+        ]
+        samples += [(f"{name}_count", labels, float(hist.count)), (f"{name}_sum", labels, hist.sum)]
+        family(name, "histogram", samples)
+    return "\n".join(out) + "\n"
+
+
+def test_serving_rows_equal_the_vllm_page_mapping() -> None:
+    for _, fast, rack in _paired("steady", 4):
+        serving = {r["endpoint"]: r for r in fast.table("serving").to_pylist()}
+        hist = fast.table("serving_hist").to_pylist()
+        for inst in rack.workload.instances:
+            endpoint = endpoint_name(inst)
+            mapped = map_serving(_vllm_page(inst), endpoint, fast.ts_ms)
+            expected = mapped.table("serving").to_pylist()[0]
+            expected["gpus"] = ",".join(map(str, inst.gpus))  # from the rack config, not the page
+            assert serving[endpoint] == expected
+            assert [r for r in hist if r["endpoint"] == endpoint] == mapped.table("serving_hist").to_pylist()
+
+
+def test_backfill_frames_fast_and_exact_agree() -> None:
+    fast, exact = SimFrames(SEED, "nvlink-flap", T0, fast=True), SimFrames(SEED, "nvlink-flap", T0)
+    try:
+        for _ in range(3):
+            f, e = next(fast), next(exact)
+            assert f.ts_ms == e.ts_ms
+            assert _sorted(f, "gpu").equals(_sorted(e, "gpu"))
+            assert {"serving", "serving_hist"} <= f.batches.keys()
+            assert not {"serving", "serving_hist"} & e.batches.keys()
+    finally:
+        fast.close()
+        exact.close()
+
+
+def test_events_before_the_fast_path_started_are_not_reported() -> None:
+    rack = SimRack(SEED, "gpu-lost", SimClock(T0), start=T0, fault_at=1.0)
+    rack.advance_to(T0 + 3)
+    frame = SimRackFrames(rack).poll(round((T0 + 3) * 1000))
+    kinds = frame.table("events").column("kind").to_pylist()
+    # Like an NVML event set registered after the XID: no XID, but the lost GPU is reported once.
+    assert kinds == [EventKind.GPU_LOST]
