@@ -7,6 +7,9 @@ import sys
 import typer
 
 from monitor.commands import collect, demo, query, sim
+from monitor.commands import export as export_cmd
+from monitor.commands import report as report_cmd
+from monitor.commands import snapshot as snapshot_cmd
 from monitor.errors import UserError
 
 app = typer.Typer(
@@ -22,6 +25,9 @@ app.command("collect")(collect.command)
 app.command("demo")(demo.command)
 app.command("query")(query.command)
 app.command("sim")(sim.command)
+app.command("export")(export_cmd.command)
+app.command("report")(report_cmd.command)
+app.command("snapshot")(snapshot_cmd.command)
 
 
 def main() -> None:

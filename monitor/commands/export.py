@@ -1,0 +1,61 @@
+"""`monitor export`: a window of history as a self-describing bundle (a store, EXPORT.json, report.html)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from monitor.commands.query import STORE_HELP, resolve_store
+from monitor.errors import UserError
+
+
+def command(
+    out: Annotated[Path, typer.Option("-o", "--out", help="The bundle directory to create.")],
+    store: Annotated[Path | None, typer.Option("--store", help=STORE_HELP)] = None,
+    last: str | None = typer.Option(None, "--last", help="The window ending now, e.g. 2h."),
+    since: str | None = typer.Option(None, "--since", help="Window start: ISO 8601 with a zone, now-2h, 2h."),
+    until: str | None = typer.Option(None, "--until", help="Window end (default: now)."),
+    gpus: str | None = typer.Option(None, "--gpus", help="GPUs to keep: 0,5,8-11,T03.G2,T05 (default: all)."),
+    tables: str | None = typer.Option(
+        None, "--tables", help="Tables to keep, e.g. gpu,events (default: all)."
+    ),
+    fmt: str = typer.Option("parquet", "--format", help="parquet, or csv/json for text copies beside it."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    no_report: bool = typer.Option(False, "--no-report", help="Skip report.html."),
+) -> None:
+    """Cut a window of history into a bundle that DuckDB, `monitor query` and `monitor report` read."""
+    from monitor.atomic import OutputError
+    from monitor.export import FORMATS, EmptyWindowError, export, parse_gpus, parse_tables
+    from monitor.timespec import parse_window
+    from storage.layout import StoreError
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    root = resolve_store(store)
+    try:
+        window = parse_window(last, since, until)
+        picked = parse_gpus(gpus) if gpus is not None else None
+        chosen = parse_tables(tables) if tables is not None else None
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if out.resolve() == root.resolve():
+        raise UserError(f"{out} is the store itself; name a new directory for the bundle")
+    try:
+        result = export(
+            root, out, window, gpus=picked, tables=chosen, fmt=fmt, force=force, with_report=not no_report
+        )
+    except (StoreError, EmptyWindowError, OutputError) as err:
+        raise UserError(str(err)) from None
+    except PermissionError as err:
+        raise UserError(f"cannot write {out}: {err.strerror or err}") from None
+    except OSError as err:
+        raise UserError(f"export to {out} failed: {err.strerror or err}") from None
+    rows = sum(result.rows.values())
+    print(
+        f"monitor export: {rows:,} rows in {result.files} files ({result.bytes / 1e6:.1f} MB) "
+        f"to {result.out} in {result.seconds:.1f} s",
+        file=sys.stderr,
+    )

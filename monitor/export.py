@@ -1,0 +1,404 @@
+"""`monitor export`: cut a window out of a store into a self-describing bundle that is itself a store.
+
+A bundle is a valid store directory (MANIFEST.json over Hive-style Parquet, written by the same
+layout and segment code as the collector's), so StoreReader, `monitor query`, `monitor report` and
+DuckDB read it directly. Beside the store it holds EXPORT.json (rack topology, window, units, tool
+version, sources, tables), optional CSV or JSON Lines copies of each table and report.html.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from collectors.rack import (
+    COMPUTE_TRAYS,
+    GPUS,
+    GPUS_PER_TRAY,
+    LINK_MBPS,
+    LINKS_PER_GPU,
+    gpu_index,
+    gpu_label,
+    gpu_place,
+    physical_order,
+)
+from monitor.atomic import build_dir, fsync_file, write_bytes
+from monitor.timespec import Window, iso
+from storage.compactor import table_layout, table_schema
+from storage.layout import DAY_MS, FileEntry, Manifest, file_relpath, write_manifest
+from storage.reader import StoreReader
+from storage.rollups import ROLLED_UP, ROLLUP_STEPS, rollup_name
+from storage.schemas import SORT_KEYS, TABLES
+from storage.segments import write_atomic
+
+EXPORT_MANIFEST = "EXPORT.json"
+EXPORT_FORMAT = "rack-monitor-export"
+EXPORT_VERSION = 1
+REPORT_HTML = "report.html"
+FORMATS = ("parquet", "csv", "json")
+CHUNK_ROWS = 2_000_000
+"""Rows sorted in memory at once; a day of NVLink rows is written in GPU groups of about this size."""
+FORMULA_START = "=+-@\t\r"
+"""A CSV cell starting with one of these is read as a formula by spreadsheets (CWE-1236)."""
+
+_UNIT_SUFFIXES = (
+    ("_mw", "mW"),
+    ("_mj", "mJ"),
+    ("_mib", "MiB"),
+    ("_kib", "KiB"),
+    ("_mhz", "MHz"),
+    ("_pct", "%"),
+    ("_q4", "ratio x 10000"),
+    ("_milli", "x 1/1000"),
+    ("_bytes", "bytes"),
+    ("_s", "s"),
+    ("_c", "degC"),
+)
+
+
+class EmptyWindowError(Exception):
+    """The window holds no rows of the tables asked for; the message says what the store holds."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote.
+
+    Attributes:
+        out: the bundle directory.
+        rows: rows per table written.
+        files: files in the bundle.
+        bytes: their total size.
+        seconds: wall time.
+    """
+
+    out: Path
+    rows: dict[str, int]
+    files: int
+    bytes: int
+    seconds: float
+
+
+def parse_gpus(text: str) -> tuple[int, ...]:
+    """GPUs from '0,1,8-11,T03.G2,T05' (indices, ranges, labels, whole trays); ValueError if unknown."""
+    from collectors.config import parse_gpu
+
+    picked: set[int] = set()
+    for raw in (p.strip() for p in text.split(",")):
+        if not raw:
+            continue
+        tray = re.fullmatch(r"[Tt](\d{1,2})", raw)
+        span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", raw)
+        try:
+            if tray:
+                picked.update(gpu_index(int(tray.group(1)), m) for m in range(1, GPUS_PER_TRAY + 1))
+            elif span:
+                lo, hi = int(span.group(1)), int(span.group(2))
+                if lo > hi:
+                    raise ValueError(f"range {raw!r} runs backwards")
+                picked.update(parse_gpu(g) for g in range(lo, hi + 1))
+            else:
+                picked.add(parse_gpu(int(raw) if raw.isdigit() else raw.upper()))
+        except ValueError as err:
+            raise ValueError(
+                f"unknown GPU {raw!r} in --gpus ({err}); use 0..{GPUS - 1}, T03.G2 or T03"
+            ) from None
+    if not picked:
+        raise ValueError("--gpus names no GPU")
+    return tuple(sorted(picked))
+
+
+def parse_tables(text: str) -> tuple[str, ...]:
+    """Raw table names from 'gpu,events'; ValueError naming the known ones otherwise."""
+    names = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    unknown = [t for t in names if t not in TABLES]
+    if unknown or not names:
+        raise ValueError(
+            f"unknown table {', '.join(unknown) or repr(text)} in --tables; use {', '.join(TABLES)}"
+        )
+    return names
+
+
+def units_of(table: str) -> dict[str, str]:
+    """Column -> unit of a raw table, read off the schema's naming convention."""
+    units: dict[str, str] = {"ts": "UTC, ms"}
+    for f in TABLES[table]:
+        for suffix, unit in _UNIT_SUFFIXES:
+            if f.name.endswith(suffix):
+                units[f.name] = unit
+                break
+    if table == "nvlink":
+        units.update(rx_errors="count", symbol_errors="count", recovery="count", recovery_failed="count")
+    if table == "serving":
+        units.update(prompt_tokens="tokens", generation_tokens="tokens", requests_ok="requests")
+    if table == "serving_hist":
+        units.update(le="s", count="observations")
+    return units
+
+
+def topology() -> dict[str, object]:
+    """The rack's physical layout, for a bundle read where rack.py is not at hand."""
+    return {
+        "rack": "GB300 NVL72",
+        "compute_trays": COMPUTE_TRAYS,
+        "gpus_per_tray": GPUS_PER_TRAY,
+        "links_per_gpu": LINKS_PER_GPU,
+        "link_mbps_per_direction": LINK_MBPS,
+        "link_to_switch_chip": "link k of every GPU lands on switch chip k (switch tray k//2+1, chip k%2+1)",
+        "gpu_index": "(tray - 1) * 4 + (module - 1)",
+        "physical_order": [f"{u.kind} {u.number}" for u in physical_order()],
+        "gpus": [{"gpu": g, "label": gpu_label(g), "tray": gpu_place(g)[0]} for g in range(GPUS)],
+    }
+
+
+def _tool_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rack-monitor")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class _Cutter:
+    """The SQL that selects one table's rows of the window (and of the chosen GPUs) from a store."""
+
+    def __init__(self, reader: StoreReader, window: Window, gpus: Sequence[int] | None) -> None:
+        self.reader, self.window, self.gpus = reader, window, gpus
+
+    def where(self, table: str, since_ms: int, until_ms: int) -> str:
+        """The filter on GPUs for `table` ('TRUE' without --gpus)."""
+        if self.gpus is None:
+            return "TRUE"
+        listed = ", ".join(map(str, self.gpus))
+        if table in ("gpu", "nvlink", "processes") or table.startswith(("gpu_", "nvlink_")):
+            return f"gpu IN ({listed})"
+        if table == "events":
+            return f"(gpu IS NULL OR gpu IN ({listed}))"
+        # Endpoints of unknown placement are kept: dropping them could hide the server at fault.
+        on_gpus = (
+            f"(gpus IS NULL OR list_has_any(list_transform(string_split(gpus, ','), "
+            f"x -> TRY_CAST(trim(x) AS INTEGER)), [{listed}]))"
+        )
+        if table == "serving":
+            return on_gpus
+        if table.startswith("serving"):
+            serving = self.reader.relation("serving", since_ms, until_ms)
+            return f"endpoint IN (SELECT DISTINCT endpoint FROM {serving} WHERE {on_gpus})"
+        return "TRUE"
+
+    def count(self, table: str, since_ms: int, until_ms: int) -> int:
+        """Rows of `table` in [since_ms, until_ms] after the GPU filter."""
+        rel = self.reader.relation(table, since_ms, until_ms)
+        query = f"SELECT count(*) AS n FROM {rel} WHERE {self.where(table, since_ms, until_ms)}"
+        return int(self.reader.sql(query).column("n")[0].as_py())
+
+    def chunks(self, table: str, since_ms: int, until_ms: int, rows: int) -> Iterator[pa.Table]:
+        """The rows sorted by (keys, ts), in GPU groups of about CHUNK_ROWS for GPU-keyed tables."""
+        keys = SORT_KEYS.get(table) or table_layout(table)[0]
+        rel = self.reader.relation(table, since_ms, until_ms)
+        order = ", ".join([*(f'"{k}"' for k in keys), "ts"])
+        base = f"SELECT * FROM {rel} WHERE {self.where(table, since_ms, until_ms)}"
+        groups = math.ceil(rows / CHUNK_ROWS)
+        # DuckDB hands timestamps back in microseconds; the store's files (and FileEntry bounds) are ms.
+        schema = table_schema(table)
+        if groups <= 1 or not keys or keys[0] != "gpu":
+            yield self.reader.sql(f"{base} ORDER BY {order}").cast(schema)
+            return
+        gpus = list(self.gpus) if self.gpus is not None else list(range(GPUS))
+        size = math.ceil(len(gpus) / groups)
+        for i in range(0, len(gpus), size):
+            part = ", ".join(map(str, gpus[i : i + size]))
+            yield self.reader.sql(f"{base} AND gpu IN ({part}) ORDER BY {order}").cast(schema)
+
+
+def _days(since_ms: int, until_ms: int) -> Iterator[tuple[int, int]]:
+    """[lo, hi] pieces of a window, one per UTC day (one file per table per day, as the store has)."""
+    lo = since_ms
+    while lo <= until_ms:
+        end = min(until_ms, (lo // DAY_MS + 1) * DAY_MS - 1)
+        yield lo, end
+        lo = end + 1
+
+
+def _write_table(root: Path, cutter: _Cutter, table: str, since_ms: int, until_ms: int) -> list[FileEntry]:
+    entries = []
+    schema = table_schema(table)
+    keys, counters = table_layout(table)
+    for lo, hi in _days(since_ms, until_ms):
+        rows = cutter.count(table, lo, hi)
+        if not rows:
+            continue
+        rel = file_relpath(table, lo, f"{table}.parquet")
+        entry = write_atomic(
+            root,
+            rel,
+            cutter.chunks(table, lo, hi, rows),
+            table=table,
+            level="day",
+            schema=schema,
+            keys=keys,
+            counters=counters,
+        )
+        entries.append(entry)
+    return entries
+
+
+def _text_copy(root: Path, table: str, entries: Sequence[FileEntry], fmt: str) -> str:
+    """Write <table>.csv or <table>.jsonl from the bundle's own Parquet files; returns the file name."""
+    name = f"{table}.csv" if fmt == "csv" else f"{table}.jsonl"
+    schema = TABLES[table]
+    cols = []
+    for f in schema:
+        ident = '"' + f.name + '"'
+        if fmt == "csv" and pa.types.is_string(f.type):
+            starts = "".join("\\" + c if c in "-\\]^" else c for c in FORMULA_START)
+            test = f"regexp_matches({ident}, '^[{starts}]')"
+            cols.append(f"CASE WHEN {test} THEN '''' || {ident} ELSE {ident} END AS {ident}")
+        else:
+            cols.append(ident)
+    files = ", ".join("'" + str(root / e.path).replace("'", "''") + "'" for e in entries)
+    target = str(root / name).replace("'", "''")
+    options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT json"
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        if entries:
+            source = f"read_parquet([{files}], hive_partitioning = false)"
+            con.execute(f"COPY (SELECT {', '.join(cols)} FROM {source}) TO '{target}' ({options})")
+        else:
+            con.register("empty_rows", pa.table({f.name: pa.array([], f.type) for f in schema}))
+            con.execute(f"COPY (SELECT {', '.join(cols)} FROM empty_rows) TO '{target}' ({options})")
+    finally:
+        con.close()
+    fsync_file(root / name)
+    return name
+
+
+def _sources(reader: StoreReader, window: Window) -> list[str]:
+    """Who reported the window's rows: event sources, serving endpoints and collecting hosts."""
+    parts = [
+        f"SELECT source AS s FROM {reader.relation('events', window.since_ms, window.until_ms)}",
+        f"SELECT endpoint AS s FROM {reader.relation('serving', window.since_ms, window.until_ms)}",
+        f"SELECT host AS s FROM {reader.relation('host', window.since_ms, window.until_ms)}",
+    ]
+    rows = reader.sql(f"SELECT DISTINCT s FROM ({' UNION ALL '.join(parts)}) WHERE s IS NOT NULL ORDER BY s")
+    return [str(v) for v in rows.column("s").to_pylist()]
+
+
+def export(
+    store: Path,
+    out: Path,
+    window: Window,
+    *,
+    gpus: Sequence[int] | None = None,
+    tables: Sequence[str] | None = None,
+    fmt: str = "parquet",
+    force: bool = False,
+    with_report: bool = True,
+) -> ExportResult:
+    """Cut `window` of the store at `store` into a bundle at `out`.
+
+    Args:
+        store: the store directory (read only; a writer may be running).
+        out: the bundle directory to create; refused if it exists (unless `force`) or is a symlink.
+        window: the time window.
+        gpus: rack GPU indices to keep (None: all).
+        tables: raw tables to export (None: all); their 1m/1h rollups come along.
+        fmt: parquet, or csv/json for a text copy of each table beside the Parquet.
+        force: replace an existing `out`.
+        with_report: write report.html.
+
+    Raises:
+        StoreError: `store` is not a readable store.
+        EmptyWindowError: nothing in the window.
+        OutputError: `out` is refused.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    began = time.perf_counter()
+    chosen = tuple(tables) if tables else tuple(TABLES)
+    written: dict[str, int] = {}
+    with StoreReader(store) as reader:
+        cutter = _Cutter(reader, window, gpus)
+
+        def fill(root: Path) -> None:
+            entries: list[FileEntry] = []
+            for table in chosen:
+                mine = _write_table(root, cutter, table, window.since_ms, window.until_ms)
+                entries += mine
+                written[table] = sum(e.rows for e in mine)
+            if not any(written.values()):
+                held = reader.time_range("gpu")
+                holds = f"it holds {iso(held[0])} .. {iso(held[1])}" if held else "it holds no GPU rows"
+                raise EmptyWindowError(
+                    f"no data between {iso(window.since_ms)} and {iso(window.until_ms)} in {store} ({holds})"
+                )
+            for table in (t for t in chosen if t in ROLLED_UP):
+                for step, step_ms in ROLLUP_STEPS.items():
+                    # Only buckets wholly inside the window: a partial one would summarise rows not exported.
+                    if window.until_ms - step_ms + 1 >= window.since_ms:
+                        entries += _write_table(
+                            root,
+                            cutter,
+                            rollup_name(table, step),
+                            window.since_ms,
+                            window.until_ms - step_ms + 1,
+                        )
+            lo = min(e.min_ts for e in entries)
+            hi = max(e.max_ts for e in entries)
+            write_manifest(root, Manifest(generation=1, sealed_through_ms=hi, files=entries))
+            text_files = {}
+            if fmt != "parquet":
+                for table in chosen:
+                    text_files[table] = _text_copy(root, table, [e for e in entries if e.table == table], fmt)
+            doc = {
+                "format": EXPORT_FORMAT,
+                "version": EXPORT_VERSION,
+                "tool": {"name": "rack-monitor", "version": _tool_version()},
+                "created": iso(round(time.time() * 1000)),
+                "window": {
+                    "since": iso(window.since_ms),
+                    "until": iso(window.until_ms),
+                    "since_ms": window.since_ms,
+                    "until_ms": window.until_ms,
+                },
+                "data": {"first": iso(lo), "last": iso(hi), "first_ms": lo, "last_ms": hi},
+                "gpus": list(gpus) if gpus is not None else "all",
+                "source_store": str(store.resolve()),
+                "sources": _sources(reader, window),
+                "tables": {
+                    t: {
+                        "rows": written[t],
+                        "parquet": [e.path for e in entries if e.table == t],
+                        **({fmt: text_files[t]} if t in text_files else {}),
+                        "units": units_of(t),
+                    }
+                    for t in chosen
+                },
+                "rollups": sorted({e.table for e in entries if e.table not in TABLES}),
+                "topology": topology(),
+            }
+            write_bytes(root / EXPORT_MANIFEST, json.dumps(doc, indent=1).encode() + b"\n")
+            if with_report:
+                from monitor.report_html import render_report
+
+                with StoreReader(root) as bundle:
+                    html = render_report(
+                        bundle, Window(window.since_ms, window.until_ms), title=f"{store.name}"
+                    )
+                write_bytes(root / REPORT_HTML, html.encode())
+
+        build_dir(out, force=force, fill=fill)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    return ExportResult(
+        out, written, len(files), sum(p.stat().st_size for p in files), time.perf_counter() - began
+    )

@@ -1,0 +1,372 @@
+"""`monitor report`'s maths: what a window of history says about throughput, efficiency, latency and faults.
+
+Everything comes from a StoreReader over the window: counters become increases with reset detection,
+latency percentiles come from histogram bucket increases (PromQL's algorithm), and the slowest GPUs
+are found against their peers with median and MAD, which one bad GPU cannot drag along with it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+import pynvml
+
+from collectors.rack import GPUS_PER_TRAY, gpu_label
+from monitor.timespec import Window, iso
+from storage.reader import StoreReader, bucket_quantile
+
+Summary = dict[str, Any]
+"""A report: plain JSON-ready values (the json format prints it as is)."""
+
+SLOWDOWN_REASONS = (
+    pynvml.nvmlClocksEventReasonHwSlowdown
+    | pynvml.nvmlClocksEventReasonSwThermalSlowdown
+    | pynvml.nvmlClocksEventReasonHwThermalSlowdown
+    | pynvml.nvmlClocksEventReasonHwPowerBrakeSlowdown
+)
+"""Clock-event reasons that mean the GPU is held back by something wrong (not idle, not a power cap)."""
+THERMAL_REASONS = (
+    pynvml.nvmlClocksEventReasonSwThermalSlowdown | pynvml.nvmlClocksEventReasonHwThermalSlowdown
+)
+ROBUST_Z = 3.5
+"""Iglewicz-Hoaglin cut-off for the modified z-score (0.6745 (x - median) / MAD)."""
+MIN_RELATIVE = 0.05
+"""An outlier must also be this far from the median (relative), so a tight, healthy rack names nobody."""
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+class EmptyReportError(Exception):
+    """The window holds no GPU or serving rows; the message says what the store holds."""
+
+
+def robust_low(values: dict[int, float]) -> dict[int, float]:
+    """Keys whose value lies far below their peers' median (modified z < -3.5 and 5 % below), with z."""
+    return {k: -z for k, z in _robust(values, sign=-1.0).items()}
+
+
+def robust_high(values: dict[int, float]) -> dict[int, float]:
+    """Keys whose value lies far above their peers' median (modified z > 3.5 and 5 % above), with z."""
+    return _robust(values, sign=1.0)
+
+
+def _robust(values: dict[int, float], sign: float) -> dict[int, float]:
+    finite = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
+    if len(finite) < 3:
+        return {}
+    median = statistics.median(finite.values())
+    mad = statistics.median(abs(v - median) for v in finite.values())
+    out = {}
+    for k, v in finite.items():
+        gap = sign * (v - median)
+        if gap <= max(MIN_RELATIVE * abs(median), 1e-9):
+            continue
+        z = 0.6745 * gap / mad if mad > 0 else math.inf
+        if z > ROBUST_Z:
+            out[k] = z
+    return out
+
+
+def _rows(reader: StoreReader, query: str) -> list[dict[str, Any]]:
+    return reader.sql(query).to_pylist()
+
+
+def _gpu_side(reader: StoreReader, window: Window) -> Summary:
+    """Per-GPU clocks, power, temperatures, slowdown share and state, and rack power and energy."""
+    rel = reader.relation("gpu", window.since_ms, window.until_ms)
+    per_gpu = _rows(
+        reader,
+        f"""SELECT gpu, count(*) AS samples, count(*) FILTER (WHERE state = 1) AS lost,
+            avg(sm_clock_mhz) AS clock, avg(power_mw) / 1000 AS power_w, min(power_mw) / 1000 AS power_min_w,
+            max(power_mw) / 1000 AS power_max_w, min(temp_gpu_c) AS temp_min, max(temp_gpu_c) AS temp_max,
+            avg(temp_gpu_c) AS temp_mean,
+            avg(((clocks_event_reasons & {SLOWDOWN_REASONS}) != 0)::INT) AS slowdown,
+            avg(((clocks_event_reasons & {THERMAL_REASONS}) != 0)::INT) AS thermal,
+            min(nvlink_up) AS links_up_min
+        FROM {rel} GROUP BY gpu ORDER BY gpu""",
+    )
+    rack = _rows(
+        reader,
+        f"""SELECT min(p) AS lo, avg(p) AS mean, max(p) AS hi, count(*) AS ticks,
+            epoch_ms(min(ts)) AS first, epoch_ms(max(ts)) AS last
+        FROM (SELECT ts, sum(power_mw) / 1e6 AS p FROM {rel} GROUP BY ts)""",
+    )[0]
+    energy = reader.rate("gpu", "energy_mj", window.since_ms, window.until_ms)
+    joules = sum(energy.column("increase").to_pylist()) / 1000 if energy.num_rows else 0.0
+    nvl = reader.rate("gpu", "nvlink_tx_kib", window.since_ms, window.until_ms)
+    return {
+        "per_gpu": per_gpu,
+        "rack": rack,
+        "joules": joules,
+        "nvlink_tx_kib": sum(nvl.column("increase").to_pylist()),
+    }
+
+
+def _serving_side(reader: StoreReader, window: Window) -> Summary | None:
+    """Token counters per endpoint and the GPUs each runs on, or None without serving rows."""
+    rel = reader.relation("serving", window.since_ms, window.until_ms)
+    span = _rows(reader, f"SELECT epoch_ms(min(ts)) AS first, epoch_ms(max(ts)) AS last FROM {rel}")[0]
+    if span["first"] is None:
+        return None
+    wall = (span["last"] - span["first"]) / 1000
+    gen = reader.rate("serving", "generation_tokens", window.since_ms, window.until_ms).to_pylist()
+    prompt = reader.rate("serving", "prompt_tokens", window.since_ms, window.until_ms).to_pylist()
+    placement = {
+        r["endpoint"]: r["gpus"]
+        for r in _rows(reader, f"SELECT endpoint, arg_max(gpus, ts) AS gpus FROM {rel} GROUP BY endpoint")
+    }
+    per_endpoint: dict[str, float] = {}
+    for r in gen:
+        per_endpoint[r["endpoint"]] = per_endpoint.get(r["endpoint"], 0.0) + r["increase"]
+    per_gpu: dict[int, float] = {}
+    for endpoint, tokens in per_endpoint.items():
+        gpus = [int(g) for g in (placement.get(endpoint) or "").split(",") if g.strip().isdigit()]
+        for g in gpus:
+            # Tensor-parallel ranks share an instance's tokens evenly: they all work on every token.
+            per_gpu[g] = per_gpu.get(g, 0.0) + tokens / len(gpus) / wall if wall > 0 else math.nan
+    generated = sum(per_endpoint.values())
+    prompted = sum(r["increase"] for r in prompt)
+    return {
+        "wall_s": wall,
+        "endpoints": len(placement),
+        "generated_tokens": generated,
+        "prompt_tokens": prompted,
+        "tokens_per_s": generated / wall if wall > 0 else math.nan,
+        "prompt_tokens_per_s": prompted / wall if wall > 0 else math.nan,
+        "per_gpu_tokens_per_s": per_gpu,
+        "latency": _latency(reader, window),
+    }
+
+
+def _latency(reader: StoreReader, window: Window) -> dict[str, dict[str, float | None]]:
+    """p50/p90/p99 of TTFT and ITL in seconds over the window (None: no observations)."""
+    inc = reader.rate("serving_hist", "count", window.since_ms, window.until_ms).to_pylist()
+    out: dict[str, dict[str, float | None]] = {}
+    for metric in ("ttft", "itl"):
+        buckets: dict[float, float] = {}
+        for r in inc:
+            if r["metric"] == metric:
+                buckets[r["le"]] = buckets.get(r["le"], 0.0) + r["increase"]
+        ordered = sorted(buckets.items())
+        out[metric] = {}
+        for q in QUANTILES:
+            value = bucket_quantile(q, ordered)
+            out[metric][f"p{round(q * 100)}"] = None if math.isnan(value) else value
+    return out
+
+
+def _events(reader: StoreReader, window: Window) -> Summary:
+    rel = reader.relation("events", window.since_ms, window.until_ms)
+    kinds = _rows(reader, f"SELECT kind, count(*) AS n FROM {rel} GROUP BY kind ORDER BY n DESC, kind")
+    xids = _rows(
+        reader,
+        f"""SELECT code, count(*) AS n, list(DISTINCT gpu ORDER BY gpu) AS gpus FROM {rel}
+        WHERE kind = 'xid' GROUP BY code ORDER BY code""",
+    )
+    return {"by_kind": {r["kind"]: r["n"] for r in kinds}, "xids": xids}
+
+
+def _suspects(gpu_side: Summary, serving: Summary | None) -> list[Summary]:
+    """GPUs (or whole trays) that stand out against their peers, each with its evidence."""
+    per_gpu = {r["gpu"]: r for r in gpu_side["per_gpu"]}
+    flagged: dict[int, list[str]] = {}
+
+    def flag(found: dict[int, float], why: str) -> None:
+        for g in found:
+            flagged.setdefault(g, []).append(why.format(**per_gpu.get(g, {}), g=g))
+
+    if serving is not None:
+        tok = serving["per_gpu_tokens_per_s"]
+        median = statistics.median(tok.values()) if tok else 0.0
+        for g, _z in robust_low(tok).items():
+            flagged.setdefault(g, []).append(f"{tok[g]:,.0f} tok/s against a median of {median:,.0f}")
+    alive = {g: r for g, r in per_gpu.items() if r["clock"] is not None}
+    flag(robust_low({g: r["clock"] for g, r in alive.items()}), "SM clock {clock:,.0f} MHz mean")
+    flag(robust_high({g: r["temp_max"] for g, r in alive.items()}), "up to {temp_max} C")
+    slow = {g: r["slowdown"] for g, r in alive.items() if r["slowdown"] is not None}
+    peers = statistics.median(slow.values()) if slow else 0.0
+    flag(
+        {g: s for g, s in slow.items() if s >= 0.2 and peers < 0.05}, "slowed down {slowdown:.0%} of the time"
+    )
+    flag({g: 1.0 for g, r in per_gpu.items() if r["lost"]}, "lost (fell off the bus) in {lost} samples")
+    out: list[Summary] = []
+    trays: dict[int, list[int]] = {}
+    for g in flagged:
+        trays.setdefault(g // GPUS_PER_TRAY + 1, []).append(g)
+    for tray, gpus in sorted(trays.items()):
+        if len(gpus) >= GPUS_PER_TRAY - 1:
+            thermal = any(per_gpu.get(g, {}).get("thermal") for g in gpus)
+            evidence = sorted({e for g in gpus for e in flagged[g]})
+            why = "thermal slowdown on " if thermal else ""
+            out.append(
+                {
+                    "kind": "tray",
+                    "tray": tray,
+                    "gpus": sorted(gpus),
+                    "label": f"T{tray:02d}",
+                    "evidence": f"{why}{len(gpus)} of {GPUS_PER_TRAY} GPUs: " + "; ".join(evidence[:4]),
+                }
+            )
+            continue
+        for g in sorted(gpus):
+            out.append(
+                {
+                    "kind": "gpu",
+                    "gpu": g,
+                    "tray": tray,
+                    "label": gpu_label(g),
+                    "evidence": "; ".join(flagged[g]),
+                }
+            )
+    return out
+
+
+def summarize(reader: StoreReader, window: Window) -> Summary:
+    """Everything `monitor report` says about `window` of the store behind `reader`.
+
+    Raises:
+        EmptyReportError: the window holds no GPU and no serving rows.
+    """
+    gpu_side = _gpu_side(reader, window)
+    serving = _serving_side(reader, window)
+    rack = gpu_side["rack"]
+    if rack["first"] is None and serving is None:
+        held = reader.time_range("gpu")
+        holds = f"it holds {iso(held[0])} .. {iso(held[1])}" if held else "it holds no GPU rows"
+        raise EmptyReportError(f"no data between {iso(window.since_ms)} and {iso(window.until_ms)} ({holds})")
+    wall = (rack["last"] - rack["first"]) / 1000 if rack["first"] is not None else 0.0
+    joules = gpu_side["joules"]
+    temps = [r for r in gpu_side["per_gpu"] if r["temp_max"] is not None]
+    hottest = max(temps, key=lambda r: r["temp_max"]) if temps else None
+    links_down = [
+        {"gpu": r["gpu"], "label": gpu_label(r["gpu"]), "links_up_min": r["links_up_min"]}
+        for r in gpu_side["per_gpu"]
+        if r["links_up_min"] is not None and r["links_up_min"] < 18
+    ]
+    summary: Summary = {
+        "window": {"since": iso(window.since_ms), "until": iso(window.until_ms)},
+        "data": {
+            "first": iso(rack["first"]) if rack["first"] is not None else None,
+            "last": iso(rack["last"]) if rack["last"] is not None else None,
+            "ticks": rack["ticks"],
+            "gpus": len(gpu_side["per_gpu"]),
+            "wall_s": wall,
+        },
+        "serving": None,
+        "energy": {
+            "joules": joules,
+            "mean_power_kw": joules / wall / 1000 if wall > 0 else None,
+            "tokens_per_joule": None,
+        },
+        "power_kw": {"min": rack["lo"], "mean": rack["mean"], "max": rack["hi"]},
+        "gpu_power_w": _range(gpu_side["per_gpu"], "power_min_w", "power_max_w"),
+        "temperature_c": _range(gpu_side["per_gpu"], "temp_min", "temp_max")
+        | {"hottest": gpu_label(hottest["gpu"]) if hottest else None},
+        "nvlink_tb_s": gpu_side["nvlink_tx_kib"] * 1024 / 1e12 / wall if wall > 0 else None,
+        "links_down": links_down,
+        "events": _events(reader, window),
+        "suspects": _suspects(gpu_side, serving),
+    }
+    if serving is not None:
+        tok = serving.pop("per_gpu_tokens_per_s")
+        values = [v for v in tok.values() if math.isfinite(v)]
+        median = statistics.median(values) if values else None
+        serving["per_gpu"] = {
+            "median": median,
+            "mad": statistics.median(abs(v - median) for v in values) if median is not None else None,
+            "slowest": [
+                {"gpu": g, "label": gpu_label(g), "tokens_per_s": v}
+                for g, v in sorted(tok.items(), key=lambda kv: kv[1])[:5]
+            ],
+        }
+        summary["serving"] = serving
+        if joules > 0:
+            summary["energy"]["tokens_per_joule"] = serving["generated_tokens"] / joules
+    return summary
+
+
+def _range(rows: Sequence[Summary], lo: str, hi: str) -> dict[str, float | None]:
+    lows = [r[lo] for r in rows if r[lo] is not None]
+    highs = [r[hi] for r in rows if r[hi] is not None]
+    return {"min": min(lows) if lows else None, "max": max(highs) if highs else None}
+
+
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+def _f(value: float | None, fmt: str = ",.0f") -> str:
+    return "n/a" if value is None or not math.isfinite(value) else format(value, fmt)
+
+
+def render_markdown_lines(summary: Summary) -> list[str]:
+    """The report as Markdown lines: '# ' title, '## ' sections, '- ' items."""
+    s, data = summary["serving"], summary["data"]
+    lines = [f"# Rack report {summary['window']['since']} .. {summary['window']['until']}"]
+    lines.append(f"Data: {data['first']} .. {data['last']}, {data['ticks']} samples of {data['gpus']} GPUs.")
+    lines.append("## Throughput")
+    if s is None:
+        lines.append(
+            "- no serving rows in this window: tokens/s, latency and tokens per joule cannot be "
+            "reported; GPU-side evidence (clocks, power, slowdown reasons) follows"
+        )
+    else:
+        per = s["per_gpu"]
+        slowest = ", ".join(f"{g['label']} {_f(g['tokens_per_s'])}" for g in per["slowest"])
+        lines += [
+            f"- sustained: {_f(s['tokens_per_s'])} generated tok/s (MLPerf-style: "
+            f"{_f(s['generated_tokens'])} tokens / {s['wall_s']:.0f} s, {s['endpoints']} endpoints)",
+            f"- prompt: {_f(s['prompt_tokens_per_s'])} tok/s",
+            f"- per GPU: median {_f(per['median'])} tok/s (MAD {_f(per['mad'])}); slowest: {slowest}",
+            f"- tokens per joule: {_f(summary['energy']['tokens_per_joule'], '.2f')}",
+        ]
+        for metric, name in (("ttft", "TTFT"), ("itl", "ITL")):
+            q = s["latency"][metric]
+            lines.append(f"- {name}: p50 {_ms(q['p50'])}, p90 {_ms(q['p90'])}, p99 {_ms(q['p99'])}")
+    lines.append("## Suspects")
+    if not summary["suspects"]:
+        lines.append("- none: no GPU or tray stands out against its peers")
+    for sus in summary["suspects"]:
+        what = f"tray {sus['tray']}" if sus["kind"] == "tray" else f"{sus['label']} (GPU {sus['gpu']})"
+        lines.append(f"- {what}: {sus['evidence']}")
+    power, temp, energy = summary["power_kw"], summary["temperature_c"], summary["energy"]
+    down = ", ".join(f"{d['label']} ({d['links_up_min']}/18 up)" for d in summary["links_down"]) or "none"
+    lines += [
+        "## Power and temperature",
+        f"- rack GPU power: {_f(power['min'], '.1f')} .. {_f(power['max'], '.1f')} kW "
+        f"(mean {_f(energy['mean_power_kw'], '.1f')} kW, {_f(energy['joules'] / 3.6e6, '.2f')} kWh)",
+        f"- per GPU: {_f(summary['gpu_power_w']['min'])} .. {_f(summary['gpu_power_w']['max'])} W",
+        f"- temperature: {_f(temp['min'])} .. {_f(temp['max'])} C (hottest {temp['hottest']})",
+        f"- NVLink: {_f(summary['nvlink_tb_s'], '.3f')} TB/s sent; links down: {down}",
+        "## Events",
+    ]
+    events = summary["events"]
+    if not events["by_kind"]:
+        lines.append("- none")
+    lines += [f"- {kind}: {n}" for kind, n in events["by_kind"].items()]
+    for x in events["xids"]:
+        gpus = ", ".join(gpu_label(g) for g in x["gpus"] if g is not None)
+        lines.append(f"- XID {x['code']}: {x['n']} ({gpus or 'no GPU'})")
+    return lines
+
+
+def render(summary: Summary, fmt: str) -> str:
+    """The report as text, md or json."""
+    if fmt == "json":
+        import json
+
+        return json.dumps(summary, indent=1, default=str) + "\n"
+    lines = render_markdown_lines(summary)
+    if fmt == "md":
+        return "\n".join(lines) + "\n"
+    text = []
+    for line in lines:
+        if line.startswith("## "):
+            text += ["", line[3:].upper()]
+        elif line.startswith("# "):
+            text.append(line[2:])
+        else:
+            text.append("  " + line[2:] if line.startswith("- ") else line)
+    return "\n".join(text) + "\n"

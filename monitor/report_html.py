@@ -1,0 +1,275 @@
+"""report.html: one self-contained page (inline SVG and CSS, no script, no network) summarising a window.
+
+Per-GPU heatmaps over time for the main metrics, rack timelines (tokens/s, power, NVLink traffic and
+errors) with events as markers on the time axis, and the summary `monitor report` prints.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from collectors.rack import GPUS, GPUS_PER_TRAY, gpu_label
+from monitor.report import EmptyReportError, Summary, render_markdown_lines, summarize
+from monitor.timespec import Window, iso
+from storage.reader import StoreReader
+
+COLUMNS = 120
+"""Time buckets across a heatmap or timeline: enough to see a fault's onset, small enough to stay light."""
+HEATMAPS = (
+    ("power_mw / 1000.0", "Power", "W"),
+    ("temp_gpu_c", "GPU temperature", "C"),
+    ("sm_clock_mhz", "SM clock", "MHz"),
+    ("util_gpu_pct", "GPU utilisation", "%"),
+)
+PALETTE = ("#30123b", "#4145ab", "#4675ed", "#39a2fc", "#1bcfd4", "#24eca6", "#61fc6c", "#a4fc3b",
+           "#d1e834", "#f3c63a", "#fe9b2d", "#f36315", "#d93806", "#b11901", "#7a0403")  # fmt: skip
+"""Turbo, 15 steps: readable on screen and in print, distinct from the grey of missing cells."""
+EVENT_COLOURS = {"xid": "#d00", "gpu_lost": "#d00", "link_down": "#e80", "endpoint_down": "#e80"}
+CSS = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222;max-width:1100px}
+h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}
+svg{display:block;margin:.4em 0}text{font:11px monospace;fill:#333}.muted{color:#777}"""
+LEFT, TOP, CELL_H = 46, 8, 5
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _hhmm(ms: float) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%H:%M:%S")
+
+
+class _Axis:
+    """Maps data time to x pixels, shared by every chart so their time axes line up."""
+
+    def __init__(self, first_ms: int, last_ms: int, width: int = 960) -> None:
+        self.first, self.last, self.width = first_ms, max(last_ms, first_ms + 1), width
+        self.step_ms = max(1, math.ceil((self.last - self.first + 1) / COLUMNS))
+        self.buckets = math.ceil((self.last - self.first + 1) / self.step_ms)
+
+    def x(self, ms: float) -> float:
+        return LEFT + (ms - self.first) / (self.last - self.first) * (self.width - LEFT - 10)
+
+    def ticks(self, y: float) -> str:
+        out = []
+        for i in range(6):
+            ms = self.first + (self.last - self.first) * i / 5
+            out.append(f'<text x="{self.x(ms):.1f}" y="{y}" text-anchor="middle">{_hhmm(ms)}</text>')
+        return "".join(out)
+
+    def bucket_sql(self) -> str:
+        return f"((epoch_ms(ts) - {self.first}) // {self.step_ms})"
+
+
+def _colour(value: float | None, lo: float, hi: float) -> str:
+    if value is None or not math.isfinite(value):
+        return "#ccc"
+    share = 0.0 if hi <= lo else (value - lo) / (hi - lo)
+    return PALETTE[min(len(PALETTE) - 1, max(0, int(share * len(PALETTE))))]
+
+
+def _heatmap(reader: StoreReader, window: Window, axis: _Axis, expr: str, title: str, unit: str) -> str:
+    rel = reader.relation("gpu", window.since_ms, window.until_ms)
+    rows = reader.sql(
+        f"SELECT gpu, {axis.bucket_sql()} AS b, avg({expr}) AS v FROM {rel} GROUP BY ALL"
+    ).to_pylist()
+    values = [r["v"] for r in rows if r["v"] is not None]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    cell_w = (axis.width - LEFT - 10) / axis.buckets
+    height = TOP + GPUS * CELL_H + 40
+    parts = [f'<svg width="{axis.width}" height="{height}" role="img" aria-label="{_esc(title)} per GPU">']
+    grid: dict[int, dict[int, float]] = {}
+    for r in rows:
+        if r["v"] is not None:
+            grid.setdefault(r["gpu"], {})[r["b"]] = r["v"]
+    for g, cells in sorted(grid.items()):
+        y = TOP + g * CELL_H
+        parts.append(f"<g><title>{_esc(gpu_label(g))}</title>")
+        run_start, run_colour = 0, None
+        # Neighbouring buckets of one colour become one rect: a calm GPU row is a handful of shapes.
+        for b in range(axis.buckets + 1):
+            colour = _colour(cells.get(b), lo, hi) if b < axis.buckets else None
+            if colour != run_colour:
+                if run_colour is not None and run_colour != "#ccc":
+                    x, w = LEFT + run_start * cell_w, (b - run_start) * cell_w + 0.3
+                    parts.append(
+                        f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{CELL_H}" fill="{run_colour}"/>'
+                    )
+                run_start, run_colour = b, colour
+        parts.append("</g>")
+    for tray in range(1, GPUS // GPUS_PER_TRAY + 1, 2):
+        y = TOP + (tray - 1) * GPUS_PER_TRAY * CELL_H + 2 * CELL_H + 4
+        parts.append(f'<text x="4" y="{y}">T{tray:02d}</text>')
+    parts.append(axis.ticks(TOP + GPUS * CELL_H + 14))
+    for i, colour in enumerate(PALETTE):
+        parts.append(
+            f'<rect x="{LEFT + 200 + i * 14}" y="{height - 14}" width="14" height="10" fill="{colour}"/>'
+        )
+    parts.append(f'<text x="{LEFT}" y="{height - 5}">{title} ({unit})</text>')
+    parts.append(f'<text x="{LEFT + 200 - 4}" y="{height - 5}" text-anchor="end">{lo:.0f}</text>')
+    parts.append(f'<text x="{LEFT + 204 + len(PALETTE) * 14}" y="{height - 5}">{hi:.0f}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _timeline(
+    axis: _Axis,
+    points: Sequence[tuple[float, float]],
+    title: str,
+    unit: str,
+    events: Sequence[dict[str, Any]],
+) -> str:
+    height, plot_h = 130, 90
+    parts = [f'<svg width="{axis.width}" height="{height}" role="img" aria-label="{_esc(title)}">']
+    parts.append(f'<text x="{LEFT}" y="12">{_esc(title)} ({unit})</text>')
+    for e in events:
+        x = axis.x(e["ms"])
+        colour = EVENT_COLOURS.get(e["kind"], "#999")
+        label = _esc(f"{iso(e['ms'])} {e['kind']} gpu={e['gpu']} code={e['code']} {e['detail'] or ''}")
+        parts.append(
+            f'<line x1="{x:.1f}" y1="18" x2="{x:.1f}" y2="{18 + plot_h}" stroke="{colour}" '
+            f'stroke-dasharray="2,2"><title>{label}</title></line>'
+        )
+    finite = [(t, v) for t, v in points if v is not None and math.isfinite(v)]
+    if finite:
+        lo, hi = min(v for _, v in finite), max(v for _, v in finite)
+        pad = (hi - lo) * 0.1 or abs(hi) * 0.05 or 1.0
+        lo, hi = lo - pad, hi + pad
+
+        def y(v: float) -> float:
+            return 18 + plot_h - (v - lo) / (hi - lo) * plot_h
+
+        line = " ".join(f"{axis.x(t):.1f},{y(v):.1f}" for t, v in finite)
+        parts.append(f'<polyline fill="none" stroke="#1f5fbf" stroke-width="1.5" points="{line}"/>')
+        parts.append(
+            f'<text x="{LEFT - 4}" y="{y(hi - pad) + 4:.1f}" text-anchor="end">{_num(hi - pad)}</text>'
+        )
+        parts.append(
+            f'<text x="{LEFT - 4}" y="{y(lo + pad) + 4:.1f}" text-anchor="end">{_num(lo + pad)}</text>'
+        )
+    else:
+        parts.append(f'<text x="{LEFT + 10}" y="60">no data in this window</text>')
+    parts.append(axis.ticks(height - 8))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _num(v: float) -> str:
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:.2f}M"
+    if abs(v) >= 1e4:
+        return f"{v / 1e3:.0f}k"
+    return f"{v:.3g}"
+
+
+def _series(reader: StoreReader, window: Window, axis: _Axis) -> dict[str, list[tuple[float, float]]]:
+    """Rack-wide values per time bucket: tokens/s, kW, NVLink TB/s and link errors per second."""
+    step = axis.step_ms
+
+    def stepped(table: str, column: str, scale: float) -> list[tuple[float, float]]:
+        rated = reader.rate(table, column, window.since_ms, window.until_ms, step_ms=step)
+        if not rated.num_rows:
+            return []
+        summed = rated.group_by("ts").aggregate([("rate", "sum")]).sort_by("ts")
+        starts = summed.column("ts").cast(pa.int64()).to_pylist()
+        return [
+            (t + step / 2, v * scale)
+            for t, v in zip(starts, summed.column("rate_sum").to_pylist(), strict=True)
+        ]
+
+    def bucketed(query: str) -> list[tuple[float, float]]:
+        return [(axis.first + (r["b"] + 0.5) * step, r["v"]) for r in reader.sql(query).to_pylist()]
+
+    gpu = reader.relation("gpu", window.since_ms, window.until_ms)
+    nvlink = reader.relation("nvlink", window.since_ms, window.until_ms)
+    # One pass over the links: the three error counters summed per link are one counter (a driver
+    # reload resets them together), so reset detection still holds on the sum.
+    errors = f"""
+        WITH s AS (SELECT gpu, link, ts, symbol_errors + rx_errors + recovery_failed AS v FROM {nvlink}),
+        p AS (SELECT ts, v, lag(v) OVER (PARTITION BY gpu, link ORDER BY ts) AS pv FROM s WHERE v IS NOT NULL)
+        SELECT {axis.bucket_sql()} AS b,
+            sum(CASE WHEN v >= pv THEN v - pv ELSE v END) / ({step} / 1000.0) AS v
+        FROM p WHERE pv IS NOT NULL GROUP BY b ORDER BY b"""
+    power = f"""SELECT {axis.bucket_sql()} AS b, avg(p) AS v FROM
+        (SELECT ts, sum(power_mw) / 1e6 AS p FROM {gpu} GROUP BY ts) GROUP BY b ORDER BY b"""
+    return {
+        "tokens": stepped("serving", "generation_tokens", 1.0),
+        "power": bucketed(power),
+        "nvlink": stepped("gpu", "nvlink_tx_kib", 1024 / 1e12),
+        "errors": bucketed(errors),
+    }
+
+
+def render_report(reader: StoreReader, window: Window, *, title: str = "rack") -> str:
+    """The whole report.html for `window` of the store behind `reader`."""
+    head = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>rack-monitor report: '
+        f"{_esc(title)}</title><style>{CSS}</style></head><body>"
+    )
+    try:
+        summary = summarize(reader, window)
+    except EmptyReportError as err:
+        return f"{head}<h1>rack-monitor report: {_esc(title)}</h1><p>{_esc(err)}</p></body></html>\n"
+    first, last = reader.time_range("gpu") or (window.since_ms, window.until_ms)
+    axis = _Axis(first, last)
+    rel = reader.relation("events", window.since_ms, window.until_ms)
+    events = reader.sql(
+        f"SELECT epoch_ms(ts) AS ms, kind, gpu, code, detail FROM {rel} WHERE kind <> 'clocks_event' "
+        "ORDER BY ts LIMIT 500"
+    ).to_pylist()
+    series = _series(reader, window, axis)
+    body = [f"<h1>rack-monitor report: {_esc(title)}</h1>"]
+    body.append(_summary_html(summary))
+    body.append("<h2>Rack timelines</h2>")
+    body.append(_timeline(axis, series["tokens"], "Generated tokens/s", "tok/s", events))
+    body.append(_timeline(axis, series["power"], "Rack GPU power", "kW", events))
+    body.append(_timeline(axis, series["nvlink"], "NVLink traffic (tx)", "TB/s", events))
+    body.append(_timeline(axis, series["errors"], "NVLink errors", "per s", events))
+    body.append("<h2>Per GPU over time</h2>")
+    for expr, name, unit in HEATMAPS:
+        body.append(_heatmap(reader, window, axis, expr, name, unit))
+    body.append("<h2>Events</h2>")
+    if events:
+        rows = "".join(
+            f"<tr><td>{_esc(iso(e['ms']))}</td><td>{_esc(e['kind'])}</td><td>{_esc(e['gpu'])}</td>"
+            f"<td>{_esc(e['code'])}</td><td>{_esc(e['detail'] or '')}</td></tr>"
+            for e in events
+        )
+        body.append(
+            f"<table><tr><th>time</th><th>kind</th><th>GPU</th><th>code</th><th>detail</th></tr>{rows}</table>"
+        )
+    else:
+        body.append("<p>No events other than clock changes.</p>")
+    return head + "".join(body) + "</body></html>\n"
+
+
+def _summary_html(summary: Summary) -> str:
+    """The `monitor report` summary as HTML: each markdown line as a paragraph or list item."""
+    out = []
+    in_list = False
+    for line in render_markdown_lines(summary):
+        if line.startswith("- "):
+            if not in_list:
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{_esc(line[2:])}</li>")
+            continue
+        if in_list:
+            out.append("</ul>")
+            in_list = False
+        if line.startswith("## "):
+            out.append(f"<h2>{_esc(line[3:])}</h2>")
+        elif line.startswith("# "):
+            continue
+        elif line:
+            out.append(f"<p>{_esc(line)}</p>")
+    if in_list:
+        out.append("</ul>")
+    return "".join(out)
