@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -30,13 +31,92 @@ def command(
         help="Backfill through the NVML driver path (a collector per simulated tray, ~10x slower, "
         "no serving rows) instead of the fast path.",
     ),
+    listen: str = typer.Option(
+        "127.0.0.1",
+        "--listen",
+        help="Address to serve on; HOST:PORT uses ports PORT.. (default: free ports).",
+    ),
+    write_config: Annotated[
+        Path | None,
+        typer.Option("--write-config", help="Write the rack config (TOML) pointing at the servers."),
+    ] = None,
+    engine: str = typer.Option("vllm", "--engine", help="Inference servers' format: vllm, sglang or trtllm."),
+    speed: float = typer.Option(1.0, "--speed", help="Simulated seconds per real second (serving)."),
+    down: str = typer.Option(
+        "refuse", "--down", help="How a stopped server fails (endpoint-down): refuse or hang."
+    ),
 ) -> None:
-    """Serve the simulated rack, or (with --backfill) write simulated history into a store."""
+    """Serve the simulated rack on loopback HTTP, or (with --backfill) write simulated history to a store."""
     if backfill is None:
-        raise UserError(
-            "serving the simulated rack is not available yet: use `monitor sim --backfill 24h --store DIR`"
-        )
+        serve(listen, write_config, engine=engine, scenario=scenario, seed=seed, speed=speed, down=down)
+        return
     run_backfill(backfill, store, scenario, seed, interval, exact=exact)
+
+
+def start_servers(
+    listen: str, *, engine: str, scenario: str, seed: int, speed: float, down: str = "refuse"
+) -> tuple[Any, Any]:
+    """Build the simulated rack and start its 90 servers; returns (servers, clock).
+
+    Raises:
+        UserError: a bad option or an address that cannot be bound (one line).
+    """
+    from collectors.agent_server import parse_listen
+    from collectors.clock import SimClock
+    from collectors.sim import SCENARIOS, SimRack
+    from collectors.sim.http import SimServers
+    from collectors.sim.pages import ENGINES
+
+    if scenario not in SCENARIOS:
+        raise UserError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
+    if engine not in ENGINES:
+        raise UserError(f"--engine {engine!r}: the simulator serves {', '.join(ENGINES)}")
+    if down not in ("refuse", "hang"):
+        raise UserError(f"--down {down!r}: choose refuse or hang")
+    if speed <= 0:
+        raise UserError("--speed must be positive")
+    try:
+        host, base_port = parse_listen(listen, default_port=0)
+    except ValueError as err:
+        raise UserError(f"--listen: {err}") from None
+    clock = SimClock(start=time.time(), speed=speed)
+    rack = SimRack(seed=seed, scenario=scenario, clock=clock, engines=(engine,))
+    servers = SimServers(rack, host=host, base_port=base_port or None, down_mode=down)  # type: ignore[arg-type]
+    try:
+        servers.start()
+    except OSError as err:
+        raise UserError(f"cannot serve the simulated rack on {listen}: {err.strerror or err}") from None
+    return servers, clock
+
+
+def serve(
+    listen: str, config_path: Path | None, *, engine: str, scenario: str, seed: int, speed: float, down: str
+) -> None:
+    """The serving branch: 18 tray agents + the inference servers until SIGINT/SIGTERM."""
+    from collectors.config import ConfigError, write_config
+    from monitor.commands.agent import wait_for_signal
+
+    servers, _clock = start_servers(
+        listen, engine=engine, scenario=scenario, seed=seed, speed=speed, down=down
+    )
+    try:
+        config = servers.config
+        if config_path is not None:
+            try:
+                write_config(config_path, config)
+            except ConfigError as err:
+                raise UserError(str(err)) from None
+        ports = servers.ports
+        print(
+            f"monitor sim: {len(config.trays)} tray agents and {len(config.servers)} {engine} servers on "
+            f"{servers.host} ports {min(ports)}..{max(ports)} (scenario {scenario}, seed {seed})"
+            + (f"; config in {config_path}" if config_path is not None else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+        wait_for_signal()
+    finally:
+        servers.stop()
 
 
 def run_backfill(
