@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from monitor.commands import collect, demo, query, sim
+from monitor.commands import agent, collect, demo, doctor, query, sim
 from monitor.commands import export as export_cmd
 from monitor.commands import report as report_cmd
 from monitor.commands import snapshot as snapshot_cmd
@@ -28,6 +30,23 @@ app.command("sim")(sim.command)
 app.command("export")(export_cmd.command)
 app.command("report")(report_cmd.command)
 app.command("snapshot")(snapshot_cmd.command)
+app.command("agent")(agent.command)
+app.command("doctor")(doctor.command)
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Rack config (TOML): the TUI on that rack over HTTP.")
+    ] = None,
+    interval: float = typer.Option(1.0, "--interval", help="Seconds between samples (and redraws)."),
+) -> None:
+    """The TUI on a rack (--config), or on this host's GPUs through NVML; subcommands below."""
+    if ctx.invoked_subcommand is None:
+        from monitor.commands import root as root_cmd
+
+        root_cmd.run(config, interval)
 
 
 def main() -> None:

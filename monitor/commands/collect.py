@@ -41,7 +41,7 @@ def command(
         run_for = parse_duration(duration, "--duration") if duration is not None else None
     except ValueError as err:
         raise UserError(str(err)) from None
-    sources = _sim_sources(scenario, seed) if sim else _config_sources(config)  # type: ignore[arg-type]
+    sources = _sim_sources(scenario, seed) if sim else _config_sources(config, step)  # type: ignore[arg-type]
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -123,15 +123,8 @@ def _sim_sources(scenario: str, seed: int) -> list[Any]:
     return [NvmlCollector(tray, name=f"tray{i + 1:02d}") for i, tray in enumerate(rack.trays)]
 
 
-def _config_sources(config: Path) -> list[Any]:
-    """The scrape sources of a rack config, once collectors/config.py exists."""
-    try:
-        from collectors import config as rack_config  # type: ignore[attr-defined]
-    except ImportError:
-        raise UserError(
-            "collect --config is not available yet (the scrape collectors come later): use --sim"
-        ) from None
-    loader = getattr(rack_config, "load_sources", None)
-    if loader is None:
-        raise UserError("collect --config is not available yet (no source loader in collectors.config)")
-    return list(loader(config))
+def _config_sources(config: Path, interval_s: float) -> list[Any]:
+    """The scrape source of a rack config (validated; a bad file is one line naming file, line and field)."""
+    from monitor.commands.root import load_rack_config, scrape_source
+
+    return [scrape_source(load_rack_config(config), interval=interval_s)]

@@ -1,16 +1,15 @@
-"""`monitor demo`: the TUI on a simulated GB300 NVL72 rack, through the same code paths a real rack uses."""
+"""`monitor demo`: the TUI on a simulated GB300 NVL72 served over loopback HTTP, the same path as a real rack.
+
+The simulated trays and inference servers listen on free loopback ports (as `monitor sim` does) and the
+TUI scrapes them through the rack config those servers describe (as `monitor --config` does).
+"""
 
 from __future__ import annotations
 
-import time
-
 import typer
 
-from collectors.clock import SimClock
-from collectors.nvml import NvmlCollector
-from collectors.sim import SCENARIOS, SimRack
+from collectors.sim import SCENARIOS
 from monitor.errors import UserError
-from monitor.live import run_live
 
 
 def command(
@@ -20,19 +19,24 @@ def command(
     speed: float = typer.Option(
         1.0, help="Simulated seconds per real second (e.g. 10 to see a fault sooner)."
     ),
+    engine: str = typer.Option("vllm", help="Inference servers' format: vllm, sglang or trtllm."),
 ) -> None:
-    """Show a simulated GB300 NVL72 rack (72 GPUs, 18 trays); no GPU needed."""
-    if scenario not in SCENARIOS:
-        raise UserError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
-    if interval <= 0 or speed <= 0:
-        raise UserError("--interval and --speed must be positive")
-    clock = SimClock(start=time.time(), speed=speed)
-    rack = SimRack(seed=seed, scenario=scenario, clock=clock)
-    sources = [NvmlCollector(tray, name=f"tray{i + 1:02d}") for i, tray in enumerate(rack.trays)]
-    run_live(
-        sources,
-        clock=clock,
-        interval=interval,
-        title="rack-monitor demo",
-        subtitle=f"simulated GB300 NVL72 · scenario {scenario} · seed {seed}",
-    )
+    """Show a simulated GB300 NVL72 rack (72 GPUs, 18 trays, inference servers); no GPU needed."""
+    from monitor.commands.root import scrape_source
+    from monitor.commands.sim import start_servers
+    from monitor.live import run_live
+
+    if interval <= 0:
+        raise UserError("--interval must be positive")
+    servers, clock = start_servers("127.0.0.1", engine=engine, scenario=scenario, seed=seed, speed=speed)
+    try:
+        config = servers.config
+        run_live(
+            [scrape_source(config, interval)],
+            clock=clock,
+            interval=interval,
+            title="rack-monitor demo",
+            subtitle=f"simulated GB300 NVL72 over loopback HTTP · scenario {scenario} · seed {seed}",
+        )
+    finally:
+        servers.stop()

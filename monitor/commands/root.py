@@ -1,0 +1,62 @@
+"""`monitor [--config rack.toml]`: the TUI on a rack over the network, or on this host's GPUs through NVML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from monitor.errors import UserError
+
+if TYPE_CHECKING:
+    from collectors.config import RackConfig
+    from collectors.scrape import ScrapeSource
+
+NO_DRIVER_HINT = (
+    "try `monitor demo` for a simulated GB300 NVL72, or `monitor --config rack.toml` for a rack over HTTP"
+)
+
+
+def load_rack_config(path: Path) -> RackConfig:
+    """The validated rack config at `path`; a bad file is one UserError line naming file, line and field."""
+    from collectors.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+
+
+def scrape_timeout(config: RackConfig, interval: float) -> float:
+    """The per-endpoint timeout: the config's, at most 0.6 of a tick (the poller's deadline is 0.8)."""
+    return min(config.timeout_s, 0.6 * interval)
+
+
+def scrape_source(config: RackConfig, interval: float) -> ScrapeSource:
+    """The scrape source of a rack config, timed for `interval`."""
+    from collectors.scrape import ScrapeSource
+
+    return ScrapeSource.from_config(config, timeout_s=scrape_timeout(config, interval))
+
+
+def run(config_path: Path | None, interval: float) -> None:
+    """Run the live TUI on the configured rack, or on the local GPUs; never on simulated data."""
+    from monitor.live import run_live
+
+    if interval <= 0:
+        raise UserError("--interval must be positive")
+    if config_path is not None:
+        config = load_rack_config(config_path)
+        source = scrape_source(config, interval)
+        subtitle = f"{len(config.trays)} trays, {len(config.servers)} servers · {config_path}"
+        run_live([source], interval=interval, title=config.name, subtitle=subtitle)
+        return
+    from collectors.nvml import NvmlCollector, NvmlUnavailable, nvml_available
+
+    reason = nvml_available()
+    if reason is not None:
+        raise UserError(f"{reason}; {NO_DRIVER_HINT}")
+    try:
+        collector = NvmlCollector()
+    except (NvmlUnavailable, ValueError) as err:
+        raise UserError(f"{err}; {NO_DRIVER_HINT}") from None
+    run_live([collector], interval=interval, title="rack-monitor", subtitle=f"{collector.name} (local NVML)")
