@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from pathlib import Path
 from typing import ClassVar
 
 from textual import work
@@ -42,7 +44,8 @@ def _metric_binding(metric: Metric) -> Binding:
 class RackApp(App[None]):
     """The rack view: heatmap, totals, gauges, GPU detail and events, refreshed as frames arrive."""
 
-    CSS_PATH = "app.tcss"
+    # Absolute, so subclasses defined elsewhere (tests, replay) find the same stylesheet.
+    CSS_PATH = Path(__file__).with_name("app.tcss")
     ENABLE_COMMAND_PALETTE = False
 
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
@@ -86,6 +89,8 @@ class RackApp(App[None]):
         self.frames_applied = 0
         """Snapshots applied so far (tests and the benchmark await this)."""
         self._last_error: str | None = None
+        self.follow_stopped = threading.Event()
+        """Set when the worker that follows the head has returned (it runs on a pooled thread)."""
 
     @property
     def key_bindings(self) -> list[Binding]:
@@ -117,7 +122,14 @@ class RackApp(App[None]):
     @work(thread=True, exit_on_error=False, exclusive=True, group="snapshot", name="follow-head")
     def _follow_head(self) -> None:
         """Wait for new frames and build snapshots off the event loop; stops when cancelled."""
-        worker = get_current_worker()
+        self.follow_stopped.clear()
+        try:
+            self._follow(get_current_worker())
+        finally:
+            self.follow_stopped.set()
+
+    def _follow(self, worker: Worker[None]) -> None:
+        """The worker's loop: one snapshot per new head version, at most one per interval."""
         builder = SnapshotBuilder()
         seen = 0
         last_build = float("-inf")

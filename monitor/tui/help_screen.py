@@ -34,7 +34,7 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > Vertical {
-        width: auto; height: auto; max-height: 100%;
+        width: 64; max-width: 100%; height: auto; max-height: 100%;
         border: round $primary; background: $surface; padding: 0 1;
     }
     """
@@ -50,7 +50,7 @@ class HelpScreen(ModalScreen[None]):
         with Vertical() as box:
             box.border_title = "Keys"
             box.border_subtitle = "esc closes"
-            yield Static(bindings_table(self.bindings, display))
+            yield Static(bindings_table(self.bindings, display), classes="help--keys")
 
     def action_close(self) -> None:
         """Back to the rack."""
