@@ -43,4 +43,5 @@ class EventLog(Static):
         if key == self._shown:
             return
         self._shown = key
-        self.update(events_text(key, self.MAX_EVENTS))
+        # The log's size comes from CSS (1fr), so new text needs no layout pass.
+        self.update(events_text(key, self.MAX_EVENTS), layout=False)

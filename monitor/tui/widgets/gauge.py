@@ -61,6 +61,6 @@ class Gauge(Widget):
         if key == self._shown:
             return
         self._shown = key
-        self.query_one(Static).update(text)
+        self.query_one(Static).update(text, layout=False)
         # Sparkline watches its data reactive: assign a new list, never mutate.
         self.query_one(Sparkline).data = list(history)

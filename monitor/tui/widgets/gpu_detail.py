@@ -80,10 +80,12 @@ class GpuDetail(Static):
         lines = detail_lines(gpu)
         if lines == self._shown:
             return
+        # Height is auto: only a change in the number of lines needs a layout pass.
+        relayout = self._shown is None or len(lines) != len(self._shown)
         self._shown = lines
         text = Text(no_wrap=True, overflow="ellipsis")
         for n, (line, style) in enumerate(lines):
             if n:
                 text.append("\n")
             text.append(line, style=style)
-        self.update(text)
+        self.update(text, layout=relayout)

@@ -43,4 +43,4 @@ class KeyLine(Static):
         text = key_line_text(bindings, current_action, display)
         if text.markup != self._shown:
             self._shown = text.markup
-            self.update(text)
+            self.update(text, layout=False)

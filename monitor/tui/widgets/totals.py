@@ -63,7 +63,7 @@ class TotalsBar(Static):
         self._last = (snapshot, title, subtitle)
         if text.markup != self._shown:
             self._shown = text.markup
-            self.update(text)
+            self.update(text, layout=False)
 
     def on_resize(self) -> None:
         """Switch between the compact and the full line when the width crosses COMPACT_WIDTH."""
