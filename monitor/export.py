@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,10 +34,10 @@ from collectors.rack import (
 from monitor.atomic import build_dir, fsync_file, write_bytes
 from monitor.timespec import Window, iso
 from storage.compactor import table_layout, table_schema
-from storage.layout import DAY_MS, FileEntry, Manifest, file_relpath, write_manifest
-from storage.reader import StoreReader
+from storage.layout import FileEntry, Manifest, write_manifest
+from storage.reader import StoreReader, ts_literal
 from storage.rollups import ROLLED_UP, ROLLUP_STEPS, rollup_name
-from storage.schemas import SORT_KEYS, TABLES
+from storage.schemas import TABLES
 from storage.segments import write_atomic
 
 EXPORT_MANIFEST = "EXPORT.json"
@@ -195,21 +196,23 @@ class _Cutter:
             return f"endpoint IN (SELECT DISTINCT endpoint FROM {serving} WHERE {on_gpus})"
         return "TRUE"
 
-    def count(self, table: str, since_ms: int, until_ms: int) -> int:
-        """Rows of `table` in [since_ms, until_ms] after the GPU filter."""
-        rel = self.reader.relation(table, since_ms, until_ms)
-        query = f"SELECT count(*) AS n FROM {rel} WHERE {self.where(table, since_ms, until_ms)}"
-        return int(self.reader.sql(query).column("n")[0].as_py())
+    def cut(self, entry: FileEntry, since_ms: int, until_ms: int) -> Iterator[pa.Table]:
+        """One store file's rows in the window (and on the chosen GPUs), sorted by (keys, ts).
 
-    def chunks(self, table: str, since_ms: int, until_ms: int, rows: int) -> Iterator[pa.Table]:
-        """The rows sorted by (keys, ts), in GPU groups of about CHUNK_ROWS for GPU-keyed tables."""
-        keys = SORT_KEYS.get(table) or table_layout(table)[0]
-        rel = self.reader.relation(table, since_ms, until_ms)
+        GPU-keyed files are read in GPU groups of about CHUNK_ROWS rows, so an hour of NVLink rows is
+        never held in memory at once; each group's filter lets DuckDB skip row groups by statistics.
+        """
+        keys = table_layout(entry.table)[0]
+        path = "'" + str(self.reader.root / entry.path).replace("'", "''") + "'"
         order = ", ".join([*(f'"{k}"' for k in keys), "ts"])
-        base = f"SELECT * FROM {rel} WHERE {self.where(table, since_ms, until_ms)}"
-        groups = math.ceil(rows / CHUNK_ROWS)
+        within = f"ts >= {ts_literal(since_ms)} AND ts <= {ts_literal(until_ms)}"
+        base = (
+            f"SELECT * FROM read_parquet({path}, hive_partitioning = false) "
+            f"WHERE {within} AND {self.where(entry.table, since_ms, until_ms)}"
+        )
         # DuckDB hands timestamps back in microseconds; the store's files (and FileEntry bounds) are ms.
-        schema = table_schema(table)
+        schema = table_schema(entry.table)
+        groups = math.ceil(entry.rows / CHUNK_ROWS)
         if groups <= 1 or not keys or keys[0] != "gpu":
             yield self.reader.sql(f"{base} ORDER BY {order}").cast(schema)
             return
@@ -220,35 +223,35 @@ class _Cutter:
             yield self.reader.sql(f"{base} AND gpu IN ({part}) ORDER BY {order}").cast(schema)
 
 
-def _days(since_ms: int, until_ms: int) -> Iterator[tuple[int, int]]:
-    """[lo, hi] pieces of a window, one per UTC day (one file per table per day, as the store has)."""
-    lo = since_ms
-    while lo <= until_ms:
-        end = min(until_ms, (lo // DAY_MS + 1) * DAY_MS - 1)
-        yield lo, end
-        lo = end + 1
-
-
 def _write_table(root: Path, cutter: _Cutter, table: str, since_ms: int, until_ms: int) -> list[FileEntry]:
+    """The bundle's files of one table: a store file wholly inside the window (with every GPU) is copied
+    byte for byte, already sorted and encoded; a file at the window's edge is cut into a new one.
+    """
     entries = []
-    schema = table_schema(table)
     keys, counters = table_layout(table)
-    for lo, hi in _days(since_ms, until_ms):
-        rows = cutter.count(table, lo, hi)
-        if not rows:
+    for entry in cutter.reader.manifest.overlapping(table, since_ms, until_ms):
+        inside = since_ms <= entry.min_ts and entry.max_ts <= until_ms
+        if inside and cutter.gpus is None:
+            target = root / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cutter.reader.root / entry.path, target)
+            entries.append(entry)
             continue
-        rel = file_relpath(table, lo, f"{table}.parquet")
-        entry = write_atomic(
+        name = Path(entry.path).name
+        cut = write_atomic(
             root,
-            rel,
-            cutter.chunks(table, lo, hi, rows),
+            str(Path(entry.path).with_name(f"cut-{name}")),
+            cutter.cut(entry, since_ms, until_ms),
             table=table,
-            level="day",
-            schema=schema,
+            level=entry.level,
+            schema=table_schema(table),
             keys=keys,
             counters=counters,
         )
-        entries.append(entry)
+        if cut.rows:
+            entries.append(cut)
+        else:
+            (root / cut.path).unlink()
     return entries
 
 
@@ -328,6 +331,7 @@ def export(
     chosen = tuple(tables) if tables else tuple(TABLES)
     written: dict[str, int] = {}
     with StoreReader(store) as reader:
+        reader.con.execute("SET enable_progress_bar = false")
         cutter = _Cutter(reader, window, gpus)
 
         def fill(root: Path) -> None:

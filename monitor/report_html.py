@@ -189,13 +189,17 @@ def _series(reader: StoreReader, window: Window, axis: _Axis) -> dict[str, list[
 
     gpu = reader.relation("gpu", window.since_ms, window.until_ms)
     nvlink = reader.relation("nvlink", window.since_ms, window.until_ms)
-    # One pass over the links: the three error counters summed per link are one counter (a driver
-    # reload resets them together), so reset detection still holds on the sum.
+    # Each link's error counters (summed: a driver reload resets them together) are reduced to their
+    # last value per time bucket by a hash aggregate, and the bucket-to-bucket steps are taken over
+    # those few rows: a window over every raw NVLink row would cost seconds an hour.
     errors = f"""
-        WITH s AS (SELECT gpu, link, ts, symbol_errors + rx_errors + recovery_failed AS v FROM {nvlink}),
-        p AS (SELECT ts, v, lag(v) OVER (PARTITION BY gpu, link ORDER BY ts) AS pv FROM s WHERE v IS NOT NULL)
-        SELECT {axis.bucket_sql()} AS b,
-            sum(CASE WHEN v >= pv THEN v - pv ELSE v END) / ({step} / 1000.0) AS v
+        WITH s AS (
+            SELECT gpu, link, {axis.bucket_sql()} AS b,
+                arg_max(symbol_errors + rx_errors + recovery_failed, ts) AS v
+            FROM {nvlink} GROUP BY ALL
+        ),
+        p AS (SELECT b, v, lag(v) OVER (PARTITION BY gpu, link ORDER BY b) AS pv FROM s WHERE v IS NOT NULL)
+        SELECT b, sum(CASE WHEN v >= pv THEN v - pv ELSE v END) / ({step} / 1000.0) AS v
         FROM p WHERE pv IS NOT NULL GROUP BY b ORDER BY b"""
     power = f"""SELECT {axis.bucket_sql()} AS b, avg(p) AS v FROM
         (SELECT ts, sum(power_mw) / 1e6 AS p FROM {gpu} GROUP BY ts) GROUP BY b ORDER BY b"""
