@@ -233,7 +233,7 @@ def parse_config(text: str, path: Path | str = "<config>") -> RackConfig:
     check = _Checker(text, path)
     for key in data:
         if key not in _TOP_LEVEL:
-            check.fail(key, f"unknown table or key (expected: {', '.join(_TOP_LEVEL)})", None, None, key)
+            check.fail(key, f"unknown table or key (expected: {', '.join(_TOP_LEVEL)})", key, None, None)
     rack = data.get("rack", {})
     if not isinstance(rack, dict):
         check.fail("rack", "must be a table ([rack])", None, None, "rack")

@@ -11,6 +11,7 @@ malformed or oversized page), and an endpoint_down / endpoint_up event marks eac
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import threading
 import time
@@ -182,6 +183,9 @@ class ScrapeSource:
             return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, reason)
         except aiohttp.ClientConnectorError as err:
             return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, _connect_reason(err))
+        except aiohttp.ClientOSError as err:
+            reason = "connection reset" if err.errno == errno.ECONNRESET else f"connection failed: {err}"
+            return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, reason)
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError):
             return Fetched(
                 None, time.perf_counter() - start, EndpointState.DOWN, "connection closed mid-page"

@@ -1,0 +1,191 @@
+"""The agent app over a simulated tray, and the whole simulated rack over loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from collectors import agent_names as names
+from collectors.agent_server import AgentPage, agent_app, parse_listen
+from collectors.clock import SimClock
+from collectors.mappings import GpuPageMapper
+from collectors.nvml import NvmlCollector
+from collectors.scrape import ScrapeSource
+from collectors.sim import SimRack
+from collectors.sim.http import SimServers
+from collectors.sim.pages import go_float
+from storage.schemas import EndpointState, EventKind, GpuState
+
+T0 = 1_760_000_000.0
+
+
+@pytest.fixture
+def clock() -> SimClock:
+    return SimClock(T0)
+
+
+async def test_agent_serves_the_tray_it_polls(clock: SimClock) -> None:
+    rack = SimRack(seed=3, clock=clock)
+    collector = NvmlCollector(rack.tray_of(16), name="tray16")
+    page = AgentPage(collector, clock=clock, hostname="gb300-t16", min_interval_s=0)
+    async with TestClient(TestServer(agent_app(page))) as client:
+        health = await client.get("/healthz")
+        assert health.status == 200 and await health.text() == "ok\n"
+        clock.advance(5)
+        resp = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert resp.headers["Content-Encoding"] == "gzip"
+        text = gzip.decompress(await resp.read()).decode()
+        missing = await client.get("/nope")
+        assert missing.status == 404
+    # Prometheus' own parser reads the page (Prometheus can scrape the agent).
+    families = {f.name for f in text_string_to_metric_families(text)}
+    assert {"DCGM_FI_DEV_POWER_USAGE", names.GPU_INFO, "rackmon_nvlink_data_tx_bytes"} <= families
+    # Mapping the page back gives the tray's 4 GPUs, placed by platform info, with 18 links each.
+    frame = GpuPageMapper("gb300-t16").map(text, 1)
+    gpu = frame.table("gpu").to_pylist()
+    assert [r["gpu"] for r in gpu] == [60, 61, 62, 63]
+    assert all(r["state"] == GpuState.OK and r["power_mw"] > 0 for r in gpu)
+    assert frame.table("nvlink").num_rows == 4 * 18
+    collector.close()
+
+
+async def test_agent_answers_500_when_collection_fails(clock: SimClock) -> None:
+    class Broken:
+        gpus: list = []
+
+        def poll(self, ts_ms: int) -> None:
+            raise RuntimeError("NVML went away")
+
+    async with TestClient(TestServer(agent_app(AgentPage(Broken(), clock=clock)))) as client:
+        resp = await client.get("/metrics")
+        assert resp.status == 500
+        assert "NVML went away" in await resp.text()
+
+
+def test_listen_addresses() -> None:
+    assert parse_listen("127.0.0.1:9401") == ("127.0.0.1", 9401)
+    assert parse_listen(":9500") == ("0.0.0.0", 9500)
+    assert parse_listen("[::1]:9402") == ("::1", 9402)
+    assert parse_listen("10.1.2.3") == ("10.1.2.3", 9401)
+    for bad in ("host:port", "1.2.3.4:70000", "::1:80", "[::1", ""):
+        with pytest.raises(ValueError):
+            parse_listen(bad)
+
+
+def test_go_floats_match_prometheus_client() -> None:
+    from prometheus_client.utils import floatToGoString
+
+    for value in (0.0, 212.0, 0.8123, 1.8996224e07, 6000117.0, 1.7957213885347493e09, float("inf"), 1e-05):
+        assert go_float(value) == floatToGoString(value)
+
+
+def scrape(servers: SimServers, timeout_s: float = 5.0) -> ScrapeSource:
+    assert servers.config is not None
+    return ScrapeSource.from_config(servers.config, timeout_s=timeout_s)
+
+
+def test_the_simulated_rack_over_http(clock: SimClock) -> None:
+    rack = SimRack(seed=1, clock=clock, tp=2)
+    with SimServers(rack) as servers:
+        config = servers.config
+        assert config is not None and len(config.trays) == 18 and len(config.servers) == 36
+        source = scrape(servers)
+        try:
+            clock.advance(10)
+            first = source.poll(int(clock.now() * 1000))
+            clock.advance(10)
+            second = source.poll(int(clock.now() * 1000))
+        finally:
+            source.close()
+    gpu = second.table("gpu").to_pylist()
+    assert [r["gpu"] for r in gpu] == list(range(72))
+    assert second.table("nvlink").num_rows == 72 * 18
+    serving = {r["endpoint"]: r for r in second.table("serving").to_pylist()}
+    assert len(serving) == 36 and all(r["state"] == EndpointState.OK for r in serving.values())
+    assert serving["vllm-01"]["gpus"] == "2,3"
+    before = {r["endpoint"]: r["generation_tokens"] for r in first.table("serving").to_pylist()}
+    rate = sum(serving[e]["generation_tokens"] - before[e] for e in serving) / 10
+    # the rack serves ~15.2 k tokens/s per GPU (MLPerf-style claim the sim reproduces)
+    assert 72 * 14_000 < rate < 72 * 16_500
+
+
+@pytest.mark.parametrize("engine", ["sglang", "trtllm"])
+def test_other_engine_formats(clock: SimClock, engine: str) -> None:
+    rack = SimRack(seed=1, clock=clock, engines=(engine,))
+    with SimServers(rack) as servers:
+        source = scrape(servers)
+        try:
+            clock.advance(5)
+            frame = source.poll(int(clock.now() * 1000))
+        finally:
+            source.close()
+    serving = frame.table("serving").to_pylist()
+    assert {r["engine"] for r in serving} == {engine}
+    assert all(r["state"] == EndpointState.OK and r["running"] > 0 for r in serving)
+    tokens = {r["generation_tokens"] is None for r in serving}
+    assert tokens == ({True} if engine == "trtllm" else {False})  # trtllm-serve has no token counters
+    assert {r["metric"] for r in frame.table("serving_hist").to_pylist()} == {"ttft", "itl", "e2e"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "state", "reason"),
+    [("refuse", EndpointState.DOWN, "connection"), ("hang", EndpointState.STALE, "no answer")],
+)
+def test_endpoint_down_scenario(clock: SimClock, mode: str, state: EndpointState, reason: str) -> None:
+    rack = SimRack(seed=2, clock=clock, scenario="endpoint-down", fault_at=30)
+    victim = rack.workload.instances[rack.scenario.fault.instance].name
+    with SimServers(rack, down_mode=mode) as servers:  # type: ignore[arg-type]
+        source = scrape(servers, timeout_s=0.5)
+        try:
+            clock.advance(5)
+            ok = source.poll(int(clock.now() * 1000))
+            clock.advance(60)
+            with rack.lock:
+                rack.sync()
+            # the server loop notices within a few WATCH_S; poll until the victim stops answering
+            for _ in range(20):
+                frame = source.poll(int(clock.now() * 1000))
+                status = {s.name: s for s in source.statuses()}[victim]
+                if status.state != EndpointState.OK:
+                    break
+                clock.advance(1)
+        finally:
+            source.close()
+    assert all(r["state"] == EndpointState.OK for r in ok.table("serving").to_pylist())
+    assert status.state == state and status.reason.startswith(reason), status.reason
+    rows = {r["endpoint"]: r for r in frame.table("serving").to_pylist()}
+    assert rows[victim]["state"] != EndpointState.OK
+    assert sum(r["state"] == EndpointState.OK for r in rows.values()) == 71
+    kinds = [(e["kind"], e["source"]) for e in frame.table("events").to_pylist()]
+    assert (EventKind.ENDPOINT_DOWN, victim) in kinds
+
+
+def test_base_port_and_taken_port(clock: SimClock) -> None:
+    rack = SimRack(seed=1, clock=clock)
+    with SimServers(rack) as first:
+        taken = first.ports[0]
+        with pytest.raises(OSError):
+            SimServers(SimRack(seed=1, clock=clock), base_port=taken).start()
+
+
+async def test_hang_server_does_not_block_others(clock: SimClock) -> None:
+    """A hung server keeps its connection open and answers nothing; the loop still serves the rest."""
+    rack = SimRack(seed=2, clock=clock)
+    rack.workload.instances[0].answering = False
+    with SimServers(rack, down_mode="hang") as servers:
+        assert servers.config is not None
+        dead, alive = servers.config.servers[0].url, servers.config.servers[1].url
+        async with aiohttp.ClientSession() as session:
+            hung = asyncio.create_task(session.get(dead))
+            async with session.get(alive) as resp:
+                assert resp.status == 200
+                assert "vllm:generation_tokens_total" in await resp.text()
+            assert not hung.done()
+            hung.cancel()
