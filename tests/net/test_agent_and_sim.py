@@ -58,7 +58,7 @@ async def test_agent_serves_the_tray_it_polls(clock: SimClock) -> None:
 
 async def test_agent_answers_500_when_collection_fails(clock: SimClock) -> None:
     class Broken:
-        gpus: list = []
+        gpus: tuple = ()
 
         def poll(self, ts_ms: int) -> None:
             raise RuntimeError("NVML went away")
