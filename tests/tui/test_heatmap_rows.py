@@ -153,3 +153,9 @@ def test_only_changed_rows_are_repainted(scenario):
     )
     rows = heatmap.update_view(changed, UTIL, 4)
     assert [heatmap.rows[y].trays for y in rows] == [(18,)]
+
+
+def test_legend_numbers_stay_apart_on_wide_scales():
+    heatmap = heatmap_for(RackSnapshot.empty(), width=52, height=48, metric=METRICS_BY_NAME["nvlink"])
+    legend = heatmap.build_row(len(heatmap.rows) - 1).text
+    assert legend.split() == ["key", "0", "191", "382", "574", "765", "956", "1k", "1k", "2k", "2k"]

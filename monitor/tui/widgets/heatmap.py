@@ -165,6 +165,16 @@ def switch_text(views: tuple[SwitchTrayView, ...], width: int) -> list[tuple[str
     return [(t.strip(), trouble) for t, trouble in parts]
 
 
+def legend_number(value: float, step: float, room: int) -> str:
+    """A bucket bound in at most `room` characters (1148 -> '1k' when 4 digits do not fit)."""
+    text = f"{value:.0f}" if step >= 1 else f"{value:.1f}"
+    if len(text) > room:
+        text = f"{value / 1000:.1f}k"
+    if len(text) > room:
+        text = f"{value / 1000:.0f}k"
+    return text[:room]
+
+
 class Heatmap(Widget):
     """The physical rack: compute trays as rows of 4 GPU cells, switch trays drawn between them."""
 
@@ -281,9 +291,8 @@ class Heatmap(Widget):
         each = (width - LABEL_WIDTH) // BUCKETS
         segs = [Segment("key".ljust(LABEL_WIDTH), st.header)]
         for b in range(BUCKETS):
-            low = m.lo + b * step
-            text = f"{low:.0f}" if step >= 1 else f"{low:.1f}"
-            segs.append(Segment(text[:each].center(each), st.ramp[b]))
+            text = legend_number(m.lo + b * step, step, each - 1)
+            segs.append(Segment(text.center(each), st.ramp[b]))
         used = LABEL_WIDTH + each * BUCKETS
         segs.append(Segment(" " * (width - used), st.base))
         return Strip(segs, width)
