@@ -187,7 +187,7 @@ class _Cutter:
         # Endpoints of unknown placement are kept: dropping them could hide the server at fault.
         on_gpus = (
             f"(gpus IS NULL OR list_has_any(list_transform(string_split(gpus, ','), "
-            f"x -> TRY_CAST(trim(x) AS INTEGER)), [{listed}]))"
+            f"lambda x: TRY_CAST(trim(x) AS INTEGER)), [{listed}]))"
         )
         if table == "serving":
             return on_gpus

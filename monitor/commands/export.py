@@ -49,10 +49,8 @@ def command(
         )
     except (StoreError, EmptyWindowError, OutputError) as err:
         raise UserError(str(err)) from None
-    except PermissionError as err:
-        raise UserError(f"cannot write {out}: {err.strerror or err}") from None
     except OSError as err:
-        raise UserError(f"export to {out} failed: {err.strerror or err}") from None
+        raise UserError(f"cannot write {out}: {err.strerror or err}") from None
     rows = sum(result.rows.values())
     print(
         f"monitor export: {rows:,} rows in {result.files} files ({result.bytes / 1e6:.1f} MB) "
