@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,10 +22,12 @@ from monitor.tui.widgets.gauge import Gauge
 from monitor.tui.widgets.gpu_detail import GpuDetail
 from monitor.tui.widgets.heatmap import Heatmap
 from monitor.tui.widgets.key_line import KeyLine
+from monitor.tui.widgets.serving_panel import ServingPanel, ServingReady
 from monitor.tui.widgets.totals import TotalsBar
 from monitor.view.builder import SnapshotBuilder
 from monitor.view.metrics import METRICS, METRICS_BY_NAME, Metric
 from monitor.view.model import NVLINK_MAX_TBPS, RackSnapshot, clock_text
+from monitor.view.serving import ServingBuilder
 from storage.head import Head
 
 WAIT_S = 0.25
@@ -106,6 +109,7 @@ class RackApp(App[None]):
                 with Horizontal(id="gauges"):
                     yield Gauge("Power", "kW", id="power-gauge")
                     yield Gauge("NVLink", "TB/s", id="nvlink-gauge")
+                yield ServingPanel(id="serving")
                 yield GpuDetail(id="detail")
                 yield EventLog(id="events")
         yield KeyLine(id="keys")
@@ -113,6 +117,7 @@ class RackApp(App[None]):
     def on_mount(self) -> None:
         """Draw the empty rack and start following the head."""
         self.query_one("#detail").border_title = "GPU"
+        self.query_one("#serving").border_title = "Serving (tokens/s over 10 s)"
         self.query_one("#events").border_title = "Events (UTC), newest first"
         self._redraw()
         self._follow_head()
@@ -131,6 +136,7 @@ class RackApp(App[None]):
     def _follow(self, worker: Worker[None]) -> None:
         """The worker's loop: one snapshot per new head version, at most one per interval."""
         builder = SnapshotBuilder()
+        serving_builder = ServingBuilder()
         seen = 0
         last_build = float("-inf")
         while not worker.is_cancelled:
@@ -146,11 +152,17 @@ class RackApp(App[None]):
             seen = self.head.version
             last_build = time.monotonic()
             try:
-                frames = self.head.latest(builder.frames_needed())
+                frames = self.head.latest(max(builder.frames_needed(), serving_builder.frames_needed()))
                 snapshot = builder.build(frames, version=seen)
+                serving = serving_builder.build(frames)
+                if serving.tokens_per_s is not None:
+                    snapshot = replace(
+                        snapshot, totals=replace(snapshot.totals, tokens_per_s=serving.tokens_per_s)
+                    )
             except Exception as err:  # a bad frame must not end live updates
                 self.post_message(SnapshotFailed(f"{type(err).__name__}: {err}"))
                 continue
+            self.post_message(ServingReady(serving))
             self.post_message(FrameReady(snapshot))
 
     def on_frame_ready(self, message: FrameReady) -> None:
@@ -158,6 +170,10 @@ class RackApp(App[None]):
         self.snapshot = message.snapshot
         self._redraw()
         self.frames_applied += 1
+
+    def on_serving_ready(self, message: ServingReady) -> None:
+        """Show the newest serving figures (the panel appears with the first serving rows)."""
+        self.query_one(ServingPanel).show(message.serving)
 
     def on_snapshot_failed(self, message: SnapshotFailed) -> None:
         """Tell the operator once per distinct error."""

@@ -1,0 +1,217 @@
+"""The serving view model: rack and per-instance tokens/s, queues, KV-cache use and latency percentiles.
+
+Built from the head's (or a replay's) `serving` and `serving_hist` rows with collectors.serving_math:
+counter rates with reset detection over a window of frames, percentiles from histogram bucket
+increases over the same window (PromQL histogram_quantile). No UI toolkit here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+from collectors.serving_math import Point, bucket_increases, histogram_quantile, rate
+from storage.frame import Frame
+from storage.schemas import Q4_SCALE, EndpointState
+
+STATE_NAMES = {
+    int(EndpointState.OK): "ok",
+    int(EndpointState.STALE): "stale",
+    int(EndpointState.DOWN): "down",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceView:
+    """One inference server as the serving panel shows it (None: not reported or not computable).
+
+    Attributes:
+        endpoint: its name. engine / model / gpus: as the newest row has them.
+        state: "ok", "stale" or "down" (from the newest row).
+        age_s: for a server that is not ok, seconds since its last ok row in the window.
+        tokens_per_s / prompt_per_s: generated / prompt tokens per second over the window.
+        running / waiting / kv_cache: the newest gauges (kv_cache as a 0..1 fraction).
+        ttft_p50_s / ttft_p99_s / itl_p50_s: percentiles over the window's observations.
+    """
+
+    endpoint: str
+    engine: str
+    model: str | None
+    gpus: str | None
+    state: str
+    age_s: float | None = None
+    tokens_per_s: float | None = None
+    prompt_per_s: float | None = None
+    running: int | None = None
+    waiting: int | None = None
+    kv_cache: float | None = None
+    ttft_p50_s: float | None = None
+    ttft_p99_s: float | None = None
+    itl_p50_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServingSnapshot:
+    """The rack's serving figures at one moment.
+
+    Attributes:
+        ts_ms: the newest frame's time (None without serving rows).
+        instances: by endpoint name.
+        tokens_per_s / prompt_per_s: rack totals over the window (None without two samples).
+        tokens_history / prompt_history: rack tokens/s per frame pair, oldest first.
+    """
+
+    ts_ms: int | None
+    instances: tuple[InstanceView, ...] = ()
+    tokens_per_s: float | None = None
+    prompt_per_s: float | None = None
+    tokens_history: tuple[float, ...] = ()
+    prompt_history: tuple[float, ...] = ()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many instances are ok, stale and down."""
+        out = {"ok": 0, "stale": 0, "down": 0}
+        for inst in self.instances:
+            out[inst.state] = out.get(inst.state, 0) + 1
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class _FrameServing:
+    """One frame's serving rows by endpoint, and its histograms by (endpoint, metric)."""
+
+    ts_ms: int
+    rows: dict[str, dict[str, Any]]
+    hists: dict[tuple[str, str], dict[float, float]]
+
+
+def _summarise(frame: Frame) -> _FrameServing:
+    serving = frame.batches.get("serving")
+    rows: dict[str, dict[str, Any]] = {}
+    if serving is not None and serving.num_rows:
+        for row in serving.to_pylist():
+            rows[row["endpoint"]] = row
+    hists: dict[tuple[str, str], dict[float, float]] = {}
+    hist = frame.batches.get("serving_hist")
+    if hist is not None and hist.num_rows:
+        cols = hist.select(["endpoint", "metric", "le", "count"]).to_pydict()
+        for endpoint, metric, le, count in zip(
+            cols["endpoint"], cols["metric"], cols["le"], cols["count"], strict=True
+        ):
+            hists.setdefault((endpoint, metric), {})[le] = count
+    return _FrameServing(frame.ts_ms, rows, hists)
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+class ServingBuilder:
+    """Builds ServingSnapshots from the newest frames; caches each frame's summary (one thread only)."""
+
+    def __init__(self, *, window_s: float = 10.0, history: int = 60) -> None:
+        """Rates and percentiles over `window_s`; `history` points of rack tokens/s for the sparklines."""
+        self.window_ms = int(window_s * 1000)
+        self.history = history
+        self._cache: dict[int, _FrameServing] = {}
+
+    def frames_needed(self) -> int:
+        """Frames build() looks at (the sparkline history plus one)."""
+        return self.history + 1
+
+    def build(self, frames: Sequence[Frame]) -> ServingSnapshot:
+        """The snapshot of the newest frame, using up to frames_needed() frames before it."""
+        frames = [f for f in frames[-self.frames_needed() :] if "serving" in f.batches]
+        summaries = [self._summary(f) for f in frames]
+        self._cache = {s.ts_ms: s for s in summaries}
+        if not summaries:
+            return ServingSnapshot(ts_ms=None)
+        newest = summaries[-1]
+        window = [s for s in summaries if s.ts_ms >= newest.ts_ms - self.window_ms]
+        instances = tuple(self._instance(name, summaries, window) for name in sorted(newest.rows))
+        gen = [i.tokens_per_s for i in instances if i.tokens_per_s is not None]
+        prompt = [i.prompt_per_s for i in instances if i.prompt_per_s is not None]
+        return ServingSnapshot(
+            ts_ms=newest.ts_ms,
+            instances=instances,
+            tokens_per_s=sum(gen) if gen else None,
+            prompt_per_s=sum(prompt) if prompt else None,
+            tokens_history=_history(summaries, "generation_tokens"),
+            prompt_history=_history(summaries, "prompt_tokens"),
+        )
+
+    def _summary(self, frame: Frame) -> _FrameServing:
+        cached = self._cache.get(frame.ts_ms)
+        return cached if cached is not None else _summarise(frame)
+
+    def _instance(
+        self, name: str, summaries: Sequence[_FrameServing], window: Sequence[_FrameServing]
+    ) -> InstanceView:
+        row = summaries[-1].rows[name]
+        state = STATE_NAMES.get(row["state"], "down")
+        ok = [s for s in window if s.rows.get(name, {}).get("state") == EndpointState.OK]
+        age = None
+        if state != "ok":
+            last_ok = next(
+                (
+                    s.ts_ms
+                    for s in reversed(summaries)
+                    if s.rows.get(name, {}).get("state") == EndpointState.OK
+                ),
+                None,
+            )
+            age = (summaries[-1].ts_ms - last_ok) / 1000 if last_ok is not None else None
+        kv = row.get("kv_cache_q4")
+        return InstanceView(
+            endpoint=name,
+            engine=row["engine"],
+            model=row.get("model"),
+            gpus=row.get("gpus"),
+            state=state,
+            age_s=age,
+            tokens_per_s=_rate(ok, name, "generation_tokens") if state == "ok" else None,
+            prompt_per_s=_rate(ok, name, "prompt_tokens") if state == "ok" else None,
+            running=row.get("running"),
+            waiting=row.get("waiting"),
+            kv_cache=kv / Q4_SCALE if kv is not None else None,
+            ttft_p50_s=_quantile(ok, name, "ttft", 0.5),
+            ttft_p99_s=_quantile(ok, name, "ttft", 0.99),
+            itl_p50_s=_quantile(ok, name, "itl", 0.5),
+        )
+
+
+def _rate(ok: Sequence[_FrameServing], name: str, column: str) -> float | None:
+    points: list[Point] = [
+        (s.ts_ms, s.rows[name][column]) for s in ok if s.rows[name].get(column) is not None
+    ]
+    return rate(points)
+
+
+def _quantile(ok: Sequence[_FrameServing], name: str, metric: str, q: float) -> float | None:
+    snapshots = [s.hists[(name, metric)] for s in ok if (name, metric) in s.hists]
+    if len(snapshots) < 2:
+        return None
+    return _finite(histogram_quantile(q, bucket_increases(snapshots)))
+
+
+def _history(summaries: Sequence[_FrameServing], column: str) -> tuple[float, ...]:
+    """Rack tokens/s between each pair of consecutive frames (endpoints ok in both)."""
+    out: list[float] = []
+    for old, new in pairwise(summaries):
+        dt = (new.ts_ms - old.ts_ms) / 1000
+        if dt <= 0:
+            continue
+        total = 0.0
+        for name, row in new.rows.items():
+            before = old.rows.get(name)
+            if before is None or row["state"] != EndpointState.OK or before["state"] != EndpointState.OK:
+                continue
+            if before.get(column) is None or row.get(column) is None:
+                continue
+            total += rate([(old.ts_ms, before[column]), (new.ts_ms, row[column])]) or 0.0
+        out.append(total)
+    return tuple(out)
