@@ -1,0 +1,91 @@
+"""Regenerate screenshots/*.svg: the demo's views on a seeded simulated rack, rendered headless.
+
+Run: .venv/bin/python screenshots/make.py   (about half a minute; deterministic for the seed)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from collectors.clock import SimClock  # noqa: E402
+from collectors.sim import SimRack  # noqa: E402
+from collectors.sim.frames import SimRackFrames  # noqa: E402
+from monitor.tui.app import RackApp  # noqa: E402
+from storage.head import Head  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC).timestamp()
+SEED = 7
+TICKS = 150
+"""Seconds of simulated history before the picture: the scenarios' faults start at 60 s."""
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One screenshot: a scenario, a terminal size and the keys pressed before taking it."""
+
+    name: str
+    scenario: str
+    size: tuple[int, int]
+    keys: tuple[str, ...] = ()
+
+
+SHOTS = [
+    Shot("rack-200x50", "gpu-lost", (200, 50)),
+    Shot("rack-80x24", "gpu-lost", (80, 24)),
+    Shot("rack-thermal-temp-200x50", "thermal", (200, 50), ("t",)),
+    Shot("rack-nvlink-flap-errors-200x50", "nvlink-flap", (200, 50), ("e",)),
+]
+
+
+def filled_head(scenario: str) -> Head:
+    """A head holding TICKS seconds of the seeded simulated rack."""
+    rack = SimRack(seed=SEED, scenario=scenario, clock=SimClock(start=START), start=START)
+    frames = SimRackFrames(rack)
+    head = Head()
+    for tick in range(TICKS):
+        head.append(frames.poll(round((START + tick) * 1000)))
+    return head
+
+
+async def take(shot: Shot) -> str:
+    """Run the app headless over the shot's rack and return the SVG."""
+    app = RackApp(
+        filled_head(shot.scenario),
+        title="rack-monitor demo",
+        subtitle=f"simulated GB300 NVL72 · scenario {shot.scenario} · seed {SEED}",
+    )
+    async with app.run_test(size=shot.size) as pilot:
+        for _ in range(200):
+            if app.frames_applied:
+                break
+            await pilot.pause(0.05)
+        for key in shot.keys:
+            await pilot.press(key)
+        await pilot.pause()
+        return app.export_screenshot(title=f"rack-monitor · {shot.name}")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write via a temp file and rename, so a reader never sees half a picture."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def main() -> None:
+    """Write every shot."""
+    for shot in SHOTS:
+        svg = asyncio.run(take(shot))
+        write_atomically(HERE / f"{shot.name}.svg", svg)
+        print(f"screenshots/{shot.name}.svg")
+
+
+if __name__ == "__main__":
+    main()
