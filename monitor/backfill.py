@@ -10,7 +10,9 @@ NvmlCollector; no serving rows). Either way the frames go through the real Store
 from __future__ import annotations
 
 import logging
+import queue
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -93,6 +95,60 @@ class SimFrames:
             s.close()
 
 
+class Prefetch:
+    """Up to `count` frames of `source`, made in a helper thread while the caller writes earlier ones.
+
+    A writer's seals and compactions run mostly inside Arrow, Parquet and zstd, which release the GIL,
+    so the next frames' Python work overlaps them. Use as a context manager: leaving it stops the
+    thread before the caller closes the source.
+
+    Args:
+        source: the frames.
+        count: how many to take from it.
+        depth: frames made ahead at most (bounds memory).
+    """
+
+    def __init__(self, source: Iterator[Frame], count: int, depth: int = 64) -> None:
+        """Start making frames."""
+        self._source = source
+        self._count = count
+        self._queue: queue.Queue[tuple[Frame | None, BaseException | None]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="backfill-frames", daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        try:
+            for _ in range(self._count):
+                if self._stop.is_set():
+                    return
+                self._queue.put((next(self._source), None))
+        except BaseException as err:  # handed to the consumer, which raises it in its own thread
+            self._queue.put((None, err))
+
+    def __iter__(self) -> Iterator[Frame]:
+        """The frames, in order; re-raises whatever the source raised."""
+        for _ in range(self._count):
+            frame, err = self._queue.get()
+            if err is not None:
+                raise err
+            assert frame is not None
+            yield frame
+
+    def __enter__(self) -> Prefetch:
+        """Return self."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop the helper thread (unblocking it if the queue is full) and wait for it."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                self._thread.join(0.05)
+
+
 @dataclass(frozen=True)
 class BackfillResult:
     """What a backfill wrote.
@@ -157,9 +213,11 @@ def backfill(
     first_ms = last_ms = 0
     per_hour = max(1, int(3600 // interval_s))
     try:
-        with StoreWriter(root, compaction="inline", flush_interval_s=flush_interval_s, grace_s=0.0) as writer:
-            for i in range(total):
-                frame = next(source)
+        with (
+            StoreWriter(root, compaction="inline", flush_interval_s=flush_interval_s, grace_s=0.0) as writer,
+            Prefetch(source, total) as ahead,
+        ):
+            for i, frame in enumerate(ahead):
                 writer.store(frame)
                 rows += frame.rows
                 first_ms = first_ms or frame.ts_ms

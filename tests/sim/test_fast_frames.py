@@ -9,7 +9,9 @@ page mapping makes of a vLLM page rendered from the same instance.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -20,8 +22,9 @@ from collectors.mappings.serving import map_serving
 from collectors.nvml import NvmlCollector
 from collectors.sim import SCENARIOS, Instance, SimRack
 from collectors.sim.frames import SimRackFrames, endpoint_name, tray_source
-from monitor.backfill import SimFrames
+from monitor.backfill import SimFrames, backfill
 from storage.frame import Frame, merge_frames
+from storage.reader import StoreReader
 from storage.schemas import SORT_KEYS, EndpointState, EventKind
 
 T0 = 1_760_000_000.0
@@ -214,3 +217,33 @@ def test_events_before_the_fast_path_started_are_not_reported() -> None:
     kinds = frame.table("events").column("kind").to_pylist()
     # Like an NVML event set registered after the XID: no XID, but the lost GPU is reported once.
     assert kinds == [EventKind.GPU_LOST]
+
+
+def _dump(root: Path, table: str, order: str) -> list[dict[str, object]]:
+    with StoreReader(root) as reader:
+        return reader.sql(f"SELECT * FROM {table} ORDER BY {order}").to_pylist()
+
+
+def test_backfilled_stores_agree_fast_and_exact(tmp_path: Path) -> None:
+    end = T0 + 90  # the scenario's fault starts 60 s in: the window holds the flapping link
+    fast = backfill(tmp_path / "fast", 90, scenario="nvlink-flap", seed=SEED, end_s=end)
+    exact = backfill(tmp_path / "exact", 90, scenario="nvlink-flap", seed=SEED, end_s=end, exact=True)
+    assert (fast.ticks, fast.first_ms, fast.last_ms) == (exact.ticks, exact.first_ms, exact.last_ms)
+    for table, order in (("gpu", "gpu, ts"), ("nvlink", "gpu, link, ts"), ("processes", "gpu, ts")):
+        assert _dump(tmp_path / "fast", table, order) == _dump(tmp_path / "exact", table, order)
+    symbol_errors = _dump(tmp_path / "fast", "nvlink", "ts")
+    assert max(r["symbol_errors"] for r in symbol_errors) > 0
+    serving = _dump(tmp_path / "fast", "serving", "endpoint, ts")
+    assert len(serving) == 90 * 72 and not _dump(tmp_path / "exact", "serving", "ts")
+    assert len(_dump(tmp_path / "fast", "serving_hist", "endpoint, metric, le, ts")) > len(serving)
+
+
+def test_backfill_raises_what_its_frame_source_raised(tmp_path: Path) -> None:
+    def frames(start_s: float) -> Iterator[Frame]:
+        for i in range(3):
+            yield Frame(round((start_s + i) * 1000), {})
+        raise RuntimeError("source broke at tick 3")
+
+    with pytest.raises(RuntimeError, match="source broke at tick 3"):
+        backfill(tmp_path / "s", 10, frames=frames, end_s=T0)
+    assert not [t for t in threading.enumerate() if t.name == "backfill-frames"]
