@@ -275,14 +275,14 @@ class ScrapeSource:
         if state == EndpointState.OK:
             if status.seen and not was_ok:
                 events.append(
-                    _event(ts_ms, EventKind.ENDPOINT_UP, status.name, f"{status.url} answering again")
+                    _event(ts_ms, EventKind.ENDPOINT_UP, status.name, f"{status.name} answering again")
                 )
             status.last_ok_ms = ts_ms
             status.latency_s = latency_s
         else:
             if was_ok or not status.seen:
                 log.warning("%s (%s): %s", status.name, status.url, reason)
-                events.append(_event(ts_ms, EventKind.ENDPOINT_DOWN, status.name, f"{status.url}: {reason}"))
+                events.append(_event(ts_ms, EventKind.ENDPOINT_DOWN, status.name, f"{status.name}: {reason}"))
             status.latency_s = latency_s if state == EndpointState.DOWN else None
         status.state = state
         status.reason = reason

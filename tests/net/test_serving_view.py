@@ -9,7 +9,7 @@ import pytest
 
 from monitor.tui.app import RackApp
 from monitor.tui.messages import FrameReady
-from monitor.tui.widgets.serving_panel import ServingPanel, serving_text, sparkline
+from monitor.tui.widgets.serving_panel import ServingPanel, counts_text, serving_text, sparkline
 from monitor.tui.widgets.totals import TotalsBar
 from monitor.view.serving import ServingBuilder
 from storage.frame import Frame, batch_from_rows
@@ -83,11 +83,13 @@ def test_panel_text_reads_without_colour() -> None:
     snap = ServingBuilder().build([frame(t, down_from=13) for t in range(16)])
     plain = serving_text(snap).plain
     lines = plain.splitlines()
-    assert lines[0].startswith("generated     15.0k tok/s ") and "1 ok, 1 down" in lines[0]
-    assert "server" in lines[2] and "TTFT p50/p99" in lines[2]
-    assert lines[3].startswith("b ") and lines[3].endswith("DOWN 3s ago")  # problems first
-    assert lines[4].startswith("a ") and "15.0k" in lines[4] and "81%" in lines[4] and lines[4].endswith("ok")
-    assert sparkline([0, 5, 10]) == " ▄█"
+    assert lines[0].startswith("generated     15.0k tok/s ")
+    assert lines[2].startswith("server     state") and "TTFT p50/p99" in lines[2]
+    assert lines[3].startswith("b          DOWN 3s ")  # problems first, with the age of the last sample
+    assert lines[4].startswith("a          ok          15.0k  200    3  81%")
+    assert counts_text(snap) == "1 ok, 1 down"
+    assert sparkline([0, 5, 10]) == "▁▅█"
+    assert sparkline([100, 100.5]) == "▄▄"  # steady is a flat line, not a full bar
     assert sparkline([0, 0]) == "  "
 
 
@@ -110,5 +112,6 @@ async def test_panel_and_totals_in_the_app() -> None:
         await pilot.pause()
         panel = app.query_one(ServingPanel)
         assert panel.display
-        assert "DOWN 3s ago" in str(panel.render())
+        assert "DOWN 3s" in str(panel.render())
+        assert panel.border_subtitle == "1 ok, 1 down"
         assert "Tokens 15.0 k/s" in str(app.query_one(TotalsBar).render())

@@ -11,10 +11,8 @@ from textual.widgets import Static
 from monitor.view.serving import InstanceView, ServingSnapshot
 
 SPARK = " ▁▂▃▄▅▆▇█"
-SPARK_WIDTH = 24
-HEADER = (
-    f"{'server':<12} {'tok/s':>7} {'run':>4} {'wait':>5} {'KV':>4} {'TTFT p50/p99':>12} {'ITL p50':>7}  state"
-)
+SPARK_WIDTH = 16
+HEADER = "server     state       tok/s  run wait   KV TTFT p50/p99 ITL p50"
 
 
 class ServingReady(Message, bubble=False):
@@ -31,12 +29,20 @@ class ServingReady(Message, bubble=False):
 
 
 def sparkline(values: Sequence[float], width: int = SPARK_WIDTH) -> str:
-    """The last `width` values as block characters scaled to their maximum (blank when all zero)."""
+    """The last `width` values as block characters from their minimum to their maximum.
+
+    A flat series (within 1 % of its top) is a flat mid-height line, so a steady rack does not read
+    as a full bar; an all-zero series is blank.
+    """
     values = list(values)[-width:]
     top = max(values, default=0.0)
     if top <= 0:
         return " " * len(values)
-    return "".join(SPARK[min(len(SPARK) - 1, round(v / top * (len(SPARK) - 1)))] for v in values)
+    low = min(values)
+    if top - low <= 0.01 * top:
+        return SPARK[4] * len(values)
+    steps = len(SPARK) - 2
+    return "".join(SPARK[1 + round((v - low) / (top - low) * steps)] for v in values)
 
 
 def _k(value: float | None) -> str:
@@ -47,8 +53,20 @@ def _seconds(value: float | None) -> str:
     return "--" if value is None else f"{value:.2f}"
 
 
+def state_text(inst: InstanceView) -> str:
+    """'ok', or 'DOWN 12s' / 'STALE 3s' with the age of the server's last good sample."""
+    if inst.state == "ok":
+        return "ok"
+    age = f" {inst.age_s:.0f}s" if inst.age_s is not None else ""
+    return f"{inst.state.upper()}{age}"
+
+
 def instance_line(inst: InstanceView) -> Text:
-    """One server: tokens/s, running, waiting, KV use, TTFT p50/p99 (s), ITL p50 (ms), state (+ age)."""
+    """One server: state, tokens/s, running, waiting, KV use, TTFT p50/p99 (s), ITL p50 (ms).
+
+    The state comes second so it stays visible on an 80-column screen; a server that is not ok is
+    greyed, its figures '--' (they would be stale), its state in bold.
+    """
     text = Text(no_wrap=True, overflow="ellipsis")
     dim = inst.state != "ok"
     kv = "--" if inst.kv_cache is None or dim else f"{inst.kv_cache * 100:.0f}%"
@@ -56,28 +74,29 @@ def instance_line(inst: InstanceView) -> Text:
     ttft = "--" if dim else f"{_seconds(inst.ttft_p50_s)}/{_seconds(inst.ttft_p99_s)}"
     running = "--" if inst.running is None or dim else str(inst.running)
     waiting = "--" if inst.waiting is None or dim else str(inst.waiting)
-    figures = f"{inst.endpoint[:12]:<12} {_k(inst.tokens_per_s):>7} {running:>4} {waiting:>5} {kv:>4}"
-    figures += f" {ttft:>12} {itl:>7}  "
-    text.append(figures, style="dim" if dim else "")
-    state = inst.state.upper() if dim else "ok"
-    if dim and inst.age_s is not None:
-        state += f" {inst.age_s:.0f}s ago"
-    text.append(state, style="bold red" if inst.state == "down" else ("bold yellow" if dim else "green"))
+    text.append(f"{inst.endpoint[:10]:<10} ", style="dim" if dim else "")
+    style = "bold red" if inst.state == "down" else ("bold yellow" if dim else "green")
+    text.append(f"{state_text(inst):<9}", style=style)
+    text.append(
+        f" {_k(inst.tokens_per_s):>7} {running:>4} {waiting:>4} {kv:>4} {ttft:>12} {itl:>7}",
+        style="dim" if dim else "",
+    )
     return text
 
 
-def serving_text(snapshot: ServingSnapshot) -> Text:
-    """The whole panel as text (reads without colour: states are words, stale lines say their age)."""
-    out = Text(no_wrap=True, overflow="ellipsis")
+def counts_text(snapshot: ServingSnapshot) -> str:
+    """'71 ok, 1 down' (stale and down only when there are some)."""
     counts = snapshot.counts
+    parts = [f"{counts['ok']} ok"] + [f"{counts[k]} {k}" for k in ("stale", "down") if counts[k]]
+    return ", ".join(parts)
+
+
+def serving_text(snapshot: ServingSnapshot) -> Text:
+    """The whole panel as text (reads without colour: states are words, not-ok lines say their age)."""
+    out = Text(no_wrap=True, overflow="ellipsis")
     out.append("generated ", style="bold")
     out.append(f"{_k(snapshot.tokens_per_s):>9} tok/s ", style="bold")
     out.append(sparkline(snapshot.tokens_history))
-    out.append(f"  {counts['ok']} ok")
-    if counts["stale"]:
-        out.append(f", {counts['stale']} stale", style="bold yellow")
-    if counts["down"]:
-        out.append(f", {counts['down']} down", style="bold red")
     out.append("\nprompt    ")
     out.append(f"{_k(snapshot.prompt_per_s):>9} tok/s ")
     out.append(sparkline(snapshot.prompt_history))
@@ -115,6 +134,7 @@ class ServingPanel(Static):
         if snapshot.ts_ms is None:
             return
         self.display = True
+        self.border_subtitle = counts_text(snapshot)
         text = serving_text(snapshot)
         if text.markup != self._shown:
             self._shown = text.markup
