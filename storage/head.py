@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
+from collections.abc import Sequence
 
 import pyarrow as pa
 
@@ -46,6 +48,16 @@ class Head:
                     f"frame at {frame.ts_ms} is older than the head's newest ({self._frames[-1].ts_ms})"
                 )
             self._frames.append(frame)
+            self._version += 1
+            self._changed.notify_all()
+
+    def replace(self, frames: Sequence[Frame]) -> None:
+        """Swap every frame for `frames` (oldest first), as a replay seek does; the version still grows."""
+        if any(b.ts_ms < a.ts_ms for a, b in itertools.pairwise(frames)):
+            raise ValueError("frames must be in time order")
+        with self._changed:
+            self._frames.clear()
+            self._frames.extend(frames)
             self._version += 1
             self._changed.notify_all()
 
