@@ -15,6 +15,16 @@
     engine = "vllm"           # optional; detected from the page when left out
     gpus = ["T01.G1", 1]      # rack indices 0..71 or tray/module labels
 
+    [alerts]                  # optional; every rule is on with its default unless changed
+    bell = true               # ring the terminal bell when an alert fires
+    [alerts.temp_margin]      # a table per rule (collectors.alerts.AlertRules): on off for window enabled
+    on = 5                    # fire at 5 C to slowdown...
+    off = 8                   # ...clear at 8 C (hysteresis)
+    for = 10                  # only after 10 s past `on`
+
+    [keys]                    # optional; remap a key: action id = "key" (ids: `?` in the TUI)
+    nvlink-view = "L"
+
 Everything is checked on load. A mistake is one ConfigError line naming the file, the line and the field
 (tomllib reports no positions for valid TOML, so the line of a key or table is found in the text).
 """
@@ -26,11 +36,13 @@ import re
 import tempfile
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+from collectors.alerts import AlertRules
+from collectors.config_tables import parse_alerts, parse_keys, render_alerts
 from collectors.mappings.serving import ENGINES
 from collectors.rack import COMPUTE_TRAYS, GPUS, gpu_index, gpu_label
 
@@ -40,7 +52,7 @@ DEFAULT_TIMEOUT_S = 0.5
 _RACK_FIELDS = ("name", "timeout")
 _TRAY_FIELDS = ("tray", "host", "url")
 _SERVER_FIELDS = ("name", "url", "engine", "gpus")
-_TOP_LEVEL = ("rack", "tray", "server")
+_TOP_LEVEL = ("rack", "tray", "server", "alerts", "keys")
 _GPU_LABEL_RE = re.compile(r"T(\d{1,2})\.G(\d)")
 _HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
 _TOML_POS_RE = re.compile(r"\(at line (\d+), column \d+\)")
@@ -91,6 +103,11 @@ class RackConfig:
     servers: tuple[ServerTarget, ...] = ()
     timeout_s: float = DEFAULT_TIMEOUT_S
     path: Path | None = None
+    alerts: AlertRules = field(default_factory=AlertRules)
+    keys: tuple[tuple[str, str], ...] = ()
+    """[keys]: (action id, key) pairs remapping the TUI's keys."""
+    key_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
+    """The line of each [keys] entry, so an action the TUI does not know is reported at its line."""
 
     def gpus_of_server(self) -> dict[str, tuple[int, ...]]:
         """Server name -> the rack GPUs it runs on."""
@@ -248,9 +265,24 @@ def parse_config(text: str, path: Path | str = "<config>") -> RackConfig:
         check.fail(
             "tray", "the config names no [[tray]] and no [[server]]: nothing to monitor", None, None, None
         )
+    keys, key_lines = parse_keys(check, data.get("keys", {}))
     return RackConfig(
-        name=name, trays=tuple(trays), servers=tuple(servers), timeout_s=float(timeout), path=Path(str(path))
+        name=name,
+        trays=tuple(trays),
+        servers=tuple(servers),
+        timeout_s=float(timeout),
+        path=Path(str(path)),
+        alerts=parse_alerts(check, data.get("alerts", {})),
+        keys=keys,
+        key_lines=key_lines,
     )
+
+
+def key_error(config: RackConfig, action: str, problem: str) -> ConfigError:
+    """A ConfigError about [keys] entry `action`, at its line in the config file."""
+    line = config.key_lines.get(action, 0)
+    where = f"{config.path}:{line}" if line else str(config.path or "<config>")
+    return ConfigError(f"{where}: keys.{action}: {problem}")
 
 
 def _entries(check: _Checker, value: object, table: str) -> list[dict[str, Any]]:
@@ -365,6 +397,9 @@ def render_config(config: RackConfig) -> str:
         if server.engine is not None:
             out.append(f"engine = {_toml_str(server.engine)}")
         out += [f"gpus = [{', '.join(_toml_str(gpu_label(g)) for g in server.gpus)}]", ""]
+    out += render_alerts(config.alerts)
+    if config.keys:
+        out += ["[keys]", *(f"{action} = {_toml_str(key)}" for action, key in config.keys), ""]
     return "\n".join(out)
 
 

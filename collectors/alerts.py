@@ -1,0 +1,350 @@
+"""The alert engine: threshold rules with hysteresis and a minimum duration, evaluated on each rack frame.
+
+Pure (no UI, no I/O). `AlertEngine.evaluate(frame)` returns the alert / alert_cleared events the frame
+caused. `AlertRecorder` puts those events into the frames the store records: it is a Poller sink that
+watches every merged rack frame (so it sees every source, the poller's stale markers included) and a
+Source whose poll() hands the events it found over to the next tick's frame. Recorded events are thus
+stamped with the tick after the one that crossed the threshold (one interval later); the event's detail
+names the value that crossed it.
+
+Event columns: kind alert | alert_cleared, code = the rule's id (AlertRule.code), gpu / link where the
+rule is per GPU or per link, source = the endpoint or tray for source-level rules, detail = one line.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from enum import IntEnum
+from typing import Any, Literal
+
+from collectors.serving_math import rate
+from storage.frame import Frame, batch_from_rows
+from storage.schemas import EndpointState, EventKind, GpuState
+
+NVLINK_ACTIVE = 1
+NVLINK_INACTIVE = 0
+LINK_ERROR_COLUMNS = ("rx_errors", "symbol_errors", "recovery", "recovery_failed")
+
+
+class AlertRule(IntEnum):
+    """Every rule; the value is the code an alert event carries."""
+
+    TEMP_MARGIN = 1
+    POWER = 2
+    XID = 3
+    LINKS_DOWN = 4
+    LINK_ERRORS = 5
+    TOKENS_DROP = 6
+    STALE = 7
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One rule's settings.
+
+    Attributes:
+        on: the value at which the alert fires (after `for_s` seconds past it).
+        off: the value at which it clears; between on and off the state holds (hysteresis).
+        for_s: seconds the value must stay past `on` before the alert fires.
+        window_s: for windowed rules (XIDs, link errors, tokens/s), the window the value is taken over.
+        enabled: False turns the rule off.
+    """
+
+    on: float
+    off: float
+    for_s: float = 0.0
+    window_s: float = 60.0
+    enabled: bool = True
+
+
+RULE_DIRECTION: dict[str, Literal["high", "low"]] = {
+    "temp_margin": "low",
+    "power": "high",
+    "xid": "high",
+    "links_down": "high",
+    "link_errors": "high",
+    "tokens_drop": "high",
+    "stale": "high",
+}
+"""'high': fires when the value rises to `on`; 'low': fires when it falls to `on` (e.g. a margin)."""
+
+RULE_HELP: dict[str, str] = {
+    "temp_margin": "degrees C left to the GPU's own slowdown temperature",
+    "power": "power as a fraction of the GPU's power limit",
+    "xid": "XIDs of a GPU within window seconds",
+    "links_down": "NVLinks of a GPU that are inactive",
+    "link_errors": "error-counter growth of one link (rx, symbol, recovery) within window seconds",
+    "tokens_drop": "fall of an instance's tokens/s (last 10 s) below its window average, as a fraction",
+    "stale": "a tray or endpoint not answering (1 = stale)",
+}
+"""What each rule measures; config errors and the help screen quote it."""
+
+
+@dataclass(frozen=True)
+class AlertRules:
+    """The rules of a rack config's [alerts] table (defaults suit a GB300 NVL72)."""
+
+    temp_margin: Threshold = Threshold(on=5, off=8, for_s=10)
+    power: Threshold = Threshold(on=0.98, off=0.93, for_s=30)
+    xid: Threshold = Threshold(on=1, off=0, window_s=300)
+    links_down: Threshold = Threshold(on=1, off=0)
+    link_errors: Threshold = Threshold(on=1, off=0, window_s=60)
+    tokens_drop: Threshold = Threshold(on=0.3, off=0.15, for_s=10, window_s=300)
+    stale: Threshold = Threshold(on=1, off=0, for_s=5)
+    bell: bool = False
+    """Ring the terminal bell when an alert fires."""
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The rule names (the [alerts.<name>] tables)."""
+        return tuple(f.name for f in fields(cls) if f.name != "bell")
+
+    def rule(self, name: str) -> Threshold:
+        """The settings of rule `name`."""
+        return getattr(self, name)
+
+
+Key = tuple[Any, ...]
+
+
+@dataclass
+class _State:
+    """One watched thing's hysteresis state."""
+
+    since_ms: int | None = None
+    """When the value first stood past `on` (None when it does not)."""
+    active: bool = False
+
+
+@dataclass
+class _Window:
+    """Sparse counter growth of one series: (ts, increase) of the samples that grew, plus the last value."""
+
+    last: int | None = None
+    growth: deque[tuple[int, int]] = field(default_factory=deque)
+
+    def add(self, ts: int, value: int | None, window_ms: int) -> int:
+        """Record a sample; return the growth within the window (a drop counts as a reset from 0)."""
+        if value is not None:
+            if self.last is not None and value != self.last:
+                self.growth.append((ts, value - self.last if value > self.last else value))
+            self.last = value
+        while self.growth and self.growth[0][0] <= ts - window_ms:
+            self.growth.popleft()
+        return sum(g for _, g in self.growth)
+
+
+class AlertEngine:
+    """Evaluates AlertRules on each rack frame (oldest first), tracking per-thing hysteresis state."""
+
+    def __init__(self, rules: AlertRules | None = None) -> None:
+        """Watch with `rules` (the defaults when None)."""
+        self.rules = rules or AlertRules()
+        self._states: dict[tuple[str, Key], _State] = {}
+        self._links: dict[tuple[int, int], _Window] = {}
+        self._xids: dict[int, deque[int]] = {}
+        self._tokens: dict[str, deque[tuple[int, float]]] = {}
+
+    @property
+    def active(self) -> list[tuple[str, Key]]:
+        """The (rule name, key) of every alert now firing."""
+        return [k for k, s in self._states.items() if s.active]
+
+    def evaluate(self, frame: Frame) -> list[dict[str, Any]]:
+        """The events rows (without ts) that `frame` causes: alerts that fire and alerts that clear."""
+        out: list[dict[str, Any]] = []
+        ts = frame.ts_ms
+        for name, key, value, where, detail in self._observations(frame):
+            out.extend(self._step(name, key, value, ts, where, detail))
+        return out
+
+    def _step(
+        self, name: str, key: Key, value: float, ts: int, where: dict[str, Any], detail: str
+    ) -> list[dict[str, Any]]:
+        rule = self.rules.rule(name)
+        high = RULE_DIRECTION[name] == "high"
+        past_on = value >= rule.on if high else value <= rule.on
+        back = value <= rule.off if high else value >= rule.off
+        state = self._states.setdefault((name, key), _State())
+        if not state.active:
+            if not past_on:
+                state.since_ms = None
+                return []
+            if state.since_ms is None:
+                state.since_ms = ts
+            if ts - state.since_ms < rule.for_s * 1000:
+                return []
+            state.active = True
+            return [
+                {"kind": EventKind.ALERT, "code": int(AlertRule[name.upper()]), **where, "detail": detail}
+            ]
+        if back:
+            state.active = False
+            state.since_ms = None
+            return [
+                {
+                    "kind": EventKind.ALERT_CLEARED,
+                    "code": int(AlertRule[name.upper()]),
+                    **where,
+                    "detail": detail,
+                }
+            ]
+        return []
+
+    def _observations(self, frame: Frame) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
+        """(rule, key, value, event columns, detail) for everything the enabled rules watch."""
+        r = self.rules
+        ts = frame.ts_ms
+        gpu = frame.table("gpu")
+        if gpu.num_rows:
+            cols = gpu.select(
+                ["gpu", "tray", "state", "temp_margin_c", "temp_gpu_c", "power_mw", "power_limit_mw"]
+            ).to_pydict()
+            stale_trays: dict[int, bool] = {}
+            for g, tray, state, margin, temp, power, limit in zip(*cols.values(), strict=True):
+                where = {"gpu": g}
+                if state == GpuState.STALE:
+                    stale_trays[tray] = True
+                    continue
+                stale_trays.setdefault(tray, False)
+                if r.temp_margin.enabled and margin is not None:
+                    yield (
+                        "temp_margin",
+                        (g,),
+                        margin,
+                        where,
+                        f"{margin} C to slowdown (GPU at {temp} C)",
+                    )
+                if r.power.enabled and power is not None and limit:
+                    yield (
+                        "power",
+                        (g,),
+                        power / limit,
+                        where,
+                        f"{power / 1000:.0f} W of {limit / 1000:.0f} W limit ({power / limit:.0%})",
+                    )
+            if r.stale.enabled:
+                for tray, stale in stale_trays.items():
+                    yield "stale", ("tray", tray), float(stale), {"source": f"tray {tray}"}, _stale(stale)
+        if r.xid.enabled:
+            yield from self._xid_observations(frame)
+        nv = frame.table("nvlink")
+        if nv.num_rows and (r.links_down.enabled or r.link_errors.enabled):
+            yield from self._link_observations(frame)
+        serving = frame.table("serving")
+        if serving.num_rows:
+            rows = serving.select(["endpoint", "state", "generation_tokens"]).to_pylist()
+            for row in rows:
+                name = row["endpoint"]
+                ok = row["state"] == EndpointState.OK
+                if r.stale.enabled:
+                    yield "stale", ("endpoint", name), float(not ok), {"source": name}, _stale(not ok)
+                if r.tokens_drop.enabled and ok and row["generation_tokens"] is not None:
+                    drop = self._tokens_drop(name, ts, float(row["generation_tokens"]))
+                    if drop is not None:
+                        yield "tokens_drop", (name,), drop[0], {"source": name}, drop[1]
+
+    def _xid_observations(self, frame: Frame) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
+        window_ms = self.rules.xid.window_s * 1000
+        events = frame.table("events")
+        if events.num_rows:
+            for row in events.select(["kind", "gpu"]).to_pylist():
+                if row["kind"] == EventKind.XID and row["gpu"] is not None:
+                    self._xids.setdefault(row["gpu"], deque()).append(frame.ts_ms)
+        for g, times in list(self._xids.items()):
+            while times and times[0] <= frame.ts_ms - window_ms:
+                times.popleft()
+            window = f"{self.rules.xid.window_s:.0f}"
+            yield "xid", (g,), float(len(times)), {"gpu": g}, f"{len(times)} XID(s) in {window} s"
+            if not times and not self._states.get(("xid", (g,)), _State()).active:
+                del self._xids[g]
+
+    def _link_observations(self, frame: Frame) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
+        r = self.rules
+        cols = frame.table("nvlink").select(["gpu", "link", "state", *LINK_ERROR_COLUMNS]).to_pydict()
+        down: dict[int, list[int]] = {}
+        window_ms = int(r.link_errors.window_s * 1000)
+        for g, link, state, *errs in zip(*cols.values(), strict=True):
+            if state is not None:
+                links = down.setdefault(g, [])
+                if state == NVLINK_INACTIVE:
+                    links.append(link)
+            if not r.link_errors.enabled:
+                continue
+            known = [e for e in errs if e is not None]
+            value = sum(known) if known else None
+            window = self._links.get((g, link))
+            if window is None:
+                # The first sample is the baseline: counts from before the monitor started are history.
+                self._links[(g, link)] = _Window(last=value)
+                continue
+            grown = window.add(frame.ts_ms, value, window_ms)
+            if not grown and ("link_errors", (g, link)) not in self._states:
+                continue  # a clean link costs no state
+            yield (
+                "link_errors",
+                (g, link),
+                float(grown),
+                {"gpu": g, "link": link},
+                f"error counters +{grown} in {r.link_errors.window_s:.0f} s",
+            )
+        if r.links_down.enabled:
+            for g, links in down.items():
+                text = "links down: " + (",".join(f"L{k}" for k in links) if links else "none")
+                yield "links_down", (g,), float(len(links)), {"gpu": g}, text
+
+    def _tokens_drop(self, name: str, ts: int, tokens: float) -> tuple[float, str] | None:
+        """(drop fraction, detail) of an endpoint's last-10 s tokens/s against its window average."""
+        window_ms = self.rules.tokens_drop.window_s * 1000
+        points = self._tokens.setdefault(name, deque())
+        points.append((ts, tokens))
+        while points and points[0][0] < ts - window_ms:
+            points.popleft()
+        # A baseline needs most of its window, or a server warming up reads as a drop.
+        if ts - points[0][0] < window_ms / 2:
+            return None
+        recent = [p for p in points if p[0] >= ts - 10_000]
+        now, baseline = rate(recent), rate(list(points))
+        if now is None or not baseline:
+            return None
+        drop = max(0.0, 1 - now / baseline)
+        return drop, f"{now:,.0f} tok/s vs {baseline:,.0f} average ({drop:.0%} lower)"
+
+
+def _stale(stale: bool) -> str:
+    return "not answering" if stale else "answering"
+
+
+class AlertRecorder:
+    """Records alerts in the store: a Poller sink that evaluates each rack frame, and a Source that
+    hands the events found to the next tick's frame (so they travel with the frames the store writes).
+    """
+
+    name = "alerts"
+
+    def __init__(self, rules: AlertRules | None = None) -> None:
+        """Evaluate `rules` (the defaults when None)."""
+        self.engine = AlertEngine(rules)
+        self._pending: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, frame: Frame) -> None:
+        """The sink: evaluate one merged rack frame (called in the poller's thread)."""
+        events = self.engine.evaluate(frame)
+        if events:
+            with self._lock:
+                self._pending.extend(events)
+
+    def poll(self, ts_ms: int) -> Frame:
+        """The source: the events found since the last poll, stamped `ts_ms`."""
+        with self._lock:
+            events, self._pending = self._pending, []
+        if not events:
+            return Frame(ts_ms)
+        return Frame(ts_ms, {"events": batch_from_rows("events", [{"ts": ts_ms, **e} for e in events])})
+
+    def close(self) -> None:
+        """Nothing to release."""
