@@ -43,6 +43,8 @@ _PID_BASE = 41_000
 """The sim's compute-process pid of rack GPU g is _PID_BASE + g (unique across the rack)."""
 _HIST_ATTRS = {"ttft": "ttft", "itl": "itl", "e2e": "e2e"}
 """serving_hist.metric -> the Instance histogram that feeds it."""
+KV_DIGITS = {"vllm": 6, "sglang": 2, "trtllm": 4}
+"""Decimals each simulated engine's page prints KV-cache use with (collectors.sim.pages)."""
 
 
 def tray_source(tray: int) -> str:
@@ -51,8 +53,8 @@ def tray_source(tray: int) -> str:
 
 
 def endpoint_name(inst: Instance) -> str:
-    """serving.endpoint of a simulated inference server: 'sim-vllm-07'."""
-    return f"sim-{inst.name}"
+    """serving.endpoint of a simulated inference server: its name in the sim's rack config ('vllm-07')."""
+    return inst.name
 
 
 def process_name(engine: str, rank: int) -> str:
@@ -301,7 +303,7 @@ class SimRackFrames:
             endpoint = endpoint_name(inst)
             ok = inst.answering and spec is not None
             self._endpoint_change(inst, endpoint, ok, events, sources)
-            row = _serving_row(inst, spec) if ok and spec is not None else {"state": int(EndpointState.STALE)}
+            row = _serving_row(inst, spec) if ok and spec is not None else {"state": int(EndpointState.DOWN)}
             row.update(endpoint=endpoint, engine=inst.engine, gpus=",".join(map(str, inst.gpus)))
             for name, column in serving.items():
                 column.append(row.get(name))
@@ -336,12 +338,11 @@ class SimRackFrames:
         self._endpoint_ok[inst.index] = ok
         if ok == was or (ok and was is None):
             return
+        # The sim's servers refuse connections while stopped (SimServers' default down_mode).
         if ok:
             events.add(EventKind.ENDPOINT_UP, None, None, None, f"{endpoint} answering again")
         else:
-            events.add(
-                EventKind.ENDPOINT_DOWN, None, None, None, f"{endpoint}: no answer (simulated server hung)"
-            )
+            events.add(EventKind.ENDPOINT_DOWN, None, None, None, f"{endpoint}: connection refused")
         sources.append(endpoint)
 
     def _hist_key_arrays(self, answering: tuple[int, ...]) -> dict[str, pa.Array]:
@@ -371,7 +372,9 @@ class SimRackFrames:
 def _serving_row(inst: Instance, spec: EngineSpec) -> dict[str, Any]:
     """The serving row (no ts, endpoint, engine or gpus) the engine's page mapping gives for `inst`."""
 
-    kv = min(max(round(inst.kv_cache_usage * Q4_SCALE), 0), Q4_SCALE)
+    digits = KV_DIGITS.get(spec.name)
+    usage = inst.kv_cache_usage if digits is None else round(inst.kv_cache_usage, digits)
+    kv = min(max(round(usage * Q4_SCALE), 0), Q4_SCALE)
     return {
         "model": inst.model,
         "state": int(EndpointState.OK),

@@ -2,26 +2,25 @@
 
 Two racks with the same seed and scenario on their own manual clocks: one read by 18 real
 NvmlCollectors over its SimTrays, one by SimRackFrames. Every gpu, nvlink and processes row and every
-GPU event must be identical; serving rows must equal the workload's counters and what the real vLLM
-page mapping makes of a vLLM page rendered from the same instance.
+GPU event must be identical; serving rows must equal the workload's counters and what the real page
+mapping makes of the page the sim's HTTP layer renders for the same instance (collectors.sim.pages).
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from prometheus_client.utils import floatToGoString
 
 from collectors.clock import SimClock
 from collectors.mappings.serving import map_serving
 from collectors.nvml import NvmlCollector
-from collectors.sim import SCENARIOS, Instance, SimRack
+from collectors.sim import SCENARIOS, SimRack
 from collectors.sim.frames import SimRackFrames, endpoint_name, tray_source
+from collectors.sim.pages import RENDERERS
 from monitor.backfill import SimFrames, backfill
 from storage.frame import Frame, merge_frames
 from storage.reader import StoreReader
@@ -125,7 +124,7 @@ def test_serving_rows_equal_the_workload_counters() -> None:
             assert row["gpus"] == ",".join(map(str, inst.gpus))
             assert row["engine"] == inst.engine
             if not inst.answering:
-                assert row["state"] == EndpointState.STALE and row["generation_tokens"] is None
+                assert row["state"] == EndpointState.DOWN and row["generation_tokens"] is None
                 continue
             assert row["state"] == EndpointState.OK
             assert row["model"] == inst.model
@@ -142,58 +141,26 @@ def test_serving_rows_equal_the_workload_counters() -> None:
     assert endpoints == {endpoint_name(i) for i in answering}
 
 
-def _vllm_page(inst: Instance) -> str:
-    """A vLLM page for one instance, as vLLM's prometheus_client writes it (names per serving.md 1.2)."""
-    g = floatToGoString
-    labels = f'engine="0",model_name="{inst.model}"'
-    out: list[str] = []
-
-    def family(name: str, kind: str, samples: list[tuple[str, str, float]]) -> None:
-        out.append(f"# TYPE {name} {kind}")
-        out.extend(f"{n}{{{lbl}}} {g(v)}" for n, lbl, v in samples)
-
-    for name, value in (
-        ("vllm:prompt_tokens", inst.prompt_tokens),
-        ("vllm:generation_tokens", inst.generation_tokens),
-        ("vllm:num_preemptions", inst.preemptions),
-    ):
-        family(name, "counter", [(f"{name}_total", labels, float(value))])
-    family(
-        "vllm:request_success",
-        "counter",
-        [
-            ("vllm:request_success_total", f'{labels},finished_reason="{reason}"', float(n))
-            for reason, n in (*inst.requests_finished.items(), ("abort", 3))
-        ],
-    )
-    family("vllm:num_requests_running", "gauge", [("vllm:num_requests_running", labels, inst.running)])
-    family("vllm:num_requests_waiting", "gauge", [("vllm:num_requests_waiting", labels, inst.waiting)])
-    family("vllm:kv_cache_usage_perc", "gauge", [("vllm:kv_cache_usage_perc", labels, inst.kv_cache_usage)])
-    for name, hist in (
-        ("vllm:time_to_first_token_seconds", inst.ttft),
-        ("vllm:inter_token_latency_seconds", inst.itl),
-        ("vllm:e2e_request_latency_seconds", inst.e2e),
-    ):
-        samples = [
-            (f"{name}_bucket", f'{labels},le="{"+Inf" if math.isinf(le) else g(le)}"', float(c))
-            for le, c in hist.buckets()
-        ]
-        samples += [(f"{name}_count", labels, float(hist.count)), (f"{name}_sum", labels, hist.sum)]
-        family(name, "histogram", samples)
-    return "\n".join(out) + "\n"
-
-
-def test_serving_rows_equal_the_vllm_page_mapping() -> None:
-    for _, fast, rack in _paired("steady", 4):
-        serving = {r["endpoint"]: r for r in fast.table("serving").to_pylist()}
-        hist = fast.table("serving_hist").to_pylist()
-        for inst in rack.workload.instances:
-            endpoint = endpoint_name(inst)
-            mapped = map_serving(_vllm_page(inst), endpoint, fast.ts_ms)
-            expected = mapped.table("serving").to_pylist()[0]
-            expected["gpus"] = ",".join(map(str, inst.gpus))  # from the rack config, not the page
-            assert serving[endpoint] == expected
-            assert [r for r in hist if r["endpoint"] == endpoint] == mapped.table("serving_hist").to_pylist()
+@pytest.mark.parametrize(("engines", "tp"), [(("vllm",), 1), (("vllm", "sglang", "trtllm"), 2)])
+def test_serving_rows_equal_the_mapping_of_the_sim_pages(engines: tuple[str, ...], tp: int) -> None:
+    rack = SimRack(SEED, "steady", SimClock(T0), start=T0, engines=engines, tp=tp)
+    fast = SimRackFrames(rack)
+    for tick in range(4):
+        frame = fast.poll(round((T0 + tick) * 1000))
+        serving = {r["endpoint"]: r for r in frame.table("serving").to_pylist()}
+        hist = frame.table("serving_hist").to_pylist()
+        with rack.lock:
+            for inst in rack.workload.instances:
+                endpoint = endpoint_name(inst)
+                page = RENDERERS[inst.engine](inst)
+                mapped = map_serving(page, endpoint, frame.ts_ms, engine=inst.engine)
+                expected = mapped.table("serving").to_pylist()[0]
+                expected["gpus"] = ",".join(map(str, inst.gpus))  # from the rack config, not the page
+                assert serving[endpoint] == expected
+                assert [r for r in hist if r["endpoint"] == endpoint] == mapped.table(
+                    "serving_hist"
+                ).to_pylist()
+    assert {r["engine"] for r in serving.values()} == set(engines)
 
 
 def test_backfill_frames_fast_and_exact_agree() -> None:
