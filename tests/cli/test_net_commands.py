@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,8 @@ def sim_rack(tmp_path: Path):
     with SimServers(rack) as servers:
         assert servers.config is not None
         path = tmp_path / "rack.toml"
-        write_config(path, servers.config)
+        # a generous timeout: on a loaded machine the simulator may take a while to render 90 pages
+        write_config(path, replace(servers.config, timeout_s=10.0))
         yield servers, path
 
 
@@ -110,6 +112,7 @@ def test_sim_serves_and_writes_its_config(tmp_path: Path) -> None:
         assert "18 tray agents and 72 sglang servers" in banner, banner
         rack = load_config(config)
         assert len(rack.trays) == 18 and {s.engine for s in rack.servers} == {"sglang"}
+        write_config(config, replace(rack, timeout_s=10.0))
         result = runner.invoke(app, ["doctor", "--config", str(config)])
         assert result.exit_code == 0, result.output
     finally:
@@ -132,7 +135,20 @@ def test_collect_through_the_config(sim_rack, tmp_path: Path) -> None:
     _, path = sim_rack
     store = tmp_path / "store"
     result = runner.invoke(
-        app, ["collect", "--config", str(path), "--store", str(store), "--duration", "3s", "--flush", "1s"]
+        app,
+        [
+            "collect",
+            "--config",
+            str(path),
+            "--store",
+            str(store),
+            "--interval",
+            "5s",
+            "--duration",
+            "6s",
+            "--flush",
+            "1s",
+        ],
     )
     assert result.exit_code == 0, result.output
     with StoreReader(store) as reader:

@@ -86,7 +86,7 @@ def test_go_floats_match_prometheus_client() -> None:
         assert go_float(value) == floatToGoString(value)
 
 
-def scrape(servers: SimServers, timeout_s: float = 5.0) -> ScrapeSource:
+def scrape(servers: SimServers, timeout_s: float = 10.0) -> ScrapeSource:
     assert servers.config is not None
     return ScrapeSource.from_config(servers.config, timeout_s=timeout_s)
 
@@ -142,7 +142,7 @@ def test_endpoint_down_scenario(clock: SimClock, mode: str, state: EndpointState
     rack = SimRack(seed=2, clock=clock, scenario="endpoint-down", fault_at=30)
     victim = rack.workload.instances[rack.scenario.fault.instance].name
     with SimServers(rack, down_mode=mode) as servers:  # type: ignore[arg-type]
-        source = scrape(servers, timeout_s=0.5)
+        source = scrape(servers, timeout_s=3.0)
         try:
             clock.advance(5)
             ok = source.poll(int(clock.now() * 1000))
