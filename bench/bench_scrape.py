@@ -71,7 +71,9 @@ def main() -> None:
         ours.send("stop")
         child.join(timeout=10)
     cpu.sort()
-    print(f"endpoints: {len(config.trays)} tray agents + {len(config.servers)} {args.engine} servers; rows {rows}")
+    print(
+        f"endpoints: {len(config.trays)} tray agents + {len(config.servers)} {args.engine} servers; rows {rows}"
+    )
     print(f"first tick (cold connections and caches): {first:.1f} ms CPU")
     p90 = cpu[int(0.9 * (len(cpu) - 1))]
     print(
