@@ -72,7 +72,9 @@ def test_bundle_manifest_and_file_modes(bundle: Path) -> None:
         and doc["tables"]["gpu"]["units"]["temp_gpu_c"] == "degC"
     )
     assert doc["topology"]["gpus"][61]["label"] == "T16.G2" and len(doc["topology"]["physical_order"]) == 27
-    assert "sim-vllm-00" in " ".join(doc["sources"])
+    with StoreReader(bundle) as reader:
+        endpoints = set(reader.sql("SELECT DISTINCT endpoint FROM serving").column(0).to_pylist())
+    assert len(endpoints) == 72 and endpoints <= set(doc["sources"])
     for path in bundle.rglob("*"):
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o022 == 0, (path, oct(mode))  # never group- or world-writable
