@@ -10,6 +10,7 @@ import typer
 
 from monitor.commands import agent, collect, demo, doctor, query, sim
 from monitor.commands import export as export_cmd
+from monitor.commands import replay as replay_cmd
 from monitor.commands import report as report_cmd
 from monitor.commands import snapshot as snapshot_cmd
 from monitor.errors import UserError
@@ -32,6 +33,7 @@ app.command("report")(report_cmd.command)
 app.command("snapshot")(snapshot_cmd.command)
 app.command("agent")(agent.command)
 app.command("doctor")(doctor.command)
+app.command("replay")(replay_cmd.command)
 
 
 @app.callback(invoke_without_command=True)
