@@ -107,8 +107,6 @@ class SimRackFrames:
         self._track = {g: _GpuTrack(g, g // GPUS_PER_TRAY + 1) for g in self._order}
         with rack.lock:
             self._event_cursor = len(rack.events)
-        self._uuids = [rack.gpus[g].id.uuid for g in self._order]
-        self._trays = [g // GPUS_PER_TRAY + 1 for g in self._order]
         self._link_keys: dict[tuple[int, ...], tuple[pa.Array, pa.Array]] = {}
         self._endpoint_ok: dict[int, bool] = {}
         self._hist_keys: dict[tuple[int, ...], dict[str, pa.Array]] = {}
