@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
@@ -15,15 +16,21 @@ from textual.containers import Horizontal, Vertical
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from collectors.rack import COMPUTE_TRAYS, GPUS_PER_TRAY, gpu_place
+from monitor.tui.commands import RackCommands
+from monitor.tui.hangup import watch_hangup
 from monitor.tui.help_screen import HelpScreen
 from monitor.tui.messages import FrameReady, SnapshotFailed
+from monitor.tui.screens.base import LiveScreen
+from monitor.tui.widgets.alert_bar import AlertBar
 from monitor.tui.widgets.event_log import EventLog
 from monitor.tui.widgets.gauge import Gauge
 from monitor.tui.widgets.gpu_detail import GpuDetail
 from monitor.tui.widgets.heatmap import Heatmap
 from monitor.tui.widgets.key_line import KeyLine
+from monitor.tui.widgets.rack_heatmap import RackHeatmap
 from monitor.tui.widgets.serving_panel import ServingPanel, ServingReady
 from monitor.tui.widgets.totals import TotalsBar
+from monitor.view.alerts_view import AlertTracker
 from monitor.view.builder import SnapshotBuilder
 from monitor.view.metrics import METRICS, METRICS_BY_NAME, Metric
 from monitor.view.model import NVLINK_MAX_TBPS, RackSnapshot, clock_text
@@ -49,7 +56,8 @@ class RackApp(App[None]):
 
     # Absolute, so subclasses defined elsewhere (tests, replay) find the same stylesheet.
     CSS_PATH = Path(__file__).with_name("app.tcss")
-    ENABLE_COMMAND_PALETTE = False
+    ENABLE_COMMAND_PALETTE = True
+    COMMANDS: ClassVar[set] = {RackCommands}  # type: ignore[type-arg]
 
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (36, "-tall")]
@@ -61,6 +69,28 @@ class RackApp(App[None]):
         Binding("left", "move(-1, 0)", "left", tooltip="Select the GPU to the left", id="left"),
         Binding("right", "move(1, 0)", "right", tooltip="Select the GPU to the right", id="right"),
         Binding("question_mark", "help", "help", tooltip="Show this list of keys", id="help"),
+        Binding(
+            "l", "view('nvlink')", "links", tooltip="NVLink matrix: 72 GPUs x 18 links", id="nvlink-view"
+        ),
+        Binding("s", "view('serving')", "serving", tooltip="Serving instances, sortable", id="serving-view"),
+        Binding(
+            "enter",
+            "view('detail')",
+            "detail",
+            tooltip="The selected GPU's detail and history",
+            id="detail-view",
+        ),
+        Binding("v", "view('events')", "events", tooltip="Events timeline", id="events-view"),
+        Binding("g", "view('skew')", "skew", tooltip="Group skew and stragglers", id="skew-view"),
+        Binding("colon", "command_palette", "palette", tooltip="Command palette (also ctrl+p)", id="palette"),
+        Binding(
+            "escape",
+            "clear_highlight",
+            "clear",
+            tooltip="Clear the highlighted instance",
+            id="clear",
+            show=False,
+        ),
         Binding("q", "quit", "quit", tooltip="Quit rack-monitor", id="quit"),
     ]
     """Every key; the key line and the help screen are built from this list."""
@@ -72,6 +102,9 @@ class RackApp(App[None]):
         interval: float = 1.0,
         title: str = "rack-monitor",
         subtitle: str = "",
+        store: Path | None = None,
+        keymap: Mapping[str, str] | None = None,
+        bell: bool = False,
     ) -> None:
         """Show the rack held in `head`.
 
@@ -80,6 +113,9 @@ class RackApp(App[None]):
             interval: the shortest time between two redraws, in seconds (0: redraw on every frame).
             title: shown first on the totals bar.
             subtitle: shown after the title (e.g. 'sim seed 1').
+            store: the store directory the head's frames are recorded in (1 h / 24 h history), if any.
+            keymap: binding id -> key(s), from the rack config's [keys] (see binding_ids()).
+            bell: ring the terminal bell when an alert fires.
         """
         super().__init__()
         self.head = head
@@ -94,6 +130,22 @@ class RackApp(App[None]):
         self._last_error: str | None = None
         self.follow_stopped = threading.Event()
         """Set when the worker that follows the head has returned (it runs on a pooled thread)."""
+        self.store = store
+        self.bell_on_alert = bell
+        self.alerts = AlertTracker()
+        self.highlight_name = ""
+        unknown = sorted(set(keymap or {}) - self.binding_ids())
+        if unknown:
+            raise ValueError(f"unknown key action(s): {', '.join(unknown)}")
+        self._keymap_config = dict(keymap or {})
+
+    @classmethod
+    def binding_ids(cls) -> set[str]:
+        """Every binding id a [keys] table may remap: the app's and each view's."""
+        from monitor.tui.screens.registry import SCREENS
+
+        bindings = [*cls.BINDINGS, *(b for screen in SCREENS.values() for b in screen.BINDINGS)]
+        return {b.id for b in bindings if isinstance(b, Binding) and b.id}
 
     @property
     def key_bindings(self) -> list[Binding]:
@@ -103,8 +155,9 @@ class RackApp(App[None]):
     def compose(self) -> ComposeResult:
         """Totals on top, the rack on the left, gauges / detail / events on the right, keys below."""
         yield TotalsBar(id="totals")
+        yield AlertBar(id="alerts")
         with Horizontal(id="body"):
-            yield Heatmap(id="heatmap")
+            yield RackHeatmap(id="heatmap")
             with Vertical(id="side"):
                 with Horizontal(id="gauges"):
                     yield Gauge("Power", "kW", id="power-gauge")
@@ -119,6 +172,9 @@ class RackApp(App[None]):
         self.query_one("#detail").border_title = "GPU"
         self.query_one("#serving").border_title = "Serving (tokens/s over 10 s)"
         self.query_one("#events").border_title = "Events (UTC), newest first"
+        if self._keymap_config:
+            self.set_keymap(self._keymap_config)
+        watch_hangup(self)
         self._redraw()
         self._follow_head()
 
@@ -168,8 +224,21 @@ class RackApp(App[None]):
     def on_frame_ready(self, message: FrameReady) -> None:
         """Show the newest snapshot."""
         self.snapshot = message.snapshot
+        self._follow_alerts()
         self._redraw()
         self.frames_applied += 1
+        if isinstance(self.screen, LiveScreen):
+            self.screen.rack_updated(message.snapshot)
+
+    def _follow_alerts(self) -> None:
+        """Apply the alert events of frames not seen yet; ring the bell for new alerts when asked to."""
+        newest = self.head.latest(1)
+        if newest and self.alerts.seen_ms is not None and newest[0].ts_ms < self.alerts.seen_ms:
+            self.alerts.reset()  # the head went back in time (a replay seek)
+        fired = self.alerts.update(self.head.frames(since_ms=self.alerts.seen_ms))
+        if fired and self.bell_on_alert:
+            self.bell()
+        self.query_one(AlertBar).show(self.alerts.newest_first())
 
     def on_serving_ready(self, message: ServingReady) -> None:
         """Show the newest serving figures (the panel appears with the first serving rows)."""
@@ -195,6 +264,8 @@ class RackApp(App[None]):
             heatmap = self.query_one(Heatmap)
             heatmap.update_view(snap, self.metric, self.selected)
             heatmap.border_title = f"{self.metric.label} ({self.metric.unit})"
+            if self.highlight_name:
+                heatmap.border_title += f" * {self.highlight_name}"
             heatmap.border_subtitle = clock_text(snap.ts_ms) if snap.ts_ms is not None else "no data"
             self.query_one("#power-gauge", Gauge).show(
                 totals.power_kw, totals.power_limit_kw, snap.power_history_kw
@@ -224,3 +295,25 @@ class RackApp(App[None]):
     def action_help(self) -> None:
         """List every key."""
         self.push_screen(HelpScreen(self.key_bindings))
+
+    def action_view(self, name: str) -> None:
+        """Open a view over the rack view ('rack' goes back to the rack view)."""
+        from monitor.tui.screens.registry import open_view
+
+        open_view(self, name)
+
+    def open_gpu_detail(self, gpu: int) -> None:
+        """Select rack GPU `gpu` and open its detail view."""
+        self.selected = gpu
+        self._redraw()
+        self.action_view("detail")
+
+    def highlight(self, name: str, gpus: tuple[int, ...]) -> None:
+        """Mark an instance's GPUs in the rack view (escape clears it)."""
+        self.highlight_name = name if gpus else ""
+        self.query_one(RackHeatmap).set_highlight(frozenset(gpus), self.snapshot, self.metric, self.selected)
+        self._redraw()
+
+    def action_clear_highlight(self) -> None:
+        """Remove the instance highlight."""
+        self.highlight("", ())

@@ -1,0 +1,129 @@
+"""The group skew view: per inference instance and per tray, the spread of clocks, power and util, and
+the stragglers (GPUs far from their group's median)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Static
+
+from collectors.rack import gpu_label
+from monitor.tui.screens.base import LiveScreen
+from monitor.view.model import RackSnapshot
+from monitor.view.serving import ServingBuilder
+from monitor.view.skew import GroupSkew, Spread, rack_skew
+from storage.frame import Frame
+
+COLUMNS = (
+    ("group", "group"),
+    ("gpus", "GPUs"),
+    ("clock", "SM MHz lo-hi (spread)"),
+    ("power", "power W lo-hi (spread)"),
+    ("util", "util % lo-hi (spread)"),
+    ("stragglers", "stragglers"),
+)
+
+
+def spread_cell(s: Spread) -> str:
+    """'1890-1965 (75)', or '--' with no readings."""
+    if s.low is None or s.high is None:
+        return "--"
+    return f"{s.low:.0f}-{s.high:.0f} ({s.high - s.low:.0f})"
+
+
+def group_cells(g: GroupSkew) -> tuple[str, ...]:
+    """One group's row; stragglers are spelled out (and marked '!')."""
+    gpus = f"{gpu_label(g.gpus[0])}..{gpu_label(g.gpus[-1])}" if g.gpus else "--"
+    if g.missing:
+        gpus += f" ({g.missing} no data)"
+    strag = "; ".join(s.text for s in g.stragglers)
+    return (
+        ("! " if g.stragglers else "  ") + g.name,
+        gpus,
+        spread_cell(g.spread("clock")),
+        spread_cell(g.spread("power")),
+        spread_cell(g.spread("util")),
+        strag or "none",
+    )
+
+
+class SkewScreen(LiveScreen):
+    """Spread within groups, stragglers called out."""
+
+    view_name = "Group skew and stragglers"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *LiveScreen.BINDINGS,
+        Binding(
+            "enter", "detail", "GPU detail", tooltip="Open the group's first straggler", id="skew-detail"
+        ),
+        Binding("question_mark", "help", "help", tooltip="Show this list of keys", id="skew-help"),
+    ]
+
+    def __init__(self) -> None:
+        """An empty table."""
+        super().__init__()
+        self.groups: tuple[GroupSkew, ...] = ()
+        self._serving = ServingBuilder()
+        self._cells: dict[str, tuple[str, ...]] = {}
+
+    def compose(self) -> ComposeResult:
+        """Summary, table, keys."""
+        yield Static("", id="skew-summary", classes="view--line")
+        yield DataTable(id="skew-table", cursor_type="row", zebra_stripes=True)
+        yield Static("enter GPU detail of the straggler  esc back  ? help", classes="view--keys")
+
+    def on_mount(self) -> None:
+        """The table's columns."""
+        table = self.query_one(DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+
+    def frames_needed(self) -> int:
+        """The serving builder's window (instance membership and state)."""
+        return self._serving.frames_needed()
+
+    def build_model(self, frames: list[Frame], snapshot: RackSnapshot) -> tuple[GroupSkew, ...]:
+        """Every group's skew (thread)."""
+        return rack_skew(snapshot, self._serving.build(frames))
+
+    def show(self, model: tuple[GroupSkew, ...], snapshot: RackSnapshot) -> None:
+        """Update the table by diff; rebuild only when the groups' order changed."""
+        self.groups = model
+        table: DataTable[str] = self.query_one(DataTable)
+        names = [g.name for g in model]
+        with self.app.batch_update():
+            if names != list(self._cells):
+                table.clear()
+                self._cells = {}
+            for g in model:
+                cells = group_cells(g)
+                old = self._cells.get(g.name)
+                if old is None:
+                    table.add_row(*cells, key=g.name)
+                else:
+                    for (key, _), new, before in zip(COLUMNS, cells, old, strict=True):
+                        if new != before:
+                            table.update_cell(g.name, key, new)
+                self._cells[g.name] = cells
+        stragglers = sorted({s.gpu for g in model for s in g.stragglers})
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f"{len(model)} groups  ", style="bold")
+        if stragglers:
+            text.append(f"! stragglers: {', '.join(gpu_label(i) for i in stragglers)}", style="bold red")
+        else:
+            text.append("no stragglers")
+        self.query_one("#skew-summary", Static).update(text)
+
+    def action_detail(self) -> None:
+        """The GPU detail of the cursor group's first straggler (or first GPU)."""
+        table: DataTable[str] = self.query_one(DataTable)
+        if not table.row_count:
+            return
+        name = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        group = next((g for g in self.groups if g.name == name), None)
+        if group is not None and group.gpus:
+            self.rack.open_gpu_detail(group.stragglers[0].gpu if group.stragglers else group.gpus[0])

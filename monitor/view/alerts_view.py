@@ -1,0 +1,82 @@
+"""Active alerts, as read back from the events the alert engine recorded (kind alert / alert_cleared).
+
+The TUI reads only frames, never the engine, so live and replay show alerts the same way. No UI toolkit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from collectors.alerts import AlertRule
+from collectors.rack import GPUS, gpu_label
+from monitor.view.gpu_history import events_of
+from storage.frame import Frame
+from storage.schemas import EventKind
+
+AlertKey = tuple[int | None, int | None, int | None, str | None]
+"""(rule code, gpu, link, source): what one alert is about."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveAlert:
+    """An alert that fired and has not cleared."""
+
+    ts_ms: int
+    code: int | None
+    gpu: int | None
+    link: int | None
+    source: str | None
+    detail: str | None
+
+    @property
+    def rule(self) -> str:
+        """The rule's name ('temp_margin'), or 'alert <code>' for a code this build does not know."""
+        try:
+            return AlertRule(self.code).name.lower()
+        except ValueError:
+            return f"alert {self.code}"
+
+    @property
+    def text(self) -> str:
+        """'T05.G1 L4 link_errors: error counters +12 in 60 s'."""
+        where = (
+            gpu_label(self.gpu) if self.gpu is not None and 0 <= self.gpu < GPUS else (self.source or "rack")
+        )
+        if self.link is not None:
+            where += f" L{self.link}"
+        return f"{where} {self.rule}: {self.detail or ''}".rstrip(": ")
+
+
+class AlertTracker:
+    """Follows frames (oldest first) and keeps the alerts that are active at the newest one."""
+
+    def __init__(self) -> None:
+        """No alerts, nothing seen."""
+        self.active: dict[AlertKey, ActiveAlert] = {}
+        self.seen_ms: int | None = None
+
+    def update(self, frames: Sequence[Frame]) -> int:
+        """Apply the events of frames newer than the last seen; return how many alerts fired in them."""
+        fired = 0
+        for frame in frames:
+            if self.seen_ms is not None and frame.ts_ms <= self.seen_ms:
+                continue
+            self.seen_ms = frame.ts_ms
+            for ev in events_of(frame):
+                key = (ev.code, ev.gpu, ev.link, ev.source)
+                if ev.kind == EventKind.ALERT:
+                    fired += key not in self.active
+                    self.active[key] = ActiveAlert(ev.ts_ms, ev.code, ev.gpu, ev.link, ev.source, ev.detail)
+                elif ev.kind == EventKind.ALERT_CLEARED:
+                    self.active.pop(key, None)
+        return fired
+
+    def reset(self) -> None:
+        """Forget everything (a replay seek went backwards)."""
+        self.active.clear()
+        self.seen_ms = None
+
+    def newest_first(self) -> list[ActiveAlert]:
+        """The active alerts, newest first."""
+        return sorted(self.active.values(), key=lambda a: a.ts_ms, reverse=True)
