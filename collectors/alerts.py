@@ -76,7 +76,7 @@ RULE_HELP: dict[str, str] = {
     "power": "power as a fraction of the GPU's power limit",
     "xid": "XIDs of a GPU within window seconds",
     "links_down": "NVLinks of a GPU that are inactive",
-    "link_errors": "error-counter growth of one link (rx, symbol, recovery) within window seconds",
+    "link_errors": "samples in the window in which a link's error counters (rx, symbol, recovery) grew",
     "tokens_drop": "fall of an instance's tokens/s (last 10 s) below its window average, as a fraction",
     "stale": "a tray or endpoint not answering (1 = stale)",
 }
@@ -91,7 +91,7 @@ class AlertRules:
     power: Threshold = Threshold(on=0.98, off=0.93, for_s=30)
     xid: Threshold = Threshold(on=1, off=0, window_s=300)
     links_down: Threshold = Threshold(on=1, off=0)
-    link_errors: Threshold = Threshold(on=1, off=0, window_s=60)
+    link_errors: Threshold = Threshold(on=3, off=0, window_s=60)
     tokens_drop: Threshold = Threshold(on=0.3, off=0.15, for_s=10, window_s=300)
     stale: Threshold = Threshold(on=1, off=0, for_s=5)
     bell: bool = False
@@ -126,15 +126,15 @@ class _Window:
     last: int | None = None
     growth: deque[tuple[int, int]] = field(default_factory=deque)
 
-    def add(self, ts: int, value: int | None, window_ms: int) -> int:
-        """Record a sample; return the growth within the window (a drop counts as a reset from 0)."""
+    def add(self, ts: int, value: int | None, window_ms: int) -> tuple[int, int]:
+        """Record a sample; return (samples that grew, total growth) within the window (a drop is a reset)."""
         if value is not None:
             if self.last is not None and value != self.last:
                 self.growth.append((ts, value - self.last if value > self.last else value))
             self.last = value
         while self.growth and self.growth[0][0] <= ts - window_ms:
             self.growth.popleft()
-        return sum(g for _, g in self.growth)
+        return len(self.growth), sum(g for _, g in self.growth)
 
 
 class AlertEngine:
@@ -281,15 +281,15 @@ class AlertEngine:
                 # The first sample is the baseline: counts from before the monitor started are history.
                 self._links[(g, link)] = _Window(last=value)
                 continue
-            grown = window.add(frame.ts_ms, value, window_ms)
-            if not grown and ("link_errors", (g, link)) not in self._states:
+            samples, grown = window.add(frame.ts_ms, value, window_ms)
+            if not samples and ("link_errors", (g, link)) not in self._states:
                 continue  # a clean link costs no state
             yield (
                 "link_errors",
                 (g, link),
-                float(grown),
+                float(samples),
                 {"gpu": g, "link": link},
-                f"error counters +{grown} in {r.link_errors.window_s:.0f} s",
+                f"error counters +{grown} in {samples} samples of {r.link_errors.window_s:.0f} s",
             )
         if r.links_down.enabled:
             for g, links in down.items():

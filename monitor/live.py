@@ -1,14 +1,76 @@
-"""Run the live TUI over a set of sources: head + poller thread + RackApp, torn down in order."""
+"""Run the live TUI over a set of sources: head + poller thread + RackApp, torn down in order.
+
+Also the terminal options every TUI command shares (`--color`, `--max-fps`): they become environment
+variables that Textual reads when it is imported, so apply_terminal_options runs before that import.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from collectors.alerts import AlertRecorder, AlertRules
 from collectors.clock import Clock
 from collectors.poller import Poller, Sink
 from collectors.source import Source
+from monitor.errors import UserError
 from storage.head import Head
+
+if TYPE_CHECKING:
+    from collectors.config import RackConfig
+
+COLOR_SYSTEMS: dict[str, str | None] = {
+    "auto": None,
+    "truecolor": "truecolor",
+    "256": "256",
+    "16": "standard",
+    "none": None,
+}
+"""--color choices -> TEXTUAL_COLOR_SYSTEM ('none' sets NO_COLOR instead; 'auto' leaves Rich to detect)."""
+COLOR_HELP = "Colours: auto, truecolor, 256, 16 or none (NO_COLOR: greys; numbers and glyphs carry meaning)."
+MAX_FPS_HELP = (
+    "Most screen updates a second (lower it on a slow SSH link; data arrives at --interval anyway)."
+)
+
+
+def apply_terminal_options(color: str = "auto", max_fps: int | None = None) -> None:
+    """Set the colour system and frame cap for Textual; must run before Textual is imported.
+
+    Raises:
+        UserError: an unknown colour choice or a frame cap below 1.
+    """
+    if color not in COLOR_SYSTEMS:
+        raise UserError(f"--color must be one of {', '.join(COLOR_SYSTEMS)}, not {color!r}")
+    if color == "none":
+        os.environ["NO_COLOR"] = "1"
+    elif COLOR_SYSTEMS[color] is not None:
+        os.environ["TEXTUAL_COLOR_SYSTEM"] = COLOR_SYSTEMS[color]  # type: ignore[assignment]
+    if max_fps is not None:
+        if max_fps < 1:
+            raise UserError(f"--max-fps must be at least 1, not {max_fps}")
+        os.environ["TEXTUAL_FPS"] = str(max_fps)
+
+
+def check_keymap(config: RackConfig | None) -> dict[str, str]:
+    """The config's [keys] as a keymap, every action checked against the TUI's bindings.
+
+    Raises:
+        UserError: an action the TUI does not have, named at its line in the config.
+    """
+    if config is None or not config.keys:
+        return {}
+    from collectors.config import key_error
+    from monitor.tui.app import RackApp
+
+    known = RackApp.binding_ids()
+    for action, _key in config.keys:
+        if action not in known:
+            raise UserError(
+                str(key_error(config, action, f"unknown action (one of: {', '.join(sorted(known))})"))
+            )
+    return dict(config.keys)
 
 
 def run_live(
@@ -20,20 +82,28 @@ def run_live(
     subtitle: str = "",
     sinks: Sequence[Sink] = (),
     max_fps: int | None = None,
+    config: RackConfig | None = None,
+    alerts: AlertRules | None = None,
+    store: Path | None = None,
 ) -> None:
     """Poll `sources` every `interval` seconds in a thread and show the rack until the user quits.
 
     Collection never runs on the UI's event loop: the poller thread appends frames to the head and
-    the app's worker waits on the head.
+    the app's worker waits on the head. Alerts (the config's [alerts], else `alerts`, else the
+    defaults) are evaluated on every rack frame and recorded as events in the next frame.
     """
     if max_fps is not None:
-        # Textual reads TEXTUAL_FPS when it is imported, so this must come first.
-        os.environ["TEXTUAL_FPS"] = str(max_fps)
+        apply_terminal_options(max_fps=max_fps)
+    keymap = check_keymap(config)
     from monitor.tui.app import RackApp
 
+    rules = config.alerts if config is not None else (alerts or AlertRules())
+    recorder = AlertRecorder(rules)
     head = Head()
-    poller = Poller(sources, head, interval=interval, clock=clock, sinks=sinks)
-    app = RackApp(head, interval=interval, title=title, subtitle=subtitle)
+    poller = Poller([*sources, recorder], head, interval=interval, clock=clock, sinks=[recorder, *sinks])
+    app = RackApp(
+        head, interval=interval, title=title, subtitle=subtitle, store=store, keymap=keymap, bell=rules.bell
+    )
     poller.start()
     try:
         app.run()

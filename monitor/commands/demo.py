@@ -10,6 +10,7 @@ import typer
 
 from collectors.sim import SCENARIOS
 from monitor.errors import UserError
+from monitor.live import COLOR_HELP, MAX_FPS_HELP
 
 
 def command(
@@ -20,14 +21,19 @@ def command(
         1.0, help="Simulated seconds per real second (e.g. 10 to see a fault sooner)."
     ),
     engine: str = typer.Option("vllm", help="Inference servers' format: vllm, sglang or trtllm."),
+    color: str = typer.Option("auto", "--color", help=COLOR_HELP),
+    max_fps: int | None = typer.Option(None, "--max-fps", help=MAX_FPS_HELP),
+    bell: bool = typer.Option(False, "--bell", help="Ring the terminal bell when an alert fires."),
 ) -> None:
     """Show a simulated GB300 NVL72 rack (72 GPUs, 18 trays, inference servers); no GPU needed."""
+    from collectors.alerts import AlertRules
     from monitor.commands.root import scrape_source
     from monitor.commands.sim import start_servers
-    from monitor.live import run_live
+    from monitor.live import apply_terminal_options, run_live
 
     if interval <= 0:
         raise UserError("--interval must be positive")
+    apply_terminal_options(color, max_fps)
     servers, clock = start_servers("127.0.0.1", engine=engine, scenario=scenario, seed=seed, speed=speed)
     try:
         config = servers.config
@@ -37,6 +43,7 @@ def command(
             interval=interval,
             title="rack-monitor demo",
             subtitle=f"simulated GB300 NVL72 over loopback HTTP · scenario {scenario} · seed {seed}",
+            alerts=AlertRules(bell=bell),
         )
     finally:
         servers.stop()

@@ -48,7 +48,7 @@ def run(config_path: Path | None, interval: float) -> None:
         config = load_rack_config(config_path)
         source = scrape_source(config, interval)
         subtitle = f"{len(config.trays)} trays, {len(config.servers)} servers · {config_path}"
-        run_live([source], interval=interval, title=config.name, subtitle=subtitle)
+        run_live([source], interval=interval, title=config.name, subtitle=subtitle, config=config)
         return
     from collectors.nvml import NvmlCollector, NvmlUnavailable, nvml_available
 

@@ -178,7 +178,8 @@ class NvlinkMatrixView(Widget, can_focus=True):
                 segs.append(Segment(str(k).rjust(w - 1) + " ", style))
             return Strip(segs, width)
         if kind == "footer":
-            segs = [Segment(f" {FOOTER[n]}".ljust(LABEL_WIDTH), header)]
+            label = "errors" if FOOTER[n] == "TB/s" and self.mode == "errors" else FOOTER[n]
+            segs = [Segment(f" {label}".ljust(LABEL_WIDTH), header)]
             for c in self.matrix.columns:
                 text, cell_kind = footer_cell(c, FOOTER[n], self.mode, w)
                 segs.append(self._cell(text, cell_kind, w, None))
