@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +34,7 @@ KEEP_FRAMES = 600
 GAP_MS = 30_000
 """Playback jumps over a hole in the recording longer than this instead of waiting it out."""
 HIST_TAIL_MS = 2 * ServingBuilder().window_ms
-"""Serving histograms are read for this much of a seek's window: the serving view's window, twice."""
+"""Serving histograms are read for this much of a seek's window (twice the serving view's window)."""
 TICK_TABLES = ("gpu", "serving", "events")
 """Tables whose distinct times are the recording's ticks (every frame has rows in one of them)."""
 
@@ -68,23 +68,24 @@ class FrameLoader:
         # leaves each tick's rows in entity order, several times cheaper than sorting by every key.
         return rows.sort_by("ts").combine_chunks() if rows.num_rows > 1 else rows
 
-    def frames(self, ticks: Sequence[int], tails: Mapping[str, int] | None = None) -> list[Frame]:
+    def frames(
+        self, ticks: Sequence[int], *, skip: Sequence[str] = (), only: Sequence[str] | None = None
+    ) -> list[Frame]:
         """The frames at `ticks` (sorted epoch ms, contiguous in the store), one per tick.
 
         Args:
             ticks: the ticks to read.
-            tails: table -> ms: read that table only for the ticks this close to the newest one
-                (the views use the serving histograms of the last seconds only, and they are most
-                of a window's rows).
+            skip: tables not to read.
+            only: the tables to read (default: every table).
         """
         if not ticks:
             return []
-        tails = tails or {}
         at = {t: i for i, t in enumerate(ticks)}
         batches: list[dict[str, pa.RecordBatch]] = [{} for _ in ticks]
-        for name in TABLES:
-            since = max(ticks[0], ticks[-1] - tails[name]) if name in tails else ticks[0]
-            rows = self.table(name, since, ticks[-1])
+        for name in TABLES if only is None else only:
+            if name in skip:
+                continue
+            rows = self.table(name, ticks[0], ticks[-1])
             if not rows.num_rows:
                 continue
             # Rows are sorted by ts, so each tick's rows are one run: slice them out without copying.

@@ -7,6 +7,7 @@ plays, so the app follows a replay exactly as it follows a live rack.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections.abc import Callable
@@ -200,25 +201,42 @@ class ReplaySession:
         Returns:
             True when the head changed.
         """
-        now = self._monotonic() if now is None else now
         with self._service_lock:
+            changed = self._service(self._monotonic() if now is None else now)
+        if changed:
+            # Said again once the work is over, so a waiter that checks `busy` hears of it.
+            self._announce(self.state)
+        return changed
+
+    @property
+    def busy(self) -> bool:
+        """A seek is pending or the player is reading or feeding the head right now."""
+        with self._changed:
+            return self._target is not None or self._service_lock.locked()
+
+    def _service(self, now: float) -> bool:
+        with self._changed:
+            target, playing = self._target, self._playing
+        if target is not None:
+            lo = max(0, target - self.history + 1)
+            frames, partial = self._window(lo, target)
+            self.head.replace(frames)
             with self._changed:
-                target, playing = self._target, self._playing
-            if target is not None:
-                frames = self._window(max(0, target - self.history + 1), target)
-                self.head.replace(frames)
-                with self._changed:
-                    self._index = target
-                    if self._target == target:
-                        self._target = None
-                    self._play_ms = float(self.cursor.ticks[target])
-                    self._last_now = now
-                    state = self._state()
-                self._announce(state)
-                return True
-            if playing:
-                return self._advance(now)
-            return False
+                self._index = target
+                if self._target == target:
+                    self._target = None
+                self._play_ms = float(self.cursor.ticks[target])
+                self._last_now = now
+                superseded = self._target is not None
+                state = self._state()
+            self._announce(state)
+            if partial and not superseded:
+                # The rack is drawn; the latency histograms (the slowest read) follow.
+                self.head.replace(self._complete(lo, target))
+            return True
+        if playing:
+            return self._advance(now)
+        return False
 
     def _advance(self, now: float) -> bool:
         ticks = self.cursor.ticks
@@ -232,7 +250,8 @@ class ReplaySession:
             upto = max(index, self.cursor.index_at(self._play_ms))
         if upto == index:
             return False
-        for frame in self._window(index + 1, upto):
+        frames, partial = self._window(index + 1, upto)
+        for frame in self._complete(index + 1, upto) if partial else frames:
             self.head.append(frame)
         with self._changed:
             self._index = upto
@@ -242,15 +261,31 @@ class ReplaySession:
         self._announce(state)
         return True
 
-    def _window(self, lo: int, hi: int) -> list[Frame]:
-        """Frames of ticks lo..hi (inclusive), from memory where held, reading ahead when moving on."""
+    def _tail_start(self, hi: int) -> int:
+        """The first tick whose serving histograms the views use when tick `hi` is the newest."""
+        return bisect.bisect_left(self.cursor.ticks, self.cursor.ticks[hi] - HIST_TAIL_MS)
+
+    def _window(self, lo: int, hi: int) -> tuple[list[Frame], bool]:
+        """Frames of ticks lo..hi (inclusive), from memory where held, reading ahead when moving on.
+
+        Returns:
+            The frames, and True when they were read afresh without their serving histograms
+            (_complete() adds them): those are most of a window's rows, and the rack can be drawn
+            without them.
+        """
         ticks = self.cursor.ticks
         held_hi = self._lo + len(self._frames) - 1
-        # Frames before _complete_from were read without their serving histograms (see HIST_TAIL_MS).
-        complete = self.cursor.index_at(ticks[hi] - HIST_TAIL_MS) >= self._complete_from
+        # Held frames from _complete_from on have their serving histograms; older ones may not.
+        complete = self._tail_start(hi) >= self._complete_from
+        partial = False
         if self._frames and self._lo <= lo and hi <= held_hi and complete:
             pass
-        elif self._frames and self._lo <= lo <= held_hi + 1 and held_hi < hi <= held_hi + self.chunk:
+        elif (
+            self._frames
+            and self._lo <= lo <= held_hi + 1
+            and held_hi < hi <= held_hi + self.chunk
+            and complete
+        ):
             # Moving forward past what is held: read the next chunk whole, drop the oldest frames.
             upto = min(self.cursor.last, max(hi, held_hi + self.chunk))
             self._frames += self.loader.frames(ticks[held_hi + 1 : upto + 1])
@@ -258,11 +293,20 @@ class ReplaySession:
             self._frames = self._frames[drop:]
             self._lo += drop
         else:
-            self._frames = self.loader.frames(ticks[lo : hi + 1], {"serving_hist": HIST_TAIL_MS})
+            self._frames = self.loader.frames(ticks[lo : hi + 1], skip=("serving_hist",))
             self._lo = lo
-            self._complete_from = self.cursor.index_at(ticks[hi] - HIST_TAIL_MS)
-            if ticks[self._complete_from] < ticks[hi] - HIST_TAIL_MS:
-                self._complete_from += 1
+            self._complete_from = hi + 1
+            partial = True
+        return self._frames[lo - self._lo : hi - self._lo + 1], partial
+
+    def _complete(self, lo: int, hi: int) -> list[Frame]:
+        """Add the serving histograms the views use at tick `hi` to the held frames; return lo..hi."""
+        start = max(self._tail_start(hi), self._lo)
+        with_hist = self.loader.frames(self.cursor.ticks[start : hi + 1], only=("serving_hist",))
+        for i, extra in enumerate(with_hist, start=start - self._lo):
+            if extra.batches:
+                self._frames[i] = Frame(self._frames[i].ts_ms, {**self._frames[i].batches, **extra.batches})
+        self._complete_from = start
         return self._frames[lo - self._lo : hi - self._lo + 1]
 
     def _wait_s(self) -> float | None:
