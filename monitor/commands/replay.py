@@ -26,6 +26,7 @@ class Opened:
     session: ReplaySession
     title: str
     subtitle: str
+    root: Path
 
 
 def resolve_path(path: Path | None) -> Path:
@@ -82,7 +83,7 @@ def open_replay(path: Path | None, *, at: str | None = None, speed: float = 1.0)
     except ValueError as err:
         reader.close()
         raise UserError(f"--at: {err}") from None
-    return Opened(reader, session, "rack-monitor replay", bundle_subtitle(root))
+    return Opened(reader, session, "rack-monitor replay", bundle_subtitle(root), root)
 
 
 def command(
@@ -102,7 +103,7 @@ def command(
 
     if play:
         opened.session.play()
-    app = ReplayApp(opened.session, title=opened.title, subtitle=opened.subtitle)
+    app = ReplayApp(opened.session, title=opened.title, subtitle=opened.subtitle, store=opened.root)
     try:
         app.run()
     finally:

@@ -6,6 +6,8 @@ as it does live. This module adds only the controls (play/pause, step, seek, go 
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -42,6 +44,22 @@ REPLAY_BINDINGS: list[BindingType] = [
     _key("minus", "speed(-1)", "slower", "Play slower (down to 0.25x)", "replay-slower"),
 ]
 """The replay keys."""
+
+MOVED_IN_REPLAY = {"g": "k"}
+"""Live keys that a replay key takes, and where they move in replay (g, group skew, becomes k)."""
+
+
+def replay_app_bindings() -> list[BindingType]:
+    """RackApp's bindings (live keys that replay takes moved, ids kept for keymaps), then the replay keys."""
+    taken = {b.key for b in REPLAY_BINDINGS if isinstance(b, Binding)}
+    live: list[BindingType] = []
+    for b in RackApp.BINDINGS:
+        if isinstance(b, Binding) and b.key in taken:
+            if b.key not in MOVED_IN_REPLAY:
+                raise ValueError(f"replay key {b.key!r} hides the live binding {b.id or b.action!r}")
+            b = dataclasses.replace(b, key=MOVED_IN_REPLAY[b.key])
+        live.append(b)
+    return [*live, *REPLAY_BINDINGS]
 
 
 class ReplayChanged(Message):
@@ -107,9 +125,10 @@ class ReplayApp(RackApp):
             frames a second, so the default draws at most 10.
         title: shown first on the totals bar.
         subtitle: shown after the title (e.g. the store's path).
+        store: the store replayed, for the views that read longer history from it (GPU detail).
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [*RackApp.BINDINGS, *REPLAY_BINDINGS]
+    BINDINGS: ClassVar[list[BindingType]] = replay_app_bindings()
 
     def __init__(
         self,
@@ -118,9 +137,10 @@ class ReplayApp(RackApp):
         interval: float = 0.1,
         title: str = "rack-monitor replay",
         subtitle: str = "",
+        store: Path | None = None,
     ) -> None:
         """Show `session`'s head."""
-        super().__init__(session.head, interval=interval, title=title, subtitle=subtitle)
+        super().__init__(session.head, interval=interval, title=title, subtitle=subtitle, store=store)
         self.session = session
         self.replay_state = session.state
 
