@@ -3,14 +3,16 @@
     .venv/bin/python bench/peers/ours.py --store DIR --since MS --until MS --group gpu [--repeats 7]
 
 Prints one JSON document: per question and variant the timings, the answer (reduced as in
-questions.Answer), and the process' resident memory before the first query and at its peak.
+questions.Answer), and the process' resident memory before the first query and at its peak. Memory
+is read from /proc/self/status (VmRSS, VmHWM), not getrusage: ru_maxrss survives execve, so a child
+forked from the big parent would report the parent's RSS.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from questions import QUESTIONS, Answer, Question, Window, summary, timed
+from servers import proc_status_kib
 
 from storage.reader import StoreReader
 
@@ -98,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     window = Window(args.since, args.until)
     reader = StoreReader(args.store, threads=args.threads)
-    idle_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    idle_kib = proc_status_kib(os.getpid(), "VmRSS")
     report: dict[str, object] = {"idle_rss_kib": idle_kib, "questions": {}}
     for question in QUESTIONS:
         if question.group != args.group:
@@ -108,7 +111,7 @@ def main() -> None:
             times, result = timed(run, args.repeats)
             out[name] = {**summary(times), "answer": reduce(result)}
         report["questions"][question.key] = out  # type: ignore[index]
-    report["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report["peak_rss_kib"] = proc_status_kib(os.getpid(), "VmHWM")
     reader.close()
     json.dump(report, sys.stdout)
 

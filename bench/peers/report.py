@@ -70,7 +70,7 @@ def markdown(results: dict[str, Any]) -> str:
         )
     out += [
         "",
-        "### Memory, MiB (servers: VmHWM; ours: ru_maxrss of the query process)",
+        "### Memory, MiB (VmRSS before the questions, VmHWM during them and over the process' life)",
         "",
         "| Data loaded | rack-monitor idle / peak | Prometheus before queries / in queries / lifetime "
         "| VictoriaMetrics before queries / in queries / lifetime |",
