@@ -99,7 +99,12 @@ def main() -> None:
         f"{result.ticks / result.seconds:,.0f} ticks/s, {result.rows / result.seconds / 1e6:.2f} M rows/s, "
         f"{samples / result.seconds / 1e6:.1f} M samples/s (frames + seal + compaction)"
     )
-    print(f"  = {86_400 / (result.ticks / result.seconds) / 60:.1f} min per simulated day")
+    hours = result.ticks / 3600
+    print(
+        f"  per simulated hour: {result.seconds / hours:.1f} s wall, {cpu / hours:.1f} s CPU "
+        f"(a day: {24 * result.seconds / hours / 60:.1f} min wall, {24 * cpu / hours / 60:.1f} min CPU; "
+        "wall depends on what else the cores run)"
+    )
 
     print("\nbytes per stored sample after compaction (file bytes / (rows x non-key columns)):")
     for table in SIZE_TABLES:
