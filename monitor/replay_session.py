@@ -220,19 +220,17 @@ class ReplaySession:
         if target is not None:
             lo = max(0, target - self.history + 1)
             frames, partial = self._window(lo, target)
-            self.head.replace(frames)
+            # The views cache what they derive from a frame by its time, so a frame goes to the head
+            # whole, histograms included, never to be completed later.
+            self.head.replace(self._complete(lo, target) if partial else frames)
             with self._changed:
                 self._index = target
                 if self._target == target:
                     self._target = None
                 self._play_ms = float(self.cursor.ticks[target])
                 self._last_now = now
-                superseded = self._target is not None
                 state = self._state()
             self._announce(state)
-            if partial and not superseded:
-                # The rack is drawn; the latency histograms (the slowest read) follow.
-                self.head.replace(self._complete(lo, target))
             return True
         if playing:
             return self._advance(now)
@@ -269,9 +267,8 @@ class ReplaySession:
         """Frames of ticks lo..hi (inclusive), from memory where held, reading ahead when moving on.
 
         Returns:
-            The frames, and True when they were read afresh without their serving histograms
-            (_complete() adds them): those are most of a window's rows, and the rack can be drawn
-            without them.
+            The frames, and True when they were read afresh without their serving histograms:
+            _complete() then reads them for the views' window only (they are most of a window's rows).
         """
         ticks = self.cursor.ticks
         held_hi = self._lo + len(self._frames) - 1

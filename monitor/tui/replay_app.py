@@ -129,6 +129,9 @@ class ReplayApp(RackApp):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = replay_app_bindings()
+    # On a short terminal (80x24) the replay bar takes the key line's row, so all 18 trays still fit;
+    # ? lists every key.
+    CSS = "Screen.-short #keys { display: none; }"
 
     def __init__(
         self,
