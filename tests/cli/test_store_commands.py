@@ -73,7 +73,7 @@ def test_query_takes_the_store_from_monitor_store(store: Path) -> None:
         (["query", "--store", "{store}", "SELEC nonsense"], "query failed: Parser Error"),
         (["query", "--store", "{store}", "SELECT * FROM gpu", "--format", "xml"], "unknown format 'xml'"),
         (["collect", "--store", "{store}"], "pass exactly one of --config FILE or --sim"),
-        (["collect", "--config", "rack.toml", "--store", "{store}"], "collect --config is not available yet"),
+        (["collect", "--config", "{tmp}/rack.toml", "--store", "{store}"], "rack.toml: no such file"),
         (["sim", "--backfill", "forever", "--store", "{tmp}/new"], "bad --backfill duration 'forever'"),
         (
             ["sim", "--backfill", "1m", "--store", "{tmp}/new", "--scenario", "nope"],
