@@ -63,6 +63,7 @@ class RackCommands(Provider):
         wanted = query.strip().lower()
         for title, callback, help in self.commands():
             exact = title.startswith("gpu:") and wanted in title.lower().split()
-            score = 1.0 if exact else matcher.match(title)
+            # A near miss (T16.G3 for 'T16.G2') can outscore 1 fuzzily, so an exact hit ranks above any.
+            score = matcher.match(title) + (100.0 if exact else 0.0)
             if score > 0:
                 yield Hit(score, matcher.highlight(title), callback, help=help)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from tui_frames import T0_MS
+
 from collectors.clock import SimClock
 from collectors.sim import SimRack
 from collectors.sim.frames import SimRackFrames
 from storage.frame import Frame
 from storage.head import Head
-from tui_frames import T0_MS
 
 T0_S = T0_MS / 1000
 

@@ -184,3 +184,8 @@ class EventsScreen(LiveScreen):
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row (the table has the focus and takes the key) does what the screen's enter does."""
+        event.stop()
+        self.action_detail()

@@ -37,6 +37,10 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 """(InstanceView attribute, header) of each column; the sort key cycles through them."""
 
 
+WIDTHS = {"endpoint": 12, "state": 5, "tokens_per_s": 7, "prompt_per_s": 9, "gpus": 14, "engine": 6}
+"""Column widths (characters); the others fit their header or 7."""
+
+
 def cell(inst: InstanceView, attr: str) -> str:
     """One cell's text (right-aligned numbers; '--' for unknown)."""
     v = getattr(inst, attr)
@@ -104,8 +108,9 @@ class ServingScreen(LiveScreen):
     def on_mount(self) -> None:
         """Columns, keyed by attribute."""
         table = self.query_one(DataTable)
+        # Fixed widths: auto-sized columns grow after the first rows are drawn, clipping those rows.
         for attr, header in COLUMNS:
-            table.add_column(header, key=attr)
+            table.add_column(header, key=attr, width=WIDTHS.get(attr, max(len(header), 7)))
 
     def frames_needed(self) -> int:
         """The serving builder's window."""
@@ -184,3 +189,8 @@ class ServingScreen(LiveScreen):
         if inst is not None:
             self.rack.highlight(inst.endpoint, parse_gpus(inst.gpus))
         self.dismiss(None)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row (the table has the focus and takes the key) does what the screen's enter does."""
+        event.stop()
+        self.action_pick()

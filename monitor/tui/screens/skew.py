@@ -127,3 +127,8 @@ class SkewScreen(LiveScreen):
         group = next((g for g in self.groups if g.name == name), None)
         if group is not None and group.gpus:
             self.rack.open_gpu_detail(group.stragglers[0].gpu if group.stragglers else group.gpus[0])
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row (the table has the focus and takes the key) does what the screen's enter does."""
+        event.stop()
+        self.action_detail()

@@ -87,7 +87,7 @@ def mark_row(events: Sequence[EventView], since: int, until: int, width: int) ->
 def title_text(label: str, unit: str, values: Sequence[float | None]) -> str:
     """'Power W  now 812  min 700  max 905' (-- where unknown)."""
     known = [v for v in values if v is not None]
-    now = next((v for v in reversed(values) if v is not None), None)
+    now = values[-1] if values else None  # a GPU that stopped reporting reads '--', not its last value
 
     def f(v: float | None) -> str:
         return "--" if v is None else (f"{v:.1f}" if abs(v) < 10 else f"{v:.0f}")
