@@ -60,8 +60,3 @@ def test_gpu_detail(snap_compare, head):
 def test_events(snap_compare, head):
     app, run_before = snapshot_app(head, "v")
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
-
-
-def test_group_skew(snap_compare):
-    app, run_before = snapshot_app(sim_head("straggler", 12), "g")
-    assert snap_compare(app, terminal_size=(200, 50), run_before=run_before)

@@ -43,6 +43,14 @@ class LiveScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [BACK]
 
+    DEFAULT_CSS = """
+    LiveScreen .view--line, LiveScreen .view--keys {
+        height: 1; text-wrap: nowrap; text-overflow: ellipsis; padding: 0 1;
+    }
+    LiveScreen .view--keys { background: $panel; }
+    """
+    """One-line panels have a fixed height, so updating them needs no layout pass (a full repaint)."""
+
     view_name: ClassVar[str] = ""
     """What the command palette and the help call this view."""
 

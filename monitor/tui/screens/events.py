@@ -151,7 +151,7 @@ class EventsScreen(LiveScreen):
         severe = sum(e.severe for e in shown)
         if severe:
             text.append(f"  {severe} severe (!)", style="bold red")
-        self.query_one("#events-summary", Static).update(text)
+        self.query_one("#events-summary", Static).update(text, layout=False)
         strip = Text(no_wrap=True, overflow="ellipsis")
         if model:
             until = model[0].ts_ms
@@ -160,7 +160,7 @@ class EventsScreen(LiveScreen):
             strip.append(f"{clock_text(since)} ", style="dim")
             strip.append(mark_row(shown, since, until, width))
             strip.append(f" {clock_text(until)}", style="dim")
-        self.query_one("#events-strip", Static).update(strip)
+        self.query_one("#events-strip", Static).update(strip, layout=False)
 
     def action_filter(self) -> None:
         """The next kind filter."""

@@ -127,8 +127,10 @@ class NvlinkScreen(LiveScreen):
         view = self.query_one(NvlinkMatrixView)
         view.update_matrix(self.matrix, self.mode)
         view.border_subtitle = "traffic" if self.mode == "traffic" else "errors"
-        self.query_one("#nvlink-summary", Static).update(summary_line(self.matrix, self.mode))
-        self.query_one("#nvlink-detail", Static).update(link_detail(self.matrix, view.gpu, view.link))
+        self.query_one("#nvlink-summary", Static).update(summary_line(self.matrix, self.mode), layout=False)
+        self.query_one("#nvlink-detail", Static).update(
+            link_detail(self.matrix, view.gpu, view.link), layout=False
+        )
 
     def action_mode(self, mode: Mode) -> None:
         """Show traffic or error growth."""

@@ -151,7 +151,7 @@ class ServingScreen(LiveScreen):
                 summary.append(f", {counts[state]} {state.upper()}", style="bold red")
         header = dict(COLUMNS)[self.sort_attr]
         summary.append(f"  sorted by {header} {'high-low' if self.descending else 'low-high'}", style="dim")
-        self.query_one("#serving-summary", Static).update(summary)
+        self.query_one("#serving-summary", Static).update(summary, layout=False)
 
     def _sort(self) -> None:
         by_name = {i.endpoint: i for i in self.serving.instances}

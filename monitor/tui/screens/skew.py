@@ -116,7 +116,7 @@ class SkewScreen(LiveScreen):
             text.append(f"! stragglers: {', '.join(gpu_label(i) for i in stragglers)}", style="bold red")
         else:
             text.append("no stragglers")
-        self.query_one("#skew-summary", Static).update(text)
+        self.query_one("#skew-summary", Static).update(text, layout=False)
 
     def action_detail(self) -> None:
         """The GPU detail of the cursor group's first straggler (or first GPU)."""

@@ -52,7 +52,8 @@ def link_cell(view: LinkView, mode: Mode, width: int) -> tuple[str, str]:
         return mark + text, "climb" if view.flagged else ("err" if value else "ok")
     if view.gbps is None:
         return mark + "?", "climb" if view.flagged else "none"
-    text = fit_number(view.gbps, room - len(mark), 1 if room - len(mark) >= 4 else 0)
+    # Whole GB/s: a tenth changes every tick on every link, which costs bytes over SSH and tells nothing.
+    text = fit_number(view.gbps, room - len(mark), 0 if view.gbps >= 1 else 1)
     return mark + text, "climb" if view.flagged else "ok"
 
 
