@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from collectors.promtext_shape import PageShape
+
 METRIC_TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
 """The TYPE values of format 0.0.4."""
 
@@ -107,6 +109,63 @@ _SKIP = Family("")
 """Marks a sample name whose family the caller's `want` filter excluded."""
 
 
+_VALID_NAMES: set[str] = set()
+
+
+def _check_name(name: str, lineno: int) -> None:
+    if name in _VALID_NAMES:
+        return
+    if not _NAME_RE.fullmatch(name):
+        raise ExpositionError(lineno, f"invalid metric name {name!r}")
+    if len(_VALID_NAMES) > 50_000:
+        _VALID_NAMES.clear()
+    _VALID_NAMES.add(name)
+
+
+class _Declaration(NamedTuple):
+    """What a `#` line says on its own, before the page's state is consulted (cached by line text).
+
+    Attributes:
+        filter_name: the text after `# HELP ` / `# TYPE ` up to a blank (what the `want` fast path
+            looks up; None for other lines).
+        keyword: "HELP" or "TYPE"; None for a plain comment.
+        name: the declared family.
+        payload: the unescaped help text, or the lower-cased type.
+        error: what is wrong with the line itself ("" if nothing), raised when the line is applied.
+    """
+
+    filter_name: str | None
+    keyword: str | None
+    name: str = ""
+    payload: str = ""
+    error: str = ""
+
+
+def _declaration(line: str) -> _Declaration:
+    """Read a stripped `#` line (never raises: a bad line carries its error)."""
+    filter_name = None
+    if line.startswith(("# HELP ", "# TYPE ")):
+        end = line.find(" ", 7)
+        filter_name = line[7:] if end < 0 else line[7:end]
+    parts = line[1:].split(None, 2)
+    if not parts or parts[0] not in ("HELP", "TYPE"):
+        return _Declaration(filter_name, None)
+    keyword = parts[0]
+    if len(parts) < 2:
+        return _Declaration(filter_name, keyword, error=f"{keyword} line without a metric name")
+    name = parts[1]
+    if name not in _VALID_NAMES and not _NAME_RE.fullmatch(name):
+        return _Declaration(filter_name, keyword, name, error=f"invalid metric name {name!r}")
+    rest = parts[2] if len(parts) == 3 else ""
+    if keyword == "HELP":
+        return _Declaration(
+            filter_name, keyword, name, _HELP_ESCAPE_RE.sub(_unescape, rest) if "\\" in rest else rest
+        )
+    kind = rest.lower()
+    error = "" if kind in METRIC_TYPES else f"unknown metric type {rest!r} for {name}"
+    return _Declaration(filter_name, keyword, name, kind, error)
+
+
 def _parse_value(text: str, lineno: int, what: str) -> float:
     # Python's float() also takes "1_000"; Go's ParseFloat (the format's definition) does not.
     if "_" in text:
@@ -124,19 +183,6 @@ def _parse_timestamp(text: str, lineno: int) -> int:
         return int(text)
     except ValueError:
         raise ExpositionError(lineno, f"invalid timestamp {text!r} (want integer milliseconds)") from None
-
-
-_VALID_NAMES: set[str] = set()
-
-
-def _check_name(name: str, lineno: int) -> None:
-    if name in _VALID_NAMES:
-        return
-    if not _NAME_RE.fullmatch(name):
-        raise ExpositionError(lineno, f"invalid metric name {name!r}")
-    if len(_VALID_NAMES) > 50_000:
-        _VALID_NAMES.clear()
-    _VALID_NAMES.add(name)
 
 
 def parse_labels(body: str, lineno: int = 0) -> Labels:
@@ -174,9 +220,18 @@ class ExpositionParser:
     and dict operations are atomic under the GIL so threads may share it too.
     """
 
-    def __init__(self) -> None:
-        """Create a parser with an empty series cache."""
+    def __init__(self, *, shapes: bool = True) -> None:
+        """Create a parser with an empty series cache.
+
+        Args:
+            shapes: remember the last page's shape (collectors.promtext_shape) so that a next page
+                differing only in values skips the line loop; for a parser kept per endpoint. A
+                parser shared by many endpoints would only re-record shapes, so it turns this off.
+        """
         self._heads: dict[str, tuple[str, Labels]] = {}
+        self._shapes = shapes
+        self._shape: PageShape | None = None
+        self._declarations: dict[str, _Declaration] = {}
         self._bounded: set[tuple[str, str]] = set()
         """(histogram|summary, head) pairs whose `le`/`quantile` label has been checked."""
 
@@ -214,28 +269,79 @@ class ExpositionParser:
                 text = bytes(text).decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise ExpositionError(0, f"page is not UTF-8 (byte {exc.start})") from None
+        lines = text.split("\n")
+        shape = self._shape
+        if shape is not None and shape.want is want:
+            fitted = shape.fill(lines)
+            if fitted is not None:
+                return fitted
         families: dict[str, Family] = {}
         by_sample: dict[str, Family] = {}
+        # Lines by the path they took, for the page's shape: fast-path samples, and filtered lines.
+        fast: list[tuple[int, Family]] = []
+        prefixed: list[int] = []
+        named: list[int] = []
         typed: set[str] = set()
         heads = self._heads
+        declarations = self._declarations
         bounded = self._bounded
         new = _new_sample
         skip = _SKIP
         skip_prefixes: tuple[str, ...] = ()
-        for lineno, raw in enumerate(text.split("\n"), 1):
+        for lineno, raw in enumerate(lines, 1):
+            if raw.startswith(skip_prefixes):
+                prefixed.append(lineno - 1)
+                continue
+            # Fastest path, most lines of a page: `name{labels} value` with a head parsed on an
+            # earlier page, read off the raw line. A cached head starts with its name, so the raw line
+            # differs from the stripped one only by trailing blanks, which float() ignores as strip()
+            # does; a hit also proves there is no timestamp. Any doubt goes down the stripped path.
+            head, _, value_text = raw.rpartition(" ")
+            parsed = heads.get(head)
+            if parsed is not None and "_" not in value_text:
+                family = by_sample.get(parsed[0])
+                if family is not None and family is not skip:
+                    try:
+                        value = float(value_text)
+                    except ValueError:
+                        value = None  # reported with the stripped text below
+                    if value is not None:
+                        kind = family.type
+                        if (kind == "histogram" or kind == "summary") and (kind, head) not in bounded:
+                            self._check_bound(family, parsed, lineno)
+                            bounded.add((kind, head))
+                        family.samples.append(new(Sample, (parsed[0], parsed[1], value, None)))
+                        fast.append((lineno - 1, family))
+                        continue
             line = raw.strip()
             if not line or line.startswith(skip_prefixes):
                 continue
             if line[0] == "#":
-                # Fast path: HELP/TYPE of a family the filter already excluded.
-                if want is not None and line.startswith(("# HELP ", "# TYPE ")):
-                    end = line.find(" ", 7)
-                    if by_sample.get(line[7:] if end < 0 else line[7:end]) is skip:
+                decl = declarations.get(line)
+                if decl is None:
+                    decl = _declaration(line)
+                    if len(declarations) >= _CACHE_LIMIT:
+                        declarations.clear()
+                    declarations[line] = decl
+                if decl.keyword is None:
+                    continue
+                if want is not None:
+                    # Fast paths: HELP/TYPE of a family the filter excluded, or the HELP line that
+                    # introduces one (a vLLM page declares ~50 families; the mapping reads ~10).
+                    if decl.filter_name is not None and by_sample.get(decl.filter_name) is skip:
                         continue
-                self._comment(line, lineno, families, by_sample, typed, want)
+                    name = decl.name
+                    if (
+                        not decl.error
+                        and decl.keyword == "HELP"
+                        and name not in families
+                        and (by_sample.get(name) is skip or not want(name))
+                    ):
+                        by_sample[name] = skip
+                        continue
+                self._declare(decl, lineno, families, by_sample, typed, want)
                 continue
-            # Fast path: `name{labels} value` with a head parsed on an earlier page. A cached head is
-            # always a bare `name{...}` or `name`, so a hit also proves there is no timestamp.
+            # The same fast path for a line with leading blanks (or a bad value: reported here).
             head, _, value_text = line.rpartition(" ")
             parsed = heads.get(head)
             if parsed is not None:
@@ -263,6 +369,7 @@ class ExpositionParser:
             if family is skip:
                 # The next lines are most likely more of this name (a histogram's buckets).
                 skip_prefixes = (name + "{", name + " ", name + "\t")
+                named.append(lineno - 1)
                 continue
             if family is None:
                 if name in families:
@@ -271,6 +378,7 @@ class ExpositionParser:
                 if want is not None and not want(name):
                     by_sample[name] = skip
                     skip_prefixes = (name + "{", name + " ", name + "\t")
+                    named.append(lineno - 1)
                     continue
                 family = by_sample[name] = families[name] = Family(name)
             if brace < 0:
@@ -305,6 +413,9 @@ class ExpositionParser:
                 self._check_bound(family, parsed, lineno)
                 bounded.add((kind, head))
             family.samples.append(new(Sample, (parsed[0], parsed[1], value, timestamp)))
+        if self._shapes:
+            fits = PageShape.fits(fast, families)
+            self._shape = PageShape(lines, fast, prefixed, named, families, want) if fits else None
         return families
 
     @staticmethod
@@ -325,28 +436,20 @@ class ExpositionParser:
         _parse_value(bound, lineno, f"{key!r} label")
 
     @staticmethod
-    def _comment(
-        line: str,
+    def _declare(
+        decl: _Declaration,
         lineno: int,
         families: dict[str, Family],
         by_sample: dict[str, Family],
         typed: set[str],
         want: Callable[[str], bool] | None,
     ) -> None:
-        """Apply a `#` line: HELP and TYPE declare families, anything else is a comment."""
-        parts = line[1:].split(None, 2)
-        if not parts or parts[0] not in ("HELP", "TYPE"):
-            return
-        keyword = parts[0]
-        if len(parts) < 2:
-            raise ExpositionError(lineno, f"{keyword} line without a metric name")
-        name = parts[1]
-        _check_name(name, lineno)
-        rest = parts[2] if len(parts) == 3 else ""
+        """Apply a HELP or TYPE line to the page's families."""
+        if decl.error:
+            raise ExpositionError(lineno, decl.error)
+        keyword, name = decl.keyword, decl.name
         if keyword == "TYPE":
-            kind = rest.lower()
-            if kind not in METRIC_TYPES:
-                raise ExpositionError(lineno, f"unknown metric type {rest!r} for {name}")
+            kind = decl.payload
             if name in typed:
                 raise ExpositionError(lineno, f"second TYPE line for {name}")
             typed.add(name)
@@ -363,7 +466,7 @@ class ExpositionParser:
             if family is not _SKIP:
                 if family.help is not None:
                     raise ExpositionError(lineno, f"second HELP line for {name}")
-                family.help = _HELP_ESCAPE_RE.sub(_unescape, rest) if "\\" in rest else rest
+                family.help = decl.payload
             return
         if family.samples:
             raise ExpositionError(lineno, f"TYPE line for {name} after its samples")
@@ -382,7 +485,7 @@ class ExpositionParser:
             by_sample.setdefault(name + suffix, family)
 
 
-_DEFAULT_PARSER = ExpositionParser()
+_DEFAULT_PARSER = ExpositionParser(shapes=False)
 
 
 def parse(text: str | bytes, want: Callable[[str], bool] | None = None) -> dict[str, Family]:

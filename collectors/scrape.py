@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from collectors.config import RackConfig, ServerTarget, TrayTarget
 from collectors.mappings import GpuPageMapper, MappingError, ServingRows, add_serving, detect_engine
-from collectors.promtext import ExpositionError
+from collectors.promtext import ExpositionError, ExpositionParser
 from storage.frame import Frame, batch_from_rows, merge_frames
 from storage.schemas import EndpointState, EventKind, GpuState
 
@@ -88,6 +88,8 @@ class _Endpoint:
     tray: TrayTarget | None = None
     server: ServerTarget | None = None
     mapper: GpuPageMapper | None = None
+    parser: ExpositionParser = field(default_factory=ExpositionParser, repr=False)
+    """A server's own page parser (a tray's mapper has one): its pages share their shape."""
     last_gpu: pa.RecordBatch | None = field(default=None, repr=False)
 
     @property
@@ -256,7 +258,7 @@ class ScrapeSource:
         engine = ep.status.engine or detect_engine(text)
         if engine is None:
             raise MappingError("no vLLM, SGLang, TensorRT-LLM, Triton or Dynamo metrics on the page")
-        engine = add_serving(text, ep.status.name, rows, engine=engine)
+        engine = add_serving(text, ep.status.name, rows, engine=engine, parser=ep.parser)
         rows.serving.columns["gpus"][-1] = ep.gpus_text
         return engine
 

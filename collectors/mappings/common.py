@@ -60,6 +60,12 @@ def checked_int(value: float, lo: int, hi: int) -> int | None:
     return round(value)
 
 
+def checked_ints(values: Iterable[float], lo: int, hi: int, missing: int | None = None) -> list[int | None]:
+    """checked_int over many values in one comprehension (`missing` where it gives None)."""
+    blank = DCGM_BLANK_MIN
+    return [round(v) if v == v and v < blank and lo <= v <= hi else missing for v in values]
+
+
 _LE_CACHE: dict[str, float] = {}
 
 
@@ -86,21 +92,34 @@ def histogram_total(family: Family, scale: float = 1.0) -> tuple[list[tuple[floa
     Returns:
         ([(le, cumulative count)] ascending with +Inf last, sum or None); ([], None) without buckets.
     """
-    totals: dict[float, float] = {}
-    seen: dict[float, int] = {}
+    samples = family.samples
     total_sum: float | None = None
-    for name, labels, value, _ in family.samples:
-        if name.endswith("_bucket"):
-            le = bound(labels["le"])
-            totals[le] = totals.get(le, 0.0) + value
-            seen[le] = seen.get(le, 0) + 1
-        elif name.endswith("_sum"):
+    for name, _, value, _ in samples:
+        if name.endswith("_sum"):
             total_sum = value if total_sum is None else total_sum + value
-    series = seen.get(INF, 0)
-    if not series:
+    counts = [value for name, _, value, _ in samples if name.endswith("_bucket")]
+    cached = _LE_CACHE.get
+    les = [bound(text) if (le := cached(text)) is None else le for text in _bucket_bounds(samples)]
+    if len(set(les)) == len(les):
+        # One series (every page of a single-engine server): nothing to add up, no bound to drop.
+        totals = dict(zip(les, [0.0 + count for count in counts], strict=True))
+        seen: dict[float, int] | None = None
+    else:
+        totals = {}
+        seen = {}
+        for le, count in zip(les, counts, strict=True):
+            totals[le] = totals.get(le, 0.0) + count
+            seen[le] = seen.get(le, 0) + 1
+    if INF not in totals:
         return [], None
-    buckets = [(le * scale, totals[le]) for le in sorted(totals) if seen[le] == series]
+    series = 1 if seen is None else seen[INF]
+    kept = sorted(totals) if seen is None else [le for le in sorted(totals) if seen[le] == series]
+    buckets = [(le * scale, totals[le]) for le in kept]
     return buckets, (None if total_sum is None else total_sum * scale)
+
+
+def _bucket_bounds(samples: Iterable[tuple[str, Labels, float, int | None]]) -> list[str]:
+    return [labels["le"] for name, labels, _, _ in samples if name.endswith("_bucket")]
 
 
 class ColumnBuilder:

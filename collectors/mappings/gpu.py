@@ -11,15 +11,16 @@ first page of a mapper is a baseline: it never yields events.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 
 import pynvml
 
 from collectors import agent_names as names
 from collectors.mappings.agent_page import AgentGpu, XidTally, frame_to_agent_page
-from collectors.mappings.common import MappingError, checked_int, column_ranges, labels_value
+from collectors.mappings.common import MappingError, checked_int, checked_ints, column_ranges, labels_value
 from collectors.nvml_fields import xid_detail
 from collectors.nvml_rows import EventRows
-from collectors.promtext import ExpositionError, Family, Labels, parse
+from collectors.promtext import ExpositionError, ExpositionParser, Family, Labels
 from collectors.rack import LINKS_PER_GPU, gpu_index, gpu_label, gpu_place
 from storage.frame import Frame, batch_from_columns
 from storage.schemas import EventKind, GpuState
@@ -28,8 +29,35 @@ _GPU_RANGES = column_ranges("gpu")
 _LINK_RANGES = column_ranges("nvlink")
 _GPU_SPECS = names.GPU_METRICS
 _LINK_SPECS = names.NVLINK_METRICS
+_READ_FAMILIES = frozenset(
+    {
+        names.GPU_INFO,
+        names.GPU_STATE,
+        names.XID_LAST,
+        names.XID_COUNT,
+        names.FB_FREE,
+        names.FB_RESERVED,
+        *(spec.name for spec in _GPU_SPECS),
+        *(spec.name for spec in _LINK_SPECS),
+    }
+)
+"""Every family GpuPageMapper reads: the parser's `want` filter (dcgm-exporter pages carry many more)."""
+_want = _READ_FAMILIES.__contains__
+_LINK_STATE = [spec.column for spec in _LINK_SPECS].index("state")
 _MAX_EVENTS_PER_COUNTER = 1000
 """An XID counter that jumps by more than this (an agent restart, a corrupt page) yields only this many."""
+
+
+_sample_name = itemgetter(0)
+_sample_labels = itemgetter(1)
+_sample_value = itemgetter(2)
+
+
+def _store_values(values: list[float], scale: float, lo: int, hi: int) -> list[int | None]:
+    """_from_page over a family's values in list passes (the per-call cost dominates otherwise)."""
+    if scale != 1:
+        values = [v // scale for v in values] if scale > 1 else [v / scale for v in values]
+    return checked_ints(values, lo, hi)
 
 
 def _from_page(value: float, scale: float, lo: int, hi: int) -> int | None:
@@ -59,11 +87,13 @@ class GpuPageMapper:
         self.source = source
         self.tray = tray
         self.placement = dict(placement or {})
+        self._parser = ExpositionParser()  # one per endpoint: its pages share their shape
         self._rack_of_uuid: dict[str, int] = {}
         # Keyed by id() of the parser's shared Labels objects (holding them, so ids stay theirs):
         # an int hash is far cheaper than hashing a label set for each of ~650 samples a page.
         self._rack_of: dict[int, tuple[Labels, int, str]] = {}
-        self._link_of: dict[int, tuple[Labels, tuple[int, int]]] = {}
+        self._link_layout: tuple[list[object], list[tuple[int, int]], list[list[int] | None]] | None = None
+        """(link families' sample names and labels, sorted keys, sample -> key positions) of the last page."""
         self._seen: set[int] = set()
         self._state: dict[int, int] = {}
         self._clocks: dict[int, int | None] = {}
@@ -78,7 +108,7 @@ class GpuPageMapper:
             ExpositionError: the page text is malformed.
             MappingError: a GPU on the page cannot be placed in the rack.
         """
-        families = page if isinstance(page, Mapping) else parse(page)
+        families = page if isinstance(page, Mapping) else self._parser.parse(page, _want)
         self._learn_info(families.get(names.GPU_INFO))
         rows: dict[int, dict[str, int | None]] = {}
         uuids: dict[int, str] = {}
@@ -92,10 +122,11 @@ class GpuPageMapper:
                 rack = self._rack(labels, uuids)
                 state = checked_int(value, 0, 127)
                 states[rack] = int(GpuState.ERROR) if state is None else state
-        links = self._read_links(families)
+        keys, link_values = self._link_columns(families)
+        link_state_of = dict(zip(keys, link_values[_LINK_STATE], strict=True))
         order = sorted(set(uuids))
         host = self._host(families)
-        events = self._events(families, order, states, rows, links)
+        events = self._events(families, order, states, rows, link_state_of)
         gpu_columns: dict[str, list[object]] = {
             "ts": [ts_ms] * len(order),
             "gpu": order,
@@ -106,15 +137,14 @@ class GpuPageMapper:
         for spec in _GPU_SPECS:
             gpu_columns[spec.column] = [rows.get(r, {}).get(spec.column) for r in order]
         batches = {"gpu": batch_from_columns("gpu", gpu_columns)}
-        if links:
-            keys = sorted(links)
+        if keys:
             link_columns: dict[str, list[object]] = {
                 "ts": [ts_ms] * len(keys),
                 "gpu": [k[0] for k in keys],
                 "link": [k[1] for k in keys],
             }
-            for i, spec in enumerate(_LINK_SPECS):
-                link_columns[spec.column] = [links[k][i] for k in keys]
+            for spec, column in zip(_LINK_SPECS, link_values, strict=True):
+                link_columns[spec.column] = column
             batches["nvlink"] = batch_from_columns("nvlink", link_columns)
         if len(events):
             batches["events"] = events.batch(ts_ms, host or self.source)
@@ -200,22 +230,69 @@ class GpuPageMapper:
             if row.get("mem_total_mib") is None and used is not None:
                 row["mem_total_mib"] = checked_int(used + extra, lo, hi)
 
-    def _read_links(self, families: Mapping[str, Family]) -> dict[tuple[int, int], list[int | None]]:
-        links: dict[tuple[int, int], list[int | None]] = {}
-        width = len(_LINK_SPECS)
-        for i, spec in enumerate(_LINK_SPECS):
-            family = families.get(spec.name)
+    def _link_columns(
+        self, families: Mapping[str, Family]
+    ) -> tuple[list[tuple[int, int]], list[list[int | None]]]:
+        """The page's NVLinks as sorted (rack GPU, link) keys and one column per _LINK_SPECS metric.
+
+        A link metric's value is null where its family has no sample for the key; of two samples for
+        one key the later wins. Where the page's link series are those of the previous page (the same
+        names and label sets, in the same order: the steady state) the sample -> key layout is reused,
+        so a tray's ~500 link samples cost a few list passes instead of a dict update each.
+        """
+        present = [families.get(spec.name) for spec in _LINK_SPECS]
+        shape = [
+            None if f is None else (list(map(_sample_name, f.samples)), list(map(_sample_labels, f.samples)))
+            for f in present
+        ]
+        if self._link_layout is None or self._link_layout[0] != shape:
+            self._link_layout = (shape, *self._layout_links(present))
+        _, keys, positions = self._link_layout
+        columns: list[list[int | None]] = []
+        for spec, family, placed in zip(_LINK_SPECS, present, positions, strict=True):
             if family is None:
+                columns.append([None] * len(keys))
                 continue
-            lo, hi = _LINK_RANGES[spec.column]
-            for labels, value in family.values():
-                known = self._link_of.get(id(labels))
-                key = known[1] if known is not None and known[0] is labels else self._link_key(labels)
-                row = links.get(key)
-                if row is None:
-                    row = links[key] = [None] * width
-                row[i] = _from_page(value, spec.scale, lo, hi)
-        return links
+            values = _store_values(
+                list(map(_sample_value, family.samples)), spec.scale, *_LINK_RANGES[spec.column]
+            )
+            if placed is None:  # the family's samples are the keys, in order
+                columns.append(values)
+                continue
+            column: list[int | None] = [None] * len(keys)
+            for position, value in zip(placed, values, strict=True):
+                if position >= 0:
+                    column[position] = value
+            columns.append(column)
+        return keys, columns
+
+    def _layout_links(
+        self, present: list[Family | None]
+    ) -> tuple[list[tuple[int, int]], list[list[int] | None]]:
+        """Sorted link keys, and per family each sample's key index (-1: not a sample of the family).
+
+        A family whose samples are exactly the sorted keys gets None (its values are the column as is).
+        """
+        sample_keys: list[list[tuple[int, int] | None]] = []
+        for family in present:
+            if family is None:
+                sample_keys.append([])
+                continue
+            sample_keys.append(
+                [
+                    self._link_key(labels) if name == family.name else None
+                    for name, labels, _, _ in family.samples
+                ]
+            )
+        keys = sorted({key for found in sample_keys for key in found if key is not None})
+        index = {key: i for i, key in enumerate(keys)}
+        positions: list[list[int] | None] = []
+        for found in sample_keys:
+            if found == keys:
+                positions.append(None)
+            else:
+                positions.append([-1 if key is None else index[key] for key in found])
+        return keys, positions
 
     def _link_key(self, labels: Labels) -> tuple[int, int]:
         rack = self._rack(labels, {})
@@ -225,9 +302,6 @@ class GpuPageMapper:
             raise MappingError(f"{self.source}: NVLink sample without a numeric link label") from None
         if not 0 <= link < LINKS_PER_GPU:
             raise MappingError(f"{self.source}: NVLink {link} is not 0..{LINKS_PER_GPU - 1}")
-        if len(self._link_of) > 100_000:
-            self._link_of.clear()
-        self._link_of[id(labels)] = (labels, (rack, link))
         return rack, link
 
     @staticmethod
@@ -247,11 +321,10 @@ class GpuPageMapper:
         order: Iterable[int],
         states: Mapping[int, int],
         rows: Mapping[int, Mapping[str, int | None]],
-        links: Mapping[tuple[int, int], list[int | None]],
+        link_state_of: Mapping[tuple[int, int], int | None],
     ) -> EventRows:
         events = EventRows()
         self._xid_events(families, events)
-        state_index = [s.column for s in _LINK_SPECS].index("state")
         for rack in order:
             label = gpu_label(rack)
             seen = rack in self._seen
@@ -264,11 +337,7 @@ class GpuPageMapper:
             reasons = rows.get(rack, {}).get("clocks_event_reasons")
             if reasons is not None:
                 self._clocks[rack] = events.clocks_change(rack, self._clocks.get(rack), reasons)
-            link_states: list[int | None] = [None] * LINKS_PER_GPU
-            for link in range(LINKS_PER_GPU):
-                row = links.get((rack, link))
-                if row is not None:
-                    link_states[link] = row[state_index]
+            link_states = [link_state_of.get((rack, link)) for link in range(LINKS_PER_GPU)]
             previous = self._links.setdefault(rack, [None] * LINKS_PER_GPU)
             events.link_changes(rack, label, previous, link_states)
         return events

@@ -26,11 +26,12 @@ from collectors.mappings.common import (
     by_canonical,
     canonical,
     checked_int,
+    checked_ints,
     column_ranges,
     first_of,
     histogram_total,
 )
-from collectors.promtext import Family, parse
+from collectors.promtext import ExpositionParser, Family, parse
 from storage.frame import Frame
 from storage.schemas import Q4_SCALE, EndpointState
 
@@ -268,7 +269,12 @@ class ServingRows:
 
 
 def map_serving(
-    page: str | Mapping[str, Family], endpoint: str, ts_ms: int, *, engine: str | None = None
+    page: str | Mapping[str, Family],
+    endpoint: str,
+    ts_ms: int,
+    *,
+    engine: str | None = None,
+    parser: ExpositionParser | None = None,
 ) -> Frame:
     """Map one inference server's page to a `serving` row and its `serving_hist` rows at `ts_ms`.
 
@@ -277,18 +283,24 @@ def map_serving(
         endpoint: the endpoint's instance name (serving.endpoint).
         ts_ms: the tick.
         engine: one of ENGINES; detected from the page's metric names when None.
+        parser: the endpoint's own parser (see ExpositionParser), else a shared one.
 
     Raises:
         MappingError: the engine is unknown or cannot be detected.
         ExpositionError: the page text is malformed.
     """
     rows = ServingRows()
-    add_serving(page, endpoint, rows, engine=engine)
+    add_serving(page, endpoint, rows, engine=engine, parser=parser)
     return rows.frame(ts_ms)
 
 
 def add_serving(
-    page: str | Mapping[str, Family], endpoint: str, rows: ServingRows, *, engine: str | None = None
+    page: str | Mapping[str, Family],
+    endpoint: str,
+    rows: ServingRows,
+    *,
+    engine: str | None = None,
+    parser: ExpositionParser | None = None,
 ) -> str:
     """Like map_serving, but add the rows to `rows` (one frame over many endpoints); returns the engine."""
     if engine is None:
@@ -298,7 +310,10 @@ def add_serving(
     spec = ENGINES.get(engine)
     if spec is None:
         raise MappingError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
-    families = parse(page, serving_want(engine)) if isinstance(page, str) else page
+    if isinstance(page, str):
+        families = (parser.parse if parser is not None else parse)(page, serving_want(engine))
+    else:
+        families = page
     index = by_canonical(families)
     rows.serving.add(serving_row(index, spec, endpoint))
     for metric, aliases in spec.hists:
@@ -314,7 +329,7 @@ def add_serving(
                 "endpoint": [endpoint] * n,
                 "metric": [metric] * n,
                 "le": [le for le, _ in buckets],
-                "count": [checked_int(c, *_INT64) or 0 for _, c in buckets],
+                "count": checked_ints([c for _, c in buckets], *_INT64, missing=0),
                 "sum_s": [None] * (n - 1) + [total],
             },
             n,

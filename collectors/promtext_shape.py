@@ -1,0 +1,113 @@
+"""The shape of a parsed page, for re-reading the next page of the same endpoint without a line loop.
+
+An exporter prints the same lines every scrape, only the values change. ExpositionParser records
+which lines of a page took value-independent paths: samples read by the cached-head fast path (and
+lines skipped by the `want` filter), every other line as fixed text. The next page fits the shape
+when it has as many lines, its fixed lines are equal, its other lines keep their text up to the last
+blank, and every value token is one the fast path accepts; then it parses to the same families with
+the new values, and `fill` builds them with C-level passes (map, itemgetter, zip) instead of the
+per-line loop. A page that does not fit is parsed line by line as usual (and records a new shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from itertools import repeat
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collectors.promtext import Family
+
+_head = itemgetter(0)
+_token = itemgetter(2)
+
+
+def _picker(indices: Sequence[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """itemgetter that always returns a tuple (itemgetter(i) alone returns the bare item)."""
+    if len(indices) > 1:
+        return itemgetter(*indices)
+    if indices:
+        index = indices[0]
+        return lambda seq: (seq[index],)
+    return lambda seq: ()
+
+
+class PageShape:
+    """The lines of one parsed page, split into fixed text and value-carrying lines.
+
+    Args:
+        lines: the page split at `\\n`, as parsed.
+        samples: (line index, family) of each sample read by the cached-head fast path, in order
+            (all the page's samples: see `fits`).
+        prefix_skipped: line indexes skipped by a filtered name's prefix (their value is never read).
+        name_skipped: line indexes skipped after their name was read (a `{` in the value would change
+            the name, so the next page's value must not have one).
+        families: what the page parsed to.
+        want: the filter it was parsed with (a shape only serves the same filter).
+    """
+
+    def __init__(
+        self,
+        lines: list[str],
+        samples: list[tuple[int, Family]],
+        prefix_skipped: list[int],
+        name_skipped: list[int],
+        families: dict[str, Family],
+        want: object,
+    ) -> None:
+        """Record the shape (see the class docstring)."""
+        self.want = want
+        self.count = len(lines)
+        variable = sorted([i for i, _ in samples] + prefix_skipped + name_skipped)
+        position = {line: k for k, line in enumerate(variable)}
+        fixed = sorted(set(range(len(lines))) - set(variable))
+        self._fixed = _picker(fixed)
+        self._fixed_lines = self._fixed(lines)
+        self._variable = _picker(variable)
+        self._heads = [line.rpartition(" ")[0] for line in self._variable(lines)]
+        self._sample_tokens = _picker([position[i] for i, _ in samples])
+        self._brace_free = _picker([position[i] for i in name_skipped])
+        # Per family: its samples' (name, labels) and their places among the page's sample values.
+        order = {id(family): n for n, family in enumerate(families.values())}
+        places: list[list[int]] = [[] for _ in families]
+        for k, (_, family) in enumerate(samples):
+            places[order[id(family)]].append(k)
+        self._families = []
+        for family, mine in zip(families.values(), places, strict=True):
+            kept = family.samples  # all of them fast-path samples (see fits)
+            sample = type(kept[0]) if kept else None
+            self._families.append((family, [s[0] for s in kept], [s[1] for s in kept], _picker(mine), sample))
+
+    @staticmethod
+    def fits(samples: list[tuple[int, Family]], families: dict[str, Family]) -> bool:
+        """Whether a page can be recorded: every sample it holds came from the fast path."""
+        return len(samples) == sum(len(family.samples) for family in families.values())
+
+    def fill(self, lines: list[str]) -> dict[str, Family] | None:
+        """The families of a page that fits the shape (new Family objects), or None if it does not."""
+        if len(lines) != self.count or self._fixed(lines) != self._fixed_lines:
+            return None
+        split = list(map(str.rpartition, self._variable(lines), repeat(" ")))
+        if list(map(_head, split)) != self._heads:
+            return None
+        tokens = list(map(_token, split))
+        if "{" in "".join(self._brace_free(tokens)):
+            return None
+        texts = self._sample_tokens(tokens)
+        if "_" in "".join(texts):
+            return None
+        try:
+            values = list(map(float, texts))
+        except ValueError:
+            return None
+        families: dict[str, Family] = {}
+        for family, names, labels, mine, sample in self._families:
+            samples = (
+                list(map(partial(tuple.__new__, sample), zip(names, labels, mine(values), repeat(None))))
+                if sample is not None
+                else []
+            )
+            families[family.name] = type(family)(family.name, family.type, family.help, samples)
+        return families
