@@ -14,7 +14,7 @@ from monitor.commands import replay as replay_cmd
 from monitor.commands import report as report_cmd
 from monitor.commands import snapshot as snapshot_cmd
 from monitor.errors import UserError
-from monitor.live import COLOR_HELP, MAX_FPS_HELP, apply_terminal_options
+from monitor.live import COLOR_HELP, MAX_FPS_HELP, RECORD_HELP, apply_terminal_options
 
 app = typer.Typer(
     name="monitor",
@@ -44,6 +44,7 @@ def root(
         Path | None, typer.Option("--config", help="Rack config (TOML): the TUI on that rack over HTTP.")
     ] = None,
     interval: float = typer.Option(1.0, "--interval", help="Seconds between samples (and redraws)."),
+    store: Annotated[Path | None, typer.Option("--store", help=RECORD_HELP)] = None,
     color: str = typer.Option("auto", "--color", help=COLOR_HELP),
     max_fps: int | None = typer.Option(None, "--max-fps", help=MAX_FPS_HELP),
 ) -> None:
@@ -52,7 +53,7 @@ def root(
         from monitor.commands import root as root_cmd
 
         apply_terminal_options(color, max_fps)
-        root_cmd.run(config, interval)
+        root_cmd.run(config, interval, store)
 
 
 def main() -> None:

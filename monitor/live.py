@@ -30,6 +30,10 @@ COLOR_SYSTEMS: dict[str, str | None] = {
 }
 """--color choices -> TEXTUAL_COLOR_SYSTEM ('none' sets NO_COLOR instead; 'auto' leaves Rich to detect)."""
 COLOR_HELP = "Colours: auto, truecolor, 256, 16 or none (NO_COLOR: greys; numbers and glyphs carry meaning)."
+RECORD_HELP = (
+    "Also record everything into this store directory (history for the GPU detail charts, and for "
+    "export/replay/report later); if `monitor collect` already records it, just read its history."
+)
 MAX_FPS_HELP = (
     "Most screen updates a second (lower it on a slow SSH link; data arrives at --interval anyway)."
 )
@@ -85,12 +89,14 @@ def run_live(
     config: RackConfig | None = None,
     alerts: AlertRules | None = None,
     store: Path | None = None,
+    record: bool = False,
 ) -> None:
     """Poll `sources` every `interval` seconds in a thread and show the rack until the user quits.
 
     Collection never runs on the UI's event loop: the poller thread appends frames to the head and
     the app's worker waits on the head. Alerts (the config's [alerts], else `alerts`, else the
     defaults) are evaluated on every rack frame and recorded as events in the next frame.
+    With `record`, every frame also goes into the store at `store` (which the app reads for history).
     """
     if max_fps is not None:
         apply_terminal_options(max_fps=max_fps)
@@ -100,7 +106,26 @@ def run_live(
     rules = config.alerts if config is not None else (alerts or AlertRules())
     recorder = AlertRecorder(rules)
     head = Head()
-    poller = Poller([*sources, recorder], head, interval=interval, clock=clock, sinks=[recorder, *sinks])
+    recording = None
+    if record:
+        if store is None:
+            raise ValueError("recording needs a store directory")
+        from monitor.recording import Recording, StoreBusy
+
+        try:
+            recording = Recording(store, head)
+        except StoreBusy:
+            # A collector already records this store: show its history, record nothing twice.
+            subtitle = f"{subtitle} · history from {store} (recorded by another process)"
+    extra_sources = recording.sources if recording else []
+    extra_sinks = [recording.sink] if recording else []
+    poller = Poller(
+        [*sources, *extra_sources, recorder],
+        head,
+        interval=interval,
+        clock=clock,
+        sinks=[recorder, *extra_sinks, *sinks],
+    )
     app = RackApp(
         head, interval=interval, title=title, subtitle=subtitle, store=store, keymap=keymap, bell=rules.bell
     )
@@ -109,3 +134,5 @@ def run_live(
         app.run()
     finally:
         poller.stop()
+        if recording is not None:
+            recording.close()

@@ -8,12 +8,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from monitor.commands.query import STORE_HELP, resolve_store
 from monitor.errors import UserError
+
+if TYPE_CHECKING:
+    from collectors.alerts import AlertRules
 
 log = logging.getLogger("monitor.collect")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -41,15 +44,29 @@ def command(
         run_for = parse_duration(duration, "--duration") if duration is not None else None
     except ValueError as err:
         raise UserError(str(err)) from None
-    sources = _sim_sources(scenario, seed) if sim else _config_sources(config, step)  # type: ignore[arg-type]
+    rules = None
+    if config is not None:
+        from monitor.commands.root import load_rack_config, scrape_source
+
+        rack = load_rack_config(config)
+        sources: list[Any] = [scrape_source(rack, interval=step)]
+        rules = rack.alerts
+    else:
+        sources = _sim_sources(scenario, seed)
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    record(root, sources, interval_s=step, flush_s=flush_s, duration_s=run_for)
+    record(root, sources, interval_s=step, flush_s=flush_s, duration_s=run_for, rules=rules)
 
 
 def record(
-    root: Path, sources: list[Any], *, interval_s: float, flush_s: float, duration_s: float | None
+    root: Path,
+    sources: list[Any],
+    *,
+    interval_s: float,
+    flush_s: float,
+    duration_s: float | None,
+    rules: AlertRules | None = None,
 ) -> None:
     """Poll `sources` plus this host every interval into the store at `root` until stopped.
 
@@ -59,21 +76,22 @@ def record(
         interval_s: seconds between ticks.
         flush_s: data time per sealed segment.
         duration_s: stop after this long; None runs until SIGTERM or SIGINT.
+        rules: alert rules evaluated on every frame and recorded as events (the defaults when None).
     """
+    from collectors.alerts import AlertRecorder
     from collectors.poller import Poller
+    from monitor.recording import Recording
     from storage.frame import Frame
     from storage.head import Head
-    from storage.host import HostSampler
-    from storage.layout import StoreError
-    from storage.writer import StoreWriter
 
     head = Head()
     try:
-        writer = StoreWriter(root, head=head, flush_interval_s=flush_s, compaction="background")
-    except StoreError as err:
+        recording = Recording(root, head, flush_s=flush_s)
+    except UserError:
         for s in sources:
             s.close()
-        raise UserError(str(err)) from None
+        raise
+    writer = recording.writer
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -84,22 +102,23 @@ def record(
     first = threading.Event()
 
     def store(frame: Frame) -> None:
-        writer.store(frame)
+        recording.sink(frame)
         if not first.is_set():
             first.set()
             log.info("first frame recorded (%d rows)", frame.rows)
 
-    poller = Poller([*sources, HostSampler(root)], head, interval=interval_s, sinks=[store])
+    alerts = AlertRecorder(rules)
+    poller = Poller([*sources, *recording.sources, alerts], head, interval=interval_s, sinks=[alerts, store])
     log.info("recording %d sources every %.3g s into %s", len(sources), interval_s, root)
     began = time.monotonic()
-    try:
-        poller.start()
-        stop.wait(duration_s)
-    finally:
-        poller.stop()
-        writer.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with recording:
+        try:
+            poller.start()
+            stop.wait(duration_s)
+        finally:
+            poller.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     status = writer.status
     log.info(
         "stopped after %.1f s; sealed through %s, %d files%s",
@@ -121,10 +140,3 @@ def _sim_sources(scenario: str, seed: int) -> list[Any]:
         raise UserError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
     rack = SimRack(seed=seed, scenario=scenario)
     return [NvmlCollector(tray, name=f"tray{i + 1:02d}") for i, tray in enumerate(rack.trays)]
-
-
-def _config_sources(config: Path, interval_s: float) -> list[Any]:
-    """The scrape source of a rack config (validated; a bad file is one line naming file, line and field)."""
-    from monitor.commands.root import load_rack_config, scrape_source
-
-    return [scrape_source(load_rack_config(config), interval=interval_s)]

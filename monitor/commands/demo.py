@@ -6,11 +6,14 @@ TUI scrapes them through the rack config those servers describe (as `monitor --c
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from collectors.sim import SCENARIOS
 from monitor.errors import UserError
-from monitor.live import COLOR_HELP, MAX_FPS_HELP
+from monitor.live import COLOR_HELP, MAX_FPS_HELP, RECORD_HELP
 
 
 def command(
@@ -24,6 +27,7 @@ def command(
     color: str = typer.Option("auto", "--color", help=COLOR_HELP),
     max_fps: int | None = typer.Option(None, "--max-fps", help=MAX_FPS_HELP),
     bell: bool = typer.Option(False, "--bell", help="Ring the terminal bell when an alert fires."),
+    store: Annotated[Path | None, typer.Option("--store", help=RECORD_HELP)] = None,
 ) -> None:
     """Show a simulated GB300 NVL72 rack (72 GPUs, 18 trays, inference servers); no GPU needed."""
     from collectors.alerts import AlertRules
@@ -44,6 +48,8 @@ def command(
             title="rack-monitor demo",
             subtitle=f"simulated GB300 NVL72 over loopback HTTP · scenario {scenario} · seed {seed}",
             alerts=AlertRules(bell=bell),
+            store=store,
+            record=store is not None,
         )
     finally:
         servers.stop()

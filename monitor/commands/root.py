@@ -38,8 +38,11 @@ def scrape_source(config: RackConfig, interval: float) -> ScrapeSource:
     return ScrapeSource.from_config(config, timeout_s=scrape_timeout(config, interval))
 
 
-def run(config_path: Path | None, interval: float) -> None:
-    """Run the live TUI on the configured rack, or on the local GPUs; never on simulated data."""
+def run(config_path: Path | None, interval: float, store: Path | None = None) -> None:
+    """Run the live TUI on the configured rack, or on the local GPUs; never on simulated data.
+
+    With `store`, everything seen is also recorded there.
+    """
     from monitor.live import run_live
 
     if interval <= 0:
@@ -48,7 +51,15 @@ def run(config_path: Path | None, interval: float) -> None:
         config = load_rack_config(config_path)
         source = scrape_source(config, interval)
         subtitle = f"{len(config.trays)} trays, {len(config.servers)} servers · {config_path}"
-        run_live([source], interval=interval, title=config.name, subtitle=subtitle, config=config)
+        run_live(
+            [source],
+            interval=interval,
+            title=config.name,
+            subtitle=subtitle,
+            config=config,
+            store=store,
+            record=store is not None,
+        )
         return
     from collectors.nvml import NvmlCollector, NvmlUnavailable, nvml_available
 
@@ -59,4 +70,11 @@ def run(config_path: Path | None, interval: float) -> None:
         collector = NvmlCollector()
     except (NvmlUnavailable, ValueError) as err:
         raise UserError(f"{err}; {NO_DRIVER_HINT}") from None
-    run_live([collector], interval=interval, title="rack-monitor", subtitle=f"{collector.name} (local NVML)")
+    run_live(
+        [collector],
+        interval=interval,
+        title="rack-monitor",
+        subtitle=f"{collector.name} (local NVML)",
+        store=store,
+        record=store is not None,
+    )
