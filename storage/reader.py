@@ -18,9 +18,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from storage import counter_rates
 from storage.head import Head
 from storage.layout import MANIFEST, Manifest, read_manifest
-from storage.rollups import ROLLUP_STEPS, ROLLUP_TABLES, rollup_name, spec
+from storage.rollups import ROLLED_UP, ROLLUP_STEPS, ROLLUP_TABLES, spec
 from storage.schemas import SORT_KEYS, TABLES
 
 VIEWS: tuple[str, ...] = (*TABLES, *ROLLUP_TABLES)
@@ -189,62 +190,77 @@ class StoreReader:
         *,
         step_ms: int | None = None,
         resolution: str = "raw",
+        rollups: bool = True,
     ) -> pa.Table:
         """Per-second rate of a counter per entity (and per step), with counter-reset detection.
 
         As in Prometheus, a sample lower than its predecessor means the counter restarted from 0,
-        so the increase over that pair is the new value itself.
+        so the increase over that pair is the new value itself. The increase and seconds are sums
+        over consecutive samples in the window (no extrapolation to its edges).
 
         Args:
             table: a raw table with counters (gpu, nvlink, serving, serving_hist, host).
             column: the counter column.
             since_ms: window start (epoch ms).
-            until_ms: window end (epoch ms).
-            step_ms: one row per entity per step when given; one row per entity otherwise.
-            resolution: "raw", or "1m"/"1h" to read the rollups' first/last values (long windows).
+            until_ms: window end (epoch ms, included).
+            step_ms: one row per entity per step (multiples of step_ms from epoch) when given; one
+                row per entity otherwise.
+            resolution: "raw" for the exact answer over raw samples; "1m"/"1h" to read only that
+                rollup's buckets (whole buckets the window touches; a reset inside a bucket is missed
+                in files written before rollups kept `_inc`).
+            rollups: with "raw", read whole compacted buckets from the rollups (same answer, a few
+                buckets instead of every row); False reads every raw row.
 
         Returns:
             Columns: the entity keys, ts (the step's start, when stepped), increase, seconds, rate.
         """
         self.refresh()
-        keys = SORT_KEYS[table]
         if resolution == "raw":
-            rel = self.relation(table, since_ms, until_ms)
-            src = f"SELECT {', '.join(keys)}, ts, {_ident(column)} AS v FROM {rel}"
+            pieces = self._raw_pieces(table, column, since_ms, until_ms, step_ms, rollups)
         elif resolution in ROLLUP_STEPS:
             if column not in spec(table).counters:
                 raise ValueError(f"{table}.{column} is not a counter")
-            rel = self.relation(rollup_name(table, resolution), since_ms, until_ms)
-            end = f"ts + INTERVAL {ROLLUP_STEPS[resolution] - 1} MILLISECOND"
-            k = ", ".join(keys)
-            src = (
-                f"SELECT {k}, ts, {_ident(column + '_first')} AS v FROM {rel} UNION ALL "
-                f"SELECT {k}, {end} AS ts, {_ident(column + '_last')} AS v FROM {rel}"
-            )
+            # Buckets that start in the window, whatever their ends: the rollups' answer as it always was.
+            span = counter_rates.Span(resolution, since_ms, until_ms + ROLLUP_STEPS[resolution] - 1)
+            has_inc = counter_rates.has_increase(self.con, self.relation, table, column, span)
+            pieces = [counter_rates.bucket_pieces(self.relation, table, column, span, False, has_inc)]
         else:
             raise ValueError(f"resolution must be raw, {', '.join(ROLLUP_STEPS)}; not {resolution!r}")
-        part = ", ".join(keys)
-        bucket = (
-            f"{ts_literal(0)} + to_milliseconds((epoch_ms(ts) // {step_ms}) * {step_ms})" if step_ms else None
-        )
-        group = ", ".join([*keys, *(["bucket"] if bucket else [])])
-        query = f"""
-            WITH s AS (SELECT * FROM ({src}) WHERE v IS NOT NULL),
-            p AS (
-                SELECT {part}, ts, v, lag(v) OVER w AS pv, lag(ts) OVER w AS pts
-                FROM s WINDOW w AS (PARTITION BY {part} ORDER BY ts)
-            )
-            SELECT {part}{", " + bucket + " AS bucket" if bucket else ""},
-                sum(CASE WHEN v >= pv THEN v - pv ELSE v END)::DOUBLE AS increase,
-                sum(epoch_ms(ts) - epoch_ms(pts)) / 1000.0 AS seconds
-            FROM p WHERE pv IS NOT NULL
-            GROUP BY {group} ORDER BY {group}
-        """
+        query = counter_rates.chained(pieces, table, step_ms, ts_literal(0))
         result = self.con.sql(query).to_arrow_table()
-        if bucket:
-            result = result.rename_columns([*keys, "ts", "increase", "seconds"])
+        if step_ms:
+            result = result.rename_columns([*SORT_KEYS[table], "ts", "increase", "seconds"])
         rate = pc.divide(result.column("increase"), result.column("seconds"))
         return result.append_column("rate", rate)
+
+    def _raw_pieces(
+        self, table: str, column: str, since_ms: int, until_ms: int, step_ms: int | None, rollups: bool
+    ) -> list[str]:
+        """Pieces for the exact answer: usable rollup buckets inside the window, raw rows elsewhere."""
+        rolled = 0
+        if rollups and table in ROLLED_UP and column in spec(table).counters:
+            rolled = counter_rates.rolled_until(self._manifest, table)
+        banned: dict[str, set[int]] = {}
+        while True:
+            spans = counter_rates.merged(counter_rates.plan(since_ms, until_ms, step_ms, rolled, banned))
+            found = False
+            for s in spans:
+                if s.kind == "raw":
+                    continue
+                bad = counter_rates.unusable_buckets(self.con, self.relation, table, column, s)
+                if bad:
+                    banned.setdefault(s.kind, set()).update(bad)
+                    found = True
+            if not found:
+                break
+        raw = [s for s in spans if s.kind == "raw"]
+        pieces = [counter_rates.raw_pieces(self.relation, table, column, raw, step_ms)] if raw else []
+        pieces += [
+            counter_rates.bucket_pieces(self.relation, table, column, s, exact=True)
+            for s in spans
+            if s.kind != "raw"
+        ]
+        return pieces
 
     def histogram_quantile(
         self,

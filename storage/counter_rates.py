@@ -1,0 +1,216 @@
+"""Counter increases over a window from rollup buckets where whole and raw rows at the edges.
+
+A window's increase is cut into pieces in time order: whole 1 h buckets, whole 1 min buckets, and raw
+rows where no bucket fits (the window edges, the open hour that is not compacted yet). Each piece
+gives, per series, its first and last sample (time, value) and its reset-corrected increase inside;
+the pieces are chained per series, the pair across two neighbouring pieces corrected for a reset the
+same way. That is exactly the sum over consecutive raw samples, so the answer equals a lag() over
+every raw row while reading a few hundred bucket rows and a few minutes of raw ones.
+
+A bucket is used only where its `<c>_inc` and first_ms/last_ms are set (see rollups.py); others (a
+counter NULL at a bucket edge, files written before `_inc` existed) are read from raw rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import duckdb
+
+from storage.layout import HOUR_MS, Manifest
+from storage.rollups import ROLLED_UP, ROLLUP_STEPS, rollup_name
+from storage.schemas import SORT_KEYS
+
+COARSEST_FIRST: tuple[tuple[str, int], ...] = tuple(sorted(ROLLUP_STEPS.items(), key=lambda kv: -kv[1]))
+"""Rollup resolutions, widest bucket first: a window takes the coarsest buckets that fit it."""
+
+Relation = Callable[[str, int, int], str]
+"""StoreReader.relation: (table, since_ms, until_ms) -> a SQL relation."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """Part of a window read one way: kind 'raw' or a rollup step ('1m', '1h'); lo..hi ms inclusive."""
+
+    kind: str
+    lo: int
+    hi: int
+
+
+def rolled_until(manifest: Manifest, table: str) -> int:
+    """Epoch ms before which every hour of `table` is compacted, so its rollups exist; 0 if none is."""
+    sealed = manifest.sealed_through_ms
+    if sealed is None or table not in ROLLED_UP:
+        return 0
+    bound = (sealed + 1) // HOUR_MS * HOUR_MS
+    for f in manifest.of(table):
+        # An hour still in segments or parts has no rollup yet, even when sealed_through passed it.
+        if f.level in ("seg", "part"):
+            bound = min(bound, f.min_ts // HOUR_MS * HOUR_MS)
+    return bound
+
+
+def plan(
+    since_ms: int,
+    until_ms: int,
+    step_ms: int | None,
+    rolled_ms: int,
+    banned: dict[str, set[int]] | None = None,
+) -> list[Span]:
+    """Cover [since_ms, until_ms] with rollup buckets (coarsest first) and raw spans, in time order.
+
+    Args:
+        since_ms: window start.
+        until_ms: window end, inclusive.
+        step_ms: a bucket never straddles a multiple of step_ms (each piece falls in one step).
+        rolled_ms: buckets must end before this (see rolled_until).
+        banned: bucket starts per resolution that must not be used.
+    """
+    banned = banned or {}
+    cuts = [since_ms]
+    if step_ms:
+        cuts += range((since_ms // step_ms + 1) * step_ms, until_ms + 1, step_ms)
+    spans: list[Span] = []
+    for lo, nxt in zip(cuts, [*cuts[1:], until_ms + 1], strict=True):
+        spans += _cover(lo, nxt - 1, COARSEST_FIRST, rolled_ms, banned)
+    return spans
+
+
+def _cover(
+    lo: int, hi: int, steps: Sequence[tuple[str, int]], rolled_ms: int, banned: dict[str, set[int]]
+) -> list[Span]:
+    if not steps:
+        return [Span("raw", lo, hi)]
+    kind, ms = steps[0]
+    out: list[Span] = []
+    cursor = lo
+    bucket = -(-lo // ms) * ms
+    while bucket + ms - 1 <= min(hi, rolled_ms - 1):
+        if bucket not in banned.get(kind, ()):
+            if cursor < bucket:
+                out += _cover(cursor, bucket - 1, steps[1:], rolled_ms, banned)
+            out.append(Span(kind, bucket, bucket + ms - 1))
+            cursor = bucket + ms
+        bucket += ms
+    if cursor <= hi:
+        out += _cover(cursor, hi, steps[1:], rolled_ms, banned)
+    return out
+
+
+def merged(spans: Sequence[Span]) -> list[Span]:
+    """Neighbouring spans of one kind joined (one relation each to query)."""
+    out: list[Span] = []
+    for s in spans:
+        if out and out[-1].kind == s.kind and out[-1].hi + 1 == s.lo:
+            out[-1] = Span(s.kind, out[-1].lo, s.hi)
+        else:
+            out.append(s)
+    return out
+
+
+def has_increase(
+    con: duckdb.DuckDBPyConnection, relation: Relation, table: str, column: str, span: Span
+) -> bool:
+    """Whether a rollup span's files (all of them) have the columns `_inc` came with."""
+    rel = relation(rollup_name(table, span.kind), span.lo, span.hi)
+    try:
+        con.sql(f"SELECT first_ms, last_ms, {_q(column + '_inc')} FROM {rel} LIMIT 1").fetchall()
+    except (duckdb.BinderException, duckdb.InvalidInputException):
+        return False
+    return True
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def bucket_pieces(
+    relation: Relation, table: str, column: str, span: Span, exact: bool, has_inc: bool = True
+) -> str:
+    """SQL of the pieces (one per series and bucket) of a rollup span.
+
+    Without exact, a bucket lacking `_inc` counts last - first (a reset inside it is missed, one
+    between buckets is not) over [bucket start, bucket end - 1 ms]: the rollups' answer before `_inc`.
+    has_inc False: the files have no `_inc`, first_ms or last_ms columns at all (see has_increase).
+    """
+    ms = ROLLUP_STEPS[span.kind]
+    keys = ", ".join(_q(k) for k in SORT_KEYS[table])
+    first, last, inc = (_q(f"{column}_{end}") for end in ("first", "last", "inc"))
+    rel = relation(rollup_name(table, span.kind), span.lo, span.hi - ms + 1)
+    first_ms, last_ms = ("first_ms", "last_ms") if has_inc else ("NULL", "NULL")
+    if not has_inc:
+        inc = "NULL"
+    fallback = f"CASE WHEN {last} >= {first} THEN {last} - {first} ELSE {last} END"
+    return (
+        f"SELECT {keys}, epoch_ms(ts) + coalesce({first_ms}, 0) AS t0, {first} AS v0, "
+        f"epoch_ms(ts) + coalesce({last_ms}, {ms - 1}) AS t1, {last} AS v1, "
+        f"{inc if exact else f'coalesce({inc}, {fallback})'} AS inc FROM {rel} WHERE {first} IS NOT NULL"
+    )
+
+
+def raw_pieces(
+    relation: Relation, table: str, column: str, spans: Sequence[Span], step_ms: int | None
+) -> str:
+    """SQL of the pieces (one per series, raw span and step) of raw spans, by a lag() over their rows only."""
+    keys = ", ".join(_q(k) for k in SORT_KEYS[table])
+    v = _q(column)
+    step = f"epoch_ms(ts) // {step_ms}" if step_ms else "0"
+    rows = " UNION ALL ".join(
+        f"SELECT {keys}, epoch_ms(ts) AS t, {v} AS v, {s.lo} AS span, {step} AS step "
+        f"FROM {relation(table, s.lo, s.hi)} WHERE {v} IS NOT NULL"
+        for s in spans
+    )
+    part = f"{keys}, span, step"
+    lagged = f"SELECT *, lag(v) OVER (PARTITION BY {part} ORDER BY t) AS pv FROM ({rows})"
+    return (
+        f"SELECT {keys}, min(t) AS t0, arg_min(v, t) AS v0, max(t) AS t1, arg_max(v, t) AS v1, "
+        f"sum(CASE WHEN pv IS NULL THEN 0 WHEN v >= pv THEN v - pv ELSE v END) AS inc "
+        f"FROM ({lagged}) GROUP BY {part}"
+    )
+
+
+def chained(pieces: Sequence[str], table: str, step_ms: int | None, epoch: str) -> str:
+    """SQL of the increase and seconds per series (and step) from pieces in any order.
+
+    Args:
+        pieces: SQL relations with the series keys, t0, v0, t1, v1, inc.
+        table: the raw table (for its keys).
+        step_ms: one row per step (labelled with its start) when given.
+        epoch: a TIMESTAMPTZ literal of epoch 0, for the step labels.
+    """
+    keys = ", ".join(_q(k) for k in SORT_KEYS[table])
+    union = " UNION ALL ".join(f"({p})" for p in pieces)
+    lagged = (
+        f"SELECT *, lag(v1) OVER w AS pv, lag(t1) OVER w AS pt FROM ({union}) "
+        f"WINDOW w AS (PARTITION BY {keys} ORDER BY t0)"
+    )
+    bucket = f"{epoch} + to_milliseconds((t0 // {step_ms}) * {step_ms})" if step_ms else None
+    group = ", ".join([keys, *(["bucket"] if bucket else [])])
+    # A series' (step's) row exists when a pair of samples ends in it: inside a piece of two or
+    # more samples, or from the previous piece to this one; as in the raw lag() query.
+    return f"""
+        SELECT {keys}{", " + bucket + " AS bucket" if bucket else ""},
+            sum(inc + CASE WHEN pv IS NULL THEN 0 WHEN v0 >= pv THEN v0 - pv ELSE v0 END)::DOUBLE AS increase,
+            sum(t1 - t0 + coalesce(t0 - pt, 0)) / 1000.0 AS seconds
+        FROM ({lagged})
+        GROUP BY {group} HAVING bool_or(t1 > t0 OR pv IS NOT NULL) ORDER BY {group}
+    """
+
+
+def unusable_buckets(
+    con: duckdb.DuckDBPyConnection, relation: Relation, table: str, column: str, span: Span
+) -> set[int]:
+    """Bucket starts of a rollup span whose `_inc` cannot stand for its raw rows (all, in old files)."""
+    ms = ROLLUP_STEPS[span.kind]
+    rel = relation(rollup_name(table, span.kind), span.lo, span.hi - ms + 1)
+    first, inc = _q(f"{column}_first"), _q(f"{column}_inc")
+    try:
+        rows = con.sql(
+            f"SELECT DISTINCT epoch_ms(ts) FROM {rel} "
+            f"WHERE {first} IS NOT NULL AND ({inc} IS NULL OR first_ms IS NULL OR last_ms IS NULL)"
+        ).fetchall()
+    except (duckdb.BinderException, duckdb.InvalidInputException):
+        # Files written before `_inc` existed: the column is missing from (some of) them.
+        return set(range(span.lo, span.hi + 1, ms))
+    return {int(r[0]) for r in rows}
