@@ -67,7 +67,8 @@ def main() -> None:
         f" = {lines:,} lines, {size / 1e6:.1f} MB"
     )
     mappers = [GpuPageMapper(f"tray{t:02d}:9401") for t in range(1, COMPUTE_TRAYS + 1)]
-    parsers = [ExpositionParser() for _ in servers]
+    caches = ExpositionParser()
+    parsers = [caches.sibling() for _ in servers]  # as ScrapeSource keeps them
     cold = one_tick(agents, servers, mappers, parsers, 0)
     warm = [one_tick(a, s, mappers, parsers, i * 1000) for i, (a, s) in enumerate(sets[1:], 1)]
     agent_only = []

@@ -235,6 +235,16 @@ class ExpositionParser:
         self._bounded: set[tuple[str, str]] = set()
         """(histogram|summary, head) pairs whose `le`/`quantile` label has been checked."""
 
+    def sibling(self) -> ExpositionParser:
+        """A parser with its own page shape that shares this one's caches (endpoints of one kind).
+
+        Servers of one engine print the same series heads, so a rack's 72 of them parse their first
+        page with one cache instead of 72 cold ones.
+        """
+        other = ExpositionParser(shapes=self._shapes)
+        other._heads, other._declarations, other._bounded = self._heads, self._declarations, self._bounded
+        return other
+
     def _head(self, head: str, brace: int, lineno: int) -> tuple[str, Labels]:
         """Parse and cache `name{labels}` (brace: index of `{`, -1 when there are no labels)."""
         if brace < 0:
@@ -413,6 +423,9 @@ class ExpositionParser:
                 self._check_bound(family, parsed, lineno)
                 bounded.add((kind, head))
             family.samples.append(new(Sample, (parsed[0], parsed[1], value, timestamp)))
+            if timestamp is None and raw.rpartition(" ")[0] == head:
+                # `head value` as the fast path reads it (a first page, a family's first sample).
+                fast.append((lineno - 1, family))
         if self._shapes:
             fits = PageShape.fits(fast, families)
             self._shape = PageShape(lines, fast, prefixed, named, families, want) if fits else None

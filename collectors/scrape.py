@@ -130,9 +130,10 @@ class ScrapeSource:
             self._endpoints.append(
                 _Endpoint(status, tray=tray, mapper=GpuPageMapper(tray.host, tray=tray.tray))
             )
+        caches = ExpositionParser()
         for server in servers:
             status = EndpointStatus(server.name, server.url, "server", engine=server.engine)
-            self._endpoints.append(_Endpoint(status, server=server))
+            self._endpoints.append(_Endpoint(status, server=server, parser=caches.sibling()))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"scrape-{name}", daemon=True)
         self._thread.start()

@@ -161,3 +161,14 @@ def test_server_rows_with_a_kept_parser_equal_the_shared_parser():
         parser.parse(text, serving_want("vllm")).keys()
         == ExpositionParser().parse(text, serving_want("vllm")).keys()
     )
+
+
+def test_siblings_share_caches_but_not_shapes():
+    first = ExpositionParser()
+    second = first.sibling()
+    other = PAGE.replace('job="b"', 'job="z"')
+    for _ in range(3):
+        assert outcome(first, PAGE) == outcome(ExpositionParser(shapes=False), PAGE)
+        assert outcome(second, other) == outcome(ExpositionParser(shapes=False), other)
+    assert first._heads is second._heads
+    assert first._shape is not None and second._shape is not None and first._shape is not second._shape
