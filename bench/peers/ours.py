@@ -63,10 +63,12 @@ def variants(
         return {"raw": (lambda: reader.sql(raw), reduce), "rollup": (lambda: reader.sql(rolled), reduce)}
     if question.key == "q3":
 
-        def tokens(resolution: str) -> Callable[[], object]:
+        def tokens(resolution: str, rollups: bool = True) -> Callable[[], object]:
             return lambda: sum(
                 r
-                for r in reader.rate("serving", "generation_tokens", w.since_ms, last, resolution=resolution)
+                for r in reader.rate(
+                    "serving", "generation_tokens", w.since_ms, last, resolution=resolution, rollups=rollups
+                )
                 .column("rate")
                 .to_pylist()
                 if r is not None
@@ -75,17 +77,29 @@ def variants(
         def reduce3(total: object) -> Answer:
             return {"": [(end_s, float(total))]}  # type: ignore[arg-type]
 
-        return {"raw": (tokens("raw"), reduce3), "rollup": (tokens("1h"), reduce3)}
+        # "raw" is the exact answer (whole rollup buckets where they hold it, raw rows at the edges);
+        # "raw_rows" reads every raw row, as rate() did before the rollups kept increases.
+        return {
+            "raw": (tokens("raw"), reduce3),
+            "raw_rows": (tokens("raw", rollups=False), reduce3),
+            "rollup": (tokens("1h"), reduce3),
+        }
     if question.key == "q4":
 
-        def errors(resolution: str) -> Callable[[], object]:
-            return lambda: reader.rate("nvlink", "symbol_errors", w.since_ms, last, resolution=resolution)
+        def errors(resolution: str, rollups: bool = True) -> Callable[[], object]:
+            return lambda: reader.rate(
+                "nvlink", "symbol_errors", w.since_ms, last, resolution=resolution, rollups=rollups
+            )
 
         def reduce4(t: object) -> Answer:
             rows = t.to_pylist()  # type: ignore[attr-defined]
             return {f"gpu={r['gpu']},link={r['link']}": [(end_s, float(r["increase"]))] for r in rows}
 
-        return {"raw": (errors("raw"), reduce4), "rollup": (errors("1h"), reduce4)}
+        return {
+            "raw": (errors("raw"), reduce4),
+            "raw_rows": (errors("raw", rollups=False), reduce4),
+            "rollup": (errors("1h"), reduce4),
+        }
     raise ValueError(question.key)
 
 
