@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+from storage.quantile import bucket_quantile
+
 Point = tuple[int, float]
 """One sample of a series: (timestamp in epoch ms, value)."""
 
@@ -126,39 +128,13 @@ def histogram_quantile(q: float, buckets: Mapping[float, float] | Iterable[tuple
     highest finite bound. NaN without a +Inf bucket, with fewer than 2 buckets, or with no
     observations; -Inf for q < 0 and +Inf for q > 1.
     """
-    if math.isnan(q):
-        return math.nan
-    if q < 0:
-        return -math.inf
-    if q > 1:
-        return math.inf
     pairs = buckets.items() if isinstance(buckets, Mapping) else buckets
     merged: dict[float, float] = {}
-    for le, count in pairs:
+    for le, count in pairs:  # series of several engines or pods add up bucket by bucket
         merged[le] = merged.get(le, 0.0) + count
-    ordered = sorted(merged.items())
-    if not ordered or not math.isinf(ordered[-1][0]) or len(ordered) < 2:
+    if any(math.isnan(count) for count in merged.values()):
         return math.nan
-    fixed: list[tuple[float, float]] = []
-    highest = -math.inf
-    for le, count in ordered:
-        highest = max(highest, count)
-        fixed.append((le, highest))
-    observations = fixed[-1][1]
-    if observations == 0 or math.isnan(observations):
-        return math.nan
-    rank = q * observations
-    b = next((i for i, (_, count) in enumerate(fixed[:-1]) if count >= rank), len(fixed) - 1)
-    if b == len(fixed) - 1:
-        return fixed[-2][0]
-    if b == 0 and fixed[0][0] <= 0:
-        return fixed[0][0]
-    start, end, count = 0.0, fixed[b][0], fixed[b][1]
-    if b > 0:
-        start = fixed[b - 1][0]
-        count -= fixed[b - 1][1]
-        rank -= fixed[b - 1][1]
-    return start + (end - start) * (rank / count)
+    return bucket_quantile(q, sorted(merged.items()))
 
 
 def histogram_mean(sum_increase: float | None, count_increase: float | None) -> float:

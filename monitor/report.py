@@ -16,7 +16,8 @@ import pynvml
 
 from collectors.rack import GPUS_PER_TRAY, gpu_label
 from monitor.timespec import Window, iso
-from storage.reader import StoreReader, bucket_quantile
+from storage.quantile import bucket_quantile
+from storage.reader import StoreReader
 
 Summary = dict[str, Any]
 """A report: plain JSON-ready values (the json format prints it as is)."""

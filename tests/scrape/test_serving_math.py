@@ -19,7 +19,7 @@ from collectors.serving_math import (
     mlperf_throughput,
     rate,
 )
-from storage.reader import bucket_quantile
+from storage.quantile import bucket_quantile
 
 INF = math.inf
 # serving.md section 10's example page: TTFT and ITL buckets (cumulative, le -> count).
@@ -134,3 +134,9 @@ def test_mlperf_throughput_is_generated_tokens_over_wall_time():
     run = [[(0, 0.0), (2_400_000, 15_651.0 * 2400)] for _ in range(72)]
     assert mlperf_throughput(run) == pytest.approx(1_126_872)
     assert mlperf_throughput([[(0, 1.0)]]) is None
+
+
+def test_quantile_zero_over_an_empty_first_bucket_is_nan_as_in_promql():
+    # Prometheus computes 0/0 in the first bucket here; the found example once divided by zero.
+    assert math.isnan(histogram_quantile(0.0, [(1.0, 0), (2.0, 1), (math.inf, 1)]))
+    assert histogram_quantile(0.0, [(1.0, 1), (2.0, 1), (math.inf, 1)]) == 0.0

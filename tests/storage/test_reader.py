@@ -9,7 +9,8 @@ import pytest
 
 from storage.frame import Frame, batch_from_columns
 from storage.layout import NotAStoreError
-from storage.reader import VIEWS, StoreReader, bucket_quantile
+from storage.quantile import bucket_quantile
+from storage.reader import VIEWS, StoreReader
 from storage.writer import StoreWriter
 from tests.storage.synth import GPUS, T0, frame
 
