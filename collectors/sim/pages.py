@@ -52,15 +52,29 @@ class _Page:
             )
 
     def histogram(
-        self, name: str, help_text: str, hist: Histogram, labels: str, *, sum_first: bool = False
+        self,
+        name: str,
+        help_text: str,
+        hist: Histogram,
+        labels: str,
+        *,
+        after: str = "",
+        sum_first: bool = False,
     ) -> None:
+        """A histogram family; `labels` sort before `le` on a bucket line, `after` sorts after it."""
         prefix = f"{labels}," if labels else ""
+        suffix = f",{after}" if after else ""
         buckets = [
-            (f"{name}_bucket", f'{prefix}le="{"+Inf" if math.isinf(le) else go_float(le)}"', float(count))
+            (
+                f"{name}_bucket",
+                f'{prefix}le="{"+Inf" if math.isinf(le) else go_float(le)}"{suffix}',
+                float(count),
+            )
             for le, count in hist.buckets()
         ]
-        total = (f"{name}_sum", labels, hist.sum)
-        count = (f"{name}_count", labels, float(hist.count))
+        plain = ",".join(part for part in (labels, after) if part)
+        total = (f"{name}_sum", plain, hist.sum)
+        count = (f"{name}_count", plain, float(hist.count))
         self.family(
             name, "histogram", help_text, [total, *buckets, count] if sum_first else [*buckets, count, total]
         )
@@ -157,11 +171,7 @@ def vllm_page(inst: Instance) -> str:
         ("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", inst.itl),
         ("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", inst.e2e),
     ):
-        page.histogram(name, help_text, hist, 'engine="0"')
-        page.out[-(len(hist.bounds) + 3) :] = [
-            line.replace("}", f',model_name="{inst.model}"}}', 1)
-            for line in page.out[-(len(hist.bounds) + 3) :]
-        ]
+        page.histogram(name, help_text, hist, 'engine="0"', after=f'model_name="{inst.model}"')
         page.family(f"{name}_created", "gauge", help_text, [(f"{name}_created", lab, _CREATED)])
     return page.text()
 
@@ -199,9 +209,7 @@ def sglang_page(inst: Instance) -> str:
         ),
     ):
         # multiprocess mode prints `le` first, then the other labels, and `_sum` before the buckets
-        page.histogram(name, help_text, hist, "", sum_first=True)
-        n = len(hist.bounds) + 3
-        page.out[-n:] = [_add_label(line, model) for line in page.out[-n:]]
+        page.histogram(name, help_text, hist, "", after=model, sum_first=True)
     return page.text()
 
 
@@ -238,19 +246,8 @@ def trtllm_page(inst: Instance) -> str:
             inst.e2e,
         ),
     ):
-        page.histogram(name, help_text, hist, 'engine_type="trtllm"')
-        n = len(hist.bounds) + 3
-        page.out[-n:] = [line.replace("}", f',model_name="{inst.model}"}}', 1) for line in page.out[-n:]]
+        page.histogram(name, help_text, hist, 'engine_type="trtllm"', after=f'model_name="{inst.model}"')
     return page.text()
-
-
-def _add_label(line: str, label: str) -> str:
-    """Append a label to a sample line that has braces, or give it braces."""
-    name, sep, rest = line.partition("{")
-    if sep:
-        return f"{name}{{{rest.replace('}', f',{label}}}', 1)}"
-    name, _, value = line.partition(" ")
-    return f"{name}{{{label}}} {value}"
 
 
 RENDERERS: dict[str, Callable[[Instance], str]] = {
