@@ -55,8 +55,16 @@ class Scenario:
     def apply(self, rack: SimRack, elapsed: float) -> None:
         """Act on the rack at the start of the step that ends `elapsed` seconds after the start."""
 
-    def _instance_of(self, gpu: int) -> int:
-        return self.workload.instance_of_gpu[gpu]
+    def _gpu_fault(self, gpu: int, what: str, link: int | None = None) -> Fault:
+        """A fault on GPU `gpu` (and its NVLink `link`), summarised 'GPU g (tray t, module m) `what`'."""
+        tray, module = gpu_place(gpu)
+        return Fault(
+            f"GPU {gpu} (tray {tray}, module {module}) {what}",
+            tray=tray,
+            gpu=gpu,
+            link=link,
+            instance=self.workload.instance_of_gpu[gpu],
+        )
 
 
 class Thermal(Scenario):
@@ -101,14 +109,7 @@ class NvlinkFlap(Scenario):
         super().__init__(seed, workload, fault_at)
         gpu = self.rng.randrange(GPUS)
         link = self.rng.randrange(LINKS_PER_GPU)
-        tray, module = gpu_place(gpu)
-        self.fault = Fault(
-            f"GPU {gpu} (tray {tray}, module {module}) NVLink {link}: flapping, then down",
-            tray=tray,
-            gpu=gpu,
-            link=link,
-            instance=self._instance_of(gpu),
-        )
+        self.fault = self._gpu_fault(gpu, f"NVLink {link}: flapping, then down", link=link)
         self.down = False
 
     def apply(self, rack: SimRack, elapsed: float) -> None:
@@ -140,14 +141,7 @@ class GpuLost(Scenario):
     def __init__(self, seed: int, workload: Workload, fault_at: float = 60.0) -> None:
         """Pick the GPU."""
         super().__init__(seed, workload, fault_at)
-        gpu = self.rng.randrange(GPUS)
-        tray, module = gpu_place(gpu)
-        self.fault = Fault(
-            f"GPU {gpu} (tray {tray}, module {module}) fell off the bus",
-            tray=tray,
-            gpu=gpu,
-            instance=self._instance_of(gpu),
-        )
+        self.fault = self._gpu_fault(self.rng.randrange(GPUS), "fell off the bus")
 
     def apply(self, rack: SimRack, elapsed: float) -> None:
         """Lose the GPU once."""
@@ -170,14 +164,7 @@ class Straggler(Scenario):
     def __init__(self, seed: int, workload: Workload, fault_at: float = 60.0) -> None:
         """Pick the GPU."""
         super().__init__(seed, workload, fault_at)
-        gpu = self.rng.randrange(GPUS)
-        tray, module = gpu_place(gpu)
-        self.fault = Fault(
-            f"GPU {gpu} (tray {tray}, module {module}) runs slow",
-            tray=tray,
-            gpu=gpu,
-            instance=self._instance_of(gpu),
-        )
+        self.fault = self._gpu_fault(self.rng.randrange(GPUS), "runs slow")
 
     def apply(self, rack: SimRack, elapsed: float) -> None:
         """Hold the brake on."""
