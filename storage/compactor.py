@@ -5,6 +5,9 @@ merged: segments of the open hour into parts, a complete hour into one hour file
 and 1-hour rollups), a complete day's hour files into one day file. "Complete" is judged against the
 manifest's sealed_through_ms, so no row can arrive later for a compacted hour.
 
+Merged files are sorted by (10-minute band, entity keys, ts) with row groups inside one band (see
+segments.py), so a short window reads a band's row groups, not the whole hour or day.
+
 Every swap is one manifest publication (outputs in, inputs out); inputs are deleted only after a
 grace period, because a reader that loaded the previous manifest may still be scanning them.
 """
@@ -28,7 +31,7 @@ from storage.rollups import (
     rollup_name,
 )
 from storage.schemas import COUNTERS, SORT_KEYS, TABLES
-from storage.segments import merged_chunks, write_atomic
+from storage.segments import banded_chunks, merged_chunks, write_atomic
 
 log = logging.getLogger("storage.compactor")
 
@@ -46,6 +49,11 @@ DEFAULT_RETENTION_MS: dict[str, int] = {
 }
 """How long each table's rows are kept, in ms of data time; raw NVLink is the bulk, so it goes first."""
 
+RAW_BAND_MS = 600_000
+"""Time band of raw tables' compacted files: 600 samples per series at 1 Hz, a few per short window."""
+BAND_SAMPLES = 600
+"""Rollup bands hold this many buckets per series (10 h of 1-minute buckets), like raw bands at 1 Hz."""
+
 
 def table_schema(table: str) -> pa.Schema:
     """The schema of a raw or rollup table."""
@@ -59,6 +67,15 @@ def table_layout(table: str) -> tuple[tuple[str, ...], frozenset[str]]:
     raw = ROLLUP_SOURCES[table]
     counters = frozenset(f"{c}_{end}" for c in COUNTERS[raw] for end in ("first", "last"))
     return SORT_KEYS[raw], counters
+
+
+def table_band_ms(table: str) -> int:
+    """The time band (ms) that a raw or rollup table's compacted files are sorted by first."""
+    if table in TABLES:
+        return RAW_BAND_MS
+    raw = ROLLUP_SOURCES[table]
+    step = next(ms for step, ms in ROLLUP_STEPS.items() if rollup_name(raw, step) == table)
+    return BAND_SAMPLES * step
 
 
 class Compactor:
@@ -115,7 +132,7 @@ class Compactor:
         schema = table_schema(table)
         self._seq += 1
         rel = file_relpath(table, at_ms, unique_name(level, at_ms, self._seq))
-        chunks = merged_chunks([self.root / f.path for f in inputs], schema, keys)
+        chunks = merged_chunks([self.root / f.path for f in inputs], schema, keys, table_band_ms(table))
         return write_atomic(
             self.root, rel, chunks, table=table, level=level, schema=schema, keys=keys, counters=counters
         )
@@ -127,13 +144,33 @@ class Compactor:
         return write_atomic(
             self.root,
             rel,
-            [rows],
+            banded_chunks(rows, keys, table_band_ms(table)),
             table=table,
             level=level,
             schema=table_schema(table),
             keys=keys,
             counters=counters,
         )
+
+    def relayout(self) -> int:
+        """Rewrite every hour and day file in the current sort layout; return how many were rewritten.
+
+        For stores compacted before files were banded: their files stay readable as they are, but
+        short windows read all of them. Each file is swapped in its own manifest publication.
+        """
+        done = 0
+        for f in list(self.live.current.files):
+            if f.level not in ("hour", "day"):
+                continue
+            unit = HOUR_MS if f.level == "hour" else DAY_MS
+            new = self._merge(f.table, [f], f.level, f.min_ts // unit * unit)
+            try:
+                self.live.commit([new], [f.path], grace_s=self.grace_s)
+            except OSError:
+                (self.root / new.path).unlink(missing_ok=True)
+                raise
+            done += 1
+        return done
 
     def _compact_hours(self) -> int:
         manifest = self.live.current

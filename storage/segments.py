@@ -4,6 +4,13 @@ The encodings follow the measurements in shared/reference/storage.md: DELTA_BINA
 time column and counters (monotonic, so deltas are tiny), dictionary for small integers and strings
 (few distinct values), BYTE_STREAM_SPLIT for floats, zstd level 3 on top. Rows are sorted by
 (entity keys, ts) so neighbouring values belong to one series.
+
+Compacted files (merges) are sorted by (time band, entity keys, ts) instead, a band being ts // band_ms,
+and every row group holds rows of one band only. Each series still keeps a run of consecutive samples
+per band (600 at 1 Hz with 10-minute bands), so the encodings lose little, while a query for a short
+window reads only the row groups of the bands it touches: DuckDB skips the others by their ts
+statistics. Inside each row group rows are in (keys, ts) order, which is what the Parquet
+sorting_columns (a row-group property) declare. Readers must not assume more than that.
 """
 
 from __future__ import annotations
@@ -59,6 +66,23 @@ def sort_table(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     return table.sort_by(order) if table.num_rows > 1 else table
 
 
+def band_of(table: pa.Table, band_ms: int) -> pa.Array:
+    """Each row's time band, ts // band_ms (epoch ms), as int64."""
+    # Integer division truncates; epoch times are positive, so that is the floor.
+    return pc.divide(table.column("ts").cast(pa.int64()), band_ms).combine_chunks()
+
+
+def banded_chunks(table: pa.Table, keys: Sequence[str], band_ms: int) -> Iterator[pa.Table]:
+    """Rows ordered by (ts // band_ms, keys..., ts), one table per band (so each band starts a row group)."""
+    bands = band_of(table, band_ms)
+    values = pc.unique(bands).to_pylist()
+    if len(values) <= 1:
+        yield sort_table(table, keys)
+        return
+    for band in sorted(values):
+        yield sort_table(table.filter(pc.equal(bands, band)), keys)
+
+
 def _writer(path: Path, schema: pa.Schema, keys: Sequence[str], counters: frozenset[str]) -> pq.ParquetWriter:
     encodings, dictionary = column_encodings(schema, counters)
     return pq.ParquetWriter(
@@ -89,7 +113,8 @@ def write_atomic(
     Args:
         root: the store directory.
         relpath: the final path, relative to root.
-        chunks: tables already sorted and in key order, written one after the other.
+        chunks: tables already sorted and in key order, written one after the other; each one
+            starts a new row group, so no row group mixes rows of two chunks.
         table: the table name recorded in the entry.
         level: the entry's level (see layout.LEVELS).
         schema: the file's schema.
@@ -110,7 +135,10 @@ def write_atomic(
                 for chunk in chunks:
                     if not chunk.num_rows:
                         continue
-                    writer.write_table(chunk.cast(schema), row_group_size=ROW_GROUP_ROWS)
+                    # A chunk never shares a row group with the next one (bands stay apart), and its
+                    # groups are of even size rather than a full run plus a small remainder.
+                    groups = -(-chunk.num_rows // ROW_GROUP_ROWS)
+                    writer.write_table(chunk.cast(schema), row_group_size=-(-chunk.num_rows // groups))
                     bounds = pc.min_max(chunk.column("ts"))
                     cmin, cmax = bounds["min"].value, bounds["max"].value
                     lo = cmin if lo is None or cmin < lo else lo
@@ -142,39 +170,95 @@ def _epoch_ms(value: object) -> int:
     return int(pa.scalar(value, type=pa.timestamp("ms", tz="UTC")).cast(pa.int64()).as_py())
 
 
-def merged_chunks(paths: Sequence[Path], schema: pa.Schema, keys: Sequence[str]) -> Iterable[pa.Table]:
-    """The rows of several files, sorted by (keys, ts), as a lazy sequence of bounded chunks.
+def merged_chunks(
+    paths: Sequence[Path], schema: pa.Schema, keys: Sequence[str], band_ms: int | None = None
+) -> Iterable[pa.Table]:
+    """The rows of several files as a lazy sequence of bounded, sorted chunks.
 
-    Files are split by the first key's values so a day of nvlink rows is never sorted at once;
-    each chunk is read with a filter that Parquet statistics turn into row-group skips.
+    Args:
+        paths: the input files.
+        schema: their schema.
+        keys: the entity key columns.
+        band_ms: order rows by (ts // band_ms, keys, ts), each band read with a ts filter that
+            Parquet statistics turn into file and row-group skips; None: by (keys, ts), the order
+            of files written before bands existed.
+
+    Returns:
+        Tables to write one after the other, each within one band and of at most about
+        MERGE_CHUNK_ROWS rows: a bigger band (or, without bands, the whole input) is split by
+        groups of first-key values, so a day of nvlink rows is never sorted at once.
     """
     dataset = ds.dataset([str(p) for p in paths], schema=schema, format="parquet")
     if not keys:
         return [sort_table(dataset.to_table(), keys)]
-    counts = dataset.to_table(columns=[keys[0]]).column(0).value_counts()
-    pairs = sorted(zip(counts.field(0).to_pylist(), counts.field(1).to_pylist(), strict=True))
-    groups: list[list[object]] = [[]]
-    rows = 0
-    for value, n in pairs:
-        if rows and rows + n > MERGE_CHUNK_ROWS:
-            groups.append([])
-            rows = 0
-        groups[-1].append(value)
-        rows += n
-    return _Chunks(dataset, keys, groups)
+    bands = None if band_ms is None else _band_rows(paths, band_ms)
+    return _Chunks(dataset, keys, band_ms, bands)
+
+
+def _band_rows(paths: Sequence[Path], band_ms: int) -> dict[int, float]:
+    """Rows per band of the files, estimated from their row groups' ts statistics (no data read).
+
+    A row group is taken to spread its rows evenly over its time range: exact for banded files and
+    short segments, an estimate (used only to bound memory) for files without bands.
+    """
+    rows: dict[int, float] = {}
+    for path in paths:
+        meta = pq.ParquetFile(path).metadata
+        column = meta.schema.names.index("ts")
+        for rg in range(meta.num_row_groups):
+            group = meta.row_group(rg)
+            if group.num_rows == 0:
+                continue
+            stats = group.column(column).statistics
+            if stats is None or not stats.has_min_max:
+                raise ValueError(f"{path}: row group {rg} has no ts statistics")
+            lo, hi = _epoch_ms(stats.min), _epoch_ms(stats.max)
+            for band in range(lo // band_ms, hi // band_ms + 1):
+                inside = min(hi + 1, (band + 1) * band_ms) - max(lo, band * band_ms)
+                rows[band] = rows.get(band, 0.0) + group.num_rows * inside / (hi + 1 - lo)
+    return dict(sorted(rows.items()))
 
 
 class _Chunks:
-    """Iterates sorted chunks of a dataset, one group of first-key values at a time."""
+    """Iterates sorted chunks of a dataset: band by band (when banded), then by first-key groups."""
 
-    def __init__(self, dataset: ds.Dataset, keys: Sequence[str], groups: list[list[object]]) -> None:
-        self._dataset, self._keys, self._groups = dataset, keys, groups
+    def __init__(
+        self, dataset: ds.Dataset, keys: Sequence[str], band_ms: int | None, bands: dict[int, float] | None
+    ) -> None:
+        self._dataset, self._keys, self._band_ms, self._bands = dataset, keys, band_ms, bands
 
     def __iter__(self) -> Iterator[pa.Table]:
-        """Sorted tables, in first-key order."""
+        """Sorted tables, oldest band first, in first-key order inside a band."""
+        if self._band_ms is None or self._bands is None:
+            yield from self._by_key(None)
+            return
+        ts_type = self._dataset.schema.field("ts").type
+        for band, rows in self._bands.items():
+            lo = pa.scalar(band * self._band_ms, type=pa.int64()).cast(ts_type)
+            hi = pa.scalar((band + 1) * self._band_ms, type=pa.int64()).cast(ts_type)
+            within = (pc.field("ts") >= lo) & (pc.field("ts") < hi)
+            if rows <= MERGE_CHUNK_ROWS:
+                yield sort_table(self._dataset.to_table(filter=within), self._keys)
+            else:
+                yield from self._by_key(within)
+
+    def _by_key(self, within: pc.Expression | None) -> Iterator[pa.Table]:
+        """The rows matching `within`, in chunks of first-key values of about MERGE_CHUNK_ROWS rows."""
         field = self._keys[0]
-        for values in self._groups:
+        counts = self._dataset.to_table(columns=[field], filter=within).column(0).value_counts()
+        pairs = sorted(zip(counts.field(0).to_pylist(), counts.field(1).to_pylist(), strict=True))
+        groups: list[list[object]] = [[]]
+        rows = 0
+        for value, n in pairs:
+            if rows and rows + n > MERGE_CHUNK_ROWS:
+                groups.append([])
+                rows = 0
+            groups[-1].append(value)
+            rows += n
+        for values in groups:
             if not values:
                 continue
             filt = pc.field(field).isin(pa.array(values, type=self._dataset.schema.field(field).type))
+            if within is not None:
+                filt = within & filt
             yield sort_table(self._dataset.to_table(filter=filt), self._keys)

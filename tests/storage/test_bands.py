@@ -1,0 +1,191 @@
+"""Banded compaction: compacted files sorted by (time band, keys, ts), row groups inside one band each,
+so short windows read a band's row groups; reads return the same rows as before, and stores compacted
+before bands existed still read, merge and can be rewritten."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from storage.compactor import RAW_BAND_MS, table_band_ms, table_layout, table_schema
+from storage.layout import HOUR_MS, FileEntry, read_manifest
+from storage.reader import StoreReader
+from storage.segments import merged_chunks, write_atomic
+from storage.writer import StoreWriter
+from tests.storage.synth import GPUS, T0, frame
+
+STEP_MS = 60_000
+"""One tick a minute keeps a day of rows small; a raw band then holds 10 ticks per GPU."""
+DAY_TICKS = 24 * 60
+
+
+def write_ticks(writer: StoreWriter, first: int, last: int) -> None:
+    for tick in range(first, last):
+        writer.append(frame(tick, STEP_MS))
+
+
+def epoch_ms(value: datetime) -> int:
+    return round(value.timestamp() * 1000)
+
+
+def row_group_spans(path: Path) -> list[tuple[int, int]]:
+    """(min ts, max ts) of each row group, from the file's footer."""
+    meta = pq.ParquetFile(path).metadata
+    ts = meta.schema.names.index("ts")
+    spans = []
+    for rg in range(meta.num_row_groups):
+        stats = meta.row_group(rg).column(ts).statistics
+        spans.append((epoch_ms(stats.min), epoch_ms(stats.max)))
+    return spans
+
+
+def assert_banded(root: Path, entry: FileEntry) -> None:
+    """Every row group lies in one band, bands ascend, and rows are (keys, ts) sorted inside a group."""
+    band = table_band_ms(entry.table)
+    spans = row_group_spans(root / entry.path)
+    assert all(lo // band == hi // band for lo, hi in spans), (entry.path, spans)
+    starts = [lo // band for lo, _ in spans]
+    assert starts == sorted(starts)
+    keys = table_layout(entry.table)[0]
+    order = [(k, "ascending") for k in (*keys, "ts")]
+    parquet = pq.ParquetFile(root / entry.path)
+    for rg in range(parquet.num_row_groups):
+        rows = parquet.read_row_group(rg)
+        assert rows.equals(rows.sort_by(order)), (entry.path, rg)
+
+
+def expected_gpu_rows(since_ms: int, until_ms: int) -> list[tuple[int, int, int]]:
+    """(ts, gpu, energy_mj) that synth.frame wrote with since_ms <= ts <= until_ms, by ts then gpu."""
+    first = -(-(since_ms - T0) // STEP_MS)
+    last = (until_ms - T0) // STEP_MS
+    return [(T0 + t * STEP_MS, g, t * 600_000 + g) for t in range(first, last + 1) for g in range(GPUS)]
+
+
+def window_rows(reader: StoreReader, since_ms: int, until_ms: int) -> list[tuple[int, int, int]]:
+    rel = reader.relation("gpu", since_ms, until_ms)
+    rows = reader.sql(f"SELECT epoch_ms(ts) AS t, gpu, energy_mj FROM {rel} ORDER BY t, gpu")
+    return [(r["t"], r["gpu"], r["energy_mj"]) for r in rows.to_pylist()]
+
+
+@pytest.fixture(scope="module")
+def day_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """25 h 30 min of ticks: one day file, one hour file, segments of the open hour (compacted inline)."""
+    store = tmp_path_factory.mktemp("bands") / "s"
+    with StoreWriter(store, flush_interval_s=600, compaction="inline", grace_s=0) as writer:
+        write_ticks(writer, 0, DAY_TICKS + 90)
+    return store
+
+
+def test_compacted_files_keep_each_row_group_inside_one_band(day_store: Path) -> None:
+    manifest = read_manifest(day_store)
+    compacted = [f for f in manifest.files if f.level in ("hour", "day")]
+    assert {f.level for f in manifest.of("gpu")} == {"day", "hour", "seg"}
+    for entry in compacted:
+        assert_banded(day_store, entry)
+    day = next(f for f in manifest.of("gpu") if f.level == "day")
+    # A day of raw rows is 144 bands, each its own row group (or groups).
+    assert len(row_group_spans(day_store / day.path)) >= DAY_TICKS * STEP_MS // RAW_BAND_MS
+
+
+@pytest.mark.parametrize(
+    ("since_tick", "until_tick"),
+    [
+        (62, 64),  # inside one band
+        (65, 76),  # across a band boundary
+        (55, 65),  # across an hour boundary
+        (DAY_TICKS - 7, DAY_TICKS + 2),  # from the day file into the next day's hour file
+        (DAY_TICKS + 58, DAY_TICKS + 89),  # from the hour file into the open hour's segments
+        (0, DAY_TICKS + 89),  # everything
+    ],
+)
+def test_window_reads_return_exactly_the_rows_written(
+    day_store: Path, since_tick: int, until_tick: int
+) -> None:
+    since, until = T0 + since_tick * STEP_MS, T0 + until_tick * STEP_MS
+    with StoreReader(day_store) as reader:
+        assert window_rows(reader, since, until) == expected_gpu_rows(since, until)
+        # Bounds falling between ticks select the same ticks as the ticks inside them.
+        assert window_rows(reader, since - 1, until + 1) == expected_gpu_rows(since, until)
+
+
+def test_duckdb_reads_only_the_row_groups_of_the_bands_a_window_touches(day_store: Path) -> None:
+    since = T0 + 6 * HOUR_MS + 3 * STEP_MS  # two minutes inside one band of the day file
+    with StoreReader(day_store) as reader:
+        day = next(f for f in reader.manifest.of("gpu") if f.level == "day")
+        rel = reader.relation("gpu", since, since + 2 * STEP_MS)
+        plan = reader.con.sql(f"EXPLAIN ANALYZE SELECT * FROM {rel}").fetchall()[0][1]
+    scanned = [(int(a), int(b)) for a, b in re.findall(r"Row Groups Scanned:\s*(\d+)\s*/\s*(\d+)", plan)]
+    assert scanned, plan
+    read, total = map(sum, zip(*scanned, strict=True))
+    assert total == len(row_group_spans(day_store / day.path)) >= DAY_TICKS * STEP_MS // RAW_BAND_MS
+    assert read == 1
+
+
+def legacy_rewrite(writer: StoreWriter, entry: FileEntry) -> FileEntry:
+    """Rewrite a compacted file the way compaction did before bands: (keys, ts), groups over all time."""
+    keys, counters = table_layout(entry.table)
+    rel = entry.path.replace(".parquet", "-legacy.parquet")
+    schema = table_schema(entry.table)
+    chunks = merged_chunks([writer.root / entry.path], schema, keys)
+    new = write_atomic(
+        writer.root,
+        rel,
+        chunks,
+        table=entry.table,
+        level=entry.level,
+        schema=schema,
+        keys=keys,
+        counters=counters,
+    )
+    writer.live.commit([new], [entry.path])
+    return new
+
+
+def test_stores_compacted_before_bands_read_merge_and_rewrite(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    with StoreWriter(store, flush_interval_s=600, compaction="inline", grace_s=0) as writer:
+        write_ticks(writer, 0, 3 * 60 + 5)
+        hours = [f for f in writer.live.current.of("gpu") if f.level == "hour"]
+        legacy = [legacy_rewrite(writer, f) for f in hours]
+        spans = row_group_spans(store / legacy[0].path)
+        assert len(spans) == 1 and spans[0][1] - spans[0][0] == HOUR_MS - STEP_MS, "one group spans the hour"
+        with StoreReader(store) as reader:
+            since, until = T0 + 20 * STEP_MS, T0 + 130 * STEP_MS
+            assert window_rows(reader, since, until) == expected_gpu_rows(since, until)
+        # The day merge reads legacy hour files band by band, like banded ones.
+        write_ticks(writer, 3 * 60 + 5, DAY_TICKS + 5)
+    manifest = read_manifest(store)
+    day = next(f for f in manifest.of("gpu") if f.level == "day")
+    assert day.rows == DAY_TICKS * GPUS
+    assert_banded(store, day)
+    with StoreReader(store) as reader:
+        assert window_rows(reader, T0, T0 + DAY_TICKS * STEP_MS) == expected_gpu_rows(
+            T0, T0 + DAY_TICKS * STEP_MS
+        )
+
+
+def test_relayout_rewrites_legacy_files_banded_with_the_same_rows(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    with StoreWriter(store, flush_interval_s=600, compaction="inline", grace_s=0) as writer:
+        write_ticks(writer, 0, 2 * 60 + 5)
+        for entry in [f for f in writer.live.current.files if f.level == "hour"]:
+            legacy_rewrite(writer, entry)
+        before = {f.table: f.rows for f in writer.live.current.files if f.level == "hour"}
+        assert writer.compactor.relayout() == len(before)
+        writer.compact()  # grace 0: the superseded files go
+    manifest = read_manifest(store)
+    hours = [f for f in manifest.files if f.level == "hour"]
+    assert {f.table: f.rows for f in hours} == before
+    for entry in hours:
+        assert_banded(store, entry)
+    assert not any("-legacy" in f.path for f in manifest.files)
+    assert {p.relative_to(store).as_posix() for p in store.rglob("*.parquet")} == {
+        f.path for f in manifest.files
+    }
+    with StoreReader(store) as reader:
+        since, until = T0, T0 + 2 * HOUR_MS + 4 * STEP_MS
+        assert window_rows(reader, since, until) == expected_gpu_rows(since, until)
