@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,21 +21,6 @@ from storage.frame import Frame, merge_frames
 from storage.writer import StoreWriter
 
 log = logging.getLogger("monitor.backfill")
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-
-
-def parse_duration(text: str, what: str = "duration") -> float:
-    """Seconds in '500ms', '1s', '10m', '24h', '7d' (a bare number is seconds).
-
-    Raises:
-        ValueError: with a one-line message naming `what` and the accepted forms.
-    """
-    match = _DURATION.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"bad {what} {text!r}: use a positive number with ms, s, m, h or d (e.g. 10s, 24h)")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 class SimFrames:

@@ -16,8 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from monitor.backfill import parse_duration
-from monitor.timespec import iso
+from monitor.timespec import iso, parse_duration
 from monitor.view.serving import ServingBuilder
 from storage.frame import Frame
 from storage.reader import StoreReader

@@ -7,10 +7,22 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from monitor.backfill import parse_duration
-
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _RELATIVE = re.compile(r"^\s*now\s*(?:-\s*(\S+))?\s*$", re.IGNORECASE)
 ACCEPTED = "ISO 8601 with a zone (2025-06-01T10:00:00Z), 'now', 'now-2h', or a duration ago ('2h')"
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """Seconds in '500ms', '1s', '10m', '24h', '7d' (a bare number is seconds).
+
+    Raises:
+        ValueError: with a one-line message naming `what` and the accepted forms.
+    """
+    match = _DURATION.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"bad {what} {text!r}: use a positive number with ms, s, m, h or d (e.g. 10s, 24h)")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 @dataclass(frozen=True)

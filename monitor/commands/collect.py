@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from monitor.commands.query import STORE_HELP, resolve_store
+from monitor.commands.options import StoreOption, check_scenario, resolve_store, seconds
 from monitor.errors import UserError
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def command(
     config: Annotated[Path | None, typer.Option("--config", help="Rack config (TOML) to scrape.")] = None,
     sim: bool = typer.Option(False, "--sim", help="Record the simulated GB300 NVL72 instead."),
-    store: Annotated[Path | None, typer.Option("--store", help=STORE_HELP)] = None,
+    store: StoreOption = None,
     interval: str = typer.Option("1s", "--interval", help="Time between samples."),
     duration: str | None = typer.Option(None, "--duration", help="Stop after this long (default: run on)."),
     flush: str = typer.Option("10s", "--flush", help="Data sealed to disk at least this often."),
@@ -33,17 +33,12 @@ def command(
     seed: int = typer.Option(0, "--seed", help="Sim seed (with --sim)."),
 ) -> None:
     """Record the rack into a store until SIGTERM/SIGINT (or --duration), sealing a last segment."""
-    from monitor.backfill import parse_duration
-
     if (config is None) == (not sim):
         raise UserError("pass exactly one of --config FILE or --sim")
     root = resolve_store(store)
-    try:
-        step = parse_duration(interval, "--interval")
-        flush_s = parse_duration(flush, "--flush")
-        run_for = parse_duration(duration, "--duration") if duration is not None else None
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    step = seconds(interval, "--interval")
+    flush_s = seconds(flush, "--flush")
+    run_for = seconds(duration, "--duration") if duration is not None else None
     rules = None
     if config is not None:
         from monitor.commands.root import load_rack_config, scrape_source
@@ -53,9 +48,7 @@ def command(
         rules = rack.alerts
     else:
         sources = _sim_sources(scenario, seed)
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
     record(root, sources, interval_s=step, flush_s=flush_s, duration_s=run_for, rules=rules)
 
 
@@ -131,12 +124,9 @@ def record(
 
 def _sim_sources(scenario: str, seed: int) -> list[Any]:
     """One NVML collector per simulated tray, on the wall clock."""
-    try:
-        from collectors.nvml import NvmlCollector
-        from collectors.sim import SCENARIOS, SimRack
-    except ImportError as err:
-        raise UserError(f"the simulator is not available in this build ({err})") from None
-    if scenario not in SCENARIOS:
-        raise UserError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
+    check_scenario(scenario)
+    from collectors.nvml import NvmlCollector
+    from collectors.sim import SimRack
+
     rack = SimRack(seed=seed, scenario=scenario)
     return [NvmlCollector(tray, name=f"tray{i + 1:02d}") for i, tray in enumerate(rack.trays)]

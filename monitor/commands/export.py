@@ -8,16 +8,23 @@ from typing import Annotated
 
 import typer
 
-from monitor.commands.query import STORE_HELP, resolve_store
+from monitor.commands.options import (
+    LastOption,
+    SinceOption,
+    StoreOption,
+    UntilOption,
+    resolve_store,
+    window,
+)
 from monitor.errors import UserError
 
 
 def command(
     out: Annotated[Path, typer.Option("-o", "--out", help="The bundle directory to create.")],
-    store: Annotated[Path | None, typer.Option("--store", help=STORE_HELP)] = None,
-    last: str | None = typer.Option(None, "--last", help="The window ending now, e.g. 2h."),
-    since: str | None = typer.Option(None, "--since", help="Window start: ISO 8601 with a zone, now-2h, 2h."),
-    until: str | None = typer.Option(None, "--until", help="Window end (default: now)."),
+    store: StoreOption = None,
+    last: LastOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     gpus: str | None = typer.Option(None, "--gpus", help="GPUs to keep: 0,5,8-11,T03.G2,T05 (default: all)."),
     tables: str | None = typer.Option(
         None, "--tables", help="Tables to keep, e.g. gpu,events (default: all)."
@@ -29,14 +36,13 @@ def command(
     """Cut a window of history into a bundle that DuckDB, `monitor query` and `monitor report` read."""
     from monitor.atomic import OutputError
     from monitor.export import FORMATS, EmptyWindowError, export, parse_gpus, parse_tables
-    from monitor.timespec import parse_window
     from storage.layout import StoreError
 
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     root = resolve_store(store)
+    span = window(last, since, until)
     try:
-        window = parse_window(last, since, until)
         picked = parse_gpus(gpus) if gpus is not None else None
         chosen = parse_tables(tables) if tables is not None else None
     except ValueError as err:
@@ -45,7 +51,7 @@ def command(
         raise UserError(f"{out} is the store itself; name a new directory for the bundle")
     try:
         result = export(
-            root, out, window, gpus=picked, tables=chosen, fmt=fmt, force=force, with_report=not no_report
+            root, out, span, gpus=picked, tables=chosen, fmt=fmt, force=force, with_report=not no_report
         )
     except (StoreError, EmptyWindowError, OutputError) as err:
         raise UserError(str(err)) from None

@@ -6,36 +6,23 @@ import csv
 import io
 import json
 import math
-import os
 import sys
 from datetime import datetime
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
+from monitor.commands.options import StoreOption, resolve_store
 from monitor.errors import UserError
 
-STORE_ENV = "MONITOR_STORE"
 FORMATS = ("table", "csv", "json")
-STORE_HELP = f"Store directory (or ${STORE_ENV})."
-
-
-def resolve_store(store: Path | None) -> Path:
-    """The store directory from --store or MONITOR_STORE, or a UserError saying how to give one."""
-    if store is None:
-        env = os.environ.get(STORE_ENV)
-        if not env:
-            raise UserError(f"no store given: pass --store DIR or set {STORE_ENV}")
-        store = Path(env)
-    return store.expanduser()
 
 
 def command(
     sql: str = typer.Argument(
         ..., help="The SQL to run; views: gpu, nvlink, serving, events, host, *_1m, *_1h."
     ),
-    store: Annotated[Path | None, typer.Option("--store", help=STORE_HELP)] = None,
+    store: StoreOption = None,
     fmt: str = typer.Option("table", "--format", help="table, csv or json."),
 ) -> None:
     """Run read-only SQL over a store, while it is being written."""

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from monitor.commands.query import STORE_ENV
+from monitor.commands.options import STORE_ENV, resolve_store
 from monitor.errors import UserError
 
 if TYPE_CHECKING:
@@ -27,16 +26,6 @@ class Opened:
     title: str
     subtitle: str
     root: Path
-
-
-def resolve_path(path: Path | None) -> Path:
-    """PATH, else $MONITOR_STORE, else a UserError saying how to give one."""
-    if path is None:
-        env = os.environ.get(STORE_ENV)
-        if not env:
-            raise UserError(f"no store given: pass PATH (a store or an export bundle) or set {STORE_ENV}")
-        path = Path(env)
-    return path.expanduser()
 
 
 def bundle_subtitle(root: Path) -> str:
@@ -66,7 +55,7 @@ def open_replay(path: Path | None, *, at: str | None = None, speed: float = 1.0)
 
     if speed not in SPEEDS:
         raise UserError(f"bad --speed {speed:g}: use one of {', '.join(speed_label(s) for s in SPEEDS)}")
-    root = resolve_path(path)
+    root = resolve_store(path, how="PATH (a store or an export bundle)")
     try:
         reader = StoreReader(root)
     except StoreError as err:

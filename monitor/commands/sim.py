@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from monitor.commands.query import resolve_store
+from monitor.commands.options import StoreOption, check_scenario, resolve_store, seconds
 from monitor.errors import UserError
 
 
@@ -19,9 +19,7 @@ def command(
     backfill: str | None = typer.Option(
         None, "--backfill", help="Write this much history (e.g. 24h), then exit."
     ),
-    store: Annotated[
-        Path | None, typer.Option("--store", help="Store directory (or $MONITOR_STORE).")
-    ] = None,
+    store: StoreOption = None,
     scenario: str = typer.Option("steady", "--scenario", help="The sim scenario to play."),
     seed: int = typer.Option(0, "--seed", help="Seed of the simulated rack."),
     interval: str = typer.Option("1s", "--interval", help="Time between simulated samples."),
@@ -63,12 +61,11 @@ def start_servers(
     """
     from collectors.agent_server import parse_listen
     from collectors.clock import SimClock
-    from collectors.sim import SCENARIOS, SimRack
+    from collectors.sim import SimRack
     from collectors.sim.http import SimServers
     from collectors.sim.pages import ENGINES
 
-    if scenario not in SCENARIOS:
-        raise UserError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
+    check_scenario(scenario)
     if engine not in ENGINES:
         raise UserError(f"--engine {engine!r}: the simulator serves {', '.join(ENGINES)}")
     if down not in ("refuse", "hang"):
@@ -123,21 +120,13 @@ def run_backfill(
     duration: str, store: Path | None, scenario: str, seed: int, interval: str, *, exact: bool = False
 ) -> None:
     """The --backfill branch: validate, write, report one line per simulated hour on stderr."""
-    from monitor.backfill import backfill, parse_duration
+    from monitor.backfill import backfill
     from storage.layout import StoreError
 
     root = resolve_store(store)
-    try:
-        seconds = parse_duration(duration, "--backfill duration")
-        step = parse_duration(interval, "--interval")
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    try:
-        from collectors.sim import SCENARIOS
-    except ImportError as err:
-        raise UserError(f"the simulator is not available in this build ({err})") from None
-    if scenario not in SCENARIOS:
-        raise UserError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
+    span_s = seconds(duration, "--backfill duration")
+    step = seconds(interval, "--interval")
+    check_scenario(scenario)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     def progress(done: int, total: int) -> None:
@@ -145,7 +134,7 @@ def run_backfill(
 
     try:
         result = backfill(
-            root, seconds, scenario=scenario, seed=seed, interval_s=step, on_progress=progress, exact=exact
+            root, span_s, scenario=scenario, seed=seed, interval_s=step, on_progress=progress, exact=exact
         )
     except StoreError as err:
         raise UserError(str(err)) from None

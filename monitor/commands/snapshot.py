@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from monitor.commands.options import check_scenario, seconds
 from monitor.errors import UserError
 
 
@@ -22,7 +23,6 @@ def command(
     seed: int = typer.Option(0, "--seed", help="Sim seed (with --sim)."),
 ) -> None:
     """Capture the rack once into OUT (a small store and a JSON summary), keep the newest N; quiet if fine."""
-    from monitor.backfill import parse_duration
     from monitor.snapshot import EXIT_UNHEALTHY, config_capture, sim_capture, snapshot
     from storage.layout import StoreError
 
@@ -30,15 +30,9 @@ def command(
         raise UserError("pass exactly one of --config FILE or --sim")
     if keep < 1:
         raise UserError(f"--keep must be at least 1, not {keep}")
-    try:
-        step = parse_duration(interval, "--interval")
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    step = seconds(interval, "--interval")
     if sim:
-        from collectors.sim import SCENARIOS
-
-        if scenario not in SCENARIOS:
-            raise UserError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
+        check_scenario(scenario)
         capture, source = sim_capture(scenario, seed, step), f"sim (scenario {scenario}, seed {seed})"
     else:
         from collectors.config import ConfigError, load_config

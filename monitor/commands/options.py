@@ -1,0 +1,71 @@
+"""Options several subcommands share, defined once: the store and its $MONITOR_STORE default, the time window,
+durations and the sim scenario, each with one help text and one UserError line for a bad value."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from monitor.errors import UserError
+
+if TYPE_CHECKING:
+    from monitor.timespec import Window
+
+STORE_ENV = "MONITOR_STORE"
+STORE_HELP = f"Store directory (or ${STORE_ENV})."
+
+StoreOption = Annotated[Path | None, typer.Option("--store", help=STORE_HELP)]
+"""`--store DIR` of the commands that read or write a store; resolve it with resolve_store()."""
+LastOption = Annotated[str | None, typer.Option("--last", help="The window ending now, e.g. 1h.")]
+SinceOption = Annotated[
+    str | None, typer.Option("--since", help="Window start: ISO 8601 with a zone, now-2h, 2h.")
+]
+UntilOption = Annotated[str | None, typer.Option("--until", help="Window end (default: now).")]
+
+
+def resolve_store(store: Path | None, *, how: str = "--store DIR") -> Path:
+    """The store directory given, else $MONITOR_STORE, else a UserError saying how to give one.
+
+    Args:
+        store: the directory the user named, if any.
+        how: how this command takes a store, for the message ('--store DIR', or PATH for replay).
+    """
+    if store is None:
+        env = os.environ.get(STORE_ENV)
+        if not env:
+            raise UserError(f"no store given: pass {how} or set {STORE_ENV}")
+        store = Path(env)
+    return store.expanduser()
+
+
+def window(last: str | None, since: str | None, until: str | None) -> Window:
+    """The window of --last or --since/--until (monitor.timespec.parse_window), a bad one as a UserError."""
+    from monitor.timespec import parse_window
+
+    try:
+        return parse_window(last, since, until)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def seconds(text: str, flag: str) -> float:
+    """Seconds in the duration `text` given to `flag` ('500ms', '10s', '24h'), a bad one as a UserError."""
+    from monitor.timespec import parse_duration
+
+    try:
+        return parse_duration(text, flag)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def check_scenario(scenario: str) -> None:
+    """A UserError naming the known scenarios unless `scenario` is one (or if this build has no simulator)."""
+    try:
+        from collectors.sim import SCENARIOS
+    except ImportError as err:
+        raise UserError(f"the simulator is not available in this build ({err})") from None
+    if scenario not in SCENARIOS:
+        raise UserError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
