@@ -436,11 +436,3 @@ def write_config(path: Path | str, config: RackConfig) -> None:
             raise ConfigError(f"{path}: cannot write: {err.strerror or err}") from None
         raise
     fsync_dir(parent)
-
-
-def load_sources(path: Path | str, *, timeout_s: float | None = None) -> list[Any]:
-    """The sources of a rack config: one ScrapeSource over all its endpoints (for `monitor collect`)."""
-    from collectors.scrape import ScrapeSource
-
-    config = load_config(path)
-    return [ScrapeSource.from_config(config, timeout_s=timeout_s)]

@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pynvml
 
-from collectors.rack import GPUS, LINKS_PER_GPU, gpu_label
+from collectors.rack import GPUS, GPUS_PER_TRAY, LINKS_PER_GPU, gpu_label
 from monitor.atomic import build_dir, write_bytes
 from monitor.report import summarize
 from monitor.timespec import Window
@@ -29,6 +29,9 @@ from storage.lock import StoreLockedError, WriterLock, describe_holder
 from storage.reader import StoreReader
 from storage.schemas import EndpointState, EventKind, GpuState
 from storage.writer import StoreWriter
+
+if TYPE_CHECKING:
+    from collectors.config import RackConfig
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -101,14 +104,14 @@ def sim_capture(scenario: str, seed: int, interval_s: float, now_s: float | None
     return capture
 
 
-def config_capture(config: Path, interval_s: float) -> Capture:
+def config_capture(config: RackConfig, interval_s: float) -> Capture:
     """Two scrapes of a configured rack, `interval_s` apart on the wall clock."""
 
     def capture() -> tuple[list[Frame], int]:
-        from collectors.config import load_config, load_sources
+        from collectors.scrape import ScrapeSource
 
-        expected = 4 * len(load_config(config).trays)
-        sources = load_sources(config)
+        expected = GPUS_PER_TRAY * len(config.trays)
+        sources = [ScrapeSource.from_config(config)]
         try:
             frames = []
             for i in range(2):

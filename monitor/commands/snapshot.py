@@ -35,14 +35,11 @@ def command(
         check_scenario(scenario)
         capture, source = sim_capture(scenario, seed, step), f"sim (scenario {scenario}, seed {seed})"
     else:
-        from collectors.config import ConfigError, load_config
+        from monitor.commands.root import load_rack_config
 
         assert config is not None
-        try:
-            load_config(config)  # a bad config is one line before anything is written
-        except ConfigError as err:
-            raise UserError(str(err)) from None
-        capture, source = config_capture(config, step), str(config)
+        # a bad config is one line before anything is written
+        capture, source = config_capture(load_rack_config(config), step), str(config)
     try:
         result = snapshot(out, capture, keep=keep, source=source)
     except StoreError as err:
