@@ -26,7 +26,7 @@
     nvlink-view = "L"
 
 Everything is checked on load. A mistake is one ConfigError line naming the file, the line and the field
-(tomllib reports no positions for valid TOML, so the line of a key or table is found in the text).
+(tomllib reports no positions for valid TOML, so collectors.config_check finds the line in the text).
 """
 
 from __future__ import annotations
@@ -35,13 +35,14 @@ import os
 import re
 import tempfile
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
 from collectors.alerts import AlertRules
+from collectors.config_check import Checker, ConfigError
 from collectors.config_tables import parse_alerts, parse_keys, render_alerts
 from collectors.mappings.serving import ENGINES
 from collectors.rack import COMPUTE_TRAYS, GPUS, gpu_index, gpu_label
@@ -54,12 +55,7 @@ _TRAY_FIELDS = ("tray", "host", "url")
 _SERVER_FIELDS = ("name", "url", "engine", "gpus")
 _TOP_LEVEL = ("rack", "tray", "server", "alerts", "keys")
 _GPU_LABEL_RE = re.compile(r"T(\d{1,2})\.G(\d)")
-_HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
 _TOML_POS_RE = re.compile(r"\(at line (\d+), column \d+\)")
-
-
-class ConfigError(ValueError):
-    """A rack config that cannot be used; str() is one line: `file:line: field: what is wrong`."""
 
 
 @dataclass(frozen=True)
@@ -114,110 +110,6 @@ class RackConfig:
         return {s.name: s.gpus for s in self.servers}
 
 
-class _Locator:
-    """Finds the line of a table or key in TOML text (1-based; 0 when it cannot be found)."""
-
-    def __init__(self, text: str) -> None:
-        """Index the text's table headers."""
-        self.lines = text.splitlines()
-        self.headers: list[tuple[int, str, bool]] = []  # (line index, table name, is array table)
-        for i, line in enumerate(self.lines):
-            match = _HEADER_RE.match(line)
-            if match:
-                self.headers.append((i, match.group(2).strip().strip("\"'"), match.group(1) == "[["))
-
-    def _section(self, table: str | None, index: int | None) -> tuple[int, int] | None:
-        """[start, end) line indices of a table's body (top level: before the first header)."""
-        if table is None:
-            return 0, self.headers[0][0] if self.headers else len(self.lines)
-        seen = -1
-        for n, (i, name, _array) in enumerate(self.headers):
-            if name != table:
-                continue
-            seen += 1
-            if index is None or seen == index:
-                end = self.headers[n + 1][0] if n + 1 < len(self.headers) else len(self.lines)
-                return i, end
-        return None
-
-    def line(self, table: str | None, index: int | None = None, key: str | None = None) -> int:
-        """The line of `key` in the index-th `[[table]]` (or `[table]`), else of the table, else 0."""
-        section = self._section(table, index)
-        if section is None:
-            # An inline form (`tray = [{...}]`): the best line is the top-level key's.
-            return self.line(None, None, table) if table is not None else 0
-        start, end = section
-        if key is not None:
-            pattern = re.compile(rf"^\s*(\"|')?{re.escape(key)}\1?\s*=")
-            for i in range(start, end):
-                if pattern.match(self.lines[i]):
-                    return i + 1
-        return start + 1 if table is not None else 0
-
-
-class _Checker:
-    """Validation with messages that name the file, the line and the field."""
-
-    def __init__(self, text: str, path: Path | str) -> None:
-        self.where = str(path)
-        self.locate = _Locator(text)
-
-    def fail(
-        self, field: str, problem: str, table: str | None, index: int | None, key: str | None
-    ) -> NoReturn:
-        line = self.locate.line(table, index, key)
-        place = f"{self.where}:{line}" if line else self.where
-        raise ConfigError(f"{place}: {field}: {problem}")
-
-    def fields(self, entry: Mapping[str, Any], allowed: Sequence[str], table: str, index: int | None) -> None:
-        label = table if index is None else f"{table}[{index + 1}]"
-        for key in entry:
-            if key not in allowed:
-                self.fail(
-                    f"{label}.{key}",
-                    f"unknown field (expected one of: {', '.join(allowed)})",
-                    table,
-                    index,
-                    key,
-                )
-
-    def string(
-        self, entry: Mapping[str, Any], key: str, label: str, table: str, index: int | None
-    ) -> str | None:
-        value = entry.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            self.fail(f"{label}.{key}", f"must be a non-empty string, not {value!r}", table, index, key)
-        return str(value).strip()
-
-    def url(self, entry: Mapping[str, Any], label: str, table: str, index: int) -> str:
-        text = self.string(entry, "url", label, table, index)
-        if text is None:
-            self.fail(f"{label}.url", "is missing (the endpoint's /metrics URL)", table, index, None)
-        problem = url_problem(text)
-        if problem:
-            self.fail(f"{label}.url", f"{text!r} {problem}", table, index, "url")
-        parts = urlsplit(text)
-        return text if parts.path else text.rstrip("/") + "/metrics"
-
-
-def url_problem(text: str) -> str | None:
-    """Why `text` is not a usable http(s) URL of an endpoint, or None when it is."""
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as err:
-        return f"is not a valid URL ({err})"
-    if parts.scheme not in ("http", "https"):
-        return "is not an http:// or https:// URL"
-    if not parts.hostname:
-        return "has no host"
-    if port is not None and not 0 < port < 65536:
-        return "has a port outside 1..65535"
-    return None
-
-
 def parse_gpu(value: object) -> int:
     """A rack GPU index from an int 0..71 or a label like 'T03.G2'; ValueError says what is wrong."""
     if isinstance(value, bool):
@@ -247,7 +139,7 @@ def parse_config(text: str, path: Path | str = "<config>") -> RackConfig:
         match = _TOML_POS_RE.search(message)
         line = f":{match.group(1)}" if match else ""
         raise ConfigError(f"{path}{line}: not valid TOML: {_TOML_POS_RE.sub('', message).strip()}") from None
-    check = _Checker(text, path)
+    check = Checker(text, path)
     for key in data:
         if key not in _TOP_LEVEL:
             check.fail(key, f"unknown table or key (expected: {', '.join(_TOP_LEVEL)})", key, None, None)
@@ -285,13 +177,13 @@ def key_error(config: RackConfig, action: str, problem: str) -> ConfigError:
     return ConfigError(f"{where}: keys.{action}: {problem}")
 
 
-def _entries(check: _Checker, value: object, table: str) -> list[dict[str, Any]]:
+def _entries(check: Checker, value: object, table: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         check.fail(table, f"must be an array of tables ([[{table}]])", None, None, table)
     return list(value)  # type: ignore[arg-type]
 
 
-def _trays(check: _Checker, value: object) -> list[TrayTarget]:
+def _trays(check: Checker, value: object) -> list[TrayTarget]:
     trays: list[TrayTarget] = []
     seen: dict[int, int] = {}
     urls: dict[str, int] = {}
@@ -321,7 +213,7 @@ def _trays(check: _Checker, value: object) -> list[TrayTarget]:
     return trays
 
 
-def _servers(check: _Checker, value: object) -> list[ServerTarget]:
+def _servers(check: Checker, value: object) -> list[ServerTarget]:
     servers: list[ServerTarget] = []
     names: dict[str, int] = {}
     owner: dict[int, int] = {}

@@ -1,6 +1,6 @@
 """The rack config's [alerts] and [keys] tables: parsed and checked with file/line/field errors, and rendered.
 
-`check` is collectors.config's checker (its fail() raises a ConfigError naming file, line and field).
+`check` is the config's Checker (collectors.config_check): its fail() raises a one-line ConfigError.
 """
 
 from __future__ import annotations
@@ -8,15 +8,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collectors.alerts import RULE_DIRECTION, RULE_HELP, AlertRules, Threshold
+
+if TYPE_CHECKING:
+    from collectors.config_check import Checker
 
 _RULE_FIELDS = ("on", "off", "for", "window", "enabled")
 _KEY_ACTION_RE = re.compile(r"[a-z][a-z0-9_\-]*")
 
 
-def parse_alerts(check: Any, value: object) -> AlertRules:
+def parse_alerts(check: Checker, value: object) -> AlertRules:
     """[alerts]: bell, and one [alerts.<rule>] table per rule overriding its defaults."""
     if not isinstance(value, dict):
         check.fail("alerts", "must be a table ([alerts])", None, None, "alerts")
@@ -44,7 +47,7 @@ def parse_alerts(check: Any, value: object) -> AlertRules:
     return rules
 
 
-def threshold(check: Any, rule: str, entry: Mapping[str, Any], default: Threshold) -> Threshold:
+def threshold(check: Checker, rule: str, entry: Mapping[str, Any], default: Threshold) -> Threshold:
     table = f"alerts.{rule}"
     numbers: dict[str, float] = {}
     for name in ("on", "off", "for", "window"):
@@ -79,7 +82,7 @@ def threshold(check: Any, rule: str, entry: Mapping[str, Any], default: Threshol
     return t
 
 
-def parse_keys(check: Any, value: object) -> tuple[tuple[tuple[str, str], ...], dict[str, int]]:
+def parse_keys(check: Checker, value: object) -> tuple[tuple[tuple[str, str], ...], dict[str, int]]:
     """[keys]: action id = "key" (or "key1,key2"); the ids themselves are checked by the TUI."""
     if not isinstance(value, dict):
         check.fail("keys", "must be a table ([keys])", None, None, "keys")
