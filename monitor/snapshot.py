@@ -110,27 +110,18 @@ def config_capture(config: RackConfig, interval_s: float) -> Capture:
     def capture() -> tuple[list[Frame], int]:
         from collectors.scrape import ScrapeSource
 
-        expected = GPUS_PER_TRAY * len(config.trays)
-        sources = [ScrapeSource.from_config(config)]
+        source = ScrapeSource.from_config(config)  # every endpoint, one frame a poll
         try:
             frames = []
             for i in range(2):
                 if i:
                     time.sleep(interval_s)
-                ts = round(time.time() * 1000)
-                frames.append(_merge(ts, [s.poll(ts) for s in sources]))
+                frames.append(source.poll(round(time.time() * 1000)))
         finally:
-            for s in sources:
-                s.close()
-        return frames, expected
+            source.close()
+        return frames, GPUS_PER_TRAY * len(config.trays)
 
     return capture
-
-
-def _merge(ts_ms: int, frames: Sequence[Frame]) -> Frame:
-    from storage.frame import merge_frames
-
-    return merge_frames(ts_ms, list(frames))
 
 
 def health(frames: Sequence[Frame], expected_gpus: int, limits: Thresholds) -> list[str]:
