@@ -127,7 +127,8 @@ class StoreReader:
 
     def _files_sql(self, paths: Sequence[str]) -> str:
         listed = ", ".join(_quote(str(self.root / p)) for p in paths)
-        return f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false)"
+        # union_by_name: rollups written before counter `_inc` columns existed sit beside newer ones.
+        return f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false, union_by_name = true)"
 
     def relation(self, table: str, since_ms: int | None = None, until_ms: int | None = None) -> str:
         """A parenthesised SQL relation over one table's rows with since_ms <= ts <= until_ms.
