@@ -33,12 +33,12 @@ from collectors.rack import (
 )
 from monitor.atomic import build_dir, fsync_file, write_bytes
 from monitor.timespec import Window, iso
-from storage.compactor import table_layout, table_schema
+from storage.compactor import table_band_ms, table_layout, table_schema
 from storage.layout import FileEntry, Manifest, write_manifest
 from storage.reader import StoreReader, ts_literal
 from storage.rollups import ROLLED_UP, ROLLUP_STEPS, rollup_name
 from storage.schemas import TABLES
-from storage.segments import write_atomic
+from storage.segments import banded_chunks, write_atomic
 
 EXPORT_MANIFEST = "EXPORT.json"
 EXPORT_FORMAT = "rack-monitor-export"
@@ -197,10 +197,10 @@ class _Cutter:
         return "TRUE"
 
     def cut(self, entry: FileEntry, since_ms: int, until_ms: int) -> Iterator[pa.Table]:
-        """One store file's rows in the window (and on the chosen GPUs), sorted by (keys, ts).
+        """One store file's rows in the window (and on the chosen GPUs), in chunks of whole GPU groups.
 
-        Store files are sorted by (keys, ts) already and DuckDB keeps a scan's order (its
-        preserve_insertion_order default), so filtering keeps them sorted without a sort. GPU-keyed
+        The caller re-bands each chunk (storage.segments.banded_chunks), so the cut file has the
+        store's layout: row groups of one time band each, sorted by (keys, ts) inside. GPU-keyed
         files are read in ascending GPU groups of about CHUNK_ROWS rows, so an hour of NVLink rows is
         never held in memory at once; each group's filter lets DuckDB skip row groups by statistics.
         """
@@ -242,7 +242,11 @@ def _write_table(root: Path, cutter: _Cutter, table: str, since_ms: int, until_m
         cut = write_atomic(
             root,
             str(Path(entry.path).with_name(f"cut-{name}")),
-            cutter.cut(entry, since_ms, until_ms),
+            (
+                band
+                for chunk in cutter.cut(entry, since_ms, until_ms)
+                for band in banded_chunks(chunk, keys, table_band_ms(table))
+            ),
             table=table,
             level=entry.level,
             schema=table_schema(table),

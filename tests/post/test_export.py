@@ -256,3 +256,38 @@ def test_bad_outputs_are_one_line(straggler: Path, tmp_path: Path) -> None:
         "is not a rack-monitor store",
     )
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")], "temp leftovers"
+
+
+def test_a_cut_of_a_compacted_hour_keeps_the_stores_time_bands(tmp_path: Path) -> None:
+    """Cut files must keep the store's layout (one time band per row group), or later window reads
+    of the bundle scan every row group."""
+    import pyarrow.parquet as pq
+
+    from storage.compactor import table_band_ms
+
+    root, hour_ms = tmp_path / "store", 3_600_000
+    start = 1_750_000_000_000 // hour_ms * hour_ms
+    with StoreWriter(root, compaction="inline", flush_interval_s=600, grace_s=0) as writer:
+        for tick in range(0, 70 * 60, 10):  # 70 minutes at 10 s: a whole hour, then the next one opens
+            ts = start + tick * 1000
+            rows = [
+                {"ts": ts, "gpu": g, "uuid": f"GPU-{g}", "tray": 1, "state": 0, "power_mw": 300_000 + tick}
+                for g in range(4)
+            ]
+            writer.append(Frame(ts, {"gpu": batch_from_rows("gpu", rows)}))
+        writer.compact()
+    with StoreReader(root) as reader:
+        assert any(e.level != "segment" for e in reader.manifest.overlapping("gpu", start, start + hour_ms))
+    cut = Window(start + 5 * 60_000, start + 25 * 60_000)  # 5 to 25 min: three 10-minute bands
+    result = export(root, tmp_path / "cut", cut, tables=["gpu"], gpus=[1, 2], with_report=False)
+    assert result.rows == {"gpu": 2 * (20 * 6 + 1)}
+    files = list((tmp_path / "cut").rglob("cut-*.parquet"))
+    assert {path.parent.parent.name for path in files} >= {"gpu", "gpu_1m"}
+    for path in files:
+        band = table_band_ms(path.parent.parent.name)  # rollups band by 600 buckets, raw by 10 minutes
+        meta = pq.ParquetFile(path).metadata
+        ts = meta.schema.names.index("ts")
+        for rg in range(meta.num_row_groups):
+            stats = meta.row_group(rg).column(ts).statistics
+            lo, hi = (round(v.timestamp() * 1000) for v in (stats.min, stats.max))
+            assert lo // band == hi // band, (path.name, rg)
