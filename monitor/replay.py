@@ -63,7 +63,8 @@ class FrameLoader:
         schema = TABLES[name]
         # DuckDB hands timestamps back in microseconds; the contract is the schema's milliseconds.
         rows = rows.select(schema.names).cast(schema)
-        # Sealed files are sorted by entity then ts, and Arrow's sort is stable: sorting by ts alone
+        # Inside a row group rows are sorted by entity then ts (compacted files by time band first,
+        # so one tick never spans row groups), and Arrow's sort is stable: sorting by ts alone
         # leaves each tick's rows in entity order, several times cheaper than sorting by every key.
         return rows.sort_by("ts").combine_chunks() if rows.num_rows > 1 else rows
 

@@ -194,7 +194,8 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
     "serving_hist": ("endpoint", "metric", "le"),
     "host": ("host",),
 }
-"""The entity of each row; sealed files are sorted by these columns, then ts (small files, fast scans)."""
+"""The entity of each row. Segments are sorted by these columns, then ts; compacted files by 10-minute
+time band first, then these, then ts, so a short window reads only its band's row groups."""
 
 COUNTERS: dict[str, frozenset[str]] = {
     "gpu": frozenset({"energy_mj", "ecc_corrected", "ecc_uncorrected", "nvlink_tx_kib", "nvlink_rx_kib"}),
