@@ -28,17 +28,20 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def drain(fd: int, seconds: float) -> int:
-    """Read everything the app writes for `seconds`; return the byte count."""
+def drain(fd: int, seconds: float, sink: list[bytes] | None = None) -> int:
+    """Read everything the app writes for `seconds`; return the byte count (the bytes go to `sink`)."""
     total = 0
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
         ready, _, _ = select.select([fd], [], [], min(left, 0.2))
         if ready:
             try:
-                total += len(os.read(fd, 65536))
+                chunk = os.read(fd, 65536)
             except OSError:
                 break
+            total += len(chunk)
+            if sink is not None:
+                sink.append(chunk)
     return total
 
 
@@ -49,11 +52,13 @@ def cpu_s(proc: psutil.Process) -> tuple[float, float]:
     return times.user + times.system, (main.user_time + main.system_time) if main else float("nan")
 
 
-def measure(fd: int, proc: psutil.Process, seconds: float) -> tuple[float, float, float]:
+def measure(
+    fd: int, proc: psutil.Process, seconds: float, sink: list[bytes] | None = None
+) -> tuple[float, float, float]:
     """(KiB/s written, process CPU %, main-thread CPU %) over `seconds`."""
     c0, m0 = cpu_s(proc)
     t0 = time.monotonic()
-    written = drain(fd, seconds)
+    written = drain(fd, seconds, sink)
     elapsed = time.monotonic() - t0
     c1, m1 = cpu_s(proc)
     return written / 1024 / elapsed, (c1 - c0) / elapsed * 100, (m1 - m0) / elapsed * 100
@@ -65,6 +70,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring window per view")
     parser.add_argument("--settle", type=float, default=8.0, help="seconds before measuring each view")
     parser.add_argument("--color", default="auto", help="--color passed to monitor demo")
+    parser.add_argument(
+        "--dump", type=Path, help="write each view's measured bytes to DIR/<view>.bin (to see what is sent)"
+    )
     args = parser.parse_args()
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
@@ -83,7 +91,11 @@ def main() -> None:
             if key:
                 os.write(master, key)
             drain(master, args.settle)
-            kib, cpu, main_cpu = measure(master, proc, args.seconds)
+            sink: list[bytes] = []
+            kib, cpu, main_cpu = measure(master, proc, args.seconds, sink)
+            if args.dump:
+                args.dump.mkdir(parents=True, exist_ok=True)
+                (args.dump / f"{view.split()[0].lower()}.bin").write_bytes(b"".join(sink))
             print(f"{view:<14} {kib:8.2f} {cpu:16.1f} {main_cpu:19.1f}")
         print("targets: <= 20 KiB/s written, <= 5 % of one core for the TUI")
     finally:

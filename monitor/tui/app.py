@@ -13,6 +13,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from collectors.rack import COMPUTE_TRAYS, GPUS_PER_TRAY, gpu_place
@@ -34,7 +35,7 @@ from monitor.view.alerts_view import AlertTracker
 from monitor.view.builder import SnapshotBuilder
 from monitor.view.metrics import METRICS, METRICS_BY_NAME, Metric
 from monitor.view.model import NVLINK_MAX_TBPS, RackSnapshot, clock_text
-from monitor.view.serving import ServingBuilder
+from monitor.view.serving import ServingBuilder, ServingSnapshot
 from storage.head import Head
 
 WAIT_S = 0.25
@@ -49,6 +50,16 @@ def _metric_binding(metric: Metric) -> Binding:
         tooltip=f"Show {metric.label} ({metric.unit}) in the heatmap",
         id=f"metric-{metric.name}",
     )
+
+
+class RackScreen(Screen[None]):
+    """The rack view's screen; it redraws from the newest snapshot whenever it becomes current again."""
+
+    def on_screen_resume(self) -> None:
+        """Catch up with the snapshots that arrived while another view was on top."""
+        app = self.app
+        if isinstance(app, RackApp):
+            app.redraw()
 
 
 class RackApp(App[None]):
@@ -123,6 +134,7 @@ class RackApp(App[None]):
         self.title = title
         self.sub_title = subtitle
         self.snapshot = RackSnapshot.empty()
+        self.serving: ServingSnapshot | None = None
         self.metric: Metric = METRICS[0]
         self.selected = 0
         self.frames_applied = 0
@@ -175,7 +187,7 @@ class RackApp(App[None]):
         if self._keymap_config:
             self.set_keymap(self._keymap_config)
         watch_hangup(self)
-        self._redraw()
+        self.redraw()
         self._follow_head()
 
     # -- data ------------------------------------------------------------------------------
@@ -225,7 +237,7 @@ class RackApp(App[None]):
         """Show the newest snapshot."""
         self.snapshot = message.snapshot
         self._follow_alerts()
-        self._redraw()
+        self.redraw()
         self.frames_applied += 1
         if isinstance(self.screen, LiveScreen):
             self.screen.rack_updated(message.snapshot)
@@ -238,11 +250,12 @@ class RackApp(App[None]):
         fired = self.alerts.update(self.head.frames(since_ms=self.alerts.seen_ms))
         if fired and self.bell_on_alert:
             self.bell()
-        self.query_one(AlertBar).show(self.alerts.newest_first())
 
     def on_serving_ready(self, message: ServingReady) -> None:
         """Show the newest serving figures (the panel appears with the first serving rows)."""
-        self.query_one(ServingPanel).show(message.serving)
+        self.serving = message.serving
+        if self.rack_visible:
+            self.query_one(ServingPanel).show(message.serving)
 
     def on_snapshot_failed(self, message: SnapshotFailed) -> None:
         """Tell the operator once per distinct error."""
@@ -255,18 +268,37 @@ class RackApp(App[None]):
         if event.state is WorkerState.ERROR and event.worker.error is not None:
             self.notify(str(event.worker.error), title="Live updates stopped", severity="error")
 
-    def _redraw(self) -> None:
-        """Push the current snapshot, metric and selection to every widget in one screen update."""
+    @property
+    def rack_visible(self) -> bool:
+        """Whether the rack view is the current screen (no view or dialog over it)."""
+        return self.screen is self.screen_stack[0]
+
+    def get_default_screen(self) -> Screen[None]:
+        """The rack view's screen."""
+        return RackScreen(id="_default")
+
+    def redraw(self) -> None:
+        """Push the current snapshot, metric and selection to every widget in one screen update.
+
+        Only while the rack view is the current screen: under another view its widgets are hidden,
+        and Textual would repaint every region they dirty through the view on top (a full screen a
+        tick). RackScreen redraws when the rack view comes back.
+        """
+        if not self.rack_visible:
+            return
         snap = self.snapshot
         totals = snap.totals
         with self.batch_update():
             self.query_one(TotalsBar).show(snap, self.title, self.sub_title)
+            self.query_one(AlertBar).show(self.alerts.newest_first())
             heatmap = self.query_one(Heatmap)
             heatmap.update_view(snap, self.metric, self.selected)
-            heatmap.border_title = f"{self.metric.label} ({self.metric.unit})"
+            title = f"{self.metric.label} ({self.metric.unit})"
             if self.highlight_name:
-                heatmap.border_title += f" * {self.highlight_name}"
-            heatmap.border_subtitle = clock_text(snap.ts_ms) if snap.ts_ms is not None else "no data"
+                title += f" * {self.highlight_name}"
+            heatmap.set_border_text(
+                title=title, subtitle=clock_text(snap.ts_ms) if snap.ts_ms is not None else "no data"
+            )
             self.query_one("#power-gauge", Gauge).show(
                 totals.power_kw, totals.power_limit_kw, snap.power_history_kw
             )
@@ -274,6 +306,8 @@ class RackApp(App[None]):
                 totals.nvlink_tbps, NVLINK_MAX_TBPS, snap.nvlink_history_tbps
             )
             self.query_one(GpuDetail).show(snap.gpu(self.selected))
+            if self.serving is not None:
+                self.query_one(ServingPanel).show(self.serving)
             self.query_one(EventLog).show(snap.events)
             self.query_one(KeyLine).show(self.key_bindings, f"metric('{self.metric.name}')")
 
@@ -282,7 +316,7 @@ class RackApp(App[None]):
     def action_metric(self, name: str) -> None:
         """Colour the heatmap by metric `name`."""
         self.metric = METRICS_BY_NAME[name]
-        self._redraw()
+        self.redraw()
 
     def action_move(self, dx: int, dy: int) -> None:
         """Move the selection: dy over trays in physical order, dx over the 4 GPUs of a tray."""
@@ -290,7 +324,7 @@ class RackApp(App[None]):
         tray = min(COMPUTE_TRAYS, max(1, tray + dy))
         module = min(GPUS_PER_TRAY, max(1, module + dx))
         self.selected = (tray - 1) * GPUS_PER_TRAY + (module - 1)
-        self._redraw()
+        self.redraw()
 
     def action_help(self) -> None:
         """List every key."""
@@ -305,14 +339,14 @@ class RackApp(App[None]):
     def open_gpu_detail(self, gpu: int) -> None:
         """Select rack GPU `gpu` and open its detail view."""
         self.selected = gpu
-        self._redraw()
+        self.redraw()
         self.action_view("detail")
 
     def highlight(self, name: str, gpus: tuple[int, ...]) -> None:
         """Mark an instance's GPUs in the rack view (escape clears it)."""
         self.highlight_name = name if gpus else ""
         self.query_one(RackHeatmap).set_highlight(frozenset(gpus), self.snapshot, self.metric, self.selected)
-        self._redraw()
+        self.redraw()
 
     def action_clear_highlight(self) -> None:
         """Remove the instance highlight."""

@@ -175,9 +175,16 @@ class ReplayApp(RackApp):
         """Show the new cursor; report a read error once."""
         old = self.replay_state
         self.replay_state = message.state
-        self.query_one(ReplayBar).show(message.state)
+        if self.rack_visible:
+            self.query_one(ReplayBar).show(message.state)
         if message.state.error and message.state.error != old.error:
             self.notify(message.state.error, title="Replay paused", severity="error")
+
+    def redraw(self) -> None:
+        """The rack view and the replay bar (which also waits while a view is over the rack)."""
+        super().redraw()
+        if self.rack_visible:
+            self.query_one(ReplayBar).show(self.replay_state)
 
     # -- keys ------------------------------------------------------------------------------
 

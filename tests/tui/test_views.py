@@ -18,6 +18,7 @@ from monitor.tui.screens.nvlink import NvlinkScreen
 from monitor.tui.screens.serving import ServingScreen
 from monitor.tui.screens.skew import SkewScreen
 from monitor.tui.widgets.alert_bar import AlertBar
+from monitor.tui.widgets.diff_paint import LinePanel
 from monitor.tui.widgets.heatmap import Heatmap
 from monitor.tui.widgets.history_chart import HistoryChart
 from monitor.tui.widgets.nvlink_matrix import NvlinkMatrixView
@@ -92,7 +93,7 @@ async def test_nvlink_matrix_marks_down_links_and_pages_at_80x24():
         assert view.gpu == 71 and view.top == 72 - view.body_rows
         await pilot.press("up", "right")
         assert app.selected == 70
-        detail = text(screen.query_one("#nvlink-detail", Static))
+        detail = text(screen.query_one("#nvlink-detail", LinePanel))
         assert "T18.G3 L1 -> switch tray 1 chip 2" in detail
 
 
@@ -106,12 +107,12 @@ async def test_nvlink_flap_is_flagged_climbing_before_it_goes_down():
         view = screen.matrix.link(fault.gpu, fault.link)
         assert view.flagged and not view.down
         assert screen.matrix.flagged == 1 and screen.matrix.columns[fault.link].flagged == 1
-        assert "CLIMBING" not in text(screen.query_one("#nvlink-detail", Static))
+        assert "CLIMBING" not in text(screen.query_one("#nvlink-detail", LinePanel))
         for _ in range(fault.gpu):
             await pilot.press("down")
         for _ in range(fault.link):
             await pilot.press("right")
-        assert "CLIMBING" in text(screen.query_one("#nvlink-detail", Static))
+        assert "CLIMBING" in text(screen.query_one("#nvlink-detail", LinePanel))
 
 
 async def test_serving_table_sorts_and_enter_highlights_the_instance_gpus():

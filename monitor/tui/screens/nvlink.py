@@ -11,6 +11,7 @@ from textual.widgets import Static
 
 from collectors.rack import gpu_label, switch_chip
 from monitor.tui.screens.base import LiveScreen
+from monitor.tui.widgets.diff_paint import LinePanel
 from monitor.tui.widgets.nvlink_matrix import Mode, NvlinkMatrixView
 from monitor.view.model import RackSnapshot, clock_text
 from monitor.view.nvlink import CLIMBING_SAMPLES, NvlinkBuilder, NvlinkMatrix
@@ -95,9 +96,9 @@ class NvlinkScreen(LiveScreen):
 
     def compose(self) -> ComposeResult:
         """Summary, matrix, cursor detail, keys."""
-        yield Static("", id="nvlink-summary", classes="view--line")
+        yield LinePanel(id="nvlink-summary", classes="view--line")
         yield NvlinkMatrixView(id="matrix")
-        yield Static("", id="nvlink-detail", classes="view--line")
+        yield LinePanel(id="nvlink-detail", classes="view--line")
         yield Static(
             "↑↓←→ cursor  PgUp/PgDn page  n traffic  e errors  enter GPU detail  esc back  ? help",
             classes="view--keys",
@@ -106,7 +107,7 @@ class NvlinkScreen(LiveScreen):
     def on_mount(self) -> None:
         """Put the cursor on the rack view's selected GPU."""
         view = self.query_one(NvlinkMatrixView)
-        view.border_title = "NVLink: GPU rows x link columns (link k -> switch chip k)"
+        view.set_border_text(title="NVLink: GPU rows x link columns (link k -> switch chip k)")
         view.place_cursor(self.rack.selected, 0)
 
     def frames_needed(self) -> int:
@@ -126,11 +127,9 @@ class NvlinkScreen(LiveScreen):
     def _redraw(self) -> None:
         view = self.query_one(NvlinkMatrixView)
         view.update_matrix(self.matrix, self.mode)
-        view.border_subtitle = "traffic" if self.mode == "traffic" else "errors"
-        self.query_one("#nvlink-summary", Static).update(summary_line(self.matrix, self.mode), layout=False)
-        self.query_one("#nvlink-detail", Static).update(
-            link_detail(self.matrix, view.gpu, view.link), layout=False
-        )
+        view.set_border_text(subtitle="traffic" if self.mode == "traffic" else "errors")
+        self.query_one("#nvlink-summary", LinePanel).show_text(summary_line(self.matrix, self.mode))
+        self.query_one("#nvlink-detail", LinePanel).show_text(link_detail(self.matrix, view.gpu, view.link))
 
     def action_mode(self, mode: Mode) -> None:
         """Show traffic or error growth."""

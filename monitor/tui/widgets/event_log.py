@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.text import Text
-from textual.widgets import Static
 
+from monitor.tui.widgets.diff_paint import LinePanel
 from monitor.view.model import EventView
 
 
@@ -24,7 +24,7 @@ def events_text(events: Sequence[EventView], limit: int) -> Text:
     return text
 
 
-class EventLog(Static):
+class EventLog(LinePanel):
     """The newest events, newest at the top."""
 
     DEFAULT_CSS = "EventLog { height: 1fr; overflow: hidden; }"
@@ -43,5 +43,4 @@ class EventLog(Static):
         if key == self._shown:
             return
         self._shown = key
-        # The log's size comes from CSS (1fr), so new text needs no layout pass.
-        self.update(events_text(key, self.MAX_EVENTS), layout=False)
+        self.show_text(events_text(key, self.MAX_EVENTS))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import Static
 
+from monitor.tui.widgets.diff_paint import LinePanel
 from monitor.view.metrics import METRICS_BY_NAME, MIB_PER_GIB
 from monitor.view.model import CellState, GpuView
 
@@ -65,27 +65,16 @@ def detail_lines(gpu: GpuView) -> list[tuple[str, str]]:
     return lines
 
 
-class GpuDetail(Static):
+class GpuDetail(LinePanel):
     """A panel describing the selected GPU."""
 
     DEFAULT_CSS = "GpuDetail { height: auto; }"
 
-    def __init__(self, *, id: str | None = None) -> None:
-        """An empty panel; show() fills it."""
-        super().__init__("", id=id)
-        self._shown: list[tuple[str, str]] | None = None
-
     def show(self, gpu: GpuView) -> None:
-        """Describe `gpu`; nothing repaints unless a line changed."""
-        lines = detail_lines(gpu)
-        if lines == self._shown:
-            return
-        # Height is auto: only a change in the number of lines needs a layout pass.
-        relayout = self._shown is None or len(lines) != len(self._shown)
-        self._shown = lines
+        """Describe `gpu`; only the characters that changed are repainted."""
         text = Text(no_wrap=True, overflow="ellipsis")
-        for n, (line, style) in enumerate(lines):
+        for n, (line, style) in enumerate(detail_lines(gpu)):
             if n:
                 text.append("\n")
             text.append(line, style=style)
-        self.update(text, layout=relayout)
+        self.show_text(text)

@@ -8,9 +8,7 @@ from typing import ClassVar, Literal
 from rich.segment import Segment
 from rich.style import Style
 from textual.color import Color, Gradient
-from textual.geometry import Region
 from textual.strip import Strip
-from textual.widget import Widget
 
 from collectors.rack import (
     COMPUTE_TRAYS,
@@ -18,6 +16,7 @@ from collectors.rack import (
     SWITCH_TRAYS,
     physical_order,
 )
+from monitor.tui.widgets.diff_paint import DiffPaintWidget
 from monitor.view.metrics import BUCKETS, METRICS, Metric, fmt_count, fmt_rate
 from monitor.view.model import CellState, GpuView, RackSnapshot, SwitchTrayView
 
@@ -175,7 +174,7 @@ def legend_number(value: float, step: float, room: int) -> str:
     return text[:room]
 
 
-class Heatmap(Widget):
+class Heatmap(DiffPaintWidget):
     """The physical rack: compute trays as rows of 4 GPU cells, switch trays drawn between them."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -319,22 +318,21 @@ class Heatmap(Widget):
     # -- Textual ---------------------------------------------------------------------------
 
     def update_view(self, snapshot: RackSnapshot, metric: Metric, selected: int) -> list[int]:
-        """Show a new snapshot / metric / selection, repainting only the rows that changed.
+        """Show a new snapshot / metric / selection, repainting only the cells that changed.
 
         Returns:
             The rows that changed (and were scheduled for a repaint).
         """
         self.snapshot, self.metric, self.selected = snapshot, metric, selected
-        width = self.size.width
         changed = []
         for y in range(len(self.rows)):
             key = self.row_key(y)
             if self._keys.get(y) != key:
                 self._keys[y] = key
-                self._strips.pop(y, None)
+                old = self._strips.pop(y, None)
                 changed.append(y)
-                if width:
-                    self.refresh(Region(0, y, width, 1))
+                if self.size.width:
+                    self.repaint_line(y, old, self._row_strip(y))
         return changed
 
     def _reset_cache(self) -> None:
@@ -392,10 +390,14 @@ class Heatmap(Widget):
         """The cached strip of row y (built on first use after a change)."""
         if y >= len(self.rows):
             return Strip.blank(self.size.width, self.rich_style)
+        return self._row_strip(y).crop_extend(0, self.size.width, self.rich_style)
+
+    def _row_strip(self, y: int) -> Strip:
+        """Row y's cached strip, built (with the CSS styles) when missing."""
         if self._styles_stale:
             self._styles_stale = False
             self.styles_ = self._styles_from_css()
         strip = self._strips.get(y)
         if strip is None:
-            strip = self._strips[y] = self.build_row(y).apply_style(self.rich_style)
-        return strip.crop_extend(0, self.size.width, self.rich_style)
+            strip = self._strips[y] = self.build_row(y).apply_style(self.rich_style).simplify()
+        return strip

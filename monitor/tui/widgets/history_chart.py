@@ -51,12 +51,17 @@ def resample(
     return [sums[i] / counts[i] if counts[i] else None for i in range(width)]
 
 
-def bar_rows(values: Sequence[float | None], height: int, top: float) -> list[str]:
-    """Rows of block characters, top row first; a column with no value is blank in every row."""
+def bar_rows(values: Sequence[float | None], height: int, top: float, bottom: float = 0.0) -> list[str]:
+    """Rows of block characters scaled from `bottom` to `top`, top row first.
+
+    A column with no value is blank in every row.
+    """
     rows = []
     steps = height * (len(BLOCKS) - 1)
+    span = top - bottom
     levels = [
-        None if v is None else round(max(0.0, min(1.0, v / top)) * steps) if top > 0 else 0 for v in values
+        None if v is None else round(max(0.0, min(1.0, (v - bottom) / span)) * steps) if span > 0 else 0
+        for v in values
     ]
     for r in range(height):
         base = (height - 1 - r) * (len(BLOCKS) - 1)

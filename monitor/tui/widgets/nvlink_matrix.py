@@ -7,16 +7,17 @@ for a link that is down, '!' before a link whose error counters keep climbing, '
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar, Literal
 
 from rich.segment import Segment
 from rich.style import Style
-from textual.geometry import Region
 from textual.strip import Strip
-from textual.widget import Widget
 
 from collectors.rack import GPUS, LINKS_PER_GPU, gpu_label
+from monitor.tui.widgets.diff_paint import DiffPaintWidget
 from monitor.tui.widgets.heatmap import ramp_styles
+from monitor.view.deadband import Deadband, HeldFigures
 from monitor.view.metrics import BUCKETS
 from monitor.view.nvlink import LINK_MAX_GBPS, LinkColumn, LinkView, NvlinkMatrix
 
@@ -25,6 +26,10 @@ LABEL_WIDTH = 8
 """A mark ('>' cursor, '!' trouble), 'T01.G1', a space."""
 MIN_CELL = 3
 MAX_CELL = 7
+RATE_BAND = Deadband(rel=0.05, floor=0.05)
+"""A link's cell keeps its rate until the rate moves 5 % (or 0.05 GB/s): per-link rates jitter a few
+percent a tick, and redrawing 1296 cells for that costs bytes and shows nothing (the cursor link's line
+under the matrix has the exact rate)."""
 FOOTER = ("TB/s", "down", "climb")
 """The column-total rows under the GPUs: per switch chip throughput (or errors), links down, climbing."""
 
@@ -57,6 +62,13 @@ def link_cell(view: LinkView, mode: Mode, width: int) -> tuple[str, str]:
     return mark + text, "climb" if view.flagged else "ok"
 
 
+def link_bucket(view: LinkView, mode: Mode) -> int | None:
+    """The colour bucket of a traffic cell (None: the cell is coloured by its kind instead)."""
+    if mode != "traffic" or view.gbps is None or view.down or view.flagged or view.state is None:
+        return None
+    return min(BUCKETS - 1, int(view.gbps / LINK_MAX_GBPS * BUCKETS))
+
+
 def footer_cell(column: LinkColumn, row: str, mode: Mode, width: int) -> tuple[str, str]:
     """(text, kind) of a column total."""
     room = width - 1
@@ -74,7 +86,7 @@ def footer_cell(column: LinkColumn, row: str, mode: Mode, width: int) -> tuple[s
     return fit_number(count, room, 0), "down" if row == "down" else "climb"
 
 
-class NvlinkMatrixView(Widget, can_focus=True):
+class NvlinkMatrixView(DiffPaintWidget, can_focus=True):
     """The matrix, with a cursor on one (GPU, link) cell."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -108,6 +120,7 @@ class NvlinkMatrixView(Widget, can_focus=True):
         self._ramp = ramp_styles()
         self._styles: dict[str, Style] = {}
         self._strips: dict[int, tuple[tuple[object, ...], Strip]] = {}
+        self._rates = HeldFigures(RATE_BAND)
 
     # -- geometry --------------------------------------------------------------------------
 
@@ -156,7 +169,7 @@ class NvlinkMatrixView(Widget, can_focus=True):
         if kind == "footer":
             return (kind, n, w, mode, tuple(footer_cell(c, FOOTER[n], mode, w) for c in self.matrix.columns))
         if kind == "gpu":
-            cells = tuple(link_cell(v, mode, w) for v in self.matrix.gpu_links(n))
+            cells = tuple((*link_cell(v, mode, w), link_bucket(v, mode)) for v in self.matrix.gpu_links(n))
             cursor = self.link if n == self.gpu else -1
             return (kind, n, w, cursor, cells)
         return (kind, w)
@@ -194,10 +207,7 @@ class NvlinkMatrixView(Widget, can_focus=True):
         segs = [Segment(mark, header), Segment(gpu_label(n), label_style), Segment(" ")]
         for k, view in enumerate(links):
             text, cell_kind = link_cell(view, self.mode, w)
-            bucket = None
-            if cell_kind == "ok" and self.mode == "traffic" and view.gbps is not None:
-                bucket = min(BUCKETS - 1, int(view.gbps / LINK_MAX_GBPS * BUCKETS))
-            cell = self._cell(text, cell_kind, w, bucket)
+            cell = self._cell(text, cell_kind, w, link_bucket(view, self.mode))
             if n == self.gpu and k == self.link:
                 cell = Segment(cell.text, (cell.style or Style()) + self._style("cursor"))
             segs.append(cell)
@@ -209,16 +219,26 @@ class NvlinkMatrixView(Widget, can_focus=True):
 
     # -- Textual ---------------------------------------------------------------------------
 
+    def held_rates(self, matrix: NvlinkMatrix) -> NvlinkMatrix:
+        """`matrix` with each link's rate held within RATE_BAND of the rate its cell shows."""
+        links = []
+        for i, view in enumerate(matrix.links):
+            gbps = self._rates.hold(i, view.gbps)
+            links.append(view if gbps == view.gbps else replace(view, gbps=gbps))
+        return replace(matrix, links=tuple(links))
+
     def update_matrix(self, matrix: NvlinkMatrix, mode: Mode) -> int:
-        """Show a new matrix / mode; repaint only rows that changed. Returns the rows repainted."""
-        self.matrix, self.mode = matrix, mode
+        """Show a new matrix / mode; repaint only the cells that changed. Returns the rows changed.
+
+        Link rates are held (held_rates); the column totals are the matrix's own.
+        """
+        self.matrix, self.mode = self.held_rates(matrix), mode
         changed = 0
         for y in range(self.size.height):
             kind, n = self.row_at(y)
             cached = self._strips.get(y)
             if cached is None or cached[0] != self.row_key(kind, n):
-                self._strips.pop(y, None)
-                self.refresh(Region(0, y, self.size.width, 1))
+                self.repaint_line(y, cached[1] if cached else None, self._row_strip(y))
                 changed += 1
         return changed
 
@@ -230,9 +250,13 @@ class NvlinkMatrixView(Widget, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         """Row y from the cache, rebuilt when what it shows changed."""
+        return self._row_strip(y).crop_extend(0, self.size.width, self.rich_style)
+
+    def _row_strip(self, y: int) -> Strip:
+        """Screen row y's cached strip, rebuilt when its key changed."""
         kind, n = self.row_at(y)
         key = self.row_key(kind, n)
         cached = self._strips.get(y)
         if cached is None or cached[0] != key:
-            cached = self._strips[y] = (key, self.build_row(kind, n).apply_style(self.rich_style))
-        return cached[1].crop_extend(0, self.size.width, self.rich_style)
+            cached = self._strips[y] = (key, self.build_row(kind, n).apply_style(self.rich_style).simplify())
+        return cached[1]

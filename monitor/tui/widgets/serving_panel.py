@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.message import Message
-from textual.widgets import Static
 
+from monitor.tui.widgets.diff_paint import LinePanel
 from monitor.view.serving import InstanceView, ServingSnapshot
 
 SPARK = " ▁▂▃▄▅▆▇█"
@@ -108,7 +108,7 @@ def serving_text(snapshot: ServingSnapshot) -> Text:
     return out
 
 
-class ServingPanel(Static):
+class ServingPanel(LinePanel):
     """Rack serving throughput and the per-server table; hidden until serving data arrives."""
 
     DEFAULT_CSS = """
@@ -127,15 +127,11 @@ class ServingPanel(Static):
         """An empty, hidden panel; show() fills it."""
         super().__init__("", id=id)
         self.display = False
-        self._shown: str | None = None
 
     def show(self, snapshot: ServingSnapshot) -> None:
-        """Show a snapshot; repaints only when the text changed."""
+        """Show a snapshot; only the characters that changed are repainted."""
         if snapshot.ts_ms is None:
             return
         self.display = True
-        self.border_subtitle = counts_text(snapshot)
-        text = serving_text(snapshot)
-        if text.markup != self._shown:
-            self._shown = text.markup
-            self.update(text)
+        self.set_border_text(subtitle=counts_text(snapshot))
+        self.show_text(serving_text(snapshot))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
 
+from monitor.tui.widgets.diff_paint import LinePanel
 from monitor.view.metrics import fmt_rate
 from monitor.view.model import RackSnapshot, clock_text
 
@@ -45,7 +45,7 @@ def totals_text(snapshot: RackSnapshot, title: str, subtitle: str = "", *, compa
     return text
 
 
-class TotalsBar(Static):
+class TotalsBar(LinePanel):
     """One line of rack totals across the top of the screen."""
 
     DEFAULT_CSS = "TotalsBar { height: 1; }"
@@ -53,17 +53,13 @@ class TotalsBar(Static):
     def __init__(self, *, id: str | None = None) -> None:
         """An empty bar; show() fills it."""
         super().__init__("", id=id)
-        self._shown: str | None = None
         self._last: tuple[RackSnapshot, str, str] | None = None
 
     def show(self, snapshot: RackSnapshot, title: str, subtitle: str = "") -> None:
-        """Show a snapshot's totals; a repaint happens only when the text changed."""
+        """Show a snapshot's totals; only the characters that changed are repainted."""
         compact = 0 < self.size.width < COMPACT_WIDTH
-        text = totals_text(snapshot, title, subtitle, compact=compact)
         self._last = (snapshot, title, subtitle)
-        if text.markup != self._shown:
-            self._shown = text.markup
-            self.update(text, layout=False)
+        self.show_text(totals_text(snapshot, title, subtitle, compact=compact))
 
     def on_resize(self) -> None:
         """Switch between the compact and the full line when the width crosses COMPACT_WIDTH."""
