@@ -6,6 +6,10 @@ and CPU of the whole process (simulator, 90 loopback HTTP servers, scraper, poll
 main thread (the TUI's event loop; target <= 5 % of one core).
 
     .venv/bin/python bench/bench_pty.py [--seconds 20] [--settle 8] [--color auto|256|16|truecolor]
+        [--rows N] [--dump DIR]
+
+--rows N prints the N screen rows that took the most bytes in each view (Textual moves the cursor to
+the start of every span it repaints, so bytes can be told apart by row); --dump DIR keeps the raw bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import fcntl
 import os
 import pty
+import re
 import select
 import signal
 import struct
@@ -21,6 +26,7 @@ import subprocess
 import sys
 import termios
 import time
+from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -43,6 +49,20 @@ def drain(fd: int, seconds: float, sink: list[bytes] | None = None) -> int:
             if sink is not None:
                 sink.append(chunk)
     return total
+
+
+CURSOR_MOVE = re.compile(rb"\x1b\[(\d+);(\d+)H")
+
+
+def bytes_by_row(data: bytes) -> Counter[int]:
+    """Bytes written per screen row (1-based), each cursor move and what follows it counted to its row."""
+    rows: Counter[int] = Counter()
+    row, start = 0, 0
+    for move in CURSOR_MOVE.finditer(data):
+        rows[row] += move.start() - start
+        row, start = int(move.group(1)), move.start()
+    rows[row] += len(data) - start
+    return rows
 
 
 def cpu_s(proc: psutil.Process) -> tuple[float, float]:
@@ -70,6 +90,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring window per view")
     parser.add_argument("--settle", type=float, default=8.0, help="seconds before measuring each view")
     parser.add_argument("--color", default="auto", help="--color passed to monitor demo")
+    parser.add_argument("--rows", type=int, default=0, help="print the N rows that took the most bytes")
     parser.add_argument(
         "--dump", type=Path, help="write each view's measured bytes to DIR/<view>.bin (to see what is sent)"
     )
@@ -97,6 +118,9 @@ def main() -> None:
                 args.dump.mkdir(parents=True, exist_ok=True)
                 (args.dump / f"{view.split()[0].lower()}.bin").write_bytes(b"".join(sink))
             print(f"{view:<14} {kib:8.2f} {cpu:16.1f} {main_cpu:19.1f}")
+            if args.rows:
+                top = bytes_by_row(b"".join(sink)).most_common(args.rows)
+                print("  bytes/s by row:", ", ".join(f"{r}: {n / args.seconds:.0f}" for r, n in top))
         print("targets: <= 20 KiB/s written, <= 5 % of one core for the TUI")
     finally:
         child.send_signal(signal.SIGHUP)
