@@ -41,6 +41,11 @@ SHOTS = [
     Shot("rack-80x24", "gpu-lost", (80, 24)),
     Shot("rack-thermal-temp-200x50", "thermal", (200, 50), ("t",)),
     Shot("rack-nvlink-flap-errors-200x50", "nvlink-flap", (200, 50), ("e",)),
+    Shot("nvlink-matrix-flap-200x50", "nvlink-flap", (200, 50), ("l", "e")),
+    Shot("nvlink-matrix-80x24", "nvlink-flap", (80, 24), ("l",)),
+    Shot("serving-endpoint-down-200x50", "endpoint-down", (200, 50), ("s",)),
+    Shot("gpu-detail-straggler-200x50", "straggler", (200, 50), ("enter",)),
+    Shot("events-gpu-lost-200x50", "gpu-lost", (200, 50), ("v",)),
 ]
 
 

@@ -28,8 +28,9 @@ MIN_CELL_WIDTH = max(m.width for m in METRICS) + 3
 EXPANDED_HEIGHT = 1 + COMPUTE_TRAYS + SWITCH_TRAYS + 2
 """Rows needed to draw each switch tray on its own row, plus the colour legend (30)."""
 
-RAMP_COLORS = ("#1d3b6e", "#1f6f8b", "#2a9d8f", "#8ab17d", "#e9c46a", "#f4a261", "#e76f51", "#c8102e")
-"""Cool to hot; few, well-separated stops so the buckets survive 256-colour quantisation."""
+RAMP_COLORS = ("#2d1b4e", "#3b3f8c", "#2f6f9f", "#21918c", "#35b779", "#90d743", "#fde725")
+"""Low to high, viridis-like: few, well-separated stops so the buckets survive 256-colour quantisation.
+No red in the ramp: red means LOST or an alarm, so a lost GPU stands out on a busy, hot rack."""
 
 
 @dataclass(frozen=True)
