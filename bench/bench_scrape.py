@@ -72,7 +72,8 @@ def main() -> None:
         child.join(timeout=10)
     cpu.sort()
     print(
-        f"endpoints: {len(config.trays)} tray agents + {len(config.servers)} {args.engine} servers; rows {rows}"
+        f"endpoints: {len(config.trays)} tray agents + {len(config.servers)} {args.engine} servers;"
+        f" rows {rows}"
     )
     print(f"first tick (cold connections and caches): {first:.1f} ms CPU")
     p90 = cpu[int(0.9 * (len(cpu) - 1))]

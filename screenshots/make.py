@@ -13,11 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collectors.clock import SimClock  # noqa: E402
-from collectors.sim import SimRack  # noqa: E402
-from collectors.sim.frames import SimRackFrames  # noqa: E402
-from monitor.tui.app import RackApp  # noqa: E402
-from storage.head import Head  # noqa: E402
+from collectors.clock import SimClock
+from collectors.sim import SimRack
+from collectors.sim.frames import SimRackFrames
+from monitor.tui.app import RackApp
+from storage.head import Head
 
 HERE = Path(__file__).resolve().parent
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC).timestamp()

@@ -288,4 +288,3 @@ class StoreReader:
         for r in rows:
             buckets[r["le"]] = buckets.get(r["le"], 0.0) + r["increase"]
         return bucket_quantile(q, sorted(buckets.items()))
-

@@ -39,7 +39,9 @@ def test_batch_from_rows_matches_schema():
 
 def test_batch_refuses_values_that_do_not_fit_the_type():
     with pytest.raises((pa.ArrowInvalid, OverflowError)):
-        batch_from_columns("gpu", {"ts": [1], "gpu": [1], "uuid": ["x"], "tray": [1], "state": [0], "util_gpu_pct": [300]})
+        batch_from_columns(
+            "gpu", {"ts": [1], "gpu": [1], "uuid": ["x"], "tray": [1], "state": [0], "util_gpu_pct": [300]}
+        )
 
 
 def test_merge_frames_concatenates_per_table_and_skips_empty():

@@ -52,7 +52,9 @@ def test_tick_merges_sources_and_snaps_to_the_grid():
     clock = SimClock(start=100.4)
     head = Head()
     sink: list[Frame] = []
-    poller = Poller([TraySource("t1", [0, 1]), TraySource("t2", [4, 5])], head, clock=clock, sinks=[sink.append])
+    poller = Poller(
+        [TraySource("t1", [0, 1]), TraySource("t2", [4, 5])], head, clock=clock, sinks=[sink.append]
+    )
     frame = poller.tick()
     assert frame.ts_ms == 100_000
     assert sorted(frame.table("gpu").column("gpu").to_pylist()) == [0, 1, 4, 5]
