@@ -19,198 +19,25 @@ Any malformed page raises ExpositionError naming the line; nothing else escapes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
 
 from collectors.promtext_shape import PageShape
-
-METRIC_TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
-"""The TYPE values of format 0.0.4."""
-
-_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL_RE = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\]|\\.)*)"[ \t]*(,|\Z)', re.S)
-_LABEL_ESCAPE_RE = re.compile(r'\\[\\"n]')
-_HELP_ESCAPE_RE = re.compile(r"\\[\\n]")
-_ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
-_CACHE_LIMIT = 200_000
-"""Series heads kept per parser; a page set that churns past this just starts the cache afresh."""
-
-
-def _unescape(match: re.Match[str]) -> str:
-    return _ESCAPES[match.group(0)]
-
-
-class ExpositionError(ValueError):
-    """A page that is not valid text exposition format; `line` is 1-based (0: the page as a whole)."""
-
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(f"line {line}: {message}" if line else message)
-        self.line = line
-        self.message = message
-
-
-class Labels(dict[str, str]):
-    """An immutable, hashable label set: a dict for lookups, shareable between samples and pages."""
-
-    __slots__ = ("_hash",)
-
-    def __hash__(self) -> int:  # type: ignore[override]
-        try:
-            return self._hash
-        except AttributeError:
-            self._hash: int = hash(frozenset(self.items()))
-            return self._hash
-
-    def _immutable(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError("Labels are immutable (they are shared between samples)")
-
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _immutable  # type: ignore[assignment]
-
-    def without(self, *names: str) -> Labels:
-        """A copy without the given label names (e.g. `le` to key a histogram's series)."""
-        return Labels((k, v) for k, v in self.items() if k not in names)
-
-
-EMPTY_LABELS = Labels()
-
-
-class Sample(NamedTuple):
-    """One sample line: its name as written, labels, value, and timestamp in ms (None when absent)."""
-
-    name: str
-    labels: Labels
-    value: float
-    timestamp_ms: int | None
-
-
-@dataclass(slots=True)
-class Family:
-    """A metric family: the name of its TYPE/HELP line (or of its sample), type, help, samples.
-
-    `type` is one of METRIC_TYPES ("untyped" when no TYPE line was given); `help` is None when no
-    HELP line was given. Counter names keep their `_total`, unlike prometheus_client's families.
-    """
-
-    name: str
-    type: str = "untyped"
-    help: str | None = None
-    samples: list[Sample] = field(default_factory=list)
-
-    def values(self, name: str | None = None) -> Iterator[tuple[Labels, float]]:
-        """(labels, value) of the samples named `name` (default: the family's name)."""
-        wanted = self.name if name is None else name
-        return ((s.labels, s.value) for s in self.samples if s.name == wanted)
-
-
-_new_sample = tuple.__new__
-_SKIP = Family("")
-"""Marks a sample name whose family the caller's `want` filter excluded."""
-
-
-_VALID_NAMES: set[str] = set()
-
-
-def _check_name(name: str, lineno: int) -> None:
-    if name in _VALID_NAMES:
-        return
-    if not _NAME_RE.fullmatch(name):
-        raise ExpositionError(lineno, f"invalid metric name {name!r}")
-    if len(_VALID_NAMES) > 50_000:
-        _VALID_NAMES.clear()
-    _VALID_NAMES.add(name)
-
-
-class _Declaration(NamedTuple):
-    """What a `#` line says on its own, before the page's state is consulted (cached by line text).
-
-    Attributes:
-        filter_name: the text after `# HELP ` / `# TYPE ` up to a blank (what the `want` fast path
-            looks up; None for other lines).
-        keyword: "HELP" or "TYPE"; None for a plain comment.
-        name: the declared family.
-        payload: the unescaped help text, or the lower-cased type.
-        error: what is wrong with the line itself ("" if nothing), raised when the line is applied.
-    """
-
-    filter_name: str | None
-    keyword: str | None
-    name: str = ""
-    payload: str = ""
-    error: str = ""
-
-
-def _declaration(line: str) -> _Declaration:
-    """Read a stripped `#` line (never raises: a bad line carries its error)."""
-    filter_name = None
-    if line.startswith(("# HELP ", "# TYPE ")):
-        end = line.find(" ", 7)
-        filter_name = line[7:] if end < 0 else line[7:end]
-    parts = line[1:].split(None, 2)
-    if not parts or parts[0] not in ("HELP", "TYPE"):
-        return _Declaration(filter_name, None)
-    keyword = parts[0]
-    if len(parts) < 2:
-        return _Declaration(filter_name, keyword, error=f"{keyword} line without a metric name")
-    name = parts[1]
-    if name not in _VALID_NAMES and not _NAME_RE.fullmatch(name):
-        return _Declaration(filter_name, keyword, name, error=f"invalid metric name {name!r}")
-    rest = parts[2] if len(parts) == 3 else ""
-    if keyword == "HELP":
-        return _Declaration(
-            filter_name, keyword, name, _HELP_ESCAPE_RE.sub(_unescape, rest) if "\\" in rest else rest
-        )
-    kind = rest.lower()
-    error = "" if kind in METRIC_TYPES else f"unknown metric type {rest!r} for {name}"
-    return _Declaration(filter_name, keyword, name, kind, error)
-
-
-def _parse_value(text: str, lineno: int, what: str) -> float:
-    # Python's float() also takes "1_000"; Go's ParseFloat (the format's definition) does not.
-    if "_" in text:
-        raise ExpositionError(lineno, f"invalid {what} {text!r}")
-    try:
-        return float(text)
-    except ValueError:
-        raise ExpositionError(lineno, f"invalid {what} {text!r}") from None
-
-
-def _parse_timestamp(text: str, lineno: int) -> int:
-    if "_" in text:
-        raise ExpositionError(lineno, f"invalid timestamp {text!r} (want integer milliseconds)")
-    try:
-        return int(text)
-    except ValueError:
-        raise ExpositionError(lineno, f"invalid timestamp {text!r} (want integer milliseconds)") from None
-
-
-def parse_labels(body: str, lineno: int = 0) -> Labels:
-    """Parse the text between a sample's braces into Labels.
-
-    Raises:
-        ExpositionError: on a malformed label set or a repeated label name.
-    """
-    pairs: dict[str, str] = {}
-    pos, end = 0, len(body)
-    while pos < end:
-        match = _LABEL_RE.match(body, pos)
-        if match is None:
-            if not body[pos:].strip(" \t"):
-                break
-            raise ExpositionError(lineno, f"malformed label set at {body[pos : pos + 40]!r}")
-        name, value, sep = match.groups()
-        if name in pairs:
-            raise ExpositionError(lineno, f"label {name!r} given twice")
-        if name == "__name__":
-            raise ExpositionError(lineno, "label name __name__ is reserved")
-        if "\\" in value:
-            value = _LABEL_ESCAPE_RE.sub(_unescape, value)
-        pairs[name] = value
-        pos = match.end()
-        if not sep:
-            break
-    return Labels(pairs)
+from collectors.promtext_syntax import (
+    CACHE_LIMIT,
+    EMPTY_LABELS,
+    SKIP,
+    Declaration,
+    ExpositionError,
+    Family,
+    Labels,
+    Sample,
+    check_name,
+    declaration,
+    new_sample,
+    parse_labels,
+    parse_timestamp,
+    parse_value,
+)
 
 
 class ExpositionParser:
@@ -231,7 +58,7 @@ class ExpositionParser:
         self._heads: dict[str, tuple[str, Labels]] = {}
         self._shapes = shapes
         self._shape: PageShape | None = None
-        self._declarations: dict[str, _Declaration] = {}
+        self._declarations: dict[str, Declaration] = {}
         self._bounded: set[tuple[str, str]] = set()
         """(histogram|summary, head) pairs whose `le`/`quantile` label has been checked."""
 
@@ -248,16 +75,16 @@ class ExpositionParser:
     def _head(self, head: str, brace: int, lineno: int) -> tuple[str, Labels]:
         """Parse and cache `name{labels}` (brace: index of `{`, -1 when there are no labels)."""
         if brace < 0:
-            _check_name(head, lineno)
+            check_name(head, lineno)
             parsed = (head, EMPTY_LABELS)
         else:
             name = head[:brace].rstrip(" \t")
-            _check_name(name, lineno)
+            check_name(name, lineno)
             if not head.endswith("}"):
                 raise ExpositionError(lineno, "label set is not closed with '}'")
             body = head[brace + 1 : -1]
             parsed = (name, parse_labels(body, lineno) if body else EMPTY_LABELS)
-        if len(self._heads) >= _CACHE_LIMIT:
+        if len(self._heads) >= CACHE_LIMIT:
             self._heads.clear()
             self._bounded.clear()
         self._heads[head] = parsed
@@ -295,8 +122,8 @@ class ExpositionParser:
         heads = self._heads
         declarations = self._declarations
         bounded = self._bounded
-        new = _new_sample
-        skip = _SKIP
+        new = new_sample
+        skip = SKIP
         skip_prefixes: tuple[str, ...] = ()
         for lineno, raw in enumerate(lines, 1):
             if raw.startswith(skip_prefixes):
@@ -329,8 +156,8 @@ class ExpositionParser:
             if line[0] == "#":
                 decl = declarations.get(line)
                 if decl is None:
-                    decl = _declaration(line)
-                    if len(declarations) >= _CACHE_LIMIT:
+                    decl = declaration(line)
+                    if len(declarations) >= CACHE_LIMIT:
                         declarations.clear()
                     declarations[line] = decl
                 if decl.keyword is None:
@@ -384,7 +211,7 @@ class ExpositionParser:
             if family is None:
                 if name in families:
                     raise ExpositionError(lineno, f"sample {name} is not valid in histogram {name}")
-                _check_name(name, lineno)
+                check_name(name, lineno)
                 if want is not None and not want(name):
                     by_sample[name] = skip
                     skip_prefixes = (name + "{", name + " ", name + "\t")
@@ -407,7 +234,7 @@ class ExpositionParser:
             if count == 1:
                 timestamp = None
             elif count == 2:
-                timestamp = _parse_timestamp(rest[1], lineno)
+                timestamp = parse_timestamp(rest[1], lineno)
             else:
                 what = "a value" if not count else "a value and at most a timestamp"
                 raise ExpositionError(lineno, f"sample {name} needs {what} after its labels")
@@ -446,11 +273,11 @@ class ExpositionParser:
         bound = labels.get(key)
         if bound is None:
             raise ExpositionError(lineno, f"{family.type} sample {name} has no {key!r} label")
-        _parse_value(bound, lineno, f"{key!r} label")
+        parse_value(bound, lineno, f"{key!r} label")
 
     @staticmethod
     def _declare(
-        decl: _Declaration,
+        decl: Declaration,
         lineno: int,
         families: dict[str, Family],
         by_sample: dict[str, Family],
@@ -468,22 +295,22 @@ class ExpositionParser:
             typed.add(name)
         family = families.get(name)
         if family is None:
-            skipped = by_sample.get(name) is _SKIP or (want is not None and not want(name))
-            family = _SKIP if skipped else Family(name)
+            skipped = by_sample.get(name) is SKIP or (want is not None and not want(name))
+            family = SKIP if skipped else Family(name)
             if not skipped:
                 families[name] = family
             # A family's exact name wins over a histogram/summary suffix claim (x_count), as in Go.
-            if by_sample.get(name) is not _SKIP:
+            if by_sample.get(name) is not SKIP:
                 by_sample[name] = family
         if keyword == "HELP":
-            if family is not _SKIP:
+            if family is not SKIP:
                 if family.help is not None:
                     raise ExpositionError(lineno, f"second HELP line for {name}")
                 family.help = decl.payload
             return
         if family.samples:
             raise ExpositionError(lineno, f"TYPE line for {name} after its samples")
-        if family is not _SKIP:
+        if family is not SKIP:
             family.type = kind
         if kind == "histogram":
             suffixes: tuple[str, ...] = ("_bucket", "_sum", "_count")
