@@ -1,4 +1,4 @@
-"""The benchmark's results as Markdown tables (printed, and written for docs/peers-benchmark.md)."""
+"""The benchmark's results as Markdown tables (printed, and written for docs/benchmarks.md)."""
 
 from __future__ import annotations
 
