@@ -25,7 +25,7 @@ from collectors.sim.gpu import MEM_MHZ, MEM_RESERVED_MIB, MEM_TOTAL_MIB, MODULE_
 from collectors.sim.rack import SimRack
 from collectors.sim.workload import Instance
 from storage.frame import Frame, batch_from_columns
-from storage.schemas import GPU, Q4_SCALE, EndpointState, EventKind, GpuState
+from storage.schemas import GPU, Q4_SCALE, SERVING, EndpointState, EventKind, GpuState
 
 __all__ = ["SimRackFrames", "endpoint_name", "process_name", "tray_source"]
 
@@ -276,23 +276,8 @@ class SimRackFrames:
 
     def _serving_tables(self, ts_ms: int, events: EventRows, sources: list[str]) -> dict[str, pa.RecordBatch]:
         """serving rows for every instance and serving_hist rows for those answering."""
-        serving: dict[str, list[Any]] = {
-            name: []
-            for name in (
-                "endpoint",
-                "engine",
-                "model",
-                "gpus",
-                "state",
-                "prompt_tokens",
-                "generation_tokens",
-                "requests_ok",
-                "preemptions",
-                "running",
-                "waiting",
-                "kv_cache_q4",
-            )
-        }
+        # Every serving column but ts, from the schema, so a new column cannot be forgotten here.
+        serving: dict[str, list[Any]] = {name: [] for name in SERVING.names if name != "ts"}
         answering: list[int] = []
         counts: list[int] = []
         sums: list[float | None] = []
