@@ -31,9 +31,7 @@ Everything is checked on load. A mistake is one ConfigError line naming the file
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -301,30 +299,14 @@ def write_config(path: Path | str, config: RackConfig) -> None:
     Raises:
         ConfigError: the path is a symlink or a directory, or cannot be written.
     """
-    from storage.layout import fsync_dir
+    from storage.atomic import OutputError, write_bytes
 
     path = Path(path)
-    if path.is_symlink():
-        raise ConfigError(f"{path}: is a symlink; refusing to write through it (name the real file)")
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory")
-    parent = path.parent if str(path.parent) else Path(".")
-    data = render_config(config).encode()
     try:
-        # mkstemp opens with O_CREAT | O_EXCL: it never follows a planted symlink at the temp name.
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+        write_bytes(path, render_config(config).encode())
+    except OutputError as err:
+        raise ConfigError(str(err)) from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot write: {err.strerror or err}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise ConfigError(f"{path}: cannot write: {err.strerror or err}") from None
-        raise
-    fsync_dir(parent)

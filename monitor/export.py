@@ -31,8 +31,8 @@ from collectors.rack import (
     gpu_place,
     physical_order,
 )
-from monitor.atomic import build_dir, fsync_file, write_bytes
 from monitor.timespec import Window, iso
+from storage.atomic import build_dir, fsync_file, write_bytes
 from storage.compactor import table_band_ms, table_layout, table_schema
 from storage.layout import FileEntry, Manifest, write_manifest
 from storage.reader import StoreReader, ts_literal

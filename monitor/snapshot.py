@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import pynvml
 
 from collectors.rack import GPUS, GPUS_PER_TRAY, LINKS_PER_GPU, gpu_label
-from monitor.atomic import build_dir, write_bytes
 from monitor.report import summarize
 from monitor.timespec import Window
+from storage.atomic import build_dir, write_bytes
 from storage.frame import Frame
 from storage.layout import LOCK
 from storage.lock import StoreLockedError, WriterLock, describe_holder

@@ -34,8 +34,8 @@ def command(
     no_report: bool = typer.Option(False, "--no-report", help="Skip report.html."),
 ) -> None:
     """Cut a window of history into a bundle that DuckDB, `monitor query` and `monitor report` read."""
-    from monitor.atomic import OutputError
     from monitor.export import FORMATS, EmptyWindowError, export, parse_gpus, parse_tables
+    from storage.atomic import OutputError
     from storage.layout import StoreError
 
     if fmt not in FORMATS:

@@ -17,7 +17,7 @@ MODULES = (
     "monitor.report_html",
     "monitor.snapshot",
     "monitor.timespec",
-    "monitor.atomic",
+    "storage.atomic",
 )
 
 

@@ -1,4 +1,4 @@
-"""Hardened output for export and snapshot: atomic files and directories, no symlinks, 0644 at most.
+"""Hardened output for paths a user names: atomic files and directories, no symlinks, 0644 at most.
 
 storage.layout.atomic_write_bytes serves the store's own files (a directory only its writer uses);
 what is here is for paths a user names, where a planted symlink or an existing file must be refused.
