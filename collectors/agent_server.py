@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -70,12 +69,16 @@ class AgentPage:
     def render(self) -> bytes:
         """The current page (polls the collector unless the last poll is fresh enough)."""
         with self._lock:
-            if self._page is None or time.monotonic() - self._at >= self.min_interval_s:
-                frame = self.collector.poll(round(self.clock.now() * 1000))
+            # The page's own clock decides freshness, not the wall clock: under a simulated clock that
+            # runs faster than real time, a wall-clock cache handed one tick's scrape the previous
+            # tick's page (no traffic in that interval, two intervals' worth in the next).
+            now = self.clock.now()
+            if self._page is None or now - self._at >= self.min_interval_s or now < self._at:
+                frame = self.collector.poll(round(now * 1000))
                 self._xids.update(frame)
                 text = frame_to_agent_page(frame, self.gpus, hostname=self.hostname, xids=self._xids)
                 self._page = text.encode()
-                self._at = time.monotonic()
+                self._at = now
             return self._page
 
 

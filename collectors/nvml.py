@@ -22,6 +22,7 @@ from collectors.nvml_fields import (
     NVLINK_STATE_ACTIVE,
     FieldPlan,
     decode_field_values,
+    links_total,
 )
 from collectors.nvml_rows import EventRows, safe_batch
 from collectors.nvml_static import (
@@ -318,8 +319,8 @@ class NvmlCollector:
             None if pstate == pynvml.NVML_PSTATE_UNKNOWN else pstate,
             ecc_c,
             ecc_u,
-            scalar("nvlink_tx_kib"),
-            scalar("nvlink_rx_kib"),
+            links_total(scalar("nvlink_tx_kib"), link_cols["tx_kib"]),
+            links_total(scalar("nvlink_rx_kib"), link_cols["rx_kib"]),
             nvlink_up,
         )
 

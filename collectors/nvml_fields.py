@@ -49,6 +49,21 @@ LINK_FIELDS: tuple[tuple[str, int], ...] = (
 
 LINK_COLUMNS: tuple[str, ...] = tuple(name for name, _ in LINK_FIELDS)
 
+
+def links_total(total: int | None, per_link: Sequence[int | None]) -> int | None:
+    """A GPU's all-links throughput counter: NVML's own total, or the sum of its links' counters where
+    the total answers 0 or NOT_SUPPORTED (None) while the links count (NVIDIA's mock NVML does this).
+
+    The sum is used only when every link was read: a partial sum would read as a counter reset.
+    """
+    if total:
+        return total
+    if not per_link or any(v is None for v in per_link):
+        return total
+    summed = sum(per_link)  # type: ignore[arg-type]
+    return summed if summed > 0 else total
+
+
 NVLINK_STATE_ACTIVE = pynvml.NVML_NVLINK_STATE_ACTIVE
 
 # c_nvmlFieldValue_t: fieldId u32, scopeId u32, timestamp i64, latencyUsec i64, valueType u32,

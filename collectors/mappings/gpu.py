@@ -18,7 +18,7 @@ import pynvml
 from collectors import agent_names as names
 from collectors.mappings.agent_page import AgentGpu, XidTally, frame_to_agent_page
 from collectors.mappings.common import MappingError, checked_int, checked_ints, column_ranges, labels_value
-from collectors.nvml_fields import xid_detail
+from collectors.nvml_fields import links_total, xid_detail
 from collectors.nvml_rows import EventRows
 from collectors.promtext import ExpositionError, ExpositionParser, Family, Labels
 from collectors.rack import LINKS_PER_GPU, gpu_index, gpu_label, gpu_place
@@ -66,6 +66,25 @@ def _from_page(value: float, scale: float, lo: int, hi: int) -> int | None:
         return checked_int(value, lo, hi)
     # Bytes -> KiB floors (dcgm-exporter's byte counters need not be whole KiB); W -> mW rounds.
     return checked_int(value // scale if scale > 1 else value / scale, lo, hi)
+
+
+_LINK_TOTALS = (("nvlink_tx_kib", "tx_kib"), ("nvlink_rx_kib", "rx_kib"))
+"""gpu all-link counter column -> the nvlink column whose per-link values sum to it."""
+_LINK_COLUMN_AT = {spec.column: i for i, spec in enumerate(_LINK_SPECS)}
+
+
+def _fill_link_totals(
+    rows: dict[int, dict[str, int | None]], keys: list[tuple[int, int]], link_values: list[list[int | None]]
+) -> None:
+    """Where a GPU's all-link counter is 0 or absent while its links count, use the sum of its links."""
+    for total_column, link_column in _LINK_TOTALS:
+        per_gpu: dict[int, list[int | None]] = {}
+        for (rack, _link), value in zip(keys, link_values[_LINK_COLUMN_AT[link_column]], strict=True):
+            per_gpu.setdefault(rack, []).append(value)
+        for rack, values in per_gpu.items():
+            row = rows.get(rack)
+            if row is not None and len(values) == LINKS_PER_GPU:
+                row[total_column] = links_total(row.get(total_column), values)
 
 
 class GpuPageMapper:
@@ -124,6 +143,7 @@ class GpuPageMapper:
                 states[rack] = int(GpuState.ERROR) if state is None else state
         keys, link_values = self._link_columns(families)
         link_state_of = dict(zip(keys, link_values[_LINK_STATE], strict=True))
+        _fill_link_totals(rows, keys, link_values)
         order = sorted(set(uuids))
         host = self._host(families)
         events = self._events(families, order, states, rows, link_state_of)

@@ -45,10 +45,19 @@ def _link(read: Callable[[GpuSim, int], float]) -> Reader:
     return reader
 
 
+class FieldUnsupported(Exception):
+    """A reader's way to answer NVML_ERROR_NOT_SUPPORTED for one entry."""
+
+
 def _throughput(per_link: Callable[[GpuSim, int], float], total: Callable[[GpuSim], float]) -> Reader:
     def reader(gpu: GpuSim, sibling: GpuSim, scope: int) -> int | None:
         if scope == ALL_LINKS:
-            return int(total(gpu))
+            mode = gpu.links.total_mode
+            if mode == "ok":
+                return int(total(gpu))
+            if mode == "zero":
+                return 0
+            raise FieldUnsupported
         return int(per_link(gpu, scope)) if 0 <= scope < LINKS_PER_GPU else None
 
     return reader
@@ -82,22 +91,24 @@ FIELDS: dict[int, tuple[int, Reader]] = {
     pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT: (UINT, _plain(lambda g: LINKS_PER_GPU)),
     pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX: (
         ULL,
-        _throughput(lambda g, k: g.links.link_tx(k), lambda g: g.links.tx_kib),
+        _throughput(lambda g, k: g.links.read_link_tx(k), lambda g: g.links.read_tx()),
     ),
     pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX: (
         ULL,
-        _throughput(lambda g, k: g.links.link_rx(k), lambda g: g.links.rx_kib),
+        _throughput(lambda g, k: g.links.read_link_rx(k), lambda g: g.links.read_rx()),
     ),
     pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_TX: (
         ULL,
         _throughput(
-            lambda g, k: g.links.link_tx(k) * g.raw_factor(), lambda g: g.links.tx_kib * g.raw_factor()
+            lambda g, k: g.links.read_link_tx(k) * g.raw_factor(),
+            lambda g: g.links.read_tx() * g.raw_factor(),
         ),
     ),
     pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_RX: (
         ULL,
         _throughput(
-            lambda g, k: g.links.link_rx(k) * g.raw_factor(), lambda g: g.links.rx_kib * g.raw_factor()
+            lambda g, k: g.links.read_link_rx(k) * g.raw_factor(),
+            lambda g: g.links.read_rx() * g.raw_factor(),
         ),
     ),
     pynvml.NVML_FI_DEV_NVSWITCH_CONNECTED_LINK_COUNT: (UINT, _plain(lambda g: LINKS_PER_GPU)),
@@ -230,8 +241,11 @@ def fill(
             if reader is None:
                 code = NOT_SUPPORTED
             else:
-                value = reader(gpu, sibling, scope)
-                code = INVALID_ARGUMENT if value is None else SUCCESS
+                try:
+                    value = reader(gpu, sibling, scope)
+                    code = INVALID_ARGUMENT if value is None else SUCCESS
+                except FieldUnsupported:
+                    code = NOT_SUPPORTED
         if value is None:
             args += (field_id, scope, ts_us, LATENCY_US, 0, code, 0)
         else:

@@ -22,6 +22,7 @@ from collectors.nvml_fields import NVLINK_STATE_ACTIVE, xid_detail
 from collectors.nvml_rows import EventRows, safe_batch
 from collectors.rack import GPUS_PER_TRAY, LINKS_PER_GPU, gpu_index, gpu_label
 from collectors.sim.gpu import MEM_MHZ, MEM_RESERVED_MIB, MEM_TOTAL_MIB, MODULE_BY_DEVICE, POWER_LIMIT_MW
+from collectors.sim.nvlink import LinkSet
 from collectors.sim.rack import SimRack
 from collectors.sim.workload import Instance
 from storage.frame import Frame, batch_from_columns
@@ -194,8 +195,10 @@ class SimRackFrames:
                 states = [NVLINK_STATE_ACTIVE if a else _INACTIVE for a in active]
                 linked.append(g)
                 state_col += states
-                tx += [int(links.link_tx(k)) for k in _LINK_IDS]
-                rx += [int(links.link_rx(k)) for k in _LINK_IDS]
+                link_tx = [int(links.read_link_tx(k)) for k in _LINK_IDS]
+                link_rx = [int(links.read_link_rx(k)) for k in _LINK_IDS]
+                tx += link_tx
+                rx += link_rx
                 rcv += links.rcv_errors
                 sym += links.symbol_errors
                 rec += links.recovery
@@ -232,8 +235,7 @@ class SimRackFrames:
                         _PSTATE,
                         sim.ecc_corrected,
                         sim.ecc_uncorrected,
-                        int(links.tx_kib),
-                        int(links.rx_kib),
+                        *_nvlink_totals(links, link_tx, link_rx),
                         links.up_count,
                     )
                 )
@@ -369,3 +371,11 @@ def _serving_row(inst: Instance, spec: EngineSpec) -> dict[str, Any]:
         "waiting": inst.waiting if spec.waiting else None,
         "kv_cache_q4": kv if spec.kv else None,
     }
+
+
+def _nvlink_totals(links: LinkSet, link_tx: list[int], link_rx: list[int]) -> tuple[int, int]:
+    """The gpu row's all-link counters as the NVML collector stores them: the driver's total, or the
+    sum of the links where the total field answers 0 or NOT_SUPPORTED (collectors.nvml_fields)."""
+    if links.total_mode == "ok":
+        return int(links.read_tx()), int(links.read_rx())
+    return sum(link_tx), sum(link_rx)

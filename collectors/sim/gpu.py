@@ -225,6 +225,7 @@ class GpuSim:
 
         Call update_cap() first: it sets the clock ceiling and the slowdown reasons this step runs under.
         """
+        self.links.begin_step()
         if self.lost:
             return
         noise = (rng.random() - 0.5) * 0.02

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import random
+from typing import Literal
 
 from collectors.rack import LINK_MBPS, LINKS_PER_GPU
+
+NvlinkTotal = Literal["ok", "zero", "not-supported"]
+NVLINK_TOTAL_MODES: tuple[NvlinkTotal, ...] = ("ok", "zero", "not-supported")
+"""How the all-links throughput fields answer: the sum of the links, 0, or NVML_ERROR_NOT_SUPPORTED
+(NVIDIA's own mock NVML answers the last two while its per-link counters move)."""
 
 LINK_KIB_S_MAX = LINK_MBPS * 1_000_000 / 1024
 """The per-link, per-direction ceiling (53,125 MB/s) in KiB/s, the unit of NVML's throughput fields."""
@@ -20,6 +26,12 @@ class LinkSet:
     step costs O(1) per GPU instead of O(18): a link's counter is its base plus its share of what the
     aggregate gained since the last rebase. Shares change only when a link goes down (its traffic then
     moves to the others), which rebases every link first so no counter ever goes back.
+
+    Reads are continuous in time, as a real link's byte counter is: `phase` (0..1, set by the rack to
+    how far the read time lies past the last step) places a read between the previous step's counters
+    and the current ones (one step behind, so no read ever needs a step not yet taken). Counters that
+    jumped a whole step at the step boundary made a reader whose tick straddled the boundary see no
+    traffic in one interval and two intervals' worth in the next: 0, then 2x, on a steady link.
     """
 
     __slots__ = (
@@ -27,15 +39,19 @@ class LinkSet:
         "_base_tx",
         "_mark_rx",
         "_mark_tx",
+        "_prev_rx",
+        "_prev_tx",
         "_shares",
         "_weights",
         "active",
+        "phase",
         "rcv_errors",
         "recovery",
         "recovery_failed",
         "recovery_ok",
         "rx_kib",
         "symbol_errors",
+        "total_mode",
         "tx_kib",
     )
 
@@ -50,6 +66,10 @@ class LinkSet:
         self._base_rx = [self.rx_kib * s for s in self._shares]
         self._mark_tx = self.tx_kib
         self._mark_rx = self.rx_kib
+        self._prev_tx = self.tx_kib
+        self._prev_rx = self.rx_kib
+        self.phase = 0.0
+        self.total_mode: NvlinkTotal = "ok"
         self.symbol_errors = [0] * LINKS_PER_GPU
         self.rcv_errors = [0] * LINKS_PER_GPU
         self.recovery = [0] * LINKS_PER_GPU
@@ -74,18 +94,39 @@ class LinkSet:
         top = max(self._shares)
         return 1.0 / (top * self.up_count) if top > 0 else 0.0
 
+    def begin_step(self) -> None:
+        """A new step starts: the counters so far become the ones reads start from."""
+        self._prev_tx = self.tx_kib
+        self._prev_rx = self.rx_kib
+
     def carry(self, tx_kib: float, rx_kib: float) -> None:
         """Add one step's aggregate traffic (already limited to capacity)."""
         self.tx_kib += tx_kib
         self.rx_kib += rx_kib
 
     def link_tx(self, link: int) -> float:
-        """Cumulative DATA KiB sent on `link`."""
+        """Cumulative DATA KiB sent on `link` at the end of the current step."""
         return self._base_tx[link] + self._shares[link] * (self.tx_kib - self._mark_tx)
 
     def link_rx(self, link: int) -> float:
-        """Cumulative DATA KiB received on `link`."""
+        """Cumulative DATA KiB received on `link` at the end of the current step."""
         return self._base_rx[link] + self._shares[link] * (self.rx_kib - self._mark_rx)
+
+    def read_tx(self) -> float:
+        """The aggregate DATA KiB sent, as a read at `phase` sees it."""
+        return self._prev_tx + (self.tx_kib - self._prev_tx) * self.phase
+
+    def read_rx(self) -> float:
+        """The aggregate DATA KiB received, as a read at `phase` sees it."""
+        return self._prev_rx + (self.rx_kib - self._prev_rx) * self.phase
+
+    def read_link_tx(self, link: int) -> float:
+        """DATA KiB sent on `link`, as a read at `phase` sees it."""
+        return self._base_tx[link] + self._shares[link] * (self.read_tx() - self._mark_tx)
+
+    def read_link_rx(self, link: int) -> float:
+        """DATA KiB received on `link`, as a read at `phase` sees it."""
+        return self._base_rx[link] + self._shares[link] * (self.read_rx() - self._mark_rx)
 
     def set_active(self, link: int, up: bool) -> None:
         """Bring a link down or up; its traffic share moves to (or back from) the other links."""
@@ -93,8 +134,8 @@ class LinkSet:
             return
         self._base_tx = [self.link_tx(k) for k in range(LINKS_PER_GPU)]
         self._base_rx = [self.link_rx(k) for k in range(LINKS_PER_GPU)]
-        self._mark_tx = self.tx_kib
-        self._mark_rx = self.rx_kib
+        self._mark_tx = self._prev_tx = self.tx_kib
+        self._mark_rx = self._prev_rx = self.rx_kib
         self.active[link] = up
         self._shares = self._normalised() if any(self.active) else [0.0] * LINKS_PER_GPU
 

@@ -12,6 +12,7 @@ import pynvml
 from collectors.clock import Clock, WallClock
 from collectors.rack import COMPUTE_TRAYS
 from collectors.sim.gpu import GpuSim, make_identities
+from collectors.sim.nvlink import NVLINK_TOTAL_MODES, NvlinkTotal
 from collectors.sim.scenarios import XID_FALLEN_OFF_BUS, XID_NVLINK, Scenario, make_scenario
 from collectors.sim.tray import SimTray
 from collectors.sim.workload import Workload
@@ -52,6 +53,7 @@ class SimRack:
         fault_at: float = 60.0,
         step_s: float = 1.0,
         start: float | None = None,
+        nvlink_total: NvlinkTotal = "ok",
     ) -> None:
         """Build the rack.
 
@@ -64,7 +66,12 @@ class SimRack:
             fault_at: seconds after `start` at which the scenario's fault begins.
             step_s: the fixed internal step.
             start: epoch seconds of the first state; clock.now() by default.
+            nvlink_total: how NVLINK_THROUGHPUT_DATA_TX/RX answer for all links (scopeId 0xFFFFFFFF):
+                "ok" (the sum of the links), "zero" or "not-supported", as NVIDIA's own mock NVML
+                does while the per-link counters move.
         """
+        if nvlink_total not in NVLINK_TOTAL_MODES:
+            raise ValueError(f"nvlink_total must be one of {', '.join(NVLINK_TOTAL_MODES)}")
         if step_s <= 0:
             raise ValueError("step_s must be > 0")
         self.seed = seed
@@ -75,10 +82,14 @@ class SimRack:
         self.stepped = threading.Condition(self.lock)
         """Notified after the rack advanced (event-set waiters block on it)."""
         self.steps = 0
+        self._phase = 0.0
         self.workload = Workload(seed, tp=tp, engines=engines)
         self.scenario: Scenario = make_scenario(scenario, seed, self.workload, fault_at)
         rng = random.Random(f"gpus-{seed}")
         self.gpus = [GpuSim(identity, rng) for identity in make_identities(seed)]
+        self.nvlink_total: NvlinkTotal = nvlink_total
+        for gpu in self.gpus:
+            gpu.links.total_mode = nvlink_total
         self.events: list[SimEvent] = []
         """Every event so far, oldest first (append-only)."""
         self._noise = random.Random(f"noise-{seed}")
@@ -105,6 +116,12 @@ class SimRack:
             while self.steps < target:
                 self._step()
                 taken += 1
+            # Where within the step the read falls; never backwards within a step (counters only grow).
+            phase = min(1.0, max(0.0, (t - self.time) / self.step_s))
+            if taken or phase > self._phase:
+                self._phase = phase
+                for gpu in self.gpus:
+                    gpu.links.phase = phase
             if taken:
                 self.stepped.notify_all()
             return taken
