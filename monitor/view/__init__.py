@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from monitor.view.builder import SnapshotBuilder, build_snapshot, counter_delta, counter_increase
+from monitor.view.builder import SnapshotBuilder, build_snapshot
+from monitor.view.counters import counter_increase
 from monitor.view.metrics import METRICS, METRICS_BY_KEY, METRICS_BY_NAME, Metric
 from monitor.view.model import (
     NVLINK_MAX_TBPS,
@@ -28,6 +29,5 @@ __all__ = [
     "SnapshotBuilder",
     "SwitchTrayView",
     "build_snapshot",
-    "counter_delta",
     "counter_increase",
 ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collectors.rack import CHIPS_PER_SWITCH_TRAY, GPUS, LINKS_PER_GPU, SWITCH_TRAYS
+from monitor.view.counters import counter_increase
 from monitor.view.metrics import MIB_PER_GIB
 from monitor.view.model import (
     CellState,
@@ -24,16 +25,20 @@ from monitor.view.model import (
     SwitchTrayView,
     clock_reason_names,
 )
+from monitor.view.nvlink import (
+    LinkFrame,
+    NvlinkRates,
+    error_growth,
+    link_frame,
+    nvlink_rates,
+    rack_nvlink_text,
+)
 from storage.frame import Frame
 from storage.schemas import GpuState
-
-LINK_ERROR_COLUMNS = ("rx_errors", "symbol_errors", "recovery", "recovery_failed")
-"""NVLink counters that count trouble; their increase is the 'errors' metric with ECC."""
 
 NVLINK_ACTIVE = 1
 """NVML_NVLINK_STATE_ACTIVE as stored in nvlink.state."""
 
-KIB = 1024
 _STATE = {
     GpuState.OK: CellState.OK,
     GpuState.LOST: CellState.LOST,
@@ -42,32 +47,14 @@ _STATE = {
 }
 
 
-def counter_delta(old: int | None, new: int | None) -> int | None:
-    """new - old for a counter; None when either is unknown or the counter went down (a reset)."""
-    if old is None or new is None or new < old:
-        return None
-    return new - old
-
-
-def counter_increase(old: int | None, new: int | None) -> int | None:
-    """How much a counter grew, Prometheus-style: after a reset the new value is all increase."""
-    if new is None:
-        return None
-    if old is None:
-        return None
-    return new - old if new >= old else new
-
-
 @dataclass(frozen=True, slots=True)
 class _FrameSummary:
     """What the builder keeps of one frame."""
 
     ts_ms: int
     rows: dict[int, dict[str, Any]]
-    errors: dict[int, int | None]
-    """Per GPU: ECC corrected + uncorrected + NVLink error counters, summed."""
-    links: dict[int, tuple[int | None, int | None, int | None, int | None]]
-    """Per gpu * 18 + link: (state, tx_kib, rx_kib, error counters summed)."""
+    links: LinkFrame | None
+    """The frame's nvlink rows (monitor.view.nvlink)."""
     power_kw: float | None
 
 
@@ -75,11 +62,15 @@ class _FrameSummary:
 class _PairSummary:
     """Rates and increases between two consecutive frames."""
 
-    gpu_gbps: dict[int, float | None]
+    nvlink: NvlinkRates | None
+    """NVLink rates per link, GPU, switch chip and rack: the one computation (monitor.view.nvlink)."""
     gpu_errors: dict[int, int | None]
-    switch_gbps: tuple[float | None, ...]
     switch_errors: tuple[int | None, ...]
-    rack_tbps: float | None
+
+    @property
+    def rack_tbps(self) -> float | None:
+        """The rack's NVLink total (TB/s) over this pair."""
+        return self.nvlink.rack_tbps if self.nvlink else None
 
 
 def _sum_known(values: Sequence[int | None]) -> int | None:
@@ -88,8 +79,11 @@ def _sum_known(values: Sequence[int | None]) -> int | None:
     return sum(known) if known else None
 
 
+ECC_COLUMNS = ("ecc_corrected", "ecc_uncorrected")
+
+
 def summarise_frame(frame: Frame) -> _FrameSummary:
-    """Reduce one frame to per-GPU rows, error totals, per-link counters and rack power."""
+    """Reduce one frame to per-GPU rows, its nvlink rows and rack power."""
     # Row times equal the frame's tick, and converting 72 timestamps to datetimes is wasted work.
     gpu = frame.table("gpu").drop_columns(["ts"]).to_pydict()
     names = list(gpu)
@@ -97,73 +91,47 @@ def summarise_frame(frame: Frame) -> _FrameSummary:
     rows = {
         int(values[at]): dict(zip(names, values, strict=True)) for values in zip(*gpu.values(), strict=True)
     }
-    link_errors: dict[int, list[int | None]] = {}
-    links: dict[int, tuple[int | None, int | None, int | None, int | None]] = {}
-    nv = frame.table("nvlink")
-    if nv.num_rows:
-        cols = nv.select(["gpu", "link", "state", "tx_kib", "rx_kib", *LINK_ERROR_COLUMNS]).to_pydict()
-        for g, link, state, tx, rx, *errs in zip(*cols.values(), strict=True):
-            err = _sum_known(errs)
-            links[g * LINKS_PER_GPU + link] = (state, tx, rx, err)
-            link_errors.setdefault(g, []).append(err)
-    errors: dict[int, int | None] = {}
     power_mw = 0
     power_known = False
-    for index, row in rows.items():
-        parts = [row.get("ecc_corrected"), row.get("ecc_uncorrected"), *link_errors.get(index, [])]
-        errors[index] = _sum_known(parts)
+    for row in rows.values():
         if row["state"] == GpuState.OK and row.get("power_mw") is not None:
             power_mw += row["power_mw"]
             power_known = True
     return _FrameSummary(
         ts_ms=frame.ts_ms,
         rows=rows,
-        errors=errors,
-        links=links,
+        links=link_frame(frame),
         power_kw=power_mw / 1e6 if power_known else None,
     )
 
 
-def _gbps(kib: int, dt_ms: int) -> float:
-    """KiB moved in dt_ms as GB/s (decimal GB, as link speeds are quoted)."""
-    return kib * KIB / (dt_ms / 1000) / 1e9
-
-
 def summarise_pair(old: _FrameSummary, new: _FrameSummary) -> _PairSummary:
-    """Per-GPU NVLink rates and error increases, per-switch-tray rates and errors, between two frames."""
-    gpu_gbps: dict[int, float | None] = {}
+    """NVLink rates, per-GPU error increases (ECC + NVLink) and per-switch-tray errors between two frames.
+
+    Every counter is its own series: each one's increase is taken, then they are summed.
+    """
+    link_growth: dict[int, int] = {}
+    if old.links is not None and new.links is not None:
+        link_growth = error_growth(old.links, new.links)
     gpu_errors: dict[int, int | None] = {}
-    dt = new.ts_ms - old.ts_ms
     for index, row in new.rows.items():
         prev = old.rows.get(index)
         if prev is None:
             continue
-        dtx = counter_delta(prev.get("nvlink_tx_kib"), row.get("nvlink_tx_kib"))
-        drx = counter_delta(prev.get("nvlink_rx_kib"), row.get("nvlink_rx_kib"))
-        ok = dtx is not None and drx is not None and dt > 0
-        gpu_gbps[index] = _gbps(dtx + drx, dt) if ok else None  # type: ignore[operator]
-        gpu_errors[index] = counter_increase(old.errors.get(index), new.errors.get(index))
-    switch_kib: list[int | None] = [None] * SWITCH_TRAYS
+        parts = [counter_increase(prev.get(c), row.get(c)) for c in ECC_COLUMNS]
+        if new.links is not None and old.links is not None:
+            first = index * LINKS_PER_GPU
+            if any(first + k in new.links.errors for k in range(LINKS_PER_GPU)):
+                parts.append(sum(link_growth.get(first + k, 0) for k in range(LINKS_PER_GPU)))
+        gpu_errors[index] = _sum_known(parts)
     switch_err: list[int | None] = [None] * SWITCH_TRAYS
-    for key, (_, tx, rx, err) in new.links.items():
-        before = old.links.get(key)
-        if before is None:
-            continue
-        tray = (key % LINKS_PER_GPU) // CHIPS_PER_SWITCH_TRAY
-        dtx, drx = counter_delta(before[1], tx), counter_delta(before[2], rx)
-        if dtx is not None and drx is not None:
-            switch_kib[tray] = (switch_kib[tray] or 0) + dtx + drx
-        inc = counter_increase(before[3], err)
-        if inc is not None:
-            switch_err[tray] = (switch_err[tray] or 0) + inc
-    known = [v for v in gpu_gbps.values() if v is not None]
-    return _PairSummary(
-        gpu_gbps=gpu_gbps,
-        gpu_errors=gpu_errors,
-        switch_gbps=tuple(_gbps(kib, dt) if kib is not None and dt > 0 else None for kib in switch_kib),
-        switch_errors=tuple(switch_err),
-        rack_tbps=sum(known) / 1000 if known else None,
-    )
+    if new.links is not None and old.links is not None:
+        for key in new.links.errors:
+            if key in old.links.errors:
+                tray = (key % LINKS_PER_GPU) // CHIPS_PER_SWITCH_TRAY
+                switch_err[tray] = (switch_err[tray] or 0) + link_growth.get(key, 0)
+    rates = nvlink_rates(old.links, new.links) if old.links is not None and new.links is not None else None
+    return _PairSummary(nvlink=rates, gpu_errors=gpu_errors, switch_errors=tuple(switch_err))
 
 
 class SnapshotBuilder:
@@ -242,7 +210,8 @@ class SnapshotBuilder:
             switches=self._switches(newest, pairs[-1] if pairs else None, window),
             totals=self._totals(gpus, newest, pairs[-1] if pairs else None),
             power_history_kw=tuple(s.power_kw or 0.0 for s in summaries[-self.history :]),
-            nvlink_history_tbps=tuple(p.rack_tbps or 0.0 for p in pairs[-self.history :]),
+            # A pair that covers fewer GPUs than the newest would draw as a dip: it is left out.
+            nvlink_history_tbps=_nvlink_history(pairs[-self.history :]),
             events=self._events(frames),
             version=version,
         )
@@ -275,7 +244,8 @@ class SnapshotBuilder:
             state = CellState.STALE
             good = next((s.ts_ms for _, s in _newest_first(summaries) if _reported(s.rows.get(index))), None)
             age_s = (newest_ts - good) / 1000 if good is not None else None
-        nvlink = pairs[pos - 1].gpu_gbps.get(index) if pos > 0 else None
+        rates = pairs[pos - 1].nvlink if pos > 0 else None
+        nvlink = rates.gpu_gbps[index] if rates is not None else None
         errors = _sum_known([p.gpu_errors.get(index) for p in window])
         values = {
             "util": _num(row.get("util_gpu_pct")),
@@ -303,7 +273,7 @@ class SnapshotBuilder:
         window: Sequence[_PairSummary],
     ) -> tuple[SwitchTrayView, ...]:
         up: list[int | None] = [None] * SWITCH_TRAYS
-        for key, (state, *_rest) in newest.links.items():
+        for key, state in (newest.links.state if newest.links else {}).items():
             tray = (key % LINKS_PER_GPU) // CHIPS_PER_SWITCH_TRAY
             if state is not None:
                 up[tray] = (up[tray] or 0) + (state == NVLINK_ACTIVE)
@@ -315,7 +285,7 @@ class SnapshotBuilder:
                     number=t + 1,
                     links_up=up[t],
                     links_total=GPUS * CHIPS_PER_SWITCH_TRAY,
-                    gbps=last.switch_gbps[t] if last else None,
+                    gbps=last.nvlink.tray_gbps(t) if last and last.nvlink else None,
                     errors=errs,
                 )
             )
@@ -340,6 +310,7 @@ class SnapshotBuilder:
             power_kw=newest.power_kw,
             power_limit_kw=sum(limits) / 1e6 if limits else None,
             nvlink_tbps=last.rack_tbps if last else None,
+            nvlink_text=rack_nvlink_text(last.nvlink) if last and last.nvlink else "-- TB/s",
         )
 
     def _events(self, frames: Sequence[Frame]) -> tuple[EventView, ...]:
@@ -355,6 +326,13 @@ class SnapshotBuilder:
                 if len(out) >= self.max_events:
                     return tuple(out)
         return tuple(out)
+
+
+def _nvlink_history(pairs: Sequence[_PairSummary]) -> tuple[float, ...]:
+    """Rack NVLink TB/s per pair, leaving out pairs that cover fewer GPUs than the best-covered one."""
+    rated = [p.nvlink for p in pairs if p.nvlink is not None and p.nvlink.rack_tbps is not None]
+    most = max((r.gpus for r in rated), default=0)
+    return tuple(r.rack_tbps for r in rated if r.gpus == most)  # type: ignore[misc]
 
 
 def build_snapshot(frames: Sequence[Frame], **options: Any) -> RackSnapshot:

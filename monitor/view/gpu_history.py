@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from monitor.view.builder import KIB, counter_delta
 from monitor.view.model import EventView
+from monitor.view.nvlink import KIB, gpu_nvlink_series
 from storage.frame import Frame
 
 if TYPE_CHECKING:
@@ -62,25 +62,18 @@ def history_from_frames(gpu: int, frames: Sequence[Frame], window: str = "5m") -
     since = until - WINDOWS[window]
     series: dict[str, Series] = {n: [] for n, *_ in SERIES}
     events: list[EventView] = []
-    prev: tuple[int, Any, Any] | None = None
-    for frame in frames:
-        if frame.ts_ms <= since:
-            continue
+    shown = [f for f in frames if f.ts_ms > since]
+    for frame in shown:
         row = _gpu_row(frame, gpu)
         for name, col in _COLUMNS.items():
             raw = row.get(col) if row else None
             scale = next(s for n, _, _, s in SERIES if n == name)
             series[name].append((frame.ts_ms, raw * scale if raw is not None else None))
-        gbps = None
-        if row is not None:
-            tx, rx = row.get("nvlink_tx_kib"), row.get("nvlink_rx_kib")
-            if prev is not None and frame.ts_ms > prev[0]:
-                dtx, drx = counter_delta(prev[1], tx), counter_delta(prev[2], rx)
-                if dtx is not None and drx is not None:
-                    gbps = (dtx + drx) * KIB / ((frame.ts_ms - prev[0]) / 1000) / 1e9
-            prev = (frame.ts_ms, tx, rx)
-        series["nvlink"].append((frame.ts_ms, gbps))
         events.extend(events_of(frame, gpu))
+    # The sum of the GPU's link rates, as the heatmap, header and matrix compute it (monitor.view.nvlink);
+    # the frame before the window gives the first point its rate.
+    before = [f for f in frames if f.ts_ms <= since][-1:]
+    series["nvlink"] = gpu_nvlink_series([*before, *shown], gpu)[len(before) :]
     return GpuHistory(gpu, window, "head", since, until, series, tuple(events))
 
 

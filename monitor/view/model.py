@@ -208,6 +208,8 @@ class RackTotals:
     power_kw: float | None = None
     power_limit_kw: float | None = None
     nvlink_tbps: float | None = None
+    nvlink_text: str = "-- TB/s"
+    """The NVLink total as every view writes it, with what it covers (monitor.view.nvlink)."""
     tokens_per_s: float | None = None
     """Rack generation throughput; filled once serving data is wired in (issue 3)."""
 

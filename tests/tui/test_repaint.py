@@ -6,8 +6,6 @@ mechanisms that keep a steady rack from resending the screen every second.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from observed_app import ObservedRackApp
 from rich.segment import Segment
@@ -22,11 +20,9 @@ from monitor.tui.screens.nvlink import NvlinkScreen
 from monitor.tui.widgets.diff_paint import LinePanel, changed_span
 from monitor.tui.widgets.gauge import spark_rows
 from monitor.tui.widgets.heatmap import LABEL_WIDTH, Heatmap
-from monitor.tui.widgets.nvlink_matrix import NvlinkMatrixView
 from monitor.tui.widgets.totals import TotalsBar
 from monitor.view import METRICS_BY_NAME, build_snapshot
 from monitor.view.deadband import Deadband, HeldFigures
-from monitor.view.nvlink import LinkView, NvlinkMatrix
 from storage.head import Head
 
 UTIL = METRICS_BY_NAME["util"]
@@ -77,22 +73,6 @@ def test_a_held_figure_moves_only_past_its_band():
     assert held.hold("l0", 0.04) == 0.04  # ... so the next value shows as it is
     held.clear()
     assert held.hold("l0", 5.0) == 5.0
-
-
-def test_the_matrix_holds_link_rates_but_not_states():
-    base = NvlinkMatrix.empty()
-    links = [LinkView(1, 26.0, 0, 0)] * len(base.links)
-    view = NvlinkMatrixView()
-
-    def shown(gbps: float | None, state: int | None = 1) -> float | None:
-        links[0] = LinkView(state, gbps, 0, 0)
-        return view.held_rates(replace(base, links=tuple(links))).links[0].gbps
-
-    assert shown(26.0) == 26.0
-    assert shown(26.9) == 26.0
-    assert shown(30.0) == 30.0
-    assert shown(None, state=0) is None  # down: no rate, and the cell says so
-    assert shown(29.5) == 29.5
 
 
 # -- sparkline -------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from monitor.view import (
     RackSnapshot,
     SnapshotBuilder,
     build_snapshot,
-    counter_delta,
     counter_increase,
 )
 from storage.schemas import EventKind, GpuState
@@ -34,10 +33,7 @@ def expected_gbps(gpu: int, interval_s: float = 1.0) -> float:
     return kib * 1024 / interval_s / 1e9
 
 
-def test_counter_delta_and_increase_treat_a_decrease_as_a_reset():
-    assert counter_delta(100, 250) == 150
-    assert counter_delta(250, 100) is None
-    assert counter_delta(None, 5) is None
+def test_counter_increase_treats_a_decrease_as_a_reset():
     assert counter_increase(3, 7) == 4
     assert counter_increase(7, 2) == 2  # after a reset the new value is all increase
     assert counter_increase(None, 2) is None
@@ -87,13 +83,17 @@ def test_a_single_frame_has_no_rate():
     assert snap.nvlink_history_tbps == ()
 
 
-def test_a_counter_that_went_down_gives_no_rate():
-    reset = {7: {"nvlink_tx_kib": 10}}
-    snap = build_snapshot([rack_frame(5), rack_frame(6, overrides=reset)])
-    assert snap.gpu(7).values["nvlink"] is None
+def test_a_link_counter_reset_counts_its_new_value_and_no_other_series():
+    # GPU 7's link 3 TX restarts at 10 KiB: that series moved 10 KiB (Prometheus' rule), the other 35
+    # series of the GPU moved as usual, and the all-link column (reset here too) is not what is rated.
+    reset_link = {(7, 3): {"tx_kib": 10}}
+    reset_total = {7: {"nvlink_tx_kib": 10}}
+    snap = build_snapshot([rack_frame(5), rack_frame(6, overrides=reset_total, link_overrides=reset_link)])
+    one_series = 8 * LINK_KIB_PER_TICK * 1024 / 1e9
+    gpu7 = expected_gbps(7) - one_series + 10 * 1024 / 1e9
+    assert snap.gpu(7).values["nvlink"] == pytest.approx(gpu7)
     assert snap.gpu(8).values["nvlink"] == pytest.approx(expected_gbps(8))
-    # The rack total leaves the reset GPU out instead of counting a negative rate.
-    total = sum(expected_gbps(i) for i in range(GPUS) if i != 7) / 1000
+    total = (sum(expected_gbps(i) for i in range(GPUS) if i != 7) + gpu7) / 1000
     assert snap.totals.nvlink_tbps == pytest.approx(total)
 
 

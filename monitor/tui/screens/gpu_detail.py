@@ -17,7 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
 
-from collectors.rack import GPUS, LINKS_PER_GPU, gpu_label
+from collectors.rack import GPUS, gpu_label
 from monitor.tui.screens.base import LiveScreen
 from monitor.tui.widgets.gpu_detail import detail_lines
 from monitor.tui.widgets.history_chart import HistoryChart
@@ -25,7 +25,7 @@ from monitor.tui.widgets.nvlink_matrix import link_cell
 from monitor.tui.widgets.serving_panel import instance_line
 from monitor.view.gpu_history import SERIES, WINDOWS, GpuHistory, history_from_frames, history_from_store
 from monitor.view.model import EventView, RackSnapshot
-from monitor.view.nvlink import LINK_MAX_GBPS, LinkView, NvlinkBuilder
+from monitor.view.nvlink import LinkView, NvlinkBuilder
 from monitor.view.serving import InstanceView, ServingBuilder
 from monitor.view.skew import parse_gpus
 from storage.frame import Frame
@@ -38,9 +38,10 @@ CEILINGS = {
     "temp": 100.0,
     "util": 100.0,
     "clock": 2070.0,
-    "nvlink": LINKS_PER_GPU * LINK_MAX_GBPS,
 }
-"""Chart tops, so a chart's height reads the same from GPU to GPU (GB300 figures)."""
+"""Chart tops, so a chart's height reads the same from GPU to GPU (GB300 figures). NVLink has none: a
+busy GPU moves ~13 of its 1,912 GB/s, which against the ceiling drew no bar at all; its chart scales to
+its own peak (the title gives the figures)."""
 WINDOW_ORDER = tuple(WINDOWS)
 
 

@@ -14,7 +14,7 @@ from monitor.tui.screens.base import LiveScreen
 from monitor.tui.widgets.diff_paint import LinePanel
 from monitor.tui.widgets.nvlink_matrix import Mode, NvlinkMatrixView
 from monitor.view.model import RackSnapshot, clock_text
-from monitor.view.nvlink import CLIMBING_SAMPLES, NvlinkBuilder, NvlinkMatrix
+from monitor.view.nvlink import CLIMBING_SAMPLES, LINE_GBPS, NvlinkBuilder, NvlinkMatrix, rack_nvlink_text
 from storage.frame import Frame
 
 STATE_NAMES = {0: "DOWN (inactive)", 1: "up", 2: "sleep", 3: "up, no traffic"}
@@ -29,7 +29,9 @@ def link_detail(matrix: NvlinkMatrix, gpu: int, link: int) -> Text:
     text.append(f" -> switch tray {tray} chip {chip}: ")
     state = "no data" if view.state is None else STATE_NAMES.get(view.state, f"state {view.state}")
     text.append(state, style="bold red" if view.down else "")
-    if view.gbps is not None:
+    if view.implausible:
+        text.append(f"  rate above the {LINE_GBPS:g} GB/s line rate: implausible", style="bold red")
+    elif view.gbps is not None:
         text.append(f"  {view.gbps:.1f} GB/s")
     if view.errors is not None:
         text.append(f"  errors +{view.errors} in {matrix.window_s:.0f}s")
@@ -47,6 +49,8 @@ def summary_line(matrix: NvlinkMatrix, mode: Mode) -> Text:
         "TX+RX GB/s per link" if mode == "traffic" else f"error growth per link over {matrix.window_s:.0f}s"
     )
     text.append(f"cells: {shows}  ")
+    if mode == "traffic" and matrix.rates is not None:
+        text.append(f"rack {rack_nvlink_text(matrix.rates)}  ")
     text.append(f"down {matrix.down}", style="bold red" if matrix.down else "")
     text.append("  ")
     text.append(f"climbing {matrix.flagged}", style="bold yellow" if matrix.flagged else "")

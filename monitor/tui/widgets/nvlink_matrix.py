@@ -2,12 +2,14 @@
 
 The header and three rows of column totals stay put; the GPU rows page under them, so the matrix fits
 80x24 and uses 200x50. Every cell says what it means without colour: a rate or an error count, 'DN'
-for a link that is down, '!' before a link whose error counters keep climbing, '·' for no data.
+for a link that is down, '!' before a link whose error counters keep climbing, '·' for no data, '!?' for
+a rate above the line rate (implausible: not a number anyone should act on, and left out of the totals,
+whose cell then carries a '?'). Cells show the rates of monitor.view.nvlink unheld, so a link reads the
+same here as in the GPU detail and the column totals add up to the header's rack total.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import ClassVar, Literal
 
 from rich.segment import Segment
@@ -17,7 +19,6 @@ from textual.strip import Strip
 from collectors.rack import GPUS, LINKS_PER_GPU, gpu_label
 from monitor.tui.widgets.diff_paint import DiffPaintWidget
 from monitor.tui.widgets.heatmap import ramp_styles
-from monitor.view.deadband import Deadband, HeldFigures
 from monitor.view.metrics import BUCKETS
 from monitor.view.nvlink import LINK_MAX_GBPS, LinkColumn, LinkView, NvlinkMatrix
 
@@ -26,10 +27,6 @@ LABEL_WIDTH = 8
 """A mark ('>' cursor, '!' trouble), 'T01.G1', a space."""
 MIN_CELL = 3
 MAX_CELL = 7
-RATE_BAND = Deadband(rel=0.05, floor=0.05)
-"""A link's cell keeps its rate until the rate moves 5 % (or 0.05 GB/s): per-link rates jitter a few
-percent a tick, and redrawing 1296 cells for that costs bytes and shows nothing (the cursor link's line
-under the matrix has the exact rate)."""
 FOOTER = ("TB/s", "down", "climb")
 """The column-total rows under the GPUs: per switch chip throughput (or errors), links down, climbing."""
 
@@ -55,6 +52,8 @@ def link_cell(view: LinkView, mode: Mode, width: int) -> tuple[str, str]:
         value = view.errors
         text = fit_number(value, room - len(mark), 0) if value else ("." if value == 0 else "?")
         return mark + text, "climb" if view.flagged else ("err" if value else "ok")
+    if view.implausible:
+        return mark + "!?", "err"
     if view.gbps is None:
         return mark + "?", "climb" if view.flagged else "none"
     # Whole GB/s: a tenth changes every tick on every link, which costs bytes over SSH and tells nothing.
@@ -78,7 +77,9 @@ def footer_cell(column: LinkColumn, row: str, mode: Mode, width: int) -> tuple[s
                 "err" if column.errors else "ok"
             )
         if column.gbps is None:
-            return "·", "none"
+            return ("?" if column.implausible else "·"), ("err" if column.implausible else "none")
+        if column.implausible:  # the total leaves implausible links out, and says so
+            return fit_number(column.gbps / 1000, room - 1, 1) + "?", "err"
         return fit_number(column.gbps / 1000, room, 1), "ok"
     count = column.down if row == "down" else column.flagged
     if not count:
@@ -120,7 +121,6 @@ class NvlinkMatrixView(DiffPaintWidget, can_focus=True):
         self._ramp = ramp_styles()
         self._styles: dict[str, Style] = {}
         self._strips: dict[int, tuple[tuple[object, ...], Strip]] = {}
-        self._rates = HeldFigures(RATE_BAND)
 
     # -- geometry --------------------------------------------------------------------------
 
@@ -219,20 +219,9 @@ class NvlinkMatrixView(DiffPaintWidget, can_focus=True):
 
     # -- Textual ---------------------------------------------------------------------------
 
-    def held_rates(self, matrix: NvlinkMatrix) -> NvlinkMatrix:
-        """`matrix` with each link's rate held within RATE_BAND of the rate its cell shows."""
-        links = []
-        for i, view in enumerate(matrix.links):
-            gbps = self._rates.hold(i, view.gbps)
-            links.append(view if gbps == view.gbps else replace(view, gbps=gbps))
-        return replace(matrix, links=tuple(links))
-
     def update_matrix(self, matrix: NvlinkMatrix, mode: Mode) -> int:
-        """Show a new matrix / mode; repaint only the cells that changed. Returns the rows changed.
-
-        Link rates are held (held_rates); the column totals are the matrix's own.
-        """
-        self.matrix, self.mode = self.held_rates(matrix), mode
+        """Show a new matrix / mode; repaint only the cells that changed. Returns the rows changed."""
+        self.matrix, self.mode = matrix, mode
         changed = 0
         for y in range(self.size.height):
             kind, n = self.row_at(y)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from rich.text import Text
 
 from monitor.tui.widgets.diff_paint import LinePanel
-from monitor.view.metrics import fmt_rate
 from monitor.view.model import RackSnapshot, clock_text
 
 COMPACT_WIDTH = 100
@@ -33,8 +32,7 @@ def totals_text(snapshot: RackSnapshot, title: str, subtitle: str = "", *, compa
     text.append("  Power ")
     text.append(f"{t.power_kw:.1f} kW" if t.power_kw is not None else "-- kW", style="bold")
     text.append("  NVLink ")
-    rate = f"{fmt_rate(t.nvlink_tbps).strip()} TB/s" if t.nvlink_tbps is not None else "-- TB/s"
-    text.append(rate, style="bold")
+    text.append(t.nvlink_text, style="bold")
     if t.tokens_per_s is not None:
         text.append("  Tokens ")
         text.append(f"{t.tokens_per_s / 1000:,.1f} k/s", style="bold")

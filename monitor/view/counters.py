@@ -1,0 +1,11 @@
+"""The counter reset rule the view model applies to every counter series it rates. No UI toolkit here."""
+
+from __future__ import annotations
+
+
+def counter_increase(old: int | None, new: int | None) -> int | None:
+    """How much a counter grew, Prometheus-style: v - p if v >= p, else v (after a reset the new value
+    is all increase). None when either sample is unknown."""
+    if new is None or old is None:
+        return None
+    return new - old if new >= old else new
