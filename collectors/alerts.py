@@ -20,7 +20,9 @@ from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from typing import Any, Literal
 
+from collectors.robust import robust_low, robust_median
 from collectors.serving_math import rate
+from storage.counters import counter_increase
 from storage.frame import Frame, batch_from_rows
 from storage.schemas import EndpointState, EventKind, GpuState
 
@@ -39,6 +41,18 @@ class AlertRule(IntEnum):
     LINK_ERRORS = 5
     TOKENS_DROP = 6
     STALE = 7
+    ECC_UNCORRECTED = 8
+    ROW_REMAP_FAILURE = 9
+    STRAGGLER = 10
+
+
+XID_REMAP_FAILURES = frozenset({64, 157})
+"""XIDs of failed memory repair: 64 'ECC page retirement or row remapper recording failure', 157
+'Resource Retirement Failure' (the gpu table has no remapping columns; these XIDs are how it shows)."""
+GPU_IDLE_REASON = 0x1
+"""nvmlClocksEventReasonGpuIdle: an idle GPU's low clock is no straggler."""
+STRAGGLER_MIN_RELATIVE = 0.10
+"""A straggler's SM clock sits at least this far below the rack's median (as the skew view's tolerance)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,9 @@ RULE_DIRECTION: dict[str, Literal["high", "low"]] = {
     "link_errors": "high",
     "tokens_drop": "high",
     "stale": "high",
+    "ecc_uncorrected": "high",
+    "row_remap_failure": "high",
+    "straggler": "high",
 }
 """'high': fires when the value rises to `on`; 'low': fires when it falls to `on` (e.g. a margin)."""
 
@@ -79,6 +96,9 @@ RULE_HELP: dict[str, str] = {
     "link_errors": "samples in the window in which a link's error counters (rx, symbol, recovery) grew",
     "tokens_drop": "fall of an instance's tokens/s (last 10 s) below its window average, as a fraction",
     "stale": "a tray or endpoint not answering (1 = stale)",
+    "ecc_uncorrected": "uncorrectable ECC errors a GPU gained within window seconds",
+    "row_remap_failure": "row-remapping / retirement failures (XID 64, 157) of a GPU within window seconds",
+    "straggler": "a busy GPU whose SM clock sits far below the rack's median (1 = straggling)",
 }
 """What each rule measures; config errors and the help screen quote it."""
 
@@ -94,6 +114,9 @@ class AlertRules:
     link_errors: Threshold = Threshold(on=3, off=0, window_s=60)
     tokens_drop: Threshold = Threshold(on=0.3, off=0.15, for_s=10, window_s=300)
     stale: Threshold = Threshold(on=1, off=0, for_s=5)
+    ecc_uncorrected: Threshold = Threshold(on=1, off=0, window_s=300)
+    row_remap_failure: Threshold = Threshold(on=1, off=0, window_s=3600)
+    straggler: Threshold = Threshold(on=1, off=0, for_s=10)
     bell: bool = False
     """Ring the terminal bell when an alert fires."""
 
@@ -121,17 +144,26 @@ class _State:
 
 @dataclass
 class _Window:
-    """Sparse counter growth of one series: (ts, increase) of the samples that grew, plus the last value."""
+    """Sparse growth of a few counter series (e.g. one link's error counters): (ts, increase) of the
+    samples in which any of them grew, plus each series' last value."""
 
-    last: int | None = None
+    last: list[int | None]
     growth: deque[tuple[int, int]] = field(default_factory=deque)
 
-    def add(self, ts: int, value: int | None, window_ms: int) -> tuple[int, int]:
-        """Record a sample; return (samples that grew, total growth) within the window (a drop is a reset)."""
-        if value is not None:
-            if self.last is not None and value != self.last:
-                self.growth.append((ts, value - self.last if value > self.last else value))
-            self.last = value
+    def add(self, ts: int, values: tuple[int | None, ...], window_ms: int) -> tuple[int, int]:
+        """Record a sample; return (samples that grew, total growth) within the window.
+
+        Each series is increased on its own with the one reset rule (storage.counters): after a drop only
+        what the counter shows is growth, so a reset to 0 adds nothing and the window empties after the
+        last real growth.
+        """
+        grown = 0
+        for i, value in enumerate(values):
+            if value is not None:
+                grown += counter_increase(self.last[i], value) or 0
+                self.last[i] = value
+        if grown:
+            self.growth.append((ts, grown))
         while self.growth and self.growth[0][0] <= ts - window_ms:
             self.growth.popleft()
         return len(self.growth), sum(g for _, g in self.growth)
@@ -145,6 +177,8 @@ class AlertEngine:
         self.rules = rules or AlertRules()
         self._states: dict[tuple[str, Key], _State] = {}
         self._links: dict[tuple[int, int], _Window] = {}
+        self._ecc: dict[int, _Window] = {}
+        self._remaps: dict[int, deque[tuple[int, int]]] = {}
         self._xids: dict[int, deque[int]] = {}
         self._tokens: dict[str, deque[tuple[int, float]]] = {}
 
@@ -204,6 +238,10 @@ class AlertEngine:
                 ["gpu", "tray", "state", "temp_margin_c", "temp_gpu_c", "power_mw", "power_limit_mw"]
             ).to_pydict()
             stale_trays: dict[int, bool] = {}
+            if r.ecc_uncorrected.enabled:
+                yield from self._ecc_observations(frame)
+            if r.straggler.enabled:
+                yield from self._straggler_observations(frame)
             for g, tray, state, margin, temp, power, limit in zip(*cols.values(), strict=True):
                 where = {"gpu": g}
                 if state == GpuState.STALE:
@@ -231,6 +269,8 @@ class AlertEngine:
                     yield "stale", ("tray", tray), float(stale), {"source": f"tray {tray}"}, _stale(stale)
         if r.xid.enabled:
             yield from self._xid_observations(frame)
+        if r.row_remap_failure.enabled:
+            yield from self._remap_observations(frame)
         nv = frame.table("nvlink")
         if nv.num_rows and (r.links_down.enabled or r.link_errors.enabled):
             yield from self._link_observations(frame)
@@ -246,6 +286,62 @@ class AlertEngine:
                     drop = self._tokens_drop(name, ts, float(row["generation_tokens"]))
                     if drop is not None:
                         yield "tokens_drop", (name,), drop[0], {"source": name}, drop[1]
+
+    def _ecc_observations(self, frame: Frame) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
+        """Uncorrectable ECC errors each GPU gained within the window (its own rule: one is too many)."""
+        window_s = self.rules.ecc_uncorrected.window_s
+        cols = frame.table("gpu").select(["gpu", "state", "ecc_uncorrected"]).to_pydict()
+        for g, state, value in zip(*cols.values(), strict=True):
+            if state != GpuState.OK or value is None:
+                continue
+            window = self._ecc.get(g)
+            if window is None:
+                self._ecc[g] = _Window(last=[value])  # the baseline: errors before we looked are history
+                continue
+            _, grown = window.add(frame.ts_ms, (value,), int(window_s * 1000))
+            if not grown and ("ecc_uncorrected", (g,)) not in self._states:
+                continue
+            detail = f"uncorrectable ECC +{grown} in {window_s:.0f} s (total {value})"
+            yield "ecc_uncorrected", (g,), float(grown), {"gpu": g}, detail
+
+    def _remap_observations(self, frame: Frame) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
+        """Row-remapping / retirement failures (XID 64, 157) of each GPU within the window."""
+        window_s = self.rules.row_remap_failure.window_s
+        events = frame.table("events")
+        if events.num_rows:
+            for row in events.select(["kind", "gpu", "code"]).to_pylist():
+                if (
+                    row["kind"] == EventKind.XID
+                    and row["gpu"] is not None
+                    and row["code"] in XID_REMAP_FAILURES
+                ):
+                    self._remaps.setdefault(row["gpu"], deque()).append((frame.ts_ms, row["code"]))
+        for g, seen in list(self._remaps.items()):
+            while seen and seen[0][0] <= frame.ts_ms - window_s * 1000:
+                seen.popleft()
+            xids = ",".join(sorted({str(code) for _, code in seen})) or "none"
+            detail = f"{len(seen)} remap failure(s) (XID {xids}) in {window_s:.0f} s"
+            yield "row_remap_failure", (g,), float(len(seen)), {"gpu": g}, detail
+            if not seen and not self._states.get(("row_remap_failure", (g,)), _State()).active:
+                del self._remaps[g]
+
+    def _straggler_observations(self, frame: Frame) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
+        """Busy GPUs whose SM clock sits far below the rack's median (median/MAD: collectors.robust)."""
+        cols = frame.table("gpu").select(["gpu", "state", "sm_clock_mhz", "clocks_event_reasons"]).to_pydict()
+        clocks = {
+            g: float(mhz)
+            for g, state, mhz, reasons in zip(*cols.values(), strict=True)
+            if state == GpuState.OK and mhz is not None and not (reasons or 0) & GPU_IDLE_REASON
+        }
+        slow = robust_low(clocks, STRAGGLER_MIN_RELATIVE)
+        median = robust_median(clocks)
+        for g, mhz in clocks.items():
+            key = ("straggler", (g,))
+            if g not in slow and key not in self._states:
+                continue
+            # Whole MHz, as the heatmap's clock cell rounds it.
+            detail = f"SM clock {round(mhz)} MHz vs {round(median or 0)} MHz rack median"
+            yield "straggler", (g,), float(g in slow), {"gpu": g}, detail
 
     def _xid_observations(self, frame: Frame) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
         window_ms = self.rules.xid.window_s * 1000
@@ -274,14 +370,12 @@ class AlertEngine:
                     links.append(link)
             if not r.link_errors.enabled:
                 continue
-            known = [e for e in errs if e is not None]
-            value = sum(known) if known else None
             window = self._links.get((g, link))
             if window is None:
                 # The first sample is the baseline: counts from before the monitor started are history.
-                self._links[(g, link)] = _Window(last=value)
+                self._links[(g, link)] = _Window(last=list(errs))
                 continue
-            samples, grown = window.add(frame.ts_ms, value, window_ms)
+            samples, grown = window.add(frame.ts_ms, tuple(errs), window_ms)
             if not samples and ("link_errors", (g, link)) not in self._states:
                 continue  # a clean link costs no state
             yield (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from monitor.view.builder import SnapshotBuilder, build_snapshot
-from monitor.view.counters import counter_increase
 from monitor.view.metrics import METRICS, METRICS_BY_KEY, METRICS_BY_NAME, Metric
 from monitor.view.model import (
     NVLINK_MAX_TBPS,
@@ -14,6 +13,7 @@ from monitor.view.model import (
     RackTotals,
     SwitchTrayView,
 )
+from storage.counters import counter_increase
 
 __all__ = [
     "METRICS",

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from collectors.rack import CHIPS_PER_SWITCH_TRAY, GPUS, LINKS_PER_GPU, SWITCH_TRAYS
-from monitor.view.counters import counter_increase
 from monitor.view.metrics import MIB_PER_GIB
 from monitor.view.model import (
     CellState,
@@ -33,6 +32,7 @@ from monitor.view.nvlink import (
     nvlink_rates,
     rack_nvlink_text,
 )
+from storage.counters import counter_increase
 from storage.frame import Frame
 from storage.schemas import GpuState
 

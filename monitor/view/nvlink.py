@@ -3,7 +3,7 @@
 Every NVLink figure the monitor shows comes from `nvlink_rates`: the header's rack total, the heatmap's
 per-GPU metric, the switch trays, the `l` matrix and its column totals, the GPU detail's links and its
 chart, live and in replay. Each (gpu, link, direction) counter is its own series: its increase between
-two frames follows the one reset rule (monitor.view.counters), over the time between the two samples,
+two frames follows the one reset rule (storage.counters), over the time between the two samples,
 and only then are rates summed, so the rack total equals the sum over GPUs and the sum over switch chips
 (link k of every GPU lands on switch chip k) by construction. The GPU table's all-link counters are not
 used here: NVML's total field can answer 0 or NOT_SUPPORTED while the links count.
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import pyarrow.compute as pc
 
 from collectors.rack import CHIPS_PER_SWITCH_TRAY, GPUS, LINK_MBPS, LINKS_PER_GPU, SWITCH_TRAYS
-from monitor.view.counters import counter_increase
 from monitor.view.metrics import fmt_rate
+from storage.counters import counter_increase
 from storage.frame import Frame
 
 KIB = 1024

@@ -1,4 +1,4 @@
-"""The counter reset rule the view model applies to every counter series it rates. No UI toolkit here."""
+"""The counter reset rule (Prometheus' increase(), per series): one function for the views and the alerts."""
 
 from __future__ import annotations
 
