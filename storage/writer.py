@@ -37,6 +37,7 @@ from storage.layout import (
     write_manifest,
 )
 from storage.lock import WriterLock
+from storage.row_keys import KeyTuple, first_rows, key_tuples
 from storage.schemas import COUNTERS, SORT_KEYS, TABLES
 from storage.segments import sort_table, write_atomic
 
@@ -51,6 +52,7 @@ class WriterStatus:
         sealed_through_ms: every frame up to this time is on disk (None: nothing yet).
         pending_rows: rows buffered in memory, not yet sealed.
         dropped_rows: rows given up while the disk stayed full past max_pending_s.
+        duplicate_rows: rows refused because the writer already held their (table keys, ts).
         last_error: the last write error, or None once writing works again.
         files: live files in the manifest.
     """
@@ -58,6 +60,7 @@ class WriterStatus:
     sealed_through_ms: int | None
     pending_rows: int
     dropped_rows: int
+    duplicate_rows: int
     last_error: str | None
     files: int
 
@@ -119,6 +122,7 @@ class StoreWriter:
         self._pending_ts: list[int] = []
         self._seq = 0
         self._dropped = 0
+        self._duplicates = 0
         self._stale_frames = 0
         self._error: str | None = None
         self._closed = False
@@ -136,6 +140,7 @@ class StoreWriter:
             sealed_through_ms=manifest.sealed_through_ms,
             pending_rows=sum(b.num_rows for batches in self._pending.values() for b in batches),
             dropped_rows=self._dropped,
+            duplicate_rows=self._duplicates,
             last_error=self._error,
             files=len(manifest.files),
         )
@@ -147,20 +152,54 @@ class StoreWriter:
 
     def store(self, frame: Frame) -> None:
         """Add one tick to disk only: for a head that someone else (a Poller) already fed."""
+        if self._pending_ts and frame.ts_ms - self._pending_ts[0] >= self.flush_interval_ms:
+            self.flush()
         sealed = self.live.current.sealed_through_ms
         if sealed is not None and frame.ts_ms <= sealed:
-            # Already on disk from an earlier run (a clock that went back): storing it again would
-            # duplicate rows in a compacted hour.
+            # Already on disk (from an earlier run, a clock that went back, or a second frame for a
+            # tick just sealed): storing it again would duplicate rows in a compacted hour.
             if self._stale_frames == 0:
                 log.warning("store %s: dropping frames at or before %d (already sealed)", self.root, sealed)
             self._stale_frames += 1
             return
-        if self._pending_ts and frame.ts_ms - self._pending_ts[0] >= self.flush_interval_ms:
-            self.flush()
+        again = frame.ts_ms in self._pending_ts
         for name, batch in frame.batches.items():
             if batch.num_rows:
-                self._pending.setdefault(name, []).append(_conform(name, batch))
-        self._pending_ts.append(frame.ts_ms)
+                held = self._held_keys(name, frame.ts_ms) if again else ()
+                rows = self._refuse_repeats(name, _conform(name, batch), held, frame.ts_ms)
+                if rows.num_rows:
+                    self._pending.setdefault(name, []).append(rows)
+        if not again:
+            self._pending_ts.append(frame.ts_ms)
+
+    def _held_keys(self, name: str, ts_ms: int) -> set[KeyTuple]:
+        """The (keys, ts) of table `name` already buffered at `ts_ms` (a second frame for one tick)."""
+        held: set[KeyTuple] = set()
+        for batch in self._pending.get(name, []):
+            same = batch.filter(pc.equal(batch.column("ts").cast(pa.int64()), ts_ms))
+            held.update(key_tuples(name, same))
+        return held
+
+    def _refuse_repeats(
+        self, name: str, batch: pa.RecordBatch, held: set[KeyTuple] | tuple[()], ts_ms: int
+    ) -> pa.RecordBatch:
+        """The last line of defence against a second row for one (keys, ts): keep the first, count others."""
+        rows, refused = first_rows(name, batch, held)
+        if refused:
+            if self._duplicates == 0:
+                log.warning(
+                    "store %s: refused %d %s rows at ts %d whose (%s, ts) it already holds; the first "
+                    "row of each is kept (further refusals are counted in the writer's status)",
+                    self.root,
+                    refused,
+                    name,
+                    ts_ms,
+                    ", ".join(SORT_KEYS[name]),
+                )
+            else:
+                log.debug("store %s: refused %d duplicate %s rows at ts %d", self.root, refused, name, ts_ms)
+            self._duplicates += refused
+        return rows
 
     def flush(self) -> bool:
         """Seal everything buffered now; return False (and keep the buffer) if the disk refused."""
@@ -227,7 +266,7 @@ class StoreWriter:
                 for hour in spanned:
                     part = rows if len(spanned) == 1 else rows.filter(pc.equal(hours, hour))
                     written.append(self._write_segment(name, part, hour * HOUR_MS))
-            self.live.commit(written, sealed_through_ms=self._pending_ts[-1])
+            self.live.commit(written, sealed_through_ms=max(self._pending_ts))
         except BaseException:
             for entry in written:
                 (self.root / entry.path).unlink(missing_ok=True)
