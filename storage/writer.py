@@ -120,6 +120,8 @@ class StoreWriter:
         self._compaction = compaction
         self._pending: dict[str, list[pa.RecordBatch]] = {}
         self._pending_ts: list[int] = []
+        self._held_ts: set[int] = set()
+        """Every row timestamp in the buffer (rows may carry another tick's time than their frame)."""
         self._seq = 0
         self._dropped = 0
         self._duplicates = 0
@@ -162,44 +164,61 @@ class StoreWriter:
                 log.warning("store %s: dropping frames at or before %d (already sealed)", self.root, sealed)
             self._stale_frames += 1
             return
-        again = frame.ts_ms in self._pending_ts
         for name, batch in frame.batches.items():
             if batch.num_rows:
-                held = self._held_keys(name, frame.ts_ms) if again else ()
-                rows = self._refuse_repeats(name, _conform(name, batch), held, frame.ts_ms)
+                rows = self._admit(name, _conform(name, batch), frame.ts_ms, sealed)
                 if rows.num_rows:
                     self._pending.setdefault(name, []).append(rows)
-        if not again:
+        if frame.ts_ms not in self._pending_ts:
             self._pending_ts.append(frame.ts_ms)
 
-    def _held_keys(self, name: str, ts_ms: int) -> set[KeyTuple]:
-        """The (keys, ts) of table `name` already buffered at `ts_ms` (a second frame for one tick)."""
+    def _admit(self, name: str, batch: pa.RecordBatch, frame_ts: int, sealed: int | None) -> pa.RecordBatch:
+        """The rows of `batch` whose (keys, ts) the writer holds neither buffered nor sealed.
+
+        Checked by each row's own ts, not the frame's: a frame that carries another tick's rows (the
+        poller's old late-answer bug) must not slip a second copy of that tick past the writer.
+        """
+        ts = batch.column("ts").cast(pa.int64())
+        bounds = pc.min_max(ts)
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        refused = 0
+        if sealed is not None and low <= sealed:
+            keep = pc.greater(ts, sealed)
+            refused = batch.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
+            batch, ts = batch.filter(keep), ts.filter(keep)
+        stamps = {frame_ts} if low == high == frame_ts else set(pc.unique(ts).to_pylist())
+        again = stamps & self._held_ts
+        rows, repeated = first_rows(name, batch, self._held_keys(name, again) if again else ())
+        self._held_ts |= stamps
+        self._count_refused(name, refused + repeated, frame_ts)
+        return rows
+
+    def _held_keys(self, name: str, stamps: set[int]) -> set[KeyTuple]:
+        """The (keys, ts) of table `name` already buffered at any of `stamps`."""
         held: set[KeyTuple] = set()
+        wanted = pa.array(sorted(stamps), pa.int64())
         for batch in self._pending.get(name, []):
-            same = batch.filter(pc.equal(batch.column("ts").cast(pa.int64()), ts_ms))
+            same = batch.filter(pc.is_in(batch.column("ts").cast(pa.int64()), value_set=wanted))
             held.update(key_tuples(name, same))
         return held
 
-    def _refuse_repeats(
-        self, name: str, batch: pa.RecordBatch, held: set[KeyTuple] | tuple[()], ts_ms: int
-    ) -> pa.RecordBatch:
-        """The last line of defence against a second row for one (keys, ts): keep the first, count others."""
-        rows, refused = first_rows(name, batch, held)
-        if refused:
-            if self._duplicates == 0:
-                log.warning(
-                    "store %s: refused %d %s rows at ts %d whose (%s, ts) it already holds; the first "
-                    "row of each is kept (further refusals are counted in the writer's status)",
-                    self.root,
-                    refused,
-                    name,
-                    ts_ms,
-                    ", ".join(SORT_KEYS[name]),
-                )
-            else:
-                log.debug("store %s: refused %d duplicate %s rows at ts %d", self.root, refused, name, ts_ms)
-            self._duplicates += refused
-        return rows
+    def _count_refused(self, name: str, refused: int, ts_ms: int) -> None:
+        """The last line of defence against a second row for one (keys, ts): say so once, count always."""
+        if not refused:
+            return
+        if self._duplicates == 0:
+            log.warning(
+                "store %s: refused %d %s rows (frame %d) whose (%s, ts) it already holds, buffered or "
+                "sealed; the first row of each is kept (further refusals are counted in the writer's status)",
+                self.root,
+                refused,
+                name,
+                ts_ms,
+                ", ".join(SORT_KEYS[name]),
+            )
+        else:
+            log.debug("store %s: refused %d duplicate %s rows (frame %d)", self.root, refused, name, ts_ms)
+        self._duplicates += refused
 
     def flush(self) -> bool:
         """Seal everything buffered now; return False (and keep the buffer) if the disk refused."""
@@ -224,6 +243,7 @@ class StoreWriter:
         self._error = None
         self._pending.clear()
         self._pending_ts.clear()
+        self._held_ts.clear()
         if entries and self._compaction == "inline":
             self.compactor.run_once()
         elif entries:
@@ -304,6 +324,7 @@ class StoreWriter:
                     kept.append(kept_batch)
             self._pending[name] = kept
         self._pending_ts = [t for t in self._pending_ts if t >= cutoff]
+        self._held_ts = {t for t in self._held_ts if t >= cutoff}
 
     def _compact_loop(self) -> None:
         """Background compaction: wake after each seal, stop when the writer closes."""

@@ -189,11 +189,13 @@ def test_a_row_whose_keys_and_time_are_held_is_refused_and_counted(tmp_path: Pat
         writer.store(gpu_rows(ts, [0, 1]))
         writer.store(gpu_rows(ts, [1, 2]))  # gpu 1 again at the same ts: refused; gpu 2 is new
         writer.store(gpu_rows(ts + 1000, [3, 3]))  # a repeat within one frame
-        assert writer.status.duplicate_rows == 2
+        late = gpu_rows(ts, [0, 5])  # the poller's old bug: tick ts's rows inside the next frame
+        writer.store(Frame(ts + 2000, late.batches))
+        assert writer.status.duplicate_rows == 3
     assert_no_duplicate_rows(root)
     with StoreReader(root) as reader:
         got = reader.sql("SELECT epoch_ms(ts) AS t, gpu FROM gpu ORDER BY t, gpu").to_pylist()
-    assert [(r["t"] - ts, r["gpu"]) for r in got] == [(0, 0), (0, 1), (0, 2), (1000, 3)]
+    assert [(r["t"] - ts, r["gpu"]) for r in got] == [(0, 0), (0, 1), (0, 2), (0, 5), (1000, 3)]
 
 
 def gpu_rows(ts_ms: int, gpus: list[int]) -> Frame:
