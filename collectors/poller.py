@@ -23,17 +23,17 @@ import pyarrow.compute as pc
 
 from collectors.clock import Clock, WallClock
 from collectors.source import Source
+from collectors.stand_ins import stale_gpu_rows
 from storage.frame import Frame, batch_from_rows, merge_frames
 from storage.head import Head
 from storage.row_keys import unique_frame
-from storage.schemas import EventKind, GpuState
+from storage.schemas import EventKind
 
 log = logging.getLogger(__name__)
 
 Sink = Callable[[Frame], None]
 """Something that takes each rack frame after the head has it (the store writer, a test)."""
 
-_IDENTITY_COLUMNS = ("ts", "gpu", "uuid", "tray")
 MAPPING_ALLOWANCE_S = 1.0
 """Seconds a source may take past its own timeout (parsing 90 pages on a loaded host) before its tick
 is emitted without it."""
@@ -295,28 +295,8 @@ class Poller:
 
     def _stale_rows(self, i: int, ts: int) -> Frame | None:
         """The GPUs source i reported last time, with state STALE and no metrics."""
-        last = self._last_gpu.get(i)
-        if last is None:
-            return None
-        n = last.num_rows
-        columns = {name: last.column(name) for name in _IDENTITY_COLUMNS[1:]}
-        arrays = []
-        for column in last.schema:
-            if column.name == "ts":
-                arrays.append(pa.array([ts] * n, type=column.type))
-            elif column.name == "state":
-                arrays.append(pa.array([int(GpuState.STALE)] * n, type=column.type))
-            elif column.name in columns:
-                arrays.append(columns[column.name])
-            else:
-                arrays.append(pa.nulls(n, column.type))
-        stale = pa.RecordBatch.from_arrays(arrays, schema=last.schema)
-        # a LOST GPU stays LOST even while its host is silent: that is the more important fact
-        lost = pc.equal(last.column("state"), int(GpuState.LOST))
-        if pc.any(lost).as_py():
-            state = pc.if_else(lost, last.column("state"), stale.column("state"))
-            stale = stale.set_column(stale.schema.get_field_index("state"), "state", state)
-        return Frame(ts, {"gpu": stale})
+        stale = stale_gpu_rows(self._last_gpu.get(i), ts)
+        return None if stale is None else Frame(ts, {"gpu": stale})
 
     # -- the background loop ------------------------------------------------------------------------
 

@@ -32,8 +32,9 @@ import pyarrow as pa
 from collectors.config import DEFAULT_DOWN_AFTER, DEFAULT_TIMEOUT_S, RackConfig, ServerTarget, TrayTarget
 from collectors.mappings import GpuPageMapper, MappingError, ServingRows, add_serving, detect_engine
 from collectors.promtext import ExpositionError, ExpositionParser
+from collectors.stand_ins import stale_gpu_rows
 from storage.frame import Frame, batch_from_rows, merge_frames
-from storage.schemas import EndpointState, EventKind, GpuState
+from storage.schemas import EndpointState, EventKind
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +325,7 @@ class ScrapeSource:
     ) -> None:
         """Rows for an endpoint without a good page this tick: its tray's GPUs STALE, or its serving row."""
         if ep.mapper is not None:
-            stale = _stale_gpu_rows(ep.last_gpu, ts_ms)
+            stale = stale_gpu_rows(ep.last_gpu, ts_ms)
             if stale is not None:
                 parts.append(Frame(ts_ms, {"gpu": stale}))
             return
@@ -412,26 +413,3 @@ def _connect_reason(err: aiohttp.ClientConnectorError) -> str:
 
 def _event(ts: int, kind: str, source: str, detail: str) -> dict[str, object]:
     return {"ts": ts, "kind": kind, "source": source, "detail": detail}
-
-
-_IDENTITY = ("gpu", "uuid", "tray")
-
-
-def _stale_gpu_rows(last: pa.RecordBatch | None, ts_ms: int) -> pa.RecordBatch | None:
-    """The GPUs a tray reported last, STALE with null metrics (a LOST GPU stays LOST)."""
-    if last is None or not last.num_rows:
-        return None
-    n = last.num_rows
-    states = last.column("state").to_pylist()
-    arrays = []
-    for column in last.schema:
-        if column.name == "ts":
-            arrays.append(pa.array([ts_ms] * n, type=column.type))
-        elif column.name == "state":
-            kept = [s if s == GpuState.LOST else int(GpuState.STALE) for s in states]
-            arrays.append(pa.array(kept, type=column.type))
-        elif column.name in _IDENTITY:
-            arrays.append(last.column(column.name))
-        else:
-            arrays.append(pa.nulls(n, column.type))
-    return pa.RecordBatch.from_arrays(arrays, schema=last.schema)
