@@ -178,7 +178,7 @@ def test_a_late_tick_is_one_collector_late_event_and_no_source_misses():
     poller.stop()
 
 
-def test_a_stalled_poller_thread_is_one_collector_late_event_and_no_down(tmp_path: Path):
+def test_a_stalled_poller_thread_is_one_collector_late_event_and_no_down():
     """Starvation: a sink blocks the poller's own thread for 1.5 s (as a starved process does)."""
     head = Head()
     stalled = threading.Event()
@@ -192,11 +192,19 @@ def test_a_stalled_poller_thread_is_one_collector_late_event_and_no_down(tmp_pat
     poller = Poller([TraySource("tray-1", [0, 1])], head, clock=clock, interval=0.5, sinks=[stall])
     poller.start()
     version = head.version
-    while len([f for f in head.frames() if f.ts_ms > 0]) < 6:
+    for _ in range(200):  # until the first tick after the stall (a bound, so a failure cannot hang)
+        if any(f.table("events").num_rows for f in head.frames()):
+            break
         version = head.wait_for(version, timeout=30)
     poller.stop()
     events = [e for f in head.frames() for e in f.table("events").to_pylist()]
-    assert [e["kind"] for e in events] == [EventKind.COLLECTOR_LATE]
+    # Later ticks may meet a loaded machine's own delays; the stall itself is one event, and no source
+    # is ever reported down for it.
+    assert events[0]["kind"] == EventKind.COLLECTOR_LATE
+    assert events[0]["detail"].startswith("collector late by ")
+    assert EventKind.ENDPOINT_DOWN not in {e["kind"] for e in events}
+    late_frames = [f for f in head.frames() if f.table("events").num_rows]
+    assert late_frames[0].table("events").num_rows == 1
     assert_no_duplicate_rows(head=head)
 
 
