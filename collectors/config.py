@@ -2,7 +2,8 @@
 
     [rack]
     name = "gb300-a"          # shown in the TUI
-    timeout = 0.5             # seconds one endpoint may take per tick (optional)
+    timeout = 2.0             # seconds one endpoint may take per tick (optional; default_timeout_s)
+    down_after = 3            # consecutive missed scrapes before an endpoint is DOWN (optional)
 
     [[tray]]                  # one per compute tray: its `monitor agent` or dcgm-exporter
     tray = 1                  # compute tray 1..18
@@ -45,10 +46,26 @@ from collectors.config_tables import parse_alerts, parse_keys, render_alerts
 from collectors.mappings.serving import ENGINES
 from collectors.rack import COMPUTE_TRAYS, GPUS, gpu_index, gpu_label
 
-DEFAULT_TIMEOUT_S = 0.5
-"""Seconds an endpoint may take per tick before it counts as stale."""
+MIN_DEFAULT_TIMEOUT_S = 2.0
+"""The default timeout's floor: on a loaded collector host (load 8-16 on 2 cores) `monitor doctor`
+measured healthy answers of up to 493 ms, and a starved collector reads them later still; 2 s leaves
+4x that before a healthy endpoint counts as a miss."""
+MAX_DEFAULT_TIMEOUT_S = 10.0
+"""The default timeout's ceiling: Prometheus' default scrape_timeout (10 s)."""
+DEFAULT_DOWN_AFTER = 3
+"""Consecutive missed scrapes before an endpoint is DOWN (a refusal or an error is DOWN at once)."""
 
-_RACK_FIELDS = ("name", "timeout")
+
+def default_timeout_s(interval_s: float) -> float:
+    """The timeout when the config sets none: one interval (Prometheus allows up to its scrape interval),
+    at least MIN_DEFAULT_TIMEOUT_S and at most MAX_DEFAULT_TIMEOUT_S. At 1 Hz: 2 s."""
+    return min(max(MIN_DEFAULT_TIMEOUT_S, interval_s), MAX_DEFAULT_TIMEOUT_S)
+
+
+DEFAULT_TIMEOUT_S = default_timeout_s(1.0)
+"""The default at the default 1 s interval (what `monitor sim --write-config` writes)."""
+
+_RACK_FIELDS = ("name", "timeout", "down_after")
 _TRAY_FIELDS = ("tray", "host", "url")
 _SERVER_FIELDS = ("name", "url", "engine", "gpus")
 _TOP_LEVEL = ("rack", "tray", "server", "alerts", "keys")
@@ -95,13 +112,19 @@ class RackConfig:
     name: str
     trays: tuple[TrayTarget, ...] = ()
     servers: tuple[ServerTarget, ...] = ()
-    timeout_s: float = DEFAULT_TIMEOUT_S
+    timeout_s: float | None = None
+    """[rack] timeout: honoured as written; None: default_timeout_s() of the poll interval."""
     path: Path | None = None
+    down_after: int = DEFAULT_DOWN_AFTER
     alerts: AlertRules = field(default_factory=AlertRules)
     keys: tuple[tuple[str, str], ...] = ()
     """[keys]: (action id, key) pairs remapping the TUI's keys."""
     key_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
     """The line of each [keys] entry, so an action the TUI does not know is reported at its line."""
+
+    def timeout_for(self, interval_s: float) -> float:
+        """The per-endpoint timeout at this poll interval: the configured one, else the default."""
+        return self.timeout_s if self.timeout_s is not None else default_timeout_s(interval_s)
 
     def gpus_of_server(self) -> dict[str, tuple[int, ...]]:
         """Server name -> the rack GPUs it runs on."""
@@ -146,9 +169,20 @@ def parse_config(text: str, path: Path | str = "<config>") -> RackConfig:
         check.fail("rack", "must be a table ([rack])", None, None, "rack")
     check.fields(rack, _RACK_FIELDS, "rack", None)
     name = check.string(rack, "name", "rack", "rack", None) or Path(str(path)).stem
-    timeout = rack.get("timeout", DEFAULT_TIMEOUT_S)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 60:
+    timeout = rack.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 60
+    ):
         check.fail("rack.timeout", f"must be seconds in (0, 60], not {timeout!r}", "rack", None, "timeout")
+    down_after = rack.get("down_after", DEFAULT_DOWN_AFTER)
+    if isinstance(down_after, bool) or not isinstance(down_after, int) or not 1 <= down_after <= 100:
+        check.fail(
+            "rack.down_after",
+            f"must be a count of missed scrapes in 1..100, not {down_after!r}",
+            "rack",
+            None,
+            "down_after",
+        )
     trays = _trays(check, data.get("tray", []))
     servers = _servers(check, data.get("server", []))
     if not trays and not servers:
@@ -160,7 +194,8 @@ def parse_config(text: str, path: Path | str = "<config>") -> RackConfig:
         name=name,
         trays=tuple(trays),
         servers=tuple(servers),
-        timeout_s=float(timeout),
+        timeout_s=None if timeout is None else float(timeout),
+        down_after=down_after,
         path=Path(str(path)),
         alerts=parse_alerts(check, data.get("alerts", {})),
         keys=keys,
@@ -273,7 +308,10 @@ def _toml_str(value: str) -> str:
 
 def render_config(config: RackConfig) -> str:
     """The config as TOML text that parse_config reads back to the same RackConfig (path aside)."""
-    out = ["[rack]", f"name = {_toml_str(config.name)}", f"timeout = {config.timeout_s!r}", ""]
+    out = ["[rack]", f"name = {_toml_str(config.name)}"]
+    if config.timeout_s is not None:
+        out.append(f"timeout = {config.timeout_s!r}")
+    out += [f"down_after = {config.down_after}", ""]
     for tray in config.trays:
         out += [
             "[[tray]]",

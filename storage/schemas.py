@@ -51,6 +51,8 @@ class EventKind:
     ENDPOINT_UP = "endpoint_up"
     ALERT = "alert"
     ALERT_CLEARED = "alert_cleared"
+    COLLECTOR_LATE = "collector_late"
+    """The collector itself fell behind (a starved thread, a late tick): one event, not one per endpoint."""
 
 
 GPU = pa.schema(

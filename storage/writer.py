@@ -37,6 +37,7 @@ from storage.layout import (
     write_manifest,
 )
 from storage.lock import WriterLock
+from storage.row_keys import KeyTuple, first_rows, key_tuples
 from storage.schemas import COUNTERS, SORT_KEYS, TABLES
 from storage.segments import sort_table, write_atomic
 
@@ -51,6 +52,7 @@ class WriterStatus:
         sealed_through_ms: every frame up to this time is on disk (None: nothing yet).
         pending_rows: rows buffered in memory, not yet sealed.
         dropped_rows: rows given up while the disk stayed full past max_pending_s.
+        duplicate_rows: rows refused because the writer already held their (table keys, ts).
         last_error: the last write error, or None once writing works again.
         files: live files in the manifest.
     """
@@ -58,6 +60,7 @@ class WriterStatus:
     sealed_through_ms: int | None
     pending_rows: int
     dropped_rows: int
+    duplicate_rows: int
     last_error: str | None
     files: int
 
@@ -117,8 +120,11 @@ class StoreWriter:
         self._compaction = compaction
         self._pending: dict[str, list[pa.RecordBatch]] = {}
         self._pending_ts: list[int] = []
+        self._held_ts: set[int] = set()
+        """Every row timestamp in the buffer (rows may carry another tick's time than their frame)."""
         self._seq = 0
         self._dropped = 0
+        self._duplicates = 0
         self._stale_frames = 0
         self._error: str | None = None
         self._closed = False
@@ -136,6 +142,7 @@ class StoreWriter:
             sealed_through_ms=manifest.sealed_through_ms,
             pending_rows=sum(b.num_rows for batches in self._pending.values() for b in batches),
             dropped_rows=self._dropped,
+            duplicate_rows=self._duplicates,
             last_error=self._error,
             files=len(manifest.files),
         )
@@ -147,20 +154,71 @@ class StoreWriter:
 
     def store(self, frame: Frame) -> None:
         """Add one tick to disk only: for a head that someone else (a Poller) already fed."""
+        if self._pending_ts and frame.ts_ms - self._pending_ts[0] >= self.flush_interval_ms:
+            self.flush()
         sealed = self.live.current.sealed_through_ms
         if sealed is not None and frame.ts_ms <= sealed:
-            # Already on disk from an earlier run (a clock that went back): storing it again would
-            # duplicate rows in a compacted hour.
+            # Already on disk (from an earlier run, a clock that went back, or a second frame for a
+            # tick just sealed): storing it again would duplicate rows in a compacted hour.
             if self._stale_frames == 0:
                 log.warning("store %s: dropping frames at or before %d (already sealed)", self.root, sealed)
             self._stale_frames += 1
             return
-        if self._pending_ts and frame.ts_ms - self._pending_ts[0] >= self.flush_interval_ms:
-            self.flush()
         for name, batch in frame.batches.items():
             if batch.num_rows:
-                self._pending.setdefault(name, []).append(_conform(name, batch))
-        self._pending_ts.append(frame.ts_ms)
+                rows = self._admit(name, _conform(name, batch), frame.ts_ms, sealed)
+                if rows.num_rows:
+                    self._pending.setdefault(name, []).append(rows)
+        if frame.ts_ms not in self._pending_ts:
+            self._pending_ts.append(frame.ts_ms)
+
+    def _admit(self, name: str, batch: pa.RecordBatch, frame_ts: int, sealed: int | None) -> pa.RecordBatch:
+        """The rows of `batch` whose (keys, ts) the writer holds neither buffered nor sealed.
+
+        Checked by each row's own ts, not the frame's: a frame that carries another tick's rows (the
+        poller's old late-answer bug) must not slip a second copy of that tick past the writer.
+        """
+        ts = batch.column("ts").cast(pa.int64())
+        bounds = pc.min_max(ts)
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        refused = 0
+        if sealed is not None and low <= sealed:
+            keep = pc.greater(ts, sealed)
+            refused = batch.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
+            batch, ts = batch.filter(keep), ts.filter(keep)
+        stamps = {frame_ts} if low == high == frame_ts else set(pc.unique(ts).to_pylist())
+        again = stamps & self._held_ts
+        rows, repeated = first_rows(name, batch, self._held_keys(name, again) if again else ())
+        self._held_ts |= stamps
+        self._count_refused(name, refused + repeated, frame_ts)
+        return rows
+
+    def _held_keys(self, name: str, stamps: set[int]) -> set[KeyTuple]:
+        """The (keys, ts) of table `name` already buffered at any of `stamps`."""
+        held: set[KeyTuple] = set()
+        wanted = pa.array(sorted(stamps), pa.int64())
+        for batch in self._pending.get(name, []):
+            same = batch.filter(pc.is_in(batch.column("ts").cast(pa.int64()), value_set=wanted))
+            held.update(key_tuples(name, same))
+        return held
+
+    def _count_refused(self, name: str, refused: int, ts_ms: int) -> None:
+        """The last line of defence against a second row for one (keys, ts): say so once, count always."""
+        if not refused:
+            return
+        if self._duplicates == 0:
+            log.warning(
+                "store %s: refused %d %s rows (frame %d) whose (%s, ts) it already holds, buffered or "
+                "sealed; the first row of each is kept (further refusals are counted in the writer's status)",
+                self.root,
+                refused,
+                name,
+                ts_ms,
+                ", ".join(SORT_KEYS[name]),
+            )
+        else:
+            log.debug("store %s: refused %d duplicate %s rows (frame %d)", self.root, refused, name, ts_ms)
+        self._duplicates += refused
 
     def flush(self) -> bool:
         """Seal everything buffered now; return False (and keep the buffer) if the disk refused."""
@@ -185,6 +243,7 @@ class StoreWriter:
         self._error = None
         self._pending.clear()
         self._pending_ts.clear()
+        self._held_ts.clear()
         if entries and self._compaction == "inline":
             self.compactor.run_once()
         elif entries:
@@ -227,7 +286,7 @@ class StoreWriter:
                 for hour in spanned:
                     part = rows if len(spanned) == 1 else rows.filter(pc.equal(hours, hour))
                     written.append(self._write_segment(name, part, hour * HOUR_MS))
-            self.live.commit(written, sealed_through_ms=self._pending_ts[-1])
+            self.live.commit(written, sealed_through_ms=max(self._pending_ts))
         except BaseException:
             for entry in written:
                 (self.root / entry.path).unlink(missing_ok=True)
@@ -265,6 +324,7 @@ class StoreWriter:
                     kept.append(kept_batch)
             self._pending[name] = kept
         self._pending_ts = [t for t in self._pending_ts if t >= cutoff]
+        self._held_ts = {t for t in self._held_ts if t >= cutoff}
 
     def _compact_loop(self) -> None:
         """Background compaction: wake after each seal, stop when the writer closes."""

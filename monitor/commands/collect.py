@@ -40,15 +40,23 @@ def command(
     flush_s = seconds(flush, "--flush")
     run_for = seconds(duration, "--duration") if duration is not None else None
     rules = None
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
     if config is not None:
         from monitor.commands.root import load_rack_config, scrape_source
 
         rack = load_rack_config(config)
-        sources: list[Any] = [scrape_source(rack, interval=step)]
+        source = scrape_source(rack, interval=step)
+        sources: list[Any] = [source]
+        log.info(
+            "rack %s: %d endpoints, timeout %g s each, DOWN after %d missed scrapes",
+            rack.name,
+            len(rack.trays) + len(rack.servers),
+            source.timeout_s,
+            source.down_after,
+        )
         rules = rack.alerts
     else:
         sources = _sim_sources(scenario, seed)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
     record(root, sources, interval_s=step, flush_s=flush_s, duration_s=run_for, rules=rules)
 
 

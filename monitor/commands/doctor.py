@@ -27,10 +27,10 @@ def command(
         if lines[0].startswith("NVML: not available"):
             raise UserError("no NVIDIA driver here and no --config to check: nothing to monitor", exit_code=1)
         return
-    from monitor.commands.root import load_rack_config, scrape_source
+    from monitor.commands.root import MAX_TIMEOUT_TICKS, load_rack_config, scrape_source
 
     rack = load_rack_config(config)
-    source = scrape_source(rack, interval=max(1.0, rack.timeout_s / 0.6))
+    source = scrape_source(rack, interval=max(1.0, rack.timeout_for(1.0) / MAX_TIMEOUT_TICKS))
     try:
         source.poll(round(time.time() * 1000))
         statuses = source.statuses()

@@ -26,9 +26,26 @@ def load_rack_config(path: Path) -> RackConfig:
         raise UserError(str(err)) from None
 
 
+MAX_TIMEOUT_TICKS = 10
+"""A configured timeout may span at most this many poll intervals: frames wait for a silent endpoint
+that long (they are emitted in time order), so a longer one would hold the live view back."""
+
+
 def scrape_timeout(config: RackConfig, interval: float) -> float:
-    """The per-endpoint timeout: the config's, at most 0.6 of a tick (the poller's deadline is 0.8)."""
-    return min(config.timeout_s, 0.6 * interval)
+    """The per-endpoint timeout at `interval`: the config's, honoured as written, or the default.
+
+    Raises:
+        UserError: the configured timeout spans more than MAX_TIMEOUT_TICKS intervals (one line).
+    """
+    timeout = config.timeout_for(interval)
+    if config.timeout_s is not None and timeout > MAX_TIMEOUT_TICKS * interval:
+        where = f"{config.path}: " if config.path is not None else ""
+        raise UserError(
+            f"{where}rack.timeout = {timeout:g} s is more than {MAX_TIMEOUT_TICKS} poll intervals of "
+            f"{interval:g} s: every frame would wait up to that long for a silent endpoint; "
+            f"lower the timeout or raise --interval"
+        )
+    return timeout
 
 
 def scrape_source(config: RackConfig, interval: float) -> ScrapeSource:

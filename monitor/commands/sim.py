@@ -90,6 +90,8 @@ def serve(
     listen: str, config_path: Path | None, *, engine: str, scenario: str, seed: int, speed: float, down: str
 ) -> None:
     """The serving branch: 18 tray agents + the inference servers until SIGINT/SIGTERM."""
+    from dataclasses import replace
+
     from collectors.config import ConfigError, write_config
     from monitor.commands.agent import wait_for_signal
 
@@ -100,7 +102,8 @@ def serve(
         config = servers.config
         if config_path is not None:
             try:
-                write_config(config_path, config)
+                # the default timeout written out, so the file shows what a collector will wait
+                write_config(config_path, replace(config, timeout_s=config.timeout_for(1.0)))
             except ConfigError as err:
                 raise UserError(str(err)) from None
         ports = servers.ports

@@ -88,6 +88,7 @@ EVENT_TAGS: dict[str, str] = {
     EventKind.ENDPOINT_UP: "EP UP",
     EventKind.ALERT: "ALERT",
     EventKind.ALERT_CLEARED: "CLEARED",
+    EventKind.COLLECTOR_LATE: "LATE",
 }
 """The fixed-width tag each event kind gets in the log."""
 

@@ -18,6 +18,7 @@ from collectors.sim import SimRack
 from collectors.sim.http import SimServers
 from monitor.cli import app
 from storage.reader import StoreReader
+from tests.store_checks import assert_no_duplicate_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = "import sys; from monitor.cli import main; sys.argv = ['monitor', *sys.argv[1:]]; main()"
@@ -155,3 +156,4 @@ def test_collect_through_the_config(sim_rack, tmp_path: Path) -> None:
         served = reader.sql("SELECT count(DISTINCT endpoint) AS n FROM serving").to_pylist()[0]["n"]
         gpus = reader.sql("SELECT count(DISTINCT gpu) AS n FROM gpu").to_pylist()[0]["n"]
     assert served == 72 and gpus == 72
+    assert_no_duplicate_rows(store)

@@ -9,6 +9,7 @@ from monitor.recording import Recording, StoreBusy
 from storage.frame import Frame, batch_from_columns
 from storage.head import Head
 from storage.reader import StoreReader
+from tests.store_checks import assert_no_duplicate_rows
 
 
 def gpu_frame(ts_ms: int) -> Frame:
@@ -35,6 +36,7 @@ def test_a_recording_seals_what_the_poller_hands_it(tmp_path: Path):
         assert [type(s).__name__ for s in recording.sources] == ["HostSampler"]
     with StoreReader(tmp_path / "store") as reader:
         assert reader.sql("SELECT count(*) AS n FROM gpu").column("n")[0].as_py() == 20
+    assert_no_duplicate_rows(tmp_path / "store", head)
 
 
 def test_a_store_another_process_records_is_busy_not_an_error(tmp_path: Path):

@@ -19,6 +19,7 @@ from storage.layout import read_manifest
 from storage.reader import StoreReader
 from storage.writer import StoreWriter
 from tests.storage.synth import GPUS, frame
+from tests.store_checks import assert_no_duplicate_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -105,6 +106,7 @@ def test_sim_backfill_writes_simulated_history(tmp_path: Path) -> None:
         row = reader.sql("SELECT count(*) AS n, count(DISTINCT gpu) AS g, count(DISTINCT ts) AS t FROM gpu")
         assert row.to_pylist() == [{"n": 30 * GPUS, "g": GPUS, "t": 30}]
         assert reader.sql("SELECT count(*) AS n FROM nvlink").to_pylist() == [{"n": 30 * GPUS * 18}]
+    assert_no_duplicate_rows(root)
 
 
 def test_collect_stops_cleanly_on_sigterm_after_a_last_flush(tmp_path: Path) -> None:
@@ -132,3 +134,4 @@ def test_collect_stops_cleanly_on_sigterm_after_a_last_flush(tmp_path: Path) -> 
         row = reader.sql("SELECT count(*) AS n, count(DISTINCT gpu) AS g FROM gpu").to_pylist()[0]
         assert row["g"] == GPUS and row["n"] % GPUS == 0
         assert reader.sql("SELECT count(*) AS n FROM host").to_pylist()[0]["n"] >= 1
+    assert_no_duplicate_rows(root)

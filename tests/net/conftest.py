@@ -37,7 +37,8 @@ class PageServer:
     Routes: /vllm /sglang /trtllm /dcgm (golden pages), /agent (tray 3's agent page, advancing one
     tick per request), /toggle (vLLM page while `up`, else HTTP 503), /hang (never answers), /trickle
     (a byte every 0.2 s), /midbody (closes after part of the body), /big (a 50 MB valid page),
-    /garbage (not the text format), /error (HTTP 500).
+    /garbage (not the text format), /error (HTTP 500), /gated (the vLLM page once the gate is
+    open; `gated_arrived` is set when `gated_expected` requests wait at a closed gate).
     """
 
     def __init__(self) -> None:
@@ -49,6 +50,10 @@ class PageServer:
         self.port = 0
         self.peers: list[Any] = []
         self.encodings: list[str | None] = []
+        self.gate = asyncio.Event()
+        self.gated_waiting = 0
+        self.gated_expected = 0
+        self.gated_arrived = threading.Event()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
@@ -62,6 +67,8 @@ class PageServer:
 
     async def _start(self) -> None:
         self.released = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.gate.set()
         app = web.Application()
         for name in ("vllm", "sglang", "trtllm", "dcgm"):
             app.router.add_get(f"/{name}", self._golden(name))
@@ -74,6 +81,7 @@ class PageServer:
             ("/big", self._big),
             ("/garbage", self._garbage),
             ("/error", self._error),
+            ("/gated", self._gated),
         ):
             app.router.add_get(path, handler)
         self.runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -139,6 +147,28 @@ class PageServer:
         for _ in range(50):  # 50 MB; the reader must stop long before the end
             await response.write(chunk)
         return response
+
+    def close_gate(self, expected: int) -> None:
+        """Hold /gated answers until open_gate(); gated_arrived is set once `expected` wait."""
+
+        async def close() -> None:
+            self.gate.clear()
+            self.gated_waiting, self.gated_expected = 0, expected
+            self.gated_arrived.clear()
+
+        self.run(close())
+
+    def open_gate(self) -> None:
+        """Let every held /gated request answer."""
+        self.loop.call_soon_threadsafe(self.gate.set)
+
+    async def _gated(self, request: web.Request) -> web.Response:
+        if not self.gate.is_set():
+            self.gated_waiting += 1
+            if self.gated_waiting >= self.gated_expected:
+                self.gated_arrived.set()
+            await self.gate.wait()
+        return page_response(request, (PAGES / "vllm.txt").read_bytes())
 
     async def _garbage(self, request: web.Request) -> web.Response:
         return web.Response(text="<html>this is { not a metrics page\n")

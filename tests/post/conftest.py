@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor.backfill import backfill
+from tests.store_checks import assert_no_duplicate_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 END_S = 1_750_000_000
@@ -22,6 +23,7 @@ def history(factory: pytest.TempPathFactory, scenario: str, seconds: float) -> P
     """A store holding `seconds` of the simulated rack in `scenario`, ending at END_S."""
     root = factory.mktemp(scenario) / "store"
     backfill(root, seconds, scenario=scenario, seed=SEED, end_s=END_S)
+    assert_no_duplicate_rows(root)
     return root
 
 

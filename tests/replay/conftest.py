@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor.backfill import backfill
+from tests.store_checks import assert_no_duplicate_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 END_S = 1_750_000_000
@@ -25,6 +26,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """200 s of the simulated rack (seed 1, straggler), ticks 2025-06-15T15:03:21Z..15:06:40Z."""
     root = tmp_path_factory.mktemp("replay") / "store"
     backfill(root, SECONDS, scenario=SCENARIO, seed=SEED, end_s=END_S)
+    assert_no_duplicate_rows(root)
     return root
 
 

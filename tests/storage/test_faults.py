@@ -17,6 +17,7 @@ from storage.layout import read_manifest
 from storage.reader import StoreReader
 from storage.writer import StoreWriter
 from tests.storage.synth import GPUS, T0, frame
+from tests.store_checks import assert_no_duplicate_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 STEP_MS = 10_000
@@ -76,6 +77,7 @@ def test_kill_9_at_random_moments_loses_at_most_one_flush_interval(tmp_path: Pat
         # The unsealed buffer spans less than one flush interval of data.
         assert acked - last <= FLUSH_S * 1000, f"lost {acked - last} ms of data, more than one flush"
     assert kills >= 20
+    assert_no_duplicate_rows(store)  # restarts and compaction after kills never store a tick twice
     manifest = read_manifest(store)
     assert any(f.level == "hour" for f in manifest.files), "the kills never met a compacted store"
     with StoreWriter(store, compaction="off"):

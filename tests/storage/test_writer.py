@@ -11,12 +11,15 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from storage.frame import Frame, batch_from_columns
 from storage.host import HostSampler
 from storage.layout import FORMAT_VERSION, MANIFEST, NotAStoreError, StoreVersionError, read_manifest
 from storage.lock import StoreLockedError
+from storage.reader import StoreReader
 from storage.schemas import HOST, Q4_SCALE
 from storage.writer import StoreWriter
 from tests.storage.synth import GPUS, T0, frame
+from tests.store_checks import assert_no_duplicate_rows
 
 
 def write_ticks(writer: StoreWriter, first: int, last: int, step_ms: int = 1000) -> None:
@@ -176,3 +179,32 @@ def test_host_sampler_rows_fit_the_host_schema(tmp_path: Path) -> None:
     assert 0 < row["mem_available_kib"] <= row["mem_total_kib"]
     assert 0 <= row["disk_free_mib"] <= row["disk_total_mib"]
     assert sampler.poll(T0).batches["host"].num_rows == 1
+
+
+def test_a_row_whose_keys_and_time_are_held_is_refused_and_counted(tmp_path: Path) -> None:
+    """The writer's last line of defence: a second frame for one tick, and a repeat inside a frame."""
+    root = tmp_path / "store"
+    ts = 1_700_000_000_000
+    with StoreWriter(root, compaction="inline") as writer:
+        writer.store(gpu_rows(ts, [0, 1]))
+        writer.store(gpu_rows(ts, [1, 2]))  # gpu 1 again at the same ts: refused; gpu 2 is new
+        writer.store(gpu_rows(ts + 1000, [3, 3]))  # a repeat within one frame
+        late = gpu_rows(ts, [0, 5])  # the poller's old bug: tick ts's rows inside the next frame
+        writer.store(Frame(ts + 2000, late.batches))
+        assert writer.status.duplicate_rows == 3
+    assert_no_duplicate_rows(root)
+    with StoreReader(root) as reader:
+        got = reader.sql("SELECT epoch_ms(ts) AS t, gpu FROM gpu ORDER BY t, gpu").to_pylist()
+    assert [(r["t"] - ts, r["gpu"]) for r in got] == [(0, 0), (0, 1), (0, 2), (0, 5), (1000, 3)]
+
+
+def gpu_rows(ts_ms: int, gpus: list[int]) -> Frame:
+    n = len(gpus)
+    columns = {
+        "ts": [ts_ms] * n,
+        "gpu": gpus,
+        "uuid": [f"GPU-{g}" for g in gpus],
+        "tray": [1] * n,
+        "state": [0] * n,
+    }
+    return Frame(ts_ms, {"gpu": batch_from_columns("gpu", columns)})

@@ -259,3 +259,14 @@ def test_every_metric_formats_a_missing_value_and_buckets_its_range():
         assert metric.bucket(metric.hi * 10) == 9
         assert metric.bucket(metric.lo - 100) == 0
     assert METRICS_BY_NAME["errors"].bucket(1) == 9
+
+
+def test_a_collector_late_event_reads_as_one_line_in_the_log():
+    from monitor.tui.screens.events import FILTERS, event_cells
+    from monitor.view.model import EventView
+
+    detail = "collector late by 1.4 s: 90 of 90 endpoints missed tick 12:00:03"
+    ev = EventView(1_700_000_003_000, EventKind.COLLECTOR_LATE, None, None, None, "rack-a", detail)
+    assert ev.text.endswith(f" LATE      rack   {detail}")
+    assert event_cells(ev)[1:] == (" LATE", "rack-a", detail)
+    assert EventKind.COLLECTOR_LATE in FILTERS["endpoints"]

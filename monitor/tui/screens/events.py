@@ -35,7 +35,7 @@ FILTERS: dict[str, frozenset[str] | None] = {
     "links": frozenset({EventKind.LINK_DOWN, EventKind.LINK_UP}),
     "alerts": frozenset({EventKind.ALERT, EventKind.ALERT_CLEARED}),
     "clocks": frozenset({EventKind.CLOCKS_EVENT}),
-    "endpoints": frozenset({EventKind.ENDPOINT_DOWN, EventKind.ENDPOINT_UP}),
+    "endpoints": frozenset({EventKind.ENDPOINT_DOWN, EventKind.ENDPOINT_UP, EventKind.COLLECTOR_LATE}),
 }
 """The kind filters, cycled with f."""
 MAX_ROWS = 1000

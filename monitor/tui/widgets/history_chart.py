@@ -29,9 +29,10 @@ EVENT_MARKS: dict[str, str] = {
     EventKind.CLOCKS_EVENT: "c",
     EventKind.ENDPOINT_DOWN: "E",
     EventKind.ENDPOINT_UP: "E",
+    EventKind.COLLECTOR_LATE: "l",
 }
 """The letter each event kind is marked with under the chart."""
-MARK_RANK = "XLDAEUca"
+MARK_RANK = "XLDAEUcal"
 """When several events share a column, the first of these wins (the most severe)."""
 
 

@@ -1,0 +1,64 @@
+"""One row per (table keys, ts): finding and dropping rows that repeat a key already held.
+
+A table's keys are storage.schemas.SORT_KEYS (the entity of a row: a GPU, a link, an endpoint). Two
+rows with the same keys and ts are the same sample twice; every reader would count it twice. The
+poller drops repeats within a rack frame and the store writer refuses repeats across the frames it
+holds, both through `first_rows`, keeping the first row of each key as Prometheus keeps the first
+sample of a repeated series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+
+import pyarrow as pa
+
+from storage.frame import Frame
+from storage.schemas import SORT_KEYS
+
+KeyTuple = tuple[object, ...]
+
+
+def key_tuples(table: str, batch: pa.RecordBatch | pa.Table) -> Iterator[KeyTuple]:
+    """Each row's (keys..., ts), in row order."""
+    names = (*SORT_KEYS[table], "ts")
+    return zip(*(batch.column(n).to_pylist() for n in names), strict=True)
+
+
+def has_repeats(table: str, batch: pa.RecordBatch) -> bool:
+    """Whether two rows of `batch` share their (keys, ts); vectorised, the cheap check for every tick."""
+    keys = SORT_KEYS.get(table, ())
+    if not keys or batch.num_rows < 2:
+        return False
+    distinct = pa.Table.from_batches([batch]).group_by([*keys, "ts"]).aggregate([])
+    return distinct.num_rows < batch.num_rows
+
+
+def first_rows(
+    table: str, batch: pa.RecordBatch, held: Collection[KeyTuple] = ()
+) -> tuple[pa.RecordBatch, int]:
+    """`batch` without the rows whose (keys, ts) is in `held` or repeats an earlier row; and how many went.
+
+    Tables without keys (events: several per tick are normal) are returned whole.
+    """
+    if not SORT_KEYS.get(table) or (not held and not has_repeats(table, batch)):
+        return batch, 0
+    seen = set(held)
+    keep: list[bool] = []
+    for key in key_tuples(table, batch):
+        keep.append(key not in seen)
+        seen.add(key)
+    dropped = keep.count(False)
+    return (batch.filter(pa.array(keep)) if dropped else batch), dropped
+
+
+def unique_frame(frame: Frame) -> tuple[Frame, dict[str, int]]:
+    """The frame with each table's repeated (keys, ts) rows dropped; and the count dropped per table."""
+    dropped: dict[str, int] = {}
+    batches = dict(frame.batches)
+    for name, batch in frame.batches.items():
+        kept, n = first_rows(name, batch)
+        if n:
+            batches[name] = kept
+            dropped[name] = n
+    return (Frame(frame.ts_ms, batches) if dropped else frame), dropped
