@@ -14,6 +14,9 @@ shared by every later page of the same endpoint (the text, not its parse, is the
 always exact); and a `want` filter skips the lines of families the caller does not need without
 parsing them. The one thing a filter changes: skipped lines are not validated.
 
+A series repeated on a page keeps its first sample only; the repeats are counted per family
+(Family.duplicates, see drop_duplicates), on the line-by-line path and the page-shape path alike.
+
 Any malformed page raises ExpositionError naming the line; nothing else escapes.
 """
 
@@ -253,9 +256,14 @@ class ExpositionParser:
             if timestamp is None and raw.rpartition(" ")[0] == head:
                 # `head value` as the fast path reads it (a first page, a family's first sample).
                 fast.append((lineno - 1, family))
-        if self._shapes:
-            fits = PageShape.fits(fast, families)
-            self._shape = PageShape(lines, fast, prefixed, named, families, want) if fits else None
+        shape = None
+        if self._shapes and PageShape.fits(fast, families):
+            shape = PageShape(lines, fast, prefixed, named, families, want)
+        # After the shape is recorded: it keeps every line, and drops the same repeats on each fill.
+        kept = drop_duplicates(families)
+        if shape is not None:
+            shape.kept = kept
+        self._shape = shape
         return families
 
     @staticmethod
@@ -323,6 +331,36 @@ class ExpositionParser:
         for suffix in suffixes:
             # An exact family of that name (declared earlier) wins, as in the Go parser.
             by_sample.setdefault(name + suffix, family)
+
+
+def drop_duplicates(families: dict[str, Family]) -> dict[str, list[int]]:
+    """Keep the first sample of each series (sample name and label set), as Prometheus does.
+
+    Prometheus >= 2.52 appends only the first sample of a series repeated on one page and counts the
+    repeats in prometheus_target_scrapes_sample_duplicate_timestamp_total (scrape/scrape.go); summing
+    them would double a gauge or a counter. Each family's repeats are counted in `duplicates`.
+
+    Returns:
+        the kept sample positions of each family that had repeats (PageShape.fill applies them).
+    """
+    kept: dict[str, list[int]] = {}
+    for name, family in families.items():
+        samples = family.samples
+        if len(samples) < 2:
+            continue
+        keys = [(s[0], s[1]) for s in samples]
+        if len(set(keys)) == len(keys):
+            continue
+        seen: set[tuple[str, Labels]] = set()
+        first: list[int] = []
+        for position, key in enumerate(keys):
+            if key not in seen:
+                seen.add(key)
+                first.append(position)
+        family.samples = [samples[i] for i in first]
+        family.duplicates = len(samples) - len(first)
+        kept[name] = first
+    return kept
 
 
 _DEFAULT_PARSER = ExpositionParser(shapes=False)

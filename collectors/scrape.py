@@ -25,6 +25,7 @@ import pyarrow as pa
 from collectors.config import RackConfig, ServerTarget, TrayTarget
 from collectors.mappings import GpuPageMapper, MappingError, ServingRows, add_serving, detect_engine
 from collectors.promtext import ExpositionError, ExpositionParser
+from collectors.series_counters import SeriesCounters
 from storage.frame import Frame, batch_from_rows, merge_frames
 from storage.schemas import EndpointState, EventKind, GpuState
 
@@ -90,7 +91,17 @@ class _Endpoint:
     mapper: GpuPageMapper | None = None
     parser: ExpositionParser = field(default_factory=ExpositionParser, repr=False)
     """A server's own page parser (a tray's mapper has one): its pages share their shape."""
+    series: SeriesCounters = field(default_factory=SeriesCounters, repr=False)
+    """A server's per-series counter state across its pages (collectors.series_counters)."""
     last_gpu: pa.RecordBatch | None = field(default=None, repr=False)
+
+    @property
+    def warning(self) -> str:
+        """What the last mapped page lacked or repeated ("" if nothing): the status reason of an OK page."""
+        if self.mapper is not None:
+            dups = self.mapper.duplicates
+            return f"{dups} duplicate samples dropped (first kept)" if dups else ""
+        return self.series.warning
 
     @property
     def gpus_text(self) -> str | None:
@@ -234,7 +245,7 @@ class ScrapeSource:
                         ep.status.engine = self._map_server(ep, got.body, serving)
                 except (ExpositionError, MappingError, UnicodeDecodeError) as err:
                     state, reason = EndpointState.DOWN, f"malformed page: {err}"
-            self._update(ep, ts_ms, state, reason, got.latency_s, events)
+            self._update(ep, ts_ms, state, reason or ep.warning, got.latency_s, events)
             if state != EndpointState.OK:
                 if ep.mapper is not None:
                     stale = _stale_gpu_rows(ep.last_gpu, ts_ms)
@@ -259,7 +270,7 @@ class ScrapeSource:
         engine = ep.status.engine or detect_engine(text)
         if engine is None:
             raise MappingError("no vLLM, SGLang, TensorRT-LLM, Triton or Dynamo metrics on the page")
-        engine = add_serving(text, ep.status.name, rows, engine=engine, parser=ep.parser)
+        engine = add_serving(text, ep.status.name, rows, engine=engine, parser=ep.parser, series=ep.series)
         rows.serving.columns["gpus"][-1] = ep.gpus_text
         return engine
 
