@@ -334,7 +334,7 @@ class ExpositionParser:
 
 
 def drop_duplicates(families: dict[str, Family]) -> dict[str, list[int]]:
-    """Keep the first sample of each series (sample name and label set), as Prometheus does.
+    """Keep the first sample of each series (sample name, label set, timestamp), as Prometheus does.
 
     Prometheus >= 2.52 appends only the first sample of a series repeated on one page and counts the
     repeats in prometheus_target_scrapes_sample_duplicate_timestamp_total (scrape/scrape.go); summing
@@ -348,10 +348,12 @@ def drop_duplicates(families: dict[str, Family]) -> dict[str, list[int]]:
         samples = family.samples
         if len(samples) < 2:
             continue
-        keys = [(s[0], s[1]) for s in samples]
+        # The timestamp is part of the key: repeats with distinct explicit timestamps are separate
+        # samples (accepted again since Prometheus 2.54, prometheus/prometheus#14685).
+        keys = [(s[0], s[1], s[3]) for s in samples]
         if len(set(keys)) == len(keys):
             continue
-        seen: set[tuple[str, Labels]] = set()
+        seen: set[tuple[str, Labels, int | None]] = set()
         first: list[int] = []
         for position, key in enumerate(keys):
             if key not in seen:

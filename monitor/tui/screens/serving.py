@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Static
 from collectors.rack import gpu_label
 from monitor.tui.screens.base import LiveScreen
 from monitor.view.model import RackSnapshot
-from monitor.view.serving import InstanceView, ServingBuilder, ServingSnapshot
+from monitor.view.serving import ANSWERED_NAMES, InstanceView, ServingBuilder, ServingSnapshot
 from monitor.view.skew import parse_gpus
 from storage.frame import Frame
 
@@ -37,7 +37,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 """(InstanceView attribute, header) of each column; the sort key cycles through them."""
 
 
-WIDTHS = {"endpoint": 12, "state": 5, "tokens_per_s": 7, "prompt_per_s": 9, "gpus": 14, "engine": 6}
+WIDTHS = {"endpoint": 12, "state": 7, "tokens_per_s": 7, "prompt_per_s": 9, "gpus": 14, "engine": 6}
 """Column widths (characters); the others fit their header or 7."""
 
 
@@ -45,7 +45,7 @@ def cell(inst: InstanceView, attr: str) -> str:
     """One cell's text (right-aligned numbers; '--' for unknown)."""
     v = getattr(inst, attr)
     if attr == "state":
-        return inst.state.upper() if inst.state != "ok" else "ok"
+        return inst.state if inst.state in ANSWERED_NAMES else inst.state.upper()
     if attr == "gpus":
         gpus = parse_gpus(v)
         return f"{gpu_label(gpus[0])}..{gpu_label(gpus[-1])}" if len(gpus) > 1 else (v or "--")
@@ -146,6 +146,8 @@ class ServingScreen(LiveScreen):
         total = f"{model.tokens_per_s:,.0f}" if model.tokens_per_s is not None else "--"
         summary.append(f"{len(model.instances)} instances, rack {total} tok/s  ", style="bold")
         summary.append(f"{counts['ok']} ok")
+        if counts["partial"]:
+            summary.append(f", {counts['partial']} partial", style="bold yellow")
         for state in ("stale", "down"):
             if counts[state]:
                 summary.append(f", {counts[state]} {state.upper()}", style="bold red")
