@@ -58,7 +58,7 @@ def test_rates_percentiles_and_states() -> None:
     assert a.itl_p50_s is None  # no ITL histogram on the page
     assert b.state == "down" and b.age_s == 3.0 and b.tokens_per_s is None
     assert snap.tokens_per_s == pytest.approx(15_000)
-    assert snap.counts == {"ok": 1, "stale": 0, "down": 1}
+    assert snap.counts == {"ok": 1, "partial": 0, "stale": 0, "down": 1}
     # history: both ok until tick 12; b's restart at tick 6 counts its new value, not a negative rate
     assert snap.tokens_history[0] == pytest.approx(20_000)
     assert snap.tokens_history[5] == pytest.approx(15_000 + 0)  # tick 5 -> 6: b restarts from 0

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Static
 from collectors.rack import gpu_label
 from monitor.tui.screens.base import LiveScreen
 from monitor.view.model import RackSnapshot
-from monitor.view.serving import ANSWERED_NAMES, InstanceView, ServingBuilder, ServingSnapshot
+from monitor.view.serving import InstanceView, ServingBuilder, ServingSnapshot
 from monitor.view.skew import parse_gpus
 from storage.frame import Frame
 
@@ -37,7 +37,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 """(InstanceView attribute, header) of each column; the sort key cycles through them."""
 
 
-WIDTHS = {"endpoint": 12, "state": 7, "tokens_per_s": 7, "prompt_per_s": 9, "gpus": 14, "engine": 6}
+WIDTHS = {"endpoint": 12, "state": 5, "tokens_per_s": 7, "prompt_per_s": 9, "gpus": 14, "engine": 6}
 """Column widths (characters); the others fit their header or 7."""
 
 
@@ -45,7 +45,8 @@ def cell(inst: InstanceView, attr: str) -> str:
     """One cell's text (right-aligned numbers; '--' for unknown)."""
     v = getattr(inst, attr)
     if attr == "state":
-        return inst.state if inst.state in ANSWERED_NAMES else inst.state.upper()
+        # "part": answered, but a series was NaN or missing (the row's figures cover the rest)
+        return {"ok": "ok", "partial": "part"}.get(inst.state) or inst.state.upper()
     if attr == "gpus":
         gpus = parse_gpus(v)
         return f"{gpu_label(gpus[0])}..{gpu_label(gpus[-1])}" if len(gpus) > 1 else (v or "--")
