@@ -23,6 +23,7 @@ Any malformed page raises ExpositionError naming the line; nothing else escapes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 
 from collectors.promtext_shape import PageShape
 from collectors.promtext_syntax import (
@@ -64,6 +65,9 @@ class ExpositionParser:
         self._declarations: dict[str, Declaration] = {}
         self._bounded: set[tuple[str, str]] = set()
         """(histogram|summary, head) pairs whose `le`/`quantile` label has been checked."""
+        self._interned: dict[tuple[str, Labels], Labels] = {}
+        """One Labels object per (name, label set), whatever the text's label order or blanks: a
+        repeated series then repeats an object, which drop_duplicates checks by id."""
 
     def sibling(self) -> ExpositionParser:
         """A parser with its own page shape that shares this one's caches (endpoints of one kind).
@@ -73,6 +77,7 @@ class ExpositionParser:
         """
         other = ExpositionParser(shapes=self._shapes)
         other._heads, other._declarations, other._bounded = self._heads, self._declarations, self._bounded
+        other._interned = self._interned
         return other
 
     def _head(self, head: str, brace: int, lineno: int) -> tuple[str, Labels]:
@@ -86,10 +91,12 @@ class ExpositionParser:
             if not head.endswith("}"):
                 raise ExpositionError(lineno, "label set is not closed with '}'")
             body = head[brace + 1 : -1]
-            parsed = (name, parse_labels(body, lineno) if body else EMPTY_LABELS)
+            labels = parse_labels(body, lineno) if body else EMPTY_LABELS
+            parsed = (name, self._interned.setdefault((name, labels), labels))
         if len(self._heads) >= CACHE_LIMIT:
             self._heads.clear()
             self._bounded.clear()
+            self._interned.clear()
         self._heads[head] = parsed
         return parsed
 
@@ -346,8 +353,8 @@ def drop_duplicates(families: dict[str, Family]) -> dict[str, list[int]]:
     kept: dict[str, list[int]] = {}
     for name, family in families.items():
         samples = family.samples
-        if len(samples) < 2:
-            continue
+        if len(samples) < 2 or len(set(map(id, map(_labels_of, samples)))) == len(samples):
+            continue  # label sets are interned per name: a repeated series repeats its Labels object
         # The timestamp is part of the key: repeats with distinct explicit timestamps are separate
         # samples (accepted again since Prometheus 2.54, prometheus/prometheus#14685).
         keys = [(s[0], s[1], s[3]) for s in samples]
@@ -365,6 +372,7 @@ def drop_duplicates(families: dict[str, Family]) -> dict[str, list[int]]:
     return kept
 
 
+_labels_of = itemgetter(1)
 _DEFAULT_PARSER = ExpositionParser(shapes=False)
 
 
