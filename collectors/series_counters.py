@@ -21,10 +21,16 @@ The rule, per series (metric name + full label set, after the mapping's label fi
 The stored column is the running sum of these increases since the collector first saw the endpoint,
 starting at 0. It never falls while the collector runs, so every reader keeps its ordinary per-row
 reset rule, and a collector restart (the column starts again at 0) counts 0 as new work, never a
-lifetime total. Cost in the store: none per sample beyond what a raw counter cost (the same int64
-columns, still monotone and delta-friendly); see the report of issue 10 for the measured bytes/sample.
-The price is that the stored value is no longer the server's own counter, so it cannot be compared
-with the server's page by eye; its increases can.
+lifetime total. Cost in the store: the same int64 columns, still monotone, so they encode as before:
+10 minutes of the simulated rack's 72 vLLM pages mapped at 1 Hz stored 7.49 B per serving row with
+raw sums and 7.51 B with these totals plus the new dup_samples column (0.749 -> 0.682 B/sample over
+10 -> 11 non-key columns). In memory: one float per series and one per column, per endpoint. The
+price is that the stored value is no longer the server's own counter, so it cannot be compared with
+the server's page by eye; its increases can.
+
+Why at scrape time and not a narrow per-series table: the per-series detail is needed only to take
+each increase, and a narrow table would multiply the serving rows by the series count (engines x
+counters) and put per-series maths back into every reader.
 """
 
 from __future__ import annotations

@@ -93,6 +93,25 @@ def test_panel_text_reads_without_colour() -> None:
     assert sparkline([0, 0]) == "  "
 
 
+def test_a_partial_server_keeps_its_figures_and_says_partial() -> None:
+    frames = [frame(t) for t in range(16)]
+    for t in (14, 15):  # b's page had a NaN series: its row is PARTIAL, its counters still count
+        serving = frames[t].batches["serving"].to_pylist()
+        serving[1].update(state=int(EndpointState.PARTIAL), dup_samples=2)
+        frames[t] = Frame(
+            frames[t].ts_ms, {**frames[t].batches, "serving": batch_from_rows("serving", serving)}
+        )
+    snap = ServingBuilder(window_s=10).build(frames)
+    _, b = snap.instances
+    assert b.state == "partial" and b.age_s is None and b.dup_samples == 2
+    assert b.tokens_per_s == pytest.approx(5_000) and b.running == 50
+    assert snap.tokens_per_s == pytest.approx(20_000)
+    assert snap.tokens_history[-1] == pytest.approx(20_000)  # not drawn as a dip
+    assert counts_text(snap) == "1 ok, 1 partial"
+    lines = serving_text(snap).plain.splitlines()
+    assert lines[3].startswith("b          part dup2    5.0k   50    0  20%")
+
+
 class _App(RackApp):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -54,10 +54,12 @@ def _seconds(value: float | None) -> str:
 
 
 def state_text(inst: InstanceView) -> str:
-    """'ok' / 'partial' (+ ' dup3': repeated series dropped), or 'DOWN 12s' / 'STALE 3s' with the age
-    of the server's last good sample."""
+    """'ok' / 'partial' ('ok dup3' / 'part dup3': repeated series dropped), or 'DOWN 12s' / 'STALE 3s'
+    with the age of the server's last good sample."""
     if inst.state in ANSWERED_NAMES:
-        return inst.state + (f" dup{inst.dup_samples}" if inst.dup_samples else "")
+        if not inst.dup_samples:
+            return inst.state
+        return f"{'part' if inst.state == 'partial' else 'ok'} dup{inst.dup_samples}"  # fits 9 columns
     age = f" {inst.age_s:.0f}s" if inst.age_s is not None else ""
     return f"{inst.state.upper()}{age}"
 
