@@ -2,9 +2,10 @@
 
 Values are kept in the units the source reports natively (mW, MiB, MHz, KiB, mJ) as integers, ratios
 are quantised to integers, and counters are stored raw so that rates are derived at read time with
-reset detection. (serving's counters are stored as running totals of per-series increases taken at
-scrape time, so one engine's reset cannot read as a reset of the endpoint; see SERVING.) Wide tables keep one row per entity per tick; see ../shared/reference/storage.md
-for why this layout is about 2x smaller and faster than a long (metric, value) layout.
+reset detection (serving's counters are running totals of per-series increases taken at scrape time,
+so one engine's reset cannot read as a reset of the endpoint; see SERVING). Wide tables keep one row
+per entity per tick; see ../shared/reference/storage.md for why this layout is about 2x smaller and
+faster than a long (metric, value) layout.
 """
 
 from __future__ import annotations
