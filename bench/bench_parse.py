@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from collectors.mappings import GpuPageMapper, ServingRows, add_serving, frame_to_agent_page
 from collectors.promtext import ExpositionParser
 from collectors.rack import COMPUTE_TRAYS
+from collectors.series_counters import SeriesCounters
 from tests.scrape.pagegen import agent_gpus, tray_frame, vllm_page
 
 ENDPOINTS = 72
@@ -38,7 +39,7 @@ def one_tick(
     agents: list[str],
     servers: list[str],
     mappers: list[GpuPageMapper],
-    parsers: list[ExpositionParser],
+    parsers: list[tuple[ExpositionParser, SeriesCounters]],
     ts_ms: int,
 ) -> float:
     """CPU seconds to parse and map the whole set into rack frames (one parser per server, as scrape does)."""
@@ -46,8 +47,8 @@ def one_tick(
     for mapper, text in zip(mappers, agents, strict=True):
         mapper.map(text, ts_ms)
     rows = ServingRows()
-    for e, (text, parser) in enumerate(zip(servers, parsers, strict=True)):
-        add_serving(text, f"vllm-{e:02d}:8000", rows, engine="vllm", parser=parser)
+    for e, (text, (parser, series)) in enumerate(zip(servers, parsers, strict=True)):
+        add_serving(text, f"vllm-{e:02d}:8000", rows, engine="vllm", parser=parser, series=series)
     rows.frame(ts_ms)
     return time.process_time() - start
 
@@ -68,7 +69,7 @@ def main() -> None:
     )
     mappers = [GpuPageMapper(f"tray{t:02d}:9401") for t in range(1, COMPUTE_TRAYS + 1)]
     caches = ExpositionParser()
-    parsers = [caches.sibling() for _ in servers]  # as ScrapeSource keeps them
+    parsers = [(caches.sibling(), SeriesCounters()) for _ in servers]  # as ScrapeSource keeps them
     cold = one_tick(agents, servers, mappers, parsers, 0)
     warm = [one_tick(a, s, mappers, parsers, i * 1000) for i, (a, s) in enumerate(sets[1:], 1)]
     agent_only = []

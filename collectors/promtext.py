@@ -14,12 +14,16 @@ shared by every later page of the same endpoint (the text, not its parse, is the
 always exact); and a `want` filter skips the lines of families the caller does not need without
 parsing them. The one thing a filter changes: skipped lines are not validated.
 
+A series repeated on a page keeps its first sample only; the repeats are counted per family
+(Family.duplicates, see drop_duplicates), on the line-by-line path and the page-shape path alike.
+
 Any malformed page raises ExpositionError naming the line; nothing else escapes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 
 from collectors.promtext_shape import PageShape
 from collectors.promtext_syntax import (
@@ -61,6 +65,9 @@ class ExpositionParser:
         self._declarations: dict[str, Declaration] = {}
         self._bounded: set[tuple[str, str]] = set()
         """(histogram|summary, head) pairs whose `le`/`quantile` label has been checked."""
+        self._interned: dict[tuple[str, Labels], Labels] = {}
+        """One Labels object per (name, label set), whatever the text's label order or blanks: a
+        repeated series then repeats an object, which drop_duplicates checks by id."""
 
     def sibling(self) -> ExpositionParser:
         """A parser with its own page shape that shares this one's caches (endpoints of one kind).
@@ -70,6 +77,7 @@ class ExpositionParser:
         """
         other = ExpositionParser(shapes=self._shapes)
         other._heads, other._declarations, other._bounded = self._heads, self._declarations, self._bounded
+        other._interned = self._interned
         return other
 
     def _head(self, head: str, brace: int, lineno: int) -> tuple[str, Labels]:
@@ -83,10 +91,12 @@ class ExpositionParser:
             if not head.endswith("}"):
                 raise ExpositionError(lineno, "label set is not closed with '}'")
             body = head[brace + 1 : -1]
-            parsed = (name, parse_labels(body, lineno) if body else EMPTY_LABELS)
+            labels = parse_labels(body, lineno) if body else EMPTY_LABELS
+            parsed = (name, self._interned.setdefault((name, labels), labels))
         if len(self._heads) >= CACHE_LIMIT:
             self._heads.clear()
             self._bounded.clear()
+            self._interned.clear()
         self._heads[head] = parsed
         return parsed
 
@@ -253,9 +263,14 @@ class ExpositionParser:
             if timestamp is None and raw.rpartition(" ")[0] == head:
                 # `head value` as the fast path reads it (a first page, a family's first sample).
                 fast.append((lineno - 1, family))
-        if self._shapes:
-            fits = PageShape.fits(fast, families)
-            self._shape = PageShape(lines, fast, prefixed, named, families, want) if fits else None
+        shape = None
+        if self._shapes and PageShape.fits(fast, families):
+            shape = PageShape(lines, fast, prefixed, named, families, want)
+        # After the shape is recorded: it keeps every line, and drops the same repeats on each fill.
+        kept = drop_duplicates(families)
+        if shape is not None:
+            shape.kept = kept
+        self._shape = shape
         return families
 
     @staticmethod
@@ -325,6 +340,39 @@ class ExpositionParser:
             by_sample.setdefault(name + suffix, family)
 
 
+def drop_duplicates(families: dict[str, Family]) -> dict[str, list[int]]:
+    """Keep the first sample of each series (sample name, label set, timestamp), as Prometheus does.
+
+    Prometheus >= 2.52 appends only the first sample of a series repeated on one page and counts the
+    repeats in prometheus_target_scrapes_sample_duplicate_timestamp_total (scrape/scrape.go); summing
+    them would double a gauge or a counter. Each family's repeats are counted in `duplicates`.
+
+    Returns:
+        the kept sample positions of each family that had repeats (PageShape.fill applies them).
+    """
+    kept: dict[str, list[int]] = {}
+    for name, family in families.items():
+        samples = family.samples
+        if len(samples) < 2 or len(set(map(id, map(_labels_of, samples)))) == len(samples):
+            continue  # label sets are interned per name: a repeated series repeats its Labels object
+        # The timestamp is part of the key: repeats with distinct explicit timestamps are separate
+        # samples (accepted again since Prometheus 2.54, prometheus/prometheus#14685).
+        keys = [(s[0], s[1], s[3]) for s in samples]
+        if len(set(keys)) == len(keys):
+            continue
+        seen: set[tuple[str, Labels, int | None]] = set()
+        first: list[int] = []
+        for position, key in enumerate(keys):
+            if key not in seen:
+                seen.add(key)
+                first.append(position)
+        family.samples = [samples[i] for i in first]
+        family.duplicates = len(samples) - len(first)
+        kept[name] = first
+    return kept
+
+
+_labels_of = itemgetter(1)
 _DEFAULT_PARSER = ExpositionParser(shapes=False)
 
 

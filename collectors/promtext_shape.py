@@ -60,6 +60,8 @@ class PageShape:
         """Record the shape (see the class docstring)."""
         self.want = want
         self.count = len(lines)
+        self.kept: dict[str, list[int]] = {}
+        """Per family with repeated series: the positions of the samples kept (promtext.drop_duplicates)."""
         variable = sorted([i for i, _ in samples] + prefix_skipped + name_skipped)
         position = {line: k for k, line in enumerate(variable)}
         fixed = sorted(set(range(len(lines))) - set(variable))
@@ -103,11 +105,17 @@ class PageShape:
         except ValueError:
             return None
         families: dict[str, Family] = {}
+        kept = self.kept
         for family, names, labels, mine, sample in self._families:
             samples = (
                 list(map(partial(tuple.__new__, sample), zip(names, labels, mine(values), repeat(None))))
                 if sample is not None
                 else []
             )
-            families[family.name] = type(family)(family.name, family.type, family.help, samples)
+            first = kept.get(family.name) if kept else None
+            duplicates = 0
+            if first is not None:
+                duplicates = len(samples) - len(first)
+                samples = [samples[i] for i in first]
+            families[family.name] = type(family)(family.name, family.type, family.help, samples, duplicates)
         return families

@@ -75,12 +75,15 @@ class Family:
 
     `type` is one of METRIC_TYPES ("untyped" when no TYPE line was given); `help` is None when no
     HELP line was given. Counter names keep their `_total`, unlike prometheus_client's families.
+    A series appears at most once in `samples`: the page's first sample of it (see `duplicates`).
     """
 
     name: str
     type: str = "untyped"
     help: str | None = None
     samples: list[Sample] = field(default_factory=list)
+    duplicates: int = 0
+    """Repeats of a series already on the page (same sample name and label set), dropped by the parser."""
 
     def values(self, name: str | None = None) -> Iterator[tuple[Labels, float]]:
         """(labels, value) of the samples named `name` (default: the family's name)."""

@@ -32,6 +32,7 @@ import pyarrow as pa
 from collectors.config import DEFAULT_DOWN_AFTER, DEFAULT_TIMEOUT_S, RackConfig, ServerTarget, TrayTarget
 from collectors.mappings import GpuPageMapper, MappingError, ServingRows, add_serving, detect_engine
 from collectors.promtext import ExpositionError, ExpositionParser
+from collectors.series_counters import SeriesCounters
 from collectors.stand_ins import stale_gpu_rows
 from storage.frame import Frame, batch_from_rows, merge_frames
 from storage.schemas import EndpointState, EventKind
@@ -107,7 +108,17 @@ class _Endpoint:
     mapper: GpuPageMapper | None = None
     parser: ExpositionParser = field(default_factory=ExpositionParser, repr=False)
     """A server's own page parser (a tray's mapper has one): its pages share their shape."""
+    series: SeriesCounters = field(default_factory=SeriesCounters, repr=False)
+    """A server's per-series counter state across its pages (collectors.series_counters)."""
     last_gpu: pa.RecordBatch | None = field(default=None, repr=False)
+
+    @property
+    def warning(self) -> str:
+        """What the last mapped page lacked or repeated ("" if nothing): the status reason of an OK page."""
+        if self.mapper is not None:
+            dups = self.mapper.duplicates
+            return f"{dups} duplicate samples dropped (first kept)" if dups else ""
+        return self.series.warning
 
     @property
     def gpus_text(self) -> str | None:
@@ -343,7 +354,7 @@ class ScrapeSource:
         engine = ep.status.engine or detect_engine(text)
         if engine is None:
             raise MappingError("no vLLM, SGLang, TensorRT-LLM, Triton or Dynamo metrics on the page")
-        engine = add_serving(text, ep.status.name, rows, engine=engine, parser=ep.parser)
+        engine = add_serving(text, ep.status.name, rows, engine=engine, parser=ep.parser, series=ep.series)
         rows.serving.columns["gpus"][-1] = ep.gpus_text
         return engine
 
@@ -361,7 +372,8 @@ class ScrapeSource:
             if status.state == EndpointState.DOWN and status.seen:
                 detail = f"{status.name} answering again after {status.misses} failed scrapes"
                 events.append(_event(ts_ms, EventKind.ENDPOINT_UP, status.name, detail))
-            status.state, status.misses, status.reason = EndpointState.OK, 0, ""
+            # an answering endpoint may still carry a warning (NaN series, repeated samples)
+            status.state, status.misses, status.reason = EndpointState.OK, 0, ep.warning
             status.last_ok_ms = ts_ms
             status.latency_s = got.latency_s
             status.seen = True

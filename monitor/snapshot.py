@@ -177,7 +177,7 @@ def health(frames: Sequence[Frame], expected_gpus: int, limits: Thresholds) -> l
     dead = [
         r["endpoint"]
         for r in (serving.to_pylist() if serving is not None else [])
-        if r["state"] != EndpointState.OK
+        if r["state"] not in (EndpointState.OK, EndpointState.PARTIAL)
     ]
     if dead:
         issues.append(f"{len(dead)} endpoint(s) not answering: {', '.join(dead[:8])}")

@@ -2,8 +2,10 @@
 
 Values are kept in the units the source reports natively (mW, MiB, MHz, KiB, mJ) as integers, ratios
 are quantised to integers, and counters are stored raw so that rates are derived at read time with
-reset detection. Wide tables keep one row per entity per tick; see ../shared/reference/storage.md
-for why this layout is about 2x smaller and faster than a long (metric, value) layout.
+reset detection (serving's counters are running totals of per-series increases taken at scrape time,
+so one engine's reset cannot read as a reset of the endpoint; see SERVING). Wide tables keep one row
+per entity per tick; see ../shared/reference/storage.md for why this layout is about 2x smaller and
+faster than a long (metric, value) layout.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class EndpointState(IntEnum):
     OK = 0
     STALE = 1
     DOWN = 2
+    PARTIAL = 3
+    """The page answered but covers only part of the server: a series (one engine's, one rank's) was
+    NaN or missing. The row keeps what answered; counters still count every series that did."""
 
 
 class EventKind:
@@ -140,9 +145,12 @@ SERVING = pa.schema(
         pa.field("running", pa.int32()),
         pa.field("waiting", pa.int32()),
         pa.field("kv_cache_q4", pa.int16()),  # KV-cache use, ratio * Q4_SCALE
+        # Repeats of a series on the page, dropped (the first sample counts, as in Prometheus); null: no page
+        pa.field("dup_samples", pa.int32()),
     ]
 )
-"""One row per inference endpoint per tick."""
+"""One row per inference endpoint per tick. The counter columns are running totals of per-series
+increases since the collector first saw the endpoint (collectors.series_counters)."""
 
 SERVING_HIST = pa.schema(
     [

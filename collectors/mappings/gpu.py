@@ -119,6 +119,8 @@ class GpuPageMapper:
         self._links: dict[int, list[int | None]] = {}
         self._xid_counts: dict[tuple[int, int], float] = {}
         self._xid_last: dict[int, float] = {}
+        self.duplicates = 0
+        """Repeated series on the last page (dropped: the first sample of each counts)."""
 
     def map(self, page: str | bytes | Mapping[str, Family], ts_ms: int) -> Frame:
         """Rows of one page at tick `ts_ms`.
@@ -128,6 +130,8 @@ class GpuPageMapper:
             MappingError: a GPU on the page cannot be placed in the rack.
         """
         families = page if isinstance(page, Mapping) else self._parser.parse(page, _want)
+        # The parser kept the first sample of a repeated series (as Prometheus does); never summed.
+        self.duplicates = sum(f.duplicates for f in families.values())
         self._learn_info(families.get(names.GPU_INFO))
         rows: dict[int, dict[str, int | None]] = {}
         uuids: dict[int, str] = {}
@@ -255,8 +259,9 @@ class GpuPageMapper:
     ) -> tuple[list[tuple[int, int]], list[list[int | None]]]:
         """The page's NVLinks as sorted (rack GPU, link) keys and one column per _LINK_SPECS metric.
 
-        A link metric's value is null where its family has no sample for the key; of two samples for
-        one key the later wins. Where the page's link series are those of the previous page (the same
+        A link metric's value is null where its family has no sample for the key; a series repeated on
+        the page reaches here once (the parser keeps its first sample); of two different series for one
+        key the later wins. Where the page's link series are those of the previous page (the same
         names and label sets, in the same order: the steady state) the sample -> key layout is reused,
         so a tray's ~500 link samples cost a few list passes instead of a dict update each.
         """

@@ -4,34 +4,41 @@ Names come from shared/reference/serving.md (sections 1-5). Rules that matter:
 - `:` and `_` after the engine prefix are the same metric (names are compared in canonical form).
 - Renamed metrics are read through alias lists, current name first (vLLM kv_cache_usage_perc <-
   gpu_cache_usage_perc, inter_token_latency_seconds <- time_per_output_token_seconds).
-- Counters are summed over every series of their exact family (vLLM's `engine` label, models);
+- Counters are taken per series of their exact family (vLLM's `engine` label, dp ranks, models):
+  each series' increase since the endpoint's previous page, with Prometheus' reset rule, is added to
+  a running total per column (collectors.series_counters, which says why). The stored counter
+  columns are these totals: monotone from 0 at the collector's first sight of the endpoint.
   `_created`, `_by_reason` and `_by_source` families are other families and are never folded in.
 - `requests_ok` counts finished requests except those finished as `abort` or `error`.
+- A series repeated on the page keeps its first sample (the parser drops and counts the repeats,
+  as Prometheus does): `dup_samples` and the endpoint's warning say how many.
+- A NaN sample, or a series the endpoint printed on a recent page but not on this one, makes the
+  row PARTIAL (EndpointState.PARTIAL): the gauges of the series that answered are kept (summed,
+  KV usage averaged) and the row says it covers only part of the server.
 - Histogram bounds are read from each page (engines make them configurable); Triton's histogram is
   in milliseconds and is stored in seconds like the others.
 - SGLang scheduler gauges repeat per tensor/pipeline/expert rank: one value per `dp_rank` (and
   other labels) is kept, then summed (KV usage: averaged).
-Counters are stored raw; rates and percentiles are computed at read time (collectors.serving_math).
+Rates and percentiles are computed at read time (collectors.serving_math).
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 
 from collectors.mappings.common import (
     ColumnBuilder,
     MappingError,
     by_canonical,
-    canonical,
     checked_int,
     checked_ints,
     column_ranges,
     first_of,
     histogram_total,
 )
-from collectors.promtext import ExpositionParser, Family, parse
+from collectors.mappings.serving_engines import ENGINES, EngineSpec, detect_engine, serving_want
+from collectors.promtext import ExpositionParser, Family, Labels, parse
+from collectors.series_counters import SeriesCounters
 from storage.frame import Frame
 from storage.schemas import Q4_SCALE, EndpointState
 
@@ -41,213 +48,88 @@ _SGLANG_RANKS = ("tp_rank", "pp_rank", "moe_ep_rank")
 _NOT_OK = frozenset({"abort", "error"})
 
 
-@dataclass(frozen=True)
-class EngineSpec:
-    """Where one engine keeps each serving column (canonical family names, aliases in order).
-
-    Attributes:
-        name: the engine as stored in serving.engine.
-        prefixes: canonical name prefixes that identify the engine's page.
-        model_labels: labels that name the model.
-        prompt_tokens / generation_tokens: counter families, or histograms of tokens per request
-            (Triton, Dynamo), whose `_sum` is then the token counter.
-        requests: counter family of finished requests (label filters in `requests_where`).
-        running / waiting / kv: gauges (label filters in the *_where maps).
-        hists: histogram families by serving_hist.metric (ttft, itl, e2e).
-        hist_scale: multiplies bounds and sums into seconds.
-    """
-
-    name: str
-    prefixes: tuple[str, ...]
-    model_labels: tuple[str, ...]
-    prompt_tokens: tuple[str, ...] = ()
-    generation_tokens: tuple[str, ...] = ()
-    requests: tuple[str, ...] = ()
-    requests_where: tuple[tuple[str, str], ...] = ()
-    preemptions: tuple[str, ...] = ()
-    running: tuple[str, ...] = ()
-    running_where: tuple[tuple[str, str], ...] = ()
-    waiting: tuple[str, ...] = ()
-    waiting_where: tuple[tuple[str, str], ...] = ()
-    kv: tuple[str, ...] = ()
-    kv_where: tuple[tuple[str, str], ...] = ()
-    hists: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    hist_scale: float = 1.0
-
-    def wanted(self) -> frozenset[str]:
-        """Canonical names of every family this engine's mapping reads."""
-        names = [
-            *self.prompt_tokens,
-            *self.generation_tokens,
-            *self.requests,
-            *self.preemptions,
-            *self.running,
-            *self.waiting,
-            *self.kv,
-        ]
-        for _, aliases in self.hists:
-            names.extend(aliases)
-        if self.name == "dynamo":
-            names.append("dynamo_frontend_inflight_requests")
-        if self.name == "triton":
-            names.append("nv_inference_pending_request_count")
-        return frozenset(names)
-
-
-ENGINES: dict[str, EngineSpec] = {
-    "vllm": EngineSpec(
-        name="vllm",
-        prefixes=("vllm_",),
-        model_labels=("model_name",),
-        prompt_tokens=("vllm_prompt_tokens_total",),
-        generation_tokens=("vllm_generation_tokens_total",),
-        requests=("vllm_request_success_total",),
-        preemptions=("vllm_num_preemptions_total",),
-        running=("vllm_num_requests_running",),
-        waiting=("vllm_num_requests_waiting",),
-        kv=("vllm_kv_cache_usage_perc", "vllm_gpu_cache_usage_perc"),
-        hists=(
-            ("ttft", ("vllm_time_to_first_token_seconds",)),
-            ("itl", ("vllm_inter_token_latency_seconds", "vllm_time_per_output_token_seconds")),
-            ("e2e", ("vllm_e2e_request_latency_seconds",)),
-        ),
-    ),
-    "sglang": EngineSpec(
-        name="sglang",
-        prefixes=("sglang_",),
-        model_labels=("model_name",),
-        prompt_tokens=("sglang_prompt_tokens_total",),
-        generation_tokens=("sglang_generation_tokens_total",),
-        requests=("sglang_num_requests_total",),
-        running=("sglang_num_running_reqs",),
-        waiting=("sglang_num_queue_reqs",),
-        kv=("sglang_token_usage",),
-        hists=(
-            ("ttft", ("sglang_time_to_first_token_seconds",)),
-            ("itl", ("sglang_inter_token_latency_seconds", "sglang_time_per_output_token_seconds")),
-            ("e2e", ("sglang_e2e_request_latency_seconds",)),
-        ),
-    ),
-    "trtllm": EngineSpec(
-        name="trtllm",
-        prefixes=("trtllm_",),
-        model_labels=("model_name",),
-        requests=("trtllm_request_success_total",),
-        running=("trtllm_num_requests_running",),
-        waiting=("trtllm_num_requests_waiting",),
-        kv=("trtllm_kv_cache_utilization",),
-        hists=(
-            ("ttft", ("trtllm_time_to_first_token_seconds",)),
-            ("itl", ("trtllm_time_per_output_token_seconds", "trtllm_inter_token_latency_seconds")),
-            ("e2e", ("trtllm_e2e_request_latency_seconds",)),
-        ),
-    ),
-    "triton": EngineSpec(
-        name="triton",
-        prefixes=("nv_inference_", "nv_trt_llm_"),
-        model_labels=("model",),
-        prompt_tokens=("nv_llm_input_token_len",),
-        generation_tokens=("nv_llm_output_token_len",),
-        requests=("nv_inference_request_success",),
-        running=("nv_trt_llm_request_metrics",),
-        running_where=(("request_type", "scheduled"),),
-        waiting=("nv_trt_llm_request_metrics",),
-        waiting_where=(("request_type", "waiting"),),
-        kv=("nv_trt_llm_kv_cache_block_metrics",),
-        kv_where=(("kv_cache_block_type", "fraction"),),
-        hists=(("ttft", ("nv_inference_first_response_histogram_ms",)),),
-        hist_scale=0.001,
-    ),
-    "dynamo": EngineSpec(
-        name="dynamo",
-        prefixes=("dynamo_frontend_",),
-        model_labels=("model",),
-        prompt_tokens=("dynamo_frontend_input_sequence_tokens",),
-        generation_tokens=("dynamo_frontend_output_tokens_total",),
-        requests=("dynamo_frontend_requests_total",),
-        requests_where=(("status", "success"),),
-        waiting=("dynamo_frontend_queued_requests",),
-        hists=(
-            ("ttft", ("dynamo_frontend_time_to_first_token_seconds",)),
-            ("itl", ("dynamo_frontend_inter_token_latency_seconds",)),
-            ("e2e", ("dynamo_frontend_request_duration_seconds",)),
-        ),
-    ),
-}
-"""Every engine the serving mapping knows, by serving.engine name."""
-
-_DETECT_ORDER = ("dynamo", "vllm", "sglang", "trtllm", "triton")
-"""A Dynamo frontend page may carry engine families too; a worker page has engine families only."""
-_WIRE_PREFIXES = {
-    "dynamo": ("dynamo_frontend_",),
-    "vllm": ("vllm:", "vllm_"),
-    "sglang": ("sglang:", "sglang_"),
-    "trtllm": ("trtllm_", "trtllm:"),
-    "triton": ("nv_inference_", "nv_trt_llm_"),
-}
-
-
-def detect_engine(page: str | Mapping[str, Family]) -> str | None:
-    """The engine that wrote a page, from its metric prefixes (None if it is no serving page)."""
-    if isinstance(page, str):
-        for engine in _DETECT_ORDER:
-            for prefix in _WIRE_PREFIXES[engine]:
-                if page.startswith(prefix) or f"\n{prefix}" in page or f"# TYPE {prefix}" in page:
-                    return engine
-        return None
-    names = [canonical(name) for name in page]
-    for engine in _DETECT_ORDER:
-        if any(name.startswith(ENGINES[engine].prefixes) for name in names):
-            return engine
-    return None
-
-
-@functools.cache
-def serving_want(engine: str) -> Callable[[str], bool]:
-    """A promtext `want` filter that keeps only the families the engine's mapping reads."""
-    wanted = ENGINES[engine].wanted()
-    decided: dict[str, bool] = {}
-
-    def want(name: str) -> bool:
-        keep = decided.get(name)
-        if keep is None:
-            if len(decided) > 10_000:
-                decided.clear()
-            keep = decided[name] = canonical(name) in wanted
-        return keep
-
-    return want
-
-
 def _matches(labels: Mapping[str, str], where: tuple[tuple[str, str], ...]) -> bool:
     return all(labels.get(k) == v for k, v in where)
 
 
-def _values(family: Family | None, where: tuple[tuple[str, str], ...] = ()) -> list[float]:
-    if family is None:
-        return []
-    return [v for labels, v in family.values() if _matches(labels, where) and v == v]
+Series = list[tuple[Labels, float]]
+"""(label set, value) of each series a column reads on one page."""
 
 
-def _dedupe_ranks(family: Family | None, where: tuple[tuple[str, str], ...]) -> list[float]:
+def _dedupe_ranks(series: Series) -> list[float]:
     """SGLang: one value per label set once the tp/pp/moe-ep rank labels are dropped."""
-    if family is None:
-        return []
     kept: dict[frozenset[tuple[str, str]], float] = {}
-    for labels, value in family.values():
-        if _matches(labels, where) and value == value:
-            kept.setdefault(frozenset((k, v) for k, v in labels.items() if k not in _SGLANG_RANKS), value)
+    for labels, value in series:
+        kept.setdefault(frozenset((k, v) for k, v in labels.items() if k not in _SGLANG_RANKS), value)
     return list(kept.values())
 
 
-def _counter(index: Mapping[str, Family], names: tuple[str, ...]) -> int | None:
-    family = first_of(index, names)
-    if family is None:
-        return None
-    # Triton and Dynamo count tokens only as a histogram's _sum (token lengths per request).
-    sums = family.type == "histogram"
-    total = sum(v for _, v in family.values(family.name + "_sum")) if sums else sum(_values(family))
-    return checked_int(total, *_INT64)
+def _counter_series(family: Family, column: str, spec: EngineSpec) -> Series:
+    """The series of a counter column: a histogram's `_sum` (Triton, Dynamo tokens), else the family's."""
+    if family.type == "histogram":
+        return list(family.values(family.name + "_sum"))
+    if column == "requests_ok":
+        where = spec.requests_where
+        return [
+            (labels, v)
+            for labels, v in family.values()
+            if _matches(labels, where) and labels.get("finished_reason") not in _NOT_OK
+        ]
+    return list(family.values())
+
+
+class _PageCheck:
+    """What one page lacked: the columns with a NaN series, for the row's state and warning."""
+
+    def __init__(self, series: SeriesCounters) -> None:
+        self.series = series
+        self.nan: dict[str, int] = {}
+
+    def counters(self, index: Mapping[str, Family], spec: EngineSpec) -> dict[str, int | None]:
+        """Each counter column's running total (None: the page has no such family)."""
+        columns = {
+            "prompt_tokens": spec.prompt_tokens,
+            "generation_tokens": spec.generation_tokens,
+            "requests_ok": spec.requests,
+            "preemptions": spec.preemptions,
+        }
+        totals: dict[str, int | None] = {}
+        for column, aliases in columns.items():
+            family = first_of(index, aliases)
+            if family is None:
+                totals[column] = None
+                continue
+            total, nans = self.series.fold(column, _counter_series(family, column, spec))
+            if nans:
+                self.nan[column] = nans
+            totals[column] = checked_int(total, *_INT64)
+        return totals
+
+    def gauge(self, column: str, family: Family | None, where: tuple[tuple[str, str], ...] = ()) -> Series:
+        """A gauge column's finite series (NaN ones are counted, every one is noted as seen)."""
+        if family is None:
+            return []
+        read = [(labels, v) for labels, v in family.values() if _matches(labels, where)]
+        self.series.see(column, (labels for labels, _ in read))
+        finite = [(labels, v) for labels, v in read if v == v]
+        if len(finite) < len(read):
+            self.nan[column] = self.nan.get(column, 0) + len(read) - len(finite)
+        return finite
+
+    def verdict(self, duplicates: int) -> EndpointState:
+        """PARTIAL if a series was NaN or missing; sets the series state's warning."""
+        missing: dict[str, int] = {}
+        for column, _ in self.series.missing():
+            missing[column] = missing.get(column, 0) + 1
+        parts = []
+        if self.nan:
+            parts.append(f"{sum(self.nan.values())} series NaN ({', '.join(sorted(self.nan))})")
+        if missing:
+            parts.append(f"{sum(missing.values())} series missing ({', '.join(sorted(missing))})")
+        if duplicates:
+            parts.append(f"{duplicates} duplicate samples dropped (first kept)")
+        self.series.warning = "; ".join(parts)
+        return EndpointState.PARTIAL if self.nan or missing else EndpointState.OK
 
 
 class ServingRows:
@@ -275,6 +157,7 @@ def map_serving(
     *,
     engine: str | None = None,
     parser: ExpositionParser | None = None,
+    series: SeriesCounters | None = None,
 ) -> Frame:
     """Map one inference server's page to a `serving` row and its `serving_hist` rows at `ts_ms`.
 
@@ -284,13 +167,16 @@ def map_serving(
         ts_ms: the tick.
         engine: one of ENGINES; detected from the page's metric names when None.
         parser: the endpoint's own parser (see ExpositionParser), else a shared one.
+        series: the endpoint's counter state, kept across its pages. Without one the page is a first
+            sight: every counter column present on the page is 0 (a counter's first sample is no
+            increase, collectors.series_counters), never the sum of the series' lifetime totals.
 
     Raises:
         MappingError: the engine is unknown or cannot be detected.
         ExpositionError: the page text is malformed.
     """
     rows = ServingRows()
-    add_serving(page, endpoint, rows, engine=engine, parser=parser)
+    add_serving(page, endpoint, rows, engine=engine, parser=parser, series=series)
     return rows.frame(ts_ms)
 
 
@@ -301,6 +187,7 @@ def add_serving(
     *,
     engine: str | None = None,
     parser: ExpositionParser | None = None,
+    series: SeriesCounters | None = None,
 ) -> str:
     """Like map_serving, but add the rows to `rows` (one frame over many endpoints); returns the engine."""
     if engine is None:
@@ -315,7 +202,7 @@ def add_serving(
     else:
         families = page
     index = by_canonical(families)
-    rows.serving.add(serving_row(index, spec, endpoint))
+    rows.serving.add(serving_row(index, spec, endpoint, series if series is not None else SeriesCounters()))
     for metric, aliases in spec.hists:
         family = first_of(index, aliases)
         if family is None or family.type != "histogram":
@@ -337,42 +224,48 @@ def add_serving(
     return engine
 
 
-def serving_row(index: Mapping[str, Family], spec: EngineSpec, endpoint: str) -> dict[str, object]:
-    """The `serving` row (without ts) of one page, from its families indexed by canonical name."""
-    gauges = _dedupe_ranks if spec.name == "sglang" else _values
-    requests = first_of(index, spec.requests)
-    requests_ok = None
-    if requests is not None:
-        total = sum(
-            v
-            for labels, v in requests.values()
-            if _matches(labels, spec.requests_where) and labels.get("finished_reason") not in _NOT_OK
-        )
-        requests_ok = checked_int(total, *_INT64)
-    running_values = gauges(first_of(index, spec.running), spec.running_where)
-    waiting_values = gauges(first_of(index, spec.waiting), spec.waiting_where)
+def serving_row(
+    index: Mapping[str, Family], spec: EngineSpec, endpoint: str, series: SeriesCounters
+) -> dict[str, object]:
+    """The `serving` row (without ts) of one page, from its families indexed by canonical name.
+
+    `series` is the endpoint's counter state: the counters are its running totals after this page,
+    and its `warning` says afterwards what the page lacked or repeated.
+    """
+    series.begin()
+    check = _PageCheck(series)
+    counters = check.counters(index, spec)
+    running = check.gauge("running", first_of(index, spec.running), spec.running_where)
+    waiting = check.gauge("waiting", first_of(index, spec.waiting), spec.waiting_where)
     if spec.name == "dynamo":
-        inflight = _values(index.get("dynamo_frontend_inflight_requests"))
+        inflight = check.gauge("inflight", index.get("dynamo_frontend_inflight_requests"))
         if inflight:
-            running_values = [sum(inflight) - sum(waiting_values)]
-    if spec.name == "triton" and not waiting_values:
-        waiting_values = _values(index.get("nv_inference_pending_request_count"))
-    kv_values = gauges(first_of(index, spec.kv), spec.kv_where)
+            running = [(Labels(), sum(v for _, v in inflight) - sum(v for _, v in waiting))]
+    if spec.name == "triton" and not waiting:
+        waiting = check.gauge("waiting", index.get("nv_inference_pending_request_count"))
+    kv = check.gauge("kv_cache", first_of(index, spec.kv), spec.kv_where)
+    gauges = _dedupe_ranks if spec.name == "sglang" else _plain
+    running_values, waiting_values, kv_values = gauges(running), gauges(waiting), gauges(kv)
+    wanted = spec.wanted()
+    duplicates = sum(f.duplicates for name, f in index.items() if name in wanted)
+    state = check.verdict(duplicates)
     return {
         "endpoint": endpoint,
         "engine": spec.name,
         "model": _models(index, spec),
-        "state": int(EndpointState.OK),
-        "prompt_tokens": _counter(index, spec.prompt_tokens),
-        "generation_tokens": _counter(index, spec.generation_tokens),
-        "requests_ok": requests_ok,
-        "preemptions": _counter(index, spec.preemptions),
+        "state": int(state),
+        **counters,
         "running": checked_int(sum(running_values), *_INT32) if running_values else None,
         "waiting": checked_int(sum(waiting_values), *_INT32) if waiting_values else None,
         "kv_cache_q4": (
             checked_int(sum(kv_values) / len(kv_values) * Q4_SCALE, 0, Q4_SCALE) if kv_values else None
         ),
+        "dup_samples": duplicates,
     }
+
+
+def _plain(series: Series) -> list[float]:
+    return [v for _, v in series]
 
 
 def _models(index: Mapping[str, Family], spec: EngineSpec) -> str | None:

@@ -355,7 +355,11 @@ class SimRackFrames:
 
 
 def _serving_row(inst: Instance, spec: EngineSpec) -> dict[str, Any]:
-    """The serving row (no ts, endpoint, engine or gpus) the engine's page mapping gives for `inst`."""
+    """The serving row (no ts, endpoint, engine or gpus) the engine's page mapping gives for `inst`.
+
+    Counters are the instance's own (one series each), where the mapping stores running totals of
+    per-series increases from 0: between two rows, the increase read with the reset rule is the same.
+    """
 
     digits = KV_DIGITS.get(spec.name)
     usage = inst.kv_cache_usage if digits is None else round(inst.kv_cache_usage, digits)
@@ -370,6 +374,7 @@ def _serving_row(inst: Instance, spec: EngineSpec) -> dict[str, Any]:
         "running": inst.running if spec.running else None,
         "waiting": inst.waiting if spec.waiting else None,
         "kv_cache_q4": kv if spec.kv else None,
+        "dup_samples": 0,
     }
 
 

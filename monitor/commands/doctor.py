@@ -62,6 +62,8 @@ def _verdict(status: Any, configured: dict[str, str | None]) -> str:
         if status.kind == "server":
             how = "configured" if configured.get(status.name) else "detected"
             text += f", engine {status.engine} ({how})"
+        if status.reason:  # the page answered but lacked or repeated series (see the serving mapping)
+            text += f"; warning: {status.reason}"
         return text
     if status.state == EndpointState.STALE:
         return f"stale: {status.reason}"

@@ -21,7 +21,11 @@ STATE_NAMES = {
     int(EndpointState.OK): "ok",
     int(EndpointState.STALE): "stale",
     int(EndpointState.DOWN): "down",
+    int(EndpointState.PARTIAL): "partial",
 }
+_ANSWERED = (EndpointState.OK, EndpointState.PARTIAL)
+"""Rows whose counters and gauges are current (a partial row covers the series that answered)."""
+ANSWERED_NAMES = ("ok", "partial")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +34,10 @@ class InstanceView:
 
     Attributes:
         endpoint: its name. engine / model / gpus: as the newest row has them.
-        state: "ok", "stale" or "down" (from the newest row).
-        age_s: for a server that is not ok, seconds since its last ok row in the window.
+        state: "ok", "partial" (a series of the page was NaN or missing), "stale" or "down" (from the
+            newest row).
+        age_s: for a server that does not answer, seconds since its last answered row in the window.
+        dup_samples: repeated series dropped from its newest page (the first sample of each counts).
         tokens_per_s / prompt_per_s: generated / prompt tokens per second over the window.
         running / waiting / kv_cache: the newest gauges (kv_cache as a 0..1 fraction).
         ttft_p50_s / ttft_p99_s / itl_p50_s: percentiles over the window's observations.
@@ -51,6 +57,7 @@ class InstanceView:
     ttft_p50_s: float | None = None
     ttft_p99_s: float | None = None
     itl_p50_s: float | None = None
+    dup_samples: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +80,8 @@ class ServingSnapshot:
 
     @property
     def counts(self) -> dict[str, int]:
-        """How many instances are ok, stale and down."""
-        out = {"ok": 0, "stale": 0, "down": 0}
+        """How many instances are ok, partial, stale and down."""
+        out = {"ok": 0, "partial": 0, "stale": 0, "down": 0}
         for inst in self.instances:
             out[inst.state] = out.get(inst.state, 0) + 1
         return out
@@ -153,15 +160,12 @@ class ServingBuilder:
     ) -> InstanceView:
         row = summaries[-1].rows[name]
         state = STATE_NAMES.get(row["state"], "down")
-        ok = [s for s in window if s.rows.get(name, {}).get("state") == EndpointState.OK]
+        ok = [s for s in window if s.rows.get(name, {}).get("state") in _ANSWERED]
+        answered = state in ANSWERED_NAMES
         age = None
-        if state != "ok":
+        if not answered:
             last_ok = next(
-                (
-                    s.ts_ms
-                    for s in reversed(summaries)
-                    if s.rows.get(name, {}).get("state") == EndpointState.OK
-                ),
+                (s.ts_ms for s in reversed(summaries) if s.rows.get(name, {}).get("state") in _ANSWERED),
                 None,
             )
             age = (summaries[-1].ts_ms - last_ok) / 1000 if last_ok is not None else None
@@ -173,14 +177,15 @@ class ServingBuilder:
             gpus=row.get("gpus"),
             state=state,
             age_s=age,
-            tokens_per_s=_rate(ok, name, "generation_tokens") if state == "ok" else None,
-            prompt_per_s=_rate(ok, name, "prompt_tokens") if state == "ok" else None,
+            tokens_per_s=_rate(ok, name, "generation_tokens") if answered else None,
+            prompt_per_s=_rate(ok, name, "prompt_tokens") if answered else None,
             running=row.get("running"),
             waiting=row.get("waiting"),
             kv_cache=kv / Q4_SCALE if kv is not None else None,
             ttft_p50_s=_quantile(ok, name, "ttft", 0.5),
             ttft_p99_s=_quantile(ok, name, "ttft", 0.99),
             itl_p50_s=_quantile(ok, name, "itl", 0.5),
+            dup_samples=row.get("dup_samples"),
         )
 
 
@@ -199,7 +204,7 @@ def _quantile(ok: Sequence[_FrameServing], name: str, metric: str, q: float) -> 
 
 
 def _history(summaries: Sequence[_FrameServing], column: str) -> tuple[float, ...]:
-    """Rack tokens/s between each pair of consecutive frames (endpoints ok in both)."""
+    """Rack tokens/s between each pair of consecutive frames (endpoints answering in both)."""
     out: list[float] = []
     for old, new in pairwise(summaries):
         dt = (new.ts_ms - old.ts_ms) / 1000
@@ -208,7 +213,7 @@ def _history(summaries: Sequence[_FrameServing], column: str) -> tuple[float, ..
         total = 0.0
         for name, row in new.rows.items():
             before = old.rows.get(name)
-            if before is None or row["state"] != EndpointState.OK or before["state"] != EndpointState.OK:
+            if before is None or row["state"] not in _ANSWERED or before["state"] not in _ANSWERED:
                 continue
             if before.get(column) is None or row.get(column) is None:
                 continue

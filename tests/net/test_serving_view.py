@@ -58,7 +58,7 @@ def test_rates_percentiles_and_states() -> None:
     assert a.itl_p50_s is None  # no ITL histogram on the page
     assert b.state == "down" and b.age_s == 3.0 and b.tokens_per_s is None
     assert snap.tokens_per_s == pytest.approx(15_000)
-    assert snap.counts == {"ok": 1, "stale": 0, "down": 1}
+    assert snap.counts == {"ok": 1, "partial": 0, "stale": 0, "down": 1}
     # history: both ok until tick 12; b's restart at tick 6 counts its new value, not a negative rate
     assert snap.tokens_history[0] == pytest.approx(20_000)
     assert snap.tokens_history[5] == pytest.approx(15_000 + 0)  # tick 5 -> 6: b restarts from 0
@@ -91,6 +91,25 @@ def test_panel_text_reads_without_colour() -> None:
     assert sparkline([0, 5, 10]) == "▁▅█"
     assert sparkline([100, 100.5]) == "▄▄"  # steady is a flat line, not a full bar
     assert sparkline([0, 0]) == "  "
+
+
+def test_a_partial_server_keeps_its_figures_and_says_partial() -> None:
+    frames = [frame(t) for t in range(16)]
+    for t in (14, 15):  # b's page had a NaN series: its row is PARTIAL, its counters still count
+        serving = frames[t].batches["serving"].to_pylist()
+        serving[1].update(state=int(EndpointState.PARTIAL), dup_samples=2)
+        frames[t] = Frame(
+            frames[t].ts_ms, {**frames[t].batches, "serving": batch_from_rows("serving", serving)}
+        )
+    snap = ServingBuilder(window_s=10).build(frames)
+    _, b = snap.instances
+    assert b.state == "partial" and b.age_s is None and b.dup_samples == 2
+    assert b.tokens_per_s == pytest.approx(5_000) and b.running == 50
+    assert snap.tokens_per_s == pytest.approx(20_000)
+    assert snap.tokens_history[-1] == pytest.approx(20_000)  # not drawn as a dip
+    assert counts_text(snap) == "1 ok, 1 partial"
+    lines = serving_text(snap).plain.splitlines()
+    assert lines[3].startswith("b          part dup2    5.0k   50    0  20%")
 
 
 class _App(RackApp):

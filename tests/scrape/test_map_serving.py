@@ -8,6 +8,7 @@ import pytest
 
 from collectors.mappings import MappingError, ServingRows, add_serving, detect_engine, map_serving
 from collectors.promtext import parse
+from collectors.series_counters import SeriesCounters
 from collectors.serving_math import histogram_quantile
 from storage.schemas import SERVING, SERVING_HIST
 
@@ -19,8 +20,23 @@ def page(name: str) -> str:
     return (PAGES / name).read_text()
 
 
+def zeroed(text: str) -> str:
+    """The page with every sample value 0: the counters' state before the golden page's increases."""
+    return "\n".join(
+        line if not line.strip() or line.startswith("#") else line.rpartition(" ")[0] + " 0"
+        for line in text.split("\n")
+    )
+
+
 def mapped(text: str, **kwargs) -> tuple[dict, dict[str, list[tuple[float, int]]], dict[str, float | None]]:
-    frame = map_serving(text, "ep", TS, **kwargs)
+    """The rows of the page mapped after a page of zeros from the same endpoint.
+
+    Each counter series goes 0 -> v, so the stored counter (the running total of per-series
+    increases) is the sum of the page's series: the figures below are hand sums over the page.
+    """
+    series = SeriesCounters()
+    map_serving(zeroed(text), "ep", TS - 1000, series=series, **kwargs)
+    frame = map_serving(text, "ep", TS, series=series, **kwargs)
     assert frame.batches["serving"].schema == SERVING
     (row,) = frame.batches["serving"].to_pylist()
     hist: dict[str, list[tuple[float, int]]] = {}

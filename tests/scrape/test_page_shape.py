@@ -13,6 +13,7 @@ import pytest
 
 from collectors.mappings import GpuPageMapper, ServingRows, add_serving, frame_to_agent_page, serving_want
 from collectors.promtext import ExpositionError, ExpositionParser, Family
+from collectors.series_counters import SeriesCounters
 from tests.scrape.pagegen import agent_gpus, tray_frame, vllm_page
 
 PAGE = """# HELP up Whether the target is up.
@@ -144,11 +145,12 @@ def test_tray_mapper_skips_families_it_never_reads():
 
 def test_server_rows_with_a_kept_parser_equal_the_shared_parser():
     parser = ExpositionParser()
+    kept_series, shared_series = SeriesCounters(), SeriesCounters()
     for tick in range(4):
         text = vllm_page(tick)
         kept, shared = ServingRows(), ServingRows()
-        add_serving(text, "vllm-0", kept, engine="vllm", parser=parser)
-        add_serving(text, "vllm-0", shared, engine="vllm")
+        add_serving(text, "vllm-0", kept, engine="vllm", parser=parser, series=kept_series)
+        add_serving(text, "vllm-0", shared, engine="vllm", series=shared_series)
         assert (
             kept.frame(tick).batches["serving"].to_pydict()
             == shared.frame(tick).batches["serving"].to_pydict()

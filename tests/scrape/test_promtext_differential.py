@@ -113,6 +113,7 @@ def pages(draw) -> str:
 def ours(text: str) -> list[tuple]:
     out = []
     for fam in ExpositionParser().parse(text).values():
+        assert fam.duplicates == first_samples(theirs_samples(text, fam.name))[1]
         name = (
             fam.name[: -len("_total")] if fam.type == "counter" and fam.name.endswith("_total") else fam.name
         )
@@ -140,7 +141,31 @@ def theirs(text: str) -> list[tuple]:
             out[-1][3].extend(samples)
             continue
         out.append((fam.name, kind, fam.documentation, samples))
-    return out
+    return [(name, kind, doc, first_samples(samples)[0]) for name, kind, doc, samples in out]
+
+
+def first_samples(samples: list[tuple]) -> tuple[list[tuple], int]:
+    """Prometheus' scrape rule (>= 2.52): of a series repeated on a page (same name, labels and
+    timestamp) the first sample is kept; returns the kept samples and how many repeats were dropped."""
+    kept: list[tuple] = []
+    keys: list[tuple] = []
+    for sample in samples:
+        name, labels, _, timestamp = sample
+        key = (name, sorted(labels.items()), timestamp)
+        if key not in keys:
+            keys.append(key)
+            kept.append(sample)
+    return kept, len(samples) - len(kept)
+
+
+def theirs_samples(text: str, family_name: str) -> list[tuple]:
+    """The samples prometheus_client reads for one family, repeats included."""
+    return [
+        (s.name, dict(s.labels), float(s.value), s.timestamp)
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if fam.name == family_name or fam.name + "_total" == family_name
+    ]
 
 
 def same_value(a: float, b: float) -> bool:

@@ -9,6 +9,7 @@ mapping makes of the page the sim's HTTP layer renders for the same instance (co
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,13 +19,14 @@ import pytest
 from collectors.clock import SimClock
 from collectors.mappings.serving import map_serving
 from collectors.nvml import NvmlCollector
+from collectors.series_counters import SeriesCounters
 from collectors.sim import SCENARIOS, SimRack
 from collectors.sim.frames import SimRackFrames, endpoint_name, tray_source
 from collectors.sim.pages import RENDERERS
 from monitor.backfill import SimFrames, backfill
 from storage.frame import Frame, merge_frames
 from storage.reader import StoreReader
-from storage.schemas import SORT_KEYS, EndpointState, EventKind
+from storage.schemas import COUNTERS, SORT_KEYS, EndpointState, EventKind
 
 T0 = 1_760_000_000.0
 SEED = 7
@@ -145,6 +147,8 @@ def test_serving_rows_equal_the_workload_counters() -> None:
 def test_serving_rows_equal_the_mapping_of_the_sim_pages(engines: tuple[str, ...], tp: int) -> None:
     rack = SimRack(SEED, "steady", SimClock(T0), start=T0, engines=engines, tp=tp)
     fast = SimRackFrames(rack)
+    states: dict[str, SeriesCounters] = defaultdict(SeriesCounters)
+    before: dict[str, tuple[dict, dict]] = {}
     for tick in range(4):
         frame = fast.poll(round((T0 + tick) * 1000))
         serving = {r["endpoint"]: r for r in frame.table("serving").to_pylist()}
@@ -153,14 +157,37 @@ def test_serving_rows_equal_the_mapping_of_the_sim_pages(engines: tuple[str, ...
             for inst in rack.workload.instances:
                 endpoint = endpoint_name(inst)
                 page = RENDERERS[inst.engine](inst)
-                mapped = map_serving(page, endpoint, frame.ts_ms, engine=inst.engine)
+                mapped = map_serving(page, endpoint, frame.ts_ms, engine=inst.engine, series=states[endpoint])
                 expected = mapped.table("serving").to_pylist()[0]
                 expected["gpus"] = ",".join(map(str, inst.gpus))  # from the rack config, not the page
-                assert serving[endpoint] == expected
+                got = serving[endpoint]
+                # Counters: the sim keeps the instance's own, the mapping running totals from 0; their
+                # increases (reader's reset rule) from tick to tick are equal.
+                assert _without(got, COUNTER_COLUMNS) == _without(expected, COUNTER_COLUMNS)
+                if endpoint in before:
+                    for column in COUNTER_COLUMNS:
+                        assert _increase(before[endpoint][0], got, column) == _increase(
+                            before[endpoint][1], expected, column
+                        ), column
+                before[endpoint] = (got, expected)
                 assert [r for r in hist if r["endpoint"] == endpoint] == mapped.table(
                     "serving_hist"
                 ).to_pylist()
     assert {r["engine"] for r in serving.values()} == set(engines)
+
+
+COUNTER_COLUMNS = sorted(COUNTERS["serving"])
+
+
+def _without(row: dict, columns: list[str]) -> dict:
+    return {k: v for k, v in row.items() if k not in columns}
+
+
+def _increase(before: dict, after: dict, column: str) -> int | None:
+    p, v = before[column], after[column]
+    if p is None or v is None:
+        return None if p is None and v is None else -1
+    return v - p if v >= p else v
 
 
 def test_backfill_frames_fast_and_exact_agree() -> None:

@@ -45,7 +45,8 @@ def cell(inst: InstanceView, attr: str) -> str:
     """One cell's text (right-aligned numbers; '--' for unknown)."""
     v = getattr(inst, attr)
     if attr == "state":
-        return inst.state.upper() if inst.state != "ok" else "ok"
+        # "part": answered, but a series was NaN or missing (the row's figures cover the rest)
+        return {"ok": "ok", "partial": "part"}.get(inst.state) or inst.state.upper()
     if attr == "gpus":
         gpus = parse_gpus(v)
         return f"{gpu_label(gpus[0])}..{gpu_label(gpus[-1])}" if len(gpus) > 1 else (v or "--")
@@ -146,6 +147,8 @@ class ServingScreen(LiveScreen):
         total = f"{model.tokens_per_s:,.0f}" if model.tokens_per_s is not None else "--"
         summary.append(f"{len(model.instances)} instances, rack {total} tok/s  ", style="bold")
         summary.append(f"{counts['ok']} ok")
+        if counts["partial"]:
+            summary.append(f", {counts['partial']} partial", style="bold yellow")
         for state in ("stale", "down"):
             if counts[state]:
                 summary.append(f", {counts[state]} {state.upper()}", style="bold red")

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.message import Message
 
 from monitor.tui.widgets.diff_paint import LinePanel
-from monitor.view.serving import InstanceView, ServingSnapshot
+from monitor.view.serving import ANSWERED_NAMES, InstanceView, ServingSnapshot
 
 SPARK = " ▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 16
@@ -54,9 +54,12 @@ def _seconds(value: float | None) -> str:
 
 
 def state_text(inst: InstanceView) -> str:
-    """'ok', or 'DOWN 12s' / 'STALE 3s' with the age of the server's last good sample."""
-    if inst.state == "ok":
-        return "ok"
+    """'ok' / 'partial' ('ok dup3' / 'part dup3': repeated series dropped), or 'DOWN 12s' / 'STALE 3s'
+    with the age of the server's last good sample."""
+    if inst.state in ANSWERED_NAMES:
+        if not inst.dup_samples:
+            return inst.state
+        return f"{'part' if inst.state == 'partial' else 'ok'} dup{inst.dup_samples}"  # fits 9 columns
     age = f" {inst.age_s:.0f}s" if inst.age_s is not None else ""
     return f"{inst.state.upper()}{age}"
 
@@ -64,18 +67,22 @@ def state_text(inst: InstanceView) -> str:
 def instance_line(inst: InstanceView) -> Text:
     """One server: state, tokens/s, running, waiting, KV use, TTFT p50/p99 (s), ITL p50 (ms).
 
-    The state comes second so it stays visible on an 80-column screen; a server that is not ok is
-    greyed, its figures '--' (they would be stale), its state in bold.
+    The state comes second so it stays visible on an 80-column screen; a server that does not answer
+    is greyed, its figures '--' (they would be stale), its state in bold. A partial server (a series
+    NaN or missing) or one with repeated series keeps its figures, its state in yellow.
     """
     text = Text(no_wrap=True, overflow="ellipsis")
-    dim = inst.state != "ok"
+    dim = inst.state not in ANSWERED_NAMES
     kv = "--" if inst.kv_cache is None or dim else f"{inst.kv_cache * 100:.0f}%"
     itl = "--" if inst.itl_p50_s is None or dim else f"{inst.itl_p50_s * 1000:.0f}ms"
     ttft = "--" if dim else f"{_seconds(inst.ttft_p50_s)}/{_seconds(inst.ttft_p99_s)}"
     running = "--" if inst.running is None or dim else str(inst.running)
     waiting = "--" if inst.waiting is None or dim else str(inst.waiting)
     text.append(f"{inst.endpoint[:10]:<10} ", style="dim" if dim else "")
-    style = "bold red" if inst.state == "down" else ("bold yellow" if dim else "green")
+    warn = inst.state == "partial" or bool(inst.dup_samples)
+    style = (
+        "bold red" if inst.state == "down" else ("bold yellow" if dim else ("yellow" if warn else "green"))
+    )
     text.append(f"{state_text(inst):<9}", style=style)
     text.append(
         f" {_k(inst.tokens_per_s):>7} {running:>4} {waiting:>4} {kv:>4} {ttft:>12} {itl:>7}",
@@ -85,9 +92,9 @@ def instance_line(inst: InstanceView) -> Text:
 
 
 def counts_text(snapshot: ServingSnapshot) -> str:
-    """'71 ok, 1 down' (stale and down only when there are some)."""
+    """'71 ok, 1 down' (partial, stale and down only when there are some)."""
     counts = snapshot.counts
-    parts = [f"{counts['ok']} ok"] + [f"{counts[k]} {k}" for k in ("stale", "down") if counts[k]]
+    parts = [f"{counts['ok']} ok"] + [f"{counts[k]} {k}" for k in ("partial", "stale", "down") if counts[k]]
     return ", ".join(parts)
 
 
