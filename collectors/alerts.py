@@ -279,7 +279,8 @@ class AlertEngine:
             rows = serving.select(["endpoint", "state", "generation_tokens"]).to_pylist()
             for row in rows:
                 name = row["endpoint"]
-                ok = row["state"] == EndpointState.OK
+                # a PARTIAL page answered (some engine's series NaN or missing): it is not a silent server
+                ok = row["state"] in _ANSWERED
                 if r.stale.enabled:
                     yield "stale", ("endpoint", name), float(not ok), {"source": name}, _stale(not ok)
                 if r.tokens_drop.enabled and ok and row["generation_tokens"] is not None:
@@ -406,6 +407,10 @@ class AlertEngine:
             return None
         drop = max(0.0, 1 - now / baseline)
         return drop, f"{now:,.0f} tok/s vs {baseline:,.0f} average ({drop:.0%} lower)"
+
+
+_ANSWERED = (EndpointState.OK, EndpointState.PARTIAL)
+"""Serving row states whose endpoint answered this tick."""
 
 
 def _stale(stale: bool) -> str:
