@@ -24,7 +24,10 @@ from monitor.view.model import (
     SwitchTrayView,
     clock_reason_names,
 )
+from monitor.view.totals import SeriesCounters, power_history, rack_tokens, serving_counters
 from storage.frame import Frame
+from storage.increase import step
+from storage.rack_total import RackTotal, power_total_kw
 from storage.schemas import GpuState
 
 LINK_ERROR_COLUMNS = ("rx_errors", "symbol_errors", "recovery", "recovery_failed")
@@ -50,12 +53,9 @@ def counter_delta(old: int | None, new: int | None) -> int | None:
 
 
 def counter_increase(old: int | None, new: int | None) -> int | None:
-    """How much a counter grew, Prometheus-style: after a reset the new value is all increase."""
-    if new is None:
-        return None
-    if old is None:
-        return None
-    return new - old if new >= old else new
+    """How much a counter grew (storage.increase.step): after a reset the new value is all increase."""
+    grown = step(old, new)
+    return None if grown is None else int(grown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,10 @@ class _FrameSummary:
     """Per GPU: ECC corrected + uncorrected + NVLink error counters, summed."""
     links: dict[int, tuple[int | None, int | None, int | None, int | None]]
     """Per gpu * 18 + link: (state, tx_kib, rx_kib, error counters summed)."""
-    power_kw: float | None
+    power: RackTotal
+    """Rack power at this tick over the GPUs that reported (storage.rack_total)."""
+    serving: SeriesCounters
+    """Per serving series (endpoint, engine): (state, generation_tokens)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,20 +110,16 @@ def summarise_frame(frame: Frame) -> _FrameSummary:
             links[g * LINKS_PER_GPU + link] = (state, tx, rx, err)
             link_errors.setdefault(g, []).append(err)
     errors: dict[int, int | None] = {}
-    power_mw = 0
-    power_known = False
     for index, row in rows.items():
         parts = [row.get("ecc_corrected"), row.get("ecc_uncorrected"), *link_errors.get(index, [])]
         errors[index] = _sum_known(parts)
-        if row["state"] == GpuState.OK and row.get("power_mw") is not None:
-            power_mw += row["power_mw"]
-            power_known = True
     return _FrameSummary(
         ts_ms=frame.ts_ms,
         rows=rows,
         errors=errors,
         links=links,
-        power_kw=power_mw / 1e6 if power_known else None,
+        power=power_total_kw(((r["state"], r.get("power_mw")) for r in rows.values()), GPUS),
+        serving=serving_counters(frame),
     )
 
 
@@ -177,6 +176,7 @@ class SnapshotBuilder:
         error_window_s: float = 60.0,
         interval_ms: int | None = None,
         stale_intervals: int = 3,
+        rate_window_s: float = 10.0,
     ) -> None:
         """Configure the builder.
 
@@ -186,12 +186,14 @@ class SnapshotBuilder:
             error_window_s: the 'errors' metric is the counter increase over this window.
             interval_ms: the collection interval; None infers it from the frames' spacing.
             stale_intervals: a row older than this many intervals behind the newest frame is stale.
+            rate_window_s: rack tokens/s is each endpoint's rate over this window, summed.
         """
         self.history = history
         self.max_events = events
         self.error_window_ms = int(error_window_s * 1000)
         self.interval_ms = interval_ms
         self.stale_intervals = stale_intervals
+        self.rate_window_ms = int(rate_window_s * 1000)
         self._frames: dict[int, _FrameSummary] = {}
         self._pairs: dict[tuple[int, int], _PairSummary] = {}
 
@@ -240,8 +242,8 @@ class SnapshotBuilder:
             interval_ms=interval,
             gpus=gpus,
             switches=self._switches(newest, pairs[-1] if pairs else None, window),
-            totals=self._totals(gpus, newest, pairs[-1] if pairs else None),
-            power_history_kw=tuple(s.power_kw or 0.0 for s in summaries[-self.history :]),
+            totals=self._totals(gpus, newest, pairs[-1] if pairs else None, summaries),
+            power_history_kw=power_history([s.power for s in summaries[-self.history :]]),
             nvlink_history_tbps=tuple(p.rack_tbps or 0.0 for p in pairs[-self.history :]),
             events=self._events(frames),
             version=version,
@@ -322,11 +324,16 @@ class SnapshotBuilder:
         return tuple(views)
 
     def _totals(
-        self, gpus: Sequence[GpuView], newest: _FrameSummary, last: _PairSummary | None
+        self,
+        gpus: Sequence[GpuView],
+        newest: _FrameSummary,
+        last: _PairSummary | None,
+        summaries: Sequence[_FrameSummary],
     ) -> RackTotals:
         counts = {state: 0 for state in CellState}
         for view in gpus:
             counts[view.state] += 1
+        tokens = rack_tokens([(s.ts_ms, s.serving) for s in summaries], self.rate_window_ms)
         limits = [
             r["power_limit_mw"]
             for r in newest.rows.values()
@@ -337,9 +344,13 @@ class SnapshotBuilder:
             gpus_lost=counts[CellState.LOST],
             gpus_stale=counts[CellState.STALE] + counts[CellState.NO_DATA],
             gpus_error=counts[CellState.ERROR],
-            power_kw=newest.power_kw,
+            power_kw=newest.power.value,
+            power_covered=newest.power.covered,
             power_limit_kw=sum(limits) / 1e6 if limits else None,
             nvlink_tbps=last.rack_tbps if last else None,
+            tokens_per_s=tokens.value,
+            tokens_covered=tokens.covered,
+            endpoints=tokens.of,
         )
 
     def _events(self, frames: Sequence[Frame]) -> tuple[EventView, ...]:
