@@ -226,10 +226,13 @@ def test_a_tray_missing_one_tick_is_no_dip(tmp_path: Path) -> None:
     assert power["min"] == pytest.approx(min(whole), rel=0.005)
     assert power["max"] == pytest.approx(max(whole), rel=0.005)
     assert (power["partial_ticks"], power["least_covered"], power["of"]) == (1, GPUS - 4, GPUS)
-    # The chart's line never reaches below the lowest whole tick's height band: the y axis spans
-    # the whole ticks' range padded by 10 %, so no line point lies in the bottom 5 % of the plot.
-    ys = [y for _, y in _power_chart(page)]
-    assert max(ys) < 18 + 90 * 0.95, max(ys)
+    # The chart: each of the 90 ticks has its own bucket (120 over 90 s); the partial one is a
+    # hollow mark that says what it covers, and the line joins the 89 whole ones.
+    svg = re.search(r'<svg[^>]*aria-label="Rack GPU power">(.*?)</svg>', page, re.S)
+    assert svg
+    marks = re.findall(r"<circle[^>]*><title>([^<]*)</title>", svg.group(1))
+    assert len(marks) == 1 and f"{GPUS - 4}/{GPUS} GPUs" in marks[0], marks
+    assert len(_power_chart(page)) == TICKS - 1
     # Live: at the partial tick the header says what the total covers.
     live = SnapshotBuilder().build(rec.frames[: tick + 1])
     assert live.totals.power_covered == GPUS - 4
