@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from collectors.rack import GPUS, GPUS_PER_TRAY, gpu_label
-from monitor.report import EmptyReportError, Summary, render_markdown_lines, summarize
+from monitor.report import EmptyReportError, Summary, summarize
+from monitor.report_text import render_markdown_lines
 from monitor.timespec import Window, iso
 from storage.rack_total import power_ticks_sql
 from storage.reader import StoreReader
