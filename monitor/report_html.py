@@ -56,7 +56,10 @@ class _Axis:
 
     def __init__(self, first_ms: int, last_ms: int, width: int = 960) -> None:
         self.first, self.last, self.width = first_ms, max(last_ms, first_ms + 1), width
-        self.step_ms = max(1, math.ceil((self.last - self.first + 1) / COLUMNS))
+        step = max(1, math.ceil((self.last - self.first + 1) / COLUMNS))
+        # Steps of whole minutes past two hours: counter rates then come from the 1 min rollups
+        # (storage.counter_rates) instead of a window over every raw NVLink row.
+        self.step_ms = -(-step // 60_000) * 60_000 if step > 60_000 else step
         self.buckets = math.ceil((self.last - self.first + 1) / self.step_ms)
 
     def x(self, ms: float) -> float:

@@ -47,7 +47,7 @@ def rack_tokens(frames: Sequence[tuple[int, SeriesCounters]], window_ms: int) ->
             rates.append(None)
             continue
         points: list[Point] = [
-            (ts, counters[key][1])  # type: ignore[misc]  # None values are dropped by rate()
+            (ts, counters[key][1])  # a None value is a gap: rate() skips it
             for ts, counters in window
             if key in counters and counters[key][0] == EndpointState.OK
         ]
