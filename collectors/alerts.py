@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from collectors.robust import robust_low, robust_median
 from collectors.serving_math import rate
-from storage.counters import counter_increase
 from storage.frame import Frame, batch_from_rows
+from storage.increase import step
 from storage.schemas import EndpointState, EventKind, GpuState
 
 NVLINK_ACTIVE = 1
@@ -153,14 +153,14 @@ class _Window:
     def add(self, ts: int, values: tuple[int | None, ...], window_ms: int) -> tuple[int, int]:
         """Record a sample; return (samples that grew, total growth) within the window.
 
-        Each series is increased on its own with the one reset rule (storage.counters): after a drop only
+        Each series is increased on its own with the one reset rule (storage.increase): after a drop only
         what the counter shows is growth, so a reset to 0 adds nothing and the window empties after the
         last real growth.
         """
         grown = 0
         for i, value in enumerate(values):
             if value is not None:
-                grown += counter_increase(self.last[i], value) or 0
+                grown += int(step(self.last[i], value) or 0)
                 self.last[i] = value
         if grown:
             self.growth.append((ts, grown))

@@ -2,8 +2,9 @@
 
 Counters are stored raw; these turn a window of (ts_ms, value) samples into rates at read time.
 Two flavours of rate are offered and named for what they do:
-- `increase` / `rate`: no extrapolation. The increase between the first and last sample of the window
-  (with Prometheus' reset rule) over the time those samples span. This is what the TUI shows: it never
+- `increase` / `rate` (storage.increase, the project's one counter rule, re-exported here): no
+  extrapolation. The increase over the window's samples (Prometheus' reset rule, NaN and None
+  skipped) over the time those samples span. This is what the TUI shows: it never
   invents traffic outside the samples it has.
 - `extrapolated_increase` / `extrapolated_rate`: exactly Prometheus' increase()/rate()
   (promql/functions.go extrapolatedRate): extrapolated to the range boundaries when the first/last
@@ -17,32 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+from storage.increase import Point, increase, rate, valued
 from storage.quantile import bucket_quantile
 
-Point = tuple[int, float]
-"""One sample of a series: (timestamp in epoch ms, value)."""
-
-
-def increase(points: Sequence[Point]) -> float | None:
-    """Counter increase over the samples, resets counted as restarts from 0; None with < 2 samples."""
-    if len(points) < 2:
-        return None
-    total = points[-1][1] - points[0][1]
-    last = 0.0
-    for _, value in points:
-        if value < last:
-            total += last
-        last = value
-    return total
-
-
-def rate(points: Sequence[Point]) -> float | None:
-    """Per-second increase over the span of the samples (no extrapolation); None if it is undefined."""
-    delta = increase(points)
-    if delta is None:
-        return None
-    span_s = (points[-1][0] - points[0][0]) / 1000
-    return delta / span_s if span_s > 0 else None
+__all__ = ["Point", "increase", "rate"]  # the one counter rule lives in storage.increase; re-exported
 
 
 def extrapolated_increase(
@@ -55,15 +34,11 @@ def extrapolated_increase(
         start_ms / end_ms: the range (end = evaluation time, start = end - range).
         counter: apply reset handling and the zero-point limit (False: delta() semantics).
     """
+    points = valued(points)
     if len(points) < 2:
         return None
-    result = points[-1][1] - points[0][1]
-    if counter:
-        last = 0.0
-        for _, value in points:
-            if value < last:
-                result += last
-            last = value
+    result = increase(points) if counter else points[-1][1] - points[0][1]
+    assert result is not None
     to_start = (points[0][0] - start_ms) / 1000
     to_end = (end_ms - points[-1][0]) / 1000
     sampled = (points[-1][0] - points[0][0]) / 1000

@@ -17,6 +17,7 @@ import pynvml
 from collectors.rack import GPUS_PER_TRAY, gpu_label
 from monitor.timespec import Window, iso
 from storage.quantile import bucket_quantile
+from storage.rack_total import RackTotal, power_ticks_sql, tokens_total
 from storage.reader import StoreReader
 
 Summary = dict[str, Any]
@@ -88,12 +89,7 @@ def _gpu_side(reader: StoreReader, window: Window) -> Summary:
             min(nvlink_up) AS links_up_min
         FROM {rel} GROUP BY gpu ORDER BY gpu""",
     )
-    rack = _rows(
-        reader,
-        f"""SELECT min(p) AS lo, avg(p) AS mean, max(p) AS hi, count(*) AS ticks,
-            epoch_ms(min(ts)) AS first, epoch_ms(max(ts)) AS last
-        FROM (SELECT ts, sum(power_mw) / 1e6 AS p FROM {rel} GROUP BY ts)""",
-    )[0]
+    rack = _rack_power(reader, rel)
     energy = reader.rate("gpu", "energy_mj", window.since_ms, window.until_ms)
     joules = sum(energy.column("increase").to_pylist()) / 1000 if energy.num_rows else 0.0
     nvl = reader.rate("gpu", "nvlink_tx_kib", window.since_ms, window.until_ms)
@@ -105,10 +101,35 @@ def _gpu_side(reader: StoreReader, window: Window) -> Summary:
     }
 
 
+def _rack_power(reader: StoreReader, rel: str) -> Summary:
+    """Rack power over the window by storage.rack_total's rule: min/mean/max over whole ticks only.
+
+    A tick where some GPUs did not report is partial: it is counted (and its lowest coverage named)
+    but never taken for the rack's power, so a tray that missed a deadline cannot read as a dip.
+    """
+    ticks = f"({power_ticks_sql(rel)})"
+    of = _rows(reader, f"SELECT count(DISTINCT gpu) AS n FROM {rel}")[0]["n"]
+    row = _rows(
+        reader,
+        f"""SELECT min(kw) FILTER (WHERE covered >= {of}) AS lo,
+            avg(kw) FILTER (WHERE covered >= {of}) AS mean,
+            max(kw) FILTER (WHERE covered >= {of}) AS hi, count(*) AS ticks,
+            count(*) FILTER (WHERE covered < {of}) AS partial_ticks,
+            min(covered) AS least_covered, epoch_ms(min(ts)) AS first, epoch_ms(max(ts)) AS last,
+            arg_max(kw, ts) AS last_kw, arg_max(covered, ts) AS last_covered
+        FROM {ticks}""",
+    )[0]
+    return row | {"of": of}
+
+
 def _serving_side(reader: StoreReader, window: Window) -> Summary | None:
-    """Token counters per endpoint and the GPUs each runs on, or None without serving rows."""
+    """Tokens/s (the sum of per-series rates, with its coverage) and per-GPU shares, or None without rows."""
     rel = reader.relation("serving", window.since_ms, window.until_ms)
-    span = _rows(reader, f"SELECT epoch_ms(min(ts)) AS first, epoch_ms(max(ts)) AS last FROM {rel}")[0]
+    span = _rows(
+        reader,
+        f"""SELECT epoch_ms(min(ts)) AS first, epoch_ms(max(ts)) AS last,
+            count(DISTINCT (endpoint, engine)) AS series FROM {rel}""",
+    )[0]
     if span["first"] is None:
         return None
     wall = (span["last"] - span["first"]) / 1000
@@ -118,51 +139,40 @@ def _serving_side(reader: StoreReader, window: Window) -> Summary | None:
         r["endpoint"]: r["gpus"]
         for r in _rows(reader, f"SELECT endpoint, arg_max(gpus, ts) AS gpus FROM {rel} GROUP BY endpoint")
     }
+    tokens = tokens_total((r["rate"] for r in gen), span["series"])
+    prompted = tokens_total((r["rate"] for r in prompt), span["series"])
     per_endpoint: dict[str, float] = {}
     for r in gen:
-        per_endpoint[r["endpoint"]] = per_endpoint.get(r["endpoint"], 0.0) + r["increase"]
+        if r["rate"] is not None:
+            per_endpoint[r["endpoint"]] = per_endpoint.get(r["endpoint"], 0.0) + r["rate"]
     per_gpu: dict[int, float] = {}
-    for endpoint, tokens in per_endpoint.items():
+    for endpoint, rate in per_endpoint.items():
         gpus = [int(g) for g in (placement.get(endpoint) or "").split(",") if g.strip().isdigit()]
         for g in gpus:
             # Tensor-parallel ranks share an instance's tokens evenly: they all work on every token.
-            per_gpu[g] = per_gpu.get(g, 0.0) + tokens / len(gpus) / wall if wall > 0 else math.nan
-    generated = sum(per_endpoint.values())
-    prompted = sum(r["increase"] for r in prompt)
+            per_gpu[g] = per_gpu.get(g, 0.0) + rate / len(gpus)
     return {
         "wall_s": wall,
         "endpoints": len(placement),
-        "generated_tokens": generated,
-        "prompt_tokens": prompted,
-        "tokens_per_s": generated / wall if wall > 0 else math.nan,
-        "prompt_tokens_per_s": prompted / wall if wall > 0 else math.nan,
+        "generated_tokens": sum(r["increase"] for r in gen),
+        "prompt_tokens": sum(r["increase"] for r in prompt),
+        "tokens_per_s": _value(tokens),
+        "tokens_covered": tokens.covered,
+        "tokens_of": tokens.of,
+        "prompt_tokens_per_s": _value(prompted),
         "per_gpu_tokens_per_s": per_gpu,
         "latency": _latency(reader, window),
     }
 
 
-def _bucket_increases(reader: StoreReader, window: Window) -> list[dict[str, Any]]:
-    """Each serving_hist bucket's increase over the window, summed over endpoints (reset-aware).
+def _value(total: RackTotal) -> float:
+    return math.nan if total.value is None else total.value
 
-    Raw rows run to ~17 M a rack-hour, too many for a window function in a report. A hash aggregate
-    first reduces each series to its first and last value per minute; the increase is then the steps
-    inside and between those minutes, a reset (a value lower than the one before) counting from zero,
-    as PromQL's increase() does. Only a second reset within one minute would be missed.
-    """
-    rel = reader.relation("serving_hist", window.since_ms, window.until_ms)
-    query = f"""
-        WITH m AS (
-            SELECT endpoint, metric, le, epoch_ms(ts) // 60000 AS b,
-                arg_min(count, ts) AS first, arg_max(count, ts) AS last
-            FROM {rel} WHERE metric IN ('ttft', 'itl') GROUP BY ALL
-        ),
-        p AS (SELECT *, lag(last) OVER (PARTITION BY endpoint, metric, le ORDER BY b) AS prev FROM m)
-        SELECT metric, le, sum(
-            (CASE WHEN last >= first THEN last - first ELSE last END)
-            + (CASE WHEN prev IS NULL THEN 0 WHEN first >= prev THEN first - prev ELSE first END)
-        )::DOUBLE AS increase
-        FROM p GROUP BY metric, le"""
-    return _rows(reader, query)
+
+def _bucket_increases(reader: StoreReader, window: Window) -> list[dict[str, Any]]:
+    """Each latency histogram bucket's increase over the window, per series (storage.increase's rule)."""
+    rows = reader.rate("serving_hist", "count", window.since_ms, window.until_ms).to_pylist()
+    return [r for r in rows if r["metric"] in ("ttft", "itl")]
 
 
 def _latency(reader: StoreReader, window: Window) -> dict[str, dict[str, float | None]]:
@@ -285,7 +295,16 @@ def summarize(reader: StoreReader, window: Window) -> Summary:
             "mean_power_kw": joules / wall / 1000 if wall > 0 else None,
             "tokens_per_joule": None,
         },
-        "power_kw": {"min": rack["lo"], "mean": rack["mean"], "max": rack["hi"]},
+        "power_kw": {
+            "min": rack["lo"],
+            "mean": rack["mean"],
+            "max": rack["hi"],
+            "last": rack["last_kw"],
+            "last_covered": rack["last_covered"],
+            "of": rack["of"],
+            "partial_ticks": rack["partial_ticks"],
+            "least_covered": rack["least_covered"],
+        },
         "gpu_power_w": _range(gpu_side["per_gpu"], "power_min_w", "power_max_w"),
         "temperature_c": _range(gpu_side["per_gpu"], "temp_min", "temp_max")
         | {"hottest": gpu_label(hottest["gpu"]) if hottest else None},
@@ -316,82 +335,3 @@ def _range(rows: Sequence[Summary], lo: str, hi: str) -> dict[str, float | None]
     lows = [r[lo] for r in rows if r[lo] is not None]
     highs = [r[hi] for r in rows if r[hi] is not None]
     return {"min": min(lows) if lows else None, "max": max(highs) if highs else None}
-
-
-def _ms(seconds: float | None) -> str:
-    return "n/a" if seconds is None else f"{seconds * 1000:.0f} ms"
-
-
-def _f(value: float | None, fmt: str = ",.0f") -> str:
-    return "n/a" if value is None or not math.isfinite(value) else format(value, fmt)
-
-
-def render_markdown_lines(summary: Summary) -> list[str]:
-    """The report as Markdown lines: '# ' title, '## ' sections, '- ' items."""
-    s, data = summary["serving"], summary["data"]
-    lines = [f"# Rack report {summary['window']['since']} .. {summary['window']['until']}"]
-    lines.append(f"Data: {data['first']} .. {data['last']}, {data['ticks']} samples of {data['gpus']} GPUs.")
-    lines.append("## Throughput")
-    if s is None:
-        lines.append(
-            "- no serving rows in this window: tokens/s, latency and tokens per joule cannot be "
-            "reported; GPU-side evidence (clocks, power, slowdown reasons) follows"
-        )
-    else:
-        per = s["per_gpu"]
-        slowest = ", ".join(f"{g['label']} {_f(g['tokens_per_s'])}" for g in per["slowest"])
-        lines += [
-            f"- sustained: {_f(s['tokens_per_s'])} generated tok/s (MLPerf-style: "
-            f"{_f(s['generated_tokens'])} tokens / {s['wall_s']:.0f} s, {s['endpoints']} endpoints)",
-            f"- prompt: {_f(s['prompt_tokens_per_s'])} tok/s",
-            f"- per GPU: median {_f(per['median'])} tok/s (MAD {_f(per['mad'])}); slowest: {slowest}",
-            f"- tokens per joule: {_f(summary['energy']['tokens_per_joule'], '.2f')}",
-        ]
-        for metric, name in (("ttft", "TTFT"), ("itl", "ITL")):
-            q = s["latency"][metric]
-            lines.append(f"- {name}: p50 {_ms(q['p50'])}, p90 {_ms(q['p90'])}, p99 {_ms(q['p99'])}")
-    lines.append("## Suspects")
-    if not summary["suspects"]:
-        lines.append("- none: no GPU or tray stands out against its peers")
-    for sus in summary["suspects"]:
-        what = f"tray {sus['tray']}" if sus["kind"] == "tray" else f"{sus['label']} (GPU {sus['gpu']})"
-        lines.append(f"- {what}: {sus['evidence']}")
-    power, temp, energy = summary["power_kw"], summary["temperature_c"], summary["energy"]
-    down = ", ".join(f"{d['label']} ({d['links_up_min']}/18 up)" for d in summary["links_down"]) or "none"
-    lines += [
-        "## Power and temperature",
-        f"- rack GPU power: {_f(power['min'], '.1f')} .. {_f(power['max'], '.1f')} kW "
-        f"(mean {_f(energy['mean_power_kw'], '.1f')} kW, {_f(energy['joules'] / 3.6e6, '.2f')} kWh)",
-        f"- per GPU: {_f(summary['gpu_power_w']['min'])} .. {_f(summary['gpu_power_w']['max'])} W",
-        f"- temperature: {_f(temp['min'])} .. {_f(temp['max'])} C (hottest {temp['hottest']})",
-        f"- NVLink: {_f(summary['nvlink_tb_s'], '.3f')} TB/s sent; links down: {down}",
-        "## Events",
-    ]
-    events = summary["events"]
-    if not events["by_kind"]:
-        lines.append("- none")
-    lines += [f"- {kind}: {n}" for kind, n in events["by_kind"].items()]
-    for x in events["xids"]:
-        gpus = ", ".join(gpu_label(g) for g in x["gpus"] if g is not None)
-        lines.append(f"- XID {x['code']}: {x['n']} ({gpus or 'no GPU'})")
-    return lines
-
-
-def render(summary: Summary, fmt: str) -> str:
-    """The report as text, md or json."""
-    if fmt == "json":
-        import json
-
-        return json.dumps(summary, indent=1, default=str) + "\n"
-    lines = render_markdown_lines(summary)
-    if fmt == "md":
-        return "\n".join(lines) + "\n"
-    text = []
-    for line in lines:
-        if line.startswith("## "):
-            text += ["", line[3:].upper()]
-        elif line.startswith("# "):
-            text.append(line[2:])
-        else:
-            text.append("  " + line[2:] if line.startswith("- ") else line)
-    return "\n".join(text) + "\n"

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import html
 import math
+import statistics
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collectors.rack import GPUS, GPUS_PER_TRAY, gpu_label
-from monitor.report import EmptyReportError, Summary, render_markdown_lines, summarize
+from monitor.report import EmptyReportError, Summary, summarize
+from monitor.report_text import render_markdown_lines
 from monitor.timespec import Window, iso
+from storage.rack_total import power_ticks_sql
 from storage.reader import StoreReader
+from storage.schemas import SORT_KEYS
 
 COLUMNS = 120
 """Time buckets across a heatmap or timeline: enough to see a fault's onset, small enough to stay light."""
@@ -51,7 +56,10 @@ class _Axis:
 
     def __init__(self, first_ms: int, last_ms: int, width: int = 960) -> None:
         self.first, self.last, self.width = first_ms, max(last_ms, first_ms + 1), width
-        self.step_ms = max(1, math.ceil((self.last - self.first + 1) / COLUMNS))
+        step = max(1, math.ceil((self.last - self.first + 1) / COLUMNS))
+        # Steps of whole minutes past two hours: counter rates then come from the 1 min rollups
+        # (storage.counter_rates) instead of a window over every raw NVLink row.
+        self.step_ms = -(-step // 60_000) * 60_000 if step > 60_000 else step
         self.buckets = math.ceil((self.last - self.first + 1) / self.step_ms)
 
     def x(self, ms: float) -> float:
@@ -63,6 +71,11 @@ class _Axis:
             ms = self.first + (self.last - self.first) * i / 5
             out.append(f'<text x="{self.x(ms):.1f}" y="{y}" text-anchor="middle">{_hhmm(ms)}</text>')
         return "".join(out)
+
+    def mid(self, start_ms: float) -> float:
+        """The middle of the step starting at start_ms, as far as it lies inside the axis."""
+        lo, hi = max(start_ms, self.first), min(start_ms + self.step_ms - 1, self.last)
+        return min(max((lo + hi) / 2, self.first), self.last)
 
     def bucket_sql(self) -> str:
         return f"((epoch_ms(ts) - {self.first}) // {self.step_ms})"
@@ -119,14 +132,20 @@ def _heatmap(reader: StoreReader, window: Window, axis: _Axis, expr: str, title:
     return "".join(parts)
 
 
+Point = tuple[float, float, str | None]
+"""A chart point: (time ms, value, None for a whole tick or what a partial one covers, e.g. '71/72 GPUs')."""
+PLOT_TOP, PLOT_H = 18, 90
+
+
 def _timeline(
     axis: _Axis,
-    points: Sequence[tuple[float, float]],
+    points: Sequence[Point],
     title: str,
     unit: str,
     events: Sequence[dict[str, Any]],
 ) -> str:
-    height, plot_h = 130, 90
+    """One rack timeline: whole ticks joined by a line, partial ones as hollow marks (never a dip)."""
+    height = 130
     parts = [f'<svg width="{axis.width}" height="{height}" role="img" aria-label="{_esc(title)}">']
     parts.append(f'<text x="{LEFT}" y="12">{_esc(title)} ({unit})</text>')
     for e in events:
@@ -134,20 +153,33 @@ def _timeline(
         colour = EVENT_COLOURS.get(e["kind"], "#999")
         label = _esc(f"{iso(e['ms'])} {e['kind']} gpu={e['gpu']} code={e['code']} {e['detail'] or ''}")
         parts.append(
-            f'<line x1="{x:.1f}" y1="18" x2="{x:.1f}" y2="{18 + plot_h}" stroke="{colour}" '
+            f'<line x1="{x:.1f}" y1="{PLOT_TOP}" x2="{x:.1f}" y2="{PLOT_TOP + PLOT_H}" stroke="{colour}" '
             f'stroke-dasharray="2,2"><title>{label}</title></line>'
         )
-    finite = [(t, v) for t, v in points if v is not None and math.isfinite(v)]
+    finite = [p for p in points if p[1] is not None and math.isfinite(p[1])]
     if finite:
-        lo, hi = min(v for _, v in finite), max(v for _, v in finite)
+        lo, hi = min(p[1] for p in finite), max(p[1] for p in finite)
         pad = (hi - lo) * 0.1 or abs(hi) * 0.05 or 1.0
         lo, hi = lo - pad, hi + pad
 
         def y(v: float) -> float:
-            return 18 + plot_h - (v - lo) / (hi - lo) * plot_h
+            return PLOT_TOP + PLOT_H - (v - lo) / (hi - lo) * PLOT_H
 
-        line = " ".join(f"{axis.x(t):.1f},{y(v):.1f}" for t, v in finite)
-        parts.append(f'<polyline fill="none" stroke="#1f5fbf" stroke-width="1.5" points="{line}"/>')
+        line = " ".join(f"{axis.x(t):.1f},{y(v):.1f}" for t, v, partial in finite if partial is None)
+        if line:
+            parts.append(f'<polyline fill="none" stroke="#1f5fbf" stroke-width="1.5" points="{line}"/>')
+        partial = [(t, v, what) for t, v, what in finite if what is not None]
+        for t, v, what in partial:
+            tip = _esc(f"{_hhmm(t)} partial: {_num(v)} {unit} from {what}")
+            parts.append(
+                f'<circle cx="{axis.x(t):.1f}" cy="{y(v):.1f}" r="2.5" fill="none" stroke="#e80">'
+                f"<title>{tip}</title></circle>"
+            )
+        if partial:
+            parts.append(
+                f'<text x="{axis.width - 10}" y="12" text-anchor="end">o: {len(partial)} partial '
+                "(not every source reported; not the whole rack)</text>"
+            )
         parts.append(
             f'<text x="{LEFT - 4}" y="{y(hi - pad) + 4:.1f}" text-anchor="end">{_num(hi - pad)}</text>'
         )
@@ -169,46 +201,91 @@ def _num(v: float) -> str:
     return f"{v:.3g}"
 
 
-def _series(reader: StoreReader, window: Window, axis: _Axis) -> dict[str, list[tuple[float, float]]]:
+def _series(reader: StoreReader, window: Window, axis: _Axis) -> dict[str, list[Point]]:
     """Rack-wide values per time bucket: tokens/s, kW, NVLink TB/s and link errors per second."""
-    step = axis.step_ms
-
-    def stepped(table: str, column: str, scale: float) -> list[tuple[float, float]]:
-        rated = reader.rate(table, column, window.since_ms, window.until_ms, step_ms=step)
-        if not rated.num_rows:
-            return []
-        summed = rated.group_by("ts").aggregate([("rate", "sum")]).sort_by("ts")
-        starts = summed.column("ts").cast(pa.int64()).to_pylist()
-        return [
-            (t + step / 2, v * scale)
-            for t, v in zip(starts, summed.column("rate_sum").to_pylist(), strict=True)
-        ]
-
-    def bucketed(query: str) -> list[tuple[float, float]]:
-        return [(axis.first + (r["b"] + 0.5) * step, r["v"]) for r in reader.sql(query).to_pylist()]
-
-    gpu = reader.relation("gpu", window.since_ms, window.until_ms)
-    nvlink = reader.relation("nvlink", window.since_ms, window.until_ms)
-    # Each link's error counters (summed: a driver reload resets them together) are reduced to their
-    # last value per time bucket by a hash aggregate, and the bucket-to-bucket steps are taken over
-    # those few rows: a window over every raw NVLink row would cost seconds an hour.
-    errors = f"""
-        WITH s AS (
-            SELECT gpu, link, {axis.bucket_sql()} AS b,
-                arg_max(symbol_errors + rx_errors + recovery_failed, ts) AS v
-            FROM {nvlink} GROUP BY ALL
-        ),
-        p AS (SELECT b, v, lag(v) OVER (PARTITION BY gpu, link ORDER BY b) AS pv FROM s WHERE v IS NOT NULL)
-        SELECT b, sum(CASE WHEN v >= pv THEN v - pv ELSE v END) / ({step} / 1000.0) AS v
-        FROM p WHERE pv IS NOT NULL GROUP BY b ORDER BY b"""
-    power = f"""SELECT {axis.bucket_sql()} AS b, avg(p) AS v FROM
-        (SELECT ts, sum(power_mw) / 1e6 AS p FROM {gpu} GROUP BY ts) GROUP BY b ORDER BY b"""
     return {
-        "tokens": stepped("serving", "generation_tokens", 1.0),
-        "power": bucketed(power),
-        "nvlink": stepped("gpu", "nvlink_tx_kib", 1024 / 1e12),
-        "errors": bucketed(errors),
+        "tokens": _stepped(reader, window, axis, "serving", ("generation_tokens",), 1.0, "endpoints"),
+        "power": _power(reader, window, axis),
+        "nvlink": _stepped(reader, window, axis, "gpu", ("nvlink_tx_kib",), 1024 / 1e12, "GPUs"),
+        "errors": _stepped(
+            reader, window, axis, "nvlink", ("symbol_errors", "rx_errors", "recovery_failed"), 1.0, "links"
+        ),
     }
+
+
+def _stepped(
+    reader: StoreReader,
+    window: Window,
+    axis: _Axis,
+    table: str,
+    columns: Sequence[str],
+    scale: float,
+    what: str,
+) -> list[Point]:
+    """Per step, the sum of every series' rate (storage.increase's rule, per column), with coverage.
+
+    A step where fewer series had a rate than the window holds is a partial point (marked, not a dip).
+    """
+    keys = SORT_KEYS[table]
+    rel = reader.relation(table, window.since_ms, window.until_ms)
+    of = reader.sql(f"SELECT count(DISTINCT ({', '.join(keys)})) FROM {rel}").column(0)[0].as_py() or 0
+    sums: dict[int, float] = {}
+    covered: dict[int, set[tuple[Any, ...]]] = {}
+    for column in columns:
+        rated = reader.rate(table, column, window.since_ms, window.until_ms, step_ms=axis.step_ms)
+        starts = _epoch_ms(rated.column("ts"))
+        series = zip(*(rated.column(k).to_pylist() for k in keys), strict=True)
+        for start, key, rate in zip(starts, series, rated.column("rate").to_pylist(), strict=True):
+            if rate is not None and math.isfinite(rate):
+                sums[start] = sums.get(start, 0.0) + rate * scale
+                covered.setdefault(start, set()).add(key)
+    out: list[Point] = []
+    for start in sorted(sums):
+        n = len(covered[start])
+        out.append((axis.mid(start), sums[start], None if n >= of else f"{n}/{of} {what}"))
+    return out
+
+
+def _epoch_ms(ts: pa.ChunkedArray) -> list[int]:
+    """Epoch ms of a timestamp column, whatever its unit (its raw integers are not ms)."""
+    return pc.cast(pc.cast(ts, pa.timestamp("ms", tz="UTC")), pa.int64()).to_pylist()
+
+
+def _power(reader: StoreReader, window: Window, axis: _Axis) -> list[Point]:
+    """Rack kW per bucket: the mean of its whole ticks; a bucket without any is a partial point."""
+    rel = reader.relation("gpu", window.since_ms, window.until_ms)
+    of = reader.sql(f"SELECT count(DISTINCT gpu) FROM {rel}").column(0)[0].as_py() or 0
+    ticks = reader.sql(
+        f"SELECT {axis.bucket_sql()} AS b, kw, covered FROM ({power_ticks_sql(rel)}) WHERE kw IS NOT NULL"
+    ).to_pylist()
+    whole: dict[int, list[float]] = {}
+    partial: dict[int, list[tuple[float, int]]] = {}
+    for t in ticks:
+        if t["covered"] >= of:
+            whole.setdefault(t["b"], []).append(t["kw"])
+        else:
+            partial.setdefault(t["b"], []).append((t["kw"], t["covered"]))
+    out: list[Point] = []
+    for b in sorted(set(whole) | set(partial)):
+        mid = axis.mid(axis.first + b * axis.step_ms)
+        if b in whole:
+            out.append((mid, statistics.fmean(whole[b]), None))
+        else:
+            least = min(c for _, c in partial[b])
+            out.append((mid, statistics.fmean(kw for kw, _ in partial[b]), f"{least}/{of} GPUs"))
+    return out
+
+
+def _data_range(reader: StoreReader, window: Window) -> tuple[int, int]:
+    """The first and last sample time inside the window over the tables the charts draw."""
+    spans = [
+        reader.sql(f"SELECT epoch_ms(min(ts)), epoch_ms(max(ts)) FROM {rel}").to_pylist()[0].values()
+        for rel in (reader.relation(t, window.since_ms, window.until_ms) for t in ("gpu", "serving"))
+    ]
+    known = [tuple(s) for s in spans if None not in s]
+    if not known:
+        return window.since_ms, window.until_ms
+    return min(int(lo) for lo, _ in known), max(int(hi) for _, hi in known)
 
 
 def render_report(reader: StoreReader, window: Window, *, title: str = "rack") -> str:
@@ -221,8 +298,7 @@ def render_report(reader: StoreReader, window: Window, *, title: str = "rack") -
         summary = summarize(reader, window)
     except EmptyReportError as err:
         return f"{head}<h1>rack-monitor report: {_esc(title)}</h1><p>{_esc(err)}</p></body></html>\n"
-    first, last = reader.time_range("gpu") or (window.since_ms, window.until_ms)
-    axis = _Axis(first, last)
+    axis = _Axis(*_data_range(reader, window))
     rel = reader.relation("events", window.since_ms, window.until_ms)
     events = reader.sql(
         f"SELECT epoch_ms(ts) AS ms, kind, gpu, code, detail FROM {rel} WHERE kind <> 'clocks_event' "

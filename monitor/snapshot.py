@@ -112,6 +112,10 @@ def config_capture(config: RackConfig, interval_s: float) -> Capture:
 
         source = ScrapeSource.from_config(config)  # every endpoint, one frame a poll
         try:
+            # A first poll opens every connection and is thrown away: a poll's rows are stamped with
+            # its start, and connection set-up would put the first samples far after their stamp,
+            # so increase / (stamp gap) would be divided by time the counters did not see.
+            source.poll(round(time.time() * 1000))
             frames = []
             for i in range(2):
                 if i:
@@ -184,6 +188,24 @@ def health(frames: Sequence[Frame], expected_gpus: int, limits: Thresholds) -> l
     return issues
 
 
+def _rack_figures(summary: dict[str, Any]) -> dict[str, Any]:
+    """The rack totals between the two samples (storage.rack_total's rule), each with what it covers.
+
+    Tokens/s is each series' increase between the two samples over the time between their stamps,
+    summed (monitor.report); power is the second sample's, over the GPUs that reported in it.
+    """
+    serving = summary.get("serving") or {}
+    power = summary["power_kw"]
+    return {
+        "tokens_per_s": serving.get("tokens_per_s"),
+        "tokens_covered": serving.get("tokens_covered"),
+        "endpoints": serving.get("tokens_of"),
+        "power_kw": power["last"],
+        "power_covered": power["last_covered"],
+        "gpus": power["of"],
+    }
+
+
 def _where(gpu: int | None) -> str:
     return gpu_label(gpu) if gpu is not None else "the rack"
 
@@ -250,6 +272,7 @@ def snapshot(
             "issues": issues,
             "expected_gpus": expected,
             "thresholds": asdict(limits),
+            "rack": _rack_figures(summary),
             "summary": summary,
         }
         path = out / f"{name}.json"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from storage.increase import step_sql
 from storage.layout import HOUR_MS, Manifest
 from storage.rollups import ROLLED_UP, ROLLUP_STEPS, rollup_name
 from storage.schemas import SORT_KEYS
@@ -141,7 +142,7 @@ def bucket_pieces(
     first_ms, last_ms = ("first_ms", "last_ms") if has_inc else ("NULL", "NULL")
     if not has_inc:
         inc = "NULL"
-    fallback = f"CASE WHEN {last} >= {first} THEN {last} - {first} ELSE {last} END"
+    fallback = step_sql(last, first)
     return (
         f"SELECT {keys}, epoch_ms(ts) + coalesce({first_ms}, 0) AS t0, {first} AS v0, "
         f"epoch_ms(ts) + coalesce({last_ms}, {ms - 1}) AS t1, {last} AS v1, "
@@ -165,7 +166,7 @@ def raw_pieces(
     lagged = f"SELECT *, lag(v) OVER (PARTITION BY {part} ORDER BY t) AS pv FROM ({rows})"
     return (
         f"SELECT {keys}, min(t) AS t0, arg_min(v, t) AS v0, max(t) AS t1, arg_max(v, t) AS v1, "
-        f"sum(CASE WHEN pv IS NULL THEN 0 WHEN v >= pv THEN v - pv ELSE v END) AS inc "
+        f"sum({step_sql('v', 'pv')}) AS inc "
         f"FROM ({lagged}) GROUP BY {part}"
     )
 
@@ -191,7 +192,7 @@ def chained(pieces: Sequence[str], table: str, step_ms: int | None, epoch: str) 
     # more samples, or from the previous piece to this one; as in the raw lag() query.
     return f"""
         SELECT {keys}{", " + bucket + " AS bucket" if bucket else ""},
-            sum(inc + CASE WHEN pv IS NULL THEN 0 WHEN v0 >= pv THEN v0 - pv ELSE v0 END)::DOUBLE AS increase,
+            sum(inc + {step_sql("v0", "pv")})::DOUBLE AS increase,
             sum(t1 - t0 + coalesce(t0 - pt, 0)) / 1000.0 AS seconds
         FROM ({lagged})
         GROUP BY {group} HAVING bool_or(t1 > t0 OR pv IS NOT NULL) ORDER BY {group}

@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from storage.increase import step_sql
 from storage.schemas import COUNTERS, SORT_KEYS, TABLES, TS
 
 ROLLUP_STEPS: dict[str, int] = {"1m": 60_000, "1h": 3_600_000}
@@ -125,7 +126,7 @@ def rollup_sql(table: str, step_ms: int, source: str) -> str:
         prev = f'"{c}__prev"'
         parts += [f'arg_min("{c}", ts) AS "{c}_first"', f'arg_max("{c}", ts) AS "{c}_last"']
         lags.append(f'lag("{c}" IGNORE NULLS) OVER w AS {prev}')
-        delta = f'CASE WHEN {prev} IS NULL THEN 0 WHEN "{c}" >= {prev} THEN "{c}" - {prev} ELSE "{c}" END'
+        delta = step_sql(f'"{c}"', prev)
         valued = f'"{c}" IS NOT NULL'
         # The increase goes with first_ms/last_ms only where those are the counter's own sample times.
         whole = f"min(ts) FILTER (WHERE {valued}) = min(ts) AND max(ts) FILTER (WHERE {valued}) = max(ts)"

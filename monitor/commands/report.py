@@ -31,7 +31,8 @@ def command(
     fmt: str = typer.Option("text", "--format", help="text, json or md."),
 ) -> None:
     """Summarise a window: sustained tokens/s, per-GPU outliers, tokens per joule, TTFT/ITL, events."""
-    from monitor.report import EmptyReportError, render, summarize
+    from monitor.report import EmptyReportError, summarize
+    from monitor.report_text import render
     from storage.layout import StoreError
     from storage.reader import StoreReader
 

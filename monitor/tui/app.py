@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -223,10 +222,6 @@ class RackApp(App[None]):
                 frames = self.head.latest(max(builder.frames_needed(), serving_builder.frames_needed()))
                 snapshot = builder.build(frames, version=seen)
                 serving = serving_builder.build(frames)
-                if serving.tokens_per_s is not None:
-                    snapshot = replace(
-                        snapshot, totals=replace(snapshot.totals, tokens_per_s=serving.tokens_per_s)
-                    )
             except Exception as err:  # a bad frame must not end live updates
                 self.post_message(SnapshotFailed(f"{type(err).__name__}: {err}"))
                 continue

@@ -13,7 +13,6 @@ from monitor.view.model import (
     RackTotals,
     SwitchTrayView,
 )
-from storage.counters import counter_increase
 
 __all__ = [
     "METRICS",
@@ -29,5 +28,4 @@ __all__ = [
     "SnapshotBuilder",
     "SwitchTrayView",
     "build_snapshot",
-    "counter_increase",
 ]

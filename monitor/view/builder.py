@@ -32,8 +32,10 @@ from monitor.view.nvlink import (
     nvlink_rates,
     rack_nvlink_text,
 )
-from storage.counters import counter_increase
+from monitor.view.totals import ServingCounters, power_history, rack_tokens, serving_counters
 from storage.frame import Frame
+from storage.increase import step
+from storage.rack_total import RackTotal, power_total_kw
 from storage.schemas import GpuState
 
 NVLINK_ACTIVE = 1
@@ -55,7 +57,10 @@ class _FrameSummary:
     rows: dict[int, dict[str, Any]]
     links: LinkFrame | None
     """The frame's nvlink rows (monitor.view.nvlink)."""
-    power_kw: float | None
+    power: RackTotal
+    """Rack power at this tick over the GPUs that reported (storage.rack_total)."""
+    serving: ServingCounters
+    """Per serving series (endpoint, engine): (state, generation_tokens)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,12 @@ def _sum_known(values: Sequence[int | None]) -> int | None:
 ECC_COLUMNS = ("ecc_corrected", "ecc_uncorrected")
 
 
+def _int_step(old: int | None, new: int | None) -> int | None:
+    """An integer counter's increase by the one rule (storage.increase.step)."""
+    grown = step(old, new)
+    return None if grown is None else int(grown)
+
+
 def summarise_frame(frame: Frame) -> _FrameSummary:
     """Reduce one frame to per-GPU rows, its nvlink rows and rack power."""
     # Row times equal the frame's tick, and converting 72 timestamps to datetimes is wasted work.
@@ -91,17 +102,12 @@ def summarise_frame(frame: Frame) -> _FrameSummary:
     rows = {
         int(values[at]): dict(zip(names, values, strict=True)) for values in zip(*gpu.values(), strict=True)
     }
-    power_mw = 0
-    power_known = False
-    for row in rows.values():
-        if row["state"] == GpuState.OK and row.get("power_mw") is not None:
-            power_mw += row["power_mw"]
-            power_known = True
     return _FrameSummary(
         ts_ms=frame.ts_ms,
         rows=rows,
         links=link_frame(frame),
-        power_kw=power_mw / 1e6 if power_known else None,
+        power=power_total_kw(((r["state"], r.get("power_mw")) for r in rows.values()), GPUS),
+        serving=serving_counters(frame),
     )
 
 
@@ -118,7 +124,7 @@ def summarise_pair(old: _FrameSummary, new: _FrameSummary) -> _PairSummary:
         prev = old.rows.get(index)
         if prev is None:
             continue
-        parts = [counter_increase(prev.get(c), row.get(c)) for c in ECC_COLUMNS]
+        parts = [_int_step(prev.get(c), row.get(c)) for c in ECC_COLUMNS]
         if new.links is not None and old.links is not None:
             first = index * LINKS_PER_GPU
             if any(first + k in new.links.errors for k in range(LINKS_PER_GPU)):
@@ -145,6 +151,7 @@ class SnapshotBuilder:
         error_window_s: float = 60.0,
         interval_ms: int | None = None,
         stale_intervals: int = 3,
+        rate_window_s: float = 10.0,
     ) -> None:
         """Configure the builder.
 
@@ -154,12 +161,14 @@ class SnapshotBuilder:
             error_window_s: the 'errors' metric is the counter increase over this window.
             interval_ms: the collection interval; None infers it from the frames' spacing.
             stale_intervals: a row older than this many intervals behind the newest frame is stale.
+            rate_window_s: rack tokens/s is each endpoint's rate over this window, summed.
         """
         self.history = history
         self.max_events = events
         self.error_window_ms = int(error_window_s * 1000)
         self.interval_ms = interval_ms
         self.stale_intervals = stale_intervals
+        self.rate_window_ms = int(rate_window_s * 1000)
         self._frames: dict[int, _FrameSummary] = {}
         self._pairs: dict[tuple[int, int], _PairSummary] = {}
 
@@ -208,8 +217,8 @@ class SnapshotBuilder:
             interval_ms=interval,
             gpus=gpus,
             switches=self._switches(newest, pairs[-1] if pairs else None, window),
-            totals=self._totals(gpus, newest, pairs[-1] if pairs else None),
-            power_history_kw=tuple(s.power_kw or 0.0 for s in summaries[-self.history :]),
+            totals=self._totals(gpus, newest, pairs[-1] if pairs else None, summaries),
+            power_history_kw=power_history([s.power for s in summaries[-self.history :]]),
             # A pair that covers fewer GPUs than the newest would draw as a dip: it is left out.
             nvlink_history_tbps=_nvlink_history(pairs[-self.history :]),
             events=self._events(frames),
@@ -292,11 +301,16 @@ class SnapshotBuilder:
         return tuple(views)
 
     def _totals(
-        self, gpus: Sequence[GpuView], newest: _FrameSummary, last: _PairSummary | None
+        self,
+        gpus: Sequence[GpuView],
+        newest: _FrameSummary,
+        last: _PairSummary | None,
+        summaries: Sequence[_FrameSummary],
     ) -> RackTotals:
         counts = {state: 0 for state in CellState}
         for view in gpus:
             counts[view.state] += 1
+        tokens = rack_tokens([(s.ts_ms, s.serving) for s in summaries], self.rate_window_ms)
         limits = [
             r["power_limit_mw"]
             for r in newest.rows.values()
@@ -307,10 +321,14 @@ class SnapshotBuilder:
             gpus_lost=counts[CellState.LOST],
             gpus_stale=counts[CellState.STALE] + counts[CellState.NO_DATA],
             gpus_error=counts[CellState.ERROR],
-            power_kw=newest.power_kw,
+            power_kw=newest.power.value,
+            power_covered=newest.power.covered,
             power_limit_kw=sum(limits) / 1e6 if limits else None,
             nvlink_tbps=last.rack_tbps if last else None,
             nvlink_text=rack_nvlink_text(last.nvlink) if last and last.nvlink else "-- TB/s",
+            tokens_per_s=tokens.value,
+            tokens_covered=tokens.covered,
+            endpoints=tokens.of,
         )
 
     def _events(self, frames: Sequence[Frame]) -> tuple[EventView, ...]:

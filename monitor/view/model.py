@@ -11,6 +11,7 @@ from typing import Any
 import pynvml
 
 from collectors.rack import GPUS, GPUS_PER_TRAY, LINK_MBPS, LINKS_PER_GPU, gpu_label, gpu_place
+from storage.rack_total import RackTotal
 from storage.schemas import EventKind
 
 NVLINK_MAX_TBPS = GPUS * LINKS_PER_GPU * LINK_MBPS * 2 / 1e6
@@ -199,7 +200,12 @@ class SwitchTrayView:
 
 @dataclass(frozen=True, slots=True)
 class RackTotals:
-    """The figures on the totals bar."""
+    """The figures on the totals bar; power and tokens/s follow storage.rack_total's rule.
+
+    Attributes:
+        power_kw: rack power at the newest tick over the GPUs that reported (power_covered of gpus_total).
+        tokens_per_s: the sum of the endpoints' rates over the rate window (tokens_covered of endpoints).
+    """
 
     gpus_ok: int = 0
     gpus_lost: int = 0
@@ -207,12 +213,24 @@ class RackTotals:
     gpus_error: int = 0
     gpus_total: int = GPUS
     power_kw: float | None = None
+    power_covered: int = 0
     power_limit_kw: float | None = None
     nvlink_tbps: float | None = None
     nvlink_text: str = "-- TB/s"
     """The NVLink total as every view writes it, with what it covers (monitor.view.nvlink)."""
     tokens_per_s: float | None = None
-    """Rack generation throughput; filled once serving data is wired in (issue 3)."""
+    tokens_covered: int = 0
+    endpoints: int = 0
+
+    @property
+    def power(self) -> RackTotal:
+        """Rack power with what it covers."""
+        return RackTotal(self.power_kw, self.power_covered, self.gpus_total)
+
+    @property
+    def tokens(self) -> RackTotal:
+        """Rack tokens/s with what it covers."""
+        return RackTotal(self.tokens_per_s, self.tokens_covered, self.endpoints)
 
 
 @dataclass(frozen=True, slots=True)

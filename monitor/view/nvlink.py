@@ -3,7 +3,7 @@
 Every NVLink figure the monitor shows comes from `nvlink_rates`: the header's rack total, the heatmap's
 per-GPU metric, the switch trays, the `l` matrix and its column totals, the GPU detail's links and its
 chart, live and in replay. Each (gpu, link, direction) counter is its own series: its increase between
-two frames follows the one reset rule (storage.counters), over the time between the two samples,
+two frames follows the one reset rule (storage.increase), over the time between the two samples,
 and only then are rates summed, so the rack total equals the sum over GPUs and the sum over switch chips
 (link k of every GPU lands on switch chip k) by construction. The GPU table's all-link counters are not
 used here: NVML's total field can answer 0 or NOT_SUPPORTED while the links count.
@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 
 from collectors.rack import CHIPS_PER_SWITCH_TRAY, GPUS, LINK_MBPS, LINKS_PER_GPU, SWITCH_TRAYS
 from monitor.view.metrics import fmt_rate
-from storage.counters import counter_increase
 from storage.frame import Frame
+from storage.increase import step
 
 KIB = 1024
 NVLINK_INACTIVE = 0
@@ -78,7 +78,7 @@ def link_frame(frame: Frame, gpu: int | None = None) -> LinkFrame | None:
 
 def direction_gbps(old: int | None, new: int | None, dt_ms: int) -> float | None:
     """One direction's rate in GB/s (decimal, as link speeds are quoted) from two KiB counter samples."""
-    inc = counter_increase(old, new)
+    inc = step(old, new)
     if inc is None or dt_ms <= 0:
         return None
     return inc * KIB / (dt_ms / 1000) / 1e9
@@ -176,7 +176,7 @@ def error_growth(old: LinkFrame, new: LinkFrame) -> dict[int, int]:
         before = old.errors.get(i)
         if before is None or before == errs:
             continue
-        grown = sum(counter_increase(a, b) or 0 for a, b in zip(before, errs, strict=True))
+        grown = int(sum(step(a, b) or 0 for a, b in zip(before, errs, strict=True)))
         if grown:
             out[i] = grown
     return out

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import stat
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import duckdb
@@ -91,6 +93,36 @@ def test_report_html_is_self_contained(bundle: Path) -> None:
     assert page.count("<svg") == 8  # 4 timelines + 4 heatmaps
     assert "T11.G4 (GPU 43)" in page  # the straggler, named in the summary
     assert "Generated tokens/s" in page and "GPU temperature" in page
+
+
+def _charts(page: str) -> list[ET.Element]:
+    """Every <svg> of the page, parsed (each is a well-formed XML fragment)."""
+    return [ET.fromstring(m.group(0)) for m in re.finditer(r"<svg\b.*?</svg>", page, re.S)]
+
+
+def _plotted(svg: ET.Element) -> list[tuple[float, float]]:
+    """The data coordinates of a chart: polyline points and circle centres."""
+    out = []
+    for line in svg.iter("polyline"):
+        out += [(float(x), float(y)) for x, y in (p.split(",") for p in line.get("points", "").split())]
+    out += [(float(c.get("cx", "nan")), float(c.get("cy", "nan"))) for c in svg.iter("circle")]
+    return out
+
+
+def test_report_html_points_lie_inside_their_axes(bundle: Path) -> None:
+    page = (bundle / "report.html").read_text()
+    timelines = [svg for svg in _charts(page) if svg.get("height") == "130"]
+    titles = [svg.get("aria-label") for svg in timelines]
+    assert titles == ["Generated tokens/s", "Rack GPU power", "NVLink traffic (tx)", "NVLink errors"]
+    # The plot area the timelines draw in: x from the left margin to 10 px short of the width, y
+    # in the 90 px band under the title (hand-read from the page's layout, not from the code).
+    for svg, title in zip(timelines, titles, strict=True):
+        width = float(svg.get("width", "0"))
+        points = _plotted(svg)
+        if title != "NVLink errors":  # a steady straggler run has no link errors to draw
+            assert len(points) >= 100, (title, len(points))  # 120 buckets over 5 minutes, none empty
+        for x, y in points:
+            assert 46 <= x <= width - 10 and 18 <= y <= 108, (title, x, y)
 
 
 def test_report_on_the_bundle_names_the_straggler(bundle: Path) -> None:

@@ -15,6 +15,7 @@ MODULES = (
     "monitor.export",
     "monitor.report",
     "monitor.report_html",
+    "monitor.report_text",
     "monitor.snapshot",
     "monitor.timespec",
     "storage.atomic",

@@ -22,8 +22,8 @@ from monitor.view import (
     RackSnapshot,
     SnapshotBuilder,
     build_snapshot,
-    counter_increase,
 )
+from storage.increase import step
 from storage.schemas import EventKind, GpuState
 
 
@@ -33,10 +33,10 @@ def expected_gbps(gpu: int, interval_s: float = 1.0) -> float:
     return kib * 1024 / interval_s / 1e9
 
 
-def test_counter_increase_treats_a_decrease_as_a_reset():
-    assert counter_increase(3, 7) == 4
-    assert counter_increase(7, 2) == 2  # after a reset the new value is all increase
-    assert counter_increase(None, 2) is None
+def test_the_one_step_treats_a_decrease_as_a_reset():
+    assert step(3, 7) == 4
+    assert step(7, 2) == 2  # after a reset the new value is all increase
+    assert step(None, 2) is None
 
 
 def test_empty_input_gives_every_gpu_without_data():

@@ -1,4 +1,7 @@
-"""The totals bar: title, GPUs ok of 72, rack power, NVLink throughput, tokens/s, the data's time."""
+"""The totals bar: title, GPUs ok of 72, rack power, NVLink throughput, tokens/s, the data's time.
+
+A total that does not cover the whole rack says what it covers: 'Power 81.2 kW (71/72 GPUs)'.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from rich.text import Text
 
 from monitor.tui.widgets.diff_paint import LinePanel
 from monitor.view.model import RackSnapshot, clock_text
+from storage.rack_total import RackTotal
 
 COMPACT_WIDTH = 100
 """Below this width the title and the data's time give their room to the figures."""
@@ -31,16 +35,24 @@ def totals_text(snapshot: RackSnapshot, title: str, subtitle: str = "", *, compa
         text.append(f" ({', '.join(problems)})", style="bold red")
     text.append("  Power ")
     text.append(f"{t.power_kw:.1f} kW" if t.power_kw is not None else "-- kW", style="bold")
+    _coverage(text, t.power, "GPUs")
     text.append("  NVLink ")
     text.append(t.nvlink_text, style="bold")
     if t.tokens_per_s is not None:
         text.append("  Tokens ")
         text.append(f"{t.tokens_per_s / 1000:,.1f} k/s", style="bold")
+        _coverage(text, t.tokens, "endpoints")
     if snapshot.ts_ms is None:
         text.append("  waiting for data", style="dim")
     elif not compact:
         text.append(f"  data at {clock_text(snapshot.ts_ms)}", style="dim")
     return text
+
+
+def _coverage(text: Text, total: RackTotal, what: str) -> None:
+    """' (71/72 GPUs)' after a total that does not cover the whole rack (storage.rack_total's rule)."""
+    if total.value is not None and not total.whole:
+        text.append(f" ({total.coverage(what)})", style="bold yellow")
 
 
 class TotalsBar(LinePanel):

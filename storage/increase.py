@@ -1,0 +1,64 @@
+"""The one counter-increase rule, in SQL and in Python: every reader of a counter goes through here.
+
+Prometheus' rule (promql/functions.go extrapolatedRate, minus the extrapolation): a counter's increase
+is taken per series, over its consecutive samples that have a value; a sample lower than the one before
+it means the counter restarted from 0, so the increase across that pair is the new value. A series'
+rate is its increase over the time its samples span; a rack's rate is the sum of its series' rates,
+never the rate of a sum (one series' reset would read as a reset of all of them).
+
+The SQL side (reader, rollups, report, report.html) builds its expressions with `step_sql`; the Python
+side (live view, alerts, snapshot checks) calls `step`, `increase` and `rate`. tests/storage/
+test_increase_agreement.py holds the two equal on random streams.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+
+Point = tuple[int, float]
+"""One sample of a series: (timestamp in epoch ms, value)."""
+
+
+def step_sql(value: str, prev: str) -> str:
+    """SQL of the increase from `prev` to `value` (consecutive non-null samples of one series).
+
+    0 where there is no previous sample (a series' first sample is where counting starts, never new
+    work); the new value itself where the counter went down (a reset).
+    """
+    return f"(CASE WHEN {prev} IS NULL THEN 0 WHEN {value} >= {prev} THEN {value} - {prev} ELSE {value} END)"
+
+
+def step(prev: float | None, value: float | None) -> float | None:
+    """The increase from `prev` to `value`; None when either is missing (no pair to count)."""
+    if prev is None or value is None or _missing(prev) or _missing(value):
+        return None
+    return value - prev if value >= prev else value
+
+
+def _missing(value: float) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def valued(points: Iterable[Point]) -> list[Point]:
+    """The samples that carry a value (None and NaN dropped: a gap, not a reset)."""
+    return [(t, v) for t, v in points if v is not None and not _missing(v)]
+
+
+def increase(points: Sequence[Point]) -> float | None:
+    """A series' increase over its samples (oldest first); None with fewer than 2 valued samples."""
+    kept = valued(points)
+    if len(kept) < 2:
+        return None
+    return sum(step(prev, value) or 0.0 for (_, prev), (_, value) in itertools.pairwise(kept))
+
+
+def rate(points: Sequence[Point]) -> float | None:
+    """A series' increase per second over the span of its valued samples; None if undefined."""
+    kept = valued(points)
+    delta = increase(kept)
+    if delta is None:
+        return None
+    span_s = (kept[-1][0] - kept[0][0]) / 1000
+    return delta / span_s if span_s > 0 else None

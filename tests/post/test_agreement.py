@@ -1,0 +1,248 @@
+"""Agreement: the live view model, `monitor report`, `monitor snapshot` and report.html give the same rack
+figures over one recorded store per sim scenario, and these equal the simulator's own ground truth.
+
+Each scenario runs 90 s on a manual clock (the fault starts at 60 s) through the sim's fast frame
+path into a real store. While recording, the test reads the simulator's state after each tick: the
+tokens each instance has generated (Workload.instances[i].generation_tokens) and the power each GPU
+draws (SimRack.gpus[g].power_mw, for GPUs the sim has not lost). Expected values come from there,
+never from the code under test.
+
+A figure is one entry of QUANTITIES: (name, what each surface says, the sim's truth). Adding a third
+(NVLink) is one more entry.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collectors.rack import GPUS
+from monitor.backfill import SimFrames
+from monitor.report import summarize
+from monitor.report_html import render_report
+from monitor.snapshot import snapshot
+from monitor.timespec import Window
+from monitor.tui.widgets.totals import totals_text
+from monitor.view.builder import SnapshotBuilder
+from storage.frame import Frame, batch_from_rows
+from storage.reader import StoreReader
+from storage.schemas import GpuState
+from storage.writer import StoreWriter
+
+SCENARIOS = ("steady", "thermal", "nvlink-flap", "gpu-lost", "straggler", "endpoint-down")
+SEED = 3
+START_S = 1_750_000_000
+TICKS = 90
+WINDOW_S = 10
+"""Rates are compared over the last 10 s: the live header's rate window."""
+
+
+@dataclass
+class Recording:
+    """A recorded store, its frames, and the simulator's truth per tick."""
+
+    root: Path
+    frames: list[Frame]
+    tokens: list[dict[str, int]]
+    """Per tick: generation_tokens per instance name, as the sim holds them."""
+    power_mw: list[dict[int, int]]
+    """Per tick: power_mw per GPU the sim has not lost."""
+    answering: int = 0
+    """Instances answering at the last tick."""
+
+    @property
+    def window(self) -> Window:
+        return Window(self.frames[-1 - WINDOW_S].ts_ms, self.frames[-1].ts_ms)
+
+
+def record(root: Path, scenario: str, mutate: Callable[[int, Frame], Frame] | None = None) -> Recording:
+    """TICKS seconds of the sim rack into a store at root, with the sim's truth at every tick."""
+    sim = SimFrames(SEED, scenario, START_S, 1.0, fast=True)
+    rec = Recording(root, [], [], [])
+    try:
+        with StoreWriter(root, compaction="off", flush_interval_s=3600, grace_s=0.0) as writer:
+            for tick in range(TICKS):
+                frame = next(sim)
+                rec.tokens.append({i.name: i.generation_tokens for i in sim.rack.workload.instances})
+                rec.power_mw.append({g: gpu.power_mw for g, gpu in enumerate(sim.rack.gpus) if not gpu.lost})
+                rec.answering = sum(i.answering for i in sim.rack.workload.instances)
+                frame = mutate(tick, frame) if mutate else frame
+                writer.append(frame)
+                rec.frames.append(frame)
+    finally:
+        sim.close()
+    return rec
+
+
+def truth_tokens_per_s(rec: Recording) -> float:
+    """Generated tokens over the window by the sim's own counters, per second of the window."""
+    before, after = rec.tokens[-1 - WINDOW_S], rec.tokens[-1]
+    return sum(after[name] - before[name] for name in after) / WINDOW_S
+
+
+def truth_power_kw(rec: Recording, tick: int = -1) -> float:
+    return sum(rec.power_mw[tick].values()) / 1e6
+
+
+def surfaces(rec: Recording, tmp: Path) -> dict[str, dict[str, float]]:
+    """What each surface says about the window: tokens_per_s, power_kw (newest tick), power_covered."""
+    live = SnapshotBuilder(rate_window_s=WINDOW_S).build(rec.frames).totals
+    with StoreReader(rec.root) as reader:
+        report = summarize(reader, rec.window)
+        page = html.unescape(render_report(reader, rec.window))
+    out = tmp / "snapshots"
+    done = snapshot(out, lambda: ([rec.frames[-1 - WINDOW_S], rec.frames[-1]], GPUS), source="test")
+    snap = json.loads(done.summary.read_text())["rack"]
+    tokens = re.search(r"sustained: ([\d,.]+) generated tok/s", page)
+    power = re.search(r"last ([\d.]+) kW \((\d+)/\d+ GPUs\)", page)
+    endpoints = re.search(r"generated tok/s \(the sum of per-endpoint rates, (\d+)/\d+ endpoints", page)
+    assert tokens and power and endpoints, page[:2000]
+    return {
+        "live": {
+            "tokens_per_s": live.tokens_per_s,
+            "power_kw": live.power_kw,
+            "covered": live.power_covered,
+            "endpoints": live.tokens_covered,
+        },
+        "report": {
+            "tokens_per_s": report["serving"]["tokens_per_s"],
+            "power_kw": report["power_kw"]["last"],
+            "covered": report["power_kw"]["last_covered"],
+            "endpoints": report["serving"]["tokens_covered"],
+        },
+        "snapshot": {
+            "tokens_per_s": snap["tokens_per_s"],
+            "power_kw": snap["power_kw"],
+            "covered": snap["power_covered"],
+            "endpoints": snap["tokens_covered"],
+        },
+        "report.html": {
+            "tokens_per_s": float(tokens.group(1).replace(",", "")),
+            "power_kw": float(power.group(1)),
+            "covered": int(power.group(2)),
+            "endpoints": int(endpoints.group(1)),
+        },
+    }
+
+
+QUANTITIES: tuple[tuple[str, Callable[[Recording], float]], ...] = (
+    ("tokens_per_s", truth_tokens_per_s),
+    ("power_kw", truth_power_kw),
+)
+"""Each figure the surfaces must agree on, with the sim's truth for it."""
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_surface_gives_the_sims_figures(scenario: str, tmp_path: Path) -> None:
+    rec = record(tmp_path / "store", scenario)
+    said = surfaces(rec, tmp_path)
+    for name, truth in QUANTITIES:
+        expected = truth(rec)
+        assert expected > 0, (scenario, name)
+        for surface, figures in said.items():
+            assert figures[name] == pytest.approx(expected, rel=0.005), (scenario, surface, name, figures)
+    covered = len(rec.power_mw[-1])  # the GPUs the sim still has
+    assert {figures["covered"] for figures in said.values()} == {covered}, said
+    assert covered == (GPUS - 1 if scenario == "gpu-lost" else GPUS)
+    assert {figures["endpoints"] for figures in said.values()} == {rec.answering}, said
+    assert rec.answering == (GPUS - 1 if scenario == "endpoint-down" else GPUS)
+
+
+def _restarts(tick: int, endpoint: str) -> Callable[[int, Frame], Frame]:
+    """From `tick` on, `endpoint`'s counters restart: they count only tokens made since tick - 1."""
+    base: dict[str, int] = {}
+
+    def mutate(at: int, frame: Frame) -> Frame:
+        rows = frame.table("serving").to_pylist()
+        for row in rows:
+            if row["endpoint"] != endpoint:
+                continue
+            if at == tick - 1:
+                base.update(generation_tokens=row["generation_tokens"], prompt_tokens=row["prompt_tokens"])
+            elif at >= tick:
+                for column, start in base.items():
+                    row[column] -= start
+        return Frame(frame.ts_ms, {**frame.batches, "serving": batch_from_rows("serving", rows)})
+
+    return mutate
+
+
+def test_an_engine_restart_counts_only_new_tokens(tmp_path: Path) -> None:
+    # One server restarts inside the rate window: the other 71 keep counting. Summing the counters
+    # before taking the rate would read the whole rack as restarted (~70 M tokens in one second).
+    restart = TICKS - 4
+    rec = record(tmp_path / "store", "steady", _restarts(restart, "vllm-07"))
+    expected = truth_tokens_per_s(rec)
+    said = surfaces(rec, tmp_path)
+    for surface in ("live", "report", "report.html"):
+        assert said[surface]["tokens_per_s"] == pytest.approx(expected, rel=0.005), (surface, said)
+    # The snapshot's two samples straddle the restart: by Prometheus' rule the restarted series
+    # counts only what it made since (its value after the restart), the others their whole increase.
+    lost = rec.tokens[restart - 1]["vllm-07"] - rec.tokens[-1 - WINDOW_S]["vllm-07"]
+    assert lost > 0
+    assert said["snapshot"]["tokens_per_s"] == pytest.approx(expected - lost / WINDOW_S, rel=0.005)
+
+
+def _tray_misses(tick: int, tray: int) -> Callable[[int, Frame], Frame]:
+    """At `tick`, tray `tray`'s four GPUs come back as STALE stand-ins (its agent missed the deadline)."""
+
+    def mutate(at: int, frame: Frame) -> Frame:
+        if at != tick:
+            return frame
+        rows = frame.table("gpu").to_pylist()
+        for row in rows:
+            if row["tray"] == tray:
+                row.update(state=int(GpuState.STALE), power_mw=None)
+        return Frame(frame.ts_ms, {**frame.batches, "gpu": batch_from_rows("gpu", rows)})
+
+    return mutate
+
+
+def _power_chart(page: str) -> list[tuple[float, float]]:
+    """(x, y) of the rack power chart's line; its hollow marks separately are not returned."""
+    svg = re.search(r'<svg[^>]*aria-label="Rack GPU power">(.*?)</svg>', page, re.S)
+    assert svg
+    line = re.search(r'<polyline[^>]*points="([^"]*)"', svg.group(1))
+    assert line
+    return [(float(x), float(y)) for x, y in (p.split(",") for p in line.group(1).split())]
+
+
+def test_a_tray_missing_one_tick_is_no_dip(tmp_path: Path) -> None:
+    tick = TICKS - 5
+    rec = record(tmp_path / "store", "steady", _tray_misses(tick, tray=5))
+    whole = [sum(p.values()) / 1e6 for p in rec.power_mw]
+    window = Window(rec.frames[0].ts_ms, rec.frames[-1].ts_ms)
+    with StoreReader(rec.root) as reader:
+        power: dict[str, Any] = summarize(reader, window)["power_kw"]
+        page = render_report(reader, window)
+    # The range is over whole ticks: the sim's lowest rack power, not the 68-GPU tick's.
+    assert power["min"] == pytest.approx(min(whole), rel=0.005)
+    assert power["max"] == pytest.approx(max(whole), rel=0.005)
+    assert (power["partial_ticks"], power["least_covered"], power["of"]) == (1, GPUS - 4, GPUS)
+    # The chart: each of the 90 ticks has its own bucket (120 over 90 s); the partial one is a
+    # hollow mark that says what it covers, and the line joins the 89 whole ones.
+    svg = re.search(r'<svg[^>]*aria-label="Rack GPU power">(.*?)</svg>', page, re.S)
+    assert svg
+    marks = re.findall(r"<circle[^>]*><title>([^<]*)</title>", svg.group(1))
+    assert len(marks) == 1 and f"{GPUS - 4}/{GPUS} GPUs" in marks[0], marks
+    assert len(_power_chart(page)) == TICKS - 1
+    # Live: at the partial tick the header says what the total covers.
+    live = SnapshotBuilder().build(rec.frames[: tick + 1])
+    assert live.totals.power_covered == GPUS - 4
+    assert live.totals.power_kw == pytest.approx(
+        truth_power_kw(rec, tick) - _tray_kw(rec, tick, 5), rel=0.005
+    )
+    assert f"({GPUS - 4}/{GPUS} GPUs)" in totals_text(live, "rack").plain
+    assert min(live.power_history_kw) >= min(whole) * 0.995  # the sparkline leaves the tick out
+
+
+def _tray_kw(rec: Recording, tick: int, tray: int) -> float:
+    gpus = range((tray - 1) * 4, tray * 4)
+    return sum(rec.power_mw[tick][g] for g in gpus) / 1e6
