@@ -279,6 +279,7 @@ def _text_copy(root: Path, table: str, entries: Sequence[FileEntry], fmt: str) -
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
         if entries:
             source = f"read_parquet([{files}], hive_partitioning = false)"
             con.execute(f"COPY (SELECT {', '.join(cols)} FROM {source}) TO '{target}' ({options})")
@@ -336,7 +337,6 @@ def export(
     chosen = tuple(tables) if tables else tuple(TABLES)
     written: dict[str, int] = {}
     with StoreReader(store) as reader:
-        reader.con.execute("SET enable_progress_bar = false")
         reader.con.execute("SET preserve_insertion_order = true")  # cut() relies on it
         cutter = _Cutter(reader, window, gpus)
 

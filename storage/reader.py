@@ -63,6 +63,9 @@ class StoreReader:
         config: dict[str, Any] = {"threads": threads} if threads else {}
         self.con = duckdb.connect(config=config)
         self.con.execute("SET TimeZone = 'UTC'")
+        # DuckDB draws a progress bar on stdout for a query past 2 s (seen on a loaded machine): it
+        # would land inside `monitor report --format json` or `monitor query` output.
+        self.con.execute("SET enable_progress_bar = false")
         self.con.execute("SET parquet_metadata_cache = true")
         for name in VIEWS:
             schema = TABLES.get(name) or ROLLUP_TABLES[name]

@@ -110,3 +110,14 @@ def test_histogram_quantile_over_a_window_uses_bucket_increases(tmp_path: Path) 
         assert p50 == pytest.approx(0.55)
         assert reader.histogram_quantile(0.5, "ttft", T0 + 10_000, T0 + 50_000, endpoint="vllm-0") == p50
         assert math.isnan(reader.histogram_quantile(0.5, "itl", T0, T0 + 60_000))
+
+
+def test_a_slow_query_draws_no_progress_bar_into_the_output(tmp_path: Path) -> None:
+    # A loaded machine made report queries pass DuckDB's 2 s progress-bar threshold, and the bar went
+    # to stdout: the first line of `monitor report` was no longer its heading.
+    writer = StoreWriter(tmp_path, compaction="off")
+    writer.append(frame(0))
+    writer.close()
+    with StoreReader(tmp_path) as reader:
+        shown = reader.con.execute("SELECT current_setting('enable_progress_bar')").fetchone()
+    assert shown == (False,)
