@@ -1,66 +1,22 @@
-"""A straggler shows on the default rack screen: the real app over the simulated rack, on a manual clock.
-
-The stack is run_live's (AlertRecorder as the poller's sink and source, the head, RackApp) with the
-simulated rack's fast frame path as the source, ticked by hand so the alert's minimum duration passes
-in a fraction of a second of real time.
-"""
+"""A straggler shows on the default rack screen: the real app over the simulated rack, on a manual clock
+(tests/tui/live_rack.py), until the alert's minimum duration has passed."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
+from live_rack import LiveRack, until
 from observed_app import ObservedRackApp
-from tui_frames import T0_MS
 
-from collectors.alerts import AlertRecorder, AlertRules
-from collectors.clock import SimClock
-from collectors.poller import Poller
 from collectors.rack import GPUS, gpu_label, gpu_place
 from collectors.sim import SimRack
-from collectors.sim.frames import SimRackFrames
 from monitor.tui.widgets.alert_bar import AlertBar
 from monitor.tui.widgets.heatmap import Heatmap
-from storage.head import Head
 
-T0_S = T0_MS / 1000
-FAULT_AT_S = 2.0
 TICKS = 20
 """Past the fault (2 s), the straggler rule's minimum duration (10 s) and the recorder's one-tick lag."""
 SIZE = (240, 40)
 """Wide enough that the alert bar's one line holds both straggler alerts (clock and tokens/s)."""
-
-
-class LiveRack:
-    """The simulated rack, polled through the real Poller and AlertRecorder on a manual clock."""
-
-    def __init__(self, scenario: str, seed: int = 7) -> None:
-        self.clock = SimClock(T0_S)
-        self.rack = SimRack(seed, scenario, self.clock, start=T0_S, fault_at=FAULT_AT_S)
-        self.head = Head()
-        recorder = AlertRecorder(AlertRules())  # the defaults, as `monitor demo` runs
-        # A generous deadline: a tick returns as soon as its sources answer, however busy the machine.
-        self.poller = Poller(
-            [SimRackFrames(self.rack), recorder], self.head, clock=self.clock, sinks=[recorder], deadline=60
-        )
-
-    async def tick(self) -> None:
-        """Advance the clock one second and record one frame (off the app's event loop)."""
-        self.clock.advance(1.0)
-        await asyncio.to_thread(self.poller.tick, round(self.clock.now() * 1000))
-
-    def stop(self) -> None:
-        self.poller.stop()
-
-
-async def until(pilot, done: Callable[[], bool], what: str) -> None:
-    """Wait (bounded, not timed) until `done()`; the snapshot is built in a worker thread."""
-    for _ in range(3000):
-        await pilot.pause()
-        if done():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never: {what}")
 
 
 def bar_text(app) -> str:
