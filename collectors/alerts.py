@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from typing import Any, Literal
 
+from collectors.rack import gpu_label
 from collectors.robust import robust_low, robust_median
 from collectors.serving_math import rate
 from storage.frame import Frame, batch_from_rows
@@ -53,6 +54,9 @@ GPU_IDLE_REASON = 0x1
 """nvmlClocksEventReasonGpuIdle: an idle GPU's low clock is no straggler."""
 STRAGGLER_MIN_RELATIVE = 0.10
 """A straggler's SM clock sits at least this far below the rack's median (as the skew view's tolerance)."""
+STRAGGLER_TOKENS_WINDOW_S = 10.0
+"""A server's tokens/s for the straggler rule is taken over this many seconds: one tick's rate swings
+about 5 % on a steady rack, a window's far less."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,10 @@ RULE_HELP: dict[str, str] = {
     "stale": "a tray or endpoint not answering (1 = stale)",
     "ecc_uncorrected": "uncorrectable ECC errors a GPU gained within window seconds",
     "row_remap_failure": "row-remapping / retirement failures (XID 64, 157) of a GPU within window seconds",
-    "straggler": "a busy GPU whose SM clock sits far below the rack's median (1 = straggling)",
+    "straggler": (
+        "a busy GPU whose SM clock, or a busy server whose tokens/s per GPU, sits far below the rack's "
+        "median (1 = straggling)"
+    ),
 }
 """What each rule measures; config errors and the help screen quote it."""
 
@@ -181,6 +188,7 @@ class AlertEngine:
         self._remaps: dict[int, deque[tuple[int, int]]] = {}
         self._xids: dict[int, deque[int]] = {}
         self._tokens: dict[str, deque[tuple[int, float]]] = {}
+        self._served: dict[str, deque[tuple[int, int]]] = {}
 
     @property
     def active(self) -> list[tuple[str, Key]]:
@@ -276,7 +284,11 @@ class AlertEngine:
             yield from self._link_observations(frame)
         serving = frame.table("serving")
         if serving.num_rows:
-            rows = serving.select(["endpoint", "state", "generation_tokens"]).to_pylist()
+            rows = serving.select(
+                ["endpoint", "gpus", "state", "generation_tokens", "running", "waiting"]
+            ).to_pylist()
+            if r.straggler.enabled:
+                yield from self._tokens_straggler_observations(ts, rows)
             for row in rows:
                 name = row["endpoint"]
                 # a PARTIAL page answered (some engine's series NaN or missing): it is not a silent server
@@ -343,6 +355,46 @@ class AlertEngine:
             # Whole MHz, as the heatmap's clock cell rounds it.
             detail = f"SM clock {round(mhz)} MHz vs {round(median or 0)} MHz rack median"
             yield "straggler", (g,), float(g in slow), {"gpu": g}, detail
+
+    def _tokens_straggler_observations(
+        self, ts: int, rows: list[dict[str, Any]]
+    ) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
+        """Busy servers whose generated tokens/s per GPU sits far below the rack's median.
+
+        The clock rule cannot see a GPU that is slow at full clocks (a bad HBM stack, a throttled
+        host, a degraded link its all-reduces wait on); its server's tokens/s can. Each server's rate
+        is per series increases (storage.counters, the one reset rule) over its last window, divided
+        by the GPUs it runs on, so servers of any tensor-parallel size compare; the outlier test is
+        collectors.robust's, as for clocks.
+        """
+        window_ms = int(STRAGGLER_TOKENS_WINDOW_S * 1000)
+        per_gpu: dict[str, float] = {}
+        gpus_of: dict[str, list[int]] = {}
+        for row in rows:
+            name, tokens = row["endpoint"], row["generation_tokens"]
+            if row["state"] not in _ANSWERED or tokens is None or not row["gpus"]:
+                continue
+            points = self._served.setdefault(name, deque())
+            points.append((ts, tokens))
+            while len(points) > 1 and points[1][0] <= ts - window_ms:
+                points.popleft()
+            span_s = (ts - points[0][0]) / 1000
+            # An idle server's low rate is no straggler; a window under half full is still warming up.
+            if span_s < STRAGGLER_TOKENS_WINDOW_S / 2 or not (row["running"] or row["waiting"]):
+                continue
+            pairs = zip(points, list(points)[1:], strict=False)
+            grown = sum(counter_increase(a, b) or 0 for (_, a), (_, b) in pairs)
+            gpus_of[name] = [int(g) for g in row["gpus"].split(",")]
+            per_gpu[name] = grown / span_s / len(gpus_of[name])
+        slow = robust_low(per_gpu, STRAGGLER_MIN_RELATIVE)
+        median = robust_median(per_gpu) or 0.0
+        for name, rate_per_gpu in per_gpu.items():
+            key = ("tokens", name)
+            if name not in slow and ("straggler", key) not in self._states:
+                continue
+            on = ",".join(gpu_label(g) for g in gpus_of[name])
+            detail = f"{rate_per_gpu:,.0f} tok/s per GPU vs {median:,.0f} rack median (on {on})"
+            yield "straggler", key, float(name in slow), {"source": name}, detail
 
     def _xid_observations(self, frame: Frame) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
         window_ms = self.rules.xid.window_s * 1000
