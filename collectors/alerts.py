@@ -16,126 +16,27 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
-from enum import IntEnum
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
+from collectors.alert_rules import (
+    GPU_IDLE_REASON,
+    RULE_DIRECTION,
+    STRAGGLER_MIN_RELATIVE,
+    STRAGGLER_TOKENS_WINDOW_S,
+    XID_REMAP_FAILURES,
+    AlertRule,
+    AlertRules,
+)
 from collectors.rack import gpu_label
 from collectors.robust import robust_low, robust_median
-from collectors.serving_math import rate
 from storage.frame import Frame, batch_from_rows
-from storage.increase import step
+from storage.increase import rate, step
 from storage.schemas import EndpointState, EventKind, GpuState
 
 NVLINK_ACTIVE = 1
 NVLINK_INACTIVE = 0
 LINK_ERROR_COLUMNS = ("rx_errors", "symbol_errors", "recovery", "recovery_failed")
-
-
-class AlertRule(IntEnum):
-    """Every rule; the value is the code an alert event carries."""
-
-    TEMP_MARGIN = 1
-    POWER = 2
-    XID = 3
-    LINKS_DOWN = 4
-    LINK_ERRORS = 5
-    TOKENS_DROP = 6
-    STALE = 7
-    ECC_UNCORRECTED = 8
-    ROW_REMAP_FAILURE = 9
-    STRAGGLER = 10
-
-
-XID_REMAP_FAILURES = frozenset({64, 157})
-"""XIDs of failed memory repair: 64 'ECC page retirement or row remapper recording failure', 157
-'Resource Retirement Failure' (the gpu table has no remapping columns; these XIDs are how it shows)."""
-GPU_IDLE_REASON = 0x1
-"""nvmlClocksEventReasonGpuIdle: an idle GPU's low clock is no straggler."""
-STRAGGLER_MIN_RELATIVE = 0.10
-"""A straggler's SM clock sits at least this far below the rack's median (as the skew view's tolerance)."""
-STRAGGLER_TOKENS_WINDOW_S = 10.0
-"""A server's tokens/s for the straggler rule is taken over this many seconds: one tick's rate swings
-about 5 % on a steady rack, a window's far less."""
-
-
-@dataclass(frozen=True)
-class Threshold:
-    """One rule's settings.
-
-    Attributes:
-        on: the value at which the alert fires (after `for_s` seconds past it).
-        off: the value at which it clears; between on and off the state holds (hysteresis).
-        for_s: seconds the value must stay past `on` before the alert fires.
-        window_s: for windowed rules (XIDs, link errors, tokens/s), the window the value is taken over.
-        enabled: False turns the rule off.
-    """
-
-    on: float
-    off: float
-    for_s: float = 0.0
-    window_s: float = 60.0
-    enabled: bool = True
-
-
-RULE_DIRECTION: dict[str, Literal["high", "low"]] = {
-    "temp_margin": "low",
-    "power": "high",
-    "xid": "high",
-    "links_down": "high",
-    "link_errors": "high",
-    "tokens_drop": "high",
-    "stale": "high",
-    "ecc_uncorrected": "high",
-    "row_remap_failure": "high",
-    "straggler": "high",
-}
-"""'high': fires when the value rises to `on`; 'low': fires when it falls to `on` (e.g. a margin)."""
-
-RULE_HELP: dict[str, str] = {
-    "temp_margin": "degrees C left to the GPU's own slowdown temperature",
-    "power": "power as a fraction of the GPU's power limit",
-    "xid": "XIDs of a GPU within window seconds",
-    "links_down": "NVLinks of a GPU that are inactive",
-    "link_errors": "samples in the window in which a link's error counters (rx, symbol, recovery) grew",
-    "tokens_drop": "fall of an instance's tokens/s (last 10 s) below its window average, as a fraction",
-    "stale": "a tray or endpoint not answering (1 = stale)",
-    "ecc_uncorrected": "uncorrectable ECC errors a GPU gained within window seconds",
-    "row_remap_failure": "row-remapping / retirement failures (XID 64, 157) of a GPU within window seconds",
-    "straggler": (
-        "a busy GPU whose SM clock, or a busy server whose tokens/s per GPU, sits far below the rack's "
-        "median (1 = straggling)"
-    ),
-}
-"""What each rule measures; config errors and the help screen quote it."""
-
-
-@dataclass(frozen=True)
-class AlertRules:
-    """The rules of a rack config's [alerts] table (defaults suit a GB300 NVL72)."""
-
-    temp_margin: Threshold = Threshold(on=5, off=8, for_s=10)
-    power: Threshold = Threshold(on=0.98, off=0.93, for_s=30)
-    xid: Threshold = Threshold(on=1, off=0, window_s=300)
-    links_down: Threshold = Threshold(on=1, off=0)
-    link_errors: Threshold = Threshold(on=3, off=0, window_s=60)
-    tokens_drop: Threshold = Threshold(on=0.3, off=0.15, for_s=10, window_s=300)
-    stale: Threshold = Threshold(on=1, off=0, for_s=5)
-    ecc_uncorrected: Threshold = Threshold(on=1, off=0, window_s=300)
-    row_remap_failure: Threshold = Threshold(on=1, off=0, window_s=3600)
-    straggler: Threshold = Threshold(on=1, off=0, for_s=10)
-    bell: bool = False
-    """Ring the terminal bell when an alert fires."""
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        """The rule names (the [alerts.<name>] tables)."""
-        return tuple(f.name for f in fields(cls) if f.name != "bell")
-
-    def rule(self, name: str) -> Threshold:
-        """The settings of rule `name`."""
-        return getattr(self, name)
-
 
 Key = tuple[Any, ...]
 
@@ -363,7 +264,7 @@ class AlertEngine:
 
         The clock rule cannot see a GPU that is slow at full clocks (a bad HBM stack, a throttled
         host, a degraded link its all-reduces wait on); its server's tokens/s can. Each server's rate
-        is per series increases (storage.counters, the one reset rule) over its last window, divided
+        is per series increases (storage.increase.rate, the one reset rule) over its last window, divided
         by the GPUs it runs on, so servers of any tensor-parallel size compare; the outlier test is
         collectors.robust's, as for clocks.
         """
@@ -378,14 +279,15 @@ class AlertEngine:
             points.append((ts, tokens))
             while len(points) > 1 and points[1][0] <= ts - window_ms:
                 points.popleft()
-            span_s = (ts - points[0][0]) / 1000
             # An idle server's low rate is no straggler; a window under half full is still warming up.
-            if span_s < STRAGGLER_TOKENS_WINDOW_S / 2 or not (row["running"] or row["waiting"]):
+            span_s = (ts - points[0][0]) / 1000
+            server_rate = rate(list(points))
+            if span_s < STRAGGLER_TOKENS_WINDOW_S / 2 or server_rate is None:
                 continue
-            pairs = zip(points, list(points)[1:], strict=False)
-            grown = sum(counter_increase(a, b) or 0 for (_, a), (_, b) in pairs)
+            if not (row["running"] or row["waiting"]):
+                continue
             gpus_of[name] = [int(g) for g in row["gpus"].split(",")]
-            per_gpu[name] = grown / span_s / len(gpus_of[name])
+            per_gpu[name] = server_rate / len(gpus_of[name])
         slow = robust_low(per_gpu, STRAGGLER_MIN_RELATIVE)
         median = robust_median(per_gpu) or 0.0
         for name, rate_per_gpu in per_gpu.items():

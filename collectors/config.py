@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from collectors.alerts import AlertRules
+from collectors.alert_rules import AlertRules
 from collectors.config_check import Checker, ConfigError
 from collectors.config_tables import parse_alerts, parse_keys, render_alerts
 from collectors.mappings.serving import ENGINES

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from collectors.alerts import RULE_DIRECTION, RULE_HELP, AlertRules, Threshold
+from collectors.alert_rules import RULE_DIRECTION, RULE_HELP, AlertRules, Threshold
 
 if TYPE_CHECKING:
     from collectors.config_check import Checker

@@ -16,7 +16,7 @@ from monitor.commands.options import StoreOption, check_scenario, resolve_store,
 from monitor.errors import UserError
 
 if TYPE_CHECKING:
-    from collectors.alerts import AlertRules
+    from collectors.alert_rules import AlertRules
 
 log = logging.getLogger("monitor.collect")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

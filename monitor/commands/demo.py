@@ -30,7 +30,7 @@ def command(
     store: Annotated[Path | None, typer.Option("--store", help=RECORD_HELP)] = None,
 ) -> None:
     """Show a simulated GB300 NVL72 rack (72 GPUs, 18 trays, inference servers); no GPU needed."""
-    from collectors.alerts import AlertRules
+    from collectors.alert_rules import AlertRules
     from monitor.commands.root import scrape_source
     from monitor.commands.sim import start_servers
     from monitor.live import apply_terminal_options, run_live

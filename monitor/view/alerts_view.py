@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from collectors.alerts import AlertRule
+from collectors.alert_rules import AlertRule
 from collectors.rack import GPUS, gpu_label
 from monitor.view.gpu_history import events_of
 from storage.frame import Frame

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collectors.alerts import AlertEngine, AlertRule
+from collectors.alert_rules import AlertRule
+from collectors.alerts import AlertEngine
 from collectors.clock import SimClock
 from collectors.rack import GPUS, LINKS_PER_GPU
 from collectors.sim import SimRack

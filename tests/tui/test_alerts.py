@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from tui_frames import rack_frame
 
-from collectors.alerts import AlertEngine, AlertRecorder, AlertRule, AlertRules, Threshold
+from collectors.alert_rules import AlertRule, AlertRules, Threshold
+from collectors.alerts import AlertEngine, AlertRecorder
 from collectors.config import ConfigError, parse_config
 from collectors.poller import Poller
 from monitor.view.alerts_view import AlertTracker

@@ -3,7 +3,8 @@ its tokens stay watched by the tokens-drop rule. Frames built by hand."""
 
 from __future__ import annotations
 
-from collectors.alerts import AlertEngine, AlertRule, AlertRules, Threshold
+from collectors.alert_rules import AlertRule, AlertRules, Threshold
+from collectors.alerts import AlertEngine
 from storage.frame import Frame, batch_from_rows
 from storage.schemas import EndpointState, EventKind
 
