@@ -56,7 +56,7 @@ GroupTotal = tuple[Hashable, float, int]
 class _Column:
     """The series of one column on the last page that had it, in page order, and their state."""
 
-    __slots__ = ("at", "group_index", "group_keys", "group_sizes", "labels", "last")
+    __slots__ = ("at", "group_index", "group_keys", "group_sizes", "group_totals", "labels", "last")
 
     def __init__(self, labels: tuple[Hashable, ...], last: list[float]) -> None:
         self.labels = labels
@@ -67,9 +67,11 @@ class _Column:
         self.group_keys: list[Hashable] = []
         self.group_index: list[int] = []
         self.group_sizes: list[int] = []
+        self.group_totals: list[float] = []
+        """Running total of each group (fold_by), aligned with group_keys."""
 
-    def group(self, group: Callable[[Hashable], Hashable]) -> None:
-        """Assign each series to a group (fold_by), once per layout."""
+    def group(self, group: Callable[[Hashable], Hashable], totals: dict[Hashable, float]) -> None:
+        """Assign each series to a group (fold_by), once per layout; `totals` are the running ones."""
         where: dict[Hashable, int] = {}
         for labels in self.labels:
             key = group(labels)
@@ -78,6 +80,7 @@ class _Column:
                 i = where[key] = len(self.group_keys)
                 self.group_keys.append(key)
                 self.group_sizes.append(0)
+                self.group_totals.append(totals.get(key, 0.0))
             self.group_index.append(i)
             self.group_sizes[i] += 1
 
@@ -102,7 +105,10 @@ class SeriesCounters:
         """Series that left their column's layout: (last finite value or NaN, scrape last seen)."""
         self._unwatched: set[str] = set()
         """Columns whose series missing() does not report (histogram parts)."""
-        self._totals: dict[tuple[str, Hashable], float] = {}
+        self._totals: dict[str, float] = {}
+        """Running total of each fold() column."""
+        self._group_totals: dict[str, dict[Hashable, float]] = {}
+        """Running totals of each fold_by() column's groups, as of its last change of layout."""
 
     def begin(self) -> None:
         """Start a page: series not seen from here on are missing from it."""
@@ -121,12 +127,17 @@ class SeriesCounters:
         Returns:
             (the column's running total, how many of the series were NaN).
         """
-        _, increases, nans = self._advance(column, series)
-        key = (column, None)
-        total = self._totals[key] = self._totals.get(key, 0.0) + sum(increases)
+        _, increases, nans = self._advance(column, [labels for labels, _ in series], [v for _, v in series])
+        total = self._totals[column] = self._totals.get(column, 0.0) + sum(increases)
         return total, nans
 
-    def fold_by(self, column: str, series: Series, group: Callable[[Hashable], Hashable]) -> list[GroupTotal]:
+    def fold_by(
+        self,
+        column: str,
+        labels: Sequence[Hashable],
+        values: Sequence[float],
+        group: Callable[[Hashable], Hashable],
+    ) -> list[GroupTotal]:
         """Like fold, with one running total per group of series (a histogram's buckets by `le`).
 
         The column's series are not reported by missing(): the group totals carry on over the series
@@ -134,23 +145,19 @@ class SeriesCounters:
 
         Args:
             column: a name for this part of the page (e.g. "ttft_bucket"), distinct from other columns.
-            series: (label set, value) of each series on this page.
+            labels: the label set of each series on this page, in page order.
+            values: their values.
             group: a series' group from its label set; called once per series per page layout.
 
         Returns:
             Each group of this page's series, in order of first appearance.
         """
         self._unwatched.add(column)
-        col, increases, _ = self._advance(column, series, group)
-        sums = [0.0] * len(col.group_keys)
+        col, increases, _ = self._advance(column, labels, values, group)
+        totals = col.group_totals
         for i, increase in zip(col.group_index, increases, strict=True):
-            sums[i] += increase
-        totals = self._totals
-        out: list[GroupTotal] = []
-        for key, added, size in zip(col.group_keys, sums, col.group_sizes, strict=True):
-            total = totals[column, key] = totals.get((column, key), 0.0) + added
-            out.append((key, total, size))
-        return out
+            totals[i] += increase
+        return list(zip(col.group_keys, totals, col.group_sizes, strict=True))
 
     def see(self, column: str, labels: Sequence[Hashable]) -> None:
         """Note the gauge series of `column` on this page (for missing())."""
@@ -168,19 +175,23 @@ class SeriesCounters:
         return out
 
     def _advance(
-        self, column: str, series: Series, group: Callable[[Hashable], Hashable] | None = None
+        self,
+        column: str,
+        labels: Sequence[Hashable],
+        values: Sequence[float],
+        group: Callable[[Hashable], Hashable] | None = None,
     ) -> tuple[_Column, list[float], int]:
         """Each series' increase on this page (Prometheus' rule), updating its last value.
 
         Returns:
             (the column, the increase of each series in page order, how many series were NaN).
         """
-        col = self._layout(column, tuple([labels for labels, _ in series]), group)
+        col = self._layout(column, tuple(labels), group)
         last = col.last
         increases: list[float] = []
         append = increases.append
         nans = 0
-        for i, (_, value) in enumerate(series):
+        for i, value in enumerate(values):
             if value != value:
                 nans += 1
                 append(0.0)
@@ -202,9 +213,12 @@ class SeriesCounters:
         """
         col = self._columns.get(column)
         if col is None or col.labels != labels:
+            totals = self._group_totals.setdefault(column, {})
+            if col is not None:
+                totals.update(zip(col.group_keys, col.group_totals, strict=True))
             col = self._relayout(column, col, labels)
             if group is not None:
-                col.group(group)
+                col.group(group, totals)
         col.at = self.scrapes
         return col
 

@@ -102,21 +102,25 @@ def histogram_totals(
         ([(le, running count)] ascending with +Inf last, running sum or None); ([], None) without
         a +Inf bucket.
     """
-    buckets = []
-    sums = []
+    bucket_labels: list[Labels] = []
+    bucket_counts: list[float] = []
+    sum_labels: list[Labels] = []
+    sums: list[float] = []
     for name, labels, value, _ in family.samples:
         if name.endswith("_bucket"):
-            buckets.append((labels, value))
+            bucket_labels.append(labels)
+            bucket_counts.append(value)
         elif name.endswith("_sum"):
-            sums.append((labels, value))
-    groups = series.fold_by(column + "_bucket", buckets, _le)
+            sum_labels.append(labels)
+            sums.append(value)
+    groups = series.fold_by(column + "_bucket", bucket_labels, bucket_counts, _le)
     everywhere = next((size for le, _, size in groups if le == INF), 0)
     if not everywhere:
         return [], None
     kept = sorted((le * scale, total) for le, total, size in groups if size == everywhere)
     if not sums:
         return kept, None
-    ((_, total_sum, _),) = series.fold_by(column + "_sum", sums, _same)
+    ((_, total_sum, _),) = series.fold_by(column + "_sum", sum_labels, sums, _same)
     return kept, total_sum * scale
 
 
