@@ -43,7 +43,9 @@ RESTART = 3
 def engine_buckets(engine: str, i: int) -> tuple[list[float], float]:
     """Engine's cumulative bucket counts and _sum at scrape i."""
     if engine == "0":
-        return [s + i * d for s, d in zip(ENGINE0_START, ENGINE0_STEP, strict=True)], 50_000 + i * SUM_STEP["0"]
+        return [s + i * d for s, d in zip(ENGINE0_START, ENGINE0_STEP, strict=True)], 50_000 + i * SUM_STEP[
+            "0"
+        ]
     if i < RESTART:
         return [s + i * d for s, d in zip(ENGINE1_START, ENGINE1_STEP, strict=True)], 900 + i * SUM_STEP["1"]
     since = i - RESTART + 1
@@ -81,7 +83,9 @@ def collect(tmp_path: Path) -> StoreReader:
 def stored(reader: StoreReader) -> dict[int, list[tuple[float, int, float | None]]]:
     """ts -> [(le, count, sum_s)] ascending in le, of the ttft rows."""
     out: dict[int, list[tuple[float, int, float | None]]] = {}
-    query = "SELECT epoch_ms(ts) AS t, le, count, sum_s FROM serving_hist WHERE metric = 'ttft' ORDER BY t, le"
+    query = (
+        "SELECT epoch_ms(ts) AS t, le, count, sum_s FROM serving_hist WHERE metric = 'ttft' ORDER BY t, le"
+    )
     for r in reader.sql(query).to_pylist():
         out.setdefault(r["t"], []).append((r["le"], r["count"], r["sum_s"]))
     return out
