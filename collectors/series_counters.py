@@ -34,9 +34,9 @@ reset rule, and a collector restart (the column starts again at 0) counts 0 as n
 lifetime total. Cost in the store: the same int64 columns, still monotone, so they encode as before:
 10 minutes of the simulated rack's 72 vLLM pages mapped at 1 Hz stored 7.49 B per serving row with
 raw sums and 7.51 B with these totals plus the new dup_samples column (0.749 -> 0.682 B/sample over
-10 -> 11 non-key columns). In memory: a float and a list slot per series, one float per column or bucket, per endpoint. The
-price is that the stored value is no longer the server's own counter, so it cannot be compared with
-the server's page by eye; its increases can.
+10 -> 11 non-key columns). In memory: a float and a list slot per series, one float per column or
+bucket, per endpoint. The price is that the stored value is no longer the server's own counter, so
+it cannot be compared with the server's page by eye; its increases can.
 
 Why at scrape time and not a narrow per-series table: the per-series detail is needed only to take
 each increase, and a narrow table would multiply the serving rows by the series count (engines x
