@@ -1,15 +1,16 @@
-"""Shared pieces of the page mappings: name normalisation, checked integer columns, histogram sums."""
+"""Shared pieces of the page mappings: name normalisation, checked integer columns, histogram totals."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from collectors.agent_names import DCGM_BLANK_MIN
 from collectors.promtext import Family, Labels
+from collectors.series_counters import SeriesCounters
 from storage.frame import batch_from_columns
 from storage.schemas import TABLES
 
@@ -79,47 +80,56 @@ def bound(text: str) -> float:
     return value
 
 
-def histogram_total(family: Family, scale: float = 1.0) -> tuple[list[tuple[float, float]], float | None]:
-    """Sum a histogram family's series (e.g. over vLLM's `engine` label) into one.
+def histogram_totals(
+    family: Family, series: SeriesCounters, column: str, scale: float = 1.0
+) -> tuple[list[tuple[float, float]], float | None]:
+    """A histogram family's buckets and sum as running totals of per-series increases.
 
-    Cumulative bucket counts add up exactly at bounds that every series has, so the sum keeps the
-    bounds common to all series (all of them when the series agree, as they do on one page).
+    Each series (the family's full label set, `le` included: one per engine and bound) adds its
+    increase since the endpoint's last page with Prometheus' reset rule (collectors.series_counters);
+    the bucket series of one bound then fold into one total, as `sum by (le) (increase(x_bucket))`
+    does. One engine's restart resets all its buckets together, so the totals stay cumulative in
+    `le` and the other engines' lifetime counts never count as new. Only bounds that every series
+    has are kept (their sums are cumulative; engines make bounds configurable).
 
     Args:
         family: a parsed histogram family.
-        scale: multiplies bounds and the sum (0.001 for a histogram in milliseconds).
+        series: the endpoint's counter state.
+        column: the histogram's name in that state (e.g. the serving_hist metric).
+        scale: multiplies bounds (0.001 for a histogram in milliseconds) and the sum.
 
     Returns:
-        ([(le, cumulative count)] ascending with +Inf last, sum or None); ([], None) without buckets.
+        ([(le, running count)] ascending with +Inf last, running sum or None); ([], None) without
+        a +Inf bucket.
     """
-    samples = family.samples
-    total_sum: float | None = None
-    for name, _, value, _ in samples:
-        if name.endswith("_sum"):
-            total_sum = value if total_sum is None else total_sum + value
-    counts = [value for name, _, value, _ in samples if name.endswith("_bucket")]
-    cached = _LE_CACHE.get
-    les = [bound(text) if (le := cached(text)) is None else le for text in _bucket_bounds(samples)]
-    if len(set(les)) == len(les):
-        # One series (every page of a single-engine server): nothing to add up, no bound to drop.
-        totals = dict(zip(les, [0.0 + count for count in counts], strict=True))
-        seen: dict[float, int] | None = None
-    else:
-        totals = {}
-        seen = {}
-        for le, count in zip(les, counts, strict=True):
-            totals[le] = totals.get(le, 0.0) + count
-            seen[le] = seen.get(le, 0) + 1
-    if INF not in totals:
+    bucket_labels: list[Labels] = []
+    bucket_counts: list[float] = []
+    sum_labels: list[Labels] = []
+    sums: list[float] = []
+    for name, labels, value, _ in family.samples:
+        if name.endswith("_bucket"):
+            bucket_labels.append(labels)
+            bucket_counts.append(value)
+        elif name.endswith("_sum"):
+            sum_labels.append(labels)
+            sums.append(value)
+    groups = series.fold_by(column + "_bucket", bucket_labels, bucket_counts, _le)
+    everywhere = next((size for le, _, size in groups if le == INF), 0)
+    if not everywhere:
         return [], None
-    series = 1 if seen is None else seen[INF]
-    kept = sorted(totals) if seen is None else [le for le in sorted(totals) if seen[le] == series]
-    buckets = [(le * scale, totals[le]) for le in kept]
-    return buckets, (None if total_sum is None else total_sum * scale)
+    kept = sorted((le * scale, total) for le, total, size in groups if size == everywhere)
+    if not sums:
+        return kept, None
+    ((_, total_sum, _),) = series.fold_by(column + "_sum", sum_labels, sums, _same)
+    return kept, total_sum * scale
 
 
-def _bucket_bounds(samples: Iterable[tuple[str, Labels, float, int | None]]) -> list[str]:
-    return [labels["le"] for name, labels, _, _ in samples if name.endswith("_bucket")]
+def _le(labels: Hashable) -> float:
+    return bound(labels["le"])  # type: ignore[index]
+
+
+def _same(labels: Hashable) -> None:
+    return None
 
 
 class ColumnBuilder:

@@ -15,6 +15,10 @@ Names come from shared/reference/serving.md (sections 1-5). Rules that matter:
 - A NaN sample, or a series the endpoint printed on a recent page but not on this one, makes the
   row PARTIAL (EndpointState.PARTIAL): the gauges of the series that answered are kept (summed,
   KV usage averaged) and the row says it covers only part of the server.
+- Histograms too: each bucket series (engine, bound) and each `_sum` series adds its increase to
+  a running total per (metric, le) and per metric (common.histogram_totals), so one engine's
+  restart never counts the other engines' lifetime observations as new, and every window's
+  percentiles are those of `sum by (le) (increase(x_bucket[w]))`.
 - Histogram bounds are read from each page (engines make them configurable); Triton's histogram is
   in milliseconds and is stored in seconds like the others.
 - SGLang scheduler gauges repeat per tensor/pipeline/expert rank: one value per `dp_rank` (and
@@ -34,7 +38,7 @@ from collectors.mappings.common import (
     checked_ints,
     column_ranges,
     first_of,
-    histogram_total,
+    histogram_totals,
 )
 from collectors.mappings.serving_engines import ENGINES, EngineSpec, detect_engine, serving_want
 from collectors.promtext import ExpositionParser, Family, Labels, parse
@@ -168,8 +172,9 @@ def map_serving(
         engine: one of ENGINES; detected from the page's metric names when None.
         parser: the endpoint's own parser (see ExpositionParser), else a shared one.
         series: the endpoint's counter state, kept across its pages. Without one the page is a first
-            sight: every counter column present on the page is 0 (a counter's first sample is no
-            increase, collectors.series_counters), never the sum of the series' lifetime totals.
+            sight: every counter column and histogram count present on the page is 0 (a counter's
+            first sample is no increase, collectors.series_counters), never the sum of the series'
+            lifetime totals.
 
     Raises:
         MappingError: the engine is unknown or cannot be detected.
@@ -202,12 +207,13 @@ def add_serving(
     else:
         families = page
     index = by_canonical(families)
-    rows.serving.add(serving_row(index, spec, endpoint, series if series is not None else SeriesCounters()))
+    state = series if series is not None else SeriesCounters()
+    rows.serving.add(serving_row(index, spec, endpoint, state))
     for metric, aliases in spec.hists:
         family = first_of(index, aliases)
         if family is None or family.type != "histogram":
             continue
-        buckets, total = histogram_total(family, spec.hist_scale)
+        buckets, total = histogram_totals(family, state, metric, spec.hist_scale)
         n = len(buckets)
         if not n:
             continue

@@ -85,7 +85,7 @@ def test_state_is_bounded_and_forgets_the_least_recently_seen() -> None:
         state.fold("c", [("kept", float(n)), (f"once{n}", 5.0)])
     state.begin()
     assert state.fold("c", [("kept", 40.0)])[0] == 40.0  # +1 per scrape, then +11
-    assert len(state._seen) <= 12 and ("c", "once0") not in state._last
+    assert len(state._gone) <= 10 and ("c", "once0") not in state._gone
 
 
 def test_without_state_a_page_is_a_first_sight() -> None:
