@@ -13,7 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from collectors.alert_rules import AlertRules
+from collectors.alerts import AlertRecorder
 from collectors.clock import SimClock
+from collectors.poller import Poller
+from collectors.rack import GPUS_PER_TRAY
 from collectors.sim import SimRack
 from collectors.sim.frames import SimRackFrames
 from monitor.tui.app import RackApp
@@ -34,6 +38,8 @@ class Shot:
     scenario: str
     size: tuple[int, int]
     keys: tuple[str, ...] = ()
+    to_fault: bool = False
+    """Move the cursor onto the scenario's faulty GPU before pressing `keys`."""
 
 
 SHOTS = [
@@ -44,25 +50,43 @@ SHOTS = [
     Shot("nvlink-matrix-flap-200x50", "nvlink-flap", (200, 50), ("l", "e")),
     Shot("nvlink-matrix-80x24", "nvlink-flap", (80, 24), ("l",)),
     Shot("serving-endpoint-down-200x50", "endpoint-down", (200, 50), ("s",)),
-    Shot("gpu-detail-straggler-200x50", "straggler", (200, 50), ("enter",)),
+    Shot("rack-straggler-200x50", "straggler", (200, 50), ("c",)),
+    Shot("gpu-detail-straggler-200x50", "straggler", (200, 50), ("enter",), to_fault=True),
     Shot("events-gpu-lost-200x50", "gpu-lost", (200, 50), ("v",)),
 ]
 
 
-def filled_head(scenario: str) -> Head:
-    """A head holding TICKS seconds of the seeded simulated rack."""
-    rack = SimRack(seed=SEED, scenario=scenario, clock=SimClock(start=START), start=START)
-    frames = SimRackFrames(rack)
+def filled_head(rack: SimRack) -> Head:
+    """A head holding TICKS seconds of the seeded simulated rack, with the alerts `monitor demo` raises.
+
+    The stack is run_live's: the poller ticks the rack and the AlertRecorder (its sink and a source),
+    so the pictures show the alert bar an operator would see.
+    """
     head = Head()
-    for tick in range(TICKS):
-        head.append(frames.poll(round((START + tick) * 1000)))
+    recorder = AlertRecorder(AlertRules())
+    poller = Poller([SimRackFrames(rack), recorder], head, clock=rack.clock, sinks=[recorder], deadline=60)
+    try:
+        for tick in range(TICKS):
+            poller.tick(round((START + tick) * 1000))
+    finally:
+        poller.stop()
     return head
+
+
+def cursor_keys(rack: SimRack) -> tuple[str, ...]:
+    """Arrow keys that move the heatmap cursor from the first GPU onto the scenario's faulty one."""
+    fault = rack.scenario.fault
+    if fault is None or fault.gpu is None:
+        return ()
+    return ("down",) * (fault.gpu // GPUS_PER_TRAY) + ("right",) * (fault.gpu % GPUS_PER_TRAY)
 
 
 async def take(shot: Shot) -> str:
     """Run the app headless over the shot's rack and return the SVG."""
+    rack = SimRack(seed=SEED, scenario=shot.scenario, clock=SimClock(start=START), start=START)
+    head = filled_head(rack)
     app = RackApp(
-        filled_head(shot.scenario),
+        head,
         title="rack-monitor demo",
         subtitle=f"simulated GB300 NVL72 · scenario {shot.scenario} · seed {SEED}",
     )
@@ -71,7 +95,7 @@ async def take(shot: Shot) -> str:
             if app.frames_applied:
                 break
             await pilot.pause(0.05)
-        for key in shot.keys:
+        for key in (*cursor_keys(rack), *shot.keys) if shot.to_fault else shot.keys:
             await pilot.press(key)
         await pilot.pause()
         return app.export_screenshot(title=f"rack-monitor · {shot.name}")
