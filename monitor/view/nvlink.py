@@ -142,8 +142,7 @@ def rack_nvlink_text(rates: NvlinkRates) -> str:
 
 
 def nvlink_rates(old: LinkFrame, new: LinkFrame) -> NvlinkRates:
-    """The rates between two frames' nvlink rows (old before new): each direction of each link rated on
-    its own (storage.increase.step), then summed by `link_sums`."""
+    """The rates between two frames' nvlink rows (old before new), each direction rated, then link_sums."""
     dt = new.ts_ms - old.ts_ms
     per_link: dict[int, tuple[float, float]] = {}
     for i, tx in new.tx.items():
@@ -163,9 +162,8 @@ def link_sums(per_link: Mapping[int, tuple[float, float]], dt_ms: int) -> Nvlink
     view show it and as NVIDIA quotes NVLink bandwidth (1.8 TB/s per GB300 GPU is 18 links x 2
     directions x 50 GB/s; 130 TB/s per NVL72 is 72 such GPUs), so a rack figure reads against the
     rack's rated NVLink bandwidth. A link with either direction above the line rate is implausible
-    and left out of every sum. The live view feeds this with the rates between two frames, `monitor
-    report`, report.html and `monitor snapshot` with each series' rate over a window
-    (monitor.report_nvlink): the same sums, coverage and exclusions everywhere.
+    and left out of every sum. Live views pass the rates between two frames; report, report.html and
+    snapshot each series' rate over a window (monitor.report_nvlink).
 
     Args:
         per_link: per link (key gpu * 18 + link), its (TX, RX) rate in GB/s; only links with both.
