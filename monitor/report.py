@@ -1,6 +1,7 @@
 """`monitor report`'s maths: what a window of history says about throughput, efficiency, latency and faults.
 
 Everything comes from a StoreReader over the window: counters become increases with reset detection,
+NVLink traffic is the live view's one computation over each link's rate (monitor.report_nvlink),
 latency percentiles come from histogram bucket increases (PromQL's algorithm), and the slowest GPUs
 are found against their peers with median and MAD, which one bad GPU cannot drag along with it.
 """
@@ -15,6 +16,7 @@ from typing import Any
 import pynvml
 
 from collectors.rack import GPUS_PER_TRAY, gpu_label
+from monitor.report_nvlink import nvlink_total
 from monitor.timespec import Window, iso
 from storage.quantile import bucket_quantile
 from storage.rack_total import RackTotal, power_ticks_sql, tokens_total
@@ -92,13 +94,7 @@ def _gpu_side(reader: StoreReader, window: Window) -> Summary:
     rack = _rack_power(reader, rel)
     energy = reader.rate("gpu", "energy_mj", window.since_ms, window.until_ms)
     joules = sum(energy.column("increase").to_pylist()) / 1000 if energy.num_rows else 0.0
-    nvl = reader.rate("gpu", "nvlink_tx_kib", window.since_ms, window.until_ms)
-    return {
-        "per_gpu": per_gpu,
-        "rack": rack,
-        "joules": joules,
-        "nvlink_tx_kib": sum(nvl.column("increase").to_pylist()),
-    }
+    return {"per_gpu": per_gpu, "rack": rack, "joules": joules}
 
 
 def _rack_power(reader: StoreReader, rel: str) -> Summary:
@@ -308,7 +304,7 @@ def summarize(reader: StoreReader, window: Window) -> Summary:
         "gpu_power_w": _range(gpu_side["per_gpu"], "power_min_w", "power_max_w"),
         "temperature_c": _range(gpu_side["per_gpu"], "temp_min", "temp_max")
         | {"hottest": gpu_label(hottest["gpu"]) if hottest else None},
-        "nvlink_tb_s": gpu_side["nvlink_tx_kib"] * 1024 / 1e12 / wall if wall > 0 else None,
+        "nvlink": nvlink_total(reader, window.since_ms, window.until_ms, rack["of"]).as_dict(),
         "links_down": links_down,
         "events": _events(reader, window),
         "suspects": _suspects(gpu_side, serving),

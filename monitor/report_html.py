@@ -13,11 +13,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from collectors.rack import GPUS, GPUS_PER_TRAY, gpu_label
 from monitor.report import EmptyReportError, Summary, summarize
+from monitor.report_nvlink import epoch_ms_list, nvlink_rates_over, rack_total
 from monitor.report_text import render_markdown_lines
 from monitor.timespec import Window, iso
 from storage.rack_total import power_ticks_sql
@@ -206,7 +204,7 @@ def _series(reader: StoreReader, window: Window, axis: _Axis) -> dict[str, list[
     return {
         "tokens": _stepped(reader, window, axis, "serving", ("generation_tokens",), 1.0, "endpoints"),
         "power": _power(reader, window, axis),
-        "nvlink": _stepped(reader, window, axis, "gpu", ("nvlink_tx_kib",), 1024 / 1e12, "GPUs"),
+        "nvlink": _nvlink(reader, window, axis),
         "errors": _stepped(
             reader, window, axis, "nvlink", ("symbol_errors", "rx_errors", "recovery_failed"), 1.0, "links"
         ),
@@ -233,7 +231,7 @@ def _stepped(
     covered: dict[int, set[tuple[Any, ...]]] = {}
     for column in columns:
         rated = reader.rate(table, column, window.since_ms, window.until_ms, step_ms=axis.step_ms)
-        starts = _epoch_ms(rated.column("ts"))
+        starts = epoch_ms_list(rated.column("ts"))
         series = zip(*(rated.column(k).to_pylist() for k in keys), strict=True)
         for start, key, rate in zip(starts, series, rated.column("rate").to_pylist(), strict=True):
             if rate is not None and math.isfinite(rate):
@@ -246,15 +244,37 @@ def _stepped(
     return out
 
 
-def _epoch_ms(ts: pa.ChunkedArray) -> list[int]:
-    """Epoch ms of a timestamp column, whatever its unit (its raw integers are not ms)."""
-    return pc.cast(pc.cast(ts, pa.timestamp("ms", tz="UTC")), pa.int64()).to_pylist()
+def _nvlink(reader: StoreReader, window: Window, axis: _Axis) -> list[Point]:
+    """Rack NVLink TX+RX TB/s per step, by the header's rule (monitor.report_nvlink).
+
+    A step whose sum covers fewer GPUs than the window holds, or leaves implausible links out, is a
+    partial point that says so (marked, not a dip).
+    """
+    of = _gpus_in(reader, window)
+    out: list[Point] = []
+    for start, rates in nvlink_rates_over(reader, window.since_ms, window.until_ms, axis.step_ms).items():
+        total = rack_total(rates, of)
+        if total.total.value is None:
+            continue
+        what = None
+        if not total.total.whole or total.implausible:
+            what = total.total.coverage("GPUs")
+            if total.implausible:
+                what += f", {total.implausible} links implausible, left out"
+        out.append((axis.mid(start), total.total.value, what))
+    return out
+
+
+def _gpus_in(reader: StoreReader, window: Window) -> int:
+    """GPUs with a row in the window: what a rack total over GPUs is out of."""
+    rel = reader.relation("gpu", window.since_ms, window.until_ms)
+    return reader.sql(f"SELECT count(DISTINCT gpu) FROM {rel}").column(0)[0].as_py() or 0
 
 
 def _power(reader: StoreReader, window: Window, axis: _Axis) -> list[Point]:
     """Rack kW per bucket: the mean of its whole ticks; a bucket without any is a partial point."""
     rel = reader.relation("gpu", window.since_ms, window.until_ms)
-    of = reader.sql(f"SELECT count(DISTINCT gpu) FROM {rel}").column(0)[0].as_py() or 0
+    of = _gpus_in(reader, window)
     ticks = reader.sql(
         f"SELECT {axis.bucket_sql()} AS b, kw, covered FROM ({power_ticks_sql(rel)}) WHERE kw IS NOT NULL"
     ).to_pylist()
@@ -310,7 +330,7 @@ def render_report(reader: StoreReader, window: Window, *, title: str = "rack") -
     body.append("<h2>Rack timelines</h2>")
     body.append(_timeline(axis, series["tokens"], "Generated tokens/s", "tok/s", events))
     body.append(_timeline(axis, series["power"], "Rack GPU power", "kW", events))
-    body.append(_timeline(axis, series["nvlink"], "NVLink traffic (tx)", "TB/s", events))
+    body.append(_timeline(axis, series["nvlink"], "NVLink traffic (TX+RX)", "TB/s", events))
     body.append(_timeline(axis, series["errors"], "NVLink errors", "per s", events))
     body.append("<h2>Per GPU over time</h2>")
     for expr, name, unit in HEATMAPS:

@@ -25,6 +25,15 @@ def _partial_power(power: Summary) -> list[str]:
     ]
 
 
+def _nvlink(nvlink: Summary) -> str:
+    """'0.9123 TB/s TX+RX (71/72 GPUs; 2 links implausible, left out)': the header's figure and rule."""
+    text = f"{_f(nvlink['tb_s'], '.4g')} TB/s TX+RX ({nvlink['covered']}/{nvlink['of']} GPUs"
+    n = nvlink["implausible_links"]
+    if n:
+        text += f"; {n} link{'s' if n != 1 else ''} implausible, left out"
+    return text + ")"
+
+
 def _ms(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{seconds * 1000:.0f} ms"
 
@@ -74,7 +83,7 @@ def render_markdown_lines(summary: Summary) -> list[str]:
         *_partial_power(power),
         f"- per GPU: {_f(summary['gpu_power_w']['min'])} .. {_f(summary['gpu_power_w']['max'])} W",
         f"- temperature: {_f(temp['min'])} .. {_f(temp['max'])} C (hottest {temp['hottest']})",
-        f"- NVLink: {_f(summary['nvlink_tb_s'], '.3f')} TB/s sent; links down: {down}",
+        f"- NVLink: {_nvlink(summary['nvlink'])}; links down: {down}",
         "## Events",
     ]
     events = summary["events"]

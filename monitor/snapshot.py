@@ -192,11 +192,17 @@ def _rack_figures(summary: dict[str, Any]) -> dict[str, Any]:
     """The rack totals between the two samples (storage.rack_total's rule), each with what it covers.
 
     Tokens/s is each series' increase between the two samples over the time between their stamps,
-    summed (monitor.report); power is the second sample's, over the GPUs that reported in it.
+    summed (monitor.report); power is the second sample's, over the GPUs that reported in it; NVLink
+    is TX+RX, each link's rate between the two samples summed as the live header sums it
+    (monitor.report_nvlink), over the GPUs it covers.
     """
     serving = summary.get("serving") or {}
     power = summary["power_kw"]
+    nvlink = summary["nvlink"]
     return {
+        "nvlink_tb_s": nvlink["tb_s"],
+        "nvlink_covered": nvlink["covered"],
+        "nvlink_implausible_links": nvlink["implausible_links"],
         "tokens_per_s": serving.get("tokens_per_s"),
         "tokens_covered": serving.get("tokens_covered"),
         "endpoints": serving.get("tokens_of"),

@@ -147,6 +147,21 @@ class SimRack:
             if gpu.ecc_corrected != ecc_before:
                 self.emit(gpu.id.index, pynvml.nvmlEventTypeSingleBitEccError, 0, "corrected ECC error")
 
+    def nvlink_carried_kib(self) -> dict[int, float]:
+        """Ground truth of NVLink traffic: per GPU not lost, the DATA KiB its links have carried so far,
+        sent plus received, as a read now sees it (call sync() or advance_to() first, under `lock`).
+
+        This is the aggregate each step's traffic is added to (LinkSet.carry); every link's counter is a
+        share of it, so it equals the sum over the links without reading any of them. Its increase
+        between two reads over their time gap is the GPU's TX+RX rate.
+        """
+        with self.lock:
+            return {
+                g: gpu.links.read_tx() + gpu.links.read_rx()
+                for g, gpu in enumerate(self.gpus)
+                if not gpu.lost
+            }
+
     def emit(self, gpu: int, event_type: int, data: int, detail: str) -> None:
         """Record an event at the current step's time."""
         self.events.append(SimEvent(self.time, gpu, event_type, data, detail))

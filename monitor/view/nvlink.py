@@ -18,7 +18,7 @@ before a link goes down (marin-community/marin#9086). No UI toolkit here.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow.compute as pc
@@ -54,6 +54,13 @@ class LinkFrame:
     """Per link, its error counters in LINK_ERROR_COLUMNS order."""
 
 
+def link_key(gpu: int, link: int) -> int | None:
+    """The key of link `link` of rack GPU `gpu` (gpu * 18 + link); None for a row outside the rack."""
+    if not (0 <= gpu < GPUS and 0 <= link < LINKS_PER_GPU):
+        return None
+    return gpu * LINKS_PER_GPU + link
+
+
 def link_frame(frame: Frame, gpu: int | None = None) -> LinkFrame | None:
     """A frame's nvlink rows (only GPU `gpu`'s when given); None when the frame has none."""
     nv = frame.batches.get("nvlink")
@@ -69,9 +76,9 @@ def link_frame(frame: Frame, gpu: int | None = None) -> LinkFrame | None:
     errors: dict[int, tuple[int | None, ...]] = {}
     cols = nv.select(["gpu", "link", "state", "tx_kib", "rx_kib", *LINK_ERROR_COLUMNS]).to_pydict()
     for g, link, s, t, r, *errs in zip(*cols.values(), strict=True):
-        if not (0 <= g < GPUS and 0 <= link < LINKS_PER_GPU):
+        i = link_key(g, link)
+        if i is None:
             continue
-        i = g * LINKS_PER_GPU + link
         state[i], tx[i], rx[i], errors[i] = s, t, r, tuple(errs)
     return LinkFrame(frame.ts_ms, state, tx, rx, errors)
 
@@ -135,19 +142,38 @@ def rack_nvlink_text(rates: NvlinkRates) -> str:
 
 
 def nvlink_rates(old: LinkFrame, new: LinkFrame) -> NvlinkRates:
-    """The rates between two frames' nvlink rows (old before new)."""
+    """The rates between two frames' nvlink rows (old before new), each direction rated, then link_sums."""
     dt = new.ts_ms - old.ts_ms
-    links: dict[int, float] = {}
-    implausible: set[int] = set()
-    gpu_sum: list[float | None] = [None] * GPUS
-    chip_sum: list[float | None] = [None] * LINKS_PER_GPU
+    per_link: dict[int, tuple[float, float]] = {}
     for i, tx in new.tx.items():
         if i not in old.tx:
             continue
         up = direction_gbps(old.tx[i], tx, dt)
         down = direction_gbps(old.rx.get(i), new.rx.get(i), dt)
-        if up is None or down is None:
-            continue
+        if up is not None and down is not None:
+            per_link[i] = (up, down)
+    return link_sums(per_link, dt)
+
+
+def link_sums(per_link: Mapping[int, tuple[float, float]], dt_ms: int) -> NvlinkRates:
+    """The one rule from per-link rates to every NVLink figure: per link, GPU, switch chip and rack.
+
+    A link's figure is TX+RX, the sum of its two directions, as the header and nvidia-smi's per-link
+    view show it and as NVIDIA quotes NVLink bandwidth (1.8 TB/s per GB300 GPU is 18 links x 2
+    directions x 50 GB/s; 130 TB/s per NVL72 is 72 such GPUs), so a rack figure reads against the
+    rack's rated NVLink bandwidth. A link with either direction above the line rate is implausible
+    and left out of every sum. Live views pass the rates between two frames; report, report.html and
+    snapshot each series' rate over a window (monitor.report_nvlink).
+
+    Args:
+        per_link: per link (key gpu * 18 + link), its (TX, RX) rate in GB/s; only links with both.
+        dt_ms: the time the rates are over.
+    """
+    links: dict[int, float] = {}
+    implausible: set[int] = set()
+    gpu_sum: list[float | None] = [None] * GPUS
+    chip_sum: list[float | None] = [None] * LINKS_PER_GPU
+    for i, (up, down) in per_link.items():
         if up > LINE_GBPS or down > LINE_GBPS:
             implausible.add(i)
             continue
@@ -157,7 +183,7 @@ def nvlink_rates(old: LinkFrame, new: LinkFrame) -> NvlinkRates:
         chip_sum[k] = (chip_sum[k] or 0.0) + both
     known = [v for v in gpu_sum if v is not None]
     return NvlinkRates(
-        dt_ms=dt,
+        dt_ms=dt_ms,
         links=links,
         implausible=frozenset(implausible),
         gpu_gbps=tuple(gpu_sum),
@@ -367,6 +393,8 @@ __all__ = [
     "error_growth",
     "gpu_nvlink_series",
     "link_frame",
+    "link_key",
+    "link_sums",
     "nvlink_rates",
     "rack_nvlink_text",
 ]

@@ -3,12 +3,13 @@ figures over one recorded store per sim scenario, and these equal the simulator'
 
 Each scenario runs 90 s on a manual clock (the fault starts at 60 s) through the sim's fast frame
 path into a real store. While recording, the test reads the simulator's state after each tick: the
-tokens each instance has generated (Workload.instances[i].generation_tokens) and the power each GPU
-draws (SimRack.gpus[g].power_mw, for GPUs the sim has not lost). Expected values come from there,
+tokens each instance has generated (Workload.instances[i].generation_tokens), the power each GPU
+draws (SimRack.gpus[g].power_mw, for GPUs the sim has not lost) and the NVLink traffic each GPU's
+links have carried, sent plus received (SimRack.nvlink_carried_kib: the aggregate the sim adds each
+step's traffic to, not the per-link counters the store holds). Expected values come from there,
 never from the code under test.
 
-A figure is one entry of QUANTITIES: (name, what each surface says, the sim's truth). Adding a third
-(NVLink) is one more entry.
+A figure is one entry of QUANTITIES: (name, the sim's truth); each surface says every one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import html
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,10 @@ class Recording:
     """Per tick: generation_tokens per instance name, as the sim holds them."""
     power_mw: list[dict[int, int]]
     """Per tick: power_mw per GPU the sim has not lost."""
+    nvlink_kib: list[dict[int, float]]
+    """Per tick: NVLink KiB carried so far (TX+RX) per GPU the sim has not lost."""
+    link_kib: list[float] = field(default_factory=list)
+    """Per tick, when recorded with `watch`: one link's TX+RX KiB carried so far."""
     answering: int = 0
     """Instances answering at the last tick."""
 
@@ -62,16 +67,27 @@ class Recording:
         return Window(self.frames[-1 - WINDOW_S].ts_ms, self.frames[-1].ts_ms)
 
 
-def record(root: Path, scenario: str, mutate: Callable[[int, Frame], Frame] | None = None) -> Recording:
-    """TICKS seconds of the sim rack into a store at root, with the sim's truth at every tick."""
+def record(
+    root: Path,
+    scenario: str,
+    mutate: Callable[[int, Frame], Frame] | None = None,
+    watch: tuple[int, int] | None = None,
+) -> Recording:
+    """TICKS seconds of the sim rack into a store at root, with the sim's truth at every tick.
+
+    With `watch` (gpu, link), that link's own traffic (TX+RX KiB carried so far) is kept too."""
     sim = SimFrames(SEED, scenario, START_S, 1.0, fast=True)
-    rec = Recording(root, [], [], [])
+    rec = Recording(root, [], [], [], [])
     try:
         with StoreWriter(root, compaction="off", flush_interval_s=3600, grace_s=0.0) as writer:
             for tick in range(TICKS):
                 frame = next(sim)
                 rec.tokens.append({i.name: i.generation_tokens for i in sim.rack.workload.instances})
                 rec.power_mw.append({g: gpu.power_mw for g, gpu in enumerate(sim.rack.gpus) if not gpu.lost})
+                rec.nvlink_kib.append(sim.rack.nvlink_carried_kib())
+                if watch is not None:
+                    links = sim.rack.gpus[watch[0]].links
+                    rec.link_kib.append(links.read_link_tx(watch[1]) + links.read_link_rx(watch[1]))
                 rec.answering = sum(i.answering for i in sim.rack.workload.instances)
                 frame = mutate(tick, frame) if mutate else frame
                 writer.append(frame)
@@ -91,9 +107,29 @@ def truth_power_kw(rec: Recording, tick: int = -1) -> float:
     return sum(rec.power_mw[tick].values()) / 1e6
 
 
+def truth_nvlink_tb_s(rec: Recording, first: int = -1 - WINDOW_S, last: int = -1) -> float:
+    """Rack NVLink TX+RX in TB/s between two ticks, from the traffic the sim's links carried."""
+    before, after = rec.nvlink_kib[first], rec.nvlink_kib[last]
+    seconds = (rec.frames[last].ts_ms - rec.frames[first].ts_ms) / 1000
+    return sum(after[g] - before[g] for g in after if g in before) * 1024 / 1e12 / seconds
+
+
+def _nvlink_covered(header: str) -> int:
+    """The GPUs the header's NVLink total covers: '(71/72 GPUs)' when not all of them."""
+    part = re.search(r"\((\d+)/\d+ GPUs\)", header)
+    return int(part.group(1)) if part else GPUS
+
+
 def surfaces(rec: Recording, tmp: Path) -> dict[str, dict[str, float]]:
-    """What each surface says about the window: tokens_per_s, power_kw (newest tick), power_covered."""
+    """What each surface says about the window: tokens_per_s, power_kw (newest tick), power_covered,
+    NVLink TB/s and the GPUs it covers.
+
+    The live view's NVLink figure is its pair rate (monitor.view.nvlink) between the window's first and
+    last frame, the interval the others rate over; test_the_live_header_nvlink_is_the_sims_every_second
+    holds its one-second figures to the sim's.
+    """
     live = SnapshotBuilder(rate_window_s=WINDOW_S).build(rec.frames).totals
+    live_nvlink = SnapshotBuilder().build([rec.frames[-1 - WINDOW_S], rec.frames[-1]]).totals
     with StoreReader(rec.root) as reader:
         report = summarize(reader, rec.window)
         page = html.unescape(render_report(reader, rec.window))
@@ -103,31 +139,40 @@ def surfaces(rec: Recording, tmp: Path) -> dict[str, dict[str, float]]:
     tokens = re.search(r"sustained: ([\d,.]+) generated tok/s", page)
     power = re.search(r"last ([\d.]+) kW \((\d+)/\d+ GPUs\)", page)
     endpoints = re.search(r"generated tok/s \(the sum of per-endpoint rates, (\d+)/\d+ endpoints", page)
-    assert tokens and power and endpoints, page[:2000]
+    nvlink = re.search(r"NVLink: ([\d.]+) TB/s TX\+RX \((\d+)/\d+ GPUs", page)
+    assert tokens and power and endpoints and nvlink, page[:2000]
     return {
         "live": {
             "tokens_per_s": live.tokens_per_s,
             "power_kw": live.power_kw,
             "covered": live.power_covered,
             "endpoints": live.tokens_covered,
+            "nvlink_tb_s": live_nvlink.nvlink_tbps,
+            "nvlink_covered": _nvlink_covered(live_nvlink.nvlink_text),
         },
         "report": {
             "tokens_per_s": report["serving"]["tokens_per_s"],
             "power_kw": report["power_kw"]["last"],
             "covered": report["power_kw"]["last_covered"],
             "endpoints": report["serving"]["tokens_covered"],
+            "nvlink_tb_s": report["nvlink"]["tb_s"],
+            "nvlink_covered": report["nvlink"]["covered"],
         },
         "snapshot": {
             "tokens_per_s": snap["tokens_per_s"],
             "power_kw": snap["power_kw"],
             "covered": snap["power_covered"],
             "endpoints": snap["tokens_covered"],
+            "nvlink_tb_s": snap["nvlink_tb_s"],
+            "nvlink_covered": snap["nvlink_covered"],
         },
         "report.html": {
             "tokens_per_s": float(tokens.group(1).replace(",", "")),
             "power_kw": float(power.group(1)),
             "covered": int(power.group(2)),
             "endpoints": int(endpoints.group(1)),
+            "nvlink_tb_s": float(nvlink.group(1)),
+            "nvlink_covered": int(nvlink.group(2)),
         },
     }
 
@@ -135,6 +180,7 @@ def surfaces(rec: Recording, tmp: Path) -> dict[str, dict[str, float]]:
 QUANTITIES: tuple[tuple[str, Callable[[Recording], float]], ...] = (
     ("tokens_per_s", truth_tokens_per_s),
     ("power_kw", truth_power_kw),
+    ("nvlink_tb_s", truth_nvlink_tb_s),
 )
 """Each figure the surfaces must agree on, with the sim's truth for it."""
 
@@ -150,9 +196,24 @@ def test_every_surface_gives_the_sims_figures(scenario: str, tmp_path: Path) -> 
             assert figures[name] == pytest.approx(expected, rel=0.005), (scenario, surface, name, figures)
     covered = len(rec.power_mw[-1])  # the GPUs the sim still has
     assert {figures["covered"] for figures in said.values()} == {covered}, said
+    assert {figures["nvlink_covered"] for figures in said.values()} == {covered}, said
     assert covered == (GPUS - 1 if scenario == "gpu-lost" else GPUS)
     assert {figures["endpoints"] for figures in said.values()} == {rec.answering}, said
     assert rec.answering == (GPUS - 1 if scenario == "endpoint-down" else GPUS)
+
+
+@pytest.mark.parametrize("scenario", ["steady", "nvlink-flap", "gpu-lost"])
+def test_the_live_header_nvlink_is_the_sims_every_second(scenario: str, tmp_path: Path) -> None:
+    # The header's figure is the newest pair's: over each second of the window it is the sim's traffic
+    # in that second (no jumps between 0.44 and 1.8 TB/s on a steady rack), and the header says what
+    # it covers whenever that is not the whole rack.
+    rec = record(tmp_path / "store", scenario)
+    builder = SnapshotBuilder(rate_window_s=WINDOW_S)
+    for tick in range(TICKS - WINDOW_S, TICKS):
+        totals = builder.build(rec.frames[: tick + 1]).totals
+        expected = truth_nvlink_tb_s(rec, tick - 1, tick)
+        assert totals.nvlink_tbps == pytest.approx(expected, rel=0.005), (scenario, tick)
+        assert _nvlink_covered(totals.nvlink_text) == len(rec.nvlink_kib[tick]), totals.nvlink_text
 
 
 def _restarts(tick: int, endpoint: str) -> Callable[[int, Frame], Frame]:
@@ -246,3 +307,77 @@ def test_a_tray_missing_one_tick_is_no_dip(tmp_path: Path) -> None:
 def _tray_kw(rec: Recording, tick: int, tray: int) -> float:
     gpus = range((tray - 1) * 4, tray * 4)
     return sum(rec.power_mw[tick][g] for g in gpus) / 1e6
+
+
+def _link_counters(
+    tick: int, gpu: int, change: Callable[[int, dict[str, Any]], None]
+) -> Callable[[int, Frame], Frame]:
+    """From `tick` on, `change(at, row)` edits the nvlink rows of `gpu` (row by row, in place)."""
+
+    def mutate(at: int, frame: Frame) -> Frame:
+        if at < tick - 1:
+            return frame
+        rows = frame.table("nvlink").to_pylist()
+        for row in rows:
+            if row["gpu"] == gpu:
+                change(at, row)
+        return Frame(frame.ts_ms, {**frame.batches, "nvlink": batch_from_rows("nvlink", rows)})
+
+    return mutate
+
+
+def test_a_link_counter_restart_counts_only_new_traffic(tmp_path: Path) -> None:
+    # GPU 7's 18 link counters restart from 0 inside the window (a driver reload): the rack sum of
+    # the counters drops by 7's lifetime traffic. Rated per link, each restarted series counts its
+    # new value across the restart, which is the traffic since; rating the sum would not.
+    restart, gpu = TICKS - 4, 7
+    base: dict[tuple[int, str], int] = {}
+
+    def restarts(at: int, row: dict[str, Any]) -> None:
+        for column in ("tx_kib", "rx_kib"):
+            if at == restart - 1:
+                base[row["link"], column] = row[column]
+            elif at >= restart:
+                row[column] -= base[row["link"], column]
+
+    rec = record(tmp_path / "store", "steady", _link_counters(restart, gpu, restarts))
+    said = surfaces(rec, tmp_path)
+    expected = truth_nvlink_tb_s(rec)
+    for surface in ("report", "report.html"):
+        assert said[surface]["nvlink_tb_s"] == pytest.approx(expected, rel=0.005), (surface, said)
+    # Two samples that straddle the restart (the snapshot's, and the live pair between the window's
+    # ends): GPU 7 counts only what it carried since.
+    lost = (rec.nvlink_kib[restart - 1][gpu] - rec.nvlink_kib[-1 - WINDOW_S][gpu]) * 1024 / 1e12 / WINDOW_S
+    assert lost > 0
+    for surface in ("live", "snapshot"):
+        assert said[surface]["nvlink_tb_s"] == pytest.approx(expected - lost, rel=0.005), (surface, said)
+    # The header, pair by pair: the sim's traffic in each second, the restart's included.
+    builder = SnapshotBuilder()
+    for tick in range(restart - 1, TICKS):
+        header = builder.build(rec.frames[: tick + 1]).totals.nvlink_tbps
+        assert header == pytest.approx(truth_nvlink_tb_s(rec, tick - 1, tick), rel=0.005), tick
+
+
+def test_an_implausible_link_is_left_out_everywhere(tmp_path: Path) -> None:
+    # Link 3 of GPU 5 jumps by 1 TB in one sample (a counter glitch): 100 GB/s over the window, above
+    # the 53 GB/s line rate. Every surface leaves that link out of its sum and says so.
+    glitch, gpu, link = TICKS - 3, 5, 3
+
+    def jumps(at: int, row: dict[str, Any]) -> None:
+        if at >= glitch and row["link"] == link:
+            row["tx_kib"] += 1_000_000_000
+
+    rec = record(tmp_path / "store", "steady", _link_counters(glitch, gpu, jumps), watch=(gpu, link))
+    said = surfaces(rec, tmp_path)
+    # The sim's traffic on that link over the window, which the sums leave out.
+    left_out = (rec.link_kib[-1] - rec.link_kib[-1 - WINDOW_S]) * 1024 / 1e12 / WINDOW_S
+    expected = truth_nvlink_tb_s(rec) - left_out
+    for surface, figures in said.items():
+        assert figures["nvlink_tb_s"] == pytest.approx(expected, rel=0.005), (surface, said)
+    with StoreReader(rec.root) as reader:
+        assert summarize(reader, rec.window)["nvlink"]["implausible_links"] == 1
+        assert "(72/72 GPUs; 1 link implausible, left out)" in html.unescape(
+            render_report(reader, rec.window)
+        )
+    ends = SnapshotBuilder().build([rec.frames[-1 - WINDOW_S], rec.frames[-1]])
+    assert ends.totals.nvlink_text.endswith("(1 link implausible, left out)"), ends.totals.nvlink_text

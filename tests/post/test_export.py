@@ -113,7 +113,7 @@ def test_report_html_points_lie_inside_their_axes(bundle: Path) -> None:
     page = (bundle / "report.html").read_text()
     timelines = [svg for svg in _charts(page) if svg.get("height") == "130"]
     titles = [svg.get("aria-label") for svg in timelines]
-    assert titles == ["Generated tokens/s", "Rack GPU power", "NVLink traffic (tx)", "NVLink errors"]
+    assert titles == ["Generated tokens/s", "Rack GPU power", "NVLink traffic (TX+RX)", "NVLink errors"]
     # The plot area the timelines draw in: x from the left margin to 10 px short of the width, y
     # in the 90 px band under the title (hand-read from the page's layout, not from the code).
     for svg, title in zip(timelines, titles, strict=True):

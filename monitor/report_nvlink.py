@@ -1,0 +1,95 @@
+"""NVLink over a window of the store, by the live view's one computation (monitor.view.nvlink).
+
+`monitor report`, report.html's NVLink chart and `monitor snapshot` read the rack's NVLink traffic
+here. Each direction of each (gpu, link) in the nvlink table is its own counter series: StoreReader.rate
+gives its rate over the window (or per step) by the one reset rule (storage.increase), from the 1 min /
+1 h rollups where whole buckets fit. The per-link (TX, RX) rates then go through link_sums, the same
+function the live header, heatmap and switch trays use: TX+RX per link, links above the line rate left
+out as implausible, summed per GPU and rack, with the GPUs the sum covers.
+
+The GPU table's all-link columns (nvlink_tx_kib / nvlink_rx_kib) are not read: NVML's total field can
+answer 0 or NOT_SUPPORTED while the links count, and a figure made from them is not the header's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from monitor.view.nvlink import KIB, NvlinkRates, link_key, link_sums
+from storage.rack_total import RackTotal
+from storage.reader import StoreReader
+
+DIRECTIONS = ("tx_kib", "rx_kib")
+"""The nvlink table's two traffic counters, in link_sums' (TX, RX) order."""
+
+
+@dataclass(frozen=True, slots=True)
+class NvlinkTotal:
+    """The rack's NVLink traffic over a span: TX+RX in TB/s over the GPUs it covers, and what it leaves out.
+
+    Attributes:
+        total: TB/s, covered = GPUs with at least one link rate, of = the rack's GPUs in the window.
+        implausible: links left out because a direction exceeded the line rate.
+    """
+
+    total: RackTotal
+    implausible: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form `monitor report` and `monitor snapshot` print."""
+        return {
+            "tb_s": self.total.value,
+            "covered": self.total.covered,
+            "of": self.total.of,
+            "implausible_links": self.implausible,
+        }
+
+
+def rack_total(rates: NvlinkRates, of: int) -> NvlinkTotal:
+    """A span's NvlinkRates as the rack total in TB/s, covering rates.gpus of `of` GPUs."""
+    return NvlinkTotal(RackTotal(rates.rack_tbps, rates.gpus, of), len(rates.implausible))
+
+
+def epoch_ms_list(ts: pa.ChunkedArray) -> list[int]:
+    """Epoch ms of a timestamp column, whatever its unit (its raw integers are not ms)."""
+    return pc.cast(pc.cast(ts, pa.timestamp("ms", tz="UTC")), pa.int64()).to_pylist()
+
+
+def nvlink_rates_over(
+    reader: StoreReader, since_ms: int, until_ms: int, step_ms: int | None = None
+) -> dict[int, NvlinkRates]:
+    """Per-link rates over [since_ms, until_ms] summed by link_sums: one entry, or one per step.
+
+    Returns:
+        Keyed by the step's start (epoch ms) with step_ms, else by since_ms; a span or step in which
+        no link has a rate in both directions has no entry.
+    """
+    per_step: dict[int, dict[int, list[float | None]]] = {}
+    for direction, column in enumerate(DIRECTIONS):
+        rated = reader.rate("nvlink", column, since_ms, until_ms, step_ms=step_ms)
+        starts = epoch_ms_list(rated.column("ts")) if step_ms else [since_ms] * rated.num_rows
+        gpus, links = rated.column("gpu").to_pylist(), rated.column("link").to_pylist()
+        for start, g, link, rate in zip(starts, gpus, links, rated.column("rate").to_pylist(), strict=True):
+            i = link_key(g, link)
+            if i is None or rate is None or not math.isfinite(rate):
+                continue
+            per_step.setdefault(start, {}).setdefault(i, [None, None])[direction] = rate * KIB / 1e9
+    span = step_ms or max(1, until_ms - since_ms)
+    out: dict[int, NvlinkRates] = {}
+    for start, links in sorted(per_step.items()):
+        both = {i: (tx, rx) for i, (tx, rx) in links.items() if tx is not None and rx is not None}
+        out[start] = link_sums(both, span)
+    return out
+
+
+def nvlink_total(reader: StoreReader, since_ms: int, until_ms: int, of: int) -> NvlinkTotal:
+    """The rack's NVLink TX+RX over the window: each link's rate over it, summed (of: the rack's GPUs)."""
+    rates = nvlink_rates_over(reader, since_ms, until_ms).get(since_ms)
+    if rates is None:
+        return NvlinkTotal(RackTotal(None, 0, of), 0)
+    return rack_total(rates, of)
