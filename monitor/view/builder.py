@@ -189,7 +189,7 @@ class SnapshotBuilder:
             cached = self._pairs[key] = summarise_pair(old, new)
         return cached
 
-    def _infer_interval(self, frames: Sequence[Frame]) -> int:
+    def _infer_interval(self, frames: Sequence[Frame] | Sequence[_FrameSummary]) -> int:
         if self.interval_ms is not None:
             return self.interval_ms
         gaps = [b.ts_ms - a.ts_ms for a, b in itertools.pairwise(frames[-11:])]
@@ -217,7 +217,7 @@ class SnapshotBuilder:
             interval_ms=interval,
             gpus=gpus,
             switches=self._switches(newest, pairs[-1] if pairs else None, window),
-            totals=self._totals(gpus, newest, pairs[-1] if pairs else None, summaries),
+            totals=self._totals(gpus, pairs[-1] if pairs else None, summaries),
             power_history_kw=power_history([s.power for s in summaries[-self.history :]]),
             # A pair that covers fewer GPUs than the newest would draw as a dip: it is left out.
             nvlink_history_tbps=_nvlink_history(pairs[-self.history :]),
@@ -242,7 +242,7 @@ class SnapshotBuilder:
         interval_ms: int,
     ) -> GpuView:
         newest_ts = summaries[-1].ts_ms
-        found = next(((pos, s.rows[index]) for pos, s in _newest_first(summaries) if index in s.rows), None)
+        found = _newest_row(index, summaries, self.stale_intervals * interval_ms)
         if found is None:
             return GpuView(index, CellState.NO_DATA)
         pos, row = found
@@ -303,26 +303,26 @@ class SnapshotBuilder:
     def _totals(
         self,
         gpus: Sequence[GpuView],
-        newest: _FrameSummary,
         last: _PairSummary | None,
         summaries: Sequence[_FrameSummary],
     ) -> RackTotals:
         counts = {state: 0 for state in CellState}
         for view in gpus:
             counts[view.state] += 1
-        tokens = rack_tokens([(s.ts_ms, s.serving) for s in summaries], self.rate_window_ms)
-        limits = [
-            r["power_limit_mw"]
-            for r in newest.rows.values()
-            if r["state"] == GpuState.OK and r.get("power_limit_mw") is not None
-        ]
+        fresh_ms = self.stale_intervals * self._infer_interval(summaries)
+        tokens = rack_tokens([(s.ts_ms, s.serving) for s in summaries], self.rate_window_ms, fresh_ms)
+        # The GPUs' readings as their cells show them (each GPU's newest within the freshness window),
+        # so a tick where a tray's answer was still on its way is not summed as a smaller rack.
+        shown = [v.row for v in gpus if v.row is not None and v.state in (CellState.OK, CellState.ERROR)]
+        power = power_total_kw(((r["state"], r.get("power_mw")) for r in shown), GPUS)
+        limits = [r["power_limit_mw"] for r in shown if r.get("power_limit_mw") is not None]
         return RackTotals(
             gpus_ok=counts[CellState.OK],
             gpus_lost=counts[CellState.LOST],
             gpus_stale=counts[CellState.STALE] + counts[CellState.NO_DATA],
             gpus_error=counts[CellState.ERROR],
-            power_kw=newest.power.value,
-            power_covered=newest.power.covered,
+            power_kw=power.value,
+            power_covered=power.covered,
             power_limit_kw=sum(limits) / 1e6 if limits else None,
             nvlink_tbps=last.rack_tbps if last else None,
             nvlink_text=rack_nvlink_text(last.nvlink) if last and last.nvlink else "-- TB/s",
@@ -360,6 +360,30 @@ def build_snapshot(frames: Sequence[Frame], **options: Any) -> RackSnapshot:
 
 def _newest_first(summaries: Sequence[_FrameSummary]) -> list[tuple[int, _FrameSummary]]:
     return list(reversed(list(enumerate(summaries))))
+
+
+def _newest_row(
+    index: int, summaries: Sequence[_FrameSummary], fresh_ms: int
+) -> tuple[int, dict[str, Any]] | None:
+    """GPU `index`'s newest own reading within `fresh_ms` of the newest frame, else its newest row.
+
+    A STALE stand-in means no new reading at that tick (its tray's answer was late or still on its
+    way, as under load): the reading before it stays what the cell shows until it is too old, as a
+    Prometheus lookback would, instead of the cell flipping to stale and back every other tick.
+    """
+    newest_ts = summaries[-1].ts_ms
+    fallback = None
+    for pos, s in _newest_first(summaries):
+        row = s.rows.get(index)
+        if row is None:
+            continue
+        if fallback is None:
+            fallback = (pos, row)
+        if newest_ts - s.ts_ms > fresh_ms:
+            break
+        if row["state"] != GpuState.STALE:
+            return pos, row
+    return fallback
 
 
 def _reported(row: dict[str, Any] | None) -> bool:

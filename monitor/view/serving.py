@@ -120,9 +120,13 @@ def _finite(value: float) -> float | None:
 class ServingBuilder:
     """Builds ServingSnapshots from the newest frames; caches each frame's summary (one thread only)."""
 
-    def __init__(self, *, window_s: float = 10.0, history: int = 60) -> None:
-        """Rates and percentiles over `window_s`; `history` points of rack tokens/s for the sparklines."""
+    def __init__(self, *, window_s: float = 10.0, history: int = 60, stale_intervals: int = 3) -> None:
+        """Rates and percentiles over `window_s`; `history` points of rack tokens/s for the sparklines.
+
+        A server shows its newest page not older than `stale_intervals` intervals (see _freshest_row).
+        """
         self.window_ms = int(window_s * 1000)
+        self.stale_intervals = stale_intervals
         self.history = history
         self._cache: dict[int, _FrameServing] = {}
 
@@ -139,7 +143,8 @@ class ServingBuilder:
             return ServingSnapshot(ts_ms=None)
         newest = summaries[-1]
         window = [s for s in summaries if s.ts_ms >= newest.ts_ms - self.window_ms]
-        instances = tuple(self._instance(name, summaries, window) for name in sorted(newest.rows))
+        fresh_ms = self.stale_intervals * _interval_ms(summaries)
+        instances = tuple(self._instance(name, summaries, window, fresh_ms) for name in sorted(newest.rows))
         gen = [i.tokens_per_s for i in instances if i.tokens_per_s is not None]
         prompt = [i.prompt_per_s for i in instances if i.prompt_per_s is not None]
         return ServingSnapshot(
@@ -156,9 +161,13 @@ class ServingBuilder:
         return cached if cached is not None else _summarise(frame)
 
     def _instance(
-        self, name: str, summaries: Sequence[_FrameServing], window: Sequence[_FrameServing]
+        self,
+        name: str,
+        summaries: Sequence[_FrameServing],
+        window: Sequence[_FrameServing],
+        fresh_ms: int,
     ) -> InstanceView:
-        row = summaries[-1].rows[name]
+        row = _freshest_row(summaries, name, fresh_ms)
         state = STATE_NAMES.get(row["state"], "down")
         ok = [s for s in window if s.rows.get(name, {}).get("state") in _ANSWERED]
         answered = state in ANSWERED_NAMES
@@ -187,6 +196,28 @@ class ServingBuilder:
             itl_p50_s=_quantile(ok, name, "itl", 0.5),
             dup_samples=row.get("dup_samples"),
         )
+
+
+def _interval_ms(summaries: Sequence[_FrameServing]) -> int:
+    """The collection interval, from the spacing of the newest frames (1 s when unknown)."""
+    gaps = sorted(b.ts_ms - a.ts_ms for a, b in pairwise(summaries[-11:]) if b.ts_ms > a.ts_ms)
+    return gaps[len(gaps) // 2] if gaps else 1000
+
+
+def _freshest_row(summaries: Sequence[_FrameServing], name: str, fresh_ms: int) -> dict[str, Any]:
+    """The endpoint's newest row within `fresh_ms` that is not a STALE stand-in, else its newest row.
+
+    A stand-in means no new page at that tick (the previous scrape still running on a loaded
+    collector, or one late answer): the page before it stays what the panel shows until it is too old.
+    """
+    newest = summaries[-1]
+    for s in reversed(summaries):
+        if newest.ts_ms - s.ts_ms > fresh_ms:
+            break
+        row = s.rows.get(name)
+        if row is not None and row["state"] != EndpointState.STALE:
+            return row
+    return newest.rows[name]
 
 
 def _rate(ok: Sequence[_FrameServing], name: str, column: str) -> float | None:

@@ -35,19 +35,22 @@ def serving_counters(frame: Frame) -> ServingCounters:
     }
 
 
-def rack_tokens(frames: Sequence[tuple[int, ServingCounters]], window_ms: int) -> RackTotal:
+def rack_tokens(frames: Sequence[tuple[int, ServingCounters]], window_ms: int, fresh_ms: int) -> RackTotal:
     """Rack tokens/s at the newest of `frames` ((ts_ms, counters), oldest first).
 
-    A series counts when it is OK in the newest frame and has a rate over its OK samples of the last
-    `window_ms`; the total covers those, of every series in the newest frame.
+    A series counts when its newest row within `fresh_ms` that is not a STALE stand-in answered (OK
+    or PARTIAL) and it has a rate over its answered samples of the last `window_ms`; the total covers
+    those, of every series in the window. A stand-in (no new page at that tick, e.g. the previous
+    scrape still running on a loaded collector) is a gap, not a server gone.
     """
     if not frames:
         return RackTotal(None, 0, 0)
-    newest_ms, newest = frames[-1]
+    newest_ms = frames[-1][0]
     window = [(ts, counters) for ts, counters in frames if ts >= newest_ms - window_ms]
+    keys = {key for _, counters in window for key in counters}
     rates: list[float | None] = []
-    for key, (state, _) in newest.items():
-        if state not in _ANSWERED:
+    for key in keys:
+        if _freshest_state(window, key, newest_ms - fresh_ms) not in _ANSWERED:
             rates.append(None)
             continue
         points: list[Point] = [
@@ -56,7 +59,25 @@ def rack_tokens(frames: Sequence[tuple[int, ServingCounters]], window_ms: int) -
             if key in counters and counters[key][0] in _ANSWERED
         ]
         rates.append(rate(points))
-    return tokens_total(rates, len(newest))
+    return tokens_total(rates, len(keys))
+
+
+def _freshest_state(
+    window: Sequence[tuple[int, ServingCounters]], key: tuple[str, str], since_ms: int
+) -> int:
+    """The series' newest state since `since_ms` that is not a STALE stand-in, else its newest state."""
+    newest = None
+    for ts, counters in reversed(window):
+        if key not in counters:
+            continue
+        state = counters[key][0]
+        if newest is None:
+            newest = state
+        if ts < since_ms:
+            break
+        if state != EndpointState.STALE:
+            return state
+    return newest if newest is not None else int(EndpointState.STALE)
 
 
 def power_history(totals: Sequence[RackTotal]) -> tuple[float, ...]:

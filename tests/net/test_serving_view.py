@@ -11,6 +11,7 @@ from monitor.tui.app import RackApp
 from monitor.tui.messages import FrameReady
 from monitor.tui.widgets.serving_panel import ServingPanel, counts_text, serving_text, sparkline
 from monitor.tui.widgets.totals import TotalsBar
+from monitor.view.builder import SnapshotBuilder
 from monitor.view.serving import ServingBuilder
 from storage.frame import Frame, batch_from_rows
 from storage.head import Head
@@ -134,3 +135,33 @@ async def test_panel_and_totals_in_the_app() -> None:
         assert "DOWN 3s" in str(panel.render())
         assert panel.border_subtitle == "1 ok, 1 down"
         assert "Tokens 15.0 k/s" in str(app.query_one(TotalsBar).render())
+
+
+def _stand_in(f: Frame) -> Frame:
+    """The frame with every server a STALE stand-in (no page at this tick: the scrape still running)."""
+    rows = [
+        {"ts": r["ts"], "endpoint": r["endpoint"], "engine": r["engine"], "state": int(EndpointState.STALE)}
+        for r in f.table("serving").to_pylist()
+    ]
+    return Frame(f.ts_ms, {"serving": batch_from_rows("serving", rows)})
+
+
+def test_stand_ins_every_other_tick_keep_the_servers_on_screen() -> None:
+    # A loaded collector answers every other tick: the servers keep their last page's figures and
+    # rates (a lookback within 3 intervals), and the live header's tokens/s still covers both.
+    frames = [_stand_in(frame(t)) if t % 2 else frame(t) for t in range(16)]
+    snap = ServingBuilder(window_s=10).build(frames)
+    a, b = snap.instances
+    assert (a.state, b.state) == ("ok", "ok")
+    assert a.tokens_per_s == pytest.approx(15_000) and b.tokens_per_s == pytest.approx(5_000)
+    assert snap.counts == {"ok": 2, "partial": 0, "stale": 0, "down": 0}
+    rack = SnapshotBuilder().build(frames).totals
+    assert rack.tokens_per_s == pytest.approx(20_000)
+    assert (rack.tokens_covered, rack.endpoints) == (2, 2)
+
+
+def test_stand_ins_past_the_lookback_are_stale() -> None:
+    frames = [_stand_in(frame(t)) if t >= 10 else frame(t) for t in range(16)]
+    a, _ = ServingBuilder(window_s=10).build(frames).instances
+    assert a.state == "stale" and a.age_s == 6.0 and a.tokens_per_s is None
+    assert SnapshotBuilder().build(frames).totals.tokens_per_s is None

@@ -251,11 +251,11 @@ def test_an_engine_restart_counts_only_new_tokens(tmp_path: Path) -> None:
     assert said["snapshot"]["tokens_per_s"] == pytest.approx(expected - lost / WINDOW_S, rel=0.005)
 
 
-def _tray_misses(tick: int, tray: int) -> Callable[[int, Frame], Frame]:
-    """At `tick`, tray `tray`'s four GPUs come back as STALE stand-ins (its agent missed the deadline)."""
+def _tray_misses(tick: int, tray: int, ticks: int = 1) -> Callable[[int, Frame], Frame]:
+    """From `tick`, for `ticks` ticks, tray `tray`'s four GPUs come back as STALE stand-ins."""
 
     def mutate(at: int, frame: Frame) -> Frame:
-        if at != tick:
+        if not tick <= at < tick + ticks:
             return frame
         rows = frame.table("gpu").to_pylist()
         for row in rows:
@@ -294,13 +294,14 @@ def test_a_tray_missing_one_tick_is_no_dip(tmp_path: Path) -> None:
     marks = re.findall(r"<circle[^>]*><title>([^<]*)</title>", svg.group(1))
     assert len(marks) == 1 and f"{GPUS - 4}/{GPUS} GPUs" in marks[0], marks
     assert len(_power_chart(page)) == TICKS - 1
-    # Live: at the partial tick the header says what the total covers.
+    # Live: one missed tick is a gap, not a smaller rack. The cells keep the tray's reading from the
+    # tick before (a lookback within 3 intervals), and the header sums what the cells show.
     live = SnapshotBuilder().build(rec.frames[: tick + 1])
-    assert live.totals.power_covered == GPUS - 4
+    assert live.totals.power_covered == GPUS
     assert live.totals.power_kw == pytest.approx(
-        truth_power_kw(rec, tick) - _tray_kw(rec, tick, 5), rel=0.005
+        truth_power_kw(rec, tick) - _tray_kw(rec, tick, 5) + _tray_kw(rec, tick - 1, 5), rel=0.005
     )
-    assert f"({GPUS - 4}/{GPUS} GPUs)" in totals_text(live, "rack").plain
+    assert "GPUs)" not in totals_text(live, "rack").plain.split("NVLink")[0]
     assert min(live.power_history_kw) >= min(whole) * 0.995  # the sparkline leaves the tick out
 
 
@@ -381,3 +382,18 @@ def test_an_implausible_link_is_left_out_everywhere(tmp_path: Path) -> None:
         )
     ends = SnapshotBuilder().build([rec.frames[-1 - WINDOW_S], rec.frames[-1]])
     assert ends.totals.nvlink_text.endswith("(1 link implausible, left out)"), ends.totals.nvlink_text
+
+
+def test_a_tray_silent_past_the_lookback_is_a_partial_total(tmp_path: Path) -> None:
+    # Four missed ticks in a row are more than the 3-interval lookback: the header sums the 68 GPUs
+    # that still answer and says so, and the sparkline leaves those ticks out rather than dipping.
+    tick = TICKS - 5
+    rec = record(tmp_path / "store", "steady", _tray_misses(tick, tray=5, ticks=4))
+    live = SnapshotBuilder().build(rec.frames[: tick + 4])
+    assert live.totals.power_covered == GPUS - 4
+    assert live.totals.power_kw == pytest.approx(
+        truth_power_kw(rec, tick + 3) - _tray_kw(rec, tick + 3, 5), rel=0.005
+    )
+    assert f"({GPUS - 4}/{GPUS} GPUs)" in totals_text(live, "rack").plain
+    whole = [sum(p.values()) / 1e6 for p in rec.power_mw]
+    assert min(live.power_history_kw) >= min(whole) * 0.995

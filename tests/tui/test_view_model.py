@@ -122,10 +122,27 @@ def test_gpu_missing_for_three_intervals_or_less_is_still_ok():
 
 
 def test_collector_stale_row_is_stale_and_aged_from_the_last_good_row():
-    frames = [rack_frame(t, states={3: GpuState.STALE} if t >= 1 else None) for t in range(3)]
+    # Past the 3-interval lookback a stand-in is what the cell shows: stale, aged from the last reading.
+    frames = [rack_frame(t, states={3: GpuState.STALE} if t >= 1 else None) for t in range(5)]
     gpu = build_snapshot(frames).gpu(3)
     assert gpu.state is CellState.STALE
-    assert gpu.age_s == pytest.approx(2.0)
+    assert gpu.age_s == pytest.approx(4.0)
+
+
+def test_stand_ins_every_other_tick_keep_the_last_reading_on_screen():
+    # A loaded collector whose scrape outlasts the interval answers every other tick; the ticks in
+    # between hold stand-ins. The cells, the rack count and the power total keep the last reading
+    # (as a Prometheus lookback does) instead of flipping the whole rack to stale and back.
+    frames = [
+        rack_frame(t, states=dict.fromkeys(range(GPUS), GpuState.STALE) if t % 2 else None)
+        for t in range(6)
+    ]
+    snap = build_snapshot(frames)
+    assert snap.totals.gpus_ok == GPUS
+    assert {snap.gpu(g).state for g in range(GPUS)} == {CellState.OK}
+    whole = build_snapshot(frames[:5])  # the tick before: every GPU's own reading
+    assert snap.totals.power_kw == pytest.approx(whole.totals.power_kw)
+    assert snap.totals.power_covered == GPUS
 
 
 def test_error_state_is_kept():
