@@ -19,7 +19,9 @@ from monitor.live import COLOR_HELP, MAX_FPS_HELP, RECORD_HELP
 def command(
     scenario: str = typer.Option("steady", help="Fault to play: " + ", ".join(SCENARIOS) + "."),
     seed: int = typer.Option(0, help="Seed of the simulated rack; the same seed plays the same rack."),
-    interval: float = typer.Option(1.0, help="Seconds between samples (and screen refreshes)."),
+    interval: float = typer.Option(
+        1.0, help="Real seconds between samples (and screen refreshes), whatever the --speed."
+    ),
     speed: float = typer.Option(
         1.0, help="Simulated seconds per real second (e.g. 10 to see a fault sooner)."
     ),
@@ -38,13 +40,18 @@ def command(
     if interval <= 0:
         raise UserError("--interval must be positive")
     apply_terminal_options(color, max_fps)
+    if speed <= 0:
+        raise UserError("--speed must be positive")
     servers, clock = start_servers("127.0.0.1", engine=engine, scenario=scenario, seed=seed, speed=speed)
     try:
         config = servers.config
         run_live(
             [scrape_source(config, interval)],
             clock=clock,
-            interval=interval,
+            # Samples stay `interval` apart in real time: at --speed 5 one frame covers 5 simulated
+            # seconds, so the scraper is not asked for 5 racks a second (it fell behind and every
+            # other frame was stand-ins).
+            interval=interval * speed,
             title="rack-monitor demo",
             subtitle=f"simulated GB300 NVL72 over loopback HTTP · scenario {scenario} · seed {seed}",
             alerts=AlertRules(bell=bell),

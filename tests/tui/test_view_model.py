@@ -134,8 +134,7 @@ def test_stand_ins_every_other_tick_keep_the_last_reading_on_screen():
     # between hold stand-ins. The cells, the rack count and the power total keep the last reading
     # (as a Prometheus lookback does) instead of flipping the whole rack to stale and back.
     frames = [
-        rack_frame(t, states=dict.fromkeys(range(GPUS), GpuState.STALE) if t % 2 else None)
-        for t in range(6)
+        rack_frame(t, states=dict.fromkeys(range(GPUS), GpuState.STALE) if t % 2 else None) for t in range(6)
     ]
     snap = build_snapshot(frames)
     assert snap.totals.gpus_ok == GPUS
