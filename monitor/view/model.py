@@ -117,12 +117,19 @@ class EventView:
         return self.kind in (EventKind.XID, EventKind.GPU_LOST, EventKind.LINK_DOWN, EventKind.ALERT)
 
     @property
+    def where(self) -> str:
+        """What the event is about: its GPU's label, else its source (an endpoint, a tray), else 'rack'."""
+        return (
+            gpu_label(self.gpu) if self.gpu is not None and 0 <= self.gpu < GPUS else (self.source or "rack")
+        )
+
+    @property
     def text(self) -> str:
         """'12:00:03 XID 79    T16.G2 GPU has fallen off the bus' (UTC; columns line up)."""
         tag = EVENT_TAGS.get(self.kind, self.kind.upper())
         if self.kind == EventKind.XID and self.code is not None:
             tag = f"XID {self.code}"
-        where = gpu_label(self.gpu) if self.gpu is not None and 0 <= self.gpu < GPUS else "rack"
+        where = self.where
         if self.link is not None:
             where += f" L{self.link}"
         return f"{clock_text(self.ts_ms)[:-1]} {tag:<9} {where:<6} {self.describe()}"

@@ -283,6 +283,6 @@ def test_a_collector_late_event_reads_as_one_line_in_the_log():
 
     detail = "collector late by 1.4 s: 90 of 90 endpoints missed tick 12:00:03"
     ev = EventView(1_700_000_003_000, EventKind.COLLECTOR_LATE, None, None, None, "rack-a", detail)
-    assert ev.text.endswith(f" LATE      rack   {detail}")
+    assert ev.text.endswith(f" LATE      rack-a {detail}")  # the log names the source, as the events view
     assert event_cells(ev)[1:] == (" LATE", "rack-a", detail)
     assert EventKind.COLLECTOR_LATE in FILTERS["endpoints"]

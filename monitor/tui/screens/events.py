@@ -17,7 +17,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
-from collectors.rack import GPUS, gpu_label
 from monitor.tui.screens.base import LiveScreen
 from monitor.tui.widgets.history_chart import mark_row
 from monitor.view.gpu_history import events_of
@@ -52,7 +51,7 @@ def event_cells(ev: EventView) -> tuple[str, str, str, str]:
     tag = EVENT_TAGS.get(ev.kind, ev.kind.upper())
     if ev.kind == EventKind.XID and ev.code is not None:
         tag = f"XID {ev.code}"
-    where = gpu_label(ev.gpu) if ev.gpu is not None and 0 <= ev.gpu < GPUS else (ev.source or "rack")
+    where = ev.where
     if ev.link is not None:
         where += f" L{ev.link}"
     return clock_text(ev.ts_ms), ("!" if ev.severe else " ") + tag, where, ev.describe()
