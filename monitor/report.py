@@ -16,6 +16,7 @@ from typing import Any
 import pynvml
 
 from collectors.rack import GPUS_PER_TRAY, gpu_label
+from collectors.robust import robust_high, robust_low
 from monitor.report_nvlink import nvlink_total
 from monitor.timespec import Window, iso
 from storage.quantile import bucket_quantile
@@ -35,42 +36,11 @@ SLOWDOWN_REASONS = (
 THERMAL_REASONS = (
     pynvml.nvmlClocksEventReasonSwThermalSlowdown | pynvml.nvmlClocksEventReasonHwThermalSlowdown
 )
-ROBUST_Z = 3.5
-"""Iglewicz-Hoaglin cut-off for the modified z-score (0.6745 (x - median) / MAD)."""
-MIN_RELATIVE = 0.05
-"""An outlier must also be this far from the median (relative), so a tight, healthy rack names nobody."""
 QUANTILES = (0.5, 0.9, 0.99)
 
 
 class EmptyReportError(Exception):
     """The window holds no GPU or serving rows; the message says what the store holds."""
-
-
-def robust_low(values: dict[int, float]) -> dict[int, float]:
-    """Keys whose value lies far below their peers' median (modified z < -3.5 and 5 % below), with z."""
-    return {k: -z for k, z in _robust(values, sign=-1.0).items()}
-
-
-def robust_high(values: dict[int, float]) -> dict[int, float]:
-    """Keys whose value lies far above their peers' median (modified z > 3.5 and 5 % above), with z."""
-    return _robust(values, sign=1.0)
-
-
-def _robust(values: dict[int, float], sign: float) -> dict[int, float]:
-    finite = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
-    if len(finite) < 3:
-        return {}
-    median = statistics.median(finite.values())
-    mad = statistics.median(abs(v - median) for v in finite.values())
-    out = {}
-    for k, v in finite.items():
-        gap = sign * (v - median)
-        if gap <= max(MIN_RELATIVE * abs(median), 1e-9):
-            continue
-        z = 0.6745 * gap / mad if mad > 0 else math.inf
-        if z > ROBUST_Z:
-            out[k] = z
-    return out
 
 
 def _rows(reader: StoreReader, query: str) -> list[dict[str, Any]]:

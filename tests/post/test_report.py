@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from collectors.robust import robust_high, robust_low
 from collectors.sim.rack import SimRack
 from monitor.export import export
-from monitor.report import robust_high, robust_low, summarize
+from monitor.report import summarize
 from monitor.timespec import Window
 from storage.reader import StoreReader
 from tests.post.conftest import SEED, monitor, one_line_error
