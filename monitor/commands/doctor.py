@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from collectors.nvml_errors import (
+    NVML_EXCEPTIONS,
+    Outcome,
+    code_name,
+    error_name,
+    outcome_of,
+    outcome_of_code,
+)
 from monitor.errors import UserError
+
+if TYPE_CHECKING:
+    from collectors.nvml_static import GpuFacts
 
 
 def command(
@@ -19,13 +32,15 @@ def command(
     """Check NVML here, every endpoint of --config (ok + latency + engine, stale, or why not), and colours."""
     from storage.schemas import EndpointState
 
-    lines = [nvml_line(), terminal_line()]
+    lines, gpus_failed = nvml_lines()
+    lines.append(terminal_line())
     failed = 0
     if config is None:
         for line in lines:
             typer.echo(line)
         if lines[0].startswith("NVML: not available"):
             raise UserError("no NVIDIA driver here and no --config to check: nothing to monitor", exit_code=1)
+        _fail_on_gpus(gpus_failed)
         return
     from monitor.commands.root import MAX_TIMEOUT_TICKS, load_rack_config, scrape_source
 
@@ -51,6 +66,13 @@ def command(
         typer.echo(line)
     if failed:
         raise UserError(f"{failed} of {len(statuses)} endpoints in {config} do not answer", exit_code=1)
+    _fail_on_gpus(gpus_failed)
+
+
+def _fail_on_gpus(failed: int) -> None:
+    """Exit non-zero when a local GPU failed its check (the lines above name each one)."""
+    if failed:
+        raise UserError(f"{failed} GPU(s) on this host failed the NVML check (named above)", exit_code=1)
 
 
 def _verdict(status: Any, configured: dict[str, str | None]) -> str:
@@ -70,25 +92,145 @@ def _verdict(status: Any, configured: dict[str, str | None]) -> str:
     return f"error: {status.reason}"
 
 
-def nvml_line() -> str:
-    """NVML on this host: its GPUs and driver, or why not."""
-    from collectors.nvml import nvml_available
+def nvml_lines() -> tuple[list[str], int]:
+    """NVML on this host and every GPU's check (see check_gpu), and how many GPUs failed.
 
-    reason = nvml_available()
+    The `pynvml` module is looked up when called, so that a pynvml-compatible one (a simulated tray)
+    put in its place is the one checked.
+    """
+    import pynvml
+
+    from collectors.nvml_static import gpu_infos, init_reason, nvml_available
+
+    reason = nvml_available(pynvml)
     if reason is not None:
-        return f"NVML: not available ({reason})"
+        return [f"NVML: not available ({reason})"], 0
     try:
-        import pynvml
-
         pynvml.nvmlInit()
-        try:
-            count = pynvml.nvmlDeviceGetCount()
-            driver = pynvml.nvmlSystemGetDriverVersion()
-        finally:
+    except NVML_EXCEPTIONS as exc:
+        return [f"NVML: not available ({init_reason(exc)})"], 0
+    try:
+        driver = _ask(pynvml.nvmlSystemGetDriverVersion)
+        count = pynvml.nvmlDeviceGetCount()
+        checks = [check_gpu(pynvml, index) for index in range(count)]
+    except NVML_EXCEPTIONS as exc:
+        return [f"NVML: works, but {error_name(exc)}"], 0
+    finally:
+        with contextlib.suppress(*NVML_EXCEPTIONS):
             pynvml.nvmlShutdown()
-    except pynvml.NVMLError as err:
-        return f"NVML: works, but {err}"
-    return f"NVML: ok, {count} GPUs, driver {driver}"
+    try:  # place the GPUs as the collector does, to name them as every view does
+        labels = [info.label for info in gpu_infos([c.facts for c in checks], None)]
+    except ValueError as exc:
+        labels = [f"NVML{c.facts.nvml_index}" for c in checks]
+        checks[0].failures.append(f"cannot place the GPUs in the rack: {exc}")
+    failed = sum(1 for c in checks if c.failures)
+    head = "ok" if not failed else f"{failed} of {count} GPUs FAIL"
+    lines = [f"NVML: {head}, {count} GPUs, driver {driver or 'unknown'}"]
+    width = max((len(label) for label in labels), default=0)
+    for check, label in zip(checks, labels, strict=True):
+        lines.append(f"  GPU {check.facts.nvml_index} {label:<{width}}  {check.verdict()}")
+    return lines, failed
+
+
+@dataclass
+class GpuCheck:
+    """One GPU's check: its static facts as the collector reads them at open, and what went wrong."""
+
+    facts: GpuFacts
+    fields: int = 0
+    failures: list[str] = field(default_factory=list)
+    """Lost, no handle, or an error the collector would mark the GPU ERROR for: each fails doctor."""
+    warnings: list[str] = field(default_factory=list)
+    """Answers that will never come (NOT_SUPPORTED...): the collector leaves those columns null."""
+
+    def note(self, what: str, exc_or_code: BaseException | int) -> None:
+        """File one failed call or field entry under failures or warnings by its NVML outcome."""
+        if isinstance(exc_or_code, int):
+            outcome, name = outcome_of_code(exc_or_code), code_name(exc_or_code)
+        else:
+            outcome, name = outcome_of(exc_or_code), error_name(exc_or_code)
+        text = f"{name} from {what}"
+        if outcome is Outcome.LOST:
+            self.failures.insert(0, f"LOST: {text}")
+        elif outcome is Outcome.UNSUPPORTED:
+            self.warnings.append(text)
+        else:
+            self.failures.append(text)
+
+    def verdict(self) -> str:
+        """One line: UUID, platform info, NVLinks, fields, then FAILED/warning with the NVML errors."""
+        f = self.facts
+        if f.platform is not None:
+            tray, module, slot = f.platform
+            place = f"platform tray {tray} module {module} slot {slot}"
+        else:
+            place = "no platform info"
+        parts = [f.uuid or "uuid unknown", place, f"{f.nvlink_count} NVLinks", f"{self.fields} fields"]
+        text = ", ".join(parts)
+        if self.failures:
+            return f"FAILED: {'; '.join(self.failures + self.warnings)} ({text})"
+        if self.warnings:
+            return f"ok, warning: {'; '.join(self.warnings)} ({text})"
+        return f"ok ({text})"
+
+
+class _CallLog:
+    """The NVML module as collectors.nvml_static.read_facts sees it, noting every call that raised."""
+
+    def __init__(self, nvml: Any, check: GpuCheck) -> None:
+        self._nvml = nvml
+        self._check = check
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._nvml, name)
+        if not (name.startswith("nvml") and callable(value)):
+            return value
+
+        def logged(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return value(*args, **kwargs)
+            except NVML_EXCEPTIONS as exc:
+                self._check.note(name, exc)
+                raise
+
+        return logged
+
+
+def check_gpu(nvml: Any, index: int) -> GpuCheck:
+    """Check one GPU as the collector uses it: its handle and static facts (platform info, NVLink count)
+    read by the collector's own read_facts, then one nvmlDeviceGetFieldValues with the collector's
+    per-tick request. Every failed call and field entry is noted with its NVML error."""
+    from collectors.nvml_fields import FieldPlan, decode_field_values
+    from collectors.nvml_static import GpuFacts, read_facts
+
+    check = GpuCheck(GpuFacts(index, None))
+    check.facts = read_facts(_CallLog(nvml, check), index)
+    handle = check.facts.handle
+    if handle is None or check.facts.lost:
+        return check
+    request = FieldPlan.build(check.facts.nvlink_count).request
+    try:
+        raw = nvml.nvmlDeviceGetFieldValues(handle, request)
+    except NVML_EXCEPTIONS as exc:
+        check.note("nvmlDeviceGetFieldValues", exc)
+        return check
+    _values, rets = decode_field_values(raw)
+    check.fields = len(rets)
+    failed: dict[tuple[int, int], int] = {}
+    for (field_id, _scope), ret in zip(request, rets, strict=True):
+        if ret:
+            failed[(field_id, ret)] = failed.get((field_id, ret), 0) + 1
+    for (field_id, ret), entries in failed.items():
+        check.note(f"field {field_id} ({entries} of {len(request)} entries)", ret)
+    return check
+
+
+def _ask(fn: Any) -> Any:
+    """fn(), or None where NVML does not answer."""
+    try:
+        return fn()
+    except NVML_EXCEPTIONS:
+        return None
 
 
 def terminal_line() -> str:
