@@ -24,6 +24,7 @@ from collectors.nvml_fields import (
     decode_field_values,
     links_total,
 )
+from collectors.nvml_recovery import Backoff, probe, recovered_info
 from collectors.nvml_rows import EventRows, safe_batch
 from collectors.nvml_static import (
     MIB,
@@ -72,6 +73,7 @@ class _Gpu:
     lost: bool = False
     lost_reported: bool = False
     lost_detail: str = ""
+    backoff: Backoff | None = None  # when to probe again, from the tick its loss was reported
     errored: bool = False
     replan: bool = False
     unsupported: set[Any] = field(default_factory=set)
@@ -138,7 +140,9 @@ class NvmlCollector:
         self.gpus: list[GpuInfo] = infos
         """Static facts of every GPU, in NVML order."""
         self._xids = XidEvents(
-            nvml, [(g.handle, g.info) for g in self._gpus if g.handle is not None and not g.lost]
+            nvml,
+            [(g.handle, g.info) for g in self._gpus if g.handle is not None and not g.lost],
+            lost=[g.info for g in self._gpus if g.lost],
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -192,6 +196,8 @@ class NvmlCollector:
         links: dict[str, list[Any]] = {"gpu": [], "link": [], **{c: [] for c in LINK_COLUMNS}}
         procs: dict[str, list[Any]] = {"gpu": [], "pid": [], "name": [], "used_mib": []}
         for g in self._gpus:
+            if g.backoff is not None and g.backoff.due(ts_ms):
+                self._reprobe(g, g.backoff, ts_ms, events)
             info = g.info
             metrics: tuple[Any, ...] | None = None
             state = GpuState.LOST
@@ -204,6 +210,7 @@ class NvmlCollector:
                 metrics, state = None, GpuState.LOST
                 if not g.lost_reported:
                     g.lost_reported = True
+                    g.backoff = Backoff.after_loss(ts_ms)
                     detail = f"{info.label} {info.uuid}: {g.lost_detail}"
                     events.add(EventKind.GPU_LOST, info.gpu, None, pynvml.NVML_ERROR_GPU_IS_LOST, detail)
             rows.append((ts_ms, info.gpu, info.uuid, info.tray, int(state), *(metrics or _NULL_METRICS)))
@@ -323,6 +330,26 @@ class NvmlCollector:
             links_total(scalar("nvlink_rx_kib"), link_cols["rx_kib"]),
             nvlink_up,
         )
+
+    def _reprobe(self, g: _Gpu, backoff: Backoff, ts_ms: int, events: EventRows) -> None:
+        """Probe a lost GPU; if it answers as the same GPU, read it again from this tick on.
+
+        Its rows keep its rack index; its links are a fresh baseline (a change while it was gone is not
+        a link event) and its XIDs are registered again under the new handle.
+        """
+        facts = probe(self._nvml, g.info)
+        if facts is None:
+            backoff.failed(ts_ms)
+            return
+        g.info = info = recovered_info(g.info, facts)
+        self.gpus = [x.info for x in self._gpus]
+        g.handle, g.lost, g.lost_reported, g.lost_detail, g.backoff = facts.handle, False, False, "", None
+        g.reasons = None
+        g.link_states = [None] * info.nvlink_count
+        self._replan(g)
+        self._xids.register(g.handle, info)
+        detail = f"{info.label} {info.uuid}: answers again after GPU_IS_LOST"
+        events.add(EventKind.GPU_RECOVERED, info.gpu, None, None, detail)
 
     def _field_errors(self, g: _Gpu, rets: Sequence[int]) -> None:
         """Apply the error policy to each failed entry of a field-values batch."""

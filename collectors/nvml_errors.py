@@ -14,7 +14,8 @@ class Outcome(Enum):
     """The answer will never come (not supported, no permission, driver older than the binding): remember
     it per (GPU, call) and never ask again; the column stays null."""
     LOST = "lost"
-    """The GPU fell off the bus: one LOST row and gpu_lost event, then the GPU is not called again."""
+    """The GPU fell off the bus: one LOST row and gpu_lost event; only a back-off probe calls it again
+    (collectors.nvml_recovery), and a GPU that answers then gets a gpu_recovered event."""
     RETRY = "retry"
     """Anything else (UNKNOWN, TIMEOUT, NO_DATA, NOT_READY...): null this tick, ask again next tick."""
 

@@ -40,27 +40,40 @@ class XidEvents:
     A driver that cannot create the set, or registers none of the GPUs, simply yields no events.
     """
 
-    def __init__(self, nvml: Any, gpus: Sequence[tuple[Any, GpuInfo]]) -> None:
-        """Create the set and register every (handle, info) in `gpus` on it."""
+    def __init__(self, nvml: Any, gpus: Sequence[tuple[Any, GpuInfo]], lost: Sequence[GpuInfo] = ()) -> None:
+        """Create the set and register every (handle, info) in `gpus` on it.
+
+        `lost` are GPUs lost at open (no handle to register): an event naming one of their UUIDs still
+        gets its GPU, and register() adds them once they answer again.
+        """
         self._nvml = nvml
-        self._by_handle = {handle_key(h): info for h, info in gpus}
-        self._by_uuid = {info.uuid: info for _, info in gpus}
+        self._by_handle: dict[Any, GpuInfo] = {}
+        self._by_uuid = {info.uuid: info for info in lost}
         self._set: Any = None
-        try:
-            event_set = nvml.nvmlEventSetCreate()
-        except NVML_EXCEPTIONS:
-            return
-        registered = 0
-        for handle, _ in gpus:
+        for handle, info in gpus:
+            self.register(handle, info)
+
+    def register(self, handle: Any, info: GpuInfo) -> bool:
+        """Listen for XIDs on one GPU (again, after it recovered); False where the driver refuses.
+
+        The set is created with the first GPU it takes, so a host whose GPUs were all lost at open
+        still gets one once a GPU comes back.
+        """
+        self._by_handle[handle_key(handle)] = info
+        self._by_uuid[info.uuid] = info
+        created = self._set is None
+        if created:
             try:
-                nvml.nvmlDeviceRegisterEvents(handle, pynvml.nvmlEventTypeXidCriticalError, event_set)
-                registered += 1
-            except NVML_EXCEPTIONS:  # NOT_SUPPORTED on this GPU: the set still serves the others
-                continue
-        if registered:
-            self._set = event_set
-        else:
-            self._free(event_set)
+                self._set = self._nvml.nvmlEventSetCreate()
+            except NVML_EXCEPTIONS:
+                return False
+        try:
+            self._nvml.nvmlDeviceRegisterEvents(handle, pynvml.nvmlEventTypeXidCriticalError, self._set)
+        except NVML_EXCEPTIONS:  # NOT_SUPPORTED on this GPU: the set still serves the others
+            if created:  # a set nobody is registered on yields nothing: free it
+                self.close()
+            return False
+        return True
 
     @property
     def active(self) -> bool:

@@ -15,6 +15,8 @@ from collectors.nvml_errors import NVML_EXCEPTIONS, Outcome, error_name, outcome
 from collectors.nvml_fields import FI_NVLINK_LINK_COUNT, decode_field_values
 
 MIB = 1 << 20
+UNKNOWN_UUID_PREFIX = "GPU-unknown-"
+"""The start of the stand-in UUID of a GPU lost before its UUID was read (see gpu_infos)."""
 
 
 class NvmlUnavailable(RuntimeError):
@@ -204,7 +206,7 @@ def gpu_infos(facts: Sequence[GpuFacts], tray: int | None) -> list[GpuInfo]:
                 module=module,
                 placed_by=how,
                 # A GPU lost before its UUID was read still needs a stable, recognisable key.
-                uuid=f.uuid or f"GPU-unknown-nvml{f.nvml_index}",
+                uuid=f.uuid or f"{UNKNOWN_UUID_PREFIX}nvml{f.nvml_index}",
                 name=f.name,
                 serial=f.serial,
                 pci_bus_id=f.pci_bus_id,

@@ -52,6 +52,8 @@ class EventKind:
     LINK_DOWN = "link_down"
     LINK_UP = "link_up"
     GPU_LOST = "gpu_lost"
+    GPU_RECOVERED = "gpu_recovered"
+    """A GPU that was lost answers again (same rack index; its rows continue)."""
     ENDPOINT_DOWN = "endpoint_down"
     ENDPOINT_UP = "endpoint_up"
     ALERT = "alert"

@@ -173,6 +173,10 @@ class SimRack:
         state.lost = True
         state.util_gpu = state.util_mem = 0
 
+    def recover_gpu(self, gpu: int) -> None:
+        """The fault cleared (a GPU reset): the GPU answers NVML again, with the state it had."""
+        self.gpus[gpu].lost = False
+
     def set_link(self, gpu: int, link: int, *, up: bool) -> None:
         """Take an NVLink down (a failed recovery and XID 74) or bring it back up."""
         links = self.gpus[gpu].links

@@ -85,6 +85,7 @@ EVENT_TAGS: dict[str, str] = {
     EventKind.LINK_DOWN: "LINK DOWN",
     EventKind.LINK_UP: "LINK UP",
     EventKind.GPU_LOST: "GPU LOST",
+    EventKind.GPU_RECOVERED: "GPU BACK",
     EventKind.ENDPOINT_DOWN: "EP DOWN",
     EventKind.ENDPOINT_UP: "EP UP",
     EventKind.ALERT: "ALERT",
