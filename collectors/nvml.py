@@ -211,7 +211,7 @@ class NvmlCollector:
                 if not g.lost_reported:
                     g.lost_reported = True
                     g.backoff = Backoff.after_loss(ts_ms)
-                    detail = f"{info.label} {info.uuid}: {g.lost_detail}"
+                    detail = f"{info.uuid}: {g.lost_detail}"
                     events.add(EventKind.GPU_LOST, info.gpu, None, pynvml.NVML_ERROR_GPU_IS_LOST, detail)
             rows.append((ts_ms, info.gpu, info.uuid, info.tray, int(state), *(metrics or _NULL_METRICS)))
         batches = {
@@ -302,7 +302,7 @@ class NvmlCollector:
             links["link"].extend(range(n))
             for c in LINK_COLUMNS:
                 links[c].extend(link_cols[c])
-            events.link_changes(info.gpu, info.label, g.link_states, states)
+            events.link_changes(info.gpu, g.link_states, states)
         known = [s for s in states if s is not None]
         nvlink_up = sum(1 for s in known if s == NVLINK_STATE_ACTIVE) if known else None
         if reasons is not None:
@@ -348,7 +348,7 @@ class NvmlCollector:
         g.link_states = [None] * info.nvlink_count
         self._replan(g)
         self._xids.register(g.handle, info)
-        detail = f"{info.label} {info.uuid}: answers again after GPU_IS_LOST"
+        detail = f"{info.uuid}: answers again after GPU_IS_LOST"
         events.add(EventKind.GPU_RECOVERED, info.gpu, None, None, detail)
 
     def _field_errors(self, g: _Gpu, rets: Sequence[int]) -> None:

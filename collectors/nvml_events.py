@@ -99,10 +99,7 @@ class XidEvents:
                 continue
             info = self._gpu_of(data.device)
             xid = int(data.eventData)
-            label = "" if info is None else f"{info.label} "
-            into.add(
-                EventKind.XID, None if info is None else info.gpu, None, xid, f"{label}{xid_detail(xid)}"
-            )
+            into.add(EventKind.XID, None if info is None else info.gpu, None, xid, xid_detail(xid))
             taken += 1
         return taken
 

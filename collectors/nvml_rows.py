@@ -40,9 +40,7 @@ class EventRows:
         self.code.append(code)
         self.detail.append(detail)
 
-    def link_changes(
-        self, gpu: int, label: str, previous: list[int | None], states: list[int | None]
-    ) -> None:
+    def link_changes(self, gpu: int, previous: list[int | None], states: list[int | None]) -> None:
         """link_down / link_up for each link that left or re-entered the up states since `previous`.
 
         `previous` is updated in place. The first reading of a link (previous None) is a baseline, not an
@@ -56,7 +54,7 @@ class EventRows:
             if before is None or (before in LINK_UP_STATES) == (state in LINK_UP_STATES):
                 continue
             kind = EventKind.LINK_UP if state in LINK_UP_STATES else EventKind.LINK_DOWN
-            self.add(kind, gpu, link, state, f"{label} NVLink {link}: state {before} -> {state}")
+            self.add(kind, gpu, link, state, f"NVLink {link}: state {before} -> {state}")
 
     def clocks_change(self, gpu: int, before: int | None, reasons: int) -> int:
         """clocks_event when the significant reason bits differ from `before`; returns the new bits.

@@ -21,7 +21,7 @@ from collectors.mappings.common import MappingError, checked_int, checked_ints, 
 from collectors.nvml_fields import links_total, xid_detail
 from collectors.nvml_rows import EventRows
 from collectors.promtext import ExpositionError, ExpositionParser, Family, Labels
-from collectors.rack import LINKS_PER_GPU, gpu_index, gpu_label, gpu_place
+from collectors.rack import LINKS_PER_GPU, gpu_index, gpu_place
 from storage.frame import Frame, batch_from_columns
 from storage.schemas import EventKind, GpuState
 
@@ -351,20 +351,17 @@ class GpuPageMapper:
         events = EventRows()
         self._xid_events(families, events)
         for rack in order:
-            label = gpu_label(rack)
             seen = rack in self._seen
             state = states.get(rack, int(GpuState.OK))
             if seen and state == GpuState.LOST and self._state.get(rack) != GpuState.LOST:
-                events.add(
-                    EventKind.GPU_LOST, rack, None, pynvml.NVML_ERROR_GPU_IS_LOST, f"{label}: GPU is lost"
-                )
+                events.add(EventKind.GPU_LOST, rack, None, pynvml.NVML_ERROR_GPU_IS_LOST, "GPU is lost")
             self._state[rack] = state
             reasons = rows.get(rack, {}).get("clocks_event_reasons")
             if reasons is not None:
                 self._clocks[rack] = events.clocks_change(rack, self._clocks.get(rack), reasons)
             link_states = [link_state_of.get((rack, link)) for link in range(LINKS_PER_GPU)]
             previous = self._links.setdefault(rack, [None] * LINKS_PER_GPU)
-            events.link_changes(rack, label, previous, link_states)
+            events.link_changes(rack, previous, link_states)
         return events
 
     def _xid_events(self, families: Mapping[str, Family], events: EventRows) -> None:
@@ -387,7 +384,7 @@ class GpuPageMapper:
                     before = 0.0
                 new = value - before if value >= before else value  # a drop: the agent restarted
                 for _ in range(int(min(new, _MAX_EVENTS_PER_COUNTER))):
-                    events.add(EventKind.XID, rack, None, xid, f"{gpu_label(rack)} {xid_detail(xid)}")
+                    events.add(EventKind.XID, rack, None, xid, xid_detail(xid))
         gauge = families.get(names.XID_LAST)
         if gauge is None:
             return
@@ -400,7 +397,7 @@ class GpuPageMapper:
             xid = checked_int(value, 0, 1 << 31)
             if xid is not None:
                 detail = labels.get("err_msg") or xid_detail(xid)
-                events.add(EventKind.XID, rack, None, xid, f"{gpu_label(rack)} {detail}")
+                events.add(EventKind.XID, rack, None, xid, detail)
 
 
 __all__ = ["AgentGpu", "ExpositionError", "GpuPageMapper", "MappingError", "XidTally", "frame_to_agent_page"]

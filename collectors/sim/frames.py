@@ -20,7 +20,7 @@ from collectors.mappings.serving import ENGINES, EngineSpec
 from collectors.nvml_errors import code_name
 from collectors.nvml_fields import NVLINK_STATE_ACTIVE, xid_detail
 from collectors.nvml_rows import EventRows, safe_batch
-from collectors.rack import GPUS_PER_TRAY, LINKS_PER_GPU, gpu_index, gpu_label
+from collectors.rack import GPUS_PER_TRAY, LINKS_PER_GPU, gpu_index
 from collectors.sim.gpu import MEM_MHZ, MEM_RESERVED_MIB, MEM_TOTAL_MIB, MODULE_BY_DEVICE, POWER_LIMIT_MW
 from collectors.sim.nvlink import LinkSet
 from collectors.sim.rack import SimRack
@@ -66,10 +66,9 @@ def process_name(engine: str, rank: int) -> str:
 class _GpuTrack:
     """What the driver path remembers about one GPU between ticks, for its events."""
 
-    __slots__ = ("label", "link_states", "lost_reported", "reasons", "seen_alive", "source")
+    __slots__ = ("link_states", "lost_reported", "reasons", "seen_alive", "source")
 
-    def __init__(self, index: int, tray: int) -> None:
-        self.label = gpu_label(index)
+    def __init__(self, tray: int) -> None:
         self.source = tray_source(tray)
         self.link_states: list[int | None] = [None] * LINKS_PER_GPU
         self.reasons: int | None = None
@@ -105,7 +104,7 @@ class SimRackFrames:
         self._order = [
             gpu_index(tray, module) for tray in range(1, len(rack.trays) + 1) for module in MODULE_BY_DEVICE
         ]
-        self._track = {g: _GpuTrack(g, g // GPUS_PER_TRAY + 1) for g in self._order}
+        self._track = {g: _GpuTrack(g // GPUS_PER_TRAY + 1) for g in self._order}
         with rack.lock:
             self._event_cursor = len(rack.events)
         self._link_keys: dict[tuple[int, ...], tuple[pa.Array, pa.Array]] = {}
@@ -179,7 +178,7 @@ class SimRackFrames:
             if tray != current_tray:
                 current_tray = tray
                 for gpu, xid in xids.get(tray, ()):
-                    events.add(EventKind.XID, gpu, None, xid, f"{gpu_label(gpu)} {xid_detail(xid)}")
+                    events.add(EventKind.XID, gpu, None, xid, xid_detail(xid))
                     sources.append(track.source)
             before = len(events)
             if sim.lost:
@@ -187,7 +186,7 @@ class SimRackFrames:
                 if not track.lost_reported:
                     track.lost_reported = True
                     why = _LOST_DETAIL if track.seen_alive else "GPU_IS_LOST while reading static facts"
-                    events.add(EventKind.GPU_LOST, g, None, _LOST_CODE, f"{track.label} {sim.id.uuid}: {why}")
+                    events.add(EventKind.GPU_LOST, g, None, _LOST_CODE, f"{sim.id.uuid}: {why}")
             else:
                 track.seen_alive = True
                 links = sim.links
@@ -203,7 +202,7 @@ class SimRackFrames:
                 sym += links.symbol_errors
                 rec += links.recovery
                 rec_failed += links.recovery_failed
-                events.link_changes(g, track.label, track.link_states, states)
+                events.link_changes(g, track.link_states, states)
                 reasons = sim.reasons
                 track.reasons = events.clocks_change(g, track.reasons, reasons)
                 if sample_processes and sim.mem_used_mib:

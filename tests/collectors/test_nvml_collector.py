@@ -12,6 +12,7 @@ from collectors.clock import SimClock
 from collectors.nvml import NvmlCollector, NvmlUnavailable, handle_key, nvml_available
 from collectors.rack import GPUS, LINKS_PER_GPU, gpu_index
 from collectors.sim import SimRack
+from monitor.view.builder import build_snapshot
 from storage.frame import Frame, merge_frames
 from storage.schemas import EventKind, GpuState
 
@@ -192,6 +193,35 @@ def test_gpu_lost_gives_one_lost_row_event_and_xid_while_others_stay_ok(make_rac
     assert not events(later, EventKind.GPU_LOST)
 
 
+def operator_label(rack_index: int) -> str:
+    """'T04.G2' written out from the rack layout (4 GPUs a tray, both counted from 1), not via gpu_label."""
+    return f"T{rack_index // 4 + 1:02d}.G{rack_index % 4 + 1}"
+
+
+@pytest.mark.parametrize("scenario", ["gpu-lost", "nvlink-flap"])
+def test_event_lines_name_their_gpu_once_and_details_say_what_happened(make_rack, scenario):
+    r = make_rack(scenario)
+    fault = r.rack.scenario.fault
+    label, uuid = operator_label(fault.gpu), r.rack.gpus[fault.gpu].id.uuid
+    frames = [r.tick_at(0.0), r.tick_at(FAULT_AT + 1.0), r.tick_at(FAULT_AT + 120.0)]
+    rows = [e for frame in frames for e in events(frame) if e["gpu"] == fault.gpu]
+    assert rows
+    # The detail, as `monitor query` prints it beside its gpu column, says what happened, not where.
+    assert all(label not in e["detail"] for e in rows)
+    details = {e["kind"]: e["detail"] for e in rows}
+    if scenario == "gpu-lost":
+        assert details[EventKind.XID] == "Xid 79: GPU has fallen off the bus"
+        assert details[EventKind.GPU_LOST].startswith(f"{uuid}: GPU_IS_LOST from ")  # which call saw it
+    else:
+        assert details[EventKind.XID] == "Xid 74: NVLINK Error"
+        assert details[EventKind.LINK_DOWN] == f"NVLink {fault.link}: state 1 -> 0"
+    assert len(details) == len(rows) == 2
+    # The log line adds where: the label once.
+    lines = [e.text for e in build_snapshot(frames).events if e.gpu == fault.gpu]
+    assert len(lines) == len(rows)
+    assert all(line.count(label) == 1 for line in lines), lines
+
+
 def test_straggler_runs_lower_clocks_on_the_named_gpu(make_rack):
     r = make_rack("straggler")
     slow = r.rack.scenario.fault.gpu
@@ -306,7 +336,7 @@ def test_event_drain_never_waits_and_takes_every_pending_event():
             (15, 48),
             (12, 145),
         ]
-        assert events(frame, EventKind.XID)[1]["detail"] == "T04.G4 Xid 48: Double Bit ECC Error"
+        assert events(frame, EventKind.XID)[1]["detail"] == "Xid 48: Double Bit ECC Error"
         waits = [args for name, args in spy.calls if name == "nvmlEventSetWait"]
         assert len(waits) == 4  # three events, then Timeout
         assert not events(c.poll(round(rack.clock.now() * 1000) + 1000), EventKind.XID)

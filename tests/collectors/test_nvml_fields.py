@@ -153,10 +153,10 @@ def test_clocks_change_ignores_idle_flapping_and_names_the_bits():
 def test_link_changes_report_down_and_up_after_a_baseline():
     rows = EventRows()
     previous = [None, None, None]
-    rows.link_changes(5, "T02.G2", previous, [1, 1, 2])
+    rows.link_changes(5, previous, [1, 1, 2])
     assert len(rows) == 0
-    rows.link_changes(5, "T02.G2", previous, [1, 0, None])  # link 2 not read: keeps its state
-    rows.link_changes(5, "T02.G2", previous, [1, 1, 1])
+    rows.link_changes(5, previous, [1, 0, None])  # link 2 not read: keeps its state
+    rows.link_changes(5, previous, [1, 1, 1])
     assert rows.kind == [EventKind.LINK_DOWN, EventKind.LINK_UP]
     assert rows.link == [1, 1]
     assert previous == [1, 1, 1]

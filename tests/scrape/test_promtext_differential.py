@@ -175,10 +175,89 @@ def same_value(a: float, b: float) -> bool:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pages())
 def test_same_families_as_prometheus_client(text):
-    mine, ref = ours(text), theirs(text)
+    assert_same_families(ours(text), theirs(text))
+
+
+def assert_same_families(mine: list[tuple], ref: list[tuple]) -> None:
     assert [f[:3] for f in mine] == [f[:3] for f in ref]
     for (_, _, _, a), (_, _, _, b) in zip(mine, ref, strict=True):
         assert len(a) == len(b)
         for (an, al, av, at), (bn, bl, bv, bt) in zip(a, b, strict=True):
             assert (an, al, at) == (bn, bl, bt)
             assert same_value(av, bv)
+
+
+# Label values full of escapes. In the text format a label value has exactly three escapes, \\ \" \n,
+# undone in one left-to-right pass; a backslash before any other character stays as written, both
+# characters kept: Prometheus' promparse (model/textparse/promparse.go, lvalReplacer, a
+# strings.NewReplacer) and prometheus_client's parser (parser.py, ESCAPING_RE) agree on this.
+# Each token is (text on the page, the value it stands for): the expected value is built alongside the
+# text, independently of any parser. Tokens run into each other (`\\` then `n`, `\\` then `\"`), so
+# unescaping in the wrong order (\n before \\) or in several passes reads a different value.
+OTHER_AFTER_BACKSLASH = st.characters(blacklist_categories=("Cs",), blacklist_characters='\\"n\n\r')
+ESCAPE_TOKENS = st.one_of(
+    st.just(("\\\\", "\\")),
+    st.just(("\\n", "\n")),
+    st.just(('\\"', '"')),
+    OTHER_AFTER_BACKSLASH.map(lambda c: ("\\" + c, "\\" + c)),
+    st.sampled_from("ntq,}= {").map(lambda c: (c, c)),  # what a \\ or \" runs into
+    st.characters(blacklist_categories=("Cs",), blacklist_characters='\\"\n\r').map(lambda c: (c, c)),
+)
+
+
+@st.composite
+def escaped_value(draw) -> tuple[str, str]:
+    """(the label value as written on the page, the value it stands for)."""
+    tokens = draw(st.lists(ESCAPE_TOKENS, max_size=10))
+    return "".join(t for t, _ in tokens), "".join(v for _, v in tokens)
+
+
+@st.composite
+def escape_pages(draw) -> tuple[str, list[tuple[str, dict[str, str]]]]:
+    """A page of gauge and counter series whose label values are full of escapes, and the (sample
+    name, labels) each line stands for, in page order."""
+    lines: list[str] = []
+    expected: list[tuple[str, dict[str, str]]] = []
+    for index in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["gauge", "counter"]))
+        name = f"esc_{index}" + ("_total" if kind == "counter" else "")
+        lines.append(f"# TYPE {name} {kind}")
+        seen: list[dict[str, str]] = []
+        for _ in range(draw(st.integers(1, 4))):
+            names = draw(st.lists(LABEL_NAMES, min_size=1, max_size=3, unique=True))
+            written = {n: draw(escaped_value()) for n in names}
+            labels = {n: value for n, (_, value) in written.items()}
+            if labels in seen:
+                continue  # a repeated series is dropped (tested above); keep this page about escapes
+            seen.append(labels)
+            body = ",".join(f'{n}="{text}"' for n, (text, _) in written.items())
+            lines.append(sample_line(name, body, draw(number(draw(VALUES))), None))
+            expected.append((name, labels))
+    return "\n".join(lines) + "\n", expected
+
+
+def parsed_series(families: dict) -> list[tuple[str, dict[str, str]]]:
+    return [(s.name, dict(s.labels)) for fam in families.values() for s in fam.samples]
+
+
+def reference_series(text: str) -> list[tuple[str, dict[str, str]]]:
+    """prometheus_client's (sample name, labels), counter names with their _total as written."""
+    return [(s.name, dict(s.labels)) for fam in text_string_to_metric_families(text) for s in fam.samples]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(escape_pages())
+def test_escaped_label_values_match_prometheus_client_on_every_path(page):
+    text, expected = page
+    assert reference_series(text) == expected
+    # A fresh parser (the line-by-line path with cold caches) ...
+    parser = ExpositionParser()
+    assert parsed_series(parser.parse(text)) == expected
+    # ... the same parser again: cached series heads (which record the page's shape) ...
+    assert parsed_series(parser.parse(text)) == expected
+    # ... and a third time: the page-shape fast path fills the families without the line loop.
+    assert parser._shape is not None and parser._shape.fill(text.split("\n")) is not None
+    assert parsed_series(parser.parse(text)) == expected
+    # ... and a sibling sharing those caches with a page shape of its own.
+    assert parsed_series(parser.sibling().parse(text)) == expected
+    assert_same_families(ours(text), theirs(text))
