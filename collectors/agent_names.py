@@ -1,14 +1,20 @@
 """Metric names, labels and units of the `monitor agent` page (a tray's /metrics).
 
-Where dcgm-exporter has a name for a reading, the agent uses it with dcgm-exporter's meaning and unit
-(so dashboards and alerts written for dcgm-exporter work on the agent's page unchanged): power in W
-as a float, energy in mJ, memory in MiB, clocks in MHz, the XID gauge holding the last XID. Labels
-are dcgm-exporter's too: `gpu` (the tray-local NVML index), `UUID`, `pci_bus_id`, `device`,
-`modelName`, `Hostname`. Everything dcgm-exporter lacks is a documented `rackmon_*` name below;
-byte counters are exported in bytes (Prometheus base unit) although NVML and the store count KiB,
-which is exact both ways (x1024).
+A DCGM name is used only where DCGM's field reads the same NVML source with the same meaning and
+unit (DCGM's dcgmlib/dcgm_fields.h and DcgmCacheManager.cpp, NVIDIA/DCGM; dcgm-exporter's
+etc/default-counters.csv for the Prometheus type), so dashboards and alerts written for dcgm-exporter
+read the agent's page unchanged. Everything else is a `rackmon_*` name. The table of every family,
+its unit, NVML source and upstream definition (and where it could not be confirmed) is
+docs/agent-metrics.md; tests/net/test_agent_counters.py holds it equal to the page.
 
-Each GPU metric maps to one column of the store's `gpu` table: page value = column value x scale.
+Labels are dcgm-exporter's: `gpu` (the tray-local NVML index), `UUID`, `pci_bus_id`, `device`,
+`modelName`, `Hostname`. Byte counters are exported in bytes (Prometheus base unit) although NVML and
+the store count KiB, which is exact both ways (x1024).
+
+Counters never go backwards within one agent process (collectors.mappings.agent_page.CounterCarry):
+NVML's counters restart from 0 when the GPU is reset or the driver reloaded, and the agent carries the
+pre-reset total on top. Each GPU metric maps to one column of the store's `gpu` table: page value =
+column value x scale.
 """
 
 from __future__ import annotations
@@ -56,6 +62,10 @@ class MetricSpec:
         help: the HELP text (says the unit).
         column: the column of the store table (gpu or nvlink) it maps to.
         scale: page value = column value x scale (0.001 for mW -> W, 1024 for KiB -> bytes).
+        aliases: other names read back for this column on any page: what older agents exported,
+            or a dcgm-exporter field close enough to stand in (docs/agent-metrics.md says how close).
+        agent_aliases: names read back only from an older `monitor agent` page (one that carries
+            rackmon_gpu_info): on a dcgm-exporter page the same name means another quantity.
     """
 
     name: str
@@ -63,16 +73,29 @@ class MetricSpec:
     help: str
     column: str
     scale: float = 1
+    aliases: tuple[str, ...] = ()
+    agent_aliases: tuple[str, ...] = ()
 
 
 GPU_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %).", "util_gpu_pct"),
     MetricSpec("DCGM_FI_DEV_MEM_COPY_UTIL", "gauge", "Memory utilization (in %).", "util_mem_pct"),
-    MetricSpec("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB).", "mem_used_mib"),
+    MetricSpec(
+        "rackmon_gpu_memory_used_mib",
+        "gauge",
+        "Memory used, driver-reserved memory included (in MiB; nvmlDeviceGetMemoryInfo v1).",
+        "mem_used_mib",
+        aliases=("DCGM_FI_DEV_FB_USED",),
+    ),
     MetricSpec("DCGM_FI_DEV_FB_TOTAL", "gauge", "Framebuffer memory total (in MiB).", "mem_total_mib"),
     MetricSpec("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", "power_mw", 0.001),
     MetricSpec(
-        "DCGM_FI_DEV_POWER_MGMT_LIMIT", "gauge", "Power management limit (in W).", "power_limit_mw", 0.001
+        "DCGM_FI_DEV_ENFORCED_POWER_LIMIT",
+        "gauge",
+        "Effective power limit that the driver enforces (in W).",
+        "power_limit_mw",
+        0.001,
+        aliases=("DCGM_FI_DEV_POWER_MGMT_LIMIT",),
     ),
     MetricSpec(
         "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
@@ -110,18 +133,20 @@ GPU_METRICS: tuple[MetricSpec, ...] = (
         "ecc_uncorrected",
     ),
     MetricSpec(
-        "DCGM_FI_DEV_NVLINK_TX_BYTES_TOTAL",
+        "rackmon_gpu_nvlink_data_tx_bytes_total",
         "counter",
-        "NVLink data payload transmitted over all links (in B).",
+        "NVLink data payload transmitted over all links (in B; NVML field 138, KiB x 1024).",
         "nvlink_tx_kib",
         1024,
+        agent_aliases=("DCGM_FI_DEV_NVLINK_TX_BYTES_TOTAL",),
     ),
     MetricSpec(
-        "DCGM_FI_DEV_NVLINK_RX_BYTES_TOTAL",
+        "rackmon_gpu_nvlink_data_rx_bytes_total",
         "counter",
-        "NVLink data payload received over all links (in B).",
+        "NVLink data payload received over all links (in B; NVML field 139, KiB x 1024).",
         "nvlink_rx_kib",
         1024,
+        agent_aliases=("DCGM_FI_DEV_NVLINK_RX_BYTES_TOTAL",),
     ),
     MetricSpec("rackmon_gpu_nvlink_links_active", "gauge", "NVLink links in state active.", "nvlink_up"),
 )

@@ -1,9 +1,11 @@
 """The `monitor agent` exporter: a tray's NVML collector behind /metrics (Prometheus text 0.0.4) and /healthz.
 
-The page is collectors.mappings.frame_to_agent_page's: dcgm-exporter names where one exists, documented
-`rackmon_*` names for the rest (collectors.agent_names). NVML is polled when a scrape arrives (in a
-worker thread, never on the server's event loop), at most once per `min_interval_s`, so two scrapers
-(the monitor and a Prometheus) share one poll. The same app serves the simulated trays of `monitor sim`.
+The page is collectors.mappings.frame_to_agent_page's: DCGM names where DCGM's field means the same,
+documented `rackmon_*` names for the rest (collectors.agent_names, docs/agent-metrics.md); its counters
+never go backwards while the agent runs (collectors.mappings.agent_page.CounterCarry says why and how).
+NVML is polled when a scrape arrives (in a worker thread, never on the server's event loop), at most
+once per `min_interval_s`, so two scrapers (the monitor and a Prometheus) share one poll. The same app
+serves the simulated trays of `monitor sim`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from collectors.clock import Clock, WallClock
-from collectors.mappings import AgentGpu, XidTally, frame_to_agent_page
+from collectors.mappings import AgentGpu, CounterCarry, XidTally, frame_to_agent_page
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """What Prometheus' own client libraries send for the text format."""
@@ -62,6 +64,7 @@ class AgentPage:
             for info in collector.gpus
         ]
         self._xids = XidTally()
+        self._counters = CounterCarry()
         self._lock = threading.Lock()
         self._page: bytes | None = None
         self._at = float("-inf")
@@ -74,7 +77,7 @@ class AgentPage:
             # tick's page (no traffic in that interval, two intervals' worth in the next).
             now = self.clock.now()
             if self._page is None or now - self._at >= self.min_interval_s or now < self._at:
-                frame = self.collector.poll(round(now * 1000))
+                frame = self._counters.apply(self.collector.poll(round(now * 1000)))
                 self._xids.update(frame)
                 text = frame_to_agent_page(frame, self.gpus, hostname=self.hostname, xids=self._xids)
                 self._page = text.encode()

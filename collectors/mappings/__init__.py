@@ -6,7 +6,7 @@ in, Arrow record batches in storage.schemas' tables out. No HTTP here; the scrap
 
 from __future__ import annotations
 
-from collectors.mappings.agent_page import AgentGpu, XidTally, frame_to_agent_page
+from collectors.mappings.agent_page import AgentGpu, CounterCarry, XidTally, frame_to_agent_page
 from collectors.mappings.common import ColumnBuilder, MappingError
 from collectors.mappings.gpu import GpuPageMapper
 from collectors.mappings.serving import (
@@ -22,6 +22,7 @@ __all__ = [
     "ENGINES",
     "AgentGpu",
     "ColumnBuilder",
+    "CounterCarry",
     "GpuPageMapper",
     "MappingError",
     "ServingRows",

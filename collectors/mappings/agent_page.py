@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from collectors import agent_names as names
 from collectors.rack import gpu_index
-from storage.frame import Frame
+from storage.frame import Frame, batch_from_columns
+from storage.increase import step
 from storage.schemas import EventKind
 
 _GPU_SPECS = names.GPU_METRICS
@@ -54,6 +55,66 @@ class XidTally:
             if kind == EventKind.XID and gpu is not None and code is not None:
                 self.counts[gpu, code] = self.counts.get((gpu, code), 0) + 1
                 self.last[gpu] = code
+
+
+_CARRIED: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("gpu", ("uuid",), tuple(spec.column for spec in _GPU_SPECS if spec.type == "counter")),
+    ("nvlink", ("gpu", "link"), tuple(spec.column for spec in _LINK_SPECS if spec.type == "counter")),
+)
+"""(table, key columns of one series, counter columns) whose values the agent carries across resets."""
+
+
+@dataclass
+class CounterCarry:
+    """Makes the agent's exported counters monotone within one agent process.
+
+    NVML's counters (energy, volatile ECC, NVLink data and error counters) restart from 0 when the
+    GPU is reset or the driver reloads: a lost GPU that comes back, `nvidia-smi -r`, a reload under
+    a restarted agent. Exporting the device value as is puts that drop on the page. Prometheus reads
+    any drop as "restarted from 0" and counts the whole new value as new work, which is right for a
+    true restart but cannot tell it from a small step back, and a scraper slower than the agent (a
+    Prometheus at 15 s beside the monitor at 1 s) misses a reset whose new value has already climbed
+    past the old one (a volatile ECC count of 3 that resets and reaches 7 reads as +4, not +7).
+
+    So the agent carries: the first value it reads of a series is exported as is (DCGM's own value,
+    e.g. energy since the driver loaded), and every later poll adds the series' increase with
+    Prometheus' rule (storage.increase.step: a lower value means the device restarted from 0 and
+    the increase is the new value). The exported value never decreases while the agent runs, its
+    increases are the device's, and an agent restart is an honest restart the scrapers' reset rule
+    already handles (the value starts again at the device's). A series with no value this poll (a
+    lost GPU) is left off and keeps its last value for when it returns. The price: after a device
+    reset the exported value is no longer the device's own reading (DCGM's "since the driver
+    loaded"), only its increases are; a Prometheus counter's start value carries no meaning.
+    """
+
+    _last_raw: dict[tuple[object, ...], int] = field(default_factory=dict)
+    _exported: dict[tuple[object, ...], int] = field(default_factory=dict)
+
+    def apply(self, frame: Frame) -> Frame:
+        """`frame` with its counter columns replaced by the carried, monotone values."""
+        batches = dict(frame.batches)
+        for table, key_columns, counters in _CARRIED:
+            batch = batches.get(table)
+            if batch is None or not batch.num_rows:
+                continue
+            columns = batch.to_pydict()
+            keys = list(zip(*(columns[k] for k in key_columns), strict=True))
+            for column in counters:
+                columns[column] = [
+                    self._carry((table, column, *key), raw)
+                    for key, raw in zip(keys, columns[column], strict=True)
+                ]
+            batches[table] = batch_from_columns(table, columns)
+        return Frame(ts_ms=frame.ts_ms, batches=batches)
+
+    def _carry(self, key: tuple[object, ...], raw: int | None) -> int | None:
+        if raw is None:
+            return None
+        prev = self._last_raw.get(key)
+        self._last_raw[key] = raw
+        exported = raw if prev is None else self._exported[key] + int(step(prev, raw) or 0)
+        self._exported[key] = exported
+        return exported
 
 
 def _escape(value: str) -> str:

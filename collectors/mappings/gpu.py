@@ -29,6 +29,33 @@ _GPU_RANGES = column_ranges("gpu")
 _LINK_RANGES = column_ranges("nvlink")
 _GPU_SPECS = names.GPU_METRICS
 _LINK_SPECS = names.NVLINK_METRICS
+
+
+def _names_of(spec: names.MetricSpec) -> tuple[str, ...]:
+    """Every name a spec's column is read from: its own, then its aliases."""
+    return (spec.name, *spec.aliases, *spec.agent_aliases)
+
+
+def _family_of(spec: names.MetricSpec, families: Mapping[str, Family]) -> Family | None:
+    """The page's family for `spec`: its current name, else an alias (an older agent's name).
+
+    agent_aliases count only on an agent's page (it has rackmon_gpu_info): an older agent exported
+    NVLink data payload as DCGM_FI_DEV_NVLINK_TX_BYTES_TOTAL, which on dcgm-exporter's page is DCGM
+    field 1201 (all bytes sent, not the payload), a different counter that must not fill the column.
+    """
+    found = families.get(spec.name)
+    if found is not None:
+        return found
+    for alias in spec.aliases:
+        if alias in families:
+            return families[alias]
+    if names.GPU_INFO in families:
+        for alias in spec.agent_aliases:
+            if alias in families:
+                return families[alias]
+    return None
+
+
 _READ_FAMILIES = frozenset(
     {
         names.GPU_INFO,
@@ -37,8 +64,7 @@ _READ_FAMILIES = frozenset(
         names.XID_COUNT,
         names.FB_FREE,
         names.FB_RESERVED,
-        *(spec.name for spec in _GPU_SPECS),
-        *(spec.name for spec in _LINK_SPECS),
+        *(name for spec in (*_GPU_SPECS, *_LINK_SPECS) for name in _names_of(spec)),
     }
 )
 """Every family GpuPageMapper reads: the parser's `want` filter (dcgm-exporter pages carry many more)."""
@@ -136,7 +162,7 @@ class GpuPageMapper:
         rows: dict[int, dict[str, int | None]] = {}
         uuids: dict[int, str] = {}
         for spec in _GPU_SPECS:
-            self._read_gpu_metric(families.get(spec.name), spec.column, spec.scale, rows, uuids)
+            self._read_gpu_metric(_family_of(spec, families), spec.column, spec.scale, rows, uuids)
         self._fill_fb_total(families, rows, uuids)
         states: dict[int, int] = {}
         state_family = families.get(names.GPU_STATE)
@@ -265,7 +291,7 @@ class GpuPageMapper:
         names and label sets, in the same order: the steady state) the sample -> key layout is reused,
         so a tray's ~500 link samples cost a few list passes instead of a dict update each.
         """
-        present = [families.get(spec.name) for spec in _LINK_SPECS]
+        present = [_family_of(spec, families) for spec in _LINK_SPECS]
         shape = [
             None if f is None else (list(map(_sample_name, f.samples)), list(map(_sample_labels, f.samples)))
             for f in present
@@ -332,8 +358,11 @@ class GpuPageMapper:
     @staticmethod
     def _host(families: Mapping[str, Family]) -> str | None:
         """The host the page says it is (dcgm-exporter: `Hostname`, or `hostname` since 2026)."""
-        for name in (names.GPU_INFO, names.GPU_STATE, *(s.name for s in _GPU_SPECS)):
-            family = families.get(name)
+        for family in (
+            families.get(names.GPU_INFO),
+            families.get(names.GPU_STATE),
+            *(_family_of(s, families) for s in _GPU_SPECS),
+        ):
             if family is not None and family.samples:
                 host = labels_value(family.samples[0].labels, names.LABEL_HOSTNAME, "hostname")
                 if host:

@@ -46,7 +46,12 @@ async def test_agent_serves_the_tray_it_polls(clock: SimClock) -> None:
         assert missing.status == 404
     # Prometheus' own parser reads the page (Prometheus can scrape the agent).
     families = {f.name for f in text_string_to_metric_families(text)}
-    assert {"DCGM_FI_DEV_POWER_USAGE", names.GPU_INFO, "rackmon_nvlink_data_tx_bytes"} <= families
+    assert {
+        "DCGM_FI_DEV_POWER_USAGE",
+        names.GPU_INFO,
+        "rackmon_nvlink_data_tx_bytes",
+        "rackmon_gpu_nvlink_data_tx_bytes",
+    } <= families
     # Mapping the page back gives the tray's 4 GPUs, placed by platform info, with 18 links each.
     frame = GpuPageMapper("gb300-t16").map(text, 1)
     gpu = frame.table("gpu").to_pylist()
