@@ -8,12 +8,12 @@ a whole window's. One builder belongs to one thread.
 from __future__ import annotations
 
 import itertools
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from collectors.rack import CHIPS_PER_SWITCH_TRAY, GPUS, LINKS_PER_GPU, SWITCH_TRAYS
+from monitor.view.lookback import freshest, interval_ms
 from monitor.view.metrics import MIB_PER_GIB
 from monitor.view.model import (
     CellState,
@@ -192,9 +192,7 @@ class SnapshotBuilder:
     def _infer_interval(self, frames: Sequence[Frame] | Sequence[_FrameSummary]) -> int:
         if self.interval_ms is not None:
             return self.interval_ms
-        gaps = [b.ts_ms - a.ts_ms for a, b in itertools.pairwise(frames[-11:])]
-        gaps = [g for g in gaps if g > 0]
-        return int(statistics.median(gaps)) if gaps else 1000
+        return interval_ms([f.ts_ms for f in frames[-11:]])
 
     def build(self, frames: Sequence[Frame], *, version: int = 0) -> RackSnapshot:
         """The snapshot at the newest of `frames` (oldest first; only the newest history+1 are used)."""
@@ -365,25 +363,9 @@ def _newest_first(summaries: Sequence[_FrameSummary]) -> list[tuple[int, _FrameS
 def _newest_row(
     index: int, summaries: Sequence[_FrameSummary], fresh_ms: int
 ) -> tuple[int, dict[str, Any]] | None:
-    """GPU `index`'s newest own reading within `fresh_ms` of the newest frame, else its newest row.
-
-    A STALE stand-in means no new reading at that tick (its tray's answer was late or still on its
-    way, as under load): the reading before it stays what the cell shows until it is too old, as a
-    Prometheus lookback would, instead of the cell flipping to stale and back every other tick.
-    """
-    newest_ts = summaries[-1].ts_ms
-    fallback = None
-    for pos, s in _newest_first(summaries):
-        row = s.rows.get(index)
-        if row is None:
-            continue
-        if fallback is None:
-            fallback = (pos, row)
-        if newest_ts - s.ts_ms > fresh_ms:
-            break
-        if row["state"] != GpuState.STALE:
-            return pos, row
-    return fallback
+    """(position, row) of GPU `index`'s newest own reading within `fresh_ms` (monitor.view.lookback)."""
+    found = ((s.ts_ms, (pos, s.rows[index])) for pos, s in _newest_first(summaries) if index in s.rows)
+    return freshest(found, summaries[-1].ts_ms, fresh_ms, lambda hit: hit[1]["state"] == GpuState.STALE)
 
 
 def _reported(row: dict[str, Any] | None) -> bool:

@@ -14,6 +14,7 @@ from itertools import pairwise
 from typing import Any
 
 from collectors.serving_math import Point, bucket_increases, histogram_quantile, rate
+from monitor.view.lookback import freshest, interval_ms
 from storage.frame import Frame
 from storage.schemas import Q4_SCALE, EndpointState
 
@@ -143,7 +144,7 @@ class ServingBuilder:
             return ServingSnapshot(ts_ms=None)
         newest = summaries[-1]
         window = [s for s in summaries if s.ts_ms >= newest.ts_ms - self.window_ms]
-        fresh_ms = self.stale_intervals * _interval_ms(summaries)
+        fresh_ms = self.stale_intervals * interval_ms([s.ts_ms for s in summaries])
         instances = tuple(self._instance(name, summaries, window, fresh_ms) for name in sorted(newest.rows))
         gen = [i.tokens_per_s for i in instances if i.tokens_per_s is not None]
         prompt = [i.prompt_per_s for i in instances if i.prompt_per_s is not None]
@@ -198,26 +199,12 @@ class ServingBuilder:
         )
 
 
-def _interval_ms(summaries: Sequence[_FrameServing]) -> int:
-    """The collection interval, from the spacing of the newest frames (1 s when unknown)."""
-    gaps = sorted(b.ts_ms - a.ts_ms for a, b in pairwise(summaries[-11:]) if b.ts_ms > a.ts_ms)
-    return gaps[len(gaps) // 2] if gaps else 1000
-
-
 def _freshest_row(summaries: Sequence[_FrameServing], name: str, fresh_ms: int) -> dict[str, Any]:
-    """The endpoint's newest row within `fresh_ms` that is not a STALE stand-in, else its newest row.
-
-    A stand-in means no new page at that tick (the previous scrape still running on a loaded
-    collector, or one late answer): the page before it stays what the panel shows until it is too old.
-    """
+    """The endpoint's newest own page within `fresh_ms` (monitor.view.lookback), else its newest row."""
     newest = summaries[-1]
-    for s in reversed(summaries):
-        if newest.ts_ms - s.ts_ms > fresh_ms:
-            break
-        row = s.rows.get(name)
-        if row is not None and row["state"] != EndpointState.STALE:
-            return row
-    return newest.rows[name]
+    rows = ((s.ts_ms, s.rows[name]) for s in reversed(summaries) if name in s.rows)
+    found = freshest(rows, newest.ts_ms, fresh_ms, lambda row: row["state"] == EndpointState.STALE)
+    return found if found is not None else newest.rows[name]
 
 
 def _rate(ok: Sequence[_FrameServing], name: str, column: str) -> float | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from monitor.view.lookback import freshest
 from storage.frame import Frame
 from storage.increase import Point, rate
 from storage.rack_total import RackTotal, tokens_total
@@ -50,7 +51,8 @@ def rack_tokens(frames: Sequence[tuple[int, ServingCounters]], window_ms: int, f
     keys = {key for _, counters in window for key in counters}
     rates: list[float | None] = []
     for key in keys:
-        if _freshest_state(window, key, newest_ms - fresh_ms) not in _ANSWERED:
+        states = ((ts, counters[key][0]) for ts, counters in reversed(window) if key in counters)
+        if freshest(states, newest_ms, fresh_ms, lambda state: state == EndpointState.STALE) not in _ANSWERED:
             rates.append(None)
             continue
         points: list[Point] = [
@@ -60,24 +62,6 @@ def rack_tokens(frames: Sequence[tuple[int, ServingCounters]], window_ms: int, f
         ]
         rates.append(rate(points))
     return tokens_total(rates, len(keys))
-
-
-def _freshest_state(
-    window: Sequence[tuple[int, ServingCounters]], key: tuple[str, str], since_ms: int
-) -> int:
-    """The series' newest state since `since_ms` that is not a STALE stand-in, else its newest state."""
-    newest = None
-    for ts, counters in reversed(window):
-        if key not in counters:
-            continue
-        state = counters[key][0]
-        if newest is None:
-            newest = state
-        if ts < since_ms:
-            break
-        if state != EndpointState.STALE:
-            return state
-    return newest if newest is not None else int(EndpointState.STALE)
 
 
 def power_history(totals: Sequence[RackTotal]) -> tuple[float, ...]:
