@@ -97,7 +97,8 @@ class _PageCheck:
         self.series = series
         self.nan: dict[str, int] = {}
         self.absent: list[str] = []
-        """Required columns (EngineSpec.required) without a series on the page."""
+        """Required columns and families (EngineSpec.required) without a series on the page."""
+        self.hint = ""
 
     def counters(self, index: Mapping[str, Family], spec: EngineSpec) -> dict[str, int | None]:
         """Each counter column's running total (None: the page has no such family)."""
@@ -138,7 +139,7 @@ class _PageCheck:
             missing[column] = missing.get(column, 0) + 1
         parts = []
         if self.absent:
-            parts.append(f"no series for {', '.join(self.absent)}")
+            parts.append(f"no series for {', '.join(self.absent)}" + (f" ({self.hint})" if self.hint else ""))
         if self.nan:
             parts.append(f"{sum(self.nan.values())} series NaN ({', '.join(sorted(self.nan))})")
         if missing:
@@ -289,7 +290,8 @@ def serving_row(
             checked_int(sum(kv_values) / len(kv_values) * Q4_SCALE, 0, Q4_SCALE) if kv_values else None
         ),
     }
-    check.absent = [column for column in spec.required if row[column] is None]
+    check.absent = spec.absent(row, index)
+    check.hint = spec.hint
     wanted = spec.wanted()
     row["dup_samples"] = sum(f.duplicates for name, f in index.items() if name in wanted)
     row["state"] = int(check.verdict(row["dup_samples"]))  # type: ignore[arg-type]

@@ -9,6 +9,8 @@ Read and where it goes:
   tokens, counted when each request ends.
 - prompt_tokens <- the `_sum` of input_sequence_tokens; cached_tokens <- the `_sum` of cached_tokens
   (prefix-cache hit tokens per request).
+- The page is PARTIAL without disconnected_clients (ALWAYS below): that is a frontend whose names
+  carry a DYN_METRICS_PREFIX the config does not name.
 - requests_ok <- requests_total{status="success"}; waiting <- queued_requests (HTTP queue until the
   first token); running = inflight_requests - queued_requests.
 - KV use <- worker_active_decode_blocks{worker_id, dp_rank, worker_type} (always named
@@ -31,6 +33,9 @@ PREFIX = "dynamo_frontend"
 INFLIGHT = "dynamo_frontend_inflight_requests"
 ACTIVE_BLOCKS = "dynamo_frontend_worker_active_decode_blocks"
 TOTAL_BLOCKS = "dynamo_frontend_model_total_kv_blocks"
+ALWAYS = "dynamo_frontend_disconnected_clients"
+"""An unlabelled IntGauge every frontend page prints (metrics.rs client_disconnect_gauge); labelled
+families stay off the page until their first series."""
 
 SPEC = EngineSpec(
     name="dynamo",
@@ -48,6 +53,9 @@ SPEC = EngineSpec(
         ("e2e", ("dynamo_frontend_request_duration_seconds",)),
     ),
     extra=(INFLIGHT, ACTIVE_BLOCKS, TOTAL_BLOCKS),
+    required=(ALWAYS,),
+    # the KV router's gauges keep `dynamo_frontend_`, so a prefixed page is still detected as Dynamo
+    hint="a frontend started with DYN_METRICS_PREFIX needs metrics_prefix in its [[server]] entry",
 )
 
 Series = list[tuple[Labels, float]]

@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from collectors.promtext import Family
+
+_COLUMNS = frozenset({"prompt_tokens", "generation_tokens", "cached_tokens", "requests_ok", "preemptions",
+                      "running", "waiting", "kv_cache_q4"})  # fmt: skip
+"""serving columns a `required` entry may name (any other entry is a family name)."""
 Where = tuple[tuple[str, str], ...]
 """Label filters: (label, value) pairs a series must have."""
 
@@ -27,7 +32,9 @@ class EngineSpec:
         rank_labels: labels of a scheduler rank whose gauges and histograms repeat what rank 0 says
             (SGLang's tensor/pipeline/expert ranks): one value per label set without them is kept.
         required: gauge or counter columns every page of this engine has series for from the
-            server's start; a page without them is PARTIAL (a page that parsed but lost them).
+            server's start, or families it always prints; a page without them is PARTIAL (a page
+            that parsed but lost them), its warning naming them and adding `hint`.
+        hint: what a page without a required family most likely means.
         extra: other families an engine's own code reads (Dynamo's inflight and KV blocks).
     """
 
@@ -51,6 +58,7 @@ class EngineSpec:
     hist_scale: float = 1.0
     rank_labels: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
+    hint: str = ""
     extra: tuple[str, ...] = ()
 
     def wanted(self) -> frozenset[str]:
@@ -66,10 +74,22 @@ class EngineSpec:
             *self.waiting_extra,
             *self.kv,
             *self.extra,
+            *(name for name in self.required if name not in _COLUMNS),
         ]
         for _, aliases in self.hists:
             names.extend(aliases)
         return frozenset(names)
+
+    def absent(self, row: Mapping[str, object], index: Mapping[str, Family]) -> list[str]:
+        """The required columns and families the page has no series for."""
+        out = []
+        for name in self.required:
+            if name in _COLUMNS:
+                if row[name] is None:
+                    out.append(name)
+            elif not any(True for _ in getattr(index.get(name), "samples", ())):
+                out.append(name)
+        return out
 
     def first_rank(self, labels: Mapping[str, str]) -> bool:
         """Whether a series is rank 0's (or has no rank labels): the one kept of a repeated series."""
