@@ -167,7 +167,7 @@ def to_text_format(page: str | bytes) -> str:
                 kinds[parts[2]] = parts[3].lower()
     spellings = _spellings(lines)
     out = []
-    for lineno, line in enumerate(lines[:-1], 1):
+    for lineno, line in enumerate(lines, 1):  # `# EOF` too: a blank line
         if line.startswith("#"):
             out.append(_declaration(line, kinds))
         elif line.strip():
