@@ -216,7 +216,9 @@ COUNTERS: dict[str, frozenset[str]] = {
     "nvlink": frozenset({"tx_kib", "rx_kib", "rx_errors", "symbol_errors", "recovery", "recovery_failed"}),
     "events": frozenset(),
     "processes": frozenset(),
-    "serving": frozenset({"prompt_tokens", "generation_tokens", "requests_ok", "preemptions", "cached_tokens"}),
+    "serving": frozenset(
+        {"prompt_tokens", "generation_tokens", "requests_ok", "preemptions", "cached_tokens"}
+    ),
     "serving_hist": frozenset({"count", "sum_s"}),
     "host": frozenset({"disk_read_bytes", "disk_write_bytes", "net_rx_bytes", "net_tx_bytes"}),
 }
