@@ -48,8 +48,8 @@ class ServingProfile:
     kv_transfer_kib_per_prompt_token: float = 160.0
     """tp=1 instances exchange KV cache (prefill -> decode hand-off) over NVLink instead of all-reduces."""
     prefix_hit: float = 0.4
-    """Share of prompt tokens served from the prefix cache (assumed; shared/reference/serving.md's
-    example vLLM page has 42.7 %)."""
+    """Share of prompt tokens served from the prefix cache (assumed: chat traffic whose requests share
+    system prompts and earlier turns)."""
 
 
 def _sigma(p50: float, p99: float) -> float:

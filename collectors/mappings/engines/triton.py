@@ -1,7 +1,10 @@
-"""Triton Inference Server with the TensorRT-LLM backend (shared/reference/serving.md section 3.2).
+"""Triton Inference Server with the TensorRT-LLM backend: triton-inference-server/server
+`docs/user_guide/metrics.md` and triton-inference-server/tensorrtllm_backend's README (metrics).
 
 Counters without `_total` (Triton's C++ exposition), per-model `model` label, the TTFT histogram in
-milliseconds (stored in seconds), the backend's request and KV-block gauges by sub-label.
+milliseconds (stored in seconds), the backend's request and KV-block gauges by sub-label. Unchanged
+by this issue: Triton has no cached-token counter and no queue/prefill histograms (its queue time is
+the cumulative counter nv_inference_queue_duration_us).
 """
 
 from __future__ import annotations
