@@ -293,8 +293,9 @@ def serving_row(
     check.absent = spec.absent(row, index)
     check.hint = spec.hint
     wanted = spec.wanted()
-    row["dup_samples"] = sum(f.duplicates for name, f in index.items() if name in wanted)
-    row["state"] = int(check.verdict(row["dup_samples"]))  # type: ignore[arg-type]
+    duplicates = sum(f.duplicates for name, f in index.items() if name in wanted)
+    row["dup_samples"] = duplicates
+    row["state"] = int(check.verdict(duplicates))
     return row
 
 
