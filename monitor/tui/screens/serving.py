@@ -28,11 +28,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("running", "run"),
     ("waiting", "wait"),
     ("kv_cache", "KV"),
-    ("cache_hit", "cached"),
     ("ttft_p50_s", "TTFT p50"),
     ("ttft_p99_s", "TTFT p99"),
-    ("queue_p50_s", "queue p50"),
     ("itl_p50_s", "ITL p50"),
+    ("queue_p50_s", "queue p50"),  # TTFT's share spent waiting for a slot
+    ("cache_hit", "cached"),  # prompt tokens served from the prefix cache
     ("gpus", "GPUs"),
     ("engine", "engine"),
 )
