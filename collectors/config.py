@@ -15,6 +15,7 @@
     url = "http://10.0.0.1:8000/metrics"
     engine = "vllm"           # optional; detected from the page when left out
     gpus = ["T01.G1", 1]      # rack indices 0..71 or tray/module labels
+    metrics_prefix = "nv_llm_http_service"  # optional, Dynamo frontends only: its DYN_METRICS_PREFIX
 
     [alerts]                  # optional; every rule is on with its default unless changed
     bell = true               # ring the terminal bell when an alert fires
@@ -67,7 +68,9 @@ DEFAULT_TIMEOUT_S = default_timeout_s(1.0)
 
 _RACK_FIELDS = ("name", "timeout", "down_after")
 _TRAY_FIELDS = ("tray", "host", "url")
-_SERVER_FIELDS = ("name", "url", "engine", "gpus")
+_SERVER_FIELDS = ("name", "url", "engine", "gpus", "metrics_prefix")
+_METRIC_PREFIX_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+"""A metric name prefix: what a Prometheus metric name may start with."""
 _TOP_LEVEL = ("rack", "tray", "server", "alerts", "keys")
 _GPU_LABEL_RE = re.compile(r"T(\d{1,2})\.G(\d)")
 _TOML_POS_RE = re.compile(r"\(at line (\d+), column \d+\)")
@@ -97,12 +100,15 @@ class ServerTarget:
         url: the /metrics URL (TensorRT-LLM serves /prometheus/metrics).
         engine: a key of collectors.mappings.ENGINES, or None to detect it from the first page.
         gpus: rack GPU indices 0..71 it runs on.
+        metrics_prefix: a Dynamo frontend's DYN_METRICS_PREFIX, which replaces `dynamo_frontend` in
+            its metric names (collectors.mappings.engines.dynamo); None: the default names.
     """
 
     name: str
     url: str
     engine: str | None = None
     gpus: tuple[int, ...] = ()
+    metrics_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -280,8 +286,29 @@ def _servers(check: Checker, value: object) -> list[ServerTarget]:
                 )
             owner[gpu] = i
             gpus.append(gpu)
-        servers.append(ServerTarget(name=name, url=url, engine=engine, gpus=tuple(gpus)))
+        prefix = _metrics_prefix(check, entry, label, i, engine)
+        if prefix is not None:
+            engine = "dynamo"
+        servers.append(
+            ServerTarget(name=name, url=url, engine=engine, gpus=tuple(gpus), metrics_prefix=prefix)
+        )
     return servers
+
+
+def _metrics_prefix(
+    check: Checker, entry: Mapping[str, Any], label: str, i: int, engine: str | None
+) -> str | None:
+    """A [[server]]'s metrics_prefix: a metric-name prefix, for a Dynamo frontend only."""
+    prefix = check.string(entry, "metrics_prefix", label, "server", i)
+    if prefix is None:
+        return None
+    field = f"{label}.metrics_prefix"
+    if not _METRIC_PREFIX_RE.fullmatch(prefix):
+        check.fail(field, f"{prefix!r} is not a metric name prefix", "server", i, "metrics_prefix")
+    if engine not in (None, "dynamo"):
+        problem = f"only a Dynamo frontend has one (DYN_METRICS_PREFIX); this server's engine is {engine!r}"
+        check.fail(field, problem, "server", i, "metrics_prefix")
+    return prefix
 
 
 def load_config(path: Path | str) -> RackConfig:
@@ -324,6 +351,8 @@ def render_config(config: RackConfig) -> str:
         out += ["[[server]]", f"name = {_toml_str(server.name)}", f"url = {_toml_str(server.url)}"]
         if server.engine is not None:
             out.append(f"engine = {_toml_str(server.engine)}")
+        if server.metrics_prefix is not None:
+            out.append(f"metrics_prefix = {_toml_str(server.metrics_prefix)}")
         out += [f"gpus = [{', '.join(_toml_str(gpu_label(g)) for g in server.gpus)}]", ""]
     out += render_alerts(config.alerts)
     if config.keys:

@@ -8,7 +8,9 @@ server's serving row carries its EndpointState.
 
 Health: a miss (no answer in time, a connection reset) makes an endpoint STALE; `down_after`
 consecutive misses, or at once a refused connection, an HTTP error or a malformed or oversized page,
-make it DOWN. endpoint_down / endpoint_up events mark only the DOWN transitions and name the
+make it DOWN. A server that answers OpenMetrics despite our Accept header is read through
+collectors.promtext_openmetrics (or DOWN with the reason when that cannot read it), never taken as
+an empty text page. endpoint_down / endpoint_up events mark only the DOWN transitions and name the
 endpoint. When the collector itself is late (its timeouts fire well past their time because its thread
 was starved, or most endpoints miss the same tick), the misses count against nobody and one
 collector_late event says so. Polls may overlap (a timeout may exceed the poll interval): an
@@ -32,6 +34,7 @@ import pyarrow as pa
 from collectors.config import DEFAULT_DOWN_AFTER, DEFAULT_TIMEOUT_S, RackConfig, ServerTarget, TrayTarget
 from collectors.mappings import GpuPageMapper, MappingError, ServingRows, add_serving, detect_engine
 from collectors.promtext import ExpositionError, ExpositionParser
+from collectors.promtext_openmetrics import is_openmetrics, to_text_format
 from collectors.series_counters import SeriesCounters
 from collectors.stand_ins import stale_gpu_rows
 from storage.frame import Frame, batch_from_rows, merge_frames
@@ -69,6 +72,8 @@ class Fetched:
     """OK; STALE for a miss that counts toward DOWN; DOWN for a failure that is DOWN at once."""
     reason: str = ""
     timed_out: bool = False
+    content_type: str | None = None
+    """The answer's Content-Type header (OpenMetrics pages are rewritten before mapping)."""
 
 
 @dataclass
@@ -219,7 +224,8 @@ class ScrapeSource:
                             None, time.perf_counter() - start, EndpointState.DOWN, f"HTTP {resp.status}"
                         )
                     body = await self._read(resp)
-            return Fetched(body, time.perf_counter() - start, EndpointState.OK)
+                    content_type = resp.headers.get("Content-Type")
+            return Fetched(body, time.perf_counter() - start, EndpointState.OK, content_type=content_type)
         except TimeoutError:
             reason = f"no answer within {self.timeout_s:g} s"
             return Fetched(None, time.perf_counter() - start, EndpointState.STALE, reason, timed_out=True)
@@ -281,13 +287,16 @@ class ScrapeSource:
             ep = self._endpoints[i]
             if got.body is not None:
                 try:
+                    body: bytes | str = got.body
+                    if is_openmetrics(body, got.content_type):
+                        body = to_text_format(body)
                     if ep.mapper is not None:
-                        part = ep.mapper.map(got.body, ts_ms)
+                        part = ep.mapper.map(body, ts_ms)
                         if "gpu" in part.batches:
                             ep.last_gpu = part.batches["gpu"]
                         parts.append(part)
                     else:
-                        ep.status.engine = self._map_server(ep, got.body, serving)
+                        ep.status.engine = self._map_server(ep, body, serving)
                 except (ExpositionError, MappingError, UnicodeDecodeError) as err:
                     got = Fetched(None, got.latency_s, EndpointState.DOWN, f"malformed page: {err}")
             outcomes[i] = got
@@ -349,12 +358,24 @@ class ScrapeSource:
             }
         )
 
-    def _map_server(self, ep: _Endpoint, body: bytes, rows: ServingRows) -> str:
-        text = body.decode("utf-8")
-        engine = ep.status.engine or detect_engine(text)
+    def _map_server(self, ep: _Endpoint, body: bytes | str, rows: ServingRows) -> str:
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        prefix = ep.server.metrics_prefix if ep.server is not None else None
+        engine = ep.status.engine or ("dynamo" if prefix is not None else detect_engine(text))
         if engine is None:
-            raise MappingError("no vLLM, SGLang, TensorRT-LLM, Triton or Dynamo metrics on the page")
-        engine = add_serving(text, ep.status.name, rows, engine=engine, parser=ep.parser, series=ep.series)
+            raise MappingError(
+                "no vLLM, SGLang, TensorRT-LLM, Triton or Dynamo metrics on the page (a Dynamo frontend "
+                "started with DYN_METRICS_PREFIX needs metrics_prefix in its [[server]] entry)"
+            )
+        engine = add_serving(
+            text,
+            ep.status.name,
+            rows,
+            engine=engine,
+            parser=ep.parser,
+            series=ep.series,
+            metrics_prefix=prefix,
+        )
         rows.serving.columns["gpus"][-1] = ep.gpus_text
         return engine
 

@@ -139,7 +139,9 @@ def units_of(table: str) -> dict[str, str]:
     if table == "nvlink":
         units.update(rx_errors="count", symbol_errors="count", recovery="count", recovery_failed="count")
     if table == "serving":
-        units.update(prompt_tokens="tokens", generation_tokens="tokens", requests_ok="requests")
+        units.update(
+            prompt_tokens="tokens", generation_tokens="tokens", cached_tokens="tokens", requests_ok="requests"
+        )
     if table == "serving_hist":
         units.update(le="s", count="observations")
     return units

@@ -144,6 +144,8 @@ SERVING = pa.schema(
         pa.field("generation_tokens", pa.int64()),  # counter
         pa.field("requests_ok", pa.int64()),  # counter
         pa.field("preemptions", pa.int64()),  # counter
+        # Prompt tokens served from the prefix (KV) cache instead of computed; hit rate: its rate / prompt's
+        pa.field("cached_tokens", pa.int64()),  # counter
         pa.field("running", pa.int32()),
         pa.field("waiting", pa.int32()),
         pa.field("kv_cache_q4", pa.int16()),  # KV-cache use, ratio * Q4_SCALE
@@ -158,7 +160,7 @@ SERVING_HIST = pa.schema(
     [
         pa.field("ts", TS, nullable=False),
         pa.field("endpoint", pa.string(), nullable=False),
-        pa.field("metric", pa.string(), nullable=False),  # ttft, itl, e2e
+        pa.field("metric", pa.string(), nullable=False),  # ttft, itl, e2e, queue, prefill
         pa.field("le", pa.float64(), nullable=False),  # bucket upper bound in seconds; +inf = count
         pa.field("count", pa.int64(), nullable=False),  # cumulative bucket counter
         pa.field("sum_s", pa.float64()),  # the histogram's _sum, on the +inf row only
@@ -214,7 +216,9 @@ COUNTERS: dict[str, frozenset[str]] = {
     "nvlink": frozenset({"tx_kib", "rx_kib", "rx_errors", "symbol_errors", "recovery", "recovery_failed"}),
     "events": frozenset(),
     "processes": frozenset(),
-    "serving": frozenset({"prompt_tokens", "generation_tokens", "requests_ok", "preemptions"}),
+    "serving": frozenset(
+        {"prompt_tokens", "generation_tokens", "requests_ok", "preemptions", "cached_tokens"}
+    ),
     "serving_hist": frozenset({"count", "sum_s"}),
     "host": frozenset({"disk_read_bytes", "disk_write_bytes", "net_rx_bytes", "net_tx_bytes"}),
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -81,7 +81,11 @@ def bound(text: str) -> float:
 
 
 def histogram_totals(
-    family: Family, series: SeriesCounters, column: str, scale: float = 1.0
+    family: Family,
+    series: SeriesCounters,
+    column: str,
+    scale: float = 1.0,
+    keep: Callable[[Labels], bool] | None = None,
 ) -> tuple[list[tuple[float, float]], float | None]:
     """A histogram family's buckets and sum as running totals of per-series increases.
 
@@ -97,6 +101,8 @@ def histogram_totals(
         series: the endpoint's counter state.
         column: the histogram's name in that state (e.g. the serving_hist metric).
         scale: multiplies bounds (0.001 for a histogram in milliseconds) and the sum.
+        keep: which series count (None: all); the others are repeats of a kept one (SGLang's
+            scheduler ranks each observe the same requests).
 
     Returns:
         ([(le, running count)] ascending with +Inf last, running sum or None); ([], None) without
@@ -107,6 +113,8 @@ def histogram_totals(
     sum_labels: list[Labels] = []
     sums: list[float] = []
     for name, labels, value, _ in family.samples:
+        if keep is not None and not keep(labels):
+            continue
         if name.endswith("_bucket"):
             bucket_labels.append(labels)
             bucket_counts.append(value)

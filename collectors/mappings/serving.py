@@ -1,6 +1,7 @@
 """Inference-server pages (vLLM, SGLang, TensorRT-LLM, Triton, Dynamo) -> `serving` and `serving_hist` rows.
 
-Names come from shared/reference/serving.md (sections 1-5). Rules that matter:
+Where each engine keeps its figures, and the upstream source file and commit each follows, is in
+collectors.mappings.engines (one module per engine). Rules that matter:
 - `:` and `_` after the engine prefix are the same metric (names are compared in canonical form).
 - Renamed metrics are read through alias lists, current name first (vLLM kv_cache_usage_perc <-
   gpu_cache_usage_perc, inter_token_latency_seconds <- time_per_output_token_seconds).
@@ -10,6 +11,8 @@ Names come from shared/reference/serving.md (sections 1-5). Rules that matter:
   columns are these totals: monotone from 0 at the collector's first sight of the endpoint.
   `_created`, `_by_reason` and `_by_source` families are other families and are never folded in.
 - `requests_ok` counts finished requests except those finished as `abort` or `error`.
+- `cached_tokens` counts prompt tokens served from the prefix cache: the window's hit rate is its
+  increase over prompt_tokens' increase, for every engine that has both.
 - A series repeated on the page keeps its first sample (the parser drops and counts the repeats,
   as Prometheus does): `dup_samples` and the endpoint's warning say how many.
 - A NaN sample, or a series the endpoint printed on a recent page but not on this one, makes the
@@ -22,7 +25,10 @@ Names come from shared/reference/serving.md (sections 1-5). Rules that matter:
 - Histogram bounds are read from each page (engines make them configurable); Triton's histogram is
   in milliseconds and is stored in seconds like the others.
 - SGLang scheduler gauges repeat per tensor/pipeline/expert rank: one value per `dp_rank` (and
-  other labels) is kept, then summed (KV usage: averaged).
+  other labels) is kept, then summed (KV usage: averaged); its scheduler histograms keep rank 0's.
+- A page without series for a column its engine always has (EngineSpec.required: vLLM's and
+  SGLang's gauges) is PARTIAL and says which: it parsed, but not as the engine writes it.
+- A Dynamo frontend started with DYN_METRICS_PREFIX is read through its configured prefix.
 Rates and percentiles are computed at read time (collectors.serving_math).
 """
 
@@ -40,6 +46,7 @@ from collectors.mappings.common import (
     first_of,
     histogram_totals,
 )
+from collectors.mappings.engines import dynamo
 from collectors.mappings.serving_engines import ENGINES, EngineSpec, detect_engine, serving_want
 from collectors.promtext import ExpositionParser, Family, Labels, parse
 from collectors.series_counters import SeriesCounters
@@ -48,7 +55,6 @@ from storage.schemas import Q4_SCALE, EndpointState
 
 _INT32 = column_ranges("serving")["running"]
 _INT64 = column_ranges("serving")["prompt_tokens"]
-_SGLANG_RANKS = ("tp_rank", "pp_rank", "moe_ep_rank")
 _NOT_OK = frozenset({"abort", "error"})
 
 
@@ -60,11 +66,13 @@ Series = list[tuple[Labels, float]]
 """(label set, value) of each series a column reads on one page."""
 
 
-def _dedupe_ranks(series: Series) -> list[float]:
-    """SGLang: one value per label set once the tp/pp/moe-ep rank labels are dropped."""
+def _values(series: Series, ranks: tuple[str, ...]) -> list[float]:
+    """The series' values, one per label set once the rank labels are dropped (SGLang's repeats)."""
+    if not ranks:
+        return [v for _, v in series]
     kept: dict[frozenset[tuple[str, str]], float] = {}
     for labels, value in series:
-        kept.setdefault(frozenset((k, v) for k, v in labels.items() if k not in _SGLANG_RANKS), value)
+        kept.setdefault(frozenset((k, v) for k, v in labels.items() if k not in ranks), value)
     return list(kept.values())
 
 
@@ -88,6 +96,9 @@ class _PageCheck:
     def __init__(self, series: SeriesCounters) -> None:
         self.series = series
         self.nan: dict[str, int] = {}
+        self.absent: list[str] = []
+        """Required columns and families (EngineSpec.required) without a series on the page."""
+        self.hint = ""
 
     def counters(self, index: Mapping[str, Family], spec: EngineSpec) -> dict[str, int | None]:
         """Each counter column's running total (None: the page has no such family)."""
@@ -96,6 +107,7 @@ class _PageCheck:
             "generation_tokens": spec.generation_tokens,
             "requests_ok": spec.requests,
             "preemptions": spec.preemptions,
+            "cached_tokens": spec.cached_tokens,
         }
         totals: dict[str, int | None] = {}
         for column, aliases in columns.items():
@@ -126,6 +138,8 @@ class _PageCheck:
         for column, _ in self.series.missing():
             missing[column] = missing.get(column, 0) + 1
         parts = []
+        if self.absent:
+            parts.append(f"no series for {', '.join(self.absent)}" + (f" ({self.hint})" if self.hint else ""))
         if self.nan:
             parts.append(f"{sum(self.nan.values())} series NaN ({', '.join(sorted(self.nan))})")
         if missing:
@@ -133,7 +147,7 @@ class _PageCheck:
         if duplicates:
             parts.append(f"{duplicates} duplicate samples dropped (first kept)")
         self.series.warning = "; ".join(parts)
-        return EndpointState.PARTIAL if self.nan or missing else EndpointState.OK
+        return EndpointState.PARTIAL if self.nan or missing or self.absent else EndpointState.OK
 
 
 class ServingRows:
@@ -162,6 +176,7 @@ def map_serving(
     engine: str | None = None,
     parser: ExpositionParser | None = None,
     series: SeriesCounters | None = None,
+    metrics_prefix: str | None = None,
 ) -> Frame:
     """Map one inference server's page to a `serving` row and its `serving_hist` rows at `ts_ms`.
 
@@ -175,13 +190,16 @@ def map_serving(
             sight: every counter column and histogram count present on the page is 0 (a counter's
             first sample is no increase, collectors.series_counters), never the sum of the series'
             lifetime totals.
+        metrics_prefix: a Dynamo frontend's DYN_METRICS_PREFIX (the page is then Dynamo's).
 
     Raises:
         MappingError: the engine is unknown or cannot be detected.
         ExpositionError: the page text is malformed.
     """
     rows = ServingRows()
-    add_serving(page, endpoint, rows, engine=engine, parser=parser, series=series)
+    add_serving(
+        page, endpoint, rows, engine=engine, parser=parser, series=series, metrics_prefix=metrics_prefix
+    )
     return rows.frame(ts_ms)
 
 
@@ -193,27 +211,32 @@ def add_serving(
     engine: str | None = None,
     parser: ExpositionParser | None = None,
     series: SeriesCounters | None = None,
+    metrics_prefix: str | None = None,
 ) -> str:
     """Like map_serving, but add the rows to `rows` (one frame over many endpoints); returns the engine."""
     if engine is None:
-        engine = detect_engine(page)
+        engine = "dynamo" if metrics_prefix is not None else detect_engine(page)
         if engine is None:
             raise MappingError(f"{endpoint}: no vLLM, SGLang, TensorRT-LLM, Triton or Dynamo metrics")
     spec = ENGINES.get(engine)
     if spec is None:
         raise MappingError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
     if isinstance(page, str):
-        families = (parser.parse if parser is not None else parse)(page, serving_want(engine))
+        want = serving_want(engine, metrics_prefix)
+        families = (parser.parse if parser is not None else parse)(page, want)
     else:
         families = page
     index = by_canonical(families)
+    if metrics_prefix is not None and engine == "dynamo":
+        index = dynamo.unprefixed(index, metrics_prefix)
     state = series if series is not None else SeriesCounters()
     rows.serving.add(serving_row(index, spec, endpoint, state))
+    keep = spec.first_rank if spec.rank_labels else None
     for metric, aliases in spec.hists:
         family = first_of(index, aliases)
         if family is None or family.type != "histogram":
             continue
-        buckets, total = histogram_totals(family, state, metric, spec.hist_scale)
+        buckets, total = histogram_totals(family, state, metric, spec.hist_scale, keep)
         n = len(buckets)
         if not n:
             continue
@@ -241,37 +264,39 @@ def serving_row(
     series.begin()
     check = _PageCheck(series)
     counters = check.counters(index, spec)
-    running = check.gauge("running", first_of(index, spec.running), spec.running_where)
+    ranks = spec.rank_labels
     waiting = check.gauge("waiting", first_of(index, spec.waiting), spec.waiting_where)
-    if spec.name == "dynamo":
-        inflight = check.gauge("inflight", index.get("dynamo_frontend_inflight_requests"))
-        if inflight:
-            running = [(Labels(), sum(v for _, v in inflight) - sum(v for _, v in waiting))]
     if spec.name == "triton" and not waiting:
         waiting = check.gauge("waiting", index.get("nv_inference_pending_request_count"))
-    kv = check.gauge("kv_cache", first_of(index, spec.kv), spec.kv_where)
-    gauges = _dedupe_ranks if spec.name == "sglang" else _plain
-    running_values, waiting_values, kv_values = gauges(running), gauges(waiting), gauges(kv)
-    wanted = spec.wanted()
-    duplicates = sum(f.duplicates for name, f in index.items() if name in wanted)
-    state = check.verdict(duplicates)
-    return {
+    waiting_values = _values(waiting, ranks)
+    for name in spec.waiting_extra:
+        # each queue's own column: its series are deduplicated over ranks apart from the others'
+        waiting_values += _values(check.gauge(f"waiting ({name})", index.get(name)), ranks)
+    if spec.name == "dynamo":
+        running = dynamo.running(index, check.gauge, waiting)
+        kv_values = dynamo.kv_use(index, check.gauge)
+    else:
+        running = check.gauge("running", first_of(index, spec.running), spec.running_where)
+        kv_values = _values(check.gauge("kv_cache", first_of(index, spec.kv), spec.kv_where), ranks)
+    running_values = _values(running, ranks)
+    row: dict[str, object] = {
         "endpoint": endpoint,
         "engine": spec.name,
         "model": _models(index, spec),
-        "state": int(state),
         **counters,
         "running": checked_int(sum(running_values), *_INT32) if running_values else None,
         "waiting": checked_int(sum(waiting_values), *_INT32) if waiting_values else None,
         "kv_cache_q4": (
             checked_int(sum(kv_values) / len(kv_values) * Q4_SCALE, 0, Q4_SCALE) if kv_values else None
         ),
-        "dup_samples": duplicates,
     }
-
-
-def _plain(series: Series) -> list[float]:
-    return [v for _, v in series]
+    check.absent = spec.absent(row, index)
+    check.hint = spec.hint
+    wanted = spec.wanted()
+    duplicates = sum(f.duplicates for name, f in index.items() if name in wanted)
+    row["dup_samples"] = duplicates
+    row["state"] = int(check.verdict(duplicates))
+    return row
 
 
 def _models(index: Mapping[str, Family], spec: EngineSpec) -> str | None:

@@ -42,7 +42,7 @@ _LINK_IDS = list(range(LINKS_PER_GPU))
 _PROCESS_NAMES = {"vllm": "VLLM::Worker_TP{r}", "sglang": "sglang::scheduler_TP{r}"}
 _PID_BASE = 41_000
 """The sim's compute-process pid of rack GPU g is _PID_BASE + g (unique across the rack)."""
-_HIST_ATTRS = {"ttft": "ttft", "itl": "itl", "e2e": "e2e"}
+_HIST_ATTRS = {"ttft": "ttft", "itl": "itl", "e2e": "e2e", "queue": "queue", "prefill": "prefill"}
 """serving_hist.metric -> the Instance histogram that feeds it."""
 KV_DIGITS = {"vllm": 6, "sglang": 2, "trtllm": 4}
 """Decimals each simulated engine's page prints KV-cache use with (collectors.sim.pages)."""
@@ -370,6 +370,7 @@ def _serving_row(inst: Instance, spec: EngineSpec) -> dict[str, Any]:
         "generation_tokens": inst.generation_tokens if spec.generation_tokens else None,
         "requests_ok": inst.requests_ok if spec.requests else None,
         "preemptions": inst.preemptions if spec.preemptions else None,
+        "cached_tokens": inst.cached_tokens if spec.cached_tokens else None,
         "running": inst.running if spec.running else None,
         "waiting": inst.waiting if spec.waiting else None,
         "kv_cache_q4": kv if spec.kv else None,

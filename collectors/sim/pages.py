@@ -2,9 +2,12 @@
 
 Formats follow shared/reference/serving.md: vLLM (prometheus_client, sorted labels, Go-style floats,
 `_created` gauge families, plus the http/python/process families a real page carries), SGLang
-(multiprocess mode: `_sum` before the buckets, no `_created`, scheduler gauges repeated per TP rank)
-and trtllm-serve (`trtllm_` names at /prometheus/metrics, no token counters). Values come from a
-collectors.sim.workload.Instance; callers hold the rack's lock while rendering.
+(multiprocess mode: `_sum` before the buckets, no `_created`, scheduler gauges and its queue-time
+histogram repeated per TP rank, the disaggregation queues at 0 as a unified server prints them) and
+trtllm-serve (`trtllm_` names at /prometheus/metrics). Names are those collectors.mappings.engines
+cites from each engine's source, including the cached-prompt-token counters and the queue/prefill
+histograms. Values come from a collectors.sim.workload.Instance; callers hold the rack's lock while
+rendering.
 """
 
 from __future__ import annotations
@@ -62,28 +65,38 @@ class _Page:
         sum_first: bool = False,
     ) -> None:
         """A histogram family; `labels` sort before `le` on a bucket line, `after` sorts after it."""
-        prefix = f"{labels}," if labels else ""
-        suffix = f",{after}" if after else ""
-        buckets = [
-            (
-                f"{name}_bucket",
-                f'{prefix}le="{"+Inf" if math.isinf(le) else go_float(le)}"{suffix}',
-                float(count),
-            )
-            for le, count in hist.buckets()
-        ]
-        plain = ",".join(part for part in (labels, after) if part)
-        total = (f"{name}_sum", plain, hist.sum)
-        count = (f"{name}_count", plain, float(hist.count))
-        self.family(
-            name, "histogram", help_text, [total, *buckets, count] if sum_first else [*buckets, count, total]
-        )
+        self.family(name, "histogram", help_text, _histogram_samples(name, hist, labels, after, sum_first))
 
     def text(self) -> str:
         return "\n".join(self.out) + "\n"
 
 
+def _histogram_samples(
+    name: str, hist: Histogram, labels: str, after: str, sum_first: bool
+) -> list[tuple[str, str, float]]:
+    """One series' `_bucket`, `_count` and `_sum` samples (`_sum` first in multiprocess mode)."""
+    prefix = f"{labels}," if labels else ""
+    suffix = f",{after}" if after else ""
+    buckets = [
+        (
+            f"{name}_bucket",
+            f'{prefix}le="{"+Inf" if math.isinf(le) else go_float(le)}"{suffix}',
+            float(count),
+        )
+        for le, count in hist.buckets()
+    ]
+    plain = ",".join(part for part in (labels, after) if part)
+    total = (f"{name}_sum", plain, hist.sum)
+    count = (f"{name}_count", plain, float(hist.count))
+    return [total, *buckets, count] if sum_first else [*buckets, count, total]
+
+
 _CREATED = 1.7957213885347493e09
+
+
+def _hit_rate(inst: Instance) -> float:
+    """The share of prompt tokens served from the prefix cache so far (0 before any)."""
+    return inst.cached_tokens / inst.prompt_tokens if inst.prompt_tokens else 0.0
 
 
 def _process_families(page: _Page, inst: Instance) -> None:
@@ -142,6 +155,21 @@ def vllm_page(inst: Instance) -> str:
             [("", inst.preemptions)],
         ),
         ("vllm:prompt_tokens", "Number of prefill tokens processed.", [("", inst.prompt_tokens)]),
+        (
+            "vllm:prompt_tokens_cached",
+            "Number of cached prompt tokens (local + external).",
+            [("", inst.cached_tokens)],
+        ),
+        (
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            [("", inst.prompt_tokens)],
+        ),
+        (
+            "vllm:prefix_cache_hits",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            [("", inst.cached_tokens)],
+        ),
         ("vllm:generation_tokens", "Number of generation tokens processed.", [("", inst.generation_tokens)]),
         (
             "vllm:request_success",
@@ -170,6 +198,16 @@ def vllm_page(inst: Instance) -> str:
         ("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", inst.ttft),
         ("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", inst.itl),
         ("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", inst.e2e),
+        (
+            "vllm:request_queue_time_seconds",
+            "Histogram of time spent in WAITING phase for request.",
+            inst.queue,
+        ),
+        (
+            "vllm:request_prefill_time_seconds",
+            "Histogram of time spent in PREFILL phase for request.",
+            inst.prefill,
+        ),
     ):
         page.histogram(name, help_text, hist, 'engine="0"', after=f'model_name="{inst.model}"')
         page.family(f"{name}_created", "gauge", help_text, [(f"{name}_created", lab, _CREATED)])
@@ -189,12 +227,42 @@ def sglang_page(inst: Instance) -> str:
         ("sglang:num_queue_reqs", "The number of requests in the waiting queue.", float(inst.waiting)),
         ("sglang:token_usage", "The token usage.", round(inst.kv_cache_usage, 2)),
         ("sglang:gen_throughput", "The generation throughput (token/s).", round(inst.tokens_per_s, 1)),
+        ("sglang:cache_hit_rate", "The prefix cache hit rate.", round(_hit_rate(inst), 2)),
+        ("sglang:num_grammar_queue_reqs", "The number of requests in the grammar waiting queue.", 0.0),
+        (
+            "sglang:num_prefill_prealloc_queue_reqs",
+            "The number of requests in the prefill prealloc queue.",
+            0.0,
+        ),
+        (
+            "sglang:num_prefill_inflight_queue_reqs",
+            "The number of requests in the prefill inflight queue.",
+            0.0,
+        ),
+        (
+            "sglang:num_decode_prealloc_queue_reqs",
+            "The number of requests in the decode prealloc queue.",
+            0.0,
+        ),
+        (
+            "sglang:num_decode_transfer_queue_reqs",
+            "The number of requests in the decode transfer queue.",
+            0.0,
+        ),
     ):
         page.family(name, "gauge", help_text, [(name, sched(r), value) for r in ranks])
+    # every scheduler rank observes the same queueing: one series per rank
+    samples = [
+        s
+        for r in ranks
+        for s in _histogram_samples("sglang:queue_time_seconds", inst.queue, "", sched(r), True)
+    ]
+    page.family("sglang:queue_time_seconds", "histogram", "Histogram of queueing time in seconds.", samples)
     model = f'model_name="{inst.model}"'
     for name, help_text, value in (
         ("sglang:prompt_tokens_total", "Number of prefill tokens processed.", inst.prompt_tokens),
         ("sglang:generation_tokens_total", "Number of generation tokens processed.", inst.generation_tokens),
+        ("sglang:cached_tokens_total", "Number of cached prompt tokens.", inst.cached_tokens),
         ("sglang:num_requests_total", "Number of requests processed.", inst.requests_ok),
         ("sglang:num_aborted_requests_total", "Number of requests aborted.", 0),
     ):
@@ -214,7 +282,7 @@ def sglang_page(inst: Instance) -> str:
 
 
 def trtllm_page(inst: Instance) -> str:
-    """trtllm-serve /prometheus/metrics page of one instance (no token counters, as the real one)."""
+    """trtllm-serve /prometheus/metrics page of one instance (tensorrt_llm/metrics/collector.py's names)."""
     page = _Page()
     lab = f'engine_type="trtllm",model_name="{inst.model}"'
     success = [
@@ -235,8 +303,27 @@ def trtllm_page(inst: Instance) -> str:
         ("trtllm_num_requests_running", "Number of requests currently running.", float(inst.running)),
         ("trtllm_num_requests_waiting", "Number of requests waiting.", float(inst.waiting)),
         ("trtllm_kv_cache_utilization", "KV cache utilization (0-1).", round(inst.kv_cache_usage, 4)),
+        ("trtllm_kv_cache_hit_rate", "KV cache hit rate", round(_hit_rate(inst), 4)),
     ):
         page.family(name, "gauge", help_text, [(name, lab, value)])
+    for name, help_text, value in (
+        (
+            "trtllm_prompt_tokens_total",
+            "Cumulative number of prompt (input) tokens processed.",
+            inst.prompt_tokens,
+        ),
+        (
+            "trtllm_generation_tokens_total",
+            "Cumulative number of generation (output) tokens produced.",
+            inst.generation_tokens,
+        ),
+        (
+            "trtllm_prompt_cached_tokens_total",
+            "Process-lifetime total prompt tokens served from KV cache.",
+            inst.cached_tokens,
+        ),
+    ):
+        page.family(name, "counter", help_text, [(name, lab, float(value))])
     for name, help_text, hist in (
         ("trtllm_time_to_first_token_seconds", "Histogram of time to first token in seconds.", inst.ttft),
         ("trtllm_time_per_output_token_seconds", "Histogram of time per output token in seconds.", inst.itl),
@@ -244,6 +331,16 @@ def trtllm_page(inst: Instance) -> str:
             "trtllm_e2e_request_latency_seconds",
             "Histogram of end to end request latency in seconds.",
             inst.e2e,
+        ),
+        (
+            "trtllm_request_queue_time_seconds",
+            "Histogram of time spent in WAITING phase for request.",
+            inst.queue,
+        ),
+        (
+            "trtllm_request_prefill_time_seconds",
+            "Histogram of prefill (context) phase duration in seconds.",
+            inst.prefill,
         ),
     ):
         page.histogram(name, help_text, hist, 'engine_type="trtllm"', after=f'model_name="{inst.model}"')

@@ -47,6 +47,9 @@ class ServingProfile:
     """Per generated token, each of 80 layers all-reduces 2 x 8192 bf16 activations (x 2(tp-1)/tp per GPU)."""
     kv_transfer_kib_per_prompt_token: float = 160.0
     """tp=1 instances exchange KV cache (prefill -> decode hand-off) over NVLink instead of all-reduces."""
+    prefix_hit: float = 0.4
+    """Share of prompt tokens served from the prefix cache (assumed: chat traffic whose requests share
+    system prompts and earlier turns)."""
 
 
 def _sigma(p50: float, p99: float) -> float:
@@ -67,6 +70,8 @@ class Instance:
     """False when the server has stopped answering HTTP (the endpoint-down scenario)."""
     prompt_tokens: int = 0
     generation_tokens: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens served from the prefix cache (part of prompt_tokens)."""
     requests_finished: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0})
     preemptions: int = 0
     running: int = 0
@@ -80,11 +85,15 @@ class Instance:
     ttft: Histogram = field(init=False)
     itl: Histogram = field(init=False)
     e2e: Histogram = field(init=False)
+    queue: Histogram = field(init=False)
+    """Time a request waits before it is scheduled (vllm:request_queue_time_seconds)."""
+    prefill: Histogram = field(init=False)
+    """Time from scheduling to the first token (vllm:request_prefill_time_seconds): TTFT = queue + prefill."""
     efficiency: float = 1.0
     backlog: float = 0.0
     queue_s: float = 0.0
     """Smoothed time a request waits before prefill (TTFT reflects the queue of the last few seconds)."""
-    _carry: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    _carry: list[float] = field(default_factory=lambda: [0.0] * 5)
 
     tp: int = field(init=False)
     """Tensor-parallel size (len(gpus))."""
@@ -142,6 +151,9 @@ class Workload:
             inst.ttft = Histogram(VLLM_TTFT_BOUNDS, self._ttft_sigma)
             inst.itl = Histogram(VLLM_ITL_BOUNDS, self._itl_sigma)
             inst.e2e = Histogram(VLLM_E2E_BOUNDS, p.e2e_sigma)
+            # vLLM's queue and prefill histograms share the e2e request-latency bounds
+            inst.queue = Histogram(VLLM_E2E_BOUNDS, self._ttft_sigma)
+            inst.prefill = Histogram(VLLM_E2E_BOUNDS, self._ttft_sigma)
             self.instances.append(inst)
         self.instance_of_gpu = [i.index for i in self.instances for _ in i.gpus]
         """Rack GPU index -> index of the instance running on it."""
@@ -194,6 +206,7 @@ class Workload:
         requests = inst._take(0, served)
         generated = inst._take(1, served * p.output_len)
         inst.prompt_tokens += inst._take(2, served * p.prompt_len)
+        inst.cached_tokens += inst._take(4, served * p.prompt_len * p.prefix_hit)
         length_capped = inst._take(3, requests * 0.12)
         inst.requests_finished["length"] += length_capped
         inst.requests_finished["stop"] += requests - length_capped
@@ -205,6 +218,8 @@ class Workload:
         inst.ttft.observe(requests, ttft)
         inst.itl.observe(max(0, generated - requests), itl)
         inst.e2e.observe(requests, ttft + itl * (p.output_len - 1))
+        inst.queue.observe(requests, max(round(inst.queue_s, 3), 0.001))
+        inst.prefill.observe(requests, p.ttft_p50_s)
         # Little's law: requests in decode = generated tokens/s x time per token.
         inst.running = round(served / dt * p.output_len * itl * math.exp(self._itl_sigma**2 / 2))
         inst.waiting = round(inst.backlog)

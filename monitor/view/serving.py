@@ -42,6 +42,10 @@ class InstanceView:
         tokens_per_s / prompt_per_s: generated / prompt tokens per second over the window.
         running / waiting / kv_cache: the newest gauges (kv_cache as a 0..1 fraction).
         ttft_p50_s / ttft_p99_s / itl_p50_s: percentiles over the window's observations.
+        cache_hit: the share of the window's prompt tokens served from the prefix cache (the rate
+            of serving.cached_tokens over that of prompt_tokens; None where the engine has no
+            cached-token counter or no prompt tokens came).
+        queue_p50_s: median time a request waited before it was scheduled (TTFT = queue + prefill).
     """
 
     endpoint: str
@@ -59,6 +63,8 @@ class InstanceView:
     ttft_p99_s: float | None = None
     itl_p50_s: float | None = None
     dup_samples: int | None = None
+    cache_hit: float | None = None
+    queue_p50_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +202,8 @@ class ServingBuilder:
             ttft_p99_s=_quantile(ok, name, "ttft", 0.99),
             itl_p50_s=_quantile(ok, name, "itl", 0.5),
             dup_samples=row.get("dup_samples"),
+            cache_hit=_hit_rate(ok, name) if answered else None,
+            queue_p50_s=_quantile(ok, name, "queue", 0.5),
         )
 
 
@@ -212,6 +220,14 @@ def _rate(ok: Sequence[_FrameServing], name: str, column: str) -> float | None:
         (s.ts_ms, s.rows[name][column]) for s in ok if s.rows[name].get(column) is not None
     ]
     return rate(points)
+
+
+def _hit_rate(ok: Sequence[_FrameServing], name: str) -> float | None:
+    """Prompt tokens served from the prefix cache over all prompt tokens, both rates over the window."""
+    cached, prompt = _rate(ok, name, "cached_tokens"), _rate(ok, name, "prompt_tokens")
+    if cached is None or not prompt:
+        return None
+    return min(cached / prompt, 1.0)
 
 
 def _quantile(ok: Sequence[_FrameServing], name: str, metric: str, q: float) -> float | None:

@@ -83,6 +83,7 @@ def vllm_page(engines: Engines, *, repeat: Sequence[str] = ()) -> str:
         ("vllm:generation_tokens_total", "counter", "gen"),
         ("vllm:prompt_tokens_total", "counter", "prompt"),
         ("vllm:num_requests_running", "gauge", "running"),
+        ("vllm:num_requests_waiting", "gauge", "waiting"),  # a vLLM page always has it
         ("vllm:kv_cache_usage_perc", "gauge", "kv"),
     )
     lines = []
@@ -99,7 +100,8 @@ def vllm_page(engines: Engines, *, repeat: Sequence[str] = ()) -> str:
 
 
 def engine(gen: float, *, prompt: float | None = None, running: float = 10, kv: float = 0.5) -> dict:
-    return {"gen": gen, "prompt": gen * 3 if prompt is None else prompt, "running": running, "kv": kv}
+    prompt = gen * 3 if prompt is None else prompt
+    return {"gen": gen, "prompt": prompt, "running": running, "waiting": 0, "kv": kv}
 
 
 def steady(i: int) -> Engines:

@@ -31,6 +31,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("ttft_p50_s", "TTFT p50"),
     ("ttft_p99_s", "TTFT p99"),
     ("itl_p50_s", "ITL p50"),
+    ("queue_p50_s", "queue p50"),  # TTFT's share spent waiting for a slot
+    ("cache_hit", "cached"),  # prompt tokens served from the prefix cache
     ("gpus", "GPUs"),
     ("engine", "engine"),
 )
@@ -54,9 +56,9 @@ def cell(inst: InstanceView, attr: str) -> str:
         return "--"
     if attr in ("tokens_per_s", "prompt_per_s"):
         return f"{v:,.0f}"
-    if attr == "kv_cache":
+    if attr in ("kv_cache", "cache_hit"):
         return f"{v * 100:.0f}%"
-    if attr in ("ttft_p50_s", "ttft_p99_s"):
+    if attr in ("ttft_p50_s", "ttft_p99_s", "queue_p50_s"):
         return f"{v:.2f}s"
     if attr == "itl_p50_s":
         return f"{v * 1000:.0f}ms"
