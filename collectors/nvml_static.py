@@ -189,6 +189,8 @@ def read_facts(nvml: Any, index: int, tray_index_base: int = rack.TRAY_INDEX_BAS
 
 def _read_platform(nvml: Any, facts: GpuFacts, tray_index_base: int) -> None:
     """Fill facts.raw_platform and facts.platform, or facts.platform_note with why there is no place."""
+    if facts.lost:
+        return
     try:
         facts.raw_platform = read_raw_platform(nvml, facts.handle)
     except NVML_EXCEPTIONS as exc:
