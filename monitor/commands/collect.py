@@ -154,9 +154,8 @@ def _nvml_source(tray: int | None, tray_index_base: int) -> Any:
     collector = open_local(
         tray, tray_index_base, why=": `monitor collect --nvml` records the GPUs of this host"
     )
-    log.info(
-        "NVML on %s: %s, trayIndex counted from %d", collector.name, describe(collector), tray_index_base
-    )
+    found = describe(collector, span=True)
+    log.info("NVML on %s: %s, trayIndex counted from %d", collector.name, found, tray_index_base)
     return collector
 
 

@@ -46,9 +46,10 @@ def open_local(tray: int | None, tray_index_base: int, *, why: str) -> NvmlColle
         raise UserError(f"{err}{why}") from None
 
 
-def describe(collector: NvmlCollector) -> str:
-    """'8x NVIDIA H100 80GB HBM3, GPU0..GPU7' / '4x NVIDIA GB300, T16.G1..T16.G4': what was opened."""
+def describe(collector: NvmlCollector, *, span: bool = False) -> str:
+    """What was opened: '8x NVIDIA H100 80GB HBM3', with `span` also ', GPU0..GPU7' / ', T16.G1..T16.G4'."""
     gpus = sorted(collector.gpus, key=lambda g: g.gpu)
-    names = sorted({g.name or "unknown GPU" for g in gpus})
-    span = f"{gpus[0].label}..{gpus[-1].label}" if len(gpus) > 1 else (gpus[0].label if gpus else "none")
-    return f"{len(gpus)}x {'/'.join(names)}, {span}"
+    text = f"{len(gpus)}x {'/'.join(sorted({g.name or 'unknown GPU' for g in gpus}))}"
+    if span and gpus:
+        text += f", {gpus[0].label}..{gpus[-1].label}" if len(gpus) > 1 else f", {gpus[0].label}"
+    return text

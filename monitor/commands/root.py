@@ -95,7 +95,7 @@ def run(
         [collector],
         interval=interval,
         title="rack-monitor",
-        subtitle=f"{collector.name} (local NVML: {describe(collector)})",
+        subtitle=f"{collector.name} · {describe(collector)} · local NVML",
         store=store,
         record=store is not None,
         layout=host_layout(collector.gpus),
