@@ -7,15 +7,19 @@ simulated); the layout is the one `monitor` builds from the collector's static f
 
 from __future__ import annotations
 
+import asyncio
+
 from observed_app import ObservedRackApp
 
 from collectors.clock import SimClock
 from collectors.nvml import NvmlCollector
 from collectors.rack import gpu_index
 from collectors.sim import SimRack
+from monitor.tui.screens.nvlink import NvlinkScreen
 from monitor.tui.widgets.event_log import EventLog
 from monitor.tui.widgets.gpu_detail import GpuDetail
 from monitor.tui.widgets.heatmap import Heatmap
+from monitor.tui.widgets.nvlink_matrix import NvlinkMatrixView
 from monitor.tui.widgets.totals import TotalsBar
 from monitor.view.layout import GpuLayout, host_layout
 from storage.head import Head
@@ -25,6 +29,16 @@ START = 1_764_000_000.0
 
 def rendered(widget) -> str:
     return str(widget.render())
+
+
+async def shown(app, pilot, screen_type):
+    """The current screen once it is `screen_type` and has drawn a model (built in a thread worker)."""
+    for _ in range(400):
+        await pilot.pause()
+        if isinstance(app.screen, screen_type) and app.screen.models_shown >= 1:
+            return app.screen
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{screen_type.__name__} never drew a model")
 
 
 def heatmap_lines(app) -> list[str]:
@@ -95,3 +109,23 @@ async def test_gb300_tray_host_shows_its_one_tray():
         assert not any(line.startswith("SW") for line in lines), lines
         assert app.selected == gpu_index(16, 1)
         assert "T16.G1  tray 16 module 1" in rendered(app.query_one(GpuDetail))
+
+
+async def test_board_nvlink_matrix_has_a_row_per_board_gpu_and_nothing_else():
+    rack = SimRack(seed=9, clock=SimClock(start=START))
+    head, layout = recorded(rack.hgx_host(), rack, 6)
+    app = ObservedRackApp(head, interval=0, layout=layout)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.next_snapshot(pilot)
+        await pilot.press("l")
+        screen = await shown(app, pilot, NvlinkScreen)
+        view = screen.query_one(NvlinkMatrixView)
+        rows = [view.render_line(y).text for y in range(view.size.height)]
+        labels = [row[1:7].strip() for row in rows if row[1:4] == "GPU"]
+        assert labels == [f"GPU{i}" for i in range(8)], rows
+        assert not any("T01" in row or "T02" in row for row in rows)
+        summary = str(screen.query_one("#nvlink-summary").render())
+        assert "host " in summary and "/72" not in summary, summary
+        for _ in range(12):  # the cursor stops at the last board GPU
+            await pilot.press("down")
+        assert (view.gpu, app.selected) == (7, 7)
