@@ -7,7 +7,7 @@ tray_index, slot_number and host_id as N/A), so the collector cannot place its G
 Static facts follow the `nvidia-smi -q -x` capture of an 8x H100 80GB HBM3 node in NVIDIA's k8s-test-infra
 repository (tests/e2e/go/assertions/nvidiasmi/testdata/hardware/, driver 580.105.08): name, 81,559 MiB
 (480 MiB reserved), a 700 W limit (200 W minimum), max SM 1,980 MHz, memory 2,619 MHz, video 1,545 MHz,
-PCI IDs and bus numbers, module ids. 18 NVLink links of NVLink 4 per GPU, as in NVIDIA's Hopper architecture
+PCI IDs and bus numbers. 18 NVLink links of NVLink 4 per GPU, as in NVIDIA's Hopper architecture
 description (https://developer.nvidia.com/blog/nvidia-hopper-architecture-in-depth/: "18 fourth-generation
 NVLink links", 900 GB/s per GPU).
 
@@ -53,8 +53,6 @@ H100_PCI_DEVICE_ID = 0x233010DE
 H100_PCI_SUBSYSTEM_ID = 0x16C110DE
 H100_BUSES = (0x53, 0x64, 0x75, 0x86, 0x97, 0xA8, 0xB9, 0xCA)
 """PCI bus of NVML device 0..7 (domain 0), as in the capture."""
-H100_MODULE_IDS = (7, 5, 6, 8, 1, 3, 4, 2)
-"""nvmlDeviceGetModuleId of NVML device 0..7 (the HGX baseboard position), as in the capture."""
 MIB = 1 << 20
 
 _POWER_SCALE = H100_POWER_LIMIT_MW / POWER_LIMIT_MW
@@ -113,11 +111,6 @@ class SimHgxHost(SimTray):
     def nvmlDeviceGetPlatformInfo(self, gpu: GpuSim, platformInfo: Any) -> int:
         """NOT_SUPPORTED: an HGX board has no rack position to report."""
         raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-
-    @nvml_call("device")
-    def nvmlDeviceGetModuleId(self, gpu: GpuSim) -> int:
-        """The GPU's position on the HGX baseboard (1..8)."""
-        return H100_MODULE_IDS[self._device(gpu)]
 
     @nvml_call("device")
     def nvmlDeviceGetCudaComputeCapability(self, gpu: GpuSim) -> tuple[int, int]:

@@ -159,6 +159,7 @@ class SimTray(EventCalls):
             info.slotNumber = slot
             info.trayIndex = bytes([self.tray_index])
             info.hostId = bytes([1])
+            info.peerType = bytes([1])  # "Switch Connected" (the capture), 1 as NVIDIA's mock encodes it
             info.moduleId = bytes([gpu.id.module])
         elif isinstance(info, pynvml.c_nvmlPlatformInfo_v1_t) and info.version == pynvml.nvmlPlatformInfo_v1:
             info.chassisPhysicalSlotNumber = slot

@@ -56,7 +56,8 @@ def test_healthy_tray_passes_with_one_line_per_gpu(rack: SimRack) -> None:
         # The raw values (the simulated tray answers trayIndex counting from 0, as the GB300 capture reads),
         # then where they place the GPU.
         slot = compute_tray_slot(TRAY)
-        assert f"platform trayIndex={TRAY - 1} slotNumber={slot} moduleId={module} hostId=1 " in line
+        raw = f"trayIndex={TRAY - 1} slotNumber={slot} moduleId={module} hostId=1 peerType=1 "
+        assert f"platform {raw}" in line
         assert f"-> tray {TRAY} module {module} slot {slot};" in line
         assert f"{LINKS_PER_GPU} NVLinks" in line
         assert "FAILED" not in line and "warning" not in line
