@@ -8,8 +8,18 @@ simulated); the layout is the one `monitor` builds from the collector's static f
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+import pty
+import signal
+import struct
+import subprocess
+import sys
+import termios
 
+import pytest
 from observed_app import ObservedRackApp
+from test_hangup import ENDED_S, ROOT, STARTED_S, read_until
 
 from collectors.clock import SimClock
 from collectors.nvml import NvmlCollector
@@ -129,3 +139,31 @@ async def test_board_nvlink_matrix_has_a_row_per_board_gpu_and_nothing_else():
         for _ in range(12):  # the cursor stops at the last board GPU
             await pilot.press("down")
         assert (view.gpu, app.selected) == (7, 7)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a real pty, as test_hangup uses")
+def test_monitor_demo_hgx_draws_the_board_in_a_real_terminal():
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from monitor.cli import main; main()", "demo", "--hgx", "--seed", "3"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=ROOT,
+        env={**os.environ, "TERM": "xterm-256color"},
+        start_new_session=True,
+    )
+    os.close(slave)
+    try:
+        screen = read_until(master, b"GPUs ok 8/8", STARTED_S)
+        assert b"GPUs ok 8/8" in screen, screen[-2000:]
+        assert b"/72" not in screen
+        proc.send_signal(signal.SIGHUP)
+        read_until(master, b"\0never\0", 1.0)
+        assert proc.wait(timeout=ENDED_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
