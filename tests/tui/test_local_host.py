@@ -20,11 +20,13 @@ import termios
 import pytest
 from observed_app import ObservedRackApp
 from test_hangup import ENDED_S, ROOT, STARTED_S, read_until
+from textual.widgets import DataTable
 
 from collectors.clock import SimClock
 from collectors.nvml import NvmlCollector
 from collectors.rack import gpu_index
 from collectors.sim import SimRack
+from monitor.tui.screens.events import EventsScreen
 from monitor.tui.screens.nvlink import NvlinkScreen
 from monitor.tui.widgets.event_log import EventLog
 from monitor.tui.widgets.gpu_detail import GpuDetail
@@ -104,6 +106,11 @@ async def test_a_lost_board_gpu_is_named_by_nvml_index_and_counted_of_8():
         assert row.split()[:3] == ["4-7", row.split()[1], "LOST"], row
         log = rendered(app.query_one(EventLog))
         assert "GPU5" in log and "T02" not in log, log
+        await pilot.press("v")  # the events timeline names it the same way
+        screen = await shown(app, pilot, EventsScreen)
+        table = screen.query_one(DataTable)
+        wheres = {str(table.get_row_at(r)[2]) for r in range(table.row_count)}
+        assert "GPU5" in wheres and not any(w.startswith("T0") for w in wheres), wheres
 
 
 async def test_gb300_tray_host_shows_its_one_tray():
