@@ -110,6 +110,17 @@ RACK = GpuLayout("rack", tuple(_tray_row(t) for t in range(1, COMPUTE_TRAYS + 1)
 """The whole GB300 NVL72."""
 
 
+def board_layout(keys: Sequence[int]) -> GpuLayout:
+    """A host not in a rack: its GPUs by NVML index, GPUS_PER_TRAY to a row ('0-3', '4-7')."""
+    keys = sorted(keys)
+    rows = []
+    for start in range(0, len(keys), GPUS_PER_TRAY):
+        chunk = keys[start : start + GPUS_PER_TRAY]
+        cells = tuple(chunk) + (None,) * (GPUS_PER_TRAY - len(chunk))
+        rows.append(LayoutRow(f"{chunk[0]}-{chunk[-1]}" if len(chunk) > 1 else f"{chunk[0]}", cells))
+    return GpuLayout("board", tuple(rows))
+
+
 def host_layout(gpus: Sequence[GpuInfo]) -> GpuLayout:
     """The layout of this host's GPUs, from the NVML collector's static facts (NvmlCollector.gpus).
 
@@ -117,11 +128,5 @@ def host_layout(gpus: Sequence[GpuInfo]) -> GpuLayout:
     in NVML order, GPUS_PER_TRAY to a row.
     """
     if not gpus or any(g.placed_by == "board" for g in gpus):
-        keys = sorted(g.gpu for g in gpus)
-        rows = []
-        for start in range(0, len(keys), GPUS_PER_TRAY):
-            chunk = keys[start : start + GPUS_PER_TRAY]
-            cells = tuple(chunk) + (None,) * (GPUS_PER_TRAY - len(chunk))
-            rows.append(LayoutRow(f"{chunk[0]}-{chunk[-1]}" if len(chunk) > 1 else f"{chunk[0]}", cells))
-        return GpuLayout("board", tuple(rows))
+        return board_layout([g.gpu for g in gpus])
     return GpuLayout("tray", tuple(_tray_row(t) for t in sorted({g.tray for g in gpus})))

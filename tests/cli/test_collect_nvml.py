@@ -18,7 +18,9 @@ import pytest
 from collectors.nvml import nvml_available
 from collectors.rack import BOARD_TRAY, gpu_index
 from collectors.sim import SimRack
+from monitor.tui.widgets.totals import TotalsBar
 from storage.reader import StoreReader
+from tests.replay.observed import replay_app
 from tests.store_checks import assert_no_duplicate_rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +74,17 @@ def test_hgx_host_is_recorded_by_nvml_index_and_stops_cleanly_on_sigterm(tmp_pat
     assert links == {"g": 8, "top": 17}
     assert limits == [{"power_limit_mw": 700_000, "mem_total_mib": 81_559}]
     assert_no_duplicate_rows(root)
+
+
+async def test_a_recorded_board_replays_as_its_8_gpus(tmp_path: Path) -> None:
+    root = tmp_path / "hgx"
+    record_until_sigterm("hgx", root)
+    app = replay_app(root)
+    assert app.layout.kind == "board" and app.layout.gpus == tuple(range(8))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.settle(pilot)
+        totals = str(app.query_one(TotalsBar).render())
+        assert "GPUs ok 8/8" in totals and "/72" not in totals, totals
 
 
 def test_gb300_tray_host_is_recorded_in_its_rack_place(tmp_path: Path) -> None:
