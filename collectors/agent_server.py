@@ -60,6 +60,7 @@ class AgentPage:
                 pci_bus_id=info.pci_bus_id or "",
                 model_name=info.name or "",
                 serial=info.serial or "",
+                key=info.gpu if info.placed_by == "board" else None,
             )
             for info in collector.gpus
         ]

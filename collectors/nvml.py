@@ -1,4 +1,5 @@
-"""The NVML collector: one host's GPUs (a compute tray's 4) into gpu, nvlink, events and processes rows.
+"""The NVML collector: one host's GPUs (a compute tray's 4, an HGX board's 8) into gpu, nvlink, events and
+processes rows.
 
 Works on the real `pynvml` module and, unchanged, on a simulated tray (collectors.sim), which offers the
 same functions, structs and NVMLError subclasses. Every per-GPU problem becomes a row state or an event:
@@ -35,7 +36,7 @@ from collectors.nvml_static import (
     nvml_available,
     read_facts,
 )
-from collectors.rack import check_tray
+from collectors.rack import TRAY_INDEX_BASE, TRAY_INDEX_BASES, check_tray
 from storage.frame import Frame
 from storage.schemas import GPU, EventKind, GpuState
 
@@ -89,21 +90,32 @@ class NvmlCollector:
     Args:
         nvml: the pynvml module, or a pynvml-compatible one (a simulated tray).
         name: the host, shown in events' `source` and by `monitor doctor`.
-        tray: the compute tray 1..18 this host is, for GPUs whose driver has no platform info (H100).
+        tray: the compute tray 1..18 this host is, for GPUs whose driver has no platform info (a GB300
+            tray on an older driver); without it such a host is a board of its own (an HGX H100: GPU0..7).
+        tray_index_base: what nvmlPlatformInfo.trayIndex reads for compute tray 1 (rack.TRAY_INDEX_BASE).
         process_every: sample the running compute processes every this many ticks (they are the
             slowest NVML calls).
 
     Raises:
         NvmlUnavailable: NVML cannot be initialised here (the message is one line).
-        ValueError: `tray` or `process_every` is out of range, or the GPUs cannot be placed in the rack.
+        ValueError: `tray`, `tray_index_base` or `process_every` is out of range, or the GPUs cannot be
+            placed (the message is one line).
     """
 
     def __init__(
-        self, nvml: Any = pynvml, *, name: str = "localhost", tray: int | None = None, process_every: int = 5
+        self,
+        nvml: Any = pynvml,
+        *,
+        name: str = "localhost",
+        tray: int | None = None,
+        tray_index_base: int = TRAY_INDEX_BASE,
+        process_every: int = 5,
     ) -> None:
         """Initialise NVML, read every GPU's static facts once and register for XID events."""
         if tray is not None:
             check_tray(tray)
+        if tray_index_base not in TRAY_INDEX_BASES:
+            raise ValueError(f"the tray index base must be 0 or 1, not {tray_index_base}")
         if process_every < 1:
             raise ValueError(f"process_every must be >= 1, got {process_every}")
         self.name = name
@@ -118,7 +130,7 @@ class NvmlCollector:
             raise NvmlUnavailable(init_reason(exc)) from None
         try:
             count = nvml.nvmlDeviceGetCount()
-            facts = [read_facts(nvml, i) for i in range(count)]
+            facts = [read_facts(nvml, i, tray_index_base) for i in range(count)]
             infos = gpu_infos(facts, tray)
         except NVML_EXCEPTIONS as exc:
             self._shutdown()

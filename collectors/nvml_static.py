@@ -23,7 +23,7 @@ class NvmlUnavailable(RuntimeError):
     """NVML cannot be used on this host; str() is one line an operator can act on."""
 
 
-Placement = Literal["platform", "config", "index"]
+Placement = Literal["platform", "config", "board"]
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,12 @@ class GpuInfo:
 
     Attributes:
         nvml_index: the GPU's index in this host's NVML (0..3 on a compute tray).
-        gpu: rack index 0..71, the key of every row this GPU produces.
-        tray: compute tray 1..18.
-        module: module 1..4 within the tray.
+        gpu: the key of every row this GPU produces: rack index 0..71, or on a board its NVML index.
+        tray: compute tray 1..18, or rack.BOARD_TRAY (0) on a host that is not in a rack.
+        module: module 1..4 within the tray (NVML index + 1 on a board).
         placed_by: "platform" (nvmlDeviceGetPlatformInfo), "config" (the configured or the sibling GPUs'
-            tray, module = NVML index + 1) or "index" (rack index = NVML index, nothing better known).
+            tray, module = NVML index + 1) or "board" (no platform info and no tray: a host of its own,
+            such as an 8-GPU HGX board, keyed by NVML index).
         uuid: "GPU-..."; the GPU's identity (serials repeat across the two GPUs of a superchip).
         slot: the physical slot from platform info, when known.
         nvlink_count: NVLinks on the device (field 91); 0 when unknown.
@@ -61,8 +62,8 @@ class GpuInfo:
 
     @property
     def label(self) -> str:
-        """How an operator names this GPU, e.g. 'T16.G2'."""
-        return rack.gpu_label(self.gpu)
+        """How an operator names this GPU: 'T16.G2' in a rack, 'GPU3' on a board."""
+        return rack.board_gpu_label(self.gpu) if self.placed_by == "board" else rack.gpu_label(self.gpu)
 
 
 @dataclass
@@ -77,6 +78,9 @@ class GpuFacts:
     serial: str | None = None
     pci_bus_id: str | None = None
     platform: tuple[int, int, int] | None = None  # (tray 1..18, module 1..4, slot)
+    raw_platform: RawPlatform | None = None
+    platform_note: str = ""
+    """Why `platform` is None: the NVML error of the call (NOT_SUPPORTED) or the value outside the rack."""
     mem_total_mib: int | None = None
     power_limit_mw: int | None = None
     max_sm_clock_mhz: int | None = None
@@ -97,24 +101,60 @@ def read_uchar(info: Any, name: str) -> int:
     return value if isinstance(value, int) else ord(value)
 
 
-def read_platform(nvml: Any, handle: Any) -> tuple[int, int, int] | None:
-    """(tray 1..18, module 1..4, slot) from nvmlDeviceGetPlatformInfo, or None where it has none.
+@dataclass(frozen=True)
+class RawPlatform:
+    """nvmlDeviceGetPlatformInfo (the nvmlPlatformInfo_v2_t struct) as the driver answered it, before any
+    mapping: what `monitor doctor` prints next to where the GPU is placed."""
 
-    Raises the NVML error (so that the caller sees GPU_IS_LOST); a place outside the rack gives None.
-    """
+    tray_index: int
+    slot_number: int
+    host_id: int
+    peer_type: int
+    module_id: int
+    chassis_serial: str
+
+    def text(self) -> str:
+        """'trayIndex=15 slotNumber=25 moduleId=2 hostId=1 peerType=1 chassis=1820000000001'."""
+        return (
+            f"trayIndex={self.tray_index} slotNumber={self.slot_number} moduleId={self.module_id} "
+            f"hostId={self.host_id} peerType={self.peer_type} chassis={self.chassis_serial or '?'}"
+        )
+
+
+def read_raw_platform(nvml: Any, handle: Any) -> RawPlatform:
+    """The GPU's platform info as read (v2 struct). Raises the NVML error (NOT_SUPPORTED before Blackwell)."""
     info = nvml.c_nvmlPlatformInfo_v2_t()
     nvml.nvmlDeviceGetPlatformInfo(handle, ctypes.byref(info))
-    try:
-        tray = rack.tray_from_platform(read_uchar(info, "trayIndex"))
-        module = read_uchar(info, "moduleId")
-        rack.gpu_index(tray, module)
-    except ValueError:
-        return None
-    return tray, module, read_uchar(info, "slotNumber")
+    serial = info.chassisSerialNumber  # pynvml decodes c_char arrays to str; plain ctypes gives bytes
+    if isinstance(serial, bytes):
+        serial = serial.split(b"\0", 1)[0].decode("ascii", "replace")
+    return RawPlatform(
+        tray_index=read_uchar(info, "trayIndex"),
+        slot_number=read_uchar(info, "slotNumber"),
+        host_id=read_uchar(info, "hostId"),
+        peer_type=read_uchar(info, "peerType"),
+        module_id=read_uchar(info, "moduleId"),
+        chassis_serial=serial,
+    )
 
 
-def read_facts(nvml: Any, index: int) -> GpuFacts:
-    """Read one GPU's static facts; each fact NVML cannot give stays None."""
+def platform_place(raw: RawPlatform, tray_index_base: int) -> tuple[int, int, int]:
+    """(tray 1..18, module 1..4, slot) of a GPU from its raw platform info.
+
+    Raises:
+        ValueError: the tray or module is outside the rack (one line saying which value).
+    """
+    tray = rack.tray_from_platform(raw.tray_index, tray_index_base)
+    rack.gpu_index(tray, raw.module_id)
+    return tray, raw.module_id, raw.slot_number
+
+
+def read_facts(nvml: Any, index: int, tray_index_base: int = rack.TRAY_INDEX_BASE) -> GpuFacts:
+    """Read one GPU's static facts; each fact NVML cannot give stays None.
+
+    Args:
+        tray_index_base: what trayIndex reads for compute tray 1 (collectors.rack.TRAY_INDEX_BASE).
+    """
     try:
         handle = nvml.nvmlDeviceGetHandleByIndex(index)
     except NVML_EXCEPTIONS as exc:
@@ -134,7 +174,7 @@ def read_facts(nvml: Any, index: int) -> GpuFacts:
     facts.name = ask(lambda: nvml.nvmlDeviceGetName(handle))
     facts.serial = ask(lambda: nvml.nvmlDeviceGetSerial(handle))
     facts.pci_bus_id = ask(lambda: nvml.nvmlDeviceGetPciInfo(handle).busId)
-    facts.platform = ask(lambda: read_platform(nvml, handle))
+    _read_platform(nvml, facts, tray_index_base)
     memory = ask(lambda: nvml.nvmlDeviceGetMemoryInfo(handle))
     facts.mem_total_mib = None if memory is None else memory.total // MIB
     facts.power_limit_mw = ask(lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle))
@@ -147,19 +187,44 @@ def read_facts(nvml: Any, index: int) -> GpuFacts:
     return facts
 
 
+def _read_platform(nvml: Any, facts: GpuFacts, tray_index_base: int) -> None:
+    """Fill facts.raw_platform and facts.platform, or facts.platform_note with why there is no place."""
+    if facts.lost:
+        return
+    try:
+        facts.raw_platform = read_raw_platform(nvml, facts.handle)
+    except NVML_EXCEPTIONS as exc:
+        facts.lost = outcome_of(exc) is Outcome.LOST
+        facts.platform_note = error_name(exc)
+        return
+    try:
+        facts.platform = platform_place(facts.raw_platform, tray_index_base)
+    except ValueError as exc:
+        facts.platform_note = str(exc)
+
+
 def place(facts: Sequence[GpuFacts], tray: int | None) -> list[tuple[int, int, int, Placement, int | None]]:
-    """Place each GPU in the rack: (rack index, tray, module, how, slot) per GPU, in NVML order.
+    """Place each GPU: (row key, tray, module, how, slot) per GPU, in NVML order.
 
     Platform info wins. A GPU without it goes to the configured tray, else to the tray its siblings
     report (a GPU that fell off the bus before the collector started), as module NVML index + 1 or, if
-    a sibling holds that one, the first free module; with neither, its rack index is its NVML index.
+    a sibling holds that one, the first free module. With neither, the host is not in a rack (an HGX
+    board): its key is its NVML index, its tray rack.BOARD_TRAY, its name GPU<index>.
 
     Raises:
-        ValueError: two GPUs land on one place, or the host has more GPUs than a tray holds.
+        ValueError: a tray is configured for a host with more GPUs than a tray holds, the host has more
+            GPUs than a rack, or two GPUs land on one place (one line each).
     """
+    if tray is not None and len(facts) > rack.GPUS_PER_TRAY:
+        raise ValueError(
+            f"compute tray {tray} was given, but this host has {len(facts)} GPUs and a GB300 compute tray "
+            f"holds {rack.GPUS_PER_TRAY}: leave the tray out and they are shown as GPU0..GPU{len(facts) - 1}"
+        )
+    if len(facts) > rack.GPUS:
+        raise ValueError(f"this host has {len(facts)} GPUs; rack-monitor shows at most {rack.GPUS} per host")
     sibling_trays = {f.platform[0] for f in facts if f.platform is not None}
     fallback_tray = tray
-    if fallback_tray is None and len(sibling_trays) == 1:
+    if fallback_tray is None and len(sibling_trays) == 1 and len(facts) <= rack.GPUS_PER_TRAY:
         fallback_tray = next(iter(sibling_trays))
     # Modules the platform-placed siblings hold in the fallback tray: NVML order is not module order
     # (a GB300 tray lists modules 2, 1, 4, 3), so an unplaced GPU takes index + 1 only when it is free.
@@ -170,11 +235,6 @@ def place(facts: Sequence[GpuFacts], tray: int | None) -> list[tuple[int, int, i
             t, module, slot = f.platform
             placed.append((rack.gpu_index(t, module), t, module, "platform", slot))
         elif fallback_tray is not None:
-            if f.nvml_index >= rack.GPUS_PER_TRAY:
-                raise ValueError(
-                    f"this host has GPU index {f.nvml_index}, but a compute tray holds "
-                    f"{rack.GPUS_PER_TRAY} GPUs; do not configure a tray for it"
-                )
             module = f.nvml_index + 1
             if module in taken:
                 free = [m for m in range(1, rack.GPUS_PER_TRAY + 1) if m not in taken]
@@ -182,8 +242,7 @@ def place(facts: Sequence[GpuFacts], tray: int | None) -> list[tuple[int, int, i
             taken.add(module)
             placed.append((rack.gpu_index(fallback_tray, module), fallback_tray, module, "config", None))
         else:
-            t, module = rack.gpu_place(f.nvml_index)
-            placed.append((f.nvml_index, t, module, "index", None))
+            placed.append((f.nvml_index, rack.BOARD_TRAY, f.nvml_index + 1, "board", None))
     seen: dict[int, int] = {}
     for f, (gpu, *_rest) in zip(facts, placed, strict=True):
         if gpu in seen:
@@ -195,7 +254,7 @@ def place(facts: Sequence[GpuFacts], tray: int | None) -> list[tuple[int, int, i
 
 
 def gpu_infos(facts: Sequence[GpuFacts], tray: int | None) -> list[GpuInfo]:
-    """GpuInfo of every GPU, placed (see place())."""
+    """GpuInfo of every GPU, placed (see place()); ValueError (one line) when they cannot be."""
     infos = []
     for f, (gpu, t, module, how, slot) in zip(facts, place(facts, tray), strict=True):
         infos.append(

@@ -52,14 +52,36 @@ def compute_tray_slot(tray: int) -> int:
     return tray if tray <= TOP_COMPUTE_TRAYS else tray + SWITCH_TRAYS
 
 
-def tray_from_platform(tray_index: int) -> int:
-    """Compute tray 1..18 from nvmlPlatformInfo.trayIndex.
+TRAY_INDEX_BASES = (0, 1)
+TRAY_INDEX_BASE = 0
+"""What nvmlPlatformInfo.trayIndex reads for compute tray 1 (the default of `--tray-index-base`).
 
-    The driver's trayIndex counts compute trays from 0: the GB300 capture in shared/data reports
-    tray_index 15 with slot_number 25, and slot 25 is compute tray 16 in physical_order().
+NVML's reference documents trayIndex as "the tray index within the compute slots in the chassis containing
+this GPU (does not include switches)", and slotNumber as "the slot number in the chassis" (v1 names them
+computeSlotIndex and chassisPhysicalSlotNumber). NVML's other indices count from 0 (nvmlDeviceGetIndex,
+nodeIndex) while its numbers and ids count from 1 (moduleId 1..4 in the GB300 capture); a GB300 capture
+(k8s-test-infra's nvidia-smi testdata) reads tray_index 15 at slot_number 25, which is compute tray 16 in
+physical_order() only if the index counts from 0. NVIDIA's mock NVML (k8s-test-infra mocknvml) numbers trays
+1..18. No document states the base and no hardware here settled it: see docs/hardware-checks.md."""
+
+BOARD_TRAY = 0
+"""The tray of a GPU with no place in a rack (a host without platform info, e.g. an 8-GPU HGX board): its
+row key is its NVML index and it is named GPU<index>, as nvidia-smi numbers it."""
+
+
+def tray_from_platform(tray_index: int, base: int = TRAY_INDEX_BASE) -> int:
+    """Compute tray 1..18 from nvmlPlatformInfo.trayIndex, which reads `base` for tray 1 (TRAY_INDEX_BASE).
+
+    Raises:
+        ValueError: `base` is not 0 or 1, or the tray is outside 1..18.
     """
-    tray = tray_index + 1
-    check_tray(tray)
+    if base not in TRAY_INDEX_BASES:
+        raise ValueError(f"the tray index base must be 0 or 1, not {base}")
+    tray = tray_index - base + 1
+    if not 1 <= tray <= COMPUTE_TRAYS:
+        raise ValueError(
+            f"trayIndex {tray_index} counted from {base} is not a compute tray 1..{COMPUTE_TRAYS}"
+        )
     return tray
 
 
@@ -89,6 +111,11 @@ def gpu_label(index: int) -> str:
     """How an operator names a GPU: 'T16.G2' (tray 16, module 2)."""
     tray, module = gpu_place(index)
     return f"T{tray:02d}.G{module}"
+
+
+def board_gpu_label(index: int) -> str:
+    """How an operator names GPU `index` of a host that is not in a rack: 'GPU3' (nvidia-smi's numbering)."""
+    return f"GPU{index}"
 
 
 def check_tray(tray: int) -> None:

@@ -8,11 +8,14 @@ from typing import Annotated
 
 import typer
 
+from collectors.rack import TRAY_INDEX_BASE
 from monitor.commands import agent, collect, demo, doctor, query, sim
 from monitor.commands import export as export_cmd
 from monitor.commands import replay as replay_cmd
 from monitor.commands import report as report_cmd
 from monitor.commands import snapshot as snapshot_cmd
+from monitor.commands.local_nvml import TrayOption
+from monitor.commands.options import TrayIndexBaseOption
 from monitor.errors import UserError
 from monitor.live import COLOR_HELP, MAX_FPS_HELP, RECORD_HELP, apply_terminal_options
 
@@ -47,13 +50,15 @@ def root(
     store: Annotated[Path | None, typer.Option("--store", help=RECORD_HELP)] = None,
     color: str = typer.Option("auto", "--color", help=COLOR_HELP),
     max_fps: int | None = typer.Option(None, "--max-fps", help=MAX_FPS_HELP),
+    tray: TrayOption = None,
+    tray_index_base: TrayIndexBaseOption = TRAY_INDEX_BASE,
 ) -> None:
     """The TUI on a rack (--config), or on this host's GPUs through NVML; subcommands below."""
     if ctx.invoked_subcommand is None:
         from monitor.commands import root as root_cmd
 
         apply_terminal_options(color, max_fps)
-        root_cmd.run(config, interval, store)
+        root_cmd.run(config, interval, store, tray=tray, tray_index_base=tray_index_base)
 
 
 def main() -> None:

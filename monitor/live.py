@@ -21,6 +21,7 @@ from storage.head import Head
 
 if TYPE_CHECKING:
     from collectors.config import RackConfig
+    from monitor.view.layout import GpuLayout
 
 COLOR_SYSTEMS: dict[str, str | None] = {
     "auto": None,
@@ -91,6 +92,7 @@ def run_live(
     alerts: AlertRules | None = None,
     store: Path | None = None,
     record: bool = False,
+    layout: GpuLayout | None = None,
 ) -> None:
     """Poll `sources` every `interval` seconds in a thread and show the rack until the user quits.
 
@@ -98,6 +100,7 @@ def run_live(
     the app's worker waits on the head. Alerts (the config's [alerts], else `alerts`, else the
     defaults) are evaluated on every rack frame and recorded as events in the next frame.
     With `record`, every frame also goes into the store at `store` (which the app reads for history).
+    `layout` is the GPUs that exist (monitor.view.layout: this host's in local mode; the rack by default).
     """
     if max_fps is not None:
         apply_terminal_options(max_fps=max_fps)
@@ -127,8 +130,17 @@ def run_live(
         clock=clock,
         sinks=[recorder, *extra_sinks, *sinks],
     )
+    from monitor.view.layout import RACK
+
     app = RackApp(
-        head, interval=interval, title=title, subtitle=subtitle, store=store, keymap=keymap, bell=rules.bell
+        head,
+        interval=interval,
+        title=title,
+        subtitle=subtitle,
+        store=store,
+        keymap=keymap,
+        bell=rules.bell,
+        layout=layout or RACK,
     )
     poller.start()
     try:

@@ -16,11 +16,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from collectors.alert_rules import AlertRules
 from collectors.alerts import AlertRecorder
 from collectors.clock import SimClock
+from collectors.nvml import NvmlCollector
 from collectors.poller import Poller
 from collectors.rack import GPUS_PER_TRAY
 from collectors.sim import SimRack
 from collectors.sim.frames import SimRackFrames
+from collectors.source import Source
+from monitor.commands.local_nvml import describe
 from monitor.tui.app import RackApp
+from monitor.view.layout import RACK, host_layout
 from storage.head import Head
 
 HERE = Path(__file__).resolve().parent
@@ -40,6 +44,8 @@ class Shot:
     keys: tuple[str, ...] = ()
     to_fault: bool = False
     """Move the cursor onto the scenario's faulty GPU before pressing `keys`."""
+    host: bool = False
+    """Local mode on an 8-GPU HGX H100 host without platform info (SimRack.hgx_host) instead of the rack."""
 
 
 SHOTS = [
@@ -53,20 +59,24 @@ SHOTS = [
     Shot("rack-straggler-200x50", "straggler", (200, 50), ("c",)),
     Shot("gpu-detail-straggler-200x50", "straggler", (200, 50), ("enter",), to_fault=True),
     Shot("events-gpu-lost-200x50", "gpu-lost", (200, 50), ("v",)),
+    Shot("local-hgx-8gpu-120x30", "steady", (120, 30), host=True),
 ]
 
 
-def filled_head(rack: SimRack) -> Head:
+def filled_head(rack: SimRack, source: Source | None = None) -> Head:
     """A head holding TICKS seconds of the seeded simulated rack, with the alerts `monitor demo` raises.
 
-    The stack is run_live's: the poller ticks the rack and the AlertRecorder (its sink and a source),
-    so the pictures show the alert bar an operator would see.
+    The stack is run_live's: the poller ticks the rack (or `source` over it) and the AlertRecorder (its
+    sink and a source), so the pictures show the alert bar an operator would see.
     """
     head = Head()
     recorder = AlertRecorder(AlertRules())
-    poller = Poller([SimRackFrames(rack), recorder], head, clock=rack.clock, sinks=[recorder], deadline=60)
+    sources = [source or SimRackFrames(rack), recorder]
+    poller = Poller(sources, head, clock=rack.clock, sinks=[recorder], deadline=60)
     try:
         for tick in range(TICKS):
+            if source is not None:  # an NVML collector reads the rack at its clock's now
+                rack.clock.advance(START + tick - rack.clock.now())
             poller.tick(round((START + tick) * 1000))
     finally:
         poller.stop()
@@ -84,12 +94,15 @@ def cursor_keys(rack: SimRack) -> tuple[str, ...]:
 async def take(shot: Shot) -> str:
     """Run the app headless over the shot's rack and return the SVG."""
     rack = SimRack(seed=SEED, scenario=shot.scenario, clock=SimClock(start=START), start=START)
-    head = filled_head(rack)
-    app = RackApp(
-        head,
-        title="rack-monitor demo",
-        subtitle=f"simulated GB300 NVL72 · scenario {shot.scenario} · seed {SEED}",
-    )
+    if shot.host:  # what `monitor` with no config shows on this host: its own 8 GPUs, no rack
+        collector = NvmlCollector(rack.hgx_host(), name="hgx-01")
+        head, layout = filled_head(rack, collector), host_layout(collector.gpus)
+        title, subtitle = "rack-monitor", f"hgx-01 · {describe(collector)} · simulated"
+    else:
+        head, layout = filled_head(rack), RACK
+        title = "rack-monitor demo"
+        subtitle = f"simulated GB300 NVL72 · scenario {shot.scenario} · seed {SEED}"
+    app = RackApp(head, title=title, subtitle=subtitle, layout=layout)
     async with app.run_test(size=shot.size) as pilot:
         for _ in range(200):
             if app.frames_applied:

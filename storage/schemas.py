@@ -65,9 +65,10 @@ class EventKind:
 GPU = pa.schema(
     [
         pa.field("ts", TS, nullable=False),
-        pa.field("gpu", pa.int16(), nullable=False),  # rack index 0..71 = (tray - 1) * 4 + (module - 1)
+        # rack index 0..71 = (tray - 1) * 4 + (module - 1); on a host not in a rack (tray 0), its NVML index
+        pa.field("gpu", pa.int16(), nullable=False),
         pa.field("uuid", pa.string(), nullable=False),
-        pa.field("tray", pa.int8(), nullable=False),  # compute tray 1..18
+        pa.field("tray", pa.int8(), nullable=False),  # compute tray 1..18; 0: not in a rack (an HGX board)
         pa.field("state", pa.int8(), nullable=False),  # GpuState
         pa.field("util_gpu_pct", pa.int8()),
         pa.field("util_mem_pct", pa.int8()),

@@ -24,6 +24,7 @@ class AgentGpu:
         uuid: NVML UUID (`GPU-...`), the GPU's key everywhere.
         tray: compute tray 1..18; module: nvmlPlatformInfo.moduleId 1..4.
         slot: physical slot from the top of the rack (None when the driver has no platform info).
+        key: the GPU's row key when it is not in a rack (tray 0, an HGX board: its NVML index).
     """
 
     index: int
@@ -34,11 +35,12 @@ class AgentGpu:
     pci_bus_id: str = ""
     model_name: str = "NVIDIA GB300"
     serial: str = ""
+    key: int | None = None
 
     @property
     def rack_index(self) -> int:
-        """Rack GPU index 0..71."""
-        return gpu_index(self.tray, self.module)
+        """The key of the GPU's rows: rack GPU index 0..71, or `key` on a host that is not in a rack."""
+        return self.key if self.key is not None else gpu_index(self.tray, self.module)
 
 
 @dataclass

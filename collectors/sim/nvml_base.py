@@ -6,13 +6,13 @@ import ctypes
 import functools
 import inspect
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pynvml
 
-from collectors.rack import GPUS_PER_TRAY, gpu_index
+from collectors.rack import gpu_index
 from collectors.sim.gpu import MODULE_BY_DEVICE
 
 if TYPE_CHECKING:
@@ -130,15 +130,24 @@ def _not_found(name: str) -> Callable[..., Any]:
 class TrayBase:
     """State and test hooks shared by every part of SimTray (see collectors.sim.tray)."""
 
-    def __init__(self, rack: SimRack, tray: int) -> None:
-        """Tray 1..18 of `rack` (NVML trayIndex = tray - 1)."""
+    def __init__(self, rack: SimRack, tray: int, *, gpu_indices: Sequence[int] | None = None) -> None:
+        """Tray 1..18 of `rack` (NVML trayIndex = tray - 1).
+
+        Args:
+            gpu_indices: the rack GPUs this NVML sees, in NVML order; the tray's 4 in the GB300 order by
+                default (a host of another shape, collectors.sim.hgx, passes its own).
+        """
         self.rack = rack
         self.tray = tray
         self.tray_index = tray - 1
-        self.gpu_indices = [gpu_index(tray, module) for module in MODULE_BY_DEVICE]
-        """Rack GPU index of NVML device index 0..3."""
+        self.gpu_indices = (
+            list(gpu_indices)
+            if gpu_indices is not None
+            else [gpu_index(tray, module) for module in MODULE_BY_DEVICE]
+        )
+        """Rack GPU index of each NVML device index."""
         self._refcount = 0
-        self._buffers = [ctypes.create_string_buffer(8) for _ in range(GPUS_PER_TRAY)]
+        self._buffers = [ctypes.create_string_buffer(8) for _ in self.gpu_indices]
         self._handles = [ctypes.cast(b, pynvml.c_nvmlDevice_t) for b in self._buffers]
         self._device_by_address = {ctypes.addressof(b): i for i, b in enumerate(self._buffers)}
         self._event_sets: dict[int, EventSet] = {}

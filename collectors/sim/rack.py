@@ -6,6 +6,7 @@ import random
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pynvml
 
@@ -16,6 +17,9 @@ from collectors.sim.nvlink import NVLINK_TOTAL_MODES, NvlinkTotal
 from collectors.sim.scenarios import XID_FALLEN_OFF_BUS, XID_NVLINK, Scenario, make_scenario
 from collectors.sim.tray import SimTray
 from collectors.sim.workload import Workload
+
+if TYPE_CHECKING:
+    from collectors.sim.hgx import SimHgxHost
 
 
 @dataclass(frozen=True)
@@ -190,3 +194,10 @@ class SimRack:
     def tray_of(self, tray: int) -> SimTray:
         """The SimTray of compute tray 1..18."""
         return self.trays[tray - 1]
+
+    def hgx_host(self, first_tray: int = 1) -> SimHgxHost:
+        """An 8-GPU H100 HGX host without platform info (collectors.sim.hgx) over the GPUs of compute
+        trays `first_tray` and `first_tray + 1`; use it as `pynvml` instead of those trays."""
+        from collectors.sim.hgx import SimHgxHost
+
+        return SimHgxHost(self, first_tray)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pynvml
 
-from collectors.rack import GPUS_PER_TRAY, LINKS_PER_GPU, compute_tray_slot, gpu_index
+from collectors.rack import LINKS_PER_GPU, compute_tray_slot, gpu_index
 from collectors.sim import fields
 from collectors.sim.events import EventCalls
 from collectors.sim.gpu import (
@@ -43,7 +43,7 @@ class SimTray(EventCalls):
     def _sibling(self, gpu: GpuSim) -> GpuSim:
         # Modules 1+2 and 3+4 share a Grace (one superchip).
         partner = gpu.id.module + (1 if gpu.id.module % 2 else -1)
-        return self.rack.gpus[gpu_index(self.tray, partner)]
+        return self.rack.gpus[gpu_index(gpu.id.tray, partner)]
 
     # -- lifecycle and system -----------------------------------------------------------------------
 
@@ -80,12 +80,12 @@ class SimTray(EventCalls):
     @nvml_call("system")
     def nvmlDeviceGetCount(self) -> int:
         """4 GPUs per tray."""
-        return GPUS_PER_TRAY
+        return len(self.gpu_indices)
 
     @nvml_call("system")
     def nvmlDeviceGetHandleByIndex(self, index: int) -> pynvml.c_nvmlDevice_t:
         """A real c_nvmlDevice_t; GPU_IS_LOST for a GPU that fell off the bus."""
-        if not 0 <= index < GPUS_PER_TRAY:
+        if not 0 <= index < len(self.gpu_indices):
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         return self._handle(index)
 
@@ -112,12 +112,12 @@ class SimTray(EventCalls):
     @nvml_call("device")
     def nvmlDeviceGetIndex(self, gpu: GpuSim) -> int:
         """NVML device index 0..3."""
-        return gpu.id.device
+        return self.gpu_indices.index(gpu.id.index)
 
     @nvml_call("device")
     def nvmlDeviceGetMinorNumber(self, gpu: GpuSim) -> int:
         """/dev/nvidiaN."""
-        return gpu.id.device
+        return self.gpu_indices.index(gpu.id.index)
 
     @nvml_call("device")
     def nvmlDeviceGetUUID(self, gpu: GpuSim) -> str:
@@ -159,6 +159,7 @@ class SimTray(EventCalls):
             info.slotNumber = slot
             info.trayIndex = bytes([self.tray_index])
             info.hostId = bytes([1])
+            info.peerType = bytes([1])  # "Switch Connected" (the capture), 1 as NVIDIA's mock encodes it
             info.moduleId = bytes([gpu.id.module])
         elif isinstance(info, pynvml.c_nvmlPlatformInfo_v1_t) and info.version == pynvml.nvmlPlatformInfo_v1:
             info.chassisPhysicalSlotNumber = slot
@@ -333,7 +334,7 @@ class SimTray(EventCalls):
     def nvmlDeviceGetFieldValues(self, gpu: GpuSim, fieldIds: Sequence[Any]) -> Any:
         """A ctypes array of real c_nvmlFieldValue_t, one per request, each with its own nvmlReturn."""
         request = fields.parse_request(fieldIds)
-        device = gpu.id.device
+        device = self.gpu_indices.index(gpu.id.index)
         # Only ids with injections can be forced; _take on the rest would answer None anyway.
         forced = {
             fid: self._take(self._field_errors[fid], device)

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from collectors.rack import TRAY_INDEX_BASE
+from monitor.commands.local_nvml import TrayOption, open_local
+from monitor.commands.options import TrayIndexBaseOption
 from monitor.errors import UserError
 
 if TYPE_CHECKING:
@@ -20,25 +23,18 @@ LISTEN_HELP = "Address to serve on: HOST:PORT, [IPV6]:PORT, or :PORT for every i
 
 def command(
     listen: str = typer.Option("127.0.0.1:9401", "--listen", help=LISTEN_HELP),
-    tray: int | None = typer.Option(
-        None, "--tray", help="This host's compute tray 1..18, for drivers without platform info."
-    ),
+    tray: TrayOption = None,
+    tray_index_base: TrayIndexBaseOption = TRAY_INDEX_BASE,
 ) -> None:
     """Export this tray's GPUs on /metrics (dcgm-exporter names where they exist) for scrapers."""
     from collectors.agent_server import AgentPage, agent_app, parse_listen
-    from collectors.nvml import NvmlCollector, NvmlUnavailable, nvml_available
 
     try:
         host, port = parse_listen(listen)
     except ValueError as err:
         raise UserError(f"--listen: {err}") from None
-    reason = nvml_available()
-    if reason is not None:
-        raise UserError(f"{reason}: `monitor agent` exports the GPUs of the host it runs on")
-    try:
-        collector = NvmlCollector(tray=tray)
-    except (NvmlUnavailable, ValueError) as err:
-        raise UserError(str(err)) from None
+    why = ": `monitor agent` exports the GPUs of the host it runs on"
+    collector = open_local(tray, tray_index_base, why=why)
     try:
         page = AgentPage(collector)
         asyncio.run(serve_app(agent_app(page), host, port, what=f"{len(page.gpus)} GPUs"))

@@ -1,4 +1,7 @@
-"""`monitor collect`: the headless recorder (systemd-friendly: logs on stderr, clean stop on SIGTERM)."""
+"""`monitor collect`: the headless recorder (systemd-friendly: logs on stderr, clean stop on SIGTERM).
+
+It records a rack over HTTP (--config), the simulated rack (--sim), or this host's own GPUs through NVML
+(--nvml: a compute tray's or an HGX board's recorder, no agent or config needed)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from monitor.commands.options import StoreOption, check_scenario, resolve_store, seconds
+from collectors.rack import TRAY_INDEX_BASE
+from monitor.commands.local_nvml import TrayOption
+from monitor.commands.options import StoreOption, TrayIndexBaseOption, check_scenario, resolve_store, seconds
 from monitor.errors import UserError
 
 if TYPE_CHECKING:
@@ -25,16 +30,26 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def command(
     config: Annotated[Path | None, typer.Option("--config", help="Rack config (TOML) to scrape.")] = None,
     sim: bool = typer.Option(False, "--sim", help="Record the simulated GB300 NVL72 instead."),
+    nvml: bool = typer.Option(
+        False,
+        "--nvml",
+        help="Record this host's own GPUs through NVML (a tray host's or an HGX host's recorder).",
+    ),
     store: StoreOption = None,
     interval: str = typer.Option("1s", "--interval", help="Time between samples."),
     duration: str | None = typer.Option(None, "--duration", help="Stop after this long (default: run on)."),
     flush: str = typer.Option("10s", "--flush", help="Data sealed to disk at least this often."),
     scenario: str = typer.Option("steady", "--scenario", help="Sim scenario (with --sim)."),
     seed: int = typer.Option(0, "--seed", help="Sim seed (with --sim)."),
+    tray: TrayOption = None,
+    tray_index_base: TrayIndexBaseOption = TRAY_INDEX_BASE,
 ) -> None:
-    """Record the rack into a store until SIGTERM/SIGINT (or --duration), sealing a last segment."""
-    if (config is None) == (not sim):
-        raise UserError("pass exactly one of --config FILE or --sim")
+    """Record the rack (or with --nvml this host's GPUs) into a store until SIGTERM/SIGINT (or --duration),
+    sealing a last segment."""
+    if (config is not None) + sim + nvml != 1:
+        raise UserError("pass exactly one of --config FILE, --sim or --nvml")
+    if tray is not None and not nvml:
+        raise UserError("--tray places this host's GPUs: it goes with --nvml")
     root = resolve_store(store)
     step = seconds(interval, "--interval")
     flush_s = seconds(flush, "--flush")
@@ -55,6 +70,8 @@ def command(
             source.down_after,
         )
         rules = rack.alerts
+    elif nvml:
+        sources = [_nvml_source(tray, tray_index_base)]
     else:
         sources = _sim_sources(scenario, seed)
     record(root, sources, interval_s=step, flush_s=flush_s, duration_s=run_for, rules=rules)
@@ -128,6 +145,18 @@ def record(
         status.files,
         f", last error: {status.last_error}" if status.last_error else "",
     )
+
+
+def _nvml_source(tray: int | None, tray_index_base: int) -> Any:
+    """This host's NVML collector (one line and exit 1 where there is none), logged as what it found."""
+    from monitor.commands.local_nvml import describe, open_local
+
+    collector = open_local(
+        tray, tray_index_base, why=": `monitor collect --nvml` records the GPUs of this host"
+    )
+    found = describe(collector, span=True)
+    log.info("NVML on %s: %s, trayIndex counted from %d", collector.name, found, tray_index_base)
+    return collector
 
 
 def _sim_sources(scenario: str, seed: int) -> list[Any]:

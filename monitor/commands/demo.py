@@ -30,6 +30,11 @@ def command(
     max_fps: int | None = typer.Option(None, "--max-fps", help=MAX_FPS_HELP),
     bell: bool = typer.Option(False, "--bell", help="Ring the terminal bell when an alert fires."),
     store: Annotated[Path | None, typer.Option("--store", help=RECORD_HELP)] = None,
+    hgx: bool = typer.Option(
+        False,
+        "--hgx",
+        help="Instead, what `monitor` shows on an 8-GPU H100 HGX host (local NVML, no platform info).",
+    ),
 ) -> None:
     """Show a simulated GB300 NVL72 rack (72 GPUs, 18 trays, inference servers); no GPU needed."""
     from collectors.alert_rules import AlertRules
@@ -42,6 +47,9 @@ def command(
     apply_terminal_options(color, max_fps)
     if speed <= 0:
         raise UserError("--speed must be positive")
+    if hgx:
+        _hgx_demo(scenario=scenario, seed=seed, interval=interval, speed=speed, bell=bell, store=store)
+        return
     servers, clock = start_servers("127.0.0.1", engine=engine, scenario=scenario, seed=seed, speed=speed)
     try:
         config = servers.config
@@ -60,3 +68,36 @@ def command(
         )
     finally:
         servers.stop()
+
+
+def _hgx_demo(
+    *, scenario: str, seed: int, interval: float, speed: float, bell: bool, store: Path | None
+) -> None:
+    """Local mode over a simulated 8-GPU HGX host: the NVML collector on SimRack.hgx_host(), as `monitor`
+    runs it on such a host, with the host's own layout (GPU0..GPU7, no rack)."""
+    import time
+
+    from collectors.alert_rules import AlertRules
+    from collectors.clock import SimClock
+    from collectors.nvml import NvmlCollector
+    from collectors.sim import SimRack
+    from monitor.commands.local_nvml import describe
+    from monitor.commands.options import check_scenario
+    from monitor.live import run_live
+    from monitor.view.layout import host_layout
+
+    check_scenario(scenario)
+    clock = SimClock(start=time.time(), speed=speed)
+    rack = SimRack(seed=seed, scenario=scenario, clock=clock)
+    collector = NvmlCollector(rack.hgx_host(), name="sim-hgx")
+    run_live(
+        [collector],
+        clock=clock,
+        interval=interval * speed,
+        title="rack-monitor demo",
+        subtitle=f"sim-hgx · {describe(collector)} · local NVML, simulated · seed {seed}",
+        alerts=AlertRules(bell=bell),
+        store=store,
+        record=store is not None,
+        layout=host_layout(collector.gpus),
+    )

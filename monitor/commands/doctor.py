@@ -20,19 +20,22 @@ from collectors.nvml_errors import (
     outcome_of,
     outcome_of_code,
 )
+from collectors.rack import TRAY_INDEX_BASE
+from monitor.commands.options import TrayIndexBaseOption, check_tray_index_base
 from monitor.errors import UserError
 
 if TYPE_CHECKING:
-    from collectors.nvml_static import GpuFacts
+    from collectors.nvml_static import GpuFacts, GpuInfo
 
 
 def command(
     config: Annotated[Path | None, typer.Option("--config", help="Rack config (TOML) to check.")] = None,
+    tray_index_base: TrayIndexBaseOption = TRAY_INDEX_BASE,
 ) -> None:
     """Check NVML here, every endpoint of --config (ok + latency + engine, stale, or why not), and colours."""
     from storage.schemas import EndpointState
 
-    lines, gpus_failed = nvml_lines()
+    lines, gpus_failed = nvml_lines(check_tray_index_base(tray_index_base))
     lines.append(terminal_line())
     failed = 0
     if config is None:
@@ -92,11 +95,14 @@ def _verdict(status: Any, configured: dict[str, str | None]) -> str:
     return f"error: {status.reason}"
 
 
-def nvml_lines() -> tuple[list[str], int]:
+def nvml_lines(tray_index_base: int = TRAY_INDEX_BASE) -> tuple[list[str], int]:
     """NVML on this host and every GPU's check (see check_gpu), and how many GPUs failed.
 
     The `pynvml` module is looked up when called, so that a pynvml-compatible one (a simulated tray)
     put in its place is the one checked.
+
+    Args:
+        tray_index_base: what nvmlPlatformInfo.trayIndex reads for compute tray 1 (--tray-index-base).
     """
     import pynvml
 
@@ -112,24 +118,39 @@ def nvml_lines() -> tuple[list[str], int]:
     try:
         driver = _ask(pynvml.nvmlSystemGetDriverVersion)
         count = pynvml.nvmlDeviceGetCount()
-        checks = [check_gpu(pynvml, index) for index in range(count)]
+        checks = [check_gpu(pynvml, index, tray_index_base) for index in range(count)]
     except NVML_EXCEPTIONS as exc:
         return [f"NVML: works, but {error_name(exc)}"], 0
     finally:
         with contextlib.suppress(*NVML_EXCEPTIONS):
             pynvml.nvmlShutdown()
     try:  # place the GPUs as the collector does, to name them as every view does
-        labels = [info.label for info in gpu_infos([c.facts for c in checks], None)]
+        infos = gpu_infos([c.facts for c in checks], None)
+        labels = [info.label for info in infos]
+        for check, info in zip(checks, infos, strict=True):
+            check.placed = _placed_text(info)
     except ValueError as exc:
         labels = [f"NVML{c.facts.nvml_index}" for c in checks]
-        checks[0].failures.append(f"cannot place the GPUs in the rack: {exc}")
+        if checks:
+            checks[0].failures.append(f"cannot place the GPUs in the rack: {exc}")
     failed = sum(1 for c in checks if c.failures)
     head = "ok" if not failed else f"{failed} of {count} GPUs FAIL"
-    lines = [f"NVML: {head}, {count} GPUs, driver {driver or 'unknown'}"]
+    lines = [
+        f"NVML: {head}, {count} GPUs, driver {driver or 'unknown'}, trayIndex counted from {tray_index_base}"
+    ]
     width = max((len(label) for label in labels), default=0)
     for check, label in zip(checks, labels, strict=True):
         lines.append(f"  GPU {check.facts.nvml_index} {label:<{width}}  {check.verdict()}")
     return lines, failed
+
+
+def _placed_text(info: GpuInfo) -> str:
+    """Where the collector puts a GPU, and from what: 'tray 16 module 2 slot 25' or 'GPU3 (a board...)'."""
+    if info.placed_by == "board":
+        return f"{info.label}, a host of its own (no platform info, no --tray)"
+    slot = f" slot {info.slot}" if info.slot is not None else ""
+    how = "" if info.placed_by == "platform" else " (by the configured or the other GPUs' tray)"
+    return f"tray {info.tray} module {info.module}{slot}{how}"
 
 
 @dataclass
@@ -137,6 +158,8 @@ class GpuCheck:
     """One GPU's check: its static facts as the collector reads them at open, and what went wrong."""
 
     facts: GpuFacts
+    placed: str = "not placed"
+    """Where the collector puts the GPU (see _placed_text)."""
     fields: int = 0
     failures: list[str] = field(default_factory=list)
     """Lost, no handle, or an error the collector would mark the GPU ERROR for: each fails doctor."""
@@ -158,15 +181,18 @@ class GpuCheck:
             self.failures.append(text)
 
     def verdict(self) -> str:
-        """One line: UUID, platform info, NVLinks, fields, then FAILED/warning with the NVML errors."""
+        """One line: UUID, the raw platform info and where that places the GPU, NVLinks, fields, then
+        FAILED/warning with the NVML errors."""
         f = self.facts
-        if f.platform is not None:
-            tray, module, slot = f.platform
-            place = f"platform tray {tray} module {module} slot {slot}"
+        if f.raw_platform is not None:
+            platform = f"platform {f.raw_platform.text()}"
         else:
-            place = "no platform info"
+            platform = f"platform info {f.platform_note or 'not read'}"
+        if f.raw_platform is not None and f.platform is None and f.platform_note:
+            platform += f" (outside the rack: {f.platform_note})"
+        place = f"{platform} -> {self.placed}"
         parts = [f.uuid or "uuid unknown", place, f"{f.nvlink_count} NVLinks", f"{self.fields} fields"]
-        text = ", ".join(parts)
+        text = "; ".join(parts)
         if self.failures:
             return f"FAILED: {'; '.join(self.failures + self.warnings)} ({text})"
         if self.warnings:
@@ -196,7 +222,7 @@ class _CallLog:
         return logged
 
 
-def check_gpu(nvml: Any, index: int) -> GpuCheck:
+def check_gpu(nvml: Any, index: int, tray_index_base: int = TRAY_INDEX_BASE) -> GpuCheck:
     """Check one GPU as the collector uses it: its handle and static facts (platform info, NVLink count)
     read by the collector's own read_facts, then one nvmlDeviceGetFieldValues with the collector's
     per-tick request. Every failed call and field entry is noted with its NVML error."""
@@ -204,7 +230,7 @@ def check_gpu(nvml: Any, index: int) -> GpuCheck:
     from collectors.nvml_static import GpuFacts, read_facts
 
     check = GpuCheck(GpuFacts(index, None))
-    check.facts = read_facts(_CallLog(nvml, check), index)
+    check.facts = read_facts(_CallLog(nvml, check), index, tray_index_base)
     handle = check.facts.handle
     if handle is None or check.facts.lost:
         return check

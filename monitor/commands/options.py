@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from monitor.timespec import Window
 
 STORE_ENV = "MONITOR_STORE"
+TRAY_INDEX_BASE_ENV = "MONITOR_TRAY_INDEX_BASE"
 STORE_HELP = f"Store directory (or ${STORE_ENV})."
 
 StoreOption = Annotated[Path | None, typer.Option("--store", help=STORE_HELP)]
@@ -24,6 +25,17 @@ SinceOption = Annotated[
     str | None, typer.Option("--since", help="Window start: ISO 8601 with a zone, now-2h, 2h.")
 ]
 UntilOption = Annotated[str | None, typer.Option("--until", help="Window end (default: now).")]
+TrayIndexBaseOption = Annotated[
+    int,
+    typer.Option(
+        "--tray-index-base",
+        envvar=TRAY_INDEX_BASE_ENV,
+        help="What NVML's platform trayIndex reads for compute tray 1: 0 (default) or 1; see "
+        "docs/hardware-checks.md.",
+    ),
+]
+"""`--tray-index-base` (or $MONITOR_TRAY_INDEX_BASE) of the commands that place local GPUs; check it with
+check_tray_index_base()."""
 
 
 def resolve_store(store: Path | None, *, how: str = "--store DIR") -> Path:
@@ -59,6 +71,15 @@ def seconds(text: str, flag: str) -> float:
         return parse_duration(text, flag)
     except ValueError as err:
         raise UserError(str(err)) from None
+
+
+def check_tray_index_base(base: int) -> int:
+    """`base` if it is 0 or 1, else a UserError naming the option and the environment variable."""
+    from collectors.rack import TRAY_INDEX_BASES
+
+    if base not in TRAY_INDEX_BASES:
+        raise UserError(f"--tray-index-base (or ${TRAY_INDEX_BASE_ENV}) must be 0 or 1, not {base}")
+    return base
 
 
 def check_scenario(scenario: str) -> None:

@@ -14,6 +14,7 @@ from monitor.errors import UserError
 
 if TYPE_CHECKING:
     from monitor.replay_session import ReplaySession
+    from monitor.view.layout import GpuLayout
     from storage.reader import StoreReader
 
 
@@ -26,6 +27,17 @@ class Opened:
     title: str
     subtitle: str
     root: Path
+    layout: GpuLayout
+
+
+def stored_layout(reader: StoreReader) -> GpuLayout:
+    """The rack, unless the store holds a board host's GPUs (tray 0: `collect --nvml` on an HGX host),
+    which then replay as that board (GPU0..GPU7, counted of their own number). Row groups of a rack's
+    store (tray >= 1) are skipped by their Parquet statistics, so asking costs next to nothing."""
+    from monitor.view.layout import RACK, board_layout
+
+    rows = reader.sql(f"SELECT DISTINCT gpu FROM {reader.relation('gpu')} WHERE tray = 0").to_pylist()
+    return board_layout([r["gpu"] for r in rows]) if rows else RACK
 
 
 def bundle_subtitle(root: Path) -> str:
@@ -72,7 +84,8 @@ def open_replay(path: Path | None, *, at: str | None = None, speed: float = 1.0)
     except ValueError as err:
         reader.close()
         raise UserError(f"--at: {err}") from None
-    return Opened(reader, session, "rack-monitor replay", bundle_subtitle(root), root)
+    layout = stored_layout(reader)
+    return Opened(reader, session, "rack-monitor replay", bundle_subtitle(root), root, layout)
 
 
 def command(
@@ -92,7 +105,9 @@ def command(
 
     if play:
         opened.session.play()
-    app = ReplayApp(opened.session, title=opened.title, subtitle=opened.subtitle, store=opened.root)
+    app = ReplayApp(
+        opened.session, title=opened.title, subtitle=opened.subtitle, store=opened.root, layout=opened.layout
+    )
     try:
         app.run()
     finally:

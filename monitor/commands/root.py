@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from collectors.rack import TRAY_INDEX_BASE
 from monitor.errors import UserError
 
 if TYPE_CHECKING:
@@ -55,10 +56,18 @@ def scrape_source(config: RackConfig, interval: float) -> ScrapeSource:
     return ScrapeSource.from_config(config, timeout_s=scrape_timeout(config, interval))
 
 
-def run(config_path: Path | None, interval: float, store: Path | None = None) -> None:
+def run(
+    config_path: Path | None,
+    interval: float,
+    store: Path | None = None,
+    *,
+    tray: int | None = None,
+    tray_index_base: int = TRAY_INDEX_BASE,
+) -> None:
     """Run the live TUI on the configured rack, or on the local GPUs; never on simulated data.
 
-    With `store`, everything seen is also recorded there.
+    With `store`, everything seen is also recorded there. On the local GPUs the view holds only the GPUs
+    this host has (its tray, or its board), from the collector's static facts.
     """
     from monitor.live import run_live
 
@@ -78,20 +87,16 @@ def run(config_path: Path | None, interval: float, store: Path | None = None) ->
             record=store is not None,
         )
         return
-    from collectors.nvml import NvmlCollector, NvmlUnavailable, nvml_available
+    from monitor.commands.local_nvml import describe, open_local
+    from monitor.view.layout import host_layout
 
-    reason = nvml_available()
-    if reason is not None:
-        raise UserError(f"{reason}; {NO_DRIVER_HINT}")
-    try:
-        collector = NvmlCollector()
-    except (NvmlUnavailable, ValueError) as err:
-        raise UserError(f"{err}; {NO_DRIVER_HINT}") from None
+    collector = open_local(tray, tray_index_base, why=f"; {NO_DRIVER_HINT}")
     run_live(
         [collector],
         interval=interval,
         title="rack-monitor",
-        subtitle=f"{collector.name} (local NVML)",
+        subtitle=f"{collector.name} · {describe(collector)} · local NVML",
         store=store,
         record=store is not None,
+        layout=host_layout(collector.gpus),
     )

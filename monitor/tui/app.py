@@ -15,7 +15,6 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from collectors.rack import COMPUTE_TRAYS, GPUS_PER_TRAY, gpu_place
 from monitor.tui.commands import RackCommands
 from monitor.tui.hangup import watch_hangup
 from monitor.tui.help_screen import HelpScreen
@@ -32,8 +31,9 @@ from monitor.tui.widgets.serving_panel import ServingPanel, ServingReady
 from monitor.tui.widgets.totals import TotalsBar
 from monitor.view.alerts_view import AlertTracker
 from monitor.view.builder import SnapshotBuilder
+from monitor.view.layout import RACK, GpuLayout
 from monitor.view.metrics import METRICS, METRICS_BY_NAME, Metric
-from monitor.view.model import NVLINK_MAX_TBPS, RackSnapshot, clock_text
+from monitor.view.model import RackSnapshot, clock_text
 from monitor.view.serving import ServingBuilder, ServingSnapshot
 from storage.head import Head
 
@@ -115,6 +115,7 @@ class RackApp(App[None]):
         store: Path | None = None,
         keymap: Mapping[str, str] | None = None,
         bell: bool = False,
+        layout: GpuLayout = RACK,
     ) -> None:
         """Show the rack held in `head`.
 
@@ -126,16 +127,18 @@ class RackApp(App[None]):
             store: the store directory the head's frames are recorded in (1 h / 24 h history), if any.
             keymap: binding id -> key(s), from the rack config's [keys] (see binding_ids()).
             bell: ring the terminal bell when an alert fires.
+            layout: the GPUs that exist: the whole rack, or in local mode this host's (monitor.view.layout).
         """
         super().__init__()
         self.head = head
         self.interval = max(0.0, interval)
         self.title = title
         self.sub_title = subtitle
-        self.snapshot = RackSnapshot.empty()
+        self.layout = layout
+        self.snapshot = RackSnapshot.empty(layout)
         self.serving: ServingSnapshot | None = None
         self.metric: Metric = METRICS[0]
-        self.selected = 0
+        self.selected = layout.gpus[0] if layout.gpus else 0
         self.frames_applied = 0
         """Snapshots applied so far (tests and the benchmark await this)."""
         self._last_error: str | None = None
@@ -202,7 +205,7 @@ class RackApp(App[None]):
 
     def _follow(self, worker: Worker[None]) -> None:
         """The worker's loop: one snapshot per new head version, at most one per interval."""
-        builder = SnapshotBuilder()
+        builder = SnapshotBuilder(layout=self.layout)
         serving_builder = ServingBuilder()
         seen = 0
         last_build = float("-inf")
@@ -298,7 +301,7 @@ class RackApp(App[None]):
                 totals.power_kw, totals.power_limit_kw, snap.power_history_kw
             )
             self.query_one("#nvlink-gauge", Gauge).show(
-                totals.nvlink_tbps, NVLINK_MAX_TBPS, snap.nvlink_history_tbps
+                totals.nvlink_tbps, snap.layout.nvlink_max_tbps(), snap.nvlink_history_tbps
             )
             self.query_one(GpuDetail).show(snap.gpu(self.selected))
             if self.serving is not None:
@@ -314,11 +317,8 @@ class RackApp(App[None]):
         self.redraw()
 
     def action_move(self, dx: int, dy: int) -> None:
-        """Move the selection: dy over trays in physical order, dx over the 4 GPUs of a tray."""
-        tray, module = gpu_place(self.selected)
-        tray = min(COMPUTE_TRAYS, max(1, tray + dy))
-        module = min(GPUS_PER_TRAY, max(1, module + dx))
-        self.selected = (tray - 1) * GPUS_PER_TRAY + (module - 1)
+        """Move the selection: dy over the layout's rows (trays in order), dx over the GPUs of a row."""
+        self.selected = self.layout.step(self.selected, dx, dy)
         self.redraw()
 
     def action_help(self) -> None:

@@ -23,6 +23,7 @@ from monitor.timespec import iso
 from monitor.tui.app import RackApp
 from monitor.tui.widgets.key_line import KeyLine
 from monitor.tui.widgets.replay_bar import ReplayBar
+from monitor.view.layout import RACK, GpuLayout
 
 
 def _key(key: str, action: str, description: str, tooltip: str, id: str | None = None) -> Binding:
@@ -126,6 +127,7 @@ class ReplayApp(RackApp):
         title: shown first on the totals bar.
         subtitle: shown after the title (e.g. the store's path).
         store: the store replayed, for the views that read longer history from it (GPU detail).
+        layout: the GPUs recorded: the rack, or a board host's (monitor.commands.replay.stored_layout).
     """
 
     BINDINGS: ClassVar[list[BindingType]] = replay_app_bindings()
@@ -141,9 +143,12 @@ class ReplayApp(RackApp):
         title: str = "rack-monitor replay",
         subtitle: str = "",
         store: Path | None = None,
+        layout: GpuLayout = RACK,
     ) -> None:
         """Show `session`'s head."""
-        super().__init__(session.head, interval=interval, title=title, subtitle=subtitle, store=store)
+        super().__init__(
+            session.head, interval=interval, title=title, subtitle=subtitle, store=store, layout=layout
+        )
         self.session = session
         self.replay_state = session.state
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collectors.rack import CHIPS_PER_SWITCH_TRAY, GPUS, LINKS_PER_GPU, SWITCH_TRAYS
+from monitor.view.layout import RACK, GpuLayout
 from monitor.view.lookback import freshest, interval_ms
 from monitor.view.metrics import MIB_PER_GIB
 from monitor.view.model import (
@@ -152,6 +153,7 @@ class SnapshotBuilder:
         interval_ms: int | None = None,
         stale_intervals: int = 3,
         rate_window_s: float = 10.0,
+        layout: GpuLayout = RACK,
     ) -> None:
         """Configure the builder.
 
@@ -162,7 +164,10 @@ class SnapshotBuilder:
             interval_ms: the collection interval; None infers it from the frames' spacing.
             stale_intervals: a row older than this many intervals behind the newest frame is stale.
             rate_window_s: rack tokens/s is each endpoint's rate over this window, summed.
+            layout: the GPUs that exist (the rack, or this host's): the ones drawn and counted.
         """
+        self.layout = layout
+        self._held = frozenset(layout.gpus)
         self.history = history
         self.max_events = events
         self.error_window_ms = int(error_window_s * 1000)
@@ -209,7 +214,13 @@ class SnapshotBuilder:
             for s, p in zip(summaries[1:], pairs, strict=True)
             if s.ts_ms > newest.ts_ms - self.error_window_ms
         ]
-        gpus = tuple(self._gpu_view(i, summaries, pairs, window, interval) for i in range(GPUS))
+        # Slots the layout does not hold (the rest of a rack on a host) stay empty and count for nothing.
+        gpus = tuple(
+            self._gpu_view(i, summaries, pairs, window, interval)
+            if i in self._held
+            else GpuView(i, CellState.NO_DATA)
+            for i in range(GPUS)
+        )
         return RackSnapshot(
             ts_ms=newest.ts_ms,
             interval_ms=interval,
@@ -221,6 +232,7 @@ class SnapshotBuilder:
             nvlink_history_tbps=_nvlink_history(pairs[-self.history :]),
             events=self._events(frames),
             version=version,
+            layout=self.layout,
         )
 
     def _forget(self, kept: Sequence[_FrameSummary]) -> None:
@@ -240,9 +252,10 @@ class SnapshotBuilder:
         interval_ms: int,
     ) -> GpuView:
         newest_ts = summaries[-1].ts_ms
+        name = self.layout.name(index)
         found = _newest_row(index, summaries, self.stale_intervals * interval_ms)
         if found is None:
-            return GpuView(index, CellState.NO_DATA)
+            return GpuView(index, CellState.NO_DATA, name=name)
         pos, row = found
         state = _STATE.get(GpuState(row["state"]), CellState.ERROR)
         row_ts = summaries[pos].ts_ms
@@ -271,6 +284,7 @@ class SnapshotBuilder:
             values=values,
             row=row,
             clock_reasons=clock_reason_names(row.get("clocks_event_reasons")),
+            name=name,
         )
 
     def _switches(
@@ -305,25 +319,27 @@ class SnapshotBuilder:
         summaries: Sequence[_FrameSummary],
     ) -> RackTotals:
         counts = {state: 0 for state in CellState}
-        for view in gpus:
-            counts[view.state] += 1
+        for index in self.layout.gpus:
+            counts[gpus[index].state] += 1
+        held = len(self.layout.gpus)
         fresh_ms = self.stale_intervals * self._infer_interval(summaries)
         tokens = rack_tokens([(s.ts_ms, s.serving) for s in summaries], self.rate_window_ms, fresh_ms)
         # The GPUs' readings as their cells show them (each GPU's newest within the freshness window),
         # so a tick where a tray's answer was still on its way is not summed as a smaller rack.
         shown = [v.row for v in gpus if v.row is not None and v.state in (CellState.OK, CellState.ERROR)]
-        power = power_total_kw(((r["state"], r.get("power_mw")) for r in shown), GPUS)
+        power = power_total_kw(((r["state"], r.get("power_mw")) for r in shown), held)
         limits = [r["power_limit_mw"] for r in shown if r.get("power_limit_mw") is not None]
         return RackTotals(
             gpus_ok=counts[CellState.OK],
             gpus_lost=counts[CellState.LOST],
             gpus_stale=counts[CellState.STALE] + counts[CellState.NO_DATA],
             gpus_error=counts[CellState.ERROR],
+            gpus_total=held,
             power_kw=power.value,
             power_covered=power.covered,
             power_limit_kw=sum(limits) / 1e6 if limits else None,
             nvlink_tbps=last.rack_tbps if last else None,
-            nvlink_text=rack_nvlink_text(last.nvlink) if last and last.nvlink else "-- TB/s",
+            nvlink_text=rack_nvlink_text(last.nvlink, held) if last and last.nvlink else "-- TB/s",
             tokens_per_s=tokens.value,
             tokens_covered=tokens.covered,
             endpoints=tokens.of,
@@ -338,7 +354,8 @@ class SnapshotBuilder:
             cols = batch.to_pydict()
             rows = list(zip(*cols.values(), strict=True))
             for ts, kind, gpu, link, code, source, detail in reversed(rows):
-                out.append(EventView(_ms(ts, frame.ts_ms), kind, gpu, link, code, source, detail))
+                at = _ms(ts, frame.ts_ms)
+                out.append(EventView(at, kind, gpu, link, code, source, detail, self.layout.name(gpu)))
                 if len(out) >= self.max_events:
                     return tuple(out)
         return tuple(out)

@@ -10,11 +10,12 @@ from typing import Any
 
 import pynvml
 
-from collectors.rack import GPUS, GPUS_PER_TRAY, LINK_MBPS, LINKS_PER_GPU, gpu_label, gpu_place
+from collectors.rack import GPUS, GPUS_PER_TRAY, gpu_label, gpu_place
+from monitor.view.layout import RACK, GpuLayout
 from storage.rack_total import RackTotal
 from storage.schemas import EventKind
 
-NVLINK_MAX_TBPS = GPUS * LINKS_PER_GPU * LINK_MBPS * 2 / 1e6
+NVLINK_MAX_TBPS = RACK.nvlink_max_tbps()
 """The rack's NVLink ceiling, TX+RX over every link of every GPU (about 137.7 TB/s)."""
 
 
@@ -111,6 +112,8 @@ class EventView:
     code: int | None
     source: str | None
     detail: str | None
+    gpu_name: str | None = None
+    """How the view names the event's GPU when it is not a rack GPU's label (GPU3 on a board host)."""
 
     @property
     def severe(self) -> bool:
@@ -120,6 +123,8 @@ class EventView:
     @property
     def where(self) -> str:
         """What the event is about: its GPU's label, else its source (an endpoint, a tray), else 'rack'."""
+        if self.gpu_name is not None:
+            return self.gpu_name
         return (
             gpu_label(self.gpu) if self.gpu is not None and 0 <= self.gpu < GPUS else (self.source or "rack")
         )
@@ -157,6 +162,7 @@ class GpuView:
         values: the value of each metric by Metric.name (None where not reported).
         row: the GPU's newest row in the store's integer units (empty when there is none).
         clock_reasons: the names of its active clocks-event reasons.
+        name: how the view names it when that is not its rack label ('GPU3' on a board host).
     """
 
     index: int
@@ -166,11 +172,12 @@ class GpuView:
     values: Mapping[str, float | None] = field(default_factory=dict)
     row: Mapping[str, Any] = field(default_factory=dict)
     clock_reasons: tuple[str, ...] = ()
+    name: str | None = None
 
     @property
     def label(self) -> str:
-        """'T16.G2'."""
-        return gpu_label(self.index)
+        """'T16.G2' (or its name on a host that is not in a rack)."""
+        return self.name if self.name is not None else gpu_label(self.index)
 
     @property
     def tray(self) -> int:
@@ -243,7 +250,8 @@ class RackTotals:
 
 @dataclass(frozen=True, slots=True)
 class RackSnapshot:
-    """Everything the rack view draws for one moment: 72 GPUs, 9 switch trays, totals, history, events.
+    """Everything the rack view draws for one moment: 72 GPU slots (the layout's hold data), 9 switch trays,
+    totals over the layout's GPUs, history, events.
 
     Attributes:
         ts_ms: the newest frame's time (None before any frame arrived).
@@ -254,6 +262,7 @@ class RackSnapshot:
         nvlink_history_tbps: rack NVLink TX+RX per frame pair, oldest first.
         events: newest first.
         version: the head version the snapshot was built from (0 when not from a head).
+        layout: which GPUs exist and how they are drawn (the rack, or this host's; monitor.view.layout).
     """
 
     ts_ms: int | None
@@ -265,16 +274,18 @@ class RackSnapshot:
     nvlink_history_tbps: tuple[float, ...] = ()
     events: tuple[EventView, ...] = ()
     version: int = 0
+    layout: GpuLayout = RACK
 
     @classmethod
-    def empty(cls) -> RackSnapshot:
-        """The snapshot shown before the first frame: every GPU without data."""
+    def empty(cls, layout: GpuLayout = RACK) -> RackSnapshot:
+        """The snapshot shown before the first frame: every GPU of `layout` without data."""
         return cls(
             ts_ms=None,
             interval_ms=1000,
-            gpus=tuple(GpuView(i, CellState.NO_DATA) for i in range(GPUS)),
+            gpus=tuple(GpuView(i, CellState.NO_DATA, name=layout.name(i)) for i in range(GPUS)),
             switches=tuple(SwitchTrayView(n, None, 2 * GPUS, None, None) for n in range(1, 10)),
-            totals=RackTotals(),
+            totals=RackTotals(gpus_total=len(layout.gpus)),
+            layout=layout,
         )
 
     def gpu(self, index: int) -> GpuView:

@@ -129,12 +129,16 @@ class NvlinkRates:
         return sum(1 for i in self.implausible if i // LINKS_PER_GPU == gpu)
 
 
-def rack_nvlink_text(rates: NvlinkRates) -> str:
-    """'0.90 TB/s', plus what it leaves out: '(71/72 GPUs)', '(2 links implausible, left out)'."""
+def rack_nvlink_text(rates: NvlinkRates, of: int = GPUS) -> str:
+    """'0.90 TB/s', plus what it leaves out: '(71/72 GPUs)', '(2 links implausible, left out)'.
+
+    Args:
+        of: the GPUs the total should cover (the rack's 72, or the host's own in local mode).
+    """
     text = "--" if rates.rack_tbps is None else f"{fmt_rate(rates.rack_tbps).strip()}"
     text += " TB/s"
-    if rates.rack_tbps is not None and rates.gpus < GPUS:
-        text += f" ({rates.gpus}/{GPUS} GPUs)"
+    if rates.rack_tbps is not None and rates.gpus < of:
+        text += f" ({rates.gpus}/{of} GPUs)"
     if rates.implausible:
         n = len(rates.implausible)
         text += f" ({n} link{'s' if n != 1 else ''} implausible, left out)"

@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from collectors.rack import COMPUTE_TRAYS, gpu_label
+from collectors.rack import gpu_label
 from monitor.view.model import CellState, GpuView, RackSnapshot
 from monitor.view.serving import ServingSnapshot
 
@@ -48,12 +48,15 @@ class Straggler:
     metric: str
     value: float
     median: float
+    label: str = ""
+    """How the view names the GPU (its rack label unless given: 'GPU3' on a board host)."""
 
     @property
     def text(self) -> str:
         """'T05.G3 clock 1410 vs 1965 MHz median'."""
         unit = next(u for m, u, _, _ in SKEW_METRICS if m == self.metric)
-        return f"{gpu_label(self.gpu)} {self.metric} {self.value:.0f} vs {self.median:.0f} {unit} median"
+        label = self.label or gpu_label(self.gpu)
+        return f"{label} {self.metric} {self.value:.0f} vs {self.median:.0f} {unit} median"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +64,15 @@ class GroupSkew:
     """One group (an inference instance or a tray)."""
 
     kind: str
-    """'instance' or 'tray'."""
+    """'instance', 'tray', or 'host' (a board host's GPUs)."""
     name: str
     gpus: tuple[int, ...]
     spreads: tuple[Spread, ...]
     stragglers: tuple[Straggler, ...]
     missing: int
     """GPUs of the group without readings (lost, stale, no data)."""
+    span: str = "--"
+    """Its first and last GPU as the view names them: 'T05.G1..T05.G4'."""
 
     def spread(self, metric: str) -> Spread:
         """The spread of one metric."""
@@ -89,6 +94,7 @@ def group_skew(kind: str, name: str, gpus: Sequence[GpuView]) -> GroupSkew:
     ok = [g for g in gpus if g.state is CellState.OK]
     spreads = []
     stragglers = []
+    labels = {g.index: g.label for g in gpus}
     for metric, unit, tol_abs, tol_rel in SKEW_METRICS:
         values = [(g.index, g.values.get(metric)) for g in ok]
         known = [(i, v) for i, v in values if v is not None]
@@ -103,7 +109,7 @@ def group_skew(kind: str, name: str, gpus: Sequence[GpuView]) -> GroupSkew:
         for i, v in known:
             off = abs(v - median)
             if off > tol_abs and off > tol_rel * abs(median):
-                stragglers.append(Straggler(i, metric, v, median))
+                stragglers.append(Straggler(i, metric, v, median, labels[i]))
     return GroupSkew(
         kind=kind,
         name=name,
@@ -111,6 +117,7 @@ def group_skew(kind: str, name: str, gpus: Sequence[GpuView]) -> GroupSkew:
         spreads=tuple(spreads),
         stragglers=tuple(stragglers),
         missing=len(gpus) - len(ok),
+        span=f"{gpus[0].label}..{gpus[-1].label}" if gpus else "--",
     )
 
 
@@ -122,6 +129,10 @@ def rack_skew(snapshot: RackSnapshot, serving: ServingSnapshot | None = None) ->
             members = [snapshot.gpu(i) for i in parse_gpus(inst.gpus) if 0 <= i < len(snapshot.gpus)]
             if members:
                 groups.append(group_skew("instance", inst.endpoint, members))
-    for tray in range(1, COMPUTE_TRAYS + 1):
-        groups.append(group_skew("tray", f"tray {tray:02d}", snapshot.tray(tray)))
+    layout = snapshot.layout
+    if layout.kind == "board":  # a host not in a rack has no trays: its GPUs are one group
+        groups.append(group_skew("host", "this host", [snapshot.gpu(g) for g in layout.gpus]))
+    for row in layout.rows:
+        if row.tray is not None:
+            groups.append(group_skew("tray", f"tray {row.tray:02d}", snapshot.tray(row.tray)))
     return tuple(sorted(groups, key=lambda g: (not g.stragglers, g.kind != "instance")))

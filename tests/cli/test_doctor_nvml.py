@@ -14,6 +14,7 @@ from collectors.clock import SimClock
 from collectors.rack import LINKS_PER_GPU, compute_tray_slot, gpu_label
 from collectors.sim import SimRack
 from monitor.cli import app
+from monitor.errors import UserError
 
 runner = CliRunner()
 TRAY = 4  # compute tray 1..18 under test
@@ -31,7 +32,7 @@ def gpu_lines(output: str) -> dict[str, str]:
     """Doctor's per-GPU lines keyed by the GPU's label."""
     lines = {}
     for line in output.splitlines():
-        match = re.match(r"\s+GPU \d+ (T\d\d\.G\d)\s", line)
+        match = re.match(r"\s+GPU \d+ (T\d\d\.G\d|GPU\d)\s", line)
         if match:
             lines[match.group(1)] = line
     return lines
@@ -52,7 +53,12 @@ def test_healthy_tray_passes_with_one_line_per_gpu(rack: SimRack) -> None:
         gpu = rack.gpus[(TRAY - 1) * 4 + module - 1]
         line = lines[label]
         assert gpu.id.uuid in line
-        assert f"platform tray {TRAY} module {module} slot {compute_tray_slot(TRAY)}" in line
+        # The raw values (the simulated tray answers trayIndex counting from 0, as the GB300 capture reads),
+        # then where they place the GPU.
+        slot = compute_tray_slot(TRAY)
+        raw = f"trayIndex={TRAY - 1} slotNumber={slot} moduleId={module} hostId=1 peerType=1 "
+        assert f"platform {raw}" in line
+        assert f"-> tray {TRAY} module {module} slot {slot};" in line
         assert f"{LINKS_PER_GPU} NVLinks" in line
         assert "FAILED" not in line and "warning" not in line
 
@@ -102,3 +108,40 @@ def test_field_error_that_is_not_unsupported_fails(rack: SimRack) -> None:
     assert result.exit_code == 1, result.output
     (failed,) = [line for line in gpu_lines(result.output).values() if "FAILED" in line]
     assert f"UNKNOWN from field {pynvml.NVML_FI_DEV_MEMORY_TEMP} (1 of " in failed
+
+
+def test_counted_from_one_the_same_raw_trayindex_places_the_gpus_one_tray_up(rack: SimRack) -> None:
+    result = runner.invoke(app, ["doctor", "--tray-index-base", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].endswith("trayIndex counted from 1")
+    lines = gpu_lines(result.output)
+    assert sorted(lines) == [gpu_label((TRAY - 2) * 4 + m) for m in range(4)]
+    for module in range(1, 5):
+        line = lines[gpu_label((TRAY - 2) * 4 + module - 1)]
+        assert f"trayIndex={TRAY - 1} " in line and f"-> tray {TRAY - 1} module {module} " in line
+
+
+def test_tray_index_base_from_the_environment_and_a_bad_one_is_one_line(rack: SimRack) -> None:
+    result = runner.invoke(app, ["doctor"], env={"MONITOR_TRAY_INDEX_BASE": "1"})
+    assert result.exit_code == 0 and "trayIndex counted from 1" in result.output, result.output
+    bad = runner.invoke(app, ["doctor", "--tray-index-base", "2"])
+    assert isinstance(bad.exception, UserError)  # main() prints it as one line, exit 1
+    assert str(bad.exception) == "--tray-index-base (or $MONITOR_TRAY_INDEX_BASE) must be 0 or 1, not 2"
+
+
+def test_hgx_host_without_platform_info_names_gpu0_to_gpu7(monkeypatch: pytest.MonkeyPatch) -> None:
+    sim = SimRack(seed=12, clock=SimClock(1_760_000_000.0))
+    host = sim.hgx_host()
+    monkeypatch.setitem(sys.modules, "pynvml", host)
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 0, result.output  # no platform info is a warning: the board still works
+    assert result.output.startswith("NVML: ok, 8 GPUs, driver ")
+    lines = gpu_lines(result.output)
+    assert sorted(lines) == [f"GPU{i}" for i in range(8)]
+    for i in range(8):
+        line = lines[f"GPU{i}"]
+        assert line.split()[1] == str(i)
+        assert sim.gpus[host.gpu_indices[i]].id.uuid in line
+        assert "warning: NOT_SUPPORTED from nvmlDeviceGetPlatformInfo" in line
+        assert f"platform info NOT_SUPPORTED -> GPU{i}, a host of its own" in line
+        assert "18 NVLinks" in line

@@ -73,7 +73,7 @@ def test_query_takes_the_store_from_monitor_store(store: Path) -> None:
         (["query", "--store", "{tmp}", "SELECT 1"], "is not a rack-monitor store"),
         (["query", "--store", "{store}", "SELEC nonsense"], "query failed: Parser Error"),
         (["query", "--store", "{store}", "SELECT * FROM gpu", "--format", "xml"], "unknown format 'xml'"),
-        (["collect", "--store", "{store}"], "pass exactly one of --config FILE or --sim"),
+        (["collect", "--store", "{store}"], "pass exactly one of --config FILE, --sim or --nvml"),
         (["collect", "--config", "{tmp}/rack.toml", "--store", "{store}"], "rack.toml: no such file"),
         (["sim", "--backfill", "forever", "--store", "{tmp}/new"], "bad --backfill duration 'forever'"),
         (

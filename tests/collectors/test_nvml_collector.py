@@ -263,15 +263,16 @@ def test_static_facts_and_platform_placement():
         assert {rows[g.gpu]["uuid"] for g in c.gpus} == {g.uuid for g in c.gpus}
 
 
-def test_placement_by_configured_tray_then_by_index_without_platform_info():
+def test_placement_by_configured_tray_else_a_board_without_platform_info():
     rack = SimRack(seed=3, clock=SimClock(start=START))
     tray = rack.trays[15]
     tray.inject_error("nvmlDeviceGetPlatformInfo", pynvml.NVML_ERROR_NOT_SUPPORTED)
     with NvmlCollector(tray, tray=5) as c:
         assert [(g.gpu, g.placed_by) for g in c.gpus] == [(gpu_index(5, i + 1), "config") for i in range(4)]
     with NvmlCollector(tray) as c:
-        assert [(g.gpu, g.tray, g.placed_by) for g in c.gpus] == [(i, 1, "index") for i in range(4)]
-        assert set(gpu_rows(c.poll(1))) == {0, 1, 2, 3}
+        assert [(g.gpu, g.tray, g.placed_by) for g in c.gpus] == [(i, 0, "board") for i in range(4)]
+        rows = gpu_rows(c.poll(1))
+        assert set(rows) == {0, 1, 2, 3} and {r["tray"] for r in rows.values()} == {0}
 
 
 def test_gpu_lost_before_open_takes_the_tray_its_siblings_report():

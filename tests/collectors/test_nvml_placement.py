@@ -1,10 +1,10 @@
-"""Placing a host's GPUs in the rack from platform info, the configured tray, or the NVML index."""
+"""Placing a host's GPUs in the rack from platform info or the configured tray, else as a board of its own."""
 
 import pynvml
 import pytest
 
 from collectors.nvml_static import GpuFacts, gpu_infos, place, read_uchar
-from collectors.rack import gpu_index
+from collectors.rack import BOARD_TRAY, gpu_index
 
 
 def facts(n, platform=None):
@@ -26,9 +26,12 @@ def test_configured_tray_places_by_nvml_index():
     ]
 
 
-def test_without_platform_or_tray_the_rack_index_is_the_nvml_index():
-    placed = place(facts(8), tray=None)  # an 8-GPU H100 node fills trays 1 and 2
-    assert [(g, t, m, how) for g, t, m, how, _ in placed][5] == (5, 2, 2, "index")
+def test_without_platform_or_tray_the_host_is_a_board_keyed_by_nvml_index():
+    # An 8-GPU H100 node is not in a rack: no tray, its key the NVML index, named as nvidia-smi does.
+    infos = gpu_infos(facts(8), tray=None)
+    assert [(g.gpu, g.tray, g.placed_by, g.label) for g in infos] == [
+        (i, BOARD_TRAY, "board", f"GPU{i}") for i in range(8)
+    ]
 
 
 def test_an_unplaced_gpu_takes_the_module_its_siblings_leave_free():
@@ -38,9 +41,10 @@ def test_an_unplaced_gpu_takes_the_module_its_siblings_leave_free():
     assert infos[0].slot == 9 and infos[2].slot is None
 
 
-def test_a_tray_holds_four_gpus():
-    with pytest.raises(ValueError, match="a compute tray holds 4 GPUs"):
+def test_a_tray_given_for_an_eight_gpu_host_is_one_line_saying_what_to_do():
+    with pytest.raises(ValueError, match="this host has 8 GPUs and a GB300 compute tray holds 4") as err:
         place(facts(8), tray=2)
+    assert "\n" not in str(err.value) and "leave the tray out" in str(err.value)
 
 
 def test_two_gpus_on_one_place_are_refused():

@@ -59,5 +59,10 @@ def replay_app(store: Path, *, at: str | None = None, speed: float = 1.0) -> Obs
     """The app `monitor replay STORE --at AT --speed SPEED` would run, redrawing on every frame."""
     opened = open_replay(store, at=at, speed=speed)
     return ObservedReplayApp(
-        opened.session, interval=0, title=opened.title, subtitle="test store", store=opened.root
+        opened.session,
+        interval=0,
+        title=opened.title,
+        subtitle="test store",
+        store=opened.root,
+        layout=opened.layout,
     )

@@ -8,6 +8,7 @@ app was given one (the last 24 h).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -106,6 +107,9 @@ class EventsScreen(LiveScreen):
                 if event_key(ev) not in seen:
                     events.append(ev)
             events.sort(key=lambda e: e.ts_ms, reverse=True)
+        layout = snapshot.layout
+        if layout.kind == "board":  # a board host's GPUs are GPU0..GPU7, not rack labels
+            events = [dataclasses.replace(e, gpu_name=layout.name(e.gpu)) for e in events]
         return tuple(events[:MAX_ROWS])
 
     def _store_events(self, head_start: int, until: int) -> list[EventView]:

@@ -202,7 +202,9 @@ class GpuDetailScreen(LiveScreen):
 
     def action_gpu(self, step: int) -> None:
         """Show the previous / next GPU."""
-        self.gpu = (self.gpu + step) % GPUS
+        held = self.rack.snapshot.layout.gpus or tuple(range(GPUS))  # the GPUs that exist here
+        at = held.index(self.gpu) if self.gpu in held else -step
+        self.gpu = held[(at + step) % len(held)]
         self.rack.selected = self.gpu
         self.rack_updated(self.rack.snapshot)
 

@@ -9,10 +9,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
-from collectors.rack import gpu_label, switch_chip
+from collectors.rack import switch_chip
 from monitor.tui.screens.base import LiveScreen
 from monitor.tui.widgets.diff_paint import LinePanel
 from monitor.tui.widgets.nvlink_matrix import Mode, NvlinkMatrixView
+from monitor.view.layout import RACK, GpuLayout
 from monitor.view.model import RackSnapshot, clock_text
 from monitor.view.nvlink import CLIMBING_SAMPLES, LINE_GBPS, NvlinkBuilder, NvlinkMatrix, rack_nvlink_text
 from storage.frame import Frame
@@ -20,13 +21,16 @@ from storage.frame import Frame
 STATE_NAMES = {0: "DOWN (inactive)", 1: "up", 2: "sleep", 3: "up, no traffic"}
 
 
-def link_detail(matrix: NvlinkMatrix, gpu: int, link: int) -> Text:
+def link_detail(matrix: NvlinkMatrix, gpu: int, link: int, layout: GpuLayout = RACK) -> Text:
     """One line about the cursor link: where it lands, its state, rate, error growth, whether it climbs."""
     view = matrix.link(gpu, link)
-    tray, chip = switch_chip(link)
     text = Text(no_wrap=True, overflow="ellipsis")
-    text.append(f"{gpu_label(gpu)} L{link}", style="bold")
-    text.append(f" -> switch tray {tray} chip {chip}: ")
+    text.append(f"{layout.label(gpu)} L{link}", style="bold")
+    if layout.kind == "board":  # an HGX board's links land on its own NVSwitches, not the rack's trays
+        text.append(": ")
+    else:
+        tray, chip = switch_chip(link)
+        text.append(f" -> switch tray {tray} chip {chip}: ")
     state = "no data" if view.state is None else STATE_NAMES.get(view.state, f"state {view.state}")
     text.append(state, style="bold red" if view.down else "")
     if view.implausible:
@@ -42,15 +46,16 @@ def link_detail(matrix: NvlinkMatrix, gpu: int, link: int) -> Text:
     return text
 
 
-def summary_line(matrix: NvlinkMatrix, mode: Mode) -> Text:
-    """Rack totals of the matrix and what the cells show."""
+def summary_line(matrix: NvlinkMatrix, mode: Mode, layout: GpuLayout = RACK) -> Text:
+    """Rack (or in local mode host) totals of the matrix and what the cells show."""
     text = Text(no_wrap=True, overflow="ellipsis")
     shows = (
         "TX+RX GB/s per link" if mode == "traffic" else f"error growth per link over {matrix.window_s:.0f}s"
     )
     text.append(f"cells: {shows}  ")
     if mode == "traffic" and matrix.rates is not None:
-        text.append(f"rack {rack_nvlink_text(matrix.rates)}  ")
+        where = "rack" if layout.in_rack else "host"
+        text.append(f"{where} {rack_nvlink_text(matrix.rates, len(layout.gpus))}  ")
     text.append(f"down {matrix.down}", style="bold red" if matrix.down else "")
     text.append("  ")
     text.append(f"climbing {matrix.flagged}", style="bold yellow" if matrix.flagged else "")
@@ -112,6 +117,7 @@ class NvlinkScreen(LiveScreen):
         """Put the cursor on the rack view's selected GPU."""
         view = self.query_one(NvlinkMatrixView)
         view.set_border_text(title="NVLink: GPU rows x link columns (link k -> switch chip k)")
+        view.set_layout(self.rack.snapshot.layout)
         view.place_cursor(self.rack.selected, 0)
 
     def frames_needed(self) -> int:
@@ -132,8 +138,10 @@ class NvlinkScreen(LiveScreen):
         view = self.query_one(NvlinkMatrixView)
         view.update_matrix(self.matrix, self.mode)
         view.set_border_text(subtitle="traffic" if self.mode == "traffic" else "errors")
-        self.query_one("#nvlink-summary", LinePanel).show_text(summary_line(self.matrix, self.mode))
-        self.query_one("#nvlink-detail", LinePanel).show_text(link_detail(self.matrix, view.gpu, view.link))
+        summary = summary_line(self.matrix, self.mode, view.gpu_layout)
+        self.query_one("#nvlink-summary", LinePanel).show_text(summary)
+        detail = link_detail(self.matrix, view.gpu, view.link, view.gpu_layout)
+        self.query_one("#nvlink-detail", LinePanel).show_text(detail)
 
     def action_mode(self, mode: Mode) -> None:
         """Show traffic or error growth."""
@@ -143,7 +151,7 @@ class NvlinkScreen(LiveScreen):
     def action_move(self, dgpu: int, dlink: int) -> None:
         """Move the cursor; the rack view's selection follows the GPU."""
         view = self.query_one(NvlinkMatrixView)
-        view.place_cursor(view.gpu + dgpu, view.link + dlink)
+        view.move_cursor(dgpu, dlink)
         self.rack.selected = view.gpu
         self._redraw()
 

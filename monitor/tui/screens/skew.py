@@ -10,7 +10,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
-from collectors.rack import gpu_label
 from monitor.tui.screens.base import LiveScreen
 from monitor.view.model import RackSnapshot
 from monitor.view.serving import ServingBuilder
@@ -36,7 +35,7 @@ def spread_cell(s: Spread) -> str:
 
 def group_cells(g: GroupSkew) -> tuple[str, ...]:
     """One group's row; stragglers are spelled out (and marked '!')."""
-    gpus = f"{gpu_label(g.gpus[0])}..{gpu_label(g.gpus[-1])}" if g.gpus else "--"
+    gpus = g.span
     if g.missing:
         gpus += f" ({g.missing} no data)"
     strag = "; ".join(s.text for s in g.stragglers)
@@ -109,11 +108,11 @@ class SkewScreen(LiveScreen):
                         if new != before:
                             table.update_cell(g.name, key, new)
                 self._cells[g.name] = cells
-        stragglers = sorted({s.gpu for g in model for s in g.stragglers})
+        stragglers = sorted({(s.gpu, s.label) for g in model for s in g.stragglers})
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{len(model)} groups  ", style="bold")
         if stragglers:
-            text.append(f"! stragglers: {', '.join(gpu_label(i) for i in stragglers)}", style="bold red")
+            text.append(f"! stragglers: {', '.join(label for _, label in stragglers)}", style="bold red")
         else:
             text.append("no stragglers")
         self.query_one("#skew-summary", Static).update(text, layout=False)

@@ -25,8 +25,10 @@ def detail_lines(gpu: GpuView) -> list[tuple[str, str]]:
     if gpu.state is CellState.STALE and gpu.age_s is not None:
         state += f" ({gpu.age_s:.0f}s old)"
     state_style = "" if gpu.state is CellState.OK else "bold red"
+    # A board host's GPU (tray 0 in its rows) has no tray: its NVML index is where it is.
+    place = f"NVML index {gpu.index}" if gpu.name is not None else f"tray {gpu.tray} module {gpu.module}"
     lines: list[tuple[str, str]] = [
-        (f"{gpu.label}  tray {gpu.tray} module {gpu.module}", "bold"),
+        (f"{gpu.label}  {place}", "bold"),
         (f"state {state}", state_style),
         (gpu.uuid or "uuid unknown", "dim"),
     ]

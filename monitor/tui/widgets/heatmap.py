@@ -1,4 +1,5 @@
-"""The rack heatmap: a Line API widget drawing the physical rack, one cached Strip per row."""
+"""The rack heatmap: a Line API widget drawing the physical rack (or, in local mode, the host's own GPUs),
+one cached Strip per row."""
 
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ from collectors.rack import (
     physical_order,
 )
 from monitor.tui.widgets.diff_paint import DiffPaintWidget
-from monitor.view.metrics import BUCKETS, METRICS, Metric, fmt_count, fmt_rate
+from monitor.tui.widgets.heat_cells import cell_text, legend_number, switch_parts, switch_text
+from monitor.view.layout import RACK, GpuLayout
+from monitor.view.metrics import BUCKETS, METRICS, Metric
 from monitor.view.model import CellState, GpuView, RackSnapshot, SwitchTrayView
+
+__all__ = ["HeatRow", "Heatmap", "cell_text", "heat_rows", "legend_number", "switch_parts", "switch_text"]
 
 LABEL_WIDTH = 4
 """'T01 ' / 'SW1 ': the tray label column."""
@@ -35,19 +40,39 @@ No red in the ramp: red means LOST or an alarm, so a lost GPU stands out on a bu
 
 @dataclass(frozen=True)
 class HeatRow:
-    """One row of the heatmap: the column header, a compute tray, or switch trays."""
+    """One row of the heatmap: the column header, a row of GPUs (a compute tray), or switch trays.
+
+    Attributes:
+        trays: a compute row's tray or a switch row's trays.
+        label: a GPU row's label ('T16', '0-3' on a board host).
+        gpus: a GPU row's GPU keys, left to right (None: an empty cell).
+    """
 
     kind: Literal["header", "compute", "switch", "blank", "legend"]
     trays: tuple[int, ...] = ()
+    label: str = ""
+    gpus: tuple[int | None, ...] = ()
 
 
-def heat_rows(expanded: bool) -> list[HeatRow]:
-    """The heatmap's rows top to bottom; switch trays get a row each only when `expanded`."""
+def content_height(layout: GpuLayout) -> int:
+    """Rows the layout needs with its legend: the rack's switch trays each on a row, a host's rows only."""
+    return EXPANDED_HEIGHT if layout.in_rack else 1 + len(layout.rows) + 2
+
+
+def heat_rows(expanded: bool, layout: GpuLayout = RACK) -> list[HeatRow]:
+    """The heatmap's rows top to bottom; switch trays get a row each only when `expanded`.
+
+    A host's layout (local mode) has its own rows and no switch trays: only the GPUs that exist.
+    """
     rows = [HeatRow("header")]
+    if not layout.in_rack:
+        rows += [HeatRow("compute", label=r.label, gpus=r.gpus) for r in layout.rows]
+        return rows + ([HeatRow("blank"), HeatRow("legend")] if expanded else [])
     switch_done = False
     for unit in physical_order():
         if unit.kind == "compute":
-            rows.append(HeatRow("compute", (unit.number,)))
+            row = layout.rows[unit.number - 1]
+            rows.append(HeatRow("compute", (unit.number,), row.label, row.gpus))
         elif expanded:
             rows.append(HeatRow("switch", (unit.number,)))
         elif not switch_done:
@@ -100,79 +125,6 @@ class HeatmapStyles:
             selected=Style(bold=True, underline=True),
             ramp=ramp_styles(),
         )
-
-
-def cell_text(gpu: GpuView, metric: Metric) -> str:
-    """What a GPU's cell says, readable without colour: a value, LOST, ERR, ?<age> or '·'."""
-    if gpu.state is CellState.LOST:
-        return "LOST"
-    if gpu.state is CellState.ERROR:
-        return "ERR"
-    if gpu.state is CellState.NO_DATA:
-        return "·"
-    if gpu.state is CellState.STALE:
-        return "?" if gpu.age_s is None else f"?{_age(gpu.age_s)}"
-    return metric.cell(gpu.values.get(metric.name)).strip()
-
-
-def _age(seconds: float) -> str:
-    """A short age: 7s, 45s, 3m, 2h."""
-    if seconds < 100:
-        return f"{seconds:.0f}s"
-    if seconds < 6000:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.0f}h"
-
-
-def switch_parts(views: tuple[SwitchTrayView, ...]) -> list[tuple[str, bool]]:
-    """The parts of a switch row (one tray or all nine), each with whether it shows trouble.
-
-    Returns:
-        [(links up, down?), (throughput, False), (errors, any?), (chips, False)]; the chips part is
-        last so a narrow heatmap can drop it.
-    """
-    ups = [v.links_up for v in views if v.links_up is not None]
-    total = sum(v.links_total for v in views)
-    rates = [v.gbps for v in views if v.gbps is not None]
-    errs = [v.errors for v in views if v.errors is not None]
-    up = sum(ups) if ups else None
-    err = sum(errs) if errs else None
-    # Fixed widths keep the columns of the nine switch rows aligned.
-    up_text = f"{up if up is not None else '?':>{len(str(total))}}/{total} up"
-    return [
-        (up_text, up is not None and up < total),
-        (f"{fmt_rate(sum(rates) / 1000) if rates else '   --'} TB/s", False),
-        (f"{fmt_count(err) if err is not None else '  --'} err", bool(err)),
-        (f"chips {views[0].chips[0]:>2}-{views[-1].chips[1]:<2}", False),
-    ]
-
-
-def switch_text(views: tuple[SwitchTrayView, ...], width: int) -> list[tuple[str, bool]]:
-    """The parts of a switch row that fit in `width` (two spaces apart), chips first when they fit.
-
-    Parts are padded so rows align; when that is too wide they lose their padding.
-    """
-    parts = switch_parts(views)
-    chips = parts.pop()
-
-    def length(ps: list[tuple[str, bool]]) -> int:
-        return sum(len(t) for t, _ in ps) + 2 * (len(ps) - 1)
-
-    if length([chips, *parts]) <= width:
-        return [chips, *parts]
-    if length(parts) <= width:
-        return parts
-    return [(t.strip(), trouble) for t, trouble in parts]
-
-
-def legend_number(value: float, step: float, room: int) -> str:
-    """A bucket bound in at most `room` characters (1148 -> '1k' when 4 digits do not fit)."""
-    text = f"{value:.0f}" if step >= 1 else f"{value:.1f}"
-    if len(text) > room:
-        text = f"{value / 1000:.1f}k"
-    if len(text) > room:
-        text = f"{value / 1000:.0f}k"
-    return text[:room]
 
 
 class Heatmap(DiffPaintWidget):
@@ -240,8 +192,11 @@ class Heatmap(DiffPaintWidget):
         if row.kind == "switch":
             width = self.cell_width * GPUS_PER_TRAY
             return ("switch", width, tuple(switch_text(self._switch_views(row), width)))
-        cells = []
-        for gpu in self.snapshot.tray(row.trays[0]):
+        cells: list[tuple[object, ...] | None] = []
+        for gpu in self.row_gpus(row):
+            if gpu is None:
+                cells.append(None)
+                continue
             cells.append(
                 (
                     cell_text(gpu, self.metric),
@@ -250,7 +205,11 @@ class Heatmap(DiffPaintWidget):
                     gpu.index == self.selected,
                 )
             )
-        return ("compute", self.cell_width, tuple(cells))
+        return ("compute", self.cell_width, row.label, tuple(cells))
+
+    def row_gpus(self, row: HeatRow) -> list[GpuView | None]:
+        """The GPU views of a GPU row's cells (None for an empty cell)."""
+        return [None if g is None else self.snapshot.gpu(g) for g in row.gpus]
 
     def _switch_views(self, row: HeatRow) -> tuple[SwitchTrayView, ...]:
         return tuple(self.snapshot.switches[n - 1] for n in row.trays)
@@ -262,8 +221,9 @@ class Heatmap(DiffPaintWidget):
         w = self.cell_width
         width = LABEL_WIDTH + GPUS_PER_TRAY * w
         if row.kind == "header":
-            segs = [Segment("Tray".ljust(LABEL_WIDTH), st.header)]
-            segs += [Segment(f"G{m}".center(w), st.header) for m in range(1, GPUS_PER_TRAY + 1)]
+            corner, columns = self.snapshot.layout.header()
+            segs = [Segment(corner.ljust(LABEL_WIDTH), st.header)]
+            segs += [Segment(c.center(w), st.header) for c in columns]
             return Strip(segs, width)
         if row.kind == "blank":
             return Strip([Segment(" " * width, st.base)], width)
@@ -277,10 +237,9 @@ class Heatmap(DiffPaintWidget):
             for n, (part, trouble) in enumerate(parts):
                 segs.append(Segment(("  " if n else "") + part, st.alarm if trouble else st.switch))
             return Strip(segs).crop_extend(0, width, st.switch)
-        tray = row.trays[0]
-        segs = [Segment(f"T{tray:02d}".ljust(LABEL_WIDTH), st.label)]
-        for gpu in self.snapshot.tray(tray):
-            segs.append(self._cell(gpu, w))
+        segs = [Segment(row.label.ljust(LABEL_WIDTH), st.label)]
+        for gpu in self.row_gpus(row):
+            segs.append(Segment(" " * w, st.base) if gpu is None else self._cell(gpu, w))
         return Strip(segs, width)
 
     def _legend(self, width: int) -> Strip:
@@ -324,6 +283,10 @@ class Heatmap(DiffPaintWidget):
         Returns:
             The rows that changed (and were scheduled for a repaint).
         """
+        if snapshot.layout != self.snapshot.layout:  # local mode: the host's GPUs, known from the first frame
+            self._rows = heat_rows(self.expanded, snapshot.layout)
+            self._keys.clear()
+            self._strips.clear()
         self.snapshot, self.metric, self.selected = snapshot, metric, selected
         changed = []
         for y in range(len(self.rows)):
@@ -343,12 +306,12 @@ class Heatmap(DiffPaintWidget):
 
     def set_geometry(self, width: int, height: int) -> None:
         """Choose the layout for a size: switch rows expanded when tall enough, cells as wide as fit."""
-        expanded = height >= EXPANDED_HEIGHT
+        expanded = height >= content_height(self.snapshot.layout)
         avail = (width - LABEL_WIDTH) // GPUS_PER_TRAY
         cell = max(MIN_CELL_WIDTH, min(MAX_CELL_WIDTH, avail))
         if (expanded, cell) != (self.expanded, self.cell_width):
             self.expanded, self.cell_width = expanded, cell
-            self._rows = heat_rows(expanded)
+            self._rows = heat_rows(expanded, self.snapshot.layout)
             self._reset_cache()
 
     def on_resize(self) -> None:
@@ -384,8 +347,8 @@ class Heatmap(DiffPaintWidget):
         return LABEL_WIDTH + GPUS_PER_TRAY * MAX_CELL_WIDTH
 
     def get_content_height(self, container: object, viewport: object, width: int) -> int:
-        """Every row of the expanded rack; the collapsed layout is used when less is given."""
-        return EXPANDED_HEIGHT
+        """Every row of the expanded layout; the collapsed one is used when less is given."""
+        return content_height(self.snapshot.layout)
 
     def render_line(self, y: int) -> Strip:
         """The cached strip of row y (built on first use after a change)."""

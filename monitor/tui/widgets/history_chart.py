@@ -2,7 +2,7 @@
 
 A Line API widget: the rows are built once per new series (pure functions below) and cached as strips.
 Event marks are letters, so they read without colour: X XID, D link down, U link up, L GPU lost,
-A alert, a alert cleared, c clock-event change, E endpoint down/up.
+R GPU recovered, A alert, a alert cleared, c clock-event change, E endpoint down/up, l collector late.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ EVENT_MARKS: dict[str, str] = {
     EventKind.LINK_DOWN: "D",
     EventKind.LINK_UP: "U",
     EventKind.GPU_LOST: "L",
+    EventKind.GPU_RECOVERED: "R",
     EventKind.ALERT: "A",
     EventKind.ALERT_CLEARED: "a",
     EventKind.CLOCKS_EVENT: "c",
@@ -32,7 +33,7 @@ EVENT_MARKS: dict[str, str] = {
     EventKind.COLLECTOR_LATE: "l",
 }
 """The letter each event kind is marked with under the chart."""
-MARK_RANK = "XLDAEUcal"
+MARK_RANK = "XLDAERUcal"
 """When several events share a column, the first of these wins (the most severe)."""
 
 

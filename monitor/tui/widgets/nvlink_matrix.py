@@ -1,4 +1,5 @@
-"""The NVLink matrix: 72 GPU rows x 18 link columns (link k = switch chip k), a Line API widget.
+"""The NVLink matrix: 72 GPU rows (a host's own in local mode) x 18 link columns (link k = switch chip k),
+a Line API widget.
 
 The header and three rows of column totals stay put; the GPU rows page under them, so the matrix fits
 80x24 and uses 200x50. Every cell says what it means without colour: a rate or an error count, 'DN'
@@ -16,9 +17,10 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.strip import Strip
 
-from collectors.rack import GPUS, LINKS_PER_GPU, gpu_label
+from collectors.rack import LINKS_PER_GPU
 from monitor.tui.widgets.diff_paint import DiffPaintWidget
 from monitor.tui.widgets.heatmap import ramp_styles
+from monitor.view.layout import RACK, GpuLayout
 from monitor.view.metrics import BUCKETS
 from monitor.view.nvlink import LINK_MAX_GBPS, LinkColumn, LinkView, NvlinkMatrix
 
@@ -114,6 +116,8 @@ class NvlinkMatrixView(DiffPaintWidget, can_focus=True):
         super().__init__(id=id)
         self.matrix = NvlinkMatrix.empty()
         self.mode: Mode = "traffic"
+        self.gpu_layout: GpuLayout = RACK
+        """Whose GPUs get a row: the rack's 72, or in local mode this host's."""
         self.gpu = 0
         self.link = 0
         self.top = 0
@@ -129,16 +133,36 @@ class NvlinkMatrixView(DiffPaintWidget, can_focus=True):
         """GPU rows visible between the header and the footer."""
         return max(1, self.size.height - 1 - len(FOOTER))
 
+    def set_layout(self, layout: GpuLayout) -> None:
+        """Show a row per GPU of `layout` (the rack's, or this host's in local mode)."""
+        if layout != self.gpu_layout:
+            self.gpu_layout = layout
+            self._strips.clear()
+            self.place_cursor(self.gpu, self.link)
+
     def place_cursor(self, gpu: int, link: int) -> None:
-        """Move the cursor (clamped) and page so its row is visible."""
-        self.gpu = min(GPUS - 1, max(0, gpu))
+        """Put the cursor on GPU `gpu` (the first of the layout when it holds no such GPU), link `link`
+        (clamped), and page so its row is visible."""
+        gpus = self.gpu_layout.gpus
+        self._go(gpus.index(gpu) if gpu in gpus else 0, link)
+
+    def move_cursor(self, rows: int, links: int) -> None:
+        """Move the cursor `rows` GPU rows down (negative: up) and `links` links right, clamped."""
+        gpus = self.gpu_layout.gpus
+        at = gpus.index(self.gpu) if self.gpu in gpus else 0
+        self._go(at + rows, self.link + links)
+
+    def _go(self, position: int, link: int) -> None:
+        gpus = self.gpu_layout.gpus
+        position = min(len(gpus) - 1, max(0, position))
+        self.gpu = gpus[position] if gpus else 0
         self.link = min(LINKS_PER_GPU - 1, max(0, link))
         rows = self.body_rows
-        if self.gpu < self.top:
-            self.top = self.gpu
-        elif self.gpu >= self.top + rows:
-            self.top = self.gpu - rows + 1
-        self.top = max(0, min(self.top, GPUS - rows))
+        if position < self.top:
+            self.top = position
+        elif position >= self.top + rows:
+            self.top = position - rows + 1
+        self.top = max(0, min(self.top, len(gpus) - rows))
         self.refresh()
 
     def on_resize(self) -> None:
@@ -159,7 +183,8 @@ class NvlinkMatrixView(DiffPaintWidget, can_focus=True):
         if y >= footer_start:
             return "footer", y - footer_start
         index = self.top + y - 1
-        return ("gpu", index) if index < GPUS else ("blank", 0)
+        gpus = self.gpu_layout.gpus
+        return ("gpu", gpus[index]) if index < len(gpus) else ("blank", 0)
 
     def row_key(self, kind: str, n: int) -> tuple[object, ...]:
         """Everything a row depends on: a row is rebuilt only when this changes."""
@@ -204,7 +229,7 @@ class NvlinkMatrixView(DiffPaintWidget, can_focus=True):
         trouble = any(v.down or v.flagged for v in links)
         mark = ">" if n == self.gpu else ("!" if trouble else " ")
         label_style = self._style("down") if trouble else header
-        segs = [Segment(mark, header), Segment(gpu_label(n), label_style), Segment(" ")]
+        segs = [Segment(mark, header), Segment(self.gpu_layout.label(n).ljust(6), label_style), Segment(" ")]
         for k, view in enumerate(links):
             text, cell_kind = link_cell(view, self.mode, w)
             cell = self._cell(text, cell_kind, w, link_bucket(view, self.mode))

@@ -33,7 +33,7 @@ class RackHeatmap(Heatmap):
         row = self.rows[y]
         if row.kind != "compute":
             return key
-        marks = tuple(g.index in self.highlighted for g in self.snapshot.tray(row.trays[0]))
+        marks = tuple(g in self.highlighted for g in row.gpus)
         return (*key, marks)
 
     def _cell(self, gpu: GpuView, width: int) -> Segment:
