@@ -42,6 +42,8 @@ class Recording:
             raise StoreBusy(str(err)) from None
         except StoreError as err:
             raise UserError(str(err)) from None
+        except OSError as err:
+            raise UserError(f"cannot record into {root}: {err.strerror or err}") from None
         self.sources: list[Source] = [HostSampler(root)]
 
     def sink(self, frame: Frame) -> None:
