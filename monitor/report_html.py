@@ -33,7 +33,13 @@ HEATMAPS = (
 PALETTE = ("#30123b", "#4145ab", "#4675ed", "#39a2fc", "#1bcfd4", "#24eca6", "#61fc6c", "#a4fc3b",
            "#d1e834", "#f3c63a", "#fe9b2d", "#f36315", "#d93806", "#b11901", "#7a0403")  # fmt: skip
 """Turbo, 15 steps: readable on screen and in print, distinct from the grey of missing cells."""
-EVENT_COLOURS = {"xid": "#d00", "gpu_lost": "#d00", "link_down": "#e80", "endpoint_down": "#e80"}
+EVENT_COLOURS = {
+    "xid": "#d00",
+    "gpu_lost": "#d00",
+    "recording_stopped": "#d00",
+    "link_down": "#e80",
+    "endpoint_down": "#e80",
+}
 CSS = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222;max-width:1100px}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}

@@ -145,7 +145,8 @@ class StoreWriter:
         manifest = self.live.current
         return WriterStatus(
             sealed_through_ms=manifest.sealed_through_ms,
-            pending_rows=sum(b.num_rows for batches in self._pending.values() for b in batches),
+            # Copies: the poller thread may be appending while a watcher asks.
+            pending_rows=sum(b.num_rows for batches in list(self._pending.values()) for b in list(batches)),
             dropped_rows=self._dropped,
             duplicate_rows=self._duplicates,
             last_error=self._error,

@@ -107,3 +107,45 @@ def test_bad_config_files_are_one_line(tmp_path: Path, make, words: list[str]) -
 def test_config_from_an_endless_device_is_refused(tmp_path: Path) -> None:
     done = monitor("collect", "--config", "/dev/zero", "--store", str(tmp_path / "store"), timeout=60)
     assert_one_clear_line(done, "/dev/zero", "larger than")
+
+
+def test_recording_says_when_it_stops_and_resumes(tmp_path: Path) -> None:
+    """A disk that fills mid-run: a stopped event at once, a resumed one after, both kept in the store."""
+    from storage.reader import StoreReader
+    from storage.schemas import EventKind
+    from tests.cli.test_recording import gpu_frame
+
+    t0 = 1_700_000_000_000
+    with tmpfs(tmp_path / "disk", size="4m") as disk:
+        head = Head()
+        kinds: list[str] = []
+        with Recording(disk / "store", head, flush_s=1.0) as recording:
+            watch = recording.sources[-1]
+
+            def tick(n: int) -> None:
+                frame = gpu_frame(t0 + n * 1000)
+                recording.sink(frame)
+                events = watch.poll(frame.ts_ms).batches.get("events")
+                if events is not None:
+                    assert not watch.poll(frame.ts_ms).batches  # a state change is told once
+                    kinds.extend(events.column("kind").to_pylist())
+                    recording.sink(type(frame)(frame.ts_ms, {"events": events}))
+
+            for n in range(5):
+                tick(n)
+            assert kinds == []
+            filler = fill(disk, leave=0)
+            for n in range(5, 10):
+                tick(n)
+            assert kinds == [EventKind.RECORDING_STOPPED]
+            filler.unlink()
+            for n in range(10, 15):
+                tick(n)
+            assert kinds == [EventKind.RECORDING_STOPPED, EventKind.RECORDING_RESUMED]
+        with StoreReader(disk / "store") as reader:
+            stored = reader.sql("SELECT kind, detail FROM events ORDER BY ts").to_pylist()
+            gpus = reader.sql("SELECT count(*) AS n FROM gpu").column("n")[0].as_py()
+    assert [e["kind"] for e in stored] == kinds
+    assert "No space left on device" in stored[0]["detail"]
+    assert "nothing lost" in stored[1]["detail"]
+    assert gpus == 15 * 4  # every frame held through the outage landed

@@ -30,9 +30,11 @@ EVENT_MARKS: dict[str, str] = {
     EventKind.ENDPOINT_DOWN: "E",
     EventKind.ENDPOINT_UP: "E",
     EventKind.COLLECTOR_LATE: "l",
+    EventKind.RECORDING_STOPPED: "R",
+    EventKind.RECORDING_RESUMED: "r",
 }
 """The letter each event kind is marked with under the chart."""
-MARK_RANK = "XLDAEUcal"
+MARK_RANK = "XLDRAEUcalr"
 """When several events share a column, the first of these wins (the most severe)."""
 
 
