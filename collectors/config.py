@@ -55,6 +55,8 @@ MAX_DEFAULT_TIMEOUT_S = 10.0
 """The default timeout's ceiling: Prometheus' default scrape_timeout (10 s)."""
 DEFAULT_DOWN_AFTER = 3
 """Consecutive missed scrapes before an endpoint is DOWN (a refusal or an error is DOWN at once)."""
+MAX_CONFIG_BYTES = 1 << 20
+"""A rack config is a few KiB; anything past 1 MiB is the wrong file (or /dev/zero)."""
 
 
 def default_timeout_s(interval_s: float) -> float:
@@ -166,6 +168,9 @@ def parse_config(text: str, path: Path | str = "<config>") -> RackConfig:
         match = _TOML_POS_RE.search(message)
         line = f":{match.group(1)}" if match else ""
         raise ConfigError(f"{path}{line}: not valid TOML: {_TOML_POS_RE.sub('', message).strip()}") from None
+    except RecursionError:
+        # tomllib recurses once per nested array or inline table; a rack config nests two deep.
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     check = Checker(text, path)
     for key in data:
         if key not in _TOP_LEVEL:
@@ -319,7 +324,15 @@ def load_config(path: Path | str) -> RackConfig:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            # Bounded: a device (/dev/zero) or a huge file must not read forever or fill memory.
+            data = file.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; a rack config is a few KiB "
+                "(is this the right file?)"
+            )
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except IsADirectoryError:

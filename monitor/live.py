@@ -121,6 +121,11 @@ def run_live(
         except StoreBusy:
             # A collector already records this store: show its history, record nothing twice.
             subtitle = f"{subtitle} · history from {store} (recorded by another process)"
+        except BaseException:
+            # The sources already hold sessions and threads; a failed start must not leak them.
+            for source in sources:
+                source.close()
+            raise
     extra_sources = recording.sources if recording else []
     extra_sinks = [recording.sink] if recording else []
     poller = Poller(

@@ -36,12 +36,14 @@ PALETTE = ("#30123b", "#4145ab", "#4675ed", "#39a2fc", "#1bcfd4", "#24eca6", "#6
 EVENT_COLOURS = {
     "xid": "#d00",
     "gpu_lost": "#d00",
+    "recording_stopped": "#d00",
     "gpu_recovered": "#2a2",
+    "recording_resumed": "#2a2",
     "link_down": "#e80",
     "endpoint_down": "#e80",
 }
-"""Event lines on the timelines: red for a GPU gone or an XID, orange for a link or endpoint down, green for a
-GPU back; every other kind grey."""
+"""Event lines on the timelines: red for a GPU gone, an XID or recording stopped, orange for a link or
+endpoint down, green for a GPU back or recording resumed; every other kind grey."""
 CSS = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222;max-width:1100px}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -28,7 +29,10 @@ class WriterLock:
     def __init__(self, root: Path) -> None:
         """Take the lock of `root` or raise StoreLockedError naming the holder."""
         self.path = root / LOCK
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as err:
+            raise StoreError(f"cannot open {self.path}: {err.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -42,16 +46,22 @@ class WriterLock:
             raise
         self._fd: int | None = fd
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError as err:
+            # A full disk fails here first; the store could not be written either, so say so now.
+            self.release()
+            raise StoreError(f"cannot write {self.path}: {err.strerror}") from None
 
     def release(self) -> None:
         """Give the lock up (idempotent)."""
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):  # the holder note only feeds messages
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
 
 def describe_holder(path: Path) -> str:

@@ -60,6 +60,10 @@ class EventKind:
     ALERT_CLEARED = "alert_cleared"
     COLLECTOR_LATE = "collector_late"
     """The collector itself fell behind (a starved thread, a late tick): one event, not one per endpoint."""
+    RECORDING_STOPPED = "recording_stopped"
+    """The store refused a write (a full disk): frames are held in memory and retried."""
+    RECORDING_RESUMED = "recording_resumed"
+    """The store takes writes again; the detail says what was dropped meanwhile."""
 
 
 GPU = pa.schema(

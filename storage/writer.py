@@ -30,6 +30,7 @@ from storage.layout import (
     LiveManifest,
     Manifest,
     NotAStoreError,
+    StoreError,
     data_files,
     file_relpath,
     read_manifest,
@@ -110,6 +111,10 @@ class StoreWriter:
                 manifest = Manifest()
                 write_manifest(self.root, manifest)
             _remove_unlisted(self.root, manifest)
+        except OSError as err:
+            self._lock.release()
+            where = err.filename or self.root
+            raise StoreError(f"cannot write store {self.root}: {err.strerror} ({where})") from None
         except BaseException:
             self._lock.release()
             raise
@@ -140,7 +145,8 @@ class StoreWriter:
         manifest = self.live.current
         return WriterStatus(
             sealed_through_ms=manifest.sealed_through_ms,
-            pending_rows=sum(b.num_rows for batches in self._pending.values() for b in batches),
+            # Copies: the poller thread may be appending while a watcher asks.
+            pending_rows=sum(b.num_rows for batches in list(self._pending.values()) for b in list(batches)),
             dropped_rows=self._dropped,
             duplicate_rows=self._duplicates,
             last_error=self._error,
@@ -360,7 +366,10 @@ def _open_store(root: Path) -> WriterLock:
             )
     elif root.is_dir():
         read_manifest(root)  # a clear error for a foreign or newer store before touching its lock
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreError(f"cannot create store directory {root}: {err.strerror}") from None
     return WriterLock(root)
 
 

@@ -92,6 +92,8 @@ EVENT_TAGS: dict[str, str] = {
     EventKind.ALERT: "ALERT",
     EventKind.ALERT_CLEARED: "CLEARED",
     EventKind.COLLECTOR_LATE: "LATE",
+    EventKind.RECORDING_STOPPED: "REC STOP",
+    EventKind.RECORDING_RESUMED: "REC OK",
 }
 """The fixed-width tag each event kind gets in the log."""
 

@@ -33,7 +33,7 @@ def test_a_recording_seals_what_the_poller_hands_it(tmp_path: Path):
             frame = gpu_frame(1_700_000_000_000 + tick * 1000)
             head.append(frame)
             recording.sink(frame)
-        assert [type(s).__name__ for s in recording.sources] == ["HostSampler"]
+        assert [type(s).__name__ for s in recording.sources] == ["HostSampler", "RecordingWatch"]
     with StoreReader(tmp_path / "store") as reader:
         assert reader.sql("SELECT count(*) AS n FROM gpu").column("n")[0].as_py() == 20
     assert_no_duplicate_rows(tmp_path / "store", head)

@@ -16,6 +16,7 @@ import pytest
 from storage.layout import read_manifest
 from storage.reader import StoreReader
 from storage.writer import StoreWriter
+from tests.mounts import fill, tmpfs
 from tests.storage.synth import GPUS, T0, frame
 from tests.store_checks import assert_no_duplicate_rows
 
@@ -115,27 +116,11 @@ def test_reader_loop_sees_no_error_and_no_wrong_count_while_segments_seal_and_co
     assert hours_seen >= 2, "no compaction happened during the loop"
 
 
-def _fill(path: Path, leave: int) -> Path:
-    """Fill the filesystem of `path` until `leave` bytes are free; return the filler file."""
-    filler = path / "filler"
-    free = os.statvfs(path).f_bavail * os.statvfs(path).f_frsize
-    with open(filler, "wb") as fh:
-        fh.write(b"\0" * max(0, free - leave))
-    return filler
-
-
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A 4 MiB tmpfs (root only); skipped where mounting is not allowed."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here; test_full_disk_injected covers ENOSPC")
-    try:
+    with tmpfs(tmp_path / "mnt") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _run_full_disk(store: Path, make_full, make_room, caplog: pytest.LogCaptureFixture) -> None:
@@ -172,7 +157,7 @@ def test_full_disk_tmpfs(small_disk: Path, caplog: pytest.LogCaptureFixture) -> 
     filler: list[Path] = []
     _run_full_disk(
         store,
-        lambda: filler.append(_fill(small_disk, leave=4096)),
+        lambda: filler.append(fill(small_disk, leave=4096)),
         lambda: filler.pop().unlink(),
         caplog,
     )

@@ -285,4 +285,4 @@ def test_a_collector_late_event_reads_as_one_line_in_the_log():
     ev = EventView(1_700_000_003_000, EventKind.COLLECTOR_LATE, None, None, None, "rack-a", detail)
     assert ev.text.endswith(f" LATE      rack-a {detail}")  # the log names the source, as the events view
     assert event_cells(ev)[1:] == (" LATE", "rack-a", detail)
-    assert EventKind.COLLECTOR_LATE in FILTERS["endpoints"]
+    assert EventKind.COLLECTOR_LATE in FILTERS["collector"]

@@ -30,12 +30,22 @@ if TYPE_CHECKING:
 
 FILTERS: dict[str, frozenset[str] | None] = {
     "all": None,
-    "severe": frozenset({EventKind.XID, EventKind.GPU_LOST, EventKind.LINK_DOWN, EventKind.ALERT}),
+    "severe": frozenset(
+        {EventKind.XID, EventKind.GPU_LOST, EventKind.LINK_DOWN, EventKind.ALERT, EventKind.RECORDING_STOPPED}
+    ),
     "xid": frozenset({EventKind.XID}),
     "links": frozenset({EventKind.LINK_DOWN, EventKind.LINK_UP}),
     "alerts": frozenset({EventKind.ALERT, EventKind.ALERT_CLEARED}),
     "clocks": frozenset({EventKind.CLOCKS_EVENT}),
-    "endpoints": frozenset({EventKind.ENDPOINT_DOWN, EventKind.ENDPOINT_UP, EventKind.COLLECTOR_LATE}),
+    "collector": frozenset(
+        {
+            EventKind.ENDPOINT_DOWN,
+            EventKind.ENDPOINT_UP,
+            EventKind.COLLECTOR_LATE,
+            EventKind.RECORDING_STOPPED,
+            EventKind.RECORDING_RESUMED,
+        }
+    ),
 }
 """The kind filters, cycled with f."""
 MAX_ROWS = 1000

@@ -31,9 +31,11 @@ EVENT_MARKS: dict[str, str] = {
     EventKind.ENDPOINT_DOWN: "E",
     EventKind.ENDPOINT_UP: "E",
     EventKind.COLLECTOR_LATE: "l",
+    EventKind.RECORDING_STOPPED: "S",
+    EventKind.RECORDING_RESUMED: "s",
 }
 """The letter each event kind is marked with under the chart."""
-MARK_RANK = "XLDAERUcal"
+MARK_RANK = "XLDSAERUcals"
 """When several events share a column, the first of these wins (the most severe)."""
 
 
