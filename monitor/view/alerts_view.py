@@ -28,10 +28,14 @@ class ActiveAlert:
     link: int | None
     source: str | None
     detail: str | None
+    name: str | None = None
+    """A condition that is not an alert rule's (recording stopped) names itself."""
 
     @property
     def rule(self) -> str:
         """The rule's name ('temp_margin'), or 'alert <code>' for a code this build does not know."""
+        if self.name is not None:
+            return self.name
         try:
             return AlertRule(self.code).name.lower()
         except ValueError:
@@ -45,11 +49,17 @@ class ActiveAlert:
         )
         if self.link is not None:
             where += f" L{self.link}"
+        if self.name is not None:
+            return f"{self.name}: {self.detail or ''}".rstrip(": ")
         return f"{where} {self.rule}: {self.detail or ''}".rstrip(": ")
 
 
 class AlertTracker:
-    """Follows frames (oldest first) and keeps the alerts that are active at the newest one."""
+    """Follows frames (oldest first) and keeps the alerts that are active at the newest one.
+
+    A stopped recording counts as an alert until it resumes: the operator must see that history is
+    only in memory.
+    """
 
     def __init__(self) -> None:
         """No alerts, nothing seen."""
@@ -69,6 +79,14 @@ class AlertTracker:
                     fired += key not in self.active
                     self.active[key] = ActiveAlert(ev.ts_ms, ev.code, ev.gpu, ev.link, ev.source, ev.detail)
                 elif ev.kind == EventKind.ALERT_CLEARED:
+                    self.active.pop(key, None)
+                elif ev.kind == EventKind.RECORDING_STOPPED:
+                    # Not a rule's alert, but as urgent: history is being held in memory only.
+                    fired += key not in self.active
+                    self.active[key] = ActiveAlert(
+                        ev.ts_ms, None, None, None, ev.source, ev.detail, name="recording stopped"
+                    )
+                elif ev.kind == EventKind.RECORDING_RESUMED:
                     self.active.pop(key, None)
         return fired
 
