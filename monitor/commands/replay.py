@@ -30,7 +30,7 @@ class Opened:
 
 def bundle_subtitle(root: Path) -> str:
     """'export 2025-06-15T14:00:00Z to ...' for an export bundle, else the store's path."""
-    from monitor.export import EXPORT_FORMAT, EXPORT_MANIFEST
+    from monitor.bundle import EXPORT_FORMAT, EXPORT_MANIFEST
 
     try:
         doc = json.loads((root / EXPORT_MANIFEST).read_text())
