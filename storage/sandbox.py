@@ -60,7 +60,11 @@ class LockedConnection:
             "SET enable_external_access = false",  # after allowed_directories: DuckDB refuses it after
             "SET lock_configuration = true",  # last: no SET, RESET or PRAGMA changes any of the above
         ):
-            self.con.execute(setting)
+            try:
+                self.con.execute(setting)
+            except BaseException:
+                self.close()
+                raise
 
     def close(self) -> None:
         """Close the connection and remove the spill directory."""
