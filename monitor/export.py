@@ -17,52 +17,30 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
-from collectors.rack import (
-    COMPUTE_TRAYS,
-    GPUS,
-    GPUS_PER_TRAY,
-    LINK_MBPS,
-    LINKS_PER_GPU,
-    gpu_index,
-    gpu_label,
-    gpu_place,
-    physical_order,
+from collectors.rack import GPUS, GPUS_PER_TRAY, gpu_index
+from monitor.bundle import (
+    EXPORT_MANIFEST,
+    REPORT_HTML,
+    check_replaceable,
+    describe,
 )
 from monitor.timespec import Window, iso
-from storage.atomic import build_dir, fsync_file, write_bytes
+from storage.atomic import build_dir, write_bytes
 from storage.compactor import table_band_ms, table_layout, table_schema
 from storage.layout import FileEntry, Manifest, write_manifest
 from storage.reader import StoreReader, ts_literal
 from storage.rollups import ROLLED_UP, ROLLUP_STEPS, rollup_name
+from storage.sandbox import LockedConnection
 from storage.schemas import TABLES
 from storage.segments import banded_chunks, write_atomic
 
-EXPORT_MANIFEST = "EXPORT.json"
-EXPORT_FORMAT = "rack-monitor-export"
-EXPORT_VERSION = 1
-REPORT_HTML = "report.html"
 FORMATS = ("parquet", "csv", "json")
 CHUNK_ROWS = 2_000_000
 """Rows sorted in memory at once; a day of NVLink rows is written in GPU groups of about this size."""
 FORMULA_START = "=+-@\t\r"
 """A CSV cell starting with one of these is read as a formula by spreadsheets (CWE-1236)."""
-
-_UNIT_SUFFIXES = (
-    ("_mw", "mW"),
-    ("_mj", "mJ"),
-    ("_mib", "MiB"),
-    ("_kib", "KiB"),
-    ("_mhz", "MHz"),
-    ("_pct", "%"),
-    ("_q4", "ratio x 10000"),
-    ("_milli", "x 1/1000"),
-    ("_bytes", "bytes"),
-    ("_s", "s"),
-    ("_c", "degC"),
-)
 
 
 class EmptyWindowError(Exception):
@@ -126,49 +104,6 @@ def parse_tables(text: str) -> tuple[str, ...]:
             f"unknown table {', '.join(unknown) or repr(text)} in --tables; use {', '.join(TABLES)}"
         )
     return names
-
-
-def units_of(table: str) -> dict[str, str]:
-    """Column -> unit of a raw table, read off the schema's naming convention."""
-    units: dict[str, str] = {"ts": "UTC, ms"}
-    for f in TABLES[table]:
-        for suffix, unit in _UNIT_SUFFIXES:
-            if f.name.endswith(suffix):
-                units[f.name] = unit
-                break
-    if table == "nvlink":
-        units.update(rx_errors="count", symbol_errors="count", recovery="count", recovery_failed="count")
-    if table == "serving":
-        units.update(
-            prompt_tokens="tokens", generation_tokens="tokens", cached_tokens="tokens", requests_ok="requests"
-        )
-    if table == "serving_hist":
-        units.update(le="s", count="observations")
-    return units
-
-
-def topology() -> dict[str, object]:
-    """The rack's physical layout, for a bundle read where rack.py is not at hand."""
-    return {
-        "rack": "GB300 NVL72",
-        "compute_trays": COMPUTE_TRAYS,
-        "gpus_per_tray": GPUS_PER_TRAY,
-        "links_per_gpu": LINKS_PER_GPU,
-        "link_mbps_per_direction": LINK_MBPS,
-        "link_to_switch_chip": "link k of every GPU lands on switch chip k (switch tray k//2+1, chip k%2+1)",
-        "gpu_index": "(tray - 1) * 4 + (module - 1)",
-        "physical_order": [f"{u.kind} {u.number}" for u in physical_order()],
-        "gpus": [{"gpu": g, "label": gpu_label(g), "tray": gpu_place(g)[0]} for g in range(GPUS)],
-    }
-
-
-def _tool_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("rack-monitor")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 class _Cutter:
@@ -278,10 +213,12 @@ def _text_copy(root: Path, table: str, entries: Sequence[FileEntry], fmt: str) -
     files = ", ".join("'" + str(root / e.path).replace("'", "''") + "'" for e in entries)
     target = str(root / name).replace("'", "''")
     options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT json"
-    con = duckdb.connect()
+    # DuckDB's CSV and JSON writers stream (pyarrow has no JSON writer), so DuckDB writes the copy,
+    # on a connection of its own that can open nothing but this bundle: the private directory it is
+    # being built in, published whole by build_dir. StoreReader's connection never writes.
+    locked = LockedConnection([root])
+    con = locked.con
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET enable_progress_bar = false")
         if entries:
             source = f"read_parquet([{files}], hive_partitioning = false)"
             con.execute(f"COPY (SELECT {', '.join(cols)} FROM {source}) TO '{target}' ({options})")
@@ -289,8 +226,7 @@ def _text_copy(root: Path, table: str, entries: Sequence[FileEntry], fmt: str) -
             con.register("empty_rows", pa.table({f.name: pa.array([], f.type) for f in schema}))
             con.execute(f"COPY (SELECT {', '.join(cols)} FROM empty_rows) TO '{target}' ({options})")
     finally:
-        con.close()
-    fsync_file(root / name)
+        locked.close()
     return name
 
 
@@ -339,7 +275,6 @@ def export(
     chosen = tuple(tables) if tables else tuple(TABLES)
     written: dict[str, int] = {}
     with StoreReader(store) as reader:
-        reader.con.execute("SET preserve_insertion_order = true")  # cut() relies on it
         cutter = _Cutter(reader, window, gpus)
 
         def fill(root: Path) -> None:
@@ -365,41 +300,13 @@ def export(
                             window.since_ms,
                             window.until_ms - step_ms + 1,
                         )
-            lo = min(e.min_ts for e in entries)
             hi = max(e.max_ts for e in entries)
             write_manifest(root, Manifest(generation=1, sealed_through_ms=hi, files=entries))
             text_files = {}
             if fmt != "parquet":
                 for table in chosen:
                     text_files[table] = _text_copy(root, table, [e for e in entries if e.table == table], fmt)
-            doc = {
-                "format": EXPORT_FORMAT,
-                "version": EXPORT_VERSION,
-                "tool": {"name": "rack-monitor", "version": _tool_version()},
-                "created": iso(round(time.time() * 1000)),
-                "window": {
-                    "since": iso(window.since_ms),
-                    "until": iso(window.until_ms),
-                    "since_ms": window.since_ms,
-                    "until_ms": window.until_ms,
-                },
-                "data": {"first": iso(lo), "last": iso(hi), "first_ms": lo, "last_ms": hi},
-                "gpus": list(gpus) if gpus is not None else "all",
-                "source_store": str(store.resolve()),
-                "sources": _sources(reader, window),
-                "tables": {
-                    t: {
-                        "rows": written[t],
-                        "parquet": [e.path for e in entries if e.table == t],
-                        **({fmt: text_files[t]} if t in text_files else {}),
-                        "units": units_of(t),
-                    }
-                    for t in chosen
-                },
-                "rollups": sorted({e.table for e in entries if e.table not in TABLES}),
-                "topology": topology(),
-            }
-            write_bytes(root / EXPORT_MANIFEST, json.dumps(doc, indent=1).encode() + b"\n")
+            doc = describe(store, window, gpus, written, entries, text_files, fmt, _sources(reader, window))
             if with_report:
                 from monitor.report_html import render_report
 
@@ -408,8 +315,11 @@ def export(
                         bundle, Window(window.since_ms, window.until_ms), title=f"{store.name}"
                     )
                 write_bytes(root / REPORT_HTML, html.encode())
+            # Last, listing every file: `--force` later replaces only a directory holding no other.
+            doc["files"] = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+            write_bytes(root / EXPORT_MANIFEST, json.dumps(doc, indent=1).encode() + b"\n")
 
-        build_dir(out, force=force, fill=fill)
+        build_dir(out, force=force, fill=fill, like=store, replaceable=check_replaceable)
     files = [p for p in out.rglob("*") if p.is_file()]
     return ExportResult(
         out, written, len(files), sum(p.stat().st_size for p in files), time.perf_counter() - began

@@ -22,13 +22,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from storage.atomic import TMP_SUFFIX, is_temp_of, write_bytes
+
 FORMAT = "rack-monitor-store"
 FORMAT_VERSION = 1
 """Bumped when an older reader could misread a store; readers refuse newer versions."""
 MANIFEST = "MANIFEST.json"
 LOCK = "LOCK"
-TMP_SUFFIX = ".tmp"
-"""Files being written end in this, so nothing that reads `*.parquet` can pick them up."""
 
 LEVELS = ("seg", "part", "hour", "day")
 """seg: one flush; part: merged segs of the open hour; hour and day: compacted files."""
@@ -160,33 +160,18 @@ def is_empty_dir(root: Path) -> bool:
     return not root.exists() or (root.is_dir() and not any(root.iterdir()))
 
 
-def fsync_dir(path: Path) -> None:
-    """Persist a rename or a new entry in a directory (POSIX needs the directory itself synced)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `path` so that readers see the old or the new content, never a mix: tmp, fsync, rename."""
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+def manifest_temps(root: Path) -> list[Path]:
+    """Temp files of manifests a killed writer never renamed into place (safe to delete under the lock)."""
+    return [p for p in root.iterdir() if is_temp_of(p.name, MANIFEST) or p.name == MANIFEST + TMP_SUFFIX]
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
-    """Publish `manifest` atomically."""
-    atomic_write_bytes(root / MANIFEST, manifest.to_json())
+    """Publish `manifest` atomically: readers and a restarted writer see the old one or the new one whole.
+
+    Through storage.atomic (temp file, fsync, rename, fsync the directory); tests/mutations/run.py
+    checks that the kill -9 test fails if this is ever written in place.
+    """
+    write_bytes(root / MANIFEST, manifest.to_json())
 
 
 def day_of(ts_ms: int) -> str:

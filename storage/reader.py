@@ -1,9 +1,12 @@
 """StoreReader: an in-memory DuckDB over the manifest's files plus (optionally) the live head.
 
 No file lock is taken and nothing is written, so any number of readers (the TUI, export, snapshot
-jobs, `monitor query`) run beside the one writer. Views name only files listed in the manifest,
-which is swapped atomically and whose superseded files outlive a grace period, so a query sees
-every row once: never a partial file, never a compacted file together with its inputs.
+jobs, `monitor query`) run beside the one writer. The connection is locked (storage.sandbox): it
+opens files only inside the store, loads no extension, and no statement can change that.
+
+Views name only files listed in the manifest, which is swapped atomically and whose superseded
+files outlive a grace period, so a query sees every row once: never a partial file, never a
+compacted file together with its inputs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from storage.head import Head
 from storage.layout import MANIFEST, Manifest, read_manifest
 from storage.quantile import bucket_quantile
 from storage.rollups import ROLLED_UP, ROLLUP_STEPS, ROLLUP_TABLES, spec
+from storage.sandbox import LockedConnection, read_only_statement
 from storage.schemas import SORT_KEYS, TABLES
 
 VIEWS: tuple[str, ...] = (*TABLES, *ROLLUP_TABLES)
@@ -60,13 +64,8 @@ class StoreReader:
         self._manifest: Manifest = read_manifest(self.root)
         self._stamp: tuple[int, int, int] | None = self._manifest_stamp()
         self._head_version = -1
-        config: dict[str, Any] = {"threads": threads} if threads else {}
-        self.con = duckdb.connect(config=config)
-        self.con.execute("SET TimeZone = 'UTC'")
-        # DuckDB draws a progress bar on stdout for a query past 2 s (seen on a loaded machine): it
-        # would land inside `monitor report --format json` or `monitor query` output.
-        self.con.execute("SET enable_progress_bar = false")
-        self.con.execute("SET parquet_metadata_cache = true")
+        self._locked = LockedConnection([self.root], threads)
+        self.con = self._locked.con
         for name in VIEWS:
             schema = TABLES.get(name) or ROLLUP_TABLES[name]
             self.con.register(f"_empty_{name}", pa.table({f.name: pa.array([], f.type) for f in schema}))
@@ -74,7 +73,7 @@ class StoreReader:
 
     def close(self) -> None:
         """Close the DuckDB connection."""
-        self.con.close()
+        self._locked.close()
 
     def __enter__(self) -> StoreReader:
         """Use as a context manager; close() on exit."""
@@ -173,6 +172,10 @@ class StoreReader:
             if not self.refresh(force=True):
                 raise
             return self._run(query, params)
+
+    def query(self, text: str) -> pa.Table:
+        """Run SQL a user typed: exactly one read-only statement (storage.sandbox), else QueryRefused."""
+        return self.sql(read_only_statement(text))
 
     def _run(self, query: str, params: Sequence[Any] | None) -> pa.Table:
         rel = self.con.sql(query, params=params or None)

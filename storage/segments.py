@@ -15,7 +15,6 @@ sorting_columns (a row-group property) declare. Readers must not assume more tha
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -24,7 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from storage.layout import TMP_SUFFIX, FileEntry, fsync_dir
+from storage.atomic import atomic_file
+from storage.layout import FileEntry
 
 ROW_GROUP_ROWS = 131_072
 """DuckDB's guidance: ~100 k+ rows per row group; smaller groups let readers skip by gpu."""
@@ -126,33 +126,24 @@ def write_atomic(
     """
     final = root / relpath
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(final.name + TMP_SUFFIX)
     rows, lo, hi = 0, None, None
-    try:
-        with open(tmp, "wb") as fh:
-            writer = _writer(fh, schema, keys, counters)  # type: ignore[arg-type]
-            try:
-                for chunk in chunks:
-                    if not chunk.num_rows:
-                        continue
-                    # A chunk never shares a row group with the next one (bands stay apart), and its
-                    # groups are of even size rather than a full run plus a small remainder.
-                    groups = -(-chunk.num_rows // ROW_GROUP_ROWS)
-                    writer.write_table(chunk.cast(schema), row_group_size=-(-chunk.num_rows // groups))
-                    bounds = pc.min_max(chunk.column("ts"))
-                    cmin, cmax = bounds["min"].value, bounds["max"].value
-                    lo = cmin if lo is None or cmin < lo else lo
-                    hi = cmax if hi is None or cmax > hi else hi
-                    rows += chunk.num_rows
-            finally:
-                writer.close()
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(final.parent)
+    with atomic_file(final) as fh:
+        writer = _writer(fh, schema, keys, counters)  # type: ignore[arg-type]
+        try:
+            for chunk in chunks:
+                if not chunk.num_rows:
+                    continue
+                # A chunk never shares a row group with the next one (bands stay apart), and its
+                # groups are of even size rather than a full run plus a small remainder.
+                groups = -(-chunk.num_rows // ROW_GROUP_ROWS)
+                writer.write_table(chunk.cast(schema), row_group_size=-(-chunk.num_rows // groups))
+                bounds = pc.min_max(chunk.column("ts"))
+                cmin, cmax = bounds["min"].value, bounds["max"].value
+                lo = cmin if lo is None or cmin < lo else lo
+                hi = cmax if hi is None or cmax > hi else hi
+                rows += chunk.num_rows
+        finally:
+            writer.close()
     return FileEntry(
         table=table,
         path=relpath,

@@ -25,7 +25,6 @@ from storage.layout import (
     HOUR_MS,
     LOCK,
     MANIFEST,
-    TMP_SUFFIX,
     FileEntry,
     LiveManifest,
     Manifest,
@@ -33,6 +32,7 @@ from storage.layout import (
     StoreError,
     data_files,
     file_relpath,
+    manifest_temps,
     read_manifest,
     unique_name,
     write_manifest,
@@ -358,7 +358,8 @@ def _open_store(root: Path) -> WriterLock:
         raise NotAStoreError(f"{root} is not a rack-monitor store (it is a file)")
     if root.is_dir() and not (root / MANIFEST).exists():
         # Only a store's own lock or an interrupted first manifest may already be there.
-        others = [p.name for p in root.iterdir() if p.name not in (LOCK, MANIFEST + TMP_SUFFIX)]
+        temps = set(manifest_temps(root))
+        others = [p.name for p in root.iterdir() if p.name != LOCK and p not in temps]
         if others:
             raise NotAStoreError(
                 f"{root} is not a rack-monitor store (no {MANIFEST}, and it holds other files); "
@@ -382,6 +383,7 @@ def _remove_unlisted(root: Path, manifest: Manifest) -> None:
         if rel not in known:
             path.unlink(missing_ok=True)
             removed += 1
-    (root / (MANIFEST + TMP_SUFFIX)).unlink(missing_ok=True)
+    for temp in manifest_temps(root):
+        temp.unlink(missing_ok=True)
     if removed:
         log.info("store %s: removed %d unpublished files left by an interrupted writer", root, removed)

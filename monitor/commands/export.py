@@ -30,7 +30,9 @@ def command(
         None, "--tables", help="Tables to keep, e.g. gpu,events (default: all)."
     ),
     fmt: str = typer.Option("parquet", "--format", help="parquet, or csv/json for text copies beside it."),
-    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace OUT if it is a bundle an earlier export wrote (and nothing else)."
+    ),
     no_report: bool = typer.Option(False, "--no-report", help="Skip report.html."),
 ) -> None:
     """Cut a window of history into a bundle that DuckDB, `monitor query` and `monitor report` read."""

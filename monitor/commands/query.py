@@ -1,4 +1,7 @@
-"""`monitor query`: read-only SQL over a store's views (gpu, nvlink, serving, events, host, rollups)."""
+"""`monitor query`: one read-only SQL statement over a store's views (gpu, nvlink, serving, host, rollups).
+
+What it allows and refuses is in docs/query.md; the rules live in storage.sandbox.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ def command(
     store: StoreOption = None,
     fmt: str = typer.Option("table", "--format", help="table, csv or json."),
 ) -> None:
-    """Run read-only SQL over a store, while it is being written."""
+    """Run one read-only SQL statement over a store, while it is being written (see docs/query.md)."""
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     root = resolve_store(store)
@@ -33,21 +36,30 @@ def command(
 
     from storage.layout import StoreError
     from storage.reader import StoreReader
+    from storage.sandbox import QueryRefused
 
     try:
         reader = StoreReader(root)
     except StoreError as err:
         raise UserError(str(err)) from None
     try:
-        result = reader.sql(sql)
+        result = reader.query(sql)
+    except QueryRefused as err:
+        raise UserError(str(err)) from None
+    except duckdb.PermissionException as err:
+        raise UserError(f"query refused: {_first_line(err)} (monitor query reads only {root})") from None
     except duckdb.Error as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"query failed: {first}") from None
+        raise UserError(f"query failed: {_first_line(err)}") from None
     finally:
         reader.close()
     names = result.column_names
     rows = [tuple(r[n] for n in names) for r in result.to_pylist()]
     sys.stdout.write(render(names, rows, fmt))
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _cell(value: Any) -> str:

@@ -42,7 +42,7 @@ def stored_layout(reader: StoreReader) -> GpuLayout:
 
 def bundle_subtitle(root: Path) -> str:
     """'export 2025-06-15T14:00:00Z to ...' for an export bundle, else the store's path."""
-    from monitor.export import EXPORT_FORMAT, EXPORT_MANIFEST
+    from monitor.bundle import EXPORT_FORMAT, EXPORT_MANIFEST
 
     try:
         doc = json.loads((root / EXPORT_MANIFEST).read_text())

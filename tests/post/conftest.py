@@ -45,13 +45,21 @@ def thermal(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def monitor(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    cwd: Path = ROOT,
+    umask: int = -1,
 ) -> subprocess.CompletedProcess[str]:
-    """The real console entry point in a subprocess (so UserError handling and exit codes are real)."""
+    """The real console entry point in a subprocess (so UserError handling and exit codes are real).
+
+    `cwd` and `umask` (-1: this process's) are the child's.
+    """
     full_env = {**os.environ, "MONITOR_STORE": "", **(env or {})}
     return subprocess.run(
         [sys.executable, "-c", MONITOR, *args],
-        cwd=ROOT,
+        cwd=cwd,
+        umask=umask,
         capture_output=True,
         text=True,
         env=full_env,

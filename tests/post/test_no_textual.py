@@ -12,6 +12,7 @@ MODULES = (
     "monitor.commands.export",
     "monitor.commands.report",
     "monitor.commands.snapshot",
+    "monitor.bundle",
     "monitor.export",
     "monitor.report",
     "monitor.report_html",
@@ -19,6 +20,7 @@ MODULES = (
     "monitor.snapshot",
     "monitor.timespec",
     "storage.atomic",
+    "storage.sandbox",
 )
 
 

@@ -9,11 +9,13 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
-from storage.layout import read_manifest
+from storage.layout import Manifest, read_manifest
 from storage.reader import StoreReader
 from storage.writer import StoreWriter
 from tests.mounts import fill, tmpfs
@@ -26,12 +28,33 @@ STEP_MS = 10_000
 FLUSH_S = 60.0
 
 
-def start_child(store: Path, grace_s: float, max_ticks: int | None = None) -> subprocess.Popen[str]:
+SLOW_MANIFEST_S = 0.02
+"""Each manifest write stops halfway this long in the kill test's writer (a slow disk), so that many
+kills land inside one: the test then fails if the manifest is ever written in place."""
+READER_GRACE_S = 30.0
+"""Superseded files outlive a reader's round by far, even on a loaded machine."""
+
+
+def start_child(
+    store: Path,
+    grace_s: float,
+    max_ticks: int | None = None,
+    *,
+    slow_manifest: bool = False,
+    paced: bool = False,
+) -> subprocess.Popen[str]:
+    """Start tests/storage/writer_child.py; `paced`: it writes one tick per line on its stdin."""
     args = [sys.executable, "-m", "tests.storage.writer_child", str(store), str(STEP_MS), str(FLUSH_S)]
     args.append(str(grace_s))
     if max_ticks is not None:
         args.append(str(max_ticks))
-    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "WRITER_CHILD_PACED": "1" if paced else "0"}
+    if slow_manifest:
+        env["WRITER_CHILD_SLOW_MANIFEST_S"] = str(SLOW_MANIFEST_S)
+    stdin = subprocess.PIPE if paced else subprocess.DEVNULL
+    return subprocess.Popen(
+        args, cwd=ROOT, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
 
 def check_store(store: Path) -> tuple[int, int]:
@@ -59,7 +82,7 @@ def test_kill_9_at_random_moments_loses_at_most_one_flush_interval(tmp_path: Pat
     rng = random.Random(7)
     kills = 0
     for _ in range(22):
-        child = start_child(store, grace_s=0.5)
+        child = start_child(store, grace_s=0.5, slow_manifest=True)
         assert child.stdout is not None
         acked = None
         for _ in range(rng.randint(3, 500)):
@@ -67,6 +90,8 @@ def test_kill_9_at_random_moments_loses_at_most_one_flush_interval(tmp_path: Pat
             if not line:
                 pytest.fail(f"writer died on its own: {child.stderr.read() if child.stderr else ''}")
             acked = int(line)
+        # The writer runs on meanwhile; a random moment later it is often inside a (slow) manifest write.
+        time.sleep(rng.uniform(0, 0.1))
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         child.stdout.close()
@@ -85,18 +110,35 @@ def test_kill_9_at_random_moments_loses_at_most_one_flush_interval(tmp_path: Pat
         assert not list(store.rglob("*.tmp"))
 
 
+def gpu_rows_of(store: Path, manifest: Manifest) -> int:
+    """Rows of the gpu files `manifest` lists, read by plain DuckDB: no refresh, no retry."""
+    files = [str(store / f.path) for f in manifest.of("gpu")]
+    return duckdb.sql(f"SELECT count(*) FROM read_parquet({files!r})").fetchall()[0][0]
+
+
 def test_reader_loop_sees_no_error_and_no_wrong_count_while_segments_seal_and_compact(tmp_path: Path) -> None:
+    """Readers race the writer and its compactor, and a reader that loaded an older manifest can
+    still read every file it lists: superseded files outlive the grace period.
+
+    The writer is paced by the test (one round of ticks released per query, each round holding a
+    flush), so each query sees a newer manifest however loaded the machine is, and the precondition
+    below holds by construction; within a round the writer and the reader run at the same time.
+    """
     store = tmp_path / "store"
-    seed = start_child(store, grace_s=1.0, max_ticks=2)
+    seed = start_child(store, grace_s=READER_GRACE_S, max_ticks=2)
     seed.communicate(timeout=60)
-    child = start_child(store, grace_s=1.0)
-    assert child.stdout is not None
+    child = start_child(store, grace_s=READER_GRACE_S, paced=True)
+    assert child.stdin is not None and child.stdout is not None
+    ticks_per_round = int(FLUSH_S * 1000 // STEP_MS)  # one flush (and its compactions) per round
+    rounds = 2 * 3_600_000 // (ticks_per_round * STEP_MS) + 30  # two whole hours compacted, and then some
+    generations = set()
+    hours_seen = 0
     try:
-        child.stdout.readline()
         reader = StoreReader(store)
-        generations = set()
-        hours_seen = 0
-        for _ in range(1000):
+        older: tuple[Manifest, int] | None = None
+        for _ in range(rounds):
+            child.stdin.write("\n" * ticks_per_round)
+            child.stdin.flush()  # the writer seals and compacts these ticks while the reader queries
             row = reader.sql(
                 "SELECT count(*) AS n, count(DISTINCT ts) AS d, epoch_ms(min(ts)) AS lo,"
                 " epoch_ms(max(ts)) AS hi FROM gpu"
@@ -108,6 +150,13 @@ def test_reader_loop_sees_no_error_and_no_wrong_count_while_segments_seal_and_co
             assert row["lo"] == T0
             assert (row["hi"] - row["lo"]) // STEP_MS + 1 == row["d"]
             assert row["hi"] == manifest.sealed_through_ms
+            if older is not None:
+                # StoreReader retries once when a file vanished, so only a reader without that retry
+                # shows whether the files of the manifest it loaded a round ago are still there.
+                assert gpu_rows_of(store, older[0]) == older[1], "a listed file changed or vanished"
+            older = (manifest, row["n"])
+            for _ in range(ticks_per_round):
+                assert child.stdout.readline(), f"writer died: {child.stderr.read() if child.stderr else ''}"
         reader.close()
     finally:
         child.kill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from storage.frame import Frame, batch_from_columns
@@ -121,3 +122,22 @@ def test_a_slow_query_draws_no_progress_bar_into_the_output(tmp_path: Path) -> N
     with StoreReader(tmp_path) as reader:
         shown = reader.con.execute("SELECT current_setting('enable_progress_bar')").fetchone()
     assert shown == (False,)
+
+
+def test_the_readers_connection_opens_only_the_store_and_stays_locked(tmp_path: Path) -> None:
+    # report, export, replay and the TUI read through this connection: none of them can be talked
+    # into opening another file, loading an extension or unlocking it.
+    store = tmp_path / "store"
+    with StoreWriter(store, compaction="off") as writer:
+        writer.append(frame(0))
+        with StoreReader(store, head=writer.head) as reader:
+            (tmp_path / "outside.txt").write_text("not the store's\n")
+            with pytest.raises(duckdb.PermissionException):
+                reader.sql(f"SELECT * FROM read_text('{tmp_path / 'outside.txt'}')")
+            for setting in ("SET enable_external_access = true", "SET autoload_known_extensions = true"):
+                with pytest.raises(duckdb.InvalidInputException, match="locked"):
+                    reader.con.execute(setting)
+            with pytest.raises(duckdb.PermissionException):
+                reader.sql("LOAD httpfs")
+            writer.append(frame(1))  # the head's rows still register after the lock
+            assert reader.sql("SELECT count(*) AS n FROM gpu").to_pylist() == [{"n": 2 * GPUS}]

@@ -1,0 +1,187 @@
+"""Do the fault tests fail when their fault comes back? Apply each regression to a scratch copy and see.
+
+Usage:
+    .venv/bin/python tests/mutations/run.py              # every mutation
+    .venv/bin/python tests/mutations/run.py NAME ...     # some of them (names in the table)
+    .venv/bin/python tests/mutations/run.py --baseline   # also run each test on the unchanged copy
+
+Each mutation copies the repository (tracked and untracked, not ignored files) to a temp directory,
+replaces one snippet of source there, and runs the named test with that copy first on PYTHONPATH (the
+tests' subprocesses inherit it). The mutation is caught when the test fails. Not part of the normal
+test run: the two store fault tests take minutes. Exit status 0 when every mutation was caught.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One regression: in `path`, `old` (found exactly once) becomes `new`; `test` must then fail."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+    test: str
+    why: str
+
+
+MUTATIONS = (
+    Mutation(
+        "manifest-in-place",
+        "storage/layout.py",
+        "    write_bytes(root / MANIFEST, manifest.to_json())\n",
+        "    with open(root / MANIFEST, 'wb') as fh:\n"
+        "        fh.write(manifest.to_json())\n"
+        "        fh.flush()\n"
+        "        os.fsync(fh.fileno())\n",
+        "tests/storage/test_faults.py::test_kill_9_at_random_moments_loses_at_most_one_flush_interval",
+        "the manifest is written in place instead of temp-and-rename",
+    ),
+    Mutation(
+        "no-grace-period",
+        "storage/layout.py",
+        "            after = time.time() + grace_s\n",
+        "            after = time.time()\n",
+        "tests/storage/test_faults.py::"
+        "test_reader_loop_sees_no_error_and_no_wrong_count_while_segments_seal_and_compact",
+        "superseded files are deleted at the next purge, with no grace period",
+    ),
+    Mutation(
+        "query-any-statement",
+        "storage/sandbox.py",
+        "    kind = _single_kind(sql)\n",
+        "    return sql\n    kind = _single_kind(sql)\n",
+        "tests/cli/test_query_readonly.py",
+        "monitor query runs any statement (COPY, ATTACH, SET...)",
+    ),
+    Mutation(
+        "query-external-access",
+        "storage/sandbox.py",
+        '            "SET enable_external_access = false",',
+        "",
+        "tests/cli/test_query_readonly.py",
+        "DuckDB may open any file",
+    ),
+    Mutation(
+        "query-unlocked",
+        "storage/sandbox.py",
+        '            "SET lock_configuration = true",',
+        "",
+        "tests/storage/test_reader.py::test_the_readers_connection_opens_only_the_store_and_stays_locked",
+        "the configuration is not locked",
+    ),
+    Mutation(
+        "export-force-anything",
+        "monitor/export.py",
+        "replaceable=check_replaceable",
+        "replaceable=None",
+        "tests/post/test_export_force.py::test_force_refuses_anything_but_a_bundle_and_changes_nothing",
+        "--force replaces any directory",
+    ),
+    Mutation(
+        "export-dot",
+        "monitor/bundle.py",
+        'if out.name in ("", ".", "..") or Path.cwd().resolve().is_relative_to(where):',
+        "if False:",
+        "tests/post/test_export_force.py::"
+        "test_force_on_the_current_directory_is_refused_even_when_it_is_a_bundle",
+        "--force accepts the current directory",
+    ),
+    Mutation(
+        "export-modes-of-umask-only",
+        "monitor/export.py",
+        "like=store,",
+        "like=None,",
+        "tests/post/test_export_force.py::test_bundle_modes_follow_the_umask_and_never_exceed_the_stores",
+        "bundle modes ignore the store's own modes",
+    ),
+)
+
+
+def copy_repo(into: Path) -> None:
+    """The working tree's files (tracked, and untracked but not ignored) under `into`."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for rel in (os.fsdecode(r) for r in listed if r):
+        source = ROOT / rel
+        if source.is_file():
+            (into / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, into / rel)
+
+
+def run_test(copy: Path, test: str) -> tuple[str, float]:
+    """Run one pytest node id in `copy`; returns ('failed' | 'passed' | 'error rc=N', seconds)."""
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n0", "-x", "-q", "-p", "no:cacheprovider", test],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    seconds = time.monotonic() - began
+    outcome = {0: "passed", 1: "failed"}.get(done.returncode, f"error rc={done.returncode}")
+    if outcome.startswith("error"):
+        sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
+    return outcome, seconds
+
+
+def apply(copy: Path, mutation: Mutation) -> None:
+    path = copy / mutation.path
+    text = path.read_text()
+    found = text.count(mutation.old)
+    if found != 1:
+        raise SystemExit(
+            f"{mutation.name}: the snippet occurs {found} times in {mutation.path}; update MUTATIONS"
+        )
+    path.write_text(text.replace(mutation.old, mutation.new))
+
+
+def main(argv: list[str]) -> int:
+    """Run the mutations named in argv (all by default) and print a table; 0 if every one was caught."""
+    baseline = "--baseline" in argv
+    names = [a for a in argv if not a.startswith("--")]
+    unknown = set(names) - {m.name for m in MUTATIONS}
+    if unknown:
+        raise SystemExit(
+            f"unknown mutation {', '.join(sorted(unknown))}; known: {', '.join(m.name for m in MUTATIONS)}"
+        )
+    chosen = [m for m in MUTATIONS if not names or m.name in names]
+    rows = []
+    for mutation in chosen:
+        with tempfile.TemporaryDirectory(prefix="rack-monitor-mutation-") as scratch:
+            copy = Path(scratch)
+            copy_repo(copy)
+            clean = run_test(copy, mutation.test)[0] if baseline else "-"
+            apply(copy, mutation)
+            outcome, seconds = run_test(copy, mutation.test)
+        caught = outcome == "failed" and clean in ("passed", "-")
+        rows.append((mutation.name, clean, outcome, f"{seconds:.0f} s", "caught" if caught else "NOT CAUGHT"))
+        print(f"{mutation.name}: {mutation.why} -> test {outcome}", file=sys.stderr, flush=True)
+    header = ("mutation", "unmutated", "mutated", "time", "verdict")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0 if all(r[-1] == "caught" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
