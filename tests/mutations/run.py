@@ -107,6 +107,30 @@ MUTATIONS = (
         "tests/post/test_export_force.py::test_bundle_modes_follow_the_umask_and_never_exceed_the_stores",
         "bundle modes ignore the store's own modes",
     ),
+    Mutation(
+        "lock-fd-leak",
+        "storage/lock.py",
+        "            self.release()\n            raise StoreError",
+        "            raise StoreError",
+        "tests/cli/test_startup_failures.py::test_a_full_disk_leaves_no_descriptor_and_no_lock_open",
+        "a lock that cannot write its holder note keeps its descriptor (and the flock) open",
+    ),
+    Mutation(
+        "sources-leak-on-failed-recording",
+        "monitor/live.py",
+        "            for source in sources:\n                source.close()\n",
+        "",
+        "tests/cli/test_startup_failures.py::test_full_disk_at_start_is_one_line",
+        "a recording that cannot start leaves the scrape's aiohttp session open ('Unclosed client session')",
+    ),
+    Mutation(
+        "recording-stop-not-an-alert",
+        "monitor/view/alerts_view.py",
+        "elif ev.kind == EventKind.RECORDING_STOPPED:",
+        "elif ev.kind == 'never':",
+        "tests/cli/test_recording_alert.py",
+        "a stopped recording is only an event line, not on the alert bar",
+    ),
 )
 
 
