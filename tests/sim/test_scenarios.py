@@ -26,7 +26,15 @@ def tokens_per_s(rack: SimRack, instances: list[int], seconds: float) -> float:
 
 
 def test_registry_names_and_descriptions():
-    assert set(SCENARIOS) == {"steady", "thermal", "nvlink-flap", "gpu-lost", "straggler", "endpoint-down"}
+    assert set(SCENARIOS) == {
+        "steady",
+        "thermal",
+        "nvlink-flap",
+        "gpu-lost",
+        "straggler",
+        "endpoint-down",
+        "restart",
+    }
     assert all(cls.description for cls in SCENARIOS.values())
     with pytest.raises(ValueError, match="unknown scenario 'nope'; choose one of: steady"):
         SimRack(scenario="nope", clock=SimClock(T0))
