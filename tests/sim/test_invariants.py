@@ -48,9 +48,10 @@ def snapshot(rack: SimRack) -> list[tuple]:
     return rows
 
 
-def test_state_depends_on_time_not_on_polling():
-    a = SimRack(seed=3, scenario="thermal", clock=SimClock(T0), fault_at=10)
-    b = SimRack(seed=3, scenario="thermal", clock=SimClock(T0), fault_at=10)
+@pytest.mark.parametrize("scenario", ["thermal", "restart"])  # restart: counters zeroed mid-run
+def test_state_depends_on_time_not_on_polling(scenario: str):
+    a = SimRack(seed=3, scenario=scenario, clock=SimClock(T0), fault_at=10)
+    b = SimRack(seed=3, scenario=scenario, clock=SimClock(T0), fault_at=10)
     tray = b.trays[0]
     tray.nvmlInit()
     h = tray.nvmlDeviceGetHandleByIndex(0)
