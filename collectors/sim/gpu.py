@@ -260,28 +260,14 @@ class GpuSim:
         if self.lost:
             return
         noise = (rng.random() - 0.5) * 0.02
-        clock = self.cap
-        reasons = self.reasons
         if load <= 0.0:
-            reasons |= GPU_IDLE
+            reasons = self.reasons | GPU_IDLE
             target = self.idle_w
             self.sm_mhz = IDLE_SM_MHZ
             self.util_gpu = 0
             self.util_mem = 0
         else:
-            limit_w = POWER_LIMIT_MW / 1000.0
-            demand = load * (1.0 + PREFILL_POWER_GAIN * (mix - TYPICAL_PREFILL_SHARE))
-            target = self._power_target(demand, clock)
-            if target > limit_w:
-                dyn = (self.busy_w - self.idle_w) * demand
-                clock = ((limit_w - self.idle_w) / dyn) ** (2.0 / 3.0)
-                target = limit_w
-                reasons |= SW_POWER_CAP
-            self.sm_mhz = snap_sm_clock(MAX_SM_MHZ * clock)
-            busy = load * (1.0 - DECODE_GAP * (1.0 - mix)) * (1.0 + noise * 1.5)
-            self.util_gpu = max(1, min(100, round(100 * busy)))
-            # Decode streams weights and KV cache from HBM; prefill reuses what it loads.
-            self.util_mem = round(self.util_gpu * (0.45 + 0.3 * (1.0 - mix) + 0.1 * clock))
+            target, reasons = self._run(load, mix, noise)
         self.reasons = reasons
         alphas = _alphas.get(dt)
         if alphas is None:
@@ -309,6 +295,25 @@ class GpuSim:
                 links.symbol_errors[link] += 1 + int(r * 1000) % 3
         elif r > 0.9999:
             self.ecc_corrected += 1
+
+    def _run(self, load: float, mix: float, noise: float) -> tuple[float, int]:
+        """Clocks and utilisation of a loaded step; returns its power target (W) and its reason bits."""
+        clock = self.cap
+        reasons = self.reasons
+        limit_w = POWER_LIMIT_MW / 1000.0
+        demand = load * (1.0 + PREFILL_POWER_GAIN * (mix - TYPICAL_PREFILL_SHARE))
+        target = self._power_target(demand, clock)
+        if target > limit_w:
+            dyn = (self.busy_w - self.idle_w) * demand
+            clock = ((limit_w - self.idle_w) / dyn) ** (2.0 / 3.0)
+            target = limit_w
+            reasons |= SW_POWER_CAP
+        self.sm_mhz = snap_sm_clock(MAX_SM_MHZ * clock)
+        busy = load * (1.0 - DECODE_GAP * (1.0 - mix)) * (1.0 + noise * 1.5)
+        self.util_gpu = max(1, min(100, round(100 * busy)))
+        # Decode streams weights and KV cache from HBM; prefill reuses what it loads.
+        self.util_mem = round(self.util_gpu * (0.45 + 0.3 * (1.0 - mix) + 0.1 * clock))
+        return target, reasons
 
     def reload_driver(self) -> None:
         """A driver reload: what NVML counts since the driver loaded starts again from 0.
