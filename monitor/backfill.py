@@ -34,10 +34,18 @@ class SimFrames:
         fast: read the rack through the fast path (SimRackFrames: ~10x cheaper a tick, serving rows
             included) instead of the exact driver path (one NvmlCollector per SimTray, as a live
             rack is read; no serving rows). tests/sim/test_fast_frames.py holds the two equal.
+        fault_at: seconds after start_s at which the scenario's fault begins.
     """
 
     def __init__(
-        self, seed: int, scenario: str, start_s: float, interval_s: float = 1.0, *, fast: bool = False
+        self,
+        seed: int,
+        scenario: str,
+        start_s: float,
+        interval_s: float = 1.0,
+        *,
+        fast: bool = False,
+        fault_at: float = 60.0,
     ) -> None:
         """Build the sim rack and its sources: the fast one, or one NVML collector per tray."""
         from collectors.clock import SimClock
@@ -46,7 +54,7 @@ class SimFrames:
 
         self.clock = SimClock(start_s)
         self.interval_s = interval_s
-        self.rack = SimRack(seed, scenario, self.clock, start=start_s)
+        self.rack = SimRack(seed, scenario, self.clock, start=start_s, fault_at=fault_at)
         self.sources: list[Source]
         if fast:
             from collectors.sim.frames import SimRackFrames

@@ -77,10 +77,22 @@ def _plain(read: Callable[[GpuSim], int]) -> Reader:
 
 
 FIELDS: dict[int, tuple[int, Reader]] = {
-    pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL: (ULL, _plain(lambda g: g.ecc_corrected)),
-    pynvml.NVML_FI_DEV_ECC_DBE_VOL_TOTAL: (ULL, _plain(lambda g: g.ecc_uncorrected)),
-    pynvml.NVML_FI_DEV_ECC_SBE_AGG_TOTAL: (ULL, _plain(lambda g: g.ecc_aggregate_base + g.ecc_corrected)),
-    pynvml.NVML_FI_DEV_ECC_DBE_AGG_TOTAL: (ULL, _plain(lambda g: g.ecc_uncorrected)),
+    pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL: (
+        ULL,
+        _plain(lambda g: g.ecc_count(uncorrected=False, aggregate=False)),
+    ),
+    pynvml.NVML_FI_DEV_ECC_DBE_VOL_TOTAL: (
+        ULL,
+        _plain(lambda g: g.ecc_count(uncorrected=True, aggregate=False)),
+    ),
+    pynvml.NVML_FI_DEV_ECC_SBE_AGG_TOTAL: (
+        ULL,
+        _plain(lambda g: g.ecc_count(uncorrected=False, aggregate=True)),
+    ),
+    pynvml.NVML_FI_DEV_ECC_DBE_AGG_TOTAL: (
+        ULL,
+        _plain(lambda g: g.ecc_count(uncorrected=True, aggregate=True)),
+    ),
     pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP: (ULL, _plain(lambda g: g.throttle_ns[SW_POWER_CAP])),
     pynvml.NVML_FI_DEV_MEMORY_TEMP: (UINT, _plain(lambda g: g.mem_temp)),
     pynvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION: (ULL, _plain(lambda g: int(g.energy_mj))),

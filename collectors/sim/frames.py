@@ -18,7 +18,7 @@ import pynvml
 
 from collectors.mappings.serving import ENGINES, EngineSpec
 from collectors.nvml_errors import code_name
-from collectors.nvml_fields import NVLINK_STATE_ACTIVE, xid_detail
+from collectors.nvml_fields import NVLINK_STATE_ACTIVE, links_total, xid_detail
 from collectors.nvml_rows import EventRows, safe_batch
 from collectors.rack import GPUS_PER_TRAY, LINKS_PER_GPU, gpu_index
 from collectors.sim.gpu import MEM_MHZ, MEM_RESERVED_MIB, MEM_TOTAL_MIB, MODULE_BY_DEVICE, POWER_LIMIT_MW
@@ -378,9 +378,11 @@ def _serving_row(inst: Instance, spec: EngineSpec) -> dict[str, Any]:
     }
 
 
-def _nvlink_totals(links: LinkSet, link_tx: list[int], link_rx: list[int]) -> tuple[int, int]:
-    """The gpu row's all-link counters as the NVML collector stores them: the driver's total, or the
-    sum of the links where the total field answers 0 or NOT_SUPPORTED (collectors.nvml_fields)."""
+def _nvlink_totals(links: LinkSet, link_tx: list[int], link_rx: list[int]) -> tuple[int | None, int | None]:
+    """The gpu row's all-link counters as the NVML collector stores them: what the driver answers for
+    the total (0 in "zero" mode, nothing where NOT_SUPPORTED) through the collector's own links_total."""
     if links.total_mode == "ok":
-        return int(links.read_tx()), int(links.read_rx())
-    return sum(link_tx), sum(link_rx)
+        total_tx, total_rx = int(links.read_tx()), int(links.read_rx())
+        return links_total(total_tx, link_tx), links_total(total_rx, link_rx)
+    answer = 0 if links.total_mode == "zero" else None
+    return links_total(answer, link_tx), links_total(answer, link_rx)

@@ -1,4 +1,9 @@
-"""One simulated GB300 GPU: identity (calibrated on qx-gb300.xml) and physics, stepped once a second."""
+"""One simulated GB300 GPU: identity (calibrated on qx-gb300.xml) and physics, stepped once a second.
+
+Readings are as noisy as NVML's (docs/hardware-checks.md, "Simulator calibration"): integer degrees that
+flicker under load, utilisation that moves with the batch mix, a 1-s average power with meter noise, and
+counters that a driver reload (reload_driver) sets back to 0.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +41,21 @@ GRACE_W = 132.0
 
 POWER_TAU_S = 1.5
 TEMP_TAU_S = 40.0
+DIE_SHARE = 0.4
+"""Share of the thermal resistance between the die and the slow (cold plate) node. The die follows
+power within a second, so a reading moves by DIE_SHARE * r_th per watt away from the slow average."""
+SENSOR_NOISE_C = 0.1
+"""Standard deviation of the temperature sensor's own noise, C (the idle floor of the flicker)."""
+HOTSPOT_JITTER_C = 0.2
+"""Extra standard deviation at full load, C: sub-second power bursts the 1-s power average hides."""
+TYPICAL_PREFILL_SHARE = 0.25
+"""Share of a serving GPU's busy time spent in prefill (compute-bound) at the workload's average mix."""
+PREFILL_POWER_GAIN = 0.6
+"""Dynamic power rises by this fraction per unit of prefill share above the typical mix: prefill keeps
+the tensor cores busy, decode waits on HBM."""
+DECODE_GAP = 0.08
+"""Share of a decode-bound sample period with no kernel running (host-side scheduling between decode
+iterations): why a GPU serving at capacity reads ~88-97 % busy, not 100 %."""
 _alphas: dict[float, tuple[float, float]] = {}
 """dt -> (power, temperature) first-order smoothing factors; dt is fixed, so computed once."""
 
@@ -130,16 +150,20 @@ class GpuSim:
         "cap",
         "coolant_c",
         "coolant_extra_c",
-        "ecc_aggregate_base",
         "ecc_corrected",
+        "ecc_corrected_before",
         "ecc_uncorrected",
+        "ecc_uncorrected_before",
+        "energy_before_mj",
         "energy_mj",
         "id",
         "idle_w",
+        "jitter_c",
         "links",
         "lost",
         "mem_offset_c",
         "mem_used_mib",
+        "power_slow_w",
         "power_w",
         "r_th",
         "reasons",
@@ -162,7 +186,11 @@ class GpuSim:
         uptime_s = 86_400.0 * (1.0 + 6.0 * rng.random())
         self.energy_mj = uptime_s * 600.0 * 1000.0
         self.links = LinkSet(rng, base_kib=uptime_s * 2_000_000.0)
-        self.ecc_aggregate_base = rng.choice((0, 0, 0, 1, 2))
+        self.energy_before_mj = 0.0
+        """Energy used before the last driver reload (ground truth; NVML's counter lost it)."""
+        self.ecc_corrected_before = rng.choice((0, 0, 0, 1, 2))
+        """Corrected ECC errors before the current driver load: in the aggregate count, not the volatile."""
+        self.ecc_uncorrected_before = 0
         self.ecc_corrected = 0
         self.ecc_uncorrected = 0
         self.throttle_ns = {SW_POWER_CAP: 0, SW_THERMAL: 0, HW_THERMAL: 0, HW_POWER_BRAKE: 0}
@@ -171,8 +199,9 @@ class GpuSim:
         self.lost = False
         self._hw_slow = False
         self.cap = 1.0
-        self.power_w = self.idle_w
+        self.power_w = self.power_slow_w = self.idle_w
         self.temp_c = self.coolant_c + self.r_th * self.idle_w
+        self.jitter_c = 0.0
         self.sm_mhz = IDLE_SM_MHZ
         self.reasons = GPU_IDLE
         self.util_gpu = 0
@@ -188,7 +217,7 @@ class GpuSim:
         """Jump to the equilibrium of a steady `load`, so a fresh rack starts warm, not cold."""
         self.mem_used_mib = mem_used_mib
         target = self._power_target(load, 1.0)
-        self.power_w = target
+        self.power_w = self.power_slow_w = target
         self.temp_c = self.coolant_c + self.r_th * target
 
     def update_cap(self) -> float:
@@ -220,35 +249,25 @@ class GpuSim:
         # Dynamic power grows faster than linearly with clock (voltage rises with frequency).
         return self.idle_w + (self.busy_w - self.idle_w) * load * clock**1.5
 
-    def step(self, dt: float, load: float, traffic_kib_s: float, rng: random.Random) -> None:
-        """Advance `dt` seconds at `load` (0..1 of this GPU's capacity) carrying `traffic_kib_s` on NVLink.
+    def step(self, dt: float, load: float, traffic_kib_s: float, mix: float, rng: random.Random) -> None:
+        """Advance `dt` seconds at `load` (0..1 of this GPU's capacity) carrying `traffic_kib_s` on NVLink,
+        with `mix` of its busy time in prefill (the batch composition of this step).
 
         Call update_cap() first: it sets the clock ceiling and the slowdown reasons this step runs under.
+        Every random draw is made here, once per step, so readings depend on time, never on polling.
         """
         self.links.begin_step()
         if self.lost:
             return
         noise = (rng.random() - 0.5) * 0.02
-        clock = self.cap
-        reasons = self.reasons
         if load <= 0.0:
-            reasons |= GPU_IDLE
+            reasons = self.reasons | GPU_IDLE
             target = self.idle_w
             self.sm_mhz = IDLE_SM_MHZ
             self.util_gpu = 0
             self.util_mem = 0
         else:
-            limit_w = POWER_LIMIT_MW / 1000.0
-            target = self._power_target(load, clock)
-            if target > limit_w:
-                dyn = (self.busy_w - self.idle_w) * load
-                clock = ((limit_w - self.idle_w) / dyn) ** (2.0 / 3.0)
-                target = limit_w
-                reasons |= SW_POWER_CAP
-            self.sm_mhz = snap_sm_clock(MAX_SM_MHZ * clock)
-            busy = min(1.0, load * (0.985 + noise * 1.5))
-            self.util_gpu = max(1, round(100 * busy))
-            self.util_mem = round(self.util_gpu * (0.62 + 0.1 * clock))
+            target, reasons = self._run(load, mix, noise)
         self.reasons = reasons
         alphas = _alphas.get(dt)
         if alphas is None:
@@ -256,8 +275,10 @@ class GpuSim:
         alpha_p, alpha_t = alphas
         power = self.power_w + (target - self.power_w) * alpha_p
         self.power_w = min(POWER_LIMIT_MW / 1000.0, max(self.idle_w * 0.98, power * (1.0 + noise)))
+        self.power_slow_w += (self.power_w - self.power_slow_w) * alpha_t
         ambient = self.coolant_c + self.coolant_extra_c
         self.temp_c += (ambient + self.r_th * self.power_w - self.temp_c) * alpha_t
+        self.jitter_c = rng.gauss(0.0, SENSOR_NOISE_C + HOTSPOT_JITTER_C * min(load, 1.0))
         self.energy_mj += self.power_w * dt * 1000.0
         if reasons & _COUNTED:
             for bit in self.throttle_ns:
@@ -275,25 +296,78 @@ class GpuSim:
         elif r > 0.9999:
             self.ecc_corrected += 1
 
+    def _run(self, load: float, mix: float, noise: float) -> tuple[float, int]:
+        """Clocks and utilisation of a loaded step; returns its power target (W) and its reason bits."""
+        clock = self.cap
+        reasons = self.reasons
+        limit_w = POWER_LIMIT_MW / 1000.0
+        demand = load * (1.0 + PREFILL_POWER_GAIN * (mix - TYPICAL_PREFILL_SHARE))
+        target = self._power_target(demand, clock)
+        if target > limit_w:
+            dyn = (self.busy_w - self.idle_w) * demand
+            clock = ((limit_w - self.idle_w) / dyn) ** (2.0 / 3.0)
+            target = limit_w
+            reasons |= SW_POWER_CAP
+        self.sm_mhz = snap_sm_clock(MAX_SM_MHZ * clock)
+        busy = load * (1.0 - DECODE_GAP * (1.0 - mix)) * (1.0 + noise * 1.5)
+        self.util_gpu = max(1, min(100, round(100 * busy)))
+        # Decode streams weights and KV cache from HBM; prefill reuses what it loads.
+        self.util_mem = round(self.util_gpu * (0.45 + 0.3 * (1.0 - mix) + 0.1 * clock))
+        return target, reasons
+
+    def reload_driver(self) -> None:
+        """A driver reload: what NVML counts since the driver loaded starts again from 0.
+
+        Energy (nvmlDeviceGetTotalEnergyConsumption: "since the driver was last reloaded"), volatile ECC
+        counts ("reset each time the driver loads"; the aggregate counts keep them), the clock-event
+        time counters and every NVLink counter. The energy used and the traffic carried before stay in
+        the ground truth (energy_used_mj, LinkSet.carried_kib).
+        """
+        self.energy_before_mj += self.energy_mj
+        self.energy_mj = 0.0
+        self.ecc_corrected_before += self.ecc_corrected
+        self.ecc_uncorrected_before += self.ecc_uncorrected
+        self.ecc_corrected = self.ecc_uncorrected = 0
+        self.throttle_ns = dict.fromkeys(self.throttle_ns, 0)
+        self.links.reload()
+
+    @property
+    def energy_used_mj(self) -> float:
+        """Ground truth: energy used since the simulation started, driver reloads or not."""
+        return self.energy_before_mj + self.energy_mj
+
+    def ecc_count(self, *, uncorrected: bool, aggregate: bool) -> int:
+        """nvmlDeviceGetTotalEccErrors: volatile (since the driver loaded) or aggregate (lifetime) counts."""
+        volatile = self.ecc_uncorrected if uncorrected else self.ecc_corrected
+        if not aggregate:
+            return volatile
+        return volatile + (self.ecc_uncorrected_before if uncorrected else self.ecc_corrected_before)
+
     @property
     def power_mw(self) -> int:
         """Power draw as nvmlDeviceGetPowerUsage reports it (1-s average, mW)."""
         return round(self.power_w * 1000)
 
     @property
+    def die_c(self) -> float:
+        """What the GPU's sensor measures this step, C: the slow temperature, plus the die's fast swing
+        with power away from its slow average, plus sensor and hot-spot jitter."""
+        return self.temp_c + DIE_SHARE * self.r_th * (self.power_w - self.power_slow_w) + self.jitter_c
+
+    @property
     def temp(self) -> int:
-        """GPU temperature, whole C."""
-        return round(self.temp_c)
+        """GPU temperature as NVML reports it: whole C, so it flickers by 1 C under load."""
+        return round(self.die_c)
 
     @property
     def mem_temp(self) -> int:
         """HBM temperature (field 82), whole C."""
-        return round(self.temp_c + self.mem_offset_c)
+        return round(self.die_c + self.mem_offset_c)
 
     @property
     def margin(self) -> int:
-        """nvmlDeviceGetMarginTemperature, whole C."""
-        return math.floor(self.margin_c)
+        """nvmlDeviceGetMarginTemperature, whole C, from the same sensor reading as `temp`."""
+        return math.floor(T_LIMIT_C - self.die_c)
 
     @property
     def video_mhz(self) -> int:

@@ -5,12 +5,29 @@ from __future__ import annotations
 import random
 from typing import Literal
 
-from collectors.rack import LINK_MBPS, LINKS_PER_GPU
+from collectors.rack import COMPUTE_TRAYS, LINK_MBPS, LINKS_PER_GPU
 
 NvlinkTotal = Literal["ok", "zero", "not-supported"]
-NVLINK_TOTAL_MODES: tuple[NvlinkTotal, ...] = ("ok", "zero", "not-supported")
-"""How the all-links throughput fields answer: the sum of the links, 0, or NVML_ERROR_NOT_SUPPORTED
+"""How one GPU's all-links throughput fields answer: the sum of the links, 0, or NVML_ERROR_NOT_SUPPORTED
 (NVIDIA's own mock NVML answers the last two while its per-link counters move)."""
+RackNvlinkTotal = Literal["mixed", "ok", "zero", "not-supported"]
+"""A rack's choice: one NvlinkTotal for every tray, or "mixed": some trays NOT_SUPPORTED, the rest ok."""
+NVLINK_TOTAL_MODES: tuple[RackNvlinkTotal, ...] = ("mixed", "ok", "zero", "not-supported")
+MIXED_UNSUPPORTED_TRAYS = 6
+"""Trays of a "mixed" rack whose all-link total answers NOT_SUPPORTED (a third: both paths in every run)."""
+
+
+def total_modes_by_tray(
+    mode: RackNvlinkTotal, seed: int, trays: int = COMPUTE_TRAYS
+) -> dict[int, NvlinkTotal]:
+    """Compute tray 1..trays -> how its GPUs answer the all-links total; "mixed" picks trays by seed."""
+    if mode != "mixed":
+        return dict.fromkeys(range(1, trays + 1), mode)
+    unsupported = set(
+        random.Random(f"nvlink-total-{seed}").sample(range(1, trays + 1), MIXED_UNSUPPORTED_TRAYS)
+    )
+    return {t: "not-supported" if t in unsupported else "ok" for t in range(1, trays + 1)}
+
 
 LINK_KIB_S_MAX = LINK_MBPS * 1_000_000 / 1024
 """The per-link, per-direction ceiling (53,125 MB/s) in KiB/s, the unit of NVML's throughput fields."""
@@ -41,6 +58,8 @@ class LinkSet:
         "_mark_tx",
         "_prev_rx",
         "_prev_tx",
+        "_reloaded_rx",
+        "_reloaded_tx",
         "_shares",
         "_weights",
         "active",
@@ -68,6 +87,7 @@ class LinkSet:
         self._mark_rx = self.rx_kib
         self._prev_tx = self.tx_kib
         self._prev_rx = self.rx_kib
+        self._reloaded_tx = self._reloaded_rx = 0.0
         self.phase = 0.0
         self.total_mode: NvlinkTotal = "ok"
         self.symbol_errors = [0] * LINKS_PER_GPU
@@ -127,6 +147,31 @@ class LinkSet:
     def read_link_rx(self, link: int) -> float:
         """DATA KiB received on `link`, as a read at `phase` sees it."""
         return self._base_rx[link] + self._shares[link] * (self.read_rx() - self._mark_rx)
+
+    def carried_kib(self) -> float:
+        """Ground truth: DATA KiB carried, sent plus received, as a read now sees it, counting what the
+        counters carried before a driver reload set them back to 0."""
+        return self._reloaded_tx + self._reloaded_rx + self.read_tx() + self.read_rx()
+
+    def reload(self) -> None:
+        """A driver reload: every throughput and error counter of every link starts again from 0.
+
+        Call it between steps or at the start of one (before begin_step): reads after it count from 0.
+        """
+        self._reloaded_tx += self.tx_kib
+        self._reloaded_rx += self.rx_kib
+        self.tx_kib = self.rx_kib = 0.0
+        self._prev_tx = self._prev_rx = self._mark_tx = self._mark_rx = 0.0
+        self._base_tx = [0.0] * LINKS_PER_GPU
+        self._base_rx = [0.0] * LINKS_PER_GPU
+        for counters in (
+            self.symbol_errors,
+            self.rcv_errors,
+            self.recovery,
+            self.recovery_ok,
+            self.recovery_failed,
+        ):
+            counters[:] = [0] * LINKS_PER_GPU
 
     def set_active(self, link: int, up: bool) -> None:
         """Bring a link down or up; its traffic share moves to (or back from) the other links."""

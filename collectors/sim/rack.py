@@ -13,7 +13,7 @@ import pynvml
 from collectors.clock import Clock, WallClock
 from collectors.rack import COMPUTE_TRAYS
 from collectors.sim.gpu import GpuSim, make_identities
-from collectors.sim.nvlink import NVLINK_TOTAL_MODES, NvlinkTotal
+from collectors.sim.nvlink import NVLINK_TOTAL_MODES, RackNvlinkTotal, total_modes_by_tray
 from collectors.sim.scenarios import XID_FALLEN_OFF_BUS, XID_NVLINK, Scenario, make_scenario
 from collectors.sim.tray import SimTray
 from collectors.sim.workload import Workload
@@ -57,7 +57,7 @@ class SimRack:
         fault_at: float = 60.0,
         step_s: float = 1.0,
         start: float | None = None,
-        nvlink_total: NvlinkTotal = "ok",
+        nvlink_total: RackNvlinkTotal = "mixed",
     ) -> None:
         """Build the rack.
 
@@ -72,7 +72,8 @@ class SimRack:
             start: epoch seconds of the first state; clock.now() by default.
             nvlink_total: how NVLINK_THROUGHPUT_DATA_TX/RX answer for all links (scopeId 0xFFFFFFFF):
                 "ok" (the sum of the links), "zero" or "not-supported", as NVIDIA's own mock NVML
-                does while the per-link counters move.
+                does while the per-link counters move; "mixed" (the default): a third of the trays,
+                picked by seed, answer NOT_SUPPORTED and the rest "ok", so both paths always run.
         """
         if nvlink_total not in NVLINK_TOTAL_MODES:
             raise ValueError(f"nvlink_total must be one of {', '.join(NVLINK_TOTAL_MODES)}")
@@ -91,9 +92,10 @@ class SimRack:
         self.scenario: Scenario = make_scenario(scenario, seed, self.workload, fault_at)
         rng = random.Random(f"gpus-{seed}")
         self.gpus = [GpuSim(identity, rng) for identity in make_identities(seed)]
-        self.nvlink_total: NvlinkTotal = nvlink_total
+        self.nvlink_total: RackNvlinkTotal = nvlink_total
+        modes = total_modes_by_tray(nvlink_total, seed)
         for gpu in self.gpus:
-            gpu.links.total_mode = nvlink_total
+            gpu.links.total_mode = modes[gpu.id.tray]
         self.events: list[SimEvent] = []
         """Every event so far, oldest first (append-only)."""
         self._noise = random.Random(f"noise-{seed}")
@@ -139,15 +141,15 @@ class SimRack:
         self.steps += 1
         self.scenario.apply(self, self.elapsed)
         caps = [g.update_cap() for g in self.gpus]
-        load, traffic = self.workload.step(dt, caps, self._noise)
+        load, traffic, mix = self.workload.step(dt, caps, self._noise)
         noise = self._noise
         mem = self.workload.mem_used_mib
-        for gpu, gpu_load, gpu_traffic in zip(self.gpus, load, traffic, strict=True):
+        for g, gpu in enumerate(self.gpus):
             ecc_before = gpu.ecc_corrected
-            gpu.step(dt, gpu_load, gpu_traffic, noise)
+            gpu.step(dt, load[g], traffic[g], mix[g], noise)
             if not gpu.lost:
                 # Activations and CUDA graphs add a little on top of vLLM's preallocated pool.
-                gpu.mem_used_mib = mem + round(1_536 * gpu_load)
+                gpu.mem_used_mib = mem + round(1_536 * load[g]) if self.workload.process_on(g) else 0
             if gpu.ecc_corrected != ecc_before:
                 self.emit(gpu.id.index, pynvml.nvmlEventTypeSingleBitEccError, 0, "corrected ECC error")
 
@@ -156,15 +158,12 @@ class SimRack:
         sent plus received, as a read now sees it (call sync() or advance_to() first, under `lock`).
 
         This is the aggregate each step's traffic is added to (LinkSet.carry); every link's counter is a
-        share of it, so it equals the sum over the links without reading any of them. Its increase
-        between two reads over their time gap is the GPU's TX+RX rate.
+        share of it, so it equals the sum over the links without reading any of them, plus what the
+        links carried before a driver reload set their counters to 0 (LinkSet.carried_kib). Its
+        increase between two reads over their time gap is the GPU's TX+RX rate.
         """
         with self.lock:
-            return {
-                g: gpu.links.read_tx() + gpu.links.read_rx()
-                for g, gpu in enumerate(self.gpus)
-                if not gpu.lost
-            }
+            return {g: gpu.links.carried_kib() for g, gpu in enumerate(self.gpus) if not gpu.lost}
 
     def emit(self, gpu: int, event_type: int, data: int, detail: str) -> None:
         """Record an event at the current step's time."""

@@ -203,8 +203,61 @@ class EndpointDown(Scenario):
             rack.workload.instances[fault.instance].answering = False
 
 
+class Restart(Scenario):
+    """One tray is serviced: its servers stop, its driver is reloaded, its servers start again.
+
+    Every counter that tray exposes restarts from 0 mid-run: NVML's (energy, NVLink bytes and errors,
+    volatile ECC, clock-event times) at the reload, the servers' (tokens, requests, histograms) when they
+    are back. A driver cannot be unloaded while processes hold its GPUs, hence the order.
+    """
+
+    name = "restart"
+    description = (
+        "One compute tray is serviced: its inference servers stop, its NVIDIA driver is reloaded "
+        "(NVML's energy, NVLink and volatile ECC counters restart from 0), then the servers start "
+        "again with their token and request counters from 0."
+    )
+    reload_after_s = 2.0
+    """The driver reload, this long after the servers stopped."""
+    back_after_s = 5.0
+    """The servers answer again, this long after they stopped."""
+
+    def __init__(self, seed: int, workload: Workload, fault_at: float = 60.0) -> None:
+        """Pick the tray; its serving instances are the ones restarted."""
+        super().__init__(seed, workload, fault_at)
+        tray = self.rng.randint(1, COMPUTE_TRAYS)
+        self.gpus = [(tray - 1) * GPUS_PER_TRAY + m for m in range(GPUS_PER_TRAY)]
+        self.instances = sorted({workload.instance_of_gpu[g] for g in self.gpus})
+        servers = ", ".join(workload.instances[i].name for i in self.instances)
+        self.fault = Fault(
+            f"compute tray {tray}: driver reloaded, servers {servers} restarted",
+            tray=tray,
+            instance=self.instances[0] if len(self.instances) == 1 else None,
+        )
+        self.done: set[str] = set()
+
+    def apply(self, rack: SimRack, elapsed: float) -> None:
+        """Stop the servers, reload the driver, start the servers, each once, in that order."""
+        since = elapsed - self.fault_at
+        if since < 0:
+            return
+        instances = [rack.workload.instances[i] for i in self.instances]
+        if "stop" not in self.done:
+            self.done.add("stop")
+            for inst in instances:
+                inst.stop()
+        if since >= self.reload_after_s and "reload" not in self.done:
+            self.done.add("reload")
+            for g in self.gpus:
+                rack.gpus[g].reload_driver()
+        if since >= self.back_after_s and "start" not in self.done:
+            self.done.add("start")
+            for inst in instances:
+                inst.restart()
+
+
 SCENARIOS: dict[str, type[Scenario]] = {
-    cls.name: cls for cls in (Scenario, Thermal, NvlinkFlap, GpuLost, Straggler, EndpointDown)
+    cls.name: cls for cls in (Scenario, Thermal, NvlinkFlap, GpuLost, Straggler, EndpointDown, Restart)
 }
 """Scenario name -> class; each class carries its `description`."""
 

@@ -286,10 +286,10 @@ class SimTray(EventCalls):
         """Corrected/uncorrected, volatile/aggregate ECC error counts."""
         if errorType not in (0, 1) or counterType not in (0, 1):
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
-        if errorType == pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED:
-            return gpu.ecc_uncorrected
-        base = gpu.ecc_aggregate_base if counterType == pynvml.NVML_AGGREGATE_ECC else 0
-        return base + gpu.ecc_corrected
+        return gpu.ecc_count(
+            uncorrected=errorType == pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
+            aggregate=counterType == pynvml.NVML_AGGREGATE_ECC,
+        )
 
     @nvml_call("device")
     def nvmlDeviceGetEccMode(self, gpu: GpuSim) -> list[int]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from collectors.rack import GPUS
-from collectors.sim.gpu import MEM_TOTAL_MIB
+from collectors.sim.gpu import MEM_TOTAL_MIB, TYPICAL_PREFILL_SHARE
 from collectors.sim.histogram import VLLM_E2E_BOUNDS, VLLM_ITL_BOUNDS, VLLM_TTFT_BOUNDS, Histogram
 
 
@@ -50,6 +50,11 @@ class ServingProfile:
     prefix_hit: float = 0.4
     """Share of prompt tokens served from the prefix cache (assumed: chat traffic whose requests share
     system prompts and earlier turns)."""
+    prefill_share: float = TYPICAL_PREFILL_SHARE
+    """Mean share of a loaded GPU's busy time in prefill (assumed; see collectors.sim.gpu)."""
+    prompt_spread: float = 0.35
+    """Log-normal spread of the prompt tokens admitted in one step (prompt lengths vary widely, as in
+    MLPerf's OpenOrca set): it moves the batch mix, hence power, utilisation and KV-transfer traffic."""
 
 
 def _sigma(p50: float, p99: float) -> float:
@@ -67,7 +72,11 @@ class Instance:
     gpus: tuple[int, ...]
     """Rack GPU indices it runs on (tensor-parallel ranks in order)."""
     answering: bool = True
-    """False when the server has stopped answering HTTP (the endpoint-down scenario)."""
+    """False when the server has stopped answering HTTP (the endpoint-down and restart scenarios)."""
+    process_running: bool = True
+    """False while its server process is stopped (restart scenario): its GPUs hold no memory."""
+    generated_lifetime: int = 0
+    """Ground truth: tokens generated since the simulation started; a restart does not zero it."""
     prompt_tokens: int = 0
     generation_tokens: int = 0
     cached_tokens: int = 0
@@ -106,6 +115,26 @@ class Instance:
     def requests_ok(self) -> int:
         """Finished requests, all reasons."""
         return sum(self.requests_finished.values())
+
+    def stop(self) -> None:
+        """The server process exits: no page, no work, its queue dropped."""
+        self.answering = False
+        self.process_running = False
+
+    def restart(self) -> None:
+        """The server starts again: every counter, gauge and histogram it exposes begins from 0."""
+        self.answering = self.process_running = True
+        self.prompt_tokens = self.generation_tokens = self.cached_tokens = self.preemptions = 0
+        self.requests_finished = dict.fromkeys(self.requests_finished, 0)
+        self.running = self.waiting = 0
+        self.kv_cache_usage = self.tokens_per_s = self.activity = 0.0
+        self.backlog = self.queue_s = 0.0
+        self._carry = [0.0] * len(self._carry)
+        self.ttft = Histogram(self.ttft.bounds, self.ttft.sigma)
+        self.itl = Histogram(self.itl.bounds, self.itl.sigma)
+        self.e2e = Histogram(self.e2e.bounds, self.e2e.sigma)
+        self.queue = Histogram(self.queue.bounds, self.queue.sigma)
+        self.prefill = Histogram(self.prefill.bounds, self.prefill.sigma)
 
     def _take(self, slot: int, amount: float) -> int:
         # Fractional carry keeps integer counters exact on average and deterministic.
@@ -162,26 +191,36 @@ class Workload:
         self.mem_used_mib = round(p.gpu_memory_utilization * MEM_TOTAL_MIB)
         """HBM a serving process holds on each of its GPUs (weights + preallocated KV pool)."""
 
+    def process_on(self, gpu: int) -> bool:
+        """Whether a serving process runs on rack GPU `gpu` (holding its HBM)."""
+        return self.instances[self.instance_of_gpu[gpu]].process_running
+
     @property
     def tokens_per_s(self) -> float:
         """Rack generated tokens/s over the last step."""
         return sum(i.tokens_per_s for i in self.instances)
 
-    def step(self, dt: float, caps: Sequence[float], rng: random.Random) -> tuple[list[float], list[float]]:
+    def step(
+        self, dt: float, caps: Sequence[float], rng: random.Random
+    ) -> tuple[list[float], list[float], list[float]]:
         """Advance every instance `dt` seconds given each GPU's speed cap (0 = lost, 1 = full clocks).
 
         Returns:
-            (load, traffic): per rack GPU, the share of its capacity in use (0..1) and its NVLink
-            traffic per direction in KiB/s.
+            (load, traffic, mix): per rack GPU, the share of its capacity in use (0..1), its NVLink
+            traffic per direction in KiB/s, and the share of its busy time in prefill.
         """
         p = self.profile
         load = [0.0] * len(caps)
         traffic = [0.0] * len(caps)
+        mix = [0.0] * len(caps)
+        spread = p.prompt_spread
         for inst in self.instances:
             arrivals = p.capacity_tok_s * inst.tp * inst.efficiency * p.offered_load / p.output_len
             offered = arrivals * dt * (1.0 + (rng.random() - 0.5) * 0.08)
+            # Prompt tokens admitted this step relative to the mean (mean 1): the batch composition.
+            prompts = rng.lognormvariate(-spread * spread / 2.0, spread)
             if not inst.answering:
-                # A hung server: no progress, no new requests accepted, gauges frozen.
+                # A hung or stopped server: no progress, no new requests accepted, gauges frozen.
                 inst.tokens_per_s = 0.0
                 inst.activity = 0.0
                 continue
@@ -192,25 +231,30 @@ class Workload:
             served = min(inst.backlog, capacity_req)
             inst.backlog = min(inst.backlog - served, 20_000.0 * inst.tp)  # beyond that, rejected
             inst.activity = served / capacity_req if capacity_req > 0 else 0.0
-            self._account(inst, dt, served, arrivals, speed)
-            per_gpu = self._traffic_kib_s(inst, served / dt)
+            self._account(inst, dt, served, arrivals, speed, prompts)
+            per_gpu = self._traffic_kib_s(inst, served / dt, prompts)
+            share = min(0.5, max(0.05, p.prefill_share * prompts))
             for g in inst.gpus:
                 # Ranks faster than the slowest one wait for it at each all-reduce: less of their own
                 # capacity is used, so they draw less power at full clocks.
                 load[g] = inst.activity * speed / caps[g] if caps[g] > 0 else 0.0
                 traffic[g] = per_gpu
-        return load, traffic
+                mix[g] = share
+        return load, traffic, mix
 
-    def _account(self, inst: Instance, dt: float, served: float, arrivals: float, speed: float) -> None:
+    def _account(
+        self, inst: Instance, dt: float, served: float, arrivals: float, speed: float, prompts: float
+    ) -> None:
         p = self.profile
         requests = inst._take(0, served)
         generated = inst._take(1, served * p.output_len)
-        inst.prompt_tokens += inst._take(2, served * p.prompt_len)
-        inst.cached_tokens += inst._take(4, served * p.prompt_len * p.prefix_hit)
+        inst.prompt_tokens += inst._take(2, served * p.prompt_len * prompts)
+        inst.cached_tokens += inst._take(4, served * p.prompt_len * prompts * p.prefix_hit)
         length_capped = inst._take(3, requests * 0.12)
         inst.requests_finished["length"] += length_capped
         inst.requests_finished["stop"] += requests - length_capped
         inst.generation_tokens += generated
+        inst.generated_lifetime += generated
         inst.tokens_per_s = generated / dt
         inst.queue_s += (inst.backlog / arrivals - inst.queue_s) * 0.1
         ttft = round(p.ttft_p50_s + inst.queue_s, 3)  # ms resolution lets steady steps share a median
@@ -228,9 +272,9 @@ class Workload:
         if inst.kv_cache_usage > 0.95:
             inst.preemptions += 1
 
-    def _traffic_kib_s(self, inst: Instance, requests_s: float) -> float:
+    def _traffic_kib_s(self, inst: Instance, requests_s: float, prompts: float) -> float:
         p = self.profile
         if inst.tp == 1:
-            return requests_s * p.prompt_len * p.kv_transfer_kib_per_prompt_token
+            return requests_s * p.prompt_len * prompts * p.kv_transfer_kib_per_prompt_token
         share = 2.0 * (inst.tp - 1) / inst.tp
         return requests_s * p.output_len * p.allreduce_kib_per_token * share

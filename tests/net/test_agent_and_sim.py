@@ -19,6 +19,8 @@ from collectors.scrape import ScrapeSource
 from collectors.sim import SimRack
 from collectors.sim.http import SimServers
 from collectors.sim.pages import go_float
+from storage.frame import Frame
+from storage.increase import increase
 from storage.schemas import EndpointState, EventKind, GpuState
 
 T0 = 1_760_000_000.0
@@ -201,3 +203,52 @@ async def test_hang_server_does_not_block_others(clock: SimClock) -> None:
                 assert "vllm:generation_tokens_total" in await resp.text()
             assert not hung.done()
             hung.cancel()
+
+
+def _per_series_increase(frames: list[Frame], table: str, keys: tuple[str, ...], column: str) -> dict:
+    """Each series' increase over the frames, by Prometheus' reset rule (storage.increase)."""
+    points: dict[tuple, list[tuple[int, float | None]]] = {}
+    for frame in frames:
+        if table not in frame.batches:
+            continue
+        for row in frame.table(table).to_pylist():
+            points.setdefault(tuple(row[k] for k in keys), []).append((frame.ts_ms, row[column]))
+    return {key: increase(series) for key, series in points.items()}
+
+
+def test_restart_scenario_over_loopback(clock: SimClock) -> None:
+    """One tray's servers stop, its driver reloads, its servers start again from 0: read over loopback
+    (the tray agents and the vLLM pages), each series' increases add up to the sim's ground truth."""
+    rack = SimRack(seed=2, clock=clock, scenario="restart", fault_at=20)
+    scenario = rack.scenario
+    restarted = [rack.workload.instances[i].name for i in scenario.instances]
+    frames: list[Frame] = []
+    tokens: list[dict[str, int]] = []
+    carried: list[dict[int, float]] = []
+    with SimServers(rack) as servers:
+        source = scrape(servers, timeout_s=3.0)
+        try:
+            for _ in range(40):
+                clock.advance(1)
+                frames.append(source.poll(int(clock.now() * 1000)))
+                with rack.lock:  # the clock stood still: the state the pages were rendered from
+                    rack.sync()
+                    tokens.append({i.name: i.generated_lifetime for i in rack.workload.instances})
+                    carried.append(rack.nvlink_carried_kib())
+        finally:
+            source.close()
+    kinds = [(e["kind"], e["source"]) for f in frames for e in f.table("events").to_pylist()]
+    for name in restarted:
+        assert kinds.count((EventKind.ENDPOINT_DOWN, name)) == kinds.count((EventKind.ENDPOINT_UP, name)) == 1
+    serving = _per_series_increase(frames, "serving", ("endpoint",), "generation_tokens")
+    assert {name for (name,) in serving} == tokens[0].keys()
+    for (name,), got in serving.items():
+        # Every endpoint answered the first and the last poll; a restarted one's counter dropped once.
+        assert got == tokens[-1][name] - tokens[0][name] > 0, name
+    sent = _per_series_increase(frames, "nvlink", ("gpu", "link"), "tx_kib")
+    received = _per_series_increase(frames, "nvlink", ("gpu", "link"), "rx_kib")
+    for g in scenario.gpus:
+        moved = sum(v for (gpu, _), v in sent.items() if gpu == g)
+        moved += sum(v for (gpu, _), v in received.items() if gpu == g)
+        # 18 links x 2 directions of whole-KiB readings: under 1 KiB of truncation each.
+        assert abs(moved - (carried[-1][g] - carried[0][g])) <= 2 * 18, g

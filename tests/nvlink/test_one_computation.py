@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from collectors.clock import SimClock
@@ -62,12 +64,31 @@ def test_header_equals_gpus_equals_switch_columns_equals_the_simulators_links(ph
 
 def test_a_steady_rack_reads_steady_whatever_the_phase_of_the_reads() -> None:
     # The simulator's counters used to jump a whole step at the step boundary: reads straddling it saw
-    # 0 and then 2x on a steady rack (the 0.44 / 0.9 / 1.8 TB/s header).
+    # 0 and then 2x on a steady rack (the 0.44 / 0.9 / 1.8 TB/s header). A read a fraction p into step
+    # n sees the counters of step n-1 plus p of step n's traffic, so each one-second pair's rate is
+    # (1 - p) S(n-1) + p S(n): between the traffic of the two steps it straddles (S, the sim's own
+    # per-step traffic: its end-of-step counters, which no read sees as such).
     for phase in (0.0, 0.5, 0.999):
-        frames, _ = _sim_run(8, phase)
-        snap = SnapshotBuilder().build(frames)
-        history = snap.nvlink_history_tbps
-        assert max(history) / min(history) < 1.1, (phase, history)
+        clock = SimClock(T0 + phase)
+        rack = SimRack(seed=3, clock=clock, start=T0)
+        source = SimRackFrames(rack)
+        frames, ends = [], [_end_of_step_kib(rack)]
+        for _ in range(8):
+            clock.advance(1.0)
+            frames.append(source.poll(round(clock.now() * 1000)))
+            ends.append(_end_of_step_kib(rack))
+        steps = [(b - a) * 1024 / 1e12 for a, b in itertools.pairwise(ends)]  # TB in step n
+        history = SnapshotBuilder().build(frames).nvlink_history_tbps
+        assert len(history) == len(frames) - 1
+        for i, rate in enumerate(history):
+            # The pair (frames[i], frames[i + 1]) reads during steps i + 1 and i + 2 (steps[i], steps[i + 1]).
+            expected = (1 - phase) * steps[i] + phase * steps[i + 1]
+            assert rate == pytest.approx(expected, rel=1e-5), (phase, i, history, steps)
+
+
+def _end_of_step_kib(rack: SimRack) -> float:
+    """The rack's NVLink DATA KiB carried (TX + RX) at the end of its current step."""
+    return sum(g.links.tx_kib + g.links.rx_kib for g in rack.gpus)
 
 
 @pytest.mark.parametrize("mode", ["zero", "not-supported"])

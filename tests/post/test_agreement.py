@@ -3,7 +3,8 @@ figures over one recorded store per sim scenario, and these equal the simulator'
 
 Each scenario runs 90 s on a manual clock (the fault starts at 60 s) through the sim's fast frame
 path into a real store. While recording, the test reads the simulator's state after each tick: the
-tokens each instance has generated (Workload.instances[i].generation_tokens), the power each GPU
+tokens each instance has generated (Instance.generated_lifetime: its ground truth, which a server
+restart does not zero as it zeroes the server's own counter), the power each GPU
 draws (SimRack.gpus[g].power_mw, for GPUs the sim has not lost) and the NVLink traffic each GPU's
 links have carried, sent plus received (SimRack.nvlink_carried_kib: the aggregate the sim adds each
 step's traffic to, not the per-link counters the store holds). Expected values come from there,
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 
 from collectors.rack import GPUS
+from collectors.sim.scenarios import Restart, Scenario
 from monitor.backfill import SimFrames
 from monitor.report import summarize
 from monitor.report_html import render_report
@@ -37,7 +39,7 @@ from storage.reader import StoreReader
 from storage.schemas import GpuState
 from storage.writer import StoreWriter
 
-SCENARIOS = ("steady", "thermal", "nvlink-flap", "gpu-lost", "straggler", "endpoint-down")
+SCENARIOS = ("steady", "thermal", "nvlink-flap", "gpu-lost", "straggler", "endpoint-down", "restart")
 SEED = 3
 START_S = 1_750_000_000
 TICKS = 90
@@ -52,7 +54,7 @@ class Recording:
     root: Path
     frames: list[Frame]
     tokens: list[dict[str, int]]
-    """Per tick: generation_tokens per instance name, as the sim holds them."""
+    """Per tick: tokens generated so far per instance name (the sim's truth, restarts or not)."""
     power_mw: list[dict[int, int]]
     """Per tick: power_mw per GPU the sim has not lost."""
     nvlink_kib: list[dict[int, float]]
@@ -61,6 +63,8 @@ class Recording:
     """Per tick, when recorded with `watch`: one link's TX+RX KiB carried so far."""
     answering: int = 0
     """Instances answering at the last tick."""
+    scenario: Scenario | None = None
+    """The sim's scenario object (its fault and, for `restart`, the tray's GPUs and instances)."""
 
     @property
     def window(self) -> Window:
@@ -72,17 +76,18 @@ def record(
     scenario: str,
     mutate: Callable[[int, Frame], Frame] | None = None,
     watch: tuple[int, int] | None = None,
+    fault_at: float = 60.0,
 ) -> Recording:
     """TICKS seconds of the sim rack into a store at root, with the sim's truth at every tick.
 
     With `watch` (gpu, link), that link's own traffic (TX+RX KiB carried so far) is kept too."""
-    sim = SimFrames(SEED, scenario, START_S, 1.0, fast=True)
-    rec = Recording(root, [], [], [], [])
+    sim = SimFrames(SEED, scenario, START_S, 1.0, fast=True, fault_at=fault_at)
+    rec = Recording(root, [], [], [], [], scenario=sim.rack.scenario)
     try:
         with StoreWriter(root, compaction="off", flush_interval_s=3600, grace_s=0.0) as writer:
             for tick in range(TICKS):
                 frame = next(sim)
-                rec.tokens.append({i.name: i.generation_tokens for i in sim.rack.workload.instances})
+                rec.tokens.append({i.name: i.generated_lifetime for i in sim.rack.workload.instances})
                 rec.power_mw.append({g: gpu.power_mw for g, gpu in enumerate(sim.rack.gpus) if not gpu.lost})
                 rec.nvlink_kib.append(sim.rack.nvlink_carried_kib())
                 if watch is not None:
@@ -249,6 +254,47 @@ def test_an_engine_restart_counts_only_new_tokens(tmp_path: Path) -> None:
     lost = rec.tokens[restart - 1]["vllm-07"] - rec.tokens[-1 - WINDOW_S]["vllm-07"]
     assert lost > 0
     assert said["snapshot"]["tokens_per_s"] == pytest.approx(expected - lost / WINDOW_S, rel=0.005)
+
+
+def test_a_driver_reload_and_server_restart_inside_the_window(tmp_path: Path) -> None:
+    # The restart scenario with its fault inside the rate window: one tray's servers stop 3 s into it,
+    # its driver reloads 2 s later (NVML's NVLink counters restart from 0) and the servers answer again
+    # 3 s after that (their token counters from 0). By Prometheus' rule, per series: a reader that keeps
+    # every sample counts all the work; two samples that straddle a reset count only what came after it.
+    rec = record(tmp_path / "store", "restart", fault_at=TICKS - 1 - WINDOW_S + 3)
+    scenario = rec.scenario
+    assert isinstance(scenario, Restart) and scenario.fault is not None
+    stop = round(scenario.fault_at)
+    reload = stop + round(scenario.reload_after_s)
+    first = TICKS - 1 - WINDOW_S
+    assert first < stop < reload < stop + scenario.back_after_s < TICKS - 1
+    said = surfaces(rec, tmp_path)
+    tokens, nvlink = truth_tokens_per_s(rec), truth_nvlink_tb_s(rec)
+    names = [rec.frames[0].table("serving").column("endpoint")[i].as_py() for i in scenario.instances]
+    # Before their reset, inside the window: the servers' tokens up to the stop, the tray's traffic up to
+    # the reload (nothing moves in between: the servers are down).
+    tokens_lost = sum(rec.tokens[stop][n] - rec.tokens[first][n] for n in names) / WINDOW_S
+    kib_lost = sum(rec.nvlink_kib[reload - 1][g] - rec.nvlink_kib[first][g] for g in scenario.gpus)
+    nvlink_lost = kib_lost * 1024 / 1e12 / WINDOW_S
+    assert tokens_lost > 0 and nvlink_lost > 0
+    for surface in ("live", "report", "report.html"):
+        assert said[surface]["tokens_per_s"] == pytest.approx(tokens, rel=0.005), (surface, said)
+    assert said["snapshot"]["tokens_per_s"] == pytest.approx(tokens - tokens_lost, rel=0.005), said
+    for surface in ("report", "report.html"):
+        assert said[surface]["nvlink_tb_s"] == pytest.approx(nvlink, rel=0.005), (surface, said)
+    for surface in ("live", "snapshot"):
+        assert said[surface]["nvlink_tb_s"] == pytest.approx(nvlink - nvlink_lost, rel=0.005), (surface, said)
+    for figures in said.values():
+        assert figures["power_kw"] == pytest.approx(truth_power_kw(rec), rel=0.005), said
+        assert (figures["covered"], figures["nvlink_covered"], figures["endpoints"]) == (GPUS, GPUS, GPUS)
+    # The live header, second by second through the stop, the reload and the restart.
+    builder = SnapshotBuilder()
+    for tick in range(first + 1, TICKS):
+        header = builder.build(rec.frames[: tick + 1]).totals
+        assert header.nvlink_tbps == pytest.approx(
+            truth_nvlink_tb_s(rec, tick - 1, tick), rel=0.005, abs=1e-9
+        )
+        assert _nvlink_covered(header.nvlink_text) == GPUS, (tick, header.nvlink_text)
 
 
 def _tray_misses(tick: int, tray: int, ticks: int = 1) -> Callable[[int, Frame], Frame]:

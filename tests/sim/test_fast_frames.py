@@ -38,6 +38,7 @@ TICKS = {
     "gpu-lost": 20,
     "straggler": 20,
     "endpoint-down": 20,
+    "restart": 20,
 }
 """Ticks per scenario: each window runs past the fault's first visible effect (thermal throttles late)."""
 FAULT_EVENTS = {
@@ -47,6 +48,7 @@ FAULT_EVENTS = {
     "gpu-lost": {EventKind.XID, EventKind.GPU_LOST},
     "straggler": {EventKind.CLOCKS_EVENT},
     "endpoint-down": {EventKind.ENDPOINT_DOWN},
+    "restart": {EventKind.ENDPOINT_DOWN, EventKind.ENDPOINT_UP},
 }
 """Event kinds each scenario's fault must have produced inside its window (so the window has it)."""
 ENDPOINT_KINDS = {EventKind.ENDPOINT_DOWN, EventKind.ENDPOINT_UP}

@@ -12,7 +12,7 @@ import pytest
 from collectors.clock import SimClock
 from collectors.nvml_fields import FieldPlan
 from collectors.sim import SCENARIOS, SimRack, SimTray
-from collectors.sim.fields import ALL_LINKS, FIELDS, LATENCY_US
+from collectors.sim.fields import ALL_LINKS, FIELDS, LATENCY_US, FieldUnsupported
 
 from .conftest import T0
 
@@ -36,6 +36,12 @@ ODD_REQUEST: list[Any] = [
     pynvml.NVML_FI_DEV_NVLINK_ERROR_DL_CRC,
 ]
 """Every kind of entry: bare ids, all-links scope, bad scopes, unknown ids, signed values, power scopes."""
+THROUGHPUT_FIELDS = {
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_TX,
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_RX,
+}
 
 _MEMBER = {
     pynvml.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
@@ -61,11 +67,17 @@ def reference(tray: SimTray, device: int, request: Sequence[Any], forced: dict[i
             entry.nvmlReturn = forced[entry.fieldId]
         elif spec is None:
             entry.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
-        elif (value := spec[1](gpu, sibling, entry.scopeId)) is None:
-            entry.nvmlReturn = pynvml.NVML_ERROR_INVALID_ARGUMENT
         else:
-            entry.valueType = spec[0]
-            setattr(entry.value, _MEMBER[spec[0]], value)
+            try:
+                value = spec[1](gpu, sibling, entry.scopeId)
+            except FieldUnsupported:  # the all-links total on a tray that does not answer it
+                entry.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+                continue
+            if value is None:
+                entry.nvmlReturn = pynvml.NVML_ERROR_INVALID_ARGUMENT
+            else:
+                entry.valueType = spec[0]
+                setattr(entry.value, _MEMBER[spec[0]], value)
     return bytes(values)
 
 
@@ -165,7 +177,13 @@ def test_a_lost_gpu_raises_for_the_cached_request() -> None:
     tray.nvmlInit()
     h = tray.nvmlDeviceGetHandleByIndex(rack.gpus[fault.gpu].id.device)
     request = FieldPlan.build(18).request
-    assert all(v.nvmlReturn == pynvml.NVML_SUCCESS for v in tray.nvmlDeviceGetFieldValues(h, request))
+    # Every entry answers, but the all-links totals where this tray does not support them.
+    unsupported = rack.gpus[fault.gpu].links.total_mode == "not-supported"
+    for v in tray.nvmlDeviceGetFieldValues(h, request):
+        expected = pynvml.NVML_SUCCESS
+        if unsupported and v.scopeId == ALL_LINKS and v.fieldId in THROUGHPUT_FIELDS:
+            expected = pynvml.NVML_ERROR_NOT_SUPPORTED
+        assert v.nvmlReturn == expected, (v.fieldId, v.scopeId)
     rack.clock.advance(15)
     with pytest.raises(pynvml.NVMLError_GpuIsLost):
         tray.nvmlDeviceGetFieldValues(h, request)

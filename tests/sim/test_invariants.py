@@ -48,9 +48,10 @@ def snapshot(rack: SimRack) -> list[tuple]:
     return rows
 
 
-def test_state_depends_on_time_not_on_polling():
-    a = SimRack(seed=3, scenario="thermal", clock=SimClock(T0), fault_at=10)
-    b = SimRack(seed=3, scenario="thermal", clock=SimClock(T0), fault_at=10)
+@pytest.mark.parametrize("scenario", ["thermal", "restart"])  # restart: counters zeroed mid-run
+def test_state_depends_on_time_not_on_polling(scenario: str):
+    a = SimRack(seed=3, scenario=scenario, clock=SimClock(T0), fault_at=10)
+    b = SimRack(seed=3, scenario=scenario, clock=SimClock(T0), fault_at=10)
     tray = b.trays[0]
     tray.nvmlInit()
     h = tray.nvmlDeviceGetHandleByIndex(0)
@@ -112,7 +113,9 @@ def test_idle_and_loaded_values_are_calibrated():
             assert 45 <= g.margin <= 60
         else:
             assert 900 <= g.power_w <= 1300 and 45 <= g.temp <= 75
-            assert g.sm_mhz == 2070 and g.reasons == 0 and g.util_gpu >= 90
+            # Busy 86-97 %: decode leaves the GPU idle between iterations (gpu.DECODE_GAP), and the
+            # batch mix moves the share from step to step; never pinned at 98-100 %.
+            assert g.sm_mhz == 2070 and g.reasons == 0 and 85 <= g.util_gpu <= 97
 
 
 def test_temperature_lags_power():

@@ -7,7 +7,7 @@ import pytest
 
 from collectors.clock import SimClock
 from collectors.rack import gpu_place
-from collectors.sim import SCENARIOS, SimRack
+from collectors.sim import SCENARIOS, SimRack, SimTray
 from collectors.sim.gpu import HW_POWER_BRAKE, HW_SLOWDOWN, HW_THERMAL, SW_THERMAL
 
 from .conftest import T0
@@ -26,7 +26,15 @@ def tokens_per_s(rack: SimRack, instances: list[int], seconds: float) -> float:
 
 
 def test_registry_names_and_descriptions():
-    assert set(SCENARIOS) == {"steady", "thermal", "nvlink-flap", "gpu-lost", "straggler", "endpoint-down"}
+    assert set(SCENARIOS) == {
+        "steady",
+        "thermal",
+        "nvlink-flap",
+        "gpu-lost",
+        "straggler",
+        "endpoint-down",
+        "restart",
+    }
     assert all(cls.description for cls in SCENARIOS.values())
     with pytest.raises(ValueError, match="unknown scenario 'nope'; choose one of: steady"):
         SimRack(scenario="nope", clock=SimClock(T0))
@@ -153,3 +161,66 @@ def test_endpoint_down_stops_answering_and_idles_its_gpus():
     assert not inst.answering and tokens_per_s(rack, [fault.instance], 5) == 0
     assert all(rack.gpus[g].util_gpu == 0 and not rack.gpus[g].lost for g in inst.gpus)
     assert sum(i.answering for i in rack.workload.instances) == 71
+
+
+def _link_tx_kib(tray: SimTray, h: object) -> int:
+    """The sum of one GPU's 18 per-link DATA TX counters (KiB), as NVML answers them."""
+    request = [(pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, k) for k in range(18)]
+    return sum(v.value.ullVal for v in tray.nvmlDeviceGetFieldValues(h, request))
+
+
+def test_restart_zeroes_the_trays_nvml_counters_then_its_servers_counters():
+    rack = make("restart")
+    scenario = rack.scenario
+    fault = scenario.fault
+    tray = rack.tray_of(fault.tray)
+    tray.nvmlInit()
+    handles = [tray.nvmlDeviceGetHandleByIndex(d) for d in range(4)]
+    gpus = [tray.gpu_indices[d] for d in range(4)]
+    other = rack.tray_of(fault.tray % 18 + 1)
+    other.nvmlInit()
+    other_h = other.nvmlDeviceGetHandleByIndex(0)
+    servers = [rack.workload.instances[i] for i in scenario.instances]
+    assert sorted(g for s in servers for g in s.gpus) == sorted(gpus)
+    assert all(s.name in fault.summary for s in servers) and f"compute tray {fault.tray}" in fault.summary
+    rack.gpus[gpus[0]].ecc_corrected = 3  # errors counted since this driver load
+    ecc = pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED
+    aggregate = tray.nvmlDeviceGetTotalEccErrors(handles[0], ecc, pynvml.NVML_AGGREGATE_ECC)
+
+    rack.advance_to(T0 + FAULT_AT - 1)
+    energy = [tray.nvmlDeviceGetTotalEnergyConsumption(h) for h in handles]
+    links = [_link_tx_kib(tray, h) for h in handles]
+    other_energy = other.nvmlDeviceGetTotalEnergyConsumption(other_h)
+    assert min(energy) > 1e9 and min(links) > 1e9 and all(s.answering for s in servers)
+
+    # Servers stopped: no page, no work, no process holding the GPUs; the driver still counts.
+    rack.advance_to(T0 + FAULT_AT + 1)
+    assert not any(s.answering for s in servers)
+    assert all(tray.nvmlDeviceGetComputeRunningProcesses(h) == [] for h in handles)
+    assert all(tray.nvmlDeviceGetTotalEnergyConsumption(h) > e for h, e in zip(handles, energy, strict=True))
+
+    # The driver reload: energy counts again from 0 (the integral of power since), links and volatile
+    # ECC from 0, the aggregate ECC count keeps what it had; the next tray never notices.
+    rack.advance_to(T0 + FAULT_AT + scenario.reload_after_s)
+    powers: list[list[int]] = []
+    for t in range(int(scenario.back_after_s - scenario.reload_after_s)):
+        if t:
+            rack.advance_to(rack.time + 1)
+        powers.append([tray.nvmlDeviceGetPowerUsage(h) for h in handles])
+    for d, h in enumerate(handles):
+        integral = sum(p[d] for p in powers)  # mJ: one second at each step's power
+        assert tray.nvmlDeviceGetTotalEnergyConsumption(h) == pytest.approx(integral, rel=0.001)
+        assert _link_tx_kib(tray, h) == 0  # the servers are still down: nothing carried since
+    assert tray.nvmlDeviceGetTotalEccErrors(handles[0], ecc, pynvml.NVML_VOLATILE_ECC) == 0
+    assert tray.nvmlDeviceGetTotalEccErrors(handles[0], ecc, pynvml.NVML_AGGREGATE_ECC) == aggregate
+    assert other.nvmlDeviceGetTotalEnergyConsumption(other_h) > other_energy
+
+    # Servers back: their counters count only what they made since, by the sim's lifetime truth.
+    made_before = [s.generated_lifetime for s in servers]
+    rack.advance_to(T0 + FAULT_AT + 20)
+    assert all(s.answering for s in servers)
+    for s, before in zip(servers, made_before, strict=True):
+        assert 0 < s.generation_tokens == s.generated_lifetime - before
+        assert s.ttft.count == s.requests_ok > 0
+    assert all(_link_tx_kib(tray, h) > 0 for h in handles)
+    assert all(tray.nvmlDeviceGetComputeRunningProcesses(h) for h in handles)
