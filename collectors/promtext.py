@@ -18,7 +18,7 @@ A series repeated on a page keeps its first sample only; the repeats are counted
 (Family.duplicates, see drop_duplicates), on the line-by-line path and the page-shape path alike.
 
 Any malformed page raises ExpositionError naming the line; nothing else escapes (but PageOverBudget
-when parse() is given a deadline).
+when parse() is told to give up).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class ExpositionParser:
         text: str | bytes,
         want: Callable[[str], bool] | None = None,
         *,
-        deadline: float | None = None,
+        give_up: Callable[[], bool] | None = None,
     ) -> dict[str, Family]:
         """Parse one page into its families, by family name, in order of first appearance.
 
@@ -115,11 +115,11 @@ class ExpositionParser:
             text: the page (bytes are decoded as UTF-8).
             want: if given, called once per family name; families it rejects are left out and
                 their sample lines are skipped unparsed.
-            deadline: a time.monotonic() past which the line loop gives up (collectors.page_budget).
+            give_up: asked every 1,024 lines; True abandons the page (collectors.page_budget).
 
         Raises:
             ExpositionError: the page is not valid exposition format.
-            PageOverBudget: the deadline passed before the last line (only with a deadline).
+            PageOverBudget: `give_up` said so before the last line.
         """
         if isinstance(text, bytes | bytearray):
             try:
@@ -145,7 +145,7 @@ class ExpositionParser:
         new = new_sample
         skip = SKIP
         skip_prefixes: tuple[str, ...] = ()
-        numbered = enumerate(lines, 1) if deadline is None else lines_until(lines, deadline)
+        numbered = enumerate(lines, 1) if give_up is None else lines_until(lines, give_up)
         for lineno, raw in numbered:
             if raw.startswith(skip_prefixes):
                 prefixed.append(lineno - 1)

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Coroutine, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -40,7 +40,7 @@ from collectors.mappings import (
     serving_want,
 )
 from collectors.mappings.gpu import gpu_want
-from collectors.page_budget import PageOverBudget
+from collectors.page_budget import PageBudget, PageOverBudget
 from collectors.poller import MAPPING_ALLOWANCE_S
 from collectors.promtext import ExpositionError, ExpositionParser
 from collectors.scrape_http import DEFAULT_MAX_BYTES, Fetched, fetch_page, open_session
@@ -59,13 +59,17 @@ collector's own loop was starved: the endpoint was not given its time, so the mi
 MAX_OVERLAPPING_POLLS = 12
 """Polls of one scrape source that may run at once (a timeout of up to 10 intervals, plus mapping)."""
 DEFAULT_PAGE_BUDGET_S = 0.5
-"""Seconds one page may take to parse (then map). The rack's pages parse and map in a few ms each
-(bench/bench_scrape.py: ~60 ms of CPU for 90 pages, a cold first page ~20 ms on a loaded host): 0.5 s
-is ~25x a cold page, and fits the poller's MAPPING_ALLOWANCE_S, so a page cut at its budget still
-reaches its tick, and so do the others."""
+"""CPU seconds one page may take to parse. The rack's pages parse and map in under 1 ms each warm
+(bench/bench_scrape.py: ~60 ms of CPU for 90 pages) and a few ms cold; 0.5 s is 100x a cold page, and
+fits the poller's MAPPING_ALLOWANCE_S, so a page cut at its budget still reaches its tick. CPU time, so a
+loaded host does not count against a page; the tick's wall-clock deadline (MAP_ALLOWANCE_S) bounds it
+too."""
 MAP_ALLOWANCE_S = MAPPING_ALLOWANCE_S / 2
 """How long past its timeout a poll may still parse pages; the rest of the poller's allowance is its
 margin for merging the frame. A page still parsing then is cut and counts as a miss."""
+LARGE_PAGE_BYTES = 1 << 20
+"""A page this large (~15x a tray agent's page of 4 GPUs, ~20x a vLLM server's) is parsed after the
+tick's other pages are in: a slow page must not hold up the ones behind it in the poll thread."""
 LOOP_GRACE_S = 5.0
 """How long past its timeout a poll waits for the source's own HTTP loop before writing its fetches off."""
 
@@ -84,12 +88,6 @@ class _Tick:
     events: list[dict[str, object]] = field(default_factory=list)
     outcomes: dict[int, Fetched] = field(default_factory=dict)
     """Each asked endpoint's outcome (bodies dropped once mapped)."""
-
-
-def _page_size(future: Future[Fetched]) -> int:
-    """A fetched page's size (0 without one): the order pages that arrived together are mapped in."""
-    body = future.result().body
-    return 0 if body is None else len(body)
 
 
 @dataclass
@@ -254,8 +252,9 @@ class ScrapeSource:
     def _take_pages(self, tick: _Tick, mine: Sequence[int]) -> None:
         """Fetch `mine`, map each page as it lands, settle each endpoint whose outcome is final.
 
-        A miss (STALE) is settled in _frame, once every fetch is in: whether it counts depends on how
-        many endpoints missed with it (_collector_late).
+        Pages larger than LARGE_PAGE_BYTES wait until every fetch is in, so the rack's usual pages
+        never queue behind one. A miss (STALE) is settled in _frame, once every fetch is in: whether
+        it counts depends on how many endpoints missed with it (_collector_late).
         """
         started = time.monotonic()
         map_by = started + self.timeout_s + MAP_ALLOWANCE_S
@@ -263,58 +262,68 @@ class ScrapeSource:
             asyncio.run_coroutine_threadsafe(self.fetch(self._endpoints[i].status.url), self._loop): i
             for i in mine
         }
+        large: list[tuple[int, Fetched]] = []
         waiting = set(futures)
         while waiting:
             left = started + self.timeout_s + LOOP_GRACE_S - time.monotonic()
             done, waiting = wait(waiting, timeout=max(left, 0.0), return_when=FIRST_COMPLETED)
             if not done:
                 break  # the source's own loop is stuck: the rest are misses (below)
-            for future in sorted(done, key=_page_size):
-                i = futures.pop(future)
-                got = self._read_page(i, future.result(), tick, map_by)
-                tick.outcomes[i] = got
-                if got.state != EndpointState.STALE:
-                    self._settle(i, got, tick, counted=True)
+            for future in done:
+                i, got = futures.pop(future), future.result()
+                if got.body is not None and len(got.body) > LARGE_PAGE_BYTES:
+                    large.append((i, got))
+                else:
+                    self._take_page(i, got, tick, map_by)
         for future, i in futures.items():
-            future.cancel()
+            if not self._closed:  # a closed source's loop is gone: nothing left there to cancel
+                future.cancel()
             reason = f"no answer within {self.timeout_s:g} s"
             elapsed = time.monotonic() - started
             tick.outcomes[i] = Fetched(None, elapsed, EndpointState.STALE, reason, timed_out=True)
+        large.sort(key=lambda page: len(page[1].body or b""))
+        while large:
+            self._take_page(*large.pop(0), tick, map_by)  # popped: its body is freed once mapped
+
+    def _take_page(self, i: int, got: Fetched, tick: _Tick, map_by: float) -> None:
+        """Read endpoint i's page; settle the endpoint now unless its outcome is a miss."""
+        got = self._read_page(i, got, tick, map_by)
+        tick.outcomes[i] = got
+        if got.state != EndpointState.STALE:
+            self._settle(i, got, tick, counted=True)
 
     def _read_page(self, i: int, got: Fetched, tick: _Tick, map_by: float) -> Fetched:
         """Parse and map one fetched page within its budget; the outcome, without the body.
 
-        Parsing stops at the page's deadline (its budget, or the tick's `map_by` if sooner). Mapping
-        runs to its end once parsing is done: it moves the endpoint's counter state, which must move
-        for a whole page or not at all. A page that fails takes its parser's caches with it.
+        Parsing stops when the page has used its CPU budget, or at the tick's `map_by`. Mapping runs
+        to its end once parsing is done: it moves the endpoint's counter state, which must move for a
+        whole page or not at all. A page that fails takes its parser's caches with it.
         """
         if got.body is None:
             return got
         ep = self._endpoints[i]
-        budget_end = time.monotonic() + self.page_budget_s
-        deadline = min(budget_end, map_by)
+        budget = PageBudget(self.page_budget_s, map_by)
         try:
             text = got.body.decode("utf-8")
             if ep.mapper is not None:
-                families = ep.parser.parse(text, gpu_want, deadline=deadline)
+                families = ep.parser.parse(text, gpu_want, give_up=budget.spent)
                 part = ep.mapper.map(families, tick.ts)
                 if "gpu" in part.batches:
                     ep.last_gpu = part.batches["gpu"]
                 tick.trays[i] = part
             else:
-                ep.status.engine = self._map_server(ep, text, tick.serving, deadline)
+                ep.status.engine = self._map_server(ep, text, tick.serving, budget)
             return Fetched(None, got.latency_s, EndpointState.OK)
         except PageOverBudget as over:
-            if deadline < budget_end:  # the tick's time ran out, not the page's: a miss
+            if budget.own_spent():
+                reason = f"page not parsed within its {self.page_budget_s:g} s CPU budget ({over})"
+                failed = Fetched(None, got.latency_s, EndpointState.DOWN, reason)
+            else:  # the tick's time ran out, not the page's: a miss
                 reason = f"page not parsed by the tick's deadline ({over})"
                 failed = Fetched(None, got.latency_s, EndpointState.STALE, reason)
-            else:
-                reason = f"page not parsed within its {self.page_budget_s:g} s budget ({over})"
-                failed = Fetched(None, got.latency_s, EndpointState.DOWN, reason)
         except UnicodeDecodeError as err:
-            failed = Fetched(
-                None, got.latency_s, EndpointState.DOWN, f"malformed page: not UTF-8 (byte {err.start})"
-            )
+            reason = f"malformed page: not UTF-8 (byte {err.start})"
+            failed = Fetched(None, got.latency_s, EndpointState.DOWN, reason)
         except (ExpositionError, MappingError) as err:
             failed = Fetched(None, got.latency_s, EndpointState.DOWN, f"malformed page: {err}")
         # The series heads the bad page left in the parser's caches go with it (a server's parser
@@ -399,11 +408,11 @@ class ScrapeSource:
             }
         )
 
-    def _map_server(self, ep: _Endpoint, text: str, rows: ServingRows, deadline: float) -> str:
+    def _map_server(self, ep: _Endpoint, text: str, rows: ServingRows, budget: PageBudget) -> str:
         engine = ep.status.engine or detect_engine(text)
         if engine is None:
             raise MappingError("no vLLM, SGLang, TensorRT-LLM, Triton or Dynamo metrics on the page")
-        families = ep.parser.parse(text, serving_want(engine), deadline=deadline)
+        families = ep.parser.parse(text, serving_want(engine), give_up=budget.spent)
         engine = add_serving(families, ep.status.name, rows, engine=engine, series=ep.series)
         rows.serving.columns["gpus"][-1] = ep.gpus_text
         return engine

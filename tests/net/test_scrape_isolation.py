@@ -129,7 +129,7 @@ def test_a_bad_9_5_mb_page_costs_only_its_own_endpoint(rack_with_a_bad_tray) -> 
     assert bad.state == EndpointState.DOWN
     # Over its budget on a host like ours; a host fast enough to reach the last line says why it failed.
     assert bad.reason.startswith(
-        ("page not parsed within its 0.5 s budget (stopped at line ", "malformed page: line ")
+        ("page not parsed within its 0.5 s CPU budget (stopped at line ", "malformed page: line ")
     ), bad.reason
     downs = [e for f in frames for e in f.table("events").to_pylist() if e["kind"] == EventKind.ENDPOINT_DOWN]
     assert [e["source"] for e in downs] == [bad.name]
