@@ -59,15 +59,14 @@ collector's own loop was starved: the endpoint was not given its time, so the mi
 MAX_OVERLAPPING_POLLS = 12
 """Polls of one scrape source that may run at once (a timeout of up to 10 intervals, plus mapping)."""
 DEFAULT_PAGE_BUDGET_S = 0.5
-"""CPU seconds one page may take to parse. The rack's pages parse and map in under 1 ms each warm
-(bench/bench_scrape.py: ~60 ms of CPU for 90 pages) and a few ms cold; 0.5 s is 100x a cold page, and
-fits the poller's MAPPING_ALLOWANCE_S, so a page cut at its budget still reaches its tick. CPU time, so a
-loaded host does not count against a page; the tick's wall-clock deadline (MAP_ALLOWANCE_S) bounds it
-too."""
+"""Seconds one page may take to parse (collectors.page_budget.PageBudget says why wall-clock time). The
+rack's pages parse and map in under 1 ms each warm (bench/bench_scrape.py: ~60 ms of CPU for 90 pages)
+and a few ms cold; 0.5 s is 100x a cold page, ~10x one on a host loaded 10 deep, and fits the poller's
+MAPPING_ALLOWANCE_S, so a page cut at its budget still reaches its tick."""
 MAP_ALLOWANCE_S = MAPPING_ALLOWANCE_S / 2
 """How long past its timeout a poll may still parse pages; the rest of the poller's allowance is its
 margin for merging the frame. A page still parsing then is cut and counts as a miss."""
-LARGE_PAGE_BYTES = 1 << 20
+LARGE_PAGE_CHARS = 1 << 20
 """A page this large (~15x a tray agent's page of 4 GPUs, ~20x a vLLM server's) is parsed after the
 tick's other pages are in: a slow page must not hold up the ones behind it in the poll thread."""
 LOOP_GRACE_S = 5.0
@@ -87,7 +86,7 @@ class _Tick:
     serving: ServingRows = field(default_factory=ServingRows)
     events: list[dict[str, object]] = field(default_factory=list)
     outcomes: dict[int, Fetched] = field(default_factory=dict)
-    """Each asked endpoint's outcome (bodies dropped once mapped)."""
+    """Each asked endpoint's outcome (pages dropped once mapped)."""
 
 
 @dataclass
@@ -252,7 +251,7 @@ class ScrapeSource:
     def _take_pages(self, tick: _Tick, mine: Sequence[int]) -> None:
         """Fetch `mine`, map each page as it lands, settle each endpoint whose outcome is final.
 
-        Pages larger than LARGE_PAGE_BYTES wait until every fetch is in, so the rack's usual pages
+        Pages larger than LARGE_PAGE_CHARS wait until every fetch is in, so the rack's usual pages
         never queue behind one. A miss (STALE) is settled in _frame, once every fetch is in: whether
         it counts depends on how many endpoints missed with it (_collector_late).
         """
@@ -271,7 +270,7 @@ class ScrapeSource:
                 break  # the source's own loop is stuck: the rest are misses (below)
             for future in done:
                 i, got = futures.pop(future), future.result()
-                if got.body is not None and len(got.body) > LARGE_PAGE_BYTES:
+                if got.text is not None and len(got.text) > LARGE_PAGE_CHARS:
                     large.append((i, got))
                 else:
                     self._take_page(i, got, tick, map_by)
@@ -281,9 +280,9 @@ class ScrapeSource:
             reason = f"no answer within {self.timeout_s:g} s"
             elapsed = time.monotonic() - started
             tick.outcomes[i] = Fetched(None, elapsed, EndpointState.STALE, reason, timed_out=True)
-        large.sort(key=lambda page: len(page[1].body or b""))
+        large.sort(key=lambda page: len(page[1].text or ""))
         while large:
-            self._take_page(*large.pop(0), tick, map_by)  # popped: its body is freed once mapped
+            self._take_page(*large.pop(0), tick, map_by)  # popped: its text is freed once mapped
 
     def _take_page(self, i: int, got: Fetched, tick: _Tick, map_by: float) -> None:
         """Read endpoint i's page; settle the endpoint now unless its outcome is a miss."""
@@ -293,18 +292,18 @@ class ScrapeSource:
             self._settle(i, got, tick, counted=True)
 
     def _read_page(self, i: int, got: Fetched, tick: _Tick, map_by: float) -> Fetched:
-        """Parse and map one fetched page within its budget; the outcome, without the body.
+        """Parse and map one fetched page within its budget; the outcome, without the page.
 
-        Parsing stops when the page has used its CPU budget, or at the tick's `map_by`. Mapping runs
+        Parsing stops when the page has used its budget, or at the tick's `map_by`. Mapping runs
         to its end once parsing is done: it moves the endpoint's counter state, which must move for a
         whole page or not at all. A page that fails takes its parser's caches with it.
         """
-        if got.body is None:
+        if got.text is None:
             return got
         ep = self._endpoints[i]
         budget = PageBudget(self.page_budget_s, map_by)
         try:
-            text = got.body.decode("utf-8")
+            text = got.text
             if ep.mapper is not None:
                 families = ep.parser.parse(text, gpu_want, give_up=budget.spent)
                 part = ep.mapper.map(families, tick.ts)
@@ -316,14 +315,11 @@ class ScrapeSource:
             return Fetched(None, got.latency_s, EndpointState.OK)
         except PageOverBudget as over:
             if budget.own_spent():
-                reason = f"page not parsed within its {self.page_budget_s:g} s CPU budget ({over})"
+                reason = f"page not parsed within its {self.page_budget_s:g} s budget ({over})"
                 failed = Fetched(None, got.latency_s, EndpointState.DOWN, reason)
             else:  # the tick's time ran out, not the page's: a miss
                 reason = f"page not parsed by the tick's deadline ({over})"
                 failed = Fetched(None, got.latency_s, EndpointState.STALE, reason)
-        except UnicodeDecodeError as err:
-            reason = f"malformed page: not UTF-8 (byte {err.start})"
-            failed = Fetched(None, got.latency_s, EndpointState.DOWN, reason)
         except (ExpositionError, MappingError) as err:
             failed = Fetched(None, got.latency_s, EndpointState.DOWN, f"malformed page: {err}")
         # The series heads the bad page left in the parser's caches go with it (a server's parser

@@ -28,9 +28,9 @@ class _PageTooBig(Exception):
 
 @dataclass(frozen=True)
 class Fetched:
-    """One HTTP fetch: the body, or why there is none."""
+    """One HTTP fetch: the page's text, or why there is none."""
 
-    body: bytes | None
+    text: str | None
     latency_s: float
     state: EndpointState
     """OK; STALE for a miss that counts toward DOWN; DOWN for a failure that is DOWN at once."""
@@ -61,7 +61,11 @@ async def fetch_page(
                         None, time.perf_counter() - start, EndpointState.DOWN, f"HTTP {resp.status}"
                     )
                 body = await _read(resp, max_bytes)
-        return Fetched(body, time.perf_counter() - start, EndpointState.OK)
+        # Decoded here, so only the text travels on to the parser: the bytes are freed at once.
+        return Fetched(body.decode("utf-8"), time.perf_counter() - start, EndpointState.OK)
+    except UnicodeDecodeError as err:
+        reason = f"malformed page: not UTF-8 (byte {err.start})"
+        return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, reason)
     except TimeoutError:
         reason = f"no answer within {timeout_s:g} s"
         return Fetched(None, time.perf_counter() - start, EndpointState.STALE, reason, timed_out=True)
@@ -82,19 +86,20 @@ async def fetch_page(
         return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, reason)
 
 
-async def _read(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
-    """The body, decoded from gzip, refusing pages past max_bytes without reading them whole."""
+async def _read(resp: aiohttp.ClientResponse, max_bytes: int) -> bytearray:
+    """The body, decoded from gzip, refusing pages past max_bytes without reading them whole.
+
+    One growing buffer rather than a list of chunks joined at the end: the join held the page twice.
+    """
     length = resp.content_length
     if length is not None and length > max_bytes and "Content-Encoding" not in resp.headers:
         raise _PageTooBig
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()
     async for chunk in resp.content.iter_any():
-        size += len(chunk)
-        if size > max_bytes:
+        if len(body) + len(chunk) > max_bytes:
             raise _PageTooBig
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return body
 
 
 def _connect_reason(err: aiohttp.ClientConnectorError) -> str:

@@ -31,7 +31,7 @@ from tests.scrape.pagegen import agent_gpus, tray_frame
 
 BAD_TRAY = 3
 PAGE_BYTES = int(9.5 * (1 << 20))
-TICKS = 8
+TICKS = 6
 
 
 def bad_page() -> bytes:
@@ -98,10 +98,10 @@ def rack_with_a_bad_tray(tmp_path: Path) -> Iterator[tuple[ScrapeSource, set[int
             source.close()
 
 
-def run_ticks(source: ScrapeSource, count: int) -> list[Frame]:
-    """`count` frames from the real Poller's background loop at 1 Hz (its default deadline)."""
+def run_ticks(source: ScrapeSource, count: int, interval: float) -> list[Frame]:
+    """`count` frames from the real Poller's background loop (its default deadline: timeout + 1 s)."""
     frames: list[Frame] = []
-    poller = Poller([source], Head(), interval=1.0, sinks=[frames.append])
+    poller = Poller([source], Head(), interval=interval, sinks=[frames.append])
     poller.start()
     try:
         give_up = time.monotonic() + 120
@@ -116,7 +116,9 @@ def run_ticks(source: ScrapeSource, count: int) -> list[Frame]:
 
 def test_a_bad_9_5_mb_page_costs_only_its_own_endpoint(rack_with_a_bad_tray) -> None:
     source, good_gpus, servers = rack_with_a_bad_tray
-    frames = run_ticks(source, TICKS)
+    # Every 2 s: the sim child renders 90 pages a tick, which a loaded 2-core host needs time for; the
+    # poller's deadline (3 s) is still well short of what the bad page costs parsed to its end.
+    frames = run_ticks(source, TICKS, interval=2.0)
     for frame in frames:
         ok_gpus = {r["gpu"] for r in frame.table("gpu").to_pylist() if r["state"] == GpuState.OK}
         assert ok_gpus == good_gpus, f"tick {frame.ts_ms}: {len(good_gpus - ok_gpus)} good GPUs missing"
@@ -129,7 +131,7 @@ def test_a_bad_9_5_mb_page_costs_only_its_own_endpoint(rack_with_a_bad_tray) -> 
     assert bad.state == EndpointState.DOWN
     # Over its budget on a host like ours; a host fast enough to reach the last line says why it failed.
     assert bad.reason.startswith(
-        ("page not parsed within its 0.5 s CPU budget (stopped at line ", "malformed page: line ")
+        ("page not parsed within its 0.5 s budget (stopped at line ", "malformed page: line ")
     ), bad.reason
     downs = [e for f in frames for e in f.table("events").to_pylist() if e["kind"] == EventKind.ENDPOINT_DOWN]
     assert [e["source"] for e in downs] == [bad.name]
@@ -142,7 +144,7 @@ def test_a_hung_endpoint_past_the_interval_costs_only_its_own_rows(pages: PageSe
     hung = ServerTarget("hung", pages.url("/hang"), engine="vllm")
     source = ScrapeSource([], [*good, hung], timeout_s=2.5)
     try:
-        frames = run_ticks(source, 5)
+        frames = run_ticks(source, 5, interval=1.0)
     finally:
         source.close()
     for frame in frames:
