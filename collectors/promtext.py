@@ -17,7 +17,8 @@ parsing them. The one thing a filter changes: skipped lines are not validated.
 A series repeated on a page keeps its first sample only; the repeats are counted per family
 (Family.duplicates, see drop_duplicates), on the line-by-line path and the page-shape path alike.
 
-Any malformed page raises ExpositionError naming the line; nothing else escapes.
+Any malformed page raises ExpositionError naming the line; nothing else escapes (but PageOverBudget
+when parse() is told to give up).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 
+from collectors.page_budget import lines_until
 from collectors.promtext_shape import PageShape
 from collectors.promtext_syntax import (
     CACHE_LIMIT,
@@ -100,16 +102,24 @@ class ExpositionParser:
         self._heads[head] = parsed
         return parsed
 
-    def parse(self, text: str | bytes, want: Callable[[str], bool] | None = None) -> dict[str, Family]:
+    def parse(
+        self,
+        text: str | bytes,
+        want: Callable[[str], bool] | None = None,
+        *,
+        give_up: Callable[[], bool] | None = None,
+    ) -> dict[str, Family]:
         """Parse one page into its families, by family name, in order of first appearance.
 
         Args:
             text: the page (bytes are decoded as UTF-8).
             want: if given, called once per family name; families it rejects are left out and
                 their sample lines are skipped unparsed.
+            give_up: asked every 1,024 lines; True abandons the page (collectors.page_budget).
 
         Raises:
             ExpositionError: the page is not valid exposition format.
+            PageOverBudget: `give_up` said so before the last line.
         """
         if isinstance(text, bytes | bytearray):
             try:
@@ -135,7 +145,8 @@ class ExpositionParser:
         new = new_sample
         skip = SKIP
         skip_prefixes: tuple[str, ...] = ()
-        for lineno, raw in enumerate(lines, 1):
+        numbered = enumerate(lines, 1) if give_up is None else lines_until(lines, give_up)
+        for lineno, raw in numbered:
             if raw.startswith(skip_prefixes):
                 prefixed.append(lineno - 1)
                 continue

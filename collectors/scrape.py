@@ -20,8 +20,8 @@ endpoint still answering an earlier tick is not asked again and stands in as STA
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
+import queue
 import threading
 import time
 from collections.abc import Coroutine, Sequence
@@ -30,11 +30,23 @@ from typing import Any, Literal, TypeVar
 
 import aiohttp
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collectors.config import DEFAULT_DOWN_AFTER, DEFAULT_TIMEOUT_S, RackConfig, ServerTarget, TrayTarget
-from collectors.mappings import GpuPageMapper, MappingError, ServingRows, add_serving, detect_engine
+from collectors.mappings import (
+    GpuPageMapper,
+    MappingError,
+    ServingRows,
+    add_serving,
+    detect_engine,
+    serving_want,
+)
+from collectors.mappings.gpu import gpu_want
+from collectors.page_budget import PageBudget, PageOverBudget
+from collectors.poller import MAPPING_ALLOWANCE_S
 from collectors.promtext import ExpositionError, ExpositionParser
 from collectors.promtext_openmetrics import is_openmetrics, to_text_format
+from collectors.scrape_http import DEFAULT_MAX_BYTES, Fetched, fetch_page, open_session
 from collectors.series_counters import SeriesCounters
 from collectors.stand_ins import stale_gpu_rows
 from storage.frame import Frame, batch_from_rows, merge_frames
@@ -42,10 +54,6 @@ from storage.schemas import EndpointState, EventKind
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 10 << 20
-"""The largest page read (after gzip decoding); a bigger page is an error for its endpoint."""
-ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"
-"""Plain text 0.0.4 only: OpenMetrics negotiation renames `vllm:` samples (serving.md section 0)."""
 UNKNOWN_ENGINE = "unknown"
 """serving.engine of a server that never answered and has no engine in the config."""
 LATE_TOLERANCE = 0.25
@@ -53,27 +61,41 @@ LATE_TOLERANCE = 0.25
 collector's own loop was starved: the endpoint was not given its time, so the miss is not its fault."""
 MAX_OVERLAPPING_POLLS = 12
 """Polls of one scrape source that may run at once (a timeout of up to 10 intervals, plus mapping)."""
+DEFAULT_PAGE_BUDGET_S = 0.5
+"""Seconds one page may take to parse (collectors.page_budget.PageBudget says why wall-clock time). The
+rack's pages parse and map in under 1 ms each warm (bench/bench_scrape.py: ~60 ms of CPU for 90 pages)
+and a few ms cold; 0.5 s is 100x a cold page, ~10x one on a host loaded 10 deep, and fits the poller's
+MAPPING_ALLOWANCE_S, so a page cut at its budget still reaches its tick."""
+MAP_ALLOWANCE_S = MAPPING_ALLOWANCE_S / 2
+"""How long past its timeout a poll may still parse pages; the rest of the poller's allowance is its
+margin for merging the frame. A page still parsing then is cut and counts as a miss."""
+LARGE_PAGE_CHARS = 1 << 20
+"""A page this large (~15x a tray agent's page of 4 GPUs, ~20x a vLLM server's) is parsed after the
+tick's other pages are in: a slow page must not hold up the ones behind it in the poll thread."""
+BATCH_GAP_S = 0.1
+BATCH_WINDOW_S = 0.5
+"""Pages are mapped in batches: a batch takes pages while each lands within BATCH_GAP_S of the last,
+for at most BATCH_WINDOW_S after its first. Mapping each page the moment it landed had the poll thread
+and the HTTP loop trading the GIL: +10-25 ms of CPU a tick in bench/bench_scrape.py. A healthy rack's
+pages land in one burst of a few hundred ms; a hung endpoint does not hold a batch past its window."""
+LOOP_GRACE_S = 5.0
+"""How long past its timeout a poll waits for the source's own HTTP loop before writing its fetches off."""
 
 Kind = Literal["tray", "server"]
 T = TypeVar("T")
 
 
-class _PageTooBig(Exception):
-    """The page passed the byte limit."""
+@dataclass
+class _Tick:
+    """What one poll gathers for its tick, endpoint by endpoint."""
 
-
-@dataclass(frozen=True)
-class Fetched:
-    """One HTTP fetch: the body, or why there is none."""
-
-    body: bytes | None
-    latency_s: float
-    state: EndpointState
-    """OK; STALE for a miss that counts toward DOWN; DOWN for a failure that is DOWN at once."""
-    reason: str = ""
-    timed_out: bool = False
-    content_type: str | None = None
-    """The answer's Content-Type header (OpenMetrics pages are rewritten before mapping)."""
+    ts: int
+    trays: dict[int, Frame] = field(default_factory=dict)
+    """Each tray endpoint's rows (mapped, or stand-ins), by endpoint index: merged in config order."""
+    serving: ServingRows = field(default_factory=ServingRows)
+    events: list[dict[str, object]] = field(default_factory=list)
+    outcomes: dict[int, Fetched] = field(default_factory=dict)
+    """Each asked endpoint's outcome (pages dropped once mapped)."""
 
 
 @dataclass
@@ -148,6 +170,7 @@ class ScrapeSource:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_bytes: int = DEFAULT_MAX_BYTES,
         down_after: int = DEFAULT_DOWN_AFTER,
+        page_budget_s: float = DEFAULT_PAGE_BUDGET_S,
     ) -> None:
         """Args:
         trays: tray exporters (agent or dcgm-exporter pages -> gpu, nvlink, events).
@@ -156,12 +179,17 @@ class ScrapeSource:
         timeout_s: the most one endpoint may take per tick, connect to last byte.
         max_bytes: the largest page accepted.
         down_after: consecutive misses before an endpoint is DOWN.
+        page_budget_s: the most one page may take to parse; a page that needs more is abandoned
+            and its endpoint is DOWN (DEFAULT_PAGE_BUDGET_S says why this much).
         """
         if timeout_s <= 0:
             raise ValueError("the scrape timeout must be positive")
         if down_after < 1:
             raise ValueError("down_after must be at least 1")
+        if page_budget_s <= 0:
+            raise ValueError("the page budget must be positive")
         self.name = name
+        self.page_budget_s = page_budget_s
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
         self.down_after = down_after
@@ -180,10 +208,11 @@ class ScrapeSource:
         for server in servers:
             status = EndpointStatus(server.name, server.url, "server", engine=server.engine)
             self._endpoints.append(_Endpoint(status, server=server, parser=caches.sibling()))
+        self._server_names = pa.array([ep.status.name for ep in self._endpoints if ep.server is not None])
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"scrape-{name}", daemon=True)
         self._thread.start()
-        self._session: aiohttp.ClientSession = self._run(self._open_session(), timeout=10)
+        self._session: aiohttp.ClientSession = self._run(open_session(len(self._endpoints)), timeout=10)
         self._closed = False
 
     @classmethod
@@ -202,125 +231,165 @@ class ScrapeSource:
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    async def _open_session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=max(100, 2 * len(self._endpoints)), keepalive_timeout=60)
-        return aiohttp.ClientSession(
-            connector=connector,
-            headers={"Accept": ACCEPT, "Accept-Encoding": "gzip", "User-Agent": "rack-monitor"},
-            auto_decompress=True,
-        )
+    async def _fetch_into(
+        self, indices: Sequence[int], landed: queue.SimpleQueue[tuple[int, Fetched]]
+    ) -> None:
+        """Fetch the endpoints at `indices` at once; each (index, Fetched) goes to `landed` as it lands."""
 
-    async def _fetch_some(self, indices: Sequence[int]) -> list[Fetched]:
-        return await asyncio.gather(*(self.fetch(self._endpoints[i].status.url) for i in indices))
+        async def one(i: int) -> None:
+            landed.put((i, await self.fetch(self._endpoints[i].status.url)))
+
+        await asyncio.gather(*(one(i) for i in indices))
 
     async def fetch(self, url: str) -> Fetched:
         """GET one page within the timeout and the byte limit; never raises for an endpoint's fault."""
-        start = time.perf_counter()
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                async with self._session.get(url, allow_redirects=False) as resp:
-                    if resp.status != 200:
-                        return Fetched(
-                            None, time.perf_counter() - start, EndpointState.DOWN, f"HTTP {resp.status}"
-                        )
-                    body = await self._read(resp)
-                    content_type = resp.headers.get("Content-Type")
-            return Fetched(body, time.perf_counter() - start, EndpointState.OK, content_type=content_type)
-        except TimeoutError:
-            reason = f"no answer within {self.timeout_s:g} s"
-            return Fetched(None, time.perf_counter() - start, EndpointState.STALE, reason, timed_out=True)
-        except _PageTooBig:
-            reason = f"page larger than {self.max_bytes / (1 << 20):g} MiB"
-            return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, reason)
-        except aiohttp.ClientConnectorError as err:
-            return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, _connect_reason(err))
-        except aiohttp.ClientOSError as err:
-            # A reset or a page cut short happens to healthy servers too (a keep-alive connection
-            # closed as it was reused): a miss, DOWN only if it repeats.
-            reason = "connection reset" if err.errno == errno.ECONNRESET else f"connection failed: {err}"
-            return Fetched(None, time.perf_counter() - start, EndpointState.STALE, reason)
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError):
-            return Fetched(
-                None, time.perf_counter() - start, EndpointState.STALE, "connection closed mid-page"
-            )
-        except (aiohttp.ClientError, OSError, ValueError) as err:
-            reason = f"{type(err).__name__}: {err}".rstrip(": ")
-            return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, reason)
-
-    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
-        """The body, decoded from gzip, refusing pages past max_bytes without reading them whole."""
-        length = resp.content_length
-        if length is not None and length > self.max_bytes and "Content-Encoding" not in resp.headers:
-            raise _PageTooBig
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_any():
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise _PageTooBig
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await fetch_page(self._session, url, timeout_s=self.timeout_s, max_bytes=self.max_bytes)
 
     # -- the tick, in the caller's thread -----------------------------------------------------------
 
     def poll(self, ts_ms: int) -> Frame:
-        """Scrape every endpoint not busy with an earlier tick (concurrently, each within the timeout)."""
+        """Scrape every endpoint not busy with an earlier tick (concurrently, each within the timeout).
+
+        Each page is parsed and mapped as soon as it arrives (a large one once the others are in),
+        within its own budget, and its endpoint is free for the next tick as soon as its page is
+        done: a slow page costs its own endpoint's data, not the other endpoints' tick.
+        """
         if self._closed:
             raise RuntimeError(f"scrape source {self.name} is closed")
         with self._lock:
             mine = [i for i in range(len(self._endpoints)) if i not in self._busy]
             self._busy.update(mine)
+        tick = _Tick(ts_ms)
         try:
-            fetched = self._run(self._fetch_some(mine), timeout=self.timeout_s + 5.0) if mine else []
-            return self._frame(ts_ms, dict(zip(mine, fetched, strict=True)))
+            self._take_pages(tick, mine)
+            return self._frame(tick, mine)
         finally:
             with self._lock:
                 self._busy.difference_update(mine)
 
-    def _frame(self, ts_ms: int, fetched: dict[int, Fetched]) -> Frame:
-        """Map the pages fetched for tick `ts_ms`, judge each endpoint, stand in for the rest."""
-        parts: list[Frame] = []
-        serving = ServingRows()
-        events: list[dict[str, object]] = []
-        outcomes: dict[int, Fetched] = {}
-        for i, got in fetched.items():
-            ep = self._endpoints[i]
-            if got.body is not None:
+    def _take_pages(self, tick: _Tick, mine: Sequence[int]) -> None:
+        """Fetch `mine`, map each page as it lands, settle each endpoint whose outcome is final.
+
+        Pages larger than LARGE_PAGE_CHARS wait until every fetch is in, so the rack's usual pages
+        never queue behind one. A miss (STALE) is settled in _frame, once every fetch is in: whether
+        it counts depends on how many endpoints missed with it (_collector_late).
+        """
+        started = time.monotonic()
+        map_by = started + self.timeout_s + MAP_ALLOWANCE_S
+        landed: queue.SimpleQueue[tuple[int, Fetched]] = queue.SimpleQueue()
+        fetching = asyncio.run_coroutine_threadsafe(self._fetch_into(mine, landed), self._loop)
+        large: list[tuple[int, Fetched]] = []
+        waiting = len(mine)
+        while waiting:
+            left = started + self.timeout_s + LOOP_GRACE_S - time.monotonic()
+            try:
+                pages = [landed.get(timeout=max(left, 0.0))]
+            except queue.Empty:
+                break  # the source's own loop is stuck: the rest are misses (below)
+            batch_by = time.monotonic() + BATCH_WINDOW_S
+            while len(pages) < waiting:
+                quiet_s = min(BATCH_GAP_S, batch_by - time.monotonic())
                 try:
-                    body: bytes | str = got.body
-                    if is_openmetrics(body, got.content_type):
-                        body = to_text_format(body)
-                    if ep.mapper is not None:
-                        part = ep.mapper.map(body, ts_ms)
-                        if "gpu" in part.batches:
-                            ep.last_gpu = part.batches["gpu"]
-                        parts.append(part)
-                    else:
-                        ep.status.engine = self._map_server(ep, body, serving)
-                except (ExpositionError, MappingError, UnicodeDecodeError) as err:
-                    got = Fetched(None, got.latency_s, EndpointState.DOWN, f"malformed page: {err}")
-            outcomes[i] = got
-        late_by = self._collector_late(outcomes)
-        for i, got in outcomes.items():
-            shown = self._update(self._endpoints[i], ts_ms, got, events, counted=late_by is None)
-            if shown != EndpointState.OK:
-                self._stand_in(self._endpoints[i], ts_ms, shown, parts, serving)
-        for i, ep in enumerate(self._endpoints):
-            if i not in fetched:  # still answering an earlier tick: no data for this one
-                self._stand_in(ep, ts_ms, EndpointState.STALE, parts, serving)
+                    pages.append(landed.get(timeout=max(quiet_s, 0.0)))
+                except queue.Empty:
+                    break
+            waiting -= len(pages)
+            for i, got in pages:
+                if got.text is not None and len(got.text) > LARGE_PAGE_CHARS:
+                    large.append((i, got))
+                else:
+                    self._take_page(i, got, tick, map_by)
+        if waiting:
+            if not self._closed:  # a closed source's loop is gone: nothing left there to cancel
+                fetching.cancel()
+            reason = f"no answer within {self.timeout_s:g} s"
+            elapsed = time.monotonic() - started
+            taken = {i for i, _ in large} | set(tick.outcomes)
+            for i in mine:
+                if i not in taken:
+                    tick.outcomes[i] = Fetched(None, elapsed, EndpointState.STALE, reason, timed_out=True)
+        large.sort(key=lambda page: len(page[1].text or ""))
+        while large:
+            self._take_page(*large.pop(0), tick, map_by)  # popped: its text is freed once mapped
+
+    def _take_page(self, i: int, got: Fetched, tick: _Tick, map_by: float) -> None:
+        """Read endpoint i's page; settle the endpoint now unless its outcome is a miss."""
+        got = self._read_page(i, got, tick, map_by)
+        tick.outcomes[i] = got
+        if got.state != EndpointState.STALE:
+            self._settle(i, got, tick, counted=True)
+
+    def _read_page(self, i: int, got: Fetched, tick: _Tick, map_by: float) -> Fetched:
+        """Parse and map one fetched page within its budget; the outcome, without the page.
+
+        Parsing stops when the page has used its budget, or at the tick's `map_by`. Mapping runs
+        to its end once parsing is done: it moves the endpoint's counter state, which must move for a
+        whole page or not at all. A page that fails takes its parser's caches with it.
+        """
+        if got.text is None:
+            return got
+        ep = self._endpoints[i]
+        budget = PageBudget(self.page_budget_s, map_by)
+        try:
+            text = got.text
+            if is_openmetrics(text, got.content_type):
+                text = to_text_format(text)
+            if ep.mapper is not None:
+                families = ep.parser.parse(text, gpu_want, give_up=budget.spent)
+                part = ep.mapper.map(families, tick.ts)
+                if "gpu" in part.batches:
+                    ep.last_gpu = part.batches["gpu"]
+                tick.trays[i] = part
+            else:
+                ep.status.engine = self._map_server(ep, text, tick.serving, budget)
+            return Fetched(None, got.latency_s, EndpointState.OK)
+        except PageOverBudget as over:
+            if budget.own_spent():
+                reason = f"page not parsed within its {self.page_budget_s:g} s budget ({over})"
+                failed = Fetched(None, got.latency_s, EndpointState.DOWN, reason)
+            else:  # the tick's time ran out, not the page's: a miss
+                reason = f"page not parsed by the tick's deadline ({over})"
+                failed = Fetched(None, got.latency_s, EndpointState.STALE, reason)
+        except (ExpositionError, MappingError) as err:
+            failed = Fetched(None, got.latency_s, EndpointState.DOWN, f"malformed page: {err}")
+        # The series heads the bad page left in the parser's caches go with it (a server's parser
+        # shared its caches with the other servers; from now on this one keeps its own).
+        ep.parser = ExpositionParser()
+        return failed
+
+    def _settle(self, i: int, got: Fetched, tick: _Tick, *, counted: bool) -> None:
+        """Judge endpoint i on its outcome, stand in for its rows if it has none, free it."""
+        ep = self._endpoints[i]
+        shown = self._update(ep, tick.ts, got, tick.events, counted=counted)
+        if shown != EndpointState.OK:
+            self._stand_in(i, tick, shown)
+        with self._lock:
+            self._busy.discard(i)
+
+    def _frame(self, tick: _Tick, mine: Sequence[int]) -> Frame:
+        """Settle this tick's misses, stand in for the endpoints still busy, merge the rows."""
+        late_by = self._collector_late(tick.outcomes)
+        for i, got in tick.outcomes.items():
+            if got.state == EndpointState.STALE:
+                self._settle(i, got, tick, counted=late_by is None)
+        asked = set(mine)
+        for i in range(len(self._endpoints)):
+            if i not in asked:  # still answering an earlier tick: no data for this one
+                self._stand_in(i, tick, EndpointState.STALE)
         if late_by is not None:
-            missed = sum(got.state == EndpointState.STALE for got in outcomes.values())
-            stamp = time.strftime("%H:%M:%S", time.gmtime(ts_ms / 1000))
+            missed = sum(got.state == EndpointState.STALE for got in tick.outcomes.values())
+            stamp = time.strftime("%H:%M:%S", time.gmtime(tick.ts / 1000))
             detail = (
-                f"collector late by {late_by:.1f} s: {missed} of {len(outcomes)} endpoints "
+                f"collector late by {late_by:.1f} s: {missed} of {len(tick.outcomes)} endpoints "
                 f"missed tick {stamp}"
             )
             log.warning("%s: %s", self.name, detail)
-            events.append(_event(ts_ms, EventKind.COLLECTOR_LATE, self.name, detail))
-        parts.append(serving.frame(ts_ms))
-        if events:
-            parts.append(Frame(ts_ms, {"events": batch_from_rows("events", events)}))
-        return merge_frames(ts_ms, parts)
+            tick.events.append(_event(tick.ts, EventKind.COLLECTOR_LATE, self.name, detail))
+        parts = [tick.trays[i] for i in sorted(tick.trays)]
+        parts.append(self._in_config_order(tick.serving.frame(tick.ts)))
+        if tick.events:
+            parts.append(Frame(tick.ts, {"events": batch_from_rows("events", tick.events)}))
+        return merge_frames(tick.ts, parts)
 
     def _collector_late(self, outcomes: dict[int, Fetched]) -> float | None:
         """How late the collector was this tick (seconds), or None when the misses are the endpoints'.
@@ -340,16 +409,23 @@ class ScrapeSource:
             return max(overshoot, 0.0)
         return None
 
-    def _stand_in(
-        self, ep: _Endpoint, ts_ms: int, state: EndpointState, parts: list[Frame], serving: ServingRows
-    ) -> None:
+    def _in_config_order(self, frame: Frame) -> Frame:
+        """The serving rows in the config's server order (pages are mapped in the order they land)."""
+        batches = {}
+        for table, batch in frame.batches.items():
+            rank = pc.index_in(batch.column("endpoint"), value_set=self._server_names)
+            batches[table] = batch.take(pc.sort_indices(rank))  # stable: a server's rows keep their order
+        return Frame(frame.ts_ms, batches)
+
+    def _stand_in(self, i: int, tick: _Tick, state: EndpointState) -> None:
         """Rows for an endpoint without a good page this tick: its tray's GPUs STALE, or its serving row."""
+        ep = self._endpoints[i]
         if ep.mapper is not None:
-            stale = stale_gpu_rows(ep.last_gpu, ts_ms)
+            stale = stale_gpu_rows(ep.last_gpu, tick.ts)
             if stale is not None:
-                parts.append(Frame(ts_ms, {"gpu": stale}))
+                tick.trays[i] = Frame(tick.ts, {"gpu": stale})
             return
-        serving.serving.add(
+        tick.serving.serving.add(
             {
                 "endpoint": ep.status.name,
                 "engine": ep.status.engine or UNKNOWN_ENGINE,
@@ -358,8 +434,7 @@ class ScrapeSource:
             }
         )
 
-    def _map_server(self, ep: _Endpoint, body: bytes | str, rows: ServingRows) -> str:
-        text = body.decode("utf-8") if isinstance(body, bytes) else body
+    def _map_server(self, ep: _Endpoint, text: str, rows: ServingRows, budget: PageBudget) -> str:
         prefix = ep.server.metrics_prefix if ep.server is not None else None
         engine = ep.status.engine or ("dynamo" if prefix is not None else detect_engine(text))
         if engine is None:
@@ -367,14 +442,9 @@ class ScrapeSource:
                 "no vLLM, SGLang, TensorRT-LLM, Triton or Dynamo metrics on the page (a Dynamo frontend "
                 "started with DYN_METRICS_PREFIX needs metrics_prefix in its [[server]] entry)"
             )
+        families = ep.parser.parse(text, serving_want(engine, prefix), give_up=budget.spent)
         engine = add_serving(
-            text,
-            ep.status.name,
-            rows,
-            engine=engine,
-            parser=ep.parser,
-            series=ep.series,
-            metrics_prefix=prefix,
+            families, ep.status.name, rows, engine=engine, series=ep.series, metrics_prefix=prefix
         )
         rows.serving.columns["gpus"][-1] = ep.gpus_text
         return engine
@@ -435,13 +505,6 @@ class ScrapeSource:
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self._loop.close()
-
-
-def _connect_reason(err: aiohttp.ClientConnectorError) -> str:
-    cause = err.os_error
-    if isinstance(cause, ConnectionRefusedError):
-        return "connection refused"
-    return f"cannot connect: {cause.strerror or cause}" if cause is not None else "cannot connect"
 
 
 def _event(ts: int, kind: str, source: str, detail: str) -> dict[str, object]:

@@ -68,7 +68,8 @@ _READ_FAMILIES = frozenset(
     }
 )
 """Every family GpuPageMapper reads: the parser's `want` filter (dcgm-exporter pages carry many more)."""
-_want = _READ_FAMILIES.__contains__
+gpu_want = _READ_FAMILIES.__contains__
+"""The `want` filter for a tray page parsed outside the mapper (the scrape source parses with a budget)."""
 _LINK_STATE = [spec.column for spec in _LINK_SPECS].index("state")
 _MAX_EVENTS_PER_COUNTER = 1000
 """An XID counter that jumps by more than this (an agent restart, a corrupt page) yields only this many."""
@@ -155,7 +156,7 @@ class GpuPageMapper:
             ExpositionError: the page text is malformed.
             MappingError: a GPU on the page cannot be placed in the rack.
         """
-        families = page if isinstance(page, Mapping) else self._parser.parse(page, _want)
+        families = page if isinstance(page, Mapping) else self._parser.parse(page, gpu_want)
         # The parser kept the first sample of a repeated series (as Prometheus does); never summed.
         self.duplicates = sum(f.duplicates for f in families.values())
         self._learn_info(families.get(names.GPU_INFO))

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from collectors.agent_server import AgentPage, bind_socket, healthz, metrics_handler, page_response
 from collectors.config import RackConfig, ServerTarget, TrayTarget
+from collectors.http_guard import ConnectionGuard, ServerLimits, guarded_runner, serve_socket
 from collectors.nvml import NvmlCollector
 from collectors.rack import COMPUTE_TRAYS
 from collectors.sim.pages import PATHS, RENDERERS
@@ -38,10 +39,10 @@ HANG_LIMIT_S = 120.0
 
 @dataclass
 class _Listener:
-    """One endpoint's socket and site."""
+    """One endpoint's socket and the server accepting on it."""
 
     port: int
-    site: web.SockSite | None = None
+    server: asyncio.Server | None = None
     instance: int | None = None
 
 
@@ -56,6 +57,7 @@ class SimServers:
         base_port: int | None = None,
         down_mode: DownMode = "refuse",
         name: str | None = None,
+        limits: ServerLimits | None = None,
     ) -> None:
         """Args:
         rack: the simulated rack (its instances' engines pick each server's format).
@@ -63,6 +65,7 @@ class SimServers:
         base_port: trays on base..base+17, servers from base+18; None picks free ports.
         down_mode: how a stopped instance's server fails: "refuse" or "hang".
         name: the rack's name in the config.
+        limits: connection limits shared by all the endpoints (collectors.http_guard).
         """
         for inst in rack.workload.instances:
             if inst.engine not in RENDERERS:
@@ -74,6 +77,7 @@ class SimServers:
         self.base_port = base_port
         self.down_mode = down_mode
         self.name = name or f"sim-seed{rack.seed}"
+        self.limits = limits or ServerLimits()
         self._collectors = [
             NvmlCollector(rack.tray_of(t), name=f"sim-tray{t:02d}") for t in range(1, COMPUTE_TRAYS + 1)
         ]
@@ -83,6 +87,7 @@ class SimServers:
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self.guard: ConnectionGuard | None = None
         self._by_port: dict[int, _Listener] = {}
         self._trays: list[_Listener] = []
         self._servers: list[_Listener] = []
@@ -124,7 +129,7 @@ class SimServers:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/prometheus/metrics", self._metrics)
         app.router.add_get("/healthz", healthz)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        self._runner, self.guard = guarded_runner(app, self.limits)
         await self._runner.setup()
         port = self.base_port
         for _ in range(COMPUTE_TRAYS):
@@ -145,9 +150,12 @@ class SimServers:
         return listener
 
     async def _open(self, listener: _Listener, sock: socket.socket) -> None:
-        assert self._runner is not None
-        listener.site = web.SockSite(self._runner, sock)
-        await listener.site.start()
+        assert self._runner is not None and self.guard is not None
+        try:
+            listener.server = await serve_socket(self._runner, self.guard, sock)
+        except OSError:
+            sock.close()
+            raise
 
     def stop(self) -> None:
         """Stop serving, close the tray collectors and the loop thread (idempotent)."""
@@ -165,6 +173,9 @@ class SimServers:
     async def _stop(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+        for listener in self._by_port.values():
+            if listener.server is not None:
+                listener.server.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -230,10 +241,10 @@ class SimServers:
             for listener in self._servers:
                 assert listener.instance is not None
                 answering = self.rack.workload.instances[listener.instance].answering
-                if not answering and listener.site is not None:
-                    await listener.site.stop()
-                    listener.site = None
-                elif answering and listener.site is None:
+                if not answering and listener.server is not None:
+                    listener.server.close()
+                    listener.server = None
+                elif answering and listener.server is None:
                     await self._open(listener, bind_socket(self.host, listener.port))
 
     def _sync(self) -> None:

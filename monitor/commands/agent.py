@@ -18,57 +18,85 @@ from monitor.errors import UserError
 if TYPE_CHECKING:
     from aiohttp import web
 
-LISTEN_HELP = "Address to serve on: HOST:PORT, [IPV6]:PORT, or :PORT for every interface."
+    from collectors.http_guard import ServerLimits
+
+LISTEN_HELP = (
+    "Address to serve on: HOST:PORT, [IPV6]:PORT, or :PORT for every interface. The agent has no TLS "
+    "and no auth: before listening beyond this host, see docs/agent-security.md."
+)
 
 
 def command(
     listen: str = typer.Option("127.0.0.1:9401", "--listen", help=LISTEN_HELP),
     tray: TrayOption = None,
     tray_index_base: TrayIndexBaseOption = TRAY_INDEX_BASE,
+    max_connections: int = typer.Option(
+        256,
+        "--max-connections",
+        help="Open connections at most (lowered to fit the open-file limit); past it the longest "
+        "idle connection is closed.",
+    ),
 ) -> None:
     """Export this tray's GPUs on /metrics (dcgm-exporter names where they exist) for scrapers."""
     from collectors.agent_server import AgentPage, agent_app, parse_listen
+    from collectors.http_guard import ServerLimits
 
     try:
         host, port = parse_listen(listen)
     except ValueError as err:
         raise UserError(f"--listen: {err}") from None
+    if max_connections < 1:
+        raise UserError(f"--max-connections {max_connections}: must be at least 1")
+    limits = ServerLimits(max_connections=max_connections)
     why = ": `monitor agent` exports the GPUs of the host it runs on"
     collector = open_local(tray, tray_index_base, why=why)
     try:
         page = AgentPage(collector)
-        asyncio.run(serve_app(agent_app(page), host, port, what=f"{len(page.gpus)} GPUs"))
+        asyncio.run(serve_app(agent_app(page), host, port, what=f"{len(page.gpus)} GPUs", limits=limits))
     finally:
         collector.close()
 
 
-async def serve_app(app: web.Application, host: str, port: int, *, what: str) -> None:
-    """Serve an aiohttp app on (host, port) until SIGINT or SIGTERM.
+async def serve_app(
+    app: web.Application, host: str, port: int, *, what: str, limits: ServerLimits | None = None
+) -> None:
+    """Serve an aiohttp app on (host, port), within `limits` (collectors.http_guard), until SIGINT or SIGTERM.
 
     Raises:
-        UserError: the address cannot be bound (taken, not local, no permission).
+        UserError: the address cannot be bound (taken, not local, no permission), or the open-file
+            limit leaves no room for connections.
     """
-    from aiohttp import web
-
     from collectors.agent_server import bind_socket
+    from collectors.http_guard import guarded_runner, serve_socket
 
     try:
         sock = bind_socket(host, port)
     except OSError as err:
         raise UserError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
-    runner = web.AppRunner(app, access_log=None)
+    runner, guard = guarded_runner(app, limits)
     await runner.setup()
+    server = None
     try:
-        await web.SockSite(runner, sock).start()
+        try:
+            server = await serve_socket(runner, guard, sock)
+        except OSError as err:
+            sock.close()
+            raise UserError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
-        print(f"monitor agent: serving {what} on http://{shown}:{bound}/metrics", file=sys.stderr)
+        print(
+            f"monitor agent: serving {what} on http://{shown}:{bound}/metrics "
+            f"(at most {guard.cap} connections, idle ones closed after {guard.limits.idle_timeout_s:g} s)",
+            file=sys.stderr,
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
+        if server is not None:
+            server.close()
         await runner.cleanup()
 
 

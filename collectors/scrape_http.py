@@ -1,0 +1,113 @@
+"""The scrape source's HTTP side: one GET per endpoint and tick, bounded in time and bytes.
+
+Runs on the scrape source's own asyncio loop (collectors.scrape). A fetch never raises for an
+endpoint's fault: it returns the page, or the endpoint's state (STALE for a miss, DOWN for a failure)
+and a one-line reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from storage.schemas import EndpointState
+
+DEFAULT_MAX_BYTES = 10 << 20
+"""The largest page read (after gzip decoding); a bigger page is an error for its endpoint."""
+ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"
+"""Plain text 0.0.4 only: OpenMetrics negotiation renames `vllm:` samples (serving.md section 0)."""
+
+
+class _PageTooBig(Exception):
+    """The page passed the byte limit."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One HTTP fetch: the page's text, or why there is none."""
+
+    text: str | None
+    latency_s: float
+    state: EndpointState
+    """OK; STALE for a miss that counts toward DOWN; DOWN for a failure that is DOWN at once."""
+    reason: str = ""
+    timed_out: bool = False
+    content_type: str | None = None
+    """The answer's Content-Type header (OpenMetrics pages are rewritten before mapping)."""
+
+
+async def open_session(endpoints: int) -> aiohttp.ClientSession:
+    """The one client session of a scrape source of `endpoints` endpoints (keep-alive, gzip)."""
+    connector = aiohttp.TCPConnector(limit=max(100, 2 * endpoints), keepalive_timeout=60)
+    return aiohttp.ClientSession(
+        connector=connector,
+        headers={"Accept": ACCEPT, "Accept-Encoding": "gzip", "User-Agent": "rack-monitor"},
+        auto_decompress=True,
+    )
+
+
+async def fetch_page(
+    session: aiohttp.ClientSession, url: str, *, timeout_s: float, max_bytes: int
+) -> Fetched:
+    """GET one page within `timeout_s` and `max_bytes`; never raises for an endpoint's fault."""
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with session.get(url, allow_redirects=False) as resp:
+                if resp.status != 200:
+                    return Fetched(
+                        None, time.perf_counter() - start, EndpointState.DOWN, f"HTTP {resp.status}"
+                    )
+                body = await _read(resp, max_bytes)
+                content_type = resp.headers.get("Content-Type")
+        # Decoded here, so only the text travels on to the parser: the bytes are freed at once.
+        text = body.decode("utf-8")
+        return Fetched(text, time.perf_counter() - start, EndpointState.OK, content_type=content_type)
+    except UnicodeDecodeError as err:
+        reason = f"malformed page: not UTF-8 (byte {err.start})"
+        return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, reason)
+    except TimeoutError:
+        reason = f"no answer within {timeout_s:g} s"
+        return Fetched(None, time.perf_counter() - start, EndpointState.STALE, reason, timed_out=True)
+    except _PageTooBig:
+        reason = f"page larger than {max_bytes / (1 << 20):g} MiB"
+        return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, reason)
+    except aiohttp.ClientConnectorError as err:
+        return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, _connect_reason(err))
+    except aiohttp.ClientOSError as err:
+        # A reset or a page cut short happens to healthy servers too (a keep-alive connection
+        # closed as it was reused): a miss, DOWN only if it repeats.
+        reason = "connection reset" if err.errno == errno.ECONNRESET else f"connection failed: {err}"
+        return Fetched(None, time.perf_counter() - start, EndpointState.STALE, reason)
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError):
+        return Fetched(None, time.perf_counter() - start, EndpointState.STALE, "connection closed mid-page")
+    except (aiohttp.ClientError, OSError, ValueError) as err:
+        reason = f"{type(err).__name__}: {err}".rstrip(": ")
+        return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, reason)
+
+
+async def _read(resp: aiohttp.ClientResponse, max_bytes: int) -> bytearray:
+    """The body, decoded from gzip, refusing pages past max_bytes without reading them whole.
+
+    One growing buffer rather than a list of chunks joined at the end: the join held the page twice.
+    """
+    length = resp.content_length
+    if length is not None and length > max_bytes and "Content-Encoding" not in resp.headers:
+        raise _PageTooBig
+    body = bytearray()
+    async for chunk in resp.content.iter_any():
+        if len(body) + len(chunk) > max_bytes:
+            raise _PageTooBig
+        body += chunk
+    return body
+
+
+def _connect_reason(err: aiohttp.ClientConnectorError) -> str:
+    cause = err.os_error
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    return f"cannot connect: {cause.strerror or cause}" if cause is not None else "cannot connect"

@@ -1,0 +1,93 @@
+"""The simulated rack's 90 servers in a child process, for tests that load the scraping side or the servers.
+
+A child keeps the servers' work (and their file descriptors) out of the test process: the scraper's
+figures are its own, and the servers can run under an open-file limit of their own (`nofile`).
+Run as `python -m tests.net.sim_child CONFIG [--nofile N] [--idle S] [--header S] [--max-connections N]`:
+it writes the rack config to CONFIG, prints "ready", and serves until its stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def main() -> None:
+    """Serve until stdin closes."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--nofile", type=int, help="soft RLIMIT_NOFILE for this process")
+    parser.add_argument("--seed", type=int, default=0)
+    args, limit_args = parser.parse_known_args()
+    if args.nofile is not None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, hard))
+    from collectors.clock import SimClock
+    from collectors.config import write_config
+    from collectors.sim import SimRack
+    from collectors.sim.http import SimServers
+
+    rack = SimRack(seed=args.seed, clock=SimClock(start=time.time(), speed=1.0))
+    with SimServers(rack, **_limits(limit_args)) as servers:
+        assert servers.config is not None
+        write_config(args.config, servers.config)
+        print("ready", flush=True)
+        sys.stdin.read()
+
+
+def _limits(argv: list[str]) -> dict[str, object]:
+    """SimServers' `limits` from --idle, --header, --max-connections (none given: the defaults)."""
+    if not argv:
+        return {}
+    from collectors.http_guard import ServerLimits
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--idle", type=float, default=ServerLimits.idle_timeout_s)
+    parser.add_argument("--header", type=float, default=ServerLimits.header_timeout_s)
+    parser.add_argument("--max-connections", type=int, default=ServerLimits.max_connections)
+    args = parser.parse_args(argv)
+    limits = ServerLimits(
+        max_connections=args.max_connections, idle_timeout_s=args.idle, header_timeout_s=args.header
+    )
+    return {"limits": limits}
+
+
+@contextlib.contextmanager
+def sim_in_child(tmp: Path, *args: str) -> Iterator[Path]:
+    """Start the child with `args`; yields the path of its rack config; stops it on exit."""
+    config = tmp / "rack.toml"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.net.sim_child", str(config), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        assert line.strip() == "ready", f"the sim child did not start (exit {child.poll()})"
+        yield config
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+if __name__ == "__main__":
+    main()
