@@ -17,7 +17,8 @@ from collectors.config import ServerTarget
 from collectors.mappings import map_serving
 from collectors.promtext import parse
 from collectors.promtext_openmetrics import to_text_format
-from collectors.scrape import ACCEPT, ScrapeSource
+from collectors.scrape import ScrapeSource
+from collectors.scrape_http import ACCEPT
 from collectors.series_counters import SeriesCounters
 from storage.schemas import EndpointState
 from tests.serving.conftest import LivePages
