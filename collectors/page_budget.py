@@ -59,6 +59,7 @@ class PageBudget:
     """
 
     def __init__(self, budget_s: float, tick_by: float) -> None:
+        self.budget_s = budget_s
         self.own_by = time.monotonic() + budget_s
         self.tick_by = tick_by
 
