@@ -91,7 +91,10 @@ def rack_with_a_bad_tray(tmp_path: Path) -> Iterator[tuple[ScrapeSource, set[int
         trays = [dataclasses.replace(t, url=bad.url) if t.tray == BAD_TRAY else t for t in config.trays]
         assert len(trays) + len(config.servers) == 90
         good_gpus = {4 * (t.tray - 1) + g for t in trays if t.tray != BAD_TRAY for g in range(4)}
-        source = ScrapeSource(trays, config.servers, name="rack")  # the default timeout (2 s)
+        # A generous timeout: on a loaded 2-core host (the whole suite beside other work) the sim
+        # child's 89 other pages can take over 2 s to come back, a miss that is the host's, not the
+        # bad page's. The bad page is still cut at its own 0.5 s budget.
+        source = ScrapeSource(trays, config.servers, name="rack", timeout_s=4.0)
         try:
             yield source, good_gpus, {s.name for s in config.servers}
         finally:
@@ -116,9 +119,8 @@ def run_ticks(source: ScrapeSource, count: int, interval: float) -> list[Frame]:
 
 def test_a_bad_9_5_mb_page_costs_only_its_own_endpoint(rack_with_a_bad_tray) -> None:
     source, good_gpus, servers = rack_with_a_bad_tray
-    # Every 2 s: the sim child renders 90 pages a tick, which a loaded 2-core host needs time for; the
-    # poller's deadline (3 s) is still well short of what the bad page costs parsed to its end.
-    frames = run_ticks(source, TICKS, interval=2.0)
+    # Every 5 s: the sim child renders 90 pages a tick, which a loaded 2-core host needs time for.
+    frames = run_ticks(source, TICKS, interval=5.0)
     for frame in frames:
         ok_gpus = {r["gpu"] for r in frame.table("gpu").to_pylist() if r["state"] == GpuState.OK}
         assert ok_gpus == good_gpus, f"tick {frame.ts_ms}: {len(good_gpus - ok_gpus)} good GPUs missing"
