@@ -33,8 +33,8 @@ from collectors.sim.gpu import (
     POWER_LIMIT_MW,
     GpuSim,
 )
-from collectors.sim.nvml_base import NOT_MIG, nvml_call
-from collectors.sim.tray import SimTray, _link, _pid
+from collectors.sim.nvml_base import nvml_call
+from collectors.sim.tray import SimTray, _link
 
 if TYPE_CHECKING:
     from collectors.sim.rack import SimRack
@@ -61,12 +61,13 @@ _SM_SCALE = H100_MAX_SM_MHZ / MAX_SM_MHZ
 _VIDEO_SCALE = H100_MAX_VIDEO_MHZ / MAX_VIDEO_MHZ
 
 
-def _used_mib(gpu: GpuSim) -> int:
-    return round(gpu.mem_used_mib * _MEM_SCALE)
-
-
 class SimHgxHost(SimTray):
     """One 8-GPU HGX H100 host of a SimRack: NVML devices 0..7, no platform info; use it as `pynvml`."""
+
+    mem_total_mib = H100_MEM_TOTAL_MIB
+    mem_reserved_mib = H100_MEM_RESERVED_MIB
+    power_limit_mw = H100_POWER_LIMIT_MW
+    power_min_limit_mw = H100_POWER_MIN_LIMIT_MW
 
     def __init__(self, rack: SimRack, first_tray: int = 1) -> None:
         """The GPUs of compute trays `first_tray` and `first_tray + 1`, in their trays' NVML order."""
@@ -130,43 +131,12 @@ class SimHgxHost(SimTray):
 
     # -- memory, power, clocks ----------------------------------------------------------------------
 
-    @nvml_call("device")
-    def nvmlDeviceGetMemoryInfo(self, gpu: GpuSim, version: int | None = None) -> Any:
-        """Bytes; v2 (with .reserved) when version=nvmlMemory_v2, else the v1 struct."""
-        used = _used_mib(gpu) * MIB
-        total = H100_MEM_TOTAL_MIB * MIB
-        reserved = H100_MEM_RESERVED_MIB * MIB
-        if not version:
-            return pynvml.c_nvmlMemory_t(total=total, free=total - reserved - used, used=used + reserved)
-        if version != pynvml.nvmlMemory_v2:
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_ARGUMENT_VERSION_MISMATCH)
-        return pynvml.c_nvmlMemory_v2_t(
-            version=version, total=total, reserved=reserved, free=total - reserved - used, used=used
-        )
+    def _used_mib(self, gpu: GpuSim) -> int:
+        """The simulated GPU's memory use scaled into 80 GB."""
+        return round(gpu.mem_used_mib * _MEM_SCALE)
 
-    @nvml_call("device")
-    def nvmlDeviceGetPowerManagementLimit(self, gpu: GpuSim) -> int:
-        """700,000 mW."""
-        return H100_POWER_LIMIT_MW
-
-    @nvml_call("device")
-    def nvmlDeviceGetEnforcedPowerLimit(self, gpu: GpuSim) -> int:
-        """700,000 mW."""
-        return H100_POWER_LIMIT_MW
-
-    @nvml_call("device")
-    def nvmlDeviceGetPowerManagementDefaultLimit(self, gpu: GpuSim) -> int:
-        """700,000 mW."""
-        return H100_POWER_LIMIT_MW
-
-    @nvml_call("device")
-    def nvmlDeviceGetPowerManagementLimitConstraints(self, gpu: GpuSim) -> list[int]:
-        """[200,000, 700,000] mW."""
-        return [H100_POWER_MIN_LIMIT_MW, H100_POWER_LIMIT_MW]
-
-    @nvml_call("device")
-    def nvmlDeviceGetPowerUsage(self, gpu: GpuSim) -> int:
-        """mW: the simulated GPU's power scaled into the 700 W limit."""
+    def _power_mw(self, gpu: GpuSim) -> int:
+        """The simulated GPU's power scaled into the 700 W limit."""
         return round(gpu.power_mw * _POWER_SCALE)
 
     @nvml_call("device")
@@ -183,21 +153,6 @@ class SimHgxHost(SimTray):
     def nvmlDeviceGetClockInfo(self, gpu: GpuSim, type: int) -> int:
         """Current MHz."""
         return _clock(type, round(gpu.sm_mhz * _SM_SCALE), round(gpu.video_mhz * _VIDEO_SCALE))
-
-    # -- processes ----------------------------------------------------------------------------------
-
-    @nvml_call("device")
-    def nvmlDeviceGetComputeRunningProcesses(self, gpu: GpuSim) -> list[Any]:
-        """The serving worker on this GPU, its memory on the H100's scale."""
-        if gpu.mem_used_mib == 0:
-            return []
-        info = pynvml.c_nvmlProcessInfo_v2_t(
-            pid=_pid(gpu),
-            usedGpuMemory=_used_mib(gpu) * MIB,
-            gpuInstanceId=NOT_MIG,
-            computeInstanceId=NOT_MIG,
-        )
-        return [pynvml.nvmlStructToFriendlyObject(info)]
 
 
 def _clock(clock_type: int, sm: int, video: int) -> int:

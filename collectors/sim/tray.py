@@ -40,6 +40,20 @@ __all__ = ["NVML_FUNCTIONS", "SimTray"]
 class SimTray(EventCalls):
     """The NVML of one compute tray (4 GPUs) of a SimRack; use it wherever the `pynvml` module goes."""
 
+    mem_total_mib = MEM_TOTAL_MIB
+    mem_reserved_mib = MEM_RESERVED_MIB
+    power_limit_mw = POWER_LIMIT_MW
+    power_min_limit_mw = POWER_MIN_LIMIT_MW
+    """The GPU model's fixed facts; a host of another model (collectors.sim.hgx) sets its own."""
+
+    def _used_mib(self, gpu: GpuSim) -> int:
+        """Memory in use as this model reports it (the simulated GPU's own figure on a GB300)."""
+        return gpu.mem_used_mib
+
+    def _power_mw(self, gpu: GpuSim) -> int:
+        """Power as this model reports it (the simulated GPU's own figure on a GB300)."""
+        return gpu.power_mw
+
     def _sibling(self, gpu: GpuSim) -> GpuSim:
         # Modules 1+2 and 3+4 share a Grace (one superchip).
         partner = gpu.id.module + (1 if gpu.id.module % 2 else -1)
@@ -191,9 +205,9 @@ class SimTray(EventCalls):
     @nvml_call("device")
     def nvmlDeviceGetMemoryInfo(self, gpu: GpuSim, version: int | None = None) -> Any:
         """Bytes; v2 (with .reserved) when version=nvmlMemory_v2, else the v1 struct."""
-        used = gpu.mem_used_mib * MIB
-        total = MEM_TOTAL_MIB * MIB
-        reserved = MEM_RESERVED_MIB * MIB
+        used = self._used_mib(gpu) * MIB
+        total = self.mem_total_mib * MIB
+        reserved = self.mem_reserved_mib * MIB
         if not version:
             return pynvml.c_nvmlMemory_t(total=total, free=total - reserved - used, used=used + reserved)
         if version != pynvml.nvmlMemory_v2:
@@ -204,28 +218,28 @@ class SimTray(EventCalls):
 
     @nvml_call("device")
     def nvmlDeviceGetPowerManagementLimit(self, gpu: GpuSim) -> int:
-        """1,400,000 mW."""
-        return POWER_LIMIT_MW
+        """The model's limit (1,400,000 mW on a GB300)."""
+        return self.power_limit_mw
 
     @nvml_call("device")
     def nvmlDeviceGetEnforcedPowerLimit(self, gpu: GpuSim) -> int:
-        """1,400,000 mW."""
-        return POWER_LIMIT_MW
+        """The model's limit (1,400,000 mW on a GB300)."""
+        return self.power_limit_mw
 
     @nvml_call("device")
     def nvmlDeviceGetPowerManagementDefaultLimit(self, gpu: GpuSim) -> int:
-        """1,400,000 mW."""
-        return POWER_LIMIT_MW
+        """The model's limit (1,400,000 mW on a GB300)."""
+        return self.power_limit_mw
 
     @nvml_call("device")
     def nvmlDeviceGetPowerManagementLimitConstraints(self, gpu: GpuSim) -> list[int]:
-        """[200,000, 1,400,000] mW."""
-        return [POWER_MIN_LIMIT_MW, POWER_LIMIT_MW]
+        """[min, max] mW ([200,000, 1,400,000] on a GB300)."""
+        return [self.power_min_limit_mw, self.power_limit_mw]
 
     @nvml_call("device")
     def nvmlDeviceGetPowerUsage(self, gpu: GpuSim) -> int:
         """mW, 1-s average."""
-        return gpu.power_mw
+        return self._power_mw(gpu)
 
     @nvml_call("device")
     def nvmlDeviceGetTotalEnergyConsumption(self, gpu: GpuSim) -> int:
@@ -358,7 +372,7 @@ class SimTray(EventCalls):
             return []
         info = pynvml.c_nvmlProcessInfo_v2_t(
             pid=_pid(gpu),
-            usedGpuMemory=gpu.mem_used_mib * MIB,
+            usedGpuMemory=self._used_mib(gpu) * MIB,
             gpuInstanceId=NOT_MIG,
             computeInstanceId=NOT_MIG,
         )
