@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from collectors.rack import gpu_label
 from monitor.view.model import CellState, GpuView, RackSnapshot
-from monitor.view.serving import ServingSnapshot
+from monitor.view.serving import ServingSnapshot, parse_gpus
 
 SKEW_METRICS: tuple[tuple[str, str, float, float], ...] = (
     # (metric, unit, absolute tolerance, relative tolerance): a GPU is off when |v - median| exceeds both.
@@ -77,16 +77,6 @@ class GroupSkew:
     def spread(self, metric: str) -> Spread:
         """The spread of one metric."""
         return next(s for s in self.spreads if s.metric == metric)
-
-
-def parse_gpus(text: str | None) -> tuple[int, ...]:
-    """serving.gpus ('8,9,10,11') as rack indices; () when unknown or malformed."""
-    if not text:
-        return ()
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        return ()
 
 
 def group_skew(kind: str, name: str, gpus: Sequence[GpuView]) -> GroupSkew:

@@ -26,8 +26,7 @@ from monitor.tui.widgets.serving_panel import instance_line
 from monitor.view.gpu_history import SERIES, WINDOWS, GpuHistory, history_from_frames, history_from_store
 from monitor.view.model import EventView, RackSnapshot
 from monitor.view.nvlink import LinkView, NvlinkBuilder
-from monitor.view.serving import InstanceView, ServingBuilder
-from monitor.view.skew import parse_gpus
+from monitor.view.serving import InstanceView, ServingBuilder, parse_gpus
 from storage.frame import Frame
 
 if TYPE_CHECKING:
@@ -145,7 +144,7 @@ class GpuDetailScreen(LiveScreen):
         else:
             history = self._from_store(gpu, window, frames[-1].ts_ms if frames else 0)
         links = self._nvlink.build(frames[-self._nvlink.frames_needed() :]).gpu_links(gpu)
-        serving = self._serving.build(frames[-self._serving.frames_needed() :])
+        serving = self._serving.build(frames[-self._serving.frames_needed() :], snapshot)
         instance = next((i for i in serving.instances if gpu in parse_gpus(i.gpus)), None)
         return GpuModel(gpu, history, links, instance, note)
 

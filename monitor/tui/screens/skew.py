@@ -87,7 +87,7 @@ class SkewScreen(LiveScreen):
 
     def build_model(self, frames: list[Frame], snapshot: RackSnapshot) -> tuple[GroupSkew, ...]:
         """Every group's skew (thread)."""
-        return rack_skew(snapshot, self._serving.build(frames))
+        return rack_skew(snapshot, self._serving.build(frames, snapshot))
 
     def show(self, model: tuple[GroupSkew, ...], snapshot: RackSnapshot) -> None:
         """Update the table by diff; rebuild only when the groups' order changed."""
