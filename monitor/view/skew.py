@@ -111,13 +111,25 @@ def group_skew(kind: str, name: str, gpus: Sequence[GpuView]) -> GroupSkew:
     )
 
 
-def rack_skew(snapshot: RackSnapshot, serving: ServingSnapshot | None = None) -> tuple[GroupSkew, ...]:
-    """Every inference instance (that names its GPUs), then every tray; groups with stragglers first."""
+@dataclass(frozen=True, slots=True)
+class RackSkew:
+    """The groups worth comparing, and how many single-GPU instances were folded away."""
+
+    groups: tuple[GroupSkew, ...]
+    folded: int = 0
+    """Inference instances on one GPU: one GPU has no spread (its tray's row compares it with its peers)."""
+
+
+def rack_skew(snapshot: RackSnapshot, serving: ServingSnapshot | None = None) -> RackSkew:
+    """Every inference instance on more than one GPU, then every tray; groups with stragglers first."""
     groups = []
+    folded = 0
     if serving is not None:
         for inst in serving.instances:
             members = [snapshot.gpu(i) for i in parse_gpus(inst.gpus) if 0 <= i < len(snapshot.gpus)]
-            if members:
+            if len(members) == 1:
+                folded += 1
+            elif members:
                 groups.append(group_skew("instance", inst.endpoint, members))
     layout = snapshot.layout
     if layout.kind == "board":  # a host not in a rack has no trays: its GPUs are one group
@@ -125,4 +137,5 @@ def rack_skew(snapshot: RackSnapshot, serving: ServingSnapshot | None = None) ->
     for row in layout.rows:
         if row.tray is not None:
             groups.append(group_skew("tray", f"tray {row.tray:02d}", snapshot.tray(row.tray)))
-    return tuple(sorted(groups, key=lambda g: (not g.stragglers, g.kind != "instance")))
+    ordered = tuple(sorted(groups, key=lambda g: (not g.stragglers, g.kind != "instance")))
+    return RackSkew(ordered, folded)

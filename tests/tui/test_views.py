@@ -12,7 +12,7 @@ from tui_frames import LOST_GPU, rack_frame
 from view_frames import sim_fault, sim_head
 
 from monitor.tui.help_screen import HelpScreen
-from monitor.tui.screens.events import EventsScreen
+from monitor.tui.screens.events import EventsScreen, event_key
 from monitor.tui.screens.gpu_detail import GpuDetailScreen
 from monitor.tui.screens.nvlink import NvlinkScreen
 from monitor.tui.screens.serving import ServingScreen
@@ -171,7 +171,10 @@ async def test_events_timeline_filters_and_opens_the_gpu(head):
         screen = await shown(app, pilot, EventsScreen)
         table = screen.query_one(DataTable)
         kinds = [table.get_row_at(r)[1].strip() for r in range(table.row_count)]
-        assert kinds == ["!XID 79", "!GPU LOST", "CLOCKS"]
+        assert kinds == ["CLOCKS", "!GPU LOST", "!XID 79"]  # newest first...
+        panel = [event_key(e) for e in app.snapshot.events]  # ...in the same order as the rack's panel
+        rows = [table.coordinate_to_cell_key((r, 0)).row_key.value for r in range(table.row_count)]
+        assert rows == panel
         await pilot.press("f")  # severe only
         assert table.row_count == 2 and screen.filter == "severe"
         assert "X" in text(screen.query_one("#events-strip", Static))
@@ -192,7 +195,7 @@ async def test_skew_calls_out_the_straggler():
         )
         table = screen.query_one(DataTable)
         first = table.get_row_at(0)
-        assert first[0].startswith("! vllm-") and app.snapshot.gpu(fault.gpu).label in first[5]
+        assert first[0].startswith("! vllm-") and app.snapshot.gpu(fault.gpu).label in first[1]
         await pilot.press("enter")
         detail = await shown(app, pilot, GpuDetailScreen)
         assert detail.gpu == fault.gpu

@@ -13,16 +13,16 @@ from textual.widgets import DataTable, Static
 from monitor.tui.screens.base import LiveScreen
 from monitor.view.model import RackSnapshot
 from monitor.view.serving import ServingBuilder
-from monitor.view.skew import GroupSkew, Spread, rack_skew
+from monitor.view.skew import GroupSkew, RackSkew, Spread, rack_skew
 from storage.frame import Frame
 
 COLUMNS = (
     ("group", "group"),
+    ("stragglers", "stragglers"),  # second: what the view is for stays on an 80-column screen
     ("gpus", "GPUs"),
     ("clock", "SM MHz lo-hi (spread)"),
     ("power", "power W lo-hi (spread)"),
     ("util", "util % lo-hi (spread)"),
-    ("stragglers", "stragglers"),
 )
 
 
@@ -41,12 +41,31 @@ def group_cells(g: GroupSkew) -> tuple[str, ...]:
     strag = "; ".join(s.text for s in g.stragglers)
     return (
         ("! " if g.stragglers else "  ") + g.name,
+        strag or "none",
         gpus,
         spread_cell(g.spread("clock")),
         spread_cell(g.spread("power")),
         spread_cell(g.spread("util")),
-        strag or "none",
     )
+
+
+def summary_text(model: RackSkew) -> Text:
+    """'18 groups  ! stragglers: T05.G3  (72 single-GPU instances folded: one GPU has no spread)'."""
+    stragglers = sorted({(s.gpu, s.label) for g in model.groups for s in g.stragglers})
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(f"{len(model.groups)} groups  ", style="bold")
+    if stragglers:
+        text.append(f"! stragglers: {', '.join(label for _, label in stragglers)}", style="bold red")
+    else:
+        text.append("no stragglers")
+    if model.folded:
+        instances = "instance" if model.folded == 1 else "instances"
+        text.append(
+            f"  ({model.folded} single-GPU {instances} folded: one GPU has no spread; "
+            "its tray's row compares it)",
+            style="dim",
+        )
+    return text
 
 
 class SkewScreen(LiveScreen):
@@ -85,20 +104,20 @@ class SkewScreen(LiveScreen):
         """The serving builder's window (instance membership and state)."""
         return self._serving.frames_needed()
 
-    def build_model(self, frames: list[Frame], snapshot: RackSnapshot) -> tuple[GroupSkew, ...]:
+    def build_model(self, frames: list[Frame], snapshot: RackSnapshot) -> RackSkew:
         """Every group's skew (thread)."""
         return rack_skew(snapshot, self._serving.build(frames, snapshot))
 
-    def show(self, model: tuple[GroupSkew, ...], snapshot: RackSnapshot) -> None:
+    def show(self, model: RackSkew, snapshot: RackSnapshot) -> None:
         """Update the table by diff; rebuild only when the groups' order changed."""
-        self.groups = model
+        self.groups = groups = model.groups
         table: DataTable[str] = self.query_one(DataTable)
-        names = [g.name for g in model]
+        names = [g.name for g in groups]
         with self.app.batch_update():
             if names != list(self._cells):
                 table.clear()
                 self._cells = {}
-            for g in model:
+            for g in groups:
                 cells = group_cells(g)
                 old = self._cells.get(g.name)
                 if old is None:
@@ -108,14 +127,7 @@ class SkewScreen(LiveScreen):
                         if new != before:
                             table.update_cell(g.name, key, new)
                 self._cells[g.name] = cells
-        stragglers = sorted({(s.gpu, s.label) for g in model for s in g.stragglers})
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"{len(model)} groups  ", style="bold")
-        if stragglers:
-            text.append(f"! stragglers: {', '.join(label for _, label in stragglers)}", style="bold red")
-        else:
-            text.append("no stragglers")
-        self.query_one("#skew-summary", Static).update(text, layout=False)
+        self.query_one("#skew-summary", Static).update(summary_text(model), layout=False)
 
     def action_detail(self) -> None:
         """The GPU detail of the cursor group's first straggler (or first GPU)."""
