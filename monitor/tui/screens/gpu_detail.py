@@ -26,7 +26,7 @@ from monitor.tui.widgets.serving_panel import instance_line
 from monitor.view.gpu_history import SERIES, WINDOWS, GpuHistory, history_from_frames, history_from_store
 from monitor.view.model import EventView, RackSnapshot
 from monitor.view.nvlink import LinkView, NvlinkBuilder
-from monitor.view.serving import InstanceView, ServingBuilder, parse_gpus
+from monitor.view.serving import InstanceView, parse_gpus
 from storage.frame import Frame
 
 if TYPE_CHECKING:
@@ -109,7 +109,6 @@ class GpuDetailScreen(LiveScreen):
         self._reader: StoreReader | None = None
         self._reader_lock = threading.Lock()
         self._nvlink = NvlinkBuilder()
-        self._serving = ServingBuilder()
         self._store_cache: dict[tuple[int, str, int], GpuHistory] = {}
 
     def compose(self) -> ComposeResult:
@@ -144,8 +143,9 @@ class GpuDetailScreen(LiveScreen):
         else:
             history = self._from_store(gpu, window, frames[-1].ts_ms if frames else 0)
         links = self._nvlink.build(frames[-self._nvlink.frames_needed() :]).gpu_links(gpu)
-        serving = self._serving.build(frames[-self._serving.frames_needed() :], snapshot)
-        instance = next((i for i in serving.instances if gpu in parse_gpus(i.gpus)), None)
+        serving = self.rack.serving  # the app's, built with the rack snapshot from the same frames
+        instances = serving.instances if serving is not None else ()
+        instance = next((i for i in instances if gpu in parse_gpus(i.gpus)), None)
         return GpuModel(gpu, history, links, instance, note)
 
     def _from_store(self, gpu: int, window: str, until_ms: int) -> GpuHistory:

@@ -1,7 +1,8 @@
 """The serving view: every inference instance in a sortable table; enter highlights its GPUs in the rack.
 
-Built on the serving view model (monitor.view.serving.ServingBuilder). The table updates by diff:
-cells that changed, rows that came or went; sorting keeps the cursor on the same instance.
+Shows the app's serving view model (monitor.view.serving.ServingBuilder, built with each rack snapshot).
+The table updates by diff: cells that changed, rows that came or went; sorting keeps the cursor on the
+same instance.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from textual.widgets import DataTable, Static
 from collectors.rack import gpu_label
 from monitor.tui.screens.base import LiveScreen
 from monitor.view.model import RackSnapshot
-from monitor.view.serving import FAULT_NAMES, InstanceView, ServingBuilder, ServingSnapshot, parse_gpus
-from storage.frame import Frame
+from monitor.view.serving import FAULT_NAMES, InstanceView, ServingSnapshot, parse_gpus
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("endpoint", "server"),
@@ -99,7 +99,6 @@ class ServingScreen(LiveScreen):
         self.sort_attr = "tokens_per_s"
         self.descending = True
         self.serving = ServingSnapshot(ts_ms=None)
-        self._builder = ServingBuilder()
         self._cells: dict[str, tuple[str, ...]] = {}
 
     def compose(self) -> ComposeResult:
@@ -118,13 +117,10 @@ class ServingScreen(LiveScreen):
         for attr, header in COLUMNS:
             table.add_column(header, key=attr, width=WIDTHS.get(attr, max(len(header), 7)))
 
-    def frames_needed(self) -> int:
-        """The serving builder's window."""
-        return self._builder.frames_needed()
-
-    def build_model(self, frames: list[Frame], snapshot: RackSnapshot) -> ServingSnapshot:
-        """The serving snapshot (thread)."""
-        return self._builder.build(frames, snapshot)
+    def model_now(self, snapshot: RackSnapshot) -> ServingSnapshot:
+        """The app's serving snapshot, built with the rack snapshot from the same frames: drawn at once,
+        so the view is never blank while a worker would summarise a minute of frames."""
+        return self.rack.serving or ServingSnapshot(ts_ms=None)
 
     def show(self, model: ServingSnapshot, snapshot: RackSnapshot) -> None:
         """Update the table by diff, then sort."""

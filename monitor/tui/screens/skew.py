@@ -12,9 +12,7 @@ from textual.widgets import DataTable, Static
 
 from monitor.tui.screens.base import LiveScreen
 from monitor.view.model import RackSnapshot
-from monitor.view.serving import ServingBuilder
 from monitor.view.skew import GroupSkew, RackSkew, Spread, rack_skew
-from storage.frame import Frame
 
 COLUMNS = (
     ("group", "group"),
@@ -85,7 +83,6 @@ class SkewScreen(LiveScreen):
         """An empty table."""
         super().__init__()
         self.groups: tuple[GroupSkew, ...] = ()
-        self._serving = ServingBuilder()
         self._cells: dict[str, tuple[str, ...]] = {}
 
     def compose(self) -> ComposeResult:
@@ -100,13 +97,9 @@ class SkewScreen(LiveScreen):
         for key, label in COLUMNS:
             table.add_column(label, key=key)
 
-    def frames_needed(self) -> int:
-        """The serving builder's window (instance membership and state)."""
-        return self._serving.frames_needed()
-
-    def build_model(self, frames: list[Frame], snapshot: RackSnapshot) -> RackSkew:
-        """Every group's skew (thread)."""
-        return rack_skew(snapshot, self._serving.build(frames, snapshot))
+    def model_now(self, snapshot: RackSnapshot) -> RackSkew:
+        """Every group's skew from the rack snapshot and the app's serving snapshot (cheap: drawn at once)."""
+        return rack_skew(snapshot, self.rack.serving)
 
     def show(self, model: RackSkew, snapshot: RackSnapshot) -> None:
         """Update the table by diff; rebuild only when the groups' order changed."""
