@@ -152,7 +152,7 @@ async def test_gpu_detail_charts_mark_events_and_windows_cycle(head):
         assert "state LOST" in text(screen.query_one("#detail-now", Static))
         assert "XID 79" in text(screen.query_one("#detail-events", Static))
         chart = screen.query_one("#chart-power", HistoryChart)
-        rows = [chart.render_line(y).text for y in range(5)]
+        rows = [chart.render_line(y).text for y in range(chart.size.height)]
         assert rows[0].startswith("Power (W)  now --")  # lost: no reading now
         assert "X" in rows[-1]  # the XID is marked under the chart
         await pilot.press("w")

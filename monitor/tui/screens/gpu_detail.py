@@ -63,15 +63,24 @@ class GpuModel:
         self.note = note
 
 
-def links_text(links: tuple[LinkView, ...]) -> Text:
-    """Two lines: link numbers, then each link's GB/s (DN down, ! climbing, · no data)."""
+LINKS_PER_ROW = 9
+"""Links per row pair of the link table: 5 + 9 x 4 = 41 columns, so it fits the left pane at 80x24."""
+
+
+def links_text(links: tuple[LinkView, ...], per_row: int = LINKS_PER_ROW) -> Text:
+    """Pairs of lines, `per_row` links each: link numbers, then each link's GB/s (DN down, ! climbing,
+    · no data)."""
     text = Text(no_wrap=True, overflow="ellipsis")
-    text.append("link " + "".join(f"{k:>4}" for k in range(len(links))) + "\n", style="dim")
-    text.append("GB/s ")
-    for view in links:
-        cell, kind = link_cell(view, "traffic", 4)
-        style = {"down": "bold reverse red", "climb": "bold reverse yellow"}.get(kind, "")
-        text.append(cell.rjust(4), style=style)
+    for first in range(0, len(links), per_row):
+        if first:
+            text.append("\n")
+        row = links[first : first + per_row]
+        text.append("link " + "".join(f"{first + k:>4}" for k in range(len(row))) + "\n", style="dim")
+        text.append("GB/s ")
+        for view in row:
+            cell, kind = link_cell(view, "traffic", 4)
+            style = {"down": "bold reverse red", "climb": "bold reverse yellow"}.get(kind, "")
+            text.append(cell.rjust(4), style=style)
     return text
 
 
@@ -91,6 +100,14 @@ class GpuDetailScreen(LiveScreen):
     """One GPU in depth."""
 
     view_name = "GPU detail"
+
+    DEFAULT_CSS = """
+    GpuDetailScreen #detail-left { width: 1fr; min-width: 43; max-width: 64; scrollbar-size-vertical: 1; }
+    GpuDetailScreen #detail-charts { width: 1fr; scrollbar-size-vertical: 1; }
+    GpuDetailScreen #detail-left Static { text-wrap: nowrap; text-overflow: ellipsis; }
+    """
+    """The left pane holds the link table (41 columns) and the scrollbar; lines that do not fit end in
+    an ellipsis rather than wrapping into misaligned rows."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *LiveScreen.BINDINGS,
@@ -127,6 +144,12 @@ class GpuDetailScreen(LiveScreen):
             "w window (5m/1h/24h)  ←→ GPU  esc back  ? help   marks: X xid D down L lost A alert c clocks",
             classes="view--keys",
         )
+
+    def on_resize(self) -> None:
+        """Charts share the screen's height: 5 rows each at least (the pane scrolls at 80x24), 12 at most."""
+        rows = max(5, min(12, (self.size.height - 2) // len(SERIES)))
+        for chart in self.query(HistoryChart):
+            chart.styles.height = rows
 
     def frames_needed(self) -> int:
         """5 minutes of frames at the rack's interval, plus one."""

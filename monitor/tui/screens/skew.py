@@ -48,7 +48,7 @@ def group_cells(g: GroupSkew) -> tuple[str, ...]:
 
 
 def summary_text(model: RackSkew) -> Text:
-    """'18 groups  ! stragglers: T05.G3  (72 single-GPU instances folded: one GPU has no spread)'."""
+    """'18 groups  ! stragglers: T05.G3  72 single-GPU instances folded (no spread)'."""
     stragglers = sorted({(s.gpu, s.label) for g in model.groups for s in g.stragglers})
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f"{len(model.groups)} groups  ", style="bold")
@@ -58,11 +58,8 @@ def summary_text(model: RackSkew) -> Text:
         text.append("no stragglers")
     if model.folded:
         instances = "instance" if model.folded == 1 else "instances"
-        text.append(
-            f"  ({model.folded} single-GPU {instances} folded: one GPU has no spread; "
-            "its tray's row compares it)",
-            style="dim",
-        )
+        # one GPU has no spread; its tray's row compares it with its peers
+        text.append(f"  {model.folded} single-GPU {instances} folded (no spread)", style="dim")
     return text
 
 
