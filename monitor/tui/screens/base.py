@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.binding import Binding, BindingType
+from textual.containers import ScrollableContainer
 from textual.message import Message
 from textual.screen import Screen
+from textual.scroll_view import ScrollView
 from textual.scrollbar import ScrollBarRender
-from textual.widgets import DataTable
 from textual.worker import get_current_worker
 
 from monitor.view.model import RackSnapshot
@@ -100,9 +101,10 @@ class LiveScreen(Screen[None]):
     def on_mount(self) -> None:
         """Block-cell scrollbars: the one-eighth glyphs Textual draws at a thumb's ends read as stray
         characters where colours are few (--color 16, NO_COLOR) or a capture drops them."""
-        for table in self.query(DataTable):
-            table.vertical_scrollbar.renderer = BlockScrollBarRender
-            table.horizontal_scrollbar.renderer = BlockScrollBarRender
+        for widget in self.query("*"):
+            if isinstance(widget, (ScrollView, ScrollableContainer)):
+                widget.vertical_scrollbar.renderer = BlockScrollBarRender
+                widget.horizontal_scrollbar.renderer = BlockScrollBarRender
 
     def on_screen_resume(self) -> None:
         """Rebuild from the newest data whenever the view becomes current."""
