@@ -77,8 +77,9 @@ async def test_serving_is_drawn_at_once_and_names_the_lost_gpus_server(live, siz
         await pilot.press("s")
         screen = app.screen
         assert isinstance(screen, ServingScreen)
-        # drawn from the app's serving snapshot as the view opens: no worker to wait for
-        assert screen.models_shown == 1
+        # drawn from the app's own serving snapshot as the view opens (the same object: no second build
+        # of a minute of frames in a worker, which left the view blank for seconds)
+        assert screen.models_shown == 1 and screen.serving is app.serving
         table = screen.query_one(DataTable)
         assert table.row_count == len(live.rack.workload.instances)
         row = table.get_row(victim)
