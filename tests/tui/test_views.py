@@ -183,6 +183,23 @@ async def test_events_timeline_filters_and_opens_the_gpu(head):
         assert detail.gpu == LOST_GPU
 
 
+async def test_a_new_event_arrives_on_top_and_the_cursor_keeps_its_event(head):
+    app = ObservedRackApp(head, interval=0)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await app.next_snapshot(pilot)
+        await pilot.press("v")
+        screen = await shown(app, pilot, EventsScreen)
+        table = screen.query_one(DataTable)
+        await pilot.press("down")
+        on = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        alert = {"kind": EventKind.ALERT, "gpu": 5, "code": 1, "source": None, "detail": "3 C to slowdown"}
+        head.append(rack_frame(6, events=[alert]))
+        await shown(app, pilot, EventsScreen, models=2)
+        assert table.get_row_at(0)[1].strip() == "!ALERT"  # the newest, on top
+        assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == on
+        assert table.cursor_row == 2
+
+
 async def test_skew_calls_out_the_straggler():
     fault = sim_fault("straggler")
     app = ObservedRackApp(sim_head("straggler", 15), interval=0)
