@@ -12,6 +12,7 @@ import re
 import pytest
 from live_rack import LiveRack, until
 from observed_app import ObservedRackApp
+from screen_text import screen_lines
 from textual.widgets import DataTable
 
 from collectors.rack import LINKS_PER_GPU, gpu_label
@@ -29,11 +30,6 @@ PARTIAL_BLOCKS = "▁▂▃▄▅▆▇"
 """Glyphs of a sparkline (or of a scrollbar thumb's ends): none belongs on a table view."""
 TITLE = re.compile(r"^.+ \(.+\)(  now \S+  min \S+  max \S+| now \S+ min \S+ max \S+| \S+ \(\S+\.\.\S+\))$")
 """A chart title in one of its three lengths, whole (not cut)."""
-
-
-def screen_lines(app) -> list[str]:
-    """The current screen as the terminal shows it, one string per row."""
-    return [strip.text for strip in app.screen._compositor.render_strips()]
 
 
 @pytest.fixture
