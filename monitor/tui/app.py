@@ -74,6 +74,13 @@ class RackApp(App[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *(_metric_binding(m) for m in METRICS),
+        Binding(
+            "d",
+            "toggle_deviation",
+            "deviation",
+            tooltip="Colour each GPU by how far it sits off its group's median (same model, else the rack)",
+            id="deviation",
+        ),
         Binding("up", "move(0, -1)", "up", tooltip="Select the GPU in the tray above", id="up"),
         Binding("down", "move(0, 1)", "down", tooltip="Select the GPU in the tray below", id="down"),
         Binding("left", "move(-1, 0)", "left", tooltip="Select the GPU to the left", id="left"),
@@ -138,6 +145,8 @@ class RackApp(App[None]):
         self.snapshot = RackSnapshot.empty(layout)
         self.serving: ServingSnapshot | None = None
         self.metric: Metric = METRICS[0]
+        self.deviation = False
+        """Colour the heatmap by each GPU's distance from its group's median (the d key)."""
         self.selected = layout.gpus[0] if layout.gpus else 0
         self.frames_applied = 0
         """Snapshots applied so far (tests and the benchmark await this)."""
@@ -290,8 +299,12 @@ class RackApp(App[None]):
             self.query_one(TotalsBar).show(snap, self.title, self.sub_title)
             self.query_one(AlertBar).show(self.alerts.newest_first())
             heatmap = self.query_one(Heatmap)
-            heatmap.update_view(snap, self.metric, self.selected)
+            heatmap.update_view(
+                snap, self.metric, self.selected, deviation=self.deviation, serving=self.serving
+            )
             title = f"{self.metric.label} ({self.metric.unit})"
+            if self.deviation:
+                title = f"{self.metric.label}: % off the group median"
             if self.highlight_name:
                 title += f" * {self.highlight_name}"
             heatmap.set_border_text(
@@ -307,13 +320,19 @@ class RackApp(App[None]):
             if self.serving is not None:
                 self.query_one(ServingPanel).show(self.serving)
             self.query_one(EventLog).show(snap.events)
-            self.query_one(KeyLine).show(self.key_bindings, f"metric('{self.metric.name}')")
+            active = {f"metric('{self.metric.name}')"} | ({"toggle_deviation"} if self.deviation else set())
+            self.query_one(KeyLine).show(self.key_bindings, active)
 
     # -- keys ------------------------------------------------------------------------------
 
     def action_metric(self, name: str) -> None:
         """Colour the heatmap by metric `name`."""
         self.metric = METRICS_BY_NAME[name]
+        self.redraw()
+
+    def action_toggle_deviation(self) -> None:
+        """Switch the heatmap between the metric's own scale and each GPU against its group's median."""
+        self.deviation = not self.deviation
         self.redraw()
 
     def action_move(self, dx: int, dy: int) -> None:
