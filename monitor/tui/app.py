@@ -28,7 +28,7 @@ from monitor.tui.widgets.heatmap import Heatmap
 from monitor.tui.widgets.key_line import KeyLine
 from monitor.tui.widgets.rack_heatmap import RackHeatmap
 from monitor.tui.widgets.serving_panel import ServingPanel, ServingReady
-from monitor.tui.widgets.totals import TotalsBar
+from monitor.tui.widgets.totals import COMPACT_WIDTH, TotalsBar
 from monitor.view.alerts_view import AlertTracker
 from monitor.view.builder import SnapshotBuilder
 from monitor.view.layout import RACK, GpuLayout
@@ -51,8 +51,16 @@ def _metric_binding(metric: Metric) -> Binding:
     )
 
 
+CRAMPED_HEIGHT = 26
+"""Below this many rows the heatmap drops its border (class -cramped): at 80x24 every row counts."""
+
+
 class RackScreen(Screen[None]):
     """The rack view's screen; it redraws from the newest snapshot whenever it becomes current again."""
+
+    def on_resize(self) -> None:
+        """Mark a screen too short for the heatmap's border."""
+        self.set_class(self.size.height < CRAMPED_HEIGHT, "-cramped")
 
     def on_screen_resume(self) -> None:
         """Catch up with the snapshots that arrived while another view was on top."""
@@ -69,7 +77,11 @@ class RackApp(App[None]):
     ENABLE_COMMAND_PALETTE = True
     COMMANDS: ClassVar[set] = {RackCommands}  # type: ignore[type-arg]
 
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+        (0, "-narrow"),
+        (120, "-wide"),
+        (180, "-xwide"),
+    ]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (36, "-tall")]
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -307,9 +319,9 @@ class RackApp(App[None]):
                 title = f"{self.metric.label}: % off the group median"
             if self.highlight_name:
                 title += f" * {self.highlight_name}"
-            heatmap.set_border_text(
-                title=title, subtitle=clock_text(snap.ts_ms) if snap.ts_ms is not None else "no data"
-            )
+            # The data's time: on the totals bar when it has room (one clock, not two repainted a second).
+            clock = clock_text(snap.ts_ms) if snap.ts_ms is not None else "no data"
+            heatmap.set_border_text(title=title, subtitle=clock if self.size.width < COMPACT_WIDTH else "")
             self.query_one("#power-gauge", Gauge).show(
                 totals.power_kw, totals.power_limit_kw, snap.power_history_kw
             )

@@ -222,7 +222,7 @@ METRICS: tuple[Metric, ...] = (
         linear_scale(0, 10, "%"),
         4,
         _fmt_int("%", 4),
-        band=Deadband(0.0, 3.0),
+        band=Deadband(0.0, 5.0),
         floor=10.0,
     ),
     Metric(
@@ -233,7 +233,7 @@ METRICS: tuple[Metric, ...] = (
         linear_scale(0, 140, "W"),
         5,
         _fmt_int("W", 5),
-        band=Deadband(0.03, 20.0),
+        band=Deadband(0.05, 30.0),
         floor=100.0,
     ),
     Metric(
