@@ -264,9 +264,11 @@ class Heatmap(DiffPaintWidget):
         each = (width - LABEL_WIDTH) // scale.buckets
         text = [" "] * (each * scale.buckets)
         for b, label in enumerate(scale.legend(each)):
+            # A unit that fills the label column ('GB/s') keeps a space before the first number.
+            start = b * each + (b == 0 and len(scale.unit) >= LABEL_WIDTH)
             for k, char in enumerate(label):
-                if b * each + k < len(text):
-                    text[b * each + k] = char
+                if start + k < len(text):
+                    text[start + k] = char
         segs = [Segment(scale.unit[:LABEL_WIDTH].ljust(LABEL_WIDTH), st.header)]
         for b in range(scale.buckets):
             segs.append(Segment("".join(text[b * each : (b + 1) * each]), ramp[b]))
