@@ -148,12 +148,13 @@ def nice_ceiling(value: float) -> float:
 def auto_top(current: float | None, peak: float | None) -> float | None:
     """The top of an auto-ranged scale for a rack whose busiest GPU is at `peak`.
 
-    It moves up as soon as `peak` passes it and down only when `peak` falls below 40 % of it, so a
-    peak that hovers near a round number does not flip the scale (and recolour the rack) every tick.
+    It moves up as soon as `peak` passes it and down only when `peak` falls below 30 % of it (well
+    under the step it came up from), so a peak that hovers near a round number does not flip the
+    scale (and recolour the rack) every tick.
     """
     if peak is None:
         return current
-    if current is not None and 0.4 * current <= peak <= current:
+    if current is not None and 0.3 * current <= peak <= current:
         return current
     return nice_ceiling(peak)
 
