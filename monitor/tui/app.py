@@ -90,7 +90,7 @@ class RackApp(App[None]):
             "d",
             "toggle_deviation",
             "deviation",
-            tooltip="Colour each GPU by how far it sits off its group's median (same model, else the rack)",
+            tooltip="Colour by % off the group median (model or rack)",
             id="deviation",
         ),
         Binding("up", "move(0, -1)", "up", tooltip="Select the GPU in the tray above", id="up"),
