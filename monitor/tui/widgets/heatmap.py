@@ -3,13 +3,9 @@ one cached Strip per row; heat_rows says which rows fit the size."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
 from typing import ClassVar
 
 from rich.segment import Segment
-from rich.style import Style
-from textual.color import Color, Gradient
 from textual.strip import Strip
 
 from collectors.rack import GPUS_PER_TRAY
@@ -22,13 +18,23 @@ from monitor.tui.widgets.heat_rows import (
     heat_rows,
     scroll_top,
 )
+from monitor.tui.widgets.heat_styles import HeatmapStyles, ramp_styles, scale_styles
 from monitor.view.heat_values import HeatFrame, HeatValues
 from monitor.view.layout import GpuLayout
-from monitor.view.metrics import BUCKETS, METRICS, Metric, Scale
+from monitor.view.metrics import METRICS, Metric
 from monitor.view.model import CellState, GpuView, RackSnapshot, SwitchTrayView
 from monitor.view.serving import ServingSnapshot
 
-__all__ = ["HeatRow", "Heatmap", "cell_text", "heat_rows", "switch_parts", "switch_text"]
+__all__ = [
+    "HeatRow",
+    "Heatmap",
+    "HeatmapStyles",
+    "cell_text",
+    "heat_rows",
+    "ramp_styles",
+    "switch_parts",
+    "switch_text",
+]
 
 LABEL_WIDTH = 4
 """'T01 ' / 'SW1 ': the tray label column (the key's row puts the unit there: 'GB/s')."""
@@ -39,82 +45,10 @@ EXPANDED = HeatGeometry(1, True)
 EXPANDED_HEIGHT = EXPANDED.height()
 """Rows needed to draw each switch tray on its own row, plus the colour legend (30)."""
 
-RAMP_COLORS = ("#2d1b4e", "#3b3f8c", "#2f6f9f", "#21918c", "#35b779", "#90d743", "#fde725")
-"""Low to high, viridis-like: few, well-separated stops so the buckets survive 256-colour quantisation.
-No red in the ramp: red means LOST or an alarm, so a lost GPU stands out on a busy, hot rack."""
-
-DIVERGING_COLORS = (
-    "#1f3a93",
-    "#2f63b5",
-    "#5a8bd0",
-    "#8aa6c8",
-    "#3c3c3c",
-    "#3c3c3c",
-    "#c8b98a",
-    "#e8c23a",
-    "#f5a623",
-    "#ff8c00",
-)
-"""Deviation mode: blue below the group's median, grey near it, amber to orange above; the two middle
-buckets (within 2 %) share one calm grey, so only GPUs that are off draw the eye. No red, as above."""
-
 
 def content_height(layout: GpuLayout) -> int:
     """Rows the layout needs with one line a tray, each switch tray on a row and the colour legend."""
     return EXPANDED.height(layout)
-
-
-def _cell_style(bg: Color) -> Style:
-    return Style(bgcolor=bg.rich_color, color=bg.get_contrast_text(1.0).rich_color)
-
-
-def ramp_styles(colors: tuple[str, ...] = RAMP_COLORS, buckets: int = BUCKETS) -> tuple[Style, ...]:
-    """One background+contrasting-text style per colour bucket, spread along the ramp."""
-    gradient = Gradient(*((i / (len(colors) - 1), Color.parse(c)) for i, c in enumerate(colors)))
-    return tuple(_cell_style(gradient.get_color(b / max(1, buckets - 1))) for b in range(buckets))
-
-
-DIVERGING_STYLES = tuple(_cell_style(Color.parse(c)) for c in DIVERGING_COLORS)
-
-
-@lru_cache(maxsize=32)
-def scale_styles(scale: Scale) -> tuple[Style, ...]:
-    """The styles of a scale's buckets: the diverging colours, or the ramp spread over its buckets."""
-    if scale.diverging and scale.buckets == len(DIVERGING_STYLES):
-        return DIVERGING_STYLES
-    return ramp_styles(RAMP_COLORS, scale.buckets)
-
-
-@dataclass(frozen=True)
-class HeatmapStyles:
-    """The Rich styles the row builder uses (from the widget's component classes when mounted)."""
-
-    base: Style
-    label: Style
-    header: Style
-    lost: Style
-    stale: Style
-    error: Style
-    no_data: Style
-    switch: Style
-    alarm: Style
-    selected: Style
-
-    @classmethod
-    def plain(cls) -> HeatmapStyles:
-        """Fixed styles that need no running app (unit tests, screenshots of a widget)."""
-        return cls(
-            base=Style(),
-            label=Style(bold=True),
-            header=Style(bold=True),
-            lost=Style(color="red", reverse=True, bold=True),
-            stale=Style(dim=True),
-            error=Style(color="yellow", reverse=True, bold=True),
-            no_data=Style(dim=True),
-            switch=Style(dim=True),
-            alarm=Style(color="red", bold=True),
-            selected=Style(bold=True, underline=True),
-        )
 
 
 class Heatmap(DiffPaintWidget):
