@@ -28,12 +28,12 @@ from monitor.tui.widgets.heatmap import Heatmap
 from monitor.tui.widgets.key_line import KeyLine
 from monitor.tui.widgets.rack_heatmap import RackHeatmap
 from monitor.tui.widgets.serving_panel import ServingPanel, ServingReady
-from monitor.tui.widgets.totals import COMPACT_WIDTH, TotalsBar
+from monitor.tui.widgets.totals import TotalsBar
 from monitor.view.alerts_view import AlertTracker
 from monitor.view.builder import SnapshotBuilder
 from monitor.view.layout import RACK, GpuLayout
 from monitor.view.metrics import METRICS, METRICS_BY_NAME, Metric
-from monitor.view.model import RackSnapshot, clock_text
+from monitor.view.model import RackSnapshot
 from monitor.view.serving import ServingBuilder, ServingSnapshot
 from storage.head import Head
 
@@ -319,9 +319,8 @@ class RackApp(App[None]):
                 title = f"{self.metric.label}: % off the group median"
             if self.highlight_name:
                 title += f" * {self.highlight_name}"
-            # The data's time: on the totals bar when it has room (one clock, not two repainted a second).
-            clock = clock_text(snap.ts_ms) if snap.ts_ms is not None else "no data"
-            heatmap.set_border_text(title=title, subtitle=clock if self.size.width < COMPACT_WIDTH else "")
+            # The data's time is on the totals bar at every width: one clock, not two repainted a second.
+            heatmap.set_border_text(title=title)
             self.query_one("#power-gauge", Gauge).show(
                 totals.power_kw, totals.power_limit_kw, snap.power_history_kw
             )
