@@ -38,18 +38,24 @@ def deviation_text(percent: float) -> str:
     return f"{shown:+d}%" if shown else "0%"
 
 
-def companion_text(gpu: GpuView, frame: HeatFrame, line: int) -> str:
+def companion_text(gpu: GpuView, frame: HeatFrame, line: int, room: int = 99) -> str:
     """Line 1 or 2 under a tall cell's value: two more figures ('1184W 60C'); '' for a GPU not OK.
 
     In deviation mode the first figure is the metric's own value, so the cell says what it is too.
+    A figure that would not fit in `room` characters is left out, never cut.
     """
     if gpu.state is not CellState.OK or line < 1:
         return ""
     names = [n for n in COMPANIONS if n != frame.metric.name]
     if frame.deviation:
         names = [frame.metric.name, *names]
-    pair = names[2 * (line - 1) : 2 * line]
-    return " ".join(METRICS_BY_NAME[n].figure(frame.held.get((gpu.index, n))) for n in pair)
+    text = ""
+    for name in names[2 * (line - 1) : 2 * line]:
+        figure = METRICS_BY_NAME[name].figure(frame.held.get((gpu.index, name)))
+        if len(text) + len(figure) + bool(text) > room:
+            break
+        text = f"{text} {figure}" if text else figure
+    return text
 
 
 def _age(seconds: float) -> str:

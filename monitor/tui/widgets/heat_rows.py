@@ -15,7 +15,7 @@ from typing import Literal
 from collectors.rack import SWITCH_TRAYS, physical_order
 from monitor.view.layout import RACK, GpuLayout
 
-MULTI_LINE_CELL = 14
+MULTI_LINE_CELL = 12
 """Cells narrower than this keep one line: a second line's figures ('1184W 60C') would not fit."""
 
 

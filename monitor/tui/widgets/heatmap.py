@@ -155,7 +155,7 @@ class Heatmap(DiffPaintWidget):
         """A cell's text on line `line` of its tray: the figure, then more figures below it."""
         if line == 0:
             return cell_text(gpu, self.metric, self.frame)
-        return companion_text(gpu, self.frame, line)
+        return companion_text(gpu, self.frame, line, self.cell_width - 3)
 
     def build_row(self, y: int) -> Strip:
         """Render row `y` with the current snapshot, metric and selection (no app needed)."""
