@@ -51,6 +51,9 @@ class Shot:
 SHOTS = [
     Shot("rack-200x50", "gpu-lost", (200, 50)),
     Shot("rack-80x24", "gpu-lost", (80, 24)),
+    Shot("rack-120x40", "gpu-lost", (120, 40)),
+    Shot("rack-300x80", "gpu-lost", (300, 80)),
+    Shot("rack-straggler-deviation-200x50", "straggler", (200, 50), ("c", "d")),
     Shot("rack-thermal-temp-200x50", "thermal", (200, 50), ("t",)),
     Shot("rack-nvlink-flap-errors-200x50", "nvlink-flap", (200, 50), ("e",)),
     Shot("nvlink-matrix-flap-200x50", "nvlink-flap", (200, 50), ("l", "e")),

@@ -33,7 +33,7 @@ from monitor.view.alerts_view import AlertTracker
 from monitor.view.builder import SnapshotBuilder
 from monitor.view.layout import RACK, GpuLayout
 from monitor.view.metrics import METRICS, METRICS_BY_NAME, Metric
-from monitor.view.model import RackSnapshot, clock_text
+from monitor.view.model import RackSnapshot
 from monitor.view.serving import ServingBuilder, ServingSnapshot
 from storage.head import Head
 
@@ -51,8 +51,16 @@ def _metric_binding(metric: Metric) -> Binding:
     )
 
 
+CRAMPED_HEIGHT = 26
+"""Below this many rows the heatmap drops its border (class -cramped): at 80x24 every row counts."""
+
+
 class RackScreen(Screen[None]):
     """The rack view's screen; it redraws from the newest snapshot whenever it becomes current again."""
+
+    def on_resize(self) -> None:
+        """Mark a screen too short for the heatmap's border."""
+        self.set_class(self.size.height < CRAMPED_HEIGHT, "-cramped")
 
     def on_screen_resume(self) -> None:
         """Catch up with the snapshots that arrived while another view was on top."""
@@ -69,11 +77,22 @@ class RackApp(App[None]):
     ENABLE_COMMAND_PALETTE = True
     COMMANDS: ClassVar[set] = {RackCommands}  # type: ignore[type-arg]
 
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+        (0, "-narrow"),
+        (120, "-wide"),
+        (180, "-xwide"),
+    ]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (36, "-tall")]
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *(_metric_binding(m) for m in METRICS),
+        Binding(
+            "d",
+            "toggle_deviation",
+            "deviation",
+            tooltip="Colour by % off the group median (model or rack)",
+            id="deviation",
+        ),
         Binding("up", "move(0, -1)", "up", tooltip="Select the GPU in the tray above", id="up"),
         Binding("down", "move(0, 1)", "down", tooltip="Select the GPU in the tray below", id="down"),
         Binding("left", "move(-1, 0)", "left", tooltip="Select the GPU to the left", id="left"),
@@ -138,6 +157,8 @@ class RackApp(App[None]):
         self.snapshot = RackSnapshot.empty(layout)
         self.serving: ServingSnapshot | None = None
         self.metric: Metric = METRICS[0]
+        self.deviation = False
+        """Colour the heatmap by each GPU's distance from its group's median (the d key)."""
         self.selected = layout.gpus[0] if layout.gpus else 0
         self.frames_applied = 0
         """Snapshots applied so far (tests and the benchmark await this)."""
@@ -290,13 +311,16 @@ class RackApp(App[None]):
             self.query_one(TotalsBar).show(snap, self.title, self.sub_title)
             self.query_one(AlertBar).show(self.alerts.newest_first())
             heatmap = self.query_one(Heatmap)
-            heatmap.update_view(snap, self.metric, self.selected)
+            heatmap.update_view(
+                snap, self.metric, self.selected, deviation=self.deviation, serving=self.serving
+            )
             title = f"{self.metric.label} ({self.metric.unit})"
+            if self.deviation:
+                title = f"{self.metric.label}: % off the group median"
             if self.highlight_name:
                 title += f" * {self.highlight_name}"
-            heatmap.set_border_text(
-                title=title, subtitle=clock_text(snap.ts_ms) if snap.ts_ms is not None else "no data"
-            )
+            # The data's time is on the totals bar at every width: one clock, not two repainted a second.
+            heatmap.set_border_text(title=title)
             self.query_one("#power-gauge", Gauge).show(
                 totals.power_kw, totals.power_limit_kw, snap.power_history_kw
             )
@@ -307,13 +331,19 @@ class RackApp(App[None]):
             if self.serving is not None:
                 self.query_one(ServingPanel).show(self.serving)
             self.query_one(EventLog).show(snap.events)
-            self.query_one(KeyLine).show(self.key_bindings, f"metric('{self.metric.name}')")
+            active = {f"metric('{self.metric.name}')"} | ({"toggle_deviation"} if self.deviation else set())
+            self.query_one(KeyLine).show(self.key_bindings, active)
 
     # -- keys ------------------------------------------------------------------------------
 
     def action_metric(self, name: str) -> None:
         """Colour the heatmap by metric `name`."""
         self.metric = METRICS_BY_NAME[name]
+        self.redraw()
+
+    def action_toggle_deviation(self) -> None:
+        """Switch the heatmap between the metric's own scale and each GPU against its group's median."""
+        self.deviation = not self.deviation
         self.redraw()
 
     def action_move(self, dx: int, dy: int) -> None:

@@ -10,8 +10,8 @@ import pytest
 from monitor.replay import ReplayState
 from monitor.tui.help_screen import HelpScreen
 from monitor.tui.replay_app import GoToTimeScreen
-from monitor.tui.widgets.heatmap import Heatmap
 from monitor.tui.widgets.replay_bar import replay_bar_text
+from monitor.tui.widgets.totals import TotalsBar
 from monitor.view.model import clock_text
 from tests.replay.conftest import END_S, SECONDS
 from tests.replay.observed import replay_app
@@ -53,9 +53,9 @@ async def test_seek_and_step_keys_move_the_cursor(store, keys, moved_ms):
         assert app.session.state.cursor_ms == want
         assert app.snapshot.ts_ms == want
         assert app.session.head.latest()[-1].ts_ms == want
-        # The cursor's time is always on screen: the replay bar (ISO, UTC) and the heatmap's clock.
+        # The cursor's time is always on screen: the replay bar (ISO, UTC) and the totals bar's clock.
         assert iso_of(want) in app.bar_text
-        assert app.query_one(Heatmap).border_subtitle == clock_text(want)
+        assert clock_text(want) in app.query_one(TotalsBar).text.plain
 
 
 async def test_seeks_stop_at_the_ends_of_the_recording(store):

@@ -141,12 +141,17 @@ async def test_new_frames_redraw_and_an_unchanged_head_does_not():
 
 async def test_wide_screen_shows_gauges_and_expanded_switch_trays(head):
     app = ObservedRackApp(head, interval=0)
-    async with app.run_test(size=(200, 50)) as pilot:
+    async with app.run_test(size=(120, 40)) as pilot:
         await app.next_snapshot(pilot)
         assert app.screen.has_class("-wide") and app.screen.has_class("-tall")
         assert app.query_one("#gauges").display
         heatmap = app.query_one(Heatmap)
         assert heatmap.expanded and heatmap.cell_width == 12
+        await pilot.resize_terminal(200, 50)
+        await pilot.pause()
+        # 200 columns: bigger cells, two lines a tray (the switch trays share one row to make room)
+        assert app.screen.has_class("-xwide")
+        assert heatmap.cell_width == 16 and heatmap.geometry.lines == 2
         await pilot.resize_terminal(80, 24)
         await pilot.pause()
         assert app.screen.has_class("-narrow")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from tui_frames import LOST_GPU, STALE_TRAY_GPUS, rack_frame, scenario_frames
 
+from monitor.tui.widgets.heat_rows import HeatGeometry
 from monitor.tui.widgets.heatmap import (
     EXPANDED_HEIGHT,
     LABEL_WIDTH,
@@ -37,16 +38,16 @@ def scenario() -> RackSnapshot:
 
 
 def test_rows_follow_the_physical_rack():
-    collapsed = heat_rows(expanded=False)
+    collapsed = heat_rows(HeatGeometry(1, expanded=False))
     assert [r.kind for r in collapsed[:2]] == ["header", "compute"]
     assert [r.trays[0] for r in collapsed if r.kind == "compute"] == list(range(1, 19))
     switch_at = next(i for i, r in enumerate(collapsed) if r.kind == "switch")
     assert collapsed[switch_at - 1].trays == (10,)
     assert collapsed[switch_at + 1].trays == (11,)
     assert collapsed[switch_at].trays == tuple(range(1, 10))
-    assert len(collapsed) == 20  # fits the 22 rows an 80x24 terminal leaves inside a border
+    assert len(collapsed) == 22  # header, 18 trays, the switch trays, spacer and key
 
-    expanded = heat_rows(expanded=True)
+    expanded = heat_rows(HeatGeometry(1, expanded=True))
     assert len(expanded) == EXPANDED_HEIGHT
     switch_rows = [r.trays for r in expanded if r.kind == "switch"]
     assert switch_rows == [(n,) for n in range(1, 10)]
@@ -55,13 +56,13 @@ def test_rows_follow_the_physical_rack():
 
 
 def test_layout_is_chosen_from_the_size():
-    narrow = heatmap_for(RackSnapshot.empty(), width=36, height=20)
+    narrow = heatmap_for(RackSnapshot.empty(), width=36, height=22)
     assert not narrow.expanded and narrow.cell_width == 8
     wide = heatmap_for(RackSnapshot.empty(), width=52, height=48)
     assert wide.expanded and wide.cell_width == 12
 
 
-@pytest.mark.parametrize(("width", "height"), [(36, 20), (52, 48)])
+@pytest.mark.parametrize(("width", "height"), [(36, 19), (36, 22), (52, 48), (68, 45), (100, 75)])
 def test_every_row_is_exactly_the_heatmap_width(scenario, width, height):
     heatmap = heatmap_for(scenario, width=width, height=height)
     for y in range(len(heatmap.rows)):
@@ -71,7 +72,7 @@ def test_every_row_is_exactly_the_heatmap_width(scenario, width, height):
 
 
 def test_compute_row_shows_a_value_in_every_cell(scenario):
-    heatmap = heatmap_for(scenario, width=36, height=20, selected=71)
+    heatmap = heatmap_for(scenario, width=36, height=22, selected=71)
     texts = row_texts(heatmap)
     assert texts[0] == "Tray   G1      G2      G3      G4   "
     assert texts[2] == "T02    28%     35%     42%     49%  "
@@ -80,7 +81,7 @@ def test_compute_row_shows_a_value_in_every_cell(scenario):
 
 
 def test_lost_and_stale_cells_read_without_colour(scenario):
-    heatmap = heatmap_for(scenario, width=36, height=20)
+    heatmap = heatmap_for(scenario, width=36, height=22)
     lost_row = heatmap.build_row(heatmap.rows.index(next(r for r in heatmap.rows if r.trays == (16,))))
     assert lost_row.text == "T16    16%    LOST     30%     37%  "
     stale_row = heatmap.build_row(3)
@@ -100,14 +101,14 @@ def test_no_data_and_missing_values_have_glyphs():
 
 
 def test_selected_cell_is_bracketed(scenario):
-    heatmap = heatmap_for(scenario, width=36, height=20, selected=5)
+    heatmap = heatmap_for(scenario, width=36, height=22, selected=5)
     assert heatmap.build_row(2).text == "T02    28%  [  35% ]   42%     49%  "
     selected = next(s for s in heatmap.build_row(2) if s.text.startswith("["))
     assert selected.style.underline and selected.style.bold
 
 
 def test_collapsed_switch_row_aggregates_every_switch_tray(scenario):
-    heatmap = heatmap_for(scenario, width=36, height=20)
+    heatmap = heatmap_for(scenario, width=36, height=22)
     y = next(i for i, r in enumerate(heatmap.rows) if r.kind == "switch")
     strip = heatmap.build_row(y)
     # Padding goes when the row is tight; the figures stay.
@@ -128,12 +129,12 @@ def test_expanded_switch_rows_name_their_chips(scenario):
 def test_legend_shows_each_buckets_lower_bound():
     heatmap = heatmap_for(RackSnapshot.empty(), width=52, height=48)
     legend = heatmap.build_row(len(heatmap.rows) - 1)
-    assert legend.text.split() == ["key", "0", "10", "20", "30", "40", "50", "60", "70", "80", "90"]
-    assert legend.text.startswith("key".ljust(LABEL_WIDTH))
+    assert legend.text.split() == ["%", "0", "10", "20", "30", "40", "50", "60", "70", "80", "90"]
+    assert legend.text.startswith("%".ljust(LABEL_WIDTH))  # the unit, where the tray labels are
 
 
 def test_only_changed_rows_are_repainted(scenario):
-    heatmap = heatmap_for(scenario, width=36, height=20, selected=0)
+    heatmap = heatmap_for(scenario, width=36, height=22, selected=0)
     assert heatmap.update_view(scenario, UTIL, 0) == []
     # Moving the selection from T01.G1 to T02.G1 touches exactly those two rows.
     assert heatmap.update_view(scenario, UTIL, 4) == [1, 2]
@@ -158,4 +159,5 @@ def test_only_changed_rows_are_repainted(scenario):
 def test_legend_numbers_stay_apart_on_wide_scales():
     heatmap = heatmap_for(RackSnapshot.empty(), width=52, height=48, metric=METRICS_BY_NAME["nvlink"])
     legend = heatmap.build_row(len(heatmap.rows) - 1).text
-    assert legend.split() == ["key", "0", "191", "382", "574", "765", "956", "1k", "1k", "2k", "2k"]
+    # 4-digit bounds do not fit a 4-column swatch with a space: every other bucket is labelled
+    assert legend.split() == ["GB/s", "0", "400", "800", "1200", "1600"]

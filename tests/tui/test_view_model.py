@@ -270,11 +270,14 @@ def test_every_metric_formats_a_missing_value_and_buckets_its_range():
         assert metric.cell(None).strip() == "--"
         assert len(metric.cell(None)) == metric.width
         assert metric.bucket(None) is None
+        top = metric.scale.edges[-1]
         assert metric.bucket(metric.lo) == 0
-        assert metric.bucket(metric.hi) == 9
-        assert metric.bucket(metric.hi * 10) == 9
+        assert metric.bucket(top) == 9
+        assert metric.bucket(top * 10 + 10) == 9
         assert metric.bucket(metric.lo - 100) == 0
-    assert METRICS_BY_NAME["errors"].bucket(1) == 9
+    # errors on a log scale: none, one, and thousands are three different colours
+    errors = METRICS_BY_NAME["errors"]
+    assert [errors.bucket(n) for n in (0, 1, 3_100)] == [0, 1, 8]
 
 
 def test_a_collector_late_event_reads_as_one_line_in_the_log():

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from monitor.view.metrics import Metric, fmt_count, fmt_rate
+from monitor.view.heat_values import HeatFrame
+from monitor.view.metrics import METRICS_BY_NAME, Metric, fmt_count, fmt_rate
 from monitor.view.model import CellState, GpuView, SwitchTrayView
 
+COMPANIONS = ("power", "temp", "clock", "util", "mem", "nvlink")
+"""The figures a tall cell adds under its value, two a line, skipping the metric the cell shows."""
 
-def cell_text(gpu: GpuView, metric: Metric) -> str:
-    """What a GPU's cell says, readable without colour: a value, LOST, ERR, ?<age> or '·'."""
+
+def cell_text(gpu: GpuView, metric: Metric, frame: HeatFrame | None = None) -> str:
+    """What a GPU's cell says, readable without colour: a value, LOST, ERR, ?<age> or '·'.
+
+    With a frame, the value is the frame's figure for the GPU: its held value, or in deviation mode
+    the percent it sits off its group's median ('+31%', '-45%').
+    """
+    if gpu.state is CellState.OK and frame is not None:
+        value = frame.main.get(gpu.index)
+        if frame.deviation:
+            return "--" if value is None else deviation_text(value)
+        return metric.cell(value).strip()
     if gpu.state is CellState.LOST:
         return "LOST"
     if gpu.state is CellState.ERROR:
@@ -17,6 +30,32 @@ def cell_text(gpu: GpuView, metric: Metric) -> str:
     if gpu.state is CellState.STALE:
         return "?" if gpu.age_s is None else f"?{_age(gpu.age_s)}"
     return metric.cell(gpu.values.get(metric.name)).strip()
+
+
+def deviation_text(percent: float) -> str:
+    """Percent off the median in at most 5 characters: '0%', '+3%', '-45%', '+999%'."""
+    shown = max(-999, min(999, round(percent)))
+    return f"{shown:+d}%" if shown else "0%"
+
+
+def companion_text(gpu: GpuView, frame: HeatFrame, line: int, room: int = 99) -> str:
+    """Line 1 or 2 under a tall cell's value: two more figures ('1184W 60C'); '' for a GPU not OK.
+
+    In deviation mode the first figure is the metric's own value, so the cell says what it is too.
+    A figure that would not fit in `room` characters is left out, never cut.
+    """
+    if gpu.state is not CellState.OK or line < 1:
+        return ""
+    names = [n for n in COMPANIONS if n != frame.metric.name]
+    if frame.deviation:
+        names = [frame.metric.name, *names]
+    text = ""
+    for name in names[2 * (line - 1) : 2 * line]:
+        figure = METRICS_BY_NAME[name].figure(frame.held.get((gpu.index, name)))
+        if len(text) + len(figure) + bool(text) > room:
+            break
+        text = f"{text} {figure}" if text else figure
+    return text
 
 
 def _age(seconds: float) -> str:
@@ -67,13 +106,3 @@ def switch_text(views: tuple[SwitchTrayView, ...], width: int) -> list[tuple[str
     if length(parts) <= width:
         return parts
     return [(t.strip(), trouble) for t, trouble in parts]
-
-
-def legend_number(value: float, step: float, room: int) -> str:
-    """A bucket bound in at most `room` characters (1148 -> '1k' when 4 digits do not fit)."""
-    text = f"{value:.0f}" if step >= 1 else f"{value:.1f}"
-    if len(text) > room:
-        text = f"{value / 1000:.1f}k"
-    if len(text) > room:
-        text = f"{value / 1000:.0f}k"
-    return text[:room]

@@ -1,130 +1,54 @@
 """The rack heatmap: a Line API widget drawing the physical rack (or, in local mode, the host's own GPUs),
-one cached Strip per row."""
+one cached Strip per row; heat_rows says which rows fit the size."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from rich.segment import Segment
-from rich.style import Style
-from textual.color import Color, Gradient
 from textual.strip import Strip
 
-from collectors.rack import (
-    COMPUTE_TRAYS,
-    GPUS_PER_TRAY,
-    SWITCH_TRAYS,
-    physical_order,
-)
+from collectors.rack import GPUS_PER_TRAY
 from monitor.tui.widgets.diff_paint import DiffPaintWidget
-from monitor.tui.widgets.heat_cells import cell_text, legend_number, switch_parts, switch_text
-from monitor.view.layout import RACK, GpuLayout
-from monitor.view.metrics import BUCKETS, METRICS, Metric
+from monitor.tui.widgets.heat_cells import cell_text, companion_text, switch_parts, switch_text
+from monitor.tui.widgets.heat_rows import (
+    HeatGeometry,
+    HeatRow,
+    choose_geometry,
+    heat_rows,
+    scroll_top,
+)
+from monitor.tui.widgets.heat_styles import HeatmapStyles, ramp_styles, scale_styles
+from monitor.view.heat_values import HeatFrame, HeatValues
+from monitor.view.layout import GpuLayout
+from monitor.view.metrics import METRICS, Metric
 from monitor.view.model import CellState, GpuView, RackSnapshot, SwitchTrayView
+from monitor.view.serving import ServingSnapshot
 
-__all__ = ["HeatRow", "Heatmap", "cell_text", "heat_rows", "legend_number", "switch_parts", "switch_text"]
+__all__ = [
+    "HeatRow",
+    "Heatmap",
+    "HeatmapStyles",
+    "cell_text",
+    "heat_rows",
+    "ramp_styles",
+    "switch_parts",
+    "switch_text",
+]
 
 LABEL_WIDTH = 4
-"""'T01 ' / 'SW1 ': the tray label column."""
-MAX_CELL_WIDTH = 12
+"""'T01 ' / 'SW1 ': the tray label column (the key's row puts the unit there: 'GB/s')."""
+MAX_CELL_WIDTH = 24
 MIN_CELL_WIDTH = max(m.width for m in METRICS) + 3
 """A cell is the widest formatted value plus a space before and ' ]' after (the selection mark)."""
-EXPANDED_HEIGHT = 1 + COMPUTE_TRAYS + SWITCH_TRAYS + 2
+EXPANDED = HeatGeometry(1, True)
+EXPANDED_HEIGHT = EXPANDED.height()
 """Rows needed to draw each switch tray on its own row, plus the colour legend (30)."""
-
-RAMP_COLORS = ("#2d1b4e", "#3b3f8c", "#2f6f9f", "#21918c", "#35b779", "#90d743", "#fde725")
-"""Low to high, viridis-like: few, well-separated stops so the buckets survive 256-colour quantisation.
-No red in the ramp: red means LOST or an alarm, so a lost GPU stands out on a busy, hot rack."""
-
-
-@dataclass(frozen=True)
-class HeatRow:
-    """One row of the heatmap: the column header, a row of GPUs (a compute tray), or switch trays.
-
-    Attributes:
-        trays: a compute row's tray or a switch row's trays.
-        label: a GPU row's label ('T16', '0-3' on a board host).
-        gpus: a GPU row's GPU keys, left to right (None: an empty cell).
-    """
-
-    kind: Literal["header", "compute", "switch", "blank", "legend"]
-    trays: tuple[int, ...] = ()
-    label: str = ""
-    gpus: tuple[int | None, ...] = ()
 
 
 def content_height(layout: GpuLayout) -> int:
-    """Rows the layout needs with its legend: the rack's switch trays each on a row, a host's rows only."""
-    return EXPANDED_HEIGHT if layout.in_rack else 1 + len(layout.rows) + 2
-
-
-def heat_rows(expanded: bool, layout: GpuLayout = RACK) -> list[HeatRow]:
-    """The heatmap's rows top to bottom; switch trays get a row each only when `expanded`.
-
-    A host's layout (local mode) has its own rows and no switch trays: only the GPUs that exist.
-    """
-    rows = [HeatRow("header")]
-    if not layout.in_rack:
-        rows += [HeatRow("compute", label=r.label, gpus=r.gpus) for r in layout.rows]
-        return rows + ([HeatRow("blank"), HeatRow("legend")] if expanded else [])
-    switch_done = False
-    for unit in physical_order():
-        if unit.kind == "compute":
-            row = layout.rows[unit.number - 1]
-            rows.append(HeatRow("compute", (unit.number,), row.label, row.gpus))
-        elif expanded:
-            rows.append(HeatRow("switch", (unit.number,)))
-        elif not switch_done:
-            rows.append(HeatRow("switch", tuple(range(1, SWITCH_TRAYS + 1))))
-            switch_done = True
-    if expanded:
-        rows += [HeatRow("blank"), HeatRow("legend")]
-    return rows
-
-
-def ramp_styles(colors: tuple[str, ...] = RAMP_COLORS) -> tuple[Style, ...]:
-    """One background+contrasting-text style per colour bucket."""
-    gradient = Gradient(*((i / (len(colors) - 1), Color.parse(c)) for i, c in enumerate(colors)))
-    styles = []
-    for b in range(BUCKETS):
-        bg = gradient.get_color(b / (BUCKETS - 1))
-        styles.append(Style(bgcolor=bg.rich_color, color=bg.get_contrast_text(1.0).rich_color))
-    return tuple(styles)
-
-
-@dataclass(frozen=True)
-class HeatmapStyles:
-    """The Rich styles the row builder uses (from the widget's component classes when mounted)."""
-
-    base: Style
-    label: Style
-    header: Style
-    lost: Style
-    stale: Style
-    error: Style
-    no_data: Style
-    switch: Style
-    alarm: Style
-    selected: Style
-    ramp: tuple[Style, ...]
-
-    @classmethod
-    def plain(cls) -> HeatmapStyles:
-        """Fixed styles that need no running app (unit tests, screenshots of a widget)."""
-        return cls(
-            base=Style(),
-            label=Style(bold=True),
-            header=Style(bold=True),
-            lost=Style(color="red", reverse=True, bold=True),
-            stale=Style(dim=True),
-            error=Style(color="yellow", reverse=True, bold=True),
-            no_data=Style(dim=True),
-            switch=Style(dim=True),
-            alarm=Style(color="red", bold=True),
-            selected=Style(bold=True, underline=True),
-            ramp=ramp_styles(),
-        )
+    """Rows the layout needs with one line a tray, each switch tray on a row and the colour legend."""
+    return EXPANDED.height(layout)
 
 
 class Heatmap(DiffPaintWidget):
@@ -164,13 +88,21 @@ class Heatmap(DiffPaintWidget):
     ) -> None:
         """An empty rack (every GPU without data) until update_view() is called."""
         super().__init__(id=id, classes=classes)
+        self._height = 0
+        self._drawn_width = 0
         self.snapshot = RackSnapshot.empty()
         self.metric: Metric = METRICS[0]
         self.selected = 0
-        self.expanded = False
+        self.deviation = False
+        self.serving: ServingSnapshot | None = None
+        self.values = HeatValues()
+        self.frame: HeatFrame = self.values.frame(self.snapshot, self.metric)
+        self.geometry = HeatGeometry()
         self.cell_width = 8
+        self.top = 0
+        """The first row drawn: 0 unless the rows do not fit and the view scrolls with the cursor."""
         self.styles_ = HeatmapStyles.plain()
-        self._rows = heat_rows(self.expanded)
+        self._rows = heat_rows(self.geometry)
         self._styles_stale = False
         self._strips: dict[int, Strip] = {}
         self._keys: dict[int, tuple[object, ...]] = {}
@@ -179,8 +111,13 @@ class Heatmap(DiffPaintWidget):
 
     @property
     def rows(self) -> list[HeatRow]:
-        """The rows drawn at the current height."""
+        """Every row of the current geometry (those from `top` on are drawn)."""
         return self._rows
+
+    @property
+    def expanded(self) -> bool:
+        """Whether each switch tray has its own row."""
+        return self.geometry.expanded
 
     def row_key(self, y: int) -> tuple[object, ...]:
         """Everything row `y` depends on; a row is redrawn only when this changes."""
@@ -188,7 +125,7 @@ class Heatmap(DiffPaintWidget):
         if row.kind in ("header", "blank"):
             return (row.kind, self.cell_width)
         if row.kind == "legend":
-            return ("legend", self.cell_width, self.metric)
+            return ("legend", self.cell_width, self.frame.scale)
         if row.kind == "switch":
             width = self.cell_width * GPUS_PER_TRAY
             return ("switch", width, tuple(switch_text(self._switch_views(row), width)))
@@ -199,13 +136,13 @@ class Heatmap(DiffPaintWidget):
                 continue
             cells.append(
                 (
-                    cell_text(gpu, self.metric),
+                    self._line_text(gpu, row.line),
                     gpu.state,
-                    self.metric.bucket(gpu.values.get(self.metric.name)),
+                    self.frame.bucket(gpu.index),
                     gpu.index == self.selected,
                 )
             )
-        return ("compute", self.cell_width, row.label, tuple(cells))
+        return ("compute", self.cell_width, row.label, row.line, tuple(cells))
 
     def row_gpus(self, row: HeatRow) -> list[GpuView | None]:
         """The GPU views of a GPU row's cells (None for an empty cell)."""
@@ -213,6 +150,12 @@ class Heatmap(DiffPaintWidget):
 
     def _switch_views(self, row: HeatRow) -> tuple[SwitchTrayView, ...]:
         return tuple(self.snapshot.switches[n - 1] for n in row.trays)
+
+    def _line_text(self, gpu: GpuView, line: int) -> str:
+        """A cell's text on line `line` of its tray: the figure, then more figures below it."""
+        if line == 0:
+            return cell_text(gpu, self.metric, self.frame)
+        return companion_text(gpu, self.frame, line, self.cell_width - 3)
 
     def build_row(self, y: int) -> Strip:
         """Render row `y` with the current snapshot, metric and selection (no app needed)."""
@@ -237,31 +180,42 @@ class Heatmap(DiffPaintWidget):
             for n, (part, trouble) in enumerate(parts):
                 segs.append(Segment(("  " if n else "") + part, st.alarm if trouble else st.switch))
             return Strip(segs).crop_extend(0, width, st.switch)
-        segs = [Segment(row.label.ljust(LABEL_WIDTH), st.label)]
+        label = row.label if row.line == 0 else ""
+        segs = [Segment(label.ljust(LABEL_WIDTH), st.label)]
         for gpu in self.row_gpus(row):
-            segs.append(Segment(" " * w, st.base) if gpu is None else self._cell(gpu, w))
+            segs.append(Segment(" " * w, st.base) if gpu is None else self._cell(gpu, w, row.line))
         return Strip(segs, width)
 
     def _legend(self, width: int) -> Strip:
-        """The colour scale: each bucket's lower bound on its colour, so colours can be read back."""
+        """The colour scale: the unit, then each bucket's colour with its lower bound where it fits.
+
+        A label starts at its bucket's left edge (the bound it names) and may run over the unlabelled
+        buckets after it; the label column says the unit ('GB/s', 'err', 'dev%').
+        """
         st = self.styles_
-        m = self.metric
-        step = (m.hi - m.lo) / BUCKETS
-        each = (width - LABEL_WIDTH) // BUCKETS
-        segs = [Segment("key".ljust(LABEL_WIDTH), st.header)]
-        for b in range(BUCKETS):
-            text = legend_number(m.lo + b * step, step, each - 1)
-            segs.append(Segment(text.center(each), st.ramp[b]))
-        used = LABEL_WIDTH + each * BUCKETS
+        scale = self.frame.scale
+        ramp = scale_styles(scale)
+        each = (width - LABEL_WIDTH) // scale.buckets
+        text = [" "] * (each * scale.buckets)
+        for b, label in enumerate(scale.legend(each)):
+            # A unit that fills the label column ('GB/s') keeps a space before the first number.
+            start = b * each + (b == 0 and len(scale.unit) >= LABEL_WIDTH)
+            for k, char in enumerate(label):
+                if start + k < len(text):
+                    text[start + k] = char
+        segs = [Segment(scale.unit[:LABEL_WIDTH].ljust(LABEL_WIDTH), st.header)]
+        for b in range(scale.buckets):
+            segs.append(Segment("".join(text[b * each : (b + 1) * each]), ramp[b]))
+        used = LABEL_WIDTH + each * scale.buckets
         segs.append(Segment(" " * (width - used), st.base))
         return Strip(segs, width)
 
-    def _cell(self, gpu: GpuView, width: int) -> Segment:
+    def _cell(self, gpu: GpuView, width: int, line: int = 0) -> Segment:
         st = self.styles_
-        text = cell_text(gpu, self.metric)
+        text = self._line_text(gpu, line)
         if gpu.state is CellState.OK:
-            bucket = self.metric.bucket(gpu.values.get(self.metric.name))
-            style = st.ramp[bucket] if bucket is not None else st.no_data
+            bucket = self.frame.bucket(gpu.index)
+            style = scale_styles(self.frame.scale)[bucket] if bucket is not None else st.no_data
         else:
             style = {
                 CellState.LOST: st.lost,
@@ -270,6 +224,7 @@ class Heatmap(DiffPaintWidget):
                 CellState.NO_DATA: st.no_data,
             }[gpu.state]
         inner = width - 2
+        text = text[: inner - 1]
         if gpu.index == self.selected:
             # Brackets mark the selection where colour does not reach (16 colours, NO_COLOR).
             return Segment(f"[{text.rjust(inner - 1)} ]"[:width], style + st.selected)
@@ -277,17 +232,34 @@ class Heatmap(DiffPaintWidget):
 
     # -- Textual ---------------------------------------------------------------------------
 
-    def update_view(self, snapshot: RackSnapshot, metric: Metric, selected: int) -> list[int]:
+    def update_view(
+        self,
+        snapshot: RackSnapshot,
+        metric: Metric,
+        selected: int,
+        *,
+        deviation: bool = False,
+        serving: ServingSnapshot | None = None,
+    ) -> list[int]:
         """Show a new snapshot / metric / selection, repainting only the cells that changed.
+
+        Args:
+            deviation: colour each GPU by how far it sits off its group's median (heat_values).
+            serving: the serving rows, which say which GPUs serve the same model (deviation's groups).
 
         Returns:
             The rows that changed (and were scheduled for a repaint).
         """
         if snapshot.layout != self.snapshot.layout:  # local mode: the host's GPUs, known from the first frame
-            self._rows = heat_rows(self.expanded, snapshot.layout)
-            self._keys.clear()
-            self._strips.clear()
+            self.snapshot = snapshot
+            self._relayout()
         self.snapshot, self.metric, self.selected = snapshot, metric, selected
+        self.deviation, self.serving = deviation, serving
+        self.frame = self.values.frame(snapshot, metric, deviation=deviation, serving=serving)
+        top = scroll_top(self.rows, self.size.height, self.top, selected)
+        if top != self.top:
+            self.top = top
+            self._reset_cache()
         changed = []
         for y in range(len(self.rows)):
             key = self.row_key(y)
@@ -295,8 +267,8 @@ class Heatmap(DiffPaintWidget):
                 self._keys[y] = key
                 old = self._strips.pop(y, None)
                 changed.append(y)
-                if self.size.width:
-                    self.repaint_line(y, old, self._row_strip(y))
+                if self.size.width and y >= self.top:
+                    self.repaint_line(y - self.top, old, self._row_strip(y))
         return changed
 
     def _reset_cache(self) -> None:
@@ -305,13 +277,19 @@ class Heatmap(DiffPaintWidget):
         self.refresh()
 
     def set_geometry(self, width: int, height: int) -> None:
-        """Choose the layout for a size: switch rows expanded when tall enough, cells as wide as fit."""
-        expanded = height >= content_height(self.snapshot.layout)
+        """Choose the rows for a size (heat_rows.choose_geometry) and cells as wide as fit."""
         avail = (width - LABEL_WIDTH) // GPUS_PER_TRAY
-        cell = max(MIN_CELL_WIDTH, min(MAX_CELL_WIDTH, avail))
-        if (expanded, cell) != (self.expanded, self.cell_width):
-            self.expanded, self.cell_width = expanded, cell
-            self._rows = heat_rows(expanded, self.snapshot.layout)
+        self.cell_width = max(MIN_CELL_WIDTH, min(MAX_CELL_WIDTH, avail))
+        self._height = height
+        self._relayout()
+
+    def _relayout(self) -> None:
+        """Rebuild the rows for the current size and layout; redraw everything when they changed."""
+        geometry = choose_geometry(self._height, self.cell_width, self.snapshot.layout)
+        rows = heat_rows(geometry, self.snapshot.layout)
+        top = scroll_top(rows, self._height, self.top, self.selected)
+        if (geometry, rows, top, self.cell_width) != (self.geometry, self._rows, self.top, self._drawn_width):
+            self.geometry, self._rows, self.top, self._drawn_width = geometry, rows, top, self.cell_width
             self._reset_cache()
 
     def on_resize(self) -> None:
@@ -339,7 +317,6 @@ class Heatmap(DiffPaintWidget):
             switch=get("heatmap--switch"),
             alarm=get("heatmap--alarm"),
             selected=get("heatmap--selected", partial=True),
-            ramp=ramp_styles(),
         )
 
     def get_content_width(self, container: object, viewport: object) -> int:
@@ -347,14 +324,14 @@ class Heatmap(DiffPaintWidget):
         return LABEL_WIDTH + GPUS_PER_TRAY * MAX_CELL_WIDTH
 
     def get_content_height(self, container: object, viewport: object, width: int) -> int:
-        """Every row of the expanded layout; the collapsed one is used when less is given."""
+        """Every row of the expanded layout; a more compact one is used when less is given."""
         return content_height(self.snapshot.layout)
 
     def render_line(self, y: int) -> Strip:
-        """The cached strip of row y (built on first use after a change)."""
-        if y >= len(self.rows):
+        """The cached strip of the y-th row drawn (built on first use after a change)."""
+        if self.top + y >= len(self.rows):
             return Strip.blank(self.size.width, self.rich_style)
-        return self._row_strip(y).crop_extend(0, self.size.width, self.rich_style)
+        return self._row_strip(self.top + y).crop_extend(0, self.size.width, self.rich_style)
 
     def _row_strip(self, y: int) -> Strip:
         """Row y's cached strip, built (with the CSS styles) when missing."""

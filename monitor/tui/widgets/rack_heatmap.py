@@ -25,7 +25,7 @@ class RackHeatmap(Heatmap):
     ) -> None:
         """Highlight `gpus` (empty: none), repainting the rows that change."""
         self.highlighted = gpus
-        self.update_view(snapshot, metric, selected)
+        self.update_view(snapshot, metric, selected, deviation=self.deviation, serving=self.serving)
 
     def row_key(self, y: int) -> tuple[object, ...]:
         """The base key plus which of the row's GPUs are highlighted."""
@@ -36,8 +36,8 @@ class RackHeatmap(Heatmap):
         marks = tuple(g in self.highlighted for g in row.gpus)
         return (*key, marks)
 
-    def _cell(self, gpu: GpuView, width: int) -> Segment:
-        segment = super()._cell(gpu, width)
+    def _cell(self, gpu: GpuView, width: int, line: int = 0) -> Segment:
+        segment = super()._cell(gpu, width, line)
         if gpu.index not in self.highlighted or gpu.index == self.selected:
             return segment
         return Segment("*" + segment.text[1:], (segment.style or self.styles_.base) + self.styles_.selected)

@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from rich.text import Text
 from textual.message import Message
 
 from monitor.tui.widgets.diff_paint import LinePanel
+from monitor.view.deadband import Deadband, HeldFigures
 from monitor.view.serving import ANSWERED_NAMES, STATUS_NAMES, InstanceView, ServingSnapshot
 
 SPARK = " ▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 16
 HEADER = "server     state       tok/s  run wait   KV TTFT p50/p99 ITL p50"
+
+
+SERVING_BANDS: dict[str, Deadband] = {
+    "tokens_per_s": Deadband(0.03, 300.0),
+    "running": Deadband(0.1, 10.0),
+    "waiting": Deadband(0.25, 3.0),
+    "kv_cache": Deadband(0.0, 0.02),
+    "ttft_p50_s": Deadband(0.1, 0.02),
+    "ttft_p99_s": Deadband(0.1, 0.02),
+    "itl_p50_s": Deadband(0.1, 0.002),
+}
+"""How far each figure of a server's line may wander before the line follows it. A server's 10 s rates
+and gauges jitter every tick; shown as they come, every line of a 72-server table is resent each second
+(most of what the rack view costs over SSH), while a server that stops or whose queue grows still shows."""
+
+
+class HeldServing:
+    """Each server's figures held within SERVING_BANDS of what its line shows (monitor.view.deadband)."""
+
+    def __init__(self) -> None:
+        """Nothing shown yet."""
+        self._held = {name: HeldFigures(band) for name, band in SERVING_BANDS.items()}
+
+    def hold(self, snapshot: ServingSnapshot) -> ServingSnapshot:
+        """The snapshot with each answering server's figures held; a server that does not answer is
+        shown as it is (and its figures forgotten, so they show as they come when it is back)."""
+        instances = []
+        for inst in snapshot.instances:
+            answered = inst.state in ANSWERED_NAMES
+            held = {
+                name: figures.hold(inst.endpoint, getattr(inst, name) if answered else None)
+                for name, figures in self._held.items()
+            }
+            instances.append(dataclasses.replace(inst, **held) if answered else inst)
+        return dataclasses.replace(snapshot, instances=tuple(instances))
 
 
 class ServingReady(Message, bubble=False):
@@ -137,11 +174,12 @@ class ServingPanel(LinePanel):
         """An empty, hidden panel; show() fills it."""
         super().__init__("", id=id)
         self.display = False
+        self._held = HeldServing()
 
     def show(self, snapshot: ServingSnapshot) -> None:
-        """Show a snapshot; only the characters that changed are repainted."""
+        """Show a snapshot, figures held through noise; only the characters that changed are repainted."""
         if snapshot.ts_ms is None:
             return
         self.display = True
         self.set_border_text(subtitle=counts_text(snapshot))
-        self.show_text(serving_text(snapshot))
+        self.show_text(serving_text(self._held.hold(snapshot)))

@@ -12,13 +12,17 @@ from monitor.view.model import RackSnapshot, clock_text
 from storage.rack_total import RackTotal
 
 COMPACT_WIDTH = 100
-"""Below this width the title and the data's time give their room to the figures."""
+"""Below this width the title gives its room to the figures, and the data's time moves to the front."""
 
 
 def totals_text(snapshot: RackSnapshot, title: str, subtitle: str = "", *, compact: bool = False) -> Text:
     """The one-line totals bar, readable without colour ('!' marks a rack that is not all ok)."""
     t = snapshot.totals
     text = Text(no_wrap=True, overflow="ellipsis")
+    if compact and snapshot.ts_ms is not None:
+        # The only clock on a narrow screen (the heatmap there has no border to carry one): first, so
+        # the line's end, not the time, is what an 80-column screen cuts.
+        text.append(f"{clock_text(snapshot.ts_ms)} ", style="dim")
     if not compact:
         text.append(title, style="bold")
         if subtitle:
