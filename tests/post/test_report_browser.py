@@ -168,6 +168,7 @@ def check_charts(charts: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
             assert width > 0 or height > 0, ("drawn as nothing", name, mark)
         for label in chart["labels"]:
             assert not _outside(label["box"], chart["svg"], slack=0.5), ("label cut off", name, label)
+            assert label["box"]["right"] - label["box"]["left"] > 0, ("no font drew it", name, label)
         out[name] = chart["marks"]
     return out
 
