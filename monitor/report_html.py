@@ -93,12 +93,8 @@ class _Axis:
 
 
 def _cell(first: int, end: int, cell_w: float, axis: _Axis, y: int, colour: str) -> str:
-    """Buckets first..end-1 of a heatmap row as one rect, inside the plot area.
-
-    A rect overlaps its right neighbour by 0.3 px so no hairline of background shows between them;
-    the last one stops at the plot area's edge. Both ends are rounded before the width is taken, so
-    rounding cannot carry a cell past the edge either.
-    """
+    """Buckets first..end-1 of a heatmap row as one rect. It overlaps its right neighbour by 0.3 px (no
+    hairline of background between them) but stops at the plot area's edge, rounding included."""
     right = LEFT + axis.buckets * cell_w
     x0 = round(LEFT + first * cell_w, 1)
     x1 = round(min(right, LEFT + end * cell_w + 0.3), 1)
@@ -229,11 +225,7 @@ def _whole_lines(axis: _Axis, points: Sequence[Point], y: Callable[[float], floa
 
 def _runs(times: Sequence[float], step_ms: int) -> list[int]:
     """Per point (times in order), how many holes in the data lie before it: the line breaks there.
-
-    A hole is a gap over three times the usual one (the larger of the step and the median gap), so a
-    step left empty by the sampling (steps shorter than the sample interval) keeps the line joined,
-    while a minute of nothing recorded is not drawn as a straight line across it.
-    """
+    A hole is over 3x the usual gap (step or median gap): a step left empty by the sampling stays joined."""
     gaps = [b - a for a, b in pairwise(times)]
     usual = max(step_ms, statistics.median(gaps)) if gaps else step_ms
     out, holes = [0] * len(times), 0
