@@ -112,10 +112,11 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _chromium(*args: str, profile: Path, size: tuple[int, int] = (1200, 900)) -> str:
-    """Headless chromium on `args`; its stdout. As root it runs only without its sandbox."""
+    """Headless chromium on `args`; its stdout. As root it runs only without its sandbox; a container's
+    small /dev/shm would crash it, hence --disable-dev-shm-usage."""
     done = subprocess.run(
         [CHROMIUM or "chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
-         "--no-first-run", f"--window-size={size[0]},{size[1]}", *args],
+         "--no-first-run", "--disable-dev-shm-usage", f"--window-size={size[0]},{size[1]}", *args],
         capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
