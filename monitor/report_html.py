@@ -9,8 +9,9 @@ from __future__ import annotations
 import html
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 from collectors.rack import GPUS, GPUS_PER_TRAY, gpu_label
@@ -77,7 +78,9 @@ class _Axis:
         out = []
         for i in range(6):
             ms = self.first + (self.last - self.first) * i / 5
-            out.append(f'<text x="{self.x(ms):.1f}" y="{y}" text-anchor="middle">{_hhmm(ms)}</text>')
+            # The last label ends at its tick: centred, it would run past the chart's right edge.
+            anchor = "end" if i == 5 else "middle"
+            out.append(f'<text x="{self.x(ms):.1f}" y="{y}" text-anchor="{anchor}">{_hhmm(ms)}</text>')
         return "".join(out)
 
     def mid(self, start_ms: float) -> float:
@@ -87,6 +90,15 @@ class _Axis:
 
     def bucket_sql(self) -> str:
         return f"((epoch_ms(ts) - {self.first}) // {self.step_ms})"
+
+
+def _cell(first: int, end: int, cell_w: float, axis: _Axis, y: int, colour: str) -> str:
+    """Buckets first..end-1 of a heatmap row as one rect. It overlaps its right neighbour by 0.3 px (no
+    hairline of background between them) but stops at the plot area's edge, rounding included."""
+    right = LEFT + axis.buckets * cell_w
+    x0 = round(LEFT + first * cell_w, 1)
+    x1 = round(min(right, LEFT + end * cell_w + 0.3), 1)
+    return f'<rect x="{x0:.1f}" y="{y}" width="{x1 - x0:.1f}" height="{CELL_H}" fill="{colour}"/>'
 
 
 def _colour(value: float | None, lo: float, hi: float) -> str:
@@ -110,19 +122,17 @@ def _heatmap(reader: StoreReader, window: Window, axis: _Axis, expr: str, title:
     for r in rows:
         if r["v"] is not None:
             grid.setdefault(r["gpu"], {})[r["b"]] = r["v"]
+    parts.append(_plot_area(axis, TOP, GPUS * CELL_H))
     for g, cells in sorted(grid.items()):
         y = TOP + g * CELL_H
-        parts.append(f"<g><title>{_esc(gpu_label(g))}</title>")
+        parts.append(f'<g class="marks"><title>{_esc(gpu_label(g))}</title>')
         run_start, run_colour = 0, None
         # Neighbouring buckets of one colour become one rect: a calm GPU row is a handful of shapes.
         for b in range(axis.buckets + 1):
             colour = _colour(cells.get(b), lo, hi) if b < axis.buckets else None
             if colour != run_colour:
                 if run_colour is not None and run_colour != "#ccc":
-                    x, w = LEFT + run_start * cell_w, (b - run_start) * cell_w + 0.3
-                    parts.append(
-                        f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{CELL_H}" fill="{run_colour}"/>'
-                    )
+                    parts.append(_cell(run_start, b, cell_w, axis, y, run_colour))
                 run_start, run_colour = b, colour
         parts.append("</g>")
     for tray in range(1, GPUS // GPUS_PER_TRAY + 1, 2):
@@ -156,6 +166,8 @@ def _timeline(
     height = 130
     parts = [f'<svg width="{axis.width}" height="{height}" role="img" aria-label="{_esc(title)}">']
     parts.append(f'<text x="{LEFT}" y="12">{_esc(title)} ({unit})</text>')
+    parts.append(_plot_area(axis, PLOT_TOP, PLOT_H))
+    parts.append('<g class="marks">')  # events and data points: what must lie inside the plot area
     for e in events:
         x = axis.x(e["ms"])
         colour = EVENT_COLOURS.get(e["kind"], "#999")
@@ -164,41 +176,71 @@ def _timeline(
             f'<line x1="{x:.1f}" y1="{PLOT_TOP}" x2="{x:.1f}" y2="{PLOT_TOP + PLOT_H}" stroke="{colour}" '
             f'stroke-dasharray="2,2"><title>{label}</title></line>'
         )
-    finite = [p for p in points if p[1] is not None and math.isfinite(p[1])]
-    if finite:
-        lo, hi = min(p[1] for p in finite), max(p[1] for p in finite)
-        pad = (hi - lo) * 0.1 or abs(hi) * 0.05 or 1.0
-        lo, hi = lo - pad, hi + pad
+    finite = sorted((p for p in points if p[1] is not None and math.isfinite(p[1])), key=lambda p: p[0])
+    if not finite:
+        parts.append(f'</g><text x="{LEFT + 10}" y="60">no data in this window</text>')
+        return "".join([*parts, axis.ticks(height - 8), "</svg>"])
+    lo, hi = min(p[1] for p in finite), max(p[1] for p in finite)
+    pad = (hi - lo) * 0.1 or abs(hi) * 0.05 or 1.0
 
-        def y(v: float) -> float:
-            return PLOT_TOP + PLOT_H - (v - lo) / (hi - lo) * PLOT_H
+    def y(v: float) -> float:
+        return PLOT_TOP + PLOT_H - (v - lo + pad) / (hi - lo + 2 * pad) * PLOT_H
 
-        line = " ".join(f"{axis.x(t):.1f},{y(v):.1f}" for t, v, partial in finite if partial is None)
-        if line:
-            parts.append(f'<polyline fill="none" stroke="#1f5fbf" stroke-width="1.5" points="{line}"/>')
-        partial = [(t, v, what) for t, v, what in finite if what is not None]
-        for t, v, what in partial:
-            tip = _esc(f"{_hhmm(t)} partial: {_num(v)} {unit} from {what}")
-            parts.append(
-                f'<circle cx="{axis.x(t):.1f}" cy="{y(v):.1f}" r="2.5" fill="none" stroke="#e80">'
-                f"<title>{tip}</title></circle>"
-            )
-        if partial:
-            parts.append(
-                f'<text x="{axis.width - 10}" y="12" text-anchor="end">o: {len(partial)} partial '
-                "(not every source reported; not the whole rack)</text>"
-            )
+    parts += _whole_lines(axis, finite, y)
+    partial = [(t, v, what) for t, v, what in finite if what is not None]
+    for t, v, what in partial:
+        tip = _esc(f"{_hhmm(t)} partial: {_num(v)} {unit} from {what}")
         parts.append(
-            f'<text x="{LEFT - 4}" y="{y(hi - pad) + 4:.1f}" text-anchor="end">{_num(hi - pad)}</text>'
+            f'<circle cx="{axis.x(t):.1f}" cy="{y(v):.1f}" r="2.5" fill="none" stroke="#e80">'
+            f"<title>{tip}</title></circle>"
         )
+    parts.append("</g>")
+    if partial:
         parts.append(
-            f'<text x="{LEFT - 4}" y="{y(lo + pad) + 4:.1f}" text-anchor="end">{_num(lo + pad)}</text>'
+            f'<text x="{axis.width - 10}" y="12" text-anchor="end">o: {len(partial)} partial '
+            "(not every source reported; not the whole rack)</text>"
         )
-    else:
-        parts.append(f'<text x="{LEFT + 10}" y="60">no data in this window</text>')
-    parts.append(axis.ticks(height - 8))
-    parts.append("</svg>")
-    return "".join(parts)
+    for v in (hi, lo):
+        parts.append(f'<text x="{LEFT - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{_num(v)}</text>')
+    return "".join([*parts, axis.ticks(height - 8), "</svg>"])
+
+
+def _whole_lines(axis: _Axis, points: Sequence[Point], y: Callable[[float], float]) -> list[str]:
+    """The whole points (in time order) as lines, broken at each hole in the data; a lone one as a dot."""
+    runs = _runs([t for t, _, _ in points], axis.step_ms)
+    out = []
+    for run in sorted(set(runs)):
+        whole = [
+            (axis.x(t), y(v))
+            for (t, v, what), r in zip(points, runs, strict=True)
+            if r == run and what is None
+        ]
+        if len(whole) == 1:  # a polyline of one vertex would draw nothing
+            out.append(f'<circle cx="{whole[0][0]:.1f}" cy="{whole[0][1]:.1f}" r="2" fill="#1f5fbf"/>')
+        elif whole:
+            line = " ".join(f"{x:.1f},{yy:.1f}" for x, yy in whole)
+            out.append(f'<polyline fill="none" stroke="#1f5fbf" stroke-width="1.5" points="{line}"/>')
+    return out
+
+
+def _runs(times: Sequence[float], step_ms: int) -> list[int]:
+    """Per point (times in order), how many holes in the data lie before it: the line breaks there.
+    A hole is over 3x the usual gap (step or median gap): a step left empty by the sampling stays joined."""
+    gaps = [b - a for a, b in pairwise(times)]
+    usual = max(step_ms, statistics.median(gaps)) if gaps else step_ms
+    out, holes = [0] * len(times), 0
+    for i, gap in enumerate(gaps, start=1):
+        holes += gap > 3 * usual
+        out[i] = holes
+    return out
+
+
+def _plot_area(axis: _Axis, top: float, height: float) -> str:
+    """The frame every mark of a chart lies inside (tests/post/test_report_browser.py checks it)."""
+    return (
+        f'<rect class="plot" x="{LEFT}" y="{top}" width="{axis.width - LEFT - 10}" height="{height}" '
+        'fill="none" stroke="#e4e4e4"/>'
+    )
 
 
 def _num(v: float) -> str:
@@ -328,12 +370,15 @@ def render_report(reader: StoreReader, window: Window, *, title: str = "rack") -
         summary = summarize(reader, window)
     except EmptyReportError as err:
         return f"{head}<h1>rack-monitor report: {_esc(title)}</h1><p>{_esc(err)}</p></body></html>\n"
-    axis = _Axis(*_data_range(reader, window))
     rel = reader.relation("events", window.since_ms, window.until_ms)
     events = reader.sql(
         f"SELECT epoch_ms(ts) AS ms, kind, gpu, code, detail FROM {rel} WHERE kind <> 'clocks_event' "
         "ORDER BY ts LIMIT 500"
     ).to_pylist()
+    first, last = _data_range(reader, window)
+    # The time axis spans the events drawn too: one recorded before the first sample or after the
+    # last (a collector stopping) would otherwise be a marker outside its chart.
+    axis = _Axis(min([first, *(e["ms"] for e in events)]), max([last, *(e["ms"] for e in events)]))
     series = _series(reader, window, axis)
     body = [f"<h1>rack-monitor report: {_esc(title)}</h1>"]
     body.append(_summary_html(summary))
