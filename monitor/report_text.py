@@ -75,6 +75,23 @@ def _link_down(down: Summary) -> str:
     )
 
 
+def _gpu_lines(summary: Summary) -> list[str]:
+    """Rack power, per-GPU power, temperature and NVLink; one line saying so where no GPU rows are."""
+    if not summary["data"]["gpus"]:
+        return ["- no GPU rows in this window: power, temperature and NVLink cannot be reported"]
+    power, temp, energy = summary["power_kw"], summary["temperature_c"], summary["energy"]
+    down = ", ".join(_link_down(d) for d in summary["links_down"]) or "none"
+    return [
+        f"- rack GPU power: {_f(power['min'], '.1f')} .. {_f(power['max'], '.1f')} kW over whole ticks "
+        f"(mean {_f(energy['mean_power_kw'], '.1f')} kW, {_f(energy['joules'] / 3.6e6, '.2f')} kWh); "
+        f"last {_f(power['last'], '.2f')} kW ({power['last_covered']}/{power['of']} GPUs)",
+        *_partial_power(power),
+        f"- per GPU: {_f(summary['gpu_power_w']['min'])} .. {_f(summary['gpu_power_w']['max'])} W",
+        f"- temperature: {_f(temp['min'])} .. {_f(temp['max'])} C (hottest {temp['hottest']})",
+        f"- NVLink: {_nvlink(summary['nvlink'])}; links down: {down}",
+    ]
+
+
 def render_markdown_lines(summary: Summary) -> list[str]:
     """The report as Markdown lines: '# ' title, '## ' sections, '- ' items."""
     s, data = summary["serving"], summary["data"]
@@ -105,19 +122,7 @@ def render_markdown_lines(summary: Summary) -> list[str]:
     if not summary["suspects"]:
         lines.append("- none: no GPU or tray stands out against its peers")
     lines += [_suspect_line(sus) for sus in summary["suspects"]]
-    power, temp, energy = summary["power_kw"], summary["temperature_c"], summary["energy"]
-    down = ", ".join(_link_down(d) for d in summary["links_down"]) or "none"
-    lines += [
-        "## Power and temperature",
-        f"- rack GPU power: {_f(power['min'], '.1f')} .. {_f(power['max'], '.1f')} kW over whole ticks "
-        f"(mean {_f(energy['mean_power_kw'], '.1f')} kW, {_f(energy['joules'] / 3.6e6, '.2f')} kWh); "
-        f"last {_f(power['last'], '.2f')} kW ({power['last_covered']}/{power['of']} GPUs)",
-        *_partial_power(power),
-        f"- per GPU: {_f(summary['gpu_power_w']['min'])} .. {_f(summary['gpu_power_w']['max'])} W",
-        f"- temperature: {_f(temp['min'])} .. {_f(temp['max'])} C (hottest {temp['hottest']})",
-        f"- NVLink: {_nvlink(summary['nvlink'])}; links down: {down}",
-        "## Events",
-    ]
+    lines += ["## Power and temperature", *_gpu_lines(summary), "## Events"]
     events = summary["events"]
     if not events["by_kind"]:
         lines.append("- none")
