@@ -31,6 +31,8 @@ RUN = 3
 """Samples in a row past an evidence's line before it counts as begun."""
 LINK_ERRORS = ("rx_errors", "symbol_errors", "recovery", "recovery_failed")
 """The nvlink table's error counters (as the live link_errors alert watches them)."""
+MAX_STEPS = 86_400
+"""The most tokens/s steps an onset is looked for in (1 s steps over a day)."""
 NVLINK_INACTIVE = 0
 """NVML_NVLINK_STATE_INACTIVE: the state a link that is down reads (the live links_down rule's test)."""
 
@@ -110,13 +112,15 @@ def tokens_onsets(
 ) -> dict[int, int]:
     """Per GPU, when its share of its servers' generated tokens/s fell below its line (epoch ms).
 
-    The share is taken per collection second as monitor.report takes it over the window: each server's
-    rate (the reader's counter rule, per series, then summed) split evenly over its GPUs.
+    The share is taken per step as monitor.report takes it over the window: each server's rate (the
+    reader's counter rule, per series, then summed) split evenly over its GPUs. Steps are 1 s up to a
+    day's window (onsets to the second), whole seconds of 1/MAX_STEPS of a longer one.
     """
     if not lines:
         return {}
+    step_ms = max(1000, -(-(window.until_ms - window.since_ms) // MAX_STEPS // 1000) * 1000)
     rated = reader.rate(
-        "serving", "generation_tokens", window.since_ms, window.until_ms, step_ms=1000
+        "serving", "generation_tokens", window.since_ms, window.until_ms, step_ms=step_ms
     ).to_pylist()
     share: dict[int, dict[int, float]] = {g: {} for g in lines}
     for r in rated:
