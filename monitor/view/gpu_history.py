@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pyarrow.compute as pc
+
 from monitor.view.model import EventView, clock_text
 from monitor.view.nvlink import KIB, gpu_nvlink_series
 from storage.frame import Frame
@@ -126,8 +128,9 @@ def history_from_store(reader: StoreReader, gpu: int, window: str, until_ms: int
     rates: dict[int, float] = {}
     for column in ("nvlink_tx_kib", "nvlink_rx_kib"):
         table = reader.rate("gpu", column, first_bucket, until_ms, step_ms=60_000)
-        for r in table.to_pylist():
-            if r["gpu"] == gpu and r["rate"] is not None:
+        mine = table.filter(pc.equal(table.column("gpu"), gpu)).select(["ts", "rate"])
+        for r in mine.to_pylist():
+            if r["rate"] is not None:
                 t = int(r["ts"].timestamp() * 1000) if hasattr(r["ts"], "timestamp") else int(r["ts"])
                 rates[t] = rates.get(t, 0.0) + r["rate"] * KIB / 1e9
     series["nvlink"] = sorted(rates.items())
