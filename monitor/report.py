@@ -102,7 +102,7 @@ def _serving_side(reader: StoreReader, window: Window) -> Summary | None:
     gen = reader.rate("serving", "generation_tokens", window.since_ms, window.until_ms).to_pylist()
     prompt = reader.rate("serving", "prompt_tokens", window.since_ms, window.until_ms).to_pylist()
     placement = {
-        r["endpoint"]: r["gpus"]
+        r["endpoint"]: [int(g) for g in (r["gpus"] or "").split(",") if g.strip().isdigit()]
         for r in _rows(reader, f"SELECT endpoint, arg_max(gpus, ts) AS gpus FROM {rel} GROUP BY endpoint")
     }
     tokens = tokens_total((r["rate"] for r in gen), span["series"])
@@ -113,7 +113,7 @@ def _serving_side(reader: StoreReader, window: Window) -> Summary | None:
             per_endpoint[r["endpoint"]] = per_endpoint.get(r["endpoint"], 0.0) + r["rate"]
     per_gpu: dict[int, float] = {}
     for endpoint, rate in per_endpoint.items():
-        gpus = [int(g) for g in (placement.get(endpoint) or "").split(",") if g.strip().isdigit()]
+        gpus = placement.get(endpoint, [])
         for g in gpus:
             # Tensor-parallel ranks share an instance's tokens evenly: they all work on every token.
             per_gpu[g] = per_gpu.get(g, 0.0) + rate / len(gpus)
@@ -129,9 +129,7 @@ def _serving_side(reader: StoreReader, window: Window) -> Summary | None:
         "tokens_of": tokens.of,
         "prompt_tokens_per_s": _value(prompted),
         "per_gpu_tokens_per_s": per_gpu,
-        "placement": {
-            e: [int(g) for g in (p or "").split(",") if g.strip().isdigit()] for e, p in placement.items()
-        },
+        "placement": placement,
         "latency": _latency(reader, window),
     }
 
@@ -174,6 +172,24 @@ def _events(reader: StoreReader, window: Window) -> Summary:
     return {"by_kind": {r["kind"]: r["n"] for r in kinds}, "xids": xids}
 
 
+def _links_down(per_gpu: Sequence[Summary], links: Sequence[Summary]) -> list[Summary]:
+    """GPUs with fewer than 18 links up at some sample, each with the links (link_faults) that went down."""
+    return [
+        {
+            "gpu": r["gpu"],
+            "label": gpu_label(r["gpu"]),
+            "links_up_min": r["links_up_min"],
+            "links": [
+                {"link": f["link"], "down": iso(f["down_ms"])}
+                for f in links
+                if f["gpu"] == r["gpu"] and f["down_ms"] is not None
+            ],
+        }
+        for r in per_gpu
+        if r["links_up_min"] is not None and r["links_up_min"] < 18
+    ]
+
+
 def stored_span(reader: StoreReader) -> tuple[int, int] | None:
     """The first and last row time (epoch ms) of the store's GPU and serving tables, None when it has none.
 
@@ -203,20 +219,7 @@ def summarize(reader: StoreReader, window: Window) -> Summary:
     temps = [r for r in gpu_side["per_gpu"] if r["temp_max"] is not None]
     hottest = max(temps, key=lambda r: r["temp_max"]) if temps else None
     links = link_faults(reader, window)
-    links_down = [
-        {
-            "gpu": r["gpu"],
-            "label": gpu_label(r["gpu"]),
-            "links_up_min": r["links_up_min"],
-            "links": [
-                {"link": f["link"], "down": iso(f["down_ms"])}
-                for f in links
-                if f["gpu"] == r["gpu"] and f["down_ms"] is not None
-            ],
-        }
-        for r in gpu_side["per_gpu"]
-        if r["links_up_min"] is not None and r["links_up_min"] < 18
-    ]
+    links_down = _links_down(gpu_side["per_gpu"], links)
     summary: Summary = {
         "window": {"since": iso(window.since_ms), "until": iso(window.until_ms), "how": window.how},
         "data": {
