@@ -15,9 +15,9 @@ from typing import Any
 
 import pynvml
 
-from collectors.rack import GPUS_PER_TRAY, gpu_label
-from collectors.robust import robust_high, robust_low
+from collectors.rack import gpu_label
 from monitor.report_nvlink import nvlink_total
+from monitor.report_suspects import link_faults, suspects
 from monitor.timespec import Window, iso
 from storage.quantile import bucket_quantile
 from storage.rack_total import RackTotal, power_ticks_sql, tokens_total
@@ -102,7 +102,7 @@ def _serving_side(reader: StoreReader, window: Window) -> Summary | None:
     gen = reader.rate("serving", "generation_tokens", window.since_ms, window.until_ms).to_pylist()
     prompt = reader.rate("serving", "prompt_tokens", window.since_ms, window.until_ms).to_pylist()
     placement = {
-        r["endpoint"]: r["gpus"]
+        r["endpoint"]: [int(g) for g in (r["gpus"] or "").split(",") if g.strip().isdigit()]
         for r in _rows(reader, f"SELECT endpoint, arg_max(gpus, ts) AS gpus FROM {rel} GROUP BY endpoint")
     }
     tokens = tokens_total((r["rate"] for r in gen), span["series"])
@@ -113,11 +113,13 @@ def _serving_side(reader: StoreReader, window: Window) -> Summary | None:
             per_endpoint[r["endpoint"]] = per_endpoint.get(r["endpoint"], 0.0) + r["rate"]
     per_gpu: dict[int, float] = {}
     for endpoint, rate in per_endpoint.items():
-        gpus = [int(g) for g in (placement.get(endpoint) or "").split(",") if g.strip().isdigit()]
+        gpus = placement.get(endpoint, [])
         for g in gpus:
             # Tensor-parallel ranks share an instance's tokens evenly: they all work on every token.
             per_gpu[g] = per_gpu.get(g, 0.0) + rate / len(gpus)
     return {
+        "first": span["first"],
+        "last": span["last"],
         "wall_s": wall,
         "endpoints": len(placement),
         "generated_tokens": sum(r["increase"] for r in gen),
@@ -127,6 +129,7 @@ def _serving_side(reader: StoreReader, window: Window) -> Summary | None:
         "tokens_of": tokens.of,
         "prompt_tokens_per_s": _value(prompted),
         "per_gpu_tokens_per_s": per_gpu,
+        "placement": placement,
         "latency": _latency(reader, window),
     }
 
@@ -169,59 +172,33 @@ def _events(reader: StoreReader, window: Window) -> Summary:
     return {"by_kind": {r["kind"]: r["n"] for r in kinds}, "xids": xids}
 
 
-def _suspects(gpu_side: Summary, serving: Summary | None) -> list[Summary]:
-    """GPUs (or whole trays) that stand out against their peers, each with its evidence."""
-    per_gpu = {r["gpu"]: r for r in gpu_side["per_gpu"]}
-    flagged: dict[int, list[str]] = {}
+def _links_down(per_gpu: Sequence[Summary], links: Sequence[Summary]) -> list[Summary]:
+    """GPUs with fewer than 18 links up at some sample, each with the links (link_faults) that went down."""
+    return [
+        {
+            "gpu": r["gpu"],
+            "label": gpu_label(r["gpu"]),
+            "links_up_min": r["links_up_min"],
+            "links": [
+                {"link": f["link"], "down": iso(f["down_ms"])}
+                for f in links
+                if f["gpu"] == r["gpu"] and f["down_ms"] is not None
+            ],
+        }
+        for r in per_gpu
+        if r["links_up_min"] is not None and r["links_up_min"] < 18
+    ]
 
-    def flag(found: dict[int, float], why: str) -> None:
-        for g in found:
-            flagged.setdefault(g, []).append(why.format(**per_gpu.get(g, {}), g=g))
 
-    if serving is not None:
-        tok = serving["per_gpu_tokens_per_s"]
-        median = statistics.median(tok.values()) if tok else 0.0
-        for g, _z in robust_low(tok).items():
-            flagged.setdefault(g, []).append(f"{tok[g]:,.0f} tok/s against a median of {median:,.0f}")
-    alive = {g: r for g, r in per_gpu.items() if r["clock"] is not None}
-    flag(robust_low({g: r["clock"] for g, r in alive.items()}), "SM clock {clock:,.0f} MHz mean")
-    flag(robust_high({g: r["temp_max"] for g, r in alive.items()}), "up to {temp_max} C")
-    slow = {g: r["slowdown"] for g, r in alive.items() if r["slowdown"] is not None}
-    peers = statistics.median(slow.values()) if slow else 0.0
-    flag(
-        {g: s for g, s in slow.items() if s >= 0.2 and peers < 0.05}, "slowed down {slowdown:.0%} of the time"
-    )
-    flag({g: 1.0 for g, r in per_gpu.items() if r["lost"]}, "lost (fell off the bus) in {lost} samples")
-    out: list[Summary] = []
-    trays: dict[int, list[int]] = {}
-    for g in flagged:
-        trays.setdefault(g // GPUS_PER_TRAY + 1, []).append(g)
-    for tray, gpus in sorted(trays.items()):
-        if len(gpus) >= GPUS_PER_TRAY - 1:
-            thermal = any(per_gpu.get(g, {}).get("thermal") for g in gpus)
-            evidence = sorted({e for g in gpus for e in flagged[g]})
-            why = "thermal slowdown on " if thermal else ""
-            out.append(
-                {
-                    "kind": "tray",
-                    "tray": tray,
-                    "gpus": sorted(gpus),
-                    "label": f"T{tray:02d}",
-                    "evidence": f"{why}{len(gpus)} of {GPUS_PER_TRAY} GPUs: " + "; ".join(evidence[:4]),
-                }
-            )
-            continue
-        for g in sorted(gpus):
-            out.append(
-                {
-                    "kind": "gpu",
-                    "gpu": g,
-                    "tray": tray,
-                    "label": gpu_label(g),
-                    "evidence": "; ".join(flagged[g]),
-                }
-            )
-    return out
+def stored_span(reader: StoreReader) -> tuple[int, int] | None:
+    """The first and last row time (epoch ms) of the store's GPU and serving tables, None when it has none.
+
+    Taken from the manifest's per-file times, so no file is opened (a month's store answers at once).
+    """
+    files = [f for table in ("gpu", "serving") for f in reader.manifest.of(table) if f.rows]
+    if not files:
+        return None
+    return min(f.min_ts for f in files), max(f.max_ts for f in files)
 
 
 def summarize(reader: StoreReader, window: Window) -> Summary:
@@ -234,26 +211,30 @@ def summarize(reader: StoreReader, window: Window) -> Summary:
     serving = _serving_side(reader, window)
     rack = gpu_side["rack"]
     if rack["first"] is None and serving is None:
-        held = reader.time_range("gpu")
-        holds = f"it holds {iso(held[0])} .. {iso(held[1])}" if held else "it holds no GPU rows"
+        held = stored_span(reader)
+        holds = f"it holds {iso(held[0])} .. {iso(held[1])}" if held else "it holds no GPU or serving rows"
         raise EmptyReportError(f"no data between {iso(window.since_ms)} and {iso(window.until_ms)} ({holds})")
     wall = (rack["last"] - rack["first"]) / 1000 if rack["first"] is not None else 0.0
     joules = gpu_side["joules"]
     temps = [r for r in gpu_side["per_gpu"] if r["temp_max"] is not None]
     hottest = max(temps, key=lambda r: r["temp_max"]) if temps else None
-    links_down = [
-        {"gpu": r["gpu"], "label": gpu_label(r["gpu"]), "links_up_min": r["links_up_min"]}
-        for r in gpu_side["per_gpu"]
-        if r["links_up_min"] is not None and r["links_up_min"] < 18
-    ]
+    links = link_faults(reader, window)
+    links_down = _links_down(gpu_side["per_gpu"], links)
     summary: Summary = {
-        "window": {"since": iso(window.since_ms), "until": iso(window.until_ms)},
+        "window": {"since": iso(window.since_ms), "until": iso(window.until_ms), "how": window.how},
         "data": {
             "first": iso(rack["first"]) if rack["first"] is not None else None,
             "last": iso(rack["last"]) if rack["last"] is not None else None,
             "ticks": rack["ticks"],
             "gpus": len(gpu_side["per_gpu"]),
             "wall_s": wall,
+            "serving": None
+            if serving is None
+            else {
+                "first": iso(serving["first"]),
+                "last": iso(serving["last"]),
+                "endpoints": serving["endpoints"],
+            },
         },
         "serving": None,
         "energy": {
@@ -277,9 +258,10 @@ def summarize(reader: StoreReader, window: Window) -> Summary:
         "nvlink": nvlink_total(reader, window.since_ms, window.until_ms, rack["of"]).as_dict(),
         "links_down": links_down,
         "events": _events(reader, window),
-        "suspects": _suspects(gpu_side, serving),
+        "suspects": suspects(reader, window, gpu_side, serving, SLOWDOWN_REASONS, links),
     }
     if serving is not None:
+        del serving["first"], serving["last"], serving["placement"]
         tok = serving.pop("per_gpu_tokens_per_s")
         values = [v for v in tok.values() if math.isfinite(v)]
         median = statistics.median(values) if values else None

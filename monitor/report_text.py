@@ -42,11 +42,62 @@ def _f(value: float | None, fmt: str = ",.0f") -> str:
     return "n/a" if value is None or not math.isfinite(value) else format(value, fmt)
 
 
+def _data_line(data: Summary) -> str:
+    """What the window holds: GPU samples, serving rows, or serving rows only (never 'None .. None')."""
+    serving = data.get("serving")
+    served = f"{serving['endpoints']} endpoints, {serving['first']} .. {serving['last']}" if serving else ""
+    if not data["gpus"]:
+        return f"Data: serving rows only (no GPU rows): {served}." if serving else "Data: none."
+    text = f"Data: {data['first']} .. {data['last']}, {data['ticks']} samples of {data['gpus']} GPUs"
+    return text + (f"; serving rows of {served}." if serving else "; no serving rows.")
+
+
+def _suspect_line(sus: Summary) -> str:
+    """'- T13.G4 link 7 (GPU 51), onset 2025-06-15T15:04:21Z (link errors): evidence'."""
+    what = sus.get("element") or sus["label"]
+    if sus["kind"] != "tray":
+        what += f" (GPU {sus['gpu']})"
+    if sus.get("onset"):
+        what += f", onset {sus['onset']}"
+        if sus["kind"] == "tray" and sus.get("onset_of"):
+            what += f" ({sus['onset_of']})"
+    return f"- {what}: {sus['evidence']}"
+
+
+def _link_down(down: Summary) -> str:
+    """'T13.G4 link 7 down from 15:05:06Z (17/18 up)'; without per-link rows, the GPU and its count."""
+    links = down.get("links") or []
+    named = ", ".join(f"link {k['link']} down from {k['down'][11:]}" for k in links)
+    return (
+        f"{down['label']} {named} ({down['links_up_min']}/18 up)"
+        if named
+        else (f"{down['label']} ({down['links_up_min']}/18 up; no per-link rows to name the link)")
+    )
+
+
+def _gpu_lines(summary: Summary) -> list[str]:
+    """Rack power, per-GPU power, temperature and NVLink; one line saying so where no GPU rows are."""
+    if not summary["data"]["gpus"]:
+        return ["- no GPU rows in this window: power, temperature and NVLink cannot be reported"]
+    power, temp, energy = summary["power_kw"], summary["temperature_c"], summary["energy"]
+    down = ", ".join(_link_down(d) for d in summary["links_down"]) or "none"
+    return [
+        f"- rack GPU power: {_f(power['min'], '.1f')} .. {_f(power['max'], '.1f')} kW over whole ticks "
+        f"(mean {_f(energy['mean_power_kw'], '.1f')} kW, {_f(energy['joules'] / 3.6e6, '.2f')} kWh); "
+        f"last {_f(power['last'], '.2f')} kW ({power['last_covered']}/{power['of']} GPUs)",
+        *_partial_power(power),
+        f"- per GPU: {_f(summary['gpu_power_w']['min'])} .. {_f(summary['gpu_power_w']['max'])} W",
+        f"- temperature: {_f(temp['min'])} .. {_f(temp['max'])} C (hottest {temp['hottest']})",
+        f"- NVLink: {_nvlink(summary['nvlink'])}; links down: {down}",
+    ]
+
+
 def render_markdown_lines(summary: Summary) -> list[str]:
     """The report as Markdown lines: '# ' title, '## ' sections, '- ' items."""
     s, data = summary["serving"], summary["data"]
-    lines = [f"# Rack report {summary['window']['since']} .. {summary['window']['until']}"]
-    lines.append(f"Data: {data['first']} .. {data['last']}, {data['ticks']} samples of {data['gpus']} GPUs.")
+    window = summary["window"]
+    how = f" ({window['how']})" if window.get("how") else ""
+    lines = [f"# Rack report {window['since']} .. {window['until']}{how}", _data_line(data)]
     lines.append("## Throughput")
     if s is None:
         lines.append(
@@ -70,22 +121,8 @@ def render_markdown_lines(summary: Summary) -> list[str]:
     lines.append("## Suspects")
     if not summary["suspects"]:
         lines.append("- none: no GPU or tray stands out against its peers")
-    for sus in summary["suspects"]:
-        what = f"tray {sus['tray']}" if sus["kind"] == "tray" else f"{sus['label']} (GPU {sus['gpu']})"
-        lines.append(f"- {what}: {sus['evidence']}")
-    power, temp, energy = summary["power_kw"], summary["temperature_c"], summary["energy"]
-    down = ", ".join(f"{d['label']} ({d['links_up_min']}/18 up)" for d in summary["links_down"]) or "none"
-    lines += [
-        "## Power and temperature",
-        f"- rack GPU power: {_f(power['min'], '.1f')} .. {_f(power['max'], '.1f')} kW over whole ticks "
-        f"(mean {_f(energy['mean_power_kw'], '.1f')} kW, {_f(energy['joules'] / 3.6e6, '.2f')} kWh); "
-        f"last {_f(power['last'], '.2f')} kW ({power['last_covered']}/{power['of']} GPUs)",
-        *_partial_power(power),
-        f"- per GPU: {_f(summary['gpu_power_w']['min'])} .. {_f(summary['gpu_power_w']['max'])} W",
-        f"- temperature: {_f(temp['min'])} .. {_f(temp['max'])} C (hottest {temp['hottest']})",
-        f"- NVLink: {_nvlink(summary['nvlink'])}; links down: {down}",
-        "## Events",
-    ]
+    lines += [_suspect_line(sus) for sus in summary["suspects"]]
+    lines += ["## Power and temperature", *_gpu_lines(summary), "## Events"]
     events = summary["events"]
     if not events["by_kind"]:
         lines.append("- none")

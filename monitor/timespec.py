@@ -31,6 +31,9 @@ class Window:
 
     since_ms: int
     until_ms: int
+    how: str = ""
+    """What the window is in words when it was not given as two instants ('the whole store',
+    'last 30m of the store, ending 2025-06-15T15:06:40Z'); empty otherwise."""
 
     @property
     def seconds(self) -> float:
@@ -93,6 +96,35 @@ def parse_window(
     if hi <= lo:
         raise ValueError(f"--since {since} is not before --until {until or 'now'}")
     return Window(lo, hi)
+
+
+def store_window(
+    last: str | None,
+    since: str | None,
+    until: str | None,
+    held: tuple[int, int] | None,
+    now_s: float | None = None,
+) -> Window:
+    """The window of a command that reads a recorded store, whose data spans `held` (first, last ms).
+
+    No option: the whole store (an export bundle's own window). `--last D`: the last D of the store,
+    counted back from its newest row, not from now: a store that ended a minute (or a month) ago still
+    shows the D before its end. `--since T [--until T]`: as parse_window.
+
+    Raises:
+        ValueError: as parse_window; or no option and nothing stored (one line).
+    """
+    if since is not None or until is not None:
+        return parse_window(last, since, until, now_s)
+    if held is None:
+        if last is None:
+            raise ValueError("no window given, and the store holds no GPU or serving rows to take one from")
+        return parse_window(last, None, None, now_s)
+    if last is None:
+        return Window(held[0], held[1], "the whole store")
+    seconds = parse_duration(last, "--last")
+    end = held[1]
+    return Window(end - round(seconds * 1000), end, f"last {last.strip()} of the store, ending {iso(end)}")
 
 
 def iso(ms: int) -> str:

@@ -24,7 +24,7 @@ from storage import counter_rates
 from storage.head import Head
 from storage.layout import MANIFEST, Manifest, read_manifest
 from storage.quantile import bucket_quantile
-from storage.rollups import ROLLED_UP, ROLLUP_STEPS, ROLLUP_TABLES, spec
+from storage.rollups import ROLLED_UP, ROLLUP_STEPS, ROLLUP_TABLES, rollup_name, rollup_sql, spec
 from storage.sandbox import LockedConnection, read_only_statement
 from storage.schemas import SORT_KEYS, TABLES
 
@@ -158,6 +158,37 @@ class StoreReader:
             conds.append(f"ts <= {ts_literal(until_ms)}")
         where = f" WHERE {' AND '.join(conds)}" if conds else ""
         return f"(SELECT * FROM ({' UNION ALL BY NAME '.join(parts)}){where})"
+
+    def rollup(self, table: str, step: str, since_ms: int, until_ms: int) -> tuple[str, int | None]:
+        """`<table>_<step>` buckets that start in [since_ms, until_ms], current up to the newest row.
+
+        Rollup files are written when an hour is compacted, so the hour in progress (and any hour not
+        compacted yet) has none. Its buckets are rolled here from its raw rows (segments, parts and the
+        head) by the same SQL the compactor runs; the two parts meet at an hour boundary (a multiple
+        of every step), so no bucket is missing or counted twice.
+
+        Returns:
+            (a parenthesised SQL relation in the rollup's columns, the epoch ms from which the buckets
+            were rolled from raw rows; None when the rollup files covered the whole window).
+        """
+        if table not in ROLLED_UP or step not in ROLLUP_STEPS:
+            raise ValueError(f"no rollup {table}_{step}")
+        self.refresh()
+        step_ms = ROLLUP_STEPS[step]
+        rolled = counter_rates.rolled_until(self._manifest, table)
+        parts = []
+        if rolled > since_ms:
+            filed = self.relation(rollup_name(table, step), since_ms, min(until_ms, rolled - 1))
+            parts.append(f"SELECT * FROM {filed}")
+        first_bucket = -(-since_ms // step_ms) * step_ms  # buckets that start in the window, as above
+        raw_from = max(rolled, first_bucket)
+        if raw_from <= until_ms:
+            rolled_now = rollup_sql(table, step_ms, self.relation(table, raw_from, until_ms))
+            parts.append(f"SELECT * REPLACE (make_timestamptz(ts * 1000) AS ts) FROM ({rolled_now})")
+        if not parts:
+            parts.append(f"SELECT * FROM _empty_{rollup_name(table, step)}")
+        relation = f"({' UNION ALL BY NAME '.join(parts)})"
+        return relation, raw_from if raw_from <= until_ms else None
 
     def sql(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
         """Run a query over the views (refreshed first) and return its rows as Arrow.

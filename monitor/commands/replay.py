@@ -94,7 +94,10 @@ def command(
         typer.Argument(help=f"A store directory or an export bundle (default: ${STORE_ENV})."),
     ] = None,
     at: str | None = typer.Option(
-        None, "--at", help="Start here: HH:MM[:SS] (UTC), ISO 8601 with a zone, +D from the start, or end."
+        None,
+        "--at",
+        help="Start here: HH:MM[:SS] (UTC), ISO 8601 with a zone, +D from the start, or end "
+        "(default: the recording's first tick, a bundle's own start).",
     ),
     speed: float = typer.Option(1.0, "--speed", help="Playback speed: 0.25, 0.5, 1, 2, 4, 8 or 16."),
     play: bool = typer.Option(False, "--play", help="Start playing at once (default: paused)."),

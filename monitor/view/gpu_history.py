@@ -1,4 +1,5 @@
-"""One GPU's history for the detail view: series over 5 min (the head) or 1 h / 24 h (the store's rollups).
+"""One GPU's history for the detail view: series over 5 min (the head) or 1 h / 24 h (the store's 1-minute
+rollups, and raw rows for the hour in progress).
 
 Series: power (W), GPU temperature (C), utilisation (%), SM clock (MHz) and NVLink TX+RX (GB/s), each a
 list of (epoch ms, value or None) oldest first, plus the GPU's events in the same window so charts can
@@ -11,7 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from monitor.view.model import EventView
+import pyarrow.compute as pc
+
+from monitor.view.model import EventView, clock_text
 from monitor.view.nvlink import KIB, gpu_nvlink_series
 from storage.frame import Frame
 
@@ -43,7 +46,7 @@ class GpuHistory:
     gpu: int
     window: str
     source: str
-    """'head' or 'store 1m rollup' (what an operator should know about the resolution)."""
+    """'head', or 'store 1m rollup' plus where raw rows took over (what an operator should know)."""
     since_ms: int
     until_ms: int
     series: dict[str, Series]
@@ -102,9 +105,15 @@ def events_of(frame: Frame, gpu: int | None = None) -> list[EventView]:
 
 
 def history_from_store(reader: StoreReader, gpu: int, window: str, until_ms: int) -> GpuHistory:
-    """The GPU's series over `window` ending at until_ms, from the 1-minute rollups (and the head's rows)."""
+    """The GPU's series over `window` ending at until_ms, in 1-minute buckets that start in the window.
+
+    Closed hours come from the store's 1-minute rollups, the hour in progress from its raw rows (the
+    reader rolls them the compactor's way: StoreReader.rollup), so the hour an incident is in shows.
+    NVLink is the counters' per-minute rate through the reader's one counter primitive (exact over
+    rollup buckets and raw rows, each sample pair counted once across their seam).
+    """
     since = until_ms - WINDOWS[window]
-    rel = reader.relation("gpu_1m", since, until_ms)
+    rel, raw_from = reader.rollup("gpu", "1m", since, until_ms)
     rows = reader.sql(
         f"SELECT epoch_ms(ts) AS t, power_mw_mean, temp_gpu_c_mean, util_gpu_pct_mean, sm_clock_mhz_mean "
         f"FROM {rel} WHERE gpu = {int(gpu)} ORDER BY t"
@@ -115,11 +124,13 @@ def history_from_store(reader: StoreReader, gpu: int, window: str, until_ms: int
             raw = r[f"{col}_mean"]
             scale = next(s for n, _, _, s in SERIES if n == name)
             series[name].append((int(r["t"]), raw * scale if raw is not None else None))
+    first_bucket = -(-since // 60_000) * 60_000
     rates: dict[int, float] = {}
     for column in ("nvlink_tx_kib", "nvlink_rx_kib"):
-        table = reader.rate("gpu", column, since, until_ms, step_ms=60_000, resolution="1m")
-        for r in table.to_pylist():
-            if r["gpu"] == gpu and r["rate"] is not None:
+        table = reader.rate("gpu", column, first_bucket, until_ms, step_ms=60_000)
+        mine = table.filter(pc.equal(table.column("gpu"), gpu)).select(["ts", "rate"])
+        for r in mine.to_pylist():
+            if r["rate"] is not None:
                 t = int(r["ts"].timestamp() * 1000) if hasattr(r["ts"], "timestamp") else int(r["ts"])
                 rates[t] = rates.get(t, 0.0) + r["rate"] * KIB / 1e9
     series["nvlink"] = sorted(rates.items())
@@ -131,4 +142,11 @@ def history_from_store(reader: StoreReader, gpu: int, window: str, until_ms: int
         EventView(int(r["t"]), r["kind"], r["gpu"], r["link"], r["code"], r["source"], r["detail"])
         for r in ev
     )
-    return GpuHistory(gpu, window, "store 1m rollup", since, until_ms, series, events)
+    source = "store 1m rollup"
+    if raw_from is not None:
+        source = (
+            f"store 1m rollup + raw rows from {clock_text(raw_from)}"
+            if raw_from > since
+            else "store raw rows"
+        )
+    return GpuHistory(gpu, window, source, since, until_ms, series, events)

@@ -44,6 +44,17 @@ def thermal(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return history(tmp_path_factory, "thermal", 360)
 
 
+@pytest.fixture(scope="session")
+def nvlink_flap(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # 60 s healthy, 45 s of a flapping link, then that link down for 95 s.
+    return history(tmp_path_factory, "nvlink-flap", 200)
+
+
+@pytest.fixture(scope="session")
+def gpu_lost(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return history(tmp_path_factory, "gpu-lost", 150)
+
+
 def monitor(
     *args: str,
     env: dict[str, str] | None = None,

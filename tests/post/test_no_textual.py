@@ -16,6 +16,7 @@ MODULES = (
     "monitor.export",
     "monitor.report",
     "monitor.report_html",
+    "monitor.report_suspects",
     "monitor.report_text",
     "monitor.snapshot",
     "monitor.timespec",

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from monitor.timespec import iso, parse_instant, parse_window
+from monitor.timespec import Window, iso, parse_instant, parse_window, store_window
 
 NOW = 1_750_000_000.0
 
@@ -64,3 +64,32 @@ def test_windows() -> None:
 def test_bad_windows(last: str | None, since: str | None, until: str | None, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_window(last, since, until, NOW)
+
+
+HELD = (1_749_999_000_000, 1_749_999_900_000)
+"""A store whose rows span 2025-06-15T14:50:00Z .. 15:05:00Z, ended 100 s before NOW."""
+
+
+def test_store_windows_default_to_the_store_and_count_back_from_its_end() -> None:
+    assert store_window(None, None, None, HELD, NOW) == Window(*HELD, "the whole store")
+    last = store_window("30m", None, None, HELD, NOW)
+    assert (last.since_ms, last.until_ms) == (HELD[1] - 1_800_000, HELD[1])
+    assert last.how == "last 30m of the store, ending 2025-06-15T15:05:00Z"
+    since = store_window(None, "2025-06-15T15:00:00Z", None, HELD, NOW)
+    assert (since.since_ms, since.until_ms, since.how) == (1_749_999_600_000, 1_750_000_000_000, "")
+    assert store_window("1h", None, None, None, NOW) == parse_window("1h", None, None, NOW)
+
+
+@pytest.mark.parametrize(
+    ("last", "since", "held", "message"),
+    [
+        (None, None, None, "the store holds no GPU or serving rows"),
+        ("1h", "now-2h", HELD, "not both"),
+        ("soon", None, HELD, "bad --last"),
+    ],
+)
+def test_bad_store_windows(
+    last: str | None, since: str | None, held: tuple[int, int] | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        store_window(last, since, None, held, NOW)

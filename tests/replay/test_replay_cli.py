@@ -87,6 +87,7 @@ def test_an_export_bundle_replays(store, tmp_path):
         state = opened.session.state
         assert opened.subtitle == "export 2025-06-15T15:05:00Z to 2025-06-15T15:06:00Z"
         assert window.since_ms <= state.first_ms and state.last_ms <= window.until_ms
+        assert state.cursor_ms == state.first_ms  # with no --at, the bundle's own start
         opened.session.service(0.0)
         frames = opened.session.head.frames()
         assert frames and {"gpu", "nvlink", "serving"} <= set(frames[-1].batches)
