@@ -14,7 +14,7 @@ from monitor.commands.options import (
     StoreOption,
     UntilOption,
     resolve_store,
-    window,
+    stored_window,
 )
 from monitor.errors import UserError
 
@@ -43,7 +43,7 @@ def command(
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     root = resolve_store(store)
-    span = window(last, since, until)
+    span = stored_window(root, last, since, until)
     try:
         picked = parse_gpus(gpus) if gpus is not None else None
         chosen = parse_tables(tables) if tables is not None else None

@@ -20,7 +20,14 @@ STORE_HELP = f"Store directory (or ${STORE_ENV})."
 
 StoreOption = Annotated[Path | None, typer.Option("--store", help=STORE_HELP)]
 """`--store DIR` of the commands that read or write a store; resolve it with resolve_store()."""
-LastOption = Annotated[str | None, typer.Option("--last", help="The window ending now, e.g. 1h.")]
+LastOption = Annotated[
+    str | None,
+    typer.Option(
+        "--last",
+        help="The last D of the store, counted back from its newest row (not from now), e.g. 30m. "
+        "Without --last or --since: the whole store (an export bundle's own window).",
+    ),
+]
 SinceOption = Annotated[
     str | None, typer.Option("--since", help="Window start: ISO 8601 with a zone, now-2h, 2h.")
 ]
@@ -58,12 +65,20 @@ def resolve_store(store: Path | None, *, how: str = "--store DIR") -> Path:
     return store.expanduser()
 
 
-def window(last: str | None, since: str | None, until: str | None) -> Window:
-    """The window of --last or --since/--until (monitor.timespec.parse_window), a bad one as a UserError."""
-    from monitor.timespec import parse_window
+def stored_window(root: Path, last: str | None, since: str | None, until: str | None) -> Window:
+    """The window of a command that reads the recorded store at `root` (monitor.timespec.store_window):
+    the whole store by default, `--last` counted back from its newest row; errors as one UserError."""
+    from monitor.report import stored_span
+    from monitor.timespec import store_window
+    from storage.layout import StoreError
+    from storage.reader import StoreReader
 
     try:
-        return parse_window(last, since, until)
+        with StoreReader(root) as reader:
+            held = stored_span(reader)
+        return store_window(last, since, until, held)
+    except StoreError as err:
+        raise UserError(str(err)) from None
     except ValueError as err:
         raise UserError(str(err)) from None
 

@@ -8,18 +8,17 @@ from typing import Annotated
 
 import typer
 
-from monitor.commands.options import STORE_HELP, SinceOption, UntilOption, resolve_store
+from monitor.commands.options import (
+    STORE_HELP,
+    LastOption,
+    SinceOption,
+    UntilOption,
+    resolve_store,
+    stored_window,
+)
 from monitor.errors import UserError
 
 FORMATS = ("text", "json", "md")
-LastOption = Annotated[
-    str | None,
-    typer.Option(
-        "--last",
-        help="The last D of the store, counted back from its newest row (not from now), e.g. 30m. "
-        "Without --last or --since: the whole store (an export bundle's own window).",
-    ),
-]
 
 
 def command(
@@ -32,21 +31,17 @@ def command(
     fmt: str = typer.Option("text", "--format", help="text, json or md."),
 ) -> None:
     """Summarise a window: sustained tokens/s, per-GPU outliers, tokens per joule, TTFT/ITL, events."""
-    from monitor.report import EmptyReportError, stored_span, summarize
+    from monitor.report import EmptyReportError, summarize
     from monitor.report_text import render
-    from monitor.timespec import store_window
     from storage.layout import StoreError
     from storage.reader import StoreReader
 
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     root = resolve_store(store)
+    span = stored_window(root, last, since, until)
     try:
         with StoreReader(root) as reader:
-            try:
-                span = store_window(last, since, until, stored_span(reader))
-            except ValueError as err:
-                raise UserError(str(err)) from None
             summary = summarize(reader, span)
     except StoreError as err:
         raise UserError(str(err)) from None

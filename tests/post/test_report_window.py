@@ -145,3 +145,18 @@ def test_report_html_carries_the_same_suspects_and_onsets(nvlink_flap: Path, str
         assert lines and all(s["onset"] for s in summary["suspects"])
         for line in lines:
             assert f"<li>{html.escape(line[2:], quote=True)}</li>" in page
+
+
+def test_export_takes_its_window_as_report_does(straggler: Path, tmp_path: Path) -> None:
+    """`export --last` on a store that ended counts back from its end too, and no option is the whole store."""
+    last = tmp_path / "last"
+    done = monitor("export", "--store", str(straggler), "--last", "30s", "--no-report", "-o", str(last))
+    assert done.returncode == 0, done.stderr
+    held = report_json(last)["data"]
+    assert (held["first"], held["last"]) == (iso((END_S - 30) * 1000), END)
+
+    whole = tmp_path / "whole"
+    done = monitor("export", "--store", str(straggler), "--no-report", "-o", str(whole))
+    assert done.returncode == 0, done.stderr
+    held = report_json(whole)["data"]
+    assert (held["first"], held["last"]) == (iso(first_tick_s(300) * 1000), END)

@@ -1,8 +1,9 @@
 """The GPU detail view: every metric of one GPU now, its history charts with events marked, its links,
 its events and the inference instance it serves.
 
-5 min of history comes from the head; 1 h and 24 h from the store's 1-minute rollups when the app was
-given a store (without one, the head's frames are all there is, and the view says so).
+5 min of history comes from the head; 1 h and 24 h from the store when the app was given one: its
+1-minute rollups for closed hours, and the same per-minute buckets rolled from raw rows for the hour in
+progress (monitor.view.gpu_history). Without a store the head's frames are all there is, and it says so.
 """
 
 from __future__ import annotations
