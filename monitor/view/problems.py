@@ -192,7 +192,7 @@ def _gpu_problems(snapshot: RackSnapshot, rules: AlertRules) -> Iterable[Problem
 
 def _one_gpu(g: GpuView, rules: AlertRules) -> Iterable[Problem]:
     if g.state is CellState.LOST:
-        yield Problem(Rank.GPU_LOST, "GPU lost", g.label, "no answer from the driver", gpu=g.index)
+        yield Problem(Rank.GPU_LOST, "GPU lost", g.label, gpu=g.index)
     elif g.state is CellState.ERROR:
         yield Problem(Rank.GPU_LOST, "GPU error", g.label, "the driver reports an error", gpu=g.index)
     elif g.state in (CellState.STALE, CellState.NO_DATA):
