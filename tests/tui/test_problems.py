@@ -27,6 +27,8 @@ class Watch:
         self.snapshots = SnapshotBuilder()
         self.serving = ServingBuilder()
         self.alerts = AlertTracker()
+        self.snapshot_only: RackProblems | None = None
+        """The problems the snapshot and serving view name by themselves (no alert), at the last tick."""
 
     @property
     def fault(self):
@@ -41,7 +43,9 @@ class Watch:
         frames = head.latest(self.snapshots.frames_needed())
         self.alerts.update(head.frames(since_ms=self.alerts.seen_ms))
         snapshot = self.snapshots.build(frames)
-        return rack_problems(snapshot, self.serving.build(frames), self.alerts.newest_first())
+        serving = self.serving.build(frames)
+        self.snapshot_only = rack_problems(snapshot, serving)
+        return rack_problems(snapshot, serving, self.alerts.newest_first())
 
     async def until(self, named, ticks: int) -> tuple[int, RackProblems]:
         """Tick until `named(problems)` holds: (seconds after the fault began, the problems then)."""
@@ -101,6 +105,8 @@ async def test_a_flapping_link_is_named_with_its_number_then_as_down():
             gpu,
             link,
         )
+        # Named from the link's own counters, without waiting for the alert's window and its tick of lag.
+        assert watch.snapshot_only is not None and watch.snapshot_only.problems == (climbing,)
         # The scenario takes the link down after flapping for flap_s.
         flap_s = watch.live.rack.scenario.flap_s
         problems = await watch.tick(int(flap_s) + 2)
