@@ -109,3 +109,34 @@ async def test_o_opens_the_serving_view_with_the_silent_servers_gpu_marked():
     inst = live.rack.workload.instances[live.rack.scenario.fault.instance]
     assert isinstance(seen.screen, ServingScreen)
     assert seen.highlight == inst.name
+
+
+async def test_a_long_list_keeps_the_cursor_line_on_screen_and_counts_the_rest():
+    from textual.app import App
+
+    from monitor.view.problems import Problem, RackProblems, Rank
+
+    class Panel(App):
+        def compose(self):
+            yield ProblemsPanel(id="problems")
+
+    problems = tuple(Problem(Rank.ENDPOINT, "down", f"vllm-{i:02d}") for i in range(9))
+    app = Panel()
+    async with app.run_test(size=(80, 20)) as pilot:
+        panel = app.query_one(ProblemsPanel)
+        panel.show(RackProblems(problems, 72, 72, 1296, 1296, 63, 72, ts_ms=1))
+        await pilot.pause()
+        assert str(panel.render()).splitlines() == [
+            *(f"  vllm-{i:02d} down" for i in range(4)),
+            "  +5 more: x steps to them",
+        ]
+        await pilot.press(*["x"] * 7)  # the worst first, then six more: vllm-06
+        await pilot.pause()
+        lines = str(panel.render()).splitlines()
+    assert lines == [
+        "  vllm-03 down",
+        "  vllm-04 down",
+        "  vllm-05 down",
+        "> vllm-06 down",
+        "  +2 more: x steps to them",
+    ]

@@ -96,7 +96,7 @@ class ProblemsPanel(Static, can_focus=True):
         for n, p in enumerate(shown, start=first):
             severe = p.rank <= Rank.LINK_DOWN
             style = self.get_component_rich_style("problems--severe" if severe else "problems--warn")
-            if n:
+            if n > first:
                 text.append("\n")
             text.append(problem_line(p, cursor=n == self.cursor), style=style)
         if more:
