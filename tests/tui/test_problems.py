@@ -174,3 +174,27 @@ async def test_a_tray_warming_away_from_the_rack_warns_long_before_any_gpu_nears
     assert line.gpu is not None and watch.live.rack.gpus[line.gpu].id.tray == watch.fault.tray
     assert problems.problems == (line,), [p.text for p in problems.problems]
     assert after < 60
+
+
+def test_a_silent_tray_is_one_line_and_a_late_collector_and_a_stopped_recording_are_named():
+    from tui_frames import LOST_GPU, STALE_TRAY_GPUS, rack_frame, scenario_frames
+
+    from monitor.view.builder import build_snapshot
+    from storage.schemas import EventKind
+
+    frames = scenario_frames()
+    late = {"kind": EventKind.COLLECTOR_LATE, "source": "tray07", "detail": "tick took 2.4 s"}
+    stopped = {"kind": EventKind.RECORDING_STOPPED, "source": "store", "detail": "disk full"}
+    frames.append(rack_frame(len(frames), missing=STALE_TRAY_GPUS, events=[late, stopped]))
+    tracker = AlertTracker()
+    tracker.update(frames)
+    problems = rack_problems(build_snapshot(frames), None, tracker.newest_first())
+    texts = [p.text for p in problems.problems]
+    silent_tray = STALE_TRAY_GPUS[0] // 4 + 1  # the fixture's own record of which GPUs stopped answering
+    assert f"tray T{silent_tray:02d} not answering: no reading for 5 s" in texts, texts
+    assert not any(p.place.startswith(f"T{silent_tray:02d}.") for p in problems.problems), texts
+    assert "tray07 late: tick took 2.4 s" in texts and "store recording stopped: disk full" in texts, texts
+    assert problems.problems[-2:] and {p.rank for p in problems.problems[-2:]} == {Rank.COLLECTOR}
+    # The appended tick has the lost GPU answering again; its XID 79 still counts within the XID window.
+    assert problems.gpus_ok == GPUS - len(STALE_TRAY_GPUS)
+    assert f"{gpu_label(LOST_GPU)} XID 79: GPU has fallen off the bus" in texts, texts
