@@ -21,13 +21,15 @@ from monitor.view.alerts_view import ActiveAlert
 from monitor.view.model import XID_NAMES, CellState, GpuView, RackSnapshot
 from monitor.view.nvlink import CLIMBING_SAMPLES
 from monitor.view.serving import ANSWERED_NAMES, ServingSnapshot
-from monitor.view.skew import parse_gpus, rack_skew
+from monitor.view.skew import group_skew, parse_gpus
 from storage.schemas import EventKind
 
 THERMAL_REASONS = frozenset({"sw-thermal", "hw-thermal"})
 """Clock-event reasons that mean the GPU trades clocks for temperature."""
 POWER_REASONS = frozenset({"hw-slowdown", "power-brake"})
 """Reasons that mean something outside the GPU's own power budget holds it back (a brake, a PSU)."""
+MIN_GROUP = 3
+"""group_skew names no straggler in a smaller group (with two GPUs there is no telling which is off)."""
 LATE_WINDOW_INTERVALS = 3
 """A collector-late event counts as a problem for this many intervals."""
 
@@ -254,8 +256,21 @@ def _xid_problems(snapshot: RackSnapshot, rules: AlertRules) -> Iterable[Problem
 
 
 def _straggler_problems(snapshot: RackSnapshot, serving: ServingSnapshot | None) -> Iterable[Problem]:
-    """GPUs whose SM clock sits far below their group's (the skew view's stragglers)."""
-    for group in rack_skew(snapshot, serving):
+    """GPUs whose SM clock sits far below their group's (the skew view's stragglers, group_skew's rule).
+
+    Only groups of 3 GPUs or more can name one (group_skew), so the rack's one-GPU servers are not
+    measured on every redraw: the trays and the larger servers are.
+    """
+    groups = [
+        ("tray", f"tray {row.tray:02d}", row.gpus) for row in snapshot.layout.rows if row.tray is not None
+    ]
+    for inst in serving.instances if serving else ():
+        groups.append(("instance", inst.endpoint, parse_gpus(inst.gpus)))
+    for kind, name, gpus in groups:
+        members = [snapshot.gpu(g) for g in gpus if g is not None and 0 <= g < len(snapshot.gpus)]
+        if len(members) < MIN_GROUP:
+            continue
+        group = group_skew(kind, name, members)
         for s in group.stragglers:
             # An idle GPU's low clock is no straggler (the alert engine's rule too).
             if s.metric == "clock" and s.value < s.median and "idle" not in snapshot.gpu(s.gpu).clock_reasons:
