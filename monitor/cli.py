@@ -25,6 +25,9 @@ app = typer.Typer(
     no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: a flag is listed bare ("--sim"), where typer's rich panels print "--sim <bool>"
+    # as if it took a value (and then `--sim true` is rejected).
+    rich_markup_mode=None,
 )
 
 # Subcommands register here, two lines each (import, register); each module lives in monitor/commands/.

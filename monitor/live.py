@@ -62,6 +62,9 @@ def apply_terminal_options(color: str = "auto", max_fps: int | None = None) -> N
 def check_keymap(config: RackConfig | None) -> dict[str, str]:
     """The config's [keys] as a keymap, every action checked against the TUI's bindings.
 
+    The one check of [keys]: the TUI calls it before it starts, and `monitor doctor` calls it too, so a
+    config doctor passes is one the TUI takes.
+
     Raises:
         UserError: an action the TUI does not have, named at its line in the config.
     """
@@ -104,7 +107,13 @@ def run_live(
     """
     if max_fps is not None:
         apply_terminal_options(max_fps=max_fps)
-    keymap = check_keymap(config)
+    try:
+        keymap = check_keymap(config)
+    except BaseException:
+        # The sources already hold sessions (aiohttp) and threads: a refused config must not leak them.
+        for source in sources:
+            source.close()
+        raise
     from monitor.tui.app import RackApp
 
     rules = config.alerts if config is not None else (alerts or AlertRules())

@@ -19,6 +19,7 @@ from collectors.rack import TRAY_INDEX_BASE
 from monitor.commands.local_nvml import TrayOption
 from monitor.commands.options import StoreOption, TrayIndexBaseOption, check_scenario, resolve_store, seconds
 from monitor.errors import UserError
+from monitor.timespec import iso
 
 if TYPE_CHECKING:
     from collectors.alert_rules import AlertRules
@@ -127,7 +128,7 @@ def record(
 
     alerts = AlertRecorder(rules)
     poller = Poller([*sources, *recording.sources, alerts], head, interval=interval_s, sinks=[alerts, store])
-    log.info("recording %d sources every %.3g s into %s", len(sources), interval_s, root)
+    log.info("recording %s every %.3g s into %s", sources_text(sources), interval_s, root)
     began = time.monotonic()
     with recording:
         try:
@@ -138,13 +139,27 @@ def record(
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     status = writer.status
+    sealed = status.sealed_through_ms
     log.info(
-        "stopped after %.1f s; sealed through %s, %d files%s",
+        "stopped after %.1f s; %s, %d file%s%s",
         time.monotonic() - began,
-        status.sealed_through_ms,
+        f"sealed through {iso(sealed)}" if sealed is not None else "nothing sealed",
         status.files,
+        "" if status.files == 1 else "s",
         f", last error: {status.last_error}" if status.last_error else "",
     )
+
+
+def sources_text(sources: list[Any]) -> str:
+    """'1 source (rack-a)', '18 sources (tray01..tray18)': how many, and which, for the log."""
+    names = [str(getattr(s, "name", "?")) for s in sources]
+    count = f"{len(names)} source{'' if len(names) == 1 else 's'}"
+    if not names:
+        return count
+    which = (
+        names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}" if len(names) > 2 else ", ".join(names)
+    )
+    return f"{count} ({which})"
 
 
 def _nvml_source(tray: int | None, tray_index_base: int) -> Any:

@@ -21,10 +21,11 @@ from collectors.nvml_errors import (
     outcome_of_code,
 )
 from collectors.rack import TRAY_INDEX_BASE
-from monitor.commands.options import TrayIndexBaseOption, check_tray_index_base
+from monitor.commands.options import TrayIndexBaseOption, check_tray_index_base, count
 from monitor.errors import UserError
 
 if TYPE_CHECKING:
+    from collectors.config import RackConfig
     from collectors.nvml_static import GpuFacts, GpuInfo
 
 
@@ -48,6 +49,7 @@ def command(
     from monitor.commands.root import MAX_TIMEOUT_TICKS, load_rack_config, scrape_source
 
     rack = load_rack_config(config)
+    keys = keys_line(rack)
     source = scrape_source(rack, interval=max(1.0, rack.timeout_for(1.0) / MAX_TIMEOUT_TICKS))
     try:
         source.poll(round(time.time() * 1000))
@@ -55,7 +57,10 @@ def command(
     finally:
         source.close()
     configured = {s.name: s.engine for s in rack.servers}
-    lines.append(f"rack {rack.name} ({config}): {len(rack.trays)} trays, {len(rack.servers)} servers")
+    lines.append(
+        f"rack {rack.name} ({config}): {count(len(rack.trays), 'tray')}, {count(len(rack.servers), 'server')}"
+    )
+    lines.append(keys)
     width = max((len(s.name) for s in statuses), default=0)
     for status in statuses:
         lines.append(
@@ -67,9 +72,26 @@ def command(
     lines.append(f"{answering} of {len(statuses)} endpoints answer")
     for line in lines:
         typer.echo(line)
-    if failed:
-        raise UserError(f"{failed} of {len(statuses)} endpoints in {config} do not answer", exit_code=1)
+    problems = [f"{failed} of {len(statuses)} endpoints do not answer"] if failed else []
+    if keys.startswith(KEYS_REFUSED):
+        problems.append("the TUI refuses its [keys] table (see above)")
+    if problems:
+        raise UserError(f"{config}: {'; '.join(problems)}", exit_code=1)
     _fail_on_gpus(gpus_failed)
+
+
+KEYS_REFUSED = "keys: refused: "
+
+
+def keys_line(rack: RackConfig) -> str:
+    """The config's [keys] checked by the TUI's own check (monitor.live.check_keymap), as one line."""
+    from monitor.live import check_keymap
+
+    try:
+        keymap = check_keymap(rack)
+    except UserError as err:
+        return f"{KEYS_REFUSED}{err}"
+    return f"keys: {count(len(keymap), 'key')} remapped, ok" if keymap else "keys: defaults"
 
 
 def _fail_on_gpus(failed: int) -> None:

@@ -38,6 +38,11 @@ TrayIndexBaseOption = Annotated[
 check_tray_index_base()."""
 
 
+def count(n: int, noun: str) -> str:
+    """'1 tray', '18 trays': a count with its noun in the singular or plural (nouns that take an s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def resolve_store(store: Path | None, *, how: str = "--store DIR") -> Path:
     """The store directory given, else $MONITOR_STORE, else a UserError saying how to give one.
 

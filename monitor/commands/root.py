@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from collectors.rack import TRAY_INDEX_BASE
+from monitor.commands.options import count
 from monitor.errors import UserError
 
 if TYPE_CHECKING:
@@ -76,7 +77,8 @@ def run(
     if config_path is not None:
         config = load_rack_config(config_path)
         source = scrape_source(config, interval)
-        subtitle = f"{len(config.trays)} trays, {len(config.servers)} servers · {config_path}"
+        trays, servers = count(len(config.trays), "tray"), count(len(config.servers), "server")
+        subtitle = f"{trays}, {servers} · {config_path}"
         run_live(
             [source],
             interval=interval,

@@ -228,7 +228,7 @@ class RackApp(App[None]):
             try:
                 frames = self.head.latest(max(builder.frames_needed(), serving_builder.frames_needed()))
                 snapshot = builder.build(frames, version=seen)
-                serving = serving_builder.build(frames)
+                serving = serving_builder.build(frames, snapshot)
             except Exception as err:  # a bad frame must not end live updates
                 self.post_message(SnapshotFailed(f"{type(err).__name__}: {err}"))
                 continue

@@ -6,7 +6,6 @@ as it does live. This module adds only the controls (play/pause, step, seek, go 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import ClassVar
 
@@ -39,28 +38,27 @@ REPLAY_BINDINGS: list[BindingType] = [
     _key("left_square_bracket", "seek(-10)", "-10s", "Seek 10 s back", "replay-rew"),
     _key("right_curly_bracket", "seek(60)", "+1m", "Seek 1 min forward", "replay-fwd-min"),
     _key("left_curly_bracket", "seek(-60)", "-1m", "Seek 1 min back", "replay-rew-min"),
-    _key("g", "goto", "go to", "Go to a time (UTC clock, ISO 8601, +/-offset, start, end)", "replay-goto"),
+    _key(
+        "j", "goto", "jump to", "Jump to a time (UTC clock, ISO 8601, +/-offset, start, end)", "replay-goto"
+    ),
     _key("plus", "speed(1)", "faster", "Play faster (up to 16x)", "replay-faster"),
     _key("equals_sign", "speed(1)", "faster", "Play faster (= is + without shift)"),
     _key("minus", "speed(-1)", "slower", "Play slower (down to 0.25x)", "replay-slower"),
 ]
 """The replay keys."""
 
-MOVED_IN_REPLAY = {"g": "k"}
-"""Live keys that a replay key takes, and where they move in replay (g, group skew, becomes k)."""
-
 
 def replay_app_bindings() -> list[BindingType]:
-    """RackApp's bindings (live keys that replay takes moved, ids kept for keymaps), then the replay keys."""
-    taken = {b.key for b in REPLAY_BINDINGS if isinstance(b, Binding)}
-    live: list[BindingType] = []
-    for b in RackApp.BINDINGS:
-        if isinstance(b, Binding) and b.key in taken:
-            if b.key not in MOVED_IN_REPLAY:
-                raise ValueError(f"replay key {b.key!r} hides the live binding {b.id or b.action!r}")
-            b = dataclasses.replace(b, key=MOVED_IN_REPLAY[b.key])
-        live.append(b)
-    return [*live, *REPLAY_BINDINGS]
+    """RackApp's bindings, then the replay keys: every live key does the same in replay (one key per action).
+
+    Raises:
+        ValueError: a replay key that a live binding already has.
+    """
+    live = {b.key: b.id or b.action for b in RackApp.BINDINGS if isinstance(b, Binding)}
+    for b in REPLAY_BINDINGS:
+        if isinstance(b, Binding) and b.key in live:
+            raise ValueError(f"replay key {b.key!r} hides the live binding {live[b.key]!r}")
+    return [*RackApp.BINDINGS, *REPLAY_BINDINGS]
 
 
 class ReplayChanged(Message):

@@ -20,8 +20,8 @@ from collectors.rack import LINKS_PER_GPU
 from monitor.view.alerts_view import ActiveAlert
 from monitor.view.model import XID_NAMES, CellState, GpuView, RackSnapshot
 from monitor.view.nvlink import CLIMBING_SAMPLES
-from monitor.view.serving import ANSWERED_NAMES, ServingSnapshot
-from monitor.view.skew import group_skew, parse_gpus
+from monitor.view.serving import ANSWERED_NAMES, ServingSnapshot, parse_gpus
+from monitor.view.skew import group_skew
 from storage.schemas import EventKind
 
 THERMAL_REASONS = frozenset({"sw-thermal", "hw-thermal"})
@@ -131,14 +131,14 @@ def rack_problems(
     found += _collector_problems(snapshot)
     found += _alert_problems(snapshot, serving, alerts, found)
     held = snapshot.layout.gpus
-    answered = [i for i in serving.instances if i.state in ANSWERED_NAMES] if serving else []
+    serves = [i for i in serving.instances if i.state in ANSWERED_NAMES and not i.fault] if serving else []
     return RackProblems(
         problems=_folded(found),
         gpus_ok=sum(snapshot.gpu(g).state is CellState.OK for g in held),
         gpus=len(held),
         links_up=sum(s.links_up or 0 for s in snapshot.switches),
         links=len(held) * LINKS_PER_GPU,
-        endpoints_ok=len(answered),
+        endpoints_ok=len(serves),
         endpoints=len(serving.instances) if serving else 0,
         ts_ms=snapshot.ts_ms,
     )
@@ -279,20 +279,24 @@ def _straggler_problems(snapshot: RackSnapshot, serving: ServingSnapshot | None)
 
 
 def _endpoint_problems(snapshot: RackSnapshot, serving: ServingSnapshot | None) -> Iterable[Problem]:
-    """Servers that do not serve: down, stale, or any other state the serving view gives one."""
+    """Servers that do not serve: down or stale (they do not answer), or answering without serving (the
+    serving view's fault: on a lost GPU, or stalled with its queue growing)."""
     if serving is None:
         return
     for inst in serving.instances:
-        if inst.state in ANSWERED_NAMES:
+        if inst.state in ANSWERED_NAMES and not inst.fault:
             continue
         gpus = parse_gpus(inst.gpus)
         on = gpus_place(snapshot, gpus)
         place = f"{inst.endpoint} on {on}" if on else inst.endpoint
-        detail = f"no answer for {inst.age_s:.0f} s" if inst.age_s is not None else ""
-        if inst.waiting:
-            detail = ", ".join(p for p in (detail, f"{inst.waiting:,} waiting") if p)
+        if inst.fault:
+            detail = inst.fault_reason
+        else:
+            detail = f"no answer for {inst.age_s:.0f} s" if inst.age_s is not None else ""
+            if inst.waiting:
+                detail = ", ".join(p for p in (detail, f"{inst.waiting:,} waiting") if p)
         gpu = gpus[0] if len(gpus) == 1 else None
-        yield Problem(Rank.ENDPOINT, inst.state, place, detail, "serving", gpu, endpoint=inst.endpoint)
+        yield Problem(Rank.ENDPOINT, inst.status, place, detail, "serving", gpu, endpoint=inst.endpoint)
 
 
 def _collector_problems(snapshot: RackSnapshot) -> Iterable[Problem]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
 from collectors.serving_math import Point, bucket_increases, histogram_quantile, rate
 from monitor.view.lookback import freshest, interval_ms
+from monitor.view.model import CellState, RackSnapshot
 from storage.frame import Frame
 from storage.schemas import Q4_SCALE, EndpointState
 
@@ -27,6 +28,9 @@ STATE_NAMES = {
 _ANSWERED = (EndpointState.OK, EndpointState.PARTIAL)
 """Rows whose counters and gauges are current (a partial row covers the series that answered)."""
 ANSWERED_NAMES = ("ok", "partial")
+FAULT_NAMES = ("gpu lost", "stalled")
+"""Faults of a server that answers but does not serve (InstanceView.fault), most severe first."""
+STATUS_NAMES = ("ok", "partial", "stale", "down", *FAULT_NAMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,10 @@ class InstanceView:
             of serving.cached_tokens over that of prompt_tokens; None where the engine has no
             cached-token counter or no prompt tokens came).
         queue_p50_s: median time a request waited before it was scheduled (TTFT = queue + prefill).
+        fault: why a server that answers is not serving: 'gpu lost' (a GPU it runs on is lost) or
+            'stalled' (no tokens over the window while requests wait and the queue does not drain);
+            None when it serves, or when it does not answer (its state says so).
+        fault_reason: the fault in words: 'T18.G4 lost', 'no tokens in 10 s, 16,893 waiting (+1,204)'.
     """
 
     endpoint: str
@@ -65,6 +73,13 @@ class InstanceView:
     dup_samples: int | None = None
     cache_hit: float | None = None
     queue_p50_s: float | None = None
+    fault: str | None = None
+    fault_reason: str = ""
+
+    @property
+    def status(self) -> str:
+        """The one word a table shows: the fault when there is one, else the state."""
+        return self.fault or self.state
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +102,11 @@ class ServingSnapshot:
 
     @property
     def counts(self) -> dict[str, int]:
-        """How many instances are ok, partial, stale and down."""
-        out = {"ok": 0, "partial": 0, "stale": 0, "down": 0}
+        """How many instances are ok, partial, stale, down, and (answering but not serving) gpu lost and
+        stalled: each instance counts once, under its status."""
+        out = dict.fromkeys(STATUS_NAMES, 0)
         for inst in self.instances:
-            out[inst.state] = out.get(inst.state, 0) + 1
+            out[inst.status] = out.get(inst.status, 0) + 1
         return out
 
 
@@ -141,8 +157,12 @@ class ServingBuilder:
         """Frames build() looks at (the sparkline history plus one)."""
         return self.history + 1
 
-    def build(self, frames: Sequence[Frame]) -> ServingSnapshot:
-        """The snapshot of the newest frame, using up to frames_needed() frames before it."""
+    def build(self, frames: Sequence[Frame], rack: RackSnapshot | None = None) -> ServingSnapshot:
+        """The snapshot of the newest frame, using up to frames_needed() frames before it.
+
+        With `rack` (the rack snapshot of the same frames), a server on a GPU that snapshot reads as lost
+        is 'gpu lost' (the rack view's own verdict on a GPU, not a second one).
+        """
         frames = [f for f in frames[-self.frames_needed() :] if "serving" in f.batches]
         summaries = [self._summary(f) for f in frames]
         self._cache = {s.ts_ms: s for s in summaries}
@@ -151,7 +171,11 @@ class ServingBuilder:
         newest = summaries[-1]
         window = [s for s in summaries if s.ts_ms >= newest.ts_ms - self.window_ms]
         fresh_ms = self.stale_intervals * interval_ms([s.ts_ms for s in summaries])
-        instances = tuple(self._instance(name, summaries, window, fresh_ms) for name in sorted(newest.rows))
+        lost = lost_gpus(rack)
+        instances = tuple(
+            _with_fault(self._instance(name, summaries, window, fresh_ms), window, lost)
+            for name in sorted(newest.rows)
+        )
         gen = [i.tokens_per_s for i in instances if i.tokens_per_s is not None]
         prompt = [i.prompt_per_s for i in instances if i.prompt_per_s is not None]
         return ServingSnapshot(
@@ -205,6 +229,52 @@ class ServingBuilder:
             cache_hit=_hit_rate(ok, name) if answered else None,
             queue_p50_s=_quantile(ok, name, "queue", 0.5),
         )
+
+
+def lost_gpus(rack: RackSnapshot | None) -> dict[int, str]:
+    """Rack index -> label of every GPU the rack snapshot reads as lost."""
+    if rack is None:
+        return {}
+    return {g.index: g.label for g in rack.gpus if g.state is CellState.LOST}
+
+
+def _with_fault(inst: InstanceView, window: Sequence[_FrameServing], lost: dict[int, str]) -> InstanceView:
+    """The instance with its fault, when it answers but does not serve (see InstanceView.fault)."""
+    if inst.state not in ANSWERED_NAMES:
+        return inst  # a server that does not answer says so in its state
+    gone = [lost[g] for g in parse_gpus(inst.gpus) if g in lost]
+    if gone:
+        return replace(inst, fault="gpu lost", fault_reason=f"{', '.join(gone)} lost")
+    stalled = _stall(inst, window)
+    return replace(inst, fault="stalled", fault_reason=stalled) if stalled else inst
+
+
+def _stall(inst: InstanceView, window: Sequence[_FrameServing]) -> str | None:
+    """'no tokens in 10 s, 16,893 waiting (+1,204)' when the window's generated-token rate is 0 while
+    requests wait and the queue does not drain; else None."""
+    if inst.tokens_per_s is None or inst.tokens_per_s > 0 or not inst.waiting:
+        return None
+    waited = [
+        (s.ts_ms, row["waiting"])
+        for s in window
+        if (row := s.rows.get(inst.endpoint)) is not None
+        and row.get("state") in _ANSWERED
+        and row.get("waiting") is not None
+    ]
+    if len(waited) < 2 or inst.waiting < waited[0][1]:
+        return None  # draining: the server works its queue off
+    span_s = (waited[-1][0] - waited[0][0]) / 1000
+    return f"no tokens in {span_s:.0f} s, {inst.waiting:,} waiting ({inst.waiting - waited[0][1]:+,})"
+
+
+def parse_gpus(text: str | None) -> tuple[int, ...]:
+    """serving.gpus ('8,9,10,11') as rack indices; () when unknown or malformed."""
+    if not text:
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        return ()
 
 
 def _freshest_row(summaries: Sequence[_FrameServing], name: str, fresh_ms: int) -> dict[str, Any]:

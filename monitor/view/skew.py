@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from collectors.rack import gpu_label
 from monitor.view.model import CellState, GpuView, RackSnapshot
-from monitor.view.serving import ServingSnapshot
+from monitor.view.serving import ServingSnapshot, parse_gpus
 
 SKEW_METRICS: tuple[tuple[str, str, float, float], ...] = (
     # (metric, unit, absolute tolerance, relative tolerance): a GPU is off when |v - median| exceeds both.
@@ -79,16 +79,6 @@ class GroupSkew:
         return next(s for s in self.spreads if s.metric == metric)
 
 
-def parse_gpus(text: str | None) -> tuple[int, ...]:
-    """serving.gpus ('8,9,10,11') as rack indices; () when unknown or malformed."""
-    if not text:
-        return ()
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        return ()
-
-
 def group_skew(kind: str, name: str, gpus: Sequence[GpuView]) -> GroupSkew:
     """The spreads and stragglers of one group of GPUs."""
     ok = [g for g in gpus if g.state is CellState.OK]
@@ -121,13 +111,25 @@ def group_skew(kind: str, name: str, gpus: Sequence[GpuView]) -> GroupSkew:
     )
 
 
-def rack_skew(snapshot: RackSnapshot, serving: ServingSnapshot | None = None) -> tuple[GroupSkew, ...]:
-    """Every inference instance (that names its GPUs), then every tray; groups with stragglers first."""
+@dataclass(frozen=True, slots=True)
+class RackSkew:
+    """The groups worth comparing, and how many single-GPU instances were folded away."""
+
+    groups: tuple[GroupSkew, ...]
+    folded: int = 0
+    """Inference instances on one GPU: one GPU has no spread (its tray's row compares it with its peers)."""
+
+
+def rack_skew(snapshot: RackSnapshot, serving: ServingSnapshot | None = None) -> RackSkew:
+    """Every inference instance on more than one GPU, then every tray; groups with stragglers first."""
     groups = []
+    folded = 0
     if serving is not None:
         for inst in serving.instances:
             members = [snapshot.gpu(i) for i in parse_gpus(inst.gpus) if 0 <= i < len(snapshot.gpus)]
-            if members:
+            if len(members) == 1:
+                folded += 1
+            elif members:
                 groups.append(group_skew("instance", inst.endpoint, members))
     layout = snapshot.layout
     if layout.kind == "board":  # a host not in a rack has no trays: its GPUs are one group
@@ -135,4 +137,5 @@ def rack_skew(snapshot: RackSnapshot, serving: ServingSnapshot | None = None) ->
     for row in layout.rows:
         if row.tray is not None:
             groups.append(group_skew("tray", f"tray {row.tray:02d}", snapshot.tray(row.tray)))
-    return tuple(sorted(groups, key=lambda g: (not g.stragglers, g.kind != "instance")))
+    ordered = tuple(sorted(groups, key=lambda g: (not g.stragglers, g.kind != "instance")))
+    return RackSkew(ordered, folded)

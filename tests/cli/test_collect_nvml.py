@@ -8,6 +8,7 @@ same GPUs (identities are a function of the seed).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,6 +64,9 @@ def test_hgx_host_is_recorded_by_nvml_index_and_stops_cleanly_on_sigterm(tmp_pat
     log = record_until_sigterm("hgx", root)
     assert "8x NVIDIA H100 80GB HBM3, GPU0..GPU7, trayIndex counted from 0" in log
     assert "received SIGTERM, sealing the last segment" in log
+    # One source in the singular, named; the sealed time as UTC ISO 8601, not a raw epoch.
+    assert re.search(r"recording 1 source \(\S+\) every 1 s into", log), log
+    assert re.search(r"sealed through \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, \d+ files?", log), log
     rack = SimRack(seed=SEED)
     expected = {i: rack.gpus[g].id.uuid for i, g in enumerate(rack.hgx_host().gpu_indices)}
     with StoreReader(root) as reader:

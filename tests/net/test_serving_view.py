@@ -59,7 +59,7 @@ def test_rates_percentiles_and_states() -> None:
     assert a.itl_p50_s is None  # no ITL histogram on the page
     assert b.state == "down" and b.age_s == 3.0 and b.tokens_per_s is None
     assert snap.tokens_per_s == pytest.approx(15_000)
-    assert snap.counts == {"ok": 1, "partial": 0, "stale": 0, "down": 1}
+    assert snap.counts == {"ok": 1, "partial": 0, "stale": 0, "down": 1, "gpu lost": 0, "stalled": 0}
     # history: both ok until tick 12; b's restart at tick 6 counts its new value, not a negative rate
     assert snap.tokens_history[0] == pytest.approx(20_000)
     assert snap.tokens_history[5] == pytest.approx(15_000 + 0)  # tick 5 -> 6: b restarts from 0
@@ -154,7 +154,7 @@ def test_stand_ins_every_other_tick_keep_the_servers_on_screen() -> None:
     a, b = snap.instances
     assert (a.state, b.state) == ("ok", "ok")
     assert a.tokens_per_s == pytest.approx(15_000) and b.tokens_per_s == pytest.approx(5_000)
-    assert snap.counts == {"ok": 2, "partial": 0, "stale": 0, "down": 0}
+    assert snap.counts == {"ok": 2, "partial": 0, "stale": 0, "down": 0, "gpu lost": 0, "stalled": 0}
     rack = SnapshotBuilder().build(frames).totals
     assert rack.tokens_per_s == pytest.approx(20_000)
     assert (rack.tokens_covered, rack.endpoints) == (2, 2)

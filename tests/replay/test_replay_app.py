@@ -108,11 +108,11 @@ async def test_space_plays_and_pauses(store):
         assert "paused" in app.bar_text and iso_of(app.session.state.cursor_ms) in app.bar_text
 
 
-async def test_g_goes_to_a_time_and_refuses_bad_ones_in_one_line(store):
+async def test_j_jumps_to_a_time_and_refuses_bad_ones_in_one_line(store):
     app = replay_app(store, at="15:05:21")
     async with app.run_test(size=SIZE) as pilot:
         await app.settle(pilot)
-        await pilot.press("g")
+        await pilot.press("j")
         await pilot.pause()
         assert isinstance(app.screen, GoToTimeScreen)
         await pilot.press(*"9:00", "enter")
@@ -131,7 +131,7 @@ async def test_escape_leaves_go_to_without_moving(store):
     app = replay_app(store, at="15:05:21")
     async with app.run_test(size=SIZE) as pilot:
         await app.settle(pilot)
-        await pilot.press("g", *"start", "escape")
+        await pilot.press("j", *"start", "escape")
         await app.settle(pilot)
         assert not isinstance(app.screen, GoToTimeScreen)
         assert app.session.state.cursor_ms == AT_MS
@@ -160,7 +160,7 @@ async def test_help_lists_the_replay_keys(store):
         listed = {b.key for b in app.screen.bindings}
         for key in ("space", "full_stop", "comma", "right_square_bracket", "left_square_bracket"):
             assert key in listed
-        for key in ("right_curly_bracket", "left_curly_bracket", "g", "plus", "minus"):
+        for key in ("right_curly_bracket", "left_curly_bracket", "j", "plus", "minus"):
             assert key in listed
 
 
@@ -193,23 +193,23 @@ def test_bar_says_paused_and_errors():
     assert text.startswith("❚❚ paused") and text.endswith("cannot read the store: gone")
 
 
-def test_every_live_key_stays_bound_in_replay():
+def test_every_live_key_does_the_same_in_replay():
     from monitor.tui.app import RackApp
-    from monitor.tui.replay_app import MOVED_IN_REPLAY, ReplayApp
+    from monitor.tui.replay_app import ReplayApp
 
-    live = [b for b in RackApp.BINDINGS if b.id]
-    replay = {b.id: b.key for b in ReplayApp.BINDINGS if b.id}
-    for b in live:
-        assert replay[b.id] == MOVED_IN_REPLAY.get(b.key, b.key), b.id
+    replay = {b.id: (b.key, b.action) for b in ReplayApp.BINDINGS if b.id}
+    for b in RackApp.BINDINGS:
+        if b.id:
+            assert replay[b.id] == (b.key, b.action), b.id
     keys = [b.key for b in ReplayApp.BINDINGS]
     assert len(keys) == len(set(keys))  # no key does two things
 
 
-async def test_the_moved_skew_key_opens_the_skew_view(store):
+async def test_the_live_skew_key_opens_the_skew_view_in_replay(store):
     app = replay_app(store, at="15:05:21")
     async with app.run_test(size=SIZE) as pilot:
         await app.settle(pilot)
-        await pilot.press("k")
+        await pilot.press("g")
         await pilot.pause()
         assert type(app.screen).__name__ == "SkewScreen"
         await pilot.press("right_square_bracket")  # replay keys work over the views too

@@ -22,7 +22,7 @@ def test_go_to_screen(snap_compare, store):
 
     async def run_before(pilot) -> None:
         await app.settle(pilot)
-        await pilot.press("g", *"14:00", "enter")
+        await pilot.press("j", *"14:00", "enter")
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

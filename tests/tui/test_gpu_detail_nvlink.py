@@ -35,7 +35,7 @@ async def test_the_gpu_detail_nvlink_chart_plots_the_simulators_link_traffic():
             assert screen.gpu == 5
             chart = screen.query_one("#chart-nvlink", HistoryChart)
             points, _, since, until_ms = chart._data
-            rows = [chart.render_line(y).text for y in range(HistoryChart.BAR_ROWS + 2)]
+            rows = [chart.render_line(y).text for y in range(chart.size.height)]  # title, bars, marks
     finally:
         live.stop()
     ticks = sorted(live.link_kib)
@@ -45,10 +45,13 @@ async def test_the_gpu_detail_nvlink_chart_plots_the_simulators_link_traffic():
         assert gbps is not None and gbps > 0
         assert gbps == pytest.approx(live.truth_gbps(ts, 5), rel=1e-6)  # counters are whole KiB
     # The strip draws them: a bar in each column that holds a point (5 min over the chart's width, by
-    # hand), blank elsewhere; a steady GPU's bars reach the top row (the chart scales to its own peak).
+    # hand), blank elsewhere; the chart scales to its own peak, so the top row has the peak's bar.
     width = len(rows[1])
     columns = {min(width - 1, (ts - since) * width // (until_ms - since)) for ts, _ in points[1:]}
-    for row in rows[1 : 1 + HistoryChart.BAR_ROWS]:
-        assert {i for i, c in enumerate(row) if c != " "} == columns, rows
+    assert len(rows) - 2 >= HistoryChart.BAR_ROWS
+    for row in rows[1:-1]:
+        assert {i for i, c in enumerate(row) if c != " "} <= columns, rows
         assert set(row.replace(" ", "")) <= set(BLOCKS[1:])
+    assert {i for i, c in enumerate(rows[-2]) if c != " "} == columns, rows  # the bottom row: every point
+    assert rows[1].strip(), rows  # the top row: the peak
     assert rows[0].startswith("NVLink TX+RX (GB/s)  now ") and "now --" not in rows[0]

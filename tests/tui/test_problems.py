@@ -43,7 +43,7 @@ class Watch:
         frames = head.latest(self.snapshots.frames_needed())
         self.alerts.update(head.frames(since_ms=self.alerts.seen_ms))
         snapshot = self.snapshots.build(frames)
-        serving = self.serving.build(frames)
+        serving = self.serving.build(frames, snapshot)
         self.snapshot_only = rack_problems(snapshot, serving)
         return rack_problems(snapshot, serving, self.alerts.newest_first())
 
@@ -89,6 +89,10 @@ async def test_a_lost_gpu_is_the_first_problem_with_its_xid():
     )
     assert "XID 79" in first.text, first.text
     assert problems.gpus_ok == GPUS - 1
+    # Its server answers but cannot serve: the serving view's fault, placed on the lost GPU.
+    server = watch.live.rack.workload.instances[watch.fault.instance].name
+    (line,) = [p for p in problems.problems if p.endpoint == server]
+    assert (line.what, line.place) == ("gpu lost", f"{server} on {label}"), line.text
 
 
 async def test_a_flapping_link_is_named_with_its_number_then_as_down():

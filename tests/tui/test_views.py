@@ -12,7 +12,7 @@ from tui_frames import LOST_GPU, rack_frame
 from view_frames import sim_fault, sim_head
 
 from monitor.tui.help_screen import HelpScreen
-from monitor.tui.screens.events import EventsScreen
+from monitor.tui.screens.events import EventsScreen, event_key
 from monitor.tui.screens.gpu_detail import GpuDetailScreen
 from monitor.tui.screens.nvlink import NvlinkScreen
 from monitor.tui.screens.serving import ServingScreen
@@ -152,7 +152,7 @@ async def test_gpu_detail_charts_mark_events_and_windows_cycle(head):
         assert "state LOST" in text(screen.query_one("#detail-now", Static))
         assert "XID 79" in text(screen.query_one("#detail-events", Static))
         chart = screen.query_one("#chart-power", HistoryChart)
-        rows = [chart.render_line(y).text for y in range(5)]
+        rows = [chart.render_line(y).text for y in range(chart.size.height)]
         assert rows[0].startswith("Power (W)  now --")  # lost: no reading now
         assert "X" in rows[-1]  # the XID is marked under the chart
         await pilot.press("w")
@@ -171,13 +171,33 @@ async def test_events_timeline_filters_and_opens_the_gpu(head):
         screen = await shown(app, pilot, EventsScreen)
         table = screen.query_one(DataTable)
         kinds = [table.get_row_at(r)[1].strip() for r in range(table.row_count)]
-        assert kinds == ["!XID 79", "!GPU LOST", "CLOCKS"]
+        assert kinds == ["CLOCKS", "!GPU LOST", "!XID 79"]  # newest first...
+        panel = [event_key(e) for e in app.snapshot.events]  # ...in the same order as the rack's panel
+        rows = [table.coordinate_to_cell_key((r, 0)).row_key.value for r in range(table.row_count)]
+        assert rows == panel
         await pilot.press("f")  # severe only
         assert table.row_count == 2 and screen.filter == "severe"
         assert "X" in text(screen.query_one("#events-strip", Static))
         await pilot.press("up", "enter")
         detail = await shown(app, pilot, GpuDetailScreen)
         assert detail.gpu == LOST_GPU
+
+
+async def test_a_new_event_arrives_on_top_and_the_cursor_keeps_its_event(head):
+    app = ObservedRackApp(head, interval=0)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await app.next_snapshot(pilot)
+        await pilot.press("v")
+        screen = await shown(app, pilot, EventsScreen)
+        table = screen.query_one(DataTable)
+        await pilot.press("down")
+        on = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        alert = {"kind": EventKind.ALERT, "gpu": 5, "code": 1, "source": None, "detail": "3 C to slowdown"}
+        head.append(rack_frame(6, events=[alert]))
+        await shown(app, pilot, EventsScreen, models=2)
+        assert table.get_row_at(0)[1].strip() == "!ALERT"  # the newest, on top
+        assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == on
+        assert table.cursor_row == 2
 
 
 async def test_skew_calls_out_the_straggler():
@@ -192,7 +212,7 @@ async def test_skew_calls_out_the_straggler():
         )
         table = screen.query_one(DataTable)
         first = table.get_row_at(0)
-        assert first[0].startswith("! vllm-") and app.snapshot.gpu(fault.gpu).label in first[5]
+        assert first[0].startswith("! vllm-") and app.snapshot.gpu(fault.gpu).label in first[1]
         await pilot.press("enter")
         detail = await shown(app, pilot, GpuDetailScreen)
         assert detail.gpu == fault.gpu

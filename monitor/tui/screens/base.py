@@ -10,8 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.binding import Binding, BindingType
+from textual.containers import ScrollableContainer
 from textual.message import Message
 from textual.screen import Screen
+from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollBarRender
 from textual.worker import get_current_worker
 
 from monitor.view.model import RackSnapshot
@@ -35,6 +38,13 @@ class ModelReady(Message, bubble=False):
         return isinstance(message, ModelReady)
 
 
+class BlockScrollBarRender(ScrollBarRender):
+    """A scrollbar thumb of whole cells (reverse video), no partial-block glyphs at its ends."""
+
+    VERTICAL_BARS: ClassVar[list[str]] = [" "] * 8
+    HORIZONTAL_BARS: ClassVar[list[str]] = [" "] * 8
+
+
 BACK = Binding("escape", "back", "back", tooltip="Back to the rack view", id="back")
 
 
@@ -48,8 +58,10 @@ class LiveScreen(Screen[None]):
         height: 1; text-wrap: nowrap; text-overflow: ellipsis; padding: 0 1;
     }
     LiveScreen .view--keys { background: $panel; }
+    LiveScreen DataTable { height: 1fr; }
     """
-    """One-line panels have a fixed height, so updating them needs no layout pass (a full repaint)."""
+    """One-line panels have a fixed height, so updating them needs no layout pass (a full repaint); a table
+    takes the rest, so the key line stays at the bottom while the table is still empty."""
 
     view_name: ClassVar[str] = ""
     """What the command palette and the help call this view."""
@@ -82,12 +94,28 @@ class LiveScreen(Screen[None]):
         """Draw a model (event loop)."""
         raise NotImplementedError
 
+    def model_now(self, snapshot: RackSnapshot) -> Any | None:
+        """A model made at once from what the app already holds (drawn without a worker), or None."""
+        return None
+
+    def on_mount(self) -> None:
+        """Block-cell scrollbars: the one-eighth glyphs Textual draws at a thumb's ends read as stray
+        characters where colours are few (--color 16, NO_COLOR) or a capture drops them."""
+        for widget in self.query("*"):
+            if isinstance(widget, (ScrollView, ScrollableContainer)):
+                widget.vertical_scrollbar.renderer = BlockScrollBarRender
+                widget.horizontal_scrollbar.renderer = BlockScrollBarRender
+
     def on_screen_resume(self) -> None:
         """Rebuild from the newest data whenever the view becomes current."""
         self.rack_updated(self.rack.snapshot)
 
     def rack_updated(self, snapshot: RackSnapshot) -> None:
-        """A new rack snapshot arrived: rebuild the model in a worker (the newest request wins)."""
+        """A new rack snapshot arrived: draw model_now's model, else rebuild in a worker (newest wins)."""
+        model = self.model_now(snapshot)
+        if model is not None:
+            self.on_model_ready(ModelReady(model, snapshot))
+            return
         self.run_worker(
             lambda: self._build(snapshot),
             thread=True,

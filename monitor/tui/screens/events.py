@@ -1,9 +1,9 @@
 """The events view: a timeline of XIDs, clock-event changes, link down/up, lost GPUs, endpoints and alerts.
 
 A strip on top marks each stretch of the window with its most severe event (the letters of the GPU
-charts); below, every event in a table, oldest at the top and newest at the bottom (followed while the
-cursor is on the last row), filterable by kind. Events come from the head, and from the store when the
-app was given one (the last 24 h).
+charts); below, every event in a table, newest at the top as in the rack view's events panel (the
+cursor stays on its event as new ones arrive above it), filterable by kind. Events come from the head, and
+from the store when the app was given one (the last 24 h).
 """
 
 from __future__ import annotations
@@ -139,28 +139,27 @@ class EventsScreen(LiveScreen):
         ]
 
     def show(self, model: tuple[EventView, ...], snapshot: RackSnapshot) -> None:
-        """Append new events at the bottom (oldest on top, as a timeline reads); rebuild on a new filter."""
+        """Newest first (the rack view's panel reads the same way); the cursor keeps its event."""
         self.events = model
         kinds = FILTERS[self.filter]
-        shown = [e for e in reversed(model) if kinds is None or e.kind in kinds]
+        shown = [e for e in model if kinds is None or e.kind in kinds]
         keys = [event_key(e) for e in shown]
         table: DataTable[str] = self.query_one(DataTable)
-        follow = table.cursor_row >= table.row_count - 1
-        with self.app.batch_update():
-            if keys[: len(self._shown)] != self._shown:
-                # The filter changed or old events fell out of the head: start over.
+        if keys != self._shown:
+            # Events are rare: rebuilding the table when one comes (or the filter changes) is cheap.
+            on = self._shown[table.cursor_row] if 0 < table.cursor_row < len(self._shown) else None
+            with self.app.batch_update():
                 table.clear()
-                self._shown = []
-            for ev, key in zip(shown[len(self._shown) :], keys[len(self._shown) :], strict=True):
-                table.add_row(*event_cells(ev), key=key)
-            self._shown = keys
-            if follow and table.row_count:
-                table.move_cursor(row=table.row_count - 1)
+                for ev, key in zip(shown, keys, strict=True):
+                    table.add_row(*event_cells(ev), key=key)
+                self._shown = keys
+                if on in keys:
+                    table.move_cursor(row=keys.index(on))
         self._summary(model, shown)
 
     def _summary(self, model: tuple[EventView, ...], shown: list[EventView]) -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"{len(shown)} of {len(model)} events  filter {self.filter}", style="bold")
+        text.append(f"{len(shown)} of {len(model)} events, newest first  filter {self.filter}", style="bold")
         severe = sum(e.severe for e in shown)
         if severe:
             text.append(f"  {severe} severe (!)", style="bold red")

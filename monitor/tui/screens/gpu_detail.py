@@ -26,8 +26,7 @@ from monitor.tui.widgets.serving_panel import instance_line
 from monitor.view.gpu_history import SERIES, WINDOWS, GpuHistory, history_from_frames, history_from_store
 from monitor.view.model import EventView, RackSnapshot
 from monitor.view.nvlink import LinkView, NvlinkBuilder
-from monitor.view.serving import InstanceView, ServingBuilder
-from monitor.view.skew import parse_gpus
+from monitor.view.serving import InstanceView, parse_gpus
 from storage.frame import Frame
 
 if TYPE_CHECKING:
@@ -64,15 +63,24 @@ class GpuModel:
         self.note = note
 
 
-def links_text(links: tuple[LinkView, ...]) -> Text:
-    """Two lines: link numbers, then each link's GB/s (DN down, ! climbing, · no data)."""
+LINKS_PER_ROW = 9
+"""Links per row pair of the link table: 5 + 9 x 4 = 41 columns, so it fits the left pane at 80x24."""
+
+
+def links_text(links: tuple[LinkView, ...], per_row: int = LINKS_PER_ROW) -> Text:
+    """Pairs of lines, `per_row` links each: link numbers, then each link's GB/s (DN down, ! climbing,
+    · no data)."""
     text = Text(no_wrap=True, overflow="ellipsis")
-    text.append("link " + "".join(f"{k:>4}" for k in range(len(links))) + "\n", style="dim")
-    text.append("GB/s ")
-    for view in links:
-        cell, kind = link_cell(view, "traffic", 4)
-        style = {"down": "bold reverse red", "climb": "bold reverse yellow"}.get(kind, "")
-        text.append(cell.rjust(4), style=style)
+    for first in range(0, len(links), per_row):
+        if first:
+            text.append("\n")
+        row = links[first : first + per_row]
+        text.append("link " + "".join(f"{first + k:>4}" for k in range(len(row))) + "\n", style="dim")
+        text.append("GB/s ")
+        for view in row:
+            cell, kind = link_cell(view, "traffic", 4)
+            style = {"down": "bold reverse red", "climb": "bold reverse yellow"}.get(kind, "")
+            text.append(cell.rjust(4), style=style)
     return text
 
 
@@ -93,6 +101,14 @@ class GpuDetailScreen(LiveScreen):
 
     view_name = "GPU detail"
 
+    DEFAULT_CSS = """
+    GpuDetailScreen #detail-left { width: 1fr; min-width: 43; max-width: 64; scrollbar-size-vertical: 1; }
+    GpuDetailScreen #detail-charts { width: 1fr; scrollbar-size-vertical: 1; }
+    GpuDetailScreen #detail-left Static { text-wrap: nowrap; text-overflow: ellipsis; }
+    """
+    """The left pane holds the link table (41 columns) and the scrollbar; lines that do not fit end in
+    an ellipsis rather than wrapping into misaligned rows."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
         *LiveScreen.BINDINGS,
         Binding("w", "window", "window", tooltip="Chart window: 5 min, 1 h, 24 h", id="detail-window"),
@@ -110,7 +126,6 @@ class GpuDetailScreen(LiveScreen):
         self._reader: StoreReader | None = None
         self._reader_lock = threading.Lock()
         self._nvlink = NvlinkBuilder()
-        self._serving = ServingBuilder()
         self._store_cache: dict[tuple[int, str, int], GpuHistory] = {}
 
     def compose(self) -> ComposeResult:
@@ -130,6 +145,12 @@ class GpuDetailScreen(LiveScreen):
             classes="view--keys",
         )
 
+    def on_resize(self) -> None:
+        """Charts share the screen's height: 5 rows each at least (the pane scrolls at 80x24), 12 at most."""
+        rows = max(5, min(12, (self.size.height - 2) // len(SERIES)))
+        for chart in self.query(HistoryChart):
+            chart.styles.height = rows
+
     def frames_needed(self) -> int:
         """5 minutes of frames at the rack's interval, plus one."""
         return max(self._nvlink.frames_needed(), WINDOWS["5m"] // max(1, self.rack.snapshot.interval_ms) + 1)
@@ -145,8 +166,9 @@ class GpuDetailScreen(LiveScreen):
         else:
             history = self._from_store(gpu, window, frames[-1].ts_ms if frames else 0)
         links = self._nvlink.build(frames[-self._nvlink.frames_needed() :]).gpu_links(gpu)
-        serving = self._serving.build(frames[-self._serving.frames_needed() :])
-        instance = next((i for i in serving.instances if gpu in parse_gpus(i.gpus)), None)
+        serving = self.rack.serving  # the app's, built with the rack snapshot from the same frames
+        instances = serving.instances if serving is not None else ()
+        instance = next((i for i in instances if gpu in parse_gpus(i.gpus)), None)
         return GpuModel(gpu, history, links, instance, note)
 
     def _from_store(self, gpu: int, window: str, until_ms: int) -> GpuHistory:

@@ -1,11 +1,13 @@
 """The serving view: every inference instance in a sortable table; enter highlights its GPUs in the rack.
 
-Built on the serving view model (monitor.view.serving.ServingBuilder). The table updates by diff:
-cells that changed, rows that came or went; sorting keeps the cursor on the same instance.
+Shows the app's serving view model (monitor.view.serving.ServingBuilder, built with each rack snapshot).
+The table updates by diff: cells that changed, rows that came or went; sorting keeps the cursor on the
+same instance.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.text import Text
@@ -16,9 +18,7 @@ from textual.widgets import DataTable, Static
 from collectors.rack import gpu_label
 from monitor.tui.screens.base import LiveScreen
 from monitor.view.model import RackSnapshot
-from monitor.view.serving import InstanceView, ServingBuilder, ServingSnapshot
-from monitor.view.skew import parse_gpus
-from storage.frame import Frame
+from monitor.view.serving import FAULT_NAMES, InstanceView, ServingSnapshot, parse_gpus
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("endpoint", "server"),
@@ -39,19 +39,22 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 """(InstanceView attribute, header) of each column; the sort key cycles through them."""
 
 
-WIDTHS = {"endpoint": 12, "state": 5, "tokens_per_s": 7, "prompt_per_s": 9, "gpus": 14, "engine": 6}
+WIDTHS = {"endpoint": 12, "state": 8, "tokens_per_s": 7, "prompt_per_s": 9, "gpus": 14, "engine": 6}
 """Column widths (characters); the others fit their header or 7."""
 
 
-def cell(inst: InstanceView, attr: str) -> str:
-    """One cell's text (right-aligned numbers; '--' for unknown)."""
+def cell(inst: InstanceView, attr: str, label: Callable[[int], str] = gpu_label) -> str:
+    """One cell's text (right-aligned numbers; '--' for unknown); `label` names a GPU (GpuLayout.label)."""
     v = getattr(inst, attr)
     if attr == "state":
-        # "part": answered, but a series was NaN or missing (the row's figures cover the rest)
-        return {"ok": "ok", "partial": "part"}.get(inst.state) or inst.state.upper()
+        # "part": answered, but a series was NaN or missing (the row's figures cover the rest);
+        # a fault (GPU LOST, STALLED) outranks the state: the server answers but does not serve
+        return {"ok": "ok", "partial": "part"}.get(inst.status) or inst.status.upper()
     if attr == "gpus":
         gpus = parse_gpus(v)
-        return f"{gpu_label(gpus[0])}..{gpu_label(gpus[-1])}" if len(gpus) > 1 else (v or "--")
+        if not gpus:
+            return v or "--"
+        return f"{label(gpus[0])}..{label(gpus[-1])}" if len(gpus) > 1 else label(gpus[0])
     if v is None:
         return "--"
     if attr in ("tokens_per_s", "prompt_per_s"):
@@ -96,7 +99,6 @@ class ServingScreen(LiveScreen):
         self.sort_attr = "tokens_per_s"
         self.descending = True
         self.serving = ServingSnapshot(ts_ms=None)
-        self._builder = ServingBuilder()
         self._cells: dict[str, tuple[str, ...]] = {}
 
     def compose(self) -> ComposeResult:
@@ -115,23 +117,21 @@ class ServingScreen(LiveScreen):
         for attr, header in COLUMNS:
             table.add_column(header, key=attr, width=WIDTHS.get(attr, max(len(header), 7)))
 
-    def frames_needed(self) -> int:
-        """The serving builder's window."""
-        return self._builder.frames_needed()
-
-    def build_model(self, frames: list[Frame], snapshot: RackSnapshot) -> ServingSnapshot:
-        """The serving snapshot (thread)."""
-        return self._builder.build(frames)
+    def model_now(self, snapshot: RackSnapshot) -> ServingSnapshot:
+        """The app's serving snapshot, built with the rack snapshot from the same frames: drawn at once,
+        so the view is never blank while a worker would summarise a minute of frames."""
+        return self.rack.serving or ServingSnapshot(ts_ms=None)
 
     def show(self, model: ServingSnapshot, snapshot: RackSnapshot) -> None:
         """Update the table by diff, then sort."""
         self.serving = model
         table: DataTable[str] = self.query_one(DataTable)
         seen = set()
+        label = snapshot.layout.label
         with self.app.batch_update():
             for inst in model.instances:
                 seen.add(inst.endpoint)
-                cells = tuple(cell(inst, attr) for attr, _ in COLUMNS)
+                cells = tuple(cell(inst, attr, label) for attr, _ in COLUMNS)
                 old = self._cells.get(inst.endpoint)
                 if old is None:
                     table.add_row(*cells, key=inst.endpoint)
@@ -144,6 +144,10 @@ class ServingScreen(LiveScreen):
                 table.remove_row(gone)
                 del self._cells[gone]
             self._sort()
+        self.query_one("#serving-summary", Static).update(self._summary(model), layout=False)
+
+    def _summary(self, model: ServingSnapshot) -> Text:
+        """Counts by status, each fault with its reason, then the sort order."""
         summary = Text(no_wrap=True, overflow="ellipsis")
         counts = model.counts
         total = f"{model.tokens_per_s:,.0f}" if model.tokens_per_s is not None else "--"
@@ -151,12 +155,15 @@ class ServingScreen(LiveScreen):
         summary.append(f"{counts['ok']} ok")
         if counts["partial"]:
             summary.append(f", {counts['partial']} partial", style="bold yellow")
-        for state in ("stale", "down"):
-            if counts[state]:
-                summary.append(f", {counts[state]} {state.upper()}", style="bold red")
+        for status in ("stale", "down", *FAULT_NAMES):
+            if counts[status]:
+                summary.append(f", {counts[status]} {status.upper()}", style="bold red")
+        for inst in model.instances:
+            if inst.fault:
+                summary.append(f"  ! {inst.endpoint} {inst.fault}: {inst.fault_reason}", style="bold red")
         header = dict(COLUMNS)[self.sort_attr]
         summary.append(f"  sorted by {header} {'high-low' if self.descending else 'low-high'}", style="dim")
-        self.query_one("#serving-summary", Static).update(summary, layout=False)
+        return summary
 
     def _sort(self) -> None:
         by_name = {i.endpoint: i for i in self.serving.instances}

@@ -12,17 +12,15 @@ from textual.widgets import DataTable, Static
 
 from monitor.tui.screens.base import LiveScreen
 from monitor.view.model import RackSnapshot
-from monitor.view.serving import ServingBuilder
-from monitor.view.skew import GroupSkew, Spread, rack_skew
-from storage.frame import Frame
+from monitor.view.skew import GroupSkew, RackSkew, Spread, rack_skew
 
 COLUMNS = (
     ("group", "group"),
+    ("stragglers", "stragglers"),  # second: what the view is for stays on an 80-column screen
     ("gpus", "GPUs"),
     ("clock", "SM MHz lo-hi (spread)"),
     ("power", "power W lo-hi (spread)"),
     ("util", "util % lo-hi (spread)"),
-    ("stragglers", "stragglers"),
 )
 
 
@@ -41,12 +39,28 @@ def group_cells(g: GroupSkew) -> tuple[str, ...]:
     strag = "; ".join(s.text for s in g.stragglers)
     return (
         ("! " if g.stragglers else "  ") + g.name,
+        strag or "none",
         gpus,
         spread_cell(g.spread("clock")),
         spread_cell(g.spread("power")),
         spread_cell(g.spread("util")),
-        strag or "none",
     )
+
+
+def summary_text(model: RackSkew) -> Text:
+    """'18 groups  ! stragglers: T05.G3  72 single-GPU instances folded (no spread)'."""
+    stragglers = sorted({(s.gpu, s.label) for g in model.groups for s in g.stragglers})
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(f"{len(model.groups)} groups  ", style="bold")
+    if stragglers:
+        text.append(f"! stragglers: {', '.join(label for _, label in stragglers)}", style="bold red")
+    else:
+        text.append("no stragglers")
+    if model.folded:
+        instances = "instance" if model.folded == 1 else "instances"
+        # one GPU has no spread; its tray's row compares it with its peers
+        text.append(f"  {model.folded} single-GPU {instances} folded (no spread)", style="dim")
+    return text
 
 
 class SkewScreen(LiveScreen):
@@ -66,7 +80,6 @@ class SkewScreen(LiveScreen):
         """An empty table."""
         super().__init__()
         self.groups: tuple[GroupSkew, ...] = ()
-        self._serving = ServingBuilder()
         self._cells: dict[str, tuple[str, ...]] = {}
 
     def compose(self) -> ComposeResult:
@@ -81,24 +94,20 @@ class SkewScreen(LiveScreen):
         for key, label in COLUMNS:
             table.add_column(label, key=key)
 
-    def frames_needed(self) -> int:
-        """The serving builder's window (instance membership and state)."""
-        return self._serving.frames_needed()
+    def model_now(self, snapshot: RackSnapshot) -> RackSkew:
+        """Every group's skew from the rack snapshot and the app's serving snapshot (cheap: drawn at once)."""
+        return rack_skew(snapshot, self.rack.serving)
 
-    def build_model(self, frames: list[Frame], snapshot: RackSnapshot) -> tuple[GroupSkew, ...]:
-        """Every group's skew (thread)."""
-        return rack_skew(snapshot, self._serving.build(frames))
-
-    def show(self, model: tuple[GroupSkew, ...], snapshot: RackSnapshot) -> None:
+    def show(self, model: RackSkew, snapshot: RackSnapshot) -> None:
         """Update the table by diff; rebuild only when the groups' order changed."""
-        self.groups = model
+        self.groups = groups = model.groups
         table: DataTable[str] = self.query_one(DataTable)
-        names = [g.name for g in model]
+        names = [g.name for g in groups]
         with self.app.batch_update():
             if names != list(self._cells):
                 table.clear()
                 self._cells = {}
-            for g in model:
+            for g in groups:
                 cells = group_cells(g)
                 old = self._cells.get(g.name)
                 if old is None:
@@ -108,14 +117,7 @@ class SkewScreen(LiveScreen):
                         if new != before:
                             table.update_cell(g.name, key, new)
                 self._cells[g.name] = cells
-        stragglers = sorted({(s.gpu, s.label) for g in model for s in g.stragglers})
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"{len(model)} groups  ", style="bold")
-        if stragglers:
-            text.append(f"! stragglers: {', '.join(label for _, label in stragglers)}", style="bold red")
-        else:
-            text.append("no stragglers")
-        self.query_one("#skew-summary", Static).update(text, layout=False)
+        self.query_one("#skew-summary", Static).update(summary_text(model), layout=False)
 
     def action_detail(self) -> None:
         """The GPU detail of the cursor group's first straggler (or first GPU)."""

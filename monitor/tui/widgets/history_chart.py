@@ -93,8 +93,9 @@ def mark_row(events: Sequence[EventView], since: int, until: int, width: int) ->
     return "".join(marks)
 
 
-def title_text(label: str, unit: str, values: Sequence[float | None]) -> str:
-    """'Power W  now 812  min 700  max 905' (-- where unknown)."""
+def title_text(label: str, unit: str, values: Sequence[float | None], width: int = 1_000) -> str:
+    """'Power (W)  now 812  min 700  max 905' (-- where unknown), in fewer characters where `width` is
+    short: single spaces, then 'Power (W) 812 (700..905)' (now, then min..max)."""
     known = [v for v in values if v is not None]
     now = values[-1] if values else None  # a GPU that stopped reporting reads '--', not its last value
 
@@ -103,7 +104,14 @@ def title_text(label: str, unit: str, values: Sequence[float | None]) -> str:
 
     lo = min(known) if known else None
     hi = max(known) if known else None
-    return f"{label} ({unit})  now {f(now)}  min {f(lo)}  max {f(hi)}"
+    head = f"{label} ({unit})"
+    for title in (
+        f"{head}  now {f(now)}  min {f(lo)}  max {f(hi)}",
+        f"{head} now {f(now)} min {f(lo)} max {f(hi)}",
+    ):
+        if len(title) <= width:
+            return title
+    return f"{head} {f(now)} ({f(lo)}..{f(hi)})"
 
 
 class HistoryChart(Widget):
@@ -112,6 +120,7 @@ class HistoryChart(Widget):
     DEFAULT_CSS = "HistoryChart { height: 5; }"
 
     BAR_ROWS = 3
+    """Bar rows at the default height; a taller chart (a big terminal) has its height less 2."""
 
     def __init__(self, label: str, unit: str, ceiling: float | None = None, *, id: str | None = None) -> None:
         """A chart of `label` in `unit`; bars scale to `ceiling` (or the series' maximum when None)."""
@@ -140,7 +149,7 @@ class HistoryChart(Widget):
 
     def rows(self, width: int) -> list[tuple[str, Style]]:
         """The chart's lines at `width` (pure given the data; cached per width)."""
-        key = (width, self._data[2], self._data[3], len(self._data[0]), self._data)
+        key = (width, self.size.height, self._data)
         if self._built_for == key:
             return self._rows
         points, events, since, until = self._data
@@ -148,8 +157,9 @@ class HistoryChart(Widget):
         cols = resample(points, since, until, max(1, width))
         known = [v for v in cols if v is not None]
         top = self.ceiling or (max(known) if known else 1.0)
-        rows = [(title_text(self.label, self.unit, values), Style(bold=True))]
-        rows += [(r, Style()) for r in bar_rows(cols, self.BAR_ROWS, top)]
+        rows = [(title_text(self.label, self.unit, values, width), Style(bold=True))]
+        bars = max(self.BAR_ROWS, self.size.height - 2)  # the title above, the marks below
+        rows += [(r, Style()) for r in bar_rows(cols, bars, top)]
         rows.append((mark_row(events, since, until, max(1, width)), Style(dim=True)))
         self._rows, self._built_for = rows, key
         return rows

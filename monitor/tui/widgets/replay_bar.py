@@ -9,7 +9,7 @@ from monitor.replay import ReplayState, speed_label
 from monitor.timespec import iso
 from monitor.view.model import clock_text
 
-HINT = "space play  ,. step  [] 10s  {} 1m  g go to  -+ speed"
+HINT = "space play  ,. step  [] 10s  {} 1m  j jump to  -+ speed"
 """Replay keys, shown when the bar has room (the help screen always lists them)."""
 TRACK_MIN = 8
 """The position track is drawn only when it gets at least this many columns."""

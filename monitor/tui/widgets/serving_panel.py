@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.message import Message
 
 from monitor.tui.widgets.diff_paint import LinePanel
-from monitor.view.serving import ANSWERED_NAMES, InstanceView, ServingSnapshot
+from monitor.view.serving import ANSWERED_NAMES, STATUS_NAMES, InstanceView, ServingSnapshot
 
 SPARK = " ▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 16
@@ -56,6 +56,8 @@ def _seconds(value: float | None) -> str:
 def state_text(inst: InstanceView) -> str:
     """'ok' / 'partial' ('ok dup3' / 'part dup3': repeated series dropped), or 'DOWN 12s' / 'STALE 3s'
     with the age of the server's last good sample."""
+    if inst.fault:
+        return inst.fault.upper()  # answers but does not serve: GPU LOST, STALLED
     if inst.state in ANSWERED_NAMES:
         if not inst.dup_samples:
             return inst.state
@@ -80,9 +82,10 @@ def instance_line(inst: InstanceView) -> Text:
     waiting = "--" if inst.waiting is None or dim else str(inst.waiting)
     text.append(f"{inst.endpoint[:10]:<10} ", style="dim" if dim else "")
     warn = inst.state == "partial" or bool(inst.dup_samples)
-    style = (
-        "bold red" if inst.state == "down" else ("bold yellow" if dim else ("yellow" if warn else "green"))
-    )
+    if inst.state == "down" or inst.fault:
+        style = "bold red"
+    else:
+        style = "bold yellow" if dim else ("yellow" if warn else "green")
     text.append(f"{state_text(inst):<9}", style=style)
     text.append(
         f" {_k(inst.tokens_per_s):>7} {running:>4} {waiting:>4} {kv:>4} {ttft:>12} {itl:>7}",
@@ -92,9 +95,9 @@ def instance_line(inst: InstanceView) -> Text:
 
 
 def counts_text(snapshot: ServingSnapshot) -> str:
-    """'71 ok, 1 down' (partial, stale and down only when there are some)."""
+    """'71 ok, 1 gpu lost' (the other statuses only when there are some)."""
     counts = snapshot.counts
-    parts = [f"{counts['ok']} ok"] + [f"{counts[k]} {k}" for k in ("partial", "stale", "down") if counts[k]]
+    parts = [f"{counts['ok']} ok"] + [f"{counts[k]} {k}" for k in STATUS_NAMES[1:] if counts[k]]
     return ", ".join(parts)
 
 
@@ -109,7 +112,7 @@ def serving_text(snapshot: ServingSnapshot) -> Text:
     out.append(sparkline(snapshot.prompt_history))
     out.append("\n" + HEADER, style="dim")
     # servers that are not ok first: they are what an operator looks for
-    for inst in sorted(snapshot.instances, key=lambda i: (i.state == "ok", i.endpoint)):
+    for inst in sorted(snapshot.instances, key=lambda i: (i.status == "ok", i.endpoint)):
         out.append("\n")
         out.append_text(instance_line(inst))
     return out
