@@ -24,6 +24,7 @@ class AlertRule(IntEnum):
     ECC_UNCORRECTED = 8
     ROW_REMAP_FAILURE = 9
     STRAGGLER = 10
+    TRAY_DRIFT = 11
 
 
 XID_REMAP_FAILURES = frozenset({64, 157})
@@ -68,6 +69,7 @@ RULE_DIRECTION: dict[str, Literal["high", "low"]] = {
     "ecc_uncorrected": "high",
     "row_remap_failure": "high",
     "straggler": "high",
+    "tray_drift": "high",
 }
 """'high': fires when the value rises to `on`; 'low': fires when it falls to `on` (e.g. a margin)."""
 
@@ -84,6 +86,10 @@ RULE_HELP: dict[str, str] = {
     "straggler": (
         "a busy GPU whose SM clock, or a busy server whose tokens/s per GPU, sits far below the rack's "
         "median (1 = straggling)"
+    ),
+    "tray_drift": (
+        "degrees C a compute tray's GPUs warmed against the rack's median over window seconds, while "
+        "their power did not rise (a cooling fault, seen long before any GPU nears slowdown)"
     ),
 }
 """What each rule measures; config errors and the help screen quote it."""
@@ -103,6 +109,7 @@ class AlertRules:
     ecc_uncorrected: Threshold = Threshold(on=1, off=0, window_s=300)
     row_remap_failure: Threshold = Threshold(on=1, off=0, window_s=3600)
     straggler: Threshold = Threshold(on=1, off=0, for_s=10)
+    tray_drift: Threshold = Threshold(on=3, off=1.5, for_s=3, window_s=120)
     bell: bool = False
     """Ring the terminal bell when an alert fires."""
 
@@ -114,3 +121,22 @@ class AlertRules:
     def rule(self, name: str) -> Threshold:
         """The settings of rule `name`."""
         return getattr(self, name)
+
+
+def temp_margin_detail(margin_c: int, temp_c: int | None) -> str:
+    """'3 C to slowdown (GPU at 86 C)': the temp_margin alert's text, from one sample's row."""
+    at = f" (GPU at {temp_c} C)" if temp_c is not None else ""
+    return f"{margin_c} C to slowdown{at}"
+
+
+def power_detail(power_mw: int, limit_mw: int) -> str:
+    """'1,372 W of 1,400 W limit (98%)': the power alert's text, from one sample's row."""
+    return f"{power_mw / 1000:,.0f} W of {limit_mw / 1000:,.0f} W limit ({power_mw / limit_mw:.0%})"
+
+
+def versus_text(now: float, baseline: float) -> str:
+    """How `now` stands against `baseline`: "31% lower", "4% higher" or "no change" (never "0% lower")."""
+    change = now / baseline - 1
+    if round(abs(change) * 100) == 0:
+        return "no change"
+    return f"{abs(change):.0%} {'lower' if change < 0 else 'higher'}"

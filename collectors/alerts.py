@@ -27,9 +27,13 @@ from collectors.alert_rules import (
     XID_REMAP_FAILURES,
     AlertRule,
     AlertRules,
+    power_detail,
+    temp_margin_detail,
+    versus_text,
 )
 from collectors.rack import gpu_label
 from collectors.robust import robust_low, robust_median
+from collectors.tray_drift import TrayDrift
 from storage.frame import Frame, batch_from_rows
 from storage.increase import rate, step
 from storage.schemas import EndpointState, EventKind, GpuState
@@ -90,6 +94,7 @@ class AlertEngine:
         self._xids: dict[int, deque[int]] = {}
         self._tokens: dict[str, deque[tuple[int, float]]] = {}
         self._served: dict[str, deque[tuple[int, int]]] = {}
+        self._drift = TrayDrift(self.rules.tray_drift.window_s)
 
     @property
     def active(self) -> list[tuple[str, Key]]:
@@ -151,6 +156,8 @@ class AlertEngine:
                 yield from self._ecc_observations(frame)
             if r.straggler.enabled:
                 yield from self._straggler_observations(frame)
+            if r.tray_drift.enabled:
+                yield from self._drift.observe(frame)
             for g, tray, state, margin, temp, power, limit in zip(*cols.values(), strict=True):
                 where = {"gpu": g}
                 if state == GpuState.STALE:
@@ -163,7 +170,7 @@ class AlertEngine:
                         (g,),
                         margin,
                         where,
-                        f"{margin} C to slowdown (GPU at {temp} C)",
+                        temp_margin_detail(margin, temp),
                     )
                 if r.power.enabled and power is not None and limit:
                     yield (
@@ -171,7 +178,7 @@ class AlertEngine:
                         (g,),
                         power / limit,
                         where,
-                        f"{power / 1000:.0f} W of {limit / 1000:.0f} W limit ({power / limit:.0%})",
+                        power_detail(power, limit),
                     )
             if r.stale.enabled:
                 for tray, stale in stale_trays.items():
@@ -360,7 +367,7 @@ class AlertEngine:
         if now is None or not baseline:
             return None
         drop = max(0.0, 1 - now / baseline)
-        return drop, f"{now:,.0f} tok/s vs {baseline:,.0f} average ({drop:.0%} lower)"
+        return drop, f"{now:,.0f} tok/s vs {baseline:,.0f} average ({versus_text(now, baseline)})"
 
 
 _ANSWERED = (EndpointState.OK, EndpointState.PARTIAL)

@@ -26,6 +26,7 @@ from monitor.tui.widgets.gauge import Gauge
 from monitor.tui.widgets.gpu_detail import GpuDetail
 from monitor.tui.widgets.heatmap import Heatmap
 from monitor.tui.widgets.key_line import KeyLine
+from monitor.tui.widgets.problems_panel import ProblemsPanel
 from monitor.tui.widgets.rack_heatmap import RackHeatmap
 from monitor.tui.widgets.serving_panel import ServingPanel, ServingReady
 from monitor.tui.widgets.totals import TotalsBar
@@ -34,6 +35,7 @@ from monitor.view.builder import SnapshotBuilder
 from monitor.view.layout import RACK, GpuLayout
 from monitor.view.metrics import METRICS, METRICS_BY_NAME, Metric
 from monitor.view.model import RackSnapshot
+from monitor.view.problems import rack_problems
 from monitor.view.serving import ServingBuilder, ServingSnapshot
 from storage.head import Head
 
@@ -197,6 +199,7 @@ class RackApp(App[None]):
                 with Horizontal(id="gauges"):
                     yield Gauge("Power", "kW", id="power-gauge")
                     yield Gauge("NVLink", "TB/s", id="nvlink-gauge")
+                yield ProblemsPanel(id="problems")
                 yield ServingPanel(id="serving")
                 yield GpuDetail(id="detail")
                 yield EventLog(id="events")
@@ -205,6 +208,7 @@ class RackApp(App[None]):
     def on_mount(self) -> None:
         """Draw the empty rack and start following the head."""
         self.query_one("#detail").border_title = "GPU"
+        self.query_one("#problems").border_title = "Problems"
         self.query_one("#serving").border_title = "Serving (tokens/s over 10 s)"
         self.query_one("#events").border_title = "Events (UTC), newest first"
         if self._keymap_config:
@@ -310,6 +314,7 @@ class RackApp(App[None]):
         with self.batch_update():
             self.query_one(TotalsBar).show(snap, self.title, self.sub_title)
             self.query_one(AlertBar).show(self.alerts.newest_first())
+            self.query_one(ProblemsPanel).show(rack_problems(snap, self.serving, self.alerts.newest_first()))
             heatmap = self.query_one(Heatmap)
             heatmap.update_view(
                 snap, self.metric, self.selected, deviation=self.deviation, serving=self.serving

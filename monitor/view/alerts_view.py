@@ -6,13 +6,13 @@ The TUI reads only frames, never the engine, so live and replay show alerts the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from collectors.alert_rules import AlertRule
+from collectors.alert_rules import AlertRule, power_detail, temp_margin_detail
 from collectors.rack import GPUS, gpu_label
 from monitor.view.gpu_history import events_of
 from storage.frame import Frame
-from storage.schemas import EventKind
+from storage.schemas import EventKind, GpuState
 
 AlertKey = tuple[int | None, int | None, int | None, str | None]
 """(rule code, gpu, link, source): what one alert is about."""
@@ -69,10 +69,12 @@ class AlertTracker:
     def update(self, frames: Sequence[Frame]) -> int:
         """Apply the events of frames newer than the last seen; return how many alerts fired in them."""
         fired = 0
+        newest: Frame | None = None
         for frame in frames:
             if self.seen_ms is not None and frame.ts_ms <= self.seen_ms:
                 continue
             self.seen_ms = frame.ts_ms
+            newest = frame
             for ev in events_of(frame):
                 key = (ev.code, ev.gpu, ev.link, ev.source)
                 if ev.kind == EventKind.ALERT:
@@ -88,7 +90,33 @@ class AlertTracker:
                     )
                 elif ev.kind == EventKind.RECORDING_RESUMED:
                     self.active.pop(key, None)
+        if newest is not None:
+            self._quote_current(newest)
         return fired
+
+    def _quote_current(self, frame: Frame) -> None:
+        """Restate the temperature and power alerts with `frame`'s readings: the value in the alert is
+        the one the GPU's cell shows, from the same sample, not the one it fired at seconds ago."""
+        live = {
+            key: alert
+            for key, alert in self.active.items()
+            if alert.gpu is not None and alert.code in (AlertRule.TEMP_MARGIN, AlertRule.POWER)
+        }
+        gpu = frame.table("gpu")
+        if not live or not gpu.num_rows:
+            return
+        cols = gpu.select(["gpu", "state", "temp_margin_c", "temp_gpu_c", "power_mw", "power_limit_mw"])
+        rows = {row["gpu"]: row for row in cols.to_pylist() if row["state"] == GpuState.OK}
+        for key, alert in live.items():
+            row = rows.get(alert.gpu)
+            if row is None:
+                continue  # no reading this tick: the alert keeps the last value it quoted
+            detail = alert.detail
+            if alert.code == AlertRule.TEMP_MARGIN and row["temp_margin_c"] is not None:
+                detail = temp_margin_detail(row["temp_margin_c"], row["temp_gpu_c"])
+            elif alert.code == AlertRule.POWER and row["power_mw"] is not None and row["power_limit_mw"]:
+                detail = power_detail(row["power_mw"], row["power_limit_mw"])
+            self.active[key] = replace(alert, detail=detail)
 
     def reset(self) -> None:
         """Forget everything (a replay seek went backwards)."""

@@ -20,12 +20,14 @@ from monitor.view.model import (
     CellState,
     EventView,
     GpuView,
+    LinkTrouble,
     RackSnapshot,
     RackTotals,
     SwitchTrayView,
     clock_reason_names,
 )
 from monitor.view.nvlink import (
+    NVLINK_INACTIVE,
     LinkFrame,
     NvlinkRates,
     error_growth,
@@ -72,6 +74,8 @@ class _PairSummary:
     """NVLink rates per link, GPU, switch chip and rack: the one computation (monitor.view.nvlink)."""
     gpu_errors: dict[int, int | None]
     switch_errors: tuple[int | None, ...]
+    link_growth: dict[int, int]
+    """Links (gpu * 18 + link) whose error counters grew, with the growth."""
 
     @property
     def rack_tbps(self) -> float | None:
@@ -138,7 +142,7 @@ def summarise_pair(old: _FrameSummary, new: _FrameSummary) -> _PairSummary:
                 tray = (key % LINKS_PER_GPU) // CHIPS_PER_SWITCH_TRAY
                 switch_err[tray] = (switch_err[tray] or 0) + link_growth.get(key, 0)
     rates = nvlink_rates(old.links, new.links) if old.links is not None and new.links is not None else None
-    return _PairSummary(nvlink=rates, gpu_errors=gpu_errors, switch_errors=tuple(switch_err))
+    return _PairSummary(rates, gpu_errors, tuple(switch_err), link_growth)
 
 
 class SnapshotBuilder:
@@ -233,6 +237,7 @@ class SnapshotBuilder:
             events=self._events(frames),
             version=version,
             layout=self.layout,
+            links=_link_trouble(newest, window),
         )
 
     def _forget(self, kept: Sequence[_FrameSummary]) -> None:
@@ -359,6 +364,22 @@ class SnapshotBuilder:
                 if len(out) >= self.max_events:
                     return tuple(out)
         return tuple(out)
+
+
+def _link_trouble(newest: _FrameSummary, window: Sequence[_PairSummary]) -> tuple[LinkTrouble, ...]:
+    """The links the newest frame reports down, and those whose error counters grew within the window."""
+    grown: dict[int, list[int]] = {}
+    for pair in window:
+        for key, growth in pair.link_growth.items():
+            grown.setdefault(key, []).append(growth)
+    states = newest.links.state if newest.links is not None else {}
+    down = {key for key, state in states.items() if state == NVLINK_INACTIVE}
+    return tuple(
+        LinkTrouble(
+            *divmod(key, LINKS_PER_GPU), key in down, len(grown.get(key, ())), sum(grown.get(key, ()))
+        )
+        for key in sorted(down | grown.keys())
+    )
 
 
 def _nvlink_history(pairs: Sequence[_PairSummary]) -> tuple[float, ...]:

@@ -216,6 +216,23 @@ class SwitchTrayView:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkTrouble:
+    """One NVLink that is down or whose error counters grew within the error window (most links: neither).
+
+    Attributes:
+        down: the newest row reports it inactive.
+        samples: samples of the window in which its error counters grew (monitor.view.nvlink's climbing).
+        errors: their growth over the window.
+    """
+
+    gpu: int
+    link: int
+    down: bool
+    samples: int
+    errors: int
+
+
+@dataclass(frozen=True, slots=True)
 class RackTotals:
     """The figures on the totals bar; power and tokens/s follow storage.rack_total's rule.
 
@@ -265,6 +282,7 @@ class RackSnapshot:
         events: newest first.
         version: the head version the snapshot was built from (0 when not from a head).
         layout: which GPUs exist and how they are drawn (the rack, or this host's; monitor.view.layout).
+        links: the links down or with growing error counters, by (gpu, link).
     """
 
     ts_ms: int | None
@@ -277,6 +295,7 @@ class RackSnapshot:
     events: tuple[EventView, ...] = ()
     version: int = 0
     layout: GpuLayout = RACK
+    links: tuple[LinkTrouble, ...] = ()
 
     @classmethod
     def empty(cls, layout: GpuLayout = RACK) -> RackSnapshot:

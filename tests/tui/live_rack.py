@@ -28,10 +28,10 @@ FAULT_AT_S = 2.0
 class LiveRack:
     """The simulated rack, polled through the real Poller and AlertRecorder on a manual clock."""
 
-    def __init__(self, scenario: str, seed: int = 7) -> None:
-        """The rack playing `scenario` (its fault from FAULT_AT_S), polled by the default alert rules."""
+    def __init__(self, scenario: str, seed: int = 7, fault_at: float = FAULT_AT_S) -> None:
+        """The rack playing `scenario` (its fault from `fault_at` s), polled by the default alert rules."""
         self.clock = SimClock(T0_S)
-        self.rack = SimRack(seed, scenario, self.clock, start=T0_S, fault_at=FAULT_AT_S)
+        self.rack = SimRack(seed, scenario, self.clock, start=T0_S, fault_at=fault_at)
         self.head = Head()
         recorder = AlertRecorder(AlertRules())  # the defaults, as `monitor demo` runs
         # A generous deadline: a tick returns as soon as its sources answer, however busy the machine.

@@ -270,12 +270,13 @@ def test_an_unknown_key_action_is_refused(head):
 async def test_alerts_in_the_frames_show_in_the_alert_bar_and_clear():
     head = Head()
     alert = {"kind": EventKind.ALERT, "gpu": 5, "code": 1, "source": None, "detail": "3 C to slowdown"}
-    head.append(rack_frame(0, events=[alert]))
+    # The GPU's row reads what the alert says: the bar quotes the row's sample (the one its cell shows).
+    head.append(rack_frame(0, events=[alert], overrides={5: {"temp_margin_c": 3, "temp_gpu_c": 84}}))
     app = ObservedRackApp(head, interval=0, bell=True)
     async with app.run_test(size=(120, 30)) as pilot:
         await app.next_snapshot(pilot)
         bar = app.query_one(AlertBar)
-        assert bar.display and "1 ALERT  T02.G2 temp_margin: 3 C to slowdown" in text(bar)
+        assert bar.display and "1 ALERT  T02.G2 temp_margin: 3 C to slowdown (GPU at 84 C)" in text(bar)
         head.append(rack_frame(1, events=[{**alert, "kind": EventKind.ALERT_CLEARED}]))
         await app.next_snapshot(pilot)
         assert not bar.display
