@@ -19,6 +19,7 @@ from monitor.tui.commands import RackCommands
 from monitor.tui.hangup import watch_hangup
 from monitor.tui.help_screen import HelpScreen
 from monitor.tui.messages import FrameReady, SnapshotFailed
+from monitor.tui.problem_views import open_problem, select_problem
 from monitor.tui.screens.base import LiveScreen
 from monitor.tui.widgets.alert_bar import AlertBar
 from monitor.tui.widgets.event_log import EventLog
@@ -95,6 +96,8 @@ class RackApp(App[None]):
             tooltip="Colour by % off the group median (model or rack)",
             id="deviation",
         ),
+        Binding("x", "next_problem", "next problem", tooltip="Step through the problems", id="problem-next"),
+        Binding("o", "open_problem", "open problem", tooltip="Open the problem's view", id="problem-open"),
         Binding("up", "move(0, -1)", "up", tooltip="Select the GPU in the tray above", id="up"),
         Binding("down", "move(0, 1)", "down", tooltip="Select the GPU in the tray below", id="down"),
         Binding("left", "move(-1, 0)", "left", tooltip="Select the GPU to the left", id="left"),
@@ -350,6 +353,22 @@ class RackApp(App[None]):
         """Switch the heatmap between the metric's own scale and each GPU against its group's median."""
         self.deviation = not self.deviation
         self.redraw()
+
+    def action_next_problem(self) -> None:
+        """Step the problems panel to its next problem."""
+        self.query_one(ProblemsPanel).step()
+
+    def action_open_problem(self) -> None:
+        """Open the problems panel's current problem in its view."""
+        self.query_one(ProblemsPanel).open()
+
+    def on_problems_panel_stepped(self, message: ProblemsPanel.Stepped) -> None:
+        """The rack's selection follows the problem the panel moved to."""
+        select_problem(self, message.problem)
+
+    def on_problems_panel_opened(self, message: ProblemsPanel.Opened) -> None:
+        """Open the problem's view: detail, NVLink matrix, serving or events."""
+        open_problem(self, message.problem)
 
     def action_move(self, dx: int, dy: int) -> None:
         """Move the selection: dy over the layout's rows (trays in order), dx over the GPUs of a row."""

@@ -148,7 +148,7 @@ def test_report_html_carries_the_same_suspects_and_onsets(nvlink_flap: Path, str
 
 
 def test_export_takes_its_window_as_report_does(straggler: Path, tmp_path: Path) -> None:
-    """`export --last` on a store that ended counts back from its end too, and no option is the whole store."""
+    """`export --last` on an ended store counts back from its end too; no option is the whole store."""
     last = tmp_path / "last"
     done = monitor("export", "--store", str(straggler), "--last", "30s", "--no-report", "-o", str(last))
     assert done.returncode == 0, done.stderr

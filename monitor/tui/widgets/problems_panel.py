@@ -1,24 +1,21 @@
-"""The problems panel: what is wrong now, most severe first, one line each; `x` steps through them (the
-rack's selection follows), `o` opens the one under the cursor (the worst when none is chosen).
+"""The problems panel: what is wrong now, most severe first, one line each.
 
-It takes the focus on the rack view (nothing else there wants it), so its two keys work there and
-nowhere else; the arrows, enter and the metric keys stay the app's.
+The app's `x` (step) and `o` (open) keys drive it: stepping posts Stepped (the rack's selection
+follows), opening posts Opened for the one under the cursor (the worst when none is chosen); the app
+opens its view (monitor.tui.problem_views). The keys are the app's, so they are in the key line, the
+help screen and the [keys] table like every other.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
-from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Static
 
 from monitor.view.problems import Problem, RackProblems, Rank
-
-if TYPE_CHECKING:
-    from monitor.tui.app import RackApp
 
 MAX_LINES = 5
 """Problem lines shown at once; the cursor's line is always among them."""
@@ -29,25 +26,29 @@ def problem_line(problem: Problem, *, cursor: bool) -> str:
     return f"{'>' if cursor else ' '} {problem.text}"
 
 
-class ProblemsPanel(Static, can_focus=True):
+class ProblemsPanel(Static):
     """The rack's problems, most severe first; 'no problems: ...' when there are none."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"problems--severe", "problems--warn", "problems--ok"}
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("x", "next_problem", "next problem", tooltip="Step through the problems", id="problem-next"),
-        Binding("o", "open_problem", "open problem", tooltip="Open the problem's view", id="problem-open"),
-    ]
 
     problems: reactive[RackProblems | None] = reactive(None)
     """What the panel lists (None before the first snapshot)."""
     cursor: reactive[int | None] = reactive(None)
     """The problem `x` moved to (None: none chosen; `o` then opens the worst)."""
 
-    class Opened(Message):
-        """A problem's view was opened."""
+    class Stepped(Message):
+        """The cursor moved to a problem."""
 
         def __init__(self, problem: Problem) -> None:
-            """Carry the problem opened."""
+            """Carry the problem now under the cursor."""
+            super().__init__()
+            self.problem = problem
+
+    class Opened(Message):
+        """The problem under the cursor is to be opened in its view."""
+
+        def __init__(self, problem: Problem) -> None:
+            """Carry the problem to open."""
             super().__init__()
             self.problem = problem
 
@@ -103,48 +104,16 @@ class ProblemsPanel(Static, can_focus=True):
             text.append(f"\n  +{more} more: x steps to them")
         self.update(text)
 
-    def action_next_problem(self) -> None:
-        """Move to the next problem (the worst first, wrapping), and select its GPU in the rack."""
+    def step(self) -> None:
+        """Move to the next problem (the worst first, wrapping) and post Stepped."""
         listed = self.problems.problems if self.problems else ()
         if not listed:
             return
         self.cursor = 0 if self.cursor is None else (self.cursor + 1) % len(listed)
-        problem = listed[self.cursor]
-        app: RackApp = self.app  # type: ignore[assignment]
-        if problem.gpu is not None and problem.gpu in app.layout.gpus:
-            app.selected = problem.gpu
-            app.redraw()
+        self.post_message(self.Stepped(listed[self.cursor]))
 
-    def action_open_problem(self) -> None:
-        """Open the view that shows the current problem: a GPU's detail, a link in the NVLink matrix,
-        a server in the serving view (its GPUs marked in the rack), the events for a collector."""
+    def open(self) -> None:
+        """Post Opened for the problem under the cursor (the worst when none is chosen)."""
         problem = self.current
-        if problem is None:
-            return
-        app: RackApp = self.app  # type: ignore[assignment]
-        if problem.gpu is not None and problem.gpu in app.layout.gpus:
-            app.selected = problem.gpu
-        if problem.view == "nvlink":
-            app.action_view("nvlink")
-            if problem.gpu is not None and problem.link is not None:
-                app.call_after_refresh(_aim_link, app, problem.gpu, problem.link)
-        elif problem.view == "serving":
-            if problem.endpoint is not None:
-                app.highlight(problem.endpoint, (problem.gpu,) if problem.gpu is not None else ())
-            app.action_view("serving")
-        elif problem.view == "events" or problem.gpu is None:
-            app.action_view("events")
-        else:
-            app.open_gpu_detail(problem.gpu)
-        self.post_message(self.Opened(problem))
-
-
-def _aim_link(app: RackApp, gpu: int, link: int) -> None:
-    """Put the NVLink view's cursor on the problem's link (the view opens on the GPU's link 0)."""
-    from monitor.tui.screens.nvlink import NvlinkScreen
-    from monitor.tui.widgets.nvlink_matrix import NvlinkMatrixView
-
-    screen = app.screen
-    if isinstance(screen, NvlinkScreen):
-        screen.query_one(NvlinkMatrixView).place_cursor(gpu, link)
-        screen.action_move(0, 0)
+        if problem is not None:
+            self.post_message(self.Opened(problem))
