@@ -96,13 +96,13 @@ class RackApp(App[None]):
             tooltip="Colour by % off the group median (model or rack)",
             id="deviation",
         ),
-        Binding("x", "next_problem", "next", tooltip="Step through the problems", id="problem-next"),
-        Binding("o", "open_problem", "open", tooltip="Open the problem's view", id="problem-open"),
         Binding("up", "move(0, -1)", "up", tooltip="Select the GPU in the tray above", id="up"),
         Binding("down", "move(0, 1)", "down", tooltip="Select the GPU in the tray below", id="down"),
         Binding("left", "move(-1, 0)", "left", tooltip="Select the GPU to the left", id="left"),
         Binding("right", "move(1, 0)", "right", tooltip="Select the GPU to the right", id="right"),
         Binding("question_mark", "help", "help", tooltip="Show this list of keys", id="help"),
+        Binding("x", "next_problem", "next", tooltip="Step through the problems", id="problem-next"),
+        Binding("o", "open_problem", "open", tooltip="Open the problem's view", id="problem-open"),
         Binding(
             "l", "view('nvlink')", "links", tooltip="NVLink matrix: 72 GPUs x 18 links", id="nvlink-view"
         ),
