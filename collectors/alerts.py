@@ -1,11 +1,7 @@
 """The alert engine: threshold rules with hysteresis and a minimum duration, evaluated on each rack frame.
 
 Pure (no UI, no I/O). `AlertEngine.evaluate(frame)` returns the alert / alert_cleared events the frame
-caused. `AlertRecorder` puts those events into the frames the store records: it is a Poller sink that
-watches every merged rack frame (so it sees every source, the poller's stale markers included) and a
-Source whose poll() hands the events it found over to the next tick's frame. Recorded events are thus
-stamped with the tick after the one that crossed the threshold (one interval later); the event's detail
-names the value that crossed it.
+caused; collectors.alert_recorder puts them into the frames the store records.
 
 Event columns: kind alert | alert_cleared, code = the rule's id (AlertRule.code), gpu / link where the
 rule is per GPU or per link, source = the endpoint or tray for source-level rules, detail = one line.
@@ -13,7 +9,6 @@ rule is per GPU or per link, source = the endpoint or tray for source-level rule
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,8 +28,8 @@ from collectors.alert_rules import (
 )
 from collectors.rack import gpu_label
 from collectors.robust import robust_low, robust_median
-from collectors.tray_drift import TrayDrift
-from storage.frame import Frame, batch_from_rows
+from collectors.tray_drift import Observation, TrayDrift
+from storage.frame import Frame
 from storage.increase import rate, step
 from storage.schemas import EndpointState, EventKind, GpuState
 
@@ -142,47 +137,11 @@ class AlertEngine:
             ]
         return []
 
-    def _observations(self, frame: Frame) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
+    def _observations(self, frame: Frame) -> Iterable[Observation]:
         """(rule, key, value, event columns, detail) for everything the enabled rules watch."""
         r = self.rules
-        ts = frame.ts_ms
-        gpu = frame.table("gpu")
-        if gpu.num_rows:
-            cols = gpu.select(
-                ["gpu", "tray", "state", "temp_margin_c", "temp_gpu_c", "power_mw", "power_limit_mw"]
-            ).to_pydict()
-            stale_trays: dict[int, bool] = {}
-            if r.ecc_uncorrected.enabled:
-                yield from self._ecc_observations(frame)
-            if r.straggler.enabled:
-                yield from self._straggler_observations(frame)
-            if r.tray_drift.enabled:
-                yield from self._drift.observe(frame)
-            for g, tray, state, margin, temp, power, limit in zip(*cols.values(), strict=True):
-                where = {"gpu": g}
-                if state == GpuState.STALE:
-                    stale_trays[tray] = True
-                    continue
-                stale_trays.setdefault(tray, False)
-                if r.temp_margin.enabled and margin is not None:
-                    yield (
-                        "temp_margin",
-                        (g,),
-                        margin,
-                        where,
-                        temp_margin_detail(margin, temp),
-                    )
-                if r.power.enabled and power is not None and limit:
-                    yield (
-                        "power",
-                        (g,),
-                        power / limit,
-                        where,
-                        power_detail(power, limit),
-                    )
-            if r.stale.enabled:
-                for tray, stale in stale_trays.items():
-                    yield "stale", ("tray", tray), float(stale), {"source": f"tray {tray}"}, _stale(stale)
+        if frame.table("gpu").num_rows:
+            yield from self._gpu_observations(frame)
         if r.xid.enabled:
             yield from self._xid_observations(frame)
         if r.row_remap_failure.enabled:
@@ -195,20 +154,54 @@ class AlertEngine:
             rows = serving.select(
                 ["endpoint", "gpus", "state", "generation_tokens", "running", "waiting"]
             ).to_pylist()
-            if r.straggler.enabled:
-                yield from self._tokens_straggler_observations(ts, rows)
-            for row in rows:
-                name = row["endpoint"]
-                # a PARTIAL page answered (some engine's series NaN or missing): it is not a silent server
-                ok = row["state"] in _ANSWERED
-                if r.stale.enabled:
-                    yield "stale", ("endpoint", name), float(not ok), {"source": name}, _stale(not ok)
-                if r.tokens_drop.enabled and ok and row["generation_tokens"] is not None:
-                    drop = self._tokens_drop(name, ts, float(row["generation_tokens"]))
-                    if drop is not None:
-                        yield "tokens_drop", (name,), drop[0], {"source": name}, drop[1]
+            yield from self._serving_observations(frame.ts_ms, rows)
 
-    def _ecc_observations(self, frame: Frame) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
+    def _gpu_observations(self, frame: Frame) -> Iterable[Observation]:
+        """The gpu table's rules: ECC, clock stragglers, tray drift, temperature, power, silent trays."""
+        r = self.rules
+        cols = (
+            frame.table("gpu")
+            .select(["gpu", "tray", "state", "temp_margin_c", "temp_gpu_c", "power_mw", "power_limit_mw"])
+            .to_pydict()
+        )
+        stale_trays: dict[int, bool] = {}
+        if r.ecc_uncorrected.enabled:
+            yield from self._ecc_observations(frame)
+        if r.straggler.enabled:
+            yield from self._straggler_observations(frame)
+        if r.tray_drift.enabled:
+            yield from self._drift.observe(frame)
+        for g, tray, state, margin, temp, power, limit in zip(*cols.values(), strict=True):
+            where = {"gpu": g}
+            if state == GpuState.STALE:
+                stale_trays[tray] = True
+                continue
+            stale_trays.setdefault(tray, False)
+            if r.temp_margin.enabled and margin is not None:
+                yield "temp_margin", (g,), margin, where, temp_margin_detail(margin, temp)
+            if r.power.enabled and power is not None and limit:
+                yield "power", (g,), power / limit, where, power_detail(power, limit)
+        if r.stale.enabled:
+            for tray, stale in stale_trays.items():
+                yield "stale", ("tray", tray), float(stale), {"source": f"tray {tray}"}, _stale(stale)
+
+    def _serving_observations(self, ts: int, rows: list[dict[str, Any]]) -> Iterable[Observation]:
+        """The serving table's rules: tokens/s stragglers, silent endpoints, tokens/s drops."""
+        r = self.rules
+        if r.straggler.enabled:
+            yield from self._tokens_straggler_observations(ts, rows)
+        for row in rows:
+            name = row["endpoint"]
+            # a PARTIAL page answered (some engine's series NaN or missing): it is not a silent server
+            ok = row["state"] in _ANSWERED
+            if r.stale.enabled:
+                yield "stale", ("endpoint", name), float(not ok), {"source": name}, _stale(not ok)
+            if r.tokens_drop.enabled and ok and row["generation_tokens"] is not None:
+                drop = self._tokens_drop(name, ts, float(row["generation_tokens"]))
+                if drop is not None:
+                    yield "tokens_drop", (name,), drop[0], {"source": name}, drop[1]
+
+    def _ecc_observations(self, frame: Frame) -> Iterable[Observation]:
         """Uncorrectable ECC errors each GPU gained within the window (its own rule: one is too many)."""
         window_s = self.rules.ecc_uncorrected.window_s
         cols = frame.table("gpu").select(["gpu", "state", "ecc_uncorrected"]).to_pydict()
@@ -225,7 +218,7 @@ class AlertEngine:
             detail = f"uncorrectable ECC +{grown} in {window_s:.0f} s (total {value})"
             yield "ecc_uncorrected", (g,), float(grown), {"gpu": g}, detail
 
-    def _remap_observations(self, frame: Frame) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
+    def _remap_observations(self, frame: Frame) -> Iterable[Observation]:
         """Row-remapping / retirement failures (XID 64, 157) of each GPU within the window."""
         window_s = self.rules.row_remap_failure.window_s
         events = frame.table("events")
@@ -246,7 +239,7 @@ class AlertEngine:
             if not seen and not self._states.get(("row_remap_failure", (g,)), _State()).active:
                 del self._remaps[g]
 
-    def _straggler_observations(self, frame: Frame) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
+    def _straggler_observations(self, frame: Frame) -> Iterable[Observation]:
         """Busy GPUs whose SM clock sits far below the rack's median (median/MAD: collectors.robust)."""
         cols = frame.table("gpu").select(["gpu", "state", "sm_clock_mhz", "clocks_event_reasons"]).to_pydict()
         clocks = {
@@ -264,9 +257,7 @@ class AlertEngine:
             detail = f"SM clock {round(mhz)} MHz vs {round(median or 0)} MHz rack median"
             yield "straggler", (g,), float(g in slow), {"gpu": g}, detail
 
-    def _tokens_straggler_observations(
-        self, ts: int, rows: list[dict[str, Any]]
-    ) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
+    def _tokens_straggler_observations(self, ts: int, rows: list[dict[str, Any]]) -> Iterable[Observation]:
         """Busy servers whose generated tokens/s per GPU sits far below the rack's median.
 
         The clock rule cannot see a GPU that is slow at full clocks (a bad HBM stack, a throttled
@@ -305,7 +296,7 @@ class AlertEngine:
             detail = f"{rate_per_gpu:,.0f} tok/s per GPU vs {median:,.0f} rack median (on {on})"
             yield "straggler", key, float(name in slow), {"source": name}, detail
 
-    def _xid_observations(self, frame: Frame) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
+    def _xid_observations(self, frame: Frame) -> Iterable[Observation]:
         window_ms = self.rules.xid.window_s * 1000
         events = frame.table("events")
         if events.num_rows:
@@ -320,7 +311,7 @@ class AlertEngine:
             if not times and not self._states.get(("xid", (g,)), _State()).active:
                 del self._xids[g]
 
-    def _link_observations(self, frame: Frame) -> Iterable[tuple[str, Key, float, dict[str, Any], str]]:
+    def _link_observations(self, frame: Frame) -> Iterable[Observation]:
         r = self.rules
         cols = frame.table("nvlink").select(["gpu", "link", "state", *LINK_ERROR_COLUMNS]).to_pydict()
         down: dict[int, list[int]] = {}
@@ -376,35 +367,3 @@ _ANSWERED = (EndpointState.OK, EndpointState.PARTIAL)
 
 def _stale(stale: bool) -> str:
     return "not answering" if stale else "answering"
-
-
-class AlertRecorder:
-    """Records alerts in the store: a Poller sink that evaluates each rack frame, and a Source that
-    hands the events found to the next tick's frame (so they travel with the frames the store writes).
-    """
-
-    name = "alerts"
-
-    def __init__(self, rules: AlertRules | None = None) -> None:
-        """Evaluate `rules` (the defaults when None)."""
-        self.engine = AlertEngine(rules)
-        self._pending: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, frame: Frame) -> None:
-        """The sink: evaluate one merged rack frame (called in the poller's thread)."""
-        events = self.engine.evaluate(frame)
-        if events:
-            with self._lock:
-                self._pending.extend(events)
-
-    def poll(self, ts_ms: int) -> Frame:
-        """The source: the events found since the last poll, stamped `ts_ms`."""
-        with self._lock:
-            events, self._pending = self._pending, []
-        if not events:
-            return Frame(ts_ms)
-        return Frame(ts_ms, {"events": batch_from_rows("events", [{"ts": ts_ms, **e} for e in events])})
-
-    def close(self) -> None:
-        """Nothing to release."""

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from collectors.alert_recorder import AlertRecorder
 from collectors.alert_rules import AlertRules
-from collectors.alerts import AlertRecorder
 from collectors.clock import Clock
 from collectors.poller import Poller, Sink
 from collectors.source import Source

@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from collectors.alert_recorder import AlertRecorder
 from collectors.alert_rules import AlertRules
-from collectors.alerts import AlertRecorder
 from collectors.clock import SimClock
 from collectors.nvml import NvmlCollector
 from collectors.poller import Poller

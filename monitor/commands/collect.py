@@ -97,7 +97,7 @@ def record(
         duration_s: stop after this long; None runs until SIGTERM or SIGINT.
         rules: alert rules evaluated on every frame and recorded as events (the defaults when None).
     """
-    from collectors.alerts import AlertRecorder
+    from collectors.alert_recorder import AlertRecorder
     from collectors.poller import Poller
     from monitor.recording import Recording
     from storage.frame import Frame

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from tui_frames import T0_MS
 
+from collectors.alert_recorder import AlertRecorder
 from collectors.alert_rules import AlertRules
-from collectors.alerts import AlertRecorder
 from collectors.clock import SimClock
 from collectors.poller import Poller
 from collectors.rack import LINKS_PER_GPU

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from tui_frames import rack_frame
 
+from collectors.alert_recorder import AlertRecorder
 from collectors.alert_rules import AlertRule, AlertRules, Threshold
-from collectors.alerts import AlertEngine, AlertRecorder
+from collectors.alerts import AlertEngine
 from collectors.config import ConfigError, parse_config
 from collectors.poller import Poller
 from monitor.view.alerts_view import AlertTracker
