@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
@@ -16,6 +15,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from monitor.tui.commands import RackCommands
+from monitor.tui.follow import follow_head
 from monitor.tui.hangup import watch_hangup
 from monitor.tui.help_screen import HelpScreen
 from monitor.tui.messages import FrameReady, SnapshotFailed
@@ -32,16 +32,12 @@ from monitor.tui.widgets.rack_heatmap import RackHeatmap
 from monitor.tui.widgets.serving_panel import ServingPanel, ServingReady
 from monitor.tui.widgets.totals import TotalsBar
 from monitor.view.alerts_view import AlertTracker
-from monitor.view.builder import SnapshotBuilder
 from monitor.view.layout import RACK, GpuLayout
 from monitor.view.metrics import METRICS, METRICS_BY_NAME, Metric
 from monitor.view.model import RackSnapshot
 from monitor.view.problems import rack_problems
-from monitor.view.serving import ServingBuilder, ServingSnapshot
+from monitor.view.serving import ServingSnapshot
 from storage.head import Head
-
-WAIT_S = 0.25
-"""The longest the worker blocks on the head before it checks whether it was cancelled."""
 
 
 def _metric_binding(metric: Metric) -> Binding:
@@ -224,40 +220,18 @@ class RackApp(App[None]):
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="snapshot", name="follow-head")
     def _follow_head(self) -> None:
-        """Wait for new frames and build snapshots off the event loop; stops when cancelled."""
+        """Build snapshots off the event loop as frames arrive (monitor.tui.follow); stops when cancelled."""
         self.follow_stopped.clear()
         try:
-            self._follow(get_current_worker())
+            follow_head(
+                self.head,
+                get_current_worker(),
+                self.post_message,
+                layout=self.layout,
+                interval=self.interval,
+            )
         finally:
             self.follow_stopped.set()
-
-    def _follow(self, worker: Worker[None]) -> None:
-        """The worker's loop: one snapshot per new head version, at most one per interval."""
-        builder = SnapshotBuilder(layout=self.layout)
-        serving_builder = ServingBuilder()
-        seen = 0
-        last_build = float("-inf")
-        while not worker.is_cancelled:
-            version = self.head.wait_for(seen, timeout=WAIT_S)
-            if worker.is_cancelled:
-                return
-            if version == seen:
-                continue
-            # interval only caps the redraw rate; waiting on the cancel event keeps exit prompt.
-            pause = self.interval - (time.monotonic() - last_build)
-            if pause > 0 and worker.cancelled_event.wait(pause):
-                return
-            seen = self.head.version
-            last_build = time.monotonic()
-            try:
-                frames = self.head.latest(max(builder.frames_needed(), serving_builder.frames_needed()))
-                snapshot = builder.build(frames, version=seen)
-                serving = serving_builder.build(frames, snapshot)
-            except Exception as err:  # a bad frame must not end live updates
-                self.post_message(SnapshotFailed(f"{type(err).__name__}: {err}"))
-                continue
-            self.post_message(ServingReady(serving))
-            self.post_message(FrameReady(snapshot))
 
     def on_frame_ready(self, message: FrameReady) -> None:
         """Show the newest snapshot."""

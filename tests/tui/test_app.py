@@ -116,7 +116,7 @@ async def test_q_quits_and_the_worker_thread_stops(head):
         assert not app.follow_stopped.is_set()
         await pilot.press("q")
     assert app.return_code == 0
-    # The worker wakes from head.wait_for within WAIT_S and returns; 5 s only guards a hang.
+    # The worker wakes from head.wait_for within monitor.tui.follow.WAIT_S and returns; 5 s guards a hang.
     assert app.follow_stopped.wait(timeout=5)
 
 
