@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from monitor.backfill import SimFrames, backfill
-from monitor.report_html import PALETTE
+from monitor.report_charts import PALETTE
 from storage.frame import Frame, batch_from_rows
 from storage.writer import StoreWriter
 from tests.post.conftest import END_S, SEED, monitor
