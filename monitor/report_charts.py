@@ -40,6 +40,8 @@ EVENT_COLOURS = {
 }
 """Event lines on the timelines: red for a GPU gone, an XID or recording stopped, orange for a link or
 endpoint down, green for a GPU back or recording resumed; every other kind grey."""
+ONSET_COLOUR = "#7b2fbe"
+"""A suspect's onset line and label: purple, apart from every event colour."""
 LEFT, TOP, CELL_H = 46, 8, 5
 
 
@@ -152,8 +154,10 @@ def timeline(
     title: str,
     unit: str,
     events: Sequence[dict[str, Any]],
+    suspects: Sequence[dict[str, Any]] = (),
 ) -> str:
-    """One rack timeline: whole ticks joined by a line, partial ones as hollow marks (never a dip)."""
+    """One rack timeline: whole ticks joined by a line, partial ones as hollow marks (never a dip), each
+    event a dashed line and each suspect's onset (monitor.report_suspects) a solid labelled one."""
     height = 130
     parts = [f'<svg width="{axis.width}" height="{height}" role="img" aria-label="{esc(title)}">']
     parts.append(f'<text x="{LEFT}" y="12">{esc(title)} ({unit})</text>')
@@ -167,6 +171,7 @@ def timeline(
             f'<line x1="{x:.1f}" y1="{PLOT_TOP}" x2="{x:.1f}" y2="{PLOT_TOP + PLOT_H}" stroke="{colour}" '
             f'stroke-dasharray="2,2"><title>{label}</title></line>'
         )
+    parts += onset_marks(axis, suspects)
     finite = sorted((p for p in points if p[1] is not None and math.isfinite(p[1])), key=lambda p: p[0])
     if not finite:
         parts.append(f'</g><text x="{LEFT + 10}" y="60">no data in this window</text>')
@@ -194,6 +199,31 @@ def timeline(
     for v in (hi, lo):
         parts.append(f'<text x="{LEFT - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{num(v)}</text>')
     return "".join([*parts, axis.ticks(height - 8), "</svg>"])
+
+
+def onset_marks(axis: Axis, suspects: Sequence[dict[str, Any]]) -> list[str]:
+    """Each suspect's onset as a solid line named by a label at its top, inside the plot area: to the
+    line's right in the chart's left half, to its left in the right half; rows stagger so labels of
+    onsets close together do not sit on one another."""
+    out = []
+    timed = [s for s in suspects if s.get("onset_ms") is not None]
+    for i, sus in enumerate(timed):
+        x = axis.x(sus["onset_ms"])
+        when = (
+            f"at or before {sus['onset']} (the window's start)" if sus.get("onset_at_start") else sus["onset"]
+        )
+        tip = esc(f"onset of {sus['element']}: {when}")
+        right = x > (LEFT + axis.width - 10) / 2
+        text_x, anchor = (x - 3, "end") if right else (x + 3, "start")
+        y = PLOT_TOP + 12 + 12 * (i % (PLOT_H // 12 - 1))
+        out.append(
+            f'<line class="onset" x1="{x:.1f}" y1="{PLOT_TOP}" x2="{x:.1f}" y2="{PLOT_TOP + PLOT_H}" '
+            f'stroke="{ONSET_COLOUR}" stroke-width="1.5"><title>{tip}</title></line>'
+            f'<text class="onset" x="{text_x:.1f}" y="{y}" text-anchor="{anchor}" '
+            f'style="fill:{ONSET_COLOUR}">'
+            f"{esc(sus['label'])}<title>{tip}</title></text>"
+        )
+    return out
 
 
 def _whole_lines(axis: Axis, points: Sequence[Point], y: Callable[[float], float]) -> list[str]:

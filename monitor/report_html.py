@@ -20,6 +20,13 @@ from storage.rack_total import power_ticks_sql
 from storage.reader import StoreReader
 from storage.schemas import SORT_KEYS
 
+TIMELINES = (
+    ("tokens", "Generated tokens/s", "tok/s"),
+    ("power", "Rack GPU power", "kW"),
+    ("nvlink", "NVLink traffic (TX+RX)", "TB/s"),
+    ("errors", "NVLink errors", "per s"),
+)
+"""The rack timelines, top to bottom: (series key, title, unit)."""
 CSS = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222;max-width:1100px}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}
@@ -151,17 +158,19 @@ def render_report(reader: StoreReader, window: Window, *, title: str = "rack") -
         "ORDER BY ts LIMIT 500"
     ).to_pylist()
     first, last = _data_range(reader, window)
-    # The time axis spans the events drawn too: one recorded before the first sample or after the
-    # last (a collector stopping) would otherwise be a marker outside its chart.
-    axis = Axis(min([first, *(e["ms"] for e in events)]), max([last, *(e["ms"] for e in events)]))
+    # The time axis spans the events and suspects' onsets drawn too: one recorded before the first
+    # sample or after the last (a collector stopping; a link's onset, from the nvlink table) would
+    # otherwise be a marker outside its chart.
+    marked = [e["ms"] for e in events] + [
+        s["onset_ms"] for s in summary["suspects"] if s["onset_ms"] is not None
+    ]
+    axis = Axis(min([first, *marked]), max([last, *marked]))
     series = _series(reader, window, axis)
     body = [f"<h1>rack-monitor report: {esc(title)}</h1>"]
     body.append(_summary_html(summary))
     body.append("<h2>Rack timelines</h2>")
-    body.append(timeline(axis, series["tokens"], "Generated tokens/s", "tok/s", events))
-    body.append(timeline(axis, series["power"], "Rack GPU power", "kW", events))
-    body.append(timeline(axis, series["nvlink"], "NVLink traffic (TX+RX)", "TB/s", events))
-    body.append(timeline(axis, series["errors"], "NVLink errors", "per s", events))
+    for key, name, unit in TIMELINES:
+        body.append(timeline(axis, series[key], name, unit, events, summary["suspects"]))
     body.append("<h2>Per GPU over time</h2>")
     for expr, name, unit in HEATMAPS:
         body.append(heatmap(reader, window, axis, expr, name, unit))
