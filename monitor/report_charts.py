@@ -42,6 +42,11 @@ EVENT_COLOURS = {
 endpoint down, green for a GPU back or recording resumed; every other kind grey."""
 ONSET_COLOUR = "#7b2fbe"
 """A suspect's onset line and label: purple, apart from every event colour."""
+FLAT_SPREAD = 0.5
+"""A heatmap whose values span less than this (in its unit) is flat: its legend would read 'v .. v'."""
+FLAT_COLOUR = "#8a8f98"
+"""A flat map's one colour: a neutral grey-blue, neither end of the palette (its lowest reads as 'low')
+and darker than the light grey of missing cells."""
 LEFT, TOP, CELL_H = 46, 8, 5
 
 
@@ -95,9 +100,12 @@ def _cell(first: int, end: int, cell_w: float, axis: Axis, y: int, colour: str) 
 
 
 def _colour(value: float | None, lo: float, hi: float) -> str:
+    """A cell's colour: grey where missing, FLAT_COLOUR for every cell of a flat map, else the palette's."""
     if value is None or not math.isfinite(value):
         return "#ccc"
-    share = 0.0 if hi <= lo else (value - lo) / (hi - lo)
+    if hi - lo < FLAT_SPREAD:
+        return FLAT_COLOUR
+    share = (value - lo) / (hi - lo)
     return PALETTE[min(len(PALETTE) - 1, max(0, int(share * len(PALETTE))))]
 
 
@@ -132,15 +140,27 @@ def heatmap(reader: StoreReader, window: Window, axis: Axis, expr: str, title: s
         y = TOP + (tray - 1) * GPUS_PER_TRAY * CELL_H + 2 * CELL_H + 4
         parts.append(f'<text x="4" y="{y}">T{tray:02d}</text>')
     parts.append(axis.ticks(TOP + GPUS * CELL_H + 14))
+    parts.append(f'<text x="{LEFT}" y="{height - 5}">{title} ({unit})</text>')
+    parts += _legend(lo, hi, unit, height)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _legend(lo: float, hi: float, unit: str, height: int) -> list[str]:
+    """The palette from lo to hi; a flat map's one swatch and 'all 2070 MHz' instead."""
+    if hi - lo < FLAT_SPREAD:
+        return [
+            f'<rect x="{LEFT + 200}" y="{height - 14}" width="14" height="10" fill="{FLAT_COLOUR}"/>',
+            f'<text x="{LEFT + 218}" y="{height - 5}">all {lo:.0f} {unit}</text>',
+        ]
+    parts = []
     for i, colour in enumerate(PALETTE):
         parts.append(
             f'<rect x="{LEFT + 200 + i * 14}" y="{height - 14}" width="14" height="10" fill="{colour}"/>'
         )
-    parts.append(f'<text x="{LEFT}" y="{height - 5}">{title} ({unit})</text>')
     parts.append(f'<text x="{LEFT + 200 - 4}" y="{height - 5}" text-anchor="end">{lo:.0f}</text>')
     parts.append(f'<text x="{LEFT + 204 + len(PALETTE) * 14}" y="{height - 5}">{hi:.0f}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    return parts
 
 
 Point = tuple[float, float, str | None]
