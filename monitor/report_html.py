@@ -1,7 +1,8 @@
 """report.html: one self-contained page (inline SVG and CSS, no script, no network) summarising a window.
 
 Per-GPU heatmaps over time for the main metrics, rack timelines (tokens/s, power, NVLink traffic and
-errors) with events as markers on the time axis, and the summary `monitor report` prints.
+errors) with events and each suspect's onset as markers on the time axis, and the summary `monitor
+report` prints. The charts themselves are drawn by monitor.report_charts.
 """
 
 from __future__ import annotations
