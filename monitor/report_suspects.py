@@ -11,13 +11,17 @@ the suspect's rate (per collection step, through the reader's one counter rule),
 A lost GPU's onset is its first LOST sample. A link's is the first error growth of the first window in
 which the live alert rule (collectors.alert_rules link_errors: counters grew in `on` samples within
 `window_s`) would fire, or its first sample in state inactive, whichever is earlier.
+
+An onset found at the first point its series has in the window (a GPU's first sample, the first
+tokens/s step, a link's first sample that can show growth) is `at_start`: the fault began at or before
+the window's start, and the report says so rather than give the window's edge as the time it began.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from collectors.alert_rules import AlertRules
 from collectors.rack import GPUS_PER_TRAY, gpu_label
@@ -49,17 +53,26 @@ Flags = dict[int, list[tuple[str, str]]]
 """Per GPU, its evidences as (kind, text)."""
 
 
-def first_run(points: Iterable[tuple[int, bool]], run: int = RUN) -> int | None:
-    """The time of the first of `run` consecutive True samples (points oldest first), else None."""
-    start, count = None, 0
+class Onset(NamedTuple):
+    """When an evidence began (epoch ms), and whether that is its series' first point in the window."""
+
+    ms: int
+    at_start: bool
+
+
+def first_run(points: Iterable[tuple[int, bool]], run: int = RUN) -> Onset | None:
+    """The first of `run` consecutive True samples (points oldest first), else None; at_start when that
+    run starts at the very first point (the evidence was already there when the series began)."""
+    start, count, first = None, 0, None
     for t, past in points:
+        first = t if first is None else first
         if not past:
             start, count = None, 0
             continue
         start = t if start is None else start
         count += 1
         if count >= run:
-            return start
+            return Onset(start, start == first)
     return None
 
 
@@ -76,8 +89,8 @@ def _past(value: float | None, line: Line) -> bool:
 
 def gpu_onsets(
     reader: StoreReader, window: Window, lines: Mapping[int, Mapping[str, Line]], slowdown_mask: int
-) -> dict[int, dict[str, int]]:
-    """Per GPU, the onset (epoch ms) of each of its evidences: 'clock', 'temp', 'slowdown', 'lost'.
+) -> dict[int, dict[str, Onset]]:
+    """Per GPU, the onset of each of its evidences: 'clock', 'temp', 'slowdown', 'lost'.
 
     Args:
         lines: per GPU, the line of its 'clock' and 'temp' evidence (others need none).
@@ -95,9 +108,9 @@ def gpu_onsets(
     per_gpu: dict[int, list[dict[str, Any]]] = {}
     for r in rows:
         per_gpu.setdefault(r["gpu"], []).append(r)
-    out: dict[int, dict[str, int]] = {}
+    out: dict[int, dict[str, Onset]] = {}
     for g, samples in per_gpu.items():
-        found: dict[str, int | None] = {
+        found: dict[str, Onset | None] = {
             kind: first_run((r["t"], _past(r[kind], line)) for r in samples)
             for kind, line in lines[g].items()
         }
@@ -109,7 +122,7 @@ def gpu_onsets(
 
 def tokens_onsets(
     reader: StoreReader, window: Window, placement: Mapping[str, list[int]], lines: Mapping[int, float]
-) -> dict[int, int]:
+) -> dict[int, Onset]:
     """Per GPU, when its share of its servers' generated tokens/s fell below its line (epoch ms).
 
     The share is taken per step as monitor.report takes it over the window: each server's rate (the
@@ -143,8 +156,10 @@ def link_faults(reader: StoreReader, window: Window, rules: AlertRules | None = 
     """Links whose error counters climbed (the live link_errors rule) or that went down, each with its onset.
 
     Returns:
-        Dicts with gpu, link, label ('T13.G4 link 7'), onset_ms, down_ms (first inactive sample or
-        None) and errors (each error counter's increase over the window), by onset.
+        Dicts with gpu, link, label ('T13.G4 link 7'), onset_ms, at_start (the onset is the link's
+        first sample in the window that could show it: growth needs a sample before it, down does not),
+        down_ms (first inactive sample or None) and errors (each error counter's increase over the
+        window), by onset.
     """
     rule = (rules or AlertRules()).link_errors
     rel = reader.relation("nvlink", window.since_ms, window.until_ms)
@@ -153,7 +168,8 @@ def link_faults(reader: StoreReader, window: Window, rules: AlertRules | None = 
     span = f"INTERVAL {int(rule.window_s * 1000)} MILLISECONDS"
     rows = reader.sql(
         f"""WITH lagged AS (
-                SELECT gpu, link, ts, state, {", ".join(_q(c) for c in LINK_ERRORS)}, {lags} FROM {rel}
+                SELECT gpu, link, ts, state, {", ".join(_q(c) for c in LINK_ERRORS)}, {lags},
+                    lag(ts) OVER w AS ts_prev FROM {rel}
                 WINDOW w AS (PARTITION BY gpu, link ORDER BY ts)),
             growth AS (SELECT gpu, link, ts FROM lagged WHERE ({grew}) > 0),
             counted AS (
@@ -163,8 +179,11 @@ def link_faults(reader: StoreReader, window: Window, rules: AlertRules | None = 
             fired AS (SELECT gpu, link, epoch_ms(arg_min(began, ts)) AS began FROM counted
                 WHERE n >= {int(rule.on)} GROUP BY gpu, link),
             down AS (SELECT gpu, link, epoch_ms(min(ts)) AS down FROM {rel}
-                WHERE state = {NVLINK_INACTIVE} GROUP BY gpu, link)
-        SELECT gpu, link, fired.began, down.down FROM fired FULL JOIN down USING (gpu, link)
+                WHERE state = {NVLINK_INACTIVE} GROUP BY gpu, link),
+            firsts AS (SELECT gpu, link, epoch_ms(min(ts)) AS first,
+                epoch_ms(min(ts) FILTER (WHERE ts_prev IS NOT NULL)) AS second FROM lagged GROUP BY gpu, link)
+        SELECT gpu, link, fired.began, down.down, firsts.first, firsts.second
+        FROM fired FULL JOIN down USING (gpu, link) JOIN firsts USING (gpu, link)
         ORDER BY gpu, link"""
     ).to_pylist()
     if not rows:
@@ -177,12 +196,18 @@ def link_faults(reader: StoreReader, window: Window, rules: AlertRules | None = 
     for r in rows:
         began = [t for t in (r["began"], r["down"]) if t is not None]
         errors = increases.get((r["gpu"], r["link"]), {})
+        at_start = (r["began"] is not None and r["began"] == r["second"]) or (
+            r["down"] is not None and r["down"] == r["first"]
+        )
+        if at_start:  # already growing or down at the window's first sample: that is its onset
+            began = [r["first"]]
         out.append(
             {
                 "gpu": r["gpu"],
                 "link": r["link"],
                 "label": f"{gpu_label(r['gpu'])} link {r['link']}",
                 "onset_ms": min(began),
+                "at_start": at_start,
                 "down_ms": r["down"],
                 "errors": {c: errors.get(c) or 0.0 for c in LINK_ERRORS},
             }
@@ -193,6 +218,11 @@ def link_faults(reader: StoreReader, window: Window, rules: AlertRules | None = 
 def _clock(ms: int | None) -> str:
     """'15:04:21Z' (the window's day is in the report's title)."""
     return "" if ms is None else iso(ms)[11:]
+
+
+def _from(ms: int, at_start: bool) -> str:
+    """'from 15:04:21Z', or 'from 15:00:00Z (the window's start) or before' when it was there already."""
+    return f"from {_clock(ms)} (the window's start) or before" if at_start else f"from {_clock(ms)}"
 
 
 def _flag_gpus(
@@ -280,7 +310,7 @@ def suspects(
             continue
         for g in sorted(gpus):
             mine = [(text, t) for h, _, text, t in found if h == g]
-            evidence = "; ".join(text + (f" (from {_clock(t)})" if t is not None else "") for text, t in mine)
+            evidence = "; ".join(text + (f" ({_from(*t)})" if t is not None else "") for text, t in mine)
             out.append(
                 _suspect(
                     {"kind": "gpu", "gpu": g, "tray": tray, "label": gpu_label(g)},
@@ -293,13 +323,19 @@ def suspects(
     return sorted(out, key=lambda s: (s["onset"] is None, s["onset"] or ""))
 
 
-def _suspect(base: Summary, element: str, evidence: str, onsets: list[tuple[str, int | None]]) -> Summary:
-    """A suspect's dict: its element, evidence and earliest onset (and which evidence began first)."""
-    known = [(t, what) for what, t in onsets if t is not None]
+def _suspect(base: Summary, element: str, evidence: str, onsets: list[tuple[str, Onset | None]]) -> Summary:
+    """A suspect's dict: its element, evidence and earliest onset (and which evidence began first).
+
+    onset_at_start: some evidence was there from its first sample, so the suspect began at or before
+    the window's start (its onset is then that start, not the time it began).
+    """
+    known = [(t.ms, what) for what, t in onsets if t is not None]
     first = min(known) if known else None
     return base | {
         "element": element,
         "onset": iso(first[0]) if first else None,
+        "onset_ms": first[0] if first else None,
+        "onset_at_start": any(t.at_start for _, t in onsets if t is not None),
         "onset_of": first[1] if first else None,
         "evidence": evidence,
     }
@@ -308,7 +344,7 @@ def _suspect(base: Summary, element: str, evidence: str, onsets: list[tuple[str,
 def _link_suspect(link: Summary) -> Summary:
     errors = link["errors"]
     parts = [f"{errors[c]:,.0f} {names[errors[c] != 1]}" for c, names in ERROR_NAMES.items() if errors.get(c)]
-    grew = f"errors climbing from {_clock(link['onset_ms'])}: {', '.join(parts)}" if parts else ""
+    grew = f"errors climbing {_from(link['onset_ms'], link['at_start'])}: {', '.join(parts)}" if parts else ""
     down = f"down from {_clock(link['down_ms'])}" if link["down_ms"] is not None else ""
     return {
         "kind": "link",
@@ -318,6 +354,8 @@ def _link_suspect(link: Summary) -> Summary:
         "label": link["label"],
         "element": link["label"],
         "onset": iso(link["onset_ms"]),
+        "onset_ms": link["onset_ms"],
+        "onset_at_start": link["at_start"],
         "onset_of": "link down" if link["onset_ms"] == link["down_ms"] else "link errors",
         "evidence": "; ".join(p for p in (grew, down) if p),
     }

@@ -53,11 +53,16 @@ def _data_line(data: Summary) -> str:
 
 
 def _suspect_line(sus: Summary) -> str:
-    """'- T13.G4 link 7 (GPU 51), onset 2025-06-15T15:04:21Z (link errors): evidence'."""
+    """'- T13.G4 link 7 (GPU 51), onset 2025-06-15T15:04:21Z (link errors): evidence'.
+
+    A suspect already there at the window's first sample: 'onset at or before <that> (the window's start)'.
+    """
     what = sus.get("element") or sus["label"]
     if sus["kind"] != "tray":
         what += f" (GPU {sus['gpu']})"
-    if sus.get("onset"):
+    if sus.get("onset") and sus.get("onset_at_start"):
+        what += f", onset at or before {sus['onset']} (the window's start)"
+    elif sus.get("onset"):
         what += f", onset {sus['onset']}"
         if sus["kind"] == "tray" and sus.get("onset_of"):
             what += f" ({sus['onset_of']})"

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 
+from collectors.rack import GPUS
 from collectors.robust import robust_high, robust_low
+from collectors.sim.gpu import MAX_SM_MHZ
 from collectors.sim.rack import SimRack
 from monitor.export import export
 from monitor.report import summarize
+from monitor.report_charts import PALETTE
+from monitor.report_html import render_report
 from monitor.timespec import Window
 from storage.reader import StoreReader
-from tests.post.conftest import SEED, monitor, one_line_error
+from tests.post.conftest import END_S, SEED, monitor, one_line_error
 
 SINCE, UNTIL = "2025-06-15T14:00:00Z", "2025-06-15T16:00:00Z"
 WINDOW = Window(1_749_996_000_000, 1_750_003_200_000)
@@ -121,3 +126,26 @@ def test_robust_outliers() -> None:
     flat = dict.fromkeys(range(8), 70.0) | {3: 80.0}
     assert set(robust_high(flat)) == {3}  # MAD 0: the 5 % gap alone decides
     assert robust_low({1: 1.0, 2: 100.0}) == {}  # two values have no peers to judge by
+
+
+def _heatmap_svg(page: str, name: str) -> str:
+    found = re.search(rf'<svg [^>]*aria-label="{name} per GPU">.*?</svg>', page)
+    assert found, name
+    return found.group(0)
+
+
+def test_a_flat_heatmap_is_one_neutral_colour_and_says_its_one_value(steady: Path) -> None:
+    """After warm-up every simulated GPU of a steady rack runs at its top SM clock (collectors.sim.gpu's
+    MAX_SM_MHZ), so the SM clock map is flat: painted neither as 'low' nor 'high', its legend the value."""
+    with StoreReader(steady) as reader:
+        page = render_report(reader, Window((END_S - 60) * 1000, END_S * 1000))
+    clock = _heatmap_svg(page, "SM clock")
+    cells = re.findall(r'<rect x="[^"]*" y="[^"]*" width="[^"]*" height="5" fill="(#[0-9a-f]+)"/>', clock)
+    assert len(cells) >= GPUS and len(set(cells)) == 1, set(cells)
+    swatches = re.findall(r'height="10" fill="(#[0-9a-f]+)"', clock)
+    assert swatches == cells[:1] and cells[0] not in (*PALETTE, "#ccc")
+    assert f">all {MAX_SM_MHZ} MHz</text>" in clock
+    # A map that varies keeps the palette and its range.
+    power = _heatmap_svg(page, "Power")
+    assert re.findall(r'height="10" fill="(#[0-9a-f]+)"', power) == list(PALETTE)
+    assert ">all " not in power

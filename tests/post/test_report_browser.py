@@ -3,9 +3,9 @@
 The stores are the simulator's, written by the real backfill; report.html comes from the real `monitor
 export` in a subprocess. Chromium then (a) renders the page to a PNG, decoded here with zlib alone, and
 (b) lays the page out and measures every chart as drawn: each mark (line, point, event line, heatmap
-cell) must lie inside its chart's plot area and be visible, and every label inside its chart. The
-stores hold what strains a chart: a lost GPU, a counter reset, an error spike, a hole in the data, one
-sample, two samples.
+cell, a suspect's onset line and label) must lie inside its chart's plot area and be visible, and every
+label inside its chart. The stores hold what strains a chart: a lost GPU, a counter reset, an error
+spike, a hole in the data, one sample, two samples.
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ from typing import Any
 
 import pytest
 
+from collectors.rack import gpu_label
+from collectors.sim.rack import SimRack
 from monitor.backfill import SimFrames, backfill
-from monitor.report_html import PALETTE
+from monitor.report_charts import PALETTE
+from monitor.timespec import iso
 from storage.frame import Frame, batch_from_rows
 from storage.writer import StoreWriter
 from tests.post.conftest import END_S, SEED, monitor
@@ -48,6 +51,15 @@ CASES = {
     "one-sample": ("steady", 1),
     "two-samples": ("steady", 2),
 }
+ONSET = iso((END_S - 119 + 60) * 1000)
+"""The faults' onset: each store's first tick (120 ticks at 1 s ending at END_S) plus the scenario's
+fault_at (60 s, collectors.sim.scenarios)."""
+_LOST, _FLAP = SimRack(SEED, "gpu-lost").scenario.fault, SimRack(SEED, "nvlink-flap").scenario.fault
+ONSETS = {
+    "gpu-lost": [f"onset of {gpu_label(_LOST.gpu)}: {ONSET}"],
+    "nvlink-flap": [f"onset of {gpu_label(_FLAP.gpu)} link {_FLAP.link}: {ONSET}"],
+}
+"""Each case's suspects' onset marks, as their tooltips read: from the simulator's fault schedule."""
 TIMELINES = ("Generated tokens/s", "Rack GPU power", "NVLink traffic (TX+RX)", "NVLink errors")
 MEASURE_JS = """(() => {
   const box = (r) => ({left: r.left, top: r.top, right: r.right, bottom: r.bottom});
@@ -57,6 +69,7 @@ MEASURE_JS = """(() => {
     plots: [...svg.querySelectorAll("rect.plot")].map((p) => box(p.getBoundingClientRect())),
     marks: [...svg.querySelectorAll("g.marks > :not(title)")].map((m) => ({
       tag: m.tagName,
+      cls: m.getAttribute("class") || "",
       vertices: m.points ? m.points.numberOfItems : 1,
       box: box(m.getBoundingClientRect()),
       what: (m.querySelector("title") || m.parentNode.querySelector("title") || {}).textContent || "",
@@ -183,7 +196,8 @@ def test_every_chart_point_lies_inside_its_plot_area(
     case: str, pages: dict[str, Path], tmp_path: Path
 ) -> None:
     marks = check_charts(measure(pages[case], tmp_path))
-    points = {name: sum(m["vertices"] for m in marks[name] if m["tag"] != "line") for name in TIMELINES}
+    drawn = ("polyline", "circle")
+    points = {name: sum(m["vertices"] for m in marks[name] if m["tag"] in drawn) for name in TIMELINES}
     if case == "one-sample":
         # One tick: no counter has a rate yet; power has its one point, drawn as a dot.
         assert points == dict.fromkeys(TIMELINES, 0) | {"Rack GPU power": 1}
@@ -191,7 +205,7 @@ def test_every_chart_point_lies_inside_its_plot_area(
         assert all(1 <= n <= 2 for n in points.values()), points
     else:
         assert all(n >= 60 for n in points.values()), points  # 120 steps over 2-3 minutes
-    events = {m["what"].split()[1] for m in marks["Rack GPU power"] if m["tag"] == "line"}
+    events = {m["what"].split()[1] for m in marks["Rack GPU power"] if m["tag"] == "line" and not m["cls"]}
     if case == "gpu-lost":  # the fault, and the recording stopping 20 s after the last sample
         assert events == {"xid", "gpu_lost", "recording_stopped"}, events
     if case == "nvlink-flap":
@@ -202,6 +216,9 @@ def test_every_chart_point_lies_inside_its_plot_area(
             lines = [m for m in marks[name] if m["tag"] == "polyline"]
             assert len(lines) == 2, (name, [m["box"] for m in lines])
             assert lines[0]["box"]["right"] < lines[1]["box"]["left"]
+    for name in TIMELINES:  # each suspect's onset: a line and its label, both inside the plot area
+        onsets = {(m["tag"], m["what"]) for m in marks[name] if m["cls"] == "onset"}
+        assert onsets == {(tag, what) for tag in ("line", "text") for what in ONSETS.get(case, [])}, onsets
     for heat in ("Power per GPU", "GPU temperature per GPU"):
         assert {m["what"] for m in marks[heat]} >= {"T01.G1", "T18.G4"}, heat
 

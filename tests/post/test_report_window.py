@@ -160,3 +160,36 @@ def test_export_takes_its_window_as_report_does(straggler: Path, tmp_path: Path)
     assert done.returncode == 0, done.stderr
     held = report_json(whole)["data"]
     assert (held["first"], held["last"]) == (iso(first_tick_s(300) * 1000), END)
+
+
+@pytest.mark.parametrize(("name", "seconds"), [("straggler", 300), ("gpu_lost", 150)])
+def test_a_fault_already_there_at_the_windows_start_says_so(name: str, seconds: int, request) -> None:
+    """A window that opens inside the fault: its onset is 'at or before' the window's first sample."""
+    store: Path = request.getfixturevalue(name)
+    sim = scenario(name.replace("_", "-"))
+    began_s = first_tick_s(seconds) + sim.fault_at
+    since = iso(round(began_s + 20) * 1000)  # 20 s into the fault: the window's first tick
+    summary = report_json(store, "--since", since, "--until", END)
+    [suspect] = summary["suspects"]
+    assert (suspect["kind"], suspect["gpu"]) == ("gpu", sim.fault.gpu)
+    assert (suspect["onset"], suspect["onset_at_start"]) == (since, True)
+    text = monitor("report", "--store", str(store), "--since", since, "--until", END).stdout
+    gpu = f"{gpu_label(sim.fault.gpu)} (GPU {sim.fault.gpu})"
+    assert f"  {gpu}, onset at or before {since} (the window's start): " in text
+    with StoreReader(store) as reader:
+        window = Window(round(began_s + 20) * 1000, END_S * 1000)
+        page = render_report(reader, window)
+    assert f"onset at or before {since} (the window&#x27;s start)" in page
+    # The same store from before the fault: its onset is the time it began, not the window's edge.
+    [whole] = report_json(store)["suspects"]
+    assert (whole["onset"], whole["onset_at_start"]) == (iso(round(began_s) * 1000), False)
+
+
+def test_a_link_already_flapping_at_the_windows_start_says_so(nvlink_flap: Path) -> None:
+    sim = scenario("nvlink-flap")
+    flap = first_tick_s(200) + sim.fault_at
+    since = iso(round(flap + 10) * 1000)  # 10 s into the flap: errors grew before the window
+    [suspect] = report_json(nvlink_flap, "--since", since, "--until", END)["suspects"]
+    assert (suspect["kind"], suspect["gpu"], suspect["link"]) == ("link", sim.fault.gpu, sim.fault.link)
+    assert (suspect["onset"], suspect["onset_at_start"]) == (since, True)
+    assert f"errors climbing from {since[11:]} (the window's start) or before" in suspect["evidence"]
