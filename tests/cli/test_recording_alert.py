@@ -6,8 +6,6 @@ real Poller into a real store on a real (small) tmpfs, shown by the real app und
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 from collectors.clock import SimClock
@@ -21,18 +19,9 @@ from storage.head import Head
 from storage.reader import StoreReader
 from storage.schemas import EventKind
 from tests.mounts import fill, tmpfs
+from tests.pilot_wait import until
 
 T0_S = 1_767_268_800.0
-
-
-async def until(pilot, done: Callable[[], bool], what: str) -> None:
-    """Wait (bounded, not timed) until `done()`; the snapshot is built in a worker thread."""
-    for _ in range(3000):
-        await pilot.pause()
-        if done():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never: {what}")
 
 
 def bar_text(app) -> str:

@@ -9,19 +9,19 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from aiohttp import web
 
 from collectors.agent_server import page_response
 from collectors.mappings import frame_to_agent_page
+from tests.loopback import LoopbackServer
 from tests.scrape.pagegen import agent_gpus, tray_frame
 
 PAGES = Path(__file__).resolve().parents[1] / "data" / "pages"
-T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -31,7 +31,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class PageServer:
+class PageServer(LoopbackServer):
     """Serves golden, generated and broken pages on 127.0.0.1 from a background loop.
 
     Routes: /vllm /sglang /trtllm /dcgm (golden pages), /agent (tray 3's agent page, advancing one
@@ -42,12 +42,10 @@ class PageServer:
     """
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        super().__init__()
         self.up = True
         self.agent_tick = 0
         self.released = asyncio.Event()
-        self.port = 0
         self.peers: list[Any] = []
         self.encodings: list[str | None] = []
         self.gate = asyncio.Event()
@@ -55,21 +53,11 @@ class PageServer:
         self.gated_expected = 0
         self.gated_arrived = threading.Event()
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def start(self) -> None:
-        self.thread.start()
-        self.run(self._start())
-
-    async def _start(self) -> None:
+    def routes(self, app: web.Application) -> None:
+        """Every route of the class docstring; the gate and the release events made on the server's loop."""
         self.released = asyncio.Event()
         self.gate = asyncio.Event()
         self.gate.set()
-        app = web.Application()
         for name in ("vllm", "sglang", "trtllm", "dcgm"):
             app.router.add_get(f"/{name}", self._golden(name))
         for path, handler in (
@@ -84,17 +72,11 @@ class PageServer:
             ("/gated", self._gated),
         ):
             app.router.add_get(path, handler)
-        self.runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self.runner.addresses[0][1]
 
     def stop(self) -> None:
+        """Release the hung handlers first, so the server's cleanup does not wait on them."""
         self.loop.call_soon_threadsafe(self.released.set)
-        self.run(self.runner.cleanup())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        super().stop()
 
     def _golden(self, name: str) -> Any:
         body = (PAGES / f"{name}.txt").read_bytes()

@@ -8,9 +8,7 @@ which rows landed in every tick.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from collectors.scrape import ScrapeSource
 from storage.frame import Frame
 from storage.head import Head
 from storage.schemas import EndpointState, EventKind, GpuState
+from tests.loopback import LoopbackServer
 from tests.net.conftest import PageServer
 from tests.net.sim_child import sim_in_child
 from tests.scrape.pagegen import agent_gpus, tray_frame
@@ -51,35 +50,18 @@ def bad_page() -> bytes:
     return "".join(lines).encode()
 
 
-class OnePage:
-    """Serves one fixed body on 127.0.0.1 from its own loop thread."""
+class OnePage(LoopbackServer):
+    """Serves one fixed body at /metrics on 127.0.0.1."""
 
     def __init__(self, body: bytes) -> None:
+        super().__init__()
         self.body = body
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.url = ""
 
-    def __enter__(self) -> OnePage:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(30)
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/metrics", self._page)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/metrics"
 
     async def _page(self, _request: web.Request) -> web.Response:
         return web.Response(body=self.body, content_type="text/plain")
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 @pytest.fixture
@@ -88,7 +70,9 @@ def rack_with_a_bad_tray(tmp_path: Path) -> Iterator[tuple[ScrapeSource, set[int
     good GPUs, the servers)."""
     with sim_in_child(tmp_path) as path, OnePage(bad_page()) as bad:
         config = load_config(path)
-        trays = [dataclasses.replace(t, url=bad.url) if t.tray == BAD_TRAY else t for t in config.trays]
+        trays = [
+            dataclasses.replace(t, url=bad.url("metrics")) if t.tray == BAD_TRAY else t for t in config.trays
+        ]
         assert len(trays) + len(config.servers) == 90
         good_gpus = {4 * (t.tray - 1) + g for t in trays if t.tray != BAD_TRAY for g in range(4)}
         # A generous timeout: on a loaded 2-core host (the whole suite beside other work) the sim

@@ -10,14 +10,11 @@ new or vanished series the pages hold.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -26,6 +23,7 @@ from collectors.scrape import ScrapeSource
 from storage.reader import StoreReader
 from storage.schemas import EndpointState
 from storage.writer import StoreWriter
+from tests.loopback import LoopbackServer
 
 T0 = 1_790_000_000_000
 NAN = math.nan
@@ -33,40 +31,16 @@ Engines = dict[str, dict[str, float]]
 """One page's figures: engine label -> {"gen": counter, "running": gauge, ...}; NaN or absent allowed."""
 
 
-class SequenceServer:
+class SequenceServer(LoopbackServer):
     """Serves, per path, a list of page texts on 127.0.0.1: request k gets page k (then the last)."""
 
     def __init__(self, pages: dict[str, Sequence[str]]) -> None:
+        super().__init__()
         self.pages = pages
         self.served = dict.fromkeys(pages, 0)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.port = 0
 
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path}"
-
-    def __enter__(self) -> SequenceServer:
-        self.thread.start()
-        self.run(self._start())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.run(self.runner.cleanup())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/{path}", self._page)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self.runner.addresses[0][1]
 
     async def _page(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]

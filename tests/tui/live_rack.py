@@ -8,7 +8,6 @@ fraction of a second of real time. `truth` keeps what the simulator itself put o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from tui_frames import T0_MS
 
@@ -20,6 +19,7 @@ from collectors.rack import LINKS_PER_GPU
 from collectors.sim import SimRack
 from collectors.sim.frames import SimRackFrames
 from storage.head import Head
+from tests.pilot_wait import until
 
 T0_S = T0_MS / 1000
 FAULT_AT_S = 2.0
@@ -64,16 +64,6 @@ class LiveRack:
     def stop(self) -> None:
         """Stop the poller's threads."""
         self.poller.stop()
-
-
-async def until(pilot, done: Callable[[], bool], what: str) -> None:
-    """Wait (bounded, not timed) until `done()`; the snapshot is built in a worker thread."""
-    for _ in range(3000):
-        await pilot.pause()
-        if done():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never: {what}")
 
 
 __all__ = ["FAULT_AT_S", "LiveRack", "until"]
