@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -45,18 +46,36 @@ def start(host: str | None, *args: str) -> subprocess.Popen[str]:
 
 
 def record_until_sigterm(host: str, root: Path, *extra: str) -> str:
-    """Run `collect --nvml` until its first frame is in, then SIGTERM it; its stderr (exit 0 asserted)."""
+    """Run `collect --nvml` until its first frame is in, then SIGTERM it; its stderr (exit 0 asserted).
+
+    stderr is read on a thread so that a recorder that never logs its first frame, or never stops on
+    SIGTERM, fails this test with its log (and is killed) instead of hanging the suite.
+    """
     proc = start(host, "collect", "--nvml", "--store", str(root), "--flush", "1h", *extra)
     assert proc.stderr is not None
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "first frame" in line:
-            break
-    proc.send_signal(signal.SIGTERM)
-    rest = proc.stderr.read()
-    assert proc.wait(timeout=60) == 0, "".join(seen) + rest
-    return "".join(seen) + rest
+    lines: list[str] = []
+    first = threading.Event()
+
+    def read_stderr() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if "first frame" in line:
+                first.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        assert first.wait(120), "no first frame in 120 s:\n" + "".join(lines)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(30)
+    log = "".join(lines)
+    assert code == 0, log
+    return log
 
 
 def test_hgx_host_is_recorded_by_nvml_index_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
