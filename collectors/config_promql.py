@@ -1,4 +1,4 @@
-"""The rack config's [promql] table: read the rack from a Prometheus-compatible query API instead of its pages.
+"""The rack config's [promql] table: read the rack from a Prometheus-compatible query API, not its pages.
 
     [promql]
     url = "http://prometheus:9090"    # the query API's base URL (VictoriaMetrics: http://vm:8428)

@@ -1,4 +1,4 @@
-"""A Prometheus-compatible query API's raw samples: one instant query of a range selector, bounded in time and bytes.
+"""Raw samples from a Prometheus-compatible query API: one instant query of a range selector, bounded.
 
 `GET /api/v1/query?query={…}[w]&time=t` answers a `matrix` of every selected series' stored samples in the w
 before t, each with its own timestamp (prometheus.io/docs/prometheus/latest/querying/api/#instant-queries,
@@ -59,7 +59,7 @@ def read_token(path: Path | None) -> str | None:
 
 
 class QueryApi:
-    """The query API at `base_url`; `raw(expr, end_ms, window_ms)` runs one instant query of `expr[window]`."""
+    """The query API at `base_url`; `raw(expr, end_ms, window_ms)`: one instant query of `expr[window]`."""
 
     def __init__(self, base_url: str, *, timeout_s: float, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")

@@ -80,7 +80,7 @@ class RackSeries:
         server = labels.get(self.server_label)
         return ("server", server) if server in self.servers else None
 
-    def keys(self) -> list[PageKey]:
+    def endpoint_keys(self) -> list[PageKey]:
         """Every endpoint with at least one series."""
         return sorted(self._pages)
 

@@ -1,4 +1,4 @@
-"""The PromQL source: a rack read from a Prometheus-compatible query API (Prometheus, VictoriaMetrics, Mimir, Thanos).
+"""The PromQL source: a rack read from a Prometheus-compatible query API (Prometheus, VictoriaMetrics…).
 
 One query a tick: every series of the rack (the GPU metrics the tray mapper reads, by exact name, and every
 inference engine's metrics, by prefix) under the config's label matchers, as raw samples of the last
@@ -140,7 +140,7 @@ class PromQLSource:
     # -- ticks -------------------------------------------------------------------------------------
 
     def poll(self, ts_ms: int) -> Frame:
-        """One query for the tick's samples, mapped as the tick's pages; never raises for the backend's fault."""
+        """One query for the tick's samples, mapped as its pages; never raises for the backend's fault."""
         answer = self.api.raw(self.expr, ts_ms, self.lookback_ms)
         self.queries += 1
         self.last_answer = answer
@@ -152,7 +152,7 @@ class PromQLSource:
             return [self._backend_failed(ts, answer.error) for ts in ticks]
         rack = RackSeries(self._hostname_label, self._server_label, frozenset(self._server_keys()))
         rack.add(answer.series)
-        for key in rack.keys():
+        for key in rack.endpoint_keys():
             self._endpoint(key)
         return [self._tick(ts, rack.pages_at(ts, self.lookback_ms), answer.latency_s) for ts in ticks]
 
