@@ -40,9 +40,10 @@ _FIELDS = (
     "bearer_token_file",
 )
 _LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-DEFAULT_LOOKBACK_S = 5.0
+DEFAULT_LOOKBACK_S = 3.0
 """A series' newest sample within this many seconds of the tick counts; older, its endpoint missed the tick.
-Five 1 s scrapes; set it to about twice the backend's scrape interval."""
+Three 1 s scrapes; set it to 2-3 scrape intervals of the backend: every interval in the window adds one
+sample per series to each tick's answer."""
 MAX_LOOKBACK_S = 3600.0
 
 

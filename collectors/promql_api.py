@@ -28,8 +28,9 @@ from collectors.scrape_http import fetch_page
 MAX_ANSWER_BYTES = 256 << 20
 """The largest answer read: one rack's series over a minute are ~60 MB of JSON (bench/bench_promql.py)."""
 
-Series = tuple[dict[str, str], list[tuple[int, str]]]
-"""(labels with __name__, [(timestamp ms, value as the API spells it: "1.5", "NaN", "+Inf")])."""
+Series = tuple[dict[str, str], list[list[float | str]]]
+"""(labels with __name__, [[timestamp in s, value as the API spells it: "1.5", "NaN", "+Inf"], …]): the
+answer's own lists, oldest first, unconverted (a rack's tick is ~20 k series)."""
 
 
 @dataclass
@@ -105,6 +106,5 @@ def parse_answer(text: str, where: str, latency_s: float = 0.0) -> RawSamples:
         )
     series: list[Series] = []
     for item in data.get("result") or ():
-        samples = [(round(float(ts) * 1000), str(value)) for ts, value in item.get("values") or ()]
-        series.append((dict(item.get("metric") or {}), samples))
+        series.append((item.get("metric") or {}, item.get("values") or []))
     return RawSamples(series=series, latency_s=latency_s, bytes=len(text))

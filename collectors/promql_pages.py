@@ -40,12 +40,12 @@ def serving_patterns(prefixes: Iterable[str] = ()) -> list[str]:
 
 @dataclass
 class _Timeline:
-    """One series: its label text and its samples' timestamps and values, oldest first."""
+    """One series: its label text and its samples' timestamps (s) and values, oldest first."""
 
     name: str
     labels: str
-    stamps: list[int]
-    values: list[str]
+    stamps: list[float]
+    values: list[float | str]
 
 
 @dataclass
@@ -61,21 +61,38 @@ class RackSeries:
     _hists: dict[PageKey, set[str]] = field(default_factory=dict)
 
     def add(self, series: Iterable[Series]) -> None:
-        """Sort each series under its endpoint (series of no endpoint of this rack are dropped)."""
+        """Sort each series under its endpoint (series of no endpoint of this rack are dropped).
+
+        A GPU series goes to the host of its GPU: per-link series carry only gpu, UUID and link (as on the
+        agent's page), so a UUID's host is learnt from the series that name both.
+        """
+        series = list(series)
+        host_of: dict[str, str] = {}
+        for labels, _ in series:
+            host = labels.get(self.hostname_label) or labels.get("hostname")
+            uuid = labels.get("UUID") or labels.get("uuid")
+            if host and uuid:
+                host_of.setdefault(uuid, host)
         for labels, samples in series:
             name = labels.pop("__name__", "")
-            key = self._key(name, labels)
+            key = self._key(name, labels, host_of)
             if key is None or not samples:
                 continue
             if name.endswith("_bucket") and "le" in labels:
                 self._hists.setdefault(key, set()).add(name[: -len("_bucket")])
-            text = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-            stamps = [ts for ts, _ in samples]
-            self._pages.setdefault(key, []).append(_Timeline(name, text, stamps, [v for _, v in samples]))
+            text = ",".join([f'{k}="{_escape(v)}"' for k, v in labels.items()])
+            stamps, values = (list(column) for column in zip(*samples, strict=True))
+            self._pages.setdefault(key, []).append(_Timeline(name, text, stamps, values))  # type: ignore[arg-type]
 
-    def _key(self, name: str, labels: Mapping[str, str]) -> PageKey | None:
+    def _key(self, name: str, labels: Mapping[str, str], host_of: Mapping[str, str]) -> PageKey | None:
         if name in self.gpu_metrics:
-            host = labels.get(self.hostname_label) or labels.get("hostname") or labels.get("instance")
+            uuid = labels.get("UUID") or labels.get("uuid") or ""
+            host = (
+                labels.get(self.hostname_label)
+                or labels.get("hostname")
+                or host_of.get(uuid)
+                or labels.get("instance")
+            )
             return None if host is None else ("tray", host)
         server = labels.get(self.server_label)
         return ("server", server) if server in self.servers else None
@@ -85,25 +102,36 @@ class RackSeries:
         return sorted(self._pages)
 
     def pages_at(self, ts_ms: int, lookback_ms: int) -> dict[PageKey, str]:
-        """Each endpoint's page at tick `ts_ms`: its series' newest samples in (ts - lookback, ts].
+        """Each endpoint's newest page at tick `ts_ms`, as it was scraped.
 
-        An endpoint none of whose series has such a sample has no page (it missed the tick).
+        A scrape stamps every sample of a page with one time, so an endpoint's newest page is its series
+        that have a sample at its newest time in (ts - lookback, ts]. A series the page no longer printed
+        (a lost GPU's links) has no sample then and is left out, as the scrape left it out; the backend's
+        staleness markers are not needed (range selectors do not return them). An endpoint with no sample
+        in the window has no page (it missed the tick).
         """
         pages: dict[PageKey, str] = {}
+        # The API's timestamps are seconds as JSON numbers; ts / 1000 is the same double as "ts/1000" parsed.
+        end, low = ts_ms / 1000, (ts_ms - lookback_ms) / 1000
         for key, timelines in self._pages.items():
-            lines = [f"# TYPE {base} histogram" for base in sorted(self._hists.get(key, ()))]
-            typed = len(lines)
+            newest: list[tuple[float, _Timeline, int]] = []
             for line in timelines:
-                at = bisect.bisect_right(line.stamps, ts_ms) - 1
-                if at >= 0 and line.stamps[at] > ts_ms - lookback_ms:
-                    lines.append(f"{line.name}{{{line.labels}}} {line.values[at]}")
-            if len(lines) > typed:
-                pages[key] = "\n".join(lines) + "\n"
+                at = bisect.bisect_right(line.stamps, end) - 1
+                if at >= 0 and line.stamps[at] > low:
+                    newest.append((line.stamps[at], line, at))
+            if not newest:
+                continue
+            scraped = max(stamp for stamp, _, _ in newest)
+            lines = [f"# TYPE {base} histogram" for base in sorted(self._hists.get(key, ()))]
+            lines += [f"{line.name}{{{line.labels}}} {line.values[at]}" for s, line, at in newest if s == scraped]
+            pages[key] = "\n".join(lines) + "\n"
         return pages
 
 
 def _escape(value: str) -> str:
     """A label value in the text format (backslash, double quote and newline escaped)."""
+    if "\\" not in value and '"' not in value and "\n" not in value:
+        return value
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
