@@ -123,7 +123,9 @@ class RackSeries:
                 continue
             scraped = max(stamp for stamp, _, _ in newest)
             lines = [f"# TYPE {base} histogram" for base in sorted(self._hists.get(key, ()))]
-            lines += [f"{line.name}{{{line.labels}}} {line.values[at]}" for s, line, at in newest if s == scraped]
+            lines += [
+                f"{line.name}{{{line.labels}}} {line.values[at]}" for s, line, at in newest if s == scraped
+            ]
             pages[key] = "\n".join(lines) + "\n"
         return pages
 
