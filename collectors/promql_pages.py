@@ -38,14 +38,13 @@ def serving_patterns(prefixes: Iterable[str] = ()) -> list[str]:
     return [re.sub(r"[_:]", "[_:]", w) + ".*" for w in words]
 
 
-@dataclass
-class _Timeline:
-    """One series: its label text and its samples' timestamps (s) and values, oldest first."""
-
-    name: str
-    labels: str
-    stamps: list[float]
-    values: list[float | str]
+_Timeline = tuple[str, str, Sequence[float], Sequence[float | str]]
+"""One series: its name, its label text, its samples' timestamps (s) and values, oldest first."""
+_Described = tuple[PageKey | None, str, str, str | None]
+"""What a label set means: (its endpoint or None, its name, its label text, its histogram's name or None)."""
+SeriesCache = dict[tuple[str, ...], _Described]
+"""Label sets already described, kept by the source from tick to tick (its series repeat every tick)."""
+CACHE_LIMIT = 1 << 20
 
 
 @dataclass
@@ -56,33 +55,53 @@ class RackSeries:
     server_label: str
     servers: frozenset[str]
     """Values of the server label that name a configured [[server]]."""
+    cache: SeriesCache = field(default_factory=dict)
     gpu_metrics: frozenset[str] = field(default_factory=lambda: frozenset(gpu_names()))
     _pages: dict[PageKey, list[_Timeline]] = field(default_factory=dict)
     _hists: dict[PageKey, set[str]] = field(default_factory=dict)
 
-    def add(self, series: Iterable[Series]) -> None:
+    def add(self, series: list[Series]) -> None:
         """Sort each series under its endpoint (series of no endpoint of this rack are dropped).
 
-        A GPU series goes to the host of its GPU: per-link series carry only gpu, UUID and link (as on the
-        agent's page), so a UUID's host is learnt from the series that name both.
+        A label set is described once and then found in `cache` by its names and values (the JSON
+        decoder shares the name strings, so the key is cheap); ~20 k series a tick make this the hot loop.
         """
-        series = list(series)
+        host_of: dict[str, str] | None = None
+        if len(self.cache) > CACHE_LIMIT:
+            self.cache.clear()
+        for labels, samples in series:
+            if not samples:
+                continue
+            ident = (*labels, *labels.values())
+            known = self.cache.get(ident)
+            if known is None:
+                host_of = self._hosts(series) if host_of is None else host_of
+                known = self.cache[ident] = self._describe(labels, host_of)
+            key, name, text, hist = known
+            if key is None:
+                continue
+            if hist is not None:
+                self._hists.setdefault(key, set()).add(hist)
+            stamps, values = zip(*samples, strict=True)
+            self._pages.setdefault(key, []).append((name, text, stamps, values))
+
+    def _hosts(self, series: list[Series]) -> dict[str, str]:
+        """UUID -> host: per-link series carry only gpu, UUID and link (as on the agent's page), so a GPU's
+        host is learnt from the series that name both."""
         host_of: dict[str, str] = {}
         for labels, _ in series:
             host = labels.get(self.hostname_label) or labels.get("hostname")
             uuid = labels.get("UUID") or labels.get("uuid")
             if host and uuid:
                 host_of.setdefault(uuid, host)
-        for labels, samples in series:
-            name = labels.pop("__name__", "")
-            key = self._key(name, labels, host_of)
-            if key is None or not samples:
-                continue
-            if name.endswith("_bucket") and "le" in labels:
-                self._hists.setdefault(key, set()).add(name[: -len("_bucket")])
-            text = ",".join([f'{k}="{_escape(v)}"' for k, v in labels.items()])
-            stamps, values = (list(column) for column in zip(*samples, strict=True))
-            self._pages.setdefault(key, []).append(_Timeline(name, text, stamps, values))  # type: ignore[arg-type]
+        return host_of
+
+    def _describe(self, labels: Mapping[str, str], host_of: Mapping[str, str]) -> _Described:
+        name = labels.get("__name__", "")
+        rest = {k: v for k, v in labels.items() if k != "__name__"}
+        key = self._key(name, rest, host_of)
+        hist = name[: -len("_bucket")] if name.endswith("_bucket") and "le" in rest else None
+        return key, name, ",".join([f'{k}="{_escape(v)}"' for k, v in rest.items()]), hist
 
     def _key(self, name: str, labels: Mapping[str, str], host_of: Mapping[str, str]) -> PageKey | None:
         if name in self.gpu_metrics:
@@ -116,16 +135,15 @@ class RackSeries:
         for key, timelines in self._pages.items():
             newest: list[tuple[float, _Timeline, int]] = []
             for line in timelines:
-                at = bisect.bisect_right(line.stamps, end) - 1
-                if at >= 0 and line.stamps[at] > low:
-                    newest.append((line.stamps[at], line, at))
+                stamps = line[2]
+                at = bisect.bisect_right(stamps, end) - 1
+                if at >= 0 and stamps[at] > low:
+                    newest.append((stamps[at], line, at))
             if not newest:
                 continue
             scraped = max(stamp for stamp, _, _ in newest)
             lines = [f"# TYPE {base} histogram" for base in sorted(self._hists.get(key, ()))]
-            lines += [
-                f"{line.name}{{{line.labels}}} {line.values[at]}" for s, line, at in newest if s == scraped
-            ]
+            lines += [f"{line[0]}{{{line[1]}}} {line[3][at]}" for s, line, at in newest if s == scraped]
             pages[key] = "\n".join(lines) + "\n"
         return pages
 

@@ -29,7 +29,7 @@ from collectors.mappings import GpuPageMapper, ServingRows
 from collectors.page_budget import PageBudget
 from collectors.poller import MAPPING_ALLOWANCE_S
 from collectors.promql_api import QueryApi, RawSamples, read_token, selector
-from collectors.promql_pages import PageKey, RackSeries, gpu_names, serving_patterns, tick_grid
+from collectors.promql_pages import PageKey, RackSeries, SeriesCache, gpu_names, serving_patterns, tick_grid
 from collectors.promtext import ExpositionParser
 from collectors.scrape_endpoint import DEFAULT_PAGE_BUDGET_S, Endpoint, EndpointStatus, read_page
 from collectors.scrape_http import Fetched
@@ -88,6 +88,7 @@ class PromQLSource:
         self._tray_of = {t.host: t.tray for t in config.trays} | dict(promql.trays)
         self._pattern = re.compile(promql.tray_pattern) if promql.tray_pattern else None
         self._endpoints: dict[PageKey, Endpoint] = {}
+        self._series_cache: SeriesCache = {}
         for host in self._tray_of:
             self._endpoint(("tray", host))
         for server in config.servers:
@@ -150,7 +151,9 @@ class PromQLSource:
         """The frames at `ticks` (oldest first) from one answer covering them and their lookback."""
         if answer.error:
             return [self._backend_failed(ts, answer.error) for ts in ticks]
-        rack = RackSeries(self._hostname_label, self._server_label, frozenset(self._server_keys()))
+        rack = RackSeries(
+            self._hostname_label, self._server_label, frozenset(self._server_keys()), self._series_cache
+        )
         rack.add(answer.series)
         for key in rack.endpoint_keys():
             self._endpoint(key)
