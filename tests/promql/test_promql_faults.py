@@ -235,3 +235,16 @@ def test_import_errors_are_one_line(api: FakeApi, tmp_path: Path) -> None:
     plain.write_text('[[tray]]\nurl = "http://10.0.0.1:9400"\n')
     out = _monitor("import", "--config", str(plain), "--store", str(tmp_path / "s"), "--last", "1m")
     assert out.returncode == 1 and "has no [promql] table" in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_collect_records_a_promql_rack(api: FakeApi, tmp_path: Path) -> None:
+    """`monitor collect --config` with a [promql] table records the rack through the PromQL source."""
+    config = _config(tmp_path, api.url(""))
+    out = _monitor(
+        "collect", "--config", str(config.path), "--store", str(tmp_path / "s"), "--duration", "4s"
+    )
+    assert out.returncode == 0, out.stderr
+    with StoreReader(tmp_path / "s") as reader:
+        rows = reader.sql("SELECT DISTINCT gpu, power_mw FROM gpu WHERE state = 0 ORDER BY gpu").to_pylist()
+    assert rows == [{"gpu": 24 + i, "power_mw": round(w * 1000)} for i, w in enumerate(POWER_W)]
+    assert all(q["query"].endswith('rack="a"}[3000ms]') for q in api.queries)
