@@ -27,6 +27,9 @@
     [keys]                    # optional; remap a key: action id = "key" (ids: `?` in the TUI)
     nvlink-view = "L"
 
+    [promql]                  # optional: read the rack from a Prometheus-compatible query API instead of
+    url = "http://prometheus:9090"   # its pages (collectors.config_promql, docs/fleet.md)
+
 Everything is checked on load. A mistake is one ConfigError line naming the file, the line and the field
 (tomllib reports no positions for valid TOML, so collectors.config_check finds the line in the text).
 """
