@@ -22,8 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collectors.clock import SimClock
 from collectors.config import RackConfig
@@ -33,6 +32,7 @@ from collectors.sim.http import SimServers
 from collectors.sim.rack import SimRack
 from tests.promql.backends import RecordingScrape, openmetrics, prometheus, victoria
 
+ROOT = Path(__file__).resolve().parents[1]
 LOOKBACK_S = 3.0
 
 
@@ -106,9 +106,8 @@ def main() -> None:
     config, ticks, pages = capture(args.ticks, args.tp)
     kinds = {t.url: "tray" for t in config.trays} | {s.url: "server" for s in config.servers}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    print(
-        f"commit {commit.stdout.strip()}, {len(config.servers)} servers, {len(ticks)} ticks, lookback {LOOKBACK_S:g} s"
-    )
+    shape = f"{len(config.servers)} servers, {len(ticks)} ticks, lookback {LOOKBACK_S:g} s"
+    print(f"commit {commit.stdout.strip()}, {shape}")
     for racks in counts:
         text = "".join(
             openmetrics(pages, f"r{i}", kinds).removesuffix("# EOF\n") for i in range(1, racks + 1)
@@ -126,7 +125,8 @@ def main() -> None:
                 f"answer {got['query_s'] * 1000:.0f} ms and {got['mb']:.1f} MB per rack, "
                 f"our CPU {got['cpu_ms']:.0f} ms per rack, poll {got['poll_s'] * 1000:.0f} ms per rack, "
                 f"all racks {got['all_racks_tick_s']:.2f} s per tick (sequential); "
-                f"load {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (loading took {load_s:.0f} s)"
+                f"load {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+                f"(loading took {load_s:.0f} s)"
             )
 
 
