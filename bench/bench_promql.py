@@ -94,6 +94,18 @@ def measure(url: str, config: RackConfig, racks: int, ticks: list[int]) -> dict[
     }
 
 
+def import_rate(url: str, config: RackConfig, ticks: list[int], store: Path) -> float:
+    """Ticks a second `monitor import` writes (history queries, mapping, alerts, the store writer)."""
+    from monitor.commands.import_promql import import_window
+
+    source = PromQLSource(
+        dataclasses.replace(config, promql=PromqlConfig(url, (("rack", "r1"),), LOOKBACK_S)), timeout_s=60
+    )
+    began = time.perf_counter()
+    written, _ = import_window(source, store, ticks[0], ticks[-1], 1000)
+    return written / (time.perf_counter() - began)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--racks", default="1,16", help="rack counts to measure, e.g. 1,16")
@@ -120,6 +132,8 @@ def main() -> None:
                     load_s = time.perf_counter() - loaded
                     load = os.getloadavg()[0]
                     got = measure(url, config, racks, ticks)
+                    if racks == 1:
+                        got["import_ticks_per_s"] = import_rate(url, config, ticks, Path(tmp) / "store")
             print(
                 f"{name:16s} racks {racks:2d}: {got['queries_per_tick']:.0f} queries/tick, "
                 f"answer {got['query_s'] * 1000:.0f} ms and {got['mb']:.1f} MB per rack, "
@@ -128,6 +142,8 @@ def main() -> None:
                 f"load {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
                 f"(loading took {load_s:.0f} s)"
             )
+            if "import_ticks_per_s" in got:
+                print(f"{'':16s} monitor import of the same ticks: {got['import_ticks_per_s']:.1f} ticks/s")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import aiohttp
 from collectors.scrape_http import Fetched, fetch_page
 
 MAX_ANSWER_BYTES = 256 << 20
-"""The largest answer read: one rack's series over a minute are ~60 MB of JSON (bench/bench_promql.py)."""
+"""The largest answer read: a history query of one rack (30 s) is ~18 MB of JSON (bench/bench_promql.py)."""
 
 Series = tuple[dict[str, str], list[list[float | str]]]
 """(labels with __name__, [[timestamp in s, value as the API spells it: "1.5", "NaN", "+Inf"], …]): the

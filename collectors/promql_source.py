@@ -41,9 +41,10 @@ log = logging.getLogger(__name__)
 
 QUERIES_PER_TICK = 1
 """Every series of the rack comes in one request a tick (bench/bench_promql.py measures it)."""
-HISTORY_CHUNK_MS = 60_000
-"""A history query covers this much time: one rack's minute is ~60 MB of JSON, well inside the
-backends' default limits (Prometheus --query.max-samples 50 M; a minute is ~0.7 M samples)."""
+HISTORY_CHUNK_MS = 30_000
+"""A history query covers this much time: one rack's 30 s are ~18 MB of JSON (4.6 MB of series, 0.45 MB a
+sample; bench/bench_promql.py), within the backends' default limits (Prometheus --query.max-samples 50 M;
+30 s are ~0.7 M samples) and ~200 MB of decoded answer in memory."""
 
 
 class PromqlError(Exception):

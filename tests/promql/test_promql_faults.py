@@ -219,7 +219,7 @@ def test_import_writes_the_window_into_a_store(api: FakeApi, tmp_path: Path) -> 
         "--since", "2027-01-15T08:00:00Z", "--until", "2027-01-15T08:01:30Z",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert "91 ticks" in out.stderr and "in 2 queries" in out.stderr
+    assert "91 ticks" in out.stderr and "in 4 queries" in out.stderr
     with StoreReader(tmp_path / "s") as reader:
         rows = reader.sql("SELECT count(*) AS n, count(DISTINCT ts) AS t, sum(power_mw) AS p FROM gpu")
     assert rows.to_pylist() == [{"n": 91 * 4, "t": 91, "p": 91 * sum(round(w * 1000) for w in POWER_W)}]
