@@ -86,6 +86,8 @@ def run(
         config = load_rack_config(config_path)
         source = scrape_source(config, interval)
         trays, servers = count(len(config.trays), "tray"), count(len(config.servers), "server")
+        if config.promql is not None:  # the trays are whatever the backend holds under its matchers
+            trays = f"PromQL {config.promql.url}"
         subtitle = f"{trays}, {servers} · {config_path}"
         run_live(
             [source],
