@@ -24,7 +24,7 @@ from collectors.clock import SimClock
 from collectors.config import RackConfig
 from collectors.config_promql import PromqlConfig
 from collectors.poller import Poller
-from collectors.promql_source import PromQLSource
+from collectors.promql_source import QUERIES_PER_TICK, PromQLSource
 from collectors.sim.http import SimServers
 from collectors.sim.rack import SimRack
 from monitor.commands.import_promql import import_window
@@ -160,7 +160,7 @@ def test_views_from_promql_equal_views_from_the_local_store(
         )
         source = PromQLSource(config, timeout_s=SLOW_S)
         _poll_into_store(source, tmp_path / "live", recorded.ticks)
-        assert source.queries == TICKS  # one query a tick
+        assert source.queries == TICKS * QUERIES_PER_TICK == TICKS  # one query a tick
         assert source.state == EndpointState.OK, source.reason
         history = PromQLSource(config, timeout_s=SLOW_S)
         written, _ = import_window(
