@@ -27,6 +27,9 @@
     [keys]                    # optional; remap a key: action id = "key" (ids: `?` in the TUI)
     nvlink-view = "L"
 
+    [promql]                  # optional: read the rack from a Prometheus-compatible query API instead of
+    url = "http://prometheus:9090"   # its pages (collectors.config_promql, docs/fleet.md)
+
 Everything is checked on load. A mistake is one ConfigError line naming the file, the line and the field
 (tomllib reports no positions for valid TOML, so collectors.config_check finds the line in the text).
 """
@@ -43,6 +46,7 @@ from urllib.parse import urlsplit
 
 from collectors.alert_rules import AlertRules
 from collectors.config_check import Checker, ConfigError
+from collectors.config_promql import PromqlConfig, parse_promql, render_promql
 from collectors.config_tables import parse_alerts, parse_keys, render_alerts
 from collectors.mappings.serving import ENGINES
 from collectors.rack import COMPUTE_TRAYS, GPUS, gpu_index, gpu_label
@@ -73,7 +77,7 @@ _TRAY_FIELDS = ("tray", "host", "url")
 _SERVER_FIELDS = ("name", "url", "engine", "gpus", "metrics_prefix")
 _METRIC_PREFIX_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 """A metric name prefix: what a Prometheus metric name may start with."""
-_TOP_LEVEL = ("rack", "tray", "server", "alerts", "keys")
+_TOP_LEVEL = ("rack", "tray", "server", "alerts", "keys", "promql")
 _GPU_LABEL_RE = re.compile(r"T(\d{1,2})\.G(\d)")
 _TOML_POS_RE = re.compile(r"\(at line (\d+), column \d+\)")
 
@@ -129,6 +133,8 @@ class RackConfig:
     """[keys]: (action id, key) pairs remapping the TUI's keys."""
     key_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
     """The line of each [keys] entry, so an action the TUI does not know is reported at its line."""
+    promql: PromqlConfig | None = None
+    """[promql]: read the rack from a Prometheus-compatible query API (collectors.promql_source)."""
 
     def timeout_for(self, interval_s: float) -> float:
         """The per-endpoint timeout at this poll interval: the configured one, else the default."""
@@ -196,9 +202,14 @@ def parse_config(text: str, path: Path | str = "<config>") -> RackConfig:
         )
     trays = _trays(check, data.get("tray", []))
     servers = _servers(check, data.get("server", []))
-    if not trays and not servers:
+    promql = parse_promql(check, data.get("promql"))
+    if not trays and not servers and promql is None:
         check.fail(
-            "tray", "the config names no [[tray]] and no [[server]]: nothing to monitor", None, None, None
+            "tray",
+            "the config names no [[tray]], no [[server]] and no [promql]: nothing to monitor",
+            None,
+            None,
+            None,
         )
     keys, key_lines = parse_keys(check, data.get("keys", {}))
     return RackConfig(
@@ -211,6 +222,7 @@ def parse_config(text: str, path: Path | str = "<config>") -> RackConfig:
         alerts=parse_alerts(check, data.get("alerts", {})),
         keys=keys,
         key_lines=key_lines,
+        promql=promql,
     )
 
 
@@ -367,6 +379,7 @@ def render_config(config: RackConfig) -> str:
         if server.metrics_prefix is not None:
             out.append(f"metrics_prefix = {_toml_str(server.metrics_prefix)}")
         out += [f"gpus = [{', '.join(_toml_str(gpu_label(g)) for g in server.gpus)}]", ""]
+    out += render_promql(config.promql)
     out += render_alerts(config.alerts)
     if config.keys:
         out += ["[keys]", *(f"{action} = {_toml_str(key)}" for action, key in config.keys), ""]

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from collectors.rack import TRAY_INDEX_BASE
-from monitor.commands import agent, collect, demo, doctor, query, sim
+from monitor.commands import agent, collect, demo, doctor, import_promql, query, sim
 from monitor.commands import export as export_cmd
 from monitor.commands import replay as replay_cmd
 from monitor.commands import report as report_cmd
@@ -41,6 +41,7 @@ app.command("snapshot")(snapshot_cmd.command)
 app.command("agent")(agent.command)
 app.command("doctor")(doctor.command)
 app.command("replay")(replay_cmd.command)
+app.command("import")(import_promql.command)
 
 
 @app.callback(invoke_without_command=True)

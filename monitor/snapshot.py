@@ -108,9 +108,11 @@ def config_capture(config: RackConfig, interval_s: float) -> Capture:
     """Two scrapes of a configured rack, `interval_s` apart on the wall clock."""
 
     def capture() -> tuple[list[Frame], int]:
+        from collectors.promql_source import PromQLSource
         from collectors.scrape import ScrapeSource
 
-        source = ScrapeSource.from_config(config)  # every endpoint, one frame a poll
+        # every endpoint (or the [promql] backend's whole rack), one frame a poll
+        source = PromQLSource.from_config(config) if config.promql else ScrapeSource.from_config(config)
         try:
             # A first poll opens every connection and is thrown away: a poll's rows are stamped with
             # its start, and connection set-up would put the first samples far after their stamp,

@@ -68,6 +68,8 @@ _READ_FAMILIES = frozenset(
     }
 )
 """Every family GpuPageMapper reads: the parser's `want` filter (dcgm-exporter pages carry many more)."""
+READ_FAMILIES = _READ_FAMILIES
+"""The same set, public: what a PromQL source asks its backend for (collectors.promql_pages)."""
 gpu_want = _READ_FAMILIES.__contains__
 """The `want` filter for a tray page parsed outside the mapper (the scrape source parses with a budget)."""
 _LINK_STATE = [spec.column for spec in _LINK_SPECS].index("state")

@@ -11,6 +11,7 @@ from monitor.errors import UserError
 
 if TYPE_CHECKING:
     from collectors.config import RackConfig
+    from collectors.promql_source import PromQLSource
     from collectors.scrape import ScrapeSource
 
 NO_DRIVER_HINT = (
@@ -50,8 +51,15 @@ def scrape_timeout(config: RackConfig, interval: float) -> float:
     return timeout
 
 
-def scrape_source(config: RackConfig, interval: float) -> ScrapeSource:
-    """The scrape source of a rack config, timed for `interval`."""
+def scrape_source(config: RackConfig, interval: float) -> ScrapeSource | PromQLSource:
+    """The source of a rack config, timed for `interval`: its pages, or its [promql] query API."""
+    if config.promql is not None:
+        from collectors.promql_source import PromQLSource
+
+        try:
+            return PromQLSource.from_config(config, timeout_s=scrape_timeout(config, interval))
+        except OSError as err:
+            raise UserError(f"{config.path}: promql.bearer_token_file: cannot read: {err}") from None
     from collectors.scrape import ScrapeSource
 
     return ScrapeSource.from_config(config, timeout_s=scrape_timeout(config, interval))
@@ -78,6 +86,8 @@ def run(
         config = load_rack_config(config_path)
         source = scrape_source(config, interval)
         trays, servers = count(len(config.trays), "tray"), count(len(config.servers), "server")
+        if config.promql is not None:  # the trays are whatever the backend holds under its matchers
+            trays = f"PromQL {config.promql.url}"
         subtitle = f"{trays}, {servers} · {config_path}"
         run_live(
             [source],
