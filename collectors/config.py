@@ -27,6 +27,9 @@
     [keys]                    # optional; remap a key: action id = "key" (ids: `?` in the TUI)
     nvlink-view = "L"
 
+    [remote_write]            # optional; `monitor collect` sends what it records here
+    url = "http://prometheus:9090/api/v1/write"   # keys: collectors.remote_write.settings
+
 Everything is checked on load. A mistake is one ConfigError line naming the file, the line and the field
 (tomllib reports no positions for valid TOML, so collectors.config_check finds the line in the text).
 """
@@ -45,6 +48,7 @@ from collectors.alert_rules import AlertRules
 from collectors.config_check import Checker, ConfigError
 from collectors.config_tables import parse_alerts, parse_keys, render_alerts
 from collectors.mappings.serving import ENGINES
+from collectors.remote_write.settings import RemoteWriteSettings, parse_remote_write, render_remote_write
 from collectors.rack import COMPUTE_TRAYS, GPUS, gpu_index, gpu_label
 
 MIN_DEFAULT_TIMEOUT_S = 2.0
@@ -73,7 +77,7 @@ _TRAY_FIELDS = ("tray", "host", "url")
 _SERVER_FIELDS = ("name", "url", "engine", "gpus", "metrics_prefix")
 _METRIC_PREFIX_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 """A metric name prefix: what a Prometheus metric name may start with."""
-_TOP_LEVEL = ("rack", "tray", "server", "alerts", "keys")
+_TOP_LEVEL = ("rack", "tray", "server", "alerts", "keys", "remote_write")
 _GPU_LABEL_RE = re.compile(r"T(\d{1,2})\.G(\d)")
 _TOML_POS_RE = re.compile(r"\(at line (\d+), column \d+\)")
 
@@ -129,6 +133,8 @@ class RackConfig:
     """[keys]: (action id, key) pairs remapping the TUI's keys."""
     key_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
     """The line of each [keys] entry, so an action the TUI does not know is reported at its line."""
+    remote_write: RemoteWriteSettings | None = None
+    """[remote_write]: where `monitor collect` sends what it records (collectors.remote_write.settings)."""
 
     def timeout_for(self, interval_s: float) -> float:
         """The per-endpoint timeout at this poll interval: the configured one, else the default."""
@@ -211,6 +217,7 @@ def parse_config(text: str, path: Path | str = "<config>") -> RackConfig:
         alerts=parse_alerts(check, data.get("alerts", {})),
         keys=keys,
         key_lines=key_lines,
+        remote_write=parse_remote_write(check, data["remote_write"]) if "remote_write" in data else None,
     )
 
 
@@ -370,6 +377,7 @@ def render_config(config: RackConfig) -> str:
     out += render_alerts(config.alerts)
     if config.keys:
         out += ["[keys]", *(f"{action} = {_toml_str(key)}" for action, key in config.keys), ""]
+    out += render_remote_write(config.remote_write)
     return "\n".join(out)
 
 
