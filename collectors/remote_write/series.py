@@ -60,6 +60,8 @@ _SERVING_COLUMNS: dict[str, str] = {
     "kv_cache_q4": "kv",
 }
 """serving column -> the EngineSpec field naming the server's family for it."""
+_SERVING_OWN = {"state": "rackmon_serving_state", "dup_samples": "rackmon_serving_duplicate_samples"}
+"""serving columns of our own (storage.schemas.EndpointState; repeats of a series dropped from the page)."""
 _WIRE_COLON = {"vllm": "vllm_", "sglang": "sglang_"}
 """Engines whose names are `engine:x` on the wire (canonical names spell it `engine_x`)."""
 
@@ -209,13 +211,20 @@ class SeriesEncoder:
     ) -> None:
         """Add rows a..b-1 (one series, in time order) of a column; null cells are no sample."""
         add = None
+        # mW -> W as a division by 1000, not a product with 0.001: 1148312 mW is 1148.312 W, exactly
+        # the decimal a reader expects (x 0.001 gives 1148.3120000000001).
+        divisor = round(1 / scale) if scale < 1 else 1
         for i in range(a, b):
             value = values[i]
             if value is None:
                 continue
             if add is None:
                 add = self._series(batch, key, labels).samples.add
-            add(value=value * scale if scale != 1.0 else value, timestamp=ts[i])
+            if divisor != 1:
+                value = value / divisor
+            elif scale != 1.0:
+                value = value * scale
+            add(value=value, timestamp=ts[i])
             batch.samples += 1
 
     def _serving_labels(self, name: str, endpoint: str, *extra: tuple[str, str]) -> LabelSet:
@@ -234,12 +243,12 @@ class SeriesEncoder:
             if model:
                 self.models[e] = model
         runs = _runs(endpoints)
-        for column in ("state", *_SERVING_COLUMNS):
+        for column in ("state", "dup_samples", *_SERVING_COLUMNS):
             values = _col(table, column)
             scale = 1.0 / Q4_SCALE if column == "kv_cache_q4" else 1.0
             for a, b in runs:
                 e = endpoints[a]
-                name = "rackmon_serving_state" if column == "state" else serving_name(self.engines[e], column)
+                name = _SERVING_OWN.get(column) or serving_name(self.engines[e], column)
                 labels = functools.partial(self._serving_labels, name, e)
                 self._add(batch, ("serving", name, e), labels, values, ts, a, b, scale)
 
