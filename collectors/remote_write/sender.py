@@ -47,6 +47,7 @@ from storage.reader import StoreReader
 log = logging.getLogger("collectors.remote_write")
 
 MAX_TICKS_PER_REQUEST = 600
+FIRST_LOOK_S = 0.25
 MIN_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
 _STOP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not found", 405: "method not allowed"}
@@ -191,7 +192,12 @@ class RemoteWriteSender:
                     return
                 backoff = self.min_backoff_s
                 if not sent_any:
-                    self._stop.wait(self.settings.interval_s)
+                    # Until the first tick is there, look often: a new recording's first frame is
+                    # a second away, and its first send should not wait a whole interval more.
+                    first = self.status.state == "starting" or self.status.sent_samples == 0
+                    self._stop.wait(
+                        min(FIRST_LOOK_S, self.settings.interval_s) if first else self.settings.interval_s
+                    )
         finally:
             if self._reader is not None:
                 self._reader.close()

@@ -25,6 +25,7 @@ from monitor.timespec import iso
 if TYPE_CHECKING:
     from collectors.alert_rules import AlertRules
     from collectors.config import RackConfig
+    from collectors.remote_write.client import Client
     from collectors.remote_write.sender import RemoteWriteSender
     from collectors.remote_write.settings import RemoteWriteSettings
     from storage.head import Head
@@ -73,6 +74,7 @@ def command(
         from monitor.commands.root import load_rack_config, scrape_source
 
         rack = load_rack_config(config)
+        outbound = remote_write_target(rack, remote_write)
         source = scrape_source(rack, interval=step)
         sources: list[Any] = [source]
         log.info(
@@ -83,7 +85,6 @@ def command(
             source.down_after,
         )
         rules = rack.alerts
-        outbound = remote_write_target(rack, remote_write)
     elif nvml:
         sources = [_nvml_source(tray, tray_index_base)]
     else:
@@ -118,7 +119,9 @@ def remote_write_target(rack: RackConfig | None, url: str | None) -> RemoteWrite
 
     name = rack.name if rack is not None else socket.gethostname()
     hosts = {t.tray: t.host for t in rack.trays} if rack is not None else {}
-    return RemoteWriteTarget(settings, name, hosts)
+    target = RemoteWriteTarget(settings, name, hosts)
+    target.client()  # an unreadable secret or TLS file: one line now, before recording starts
+    return target
 
 
 def record(
@@ -225,16 +228,23 @@ class RemoteWriteTarget:
 
     def sender(self, root: Path, head: Head) -> RemoteWriteSender:
         """The sender over the recording's store and head; an unreadable secret or TLS file is a UserError."""
-        from collectors.config import ConfigError
         from collectors.remote_write.sender import RemoteWriteSender
         from collectors.remote_write.series import SeriesEncoder
 
+        self.client()
+        return RemoteWriteSender(root, self.settings, SeriesEncoder(self.rack, self.hosts), head)
+
+    def client(self) -> Client:
+        """The HTTP client (secrets and TLS files read now); UserError when one cannot be read."""
+        from collectors.config import ConfigError
+        from collectors.remote_write.client import Client
+
         try:
-            return RemoteWriteSender(root, self.settings, SeriesEncoder(self.rack, self.hosts), head)
+            return Client(self.settings)
         except ConfigError as err:
             raise UserError(str(err)) from None
         except (OSError, ValueError) as err:
-            raise UserError(f"remote_write: cannot set up TLS: {err}") from None
+            raise UserError(f"remote_write.tls_config: cannot set up TLS: {err}") from None
 
 
 def sources_text(sources: list[Any]) -> str:
