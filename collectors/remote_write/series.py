@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collectors.agent_names import GPU_METRICS, GPU_STATE, NVLINK_METRICS
 from collectors.mappings.engines import ENGINES
 from collectors.rack import GPUS_PER_TRAY
-from collectors.remote_write.wire import TimeSeries, WriteRequest
+from collectors.remote_write.wire import WriteRequest
 from storage.schemas import COUNTERS, Q4_SCALE, TS
 
 TABLES_SENT: tuple[str, ...] = ("gpu", "nvlink", "serving", "serving_hist", "host")
@@ -100,11 +101,25 @@ def format_le(le: float) -> str:
 
 @dataclass
 class Batch:
-    """One remote-write request being built: its series by label set, and how many samples."""
+    """One remote-write request being gathered: per series its label template and its samples."""
 
-    request: Any
-    series: dict[tuple[Any, ...], Any]
+    series: list[tuple[bytes, list[Any], list[int]]] = field(default_factory=list)
     samples: int = 0
+
+    def request(self) -> Any:
+        """The WriteRequest: every series' labels in one parse, then its samples.
+
+        Each template is a serialized WriteRequest holding one labels-only TimeSeries (made by the
+        protobuf library once per series); serialized messages concatenated parse as one message
+        whose repeated fields are appended in order (protobuf's documented merge rule), so a single
+        C-level parse builds every series of the request with its labels.
+        """
+        request = WriteRequest.FromString(b"".join(template for template, _, _ in self.series))
+        for series, (_, values, stamps) in zip(request.timeseries, self.series, strict=True):
+            add = series.samples.add
+            for value, stamp in zip(values, stamps, strict=True):
+                add(value=value, timestamp=stamp)
+        return request
 
 
 LabelSet = tuple[tuple[str, str], ...]
@@ -126,11 +141,11 @@ class SeriesEncoder:
         self.hosts = dict(hosts or {})
         self.engines: dict[str, str] = {}
         self.models: dict[str, str] = {}
-        self._templates: dict[tuple[Any, ...], Any] = {}
+        self._templates: dict[tuple[Any, ...], bytes] = {}
 
     def encode(self, tables: Mapping[str, pa.Table]) -> tuple[Any, int]:
         """One WriteRequest with every sample of `tables` (rows in ORDER_BY order); (request, samples)."""
-        batch = Batch(WriteRequest(), {})
+        batch = Batch()
         if "serving" in tables:
             self._serving(batch, tables["serving"])
         uuids: dict[int, str] = {}
@@ -143,22 +158,18 @@ class SeriesEncoder:
             self._hist(batch, tables["serving_hist"])
         if "host" in tables:
             self._host(batch, tables["host"])
-        return batch.request, batch.samples
+        return batch.request(), batch.samples
 
-    def _series(self, batch: Batch, key: tuple[Any, ...], labels: Callable[[], LabelSet]) -> Any:
-        """The request's series for `key`, added (from a cached label template) on first use."""
-        series = batch.series.get(key)
-        if series is None:
-            template = self._templates.get(key)
-            if template is None:
-                template = TimeSeries()
-                for name, value in sorted(labels()):  # the spec wants labels sorted by name
-                    template.labels.add(name=name, value=value)
-                self._templates[key] = template
-            series = batch.request.timeseries.add()
-            series.MergeFrom(template)
-            batch.series[key] = series
-        return series
+    def _template(self, key: tuple[Any, ...], labels: Callable[[], LabelSet]) -> bytes:
+        """The series' labels as a serialized one-series WriteRequest, built on first use."""
+        template = self._templates.get(key)
+        if template is None:
+            request = WriteRequest()
+            series = request.timeseries.add()
+            for name, value in sorted(labels()):  # the spec wants labels sorted by name
+                series.labels.add(name=name, value=value)
+            template = self._templates[key] = request.SerializeToString()
+        return template
 
     def _gpu_labels(
         self, name: str, gpu: int, tray: int, uuid: str | None, *extra: tuple[str, str]
@@ -179,24 +190,24 @@ class SeriesEncoder:
         runs = _runs(gpus)
         specs = [(GPU_STATE, "state", 1.0), *((m.name, m.column, float(m.scale)) for m in GPU_METRICS)]
         for name, column, scale in specs:
-            values = _col(table, column)
+            values = _scaled(table, column, scale)
             for a, b in runs:
                 g = gpus[a]
                 key = ("gpu", name, g, uuids[g])
                 labels = functools.partial(self._gpu_labels, name, g, trays[g], uuids[g])
-                self._add(batch, key, labels, values, ts, a, b, scale)
+                self._add(batch, key, labels, values, ts, a, b)
 
     def _nvlink(self, batch: Batch, table: pa.Table, uuids: dict[int, str], trays: dict[int, int]) -> None:
         ts, gpus, links = _ms(table), _col(table, "gpu"), _col(table, "link")
         runs = _runs(list(zip(gpus, links, strict=True)))
         for spec in NVLINK_METRICS:
-            name, scale, values = spec.name, float(spec.scale), _col(table, spec.column)
+            name, values = spec.name, _scaled(table, spec.column, float(spec.scale))
             for a, b in runs:
                 g, link = gpus[a], links[a]
                 tray = trays.get(g, g // GPUS_PER_TRAY + 1)
                 extra = ("link", str(link))
                 labels = functools.partial(self._gpu_labels, name, g, tray, uuids.get(g), extra)
-                self._add(batch, ("nvlink", name, g, link, uuids.get(g)), labels, values, ts, a, b, scale)
+                self._add(batch, ("nvlink", name, g, link, uuids.get(g)), labels, values, ts, a, b)
 
     def _add(
         self,
@@ -207,25 +218,16 @@ class SeriesEncoder:
         ts: list[int],
         a: int,
         b: int,
-        scale: float,
     ) -> None:
-        """Add rows a..b-1 (one series, in time order) of a column; null cells are no sample."""
-        add = None
-        # mW -> W as a division by 1000, not a product with 0.001: 1148312 mW is 1148.312 W, exactly
-        # the decimal a reader expects (x 0.001 gives 1148.3120000000001).
-        divisor = round(1 / scale) if scale < 1 else 1
-        for i in range(a, b):
-            value = values[i]
-            if value is None:
-                continue
-            if add is None:
-                add = self._series(batch, key, labels).samples.add
-            if divisor != 1:
-                value = value / divisor
-            elif scale != 1.0:
-                value = value * scale
-            add(value=value, timestamp=ts[i])
-            batch.samples += 1
+        """Rows a..b-1 (one series, in time order) of a column; null cells are no sample."""
+        chunk, stamps = values[a:b], ts[a:b]
+        if None in chunk:
+            kept = [(v, t) for v, t in zip(chunk, stamps, strict=True) if v is not None]
+            if not kept:
+                return
+            chunk, stamps = [v for v, _ in kept], [t for _, t in kept]
+        batch.series.append((self._template(key, labels), chunk, stamps))
+        batch.samples += len(chunk)
 
     def _serving_labels(self, name: str, endpoint: str, *extra: tuple[str, str]) -> LabelSet:
         labels = [("__name__", name), ("rack", self.rack), ("instance", endpoint)]
@@ -244,13 +246,12 @@ class SeriesEncoder:
                 self.models[e] = model
         runs = _runs(endpoints)
         for column in ("state", "dup_samples", *_SERVING_COLUMNS):
-            values = _col(table, column)
-            scale = 1.0 / Q4_SCALE if column == "kv_cache_q4" else 1.0
+            values = _scaled(table, column, 1.0 / Q4_SCALE if column == "kv_cache_q4" else 1.0)
             for a, b in runs:
                 e = endpoints[a]
                 name = _SERVING_OWN.get(column) or serving_name(self.engines[e], column)
                 labels = functools.partial(self._serving_labels, name, e)
-                self._add(batch, ("serving", name, e), labels, values, ts, a, b, scale)
+                self._add(batch, ("serving", name, e), labels, values, ts, a, b)
 
     def _hist(self, batch: Batch, table: pa.Table) -> None:
         ts, endpoints, metrics = _ms(table), _col(table, "endpoint"), _col(table, "metric")
@@ -264,7 +265,7 @@ class SeriesEncoder:
             for suffix, values, extra in parts:
                 name = family + suffix
                 labels = functools.partial(self._serving_labels, name, endpoint, *extra)
-                self._add(batch, ("hist", name, endpoint, le), labels, values, ts, a, b, 1.0)
+                self._add(batch, ("hist", name, endpoint, le), labels, values, ts, a, b)
 
     def _host(self, batch: Batch, table: pa.Table) -> None:
         ts, hosts = _ms(table), _col(table, "host")
@@ -276,7 +277,7 @@ class SeriesEncoder:
             values = _col(table, column)
             for a, b in runs:
                 labels = functools.partial(_plain_labels, name, self.rack, hosts[a])
-                self._add(batch, ("host", name, hosts[a]), labels, values, ts, a, b, 1.0)
+                self._add(batch, ("host", name, hosts[a]), labels, values, ts, a, b)
 
 
 def _plain_labels(name: str, rack: str, host: str) -> LabelSet:
@@ -296,6 +297,21 @@ def _runs(keys: list[Any]) -> list[tuple[int, int]]:
 
 def _col(table: pa.Table, name: str) -> list[Any]:
     return table.column(name).to_pylist()
+
+
+def _scaled(table: pa.Table, name: str, scale: float) -> list[Any]:
+    """A column's values x scale, computed by Arrow (nulls stay null).
+
+    A scale below 1 is applied as a division (mW / 1000, not x 0.001): 1148312 mW is then exactly
+    1148.312 W, the decimal a reader expects (x 0.001 gives 1148.3120000000001).
+    """
+    column = table.column(name)
+    if scale == 1.0:
+        return column.to_pylist()
+    column = column.cast(pa.float64())
+    if scale < 1:
+        return pc.divide(column, float(round(1 / scale))).to_pylist()
+    return pc.multiply(column, scale).to_pylist()
 
 
 def _ms(table: pa.Table) -> list[int]:
