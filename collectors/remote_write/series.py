@@ -24,7 +24,6 @@ engines and ranks; their absolute value starts at the collector's start, not the
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,13 +125,11 @@ LabelSet = tuple[tuple[str, str], ...]
 
 
 class SeriesEncoder:
-    """Turns store rows into WriteRequests; label sets are built once per series and reused.
+    """Turns store rows into WriteRequests; each entity's label sets are built once and reused.
 
     Args:
         rack: the `rack` label.
         hosts: compute tray -> host name (the `Hostname` label), from the rack config; may be empty.
-        engines: endpoint -> engine, for endpoints whose serving rows are not in the same read
-            (a histogram row names no engine); filled as serving rows are seen.
     """
 
     def __init__(self, rack: str, hosts: Mapping[int, str] | None = None) -> None:
@@ -140,8 +137,9 @@ class SeriesEncoder:
         self.rack = rack
         self.hosts = dict(hosts or {})
         self.engines: dict[str, str] = {}
+        """endpoint -> engine, kept from serving rows (a histogram row names no engine)."""
         self.models: dict[str, str] = {}
-        self._templates: dict[tuple[Any, ...], bytes] = {}
+        self._entities: dict[tuple[Any, ...], list[bytes]] = {}
 
     def encode(self, tables: Mapping[str, pa.Table]) -> tuple[Any, int]:
         """One WriteRequest with every sample of `tables` (rows in ORDER_BY order); (request, samples)."""
@@ -160,83 +158,72 @@ class SeriesEncoder:
             self._host(batch, tables["host"])
         return batch.request(), batch.samples
 
-    def _template(self, key: tuple[Any, ...], labels: Callable[[], LabelSet]) -> bytes:
-        """The series' labels as a serialized one-series WriteRequest, built on first use."""
-        template = self._templates.get(key)
-        if template is None:
-            request = WriteRequest()
-            series = request.timeseries.add()
-            for name, value in sorted(labels()):  # the spec wants labels sorted by name
-                series.labels.add(name=name, value=value)
-            template = self._templates[key] = request.SerializeToString()
-        return template
+    def _templates(self, key: tuple[Any, ...], label_sets: Callable[[], list[LabelSet]]) -> list[bytes]:
+        """One entity's series (one per column it sends) as label templates, built on first use.
+
+        Each template is a serialized one-series WriteRequest with only its labels (see Batch.request).
+        """
+        templates = self._entities.get(key)
+        if templates is None:
+            templates = []
+            for labels in label_sets():
+                request = WriteRequest()
+                series = request.timeseries.add()
+                for name, value in sorted(labels):  # the spec wants labels sorted by name
+                    series.labels.add(name=name, value=value)
+                templates.append(request.SerializeToString())
+            self._entities[key] = templates
+        return templates
 
     def _gpu_labels(
-        self, name: str, gpu: int, tray: int, uuid: str | None, *extra: tuple[str, str]
-    ) -> LabelSet:
+        self, gpu: int, tray: int, uuid: str | None, *extra: tuple[str, str]
+    ) -> list[tuple[str, str]]:
         local = gpu % GPUS_PER_TRAY if tray else gpu
-        labels = [("__name__", name), ("rack", self.rack), ("tray", str(tray)), ("gpu", str(local))]
+        labels = [("rack", self.rack), ("tray", str(tray)), ("gpu", str(local)), *extra]
         if uuid:
             labels.append(("UUID", uuid))
         host = self.hosts.get(tray)
         if host:
             labels.append(("Hostname", host))
-        return (*labels, *extra)
+        return labels
 
     def _gpu(self, batch: Batch, table: pa.Table, uuids: dict[int, str], trays: dict[int, int]) -> None:
         ts, gpus = _ms(table), _col(table, "gpu")
         for g, u, t in zip(gpus, _col(table, "uuid"), _col(table, "tray"), strict=True):
             uuids[g], trays[g] = u, t
-        runs = _runs(gpus)
         specs = [(GPU_STATE, "state", 1.0), *((m.name, m.column, float(m.scale)) for m in GPU_METRICS)]
-        for name, column, scale in specs:
-            values = _scaled(table, column, scale)
-            for a, b in runs:
-                g = gpus[a]
-                key = ("gpu", name, g, uuids[g])
-                labels = functools.partial(self._gpu_labels, name, g, trays[g], uuids[g])
-                self._add(batch, key, labels, values, ts, a, b)
+        columns = [_scaled(table, column, scale) for _, column, scale in specs]
+        for a, b in _runs(gpus):
+            g = gpus[a]
+
+            def label_sets(g: int = g) -> list[LabelSet]:
+                base = self._gpu_labels(g, trays[g], uuids[g])
+                return [(("__name__", name), *base) for name, _, _ in specs]
+
+            templates = self._templates(("gpu", g, trays[g], uuids[g]), label_sets)
+            _add_runs(batch, templates, columns, ts, a, b)
 
     def _nvlink(self, batch: Batch, table: pa.Table, uuids: dict[int, str], trays: dict[int, int]) -> None:
         ts, gpus, links = _ms(table), _col(table, "gpu"), _col(table, "link")
-        runs = _runs(list(zip(gpus, links, strict=True)))
-        for spec in NVLINK_METRICS:
-            name, values = spec.name, _scaled(table, spec.column, float(spec.scale))
-            for a, b in runs:
-                g, link = gpus[a], links[a]
-                tray = trays.get(g, g // GPUS_PER_TRAY + 1)
-                extra = ("link", str(link))
-                labels = functools.partial(self._gpu_labels, name, g, tray, uuids.get(g), extra)
-                self._add(batch, ("nvlink", name, g, link, uuids.get(g)), labels, values, ts, a, b)
+        columns = [_scaled(table, spec.column, float(spec.scale)) for spec in NVLINK_METRICS]
+        for a, b in _runs(list(zip(gpus, links, strict=True))):
+            g, link = gpus[a], links[a]
+            tray = trays.get(g, g // GPUS_PER_TRAY + 1)
 
-    def _add(
-        self,
-        batch: Batch,
-        key: tuple[Any, ...],
-        labels: Callable[[], LabelSet],
-        values: list[Any],
-        ts: list[int],
-        a: int,
-        b: int,
-    ) -> None:
-        """Rows a..b-1 (one series, in time order) of a column; null cells are no sample."""
-        chunk, stamps = values[a:b], ts[a:b]
-        if None in chunk:
-            kept = [(v, t) for v, t in zip(chunk, stamps, strict=True) if v is not None]
-            if not kept:
-                return
-            chunk, stamps = [v for v, _ in kept], [t for _, t in kept]
-        batch.series.append((self._template(key, labels), chunk, stamps))
-        batch.samples += len(chunk)
+            def label_sets(g: int = g, link: int = link, tray: int = tray) -> list[LabelSet]:
+                base = self._gpu_labels(g, tray, uuids.get(g), ("link", str(link)))
+                return [(("__name__", spec.name), *base) for spec in NVLINK_METRICS]
 
-    def _serving_labels(self, name: str, endpoint: str, *extra: tuple[str, str]) -> LabelSet:
-        labels = [("__name__", name), ("rack", self.rack), ("instance", endpoint)]
-        engine = self.engines.get(endpoint, "")
-        spec = ENGINES.get(engine)
+            templates = self._templates(("nvlink", g, link, tray, uuids.get(g)), label_sets)
+            _add_runs(batch, templates, columns, ts, a, b)
+
+    def _serving_labels(self, endpoint: str, *extra: tuple[str, str]) -> list[tuple[str, str]]:
+        labels = [("rack", self.rack), ("instance", endpoint), *extra]
+        spec = ENGINES.get(self.engines.get(endpoint, ""))
         model = self.models.get(endpoint)
         if model:
             labels.append((spec.model_labels[0] if spec is not None else "model", model))
-        return (*labels, *extra)
+        return labels
 
     def _serving(self, batch: Batch, table: pa.Table) -> None:
         ts, endpoints = _ms(table), _col(table, "endpoint")
@@ -244,44 +231,76 @@ class SeriesEncoder:
             self.engines[e] = engine
             if model:
                 self.models[e] = model
-        runs = _runs(endpoints)
-        for column in ("state", "dup_samples", *_SERVING_COLUMNS):
-            values = _scaled(table, column, 1.0 / Q4_SCALE if column == "kv_cache_q4" else 1.0)
-            for a, b in runs:
-                e = endpoints[a]
-                name = _SERVING_OWN.get(column) or serving_name(self.engines[e], column)
-                labels = functools.partial(self._serving_labels, name, e)
-                self._add(batch, ("serving", name, e), labels, values, ts, a, b)
+        names = ("state", "dup_samples", *_SERVING_COLUMNS)
+        columns = [_scaled(table, c, 1.0 / Q4_SCALE if c == "kv_cache_q4" else 1.0) for c in names]
+        for a, b in _runs(endpoints):
+            e = endpoints[a]
+
+            def label_sets(e: str = e) -> list[LabelSet]:
+                base = self._serving_labels(e)
+                families = [_SERVING_OWN.get(c) or serving_name(self.engines[e], c) for c in names]
+                return [(("__name__", family), *base) for family in families]
+
+            templates = self._templates(("serving", e, self.engines[e], self.models.get(e)), label_sets)
+            _add_runs(batch, templates, columns, ts, a, b)
 
     def _hist(self, batch: Batch, table: pa.Table) -> None:
         ts, endpoints, metrics = _ms(table), _col(table, "endpoint"), _col(table, "metric")
         les, counts, sums = _col(table, "le"), _col(table, "count"), _col(table, "sum_s")
         for a, b in _runs(list(zip(endpoints, metrics, les, strict=True))):
-            endpoint, le = endpoints[a], les[a]
-            family = histogram_name(self.engines.get(endpoint, ""), metrics[a])
-            parts = [("_bucket", counts, (("le", format_le(le)),))]
-            if le == float("inf"):
-                parts += [("_count", counts, ()), ("_sum", sums, ())]
-            for suffix, values, extra in parts:
-                name = family + suffix
-                labels = functools.partial(self._serving_labels, name, endpoint, *extra)
-                self._add(batch, ("hist", name, endpoint, le), labels, values, ts, a, b)
+            endpoint, metric, le = endpoints[a], metrics[a], les[a]
+            engine = self.engines.get(endpoint, "")
+            top = le == float("inf")
+
+            def label_sets(
+                endpoint: str = endpoint,
+                metric: str = metric,
+                le: float = le,
+                engine: str = engine,
+                top: bool = top,
+            ) -> list[LabelSet]:
+                family = histogram_name(engine, metric)
+                sets = [
+                    (("__name__", family + "_bucket"), *self._serving_labels(endpoint, ("le", format_le(le))))
+                ]
+                if top:  # the +Inf bucket is also the histogram's _count; its row carries the _sum
+                    base = self._serving_labels(endpoint)
+                    sets += [(("__name__", family + "_count"), *base), (("__name__", family + "_sum"), *base)]
+                return sets
+
+            key = ("hist", endpoint, metric, le, engine, self.models.get(endpoint))
+            templates = self._templates(key, label_sets)
+            _add_runs(batch, templates, [counts, counts, sums] if top else [counts], ts, a, b)
 
     def _host(self, batch: Batch, table: pa.Table) -> None:
         ts, hosts = _ms(table), _col(table, "host")
-        runs = _runs(hosts)
-        for column in table.column_names:
-            if column in ("ts", "host"):
+        names = [c for c in table.column_names if c not in ("ts", "host")]
+        columns = [_col(table, c) for c in names]
+        for a, b in _runs(hosts):
+            host = hosts[a]
+
+            def label_sets(host: str = host) -> list[LabelSet]:
+                families = [f"rackmon_host_{c}" + ("_total" if c in COUNTERS["host"] else "") for c in names]
+                return [(("__name__", f), ("rack", self.rack), ("host", host)) for f in families]
+
+            _add_runs(batch, self._templates(("host", host, *names), label_sets), columns, ts, a, b)
+
+
+def _add_runs(
+    batch: Batch, templates: list[bytes], columns: list[list[Any]], ts: list[int], a: int, b: int
+) -> None:
+    """Rows a..b-1 of one entity (in time order): a series per column; null cells are no sample."""
+    stamps = ts[a:b]
+    for template, values in zip(templates, columns, strict=True):
+        chunk = values[a:b]
+        times = stamps
+        if None in chunk:
+            kept = [(v, t) for v, t in zip(chunk, stamps, strict=True) if v is not None]
+            if not kept:
                 continue
-            name = f"rackmon_host_{column}" + ("_total" if column in COUNTERS["host"] else "")
-            values = _col(table, column)
-            for a, b in runs:
-                labels = functools.partial(_plain_labels, name, self.rack, hosts[a])
-                self._add(batch, ("host", name, hosts[a]), labels, values, ts, a, b)
-
-
-def _plain_labels(name: str, rack: str, host: str) -> LabelSet:
-    return (("__name__", name), ("rack", rack), ("host", host))
+            chunk, times = [v for v, _ in kept], [t for _, t in kept]
+        batch.series.append((template, chunk, times))
+        batch.samples += len(chunk)
 
 
 def _runs(keys: list[Any]) -> list[tuple[int, int]]:
