@@ -2,7 +2,7 @@
 
     [remote_write]
     url = "http://prometheus:9090/api/v1/write"   # the receiver's write URL (http or https)
-    batch_size = 50000       # samples per request at most (whole ticks: one tick may exceed it)
+    batch_size = 200000      # samples per request at most (whole ticks: one tick may exceed it)
     interval = 5             # seconds between sends while caught up
     timeout = 30             # seconds a request may take before it counts as failed
     max_backlog = 3600       # seconds: an older backlog is skipped (the receiver would refuse it)
@@ -35,7 +35,9 @@ from collectors.config_check import ConfigError, url_problem
 if TYPE_CHECKING:
     from collectors.config_check import Checker
 
-DEFAULT_BATCH_SIZE = 50_000
+DEFAULT_BATCH_SIZE = 200_000
+"""About 10 ticks of a full rack (19,800 samples a tick): a request of ~700 KB on the wire, far below every
+receiver's request limit (VictoriaMetrics 32 MB), and 10 samples a series amortise each series' labels."""
 DEFAULT_INTERVAL_S = 5.0
 """Prometheus' own remote_write batch_send_deadline is 5 s."""
 DEFAULT_TIMEOUT_S = 30.0
