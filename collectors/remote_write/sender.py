@@ -181,6 +181,8 @@ class RemoteWriteSender:
                 try:
                     sent_any = self.send_once()
                 except RetryLater as err:
+                    if self._stop.is_set():
+                        break  # a stop aborted the request: not a receiver problem
                     wait = min(self.max_backoff_s, err.after_s if err.after_s is not None else backoff)
                     self._set(state="retrying", message=f"{err} (retrying in {wait:.3g} s)",
                               failures=self.status.failures + 1)  # fmt: skip
@@ -190,6 +192,11 @@ class RemoteWriteSender:
                 except StopSending as err:
                     self._set(state="stopped", message=str(err), failures=self.status.failures + 1)
                     return
+                except Exception as err:  # the store, not the receiver: said, and tried again later
+                    log.exception("remote-write: reading the store failed")
+                    self._set(state="retrying", message=f"remote-write: cannot read the store: {err}")
+                    self._stop.wait(self.max_backoff_s)
+                    continue
                 backoff = self.min_backoff_s
                 if not sent_any:
                     # Until the first tick is there, look often: a new recording's first frame is
@@ -210,6 +217,7 @@ class RemoteWriteSender:
             StopSending: an answer that a retry cannot change (401, 404, ...).
         """
         reader = self._open_reader()
+        reader.refresh()  # the file list the relations below name: the newest manifest's
         position = self._start_position()
         ticks = 1  # until the first request says how many samples a tick holds
         if self._samples_per_tick:

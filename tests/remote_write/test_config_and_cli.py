@@ -123,3 +123,38 @@ def test_collect_records_on_while_the_receiver_says_401(tmp_path: Path) -> None:
             "SELECT count(DISTINCT ts) AS n FROM gpu WHERE epoch_ms(ts) >= ?", [int(began * 1000)]
         )
     assert ticks.column("n")[0].as_py() >= 2  # frames kept landing in the store
+
+
+def test_collect_sends_what_it_records_while_it_records(tmp_path: Path) -> None:
+    """The real recorder (sim trays, live head, sealing writer) with remote-write on: every tick the receiver
+    got holds exactly the store's samples of that tick, and the ticks sent are the store's oldest."""
+    store = tmp_path / "store"
+    with Receiver() as receiver:
+        done = monitor(
+            "collect", "--sim", "--store", str(store), "--duration", "8s", "--flush", "2s",
+            "--remote-write", receiver.url("api/v1/write"),
+        )  # fmt: skip
+        requests = list(receiver.requests)
+    assert done.returncode == 0, done.stderr
+    got: dict[int, int] = {}
+    for _headers, series in requests:
+        for ts in series:
+            for sample in ts.samples:
+                got[sample.timestamp] = got.get(sample.timestamp, 0) + 1
+    assert got, done.stderr
+    with StoreReader(store) as reader:
+        stored = per_tick_samples(reader)
+    assert sorted(got) == sorted(stored)[: len(got)]  # oldest first, no gap
+    assert got == {t: stored[t] for t in got}
+
+
+def per_tick_samples(reader: StoreReader) -> dict[int, int]:
+    """Non-null metric cells per tick (gpu, nvlink, serving, host tables; no serving rows under --sim)."""
+    keys = {"gpu": {"ts", "gpu", "uuid", "tray"}, "nvlink": {"ts", "gpu", "link"}, "host": {"ts", "host"}}
+    out: dict[int, int] = {}
+    for table, skip in keys.items():
+        columns = [f.name for f in reader.sql(f"SELECT * FROM {table} LIMIT 0").schema if f.name not in skip]
+        cells = " + ".join(f"count({c})" for c in columns)
+        for row in reader.sql(f"SELECT epoch_ms(ts) AS t, {cells} AS n FROM {table} GROUP BY ts").to_pylist():
+            out[row["t"]] = out.get(row["t"], 0) + row["n"]
+    return out
