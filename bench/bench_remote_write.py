@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.peers.servers import victoria_metrics
 from collectors.remote_write.sender import RemoteWriteSender
-from collectors.remote_write.series import ORDER_BY, TABLES_SENT, SeriesEncoder
-from collectors.remote_write.settings import RemoteWriteSettings
+from collectors.remote_write.series import ORDER_BY, SeriesEncoder
+from collectors.remote_write.settings import TABLES_SENT, RemoteWriteSettings
 from collectors.remote_write.wire import compress
 from monitor.backfill import backfill
 from storage.reader import StoreReader

@@ -48,8 +48,8 @@ from collectors.alert_rules import AlertRules
 from collectors.config_check import Checker, ConfigError
 from collectors.config_tables import parse_alerts, parse_keys, render_alerts
 from collectors.mappings.serving import ENGINES
-from collectors.remote_write.settings import RemoteWriteSettings, parse_remote_write, render_remote_write
 from collectors.rack import COMPUTE_TRAYS, GPUS, gpu_index, gpu_label
+from collectors.remote_write.settings import RemoteWriteSettings, parse_remote_write, render_remote_write
 
 MIN_DEFAULT_TIMEOUT_S = 2.0
 """The default timeout's floor: on a loaded collector host (load 8-16 on 2 cores) `monitor doctor`

@@ -37,7 +37,7 @@ from typing import Any
 import pyarrow as pa
 
 from collectors.remote_write.client import Answer, Client
-from collectors.remote_write.series import ORDER_BY, TABLES_SENT, SeriesEncoder
+from collectors.remote_write.series import ORDER_BY, SeriesEncoder
 from collectors.remote_write.settings import RemoteWriteSettings
 from collectors.remote_write.wire import compress
 from storage.atomic import write_bytes
@@ -229,7 +229,7 @@ class RemoteWriteSender:
             return False
         tables = {
             t: reader.sql(f"SELECT * FROM {reader.relation(t, position + 1, hi)} ORDER BY {ORDER_BY[t]}")
-            for t in TABLES_SENT
+            for t in self.settings.tables
         }
         request, samples = self.encoder.encode(tables)
         n_ticks = _tick_count(tables)

@@ -37,9 +37,6 @@ from collectors.rack import GPUS_PER_TRAY
 from collectors.remote_write.wire import WriteRequest
 from storage.schemas import COUNTERS, Q4_SCALE, TS
 
-TABLES_SENT: tuple[str, ...] = ("gpu", "nvlink", "serving", "serving_hist", "host")
-"""The store tables whose samples are sent, in the order a request carries them."""
-
 ORDER_BY: dict[str, str] = {
     "gpu": "gpu, ts",
     "nvlink": "gpu, link, ts",

@@ -6,6 +6,7 @@
     interval = 5             # seconds between sends while caught up
     timeout = 30             # seconds a request may take before it counts as failed
     max_backlog = 3600       # seconds: an older backlog is skipped (the receiver would refuse it)
+    tables = ["gpu", "nvlink", "serving", "serving_hist", "host"]   # what is sent (default: all)
     bearer_token_file = "/etc/rack-monitor/rw-token"   # or [remote_write.basic_auth]
     [remote_write.headers]   # extra HTTP headers (X-Scope-OrgID for Mimir, ...)
     X-Scope-OrgID = "rack-a"
@@ -35,6 +36,8 @@ from collectors.config_check import ConfigError, url_problem
 if TYPE_CHECKING:
     from collectors.config_check import Checker
 
+TABLES_SENT: tuple[str, ...] = ("gpu", "nvlink", "serving", "serving_hist", "host")
+"""The store tables whose samples are sent (collectors.remote_write.series maps them)."""
 DEFAULT_BATCH_SIZE = 200_000
 """About 10 ticks of a full rack (19,800 samples a tick): a request of ~700 KB on the wire, far below every
 receiver's request limit (VictoriaMetrics 32 MB), and 10 samples a series amortise each series' labels."""
@@ -55,6 +58,7 @@ _FIELDS = (
     "interval",
     "timeout",
     "max_backlog",
+    "tables",
 )
 _AUTH_FIELDS = ("username", "password_file")
 _TLS_FIELDS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify")
@@ -87,6 +91,8 @@ class RemoteWriteSettings:
     interval_s: float = DEFAULT_INTERVAL_S
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_backlog_s: float = DEFAULT_MAX_BACKLOG_S
+    tables: tuple[str, ...] = TABLES_SENT
+    """Store tables whose samples are sent (default: all of TABLES_SENT)."""
 
     def with_url(self, url: str) -> RemoteWriteSettings:
         """The same settings towards another URL (`monitor collect --remote-write URL`)."""
@@ -143,7 +149,25 @@ def parse_remote_write(check: Checker, value: object) -> RemoteWriteSettings:
         interval_s=_number(check, value, "interval", DEFAULT_INTERVAL_S, 0.05, 3600),
         timeout_s=_number(check, value, "timeout", DEFAULT_TIMEOUT_S, 0.1, 600),
         max_backlog_s=_number(check, value, "max_backlog", DEFAULT_MAX_BACKLOG_S, 1, 10 * 365 * 86_400),
+        tables=_tables(check, value.get("tables", list(TABLES_SENT))),
     )
+
+
+def _tables(check: Checker, value: object) -> tuple[str, ...]:
+    """`tables`: a non-empty list of store tables to send, each once."""
+    problem = None
+    if not isinstance(value, list) or not value:
+        problem = f"must be a non-empty list of tables, not {value!r}"
+    else:
+        for name in value:
+            if name not in TABLES_SENT:
+                problem = f"{name!r} is not a table that is sent (one of: {', '.join(TABLES_SENT)})"
+                break
+        if problem is None and len(set(value)) != len(value):
+            problem = "names a table twice"
+    if problem is not None:
+        check.fail("remote_write.tables", problem, "remote_write", None, "tables")
+    return tuple(name for name in TABLES_SENT if name in value)  # type: ignore[operator]
 
 
 def _number(
@@ -222,6 +246,8 @@ def render_remote_write(settings: RemoteWriteSettings | None) -> list[str]:
     out = ["[remote_write]", f"url = {q(settings.url)}", f"batch_size = {settings.batch_size}"]
     out += [f"interval = {settings.interval_s!r}", f"timeout = {settings.timeout_s!r}"]
     out += [f"max_backlog = {settings.max_backlog_s!r}"]
+    if settings.tables != TABLES_SENT:
+        out.append(f"tables = [{', '.join(q(t) for t in settings.tables)}]")
     if settings.bearer_token_file is not None:
         out.append(f"bearer_token_file = {q(settings.bearer_token_file)}")
     if settings.headers:

@@ -31,6 +31,7 @@ batch_size = 20000
 interval = 2
 timeout = 10
 max_backlog = 7200
+tables = ["serving", "gpu"]
 [remote_write.headers]
 X-Scope-OrgID = "rack-1"
 [remote_write.basic_auth]
@@ -55,6 +56,7 @@ def test_full_table_parses_and_renders_back() -> None:
         interval_s=2.0,
         timeout_s=10.0,
         max_backlog_s=7200.0,
+        tables=("gpu", "serving"),
     )
     assert parse_config(render_config(config), "rack.toml") == parse_config(FULL, "rack.toml")
 

@@ -22,6 +22,7 @@ from collectors.remote_write.series import SeriesEncoder
 from collectors.remote_write.settings import RemoteWriteSettings
 from collectors.remote_write.wire import WriteRequest
 from monitor.backfill import backfill
+from storage.reader import StoreReader
 from tests.loopback import LoopbackServer
 from tests.net.conftest import free_port
 from tests.remote_write.test_receivers import store_samples
@@ -181,3 +182,17 @@ def test_stop_codes_raise_from_send_once(store: Path, receiver: Receiver) -> Non
     receiver.mode = "401"
     with pytest.raises(StopSending, match="401 unauthorized"):
         sender_for(store, receiver.url("api/v1/write")).send_once()
+
+
+def test_tables_limits_what_is_sent(store: Path, receiver: Receiver) -> None:
+    sender = sender_for(store, receiver.url("api/v1/write"), tables=("gpu",))
+    while sender.send_once():
+        pass
+    names = {label.value for _, series in receiver.requests for ts in series for label in ts.labels
+             if label.name == "__name__"}  # fmt: skip
+    assert names and all(n.startswith(("DCGM_", "rackmon_gpu_")) for n in names)
+    with StoreReader(store) as reader:
+        columns = [f.name for f in reader.sql("SELECT * FROM gpu LIMIT 0").schema]
+        cells = " + ".join(f"count({c})" for c in columns if c not in ("ts", "gpu", "uuid", "tray"))
+        expected = reader.sql(f"SELECT {cells} AS n FROM gpu").column("n")[0].as_py()
+    assert sender.status.sent_samples == expected

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from collectors.remote_write.series import ORDER_BY, TABLES_SENT, SeriesEncoder
+from collectors.remote_write.series import ORDER_BY, SeriesEncoder
+from collectors.remote_write.settings import TABLES_SENT
 from monitor.backfill import backfill
 from storage.reader import StoreReader
 
