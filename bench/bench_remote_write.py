@@ -77,10 +77,15 @@ def encode_per_table(store: Path, ticks_per_request: int) -> None:
         }
     encoder = SeriesEncoder("bench")
     encoder.encode(tables)  # label templates built once, as in a running sender
-    for name in [*TABLES_SENT, "all"]:
-        subset = tables if name == "all" else {name: tables[name]}
-        if name == "serving_hist":
-            subset = {"serving": tables["serving"], "serving_hist": tables["serving_hist"]}
+    subsets = {name: (name,) for name in TABLES_SENT}
+    subsets["serving_hist"] = (
+        "serving",
+        "serving_hist",
+    )  # a histogram row's names need its endpoint's engine
+    subsets["gpu+serving+host"] = ("gpu", "serving", "host")
+    subsets["all"] = TABLES_SENT
+    for name, names in subsets.items():
+        subset = {t: tables[t] for t in names}
         best = float("inf")
         if not any(t.num_rows for t in subset.values()):
             continue
