@@ -155,11 +155,12 @@ class RemoteWriteSender:
             before = self._status
             self._status = replace(before, **changes)
             after = self._status
-        if after.message != before.message and "retrying in" not in before.message + after.message:
-            level = logging.INFO if after.state == "ok" else logging.WARNING
-            log.log(level, "%s", after.message)
-        elif after.state != before.state:
-            log.warning("%s", after.message)
+        # One line per change of state or of message; retries of the same problem (whose message only
+        # counts the back-off up) are not repeated.
+        retries = "retrying in" in before.message and "retrying in" in after.message
+        if after.state != before.state or (after.message != before.message and not retries):
+            healthy = after.message.startswith("remote-write: sending to")
+            log.log(logging.INFO if healthy else logging.WARNING, "%s", after.message)
 
     def start(self) -> None:
         """Start sending in a daemon thread."""
