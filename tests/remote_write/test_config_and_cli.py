@@ -114,7 +114,7 @@ def test_collect_records_on_while_the_receiver_says_401(tmp_path: Path) -> None:
         receiver.mode = "401"
         began = time.time()
         done = monitor(
-            "collect", "--sim", "--store", str(store), "--duration", "6s", "--flush", "1s",
+            "collect", "--sim", "--store", str(store), "--duration", "10s", "--flush", "1s",
             "--remote-write", receiver.url("api/v1/write"),
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -133,7 +133,7 @@ def test_collect_sends_what_it_records_while_it_records(tmp_path: Path) -> None:
     store = tmp_path / "store"
     with Receiver() as receiver:
         done = monitor(
-            "collect", "--sim", "--store", str(store), "--duration", "8s", "--flush", "2s",
+            "collect", "--sim", "--store", str(store), "--duration", "12s", "--flush", "2s",
             "--remote-write", receiver.url("api/v1/write"),
         )  # fmt: skip
         requests = list(receiver.requests)
