@@ -30,6 +30,9 @@
     [promql]                  # optional: read the rack from a Prometheus-compatible query API instead of
     url = "http://prometheus:9090"   # its pages (collectors.config_promql, docs/fleet.md)
 
+    [remote_write]            # optional; `monitor collect` sends what it records here
+    url = "http://prometheus:9090/api/v1/write"   # keys: collectors.remote_write.settings
+
 Everything is checked on load. A mistake is one ConfigError line naming the file, the line and the field
 (tomllib reports no positions for valid TOML, so collectors.config_check finds the line in the text).
 """
@@ -50,6 +53,7 @@ from collectors.config_promql import PromqlConfig, parse_promql, render_promql
 from collectors.config_tables import parse_alerts, parse_keys, render_alerts
 from collectors.mappings.serving import ENGINES
 from collectors.rack import COMPUTE_TRAYS, GPUS, gpu_index, gpu_label
+from collectors.remote_write.settings import RemoteWriteSettings, parse_remote_write, render_remote_write
 
 MIN_DEFAULT_TIMEOUT_S = 2.0
 """The default timeout's floor: on a loaded collector host (load 8-16 on 2 cores) `monitor doctor`
@@ -77,7 +81,7 @@ _TRAY_FIELDS = ("tray", "host", "url")
 _SERVER_FIELDS = ("name", "url", "engine", "gpus", "metrics_prefix")
 _METRIC_PREFIX_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 """A metric name prefix: what a Prometheus metric name may start with."""
-_TOP_LEVEL = ("rack", "tray", "server", "alerts", "keys", "promql")
+_TOP_LEVEL = ("rack", "tray", "server", "alerts", "keys", "promql", "remote_write")
 _GPU_LABEL_RE = re.compile(r"T(\d{1,2})\.G(\d)")
 _TOML_POS_RE = re.compile(r"\(at line (\d+), column \d+\)")
 
@@ -135,6 +139,8 @@ class RackConfig:
     """The line of each [keys] entry, so an action the TUI does not know is reported at its line."""
     promql: PromqlConfig | None = None
     """[promql]: read the rack from a Prometheus-compatible query API (collectors.promql_source)."""
+    remote_write: RemoteWriteSettings | None = None
+    """[remote_write]: where `monitor collect` sends what it records (collectors.remote_write.settings)."""
 
     def timeout_for(self, interval_s: float) -> float:
         """The per-endpoint timeout at this poll interval: the configured one, else the default."""
@@ -223,6 +229,7 @@ def parse_config(text: str, path: Path | str = "<config>") -> RackConfig:
         keys=keys,
         key_lines=key_lines,
         promql=promql,
+        remote_write=parse_remote_write(check, data["remote_write"]) if "remote_write" in data else None,
     )
 
 
@@ -383,6 +390,7 @@ def render_config(config: RackConfig) -> str:
     out += render_alerts(config.alerts)
     if config.keys:
         out += ["[keys]", *(f"{action} = {_toml_str(key)}" for action, key in config.keys), ""]
+    out += render_remote_write(config.remote_write)
     return "\n".join(out)
 
 

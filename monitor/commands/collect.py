@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,6 +24,11 @@ from monitor.timespec import iso
 
 if TYPE_CHECKING:
     from collectors.alert_rules import AlertRules
+    from collectors.config import RackConfig
+    from collectors.remote_write.client import Client
+    from collectors.remote_write.sender import RemoteWriteSender
+    from collectors.remote_write.settings import RemoteWriteSettings
+    from storage.head import Head
 
 log = logging.getLogger("monitor.collect")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -44,6 +50,12 @@ def command(
     seed: int = typer.Option(0, "--seed", help="Sim seed (with --sim)."),
     tray: TrayOption = None,
     tray_index_base: TrayIndexBaseOption = TRAY_INDEX_BASE,
+    remote_write: str | None = typer.Option(
+        None,
+        "--remote-write",
+        help="Also send every recorded sample to this Prometheus remote-write URL "
+        "(overrides [remote_write] url in the config).",
+    ),
 ) -> None:
     """Record the rack (or with --nvml this host's GPUs) into a store until SIGTERM/SIGINT (or --duration),
     sealing a last segment."""
@@ -56,11 +68,13 @@ def command(
     flush_s = seconds(flush, "--flush")
     run_for = seconds(duration, "--duration") if duration is not None else None
     rules = None
+    outbound = None
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=LOG_FORMAT)
     if config is not None:
         from monitor.commands.root import load_rack_config, scrape_source
 
         rack = load_rack_config(config)
+        outbound = remote_write_target(rack, remote_write)
         source = scrape_source(rack, interval=step)
         sources: list[Any] = [source]
         log.info(
@@ -75,7 +89,39 @@ def command(
         sources = [_nvml_source(tray, tray_index_base)]
     else:
         sources = _sim_sources(scenario, seed)
-    record(root, sources, interval_s=step, flush_s=flush_s, duration_s=run_for, rules=rules)
+    if config is None and remote_write is not None:
+        outbound = remote_write_target(None, remote_write)
+    record(
+        root,
+        sources,
+        interval_s=step,
+        flush_s=flush_s,
+        duration_s=run_for,
+        rules=rules,
+        remote_write=outbound,
+    )
+
+
+def remote_write_target(rack: RackConfig | None, url: str | None) -> RemoteWriteTarget | None:
+    """Where to send: the config's [remote_write] with --remote-write's URL over its url, or None."""
+    from collectors.config import ConfigError
+    from collectors.remote_write.settings import RemoteWriteSettings
+
+    settings = rack.remote_write if rack is not None else None
+    try:
+        if url is not None:
+            settings = (settings or RemoteWriteSettings(url=url)).with_url(url)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    if settings is None:
+        return None
+    import socket
+
+    name = rack.name if rack is not None else socket.gethostname()
+    hosts = {t.tray: t.host for t in rack.trays} if rack is not None else {}
+    target = RemoteWriteTarget(settings, name, hosts)
+    target.client()  # an unreadable secret or TLS file: one line now, before recording starts
+    return target
 
 
 def record(
@@ -86,6 +132,7 @@ def record(
     flush_s: float,
     duration_s: float | None,
     rules: AlertRules | None = None,
+    remote_write: RemoteWriteTarget | None = None,
 ) -> None:
     """Poll `sources` plus this host every interval into the store at `root` until stopped.
 
@@ -96,6 +143,7 @@ def record(
         flush_s: data time per sealed segment.
         duration_s: stop after this long; None runs until SIGTERM or SIGINT.
         rules: alert rules evaluated on every frame and recorded as events (the defaults when None).
+        remote_write: also send what is recorded there, from a thread of its own (None: do not).
     """
     from collectors.alert_recorder import AlertRecorder
     from collectors.poller import Poller
@@ -111,6 +159,13 @@ def record(
             s.close()
         raise
     writer = recording.writer
+    try:
+        sender = remote_write.sender(root, head) if remote_write is not None else None
+    except UserError:
+        recording.close()
+        for s in sources:
+            s.close()
+        raise
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -133,9 +188,13 @@ def record(
     with recording:
         try:
             poller.start()
+            if sender is not None:
+                sender.start()
             stop.wait(duration_s)
         finally:
             poller.stop()
+            if sender is not None:
+                sender.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     status = writer.status
@@ -148,6 +207,44 @@ def record(
         "" if status.files == 1 else "s",
         f", last error: {status.last_error}" if status.last_error else "",
     )
+    if sender is not None:
+        sent = sender.status
+        log.info(
+            "remote-write: %d samples sent in %d requests, %d dropped; %s",
+            sent.sent_samples,
+            sent.requests,
+            sent.dropped_samples,
+            sent.message,
+        )
+
+
+@dataclass(frozen=True)
+class RemoteWriteTarget:
+    """What `collect` sends to: the receiver's settings, the `rack` label, and tray -> host names."""
+
+    settings: RemoteWriteSettings
+    rack: str
+    hosts: dict[int, str]
+
+    def sender(self, root: Path, head: Head) -> RemoteWriteSender:
+        """The sender over the recording's store and head; an unreadable secret or TLS file is a UserError."""
+        from collectors.remote_write.sender import RemoteWriteSender
+        from collectors.remote_write.series import SeriesEncoder
+
+        self.client()
+        return RemoteWriteSender(root, self.settings, SeriesEncoder(self.rack, self.hosts), head)
+
+    def client(self) -> Client:
+        """The HTTP client (secrets and TLS files read now); UserError when one cannot be read."""
+        from collectors.config import ConfigError
+        from collectors.remote_write.client import Client
+
+        try:
+            return Client(self.settings)
+        except ConfigError as err:
+            raise UserError(str(err)) from None
+        except (OSError, ValueError) as err:
+            raise UserError(f"remote_write.tls_config: cannot set up TLS: {err}") from None
 
 
 def sources_text(sources: list[Any]) -> str:

@@ -1,0 +1,220 @@
+"""Remote-write out: CPU per tick, bytes per sample on the wire, backlog drain rate, and the collector's
+CPU per 1 Hz tick with scrape + store + remote-write.
+
+Four figures (targets from issue 15), all against a real VictoriaMetrics 1.79 on loopback:
+1. encode + send CPU per tick of one rack's frame, in the live shape (`interval` 5 s: 5 ticks a
+   request) and per table (target <= 5 ms a tick);
+2. bytes per sample on the wire (snappy-compressed protobuf body / samples), live and backlog shapes;
+3. backlog drain rate: simulated seconds of history sent per wall second after an outage (target >=
+   10x real time);
+4. `monitor collect --config` (18 tray agents + 72 vLLM servers served by `monitor sim` in another
+   process) CPU per 1 Hz tick with and without --remote-write (target <= 60 ms with it).
+
+    .venv/bin/python bench/bench_remote_write.py [--backlog 300] [--collect 60]
+
+The machine is shared: the 1-minute load average is printed with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.peers.servers import victoria_metrics
+from collectors.remote_write.sender import RemoteWriteSender
+from collectors.remote_write.series import ORDER_BY, SeriesEncoder
+from collectors.remote_write.settings import TABLES_SENT, RemoteWriteSettings
+from collectors.remote_write.wire import compress
+from monitor.backfill import backfill
+from storage.reader import StoreReader
+
+ROOT = Path(__file__).resolve().parents[1]
+MONITOR = [
+    sys.executable,
+    "-c",
+    "import sys; from monitor.cli import main; sys.argv = ['monitor', *sys.argv[1:]]; main()",
+]
+
+
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.2f}"
+
+
+class Counting:
+    """Wraps a sender's client: bodies and their bytes."""
+
+    def __init__(self, sender: RemoteWriteSender) -> None:
+        self.bytes = 0
+        self.requests = 0
+        inner = sender.client.post
+
+        def post(body: bytes):
+            self.bytes += len(body)
+            self.requests += 1
+            return inner(body)
+
+        sender.client.post = post  # type: ignore[method-assign]
+
+
+def encode_per_table(store: Path, ticks_per_request: int) -> None:
+    """CPU of encoding one request of `ticks_per_request` ticks, per table and in all, per tick."""
+    with StoreReader(store) as reader:
+        lo, _hi = reader.time_range()
+        hi = lo + (ticks_per_request - 1) * 1000
+        tables = {
+            t: reader.sql(f"SELECT * FROM {reader.relation(t, lo, hi)} ORDER BY {ORDER_BY[t]}")
+            for t in TABLES_SENT
+        }
+    encoder = SeriesEncoder("bench")
+    encoder.encode(tables)  # label templates built once, as in a running sender
+    subsets = {name: (name,) for name in TABLES_SENT}
+    subsets["serving_hist"] = (
+        "serving",
+        "serving_hist",
+    )  # a histogram row's names need its endpoint's engine
+    subsets["gpu+serving+host"] = ("gpu", "serving", "host")
+    subsets["all"] = TABLES_SENT
+    for name, names in subsets.items():
+        subset = {t: tables[t] for t in names}
+        best = float("inf")
+        if not any(t.num_rows for t in subset.values()):
+            continue
+        for _ in range(5):
+            t0 = time.process_time()
+            request, samples = encoder.encode(subset)
+            body = compress(request.SerializeToString())
+            best = min(best, time.process_time() - t0)
+        print(
+            f"  encode+serialize+snappy {name:>12}: {best / ticks_per_request * 1000:6.2f} ms/tick, "
+            f"{samples // ticks_per_request:6d} samples/tick, {len(body) / samples:.2f} B/sample ({load()})"
+        )
+
+
+def send_all(store: Path, url: str, batch_size: int) -> tuple[float, float, int, Counting, int]:
+    """Drain the store to `url` after one untimed request (label templates built, batch size learnt):
+    (CPU s, wall s, samples, counting, ticks) of the rest."""
+    settings = RemoteWriteSettings(url=url, batch_size=batch_size, max_backlog_s=10 * 86_400)
+    sender = RemoteWriteSender(store, settings, SeriesEncoder("bench"))
+    sender.send_once()
+    first = sender.status
+    counting = Counting(sender)
+    t0, w0 = time.process_time(), time.perf_counter()
+    while sender.send_once():
+        pass
+    cpu, wall = time.process_time() - t0, time.perf_counter() - w0
+    assert sender.status.state == "ok", sender.status
+    ticks = (sender.status.sent_through_ms - first.sent_through_ms) // 1000
+    return cpu, wall, sender.status.sent_samples - first.sent_samples, counting, ticks
+
+
+def live_and_backlog(work: Path, backlog_s: int) -> None:
+    live, backlog = work / "live", work / "backlog"
+    end = int(time.time()) - 5
+    backfill(live, 31, end_s=end, seed=2)
+    backfill(backlog, backlog_s + 1, end_s=end, seed=2)
+    print("1. one rack's frame, encoded 5 ticks a request (label templates reused; best of 5):")
+    encode_per_table(live, 5)
+    with victoria_metrics(work / "vm", work / "vm.log") as vm:
+        url = f"http://127.0.0.1:{vm.port}/api/v1/write"
+        # Live shape: a sender caught up with a 1 Hz recording sends 5 ticks every 5 s (interval).
+        cpu, wall, samples, counting, ticks = send_all(live, url, batch_size=5 * 19_800)
+        print(
+            f"2. live shape (5 ticks a request): read+encode+send {cpu / ticks * 1000:.1f} ms CPU/tick, "
+            f"{counting.bytes / samples:.2f} B/sample on the wire, {samples // ticks} samples/tick, "
+            f"{counting.requests} requests ({load()})"
+        )
+        cpu, wall, samples, counting, ticks = send_all(backlog, url, batch_size=200_000)
+        print(
+            f"3. backlog of {ticks} s after an outage (batch_size 200k): drained in {wall:.1f} s wall = "
+            f"{ticks / wall:.1f}x real time; {cpu / ticks * 1000:.1f} ms CPU/tick, so one free core drains "
+            f"{ticks / cpu:.1f}x real time; {counting.bytes / samples:.2f} B/sample, "
+            f"{counting.requests} requests ({load()})"
+        )
+
+
+def collector_cpu(work: Path, seconds: int) -> None:
+    """CPU of `monitor collect --config` per tick, with and without --remote-write."""
+    config = work / "rack.toml"
+    sim = subprocess.Popen(
+        [*MONITOR, "sim", "--write-config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not config.exists():
+            if time.monotonic() > deadline or sim.poll() is not None:
+                raise SystemExit("monitor sim did not write its config")
+            time.sleep(0.2)
+        time.sleep(2)
+        with victoria_metrics(work / "vm2", work / "vm2.log") as vm:
+            url = f"http://127.0.0.1:{vm.port}/api/v1/write"
+            for label, extra in (
+                ("scrape + store", []),
+                ("scrape + store + remote-write", ["--remote-write", url]),
+            ):
+                store = work / f"collect-{len(extra)}"
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                done = subprocess.run(
+                    [
+                        *MONITOR,
+                        "collect",
+                        "--config",
+                        str(config),
+                        "--store",
+                        str(store),
+                        "--duration",
+                        f"{seconds}s",
+                        *extra,
+                    ],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                )
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                if done.returncode != 0:
+                    raise SystemExit(done.stderr)
+                cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                with StoreReader(store) as reader:
+                    ticks = reader.sql("SELECT count(DISTINCT ts) AS n FROM host").column("n")[0].as_py()
+                sent = [line for line in done.stderr.splitlines() if "samples sent" in line]
+                print(
+                    f"4. collect --config, {label}: {cpu / ticks * 1000:.1f} ms CPU per 1 Hz tick "
+                    f"over {ticks} ticks (start-up included) ({load()}) "
+                    f"{sent[-1].split(': ', 1)[-1] if sent else ''}"
+                )
+    finally:
+        os.killpg(sim.pid, signal.SIGTERM)
+        sim.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backlog", type=int, default=300, help="seconds of backlog to drain")
+    parser.add_argument("--collect", type=int, default=60, help="seconds of each collect run (0: skip)")
+    args = parser.parse_args()
+    if shutil.which("victoria-metrics") is None:
+        raise SystemExit("victoria-metrics is not installed (apt-get install victoria-metrics)")
+    work = Path(tempfile.mkdtemp(prefix="bench-rw-"))
+    try:
+        live_and_backlog(work, args.backlog)
+        if args.collect:
+            collector_cpu(work, args.collect)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

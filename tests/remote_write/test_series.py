@@ -1,0 +1,72 @@
+"""The store's rows as series: dcgm-exporter's names and labels plus rack/tray/gpu, the servers' own names,
+histograms as _bucket/_count/_sum. Expected values are read from the store by this test's own SQL."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from collectors.remote_write.series import ORDER_BY, SeriesEncoder
+from collectors.remote_write.settings import TABLES_SENT
+from monitor.backfill import backfill
+from storage.reader import StoreReader
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("series") / "store"
+    backfill(root, 2, end_s=int(time.time()) - 2, seed=4)
+    with StoreReader(root) as reader:
+        tables = {t: reader.sql(f"SELECT * FROM {t} ORDER BY {ORDER_BY[t]}") for t in TABLES_SENT}
+        gpu9 = reader.sql(
+            "SELECT epoch_ms(ts) AS t, uuid, power_mw, energy_mj FROM gpu WHERE gpu = 9 ORDER BY ts"
+        )
+        ttft = reader.sql(
+            "SELECT epoch_ms(ts) AS t, count, sum_s FROM serving_hist "
+            "WHERE endpoint = 'vllm-09' AND metric = 'ttft' AND le = 'inf'::DOUBLE ORDER BY ts"
+        )
+    request, samples = SeriesEncoder("r7", hosts={3: "gb300-t03"}).encode(tables)
+    by_labels = {}
+    for series in request.timeseries:
+        labels = {label.name: label.value for label in series.labels}
+        key = tuple(sorted(labels.items()))
+        assert key not in by_labels  # one series per label set in a request
+        by_labels[key] = [(s.timestamp, s.value) for s in series.samples]
+    return by_labels, gpu9.to_pylist(), ttft.to_pylist(), samples
+
+
+def find(by_labels, **want: str) -> list[tuple[int, float]]:
+    hits = [v for k, v in by_labels.items() if dict(k) == want]
+    assert len(hits) == 1, (
+        want,
+        [dict(k) for k in by_labels if dict(k).get("__name__") == want["__name__"]][:3],
+    )
+    return hits[0]
+
+
+def test_gpu_series_carry_dcgm_names_and_labels(encoded) -> None:
+    by_labels, gpu9, _, _ = encoded
+    # Rack GPU 9 is T03.G2: tray 3, tray-local index 1; its host comes from the rack config.
+    labels = {"rack": "r7", "tray": "3", "gpu": "1", "UUID": gpu9[0]["uuid"], "Hostname": "gb300-t03"}
+    power = find(by_labels, __name__="DCGM_FI_DEV_POWER_USAGE", **labels)
+    assert power == [(r["t"], r["power_mw"] / 1000) for r in gpu9]  # mW in the store, W on the wire
+    energy = find(by_labels, __name__="DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", **labels)
+    assert energy == [(r["t"], float(r["energy_mj"])) for r in gpu9]  # mJ, as dcgm-exporter
+
+
+def test_histograms_keep_buckets_count_and_sum_under_the_servers_names(encoded) -> None:
+    by_labels, _, ttft, _ = encoded
+    base = {"rack": "r7", "instance": "vllm-09", "model_name": "llama-2-70b"}
+    count = find(by_labels, __name__="vllm:time_to_first_token_seconds_count", **base)
+    assert count == [(r["t"], float(r["count"])) for r in ttft]
+    total = find(by_labels, __name__="vllm:time_to_first_token_seconds_sum", **base)
+    assert total == [(r["t"], r["sum_s"]) for r in ttft]
+    top = find(by_labels, __name__="vllm:time_to_first_token_seconds_bucket", le="+Inf", **base)
+    assert top == count
+
+
+def test_every_series_has_a_name_and_the_rack(encoded) -> None:
+    by_labels, _, _, samples = encoded
+    assert all(dict(k).get("__name__") and dict(k).get("rack") == "r7" for k in by_labels)
+    assert samples == sum(len(v) for v in by_labels.values())
