@@ -172,7 +172,9 @@ class FleetScreen(Screen[None]):
         self._order = order
         position = {name: n for n, name in enumerate(order)}
         table: DataTable[Text] = self.query_one(DataTable)
-        chosen = self.cursor_rack()
+        # On the top row the cursor stays on the top row (the worst rack, by default); moved elsewhere
+        # by the operator, it stays on the rack they chose.
+        chosen = self.cursor_rack() if table.cursor_row > 0 else None
         table.sort("rack", key=lambda cell: position.get(cell.plain, len(position)))
         if chosen is not None:
             table.move_cursor(row=table.get_row_index(chosen), animate=False)
