@@ -1,4 +1,4 @@
-"""`monitor sim --racks N` on a manual clock, scraped over loopback HTTP by the fleet's real pollers, ticked by hand.
+"""`monitor sim --racks N` on a manual clock, scraped over loopback HTTP by the fleet's own pollers.
 
 The stack is `monitor demo --racks N`'s (SimFleetServers on one port, one Poller + ScrapeSource +
 AlertRecorder per rack, monitor.fleet.Fleet, FleetApp) with the clock moved one second per tick, so a
