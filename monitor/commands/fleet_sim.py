@@ -177,10 +177,10 @@ def demo_fleet(
         run_fleet(
             sim.fleet.racks,
             lambda config, every: [scrape_source(config, every)],
-            fleet_name=f"demo fleet of {racks} simulated GB300 NVL72 racks",
+            fleet_name="sim fleet",
             clock=sim.clock,
             interval=interval * speed,
-            subtitle=f"{faults_text(sim)} · seed {seed}",
+            subtitle=f"simulated GB300 NVL72 racks over loopback HTTP · {faults_text(sim)} · seed {seed}",
             max_fps=max_fps,
         )
     finally:

@@ -24,29 +24,29 @@ from monitor.view.model import clock_text
 from storage.rack_total import RackTotal
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("rack", "rack", 10),
+    ("rack", "rack", 8),
     ("state", "state", 5),
-    ("gpus", "GPUs ok", 7),
-    ("power", "power kW", 12),
+    ("gpus", "GPUs", 5),
+    ("power", "kW", 10),
     ("tokens", "tok/s", 12),
-    ("hottest", "hottest", 12),
-    ("links", "links dn", 8),
+    ("hottest", "hottest", 10),
+    ("links", "lnk dn", 6),
     ("endpoints", "srv dn", 6),
     ("alerts", "alerts", 6),
-    ("problem", "worst problem", 40),
+    ("problem", "worst problem", 60),
 )
-"""(key, header, width) of each column; fixed widths, so a later, wider value is never clipped."""
+"""(key, header, width) of each column, fixed so a later, wider value is never clipped. Up to alerts they
+fit 80 columns (one blank between columns); the worst problem is also on the summary line."""
 
 STATE_TEXT = {Health.CRITICAL: "CRIT", Health.WARNING: "warn", Health.WAITING: "...", Health.OK: "ok"}
 STATE_STYLE = {Health.CRITICAL: "bold red", Health.WARNING: "yellow", Health.WAITING: "dim", Health.OK: ""}
 
 
-def _total(total: RackTotal, fmt: str, what: str) -> str:
-    """'98.4', or '97.1 71/72' when the total does not cover the whole rack (storage.rack_total's rule)."""
+def _total(total: RackTotal, text: str) -> str:
+    """`text`, then '71/72' when the total does not cover the whole rack (storage.rack_total's rule)."""
     if total.value is None:
         return "--"
-    text = format(total.value, fmt)
-    return text if total.whole else f"{text} {total.covered}/{total.of}{what}"
+    return text if total.whole else f"{text} {total.covered}/{total.of}"
 
 
 def row_cells(row: FleetRow) -> tuple[str, ...]:
@@ -60,8 +60,8 @@ def row_cells(row: FleetRow) -> tuple[str, ...]:
         row.name,
         STATE_TEXT[row.health],
         f"{row.gpus_ok}/{row.gpus}" if row.ts_ms is not None else "--",
-        _total(row.power_kw, ".1f", ""),
-        _total(row.tokens, ",.0f", ""),
+        _total(row.power_kw, f"{row.power_kw.value or 0:.1f}"),
+        _total(row.tokens, f"{(row.tokens.value or 0) / 1000:,.0f}k"),
         hottest,
         str(row.links_down) if row.ts_ms is not None else "--",
         endpoints,
@@ -114,14 +114,14 @@ class FleetScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         """Summary line, table, keys."""
         yield Static("", id="fleet-summary")
-        yield DataTable(id="fleet-table", cursor_type="row", zebra_stripes=True)
+        yield DataTable(id="fleet-table", cursor_type="row", zebra_stripes=True, cell_padding=0)
         yield Static("enter open rack  o sort  esc (in a rack) back here  q quit", id="fleet-keys")
 
     def on_mount(self) -> None:
         """Columns and one row per rack."""
         table: DataTable[Text] = self.query_one(DataTable)
         for key, header, width in COLUMNS:
-            table.add_column(header, key=key, width=width)
+            table.add_column(header, key=key, width=width + 1)  # + 1: the blank between columns
         self.show(list(self.rows.values()))
 
     def show(self, rows: Sequence[FleetRow]) -> None:
@@ -148,9 +148,15 @@ class FleetScreen(Screen[None]):
         self.query_one("#fleet-summary", Static).update(self._summary(), layout=False)
 
     def _summary(self) -> Text:
-        """'hall-b: 16 racks, 1 CRIT, 2 warn · 1,150/1,152 GPUs ok · data at 12:00:01 · sorted by worst'."""
+        """'rack07 CRIT: T18.G3 GPU lost · hall-b: 16 racks, 1 CRIT, 2 warn · 1,151/1,152 GPUs ok · data at
+        12:00:01 · sorted by worst': the worst rack's problem first, so 80 columns still show it."""
         rows = list(self.rows.values())
         text = Text(no_wrap=True, overflow="ellipsis")
+        worst = sorted_rows(rows, "worst")[0] if rows else None
+        if worst is not None and worst.worst is not None:
+            label = f"{worst.name} {STATE_TEXT[worst.health]}: {worst.worst.text}"
+            text.append(label, style=STATE_STYLE[worst.health] or "bold")
+            text.append(" · ")
         text.append(f"{self.fleet_name}: {len(rows)} racks", style="bold")
         for health in (Health.CRITICAL, Health.WARNING):
             n = sum(r.health is health for r in rows)
