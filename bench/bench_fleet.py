@@ -1,0 +1,186 @@
+"""Benchmark the fleet screen following N simulated racks at 1 Hz: CPU by part, work per tick, fault -> red.
+
+The racks are `monitor sim --racks N` (collectors.sim.fleet_http: one loopback port, each rack's pages
+under /rackNN/) in a child process, so this process's CPU is the TUI's alone: the fleet's pollers
+(scraping 90 endpoints per rack per tick over HTTP and mapping them into frames), the fleet worker
+(one FleetRow per rack per tick, monitor.fleet.FleetRack.current_row) and the event loop (Textual,
+headless, at 200x50). A gpu-lost fault starts on one rack at a known wall time; the figure is the time
+from then until that rack's row is CRIT on the fleet screen.
+
+Reading the racks from VictoriaMetrics (the PromQL source, one query per tick for the fleet) would
+replace the pollers' scraping; the worker's and the event loop's figures are what a PromQL-fed fleet
+screen would cost too.
+
+    .venv/bin/python bench/bench_fleet.py [--racks 16] [--seconds 60] [--fault-rack 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import threading
+import time
+import tracemalloc
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SIZE = (200, 50)
+
+
+def serve(racks: int, fault_rack: int, fault_at: float, conn: Connection) -> None:
+    """The child: serve the racks, send (fleet config, fault wall time), serve until the pipe closes."""
+    from monitor.commands.fleet_sim import rack_name, start_fleet
+
+    sim = start_fleet(
+        racks, "127.0.0.1", engine="vllm", scenario=f"gpu-lost@{rack_name(fault_rack)}", seed=1, speed=1.0,
+        fault_at=fault_at,
+    )  # fmt: skip
+    conn.send((sim.fleet.racks, sim.fault_wall_s))
+    with contextlib.suppress(EOFError):
+        conn.recv()
+    sim.stop()
+
+
+def thread_cpu_s(ident: int) -> float:
+    """CPU seconds of one thread of this process."""
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
+    except (OSError, ProcessLookupError):
+        return 0.0
+
+
+class Meter:
+    """Row-building CPU (in the worker's own thread) and when the fault's row turns red."""
+
+    def __init__(self, fleet, fault_name: str) -> None:
+        self.row_cpu_s = 0.0
+        self.rows_built = 0
+        self.red_at: float | None = None
+        self.fault_name = fault_name
+        for rack in fleet.racks:
+            self._wrap(rack)
+
+    def _wrap(self, rack) -> None:
+        build = rack.current_row
+
+        def timed():
+            seen = rack.seen
+            t0 = time.thread_time()
+            row = build()
+            self.row_cpu_s += time.thread_time() - t0
+            self.rows_built += rack.seen != seen
+            if rack.name == self.fault_name and self.red_at is None and row.health.name == "CRITICAL":
+                self.red_at = time.time()
+            return row
+
+        rack.current_row = timed
+
+
+async def run(racks: int, seconds: float, fault_rack: int, fault_at: float) -> None:
+    from monitor.commands.fleet_sim import rack_name
+    from monitor.commands.root import scrape_source
+    from monitor.fleet import Fleet
+    from monitor.tui.fleet_app import FleetApp
+
+    parent, child = mp.Pipe()
+    proc = mp.get_context("spawn").Process(
+        target=serve, args=(racks, fault_rack, fault_at, child), daemon=True
+    )
+    proc.start()
+    configs, fault_wall_s = parent.recv()
+    fleet = Fleet(configs, lambda c, every: [scrape_source(c, every)], interval=1.0)
+    meter = Meter(fleet, rack_name(fault_rack))
+    app = FleetApp(fleet, fleet_name="bench fleet", title="bench fleet")
+    load0 = os.getloadavg()
+    fleet.start()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause(5.0)  # warm up: the first frames, the first rows
+            main = threading.main_thread().ident
+            cpu0, wall0, main0 = time.process_time(), time.monotonic(), thread_cpu_s(main)
+            rows0, applied0, built0, versions0 = (
+                meter.row_cpu_s,
+                app.rows_applied,
+                meter.rows_built,
+                _frames(fleet),
+            )
+            await pilot.pause(seconds)
+            cpu1, wall1, main1 = time.process_time(), time.monotonic(), thread_cpu_s(main)
+            frames = _frames(fleet) - versions0
+            rows_cpu = meter.row_cpu_s - rows0
+            built = meter.rows_built - built0
+            applied = app.rows_applied - applied0
+            order = app.fleet_screen.sorted_names()
+            head_bytes = [
+                sum(b.nbytes for f in r.head.frames() for b in f.batches.values()) for r in fleet.racks
+            ]
+            builder_bytes = _builder_bytes(fleet.racks[0])
+    finally:
+        fleet.stop()
+        parent.send("stop")
+        proc.join(timeout=30)
+    wall = wall1 - wall0
+    total = (cpu1 - cpu0) / wall * 100
+    ui = (main1 - main0) / wall * 100
+    rows = rows_cpu / wall * 100
+    load1 = os.getloadavg()
+    if meter.red_at is not None:
+        red = f"{meter.red_at - fault_wall_s:.2f} s ({rack_name(fault_rack)}, gpu-lost; top row {order[0]})"
+    else:
+        red = f"not within the run (fault at +{fault_at:.0f} s)"
+    lines = [
+        f"fleet of {racks} racks ({racks * 72} GPUs, {racks * 90} HTTP endpoints) at 1 Hz for {wall:.0f} s, "
+        f"headless {SIZE[0]}x{SIZE[1]}; load average {load0[0]:.1f} -> {load1[0]:.1f} "
+        f"on {os.cpu_count()} cores",
+        f"  TUI process CPU: {total:.1f} % of one core",
+        f"    event loop (Textual, table diff): {ui:.1f} %",
+        f"    fleet worker (rows): {rows:.1f} % ({rows_cpu / max(built, 1) * 1e3:.1f} ms CPU per rack row)",
+        f"    pollers (HTTP scrape + mapping, the rest): {total - ui - rows:.1f} %",
+        f"  per tick: {racks * 90} HTTP requests ({racks} racks x 90); {frames / wall:.1f} rack frames/s "
+        f"landed, {built / wall:.1f} rows built/s, {applied / wall:.1f} row sets applied/s",
+        f"  fault -> red: {red}",
+        f"  per-rack memory: small head {statistics.mean(head_bytes) / 1e6:.2f} MB of Arrow "
+        f"({len(fleet.racks[0].head.frames())} frames, no serving_hist); "
+        f"row builders {builder_bytes / 1e6:.2f} MB",
+    ]
+    print("\n".join(lines))
+
+
+def _frames(fleet) -> int:
+    return sum(r.head.version for r in fleet.racks)
+
+
+def _builder_bytes(rack) -> int:
+    """Python memory a rack's row builders keep after building a row from its small head (tracemalloc)."""
+    from monitor.fleet import FleetRack
+
+    fresh = FleetRack(rack.config, rack.head, rack.poller)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    fresh.current_row()
+    kept = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return kept
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--racks", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--fault-rack", type=int, default=7)
+    parser.add_argument("--fault-at", type=float, default=30.0, help="seconds after the sim starts")
+    args = parser.parse_args()
+    asyncio.run(run(args.racks, args.seconds, args.fault_rack, args.fault_at))
+
+
+if __name__ == "__main__":
+    main()
