@@ -42,7 +42,8 @@ def serve(racks: int, fault_rack: int, fault_at: float, conn: Connection) -> Non
         racks, "127.0.0.1", engine="vllm", scenario=f"gpu-lost@{rack_name(fault_rack)}", seed=1, speed=1.0,
         fault_at=fault_at,
     )  # fmt: skip
-    conn.send((sim.fleet.racks, sim.fault_wall_s))
+    fault = sim.servers.racks[rack_name(fault_rack)].rack.scenario.fault
+    conn.send((sim.fleet.racks, sim.fault_wall_s, fault.gpu))
     with contextlib.suppress(EOFError):
         conn.recv()
     sim.stop()
@@ -57,17 +58,27 @@ def thread_cpu_s(ident: int) -> float:
 
 
 class Meter:
-    """Row-building CPU (in the worker's own thread) and when the fault's row turns red."""
+    """Row-building CPU (in the worker's own thread), and when the fault shows: its row built, then drawn."""
 
-    def __init__(self, fleet, fault_name: str) -> None:
+    def __init__(self, app, fault_name: str, fault_label: str) -> None:
         self.row_cpu_s = 0.0
         self.rows_built = 0
-        self.red_at: float | None = None
+        self.built_at: float | None = None
+        self.shown_at: float | None = None
+        self.red_before_s = 0
+        """Row sets drawn with the fault's rack red before its fault (silent trays on a starved machine)."""
         self.fault_name = fault_name
-        for rack in fleet.racks:
-            self._wrap(rack)
+        self.fault_label = fault_label
+        for rack in app.fleet.racks:
+            self._wrap_rack(rack)
+        self._wrap_screen(app.fleet_screen)
 
-    def _wrap(self, rack) -> None:
+    def shows_fault(self, row) -> bool:
+        """The row is red and its worst problem is the fault's lost GPU."""
+        worst = row.worst
+        return row.health.name == "CRITICAL" and worst is not None and worst.place == self.fault_label
+
+    def _wrap_rack(self, rack) -> None:
         build = rack.current_row
 
         def timed():
@@ -76,14 +87,28 @@ class Meter:
             row = build()
             self.row_cpu_s += time.thread_time() - t0
             self.rows_built += rack.seen != seen
-            if rack.name == self.fault_name and self.red_at is None and row.health.name == "CRITICAL":
-                self.red_at = time.time()
+            if rack.name == self.fault_name and self.built_at is None and self.shows_fault(row):
+                self.built_at = time.time()
             return row
 
         rack.current_row = timed
 
+    def _wrap_screen(self, screen) -> None:
+        show = screen.show
+
+        def shown(rows):
+            show(rows)
+            row = screen.rows[self.fault_name]
+            if self.shown_at is None and self.shows_fault(row):
+                self.shown_at = time.time()
+            elif self.shown_at is None and row.health.name == "CRITICAL":
+                self.red_before_s += 1
+
+        screen.show = shown
+
 
 async def run(racks: int, seconds: float, fault_rack: int, fault_at: float) -> None:
+    from collectors.rack import gpu_label
     from monitor.commands.fleet_sim import rack_name
     from monitor.commands.root import scrape_source
     from monitor.fleet import Fleet
@@ -94,10 +119,10 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float) -> N
         target=serve, args=(racks, fault_rack, fault_at, child), daemon=True
     )
     proc.start()
-    configs, fault_wall_s = parent.recv()
+    configs, fault_wall_s, fault_gpu = parent.recv()
     fleet = Fleet(configs, lambda c, every: [scrape_source(c, every)], interval=1.0)
-    meter = Meter(fleet, rack_name(fault_rack))
     app = FleetApp(fleet, fleet_name="bench fleet", title="bench fleet")
+    meter = Meter(app, rack_name(fault_rack), gpu_label(fault_gpu))
     load0 = os.getloadavg()
     fleet.start()
     try:
@@ -131,8 +156,12 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float) -> N
     ui = (main1 - main0) / wall * 100
     rows = rows_cpu / wall * 100
     load1 = os.getloadavg()
-    if meter.red_at is not None:
-        red = f"{meter.red_at - fault_wall_s:.2f} s ({rack_name(fault_rack)}, gpu-lost; top row {order[0]})"
+    if meter.shown_at is not None and meter.built_at is not None:
+        red = (
+            f"{meter.shown_at - fault_wall_s:.2f} s to drawn ({meter.built_at - fault_wall_s:.2f} s to row "
+            f"built; {rack_name(fault_rack)} {gpu_label(fault_gpu)} lost; top row {order[0]}; "
+            f"{meter.red_before_s} row sets red before it, for stale trays)"
+        )
     else:
         red = f"not within the run (fault at +{fault_at:.0f} s)"
     lines = [
