@@ -33,7 +33,9 @@ class FleetShot:
 
 
 FLEET_SHOTS = [
-    FleetShot("fleet-16-racks-200x50", 16, "gpu-lost@rack07,thermal@rack03,endpoint-down@rack12", (200, 50)),
+    FleetShot(
+        "fleet-16-racks-200x50", 16, "gpu-lost@rack07,nvlink-flap@rack03,endpoint-down@rack12", (200, 50)
+    ),
     FleetShot("fleet-4-racks-80x24", 4, "gpu-lost@rack02", (80, 24)),
     FleetShot("fleet-rack07-opened-200x50", 16, "gpu-lost@rack07", (200, 50), ("enter",)),
 ]
