@@ -1,17 +1,18 @@
 """Benchmark the fleet screen following N simulated racks at 1 Hz: CPU by part, work per tick, fault -> red.
 
-The racks are `monitor sim --racks N` (collectors.sim.fleet_http: one loopback port, each rack's pages
-under /rackNN/) in a child process, so this process's CPU is the TUI's alone: the fleet's pollers
-(scraping 90 endpoints per rack per tick over HTTP and mapping them into frames), the fleet worker
-(one FleetRow per rack per tick, monitor.fleet.FleetRack.current_row) and the event loop (Textual,
-headless, at 200x50). A gpu-lost fault starts on one rack at a known wall time; the figure is the time
-from then until that rack's row is CRIT on the fleet screen.
+`--source http` (the default): the racks are `monitor sim --racks N` (collectors.sim.fleet_http: one
+loopback port, each rack's pages under /rackNN/) in a child process, scraped by this process as
+`monitor --config fleet.toml` does: 90 HTTP requests per rack per tick. `--source frames`: each rack is
+a SimRack read through its fast frame path in this process (no HTTP), standing for a source that hands
+the fleet finished frames. Either way the figures split this process's CPU into the event loop (Textual,
+headless at 200x50), the fleet worker (one FleetRow per rack per new frame, FleetRack.current_row) and
+the rest (the sources). A gpu-lost fault starts on one rack at a known wall time; the figure is the time
+from then until that rack's row is red with the lost GPU as its worst problem, built and drawn.
 
-Reading the racks from VictoriaMetrics (the PromQL source, one query per tick for the fleet) would
-replace the pollers' scraping; the worker's and the event loop's figures are what a PromQL-fed fleet
-screen would cost too.
+Reading the racks from VictoriaMetrics (the PromQL source) would replace the sources' part; the worker's
+and the event loop's figures are what a PromQL-fed fleet screen costs too.
 
-    .venv/bin/python bench/bench_fleet.py [--racks 16] [--seconds 60] [--fault-rack 7]
+    .venv/bin/python bench/bench_fleet.py [--racks 16] [--seconds 60] [--fault-rack 7] [--source http|frames]
 """
 
 from __future__ import annotations
@@ -107,12 +108,37 @@ class Meter:
         screen.show = shown
 
 
-async def run(racks: int, seconds: float, fault_rack: int, fault_at: float) -> None:
-    from collectors.rack import gpu_label
-    from monitor.commands.fleet_sim import rack_name
+def frames_fleet(racks: int, fault_rack: int, fault_at: float):
+    """--source frames: each rack a SimRack read through its fast frame path in this process, on the wall
+    clock (no HTTP: what a source that hands the fleet finished frames costs the screen)."""
+    from collectors.clock import SimClock
+    from collectors.config import RackConfig
+    from collectors.sim import SimRack
+    from collectors.sim.frames import SimRackFrames
+    from monitor.commands.fleet_sim import rack_name, rack_scenarios
+    from monitor.fleet import Fleet
+
+    start = time.time()
+    clock = SimClock(start=start, speed=1.0)
+    scenarios = rack_scenarios(f"gpu-lost@{rack_name(fault_rack)}", racks)
+    sims = {
+        rack_name(k): SimRack(seed=k, scenario=s, clock=clock, fault_at=fault_at)
+        for k, s in enumerate(scenarios, start=1)
+    }
+    fleet = Fleet(
+        [RackConfig(name=n) for n in sims],
+        lambda c, _every: [SimRackFrames(sims[c.name])],
+        interval=1.0,
+        clock=clock,
+    )
+    fault = sims[rack_name(fault_rack)].scenario.fault
+    return fleet, start + fault_at, fault.gpu, None
+
+
+def http_fleet(racks: int, fault_rack: int, fault_at: float):
+    """--source http: the racks served by a child process, scraped over loopback as `monitor --config`."""
     from monitor.commands.root import scrape_source
     from monitor.fleet import Fleet
-    from monitor.tui.fleet_app import FleetApp
 
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(
@@ -120,7 +146,26 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float) -> N
     )
     proc.start()
     configs, fault_wall_s, fault_gpu = parent.recv()
-    fleet = Fleet(configs, lambda c, every: [scrape_source(c, every)], interval=1.0)
+
+    def stop() -> None:
+        parent.send("stop")
+        proc.join(timeout=30)
+
+    return (
+        Fleet(configs, lambda c, every: [scrape_source(c, every)], interval=1.0),
+        fault_wall_s,
+        fault_gpu,
+        stop,
+    )
+
+
+async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, source: str) -> None:
+    from collectors.rack import gpu_label
+    from monitor.commands.fleet_sim import rack_name
+    from monitor.tui.fleet_app import FleetApp
+
+    make = http_fleet if source == "http" else frames_fleet
+    fleet, fault_wall_s, fault_gpu, stop_sim = make(racks, fault_rack, fault_at)
     app = FleetApp(fleet, fleet_name="bench fleet", title="bench fleet")
     meter = Meter(app, rack_name(fault_rack), gpu_label(fault_gpu))
     load0 = os.getloadavg()
@@ -149,8 +194,8 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float) -> N
             builder_bytes = _builder_bytes(fleet.racks[0])
     finally:
         fleet.stop()
-        parent.send("stop")
-        proc.join(timeout=30)
+        if stop_sim is not None:
+            stop_sim()
     wall = wall1 - wall0
     total = (cpu1 - cpu0) / wall * 100
     ui = (main1 - main0) / wall * 100
@@ -164,15 +209,17 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float) -> N
         )
     else:
         red = f"not within the run (fault at +{fault_at:.0f} s)"
+    polled = "HTTP scrape + mapping" if source == "http" else "the simulator itself"
+    requests = racks * 90 if source == "http" else 0
     lines = [
-        f"fleet of {racks} racks ({racks * 72} GPUs, {racks * 90} HTTP endpoints) at 1 Hz for {wall:.0f} s, "
+        f"fleet of {racks} racks ({racks * 72} GPUs; source {source}) at 1 Hz for {wall:.0f} s, "
         f"headless {SIZE[0]}x{SIZE[1]}; load average {load0[0]:.1f} -> {load1[0]:.1f} "
         f"on {os.cpu_count()} cores",
         f"  TUI process CPU: {total:.1f} % of one core",
         f"    event loop (Textual, table diff): {ui:.1f} %",
         f"    fleet worker (rows): {rows:.1f} % ({rows_cpu / max(built, 1) * 1e3:.1f} ms CPU per rack row)",
-        f"    pollers (HTTP scrape + mapping, the rest): {total - ui - rows:.1f} %",
-        f"  per tick: {racks * 90} HTTP requests ({racks} racks x 90); {frames / wall:.1f} rack frames/s "
+        f"    pollers (the sources: {polled}; the rest): {total - ui - rows:.1f} %",
+        f"  per tick: {requests} HTTP requests; {frames / wall:.1f} rack frames/s "
         f"landed, {built / wall:.1f} rows built/s, {applied / wall:.1f} row sets applied/s",
         f"  fault -> red: {red}",
         f"  per-rack memory: small head {statistics.mean(head_bytes) / 1e6:.2f} MB of Arrow "
@@ -207,8 +254,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--fault-rack", type=int, default=7)
     parser.add_argument("--fault-at", type=float, default=30.0, help="seconds after the sim starts")
+    parser.add_argument("--source", choices=("http", "frames"), default="http")
     args = parser.parse_args()
-    asyncio.run(run(args.racks, args.seconds, args.fault_rack, args.fault_at))
+    asyncio.run(run(args.racks, args.seconds, args.fault_rack, args.fault_at, args.source))
 
 
 if __name__ == "__main__":
