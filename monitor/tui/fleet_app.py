@@ -111,8 +111,11 @@ class FleetApp(RackApp):
             return rack.row or FleetRow.waiting(rack.name, 72)
 
     def on_fleet_app_rows_ready(self, message: RowsReady) -> None:
-        """Show the newest rows (the fleet screen keeps them while a rack is open)."""
-        self.fleet_screen.show(message.rows)
+        """Show the newest rows; while a rack is open the fleet screen only keeps them (it is hidden)."""
+        if self.fleet_visible:
+            self.fleet_screen.show(message.rows)
+        else:
+            self.fleet_screen.keep(message.rows)
         self.rows_applied += 1
 
     # -- moving between the fleet and a rack -------------------------------------------------

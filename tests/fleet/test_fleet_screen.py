@@ -101,3 +101,11 @@ async def test_sort_key_cycles_orders(live_fleet: LiveFleet) -> None:
         want = sorted(rows, key=lambda n: -(rows[n].power_kw.value or 0))
         await until(pilot, lambda: app.fleet_screen.sorted_names() == want, "sorted by power")
         assert "sorted by power" in screen_lines(app)[0]
+        await pilot.press("l")  # a rack view's key does nothing on the fleet screen: no rack is open
+        await pilot.pause()
+        assert isinstance(app.screen, FleetScreen)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: any("back to the fleet" in line for line in screen_lines(app)), "help")
+        assert not isinstance(app.screen, FleetScreen)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, FleetScreen), "help closed")

@@ -89,6 +89,7 @@ class FleetScreen(Screen[None]):
             id="fleet-sort",
         ),
         Binding("enter", "open_rack", "open rack", tooltip="Open the rack under the cursor", id="fleet-open"),
+        Binding("question_mark", "help", "help", tooltip="Show this list of keys", id="fleet-help"),
         Binding("q", "app.quit", "quit", tooltip="Quit rack-monitor", id="fleet-quit"),
     ]
 
@@ -115,7 +116,7 @@ class FleetScreen(Screen[None]):
         """Summary line, table, keys."""
         yield Static("", id="fleet-summary")
         yield DataTable(id="fleet-table", cursor_type="row", zebra_stripes=True, cell_padding=0)
-        yield Static("enter open rack  o sort  esc (in a rack) back here  q quit", id="fleet-keys")
+        yield Static("enter open rack  o sort  esc (in a rack) back here  ? help  q quit", id="fleet-keys")
 
     def on_mount(self) -> None:
         """Columns and one row per rack."""
@@ -124,10 +125,18 @@ class FleetScreen(Screen[None]):
             table.add_column(header, key=key, width=width + 1)  # + 1: the blank between columns
         self.show(list(self.rows.values()))
 
-    def show(self, rows: Sequence[FleetRow]) -> None:
-        """Update the rows that changed, then re-sort if the order moved."""
+    def keep(self, rows: Sequence[FleetRow]) -> None:
+        """Hold the newest rows without drawing them (the screen is hidden; it draws them when it returns)."""
         for row in rows:
             self.rows[row.name] = row
+
+    def on_screen_resume(self) -> None:
+        """Catch up with the rows kept while a rack was open."""
+        self.show(list(self.rows.values()))
+
+    def show(self, rows: Sequence[FleetRow]) -> None:
+        """Update the rows that changed, then re-sort if the order moved."""
+        self.keep(rows)
         if not self.is_mounted:
             return
         table: DataTable[Text] = self.query_one(DataTable)
@@ -207,6 +216,16 @@ class FleetScreen(Screen[None]):
         """Sort by the next order (worst, name, power, tokens/s, hottest)."""
         names = list(SORTS)
         self.order = names[(names.index(self.order) + 1) % len(names)]
+
+    def action_help(self) -> None:
+        """List the fleet screen's keys."""
+        from monitor.tui.help_screen import HelpScreen
+
+        keys = [b for b in self.BINDINGS if isinstance(b, Binding)]
+        back = Binding(
+            "escape", "fleet", "back to the fleet", tooltip="From a rack's views, back to this screen"
+        )
+        self.app.push_screen(HelpScreen([*keys, back]))
 
     def action_open_rack(self) -> None:
         """Open the rack under the cursor."""
