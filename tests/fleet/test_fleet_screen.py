@@ -105,7 +105,7 @@ async def test_sort_key_cycles_orders(live_fleet: LiveFleet) -> None:
         await pilot.pause()
         assert isinstance(app.screen, FleetScreen)
         await pilot.press("question_mark")
-        await until(pilot, lambda: any("back to the fleet" in line for line in screen_lines(app)), "help")
+        await until(pilot, lambda: any("back to this screen" in line for line in screen_lines(app)), "help")
         assert not isinstance(app.screen, FleetScreen)
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, FleetScreen), "help closed")
