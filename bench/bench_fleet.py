@@ -191,11 +191,11 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
             head_bytes = [
                 sum(b.nbytes for f in r.head.frames() for b in f.batches.values()) for r in fleet.racks
             ]
-            builder_bytes = _builder_bytes(fleet.racks[0])
     finally:
         fleet.stop()
         if stop_sim is not None:
             stop_sim()
+    builder_bytes = _builder_bytes(fleet.racks[0])  # with every poller stopped: tracemalloc is process-wide
     wall = wall1 - wall0
     total = (cpu1 - cpu0) / wall * 100
     ui = (main1 - main0) / wall * 100
