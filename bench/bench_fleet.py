@@ -13,6 +13,7 @@ Reading the racks from VictoriaMetrics (the PromQL source) would replace the sou
 and the event loop's figures are what a PromQL-fed fleet screen costs too.
 
     .venv/bin/python bench/bench_fleet.py [--racks 16] [--seconds 60] [--fault-rack 7] [--source http|frames]
+    .venv/bin/python bench/bench_fleet.py --row-cost
 """
 
 from __future__ import annotations
@@ -246,6 +247,33 @@ def _builder_bytes(rack) -> int:
     return kept
 
 
+def row_cost(frames_n: int = 30) -> None:
+    """--row-cost: CPU of one rack's row per new frame, alone (no pollers, no app), simulator frames."""
+    from collectors.clock import SimClock
+    from collectors.config import RackConfig
+    from collectors.sim import SimRack
+    from collectors.sim.frames import SimRackFrames
+    from monitor.fleet import ROW_FRAMES, FleetRack, RackHead
+
+    start = 1_780_000_000.0
+    source = SimRackFrames(SimRack(seed=1, clock=SimClock(start=start), start=start))
+    frames = [source.poll(round((start + t) * 1000)) for t in range(1, ROW_FRAMES + frames_n + 3)]
+    head = RackHead()
+    rack = FleetRack(RackConfig(name="r"), head, None)  # type: ignore[arg-type]
+    for frame in frames[: ROW_FRAMES + 2]:  # fill the window first
+        head.append(frame)
+        rack.current_row()
+    t0 = time.thread_time()
+    for frame in frames[ROW_FRAMES + 2 :]:
+        head.append(frame)
+        rack.current_row()
+    per_row = (time.thread_time() - t0) / frames_n
+    load = os.getloadavg()[0]
+    print(
+        f"one rack row per new frame: {per_row * 1e3:.1f} ms CPU ({frames_n} frames; load average {load:.1f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -255,7 +283,11 @@ def main() -> None:
     parser.add_argument("--fault-rack", type=int, default=7)
     parser.add_argument("--fault-at", type=float, default=30.0, help="seconds after the sim starts")
     parser.add_argument("--source", choices=("http", "frames"), default="http")
+    parser.add_argument("--row-cost", action="store_true", help="only the CPU of one rack's row, alone")
     args = parser.parse_args()
+    if args.row_cost:
+        row_cost()
+        return
     asyncio.run(run(args.racks, args.seconds, args.fault_rack, args.fault_at, args.source))
 
 
