@@ -184,6 +184,14 @@ def parse_config(text: str, path: Path | str = "<config>") -> RackConfig:
         # tomllib recurses once per nested array or inline table; a rack config nests two deep.
         raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     check = Checker(text, path)
+    if "fleet" in data:  # collectors.fleet_config reads these; a one-rack command cannot
+        check.fail(
+            "fleet",
+            "this is a fleet config (several racks); give one of its rack files to this command",
+            "fleet",
+            None,
+            None,
+        )
     for key in data:
         if key not in _TOP_LEVEL:
             check.fail(key, f"unknown table or key (expected: {', '.join(_TOP_LEVEL)})", key, None, None)

@@ -7,7 +7,7 @@ variables that Textual reads when it is imported, so apply_terminal_options runs
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -163,3 +163,32 @@ def run_live(
         poller.stop()
         if recording is not None:
             recording.close()
+
+
+def run_fleet(
+    configs: Sequence[RackConfig],
+    make_sources: Callable[[RackConfig, float], Sequence[Source]],
+    *,
+    fleet_name: str,
+    clock: Clock | None = None,
+    interval: float = 1.0,
+    subtitle: str = "",
+    max_fps: int | None = None,
+) -> None:
+    """Poll every rack of a fleet in its own poller and show the fleet screen until the user quits.
+
+    Each rack's sources come from `make_sources(config, interval)` (monitor.fleet.Fleet); its alerts are
+    its own config's [alerts]. Recording stays per rack (`monitor collect --config rackNN.toml`).
+    """
+    if max_fps is not None:
+        apply_terminal_options(max_fps=max_fps)
+    from monitor.fleet import Fleet
+    from monitor.tui.fleet_app import FleetApp
+
+    fleet = Fleet(configs, make_sources, interval=interval, clock=clock)
+    app = FleetApp(fleet, fleet_name=fleet_name, interval=interval, title=fleet_name, subtitle=subtitle)
+    fleet.start()
+    try:
+        app.run()
+    finally:
+        fleet.stop()

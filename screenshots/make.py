@@ -1,6 +1,6 @@
 """Regenerate screenshots/*.svg: the demo's views on a seeded simulated rack, rendered headless.
 
-Run: .venv/bin/python screenshots/make.py   (about half a minute; deterministic for the seed)
+Run: .venv/bin/python screenshots/make.py [fleet]   (a few minutes; deterministic for the seed)
 """
 
 from __future__ import annotations
@@ -125,11 +125,17 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def main() -> None:
-    """Write every shot."""
-    for shot in SHOTS:
+    """Write every shot (`fleet` as the only argument: the fleet screen's shots only)."""
+    from fleet_shots import FLEET_SHOTS, take_fleet
+
+    for shot in SHOTS if sys.argv[1:] != ["fleet"] else []:
         svg = asyncio.run(take(shot))
         write_atomically(HERE / f"{shot.name}.svg", svg)
         print(f"screenshots/{shot.name}.svg")
+    for fleet_shot in FLEET_SHOTS:
+        svg = asyncio.run(take_fleet(fleet_shot, START, SEED))
+        write_atomically(HERE / f"{fleet_shot.name}.svg", svg)
+        print(f"screenshots/{fleet_shot.name}.svg")
 
 
 if __name__ == "__main__":

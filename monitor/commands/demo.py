@@ -35,6 +35,11 @@ def command(
         "--hgx",
         help="Instead, what `monitor` shows on an 8-GPU H100 HGX host (local NVML, no platform info).",
     ),
+    racks: int = typer.Option(
+        0,
+        "--racks",
+        help="A fleet of N simulated racks on the fleet screen (--scenario S@rack03: a fault on one rack).",
+    ),
 ) -> None:
     """Show a simulated GB300 NVL72 rack (72 GPUs, 18 trays, inference servers); no GPU needed."""
     from collectors.alert_rules import AlertRules
@@ -47,6 +52,21 @@ def command(
     apply_terminal_options(color, max_fps)
     if speed <= 0:
         raise UserError("--speed must be positive")
+    if racks:
+        if hgx or store is not None:
+            raise UserError("--racks shows a fleet of simulated racks; it takes neither --hgx nor --store")
+        from monitor.commands.fleet_sim import demo_fleet
+
+        demo_fleet(
+            racks,
+            engine=engine,
+            scenario=scenario,
+            seed=seed,
+            speed=speed,
+            interval=interval,
+            max_fps=max_fps,
+        )
+        return
     if hgx:
         _hgx_demo(scenario=scenario, seed=seed, interval=interval, speed=speed, bell=bell, store=store)
         return

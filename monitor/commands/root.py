@@ -11,6 +11,7 @@ from monitor.errors import UserError
 
 if TYPE_CHECKING:
     from collectors.config import RackConfig
+    from collectors.fleet_config import FleetConfig
     from collectors.promql_source import PromQLSource
     from collectors.scrape import ScrapeSource
 
@@ -27,6 +28,36 @@ def load_rack_config(path: Path) -> RackConfig:
         return load_config(path)
     except ConfigError as err:
         raise UserError(str(err)) from None
+
+
+def load_rack_or_fleet_config(path: Path) -> RackConfig | FleetConfig:
+    """The validated rack or fleet config at `path` (collectors.fleet_config); a bad file is one UserError."""
+    from collectors.config import ConfigError
+    from collectors.fleet_config import load_rack_or_fleet
+
+    try:
+        return load_rack_or_fleet(path)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+
+
+def _run_fleet(fleet: FleetConfig, interval: float, store: Path | None) -> None:
+    """The fleet screen over every rack of `fleet`, each scraped as `monitor --config rack.toml` would."""
+    from monitor.live import run_fleet
+
+    if store is not None:
+        raise UserError(
+            "--store records one rack: run `monitor collect --config RACK.toml --store DIR` per rack"
+        )
+    for rack in fleet.racks:
+        scrape_timeout(rack, interval)  # a bad timeout is refused before anything starts
+    run_fleet(
+        fleet.racks,
+        lambda config, every: [scrape_source(config, every)],
+        fleet_name=fleet.name,
+        interval=interval,
+        subtitle=str(fleet.path),
+    )
 
 
 MAX_TIMEOUT_TICKS = 10
@@ -83,7 +114,12 @@ def run(
     if interval <= 0:
         raise UserError("--interval must be positive")
     if config_path is not None:
-        config = load_rack_config(config_path)
+        from collectors.fleet_config import FleetConfig
+
+        config = load_rack_or_fleet_config(config_path)
+        if isinstance(config, FleetConfig):
+            _run_fleet(config, interval, store)
+            return
         source = scrape_source(config, interval)
         trays, servers = count(len(config.trays), "tray"), count(len(config.servers), "server")
         if config.promql is not None:  # the trays are whatever the backend holds under its matchers

@@ -43,8 +43,23 @@ def command(
     down: str = typer.Option(
         "refuse", "--down", help="How a stopped server fails (endpoint-down): refuse or hang."
     ),
+    racks: int = typer.Option(
+        0,
+        "--racks",
+        help="Serve N simulated racks on one port under /rack01/.. (seeds SEED..SEED+N-1); "
+        "--scenario S@rack03 plays S on rack03 only; --write-config writes the fleet config.",
+    ),
 ) -> None:
     """Serve the simulated rack on loopback HTTP, or (with --backfill) write simulated history to a store."""
+    if racks:
+        if backfill is not None:
+            raise UserError(
+                "--racks serves racks over HTTP; --backfill writes one rack's history: choose one"
+            )
+        from monitor.commands.fleet_sim import serve_fleet
+
+        serve_fleet(racks, listen, write_config, engine=engine, scenario=scenario, seed=seed, speed=speed)
+        return
     if backfill is None:
         serve(listen, write_config, engine=engine, scenario=scenario, seed=seed, speed=speed, down=down)
         return

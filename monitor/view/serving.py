@@ -152,6 +152,7 @@ class ServingBuilder:
         self.stale_intervals = stale_intervals
         self.history = history
         self._cache: dict[int, _FrameServing] = {}
+        self._pairs: PairTotals = {}
 
     def frames_needed(self) -> int:
         """Frames build() looks at (the sparkline history plus one)."""
@@ -166,6 +167,7 @@ class ServingBuilder:
         frames = [f for f in frames[-self.frames_needed() :] if "serving" in f.batches]
         summaries = [self._summary(f) for f in frames]
         self._cache = {s.ts_ms: s for s in summaries}
+        self._pairs = {k: v for k, v in self._pairs.items() if k[0] in self._cache and k[1] in self._cache}
         if not summaries:
             return ServingSnapshot(ts_ms=None)
         newest = summaries[-1]
@@ -183,8 +185,8 @@ class ServingBuilder:
             instances=instances,
             tokens_per_s=sum(gen) if gen else None,
             prompt_per_s=sum(prompt) if prompt else None,
-            tokens_history=_history(summaries, "generation_tokens"),
-            prompt_history=_history(summaries, "prompt_tokens"),
+            tokens_history=_history(summaries, "generation_tokens", self._pairs),
+            prompt_history=_history(summaries, "prompt_tokens", self._pairs),
         )
 
     def _summary(self, frame: Frame) -> _FrameServing:
@@ -307,12 +309,26 @@ def _quantile(ok: Sequence[_FrameServing], name: str, metric: str, q: float) -> 
     return _finite(histogram_quantile(q, bucket_increases(snapshots)))
 
 
-def _history(summaries: Sequence[_FrameServing], column: str) -> tuple[float, ...]:
-    """Rack tokens/s between each pair of consecutive frames (endpoints answering in both)."""
+PairTotals = dict[tuple[int, int, str], float]
+"""(old ts, new ts, column) -> rack tokens/s between those two frames: _history's per-pair cache."""
+
+
+def _history(
+    summaries: Sequence[_FrameServing], column: str, cache: PairTotals | None = None
+) -> tuple[float, ...]:
+    """Rack tokens/s between each pair of consecutive frames (endpoints answering in both).
+
+    With `cache`, a pair already summed is not summed again (a builder's cache: each new frame adds one
+    pair, instead of every pair of the history being summed on every frame).
+    """
     out: list[float] = []
     for old, new in pairwise(summaries):
         dt = (new.ts_ms - old.ts_ms) / 1000
         if dt <= 0:
+            continue
+        key = (old.ts_ms, new.ts_ms, column)
+        if cache is not None and key in cache:
+            out.append(cache[key])
             continue
         total = 0.0
         for name, row in new.rows.items():
@@ -322,5 +338,7 @@ def _history(summaries: Sequence[_FrameServing], column: str) -> tuple[float, ..
             if before.get(column) is None or row.get(column) is None:
                 continue
             total += rate([(old.ts_ms, before[column]), (new.ts_ms, row[column])]) or 0.0
+        if cache is not None:
+            cache[key] = total
         out.append(total)
     return tuple(out)

@@ -1,0 +1,295 @@
+"""Benchmark the fleet screen following N simulated racks at 1 Hz: CPU by part, work per tick, fault -> red.
+
+`--source http` (the default): the racks are `monitor sim --racks N` (collectors.sim.fleet_http: one
+loopback port, each rack's pages under /rackNN/) in a child process, scraped by this process as
+`monitor --config fleet.toml` does: 90 HTTP requests per rack per tick. `--source frames`: each rack is
+a SimRack read through its fast frame path in this process (no HTTP), standing for a source that hands
+the fleet finished frames. Either way the figures split this process's CPU into the event loop (Textual,
+headless at 200x50), the fleet worker (one FleetRow per rack per new frame, FleetRack.current_row) and
+the rest (the sources). A gpu-lost fault starts on one rack at a known wall time; the figure is the time
+from then until that rack's row is red with the lost GPU as its worst problem, built and drawn.
+
+Reading the racks from VictoriaMetrics (the PromQL source) would replace the sources' part; the worker's
+and the event loop's figures are what a PromQL-fed fleet screen costs too.
+
+    .venv/bin/python bench/bench_fleet.py [--racks 16] [--seconds 60] [--fault-rack 7] [--source http|frames]
+    .venv/bin/python bench/bench_fleet.py --row-cost
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import threading
+import time
+import tracemalloc
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SIZE = (200, 50)
+
+
+def serve(racks: int, fault_rack: int, fault_at: float, conn: Connection) -> None:
+    """The child: serve the racks, send (fleet config, fault wall time), serve until the pipe closes."""
+    from monitor.commands.fleet_sim import rack_name, start_fleet
+
+    sim = start_fleet(
+        racks, "127.0.0.1", engine="vllm", scenario=f"gpu-lost@{rack_name(fault_rack)}", seed=1, speed=1.0,
+        fault_at=fault_at,
+    )  # fmt: skip
+    fault = sim.servers.racks[rack_name(fault_rack)].rack.scenario.fault
+    conn.send((sim.fleet.racks, sim.fault_wall_s, fault.gpu))
+    with contextlib.suppress(EOFError):
+        conn.recv()
+    sim.stop()
+
+
+def thread_cpu_s(ident: int) -> float:
+    """CPU seconds of one thread of this process."""
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
+    except (OSError, ProcessLookupError):
+        return 0.0
+
+
+class Meter:
+    """Row-building CPU (in the worker's own thread), and when the fault shows: its row built, then drawn."""
+
+    def __init__(self, app, fault_name: str, fault_label: str) -> None:
+        self.row_cpu_s = 0.0
+        self.rows_built = 0
+        self.built_at: float | None = None
+        self.shown_at: float | None = None
+        self.red_before_s = 0
+        """Row sets drawn with the fault's rack red before its fault (silent trays on a starved machine)."""
+        self.fault_name = fault_name
+        self.fault_label = fault_label
+        for rack in app.fleet.racks:
+            self._wrap_rack(rack)
+        self._wrap_screen(app.fleet_screen)
+
+    def shows_fault(self, row) -> bool:
+        """The row is red and its worst problem is the fault's lost GPU."""
+        worst = row.worst
+        return row.health.name == "CRITICAL" and worst is not None and worst.place == self.fault_label
+
+    def _wrap_rack(self, rack) -> None:
+        build = rack.current_row
+
+        def timed():
+            seen = rack.seen
+            t0 = time.thread_time()
+            row = build()
+            self.row_cpu_s += time.thread_time() - t0
+            self.rows_built += rack.seen != seen
+            if rack.name == self.fault_name and self.built_at is None and self.shows_fault(row):
+                self.built_at = time.time()
+            return row
+
+        rack.current_row = timed
+
+    def _wrap_screen(self, screen) -> None:
+        show = screen.show
+
+        def shown(rows):
+            show(rows)
+            row = screen.rows[self.fault_name]
+            if self.shown_at is None and self.shows_fault(row):
+                self.shown_at = time.time()
+            elif self.shown_at is None and row.health.name == "CRITICAL":
+                self.red_before_s += 1
+
+        screen.show = shown
+
+
+def frames_fleet(racks: int, fault_rack: int, fault_at: float):
+    """--source frames: each rack a SimRack read through its fast frame path in this process, on the wall
+    clock (no HTTP: what a source that hands the fleet finished frames costs the screen)."""
+    from collectors.clock import SimClock
+    from collectors.config import RackConfig
+    from collectors.sim import SimRack
+    from collectors.sim.frames import SimRackFrames
+    from monitor.commands.fleet_sim import rack_name, rack_scenarios
+    from monitor.fleet import Fleet
+
+    start = time.time()
+    clock = SimClock(start=start, speed=1.0)
+    scenarios = rack_scenarios(f"gpu-lost@{rack_name(fault_rack)}", racks)
+    sims = {
+        rack_name(k): SimRack(seed=k, scenario=s, clock=clock, fault_at=fault_at)
+        for k, s in enumerate(scenarios, start=1)
+    }
+    fleet = Fleet(
+        [RackConfig(name=n) for n in sims],
+        lambda c, _every: [SimRackFrames(sims[c.name])],
+        interval=1.0,
+        clock=clock,
+    )
+    fault = sims[rack_name(fault_rack)].scenario.fault
+    return fleet, start + fault_at, fault.gpu, None
+
+
+def http_fleet(racks: int, fault_rack: int, fault_at: float):
+    """--source http: the racks served by a child process, scraped over loopback as `monitor --config`."""
+    from monitor.commands.root import scrape_source
+    from monitor.fleet import Fleet
+
+    parent, child = mp.Pipe()
+    proc = mp.get_context("spawn").Process(
+        target=serve, args=(racks, fault_rack, fault_at, child), daemon=True
+    )
+    proc.start()
+    configs, fault_wall_s, fault_gpu = parent.recv()
+
+    def stop() -> None:
+        parent.send("stop")
+        proc.join(timeout=30)
+
+    return (
+        Fleet(configs, lambda c, every: [scrape_source(c, every)], interval=1.0),
+        fault_wall_s,
+        fault_gpu,
+        stop,
+    )
+
+
+async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, source: str) -> None:
+    from collectors.rack import gpu_label
+    from monitor.commands.fleet_sim import rack_name
+    from monitor.tui.fleet_app import FleetApp
+
+    make = http_fleet if source == "http" else frames_fleet
+    fleet, fault_wall_s, fault_gpu, stop_sim = make(racks, fault_rack, fault_at)
+    app = FleetApp(fleet, fleet_name="bench fleet", title="bench fleet")
+    meter = Meter(app, rack_name(fault_rack), gpu_label(fault_gpu))
+    load0 = os.getloadavg()
+    fleet.start()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause(5.0)  # warm up: the first frames, the first rows
+            main = threading.main_thread().ident
+            cpu0, wall0, main0 = time.process_time(), time.monotonic(), thread_cpu_s(main)
+            rows0, applied0, built0, versions0 = (
+                meter.row_cpu_s,
+                app.rows_applied,
+                meter.rows_built,
+                _frames(fleet),
+            )
+            await pilot.pause(seconds)
+            cpu1, wall1, main1 = time.process_time(), time.monotonic(), thread_cpu_s(main)
+            frames = _frames(fleet) - versions0
+            rows_cpu = meter.row_cpu_s - rows0
+            built = meter.rows_built - built0
+            applied = app.rows_applied - applied0
+            order = app.fleet_screen.sorted_names()
+            head_bytes = [
+                sum(b.nbytes for f in r.head.frames() for b in f.batches.values()) for r in fleet.racks
+            ]
+    finally:
+        fleet.stop()
+        if stop_sim is not None:
+            stop_sim()
+    builder_bytes = _builder_bytes(fleet.racks[0])  # with every poller stopped: tracemalloc is process-wide
+    wall = wall1 - wall0
+    total = (cpu1 - cpu0) / wall * 100
+    ui = (main1 - main0) / wall * 100
+    rows = rows_cpu / wall * 100
+    load1 = os.getloadavg()
+    if meter.shown_at is not None and meter.built_at is not None:
+        red = (
+            f"{meter.shown_at - fault_wall_s:.2f} s to drawn ({meter.built_at - fault_wall_s:.2f} s to row "
+            f"built; {rack_name(fault_rack)} {gpu_label(fault_gpu)} lost; top row {order[0]}; "
+            f"{meter.red_before_s} row sets red before it, for stale trays)"
+        )
+    else:
+        red = f"not within the run (fault at +{fault_at:.0f} s)"
+    polled = "HTTP scrape + mapping" if source == "http" else "the simulator itself"
+    requests = racks * 90 if source == "http" else 0
+    lines = [
+        f"fleet of {racks} racks ({racks * 72} GPUs; source {source}) at 1 Hz for {wall:.0f} s, "
+        f"headless {SIZE[0]}x{SIZE[1]}; load average {load0[0]:.1f} -> {load1[0]:.1f} "
+        f"on {os.cpu_count()} cores",
+        f"  TUI process CPU: {total:.1f} % of one core",
+        f"    event loop (Textual, table diff): {ui:.1f} %",
+        f"    fleet worker (rows): {rows:.1f} % ({rows_cpu / max(built, 1) * 1e3:.1f} ms CPU per rack row)",
+        f"    pollers (the sources: {polled}; the rest): {total - ui - rows:.1f} %",
+        f"  per tick: {requests} HTTP requests; {frames / wall:.1f} rack frames/s "
+        f"landed, {built / wall:.1f} rows built/s, {applied / wall:.1f} row sets applied/s",
+        f"  fault -> red: {red}",
+        f"  per-rack memory: small head {statistics.mean(head_bytes) / 1e6:.2f} MB of Arrow "
+        f"({len(fleet.racks[0].head.frames())} frames, no serving_hist); "
+        f"row builders {builder_bytes / 1e6:.2f} MB",
+    ]
+    print("\n".join(lines))
+
+
+def _frames(fleet) -> int:
+    return sum(r.head.version for r in fleet.racks)
+
+
+def _builder_bytes(rack) -> int:
+    """Python memory a rack's row builders keep after building a row from its small head (tracemalloc)."""
+    from monitor.fleet import FleetRack
+
+    fresh = FleetRack(rack.config, rack.head, rack.poller)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    fresh.current_row()
+    kept = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return kept
+
+
+def row_cost(frames_n: int = 30) -> None:
+    """--row-cost: CPU of one rack's row per new frame, alone (no pollers, no app), simulator frames."""
+    from collectors.clock import SimClock
+    from collectors.config import RackConfig
+    from collectors.sim import SimRack
+    from collectors.sim.frames import SimRackFrames
+    from monitor.fleet import ROW_FRAMES, FleetRack, RackHead
+
+    start = 1_780_000_000.0
+    source = SimRackFrames(SimRack(seed=1, clock=SimClock(start=start), start=start))
+    frames = [source.poll(round((start + t) * 1000)) for t in range(1, ROW_FRAMES + frames_n + 3)]
+    head = RackHead()
+    rack = FleetRack(RackConfig(name="r"), head, None)  # type: ignore[arg-type]
+    for frame in frames[: ROW_FRAMES + 2]:  # fill the window first
+        head.append(frame)
+        rack.current_row()
+    t0 = time.thread_time()
+    for frame in frames[ROW_FRAMES + 2 :]:
+        head.append(frame)
+        rack.current_row()
+    per_row = (time.thread_time() - t0) / frames_n
+    load = os.getloadavg()[0]
+    print(
+        f"one rack row per new frame: {per_row * 1e3:.1f} ms CPU ({frames_n} frames; load average {load:.1f})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--racks", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--fault-rack", type=int, default=7)
+    parser.add_argument("--fault-at", type=float, default=30.0, help="seconds after the sim starts")
+    parser.add_argument("--source", choices=("http", "frames"), default="http")
+    parser.add_argument("--row-cost", action="store_true", help="only the CPU of one rack's row, alone")
+    args = parser.parse_args()
+    if args.row_cost:
+        row_cost()
+        return
+    asyncio.run(run(args.racks, args.seconds, args.fault_rack, args.fault_at, args.source))
+
+
+if __name__ == "__main__":
+    main()

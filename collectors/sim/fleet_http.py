@@ -1,0 +1,188 @@
+"""Several simulated racks behind one loopback HTTP server, each rack's pages under its own path.
+
+`/rack03/tray07/metrics` is rack03's tray 7 agent page (the real agent page over the real NVML
+collector over a SimTray, as collectors.sim.http serves it per port); `/rack03/vllm-12/metrics` is one
+of its inference servers, in the engine's format and at the engine's path. One socket serves all of
+them, so a fleet of 16 racks (1,440 endpoints) needs one port, not 1,440. An instance that stops
+answering (the endpoint-down scenario) has its connection dropped: with one shared socket there is no
+per-endpoint port to close, so `refuse` here reads as a dropped connection to the scraper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from collectors.agent_server import AgentPage, bind_socket, healthz, metrics_handler, page_response
+from collectors.config import RackConfig, ServerTarget, TrayTarget
+from collectors.http_guard import ConnectionGuard, ServerLimits, guarded_runner, serve_socket
+from collectors.nvml import NvmlCollector
+from collectors.rack import COMPUTE_TRAYS
+from collectors.sim.pages import PATHS, RENDERERS
+from collectors.sim.rack import SimRack
+from collectors.sim.workload import Instance
+
+T = TypeVar("T")
+
+
+class _SimRackPages:
+    """One rack's pages: its 18 tray agent pages and its instances by name."""
+
+    def __init__(self, name: str, rack: SimRack) -> None:
+        self.name = name
+        self.rack = rack
+        self.collectors = [
+            NvmlCollector(rack.tray_of(t), name=f"{name}-tray{t:02d}") for t in range(1, COMPUTE_TRAYS + 1)
+        ]
+        self.trays = {
+            f"tray{t:02d}": AgentPage(c, clock=rack.clock, hostname=c.name, min_interval_s=0.1)
+            for t, c in enumerate(self.collectors, start=1)
+        }
+        self.instances = {inst.name: inst for inst in rack.workload.instances}
+
+    def render(self, inst: Instance) -> bytes | None:
+        """The instance's page, or None when it has stopped answering."""
+        with self.rack.lock:
+            self.rack.sync()
+            if not inst.answering:
+                return None
+            return RENDERERS[inst.engine](inst).encode()
+
+    def config(self, base: str) -> RackConfig:
+        """The rack config pointing at this rack's pages under `base` ('http://127.0.0.1:PORT')."""
+        trays = tuple(
+            TrayTarget(t, f"{self.name}-tray{t:02d}", f"{base}/{self.name}/tray{t:02d}/metrics")
+            for t in range(1, COMPUTE_TRAYS + 1)
+        )
+        servers = tuple(
+            ServerTarget(
+                inst.name, f"{base}/{self.name}/{inst.name}{PATHS[inst.engine]}", inst.engine, inst.gpus
+            )
+            for inst in self.rack.workload.instances
+        )
+        return RackConfig(name=self.name, trays=trays, servers=servers)
+
+
+class SimFleetServers:
+    """Serves several SimRacks on one loopback port until stop(); `configs` point at each rack."""
+
+    def __init__(
+        self,
+        racks: Sequence[tuple[str, SimRack]],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limits: ServerLimits | None = None,
+    ) -> None:
+        """Args:
+        racks: (name, rack) in fleet order; a name is a path segment, so letters, digits, '-' and '_'.
+        host: the address to listen on.
+        port: the port (0: a free one).
+        limits: connection limits (collectors.http_guard); the default allows one scraper per rack.
+        """
+        names = [name for name, _ in racks]
+        if len(set(names)) != len(names):
+            raise ValueError("rack names must differ")
+        for name in names:
+            if not name or not all(c.isalnum() or c in "-_" for c in name):
+                raise ValueError(f"rack name {name!r} is not a path segment")
+        self.host = host
+        self.port = port
+        self.racks = {name: _SimRackPages(name, rack) for name, rack in racks}
+        # Each rack's scraper opens up to one connection per endpoint: room for all of them at once.
+        self.limits = limits or ServerLimits(max_connections=max(1024, 100 * len(self.racks)))
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self.guard: ConnectionGuard | None = None
+        self.configs: tuple[RackConfig, ...] = ()
+
+    def start(self) -> tuple[RackConfig, ...]:
+        """Bind and serve; returns each rack's config, in fleet order.
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        self._thread = threading.Thread(target=self._loop.run_forever, name="sim-fleet-http", daemon=True)
+        self._thread.start()
+        try:
+            self._run(self._start())
+        except BaseException:
+            self.stop()
+            raise
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        base = f"http://{shown}:{self.port}"
+        self.configs = tuple(pages.config(base) for pages in self.racks.values())
+        return self.configs
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/{rack}/{endpoint}/{tail:.+}", self._page)
+        self._runner, self.guard = guarded_runner(app, self.limits)
+        await self._runner.setup()
+        sock = bind_socket(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        try:
+            self._server = await serve_socket(self._runner, self.guard, sock)
+        except OSError:
+            sock.close()
+            raise
+
+    async def _page(self, request: web.Request) -> web.StreamResponse:
+        pages = self.racks.get(request.match_info["rack"])
+        if pages is None:
+            raise web.HTTPNotFound()
+        endpoint, tail = request.match_info["endpoint"], "/" + request.match_info["tail"]
+        tray = pages.trays.get(endpoint)
+        if tray is not None:
+            if tail != "/metrics":
+                raise web.HTTPNotFound()
+            return await metrics_handler(tray.render)(request)
+        inst = pages.instances.get(endpoint)
+        if inst is None or tail != PATHS[inst.engine]:
+            raise web.HTTPNotFound()
+        page = await asyncio.get_running_loop().run_in_executor(None, pages.render, inst)
+        if page is None:  # a dead server: the connection drops (see the module docstring)
+            if request.transport is not None:
+                request.transport.close()
+            raise web.HTTPServiceUnavailable()
+        return page_response(request, page)
+
+    def stop(self) -> None:
+        """Stop serving and close every tray collector (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self._run(self._stop(), timeout=10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+        if not self._loop.is_running() and not self._loop.is_closed():
+            self._loop.close()
+        for pages in self.racks.values():
+            for collector in pages.collectors:
+                collector.close()
+            pages.collectors = []
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def __enter__(self) -> SimFleetServers:
+        """Start on entry."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop on exit."""
+        self.stop()

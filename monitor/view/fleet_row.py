@@ -1,0 +1,139 @@
+"""One fleet-screen row per rack, made from the rack view's own figures, and the orders the screen sorts by.
+
+A row is a summary of what the rack view would show for the same frames: GPUs ok, power and tokens/s
+(storage.rack_total's RackTotal, with what they cover, from monitor.view.builder / monitor.view.totals),
+the hottest GPU (from the snapshot's cells), links down (the snapshot's link trouble), endpoints down
+(monitor.view.problems' counts) and the open alerts (monitor.view.alerts_view). Nothing is computed a
+second way here: the row only picks figures out. No UI toolkit here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+from monitor.view.alerts_view import ActiveAlert
+from monitor.view.model import CellState, RackSnapshot
+from monitor.view.problems import Problem, RackProblems, Rank
+from storage.rack_total import RackTotal
+
+
+class Health(IntEnum):
+    """A row's colour, worst first: the fleet screen's default order."""
+
+    CRITICAL = 0
+    WARNING = 1
+    WAITING = 2
+    OK = 3
+
+
+CRITICAL_RANKS = frozenset({Rank.GPU_LOST, Rank.SILENT, Rank.LINK_DOWN, Rank.ERRORS, Rank.XID})
+"""Problems that turn a rack's row red: a GPU or a whole tray gone, a link down or erring, an XID.
+Everything else the problems panel lists (thermal, power, stragglers, endpoints, the collector) and any
+open alert turns it yellow."""
+
+
+@dataclass(frozen=True, slots=True)
+class FleetRow:
+    """One rack on the fleet screen.
+
+    Attributes:
+        name: the rack's name (its config's [rack] name).
+        ts_ms: the newest frame's time (None before the first).
+        gpus_ok / gpus: GPUs reading OK, of the GPUs the rack has.
+        power_kw: rack power with what it covers (GPUs).
+        tokens: rack generated tokens/s with what it covers (serving series).
+        hottest_c / hottest_at: the hottest GPU's temperature and label (None without readings).
+        links_down: NVLinks the newest rows report inactive.
+        endpoints_down / endpoints: inference servers not serving, of those the rack has.
+        alerts: alerts open now.
+        worst: the most severe problem (None when there is none).
+        problems: how many problems the rack has.
+    """
+
+    name: str
+    ts_ms: int | None
+    gpus_ok: int
+    gpus: int
+    power_kw: RackTotal
+    tokens: RackTotal
+    hottest_c: float | None
+    hottest_at: str
+    links_down: int
+    endpoints_down: int
+    endpoints: int
+    alerts: int
+    worst: Problem | None
+    problems: int
+
+    @property
+    def health(self) -> Health:
+        """Red for a critical problem, yellow for another problem or an open alert, else ok (or waiting)."""
+        if self.ts_ms is None:
+            return Health.WAITING
+        if self.worst is not None and self.worst.rank in CRITICAL_RANKS:
+            return Health.CRITICAL
+        if self.worst is not None or self.alerts:
+            return Health.WARNING
+        return Health.OK
+
+    @classmethod
+    def waiting(cls, name: str, gpus: int) -> FleetRow:
+        """The row of a rack no frame has arrived from yet."""
+        none = RackTotal(None, 0, gpus)
+        return cls(name, None, 0, gpus, none, RackTotal(None, 0, 0), None, "", 0, 0, 0, 0, None, 0)
+
+
+def fleet_row(
+    name: str, snapshot: RackSnapshot, problems: RackProblems, alerts: Sequence[ActiveAlert]
+) -> FleetRow:
+    """The row of rack `name` from its snapshot, its problems (monitor.view.problems) and open alerts."""
+    totals = snapshot.totals
+    hottest_c: float | None = None
+    hottest_at = ""
+    for g in snapshot.gpus:
+        temp = g.values.get("temp") if g.state is CellState.OK else None
+        if temp is not None and (hottest_c is None or temp > hottest_c):
+            hottest_c, hottest_at = temp, g.label
+    return FleetRow(
+        name=name,
+        ts_ms=snapshot.ts_ms,
+        gpus_ok=problems.gpus_ok,
+        gpus=problems.gpus,
+        power_kw=totals.power,
+        tokens=totals.tokens,
+        hottest_c=hottest_c,
+        hottest_at=hottest_at,
+        links_down=sum(1 for link in snapshot.links if link.down),
+        endpoints_down=problems.endpoints - problems.endpoints_ok,
+        endpoints=problems.endpoints,
+        alerts=len(alerts),
+        worst=problems.problems[0] if problems.problems else None,
+        problems=len(problems.problems),
+    )
+
+
+def _worst_key(row: FleetRow) -> tuple[float, ...]:
+    rank = row.worst.rank if row.worst is not None else len(Rank)
+    return (row.health, rank, -row.problems, -row.alerts)
+
+
+def _missing_last(value: float | None) -> float:
+    """Descending sort key with a missing figure after every real one."""
+    return float("inf") if value is None else -value
+
+
+SORTS: dict[str, Callable[[FleetRow], tuple[float | str, ...]]] = {
+    "worst": lambda r: (*_worst_key(r), r.name),
+    "name": lambda r: (r.name,),
+    "power": lambda r: (_missing_last(r.power_kw.value), r.name),
+    "tokens/s": lambda r: (_missing_last(r.tokens.value), r.name),
+    "hottest": lambda r: (_missing_last(r.hottest_c), r.name),
+}
+"""The fleet screen's orders, by name, in the order its sort key cycles them; 'worst' comes first."""
+
+
+def sorted_rows(rows: Sequence[FleetRow], order: str) -> list[FleetRow]:
+    """`rows` in order `order` (a key of SORTS)."""
+    return sorted(rows, key=SORTS[order])  # type: ignore[arg-type]
