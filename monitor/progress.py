@@ -92,8 +92,10 @@ class Progress:
         with self._lock:
             share = self._done / self._total if self._total else 0.0
             what = self._what
-        filled = round(share * WIDTH)
         elapsed = time.monotonic() - self._began
+        if not self._total:  # nothing to count yet: the time and the step say it is working
+            return f"{self.label} {elapsed:5.1f} s {what}".rstrip()
+        filled = round(share * WIDTH)
         bar = "#" * filled + "-" * (WIDTH - filled)
         return f"{self.label} [{bar}] {share:4.0%} {elapsed:5.1f} s {what}".rstrip()
 
