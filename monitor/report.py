@@ -143,8 +143,9 @@ def _value(total: RackTotal) -> float:
 
 def _bucket_increases(reader: StoreReader, window: Window) -> list[dict[str, Any]]:
     """Each latency histogram bucket's increase over the window, per series (storage.increase's rule)."""
-    rows = reader.rate("serving_hist", "count", window.since_ms, window.until_ms).to_pylist()
-    return [r for r in rows if r["metric"] in ("ttft", "itl")]
+    # Only the two histograms the report shows are read: serving_hist holds five, 17 M rows a rack-hour.
+    wanted = "metric IN ('ttft', 'itl')"
+    return reader.rate("serving_hist", "count", window.since_ms, window.until_ms, series=wanted).to_pylist()
 
 
 def _latency(reader: StoreReader, window: Window) -> dict[str, dict[str, float | None]]:
