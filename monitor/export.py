@@ -4,6 +4,11 @@ A bundle is a valid store directory (MANIFEST.json over Hive-style Parquet, writ
 layout and segment code as the collector's), so StoreReader, `monitor query`, `monitor report` and
 DuckDB read it directly. Beside the store it holds EXPORT.json (rack topology, window, units, tool
 version, sources, tables), optional CSV or JSON Lines copies of each table and report.html.
+
+Speed: a store file wholly inside the window is copied as is; a file at an edge keeps its row groups
+inside the window as bytes and re-encodes only the ones that straddle the edge (monitor.export_cut), on
+two threads. The raw histograms (serving_hist) are exported whole, never at a coarser resolution: a
+post-mortem's percentiles over any sub-window need every bucket's counter at every tick.
 """
 
 from __future__ import annotations
