@@ -4,10 +4,16 @@ A bundle is a valid store directory (MANIFEST.json over Hive-style Parquet, writ
 layout and segment code as the collector's), so StoreReader, `monitor query`, `monitor report` and
 DuckDB read it directly. Beside the store it holds EXPORT.json (rack topology, window, units, tool
 version, sources, tables), optional CSV or JSON Lines copies of each table and report.html.
+
+Speed: a store file wholly inside the window is copied as is; a file at an edge keeps its row groups
+inside the window as bytes and re-encodes only the ones that straddle the edge (monitor.export_cut), on
+two threads. The raw histograms (serving_hist) are exported whole, never at a coarser resolution: a
+post-mortem's percentiles over any sub-window need every bucket's counter at every tick.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -26,6 +32,8 @@ from monitor.bundle import (
     check_replaceable,
     describe,
 )
+from monitor.export_cut import CutPool, cut_file, plan_file
+from monitor.progress import Progress
 from monitor.timespec import Window, iso
 from storage.atomic import build_dir, write_bytes
 from storage.compactor import table_band_ms, table_layout, table_schema
@@ -161,40 +169,58 @@ class _Cutter:
             yield self.reader.sql(f"{base} AND gpu IN ({part})").cast(schema)
 
 
-def _write_table(root: Path, cutter: _Cutter, table: str, since_ms: int, until_ms: int) -> list[FileEntry]:
-    """The bundle's files of one table: a store file wholly inside the window (with every GPU) is copied
-    byte for byte, already sorted and encoded; a file at the window's edge is cut into a new one.
+def _plan_table(root: Path, cutter: _Cutter, pool: CutPool, table: str, since_ms: int, until_ms: int) -> int:
+    """Queue the bundle's files of one table on `pool`; returns the work queued (bytes, for progress).
+
+    A store file wholly inside the window (with every GPU) is copied byte for byte. Without --gpus a
+    file at the window's edge keeps its row groups inside the window as bytes and re-encodes only the
+    ones that straddle an edge (monitor.export_cut); with --gpus every file is cut row by row.
     """
-    entries = []
-    keys, counters = table_layout(table)
+    source = cutter.reader.root
+    queued = 0
     for entry in cutter.reader.manifest.overlapping(table, since_ms, until_ms):
         inside = since_ms <= entry.min_ts and entry.max_ts <= until_ms
         if inside and cutter.gpus is None:
-            target = root / entry.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(cutter.reader.root / entry.path, target)
-            entries.append(entry)
-            continue
-        name = Path(entry.path).name
-        cut = write_atomic(
-            root,
-            str(Path(entry.path).with_name(f"cut-{name}")),
-            (
-                band
-                for chunk in cutter.cut(entry, since_ms, until_ms)
-                for band in banded_chunks(chunk, keys, table_band_ms(table))
-            ),
-            table=table,
-            level=entry.level,
-            schema=table_schema(table),
-            keys=keys,
-            counters=counters,
-        )
-        if cut.rows:
-            entries.append(cut)
+            pool.submit(entry.bytes, functools.partial(_copy_file, source, root, entry))
+            queued += entry.bytes
+        elif cutter.gpus is None:
+            plan = plan_file(source, entry, since_ms, until_ms)
+            pool.submit(plan.work, functools.partial(cut_file, source, root, plan, since_ms, until_ms))
+            queued += plan.work
         else:
-            (root / cut.path).unlink()
-    return entries
+            # The GPU filter runs SQL on the reader's one connection: cut here, not on the pool.
+            pool.done(_cut_rows(root, cutter, entry, since_ms, until_ms))
+    return queued
+
+
+def _copy_file(source: Path, root: Path, entry: FileEntry) -> list[FileEntry]:
+    target = root / entry.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source / entry.path, target)
+    return [entry]
+
+
+def _cut_rows(root: Path, cutter: _Cutter, entry: FileEntry, since_ms: int, until_ms: int) -> list[FileEntry]:
+    """One store file's rows of the window on the chosen GPUs, re-banded into `cut-<name>`."""
+    keys, counters = table_layout(entry.table)
+    cut = write_atomic(
+        root,
+        str(Path(entry.path).with_name(f"cut-{Path(entry.path).name}")),
+        (
+            band
+            for chunk in cutter.cut(entry, since_ms, until_ms)
+            for band in banded_chunks(chunk, keys, table_band_ms(entry.table))
+        ),
+        table=entry.table,
+        level=entry.level,
+        schema=table_schema(entry.table),
+        keys=keys,
+        counters=counters,
+    )
+    if cut.rows:
+        return [cut]
+    (root / cut.path).unlink()
+    return []
 
 
 def _text_copy(root: Path, table: str, entries: Sequence[FileEntry], fmt: str) -> str:
@@ -241,6 +267,31 @@ def _sources(reader: StoreReader, window: Window) -> list[str]:
     return [str(v) for v in rows.column("s").to_pylist()]
 
 
+def _cut_window(
+    root: Path, cutter: _Cutter, chosen: Sequence[str], window: Window, progress: Progress
+) -> list[FileEntry]:
+    """Write every file of the bundle's tables and their rollups; returns them in manifest order.
+
+    Rollup buckets are taken only where wholly inside the window: a partial one would summarise rows
+    not exported.
+    """
+    since, until = window.since_ms, window.until_ms
+    pool = CutPool(progress.advance)
+    try:
+        for table in chosen:
+            progress.add_total(_plan_table(root, cutter, pool, table, since, until))
+        for table in (t for t in chosen if t in ROLLED_UP):
+            for step, step_ms in ROLLUP_STEPS.items():
+                if until - step_ms + 1 >= since:
+                    name = rollup_name(table, step)
+                    progress.add_total(_plan_table(root, cutter, pool, name, since, until - step_ms + 1))
+        progress.step("copying and cutting files")
+    except BaseException:
+        pool.cancel()
+        raise
+    return pool.results()
+
+
 def export(
     store: Path,
     out: Path,
@@ -274,42 +325,31 @@ def export(
     began = time.perf_counter()
     chosen = tuple(tables) if tables else tuple(TABLES)
     written: dict[str, int] = {}
-    with StoreReader(store) as reader:
+    with StoreReader(store) as reader, Progress("export") as progress:
         cutter = _Cutter(reader, window, gpus)
 
         def fill(root: Path) -> None:
-            entries: list[FileEntry] = []
+            entries = _cut_window(root, cutter, chosen, window, progress)
             for table in chosen:
-                mine = _write_table(root, cutter, table, window.since_ms, window.until_ms)
-                entries += mine
-                written[table] = sum(e.rows for e in mine)
+                written[table] = sum(e.rows for e in entries if e.table == table)
             if not any(written.values()):
                 held = reader.time_range("gpu")
                 holds = f"it holds {iso(held[0])} .. {iso(held[1])}" if held else "it holds no GPU rows"
                 raise EmptyWindowError(
                     f"no data between {iso(window.since_ms)} and {iso(window.until_ms)} in {store} ({holds})"
                 )
-            for table in (t for t in chosen if t in ROLLED_UP):
-                for step, step_ms in ROLLUP_STEPS.items():
-                    # Only buckets wholly inside the window: a partial one would summarise rows not exported.
-                    if window.until_ms - step_ms + 1 >= window.since_ms:
-                        entries += _write_table(
-                            root,
-                            cutter,
-                            rollup_name(table, step),
-                            window.since_ms,
-                            window.until_ms - step_ms + 1,
-                        )
             hi = max(e.max_ts for e in entries)
             write_manifest(root, Manifest(generation=1, sealed_through_ms=hi, files=entries))
             text_files = {}
             if fmt != "parquet":
+                progress.step(f"{fmt} copies")
                 for table in chosen:
                     text_files[table] = _text_copy(root, table, [e for e in entries if e.table == table], fmt)
             doc = describe(store, window, gpus, written, entries, text_files, fmt, _sources(reader, window))
             if with_report:
                 from monitor.report_html import render_report
 
+                progress.step("report.html")
                 with StoreReader(root) as bundle:
                     html = render_report(
                         bundle, Window(window.since_ms, window.until_ms), title=f"{store.name}"
@@ -318,6 +358,7 @@ def export(
             # Last, listing every file: `--force` later replaces only a directory holding no other.
             doc["files"] = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
             write_bytes(root / EXPORT_MANIFEST, json.dumps(doc, indent=1).encode() + b"\n")
+            progress.step("publishing")
 
         build_dir(out, force=force, fill=fill, like=store, replaceable=check_replaceable)
     files = [p for p in out.rglob("*") if p.is_file()]

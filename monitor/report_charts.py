@@ -48,6 +48,8 @@ FLAT_COLOUR = "#8a8f98"
 """A flat map's one colour: a neutral grey-blue, neither end of the palette (its lowest reads as 'low')
 and darker than the light grey of missing cells."""
 LEFT, TOP, CELL_H = 46, 8, 5
+LINK_MINUTES_FROM_MS = 10_000
+"""An axis step from which the NVLink timelines step by whole minutes (see Axis)."""
 
 
 def esc(value: object) -> str:
@@ -68,6 +70,11 @@ class Axis:
         # (storage.counter_rates) instead of a window over every raw NVLink row.
         self.step_ms = -(-step // 60_000) * 60_000 if step > 60_000 else step
         self.buckets = math.ceil((self.last - self.first + 1) / self.step_ms)
+        # The NVLink timelines rate 1,296 link series per counter: from a step of LINK_MINUTES_FROM_MS
+        # (windows past 20 minutes) they step by whole minutes, read from the 1 min rollups, where
+        # steps under a minute would take a window function over every raw NVLink row (28 s for an
+        # hour's report.html under load, against 1-2 s). The other charts keep the finer step.
+        self.link_step_ms = self.step_ms if step < LINK_MINUTES_FROM_MS else max(self.step_ms, 60_000)
 
     def x(self, ms: float) -> float:
         return LEFT + (ms - self.first) / (self.last - self.first) * (self.width - LEFT - 10)
@@ -81,9 +88,10 @@ class Axis:
             out.append(f'<text x="{self.x(ms):.1f}" y="{y}" text-anchor="{anchor}">{hhmm(ms)}</text>')
         return "".join(out)
 
-    def mid(self, start_ms: float) -> float:
-        """The middle of the step starting at start_ms, as far as it lies inside the axis."""
-        lo, hi = max(start_ms, self.first), min(start_ms + self.step_ms - 1, self.last)
+    def mid(self, start_ms: float, step_ms: int | None = None) -> float:
+        """The middle of the step (step_ms, default the axis step) from start_ms, inside the axis."""
+        width = self.step_ms if step_ms is None else step_ms
+        lo, hi = max(start_ms, self.first), min(start_ms + width - 1, self.last)
         return min(max((lo + hi) / 2, self.first), self.last)
 
     def bucket_sql(self) -> str:

@@ -41,7 +41,14 @@ def _series(reader: StoreReader, window: Window, axis: Axis) -> dict[str, list[P
         "power": _power(reader, window, axis),
         "nvlink": _nvlink(reader, window, axis),
         "errors": _stepped(
-            reader, window, axis, "nvlink", ("symbol_errors", "rx_errors", "recovery_failed"), 1.0, "links"
+            reader,
+            window,
+            axis,
+            "nvlink",
+            ("symbol_errors", "rx_errors", "recovery_failed"),
+            1.0,
+            "links",
+            axis.link_step_ms,
         ),
     }
 
@@ -54,8 +61,10 @@ def _stepped(
     columns: Sequence[str],
     scale: float,
     what: str,
+    step_ms: int | None = None,
 ) -> list[Point]:
-    """Per step, the sum of every series' rate (storage.increase's rule, per column), with coverage.
+    """Per step (of step_ms, default the axis step), the sum of every series' rate (storage.increase's
+    rule, per column), with coverage.
 
     A step where fewer series had a rate than the window holds is a partial point (marked, not a dip).
     """
@@ -65,7 +74,7 @@ def _stepped(
     sums: dict[int, float] = {}
     covered: dict[int, set[tuple[Any, ...]]] = {}
     for column in columns:
-        rated = reader.rate(table, column, window.since_ms, window.until_ms, step_ms=axis.step_ms)
+        rated = reader.rate(table, column, window.since_ms, window.until_ms, step_ms=step_ms or axis.step_ms)
         starts = epoch_ms_list(rated.column("ts"))
         series = zip(*(rated.column(k).to_pylist() for k in keys), strict=True)
         for start, key, rate in zip(starts, series, rated.column("rate").to_pylist(), strict=True):
@@ -75,7 +84,7 @@ def _stepped(
     out: list[Point] = []
     for start in sorted(sums):
         n = len(covered[start])
-        out.append((axis.mid(start), sums[start], None if n >= of else f"{n}/{of} {what}"))
+        out.append((axis.mid(start, step_ms), sums[start], None if n >= of else f"{n}/{of} {what}"))
     return out
 
 
@@ -87,7 +96,9 @@ def _nvlink(reader: StoreReader, window: Window, axis: Axis) -> list[Point]:
     """
     of = _gpus_in(reader, window)
     out: list[Point] = []
-    for start, rates in nvlink_rates_over(reader, window.since_ms, window.until_ms, axis.step_ms).items():
+    for start, rates in nvlink_rates_over(
+        reader, window.since_ms, window.until_ms, axis.link_step_ms
+    ).items():
         total = rack_total(rates, of)
         if total.total.value is None:
             continue
@@ -96,7 +107,7 @@ def _nvlink(reader: StoreReader, window: Window, axis: Axis) -> list[Point]:
             what = total.total.coverage("GPUs")
             if total.implausible:
                 what += f", {total.implausible} links implausible, left out"
-        out.append((axis.mid(start), total.total.value, what))
+        out.append((axis.mid(start, axis.link_step_ms), total.total.value, what))
     return out
 
 

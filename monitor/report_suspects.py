@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 from collectors.alert_rules import AlertRules
 from collectors.rack import GPUS_PER_TRAY, gpu_label
 from collectors.robust import robust_high, robust_low
+from monitor.report_nvlink import fault_candidates
 from monitor.timespec import Window, iso
 from storage.increase import step_sql
 from storage.reader import StoreReader
@@ -162,7 +163,11 @@ def link_faults(reader: StoreReader, window: Window, rules: AlertRules | None = 
         window), by onset.
     """
     rule = (rules or AlertRules()).link_errors
-    rel = reader.relation("nvlink", window.since_ms, window.until_ms)
+    found = fault_candidates(reader, window.since_ms, window.until_ms, LINK_ERRORS, NVLINK_INACTIVE)
+    if found == []:
+        return []
+    links = "TRUE" if found is None else f"gpu * 64 + link IN ({', '.join(map(str, found))})"
+    rel = f"(SELECT * FROM {reader.relation('nvlink', window.since_ms, window.until_ms)} WHERE {links})"
     lags = ", ".join(f'lag("{c}") OVER w AS "{c}_prev"' for c in LINK_ERRORS)
     grew = " + ".join(f"coalesce({step_sql(_q(c), _q(c + '_prev'))}, 0)" for c in LINK_ERRORS)
     span = f"INTERVAL {int(rule.window_s * 1000)} MILLISECONDS"
@@ -190,7 +195,7 @@ def link_faults(reader: StoreReader, window: Window, rules: AlertRules | None = 
         return []
     increases: dict[tuple[int, int], dict[str, float]] = {}
     for column in LINK_ERRORS:
-        for r in reader.rate("nvlink", column, window.since_ms, window.until_ms).to_pylist():
+        for r in reader.rate("nvlink", column, window.since_ms, window.until_ms, series=links).to_pylist():
             increases.setdefault((r["gpu"], r["link"]), {})[column] = r["increase"]
     out = []
     for r in rows:

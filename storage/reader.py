@@ -229,6 +229,7 @@ class StoreReader:
         step_ms: int | None = None,
         resolution: str = "raw",
         rollups: bool = True,
+        series: str | None = None,
     ) -> pa.Table:
         """Per-second rate of a counter per entity (and per step), with counter-reset detection.
 
@@ -248,20 +249,23 @@ class StoreReader:
                 in files written before rollups kept `_inc`).
             rollups: with "raw", read whole compacted buckets from the rollups (same answer, a few
                 buckets instead of every row); False reads every raw row.
+            series: a SQL condition on the entity key columns (say "metric IN ('ttft', 'itl')"):
+                only those series are read, raw and rollup rows alike.
 
         Returns:
             Columns: the entity keys, ts (the step's start, when stepped), increase, seconds, rate.
         """
         self.refresh()
+        relation = self.relation if series is None else self._series_relation(series)
         if resolution == "raw":
-            pieces = self._raw_pieces(table, column, since_ms, until_ms, step_ms, rollups)
+            pieces = self._raw_pieces(table, column, since_ms, until_ms, step_ms, rollups, relation)
         elif resolution in ROLLUP_STEPS:
             if column not in spec(table).counters:
                 raise ValueError(f"{table}.{column} is not a counter")
             # Buckets that start in the window, whatever their ends: the rollups' answer as it always was.
             span = counter_rates.Span(resolution, since_ms, until_ms + ROLLUP_STEPS[resolution] - 1)
-            has_inc = counter_rates.has_increase(self.con, self.relation, table, column, span)
-            pieces = [counter_rates.bucket_pieces(self.relation, table, column, span, False, has_inc)]
+            has_inc = counter_rates.has_increase(self.con, relation, table, column, span)
+            pieces = [counter_rates.bucket_pieces(relation, table, column, span, False, has_inc)]
         else:
             raise ValueError(f"resolution must be raw, {', '.join(ROLLUP_STEPS)}; not {resolution!r}")
         query = counter_rates.chained(pieces, table, step_ms, ts_literal(0))
@@ -271,8 +275,23 @@ class StoreReader:
         rate = pc.divide(result.column("increase"), result.column("seconds"))
         return result.append_column("rate", rate)
 
+    def _series_relation(self, series: str) -> counter_rates.Relation:
+        """StoreReader.relation narrowed to the rows of some series (raw and rollup tables share keys)."""
+
+        def relation(table: str, since_ms: int, until_ms: int) -> str:
+            return f"(SELECT * FROM {self.relation(table, since_ms, until_ms)} WHERE {series})"
+
+        return relation
+
     def _raw_pieces(
-        self, table: str, column: str, since_ms: int, until_ms: int, step_ms: int | None, rollups: bool
+        self,
+        table: str,
+        column: str,
+        since_ms: int,
+        until_ms: int,
+        step_ms: int | None,
+        rollups: bool,
+        relation: counter_rates.Relation,
     ) -> list[str]:
         """Pieces for the exact answer: usable rollup buckets inside the window, raw rows elsewhere."""
         rolled = 0
@@ -285,16 +304,16 @@ class StoreReader:
             for s in spans:
                 if s.kind == "raw":
                     continue
-                bad = counter_rates.unusable_buckets(self.con, self.relation, table, column, s)
+                bad = counter_rates.unusable_buckets(self.con, relation, table, column, s)
                 if bad:
                     banned.setdefault(s.kind, set()).update(bad)
                     found = True
             if not found:
                 break
         raw = [s for s in spans if s.kind == "raw"]
-        pieces = [counter_rates.raw_pieces(self.relation, table, column, raw, step_ms)] if raw else []
+        pieces = [counter_rates.raw_pieces(relation, table, column, raw, step_ms)] if raw else []
         pieces += [
-            counter_rates.bucket_pieces(self.relation, table, column, s, exact=True)
+            counter_rates.bucket_pieces(relation, table, column, s, exact=True)
             for s in spans
             if s.kind != "raw"
         ]

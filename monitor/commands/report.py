@@ -31,7 +31,8 @@ def command(
     fmt: str = typer.Option("text", "--format", help="text, json or md."),
 ) -> None:
     """Summarise a window: sustained tokens/s, per-GPU outliers, tokens per joule, TTFT/ITL, events."""
-    from monitor.report import EmptyReportError, summarize
+    from monitor.progress import Progress
+    from monitor.report import SUMMARY_STEPS, EmptyReportError, summarize
     from monitor.report_text import render
     from storage.layout import StoreError
     from storage.reader import StoreReader
@@ -41,8 +42,9 @@ def command(
     root = resolve_store(store)
     span = stored_window(root, last, since, until)
     try:
-        with StoreReader(root) as reader:
-            summary = summarize(reader, span)
+        with Progress("report", SUMMARY_STEPS) as progress, StoreReader(root) as reader:
+            progress.step("gpus")
+            summary = summarize(reader, span, progress)
     except StoreError as err:
         raise UserError(str(err)) from None
     except EmptyReportError as err:

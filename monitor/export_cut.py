@@ -1,0 +1,208 @@
+"""A store file's rows of a window, by row group: whole groups copied as bytes, only edge groups re-encoded.
+
+The store's compacted files hold one 10-minute time band per row group (storage.segments), each in
+(keys, ts) order. A window's rows of such a file are then (a) row groups wholly inside the window,
+copied byte for byte (monitor.parquet_splice: no decoding, no compression), and (b) the few row groups
+that straddle one of the window's two edges, read, filtered by ts and written again. Filtering keeps
+the rows' order, so nothing is sorted, and a row group of the cut still holds one band. Which group is
+which comes from the ts statistics in the file's footer; no row outside the window is ever written.
+
+The tasks of every file are independent, so they run on a small thread pool: pyarrow and file copies
+release the GIL, so both cores work.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from monitor.parquet_splice import SpliceRefused, copy_row_groups, read_footer
+from storage.atomic import atomic_file
+from storage.compactor import table_band_ms, table_layout, table_schema
+from storage.layout import FileEntry
+from storage.schemas import TS
+from storage.segments import write_atomic
+
+WORKERS = max(1, min(2, os.cpu_count() or 1))
+"""Threads cutting files at once: the machines this runs on have two cores to spare at best."""
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """One store file's row groups against a window.
+
+    Attributes:
+        entry: the file.
+        whole: row groups wholly inside the window (copied), in file order.
+        edge: row groups with rows on both sides of an edge (re-encoded), in file order.
+        bounds: (min ts, max ts) in epoch ms of each row group, by index.
+        bytes: compressed bytes of each row group, by index (for the progress bar).
+    """
+
+    entry: FileEntry
+    whole: tuple[int, ...]
+    edge: tuple[int, ...]
+    bounds: tuple[tuple[int, int], ...]
+    bytes: tuple[int, ...]
+
+    @property
+    def work(self) -> int:
+        """Bytes to handle, edge groups weighted by their decode and re-encode (the slow part)."""
+        return sum(self.bytes[i] for i in self.whole) + 8 * sum(self.bytes[i] for i in self.edge)
+
+
+def plan_file(root: Path, entry: FileEntry, since_ms: int, until_ms: int) -> FilePlan:
+    """Sort a file's row groups into whole, edge and outside by their ts statistics."""
+    meta = pq.ParquetFile(root / entry.path).metadata
+    column = meta.schema.names.index("ts")
+    whole, edge, bounds, sizes = [], [], [], []
+    for rg in range(meta.num_row_groups):
+        group = meta.row_group(rg)
+        stats = group.column(column).statistics
+        if stats is None or not stats.has_min_max:
+            lo, hi = entry.min_ts, entry.max_ts  # no statistics: take the file's bounds (cut it)
+        else:
+            # The store's ts is timestamp[ms]: the raw statistics are epoch ms.
+            lo, hi = int(stats.min_raw), int(stats.max_raw)
+        bounds.append((lo, hi))
+        sizes.append(group.total_byte_size)
+        if group.num_rows == 0 or hi < since_ms or lo > until_ms:
+            continue
+        (whole if since_ms <= lo and hi <= until_ms else edge).append(rg)
+    return FilePlan(entry, tuple(whole), tuple(edge), tuple(bounds), tuple(sizes))
+
+
+def _named(entry: FileEntry, prefix: str) -> str:
+    return str(Path(entry.path).with_name(f"{prefix}-{Path(entry.path).name}"))
+
+
+def copy_whole(source_root: Path, root: Path, plan: FilePlan) -> FileEntry | None:
+    """The plan's whole row groups as `cut-<name>`, byte for byte; None when it has none.
+
+    Raises:
+        SpliceRefused: the file cannot be spliced (the caller re-encodes those groups instead).
+    """
+    if not plan.whole:
+        return None
+    source = source_root / plan.entry.path
+    footer = read_footer(source)
+    relpath = _named(plan.entry, "cut")
+    target = root / relpath
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(target) as fh:
+        rows = copy_row_groups(source, footer, plan.whole, fh)
+    return FileEntry(
+        table=plan.entry.table,
+        path=relpath,
+        level=plan.entry.level,
+        rows=rows,
+        min_ts=min(plan.bounds[i][0] for i in plan.whole),
+        max_ts=max(plan.bounds[i][1] for i in plan.whole),
+        bytes=target.stat().st_size,
+    )
+
+
+def _edge_chunks(
+    source: Path, plan: FilePlan, groups: tuple[int, ...], since_ms: int, until_ms: int
+) -> Iterator[pa.Table]:
+    """The window's rows of `groups`, one chunk per time band (each band starts a row group)."""
+    band_ms = table_band_ms(plan.entry.table)
+    runs: list[list[int]] = []
+    for rg in groups:
+        band = plan.bounds[rg][0] // band_ms
+        if runs and plan.bounds[runs[-1][-1]][0] // band_ms == band and runs[-1][-1] == rg - 1:
+            runs[-1].append(rg)
+        else:
+            runs.append([rg])
+    schema = table_schema(plan.entry.table)
+    lo, hi = pa.scalar(since_ms, pa.int64()).cast(TS), pa.scalar(until_ms, pa.int64()).cast(TS)
+    parquet = pq.ParquetFile(source)
+    for run in runs:
+        rows = parquet.read_row_groups(run)
+        ts = rows.column("ts")
+        # A filter keeps the rows' order: each band stays sorted by (keys, ts), as in the store.
+        yield rows.filter(pc.and_(pc.greater_equal(ts, lo), pc.less_equal(ts, hi))).cast(schema)
+
+
+def cut_edges(
+    source_root: Path, root: Path, plan: FilePlan, since_ms: int, until_ms: int, groups: tuple[int, ...]
+) -> FileEntry | None:
+    """The window's rows of the row groups `groups` as `edge-<name>`, re-encoded; None when there are none."""
+    if not groups:
+        return None
+    keys, counters = table_layout(plan.entry.table)
+    relpath = _named(plan.entry, "edge")
+    entry = write_atomic(
+        root,
+        relpath,
+        _edge_chunks(source_root / plan.entry.path, plan, groups, since_ms, until_ms),
+        table=plan.entry.table,
+        level=plan.entry.level,
+        schema=table_schema(plan.entry.table),
+        keys=keys,
+        counters=counters,
+    )
+    if entry.rows:
+        return entry
+    (root / relpath).unlink()
+    return None
+
+
+def cut_file(source_root: Path, root: Path, plan: FilePlan, since_ms: int, until_ms: int) -> list[FileEntry]:
+    """The bundle's files for one store file: its whole row groups copied, its edge groups re-encoded."""
+    edge = plan.edge
+    try:
+        copied = copy_whole(source_root, root, plan)
+    except SpliceRefused:
+        copied, edge = None, tuple(sorted(plan.whole + plan.edge))
+    cut = cut_edges(source_root, root, plan, since_ms, until_ms, edge)
+    return [e for e in (copied, cut) if e is not None]
+
+
+class CutPool:
+    """Runs cut_file (and other whole-file jobs) on WORKERS threads; results come back in submit order.
+
+    Args:
+        progress: called with each finished job's weight (bytes of work), from the caller's thread.
+    """
+
+    def __init__(self, progress: Callable[[int], None] | None = None) -> None:
+        """Start the pool."""
+        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="export-cut")
+        self._jobs: list[tuple[Future[list[FileEntry]], int]] = []
+        self._progress = progress
+
+    def submit(self, weight: int, job: Callable[[], list[FileEntry]]) -> None:
+        """Queue a job whose result is the bundle files it wrote."""
+        self._jobs.append((self._pool.submit(job), weight))
+
+    def done(self, entries: list[FileEntry]) -> None:
+        """Add files already written (in this thread), in their place in submit order."""
+        finished: Future[list[FileEntry]] = Future()
+        finished.set_result(entries)
+        self._jobs.append((finished, 0))
+
+    def cancel(self) -> None:
+        """Drop the jobs not started and wait for the running ones (their files go with the build dir)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._jobs = []
+
+    def results(self) -> list[FileEntry]:
+        """Every job's files, in submit order; the first job's error is raised after all have ended."""
+        out: list[FileEntry] = []
+        try:
+            for future, weight in self._jobs:
+                out += future.result()
+                if self._progress is not None:
+                    self._progress(weight)
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._jobs = []
+        return out

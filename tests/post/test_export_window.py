@@ -1,0 +1,115 @@
+"""A window that starts and ends mid-file: the bundle holds exactly its rows (checked by DuckDB alone).
+
+The store is compacted hour files with one 10-minute band per row group, so the export copies whole
+row groups as bytes (monitor.parquet_splice) and re-encodes only the groups at the two edges; the
+expected rows come from DuckDB reading the source files with a ts filter, no rack-monitor code.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from monitor.export import export
+from monitor.parquet_splice import SpliceRefused, copy_row_groups, encode_footer, read_footer
+from monitor.report import summarize
+from monitor.timespec import Window
+from storage.layout import read_manifest
+from storage.reader import StoreReader
+from storage.rollups import ROLLUP_STEPS
+from storage.writer import StoreWriter
+from tests.storage.synth import frame
+
+HOUR_MS = 3_600_000
+T0 = 1_735_689_600_000  # tests.storage.synth's T0, an hour boundary
+STEP_MS = 5_000
+
+
+@pytest.fixture(scope="module")
+def hours(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 h 20 min of 8 GPUs and a histogram every 5 s, the two whole hours compacted (bands, rollups)."""
+    root = tmp_path_factory.mktemp("hours") / "store"
+    with StoreWriter(root, compaction="inline", flush_interval_s=600, grace_s=0) as writer:
+        for tick in range(140 * 60_000 // STEP_MS):
+            writer.append(frame(tick, STEP_MS, gpus=8, hist=True))
+        writer.compact()
+    levels = {e.level for e in read_manifest(root).of("gpu")}
+    assert levels & {"hour", "day"}, levels
+    return root
+
+
+def _source_rows(store: Path, table: str, lo: int, hi: int) -> str:
+    files = ", ".join(f"'{store / e.path}'" for e in read_manifest(store).of(table))
+    return (
+        f"SELECT * FROM read_parquet([{files}], union_by_name = true) "
+        f"WHERE epoch_ms(ts) BETWEEN {lo} AND {hi}"
+    )
+
+
+def _bundle_rows(bundle: Path, table: str) -> str:
+    return f"SELECT * FROM read_parquet('{bundle}/{table}/**/*.parquet', union_by_name = true)"
+
+
+def _differ(con: duckdb.DuckDBPyConnection, a: str, b: str) -> int:
+    return con.sql(f"SELECT count(*) FROM (({a}) EXCEPT ALL ({b}))").fetchall()[0][0]
+
+
+def test_mid_file_window_holds_exactly_its_rows(hours: Path, tmp_path: Path) -> None:
+    since = T0 + 17 * 60_000 + 2_500  # mid-band of the first hour file
+    until = T0 + 75 * 60_000 + 7_300  # mid-band of the second
+    out = tmp_path / "bundle"
+    result = export(hours, out, Window(since, until), with_report=False)
+    con = duckdb.connect()
+    for table in ("gpu", "serving_hist"):
+        expected, got = _source_rows(hours, table, since, until), _bundle_rows(out, table)
+        n = con.sql(f"SELECT count(*) FROM ({expected})").fetchall()[0][0]
+        assert n > 0 and result.rows[table] == n
+        assert _differ(con, expected, got) == 0 and _differ(con, got, expected) == 0, table
+    for table in ("gpu_1m", "gpu_1h"):
+        # Only buckets wholly inside the window come along.
+        last = until - ROLLUP_STEPS[table.split("_")[1]] + 1
+        expected = _source_rows(hours, table, since, last)
+        got = (
+            _bundle_rows(out, table)
+            if list(out.glob(f"{table}/**/*.parquet"))
+            else f"SELECT * FROM ({expected}) LIMIT 0"
+        )
+        assert _differ(con, expected, got) == 0 and _differ(con, got, expected) == 0, table
+    # Both paths ran: whole row groups copied as bytes, edge groups re-encoded.
+    names = {p.name.split("-")[0] for p in (out / "gpu").rglob("*.parquet")}
+    assert names == {"cut", "edge"}, names
+    # The bundle is a store the readers open unchanged, and says what the store says about the window.
+    with StoreReader(out) as bundle, StoreReader(hours) as store:
+        window = Window(since, until)
+        lo, hi = bundle.time_range("gpu") or (0, 0)
+        assert since <= lo and hi <= until
+        mine, theirs = summarize(bundle, window), summarize(store, window)
+    assert mine["energy"] == theirs["energy"] and mine["data"] == theirs["data"]
+
+
+def test_footer_codec_round_trips_and_splices(hours: Path) -> None:
+    entry = next(e for e in read_manifest(hours).of("serving_hist") if e.level in ("hour", "day"))
+    path = hours / entry.path
+    data = path.read_bytes()
+    (size,) = struct.unpack("<I", data[-8:-4])
+    footer = read_footer(path)
+    assert encode_footer(footer) == data[-8 - size : -8]
+    source = pq.ParquetFile(path)
+    keep = list(range(1, source.metadata.num_row_groups, 2))
+    buf = io.BytesIO()
+    rows = copy_row_groups(path, footer, keep, buf)
+    copy = pq.read_table(io.BytesIO(buf.getvalue()))
+    assert rows == copy.num_rows > 0 and copy.equals(source.read_row_groups(keep))
+
+
+def test_a_file_with_a_page_index_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "indexed.parquet"
+    pq.write_table(pa.table({"x": list(range(1000))}), path, row_group_size=100, write_page_index=True)
+    with pytest.raises(SpliceRefused):
+        copy_row_groups(path, read_footer(path), [1, 2], io.BytesIO())
