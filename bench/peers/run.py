@@ -66,11 +66,7 @@ def prepare_store(args: argparse.Namespace) -> tuple[Path, Window]:
     if args.end:
         until_s = int(datetime.fromisoformat(args.end).replace(tzinfo=UTC).timestamp())
     elif reuse:
-        # The end of the store's last compacted hour.
-        sealed = [f.max_ts for f in read_manifest(store).of("gpu") if f.level in ("hour", "day")]
-        if not sealed:
-            raise BenchError(f"{store} has no compacted hour of gpu rows; give --end")
-        until_s = (max(sealed) // HOUR_MS + 1) * HOUR_MS // 1000
+        until_s = store_window(store, args.hours).until_ms // 1000
     else:
         until_s = int(time.time()) // 86_400 * 86_400  # the last UTC midnight: whole hours and days
     window = Window((until_s - args.hours * 3600) * 1000, until_s * 1000)
@@ -88,6 +84,15 @@ def prepare_store(args: argparse.Namespace) -> tuple[Path, Window]:
     )  # fmt: skip
     log(f"backfill wrote {result.rows:,} rows in {result.seconds:.0f} s")
     return store, window
+
+
+def store_window(store: Path, hours: int) -> Window:
+    """The last `hours` of a store's compacted hours."""
+    sealed = [f.max_ts for f in read_manifest(store).of("gpu") if f.level in ("hour", "day")]
+    if not sealed:
+        raise BenchError(f"{store} has no compacted hour of gpu rows; give --end")
+    until_ms = (max(sealed) // HOUR_MS + 1) * HOUR_MS
+    return Window(until_ms - hours * HOUR_MS, until_ms)
 
 
 def our_bytes(store: Path, table: str, window: Window) -> dict[str, Any]:

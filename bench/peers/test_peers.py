@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import shutil
 import socket
@@ -277,3 +278,50 @@ def test_the_tokens_answer_crosses_counter_resets(
     span = SECONDS - 1
     assert asked["q3"]["ours/raw"][""][0][1] == pytest.approx(total / span, rel=1e-12)
     assert compare(asked["q3"]).agree
+
+
+def _tiny_results() -> dict[str, Any]:
+    timing = {"median_ms": 2.0, "min_ms": 1.0, "max_ms": 3.0, "runs": 7, "load1": 1.0}
+    return {
+        "date": "2026-12-06T09:00:00+00:00",
+        "command": "run.py --hours 1",
+        "machine": {"cores": 2, "load_start": [1.0, 1.0, 1.0], "load_end": [2.0, 2.0, 2.0]},
+        "window": {"hours": 1, "since": "a", "until": "b"},
+        "scenario": "restart",
+        "seed": 0,
+        "repeats": 7,
+        "versions": {"rack-monitor": "abc"},
+        "groups": {
+            "serving": {
+                "samples": {"store": 10, "exported": 10, "prometheus": 10, "victoria-metrics": 10},
+                "ours": {"bytes": 5, "rollup_bytes": 2, "manifest_share_bytes": 1},
+                "prometheus": {"bytes": 20, "rule_bytes": 4},
+                "victoria-metrics": {"bytes": 8},
+                "questions": {
+                    "q3": {
+                        "ours/precomputed": timing,
+                        "prometheus/raw": {**timing, "median_ms": 9.0, "path": "/q", "query": "x"},
+                    }
+                },
+                "checks": {"q3": {"agree": False, "text": "DIFFER: x", "points": {}}},
+            }
+        },
+    }
+
+
+def test_docs_replace_only_the_marked_section(tmp_path: Path) -> None:
+    import docs
+
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps(_tiny_results()))
+    doc = tmp_path / "b.md"
+    doc.write_text(f"before\n{docs.BEGIN}\nold tables\n{docs.END}\nafter\n")
+    sys.argv = ["docs.py", str(run), "--doc", str(doc)]
+    assert docs.main() == 0
+    text = doc.read_text()
+    assert text.startswith("before\n") and text.endswith(f"{docs.END}\nafter\n") and "old tables" not in text
+    # 8 of 10 B/sample with rollups and manifest share; the sizes row bolds the smallest.
+    assert "| serving | 10 (yes) | **0.500** | 0.800 | 2.000 | 2.400 | 0.800 |" in text
+    assert "| q3: rack generated tokens/s over the window | 2.0 | - | - | **DIFFER** |" in text
+    doc.write_text("no markers\n")
+    assert docs.main() == 1
