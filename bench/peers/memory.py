@@ -27,6 +27,8 @@ from run import run_ours, store_window
 
 SETTINGS: dict[str, list[str]] = {
     "default (threads = cores, no limit, rows)": [],
+    "the product's path only (precomputed; q1 raw)": ["--only", "precomputed"],
+    "the product's path, threads=1": ["--only", "precomputed", "--threads", "1"],
     "rows through Arrow (to_pylist)": ["--fetch", "arrow"],
     "threads=1": ["--threads", "1"],
     "threads=2": ["--threads", "2"],
@@ -61,6 +63,9 @@ def main() -> int:
     parser.add_argument("--hours", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--groups", default="gpu,serving,nvlink")
+    parser.add_argument(
+        "--settings", default="", help="comma-separated setting labels' prefixes (default all)"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     window: Window = store_window(args.store, args.hours)
@@ -69,7 +74,10 @@ def main() -> int:
         "settings": {},
     }
     results["load_start"] = os.getloadavg()
+    chosen = [p for p in args.settings.split(",") if p]
     for label, extra in SETTINGS.items():
+        if chosen and not any(label.startswith(p) for p in chosen):
+            continue
         row: dict[str, Any] = {}
         for group in args.groups.split(","):
             got = run_ours(args.store, group, window, args.repeats, *extra)
