@@ -1,7 +1,7 @@
 """Regenerate the peers figures in docs/benchmarks.md from run.py's (and memory.py's) results JSON.
 
     .venv/bin/python bench/peers/docs.py bench/peers/results/1h-2026-12-06.json [more runs ...] \\
-        [--memory bench/peers/results/memory-1h-2026-12-06.json] [--doc docs/benchmarks.md]
+        [--memory bench/peers/results/memory-1h-2026-12-06.json ...] [--doc docs/benchmarks.md]
 
 Everything between the markers `<!-- peers:begin -->` and `<!-- peers:end -->` is replaced; the
 prose around them is left as written. Each run's tables carry its date, commit, versions and load.
@@ -46,14 +46,14 @@ def levers(memory: dict[str, Any], source: str) -> list[str]:
     return out
 
 
-def section(runs: list[Path], memory: Path | None) -> str:
+def section(runs: list[Path], memory: list[Path]) -> str:
     """The generated text for the markers."""
     out: list[str] = []
     for path in runs:
         results = json.loads(path.read_text())
         out += [f"#### {results['window']['hours']} h (`{path.as_posix()}`)", "", markdown(results), ""]
-    if memory is not None:
-        out += [*levers(json.loads(memory.read_text()), memory.as_posix()), ""]
+    for path in memory:
+        out += [*levers(json.loads(path.read_text()), path.as_posix()), ""]
     return "\n".join(out)
 
 
@@ -61,14 +61,14 @@ def main() -> int:
     """Rewrite the marked part of the doc; one line and exit 1 when the markers are missing."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+", help="run.py --out JSON files, in the order to show")
-    parser.add_argument("--memory", type=Path, help="memory.py --out JSON")
+    parser.add_argument("--memory", type=Path, action="append", default=[], help="memory.py --out JSON")
     parser.add_argument("--doc", type=Path, default=DOC)
     args = parser.parse_args()
     text = args.doc.read_text()
     if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
         print(f"bench/peers/docs.py: {args.doc} needs one {BEGIN} ... {END} pair", file=sys.stderr)
         return 1
-    for p in [*args.runs, *([args.memory] if args.memory else [])]:
+    for p in [*args.runs, *args.memory]:
         if not p.is_file():
             print(f"bench/peers/docs.py: no results file {p}", file=sys.stderr)
             return 1
