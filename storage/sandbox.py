@@ -35,16 +35,25 @@ class LockedConnection:
     Args:
         dirs: directories DuckDB may read (and, for a caller's own COPY, write) under.
         threads: DuckDB threads (default: DuckDB's choice).
+        memory_limit: DuckDB's memory_limit, e.g. '256MB' (default: DuckDB's, 80 % of RAM); past it
+            DuckDB spills sorts, joins and aggregates to the spill directory.
 
     DuckDB spills big sorts and joins to a temp directory it also allows; it gets a private one
     (mkdtemp: 0700, a fresh name) that close() removes, instead of `.tmp` in whatever directory the
     command was started from.
     """
 
-    def __init__(self, dirs: Sequence[Path], threads: int | None = None) -> None:
+    def __init__(
+        self, dirs: Sequence[Path], threads: int | None = None, memory_limit: str | None = None
+    ) -> None:
         """Connect, set the session up, and lock it."""
         self._spill = Path(tempfile.mkdtemp(prefix="rack-monitor-duckdb-"))
-        self.con = duckdb.connect(config={"threads": threads} if threads else {})
+        config: dict[str, str | int] = {}
+        if threads:
+            config["threads"] = threads
+        if memory_limit:
+            config["memory_limit"] = memory_limit
+        self.con = duckdb.connect(config=config)
         allowed = ", ".join(_literal(str(d.resolve())) for d in dirs)
         for setting in (
             "SET TimeZone = 'UTC'",

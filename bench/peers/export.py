@@ -119,7 +119,10 @@ def family_sql(group: Group, family: Family, relation: str) -> str:
     keys = ", ".join(group.keys)
     return (
         f"SELECT '{family.name}{{' || {group.labels} || '}} ' || {value_sql(family)} || ' ' || {TS_SQL} "
-        f'|| chr(10) AS line FROM {relation} WHERE "{family.column}" IS NOT NULL ORDER BY {keys}, ts'
+        f'|| chr(10) AS line FROM {relation} WHERE "{family.column}" IS NOT NULL '
+        # The label set, not just the keys: a series whose labels change (a restarted server's
+        # model unknown while it is down) is another series, and each must be contiguous.
+        f"ORDER BY {keys}, {group.labels}, ts"
     )
 
 

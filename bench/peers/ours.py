@@ -1,11 +1,14 @@
-"""Our side of the benchmark, run as its own process so its peak RSS is the query process' alone.
+"""Our side of the benchmark, run as its own process so its memory is the query process' alone.
 
     .venv/bin/python bench/peers/ours.py --store DIR --since MS --until MS --group gpu [--repeats 7]
+        [--threads N] [--memory-limit 256MB] [--fetch arrow|rows]
 
-Prints one JSON document: per question and variant the timings, the answer (reduced as in
-questions.Answer), and the process' resident memory before the first query and at its peak. Memory
-is read from /proc/self/status (VmRSS, VmHWM), not getrusage: ru_maxrss survives execve, so a child
-forked from the big parent would report the parent's RSS.
+Prints one JSON document: per question and variant ('precomputed': the rollups where they hold the
+answer, raw rows at the edges, as the product reads; 'raw': every raw row) the timings, the answer
+(questions.Answer), and the process' resident memory after opening the store and at its peak. A
+timing runs from the question to the canonical Python answer, as the peers' runs from the HTTP
+request to theirs. Memory is read from /proc/self/status (VmRSS, VmHWM), not getrusage: ru_maxrss
+survives execve, so a child forked from the big parent would report the parent's RSS.
 """
 
 from __future__ import annotations
@@ -16,91 +19,76 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from questions import QUESTIONS, Answer, Question, Window, summary, timed
+from questions import QUESTIONS, Answer, Question, Window
 from servers import proc_status_kib
+from timing import summary, timed
 
 from storage.reader import StoreReader
 
+Variant = Callable[[], Answer]
 
-def _series(rows: list[dict[str, object]], keys: tuple[str, ...], ts_shift_s: float, value: str) -> Answer:
+
+def _rows(reader: StoreReader, sql: str, fetch: str) -> list[tuple[Any, ...]]:
+    """A query's rows as tuples: through Arrow (StoreReader.sql) or DuckDB's own fetch."""
+    if fetch == "rows":
+        return reader.rows(sql)
+    return [tuple(r.values()) for r in reader.sql(sql).to_pylist()]
+
+
+def _by_series(rows: list[tuple[Any, ...]], n_keys: int, names: tuple[str, ...]) -> Answer:
     out: Answer = {}
     for r in rows:
-        key = ",".join(f"{k}={r[k]}" for k in keys)
-        ts = r["ts"]
-        stamp = ts.timestamp() if hasattr(ts, "timestamp") else float(ts)  # type: ignore[union-attr]
-        out.setdefault(key, []).append((stamp + ts_shift_s, float(r[value])))  # type: ignore[arg-type]
+        key = ",".join(f"{n}={v}" for n, v in zip(names, r[:n_keys], strict=True))
+        out.setdefault(key, []).append((float(r[n_keys]), float(r[n_keys + 1])))
     return out
 
 
-def variants(
-    reader: StoreReader, question: Question, w: Window
-) -> dict[str, tuple[Callable[[], object], Callable[[object], Answer]]]:
-    """The ways our store answers a question: name -> (query, reduce its result to an Answer)."""
-    end_s = w.until_ms / 1000
-    last = w.until_ms - 1
-    if question.key == "q1":
-        rel = reader.relation("gpu", w.until_ms - 300_000, last)
-        sql = f"SELECT gpu, ts, util_gpu_pct AS v FROM {rel} WHERE util_gpu_pct IS NOT NULL ORDER BY gpu, ts"
-        return {"raw": (lambda: reader.sql(sql), lambda t: _series(t.to_pylist(), ("gpu",), 0, "v"))}
-    if question.key == "q2":
+def variants(reader: StoreReader, q: Question, w: Window, fetch: str) -> dict[str, Variant]:
+    """The ways our store answers a question: name -> a call returning the canonical answer."""
+    first, last = q.span(w)
+    lo, hi = first * 1000, last * 1000
+    if q.key == "q1":
+        rel = reader.relation("gpu", (last - 299) * 1000, hi)
+        sql = (
+            f"SELECT gpu, epoch_ms(ts) // 1000, util_gpu_pct FROM {rel} "
+            "WHERE util_gpu_pct IS NOT NULL ORDER BY 1, 2"
+        )
+        return {"raw": lambda: _by_series(_rows(reader, sql, fetch), 1, ("gpu",))}
+    if q.key == "q2":
         raw = (
-            f"SELECT gpu, time_bucket(INTERVAL 1 MINUTE, ts) AS ts, avg(util_gpu_pct) AS v "
-            f"FROM {reader.relation('gpu', w.since_ms, last)} GROUP BY ALL ORDER BY gpu, ts"
+            f"SELECT gpu, epoch_ms(time_bucket(INTERVAL 1 MINUTE, ts)) // 1000 AS b, avg(util_gpu_pct) "
+            f"FROM {reader.relation('gpu', lo, hi)} WHERE util_gpu_pct IS NOT NULL GROUP BY ALL ORDER BY 1, 2"
         )
+        buckets, _ = reader.rollup("gpu", "1m", lo, hi)  # the rollup files, current to the newest row
         rolled = (
-            f"SELECT gpu, ts, util_gpu_pct_mean AS v FROM {reader.relation('gpu_1m', w.since_ms, last)} "
-            "WHERE util_gpu_pct_mean IS NOT NULL ORDER BY gpu, ts"
+            f"SELECT gpu, epoch_ms(ts) // 1000, util_gpu_pct_mean FROM {buckets} "
+            "WHERE util_gpu_pct_mean IS NOT NULL ORDER BY 1, 2"
         )
-
-        def reduce(t: object) -> Answer:
-            # A bucket [b, b+60) is labelled with its end, as a PromQL range query labels (t-1m, t].
-            return _series(t.to_pylist(), ("gpu",), 60, "v")  # type: ignore[attr-defined]
-
-        return {"raw": (lambda: reader.sql(raw), reduce), "rollup": (lambda: reader.sql(rolled), reduce)}
-    if question.key == "q3":
-
-        def tokens(resolution: str, rollups: bool = True) -> Callable[[], object]:
-            return lambda: sum(
-                r
-                for r in reader.rate(
-                    "serving", "generation_tokens", w.since_ms, last, resolution=resolution, rollups=rollups
-                )
-                .column("rate")
-                .to_pylist()
-                if r is not None
-            )
-
-        def reduce3(total: object) -> Answer:
-            return {"": [(end_s, float(total))]}  # type: ignore[arg-type]
-
-        # "raw" is the exact answer (whole rollup buckets where they hold it, raw rows at the edges);
-        # "raw_rows" reads every raw row, as rate() did before the rollups kept increases.
         return {
-            "raw": (tokens("raw"), reduce3),
-            "raw_rows": (tokens("raw", rollups=False), reduce3),
-            "rollup": (tokens("1h"), reduce3),
+            "precomputed": lambda: _by_series(_rows(reader, rolled, fetch), 1, ("gpu",)),
+            "raw": lambda: _by_series(_rows(reader, raw, fetch), 1, ("gpu",)),
         }
-    if question.key == "q4":
+    keys = ("gpu", "link") if q.group == "nvlink" else ()
 
-        def errors(resolution: str, rollups: bool = True) -> Callable[[], object]:
-            return lambda: reader.rate(
-                "nvlink", "symbol_errors", w.since_ms, last, resolution=resolution, rollups=rollups
-            )
+    def counter(rollups: bool) -> Variant:
+        def run() -> Answer:
+            table = reader.rate(q.group, q.column, lo, hi, rollups=rollups)
+            if q.key == "q3":
+                return {"": [(0.0, float(sum(r for r in table.column("rate").to_pylist() if r is not None)))]}
+            cols = [table.column(k).to_pylist() for k in (*keys, "increase")]
+            return {
+                ",".join(f"{k}={v}" for k, v in zip(keys, row[:-1], strict=True)): [(0.0, float(row[-1]))]
+                for row in zip(*cols, strict=True)
+            }
 
-        def reduce4(t: object) -> Answer:
-            rows = t.to_pylist()  # type: ignore[attr-defined]
-            return {f"gpu={r['gpu']},link={r['link']}": [(end_s, float(r["increase"]))] for r in rows}
+        return run
 
-        return {
-            "raw": (errors("raw"), reduce4),
-            "raw_rows": (errors("raw", rollups=False), reduce4),
-            "rollup": (errors("1h"), reduce4),
-        }
-    raise ValueError(question.key)
+    return {"precomputed": counter(True), "raw": counter(False)}
 
 
 def main() -> None:
@@ -111,20 +99,38 @@ def main() -> None:
     parser.add_argument("--until", type=int, required=True, help="window end, epoch ms (excluded)")
     parser.add_argument("--group", required=True, choices=sorted({q.group for q in QUESTIONS}))
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: StoreReader's)")
+    parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit (default: StoreReader's)")
+    parser.add_argument(
+        "--fetch", choices=("arrow", "rows"), default="rows", help="how SQL rows reach Python"
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated variants to run (default all; q1 is raw in any case)"
+    )
     args = parser.parse_args()
     window = Window(args.since, args.until)
-    reader = StoreReader(args.store, threads=args.threads)
+    options: dict[str, Any] = {}
+    if args.threads is not None:
+        options["threads"] = args.threads
+    if args.memory_limit is not None:
+        options["memory_limit"] = args.memory_limit
+    reader = StoreReader(args.store, **options)
     idle_kib = proc_status_kib(os.getpid(), "VmRSS")
-    report: dict[str, object] = {"idle_rss_kib": idle_kib, "questions": {}}
+    only = {v for v in args.only.split(",") if v}
+    report: dict[str, Any] = {"idle_rss_kib": idle_kib, "questions": {}, "settings": reader.settings()}
     for question in QUESTIONS:
         if question.group != args.group:
             continue
         out = {}
-        for name, (run, reduce) in variants(reader, question, window).items():
-            times, result = timed(run, args.repeats)
-            out[name] = {**summary(times), "answer": reduce(result)}
-        report["questions"][question.key] = out  # type: ignore[index]
+        ways = variants(reader, question, window, args.fetch)
+        for name, run in ways.items():
+            # 'precomputed' alone is the product's path: q1 (raw samples) has no other way.
+            product = name == "raw" and "precomputed" in only and "precomputed" not in ways
+            if only and name not in only and not product:
+                continue
+            times, answer = timed(run, args.repeats)
+            out[name] = {**summary(times), "answer": answer}
+        report["questions"][question.key] = out
     report["peak_rss_kib"] = proc_status_kib(os.getpid(), "VmHWM")
     reader.close()
     json.dump(report, sys.stdout)

@@ -1,4 +1,4 @@
-"""The benchmark's results as Markdown tables (printed, and written for docs/benchmarks.md)."""
+"""The benchmark's results JSON as Markdown tables (printed by run.py; docs.py puts them in the docs)."""
 
 from __future__ import annotations
 
@@ -6,104 +6,155 @@ from typing import Any
 
 from questions import QUESTIONS
 
-SYSTEMS = ("ours", "prometheus", "victoria-metrics")
-TITLES = {"ours": "rack-monitor store", "prometheus": "Prometheus", "victoria-metrics": "VictoriaMetrics"}
+PRECOMPUTED = (
+    ("ours/precomputed", "rack-monitor (rollups + raw edges)"),
+    ("prometheus/precomputed", "Prometheus (recording rules + raw edges)"),
+    ("victoria-metrics/cached", "VictoriaMetrics (cache on)"),
+)
+RAW = (
+    ("ours/raw", "rack-monitor (every raw row)"),
+    ("prometheus/raw", "Prometheus"),
+    ("victoria-metrics/raw", "VictoriaMetrics (nocache=1)"),
+)
 
 
-def _bps(entry: dict[str, Any] | None, samples: int) -> str:
-    if not entry or not samples:
-        return "-"
-    return f"{entry['bytes'] / samples:.3f}"
+def _bps(n_bytes: int | None, samples: int) -> str:
+    return "-" if not n_bytes or not samples else f"{n_bytes / samples:.3f}"
 
 
-def _mib(n: float | None) -> str:
-    return "-" if n is None else f"{n / 1024:.0f}"
+def _mib(kib: float | None) -> str:
+    return "-" if kib is None else f"{kib / 1024:.0f}"
 
 
 def _ms(entry: dict[str, Any] | None) -> str:
     return "-" if not entry else f"{entry['median_ms']:.1f}"
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """Tables for sizes, latencies and memory, plus the exact queries, from run.py's results."""
-    groups: dict[str, Any] = results["groups"]
+def _best(cells: list[str]) -> list[str]:
+    """Bold the smallest number of a row."""
+    nums = [float(c) if c not in ("-", "") else None for c in cells]
+    known = [n for n in nums if n is not None]
+    if len(known) < 2:
+        return cells
+    low = min(known)
+    return [f"**{c}**" if n == low else c for c, n in zip(cells, nums, strict=True)]
+
+
+def sizes(results: dict[str, Any]) -> list[str]:
+    """Bytes on disk per sample, every system, with and without its precomputation."""
     out = [
-        f"Window: {results['window']['hours']} h of 1 Hz data, {results['window']['since']} .. "
-        f"{results['window']['until']} (scenario {results['scenario']}, seed {results['seed']}); "
-        f"{results['repeats']} timed runs after one warm-up, median.",
-        "",
-        "### Bytes on disk per sample (after compaction)",
-        "",
-        "| Samples of | Samples (store = exported = Prometheus = VM?) | rack-monitor | + rollups "
-        "| Prometheus | VictoriaMetrics |",
-        "|---|---|---|---|---|---|",
+        "| Samples of | samples (store = exported = Prometheus = VM) | rack-monitor raw files "
+        "| rack-monitor + rollups + manifest share | Prometheus blocks | Prometheus + rule blocks "
+        "| VictoriaMetrics |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, g in groups.items():
+    for name, g in results["groups"].items():
         counts = g["samples"]
+        n = counts.get("store", 0)
         same = len({counts.get(s) for s in ("store", "exported", "prometheus", "victoria-metrics")}) == 1
-        ours = g.get("ours", {})
-        with_rollups = {"bytes": ours.get("bytes", 0) + ours.get("rollup_bytes", 0)} if ours else None
-        out.append(
-            f"| {name} | {counts.get('store', 0):,} ({'yes' if same else 'NO: ' + str(counts)}) "
-            f"| {_bps(ours, counts.get('store', 0))} | {_bps(with_rollups, counts.get('store', 0))} "
-            f"| {_bps(g.get('prometheus'), counts.get('store', 0))} "
-            f"| {_bps(g.get('victoria-metrics'), counts.get('store', 0))} |"
+        ours, prom, vm = g.get("ours", {}), g.get("prometheus", {}), g.get("victoria-metrics", {})
+        everything = ours.get("bytes", 0) + ours.get("rollup_bytes", 0) + ours.get("manifest_share_bytes", 0)
+        prom_all = prom.get("bytes", 0) + prom.get("rule_bytes", 0)
+        cells = _best(
+            [
+                _bps(ours.get("bytes"), n),
+                _bps(everything, n),
+                _bps(prom.get("bytes"), n),
+                _bps(prom_all, n),
+                _bps(vm.get("bytes"), n),
+            ]
         )
-    out += [
-        "",
-        "### Query latency, median ms",
-        "",
-        "Servers: HTTP request to decoded JSON on loopback; ours: SQL through StoreReader to Arrow.",
-        "",
-        "| Question | rack-monitor, raw | rack-monitor, rollups | Prometheus | VictoriaMetrics | answers |",
-        "|---|---|---|---|---|---|",
+        out.append(
+            f"| {name} | {n:,} ({'yes' if same else 'NO: ' + str(counts)}) | " + " | ".join(cells) + " |"
+        )
+    return out
+
+
+def latency(results: dict[str, Any], columns: tuple[tuple[str, str], ...]) -> list[str]:
+    """Median ms per question for one set of variants, and whether all answers agreed."""
+    out = [
+        "| Question | " + " | ".join(title for _, title in columns) + " | answers (all 6 compared) |",
+        "|---|" + "---|" * (len(columns) + 1),
     ]
     for q in QUESTIONS:
-        g = groups.get(q.group)
+        g = results["groups"].get(q.group)
         if not g:
             continue
         timings = g.get("questions", {}).get(q.key, {})
-        out.append(
-            f"| {q.key}: {q.title} | {_ms(timings.get('ours/raw'))} | {_ms(timings.get('ours/rollup'))} "
-            f"| {_ms(timings.get('prometheus'))} | {_ms(timings.get('victoria-metrics'))} "
-            f"| {g.get('checks', {}).get(q.key, '-')} |"
-        )
-    out += [
-        "",
-        "### Memory, MiB (VmRSS before the questions, VmHWM during them and over the process' life)",
-        "",
-        "| Data loaded | rack-monitor idle / peak | Prometheus before queries / in queries / lifetime "
-        "| VictoriaMetrics before queries / in queries / lifetime |",
-        "|---|---|---|---|",
+        if not any(timings.get(v) for v, _ in columns):
+            continue
+        cells = _best([_ms(timings.get(v)) for v, _ in columns])
+        check = g.get("checks", {}).get(q.key, {})
+        verdict = "agree" if check.get("agree") else "**DIFFER**"
+        out.append(f"| {q.key}: {q.title} | " + " | ".join(cells) + f" | {verdict} |")
+    return out
+
+
+def memory(results: dict[str, Any]) -> list[str]:
+    """RSS of each system's serving process: before the questions and the peak while answering."""
+    out = [
+        "| Data loaded | rack-monitor query process: idle / peak | Prometheus raw: before / in queries "
+        "| Prometheus with rules: before / in queries | VictoriaMetrics: before / in queries / lifetime |",
+        "|---|---|---|---|---|",
     ]
-    for name, g in groups.items():
-        cells = []
+    for name, g in results["groups"].items():
         ours = g.get("ours", {})
-        cells.append(f"{_mib(ours.get('idle_rss_kib'))} / {_mib(ours.get('peak_rss_kib'))}" if ours else "-")
-        for s in ("prometheus", "victoria-metrics"):
-            e = g.get(s)
-            cells.append(
-                f"{_mib(e['rss_before_kib'])} / {_mib(e['hwm_queries_kib'])} / {_mib(e['hwm_life_kib'])}"
-                if e
-                else "-"
-            )
+        cells = [f"{_mib(ours.get('idle_rss_kib'))} / {_mib(ours.get('peak_rss_kib'))}"]
+        for key in ("prometheus", "prometheus-rules"):
+            e = g.get(key) or {}
+            cells.append(f"{_mib(e.get('rss_before_kib'))} / {_mib(e.get('hwm_queries_kib'))}")
+        e = g.get("victoria-metrics") or {}
+        vm = [_mib(e.get(k)) for k in ("rss_before_kib", "hwm_queries_kib", "hwm_life_kib")]
+        cells.append(" / ".join(vm))
         out.append(f"| {name} | " + " | ".join(cells) + " |")
-    out += ["", "### Loading", "", "| Data | export s | promtool s | Prometheus blocks | VM import s |"]
-    out.append("|---|---|---|---|---|")
-    for name, g in groups.items():
-        load = g.get("load", {})
-        blocks = ", ".join(g.get("prometheus", {}).get("blocks", [])) or "-"
-        out.append(
-            f"| {name} | {load.get('export_s', 0):.0f} | {load.get('promtool_s', 0):.0f} | {blocks} "
-            f"| {load.get('vm_import_s', 0):.0f} |"
-        )
-    out += ["", "### Queries as sent", ""]
+    return out
+
+
+def checks(results: dict[str, Any]) -> list[str]:
+    """Each question's strict comparison, one line each."""
+    out = []
     for q in QUESTIONS:
-        g = groups.get(q.group, {})
-        e = g.get("questions", {}).get(q.key, {}).get("prometheus") or g.get("questions", {}).get(
-            q.key, {}
-        ).get("victoria-metrics")
-        if e:
-            out.append(f"- {q.key}: `{e['path']}` `{e['query']}`")
-    out += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()), ""]
+        g = results["groups"].get(q.group)
+        if g and q.key in g.get("checks", {}):
+            out.append(f"- {q.key}: {g['checks'][q.key]['text']}")
+    return out
+
+
+def queries(results: dict[str, Any]) -> list[str]:
+    """The queries as sent to each peer."""
+    out = []
+    for q in QUESTIONS:
+        g = results["groups"].get(q.group, {})
+        for variant in ("prometheus/raw", "victoria-metrics/raw", "prometheus/precomputed"):
+            e = g.get("questions", {}).get(q.key, {}).get(variant)
+            if e:
+                out.append(f"- {q.key} {variant}: `{e['path']}` `{e['query']}`")
+    return out
+
+
+def header(results: dict[str, Any]) -> list[str]:
+    """Which run this is: window, data, date, commit, versions, load."""
+    w, m = results["window"], results.get("machine", {})
+    load = m.get("load_start"), m.get("load_end")
+    fmt = "/".join
+    loads = " to ".join(fmt(f"{x:.1f}" for x in la) for la in load if la)
+    return [
+        f"Run of {results.get('date', '?')}: {w['hours']} h of 1 Hz data, {w['since']} .. {w['until']} "
+        f"(scenario {results['scenario']} with its fault mid-window, seed {results['seed']}); "
+        f"{results['repeats']} timed runs after one warm-up, median; load average (1/5/15 min) {loads} "
+        f"on {m.get('cores', '?')} cores.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()) + ".",
+        f"Command: `{results.get('command', '?')}`",
+    ]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """Every table of one run."""
+    out = [*header(results), "", "Bytes on disk per sample:", "", *sizes(results)]
+    out += ["", "Latency, precomputed vs precomputed (median ms, question to Python value):", ""]
+    out += latency(results, PRECOMPUTED)
+    out += ["", "Latency, raw vs raw (median ms, question to Python value):", "", *latency(results, RAW)]
+    out += ["", "Memory, MiB:", "", *memory(results), "", "Strict comparison of every answer:", ""]
+    out += checks(results)
+    out += ["", "Queries as sent:", "", *queries(results), ""]
     return "\n".join(out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -26,13 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import systems
+from compare import compare
 from export import GROUPS, slices, store_samples, write_slice
-from questions import QUESTIONS, Window, check
+from questions import QUESTIONS, Query, Window, raw_query
 from report import markdown
-from servers import BenchError, proc_status_kib, prometheus, reset_peak_rss, victoria_metrics
+from rules import precomputed_query, probe_phases, promtool_rules, rules_for, write_rules
+from servers import BenchError, proc_status_kib, prometheus, reset_peak_rss, tree_bytes, victoria_metrics
 
-from storage.layout import HOUR_MS, read_manifest
+from storage.layout import HOUR_MS, MANIFEST, read_manifest
 from storage.reader import StoreReader
+from storage.rollups import ROLLUP_STEPS, rollup_name
 
 BLOCK_MS = 2 * HOUR_MS
 """promtool's default block length; slices are cut on its boundaries so each file is one block."""
@@ -49,137 +53,199 @@ def iso(ms: int) -> str:
 
 
 def prepare_store(args: argparse.Namespace) -> tuple[Path, Window]:
-    """The store and the window: an existing --store, or a new backfill of --hours ending at --end."""
-    from monitor.backfill import backfill
+    """The store and the window: an existing --store, or a new backfill of --hours ending at --end.
+
+    The backfill runs the sim scenario with its fault in the middle of the window, 30 s past a minute
+    (`restart` by default: a tray's driver reload and its servers' restart put counter resets in
+    the NVLink and serving counters that q3-q5 read, between rollup buckets' edges).
+    """
+    from monitor.backfill import SimFrames, backfill
 
     store = args.store or args.work / "store"
     reuse = store.exists() and any(store.iterdir())
     if args.end:
         until_s = int(datetime.fromisoformat(args.end).replace(tzinfo=UTC).timestamp())
     elif reuse:
-        # The end of the store's last compacted hour.
-        sealed = [f.max_ts for f in read_manifest(store).of("gpu") if f.level in ("hour", "day")]
-        if not sealed:
-            raise BenchError(f"{store} has no compacted hour of gpu rows; give --end")
-        until_s = (max(sealed) // HOUR_MS + 1) * HOUR_MS // 1000
+        until_s = store_window(store, args.hours).until_ms // 1000
     else:
         until_s = int(time.time()) // 86_400 * 86_400  # the last UTC midnight: whole hours and days
     window = Window((until_s - args.hours * 3600) * 1000, until_s * 1000)
     if reuse:
         log(f"using the store in {store}, window {iso(window.since_ms)} .. {iso(window.until_ms)}")
         return store, window
-    log(f"backfilling {args.hours} h ({args.scenario}, seed {args.seed}) into {store}")
+    fault_at = args.hours * 1800 + 30
+    log(f"backfilling {args.hours} h ({args.scenario} at +{fault_at} s, seed {args.seed}) into {store}")
     # One tick past the window seals its last hour, so the compactor turns it into an hour file as
     # it would on a live store; that tick is outside the window and not exported.
     result = backfill(
-        store, args.hours * 3600 + 1, scenario=args.scenario, seed=args.seed, end_s=until_s,
+        store, args.hours * 3600 + 1, end_s=until_s,
+        frames=lambda start: SimFrames(args.seed, args.scenario, start, 1.0, fast=True, fault_at=fault_at),
         on_progress=lambda done, total: log(f"backfill {done}/{total} ticks"),
     )  # fmt: skip
     log(f"backfill wrote {result.rows:,} rows in {result.seconds:.0f} s")
     return store, window
 
 
+def store_window(store: Path, hours: int) -> Window:
+    """The last `hours` of a store's compacted hours."""
+    sealed = [f.max_ts for f in read_manifest(store).of("gpu") if f.level in ("hour", "day")]
+    if not sealed:
+        raise BenchError(f"{store} has no compacted hour of gpu rows; give --end")
+    until_ms = (max(sealed) // HOUR_MS + 1) * HOUR_MS
+    return Window(until_ms - hours * HOUR_MS, until_ms)
+
+
 def our_bytes(store: Path, table: str, window: Window) -> dict[str, Any]:
-    """Bytes of the table's files (and of its rollups) that lie inside the window, from the manifest."""
+    """Bytes the store keeps for the table's window: its files, its rollups, and their share of the manifest.
+
+    Files are counted as the current code writes them (whatever levels and time bands the manifest
+    lists) when they overlap the window; `outside` says whether any of them reaches beyond it.
+    """
     manifest = read_manifest(store)
+    last = window.until_ms - 1
 
-    def inside(name: str) -> list[Any]:
-        return [f for f in manifest.of(name) if f.min_ts >= window.since_ms and f.max_ts < window.until_ms]
+    def overlapping(name: str) -> list[Any]:
+        return manifest.overlapping(name, window.since_ms, last)
 
-    files = inside(table)
-    rollups = [f for step in ("1m", "1h") for f in inside(f"{table}_{step}")]
+    files = overlapping(table)
+    rollups = [f for step in ROLLUP_STEPS for f in overlapping(rollup_name(table, step))]
+    mine = len(files) + len(rollups)
+    share = (store / MANIFEST).stat().st_size * mine // max(1, len(manifest.files))
     return {
         "bytes": sum(f.bytes for f in files),
-        "files": sorted({f.level for f in files}),
+        "files": len(files),
+        "levels": sorted({f.level for f in files}),
         "rollup_bytes": sum(f.bytes for f in rollups),
+        "rollup_files": len(rollups),
+        "manifest_share_bytes": share,
+        "outside": any(f.min_ts < window.since_ms or f.max_ts > last for f in files + rollups),
     }
 
 
-def run_ours(store: Path, group: str, window: Window, repeats: int) -> dict[str, Any]:
+def run_ours(store: Path, group: str, window: Window, repeats: int, *extra: str) -> dict[str, Any]:
     """Run ours.py in a fresh process for one group and return its JSON report."""
     cmd = [sys.executable, str(Path(__file__).with_name("ours.py")), "--store", str(store), "--group", group]
     cmd += ["--since", str(window.since_ms), "--until", str(window.until_ms), "--repeats", str(repeats)]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    out = subprocess.run([*cmd, *extra], capture_output=True, text=True)
     if out.returncode != 0:
         raise BenchError(f"ours.py failed: {out.stderr.strip().splitlines()[-1:]}")
     return json.loads(out.stdout)
 
 
-def run_group(group: str, store: Path, window: Window, args: argparse.Namespace) -> dict[str, Any]:
-    """Export, load, compact, measure and query one group in every system."""
+def load_peers(
+    group: str, store: Path, window: Window, work: Path, res: dict[str, Any], vm: Any, keep: bool
+) -> None:
+    """Export the group slice by slice; backfill each into Prometheus blocks and import it into VM."""
     spec = GROUPS[group]
-    work = args.work / group
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    prom_dir, vm_dir, text_dir = work / "prometheus", work / "victoria-metrics", work / "text"
+    text_dir = work / "text"
     text_dir.mkdir()
-    reader = StoreReader(store)
-    res: dict[str, Any] = {"samples": {}, "load": {"export_s": 0.0, "promtool_s": 0.0, "vm_import_s": 0.0}}
-    res["samples"]["store"] = store_samples(reader, group, window.since_ms, window.until_ms)
-    res["samples"]["exported"] = 0
-    asked = [q for q in QUESTIONS if q.group == group]
-    answers: dict[str, dict[str, Any]] = {q.key: {} for q in asked}
-    timings: dict[str, dict[str, Any]] = {q.key: {} for q in asked}
-    with victoria_metrics(vm_dir, work / "victoria-metrics.log") as vm:
+    with StoreReader(store) as reader:
+        res["samples"]["store"] = store_samples(reader, group, window.since_ms, window.until_ms)
+        res["samples"]["exported"] = 0
         for lo, hi in slices(window.since_ms, window.until_ms, BLOCK_MS):
             began = time.perf_counter()
             piece = write_slice(reader, group, lo, hi, text_dir / f"{spec.table}-{lo}.om")
             res["load"]["export_s"] += time.perf_counter() - began
             res["samples"]["exported"] += piece.samples
-            res["load"]["promtool_s"] += systems.promtool_load(piece.path, prom_dir)
+            res["load"]["promtool_s"] += systems.promtool_load(piece.path, work / "prometheus")
             res["load"]["vm_import_s"] += systems.vm_import(vm, piece.path)
             mib = piece.bytes / 2**20
-            log(f"{group}: slice {iso(lo)} .. {iso(hi)}: {piece.samples:,} samples, {mib:.0f} MiB of text")
-            if not args.keep_text:
+            log(f"{group}: slice {iso(lo)} .. {iso(hi)}: {piece.samples:,} samples, {mib:.0f} MiB")
+            if not keep:
                 piece.path.unlink()
+
+
+def ask_all(
+    server: Any, runs: dict[str, tuple[Query, dict[str, str] | None]], repeats: int, measured: dict[str, Any]
+) -> dict[str, Any]:
+    """Ask a server its questions (name -> query, extra params), recording RSS before and peak during."""
+    measured["rss_before_kib"] = proc_status_kib(server.pid, "VmRSS")
+    measured["hwm_life_kib"] = proc_status_kib(server.pid, "VmHWM")
+    reset_peak_rss(server.pid)
+    out = {name: systems.ask(server, query, repeats, extra) for name, (query, extra) in runs.items()}
+    measured["hwm_queries_kib"] = proc_status_kib(server.pid, "VmHWM")
+    measured["hwm_life_kib"] = max(measured["hwm_life_kib"], measured["hwm_queries_kib"])
+    return out
+
+
+def run_group(group: str, store: Path, window: Window, args: argparse.Namespace) -> dict[str, Any]:
+    """Export, load, compact, measure and ask one group in every system, then compare every answer."""
+    work = args.work / group
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    prom_dir, vm_dir = work / "prometheus", work / "victoria-metrics"
+    res: dict[str, Any] = {"samples": {}, "load": {"export_s": 0.0, "promtool_s": 0.0, "vm_import_s": 0.0}}
+    asked = [q for q in QUESTIONS if q.group == group]
+    answers: dict[str, dict[str, Any]] = {q.key: {} for q in asked}
+    timings: dict[str, dict[str, Any]] = {q.key: {} for q in asked}
+
+    def keep(system: str, got: dict[str, Any]) -> None:
+        for name, entry in got.items():
+            key, variant = name.split("/")
+            answers[key][f"{system}/{variant}"] = entry.pop("answer")
+            timings[key][f"{system}/{variant}"] = entry
+
+    with victoria_metrics(vm_dir, work / "victoria-metrics.log") as vm:
+        load_peers(group, store, window, work, res, vm, args.keep_text)
         systems.vm_settle(vm)
         res["victoria-metrics"] = measured = systems.vm_measure(vm, vm_dir)
         res["samples"]["victoria-metrics"] = measured["samples"]
-        _ask_server(
-            vm, "victoria-metrics", asked, window, args.repeats, measured, answers, timings, {"nocache": "1"}
-        )
-    reader.close()
+        runs: dict[str, tuple[Query, dict[str, str] | None]] = {}
+        for q in asked:
+            query = raw_query(q, window, "victoria-metrics")
+            runs[f"{q.key}/raw"] = (query, {"nocache": "1"})
+            runs[f"{q.key}/cached"] = (query, None)  # its rollup result cache: filled by the warm-up run
+        keep("victoria-metrics", ask_all(vm, runs, args.repeats, measured))
+    rules = [r for r in rules_for(group)]
     with prometheus(prom_dir, work / "prometheus.log", max_samples=args.prom_max_samples) as prom:
         log(f"{group}: waiting for Prometheus' first compaction pass (about 2 min)")
         systems.prometheus_wait_compaction(prom)
         res["prometheus"] = measured = systems.prometheus_measure(prom_dir)
         res["samples"]["prometheus"] = measured["samples"]
-        _ask_server(prom, "prometheus", asked, window, args.repeats, measured, answers, timings, None)
-    res["ours"] = our_bytes(store, spec.table, window)
+        runs = {f"{q.key}/raw": (raw_query(q, window, "prometheus"), None) for q in asked}
+        keep("prometheus", ask_all(prom, runs, args.repeats, measured))
+        if rules:
+            log(f"{group}: evaluating {len(rules)} recording rules over the history (promtool)")
+            rules_path = work / "rules.yml"
+            began = time.perf_counter()
+            phases = probe_phases(prom, rules_path, rules, window.since_s, work)
+            write_rules(rules_path, rules, phases)
+            promtool_rules(
+                prom, rules_path, work / "rule-blocks", window.since_s, window.until_ms // 1000 + 60
+            )
+            res["load"]["rules_s"] = time.perf_counter() - began
+            res["load"]["rule_phases_ms"] = phases
+            res["load"]["rules"] = rules_path.read_text()
+    if rules:
+        res["prometheus"]["rule_bytes"] = sum(tree_bytes(p) for p in (work / "rule-blocks").iterdir())
+        for block in (work / "rule-blocks").iterdir():
+            block.rename(prom_dir / block.name)
+        with prometheus(prom_dir, work / "prometheus-rules.log", max_samples=args.prom_max_samples) as prom:
+            # Overlapping blocks are merged by the first compaction; asked after it, as the raw phase was.
+            systems.prometheus_wait_compaction(prom)
+            measured = res["prometheus-rules"] = {}
+            runs = {
+                f"{q.key}/precomputed": (precomputed_query(q, window, phases), None)
+                for q in asked
+                if q.precomputed
+            }
+            keep("prometheus", ask_all(prom, runs, args.repeats, measured))
+    res["ours"] = our_bytes(store, GROUPS[group].table, window)
     ours = run_ours(store, group, window, args.repeats)
-    res["ours"].update(idle_rss_kib=ours["idle_rss_kib"], peak_rss_kib=ours["peak_rss_kib"])
+    res["ours"].update(
+        idle_rss_kib=ours["idle_rss_kib"], peak_rss_kib=ours["peak_rss_kib"], settings=ours["settings"]
+    )
     for key, variants in ours["questions"].items():
-        for variant, entry in variants.items():
-            answers[key][f"ours/{variant}"] = entry.pop("answer")
-            timings[key][f"ours/{variant}"] = entry
+        keep("ours", {f"{key}/{variant}": entry for variant, entry in variants.items()})
     res["questions"] = timings
-    res["checks"] = {q.key: check(q, answers[q.key]) for q in asked}
+    res["checks"] = {}
     for q in asked:
-        log(f"{group}: {q.key} answers {res['checks'][q.key]}")
+        # The reference is ours over every raw row; every other answer must equal it point for point.
+        ordered = dict(sorted(answers[q.key].items(), key=lambda kv: kv[0] != "ours/raw"))
+        verdict = compare(ordered)
+        res["checks"][q.key] = {"agree": verdict.agree, "text": verdict.text, "points": verdict.points}
+        log(f"{group}: {q.key} {verdict.text}")
     return res
-
-
-def _ask_server(
-    server: Any,
-    name: str,
-    asked: list[Any],
-    window: Window,
-    repeats: int,
-    measured: dict[str, Any],
-    answers: dict[str, dict[str, Any]],
-    timings: dict[str, dict[str, Any]],
-    extra: dict[str, str] | None,
-) -> None:
-    """Ask a server the group's questions, recording its RSS before and its peak during them."""
-    measured["rss_before_kib"] = proc_status_kib(server.pid, "VmRSS")
-    measured["hwm_life_kib"] = proc_status_kib(server.pid, "VmHWM")
-    reset_peak_rss(server.pid)
-    for q in asked:
-        entry = systems.ask(server, q, window, repeats, extra)
-        answers[q.key][name] = entry.pop("answer")
-        timings[q.key][name] = entry
-    measured["hwm_queries_kib"] = proc_status_kib(server.pid, "VmHWM")
-    measured["hwm_life_kib"] = max(measured["hwm_life_kib"], measured["hwm_queries_kib"])
 
 
 def main() -> int:
@@ -191,7 +257,9 @@ def main() -> int:
         "--work", type=Path, default=Path("/tmp/rack-monitor-peers"), help="scratch directory"
     )
     parser.add_argument("--store", type=Path, help="an existing store holding the window (else backfilled)")
-    parser.add_argument("--scenario", default="nvlink-flap", help="sim scenario (default nvlink-flap)")
+    parser.add_argument(
+        "--scenario", default="restart", help="sim scenario, its fault mid-window (default restart)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per query after one warm-up")
     parser.add_argument("--groups", default=",".join(GROUPS), help="which sample groups (default all)")
@@ -210,6 +278,9 @@ def main() -> int:
         args.work.mkdir(parents=True, exist_ok=True)
         store, window = prepare_store(args)
         results: dict[str, Any] = {
+            "date": datetime.now(tz=UTC).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+            "machine": {"cores": os.cpu_count(), "load_start": os.getloadavg()},
             "window": {"hours": args.hours, "since": iso(window.since_ms), "until": iso(window.until_ms)},
             "scenario": args.scenario,
             "seed": args.seed,
@@ -220,12 +291,15 @@ def main() -> int:
         for group in groups:
             log(f"{group}: start")
             results["groups"][group] = run_group(group, store, window, args)
+            results["groups"][group]["load_end"] = os.getloadavg()
+        results["machine"]["load_end"] = os.getloadavg()
     except BenchError as err:
         print(f"bench/peers: {err}", file=sys.stderr)
         return 1
     text = markdown(results)
     print(text)
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1))
         args.out.with_suffix(".md").write_text(text)
     return 0

@@ -13,15 +13,18 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from questions import Answer, Question, Window, from_prometheus_json, promql, summary, timed
+from questions import Answer, Query, decode
 from servers import BenchError, Server, tree_bytes
+from timing import summary, timed
 
 PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus", "victoria-metrics": "victoria-metrics"}
 """Binary -> the Debian package that ships it."""
 POLICY_RC = Path("/usr/sbin/policy-rc.d")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def ensure_packages() -> None:
@@ -52,19 +55,31 @@ def ensure_packages() -> None:
 
 
 def versions() -> dict[str, str]:
-    """Versions of everything measured."""
+    """Versions of everything measured, and the commit of our code (with '+dirty' for local changes)."""
+    import platform
+
     import duckdb
     import pyarrow
 
-    def deb(pkg: str) -> str:
-        out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg], capture_output=True, text=True)
-        return out.stdout.strip() or "not from a Debian package"
+    def out(cmd: list[str]) -> str:
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        except OSError:
+            return ""
+        return (done.stdout or done.stderr).strip()
 
+    def deb(pkg: str) -> str:
+        return out(["dpkg-query", "-W", "-f", "${Version}", pkg]) or "not from a Debian package"
+
+    commit = out(["git", "rev-parse", "--short=12", "HEAD"]) or "unknown"
+    dirty = out(["git", "status", "--porcelain", "--untracked-files=no"])
     return {
+        "rack-monitor": commit + ("+dirty" if dirty else ""),
         "prometheus": deb("prometheus"),
         "victoria-metrics": deb("victoria-metrics"),
         "duckdb": duckdb.__version__,
         "pyarrow": pyarrow.__version__,
+        "python": platform.python_version(),
     }
 
 
@@ -169,16 +184,20 @@ def vm_measure(server: Server, data_dir: Path) -> dict[str, Any]:
 # --- asking -----------------------------------------------------------------------------------------
 
 
-def ask(
-    server: Server, question: Question, window: Window, repeats: int, extra: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """Time a question over HTTP (request, read, json decode), after one warm-up; returns summary + answer."""
-    path, params = promql(question, window)
-    params = {**params, **(extra or {})}
+def ask(server: Server, query: Query, repeats: int, extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """Time a question from the HTTP request to the canonical Python answer (JSON decoded and reduced).
 
-    def run() -> Any:
-        return server.get_json(path, params)
+    One warm-up call first (for VictoriaMetrics with its cache on, the call that fills the cache).
+    Returns the timing summary, the answer, and the query as sent.
+    """
+    params = {**query.params, **(extra or {})}
+    path = query.path + "?" + urllib.parse.urlencode(params)
 
-    times, doc = timed(run, repeats)
-    answer: Answer = from_prometheus_json(doc)
-    return {**summary(times), "answer": answer, "query": params["query"], "path": path}
+    def run() -> Answer:
+        status, body = server.request("GET", path)
+        if status != 200:
+            raise BenchError(f"{server.name} {path} answered {status}: {body[:300]!r}")
+        return decode(body, query)
+
+    times, answer = timed(run, repeats)
+    return {**summary(times), "answer": answer, "query": query.text, "path": query.path, "params": params}
