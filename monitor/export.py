@@ -216,6 +216,7 @@ def _cut_rows(root: Path, cutter: _Cutter, entry: FileEntry, since_ms: int, unti
         schema=table_schema(entry.table),
         keys=keys,
         counters=counters,
+        thorough=False,  # written while the operator waits: the fixed rule at zstd 3
     )
     if cut.rows:
         return [cut]

@@ -148,6 +148,7 @@ def cut_edges(
         schema=table_schema(plan.entry.table),
         keys=keys,
         counters=counters,
+        thorough=False,  # written while the operator waits: the fixed rule at zstd 3
     )
     if entry.rows:
         return entry
