@@ -191,17 +191,19 @@ class ExpositionParser:
                 continue
             if line[0] == "\x00":
                 break  # promlex.l: a NUL where a token starts is the end of the page
-            name = sample_name(line)
-            family = by_sample.get(name)
-            if family is None and want is not None and name and not want(name):
-                family = by_sample[name] = skip
-            if family is skip:
-                # Unread, unchecked (the filter's one cost); the next lines are most likely more of
-                # this name (a histogram's buckets).
-                skip_prefixes = (name + "{", name + " ", name + "\t")
-                named.append(lineno - 1)
-                continue
+            if want is not None:
+                name = sample_name(line)
+                family = by_sample.get(name)
+                if family is None and name and not want(name):
+                    family = by_sample[name] = skip
+                if family is skip:
+                    # Unread, unchecked (the filter's one cost); the next lines are most likely
+                    # more of this name (a histogram's buckets).
+                    skip_prefixes = (name + "{", name + " ", name + "\t")
+                    named.append(lineno - 1)
+                    continue
             name, head, body, value, timestamp = split_sample(line, lineno)
+            family = by_sample.get(name)
             if family is None:
                 family = by_sample[name] = families[name] = Family(name)
             parsed = heads.get(head)

@@ -34,6 +34,15 @@ _FLOAT_RE = re.compile(
 hexadecimal (it needs a p exponent), ASCII digits only, a sign on inf but not on nan."""
 SPECIAL_VALUES = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity", "nan"})
 """The non-finite values ParseFloat reads (lower-cased); float() also reads -nan, +nan and 1e400."""
+_SAMPLE_RE = re.compile(
+    r"([a-zA-Z_:][a-zA-Z0-9_:]*+)[ \t]*+"
+    r'(\{((?:[ \t]*+[a-zA-Z_][a-zA-Z0-9_]*+[ \t]*+=[ \t]*+"(?:[^"\\]|\\.)*+"[ \t]*+,?+)*+[ \t]*+)\})?+[ \t]*+'
+    r"((?:[+-]?+(?:(?:[0-9]++\.?+[0-9]*+|\.[0-9]++)(?:e[+-]?+[0-9]++)?+|inf(?:inity)?+)|nan))"
+    r"(?:[ \t]++([0-9]++))?+[ \t]*+\Z",
+    re.S | re.I,
+)
+"""A whole valid sample line in one match (name, label set, its body, value, timestamp); a line it
+does not match goes through split_sample's token by token reading, which names the fault."""
 _INT64_MAX = 2**63 - 1
 _SURROGATE_RE = re.compile("[\udc80-\udcff]")
 _LABEL_ESCAPE_RE = re.compile(r'\\[\\"n]')
@@ -197,6 +206,21 @@ def split_sample(line: str, lineno: int) -> tuple[str, str, str | None, float, i
         (metric name, head: the line up to the end of its name or label set, the text between
         the braces or None, value, timestamp in ms or None).
     """
+    whole = _SAMPLE_RE.match(line)
+    if whole is not None:
+        name, label_set, body, value_text, timestamp_text = whole.groups()
+        value = float(value_text)
+        if value - value != 0.0 and value_text.lower() not in SPECIAL_VALUES:
+            raise ExpositionError(lineno, f"value {value_text!r} is out of range or not a Go float")
+        head = line[: whole.end(2)] if label_set is not None else name
+        if timestamp_text is None:
+            return name, head, body, value, None
+        return name, head, body, value, parse_timestamp(timestamp_text, lineno)
+    raise _fault(line, lineno)
+
+
+def _read_tokens(line: str, lineno: int) -> tuple[str, str, str | None, float, int | None]:
+    """split_sample token by token, for the line the one regex refused: raises naming the fault."""
     match = _NAME_RE.match(line)
     if match is None:
         if line.startswith(("{", '"')):
@@ -220,6 +244,15 @@ def split_sample(line: str, lineno: int) -> tuple[str, str, str | None, float, i
         return name, line[:end], body, parse_value(tokens[0], lineno), parse_timestamp(tokens[1], lineno)
     what = "a value" if not tokens else "a value and at most a timestamp"
     raise ExpositionError(lineno, f"sample {name} needs {what} after its labels")
+
+
+def _fault(line: str, lineno: int) -> ExpositionError:
+    """Why a line _SAMPLE_RE does not match is not a sample (read token by token to name the fault)."""
+    try:
+        _read_tokens(line, lineno)
+    except ExpositionError as err:
+        return err
+    return ExpositionError(lineno, "not a sample line")
 
 
 def _label_set_error(after_brace: str, lineno: int) -> str:
