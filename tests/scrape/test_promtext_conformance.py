@@ -809,3 +809,83 @@ def test_every_deliberate_difference_is_in_the_docs_table() -> None:
     for case in CASES:
         if case.ours:
             assert f"`{case.id}`" in doc, case.id
+
+
+# --- model/textparse/testdata: real /metrics pages of a Go program (Prometheus' own), with and without
+# HELP/TYPE lines. Their behaviours, written here as one page in their style: summaries with NaN
+# quantiles, histograms with exponent bounds and +Inf, `_total` counters, an info gauge, label values
+# with blanks, `;`, `/` and `:`, help text with quotes and a backslash, untyped samples (the nometa page).
+TESTDATA = f"prometheus/prometheus model/textparse/testdata@{PROMPARSE_HEAD.rsplit('@', 1)[1]}"
+GO_STYLE_PAGE = (
+    "# HELP go_gc_duration_seconds A summary of the wall-time pause (stop-the-world) duration.\n"
+    "# TYPE go_gc_duration_seconds summary\n"
+    'go_gc_duration_seconds{quantile="0"} 1.9216e-05\n'
+    'go_gc_duration_seconds{quantile="0.5"} NaN\n'
+    'go_gc_duration_seconds{quantile="1"} 0.000276537\n'
+    "go_gc_duration_seconds_sum 0.005244815\ngo_gc_duration_seconds_count 18\n"
+    "# HELP go_gc_heap_allocs_by_size_bytes Distribution of heap allocations by approximate size.\n"
+    "# TYPE go_gc_heap_allocs_by_size_bytes histogram\n"
+    'go_gc_heap_allocs_by_size_bytes_bucket{le="8.999999999999998"} 13883\n'
+    'go_gc_heap_allocs_by_size_bytes_bucket{le="6.103515625e-05"} 13883\n'
+    'go_gc_heap_allocs_by_size_bytes_bucket{le="+Inf"} 105234\n'
+    "go_gc_heap_allocs_by_size_bytes_sum 1.3412344e+07\ngo_gc_heap_allocs_by_size_bytes_count 105234\n"
+    "# HELP go_info Information about the Go environment.\n# TYPE go_info gauge\n"
+    'go_info{version="go1.22.3"} 1\n'
+    '# HELP prometheus_rule_evaluations_total The total number of rule evaluations ("quoted", C:\\\\dir).\n'
+    "# TYPE prometheus_rule_evaluations_total counter\n"
+    'prometheus_rule_evaluations_total{rule_group="/etc/prometheus/rules/a.rules;ansible managed alert'
+    ' rules"} 118092\n'
+    'prometheus_http_requests_total{code="200",handler="/api/v1/query_range"} 2.3556e+06\n'
+    "process_max_fds 1.048576e+06\n"
+)
+
+
+def nometa(page: str) -> str:
+    return "".join(line + "\n" for line in page.splitlines() if not line.startswith("#"))
+
+
+def prometheus_client_samples(page: str) -> list[tuple]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [
+        (x.name, dict(x.labels), x.value, None if x.timestamp is None else round(x.timestamp * 1000))
+        for family in text_string_to_metric_families(page)
+        for x in family.samples
+    ]
+
+
+@pytest.mark.parametrize(
+    "page", [GO_STYLE_PAGE, nometa(GO_STYLE_PAGE)], ids=["testdata-style", "testdata-nometa"]
+)
+def test_testdata_style_pages_read_as_prometheus_client_reads_them(page: str) -> None:
+    """The testdata pages hold no case where promparse and prometheus_client disagree: compare the two."""
+    samples, meta = outcome(page)
+    assert samples is not REJECT, TESTDATA
+    assert comparable(samples) == comparable(prometheus_client_samples(page))
+    assert len(samples) == 14  # 5 summary + 5 histogram + 4 single samples, counted by hand
+    if page.startswith("#"):
+        assert meta["go_gc_heap_allocs_by_size_bytes"][0] == "histogram"
+        assert (
+            meta["prometheus_rule_evaluations_total"][1]
+            == 'The total number of rule evaluations ("quoted", C:\\dir).'
+        )
+    else:
+        assert {kind for kind, _ in meta.values()} == {"untyped"}
+
+
+def test_prometheus_testdata_files_when_given() -> None:
+    """With PROMETHEUS_TESTDATA=DIR (files fetched from a Prometheus clone; not kept here), each
+    *.prom.txt / promtestdata*.txt page there reads as prometheus_client reads it, sample for sample."""
+    import os
+    from pathlib import Path
+
+    where = os.environ.get("PROMETHEUS_TESTDATA")
+    if not where:
+        pytest.skip("PROMETHEUS_TESTDATA not set (a directory of model/textparse testdata pages)")
+    files = sorted(Path(where).glob("*.prom.txt")) + sorted(Path(where).glob("promtestdata*.txt"))
+    assert files, f"no testdata pages in {where}"
+    for path in files:
+        page = path.read_text()
+        samples, _ = outcome(page)
+        assert samples is not REJECT, path.name
+        assert comparable(samples) == comparable(prometheus_client_samples(page)), path.name
