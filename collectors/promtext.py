@@ -1,18 +1,22 @@
 """Parser for the Prometheus text exposition format 0.0.4, built for the per-tick scrape path.
 
-The whole format is accepted: HELP/TYPE and plain comments, escaped label values (\\\\ \\" \\n),
-NaN and +Inf/-Inf, exponent numbers, optional millisecond timestamps, trailing commas in label
-sets, blank lines, CRLF, untyped metrics, histogram samples in any order (SGLang prints `_sum`
-before the buckets) and `_created` families. Family grouping follows the Go parser
-(expfmt.TextParser): a sample joins the family declared for its name wherever it appears, a
-histogram owns `x_bucket`/`x_sum`/`x_count`, a summary `x`/`x_sum`/`x_count`, and a sample with no
-declared family starts an untyped family of its own name.
+It accepts what a Prometheus scrape accepts and refuses what it refuses: lines are read as Prometheus'
+lexer and parser read them (model/textparse/promlex.l and promparse.go at v2.42.0, via
+collectors.promtext_syntax), HELP and TYPE lines are metadata that never refuse a sample (the last one
+wins), and a syntax error anywhere fails the page, as it fails a scrape. docs/parser.md has the table,
+and the few places we differ on purpose (CRLF accepted; quoted UTF-8 names refused).
+
+Family grouping follows the Go parser (expfmt.TextParser): a sample joins the family declared for its
+name wherever it appears, a histogram owns `x_bucket`/`x_sum`/`x_count` (and `x`), a summary `x`/`x_sum`/
+`x_count`, and a sample with no declared family starts an untyped family of its own name.
 
 Speed comes from two things (a rack's scrape set is ~90 pages a second): each line's
 `name{labels}` text is looked up in a cache, so the labels of a series are parsed once and then
 shared by every later page of the same endpoint (the text, not its parse, is the key, so a hit is
 always exact); and a `want` filter skips the lines of families the caller does not need without
-parsing them. The one thing a filter changes: skipped lines are not validated.
+parsing them. The one thing a filter changes: skipped lines are not validated. Every fast path falls
+back to the full reading on anything it does not recognise, so a page parses to the same result the
+first time and every time after, whatever the parser read before.
 
 A series repeated on a page keeps its first sample only; the repeats are counted per family
 (Family.duplicates, see drop_duplicates), on the line-by-line path and the page-shape path alike.
