@@ -67,7 +67,8 @@ def page_figures(name: str, first: str, later: str, repeat: int) -> None:
     theirs = cpu_ms(lambda: list(text_string_to_metric_families(first)), repeat)
     print(
         f"{name:<34} {size_mb * 1e3:8.1f} kB {first.count(chr(10)):7,d} lines | "
-        f"cold {cold:7.2f} ms {size_mb / cold * 1e3:6.1f} MB/s | warm {warm:7.2f} ms {size_mb / warm * 1e3:6.1f} MB/s | "
+        f"cold {cold:7.2f} ms {size_mb / cold * 1e3:6.1f} MB/s | "
+        f"warm {warm:7.2f} ms {size_mb / warm * 1e3:6.1f} MB/s | "
         f"prometheus_client {theirs:7.2f} ms {size_mb / theirs * 1e3:5.1f} MB/s | "
         f"x{theirs / cold:4.1f} cold, x{theirs / warm:5.1f} warm"
     )
@@ -135,7 +136,8 @@ def rack_part(ticks: int) -> None:
         one_tick(a, s, mappers, parsers, i * 1000) for i, (a, s) in enumerate(sets[1:], 1)
     )
     print(
-        f"ours, parse + map into frames: cold tick {cold * 1e3:6.1f} ms, warm tick median {warm * 1e3:6.1f} ms"
+        f"ours, parse + map into frames: cold tick {cold * 1e3:6.1f} ms,"
+        f" warm tick median {warm * 1e3:6.1f} ms"
     )
     start = time.process_time()
     for text in agents + servers:
