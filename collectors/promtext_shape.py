@@ -15,12 +15,9 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from itertools import repeat
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from collectors.promtext_syntax import SPECIAL_VALUES
-
-if TYPE_CHECKING:
-    from collectors.promtext_syntax import Family
+from collectors.promtext_syntax import SPECIAL_VALUES, Family
 
 _head = itemgetter(0)
 _token = itemgetter(2)
@@ -44,8 +41,8 @@ class PageShape:
         samples: (line index, family) of each sample read by the cached-head fast path, in order
             (all the page's samples: see `fits`).
         prefix_skipped: line indexes skipped by a filtered name's prefix (their value is never read).
-        name_skipped: line indexes skipped after their name was read (a `{` in the value would change
-            the name, so the next page's value must not have one).
+        name_skipped: line indexes skipped after their name was read (kept cautious: a next page
+            with a `{` in such a value goes to the line loop).
         families: what the page parsed to.
         want: the filter it was parsed with (a shape only serves the same filter).
     """
