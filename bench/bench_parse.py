@@ -1,15 +1,31 @@
-"""Parse + map cost of a full rack's scrape set per tick: 18 agent pages (4 GPUs x 18 links) + 72 vLLM pages.
+"""Parse cost, cold and warm, per MB, against prometheus_client; and a rack's scrape set per tick.
 
-Prints our figures (cold cache = first tick, warm = steady state) and prometheus_client's parser on the
-same pages (parse only, no mapping). Run: .venv/bin/python bench/bench_parse.py [--ticks N]
+Part 1, per page (CPU time, median of --repeat runs, MB = 10^6 bytes of page text):
+  cold: a fresh ExpositionParser per parse (the first scrape of an endpoint: nothing cached);
+  warm: the endpoint's parser again, on the next page of the same series (values changed where the
+        page is ours; Prometheus' testdata pages are parsed again as they are);
+  prometheus_client: list(text_string_to_metric_families(page)), which keeps no state.
+Pages: our own (a vLLM server page, an agent tray page) and, with --testdata DIR, every *.prom.txt
+there: Prometheus' model/textparse/testdata pages, kept out of this repository; fetch them first, e.g.
+  git -C PROMETHEUS_CLONE show d15adb9ad7e5d9fbde3a9a8f30200593a5a14d86:model/textparse/testdata/\\
+      alltypes.237mfs.prom.txt > DIR/alltypes.237mfs.prom.txt   (and alltypes.237mfs.nometa.prom.txt)
+  (v2.42.0 has model/textparse/promtestdata.txt and promtestdata.nometa.txt instead.)
+
+Part 2, a full rack's scrape set per tick: 18 agent pages (4 GPUs x 18 links) + 72 vLLM pages, parse +
+map into frames, cold (first tick) and warm (median of --ticks).
+
+Run: .venv/bin/python bench/bench_parse.py [--testdata DIR] [--repeat N] [--ticks N]
+The load average is printed with the figures: the machine these ran on is shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,6 +39,56 @@ from collectors.series_counters import SeriesCounters
 from tests.scrape.pagegen import agent_gpus, tray_frame, vllm_page
 
 ENDPOINTS = 72
+
+
+def cpu_ms(run: Callable[[], object], repeat: int) -> float:
+    """Median CPU milliseconds of `repeat` runs."""
+    times = []
+    for _ in range(repeat):
+        start = time.process_time()
+        run()
+        times.append(time.process_time() - start)
+    return statistics.median(times) * 1e3
+
+
+def page_figures(name: str, first: str, later: str, repeat: int) -> None:
+    """Print cold, warm and prometheus_client figures for one page (`later`: its next scrape)."""
+    size_mb = len(first.encode()) / 1e6
+    cold = cpu_ms(lambda: ExpositionParser().parse(first), repeat)
+    kept = ExpositionParser()
+    kept.parse(first)
+    pages = [later, first]
+
+    def warm_parse() -> None:
+        kept.parse(pages[0])
+        pages.reverse()
+
+    warm = cpu_ms(warm_parse, repeat)
+    theirs = cpu_ms(lambda: list(text_string_to_metric_families(first)), repeat)
+    print(
+        f"{name:<34} {size_mb * 1e3:8.1f} kB {first.count(chr(10)):7,d} lines | "
+        f"cold {cold:7.2f} ms {size_mb / cold * 1e3:6.1f} MB/s | "
+        f"warm {warm:7.2f} ms {size_mb / warm * 1e3:6.1f} MB/s | "
+        f"prometheus_client {theirs:7.2f} ms {size_mb / theirs * 1e3:5.1f} MB/s | "
+        f"x{theirs / cold:4.1f} cold, x{theirs / warm:5.1f} warm"
+    )
+
+
+def pages_part(testdata: Path | None, repeat: int) -> None:
+    """Part 1 (see the module doc)."""
+    print(f"per page, CPU median of {repeat}:")
+    page_figures("vLLM server page (ours)", vllm_page(0), vllm_page(1), repeat)
+    agent = [frame_to_agent_page(tray_frame(3, tick), agent_gpus(3), hostname="tray03") for tick in (0, 1)]
+    page_figures("agent tray page (ours)", agent[0], agent[1], repeat)
+    if testdata is None:
+        print("(no --testdata DIR: Prometheus' testdata pages not measured)")
+        return
+    files = sorted(testdata.glob("*.prom.txt")) + sorted(testdata.glob("promtestdata*.txt"))
+    if not files:
+        sys.exit(f"bench_parse: no *.prom.txt or promtestdata*.txt in {testdata}")
+    for path in files:
+        text = path.read_text()
+        page_figures(f"{path.name} (Prometheus)", text, text, repeat)
 
 
 def scrape_set(tick: int) -> tuple[list[str], list[str]]:
@@ -53,53 +119,48 @@ def one_tick(
     return time.process_time() - start
 
 
-def main() -> None:
-    """Print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--ticks", type=int, default=10, help="warm ticks to time (median printed)")
-    ticks = parser.parse_args().ticks
+def rack_part(ticks: int) -> None:
+    """Part 2 (see the module doc)."""
     sets = [scrape_set(t) for t in range(ticks + 1)]
     agents, servers = sets[0]
-    lines = sum(p.count("\n") for p in agents + servers)
     size = sum(len(p) for p in agents + servers)
     print(
-        f"scrape set: {len(agents)} agent pages ({agents[0].count(chr(10))} lines each)"
-        f" + {len(servers)} vLLM pages ({servers[0].count(chr(10))} lines each)"
-        f" = {lines:,} lines, {size / 1e6:.1f} MB"
+        f"rack scrape set: {len(agents)} agent pages + {len(servers)} vLLM pages"
+        f" = {sum(p.count(chr(10)) for p in agents + servers):,} lines, {size / 1e6:.1f} MB"
     )
     mappers = [GpuPageMapper(f"tray{t:02d}:9401") for t in range(1, COMPUTE_TRAYS + 1)]
     caches = ExpositionParser()
     parsers = [(caches.sibling(), SeriesCounters()) for _ in servers]  # as ScrapeSource keeps them
     cold = one_tick(agents, servers, mappers, parsers, 0)
-    warm = [one_tick(a, s, mappers, parsers, i * 1000) for i, (a, s) in enumerate(sets[1:], 1)]
-    agent_only = []
-    for a, _ in sets[1:]:
-        start = time.process_time()
-        for mapper, text in zip(mappers, a, strict=True):
-            mapper.map(text, 0)
-        agent_only.append(time.process_time() - start)
-    print(
-        f"ours, parse + map into frames:   cold tick {cold * 1e3:6.1f} ms, warm tick median "
-        f"{statistics.median(warm) * 1e3:6.1f} ms (agents {statistics.median(agent_only) * 1e3:.1f} ms)"
+    warm = statistics.median(
+        one_tick(a, s, mappers, parsers, i * 1000) for i, (a, s) in enumerate(sets[1:], 1)
     )
-    start = time.process_time()
-    full = ExpositionParser(shapes=False)  # one parser over every page: the line loop alone
-    for text in agents + servers:
-        full.parse(text)
-    full_cold = time.process_time() - start
-    start = time.process_time()
-    for text in sets[1][0] + sets[1][1]:
-        full.parse(text)
     print(
-        f"ours, full parse (no filter):    cold {full_cold * 1e3:6.1f} ms, warm "
-        f"{(time.process_time() - start) * 1e3:6.1f} ms"
+        f"ours, parse + map into frames: cold tick {cold * 1e3:6.1f} ms,"
+        f" warm tick median {warm * 1e3:6.1f} ms"
     )
     start = time.process_time()
     for text in agents + servers:
-        for _ in text_string_to_metric_families(text):
-            pass
+        list(text_string_to_metric_families(text))
     theirs = time.process_time() - start
-    print(f"prometheus_client parser (parse only): {theirs * 1e3:6.1f} ms per tick")
+    print(f"prometheus_client parser (parse only, no mapping): {theirs * 1e3:6.1f} ms per tick")
+
+
+def main() -> None:
+    """Print the figures."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--testdata", type=Path, help="a directory holding Prometheus' testdata pages")
+    parser.add_argument("--repeat", type=int, default=15, help="runs per page figure (median printed)")
+    parser.add_argument("--ticks", type=int, default=10, help="warm rack ticks to time (median printed)")
+    args = parser.parse_args()
+    if args.testdata is not None and not args.testdata.is_dir():
+        sys.exit(f"bench_parse: --testdata {args.testdata} is not a directory")
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    pages_part(args.testdata, args.repeat)
+    rack_part(args.ticks)
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
 """Parser for the Prometheus text exposition format 0.0.4, built for the per-tick scrape path.
 
-The whole format is accepted: HELP/TYPE and plain comments, escaped label values (\\\\ \\" \\n),
-NaN and +Inf/-Inf, exponent numbers, optional millisecond timestamps, trailing commas in label
-sets, blank lines, CRLF, untyped metrics, histogram samples in any order (SGLang prints `_sum`
-before the buckets) and `_created` families. Family grouping follows the Go parser
-(expfmt.TextParser): a sample joins the family declared for its name wherever it appears, a
-histogram owns `x_bucket`/`x_sum`/`x_count`, a summary `x`/`x_sum`/`x_count`, and a sample with no
-declared family starts an untyped family of its own name.
+It accepts what a Prometheus scrape accepts and refuses what it refuses: lines are read as Prometheus'
+lexer and parser read them (model/textparse/promlex.l and promparse.go at v2.42.0, via
+collectors.promtext_syntax), HELP and TYPE lines are metadata that never refuse a sample (the last one
+wins), and a syntax error anywhere fails the page, as it fails a scrape. docs/parser.md has the table,
+and the few places we differ on purpose (CRLF accepted; quoted UTF-8 names refused).
+
+Family grouping follows the Go parser (expfmt.TextParser): a sample joins the family declared for its
+name wherever it appears, a histogram owns `x_bucket`/`x_sum`/`x_count` (and `x`), a summary `x`/`x_sum`/
+`x_count`, and a sample with no declared family starts an untyped family of its own name.
 
 Speed comes from two things (a rack's scrape set is ~90 pages a second): each line's
 `name{labels}` text is looked up in a cache, so the labels of a series are parsed once and then
 shared by every later page of the same endpoint (the text, not its parse, is the key, so a hit is
 always exact); and a `want` filter skips the lines of families the caller does not need without
-parsing them. The one thing a filter changes: skipped lines are not validated.
+parsing them. The one thing a filter changes: skipped lines are not validated. Every fast path falls
+back to the full reading on anything it does not recognise, so a page parses to the same result the
+first time and every time after, whatever the parser read before.
 
 A series repeated on a page keeps its first sample only; the repeats are counted per family
 (Family.duplicates, see drop_duplicates), on the line-by-line path and the page-shape path alike.
@@ -32,17 +36,18 @@ from collectors.promtext_syntax import (
     CACHE_LIMIT,
     EMPTY_LABELS,
     SKIP,
+    SPECIAL_VALUES,
     Declaration,
     ExpositionError,
     Family,
     Labels,
     Sample,
-    check_name,
     declaration,
+    decode_page,
     new_sample,
     parse_labels,
-    parse_timestamp,
-    parse_value,
+    sample_name,
+    split_sample,
 )
 
 
@@ -65,8 +70,6 @@ class ExpositionParser:
         self._shapes = shapes
         self._shape: PageShape | None = None
         self._declarations: dict[str, Declaration] = {}
-        self._bounded: set[tuple[str, str]] = set()
-        """(histogram|summary, head) pairs whose `le`/`quantile` label has been checked."""
         self._interned: dict[tuple[str, Labels], Labels] = {}
         """One Labels object per (name, label set), whatever the text's label order or blanks: a
         repeated series then repeats an object, which drop_duplicates checks by id."""
@@ -78,26 +81,16 @@ class ExpositionParser:
         page with one cache instead of 72 cold ones.
         """
         other = ExpositionParser(shapes=self._shapes)
-        other._heads, other._declarations, other._bounded = self._heads, self._declarations, self._bounded
+        other._heads, other._declarations = self._heads, self._declarations
         other._interned = self._interned
         return other
 
-    def _head(self, head: str, brace: int, lineno: int) -> tuple[str, Labels]:
-        """Parse and cache `name{labels}` (brace: index of `{`, -1 when there are no labels)."""
-        if brace < 0:
-            check_name(head, lineno)
-            parsed = (head, EMPTY_LABELS)
-        else:
-            name = head[:brace].rstrip(" \t")
-            check_name(name, lineno)
-            if not head.endswith("}"):
-                raise ExpositionError(lineno, "label set is not closed with '}'")
-            body = head[brace + 1 : -1]
-            labels = parse_labels(body, lineno) if body else EMPTY_LABELS
-            parsed = (name, self._interned.setdefault((name, labels), labels))
+    def _head(self, head: str, name: str, body: str | None, lineno: int) -> tuple[str, Labels]:
+        """Parse and cache a checked `name{labels}` (body: the text between the braces, or None)."""
+        labels = parse_labels(body, lineno) if body else EMPTY_LABELS
+        parsed = (name, self._interned.setdefault((name, labels), labels))
         if len(self._heads) >= CACHE_LIMIT:
             self._heads.clear()
-            self._bounded.clear()
             self._interned.clear()
         self._heads[head] = parsed
         return parsed
@@ -122,10 +115,7 @@ class ExpositionParser:
             PageOverBudget: `give_up` said so before the last line.
         """
         if isinstance(text, bytes | bytearray):
-            try:
-                text = bytes(text).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ExpositionError(0, f"page is not UTF-8 (byte {exc.start})") from None
+            text = decode_page(bytes(text))
         lines = text.split("\n")
         shape = self._shape
         if shape is not None and shape.want is want:
@@ -138,10 +128,8 @@ class ExpositionParser:
         fast: list[tuple[int, Family]] = []
         prefixed: list[int] = []
         named: list[int] = []
-        typed: set[str] = set()
         heads = self._heads
         declarations = self._declarations
-        bounded = self._bounded
         new = new_sample
         skip = SKIP
         skip_prefixes: tuple[str, ...] = ()
@@ -150,28 +138,32 @@ class ExpositionParser:
             if raw.startswith(skip_prefixes):
                 prefixed.append(lineno - 1)
                 continue
-            # Fastest path, most lines of a page: `name{labels} value` with a head parsed on an
-            # earlier page, read off the raw line. A cached head starts with its name, so the raw line
-            # differs from the stripped one only by trailing blanks, which float() ignores as strip()
-            # does; a hit also proves there is no timestamp. Any doubt goes down the stripped path.
+            # Fast path, most lines of a page: `name{labels} value` with a head parsed on an earlier
+            # line, read off the raw line. A cached head starts with its name and was checked whole,
+            # so the line is valid when its value is: one token of printable ASCII (no tab, CR or
+            # other blank: a tab-separated timestamp stays in the token and fails here), no `_`,
+            # finite or spelled as Go's ParseFloat spells Inf/NaN. Anything else takes the full path.
             head, _, value_text = raw.rpartition(" ")
             parsed = heads.get(head)
-            if parsed is not None and "_" not in value_text:
+            if (
+                parsed is not None
+                and value_text.isprintable()
+                and value_text.isascii()
+                and "_" not in value_text
+            ):
                 family = by_sample.get(parsed[0])
                 if family is not None and family is not skip:
                     try:
                         value = float(value_text)
                     except ValueError:
-                        value = None  # reported with the stripped text below
-                    if value is not None:
-                        kind = family.type
-                        if (kind == "histogram" or kind == "summary") and (kind, head) not in bounded:
-                            self._check_bound(family, parsed, lineno)
-                            bounded.add((kind, head))
+                        value = None
+                    if value is not None and (value - value == 0.0 or value_text.lower() in SPECIAL_VALUES):
                         family.samples.append(new(Sample, (parsed[0], parsed[1], value, None)))
                         fast.append((lineno - 1, family))
                         continue
-            line = raw.strip()
+            # The full path reads the line as promlex.l does; a trailing CR is dropped (CRLF pages).
+            line = raw[:-1] if raw.endswith("\r") else raw
+            line = line.lstrip(" \t") if line.startswith((" ", "\t")) else line
             if not line or line.startswith(skip_prefixes):
                 continue
             if line[0] == "#":
@@ -182,6 +174,8 @@ class ExpositionParser:
                         declarations.clear()
                     declarations[line] = decl
                 if decl.keyword is None:
+                    if decl.ends_page:
+                        break
                     continue
                 if want is not None:
                     # Fast paths: HELP/TYPE of a family the filter excluded, or the HELP line that
@@ -197,81 +191,30 @@ class ExpositionParser:
                     ):
                         by_sample[name] = skip
                         continue
-                self._declare(decl, lineno, families, by_sample, typed, want)
+                self._declare(decl, lineno, families, by_sample, want)
                 continue
-            # The same fast path for a line with leading blanks (or a bad value: reported here).
-            head, _, value_text = line.rpartition(" ")
-            parsed = heads.get(head)
-            if parsed is not None:
-                family = by_sample.get(parsed[0])
-                if family is not None and family is not skip:
-                    try:
-                        if "_" in value_text:
-                            raise ValueError(value_text)
-                        value = float(value_text)
-                    except ValueError:
-                        raise ExpositionError(lineno, f"invalid value {value_text!r}") from None
-                    kind = family.type
-                    if (kind == "histogram" or kind == "summary") and (kind, head) not in bounded:
-                        self._check_bound(family, parsed, lineno)
-                        bounded.add((kind, head))
-                    family.samples.append(new(Sample, (parsed[0], parsed[1], value, None)))
-                    continue
-            brace = line.find("{")
-            if brace < 0:
-                parts = line.split()
-                name = parts[0]
-            else:
-                name = line[:brace].rstrip(" \t")
-            family = by_sample.get(name)
-            if family is skip:
-                # The next lines are most likely more of this name (a histogram's buckets).
-                skip_prefixes = (name + "{", name + " ", name + "\t")
-                named.append(lineno - 1)
-                continue
-            if family is None:
-                if name in families:
-                    raise ExpositionError(lineno, f"sample {name} is not valid in histogram {name}")
-                check_name(name, lineno)
-                if want is not None and not want(name):
-                    by_sample[name] = skip
+            if line[0] == "\x00":
+                break  # promlex.l: a NUL where a token starts is the end of the page
+            if want is not None:
+                name = sample_name(line)
+                family = by_sample.get(name)
+                if family is None and name and not want(name):
+                    family = by_sample[name] = skip
+                if family is skip:
+                    # Unread, unchecked (the filter's one cost); the next lines are most likely
+                    # more of this name (a histogram's buckets).
                     skip_prefixes = (name + "{", name + " ", name + "\t")
                     named.append(lineno - 1)
                     continue
+            name, head, body, value, timestamp = split_sample(line, lineno)
+            family = by_sample.get(name)
+            if family is None:
                 family = by_sample[name] = families[name] = Family(name)
-            if brace < 0:
-                head = name
-                rest = parts[1:]
-            else:
-                close = line.rfind("}")
-                if close < brace:
-                    raise ExpositionError(lineno, "label set is not closed with '}'")
-                head = line[: close + 1]
-                rest = line[close + 1 :].split()
             parsed = heads.get(head)
             if parsed is None:
-                parsed = self._head(head, brace, lineno)
-            count = len(rest)
-            if count == 1:
-                timestamp = None
-            elif count == 2:
-                timestamp = parse_timestamp(rest[1], lineno)
-            else:
-                what = "a value" if not count else "a value and at most a timestamp"
-                raise ExpositionError(lineno, f"sample {name} needs {what} after its labels")
-            value_text = rest[0]
-            try:
-                if "_" in value_text:
-                    raise ValueError(value_text)
-                value = float(value_text)
-            except ValueError:
-                raise ExpositionError(lineno, f"invalid value {value_text!r} for {name}") from None
-            kind = family.type
-            if (kind == "histogram" or kind == "summary") and (kind, head) not in bounded:
-                self._check_bound(family, parsed, lineno)
-                bounded.add((kind, head))
+                parsed = self._head(head, name, body, lineno)
             family.samples.append(new(Sample, (parsed[0], parsed[1], value, timestamp)))
-            if timestamp is None and raw.rpartition(" ")[0] == head:
+            if raw == head + " " + value_text and timestamp is None:
                 # `head value` as the fast path reads it (a first page, a family's first sample).
                 fast.append((lineno - 1, family))
         shape = None
@@ -285,40 +228,23 @@ class ExpositionParser:
         return families
 
     @staticmethod
-    def _check_bound(family: Family, parsed: tuple[str, Labels], lineno: int) -> None:
-        """Histogram buckets need a numeric `le`, summary quantiles a numeric `quantile`."""
-        name, labels = parsed
-        if family.type == "histogram":
-            if not name.endswith("_bucket"):
-                return
-            key = "le"
-        elif name == family.name:
-            key = "quantile"
-        else:
-            return
-        bound = labels.get(key)
-        if bound is None:
-            raise ExpositionError(lineno, f"{family.type} sample {name} has no {key!r} label")
-        parse_value(bound, lineno, f"{key!r} label")
-
-    @staticmethod
     def _declare(
         decl: Declaration,
         lineno: int,
         families: dict[str, Family],
         by_sample: dict[str, Family],
-        typed: set[str],
         want: Callable[[str], bool] | None,
     ) -> None:
-        """Apply a HELP or TYPE line to the page's families."""
+        """Apply a HELP or TYPE line to the page's families.
+
+        Prometheus' scrape keeps HELP and TYPE as metadata beside the samples, never as a check on
+        them (scrape/scrape.go: setType/setHelp, the last line wins): a repeated line, a TYPE after
+        the samples, a histogram bucket without `le` or a summary sample without `quantile` all pass.
+        So here: the last HELP and TYPE of a family win, and no sample is refused for its family.
+        """
         if decl.error:
             raise ExpositionError(lineno, decl.error)
         keyword, name = decl.keyword, decl.name
-        if keyword == "TYPE":
-            kind = decl.payload
-            if name in typed:
-                raise ExpositionError(lineno, f"second TYPE line for {name}")
-            typed.add(name)
         family = families.get(name)
         if family is None:
             skipped = by_sample.get(name) is SKIP or (want is not None and not want(name))
@@ -330,24 +256,19 @@ class ExpositionParser:
                 by_sample[name] = family
         if keyword == "HELP":
             if family is not SKIP:
-                if family.help is not None:
-                    raise ExpositionError(lineno, f"second HELP line for {name}")
                 family.help = decl.payload
             return
-        if family.samples:
-            raise ExpositionError(lineno, f"TYPE line for {name} after its samples")
+        kind = decl.payload
         if family is not SKIP:
             family.type = kind
         if kind == "histogram":
             suffixes: tuple[str, ...] = ("_bucket", "_sum", "_count")
-            if by_sample.get(name) is family:
-                del by_sample[name]
         elif kind == "summary":
             suffixes = ("_sum", "_count")
         else:
             suffixes = ()
         for suffix in suffixes:
-            # An exact family of that name (declared earlier) wins, as in the Go parser.
+            # An exact family of that name (declared or sampled earlier) wins, as in the Go parser.
             by_sample.setdefault(name + suffix, family)
 
 

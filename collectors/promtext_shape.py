@@ -15,10 +15,9 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from itertools import repeat
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from collectors.promtext import Family
+from collectors.promtext_syntax import SPECIAL_VALUES, Family
 
 _head = itemgetter(0)
 _token = itemgetter(2)
@@ -42,8 +41,8 @@ class PageShape:
         samples: (line index, family) of each sample read by the cached-head fast path, in order
             (all the page's samples: see `fits`).
         prefix_skipped: line indexes skipped by a filtered name's prefix (their value is never read).
-        name_skipped: line indexes skipped after their name was read (a `{` in the value would change
-            the name, so the next page's value must not have one).
+        name_skipped: line indexes skipped after their name was read (kept cautious: a next page
+            with a `{` in such a value goes to the line loop).
         families: what the page parsed to.
         want: the filter it was parsed with (a shape only serves the same filter).
     """
@@ -98,12 +97,20 @@ class PageShape:
         if "{" in "".join(self._brace_free(tokens)):
             return None
         texts = self._sample_tokens(tokens)
-        if "_" in "".join(texts):
+        # The values must be what the line loop's fast path accepts (see ExpositionParser.parse):
+        # printable ASCII without `_`, finite or an Inf/NaN spelled as Go's ParseFloat spells it.
+        joined = "".join(texts)
+        if "_" in joined or not joined.isascii() or not joined.isprintable():
             return None
         try:
             values = list(map(float, texts))
         except ValueError:
             return None
+        total = sum(values)
+        if total - total != 0.0 and not all(
+            v - v == 0.0 or t.lower() in SPECIAL_VALUES for v, t in zip(values, texts, strict=True)
+        ):
+            return None  # 1e400, -nan: the line loop names the line
         families: dict[str, Family] = {}
         kept = self.kept
         for family, names, labels, mine, sample in self._families:

@@ -20,8 +20,11 @@ from storage.schemas import EndpointState
 
 DEFAULT_MAX_BYTES = 10 << 20
 """The largest page read (after gzip decoding); a bigger page is an error for its endpoint."""
-ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"
-"""Plain text 0.0.4 only: OpenMetrics negotiation renames `vllm:` samples (serving.md section 0)."""
+ACCEPT = "text/plain;version=0.0.4;escaping=underscores;q=1.0,*/*;q=0.1"
+"""Plain text 0.0.4 only: OpenMetrics negotiation renames `vllm:` samples (serving.md section 0). Never
+quoted UTF-8 names (Prometheus 3, text 1.0.0, `escaping=allow-utf-8`), which 0.0.4 cannot say: the
+explicit `escaping=underscores` makes client_golang write legacy names whatever its default
+(prometheus/common expfmt/encode.go NegotiateAccept); prometheus_client does so for any 0.0.4 ask."""
 BATCH_GAP_S = 0.1
 BATCH_WINDOW_S = 0.5
 """Pages are handed on in batches: a batch takes pages while each lands within BATCH_GAP_S of the last,

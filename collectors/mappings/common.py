@@ -71,7 +71,7 @@ _LE_CACHE: dict[str, float] = {}
 
 
 def bound(text: str) -> float:
-    """A histogram `le` label as a float ("1", "1.0", "+Inf" ...); the parser has checked it parses."""
+    """A histogram `le` label as a float ("1", "1.0", "+Inf" ...); raises ValueError if it is none."""
     value = _LE_CACHE.get(text)
     if value is None:
         value = _LE_CACHE[text] = float(text)
@@ -116,6 +116,8 @@ def histogram_totals(
         if keep is not None and not keep(labels):
             continue
         if name.endswith("_bucket"):
+            if not _has_bound(labels):
+                continue  # no numeric `le`: the parser passes it as Prometheus does; PromQL skips it
             bucket_labels.append(labels)
             bucket_counts.append(value)
         elif name.endswith("_sum"):
@@ -130,6 +132,18 @@ def histogram_totals(
         return kept, None
     ((_, total_sum, _),) = series.fold_by(column + "_sum", sum_labels, sums, _same)
     return kept, total_sum * scale
+
+
+def _has_bound(labels: Labels) -> bool:
+    """Whether a bucket has a numeric `le` (promql/functions.go histogram_quantile skips the others)."""
+    text = labels.get("le")
+    if text is None:
+        return False
+    try:
+        bound(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _le(labels: Hashable) -> float:

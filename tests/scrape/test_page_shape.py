@@ -111,7 +111,9 @@ def test_filtered_lines_may_change_value_but_not_name():
     pages = [page, page, revalue(page, {2: "7", 3: "nope"}), revalue(page, {2: "1{"})]
     results = same_as_line_loop(pages, want)
     assert [f[0] for f in results[2]] == ["keep"]
-    assert results[3][0] == "error"  # `skip_me 1{`: the name is now `skip_me 1`
+    # `skip_me 1{`: the name is still `skip_me` (promlex.l's name token stops at a blank), a family
+    # the filter skips unread, so the line is not checked; both paths agree (same_as_line_loop).
+    assert [f[0] for f in results[3]] == ["keep"]
 
 
 def test_each_parse_returns_new_families():
