@@ -117,6 +117,20 @@ class _FrameServing:
     ts_ms: int
     rows: dict[str, dict[str, Any]]
     hists: dict[tuple[str, str], dict[float, float]]
+    thin: bool = False
+    """Thinned (_thin): no histograms, and rows of only _THIN_COLUMNS."""
+
+
+_THIN_COLUMNS = ("state", "generation_tokens", "prompt_tokens")
+"""What a frame outside the rate window is read for: whether a server answered, and the sparklines."""
+
+
+def _thin(summary: _FrameServing) -> _FrameServing:
+    """A frame's serving summary once it left the window: ~15 KB for the rack, not ~800 KB (buckets)."""
+    if summary.thin:
+        return summary
+    rows = {name: {c: row.get(c) for c in _THIN_COLUMNS} for name, row in summary.rows.items()}
+    return _FrameServing(summary.ts_ms, rows, {}, thin=True)
 
 
 def _summarise(frame: Frame) -> _FrameServing:
@@ -164,12 +178,15 @@ class ServingBuilder:
         is 'gpu lost' (the rack view's own verdict on a GPU, not a second one).
         """
         frames = [f for f in frames[-self.frames_needed() :] if "serving" in f.batches]
-        summaries = [self._summary(f) for f in frames]
-        self._cache = {s.ts_ms: s for s in summaries}
-        if not summaries:
+        if not frames:
+            self._cache = {}
             return ServingSnapshot(ts_ms=None)
+        since = frames[-1].ts_ms - self.window_ms
+        # Whole summaries for the window (rates, percentiles, gauges); thin ones before it (sparklines).
+        summaries = [self._summary(f, whole=f.ts_ms >= since) for f in frames]
+        self._cache = {s.ts_ms: s for s in summaries}
         newest = summaries[-1]
-        window = [s for s in summaries if s.ts_ms >= newest.ts_ms - self.window_ms]
+        window = [s for s in summaries if s.ts_ms >= since]
         fresh_ms = self.stale_intervals * interval_ms([s.ts_ms for s in summaries])
         lost = lost_gpus(rack)
         instances = tuple(
@@ -187,9 +204,11 @@ class ServingBuilder:
             prompt_history=_history(summaries, "prompt_tokens"),
         )
 
-    def _summary(self, frame: Frame) -> _FrameServing:
+    def _summary(self, frame: Frame, *, whole: bool) -> _FrameServing:
         cached = self._cache.get(frame.ts_ms)
-        return cached if cached is not None else _summarise(frame)
+        if cached is None or (whole and cached.thin):  # new, or back in the window (a replay seek)
+            cached = _summarise(frame)
+        return cached if whole else _thin(cached)
 
     def _instance(
         self,
