@@ -113,6 +113,8 @@ def main() -> None:
     parser.add_argument("--no-agent", action="store_true", help="Leave the agent out.")
     args = parser.parse_args()
     minutes = QUICK_MINUTES if args.quick else args.minutes
+    # A SIGTERM (timeout, a CI limit) must still stop the children: the finally below does it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(COLUMNS), "LINES": str(ROWS)}
     env["PYTHONPATH"] = str(ROOT)
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -158,7 +160,7 @@ def main() -> None:
             sample(procs, minutes, args.sample_s)
         finally:
             stop.set()
-            for name, proc in reversed(list(procs.items())):
+            for proc in reversed(list(procs.values())):
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
             for proc in procs.values():
