@@ -13,10 +13,11 @@ from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
-from collectors.serving_math import Point, bucket_increases, histogram_quantile, rate
+from collectors.serving_math import Point, histogram_quantile, rate
 from monitor.view.lookback import freshest, interval_ms
 from monitor.view.model import CellState, RackSnapshot
 from storage.frame import Frame
+from storage.increase import step
 from storage.schemas import Q4_SCALE, EndpointState
 
 STATE_NAMES = {
@@ -166,6 +167,10 @@ class ServingBuilder:
         self.stale_intervals = stale_intervals
         self.history = history
         self._cache: dict[int, _FrameServing] = {}
+        self._steps: dict[tuple[int, int], dict[tuple[str, str], dict[float, float]]] = {}
+        """Per pair of frames (ts, ts): each histogram's bucket increases between them (_increases)."""
+        self._pair_totals: dict[tuple[int, int, str], float] = {}
+        """Per pair of frames and counter: rack tokens/s between them (the sparklines, _history)."""
 
     def frames_needed(self) -> int:
         """Frames build() looks at (the sparkline history plus one)."""
@@ -187,6 +192,8 @@ class ServingBuilder:
         self._cache = {s.ts_ms: s for s in summaries}
         newest = summaries[-1]
         window = [s for s in summaries if s.ts_ms >= since]
+        self._steps = {k: v for k, v in self._steps.items() if k[0] >= window[0].ts_ms}
+        self._pair_totals = {k: v for k, v in self._pair_totals.items() if k[0] >= summaries[0].ts_ms}
         fresh_ms = self.stale_intervals * interval_ms([s.ts_ms for s in summaries])
         lost = lost_gpus(rack)
         instances = tuple(
@@ -200,8 +207,8 @@ class ServingBuilder:
             instances=instances,
             tokens_per_s=sum(gen) if gen else None,
             prompt_per_s=sum(prompt) if prompt else None,
-            tokens_history=_history(summaries, "generation_tokens"),
-            prompt_history=_history(summaries, "prompt_tokens"),
+            tokens_history=self._history(summaries, "generation_tokens"),
+            prompt_history=self._history(summaries, "prompt_tokens"),
         )
 
     def _summary(self, frame: Frame, *, whole: bool) -> _FrameServing:
@@ -229,6 +236,7 @@ class ServingBuilder:
             )
             age = (summaries[-1].ts_ms - last_ok) / 1000 if last_ok is not None else None
         kv = row.get("kv_cache_q4")
+        ttft = self._increases(ok, name, "ttft")  # one window's increases for both percentiles
         return InstanceView(
             endpoint=name,
             engine=row["engine"],
@@ -241,13 +249,53 @@ class ServingBuilder:
             running=row.get("running"),
             waiting=row.get("waiting"),
             kv_cache=kv / Q4_SCALE if kv is not None else None,
-            ttft_p50_s=_quantile(ok, name, "ttft", 0.5),
-            ttft_p99_s=_quantile(ok, name, "ttft", 0.99),
-            itl_p50_s=_quantile(ok, name, "itl", 0.5),
+            ttft_p50_s=_quantile(ttft, 0.5),
+            ttft_p99_s=_quantile(ttft, 0.99),
+            itl_p50_s=_quantile(self._increases(ok, name, "itl"), 0.5),
             dup_samples=row.get("dup_samples"),
             cache_hit=_hit_rate(ok, name) if answered else None,
-            queue_p50_s=_quantile(ok, name, "queue", 0.5),
+            queue_p50_s=_quantile(self._increases(ok, name, "queue"), 0.5),
         )
+
+    def _increases(self, ok: Sequence[_FrameServing], name: str, metric: str) -> dict[float, float] | None:
+        """The window's bucket increases of one histogram (collectors.serving_math.bucket_increases' rule).
+
+        Each bucket is its own counter: its increase over the window is the sum of the one rule's
+        steps (storage.increase.step) between consecutive snapshots, so each pair's steps are taken
+        once, when the pair is new, and the window sums them; bounds missing from any snapshot are
+        dropped. None with fewer than two snapshots.
+        """
+        key = (name, metric)
+        held = [s for s in ok if key in s.hists]
+        if len(held) < 2:
+            return None
+        bounds = set(held[0].hists[key])
+        for s in held[1:]:
+            bounds.intersection_update(s.hists[key])
+        pairs = []
+        for old, new in pairwise(held):
+            steps = self._steps.setdefault((old.ts_ms, new.ts_ms), {})
+            found = steps.get(key)
+            if found is None:
+                before, after = old.hists[key], new.hists[key]
+                found = steps[key] = {
+                    le: step(before[le], count) or 0.0 for le, count in after.items() if le in before
+                }
+            pairs.append(found)
+        return {le: sum(p[le] for p in pairs) for le in bounds}
+
+    def _history(self, summaries: Sequence[_FrameServing], column: str) -> tuple[float, ...]:
+        """Rack `column`/s between each pair of consecutive frames, each pair computed once (_pair_total)."""
+        out: list[float] = []
+        for old, new in pairwise(summaries):
+            if new.ts_ms <= old.ts_ms:
+                continue
+            key = (old.ts_ms, new.ts_ms, column)
+            total = self._pair_totals.get(key)
+            if total is None:
+                total = self._pair_totals[key] = _pair_total(old, new, column)
+            out.append(total)
+        return tuple(out)
 
 
 def lost_gpus(rack: RackSnapshot | None) -> dict[int, str]:
@@ -319,27 +367,18 @@ def _hit_rate(ok: Sequence[_FrameServing], name: str) -> float | None:
     return min(cached / prompt, 1.0)
 
 
-def _quantile(ok: Sequence[_FrameServing], name: str, metric: str, q: float) -> float | None:
-    snapshots = [s.hists[(name, metric)] for s in ok if (name, metric) in s.hists]
-    if len(snapshots) < 2:
-        return None
-    return _finite(histogram_quantile(q, bucket_increases(snapshots)))
+def _quantile(increases: dict[float, float] | None, q: float) -> float | None:
+    return None if increases is None else _finite(histogram_quantile(q, increases))
 
 
-def _history(summaries: Sequence[_FrameServing], column: str) -> tuple[float, ...]:
-    """Rack tokens/s between each pair of consecutive frames (endpoints answering in both)."""
-    out: list[float] = []
-    for old, new in pairwise(summaries):
-        dt = (new.ts_ms - old.ts_ms) / 1000
-        if dt <= 0:
+def _pair_total(old: _FrameServing, new: _FrameServing, column: str) -> float:
+    """Rack `column`/s between two consecutive frames (endpoints answering in both)."""
+    total = 0.0
+    for name, row in new.rows.items():
+        before = old.rows.get(name)
+        if before is None or row["state"] not in _ANSWERED or before["state"] not in _ANSWERED:
             continue
-        total = 0.0
-        for name, row in new.rows.items():
-            before = old.rows.get(name)
-            if before is None or row["state"] not in _ANSWERED or before["state"] not in _ANSWERED:
-                continue
-            if before.get(column) is None or row.get(column) is None:
-                continue
-            total += rate([(old.ts_ms, before[column]), (new.ts_ms, row[column])]) or 0.0
-        out.append(total)
-    return tuple(out)
+        if before.get(column) is None or row.get(column) is None:
+            continue
+        total += rate([(old.ts_ms, before[column]), (new.ts_ms, row[column])]) or 0.0
+    return total
