@@ -12,7 +12,12 @@ Every --sample-s seconds (a minute by default) each process's RSS (/proc/PID/sta
 of one core since the last sample (utime + stime from /proc/PID/stat) are printed as a table row, with
 the 1-minute load average (the machine may be shared: read the figures beside it).
 
+`--views` instead measures, in this process and without the servers, what the live client's head and
+view builders cost per tick on the simulated rack's frames (fast frame path, 1 Hz): the head's Arrow
+bytes after 600 ticks and per old tick, and the CPU of one tick's rack + serving snapshot.
+
 Run: .venv/bin/python bench/bench_soak.py [--minutes 60] [--quick]   (--quick: 10 minutes)
+     .venv/bin/python bench/bench_soak.py --views
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 MONITOR = [sys.executable, "-c", "from monitor.cli import main; main()"]
@@ -111,7 +117,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"Run {QUICK_MINUTES:g} minutes.")
     parser.add_argument("--sample-s", type=float, default=60.0, help="Seconds between samples.")
     parser.add_argument("--no-agent", action="store_true", help="Leave the agent out.")
+    parser.add_argument("--views", action="store_true", help="Measure the head and view builders only.")
     args = parser.parse_args()
+    if args.views:
+        views()
+        return
     minutes = QUICK_MINUTES if args.quick else args.minutes
     # A SIGTERM (timeout, a CI limit) must still stop the children: the finally below does it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -195,6 +205,53 @@ def sample(procs: dict[str, subprocess.Popen[bytes]], minutes: float, every_s: f
             last[name] = (now, used)
         row = [f"{(now - began) / 60:.1f}", *rss, *cpu, f"{os.getloadavg()[0]:.2f}"]
         print(" | ".join(row), flush=True)
+
+
+def arrow_bytes(frames: list[Any]) -> int:
+    """Bytes of the Arrow buffers under `frames`, each buffer once (frames may share null columns)."""
+    seen: dict[int, int] = {}
+    for frame in frames:
+        for batch in frame.batches.values():
+            for column in batch.columns:
+                for buffer in column.buffers():
+                    if buffer is not None:
+                        seen[buffer.address] = buffer.size
+    return sum(seen.values())
+
+
+def views(ticks: int = 600, timed: int = 100) -> None:
+    """Head bytes and per-tick build CPU over `ticks` sim frames (the last `timed` builds timed)."""
+    sys.path.insert(0, str(ROOT))
+    from collectors.clock import SimClock
+    from collectors.sim import SimRack
+    from collectors.sim.frames import SimRackFrames
+    from monitor.view.builder import SnapshotBuilder
+    from monitor.view.serving import ServingBuilder
+    from storage.head import Head
+
+    clock = SimClock(1.78e9)
+    source = SimRackFrames(SimRack(7, "steady", clock, start=1.78e9))
+    head, rack, serving = Head(), SnapshotBuilder(), ServingBuilder()
+    whole = cpu = 0.0
+    for i in range(ticks):
+        clock.advance(1.0)
+        frame = source.poll(round(clock.now() * 1000))
+        whole += arrow_bytes([frame])
+        head.append(frame)
+        if i < ticks - timed - 125:
+            continue  # the builders start 125 ticks before the timed ones: their caches are warm
+        window = head.latest(rack.frames_needed())
+        began = time.process_time()
+        serving.build(window, rack.build(window))
+        if i >= ticks - timed:
+            cpu += time.process_time() - began
+    oldest = head.frames()[0]
+    print(f"load1 {os.getloadavg()[0]:.2f}")
+    held = arrow_bytes(head.frames())
+    print(f"head after {ticks} ticks: {held / 1e6:.1f} MB (whole frames: {whole / 1e6:.1f} MB)")
+    old, new = arrow_bytes([oldest]) / 1e3, arrow_bytes([frame]) / 1e3
+    print(f"one more tick of history (an old frame): {old:.1f} KB; a whole frame {new:.1f} KB")
+    print(f"rack + serving snapshot, CPU per tick: {1000 * cpu / timed:.1f} ms (mean of {timed})")
 
 
 if __name__ == "__main__":

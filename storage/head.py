@@ -12,9 +12,10 @@ What the head keeps is what its readers use, at the age they use it (ages in dat
 The full buckets and error counters of every tick are in the store (monitor collect, --store).
 
 The cost of one more tick of history is that of an old frame: for the GB300 NVL72 rack (72 GPUs,
-1,296 links, 72 servers) about 50 KB (gpu ~10 KB, nvlink counters ~36 KB, serving and processes
-~10 KB; docs/benchmarks.md), against ~280 KB for a whole frame (serving_hist alone ~200 KB).
-tests/core/test_head_memory.py bounds it by the rack's shape.
+1,296 links, 72 servers) 55-67 KB (gpu ~10 KB, nvlink byte counters ~35 KB, serving, processes and
+events the rest), against ~500 KB for a whole frame (serving_hist alone ~400 KB): a full 10-minute head
+is ~39 MB, not ~170 MB (bench/bench_soak.py --views, docs/benchmarks.md). tests/core/test_head_memory.py
+bounds it by the rack's shape.
 """
 
 from __future__ import annotations
