@@ -47,18 +47,22 @@ class Head:
     """
 
     def __init__(
-        self, capacity: int = 600, *, hist_keep_ms: int = HIST_KEEP_MS, detail_keep_ms: int = DETAIL_KEEP_MS
+        self, capacity: int = 600, *, hist_keep_ms: int | None = None, detail_keep_ms: int | None = None
     ) -> None:
         """Keep at most `capacity` frames (600 = 10 minutes at 1 Hz), thinned with age (module docstring).
 
         Args:
             capacity: the most frames kept.
-            hist_keep_ms: frames older than this (behind the newest) lose their serving_hist rows.
-            detail_keep_ms: frames older than this lose their NVLink state and error columns.
+            hist_keep_ms: frames older than this (behind the newest) lose their serving_hist rows; None
+                keeps them (a writer's own head, read for every unsealed tick however long unsealed).
+            detail_keep_ms: frames older than this lose their NVLink state and error columns; None keeps
+                them. The live client passes HIST_KEEP_MS and DETAIL_KEEP_MS (thinning_head()).
         """
         if capacity < 2:
             raise ValueError("a head needs room for at least two frames (rates need two samples)")
-        if detail_keep_ms < hist_keep_ms:
+        if (detail_keep_ms is None) != (hist_keep_ms is None):
+            raise ValueError("give both keep windows or neither")
+        if detail_keep_ms is not None and hist_keep_ms is not None and detail_keep_ms < hist_keep_ms:
             raise ValueError("detail_keep_ms must be at least hist_keep_ms")
         self._frames: deque[Frame] = deque(maxlen=capacity)
         self._lock = threading.Lock()
@@ -109,6 +113,8 @@ class Head:
 
     def _thin(self) -> None:
         """Thin the frames that aged past hist_keep_ms / detail_keep_ms since the last append (lock held)."""
+        if self._hist_keep_ms is None or self._detail_keep_ms is None:
+            return
         frames = self._frames
         newest = frames[-1].ts_ms if frames else 0
         while self._with_detail and newest - frames[-self._with_detail].ts_ms > self._detail_keep_ms:
@@ -160,3 +166,8 @@ class Head:
         """One table over the head's frames (optionally only those after since_ms)."""
         batches = [f.batches[name] for f in self.frames(since_ms) if name in f.batches]
         return pa.Table.from_batches(batches, schema=TABLES[name])
+
+
+def thinning_head(capacity: int = 600) -> Head:
+    """A head that thins its frames with age (module docstring): the live client's and a replay's."""
+    return Head(capacity, hist_keep_ms=HIST_KEEP_MS, detail_keep_ms=DETAIL_KEEP_MS)

@@ -17,7 +17,7 @@ from monitor.view.builder import SnapshotBuilder
 from monitor.view.gpu_history import history_from_frames
 from monitor.view.serving import ServingBuilder
 from storage.frame import Frame
-from storage.head import DETAIL_KEEP_MS, HIST_KEEP_MS, Head
+from storage.head import DETAIL_KEEP_MS, HIST_KEEP_MS, Head, thinning_head
 
 T0_S = 1_780_000_000.0
 TICKS = 130
@@ -38,7 +38,7 @@ def frames() -> list[Frame]:
 
 @pytest.fixture(scope="module")
 def head(frames: list[Frame]) -> Head:
-    head = Head()
+    head = thinning_head()
     for frame in frames:
         head.append(frame)
     return head
@@ -97,7 +97,7 @@ def test_builders_over_the_thinned_head_and_their_thinned_caches_agree_with_fres
 ) -> None:
     """A builder that followed the head tick by tick (its cache thinned as it went, over a head thinned
     as it went) builds what a new builder builds from the frames as they came."""
-    head = Head()
+    head = thinning_head()
     rack, serving = SnapshotBuilder(), ServingBuilder()
     for i, frame in enumerate(frames):
         head.append(frame)
