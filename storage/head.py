@@ -1,6 +1,8 @@
 """The head: the newest frames, in memory, shared by the collector thread and every live reader.
 
-What the head keeps is what its readers use, at the age they use it (ages in data time):
+A thinning head (thinning_head(), the live client's) keeps what its readers use, at the age they use it
+(ages in data time); a plain Head() keeps whole frames (a writer's own head, whose unsealed ticks a reader
+may take however long they stay unsealed):
 - the newest HIST_KEEP_MS of frames whole, serving histogram buckets included: the serving view's
   percentiles are over a 10 s window, and the store reader takes the head's rows after the last seal
   (every 10 s) from here;
