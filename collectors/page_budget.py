@@ -36,6 +36,8 @@ class PageOverBudget(Exception):
 
 def lines_until(lines: list[str], spent: Callable[[], bool]) -> Iterator[tuple[int, str]]:
     """`enumerate(lines, 1)` that raises PageOverBudget once `spent()` is true (asked per chunk)."""
+    if len(lines) <= CHECK_EVERY:
+        return enumerate(lines, 1)  # never cut (see CHECK_EVERY): no chunking to pay for
 
     def chunks() -> Iterator[Iterator[tuple[int, str]]]:
         for start in range(0, len(lines), CHECK_EVERY):

@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from collectors.config import DEFAULT_DOWN_AFTER, DEFAULT_TIMEOUT_S, RackConfig, ServerTarget, TrayTarget
 from collectors.mappings import GpuPageMapper, ServingRows
@@ -136,7 +134,6 @@ class ScrapeSource:
         for server in servers:
             status = EndpointStatus(server.name, server.url, "server", engine=server.engine)
             self._endpoints.append(Endpoint(status, server=server, parser=caches.sibling()))
-        self._server_names = pa.array([ep.status.name for ep in self._endpoints if ep.server is not None])
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"scrape-{name}", daemon=True)
         self._thread.start()
@@ -200,7 +197,7 @@ class ScrapeSource:
         large: list[tuple[int, Fetched]] = []
         give_up_at = started + self.timeout_s + LOOP_GRACE_S
         for pages in batches_as_they_land(self._loop, self._fetch_endpoint, mine, give_up_at):
-            for i, got in pages:
+            for i, got in sorted(pages, key=_index):  # config order: a server's rows land where they did
                 if got.text is not None and len(got.text) > LARGE_PAGE_CHARS:
                     large.append((i, got))
                 else:
@@ -254,7 +251,7 @@ class ScrapeSource:
             log.warning("%s: %s", self.name, detail)
             tick.events.append(_event(tick.ts, EventKind.COLLECTOR_LATE, self.name, detail))
         parts = [tick.trays[i] for i in sorted(tick.trays)]
-        parts.append(self._in_config_order(tick.serving.frame(tick.ts)))
+        parts.append(tick.serving.frame(tick.ts))
         if tick.events:
             parts.append(Frame(tick.ts, {"events": batch_from_rows("events", tick.events)}))
         return merge_frames(tick.ts, parts)
@@ -276,14 +273,6 @@ class ScrapeSource:
         if starved or (mass and streak <= self.down_after):
             return max(overshoot, 0.0)
         return None
-
-    def _in_config_order(self, frame: Frame) -> Frame:
-        """The serving rows in the config's server order (pages are mapped in the order they land)."""
-        batches = {}
-        for table, batch in frame.batches.items():
-            rank = pc.index_in(batch.column("endpoint"), value_set=self._server_names)
-            batches[table] = batch.take(pc.sort_indices(rank))  # stable: a server's rows keep their order
-        return Frame(frame.ts_ms, batches)
 
     def _stand_in(self, i: int, tick: _Tick, state: EndpointState) -> None:
         """Rows for an endpoint without a good page this tick: its tray's GPUs STALE, or its serving row."""
@@ -358,6 +347,10 @@ class ScrapeSource:
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self._loop.close()
+
+
+def _index(page: tuple[int, Fetched]) -> int:
+    return page[0]
 
 
 def _event(ts: int, kind: str, source: str, detail: str) -> dict[str, object]:

@@ -60,34 +60,61 @@ def batches_as_they_land(
     """Fetch every endpoint of `indices` at once on `loop` (run from another thread); yield the pages,
     (index, Fetched) pairs, in batches as they land. Stops when all have landed or at `give_up_at`
     (time.monotonic()), when the fetches still running are cancelled: the caller sees who is missing.
+
+    The loop makes the batches (BATCH_GAP_S, BATCH_WINDOW_S), so the calling thread wakes once per
+    batch, not once per page.
     """
-    landed: queue.SimpleQueue[tuple[int, Fetched]] = queue.SimpleQueue()
-
-    async def fetch_all() -> None:
-        async def one(i: int) -> None:
-            landed.put((i, await fetch(i)))
-
-        await asyncio.gather(*(one(i) for i in indices))
-
-    fetching = asyncio.run_coroutine_threadsafe(fetch_all(), loop)
+    landed: queue.SimpleQueue[list[tuple[int, Fetched]]] = queue.SimpleQueue()
+    fetching = asyncio.run_coroutine_threadsafe(_fetch_in_batches(fetch, indices, landed), loop)
     waiting = len(indices)
     try:
         while waiting:
             try:
-                pages = [landed.get(timeout=max(give_up_at - time.monotonic(), 0.0))]
+                pages = landed.get(timeout=max(give_up_at - time.monotonic(), 0.0))
             except queue.Empty:
                 return
-            batch_by = time.monotonic() + BATCH_WINDOW_S
-            while len(pages) < waiting:
-                try:
-                    pages.append(landed.get(timeout=max(min(BATCH_GAP_S, batch_by - time.monotonic()), 0.0)))
-                except queue.Empty:
-                    break
             waiting -= len(pages)
             yield pages
     finally:
         if waiting and loop.is_running():  # a closed source's loop is gone: nothing left to cancel
             fetching.cancel()
+
+
+async def _fetch_in_batches(
+    fetch: Callable[[int], Awaitable[Fetched]],
+    indices: Sequence[int],
+    landed: queue.SimpleQueue[list[tuple[int, Fetched]]],
+) -> None:
+    """Fetch `indices` at once; put the pages on `landed` a batch at a time (the last one as all land)."""
+    loop = asyncio.get_running_loop()
+    batch: list[tuple[int, Fetched]] = []
+    first_at = 0.0
+    flush: asyncio.TimerHandle | None = None
+
+    def hand_over() -> None:
+        nonlocal flush
+        flush = None
+        if batch:
+            landed.put(batch.copy())
+            batch.clear()
+
+    async def one(i: int) -> None:
+        nonlocal first_at, flush
+        page = await fetch(i)
+        now = loop.time()
+        if not batch:
+            first_at = now
+        batch.append((i, page))
+        if flush is not None:
+            flush.cancel()
+        flush = loop.call_at(min(now + BATCH_GAP_S, first_at + BATCH_WINDOW_S), hand_over)
+
+    try:
+        await asyncio.gather(*(one(i) for i in indices))
+    finally:
+        if flush is not None:
+            flush.cancel()
+        hand_over()
 
 
 async def open_session(endpoints: int) -> aiohttp.ClientSession:

@@ -17,7 +17,7 @@ from collectors.clock import Clock
 from collectors.poller import Poller, Sink
 from collectors.source import Source
 from monitor.errors import UserError
-from storage.head import Head
+from storage.head import thinning_head
 
 if TYPE_CHECKING:
     from collectors.config import RackConfig
@@ -118,7 +118,7 @@ def run_live(
 
     rules = config.alerts if config is not None else (alerts or AlertRules())
     recorder = AlertRecorder(rules)
-    head = Head()
+    head = thinning_head()
     recording = None
     if record:
         if store is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -33,6 +34,40 @@ class Frame:
     def rows(self) -> int:
         """Rows over all tables."""
         return sum(b.num_rows for b in self.batches.values())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of Arrow buffers this frame holds (a buffer shared between frames counts in each)."""
+        return sum(b.get_total_buffer_size() for b in self.batches.values())
+
+    def without(
+        self, tables: Iterable[str] = (), columns: Mapping[str, Iterable[str]] | None = None
+    ) -> Frame:
+        """This frame less some `tables`, and with some `columns` (by table) all null.
+
+        The nulled columns keep the table's schema (every reader of the frame still finds them) but hold
+        no data: each is a null array shared by every frame of the same row count (see _nulls).
+        """
+        dropped = set(tables)
+        batches = {}
+        for name, batch in self.batches.items():
+            if name in dropped:
+                continue
+            nulled = set((columns or {}).get(name, ()))
+            if nulled:
+                arrays = [
+                    _nulls(batch.num_rows, f.type) if f.name in nulled else batch.column(i)
+                    for i, f in enumerate(batch.schema)
+                ]
+                batch = pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+            batches[name] = batch
+        return Frame(self.ts_ms, batches)
+
+
+@lru_cache(maxsize=64)
+def _nulls(rows: int, kind: pa.DataType) -> pa.Array:
+    """An all-null array of `rows` values, one per (rows, type): frames of a rack share it."""
+    return pa.nulls(rows, kind)
 
 
 def batch_from_rows(table: str, rows: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:

@@ -151,7 +151,8 @@ def record(
     from storage.frame import Frame
     from storage.head import Head
 
-    head = Head()
+    # Nothing here reads the head (the writer buffers what it has not sealed itself): the least one.
+    head = Head(capacity=2)
     try:
         recording = Recording(root, head, flush_s=flush_s)
     except UserError:

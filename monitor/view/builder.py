@@ -20,6 +20,8 @@ from monitor.view.frame_summary import (
     sum_known,
     summarise_frame,
     summarise_pair,
+    thin_frame,
+    thin_pair,
 )
 from monitor.view.layout import RACK, GpuLayout
 from monitor.view.lookback import freshest, interval_ms
@@ -90,18 +92,36 @@ class SnapshotBuilder:
         """How many of the newest frames build() wants (history plus one for the first rate)."""
         return self.history + 1
 
-    def _summary(self, frame: Frame) -> FrameSummary:
+    def _summary(self, frame: Frame, full: bool = True) -> FrameSummary:
         cached = self._frames.get(frame.ts_ms)
-        if cached is None:
+        if cached is None or (full and cached.thin):  # thinned, but back in the window (a replay seek)
             cached = self._frames[frame.ts_ms] = summarise_frame(frame)
         return cached
 
-    def _pair(self, old: FrameSummary, new: FrameSummary) -> PairSummary:
+    def _pair(self, old_frame: Frame, old: FrameSummary, new: FrameSummary) -> PairSummary:
         key = (old.ts_ms, new.ts_ms)
         cached = self._pairs.get(key)
         if cached is None:
+            if old.thin:  # a pair the cache lacks (frames replaced): the old frame's links again
+                old = summarise_frame(old_frame)
             cached = self._pairs[key] = summarise_pair(old, new)
         return cached
+
+    def _thin(self, summaries: list[FrameSummary], pairs: list[PairSummary], whole: Sequence[bool]) -> None:
+        """Thin, in place and in the cache, the summaries not `whole` and every pair but the newest.
+
+        A GPU's cell reads its newest row within the freshness window (_newest_row); older rows are read
+        only for their state, and a frame's links only for its pair with the next frame, computed by
+        now. This keeps the cache at ~15 KB a frame for the rack, not ~600 KB.
+        """
+        for pos in range(len(summaries) - 1, -1, -1):
+            if not whole[pos] and not summaries[pos].thin:
+                summaries[pos] = self._frames[summaries[pos].ts_ms] = thin_frame(summaries[pos])
+        for pos in range(len(pairs) - 2, -1, -1):
+            if pairs[pos].nvlink is None or not pairs[pos].nvlink.links:  # type: ignore[union-attr]
+                continue
+            key = (summaries[pos].ts_ms, summaries[pos + 1].ts_ms)
+            pairs[pos] = self._pairs[key] = thin_pair(pairs[pos])
 
     def _infer_interval(self, frames: Sequence[Frame] | Sequence[FrameSummary]) -> int:
         if self.interval_ms is not None:
@@ -113,11 +133,15 @@ class SnapshotBuilder:
         frames = list(frames[-self.frames_needed() :])
         if not frames:
             return RackSnapshot.empty()
-        summaries = [self._summary(f) for f in frames]
-        pairs = [self._pair(a, b) for a, b in itertools.pairwise(summaries)]
-        self._forget(summaries)
-        newest = summaries[-1]
         interval = self._infer_interval(frames)
+        fresh_ms = self.stale_intervals * interval
+        # Frames within the freshness window (and the one at its edge) are read whole; older ones thin.
+        whole = [b.ts_ms >= frames[-1].ts_ms - fresh_ms for b in frames[1:]] + [True]
+        summaries = [self._summary(f, full) for f, full in zip(frames, whole, strict=True)]
+        pairs = [self._pair(frames[i], a, b) for i, (a, b) in enumerate(itertools.pairwise(summaries))]
+        self._forget(summaries)
+        self._thin(summaries, pairs, whole)
+        newest = summaries[-1]
         window = [
             p
             for s, p in zip(summaries[1:], pairs, strict=True)

@@ -9,7 +9,7 @@ The link-trouble list and the NVLink sparkline are read off a window of pairs he
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from collectors.rack import CHIPS_PER_SWITCH_TRAY, GPUS, LINKS_PER_GPU, SWITCH_TRAYS
@@ -40,6 +40,8 @@ class FrameSummary:
     """Rack power at this tick over the GPUs that reported (storage.rack_total)."""
     serving: ServingCounters
     """Per serving series (endpoint, engine): (state, generation_tokens)."""
+    thin: bool = False
+    """Thinned (thin_frame): rows hold only each GPU's state, and links are dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,26 @@ def summarise_frame(frame: Frame) -> FrameSummary:
         power=power_total_kw(((r["state"], r.get("power_mw")) for r in rows.values()), GPUS),
         serving=serving_counters(frame),
     )
+
+
+def thin_frame(summary: FrameSummary) -> FrameSummary:
+    """What the builder keeps of a frame past the freshness window: each GPU's state, power, serving.
+
+    An old frame's rows matter only for whether a GPU reported (the age of a stale cell) and its links
+    only for the pair with the next frame, which is cached: a full summary is ~460 KB for the rack
+    (rows ~100 KB, links ~360 KB), a thinned one ~15 KB.
+    """
+    if summary.thin:
+        return summary
+    rows = {index: {"state": row["state"]} for index, row in summary.rows.items()}
+    return replace(summary, rows=rows, links=None, thin=True)
+
+
+def thin_pair(pair: PairSummary) -> PairSummary:
+    """A pair without its per-link rates (~70 KB for the rack): only the newest pair's are drawn."""
+    if pair.nvlink is None or not pair.nvlink.links:
+        return pair
+    return replace(pair, nvlink=replace(pair.nvlink, links={}))
 
 
 def summarise_pair(old: FrameSummary, new: FrameSummary) -> PairSummary:

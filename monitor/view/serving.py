@@ -13,10 +13,11 @@ from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
-from collectors.serving_math import Point, bucket_increases, histogram_quantile, rate
+from collectors.serving_math import Point, histogram_quantile, rate
 from monitor.view.lookback import freshest, interval_ms
 from monitor.view.model import CellState, RackSnapshot
 from storage.frame import Frame
+from storage.increase import step
 from storage.schemas import Q4_SCALE, EndpointState
 
 STATE_NAMES = {
@@ -117,6 +118,20 @@ class _FrameServing:
     ts_ms: int
     rows: dict[str, dict[str, Any]]
     hists: dict[tuple[str, str], dict[float, float]]
+    thin: bool = False
+    """Thinned (_thin): no histograms, and rows of only _THIN_COLUMNS."""
+
+
+_THIN_COLUMNS = ("state", "generation_tokens", "prompt_tokens")
+"""What a frame outside the rate window is read for: whether a server answered, and the sparklines."""
+
+
+def _thin(summary: _FrameServing) -> _FrameServing:
+    """A frame's serving summary once it left the window: ~15 KB for the rack, not ~800 KB (buckets)."""
+    if summary.thin:
+        return summary
+    rows = {name: {c: row.get(c) for c in _THIN_COLUMNS} for name, row in summary.rows.items()}
+    return _FrameServing(summary.ts_ms, rows, {}, thin=True)
 
 
 def _summarise(frame: Frame) -> _FrameServing:
@@ -152,7 +167,10 @@ class ServingBuilder:
         self.stale_intervals = stale_intervals
         self.history = history
         self._cache: dict[int, _FrameServing] = {}
-        self._pairs: PairTotals = {}
+        self._steps: dict[tuple[int, int], dict[tuple[str, str], dict[float, float]]] = {}
+        """Per pair of frames (ts, ts): each histogram's bucket increases between them (_increases)."""
+        self._pair_totals: dict[tuple[int, int, str], float] = {}
+        """Per pair of frames and counter: rack tokens/s between them (the sparklines, _history)."""
 
     def frames_needed(self) -> int:
         """Frames build() looks at (the sparkline history plus one)."""
@@ -165,13 +183,17 @@ class ServingBuilder:
         is 'gpu lost' (the rack view's own verdict on a GPU, not a second one).
         """
         frames = [f for f in frames[-self.frames_needed() :] if "serving" in f.batches]
-        summaries = [self._summary(f) for f in frames]
-        self._cache = {s.ts_ms: s for s in summaries}
-        self._pairs = {k: v for k, v in self._pairs.items() if k[0] in self._cache and k[1] in self._cache}
-        if not summaries:
+        if not frames:
+            self._cache = {}
             return ServingSnapshot(ts_ms=None)
+        since = frames[-1].ts_ms - self.window_ms
+        # Whole summaries for the window (rates, percentiles, gauges); thin ones before it (sparklines).
+        summaries = [self._summary(f, whole=f.ts_ms >= since) for f in frames]
+        self._cache = {s.ts_ms: s for s in summaries}
         newest = summaries[-1]
-        window = [s for s in summaries if s.ts_ms >= newest.ts_ms - self.window_ms]
+        window = [s for s in summaries if s.ts_ms >= since]
+        self._steps = {k: v for k, v in self._steps.items() if k[0] >= window[0].ts_ms}
+        self._pair_totals = {k: v for k, v in self._pair_totals.items() if k[0] >= summaries[0].ts_ms}
         fresh_ms = self.stale_intervals * interval_ms([s.ts_ms for s in summaries])
         lost = lost_gpus(rack)
         instances = tuple(
@@ -185,13 +207,15 @@ class ServingBuilder:
             instances=instances,
             tokens_per_s=sum(gen) if gen else None,
             prompt_per_s=sum(prompt) if prompt else None,
-            tokens_history=_history(summaries, "generation_tokens", self._pairs),
-            prompt_history=_history(summaries, "prompt_tokens", self._pairs),
+            tokens_history=self._history(summaries, "generation_tokens"),
+            prompt_history=self._history(summaries, "prompt_tokens"),
         )
 
-    def _summary(self, frame: Frame) -> _FrameServing:
+    def _summary(self, frame: Frame, *, whole: bool) -> _FrameServing:
         cached = self._cache.get(frame.ts_ms)
-        return cached if cached is not None else _summarise(frame)
+        if cached is None or (whole and cached.thin):  # new, or back in the window (a replay seek)
+            cached = _summarise(frame)
+        return cached if whole else _thin(cached)
 
     def _instance(
         self,
@@ -212,6 +236,7 @@ class ServingBuilder:
             )
             age = (summaries[-1].ts_ms - last_ok) / 1000 if last_ok is not None else None
         kv = row.get("kv_cache_q4")
+        ttft = self._increases(ok, name, "ttft")  # one window's increases for both percentiles
         return InstanceView(
             endpoint=name,
             engine=row["engine"],
@@ -224,13 +249,53 @@ class ServingBuilder:
             running=row.get("running"),
             waiting=row.get("waiting"),
             kv_cache=kv / Q4_SCALE if kv is not None else None,
-            ttft_p50_s=_quantile(ok, name, "ttft", 0.5),
-            ttft_p99_s=_quantile(ok, name, "ttft", 0.99),
-            itl_p50_s=_quantile(ok, name, "itl", 0.5),
+            ttft_p50_s=_quantile(ttft, 0.5),
+            ttft_p99_s=_quantile(ttft, 0.99),
+            itl_p50_s=_quantile(self._increases(ok, name, "itl"), 0.5),
             dup_samples=row.get("dup_samples"),
             cache_hit=_hit_rate(ok, name) if answered else None,
-            queue_p50_s=_quantile(ok, name, "queue", 0.5),
+            queue_p50_s=_quantile(self._increases(ok, name, "queue"), 0.5),
         )
+
+    def _increases(self, ok: Sequence[_FrameServing], name: str, metric: str) -> dict[float, float] | None:
+        """The window's bucket increases of one histogram (collectors.serving_math.bucket_increases' rule).
+
+        Each bucket is its own counter: its increase over the window is the sum of the one rule's
+        steps (storage.increase.step) between consecutive snapshots, so each pair's steps are taken
+        once, when the pair is new, and the window sums them; bounds missing from any snapshot are
+        dropped. None with fewer than two snapshots.
+        """
+        key = (name, metric)
+        held = [s for s in ok if key in s.hists]
+        if len(held) < 2:
+            return None
+        bounds = set(held[0].hists[key])
+        for s in held[1:]:
+            bounds.intersection_update(s.hists[key])
+        pairs = []
+        for old, new in pairwise(held):
+            steps = self._steps.setdefault((old.ts_ms, new.ts_ms), {})
+            found = steps.get(key)
+            if found is None:
+                before, after = old.hists[key], new.hists[key]
+                found = steps[key] = {
+                    le: step(before[le], count) or 0.0 for le, count in after.items() if le in before
+                }
+            pairs.append(found)
+        return {le: sum(p[le] for p in pairs) for le in bounds}
+
+    def _history(self, summaries: Sequence[_FrameServing], column: str) -> tuple[float, ...]:
+        """Rack `column`/s between each pair of consecutive frames, each pair computed once (_pair_total)."""
+        out: list[float] = []
+        for old, new in pairwise(summaries):
+            if new.ts_ms <= old.ts_ms:
+                continue
+            key = (old.ts_ms, new.ts_ms, column)
+            total = self._pair_totals.get(key)
+            if total is None:
+                total = self._pair_totals[key] = _pair_total(old, new, column)
+            out.append(total)
+        return tuple(out)
 
 
 def lost_gpus(rack: RackSnapshot | None) -> dict[int, str]:
@@ -302,43 +367,18 @@ def _hit_rate(ok: Sequence[_FrameServing], name: str) -> float | None:
     return min(cached / prompt, 1.0)
 
 
-def _quantile(ok: Sequence[_FrameServing], name: str, metric: str, q: float) -> float | None:
-    snapshots = [s.hists[(name, metric)] for s in ok if (name, metric) in s.hists]
-    if len(snapshots) < 2:
-        return None
-    return _finite(histogram_quantile(q, bucket_increases(snapshots)))
+def _quantile(increases: dict[float, float] | None, q: float) -> float | None:
+    return None if increases is None else _finite(histogram_quantile(q, increases))
 
 
-PairTotals = dict[tuple[int, int, str], float]
-"""(old ts, new ts, column) -> rack tokens/s between those two frames: _history's per-pair cache."""
-
-
-def _history(
-    summaries: Sequence[_FrameServing], column: str, cache: PairTotals | None = None
-) -> tuple[float, ...]:
-    """Rack tokens/s between each pair of consecutive frames (endpoints answering in both).
-
-    With `cache`, a pair already summed is not summed again (a builder's cache: each new frame adds one
-    pair, instead of every pair of the history being summed on every frame).
-    """
-    out: list[float] = []
-    for old, new in pairwise(summaries):
-        dt = (new.ts_ms - old.ts_ms) / 1000
-        if dt <= 0:
+def _pair_total(old: _FrameServing, new: _FrameServing, column: str) -> float:
+    """Rack `column`/s between two consecutive frames (endpoints answering in both)."""
+    total = 0.0
+    for name, row in new.rows.items():
+        before = old.rows.get(name)
+        if before is None or row["state"] not in _ANSWERED or before["state"] not in _ANSWERED:
             continue
-        key = (old.ts_ms, new.ts_ms, column)
-        if cache is not None and key in cache:
-            out.append(cache[key])
+        if before.get(column) is None or row.get(column) is None:
             continue
-        total = 0.0
-        for name, row in new.rows.items():
-            before = old.rows.get(name)
-            if before is None or row["state"] not in _ANSWERED or before["state"] not in _ANSWERED:
-                continue
-            if before.get(column) is None or row.get(column) is None:
-                continue
-            total += rate([(old.ts_ms, before[column]), (new.ts_ms, row[column])]) or 0.0
-        if cache is not None:
-            cache[key] = total
-        out.append(total)
-    return tuple(out)
+        total += rate([(old.ts_ms, before[column]), (new.ts_ms, row[column])]) or 0.0
+    return total

@@ -1,0 +1,263 @@
+"""Soak: the simulated rack, the live client in a 200x50 terminal, the recorder and one agent, for an hour.
+
+What runs (each its own process, as an operator would start them):
+- `monitor sim --write-config rack.toml`: 18 tray agents and 72 inference servers on loopback.
+- `monitor --config rack.toml --store A` in a pseudo-terminal of 200x50 (the live client: scrape, store,
+  TUI); this script drains the terminal's output, as a terminal would, and answers nothing.
+- `monitor collect --config rack.toml --store B` (the recorder).
+- `monitor agent` on simulated tray 1 (tests/cli/sim_nvml_main.py puts a simulated driver in place of
+  pynvml; only the driver is simulated), scraped once a second by this script, as a collector would.
+
+Every --sample-s seconds (a minute by default) each process's RSS (/proc/PID/status VmRSS) and CPU share
+of one core since the last sample (utime + stime from /proc/PID/stat) are printed as a table row, with
+the 1-minute load average (the machine may be shared: read the figures beside it).
+
+`--views` instead measures, in this process and without the servers, what the live client's head and
+view builders cost per tick on the simulated rack's frames (fast frame path, 1 Hz): the head's Arrow
+bytes after 600 ticks and per old tick, and the CPU of one tick's rack + serving snapshot.
+
+Run: .venv/bin/python bench/bench_soak.py [--minutes 60] [--quick]   (--quick: 10 minutes)
+     .venv/bin/python bench/bench_soak.py --views
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import pty
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+MONITOR = [sys.executable, "-c", "from monitor.cli import main; main()"]
+COLUMNS, ROWS = 200, 50
+QUICK_MINUTES = 10.0
+TICK_S = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid`, in seconds (fields 14 and 15 of /proc/PID/stat)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICK_S
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of `pid` in MB (10^6 bytes), from /proc/PID/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    return float("nan")
+
+
+def in_terminal(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], threading.Thread]:
+    """Start `argv` on a new pseudo-terminal of COLUMNS x ROWS; a thread reads (and drops) what it draws."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+    proc = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, start_new_session=True
+    )
+    os.close(slave)
+
+    def drain() -> None:
+        while True:
+            try:
+                if not os.read(master, 65536):
+                    return
+            except OSError:
+                return
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    return proc, reader
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    """Wait until `path` exists (the sim wrote its config), failing if `proc` died first."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the sim did not write {path} (exit {proc.poll()})")
+        time.sleep(0.5)
+
+
+def scrape_forever(url: str, stop: threading.Event) -> None:
+    """GET `url` once a second until `stop` (the agent's work is answering scrapes)."""
+    while not stop.wait(1.0):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                answer.read()
+        except OSError:
+            pass
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main() -> None:
+    """Start everything, sample every --sample-s seconds for --minutes, print the table, stop everything."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=60.0, help="How long to run (default 60).")
+    parser.add_argument("--quick", action="store_true", help=f"Run {QUICK_MINUTES:g} minutes.")
+    parser.add_argument("--sample-s", type=float, default=60.0, help="Seconds between samples.")
+    parser.add_argument("--no-agent", action="store_true", help="Leave the agent out.")
+    parser.add_argument("--views", action="store_true", help="Measure the head and view builders only.")
+    args = parser.parse_args()
+    if args.views:
+        views()
+        return
+    minutes = QUICK_MINUTES if args.quick else args.minutes
+    # A SIGTERM (timeout, a CI limit) must still stop the children: the finally below does it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(COLUMNS), "LINES": str(ROWS)}
+    env["PYTHONPATH"] = str(ROOT)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    stop = threading.Event()
+    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+        work = Path(tmp)
+        config = work / "rack.toml"
+        log = (work / "log.txt").open("wb")
+        try:
+            procs["sim"] = subprocess.Popen(
+                [*MONITOR, "sim", "--write-config", str(config)], stdout=log, stderr=log, env=env, cwd=ROOT
+            )
+            wait_for_file(config, procs["sim"])
+            time.sleep(2.0)  # the config is written as the servers start listening
+            client = [*MONITOR, "--config", str(config), "--store", str(work / "A")]
+            procs["client"], _ = in_terminal(client, env)
+            procs["recorder"] = subprocess.Popen(
+                [*MONITOR, "collect", "--config", str(config), "--store", str(work / "B")],
+                stdout=log,
+                stderr=log,
+                env=env,
+                cwd=ROOT,
+            )
+            if not args.no_agent:
+                port = free_port()
+                agent_env = {**env, "SIM_NVML_HOST": "tray:1"}
+                procs["agent"] = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "tests.cli.sim_nvml_main",
+                        "agent",
+                        "--listen",
+                        f"127.0.0.1:{port}",
+                    ],
+                    stdout=log,
+                    stderr=log,
+                    env=agent_env,
+                    cwd=ROOT,
+                )
+                url = f"http://127.0.0.1:{port}/metrics"
+                threading.Thread(target=scrape_forever, args=(url, stop), daemon=True).start()
+            sample(procs, minutes, args.sample_s)
+        finally:
+            stop.set()
+            for proc in reversed(list(procs.values())):
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs.values():
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            log.close()
+
+
+def sample(procs: dict[str, subprocess.Popen[bytes]], minutes: float, every_s: float) -> None:
+    """Print a row every `every_s` seconds for `minutes`: RSS and CPU of each process but the sim."""
+    watched = [name for name in ("client", "recorder", "agent") if name in procs]
+    header = ["min", *(f"{n} RSS MB" for n in watched), *(f"{n} CPU %" for n in watched), "load1"]
+    print(" | ".join(header), flush=True)
+    print(" | ".join("---" for _ in header), flush=True)
+    began = time.monotonic()
+    last = {n: (began, cpu_seconds(procs[n].pid)) for n in watched}
+    end = began + minutes * 60
+    while time.monotonic() < end:
+        time.sleep(max(0.0, min(every_s, end - time.monotonic())))
+        now = time.monotonic()
+        rss, cpu = [], []
+        for name in watched:
+            proc = procs[name]
+            if proc.poll() is not None:
+                raise SystemExit(f"{name} exited ({proc.returncode}) after {(now - began) / 60:.1f} min")
+            used = cpu_seconds(proc.pid)
+            then, before = last[name]
+            cpu.append(f"{100 * (used - before) / (now - then):.1f}")
+            rss.append(f"{rss_mb(proc.pid):.0f}")
+            last[name] = (now, used)
+        row = [f"{(now - began) / 60:.1f}", *rss, *cpu, f"{os.getloadavg()[0]:.2f}"]
+        print(" | ".join(row), flush=True)
+
+
+def arrow_bytes(frames: list[Any]) -> int:
+    """Bytes of the Arrow buffers under `frames`, each buffer once (frames may share null columns)."""
+    seen: dict[int, int] = {}
+    for frame in frames:
+        for batch in frame.batches.values():
+            for column in batch.columns:
+                for buffer in column.buffers():
+                    if buffer is not None:
+                        seen[buffer.address] = buffer.size
+    return sum(seen.values())
+
+
+def views(ticks: int = 600, timed: int = 100) -> None:
+    """Head bytes and per-tick build CPU over `ticks` sim frames (the last `timed` builds timed)."""
+    sys.path.insert(0, str(ROOT))
+    from collectors.clock import SimClock
+    from collectors.sim import SimRack
+    from collectors.sim.frames import SimRackFrames
+    from monitor.view.builder import SnapshotBuilder
+    from monitor.view.serving import ServingBuilder
+    from storage.head import Head
+
+    try:
+        from storage.head import thinning_head as new_head
+    except ImportError:  # code from before issue 18
+        new_head = Head
+
+    clock = SimClock(1.78e9)
+    source = SimRackFrames(SimRack(7, "steady", clock, start=1.78e9))
+    head, rack, serving = new_head(), SnapshotBuilder(), ServingBuilder()
+    whole = cpu = 0.0
+    for i in range(ticks):
+        clock.advance(1.0)
+        frame = source.poll(round(clock.now() * 1000))
+        whole += arrow_bytes([frame])
+        head.append(frame)
+        if i < ticks - timed - 125:
+            continue  # the builders start 125 ticks before the timed ones: their caches are warm
+        window = head.latest(rack.frames_needed())
+        began = time.process_time()
+        serving.build(window, rack.build(window))
+        if i >= ticks - timed:
+            cpu += time.process_time() - began
+    oldest = head.frames()[0]
+    print(f"load1 {os.getloadavg()[0]:.2f}")
+    held = arrow_bytes(head.frames())
+    print(f"head after {ticks} ticks: {held / 1e6:.1f} MB (whole frames: {whole / 1e6:.1f} MB)")
+    old, new = arrow_bytes([oldest]) / 1e3, arrow_bytes([frame]) / 1e3
+    print(f"one more tick of history (an old frame): {old:.1f} KB; a whole frame {new:.1f} KB")
+    print(f"rack + serving snapshot, CPU per tick: {1000 * cpu / timed:.1f} ms (mean of {timed})")
+
+
+if __name__ == "__main__":
+    main()
