@@ -187,14 +187,16 @@ class ServingBuilder:
             self._cache = {}
             return ServingSnapshot(ts_ms=None)
         since = frames[-1].ts_ms - self.window_ms
-        # Whole summaries for the window (rates, percentiles, gauges); thin ones before it (sparklines).
-        summaries = [self._summary(f, whole=f.ts_ms >= since) for f in frames]
+        fresh_ms = self.stale_intervals * interval_ms([f.ts_ms for f in frames])
+        # Whole summaries for the window (rates, percentiles, gauges) and for the rows a stale endpoint
+        # may still be shown from (_freshest_row); thin ones before that (sparklines).
+        whole_since = min(since, frames[-1].ts_ms - fresh_ms)
+        summaries = [self._summary(f, whole=f.ts_ms >= whole_since) for f in frames]
         self._cache = {s.ts_ms: s for s in summaries}
         newest = summaries[-1]
         window = [s for s in summaries if s.ts_ms >= since]
         self._steps = {k: v for k, v in self._steps.items() if k[0] >= window[0].ts_ms}
         self._pair_totals = {k: v for k, v in self._pair_totals.items() if k[0] >= summaries[0].ts_ms}
-        fresh_ms = self.stale_intervals * interval_ms([s.ts_ms for s in summaries])
         lost = lost_gpus(rack)
         instances = tuple(
             _with_fault(self._instance(name, summaries, window, fresh_ms), window, lost)
