@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from collectors.remote_write.client import Client
     from collectors.remote_write.sender import RemoteWriteSender
     from collectors.remote_write.settings import RemoteWriteSettings
-    from storage.head import Head
 
 log = logging.getLogger("monitor.collect")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -161,7 +160,7 @@ def record(
         raise
     writer = recording.writer
     try:
-        sender = remote_write.sender(root, head) if remote_write is not None else None
+        sender = remote_write.sender(root) if remote_write is not None else None
     except UserError:
         recording.close()
         for s in sources:
@@ -227,13 +226,17 @@ class RemoteWriteTarget:
     rack: str
     hosts: dict[int, str]
 
-    def sender(self, root: Path, head: Head) -> RemoteWriteSender:
-        """The sender over the recording's store and head; an unreadable secret or TLS file is a UserError."""
+    def sender(self, root: Path) -> RemoteWriteSender:
+        """The sender over the recording's sealed segments; an unreadable secret or TLS file is a UserError.
+
+        Not through the head: the recorder's holds 2 ticks, fewer than a segment's, so reading through it
+        would move the position past ticks that are in neither (never sent).
+        """
         from collectors.remote_write.sender import RemoteWriteSender
         from collectors.remote_write.series import SeriesEncoder
 
         self.client()
-        return RemoteWriteSender(root, self.settings, SeriesEncoder(self.rack, self.hosts), head)
+        return RemoteWriteSender(root, self.settings, SeriesEncoder(self.rack, self.hosts))
 
     def client(self) -> Client:
         """The HTTP client (secrets and TLS files read now); UserError when one cannot be read."""

@@ -133,7 +133,7 @@ def test_collect_sends_what_it_records_while_it_records(tmp_path: Path) -> None:
     store = tmp_path / "store"
     with Receiver() as receiver:
         done = monitor(
-            "collect", "--sim", "--store", str(store), "--duration", "12s", "--flush", "2s",
+            "collect", "--sim", "--store", str(store), "--duration", "14s", "--flush", "6s",
             "--remote-write", receiver.url("api/v1/write"),
         )  # fmt: skip
         requests = list(receiver.requests)
