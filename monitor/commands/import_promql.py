@@ -12,12 +12,15 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from monitor.commands.options import SinceOption, UntilOption
 from monitor.errors import UserError
+
+if TYPE_CHECKING:
+    from collectors.alert_rules import AlertRules
 
 HISTORY_TIMEOUT_S = 60.0
 """The most one history query (a minute of the rack) may take; a tick's query has the rack's timeout."""
@@ -54,7 +57,9 @@ def command(
         raise UserError(f"{config}: promql.bearer_token_file: cannot read: {err.strerror or err}") from None
     began = time.perf_counter()
     try:
-        frames, rows = import_window(source, store, window.since_ms, window.until_ms, round(interval * 1000))
+        frames, rows = import_window(
+            source, store, window.since_ms, window.until_ms, round(interval * 1000), rules=rack.alerts
+        )
     except PromqlError as err:
         raise UserError(f"import stopped: {err}") from None
     except StoreError as err:
@@ -68,8 +73,12 @@ def command(
     )
 
 
-def import_window(source: object, root: Path, since_ms: int, until_ms: int, step_ms: int) -> tuple[int, int]:
-    """Write the source's history frames in [since, until], with the alerts they raise; (frames, rows).
+def import_window(
+    source: object, root: Path, since_ms: int, until_ms: int, step_ms: int, *, rules: AlertRules | None = None
+) -> tuple[int, int]:
+    """Write the source's history frames in [since, until], with the alerts `rules` raise; (frames, rows).
+
+    `rules` are the rack config's [alerts], as `monitor collect` evaluates them (the defaults when None).
 
     Raises:
         PromqlError: a query failed (what was written before it stays, sealed).
@@ -81,7 +90,7 @@ def import_window(source: object, root: Path, since_ms: int, until_ms: int, step
     from storage.writer import StoreWriter
 
     assert isinstance(source, PromQLSource)
-    alerts = AlertRecorder()
+    alerts = AlertRecorder(rules)
     frames = rows = 0
     with StoreWriter(root, compaction="inline", flush_interval_s=600.0, grace_s=0.0) as writer:
         try:
