@@ -36,7 +36,6 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 MONITOR = [sys.executable, "-c", "from monitor.cli import main; main()"]
@@ -207,18 +206,6 @@ def sample(procs: dict[str, subprocess.Popen[bytes]], minutes: float, every_s: f
         print(" | ".join(row), flush=True)
 
 
-def arrow_bytes(frames: list[Any]) -> int:
-    """Bytes of the Arrow buffers under `frames`, each buffer once (frames may share null columns)."""
-    seen: dict[int, int] = {}
-    for frame in frames:
-        for batch in frame.batches.values():
-            for column in batch.columns:
-                for buffer in column.buffers():
-                    if buffer is not None:
-                        seen[buffer.address] = buffer.size
-    return sum(seen.values())
-
-
 def views(ticks: int = 600, timed: int = 100) -> None:
     """Head bytes and per-tick build CPU over `ticks` sim frames (the last `timed` builds timed)."""
     sys.path.insert(0, str(ROOT))
@@ -227,7 +214,7 @@ def views(ticks: int = 600, timed: int = 100) -> None:
     from collectors.sim.frames import SimRackFrames
     from monitor.view.builder import SnapshotBuilder
     from monitor.view.serving import ServingBuilder
-    from storage.head import Head
+    from storage.head import Head, arrow_bytes
 
     try:
         from storage.head import thinning_head as new_head

@@ -60,7 +60,7 @@ class FilePlan:
 
 def plan_file(root: Path, entry: FileEntry, since_ms: int, until_ms: int) -> FilePlan:
     """Sort a file's row groups into whole, edge and outside by their ts statistics."""
-    meta = pq.ParquetFile(root / entry.path).metadata
+    meta = pq.read_metadata(root / entry.path)
     column = meta.schema.names.index("ts")
     whole, edge, bounds, sizes = [], [], [], []
     for rg in range(meta.num_row_groups):
@@ -123,12 +123,12 @@ def _edge_chunks(
             runs.append([rg])
     schema = table_schema(plan.entry.table)
     lo, hi = pa.scalar(since_ms, pa.int64()).cast(TS), pa.scalar(until_ms, pa.int64()).cast(TS)
-    parquet = pq.ParquetFile(source)
-    for run in runs:
-        rows = parquet.read_row_groups(run)
-        ts = rows.column("ts")
-        # A filter keeps the rows' order: each band stays sorted by (keys, ts), as in the store.
-        yield rows.filter(pc.and_(pc.greater_equal(ts, lo), pc.less_equal(ts, hi))).cast(schema)
+    with pq.ParquetFile(source) as parquet:
+        for run in runs:
+            rows = parquet.read_row_groups(run)
+            ts = rows.column("ts")
+            # A filter keeps the rows' order: each band stays sorted by (keys, ts), as in the store.
+            yield rows.filter(pc.and_(pc.greater_equal(ts, lo), pc.less_equal(ts, hi))).cast(schema)
 
 
 def cut_edges(

@@ -25,7 +25,7 @@ from monitor.view.fleet_row import FleetRow, fleet_row
 from monitor.view.problems import rack_problems
 from monitor.view.serving import ServingBuilder
 from storage.frame import Frame
-from storage.head import Head
+from storage.head import Head, thinning_head
 
 ROW_FRAMES = 12
 """Frames a fleet row is built from: the 10 s tokens/s window at 1 Hz plus its first sample, and one
@@ -55,10 +55,13 @@ class RackHead(Head):
                 self._mirror.append(frame)
 
     def open_mirror(self) -> Head:
-        """A full head that gets every frame from now on, seeded with the frames kept here."""
+        """A rack view's head that gets every frame from now on, seeded with the frames kept here.
+
+        It thins with age as the one-rack live client's does (storage.head.thinning_head).
+        """
         with self._mirror_lock:
             if self._mirror is None:
-                mirror = Head()
+                mirror = thinning_head()
                 mirror.replace(self.frames())
                 self._mirror = mirror
             return self._mirror

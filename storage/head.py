@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import pyarrow as pa
 
@@ -134,14 +134,7 @@ class Head:
         """Bytes of the Arrow buffers the head holds, each buffer counted once (shared ones too)."""
         with self._lock:
             frames = list(self._frames)
-        seen: dict[int, int] = {}
-        for frame in frames:
-            for batch in frame.batches.values():
-                for column in batch.columns:
-                    for buffer in column.buffers():
-                        if buffer is not None:
-                            seen[buffer.address] = buffer.size
-        return sum(seen.values())
+        return arrow_bytes(frames)
 
     def wait_for(self, version: int, timeout: float) -> int:
         """Block until the head is past `version` or `timeout` seconds pass; return the version."""
@@ -168,6 +161,18 @@ class Head:
         """One table over the head's frames (optionally only those after since_ms)."""
         batches = [f.batches[name] for f in self.frames(since_ms) if name in f.batches]
         return pa.Table.from_batches(batches, schema=TABLES[name])
+
+
+def arrow_bytes(frames: Iterable[Frame]) -> int:
+    """Bytes of the Arrow buffers under `frames`, each buffer once (thinned frames share null columns)."""
+    seen: dict[int, int] = {}
+    for frame in frames:
+        for batch in frame.batches.values():
+            for column in batch.columns:
+                for buffer in column.buffers():
+                    if buffer is not None:
+                        seen[buffer.address] = buffer.size
+    return sum(seen.values())
 
 
 def thinning_head(capacity: int = 600) -> Head:

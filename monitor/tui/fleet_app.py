@@ -3,8 +3,9 @@
 The fleet worker builds every rack's FleetRow off the event loop (monitor.fleet.FleetRack.current_row:
 the rack view's builders, problems and alert tracker over the rack's small head) and posts them. Opening
 a rack points the rack views at that rack's full head (mirrored from the moment it opens) and starts
-RackApp's snapshot worker on it; going back to the fleet stops that worker, so a rack nobody looks at
-costs its row and nothing more.
+RackApp's snapshot worker on it; going back to the fleet stops that worker. The last rack opened keeps
+its mirror (a thinning head, as the one-rack client's) so that coming back to it keeps its history;
+opening another rack drops it, so the fleet holds at most one.
 """
 
 from __future__ import annotations
