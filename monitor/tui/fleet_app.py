@@ -63,7 +63,7 @@ class FleetApp(RackApp):
         self.open_rack_name: str | None = None
         self.rows_applied = 0
         """Row sets applied so far (tests and the benchmark await this)."""
-        self.fleet_screen = FleetScreen(fleet_name, [r.name for r in fleet.racks])
+        self.fleet_screen = FleetScreen(fleet_name, {r.name: len(r.builder.layout.gpus) for r in fleet.racks})
 
     @property
     def key_bindings(self) -> list[Binding]:
@@ -109,7 +109,7 @@ class FleetApp(RackApp):
             return rack.current_row()
         except Exception as err:  # one bad frame must not stop the fleet's updates
             self.post_message(SnapshotFailed(f"{rack.name}: {type(err).__name__}: {err}"))
-            return rack.row or FleetRow.waiting(rack.name, 72)
+            return rack.row or FleetRow.waiting(rack.name, len(rack.builder.layout.gpus))
 
     def on_fleet_app_rows_ready(self, message: RowsReady) -> None:
         """Show the newest rows; while a rack is open the fleet screen only keeps them (it is hidden)."""

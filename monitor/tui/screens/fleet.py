@@ -8,7 +8,7 @@ word as well as a colour (CRIT / warn / ok), so it reads without colour.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from rich.text import Text
@@ -104,11 +104,11 @@ class FleetScreen(Screen[None]):
             super().__init__()
             self.name = name
 
-    def __init__(self, fleet_name: str, racks: Sequence[str]) -> None:
-        """A table with one waiting row per rack."""
+    def __init__(self, fleet_name: str, racks: Mapping[str, int]) -> None:
+        """A table with one waiting row per rack (rack name -> its GPU count)."""
         super().__init__(name="fleet")
         self.fleet_name = fleet_name
-        self.rows: dict[str, FleetRow] = {name: FleetRow.waiting(name, 72) for name in racks}
+        self.rows: dict[str, FleetRow] = {name: FleetRow.waiting(name, gpus) for name, gpus in racks.items()}
         self._cells: dict[str, tuple[str, ...]] = {}
         self._order: list[str] = []
 
