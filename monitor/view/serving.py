@@ -8,12 +8,12 @@ increases over the same window (PromQL histogram_quantile). No UI toolkit here.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
-from collectors.serving_math import Point, histogram_quantile, rate
+from collectors.serving_math import Point, bucket_increases, histogram_quantile, rate
 from monitor.view.lookback import freshest, interval_ms
 from monitor.view.model import CellState, RackSnapshot
 from storage.frame import Frame
@@ -167,7 +167,7 @@ class ServingBuilder:
         self.stale_intervals = stale_intervals
         self.history = history
         self._cache: dict[int, _FrameServing] = {}
-        self._steps: dict[tuple[int, int], dict[tuple[str, str], dict[float, float]]] = {}
+        self._steps: dict[tuple[int, int], dict[tuple[str, str], dict[float, float] | None]] = {}
         """Per pair of frames (ts, ts): each histogram's bucket increases between them (_increases)."""
         self._pair_totals: dict[tuple[int, int, str], float] = {}
         """Per pair of frames and counter: rack tokens/s between them (the sparklines, _history)."""
@@ -274,17 +274,15 @@ class ServingBuilder:
         bounds = set(held[0].hists[key])
         for s in held[1:]:
             bounds.intersection_update(s.hists[key])
-        pairs = []
+        pairs: list[dict[float, float] | None] = []
         for old, new in pairwise(held):
             steps = self._steps.setdefault((old.ts_ms, new.ts_ms), {})
-            found = steps.get(key)
-            if found is None:
-                before, after = old.hists[key], new.hists[key]
-                found = steps[key] = {
-                    le: step(before[le], count) or 0.0 for le, count in after.items() if le in before
-                }
-            pairs.append(found)
-        return {le: sum(p[le] for p in pairs) for le in bounds}
+            if key not in steps:
+                steps[key] = _bucket_steps(old.hists[key], new.hists[key])
+            pairs.append(steps[key])
+        if any(p is None for p in pairs):  # a missing count: the primitive steps over the gap
+            return bucket_increases([s.hists[key] for s in held])
+        return {le: sum(p[le] for p in pairs if p is not None) for le in bounds}
 
     def _history(self, summaries: Sequence[_FrameServing], column: str) -> tuple[float, ...]:
         """Rack `column`/s between each pair of consecutive frames, each pair computed once (_pair_total)."""
@@ -371,6 +369,22 @@ def _hit_rate(ok: Sequence[_FrameServing], name: str) -> float | None:
 
 def _quantile(increases: dict[float, float] | None, q: float) -> float | None:
     return None if increases is None else _finite(histogram_quantile(q, increases))
+
+
+def _bucket_steps(before: Mapping[float, float], after: Mapping[float, float]) -> dict[float, float] | None:
+    """Each bucket's step between two snapshots (storage.increase.step); None if any count is missing.
+
+    A missing count (None, NaN) is a gap that collectors.serving_math.bucket_increases steps over, from
+    the sample before it to the one after; a pair cannot, so the caller falls back to the primitive.
+    """
+    out: dict[float, float] = {}
+    for le, count in after.items():
+        if le in before:
+            delta = step(before[le], count)
+            if delta is None:
+                return None
+            out[le] = delta
+    return out
 
 
 def _pair_total(old: _FrameServing, new: _FrameServing, column: str) -> float:
