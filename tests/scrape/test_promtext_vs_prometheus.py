@@ -129,9 +129,15 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # never leave a server behind the suite
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         log.close()
         pages.shutdown()
+        pages.server_close()
 
 
 def _ours(page: bytes) -> set[tuple] | None:
