@@ -4,8 +4,9 @@ Values are kept in the units the source reports natively (mW, MiB, MHz, KiB, mJ)
 are quantised to integers, and counters are stored raw so that rates are derived at read time with
 reset detection (serving's counters are running totals of per-series increases taken at scrape time,
 so one engine's reset cannot read as a reset of the endpoint; see SERVING). Wide tables keep one row
-per entity per tick; see ../shared/reference/storage.md for why this layout is about 2x smaller and
-faster than a long (metric, value) layout.
+per entity per tick: a long (metric, value) layout repeats each series' labels on every value and
+mixes unrelated values in one column, which defeats per-column delta and dictionary encodings
+(docs/benchmarks.md, 'The store', has this layout's bytes per sample).
 """
 
 from __future__ import annotations
