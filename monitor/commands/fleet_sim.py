@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from monitor.commands.options import check_scenario
+from monitor.commands.options import check_scenario, sim_listen
 from monitor.errors import UserError
 
 MAX_SIM_RACKS = 64
@@ -90,22 +90,13 @@ def start_fleet(
     Raises:
         UserError: a bad option or an address that cannot be bound (one line).
     """
-    from collectors.agent_server import parse_listen
     from collectors.clock import SimClock
     from collectors.fleet_config import FleetConfig
     from collectors.sim import SimRack
     from collectors.sim.fleet_http import SimFleetServers
-    from collectors.sim.pages import ENGINES
 
     scenarios = rack_scenarios(scenario, racks)
-    if engine not in ENGINES:
-        raise UserError(f"--engine {engine!r}: the simulator serves {', '.join(ENGINES)}")
-    if speed <= 0:
-        raise UserError("--speed must be positive")
-    try:
-        host, port = parse_listen(listen, default_port=0)
-    except ValueError as err:
-        raise UserError(f"--listen: {err}") from None
+    host, port = sim_listen(engine, speed, listen)
     clock = clock or SimClock(start=time.time(), speed=speed)
     start = clock.now()
     sims = [

@@ -110,3 +110,18 @@ def check_scenario(scenario: str) -> None:
         raise UserError(f"the simulator is not available in this build ({err})") from None
     if scenario not in SCENARIOS:
         raise UserError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
+
+
+def sim_listen(engine: str, speed: float, listen: str) -> tuple[str, int]:
+    """Check `monitor sim`'s --engine, --speed and --listen (one rack or many); (host, port, 0 = any)."""
+    from collectors.agent_server import parse_listen
+    from collectors.sim.pages import ENGINES
+
+    if engine not in ENGINES:
+        raise UserError(f"--engine {engine!r}: the simulator serves {', '.join(ENGINES)}")
+    if speed <= 0:
+        raise UserError("--speed must be positive")
+    try:
+        return parse_listen(listen, default_port=0)
+    except ValueError as err:
+        raise UserError(f"--listen: {err}") from None

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from monitor.commands.options import StoreOption, check_scenario, resolve_store, seconds
+from monitor.commands.options import StoreOption, check_scenario, resolve_store, seconds, sim_listen
 from monitor.errors import UserError
 
 
@@ -74,23 +74,14 @@ def start_servers(
     Raises:
         UserError: a bad option or an address that cannot be bound (one line).
     """
-    from collectors.agent_server import parse_listen
     from collectors.clock import SimClock
     from collectors.sim import SimRack
     from collectors.sim.http import SimServers
-    from collectors.sim.pages import ENGINES
 
     check_scenario(scenario)
-    if engine not in ENGINES:
-        raise UserError(f"--engine {engine!r}: the simulator serves {', '.join(ENGINES)}")
+    host, base_port = sim_listen(engine, speed, listen)
     if down not in ("refuse", "hang"):
         raise UserError(f"--down {down!r}: choose refuse or hang")
-    if speed <= 0:
-        raise UserError("--speed must be positive")
-    try:
-        host, base_port = parse_listen(listen, default_port=0)
-    except ValueError as err:
-        raise UserError(f"--listen: {err}") from None
     clock = SimClock(start=time.time(), speed=speed)
     rack = SimRack(seed=seed, scenario=scenario, clock=clock, engines=(engine,))
     servers = SimServers(rack, host=host, base_port=base_port or None, down_mode=down)  # type: ignore[arg-type]
