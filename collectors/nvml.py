@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pynvml
 
-from collectors.nvml_errors import NVML_EXCEPTIONS, Outcome, error_name, outcome_of, outcome_of_code
+from collectors.nvml_errors import NVML_EXCEPTIONS, Outcome, outcome_of_code
 from collectors.nvml_events import XidEvents, handle_key
 from collectors.nvml_fields import (
     FI_NVLINK_STATE,
@@ -25,6 +24,7 @@ from collectors.nvml_fields import (
     decode_field_values,
     links_total,
 )
+from collectors.nvml_gpu import K_FIELDS, K_PROCESSES, BasicReads, TrackedGpu, call_nvml, read_basics
 from collectors.nvml_recovery import Backoff, probe, recovered_info
 from collectors.nvml_rows import EventRows, safe_batch
 from collectors.nvml_static import (
@@ -45,43 +45,6 @@ __all__ = ["GpuInfo", "NvmlCollector", "NvmlUnavailable", "handle_key", "nvml_av
 GPU_COLUMNS: tuple[str, ...] = tuple(f.name for f in GPU)
 _METRIC_COUNT = len(GPU_COLUMNS) - 5  # after ts, gpu, uuid, tray, state
 _NULL_METRICS: tuple[None, ...] = (None,) * _METRIC_COUNT
-
-# Keys of the per-GPU "not supported" cache for calls made with fixed arguments.
-K_UTIL = "nvmlDeviceGetUtilizationRates"
-K_MEMORY = "nvmlDeviceGetMemoryInfo"
-K_POWER = "nvmlDeviceGetPowerUsage"
-K_ENERGY = "nvmlDeviceGetTotalEnergyConsumption"
-K_TEMP_V = "nvmlDeviceGetTemperatureV"
-K_TEMP = "nvmlDeviceGetTemperature"
-K_MARGIN = "nvmlDeviceGetMarginTemperature"
-K_CLOCK_SM = "nvmlDeviceGetClockInfo/SM"
-K_CLOCK_MEM = "nvmlDeviceGetClockInfo/MEM"
-K_REASONS = "nvmlDeviceGetCurrentClocksEventReasons"
-K_PSTATE = "nvmlDeviceGetPerformanceState"
-K_ECC_CORRECTED = "nvmlDeviceGetTotalEccErrors/corrected"
-K_ECC_UNCORRECTED = "nvmlDeviceGetTotalEccErrors/uncorrected"
-K_FIELDS = "nvmlDeviceGetFieldValues"
-K_PROCESSES = "nvmlDeviceGetComputeRunningProcesses"
-
-
-@dataclass(eq=False)
-class _Gpu:
-    """The collector's running state for one GPU."""
-
-    info: GpuInfo
-    handle: Any
-    plan: FieldPlan
-    lost: bool = False
-    lost_reported: bool = False
-    lost_detail: str = ""
-    backoff: Backoff | None = None  # when to probe again, from the tick its loss was reported
-    errored: bool = False
-    replan: bool = False
-    unsupported: set[Any] = field(default_factory=set)
-    unsupported_fields: set[tuple[int, int]] = field(default_factory=set)
-    state_fallback_links: list[int] = field(default_factory=list)
-    reasons: int | None = None  # significant clocks-event bits last seen
-    link_states: list[int | None] = field(default_factory=list)
 
 
 class NvmlCollector:
@@ -139,7 +102,7 @@ class NvmlCollector:
             self._shutdown()
             raise
         self._gpus = [
-            _Gpu(
+            TrackedGpu(
                 info=info,
                 handle=f.handle,
                 plan=FieldPlan.build(info.nvlink_count),
@@ -180,23 +143,6 @@ class NvmlCollector:
         self.close()
 
     # -- polling -----------------------------------------------------------------------------------------
-
-    def _call(self, g: _Gpu, key: Any, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call one NVML function for GPU `g` under the per-call error policy; None when no answer."""
-        if g.lost or key in g.unsupported:
-            return None
-        try:
-            return fn(*args)
-        except NVML_EXCEPTIONS as exc:
-            outcome = outcome_of(exc)
-            if outcome is Outcome.UNSUPPORTED:
-                g.unsupported.add(key)
-            elif outcome is Outcome.LOST:
-                g.lost = True
-                g.lost_detail = f"{error_name(exc)} from {key}"
-            else:
-                g.errored = True
-            return None
 
     def poll(self, ts_ms: int) -> Frame:
         """Collect one tick; never raises for a per-GPU or per-field problem."""
@@ -240,110 +186,75 @@ class NvmlCollector:
         return Frame(ts_ms=ts_ms, batches=batches)
 
     def _read_gpu(
-        self, g: _Gpu, links: dict[str, list[Any]], procs: dict[str, list[Any]] | None, events: EventRows
+        self,
+        g: TrackedGpu,
+        links: dict[str, list[Any]],
+        procs: dict[str, list[Any]] | None,
+        events: EventRows,
     ) -> tuple | None:
         """Read one GPU's metrics in gpu-table column order (after ts..state); None once it is lost.
 
         Its nvlink rows go to `links` and, when `procs` is given, its processes to `procs`, but only
         if the GPU is still there at the end of the tick.
         """
-        nvml, h, call, info = self._nvml, g.handle, self._call, g.info
         g.errored = False
-        util = call(g, K_UTIL, nvml.nvmlDeviceGetUtilizationRates, h)
-        memory = call(g, K_MEMORY, nvml.nvmlDeviceGetMemoryInfo, h)
-        power = call(g, K_POWER, nvml.nvmlDeviceGetPowerUsage, h)
-        energy = call(g, K_ENERGY, nvml.nvmlDeviceGetTotalEnergyConsumption, h)
-        temp = call(g, K_TEMP_V, nvml.nvmlDeviceGetTemperatureV, h, pynvml.NVML_TEMPERATURE_GPU)
-        if temp is None and K_TEMP_V in g.unsupported:
-            # Drivers before nvmlDeviceGetTemperatureV still have the deprecated call.
-            temp = call(g, K_TEMP, nvml.nvmlDeviceGetTemperature, h, pynvml.NVML_TEMPERATURE_GPU)
-        margin = call(g, K_MARGIN, nvml.nvmlDeviceGetMarginTemperature, h)
-        sm_clock = call(g, K_CLOCK_SM, nvml.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_SM)
-        mem_clock = call(g, K_CLOCK_MEM, nvml.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_MEM)
-        reasons = call(g, K_REASONS, nvml.nvmlDeviceGetCurrentClocksEventReasons, h)
-        pstate = call(g, K_PSTATE, nvml.nvmlDeviceGetPerformanceState, h)
-        ecc_c = call(
-            g,
-            K_ECC_CORRECTED,
-            nvml.nvmlDeviceGetTotalEccErrors,
-            h,
-            pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED,
-            pynvml.NVML_VOLATILE_ECC,
-        )
-        ecc_u = call(
-            g,
-            K_ECC_UNCORRECTED,
-            nvml.nvmlDeviceGetTotalEccErrors,
-            h,
-            pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
-            pynvml.NVML_VOLATILE_ECC,
-        )
-        plan = g.plan
-        values: Sequence[Any] | None = None
-        if plan.request:
-            raw = call(g, K_FIELDS, nvml.nvmlDeviceGetFieldValues, h, plan.request)
-            if raw is not None:
-                values, rets = decode_field_values(raw, plan.unpacker)
-                if any(rets):
-                    self._field_errors(g, rets)
+        basics = read_basics(self._nvml, g)
+        values = self._read_fields(g)
         if g.lost:
             return None
-
-        def scalar(column: str) -> Any:
-            pos = plan.gpu_positions.get(column)
-            return None if values is None or pos is None else values[pos]
-
-        n = plan.link_count
+        plan, n = g.plan, g.plan.link_count
         link_cols = {
             c: plan.link_values(c, values) if values is not None else [None] * n for c in LINK_COLUMNS
         }
-        states = link_cols["state"]
-        for link in g.state_fallback_links:
-            enabled = call(g, ("nvmlDeviceGetNvLinkState", link), nvml.nvmlDeviceGetNvLinkState, h, link)
-            if enabled is not None:
-                states[link] = NVLINK_STATE_ACTIVE if enabled else pynvml.NVML_NVLINK_STATE_INACTIVE
+        states = self._link_states(g, link_cols["state"])
         running = (
-            None if procs is None else call(g, K_PROCESSES, nvml.nvmlDeviceGetComputeRunningProcesses, h)
+            None
+            if procs is None
+            else call_nvml(g, K_PROCESSES, self._nvml.nvmlDeviceGetComputeRunningProcesses, g.handle)
         )
         if g.lost:
             return None
         if running:
             self._add_processes(g, running, procs)
         if n:
-            links["gpu"].extend([info.gpu] * n)
+            links["gpu"].extend([g.info.gpu] * n)
             links["link"].extend(range(n))
             for c in LINK_COLUMNS:
                 links[c].extend(link_cols[c])
-            events.link_changes(info.gpu, g.link_states, states)
-        known = [s for s in states if s is not None]
-        nvlink_up = sum(1 for s in known if s == NVLINK_STATE_ACTIVE) if known else None
-        if reasons is not None:
-            g.reasons = events.clocks_change(info.gpu, g.reasons, reasons)
+            events.link_changes(g.info.gpu, g.link_states, states)
+        if basics.reasons is not None:
+            g.reasons = events.clocks_change(g.info.gpu, g.reasons, basics.reasons)
         if g.replan:
             self._replan(g)
-        return (
-            None if util is None else util.gpu,
-            None if util is None else util.memory,
-            None if memory is None else memory.used // MIB,
-            info.mem_total_mib if memory is None else memory.total // MIB,
-            power,
-            info.power_limit_mw,
-            energy,
-            temp,
-            scalar("temp_mem_c"),
-            margin,
-            sm_clock,
-            mem_clock,
-            reasons,
-            None if pstate == pynvml.NVML_PSTATE_UNKNOWN else pstate,
-            ecc_c,
-            ecc_u,
-            links_total(scalar("nvlink_tx_kib"), link_cols["tx_kib"]),
-            links_total(scalar("nvlink_rx_kib"), link_cols["rx_kib"]),
-            nvlink_up,
-        )
 
-    def _reprobe(self, g: _Gpu, backoff: Backoff, ts_ms: int, events: EventRows) -> None:
+        def scalar(column: str) -> Any:
+            pos = plan.gpu_positions.get(column)
+            return None if values is None or pos is None else values[pos]
+
+        return gpu_metrics(g.info, basics, scalar, link_cols)
+
+    def _read_fields(self, g: TrackedGpu) -> Sequence[Any] | None:
+        """The GPU's field values in its plan's order (None when the batch gave no answer)."""
+        if not g.plan.request:
+            return None
+        raw = call_nvml(g, K_FIELDS, self._nvml.nvmlDeviceGetFieldValues, g.handle, g.plan.request)
+        if raw is None:
+            return None
+        values, rets = decode_field_values(raw, g.plan.unpacker)
+        if any(rets):
+            self._field_errors(g, rets)
+        return values
+
+    def _link_states(self, g: TrackedGpu, states: list[Any]) -> list[Any]:
+        """The links' states, asking per link where field 165 is not supported."""
+        for link in g.state_fallback_links:
+            key = ("nvmlDeviceGetNvLinkState", link)
+            enabled = call_nvml(g, key, self._nvml.nvmlDeviceGetNvLinkState, g.handle, link)
+            if enabled is not None:
+                states[link] = NVLINK_STATE_ACTIVE if enabled else pynvml.NVML_NVLINK_STATE_INACTIVE
+        return states
+
+    def _reprobe(self, g: TrackedGpu, backoff: Backoff, ts_ms: int, events: EventRows) -> None:
         """Probe a lost GPU; if it answers as the same GPU, read it again from this tick on.
 
         Its rows keep its rack index; its links are a fresh baseline (a change while it was gone is not
@@ -363,7 +274,7 @@ class NvmlCollector:
         detail = f"{info.uuid}: answers again after GPU_IS_LOST"
         events.add(EventKind.GPU_RECOVERED, info.gpu, None, None, detail)
 
-    def _field_errors(self, g: _Gpu, rets: Sequence[int]) -> None:
+    def _field_errors(self, g: TrackedGpu, rets: Sequence[int]) -> None:
         """Apply the error policy to each failed entry of a field-values batch."""
         request = g.plan.request
         for i, ret in enumerate(rets):
@@ -377,7 +288,7 @@ class NvmlCollector:
                 g.lost = True
                 g.lost_detail = f"GPU_IS_LOST from field {request[i][0]}"
 
-    def _replan(self, g: _Gpu) -> None:
+    def _replan(self, g: TrackedGpu) -> None:
         """Rebuild the request without the unsupported fields; links without field 165 use the call."""
         g.replan = False
         g.plan = FieldPlan.build(g.info.nvlink_count, g.unsupported_fields)
@@ -385,7 +296,7 @@ class NvmlCollector:
             link for link in range(g.info.nvlink_count) if (FI_NVLINK_STATE, link) in g.unsupported_fields
         ]
 
-    def _add_processes(self, g: _Gpu, running: Sequence[Any], procs: dict[str, list[Any]]) -> None:
+    def _add_processes(self, g: TrackedGpu, running: Sequence[Any], procs: dict[str, list[Any]]) -> None:
         """Append the GPU's running compute processes (pid, name, used MiB)."""
         for p in running:
             used = getattr(p, "usedGpuMemory", None)
@@ -406,3 +317,32 @@ class NvmlCollector:
             self._proc_names.clear()
         self._proc_names[pid] = name
         return name
+
+
+def gpu_metrics(
+    info: GpuInfo, r: BasicReads, scalar: Callable[[str], Any], link_cols: dict[str, list[Any]]
+) -> tuple[Any, ...]:
+    """One GPU's metrics in gpu-table column order (after ts..state)."""
+    known = [s for s in link_cols["state"] if s is not None]
+    nvlink_up = sum(1 for s in known if s == NVLINK_STATE_ACTIVE) if known else None
+    return (
+        None if r.util is None else r.util.gpu,
+        None if r.util is None else r.util.memory,
+        None if r.memory is None else r.memory.used // MIB,
+        info.mem_total_mib if r.memory is None else r.memory.total // MIB,
+        r.power,
+        info.power_limit_mw,
+        r.energy,
+        r.temp,
+        scalar("temp_mem_c"),
+        r.margin,
+        r.sm_clock,
+        r.mem_clock,
+        r.reasons,
+        None if r.pstate == pynvml.NVML_PSTATE_UNKNOWN else r.pstate,
+        r.ecc_corrected,
+        r.ecc_uncorrected,
+        links_total(scalar("nvlink_tx_kib"), link_cols["tx_kib"]),
+        links_total(scalar("nvlink_rx_kib"), link_cols["rx_kib"]),
+        nvlink_up,
+    )
