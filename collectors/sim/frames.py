@@ -18,11 +18,11 @@ import pynvml
 
 from collectors.mappings.serving import ENGINES, EngineSpec
 from collectors.nvml_errors import code_name
-from collectors.nvml_fields import NVLINK_STATE_ACTIVE, links_total, xid_detail
+from collectors.nvml_fields import NVLINK_STATE_ACTIVE, xid_detail
 from collectors.nvml_rows import EventRows, safe_batch
 from collectors.rack import GPUS_PER_TRAY, LINKS_PER_GPU, gpu_index
-from collectors.sim.gpu import MEM_MHZ, MEM_RESERVED_MIB, MEM_TOTAL_MIB, MODULE_BY_DEVICE, POWER_LIMIT_MW
-from collectors.sim.nvlink import LinkSet
+from collectors.sim.gpu import MODULE_BY_DEVICE
+from collectors.sim.gpu_rows import LinkRows, live_gpu_row
 from collectors.sim.rack import SimRack
 from collectors.sim.workload import Instance
 from storage.frame import Frame, batch_from_columns
@@ -32,7 +32,6 @@ __all__ = ["SimRackFrames", "endpoint_name", "process_name", "tray_source"]
 
 _XID = pynvml.nvmlEventTypeXidCriticalError
 _INACTIVE = pynvml.NVML_NVLINK_STATE_INACTIVE
-_PSTATE = pynvml.NVML_PSTATE_0
 _LOST_CODE = pynvml.NVML_ERROR_GPU_IS_LOST
 _LOST_DETAIL = f"{code_name(_LOST_CODE)} from nvmlDeviceGetUtilizationRates"
 """What NvmlCollector records when a GPU's first call of a tick answers GPU_IS_LOST."""
@@ -158,22 +157,13 @@ class SimRackFrames:
         self, ts_ms: int, events: EventRows, sources: list[str], sample_processes: bool
     ) -> dict[str, pa.RecordBatch]:
         """gpu, nvlink and processes batches; this tick's GPU events go to `events` and `sources`."""
-        gpus = self.rack.gpus
         xids = self._xids_by_tray()
         rows: list[tuple[Any, ...]] = []
-        linked: list[int] = []
-        state_col: list[int] = []
-        tx: list[int] = []
-        rx: list[int] = []
-        rcv: list[int] = []
-        sym: list[int] = []
-        rec: list[int] = []
-        rec_failed: list[int] = []
+        link_rows = LinkRows()
         procs: dict[str, list[Any]] = {"gpu": [], "pid": [], "name": [], "used_mib": []}
         current_tray = 0
         for g in self._order:
-            sim = gpus[g]
-            track = self._track[g]
+            sim, track = self.rack.gpus[g], self._track[g]
             tray = g // GPUS_PER_TRAY + 1
             if tray != current_tray:
                 current_tray = tray
@@ -183,86 +173,44 @@ class SimRackFrames:
             before = len(events)
             if sim.lost:
                 rows.append((ts_ms, g, sim.id.uuid, tray, int(GpuState.LOST), *_NULL_METRICS))
-                if not track.lost_reported:
-                    track.lost_reported = True
-                    why = _LOST_DETAIL if track.seen_alive else "GPU_IS_LOST while reading static facts"
-                    events.add(EventKind.GPU_LOST, g, None, _LOST_CODE, f"{sim.id.uuid}: {why}")
+                self._report_lost(g, sim, track, events)
             else:
                 track.seen_alive = True
                 links = sim.links
-                active = links.active
-                states = [NVLINK_STATE_ACTIVE if a else _INACTIVE for a in active]
-                linked.append(g)
-                state_col += states
-                link_tx = [int(links.read_link_tx(k)) for k in _LINK_IDS]
-                link_rx = [int(links.read_link_rx(k)) for k in _LINK_IDS]
-                tx += link_tx
-                rx += link_rx
-                rcv += links.rcv_errors
-                sym += links.symbol_errors
-                rec += links.recovery
-                rec_failed += links.recovery_failed
+                states = [NVLINK_STATE_ACTIVE if a else _INACTIVE for a in links.active]
+                link_tx, link_rx = link_rows.add(g, links, states)
                 events.link_changes(g, track.link_states, states)
-                reasons = sim.reasons
-                track.reasons = events.clocks_change(g, track.reasons, reasons)
+                track.reasons = events.clocks_change(g, track.reasons, sim.reasons)
                 if sample_processes and sim.mem_used_mib:
-                    inst = self.rack.workload.instances[self.rack.workload.instance_of_gpu[g]]
-                    procs["gpu"].append(g)
-                    procs["pid"].append(_PID_BASE + g)
-                    procs["name"].append(process_name(inst.engine, inst.gpus.index(g)))
-                    procs["used_mib"].append(sim.mem_used_mib)
-                rows.append(
-                    (
-                        ts_ms,
-                        g,
-                        sim.id.uuid,
-                        tray,
-                        int(GpuState.OK),
-                        sim.util_gpu,
-                        sim.util_mem,
-                        sim.mem_used_mib + MEM_RESERVED_MIB,  # the v1 memory struct counts reserved as used
-                        MEM_TOTAL_MIB,
-                        sim.power_mw,
-                        POWER_LIMIT_MW,
-                        int(sim.energy_mj),
-                        sim.temp,
-                        sim.mem_temp,
-                        sim.margin,
-                        sim.sm_mhz,
-                        MEM_MHZ,
-                        reasons,
-                        _PSTATE,
-                        sim.ecc_corrected,
-                        sim.ecc_uncorrected,
-                        *_nvlink_totals(links, link_tx, link_rx),
-                        links.up_count,
-                    )
-                )
+                    self._add_process(procs, g, sim.mem_used_mib)
+                rows.append(live_gpu_row(ts_ms, g, tray, sim, link_tx, link_rx))
             sources += [track.source] * (len(events) - before)
         out = {
             "gpu": safe_batch("gpu", dict(zip(_GPU_COLUMNS, map(list, zip(*rows, strict=True)), strict=True)))
         }
-        if linked:
-            gpu_ids, link_ids = self._link_key_arrays(tuple(linked))
-            out["nvlink"] = safe_batch(
-                "nvlink",
-                {
-                    "ts": pa.array([ts_ms] * len(state_col), GPU.field("ts").type),
-                    "gpu": gpu_ids,
-                    "link": link_ids,
-                    "state": state_col,
-                    "tx_kib": tx,
-                    "rx_kib": rx,
-                    "rx_errors": rcv,
-                    "symbol_errors": sym,
-                    "recovery": rec,
-                    "recovery_failed": rec_failed,
-                },
-            )
+        if link_rows.gpus:
+            out["nvlink"] = link_rows.batch(ts_ms, self._link_key_arrays(tuple(link_rows.gpus)))
         if procs["gpu"]:
             procs["ts"] = [ts_ms] * len(procs["gpu"])
             out["processes"] = batch_from_columns("processes", procs)
         return out
+
+    @staticmethod
+    def _report_lost(g: int, sim: Any, track: _GpuTrack, events: EventRows) -> None:
+        """gpu_lost once per loss, worded as the NVML collector words it."""
+        if track.lost_reported:
+            return
+        track.lost_reported = True
+        why = _LOST_DETAIL if track.seen_alive else "GPU_IS_LOST while reading static facts"
+        events.add(EventKind.GPU_LOST, g, None, _LOST_CODE, f"{sim.id.uuid}: {why}")
+
+    def _add_process(self, procs: dict[str, list[Any]], g: int, used_mib: int) -> None:
+        """The GPU's one engine process, as nvmlDeviceGetComputeRunningProcesses would list it."""
+        inst = self.rack.workload.instances[self.rack.workload.instance_of_gpu[g]]
+        procs["gpu"].append(g)
+        procs["pid"].append(_PID_BASE + g)
+        procs["name"].append(process_name(inst.engine, inst.gpus.index(g)))
+        procs["used_mib"].append(used_mib)
 
     def _link_key_arrays(self, linked: tuple[int, ...]) -> tuple[pa.Array, pa.Array]:
         """The nvlink gpu and link columns for these GPUs, built once per set of GPUs still present."""
@@ -376,13 +324,3 @@ def _serving_row(inst: Instance, spec: EngineSpec) -> dict[str, Any]:
         "kv_cache_q4": kv if spec.kv else None,
         "dup_samples": 0,
     }
-
-
-def _nvlink_totals(links: LinkSet, link_tx: list[int], link_rx: list[int]) -> tuple[int | None, int | None]:
-    """The gpu row's all-link counters as the NVML collector stores them: what the driver answers for
-    the total (0 in "zero" mode, nothing where NOT_SUPPORTED) through the collector's own links_total."""
-    if links.total_mode == "ok":
-        total_tx, total_rx = int(links.read_tx()), int(links.read_rx())
-        return links_total(total_tx, link_tx), links_total(total_rx, link_rx)
-    answer = 0 if links.total_mode == "zero" else None
-    return links_total(answer, link_tx), links_total(answer, link_rx)
