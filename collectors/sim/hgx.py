@@ -33,8 +33,9 @@ from collectors.sim.gpu import (
     POWER_LIMIT_MW,
     GpuSim,
 )
+from collectors.sim.link_calls import link_number
 from collectors.sim.nvml_base import nvml_call
-from collectors.sim.tray import SimTray, _link
+from collectors.sim.tray import SimTray
 
 if TYPE_CHECKING:
     from collectors.sim.rack import SimRack
@@ -126,7 +127,7 @@ class SimHgxHost(SimTray):
     @nvml_call("device")
     def nvmlDeviceGetNvLinkVersion(self, gpu: GpuSim, link: int) -> int:
         """NVML_NVLINK_VERSION_4_0."""
-        _link(link)
+        link_number(link)
         return pynvml.NVML_NVLINK_VERSION_4_0
 
     # -- memory, power, clocks ----------------------------------------------------------------------

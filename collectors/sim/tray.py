@@ -13,7 +13,7 @@ from typing import Any
 
 import pynvml
 
-from collectors.rack import LINKS_PER_GPU, compute_tray_slot, gpu_index
+from collectors.rack import compute_tray_slot, gpu_index
 from collectors.sim import fields
 from collectors.sim.events import EventCalls
 from collectors.sim.gpu import (
@@ -29,6 +29,7 @@ from collectors.sim.gpu import (
     POWER_MIN_LIMIT_MW,
     GpuSim,
 )
+from collectors.sim.link_calls import LinkCalls
 from collectors.sim.nvml_base import NOT_MIG, NVML_FUNCTIONS, nvml_call
 
 DRIVER_VERSION = "580.173.02"
@@ -37,7 +38,7 @@ MIB = 1 << 20
 __all__ = ["NVML_FUNCTIONS", "SimTray"]
 
 
-class SimTray(EventCalls):
+class SimTray(EventCalls, LinkCalls):
     """The NVML of one compute tray (4 GPUs) of a SimRack; use it wherever the `pynvml` module goes."""
 
     mem_total_mib = MEM_TOTAL_MIB
@@ -320,29 +321,7 @@ class SimTray(EventCalls):
         """Liquid cooled: no fans."""
         return 0
 
-    # -- NVLink -------------------------------------------------------------------------------------
-
-    @nvml_call("device")
-    def nvmlDeviceGetNvLinkState(self, gpu: GpuSim, link: int) -> int:
-        """NVML_FEATURE_ENABLED while the link is active."""
-        return pynvml.NVML_FEATURE_ENABLED if gpu.links.active[_link(link)] else pynvml.NVML_FEATURE_DISABLED
-
-    @nvml_call("device")
-    def nvmlDeviceGetNvLinkVersion(self, gpu: GpuSim, link: int) -> int:
-        """NVML_NVLINK_VERSION_5_0 (7)."""
-        _link(link)
-        return pynvml.NVML_NVLINK_VERSION_5_0
-
-    @nvml_call("device")
-    def nvmlDeviceGetNvLinkRemoteDeviceType(self, gpu: GpuSim, link: int) -> int:
-        """Every link lands on an NVSwitch."""
-        _link(link)
-        return pynvml.NVML_NVLINK_DEVICE_TYPE_SWITCH
-
-    @nvml_call("device")
-    def nvmlDeviceGetNvLinkErrorCounter(self, gpu: GpuSim, link: int, counter: int) -> int:
-        """Legacy DL counters are not supported on Blackwell; use the NVLink5 COUNT_* fields."""
-        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+    # -- field values -------------------------------------------------------------------------------
 
     @nvml_call("device")
     def nvmlDeviceGetFieldValues(self, gpu: GpuSim, fieldIds: Sequence[Any]) -> Any:
@@ -387,14 +366,6 @@ class SimTray(EventCalls):
 def _pid(gpu: GpuSim) -> int:
     # Unique across the rack so a process table keyed by pid never collides between trays.
     return 41_000 + gpu.id.index
-
-
-def _link(link: int) -> int:
-    if 0 <= link < LINKS_PER_GPU:
-        return link
-    if LINKS_PER_GPU <= link < pynvml.NVML_NVLINK_MAX_LINKS:
-        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-    raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
 
 
 def _by_clock_type(clock_type: int, sm: int, mem: int, video: int) -> int:
