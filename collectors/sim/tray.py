@@ -14,8 +14,8 @@ from typing import Any
 import pynvml
 
 from collectors.rack import compute_tray_slot, gpu_index
-from collectors.sim import fields
 from collectors.sim.events import EventCalls
+from collectors.sim.fields import fill, parse_request
 from collectors.sim.gpu import (
     MAX_SM_MHZ,
     MAX_VIDEO_MHZ,
@@ -326,7 +326,7 @@ class SimTray(EventCalls, LinkCalls):
     @nvml_call("device")
     def nvmlDeviceGetFieldValues(self, gpu: GpuSim, fieldIds: Sequence[Any]) -> Any:
         """A ctypes array of real c_nvmlFieldValue_t, one per request, each with its own nvmlReturn."""
-        request = fields.parse_request(fieldIds)
+        request = parse_request(fieldIds)
         device = self.gpu_indices.index(gpu.id.index)
         # Only ids with injections can be forced; _take on the rest would answer None anyway.
         forced = {
@@ -334,7 +334,7 @@ class SimTray(EventCalls, LinkCalls):
             for fid in request.field_ids & self._field_errors.keys()
         }
         ts_us = int(self.rack.time * 1_000_000)
-        return fields.fill(request, gpu, self._sibling(gpu), ts_us, forced)
+        return fill(request, gpu, self._sibling(gpu), ts_us, forced)
 
     # -- processes ----------------------------------------------------------------------------------
 
