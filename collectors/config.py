@@ -45,15 +45,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from collectors.alert_rules import AlertRules
 from collectors.config_check import Checker, ConfigError
 from collectors.config_promql import PromqlConfig, parse_promql, render_promql
 from collectors.config_tables import parse_alerts, parse_keys, render_alerts
-from collectors.mappings.serving import ENGINES
-from collectors.rack import COMPUTE_TRAYS, GPUS, gpu_index, gpu_label
+from collectors.config_targets import ServerTarget, TrayTarget, parse_gpu, parse_servers, parse_trays
+from collectors.rack import gpu_label
 from collectors.remote_write.settings import RemoteWriteSettings, parse_remote_write, render_remote_write
+
+__all__ = [
+    "DEFAULT_DOWN_AFTER",
+    "DEFAULT_TIMEOUT_S",
+    "MAX_CONFIG_BYTES",
+    "ConfigError",
+    "RackConfig",
+    "ServerTarget",
+    "TrayTarget",
+    "default_timeout_s",
+    "key_error",
+    "load_config",
+    "parse_config",
+    "parse_gpu",
+    "render_config",
+    "write_config",
+]
 
 MIN_DEFAULT_TIMEOUT_S = 2.0
 """The default timeout's floor: on a loaded collector host (load 8-16 on 2 cores) `monitor doctor`
@@ -77,48 +93,8 @@ DEFAULT_TIMEOUT_S = default_timeout_s(1.0)
 """The default at the default 1 s interval (what `monitor sim --write-config` writes)."""
 
 _RACK_FIELDS = ("name", "timeout", "down_after")
-_TRAY_FIELDS = ("tray", "host", "url")
-_SERVER_FIELDS = ("name", "url", "engine", "gpus", "metrics_prefix")
-_METRIC_PREFIX_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-"""A metric name prefix: what a Prometheus metric name may start with."""
 _TOP_LEVEL = ("rack", "tray", "server", "alerts", "keys", "promql", "remote_write")
-_GPU_LABEL_RE = re.compile(r"T(\d{1,2})\.G(\d)")
 _TOML_POS_RE = re.compile(r"\(at line (\d+), column \d+\)")
-
-
-@dataclass(frozen=True)
-class TrayTarget:
-    """One compute tray's exporter (`monitor agent` or dcgm-exporter).
-
-    Attributes:
-        tray: compute tray 1..18 (places GPUs whose page has no rackmon_gpu_info).
-        host: the tray's host name, shown in events.
-        url: the /metrics URL.
-    """
-
-    tray: int
-    host: str
-    url: str
-
-
-@dataclass(frozen=True)
-class ServerTarget:
-    """One inference server's /metrics endpoint.
-
-    Attributes:
-        name: the endpoint's name (serving.endpoint).
-        url: the /metrics URL (TensorRT-LLM serves /prometheus/metrics).
-        engine: a key of collectors.mappings.ENGINES, or None to detect it from the first page.
-        gpus: rack GPU indices 0..71 it runs on.
-        metrics_prefix: a Dynamo frontend's DYN_METRICS_PREFIX, which replaces `dynamo_frontend` in
-            its metric names (collectors.mappings.engines.dynamo); None: the default names.
-    """
-
-    name: str
-    url: str
-    engine: str | None = None
-    gpus: tuple[int, ...] = ()
-    metrics_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,38 +127,13 @@ class RackConfig:
         return {s.name: s.gpus for s in self.servers}
 
 
-def parse_gpu(value: object) -> int:
-    """A rack GPU index from an int 0..71 or a label like 'T03.G2'; ValueError says what is wrong."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a GPU")
-    if isinstance(value, int):
-        if not 0 <= value < GPUS:
-            raise ValueError(f"GPU index {value} is not 0..{GPUS - 1}")
-        return value
-    if isinstance(value, str):
-        match = _GPU_LABEL_RE.fullmatch(value.strip())
-        if match is None:
-            raise ValueError(f"{value!r} is neither a rack index 0..{GPUS - 1} nor a label like 'T03.G2'")
-        return gpu_index(int(match.group(1)), int(match.group(2)))
-    raise ValueError(f"{value!r} is not a GPU (use a rack index or a label like 'T03.G2')")
-
-
 def parse_config(text: str, path: Path | str = "<config>") -> RackConfig:
     """Parse and validate rack config text.
 
     Raises:
         ConfigError: one line naming the file, line and field.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        message = str(err)
-        match = _TOML_POS_RE.search(message)
-        line = f":{match.group(1)}" if match else ""
-        raise ConfigError(f"{path}{line}: not valid TOML: {_TOML_POS_RE.sub('', message).strip()}") from None
-    except RecursionError:
-        # tomllib recurses once per nested array or inline table; a rack config nests two deep.
-        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+    data = _load_toml(text, path)
     check = Checker(text, path)
     if "fleet" in data:  # collectors.fleet_config reads these; a one-rack command cannot
         check.fail(
@@ -195,27 +146,9 @@ def parse_config(text: str, path: Path | str = "<config>") -> RackConfig:
     for key in data:
         if key not in _TOP_LEVEL:
             check.fail(key, f"unknown table or key (expected: {', '.join(_TOP_LEVEL)})", key, None, None)
-    rack = data.get("rack", {})
-    if not isinstance(rack, dict):
-        check.fail("rack", "must be a table ([rack])", None, None, "rack")
-    check.fields(rack, _RACK_FIELDS, "rack", None)
-    name = check.string(rack, "name", "rack", "rack", None) or Path(str(path)).stem
-    timeout = rack.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 60
-    ):
-        check.fail("rack.timeout", f"must be seconds in (0, 60], not {timeout!r}", "rack", None, "timeout")
-    down_after = rack.get("down_after", DEFAULT_DOWN_AFTER)
-    if isinstance(down_after, bool) or not isinstance(down_after, int) or not 1 <= down_after <= 100:
-        check.fail(
-            "rack.down_after",
-            f"must be a count of missed scrapes in 1..100, not {down_after!r}",
-            "rack",
-            None,
-            "down_after",
-        )
-    trays = _trays(check, data.get("tray", []))
-    servers = _servers(check, data.get("server", []))
+    name, timeout, down_after = _rack_table(check, data.get("rack", {}), path)
+    trays = parse_trays(check, data.get("tray", []))
+    servers = parse_servers(check, data.get("server", []))
     promql = parse_promql(check, data.get("promql"))
     if not trays and not servers and promql is None:
         check.fail(
@@ -241,106 +174,48 @@ def parse_config(text: str, path: Path | str = "<config>") -> RackConfig:
     )
 
 
+def _load_toml(text: str, path: Path | str) -> dict[str, Any]:
+    """The TOML document; a syntax error is one ConfigError line with its position."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        message = str(err)
+        match = _TOML_POS_RE.search(message)
+        line = f":{match.group(1)}" if match else ""
+        raise ConfigError(f"{path}{line}: not valid TOML: {_TOML_POS_RE.sub('', message).strip()}") from None
+    except RecursionError:
+        # tomllib recurses once per nested array or inline table; a rack config nests two deep.
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+
+
+def _rack_table(check: Checker, rack: object, path: Path | str) -> tuple[str, Any, Any]:
+    """[rack]'s name (the file's stem by default), timeout and down_after, each checked."""
+    if not isinstance(rack, dict):
+        check.fail("rack", "must be a table ([rack])", None, None, "rack")
+    check.fields(rack, _RACK_FIELDS, "rack", None)
+    name = check.string(rack, "name", "rack", "rack", None) or Path(str(path)).stem
+    timeout = rack.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 60
+    ):
+        check.fail("rack.timeout", f"must be seconds in (0, 60], not {timeout!r}", "rack", None, "timeout")
+    down_after = rack.get("down_after", DEFAULT_DOWN_AFTER)
+    if isinstance(down_after, bool) or not isinstance(down_after, int) or not 1 <= down_after <= 100:
+        check.fail(
+            "rack.down_after",
+            f"must be a count of missed scrapes in 1..100, not {down_after!r}",
+            "rack",
+            None,
+            "down_after",
+        )
+    return name, timeout, down_after
+
+
 def key_error(config: RackConfig, action: str, problem: str) -> ConfigError:
     """A ConfigError about [keys] entry `action`, at its line in the config file."""
     line = config.key_lines.get(action, 0)
     where = f"{config.path}:{line}" if line else str(config.path or "<config>")
     return ConfigError(f"{where}: keys.{action}: {problem}")
-
-
-def _entries(check: Checker, value: object, table: str) -> list[dict[str, Any]]:
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        check.fail(table, f"must be an array of tables ([[{table}]])", None, None, table)
-    return list(value)  # type: ignore[arg-type]
-
-
-def _trays(check: Checker, value: object) -> list[TrayTarget]:
-    trays: list[TrayTarget] = []
-    seen: dict[int, int] = {}
-    urls: dict[str, int] = {}
-    for i, entry in enumerate(_entries(check, value, "tray")):
-        label = f"tray[{i + 1}]"
-        check.fields(entry, _TRAY_FIELDS, "tray", i)
-        number = entry.get("tray", i + 1)
-        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= COMPUTE_TRAYS:
-            check.fail(
-                f"{label}.tray",
-                f"must be a compute tray 1..{COMPUTE_TRAYS}, not {number!r}",
-                "tray",
-                i,
-                "tray",
-            )
-        if number in seen:
-            check.fail(
-                f"{label}.tray", f"tray {number} is already tray[{seen[number] + 1}]", "tray", i, "tray"
-            )
-        seen[number] = i
-        url = check.url(entry, label, "tray", i)
-        if url in urls:
-            check.fail(f"{label}.url", f"{url} is already tray[{urls[url] + 1}]'s URL", "tray", i, "url")
-        urls[url] = i
-        host = check.string(entry, "host", label, "tray", i) or urlsplit(url).hostname or url
-        trays.append(TrayTarget(tray=number, host=host, url=url))
-    return trays
-
-
-def _servers(check: Checker, value: object) -> list[ServerTarget]:
-    servers: list[ServerTarget] = []
-    names: dict[str, int] = {}
-    owner: dict[int, int] = {}
-    for i, entry in enumerate(_entries(check, value, "server")):
-        label = f"server[{i + 1}]"
-        check.fields(entry, _SERVER_FIELDS, "server", i)
-        url = check.url(entry, label, "server", i)
-        parts = urlsplit(url)
-        name = check.string(entry, "name", label, "server", i) or f"{parts.hostname}:{parts.port or 80}"
-        if name in names:
-            check.fail(f"{label}.name", f"{name!r} is already server[{names[name] + 1}]", "server", i, "name")
-        names[name] = i
-        engine = check.string(entry, "engine", label, "server", i)
-        if engine is not None and engine not in ENGINES:
-            check.fail(
-                f"{label}.engine", f"{engine!r} is not one of: {', '.join(ENGINES)}", "server", i, "engine"
-            )
-        raw = entry.get("gpus", [])
-        if not isinstance(raw, list):
-            check.fail(f"{label}.gpus", f"must be a list of GPUs, not {raw!r}", "server", i, "gpus")
-        gpus: list[int] = []
-        for item in raw:
-            try:
-                gpu = parse_gpu(item)
-            except ValueError as err:
-                check.fail(f"{label}.gpus", str(err), "server", i, "gpus")
-            if gpu in owner:
-                where = "this server" if owner[gpu] == i else f"server[{owner[gpu] + 1}]"
-                check.fail(
-                    f"{label}.gpus", f"GPU {gpu_label(gpu)} is already used by {where}", "server", i, "gpus"
-                )
-            owner[gpu] = i
-            gpus.append(gpu)
-        prefix = _metrics_prefix(check, entry, label, i, engine)
-        if prefix is not None:
-            engine = "dynamo"
-        servers.append(
-            ServerTarget(name=name, url=url, engine=engine, gpus=tuple(gpus), metrics_prefix=prefix)
-        )
-    return servers
-
-
-def _metrics_prefix(
-    check: Checker, entry: Mapping[str, Any], label: str, i: int, engine: str | None
-) -> str | None:
-    """A [[server]]'s metrics_prefix: a metric-name prefix, for a Dynamo frontend only."""
-    prefix = check.string(entry, "metrics_prefix", label, "server", i)
-    if prefix is None:
-        return None
-    field = f"{label}.metrics_prefix"
-    if not _METRIC_PREFIX_RE.fullmatch(prefix):
-        check.fail(field, f"{prefix!r} is not a metric name prefix", "server", i, "metrics_prefix")
-    if engine not in (None, "dynamo"):
-        problem = f"only a Dynamo frontend has one (DYN_METRICS_PREFIX); this server's engine is {engine!r}"
-        check.fail(field, problem, "server", i, "metrics_prefix")
-    return prefix
 
 
 def load_config(path: Path | str) -> RackConfig:
