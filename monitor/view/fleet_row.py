@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from collectors.config import RackConfig
-from collectors.promql_fleet import RackFigures
-from collectors.promql_fleet import tray_finder
+from collectors.promql_fleet import RackFigures, tray_finder
 from collectors.rack import gpu_label, gpu_place
 from monitor.view.alerts_view import ActiveAlert
 from monitor.view.model import XID_NAMES, CellState, RackSnapshot

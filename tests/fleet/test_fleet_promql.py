@@ -1,4 +1,4 @@
-"""Fleet rows from aggregate PromQL queries equal the rows the rack view's own builders make, on both backends.
+"""Fleet rows from aggregate PromQL queries equal the rows the rack view's builders make, on both backends.
 
 Two simulated racks (one loses a GPU mid-run) are scraped over HTTP by a ScrapeSource; each tick's frame
 goes through the fleet's full path (monitor.fleet.FleetRack: the rack view's SnapshotBuilder, ServingBuilder,
@@ -82,7 +82,7 @@ def recorded() -> Iterator[Recorded]:
     lost = None
     for name, seed, scenario in (("ra", 3, "gpu-lost"), ("rb", 4, "steady")):
         clock = SimClock(start)
-        rack = SimRack(seed=seed, clock=clock, scenario=scenario, fault_at=6, tp=4)
+        rack = SimRack(seed=seed, clock=clock, scenario=scenario, fault_at=12, tp=4)
         config, rows = _record(name, rack, clock, om)
         configs.append(config)
         expected[name] = rows
