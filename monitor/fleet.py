@@ -21,6 +21,7 @@ from collectors.config import RackConfig
 from collectors.poller import Poller
 from collectors.promql_fleet import FleetPlan, FleetPlanError, FleetQueries
 from collectors.source import Source
+from monitor.errors import UserError
 from monitor.view.alerts_view import AlertTracker
 from monitor.view.builder import SnapshotBuilder
 from monitor.view.fleet_row import FleetRow, figures_row, fleet_row
@@ -265,7 +266,11 @@ def make_fleet(
         except FleetPlanError as err:
             log.info("fleet rows from each rack's own source: %s", err)
         else:
-            return QueriedFleet(plan, make_sources, interval=interval, clock=clock)
+            try:
+                return QueriedFleet(plan, make_sources, interval=interval, clock=clock)
+            except OSError as err:
+                where = configs[0].path or configs[0].name
+                raise UserError(f"{where}: promql.bearer_token_file: cannot read: {err}") from None
     return Fleet(configs, make_sources, interval=interval, clock=clock)
 
 
