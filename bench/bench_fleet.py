@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import multiprocessing as mp
 import os
 import statistics
@@ -133,7 +134,7 @@ def frames_fleet(racks: int, fault_rack: int, fault_at: float):
         clock=clock,
     )
     fault = sims[rack_name(fault_rack)].scenario.fault
-    return fleet, start + fault_at, fault.gpu, None
+    return fleet, start + fault_at, fault.gpu, None, None
 
 
 def http_fleet(racks: int, fault_rack: int, fault_at: float):
@@ -157,7 +158,103 @@ def http_fleet(racks: int, fault_rack: int, fault_at: float):
         fault_wall_s,
         fault_gpu,
         stop,
+        None,
     )
+
+
+def scrape_config(configs, path: Path) -> None:
+    """VictoriaMetrics' -promscrape.config: every tray and server page of every rack at 1 Hz, each target
+    labelled with its rack (and a server with its name: the simulated servers share one host:port)."""
+    import json
+    from urllib.parse import urlsplit
+
+    jobs = []
+    for kind in ("tray", "server"):
+        static = []
+        for config in configs:
+            targets = config.trays if kind == "tray" else config.servers
+            for t in targets:
+                url = urlsplit(t.url)
+                labels = {"rack": config.name, "__metrics_path__": url.path}
+                if kind == "server":
+                    labels["server"] = t.name
+                static.append({"targets": [url.netloc], "labels": labels})
+        jobs.append({"job_name": kind, "scrape_interval": "1s", "scrape_timeout": "1s",
+                     "static_configs": static})  # fmt: skip
+    path.write_text(json.dumps({"scrape_configs": jobs}))  # YAML is a superset of JSON
+
+
+def vm_fleet(racks: int, fault_rack: int, fault_at: float):
+    """--source vm: the racks served by a child process, scraped at 1 Hz by VictoriaMetrics itself
+    (-promscrape.config), and read back by the fleet's aggregate queries (monitor.fleet.QueriedFleet)."""
+    import dataclasses
+    import tempfile
+
+    from collectors.config_promql import PromqlConfig
+    from monitor.commands.root import scrape_source
+    from monitor.fleet import make_fleet
+
+    servers = peer_servers()
+    parent, child = mp.Pipe()
+    proc = mp.get_context("spawn").Process(
+        target=serve, args=(racks, fault_rack, fault_at, child), daemon=True
+    )
+    proc.start()
+    configs, fault_wall_s, fault_gpu = parent.recv()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-vm-"))
+    scrape_config(configs, tmp / "scrape.json")
+    port = servers.free_port()
+    argv = [
+        "victoria-metrics",
+        f"-httpListenAddr={servers.HOST}:{port}",
+        f"-storageDataPath={tmp / 'vm'}",
+        "-search.latencyOffset=0s",  # the newest samples are what the rows are about
+        f"-promscrape.config={tmp / 'scrape.json'}",
+        "-promscrape.suppressScrapeErrors",
+    ]
+    vm = servers.Server("victoria-metrics", argv, port, "/health", tmp / "vm.log").__enter__()
+    url = f"http://{servers.HOST}:{port}"
+    promql = [
+        dataclasses.replace(
+            c, promql=PromqlConfig(url, (("rack", c.name),), lookback_s=3.0, server_label="server")
+        )
+        for c in configs
+    ]
+    fleet = make_fleet(promql, lambda c, every: [scrape_source(c, every)], interval=1.0)
+
+    def stop() -> None:
+        vm.__exit__(None, None, None)
+        parent.send("stop")
+        proc.join(timeout=30)
+
+    return fleet, fault_wall_s, fault_gpu, stop, vm.pid
+
+
+def peer_servers():
+    """bench/peers/servers.py (Server, free_port, HOST), loaded by path as tests/promql/backends.py does."""
+    from tests.promql.backends import peer_servers as load
+
+    return load()
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of another process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class QueryMeter:
+    """Per round of a QueriedFleet's queries: how many, the slowest answer, bytes, our CPU (its thread)."""
+
+    def __init__(self, fleet) -> None:
+        self.rounds: list = []
+        poll = fleet.poll
+
+        def timed(ts_ms: int) -> None:
+            poll(ts_ms)
+            self.rounds.append(fleet.queries.last_cost)
+
+        fleet.poll = timed
 
 
 async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, source: str) -> None:
@@ -165,16 +262,19 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
     from monitor.commands.fleet_sim import rack_name
     from monitor.tui.fleet_app import FleetApp
 
-    make = http_fleet if source == "http" else frames_fleet
-    fleet, fault_wall_s, fault_gpu, stop_sim = make(racks, fault_rack, fault_at)
+    make = {"http": http_fleet, "frames": frames_fleet, "vm": vm_fleet}[source]
+    fleet, fault_wall_s, fault_gpu, stop_sim, vm_pid = make(racks, fault_rack, fault_at)
     app = FleetApp(fleet, fleet_name="bench fleet", title="bench fleet")
     meter = Meter(app, rack_name(fault_rack), gpu_label(fault_gpu))
+    queries = QueryMeter(fleet) if source == "vm" else None
     load0 = os.getloadavg()
     fleet.start()
     try:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause(5.0)  # warm up: the first frames, the first rows
             main = threading.main_thread().ident
+            rounds0 = len(queries.rounds) if queries else 0
+            vm0 = proc_cpu_s(vm_pid) if vm_pid else 0.0
             cpu0, wall0, main0 = time.process_time(), time.monotonic(), thread_cpu_s(main)
             rows0, applied0, built0, versions0 = (
                 meter.row_cpu_s,
@@ -184,11 +284,13 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
             )
             await pilot.pause(seconds)
             cpu1, wall1, main1 = time.process_time(), time.monotonic(), thread_cpu_s(main)
+            vm1 = proc_cpu_s(vm_pid) if vm_pid else 0.0
             frames = _frames(fleet) - versions0
             rows_cpu = meter.row_cpu_s - rows0
             built = meter.rows_built - built0
             applied = app.rows_applied - applied0
             order = app.fleet_screen.sorted_names()
+            rounds = queries.rounds[rounds0:] if queries else []
             head_bytes = [
                 sum(b.nbytes for f in r.head.frames() for b in f.batches.values()) for r in fleet.racks
             ]
@@ -196,7 +298,6 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
         fleet.stop()
         if stop_sim is not None:
             stop_sim()
-    builder_bytes = _builder_bytes(fleet.racks[0])  # with every poller stopped: tracemalloc is process-wide
     wall = wall1 - wall0
     total = (cpu1 - cpu0) / wall * 100
     ui = (main1 - main0) / wall * 100
@@ -210,24 +311,66 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
         )
     else:
         red = f"not within the run (fault at +{fault_at:.0f} s)"
-    polled = "HTTP scrape + mapping" if source == "http" else "the simulator itself"
-    requests = racks * 90 if source == "http" else 0
     lines = [
         f"fleet of {racks} racks ({racks * 72} GPUs; source {source}) at 1 Hz for {wall:.0f} s, "
         f"headless {SIZE[0]}x{SIZE[1]}; load average {load0[0]:.1f} -> {load1[0]:.1f} "
         f"on {os.cpu_count()} cores",
         f"  TUI process CPU: {total:.1f} % of one core",
         f"    event loop (Textual, table diff): {ui:.1f} %",
-        f"    fleet worker (rows): {rows:.1f} % ({rows_cpu / max(built, 1) * 1e3:.1f} ms CPU per rack row)",
-        f"    pollers (the sources: {polled}; the rest): {total - ui - rows:.1f} %",
-        f"  per tick: {requests} HTTP requests; {frames / wall:.1f} rack frames/s "
-        f"landed, {built / wall:.1f} rows built/s, {applied / wall:.1f} row sets applied/s",
-        f"  fault -> red: {red}",
-        f"  per-rack memory: small head {statistics.mean(head_bytes) / 1e6:.2f} MB of Arrow "
-        f"({len(fleet.racks[0].head.frames())} frames, no serving_hist); "
-        f"row builders {builder_bytes / 1e6:.2f} MB",
     ]
+    if source == "vm":
+        lines += _query_lines(rounds, wall, total - ui, (vm1 - vm0) / wall * 100)
+    else:
+        polled = "HTTP scrape + mapping" if source == "http" else "the simulator itself"
+        lines += [
+            f"    fleet worker (rows): {rows:.1f} % "
+            f"({rows_cpu / max(built, 1) * 1e3:.1f} ms CPU per rack row)",
+            f"    pollers (the sources: {polled}; the rest): {total - ui - rows:.1f} %",
+            f"  per tick: {racks * 90 if source == 'http' else 0} HTTP requests; {frames / wall:.1f} rack "
+            f"frames/s landed, {built / wall:.1f} rows built/s, {applied / wall:.1f} row sets applied/s",
+        ]
+    lines.append(f"  fault -> red: {red}")
+    if source == "vm":
+        lines.append(
+            f"  per-rack memory: {_queried_row_bytes(fleet) / 1e3:.1f} kB (its row and figures; no frames)"
+        )
+    else:
+        builder_bytes = _builder_bytes(fleet.racks[0])  # pollers stopped: tracemalloc is process-wide
+        lines.append(
+            f"  per-rack memory: small head {statistics.mean(head_bytes) / 1e6:.2f} MB of Arrow "
+            f"({len(fleet.racks[0].head.frames())} frames, no serving_hist); "
+            f"row builders {builder_bytes / 1e6:.2f} MB"
+        )
     print("\n".join(lines))
+
+
+def _query_lines(rounds: list, wall: float, rest_pct: float, vm_pct: float) -> list[str]:
+    """The query figures of a --source vm run."""
+    if not rounds:
+        return ["  no query rounds within the run"]
+    answer_ms = sorted(r.answer_s * 1e3 for r in rounds)
+    cpu_ms = sorted(r.cpu_s * 1e3 for r in rounds)
+    return [
+        f"    fleet queries + rows (the query thread and the rest): {rest_pct:.1f} %",
+        f"  per tick: {statistics.median(r.queries for r in rounds):.0f} queries for the whole fleet "
+        f"({min(r.queries for r in rounds)}-{max(r.queries for r in rounds)}); "
+        f"{len(rounds) / wall:.2f} rounds/s; "
+        f"answer (slowest query) median {statistics.median(answer_ms):.0f} ms, p90 "
+        f"{answer_ms[int(len(answer_ms) * 0.9)]:.0f} ms; our CPU median {statistics.median(cpu_ms):.1f} ms "
+        f"a round; {statistics.median(r.bytes for r in rounds) / 1e3:.1f} kB of answers",
+        f"  VictoriaMetrics (scraping every page at 1 Hz, answering): {vm_pct:.0f} % of one core",
+    ]
+
+
+def _queried_row_bytes(fleet) -> int:
+    """Python memory one round of queries keeps per rack (its figures' rows), by tracemalloc."""
+    rows = [r.row for r in fleet.racks]
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    copies = [copy.deepcopy(r) for r in rows if r is not None]  # what one row holds, traced
+    kept = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return kept // max(len(copies), 1)
 
 
 def _frames(fleet) -> int:
@@ -282,7 +425,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--fault-rack", type=int, default=7)
     parser.add_argument("--fault-at", type=float, default=30.0, help="seconds after the sim starts")
-    parser.add_argument("--source", choices=("http", "frames"), default="http")
+    parser.add_argument("--source", choices=("vm", "http", "frames"), default="vm")
     parser.add_argument("--row-cost", action="store_true", help="only the CPU of one rack's row, alone")
     args = parser.parse_args()
     if args.row_cost:

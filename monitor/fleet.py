@@ -195,7 +195,7 @@ class QueriedFleet:
         """Raises OSError when the bearer token file cannot be read."""
         self.interval = interval
         self.clock: Clock = clock or WallClock()
-        self.queries = FleetQueries(plan, timeout_s=min(plan_timeout(plan), interval * 0.9))
+        self.queries = FleetQueries(plan, timeout_s=plan_timeout(plan))
         self.racks = [
             QueriedRack(c, QueriedHead(c, make_sources, interval, clock)) for c in plan.racks.values()
         ]
