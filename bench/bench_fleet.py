@@ -291,6 +291,8 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
             applied = app.rows_applied - applied0
             order = app.fleet_screen.sorted_names()
             rounds = queries.rounds[rounds0:] if queries else []
+            final = [r.current_row() for r in fleet.racks]
+            scrapes = _vm_scrapes(vm_pid, port_of(fleet)) if vm_pid else ""
             head_bytes = [
                 sum(b.nbytes for f in r.head.frames() for b in f.batches.values()) for r in fleet.racks
             ]
@@ -330,6 +332,7 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
             f"frames/s landed, {built / wall:.1f} rows built/s, {applied / wall:.1f} row sets applied/s",
         ]
     lines.append(f"  fault -> red: {red}")
+    lines.append(f"  rows at the end: {_rows_text(final)}" + (f"; {scrapes}" if scrapes else ""))
     if source == "vm":
         lines.append(
             f"  per-rack memory: {_queried_row_bytes(fleet) / 1e3:.1f} kB (its row and figures; no frames)"
@@ -342,6 +345,43 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
             f"row builders {builder_bytes / 1e6:.2f} MB"
         )
     print("\n".join(lines))
+
+
+def _rows_text(rows: list) -> str:
+    """'14 ok, 1 warn, 1 CRIT, 0 waiting; 1,151/1,152 GPUs ok'."""
+    from collections import Counter
+
+    health = Counter(r.health.name for r in rows)
+    errors = sum(1 for r in rows if r.error)
+    text = ", ".join(f"{health.get(h, 0)} {h.lower()}" for h in ("OK", "WARNING", "CRITICAL", "WAITING"))
+    gpus = f"{sum(r.gpus_ok for r in rows):,}/{sum(r.gpus for r in rows):,} GPUs ok"
+    return f"{text}; {gpus}" + (f"; {errors} rows with a failed query" if errors else "")
+
+
+def port_of(fleet) -> int:
+    """The VictoriaMetrics port the fleet's queries go to."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(fleet.queries.plan.url).port or 0
+
+
+def _vm_scrapes(pid: int, port: int) -> str:
+    """VictoriaMetrics' own scrape counters so far: scrapes done, failed, timed out."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("vm_promscrape_scrapes_total", "vm_promscrape_scrapes_failed_total",
+                    "vm_promscrape_scrapes_timed_out_total"):  # fmt: skip
+            found[name] = float(value)
+    return (
+        f"VictoriaMetrics scrapes so far: {found.get('vm_promscrape_scrapes_total', 0):,.0f}, failed "
+        f"{found.get('vm_promscrape_scrapes_failed_total', 0):,.0f}, timed out "
+        f"{found.get('vm_promscrape_scrapes_timed_out_total', 0):,.0f}"
+    )
 
 
 def _query_lines(rounds: list, wall: float, rest_pct: float, vm_pct: float) -> list[str]:
