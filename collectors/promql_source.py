@@ -30,7 +30,14 @@ from collectors.promql_api import QueryApi, RawSamples, read_token, selector
 from collectors.promql_fleet import host_port, tray_finder
 from collectors.promql_pages import PageKey, RackSeries, SeriesCache, gpu_names, serving_patterns, tick_grid
 from collectors.promtext import ExpositionParser
-from collectors.scrape_endpoint import DEFAULT_PAGE_BUDGET_S, Endpoint, EndpointStatus, read_page
+from collectors.scrape_endpoint import (
+    DEFAULT_PAGE_BUDGET_S,
+    Endpoint,
+    EndpointStatus,
+    endpoint_event,
+    judge,
+    read_page,
+)
 from collectors.scrape_http import Fetched
 from collectors.stand_ins import stale_gpu_rows
 from storage.frame import Frame, batch_from_rows, merge_frames
@@ -180,7 +187,7 @@ class PromQLSource:
         events: list[dict[str, object]] = []
         if self.state != EndpointState.OK:
             detail = f"{self.name}: {self.url} answering again"
-            events.append(_event(ts, EventKind.ENDPOINT_UP, self.name, detail))
+            events.append(endpoint_event(ts, EventKind.ENDPOINT_UP, self.name, detail))
             self.state, self.reason = EndpointState.OK, ""
         budget = PageBudget(DEFAULT_PAGE_BUDGET_S, time.monotonic() + self.timeout_s + MAPPING_ALLOWANCE_S)
         parts: list[Frame] = []
@@ -192,7 +199,8 @@ class PromQLSource:
                 got, part = Fetched(None, latency_s, EndpointState.STALE, reason), None
             else:
                 got, part = read_page(ep, Fetched(text, latency_s, EndpointState.OK), ts, serving, budget)
-            shown = self._judge(ep, ts, got, events)
+            shown = judge(ep, ts, got, events, down_after=self.down_after, misses="ticks without samples",
+                          streak="ticks", logger=log)  # fmt: skip
             if part is not None:
                 parts.append(part)
             elif shown != EndpointState.OK:
@@ -202,35 +210,13 @@ class PromQLSource:
             parts.append(Frame(ts, {"events": batch_from_rows("events", events)}))
         return merge_frames(ts, parts)
 
-    def _judge(self, ep: Endpoint, ts: int, got: Fetched, events: list[dict[str, object]]) -> EndpointState:
-        """The endpoint's state after this tick; an event only when it goes DOWN or comes back."""
-        status = ep.status
-        status.seen = True
-        if got.state == EndpointState.OK:
-            if status.state == EndpointState.DOWN:
-                detail = f"{status.name} answering again after {status.misses} ticks without samples"
-                events.append(_event(ts, EventKind.ENDPOINT_UP, status.name, detail))
-            status.state, status.misses, status.reason = EndpointState.OK, 0, ep.warning
-            status.last_ok_ms, status.latency_s = ts, got.latency_s
-            return EndpointState.OK
-        status.misses += 1
-        status.reason = got.reason
-        down = got.state == EndpointState.DOWN or status.misses >= self.down_after
-        if down and status.state != EndpointState.DOWN:
-            log.warning("%s down: %s", status.name, got.reason)
-            events.append(_event(ts, EventKind.ENDPOINT_DOWN, status.name, f"{status.name}: {got.reason}"))
-            status.state = EndpointState.DOWN
-        elif status.state != EndpointState.DOWN:
-            status.state = EndpointState.STALE
-        return status.state
-
     def _backend_failed(self, ts: int, reason: str) -> Frame:
         """The query failed: every endpoint STALE with the backend's reason, one event per outage."""
         events: list[dict[str, object]] = []
         if self.state == EndpointState.OK:
             log.warning("%s: query failed: %s", self.name, reason)
             detail = f"{self.name}: query failed: {reason}"
-            events.append(_event(ts, EventKind.ENDPOINT_DOWN, self.name, detail))
+            events.append(endpoint_event(ts, EventKind.ENDPOINT_DOWN, self.name, detail))
         self.state, self.reason = EndpointState.DOWN, reason
         parts: list[Frame] = []
         serving = ServingRows()
@@ -266,7 +252,3 @@ class PromQLSource:
 
     def close(self) -> None:
         """Nothing is held between polls (each query opens and closes its own connection)."""
-
-
-def _event(ts: int, kind: str, source: str, detail: str) -> dict[str, object]:
-    return {"ts": ts, "kind": kind, "source": source, "detail": detail}
