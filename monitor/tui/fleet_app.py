@@ -114,6 +114,8 @@ class FleetApp(RackApp):
 
     def on_fleet_app_rows_ready(self, message: RowsReady) -> None:
         """Show the newest rows; while a rack is open the fleet screen only keeps them (it is hidden)."""
+        if not self.screen_stack:  # the app is closing: rows posted just before it stopped
+            return
         if self.fleet_visible:
             self.fleet_screen.show(message.rows)
         else:
