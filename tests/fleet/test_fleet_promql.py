@@ -12,6 +12,7 @@ same for 2 racks as the module says for any number (QUERIES).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import time
@@ -161,3 +162,41 @@ def test_prometheus_rows_equal_the_full_path(recorded: Recorded, tmp_path: Path)
         got, _ = _rows(url, recorded)
     _check(recorded, got)
     _fault_seen(recorded, got)
+
+
+async def test_fleet_screen_over_aggregate_queries(recorded: Recorded, tmp_path: Path) -> None:
+    """`monitor --config fleet.toml` on racks that read one backend: rows from the queries, the lost GPU's
+    rack red and first, its alerts column '-' (not evaluated), enter opens the rack's own PromQL source."""
+    from collectors.rack import gpu_label
+    from monitor.commands.root import scrape_source
+    from monitor.fleet import QueriedFleet, make_fleet
+    from monitor.tui.fleet_app import FleetApp
+    from monitor.tui.screens.fleet import FleetScreen
+    from tests.pilot_wait import until
+    from tests.tui.screen_text import screen_lines
+
+    with victoria(recorded.om_text, tmp_path) as url:
+        configs = [
+            dataclasses.replace(c, promql=PromqlConfig(url, (("rack", c.name),), lookback_s=3.0))
+            for c in recorded.configs
+        ]
+        fleet = make_fleet(configs, lambda c, every: [scrape_source(c, every)])
+        assert isinstance(fleet, QueriedFleet)
+        # The recorded data is hours old: its last tick is polled once (off the loop, as the thread does).
+        await asyncio.to_thread(fleet.poll, recorded.ticks[-1])
+        name, gpu = recorded.lost
+        app = FleetApp(fleet, fleet_name="fleet", title="fleet")
+        try:
+            async with app.run_test(size=(160, 40)) as pilot:
+                await until(pilot, lambda: app.rows_applied > 0, "the first rows")
+                top = screen_lines(app)[2].strip()
+                assert top.startswith(name) and "CRIT" in top and gpu_label(gpu) in top
+                cells = app.fleet_screen.query_one("#fleet-table").get_row(name)
+                assert str(cells[8]) == "-", top  # the alerts column: not evaluated by aggregates
+                await pilot.press("enter")
+                await until(pilot, lambda: app.open_rack_name == name and app.frames_applied > 0, "rack open")
+                assert not isinstance(app.screen, FleetScreen)
+                await pilot.press("escape")
+                await until(pilot, lambda: isinstance(app.screen, FleetScreen), "back on the fleet")
+        finally:
+            fleet.stop()
