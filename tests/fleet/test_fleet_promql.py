@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -71,7 +72,11 @@ def _record(
         finally:
             scrape.close()
     kinds = {t.url: "tray" for t in config.trays} | {s.url: "server" for s in config.servers}
-    pages_out.append(openmetrics(pages, name, kinds).removesuffix("# EOF\n"))
+    text = openmetrics(pages, name, kinds).removesuffix("# EOF\n")
+    for server in config.servers:  # a relabelled `server` label too, as where servers share a port
+        hp = urlsplit(server.url).netloc
+        text = text.replace(f'instance="{hp}"', f'instance="{hp}",server="{server.name}"')
+    pages_out.append(text)
     return config, rows
 
 
@@ -95,9 +100,13 @@ def recorded() -> Iterator[Recorded]:
     yield Recorded(configs, ticks, "".join(om) + "# EOF\n", expected, lost)
 
 
-def _rows(url: str, recorded: Recorded) -> tuple[dict[str, list[FleetRow]], list[int]]:
+def _rows(
+    url: str, recorded: Recorded, server_label: str = "instance"
+) -> tuple[dict[str, list[FleetRow]], list[int]]:
     configs = [
-        dataclasses.replace(c, promql=PromqlConfig(url, (("rack", c.name),), lookback_s=3.0))
+        dataclasses.replace(
+            c, promql=PromqlConfig(url, (("rack", c.name),), lookback_s=3.0, server_label=server_label)
+        )
         for c in recorded.configs
     ]
     plan = FleetPlan.of(configs)
@@ -152,8 +161,10 @@ def _fault_seen(recorded: Recorded, got: dict[str, list[FleetRow]]) -> None:
 def test_victoria_metrics_rows_equal_the_full_path(recorded: Recorded, tmp_path: Path) -> None:
     with victoria(recorded.om_text, tmp_path) as url:
         got, counts = _rows(url, recorded)
+        by_name, _ = _rows(url, recorded, server_label="server")  # servers known by name, not host:port
     _check(recorded, got)
     _fault_seen(recorded, got)
+    _check(recorded, by_name)
     assert counts[0] == 11 and set(counts[1:]) == {10}  # 10 a tick (+ the placement query on the first)
 
 
