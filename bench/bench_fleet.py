@@ -1,18 +1,21 @@
 """Benchmark the fleet screen following N simulated racks at 1 Hz: CPU by part, work per tick, fault -> red.
 
-`--source http` (the default): the racks are `monitor sim --racks N` (collectors.sim.fleet_http: one
-loopback port, each rack's pages under /rackNN/) in a child process, scraped by this process as
-`monitor --config fleet.toml` does: 90 HTTP requests per rack per tick. `--source frames`: each rack is
-a SimRack read through its fast frame path in this process (no HTTP), standing for a source that hands
-the fleet finished frames. Either way the figures split this process's CPU into the event loop (Textual,
-headless at 200x50), the fleet worker (one FleetRow per rack per new frame, FleetRack.current_row) and
-the rest (the sources). A gpu-lost fault starts on one rack at a known wall time; the figure is the time
-from then until that rack's row is red with the lost GPU as its worst problem, built and drawn.
+`--source vm` (the default; the issue's benchmark): the racks are `monitor sim --racks N` (collectors.sim.
+fleet_http: one loopback port, each rack's pages under /rackNN/) in a child process, scraped at 1 Hz by
+VictoriaMetrics itself (-promscrape.config, bench/fleet_vm.py), and the fleet screen reads every rack's row
+with the fleet's aggregate queries (monitor.fleet.QueriedFleet: 10 queries a tick for the whole fleet). The
+table adds queries per tick, the slowest query's answer time, our CPU per round, VictoriaMetrics' CPU and
+scrape counters and the rows at the end. `--source http`: the same racks scraped by this process as
+`monitor --config fleet.toml` does without a backend (90 HTTP requests per rack per tick, each rack's row
+built from its frames: the "before"). `--source frames`: each rack a SimRack read through its fast frame
+path in this process (no HTTP). Either way the figures split this process's CPU into the event loop
+(Textual, headless at 200x50), the rows (the fleet worker, or the query thread) and the rest. A gpu-lost
+fault starts on one rack at a known wall time; the figure is the time from then until that rack's row is
+red with the lost GPU as its worst problem, built and drawn. The simulator needs ~0.2-0.4 s of CPU per
+rack per second: 16 racks need 4+ free cores for it alone (on a starved machine the table shows failed
+scrapes and silent trays).
 
-Reading the racks from VictoriaMetrics (the PromQL source) would replace the sources' part; the worker's
-and the event loop's figures are what a PromQL-fed fleet screen costs too.
-
-    .venv/bin/python bench/bench_fleet.py [--racks 16] [--seconds 60] [--fault-rack 7] [--source http|frames]
+    .venv/bin/python bench/bench_fleet.py [--racks 16] [--seconds 60] [--fault-at 40] [--source vm|http]
     .venv/bin/python bench/bench_fleet.py --row-cost
 """
 
@@ -21,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import copy
 import multiprocessing as mp
 import os
 import statistics
@@ -33,6 +35,19 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fleet_vm import (
+    QueryMeter,
+    peer_servers,
+    port_of,
+    proc_cpu_s,
+    queried_row_bytes,
+    query_lines,
+    rows_text,
+    scrape_config,
+    vm_scrapes,
+)
 
 SIZE = (200, 50)
 
@@ -162,28 +177,6 @@ def http_fleet(racks: int, fault_rack: int, fault_at: float):
     )
 
 
-def scrape_config(configs, path: Path) -> None:
-    """VictoriaMetrics' -promscrape.config: every tray and server page of every rack at 1 Hz, each target
-    labelled with its rack (and a server with its name: the simulated servers share one host:port)."""
-    import json
-    from urllib.parse import urlsplit
-
-    jobs = []
-    for kind in ("tray", "server"):
-        static = []
-        for config in configs:
-            targets = config.trays if kind == "tray" else config.servers
-            for t in targets:
-                url = urlsplit(t.url)
-                labels = {"rack": config.name, "__metrics_path__": url.path}
-                if kind == "server":
-                    labels["server"] = t.name
-                static.append({"targets": [url.netloc], "labels": labels})
-        jobs.append({"job_name": kind, "scrape_interval": "1s", "scrape_timeout": "1s",
-                     "static_configs": static})  # fmt: skip
-    path.write_text(json.dumps({"scrape_configs": jobs}))  # YAML is a superset of JSON
-
-
 def vm_fleet(racks: int, fault_rack: int, fault_at: float):
     """--source vm: the racks served by a child process, scraped at 1 Hz by VictoriaMetrics itself
     (-promscrape.config), and read back by the fleet's aggregate queries (monitor.fleet.QueriedFleet)."""
@@ -230,33 +223,6 @@ def vm_fleet(racks: int, fault_rack: int, fault_at: float):
     return fleet, fault_wall_s, fault_gpu, stop, vm.pid
 
 
-def peer_servers():
-    """bench/peers/servers.py (Server, free_port, HOST), loaded by path as tests/promql/backends.py does."""
-    from tests.promql.backends import peer_servers as load
-
-    return load()
-
-
-def proc_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of another process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class QueryMeter:
-    """Per round of a QueriedFleet's queries: how many, the slowest answer, bytes, our CPU (its thread)."""
-
-    def __init__(self, fleet) -> None:
-        self.rounds: list = []
-        poll = fleet.poll
-
-        def timed(ts_ms: int) -> None:
-            poll(ts_ms)
-            self.rounds.append(fleet.queries.last_cost)
-
-        fleet.poll = timed
-
-
 async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, source: str) -> None:
     from collectors.rack import gpu_label
     from monitor.commands.fleet_sim import rack_name
@@ -292,7 +258,7 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
             order = app.fleet_screen.sorted_names()
             rounds = queries.rounds[rounds0:] if queries else []
             final = [r.current_row() for r in fleet.racks]
-            scrapes = _vm_scrapes(vm_pid, port_of(fleet)) if vm_pid else ""
+            scrapes = vm_scrapes(vm_pid, port_of(fleet)) if vm_pid else ""
             head_bytes = [
                 sum(b.nbytes for f in r.head.frames() for b in f.batches.values()) for r in fleet.racks
             ]
@@ -321,7 +287,7 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
         f"    event loop (Textual, table diff): {ui:.1f} %",
     ]
     if source == "vm":
-        lines += _query_lines(rounds, wall, total - ui, (vm1 - vm0) / wall * 100)
+        lines += query_lines(rounds, wall, total - ui, (vm1 - vm0) / wall * 100)
     else:
         polled = "HTTP scrape + mapping" if source == "http" else "the simulator itself"
         lines += [
@@ -332,10 +298,10 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
             f"frames/s landed, {built / wall:.1f} rows built/s, {applied / wall:.1f} row sets applied/s",
         ]
     lines.append(f"  fault -> red: {red}")
-    lines.append(f"  rows at the end: {_rows_text(final)}" + (f"; {scrapes}" if scrapes else ""))
+    lines.append(f"  rows at the end: {rows_text(final)}" + (f"; {scrapes}" if scrapes else ""))
     if source == "vm":
         lines.append(
-            f"  per-rack memory: {_queried_row_bytes(fleet) / 1e3:.1f} kB (its row and figures; no frames)"
+            f"  per-rack memory: {queried_row_bytes(fleet) / 1e3:.1f} kB (its row and figures; no frames)"
         )
     else:
         builder_bytes = _builder_bytes(fleet.racks[0])  # pollers stopped: tracemalloc is process-wide
@@ -345,72 +311,6 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
             f"row builders {builder_bytes / 1e6:.2f} MB"
         )
     print("\n".join(lines))
-
-
-def _rows_text(rows: list) -> str:
-    """'14 ok, 1 warn, 1 CRIT, 0 waiting; 1,151/1,152 GPUs ok'."""
-    from collections import Counter
-
-    health = Counter(r.health.name for r in rows)
-    errors = sum(1 for r in rows if r.error)
-    text = ", ".join(f"{health.get(h, 0)} {h.lower()}" for h in ("OK", "WARNING", "CRITICAL", "WAITING"))
-    gpus = f"{sum(r.gpus_ok for r in rows):,}/{sum(r.gpus for r in rows):,} GPUs ok"
-    return f"{text}; {gpus}" + (f"; {errors} rows with a failed query" if errors else "")
-
-
-def port_of(fleet) -> int:
-    """The VictoriaMetrics port the fleet's queries go to."""
-    from urllib.parse import urlsplit
-
-    return urlsplit(fleet.queries.plan.url).port or 0
-
-
-def _vm_scrapes(pid: int, port: int) -> str:
-    """VictoriaMetrics' own scrape counters so far: scrapes done, failed, timed out."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in ("vm_promscrape_scrapes_total", "vm_promscrape_scrapes_failed_total",
-                    "vm_promscrape_scrapes_timed_out_total"):  # fmt: skip
-            found[name] = float(value)
-    return (
-        f"VictoriaMetrics scrapes so far: {found.get('vm_promscrape_scrapes_total', 0):,.0f}, failed "
-        f"{found.get('vm_promscrape_scrapes_failed_total', 0):,.0f}, timed out "
-        f"{found.get('vm_promscrape_scrapes_timed_out_total', 0):,.0f}"
-    )
-
-
-def _query_lines(rounds: list, wall: float, rest_pct: float, vm_pct: float) -> list[str]:
-    """The query figures of a --source vm run."""
-    if not rounds:
-        return ["  no query rounds within the run"]
-    answer_ms = sorted(r.answer_s * 1e3 for r in rounds)
-    cpu_ms = sorted(r.cpu_s * 1e3 for r in rounds)
-    return [
-        f"    fleet queries + rows (the query thread and the rest): {rest_pct:.1f} %",
-        f"  per tick: {statistics.median(r.queries for r in rounds):.0f} queries for the whole fleet "
-        f"({min(r.queries for r in rounds)}-{max(r.queries for r in rounds)}); "
-        f"{len(rounds) / wall:.2f} rounds/s; "
-        f"answer (slowest query) median {statistics.median(answer_ms):.0f} ms, p90 "
-        f"{answer_ms[int(len(answer_ms) * 0.9)]:.0f} ms; our CPU median {statistics.median(cpu_ms):.1f} ms "
-        f"a round; {statistics.median(r.bytes for r in rounds) / 1e3:.1f} kB of answers",
-        f"  VictoriaMetrics (scraping every page at 1 Hz, answering): {vm_pct:.0f} % of one core",
-    ]
-
-
-def _queried_row_bytes(fleet) -> int:
-    """Python memory one round of queries keeps per rack (its figures' rows), by tracemalloc."""
-    rows = [r.row for r in fleet.racks]
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    copies = [copy.deepcopy(r) for r in rows if r is not None]  # what one row holds, traced
-    kept = tracemalloc.get_traced_memory()[0] - before
-    tracemalloc.stop()
-    return kept // max(len(copies), 1)
 
 
 def _frames(fleet) -> int:
