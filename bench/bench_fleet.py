@@ -1,18 +1,21 @@
 """Benchmark the fleet screen following N simulated racks at 1 Hz: CPU by part, work per tick, fault -> red.
 
-`--source http` (the default): the racks are `monitor sim --racks N` (collectors.sim.fleet_http: one
-loopback port, each rack's pages under /rackNN/) in a child process, scraped by this process as
-`monitor --config fleet.toml` does: 90 HTTP requests per rack per tick. `--source frames`: each rack is
-a SimRack read through its fast frame path in this process (no HTTP), standing for a source that hands
-the fleet finished frames. Either way the figures split this process's CPU into the event loop (Textual,
-headless at 200x50), the fleet worker (one FleetRow per rack per new frame, FleetRack.current_row) and
-the rest (the sources). A gpu-lost fault starts on one rack at a known wall time; the figure is the time
-from then until that rack's row is red with the lost GPU as its worst problem, built and drawn.
+`--source vm` (the default; the issue's benchmark): the racks are `monitor sim --racks N` (collectors.sim.
+fleet_http: one loopback port, each rack's pages under /rackNN/) in a child process, scraped at 1 Hz by
+VictoriaMetrics itself (-promscrape.config, bench/fleet_vm.py), and the fleet screen reads every rack's row
+with the fleet's aggregate queries (monitor.fleet.QueriedFleet: 10 queries a tick for the whole fleet). The
+table adds queries per tick, the slowest query's answer time, our CPU per round, VictoriaMetrics' CPU and
+scrape counters and the rows at the end. `--source http`: the same racks scraped by this process as
+`monitor --config fleet.toml` does without a backend (90 HTTP requests per rack per tick, each rack's row
+built from its frames: the "before"). `--source frames`: each rack a SimRack read through its fast frame
+path in this process (no HTTP). Either way the figures split this process's CPU into the event loop
+(Textual, headless at 200x50), the rows (the fleet worker, or the query thread) and the rest. A gpu-lost
+fault starts on one rack at a known wall time; the figure is the time from then until that rack's row is
+red with the lost GPU as its worst problem, built and drawn. The simulator needs ~0.2-0.4 s of CPU per
+rack per second: 16 racks need 4+ free cores for it alone (on a starved machine the table shows failed
+scrapes and silent trays).
 
-Reading the racks from VictoriaMetrics (the PromQL source) would replace the sources' part; the worker's
-and the event loop's figures are what a PromQL-fed fleet screen costs too.
-
-    .venv/bin/python bench/bench_fleet.py [--racks 16] [--seconds 60] [--fault-rack 7] [--source http|frames]
+    .venv/bin/python bench/bench_fleet.py [--racks 16] [--seconds 60] [--fault-at 40] [--source vm|http]
     .venv/bin/python bench/bench_fleet.py --row-cost
 """
 
@@ -32,6 +35,19 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fleet_vm import (
+    QueryMeter,
+    peer_servers,
+    port_of,
+    proc_cpu_s,
+    queried_row_bytes,
+    query_lines,
+    rows_text,
+    scrape_config,
+    vm_scrapes,
+)
 
 SIZE = (200, 50)
 
@@ -133,7 +149,7 @@ def frames_fleet(racks: int, fault_rack: int, fault_at: float):
         clock=clock,
     )
     fault = sims[rack_name(fault_rack)].scenario.fault
-    return fleet, start + fault_at, fault.gpu, None
+    return fleet, start + fault_at, fault.gpu, None, None
 
 
 def http_fleet(racks: int, fault_rack: int, fault_at: float):
@@ -157,7 +173,54 @@ def http_fleet(racks: int, fault_rack: int, fault_at: float):
         fault_wall_s,
         fault_gpu,
         stop,
+        None,
     )
+
+
+def vm_fleet(racks: int, fault_rack: int, fault_at: float):
+    """--source vm: the racks served by a child process, scraped at 1 Hz by VictoriaMetrics itself
+    (-promscrape.config), and read back by the fleet's aggregate queries (monitor.fleet.QueriedFleet)."""
+    import dataclasses
+    import tempfile
+
+    from collectors.config_promql import PromqlConfig
+    from monitor.commands.root import scrape_source
+    from monitor.fleet import make_fleet
+
+    servers = peer_servers()
+    parent, child = mp.Pipe()
+    proc = mp.get_context("spawn").Process(
+        target=serve, args=(racks, fault_rack, fault_at, child), daemon=True
+    )
+    proc.start()
+    configs, fault_wall_s, fault_gpu = parent.recv()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-vm-"))
+    scrape_config(configs, tmp / "scrape.json")
+    port = servers.free_port()
+    argv = [
+        "victoria-metrics",
+        f"-httpListenAddr={servers.HOST}:{port}",
+        f"-storageDataPath={tmp / 'vm'}",
+        "-search.latencyOffset=0s",  # the newest samples are what the rows are about
+        f"-promscrape.config={tmp / 'scrape.json'}",
+        "-promscrape.suppressScrapeErrors",
+    ]
+    vm = servers.Server("victoria-metrics", argv, port, "/health", tmp / "vm.log").__enter__()
+    url = f"http://{servers.HOST}:{port}"
+    promql = [
+        dataclasses.replace(
+            c, promql=PromqlConfig(url, (("rack", c.name),), lookback_s=3.0, server_label="server")
+        )
+        for c in configs
+    ]
+    fleet = make_fleet(promql, lambda c, every: [scrape_source(c, every)], interval=1.0)
+
+    def stop() -> None:
+        vm.__exit__(None, None, None)
+        parent.send("stop")
+        proc.join(timeout=30)
+
+    return fleet, fault_wall_s, fault_gpu, stop, vm.pid
 
 
 async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, source: str) -> None:
@@ -165,16 +228,19 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
     from monitor.commands.fleet_sim import rack_name
     from monitor.tui.fleet_app import FleetApp
 
-    make = http_fleet if source == "http" else frames_fleet
-    fleet, fault_wall_s, fault_gpu, stop_sim = make(racks, fault_rack, fault_at)
+    make = {"http": http_fleet, "frames": frames_fleet, "vm": vm_fleet}[source]
+    fleet, fault_wall_s, fault_gpu, stop_sim, vm_pid = make(racks, fault_rack, fault_at)
     app = FleetApp(fleet, fleet_name="bench fleet", title="bench fleet")
     meter = Meter(app, rack_name(fault_rack), gpu_label(fault_gpu))
+    queries = QueryMeter(fleet) if source == "vm" else None
     load0 = os.getloadavg()
     fleet.start()
     try:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause(5.0)  # warm up: the first frames, the first rows
             main = threading.main_thread().ident
+            rounds0 = len(queries.rounds) if queries else 0
+            vm0 = proc_cpu_s(vm_pid) if vm_pid else 0.0
             cpu0, wall0, main0 = time.process_time(), time.monotonic(), thread_cpu_s(main)
             rows0, applied0, built0, versions0 = (
                 meter.row_cpu_s,
@@ -184,11 +250,15 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
             )
             await pilot.pause(seconds)
             cpu1, wall1, main1 = time.process_time(), time.monotonic(), thread_cpu_s(main)
+            vm1 = proc_cpu_s(vm_pid) if vm_pid else 0.0
             frames = _frames(fleet) - versions0
             rows_cpu = meter.row_cpu_s - rows0
             built = meter.rows_built - built0
             applied = app.rows_applied - applied0
             order = app.fleet_screen.sorted_names()
+            rounds = queries.rounds[rounds0:] if queries else []
+            final = [r.current_row() for r in fleet.racks]
+            scrapes = vm_scrapes(vm_pid, port_of(fleet)) if vm_pid else ""
             head_bytes = [
                 sum(b.nbytes for f in r.head.frames() for b in f.batches.values()) for r in fleet.racks
             ]
@@ -196,7 +266,6 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
         fleet.stop()
         if stop_sim is not None:
             stop_sim()
-    builder_bytes = _builder_bytes(fleet.racks[0])  # with every poller stopped: tracemalloc is process-wide
     wall = wall1 - wall0
     total = (cpu1 - cpu0) / wall * 100
     ui = (main1 - main0) / wall * 100
@@ -210,23 +279,37 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
         )
     else:
         red = f"not within the run (fault at +{fault_at:.0f} s)"
-    polled = "HTTP scrape + mapping" if source == "http" else "the simulator itself"
-    requests = racks * 90 if source == "http" else 0
     lines = [
         f"fleet of {racks} racks ({racks * 72} GPUs; source {source}) at 1 Hz for {wall:.0f} s, "
         f"headless {SIZE[0]}x{SIZE[1]}; load average {load0[0]:.1f} -> {load1[0]:.1f} "
         f"on {os.cpu_count()} cores",
         f"  TUI process CPU: {total:.1f} % of one core",
         f"    event loop (Textual, table diff): {ui:.1f} %",
-        f"    fleet worker (rows): {rows:.1f} % ({rows_cpu / max(built, 1) * 1e3:.1f} ms CPU per rack row)",
-        f"    pollers (the sources: {polled}; the rest): {total - ui - rows:.1f} %",
-        f"  per tick: {requests} HTTP requests; {frames / wall:.1f} rack frames/s "
-        f"landed, {built / wall:.1f} rows built/s, {applied / wall:.1f} row sets applied/s",
-        f"  fault -> red: {red}",
-        f"  per-rack memory: small head {statistics.mean(head_bytes) / 1e6:.2f} MB of Arrow "
-        f"({len(fleet.racks[0].head.frames())} frames, no serving_hist); "
-        f"row builders {builder_bytes / 1e6:.2f} MB",
     ]
+    if source == "vm":
+        lines += query_lines(rounds, wall, total - ui, (vm1 - vm0) / wall * 100)
+    else:
+        polled = "HTTP scrape + mapping" if source == "http" else "the simulator itself"
+        lines += [
+            f"    fleet worker (rows): {rows:.1f} % "
+            f"({rows_cpu / max(built, 1) * 1e3:.1f} ms CPU per rack row)",
+            f"    pollers (the sources: {polled}; the rest): {total - ui - rows:.1f} %",
+            f"  per tick: {racks * 90 if source == 'http' else 0} HTTP requests; {frames / wall:.1f} rack "
+            f"frames/s landed, {built / wall:.1f} rows built/s, {applied / wall:.1f} row sets applied/s",
+        ]
+    lines.append(f"  fault -> red: {red}")
+    lines.append(f"  rows at the end: {rows_text(final)}" + (f"; {scrapes}" if scrapes else ""))
+    if source == "vm":
+        lines.append(
+            f"  per-rack memory: {queried_row_bytes(fleet) / 1e3:.1f} kB (its row and figures; no frames)"
+        )
+    else:
+        builder_bytes = _builder_bytes(fleet.racks[0])  # pollers stopped: tracemalloc is process-wide
+        lines.append(
+            f"  per-rack memory: small head {statistics.mean(head_bytes) / 1e6:.2f} MB of Arrow "
+            f"({len(fleet.racks[0].head.frames())} frames, no serving_hist); "
+            f"row builders {builder_bytes / 1e6:.2f} MB"
+        )
     print("\n".join(lines))
 
 
@@ -282,7 +365,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--fault-rack", type=int, default=7)
     parser.add_argument("--fault-at", type=float, default=30.0, help="seconds after the sim starts")
-    parser.add_argument("--source", choices=("http", "frames"), default="http")
+    parser.add_argument("--source", choices=("vm", "http", "frames"), default="vm")
     parser.add_argument("--row-cost", action="store_true", help="only the CPU of one rack's row, alone")
     args = parser.parse_args()
     if args.row_cost:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -90,6 +90,58 @@ class QueryApi:
     async def _get(self, url: str, box: list[Fetched]) -> None:
         async with aiohttp.ClientSession(headers=self._headers, auto_decompress=True) as session:
             box.append(await fetch_page(session, url, timeout_s=self.timeout_s, max_bytes=MAX_ANSWER_BYTES))
+
+    def instant_url(self, expr: str, at_ms: int) -> str:
+        """The GET URL of one instant query of `expr` at `at_ms` (its result: a vector)."""
+        params = {"query": expr, "time": f"{at_ms / 1000:.3f}", "nocache": "1"}
+        return f"{self.base_url}/api/v1/query?{urlencode(params)}"
+
+    def instant_many(self, exprs: Mapping[str, str], at_ms: int) -> dict[str, Instant]:
+        """Every named expression's vector at `at_ms`, the queries in flight together on one connection
+        pool; never raises for the backend's fault (a failed query is an Instant with `error`)."""
+        got: dict[str, Fetched] = {}
+        asyncio.run(self._get_many({k: self.instant_url(e, at_ms) for k, e in exprs.items()}, got))
+        return {k: parse_vector(got[k], self.base_url) for k in exprs}
+
+    async def _get_many(self, urls: Mapping[str, str], box: dict[str, Fetched]) -> None:
+        async with aiohttp.ClientSession(headers=self._headers, auto_decompress=True) as session:
+
+            async def one(key: str, url: str) -> None:
+                box[key] = await fetch_page(
+                    session, url, timeout_s=self.timeout_s, max_bytes=MAX_ANSWER_BYTES
+                )
+
+            await asyncio.gather(*(one(k, u) for k, u in urls.items()))
+
+
+@dataclass
+class Instant:
+    """One instant query's vector: (labels, value) per series, or why there is none."""
+
+    samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
+    error: str = ""
+    latency_s: float = 0.0
+    bytes: int = 0
+
+
+def parse_vector(got: Fetched, where: str) -> Instant:
+    """A fetched /api/v1/query answer of resultType vector; anything else is an error naming what it was."""
+    if got.text is None:
+        return Instant(error=f"{where}: {got.reason}", latency_s=got.latency_s)
+    try:
+        body = json.loads(got.text)
+    except json.JSONDecodeError as err:
+        return Instant(error=f"{where}: the answer is not JSON ({err.msg})", latency_s=got.latency_s)
+    if not isinstance(body, dict) or body.get("status") != "success":
+        kind = body.get("errorType", "error") if isinstance(body, dict) else "error"
+        message = body.get("error", "no status") if isinstance(body, dict) else "not an object"
+        return Instant(error=f"{where}: {kind}: {message}", latency_s=got.latency_s)
+    data = body.get("data") or {}
+    if data.get("resultType") != "vector":
+        what = data.get("resultType")
+        return Instant(error=f"{where}: expected a vector, got {what!r}", latency_s=got.latency_s)
+    samples = [(item.get("metric") or {}, float(item["value"][1])) for item in data.get("result") or ()]
+    return Instant(samples=samples, latency_s=got.latency_s, bytes=len(got.text))
 
 
 def parse_answer(text: str, where: str, latency_s: float = 0.0) -> RawSamples:

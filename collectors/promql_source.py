@@ -19,19 +19,25 @@ History (`history`): the same query over a window, in chunks, the same tick rule
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 from collectors.config import RackConfig, ServerTarget, TrayTarget
 from collectors.mappings import GpuPageMapper, ServingRows
 from collectors.page_budget import PageBudget
 from collectors.poller import MAPPING_ALLOWANCE_S
 from collectors.promql_api import QueryApi, RawSamples, read_token, selector
+from collectors.promql_fleet import host_port, tray_finder
 from collectors.promql_pages import PageKey, RackSeries, SeriesCache, gpu_names, serving_patterns, tick_grid
 from collectors.promtext import ExpositionParser
-from collectors.scrape_endpoint import DEFAULT_PAGE_BUDGET_S, Endpoint, EndpointStatus, read_page
+from collectors.scrape_endpoint import (
+    DEFAULT_PAGE_BUDGET_S,
+    Endpoint,
+    EndpointStatus,
+    endpoint_event,
+    judge,
+    read_page,
+)
 from collectors.scrape_http import Fetched
 from collectors.stand_ins import stale_gpu_rows
 from storage.frame import Frame, batch_from_rows, merge_frames
@@ -49,14 +55,6 @@ sample; bench/bench_promql.py), within the backends' default limits (Prometheus 
 
 class PromqlError(Exception):
     """The backend could not answer a history query; the message is one line."""
-
-
-def host_port(url: str) -> str:
-    """A [[server]] URL's host:port: the `instance` label Prometheus gives the target it scrapes."""
-    parts = urlsplit(url)
-    default = 443 if parts.scheme == "https" else 80
-    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
-    return f"{host}:{parts.port or default}"
 
 
 class PromQLSource:
@@ -87,7 +85,11 @@ class PromQLSource:
         self._hostname_label = promql.hostname_label
         self._server_label = promql.server_label
         self._tray_of = {t.host: t.tray for t in config.trays} | dict(promql.trays)
-        self._pattern = re.compile(promql.tray_pattern) if promql.tray_pattern else None
+        self._tray_for = tray_finder(config)
+        self._server_key = {
+            value: host_port(s.url) for s in config.servers for value in (s.name, host_port(s.url))
+        }
+        """A server label's value (host:port, or the server's name) -> its endpoint's key."""
         self._endpoints: dict[PageKey, Endpoint] = {}
         self._series_cache: SeriesCache = {}
         for host in self._tray_of:
@@ -109,12 +111,6 @@ class PromQLSource:
         return cls(config, timeout_s=timeout_s if timeout_s is not None else config.timeout_for(1.0))
 
     # -- endpoints -------------------------------------------------------------------------------
-
-    def _tray_for(self, host: str) -> int | None:
-        if host in self._tray_of:
-            return self._tray_of[host]
-        found = self._pattern.search(host) if self._pattern is not None else None
-        return int(found.group(1)) if found and found.group(1).isdigit() else None
 
     def _endpoint(self, key: PageKey) -> Endpoint | None:
         """The endpoint of a page key: a tray host met for the first time gets one; an unknown server none."""
@@ -158,10 +154,17 @@ class PromQLSource:
         rack.add(answer.series)
         for key in rack.endpoint_keys():
             self._endpoint(key)
-        return [self._tick(ts, rack.pages_at(ts, self.lookback_ms), answer.latency_s) for ts in ticks]
+        return [self._tick(ts, self._pages_at(rack, ts), answer.latency_s) for ts in ticks]
+
+    def _pages_at(self, rack: RackSeries, ts: int) -> dict[PageKey, str]:
+        """The rack's pages at `ts`, a server's under its URL's host:port whichever label value named it."""
+        pages = rack.pages_at(ts, self.lookback_ms)
+        return {
+            (k[0], self._server_key.get(k[1], k[1])) if k[0] == "server" else k: v for k, v in pages.items()
+        }
 
     def _server_keys(self) -> list[str]:
-        return [key[1] for key in self._endpoints if key[0] == "server"]
+        return list(self._server_key)
 
     def history(self, since_ms: int, until_ms: int, step_ms: int) -> Iterator[Frame]:
         """Frames on the step grid in [since, until], read in chunks of HISTORY_CHUNK_MS.
@@ -184,7 +187,7 @@ class PromQLSource:
         events: list[dict[str, object]] = []
         if self.state != EndpointState.OK:
             detail = f"{self.name}: {self.url} answering again"
-            events.append(_event(ts, EventKind.ENDPOINT_UP, self.name, detail))
+            events.append(endpoint_event(ts, EventKind.ENDPOINT_UP, self.name, detail))
             self.state, self.reason = EndpointState.OK, ""
         budget = PageBudget(DEFAULT_PAGE_BUDGET_S, time.monotonic() + self.timeout_s + MAPPING_ALLOWANCE_S)
         parts: list[Frame] = []
@@ -196,7 +199,8 @@ class PromQLSource:
                 got, part = Fetched(None, latency_s, EndpointState.STALE, reason), None
             else:
                 got, part = read_page(ep, Fetched(text, latency_s, EndpointState.OK), ts, serving, budget)
-            shown = self._judge(ep, ts, got, events)
+            shown = judge(ep, ts, got, events, down_after=self.down_after, misses="ticks without samples",
+                          streak="ticks", logger=log)  # fmt: skip
             if part is not None:
                 parts.append(part)
             elif shown != EndpointState.OK:
@@ -206,35 +210,13 @@ class PromQLSource:
             parts.append(Frame(ts, {"events": batch_from_rows("events", events)}))
         return merge_frames(ts, parts)
 
-    def _judge(self, ep: Endpoint, ts: int, got: Fetched, events: list[dict[str, object]]) -> EndpointState:
-        """The endpoint's state after this tick; an event only when it goes DOWN or comes back."""
-        status = ep.status
-        status.seen = True
-        if got.state == EndpointState.OK:
-            if status.state == EndpointState.DOWN:
-                detail = f"{status.name} answering again after {status.misses} ticks without samples"
-                events.append(_event(ts, EventKind.ENDPOINT_UP, status.name, detail))
-            status.state, status.misses, status.reason = EndpointState.OK, 0, ep.warning
-            status.last_ok_ms, status.latency_s = ts, got.latency_s
-            return EndpointState.OK
-        status.misses += 1
-        status.reason = got.reason
-        down = got.state == EndpointState.DOWN or status.misses >= self.down_after
-        if down and status.state != EndpointState.DOWN:
-            log.warning("%s down: %s", status.name, got.reason)
-            events.append(_event(ts, EventKind.ENDPOINT_DOWN, status.name, f"{status.name}: {got.reason}"))
-            status.state = EndpointState.DOWN
-        elif status.state != EndpointState.DOWN:
-            status.state = EndpointState.STALE
-        return status.state
-
     def _backend_failed(self, ts: int, reason: str) -> Frame:
         """The query failed: every endpoint STALE with the backend's reason, one event per outage."""
         events: list[dict[str, object]] = []
         if self.state == EndpointState.OK:
             log.warning("%s: query failed: %s", self.name, reason)
             detail = f"{self.name}: query failed: {reason}"
-            events.append(_event(ts, EventKind.ENDPOINT_DOWN, self.name, detail))
+            events.append(endpoint_event(ts, EventKind.ENDPOINT_DOWN, self.name, detail))
         self.state, self.reason = EndpointState.DOWN, reason
         parts: list[Frame] = []
         serving = ServingRows()
@@ -270,7 +252,3 @@ class PromQLSource:
 
     def close(self) -> None:
         """Nothing is held between polls (each query opens and closes its own connection)."""
-
-
-def _event(ts: int, kind: str, source: str, detail: str) -> dict[str, object]:
-    return {"ts": ts, "kind": kind, "source": source, "detail": detail}

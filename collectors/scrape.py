@@ -35,7 +35,7 @@ from collectors.mappings import GpuPageMapper, ServingRows
 from collectors.page_budget import PageBudget
 from collectors.poller import MAPPING_ALLOWANCE_S
 from collectors.promtext import ExpositionParser
-from collectors.scrape_endpoint import DEFAULT_PAGE_BUDGET_S, Endpoint, EndpointStatus, read_page
+from collectors.scrape_endpoint import DEFAULT_PAGE_BUDGET_S, Endpoint, EndpointStatus, judge, read_page
 from collectors.scrape_http import (
     DEFAULT_MAX_BYTES,
     Fetched,
@@ -300,35 +300,7 @@ class ScrapeSource:
         (got.state DOWN) makes it DOWN at once. Misses not `counted` (the collector was late) leave
         the count alone. Returns the state its rows show for this tick.
         """
-        status = ep.status
-        if got.state == EndpointState.OK:
-            if status.state == EndpointState.DOWN and status.seen:
-                detail = f"{status.name} answering again after {status.misses} failed scrapes"
-                events.append(_event(ts_ms, EventKind.ENDPOINT_UP, status.name, detail))
-            # an answering endpoint may still carry a warning (NaN series, repeated samples)
-            status.state, status.misses, status.reason = EndpointState.OK, 0, ep.warning
-            status.last_ok_ms = ts_ms
-            status.latency_s = got.latency_s
-            status.seen = True
-            return EndpointState.OK
-        if counted or got.state == EndpointState.DOWN:
-            status.misses += 1
-        down = got.state == EndpointState.DOWN or status.misses >= self.down_after
-        if down and status.state != EndpointState.DOWN:
-            why = (
-                got.reason
-                if got.state == EndpointState.DOWN
-                else f"{got.reason} ({status.misses} scrapes in a row)"
-            )
-            log.warning("%s (%s) down: %s", status.name, status.url, why)
-            events.append(_event(ts_ms, EventKind.ENDPOINT_DOWN, status.name, f"{status.name}: {why}"))
-            status.state = EndpointState.DOWN
-        elif status.state != EndpointState.DOWN:
-            status.state = EndpointState.STALE
-        status.latency_s = got.latency_s if got.state == EndpointState.DOWN else None
-        status.reason = got.reason
-        status.seen = True
-        return status.state
+        return judge(ep, ts_ms, got, events, down_after=self.down_after, counted=counted, logger=log)
 
     def statuses(self) -> list[EndpointStatus]:
         """Every endpoint's status after the last tick, trays first, in config order."""

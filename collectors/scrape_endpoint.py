@@ -6,6 +6,7 @@ gets no rows this tick and says why, and the rest of the tick goes on (collector
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,7 +28,9 @@ from collectors.promtext_openmetrics import is_openmetrics, to_text_format
 from collectors.scrape_http import Fetched
 from collectors.series_counters import SeriesCounters
 from storage.frame import Frame
-from storage.schemas import EndpointState
+from storage.schemas import EndpointState, EventKind
+
+log = logging.getLogger(__name__)
 
 Kind = Literal["tray", "server"]
 
@@ -150,3 +153,59 @@ def _map_server(ep: Endpoint, text: str, rows: ServingRows, budget: PageBudget) 
     )
     rows.serving.columns["gpus"][-1] = ep.gpus_text
     return engine
+
+
+def endpoint_event(ts_ms: int, kind: str, source: str, detail: str) -> dict[str, object]:
+    """An `events` row about an endpoint (ENDPOINT_DOWN, ENDPOINT_UP)."""
+    return {"ts": ts_ms, "kind": kind, "source": source, "detail": detail}
+
+
+def judge(
+    ep: Endpoint,
+    ts_ms: int,
+    got: Fetched,
+    events: list[dict[str, object]],
+    *,
+    down_after: int,
+    counted: bool = True,
+    misses: str = "failed scrapes",
+    streak: str = "scrapes",
+    logger: logging.Logger = log,
+) -> EndpointState:
+    """Judge an endpoint on this tick's answer; an event only when it goes DOWN or comes back.
+
+    A miss (got.state STALE) makes it STALE, and DOWN at `down_after` in a row; a failure (got.state
+    DOWN) makes it DOWN at once. Misses not `counted` (the collector was late) leave the count alone.
+    `misses` and `streak` name a miss in the events' text ('failed scrapes'/'scrapes', 'ticks without
+    samples'/'ticks'); `logger` is the caller's.
+    The scrape source and the PromQL source both judge by this. Returns the state its rows show.
+    """
+    status = ep.status
+    if got.state == EndpointState.OK:
+        if status.state == EndpointState.DOWN and status.seen:
+            detail = f"{status.name} answering again after {status.misses} {misses}"
+            events.append(endpoint_event(ts_ms, EventKind.ENDPOINT_UP, status.name, detail))
+        # an answering endpoint may still carry a warning (NaN series, repeated samples)
+        status.state, status.misses, status.reason = EndpointState.OK, 0, ep.warning
+        status.last_ok_ms = ts_ms
+        status.latency_s = got.latency_s
+        status.seen = True
+        return EndpointState.OK
+    if counted or got.state == EndpointState.DOWN:
+        status.misses += 1
+    down = got.state == EndpointState.DOWN or status.misses >= down_after
+    if down and status.state != EndpointState.DOWN:
+        why = (
+            got.reason
+            if got.state == EndpointState.DOWN
+            else f"{got.reason} ({status.misses} {streak} in a row)"
+        )
+        logger.warning("%s (%s) down: %s", status.name, status.url, why)
+        events.append(endpoint_event(ts_ms, EventKind.ENDPOINT_DOWN, status.name, f"{status.name}: {why}"))
+        status.state = EndpointState.DOWN
+    elif status.state != EndpointState.DOWN:
+        status.state = EndpointState.STALE
+    status.latency_s = got.latency_s if got.state == EndpointState.DOWN else None
+    status.reason = got.reason
+    status.seen = True
+    return status.state

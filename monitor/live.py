@@ -182,10 +182,10 @@ def run_fleet(
     """
     if max_fps is not None:
         apply_terminal_options(max_fps=max_fps)
-    from monitor.fleet import Fleet
+    from monitor.fleet import make_fleet
     from monitor.tui.fleet_app import FleetApp
 
-    fleet = Fleet(configs, make_sources, interval=interval, clock=clock)
+    fleet = make_fleet(configs, make_sources, interval=interval, clock=clock)
     app = FleetApp(fleet, fleet_name=fleet_name, interval=interval, title=fleet_name, subtitle=subtitle)
     fleet.start()
     try:

@@ -11,18 +11,18 @@ per-endpoint port to close, so `refuse` here reads as a dropped connection to th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
-from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 from aiohttp import web
 
-from collectors.agent_server import AgentPage, bind_socket, healthz, metrics_handler, page_response
+from collectors.agent_server import AgentPage, healthz, metrics_handler, page_response
 from collectors.config import RackConfig, ServerTarget, TrayTarget
-from collectors.http_guard import ConnectionGuard, ServerLimits, guarded_runner, serve_socket
+from collectors.http_guard import ConnectionGuard, ServerLimits, guarded_runner
 from collectors.nvml import NvmlCollector
 from collectors.rack import COMPUTE_TRAYS
+from collectors.sim.http import SimServers
 from collectors.sim.pages import PATHS, RENDERERS
 from collectors.sim.rack import SimRack
 from collectors.sim.workload import Instance
@@ -68,8 +68,12 @@ class _SimRackPages:
         return RackConfig(name=self.name, trays=trays, servers=servers)
 
 
-class SimFleetServers:
-    """Serves several SimRacks on one loopback port until stop(); `configs` point at each rack."""
+class SimFleetServers(SimServers):
+    """Serves several SimRacks on one loopback port until stop(); `configs` point at each rack.
+
+    SimServers' lifecycle is reused as it is (its loop thread, _listen, stop, the context manager); only
+    what is served differs: one listener whose paths name the rack and the endpoint.
+    """
 
     def __init__(
         self,
@@ -91,19 +95,23 @@ class SimFleetServers:
         for name in names:
             if not name or not all(c.isalnum() or c in "-_" for c in name):
                 raise ValueError(f"rack name {name!r} is not a path segment")
+        # SimServers.__init__ builds one rack's tray collectors and ports; the state its lifecycle
+        # uses is set here for the fleet's racks instead.
         self.host = host
         self.port = port
         self.racks = {name: _SimRackPages(name, rack) for name, rack in racks}
         # Each rack's scraper opens up to one connection per endpoint: room for all of them at once.
         self.limits = limits or ServerLimits(max_connections=max(1024, 100 * len(self.racks)))
+        self._collectors = [c for pages in self.racks.values() for c in pages.collectors]
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
-        self._server: asyncio.Server | None = None
         self.guard: ConnectionGuard | None = None
+        self._by_port = {}
+        self._watch: asyncio.Task[None] | None = None
         self.configs: tuple[RackConfig, ...] = ()
 
-    def start(self) -> tuple[RackConfig, ...]:
+    def start(self) -> tuple[RackConfig, ...]:  # type: ignore[override]
         """Bind and serve; returns each rack's config, in fleet order.
 
         Raises:
@@ -121,22 +129,13 @@ class SimFleetServers:
         self.configs = tuple(pages.config(base) for pages in self.racks.values())
         return self.configs
 
-    def _run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/{rack}/{endpoint}/{tail:.+}", self._page)
         self._runner, self.guard = guarded_runner(app, self.limits)
         await self._runner.setup()
-        sock = bind_socket(self.host, self.port)
-        self.port = sock.getsockname()[1]
-        try:
-            self._server = await serve_socket(self._runner, self.guard, sock)
-        except OSError:
-            sock.close()
-            raise
+        self.port = (await self._listen(self.port)).port
 
     async def _page(self, request: web.Request) -> web.StreamResponse:
         pages = self.racks.get(request.match_info["rack"])
@@ -157,32 +156,3 @@ class SimFleetServers:
                 request.transport.close()
             raise web.HTTPServiceUnavailable()
         return page_response(request, page)
-
-    def stop(self) -> None:
-        """Stop serving and close every tray collector (idempotent)."""
-        if self._thread is not None and self._thread.is_alive():
-            with contextlib.suppress(Exception):
-                self._run(self._stop(), timeout=10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-        if not self._loop.is_running() and not self._loop.is_closed():
-            self._loop.close()
-        for pages in self.racks.values():
-            for collector in pages.collectors:
-                collector.close()
-            pages.collectors = []
-
-    async def _stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def __enter__(self) -> SimFleetServers:
-        """Start on entry."""
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        """Stop on exit."""
-        self.stop()

@@ -26,19 +26,21 @@ from monitor.errors import UserError
 
 if TYPE_CHECKING:
     from collectors.config import RackConfig
+    from collectors.fleet_config import FleetConfig
     from collectors.nvml_static import GpuFacts, GpuInfo
 
 
 def command(
-    config: Annotated[Path | None, typer.Option("--config", help="Rack config (TOML) to check.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Rack or fleet config (TOML) to check.")
+    ] = None,
     tray_index_base: TrayIndexBaseOption = TRAY_INDEX_BASE,
 ) -> None:
-    """Check NVML here, every endpoint of --config (ok + latency + engine, stale, or why not), and colours."""
-    from storage.schemas import EndpointState
+    """Check NVML here, every endpoint of --config (ok + latency + engine, stale, or why not), and colours.
 
+    A fleet file (collectors.fleet_config) has each of its racks checked, then one verdict per rack."""
     lines, gpus_failed = nvml_lines(check_tray_index_base(tray_index_base))
     lines.append(terminal_line())
-    failed = 0
     if config is None:
         for line in lines:
             typer.echo(line)
@@ -46,9 +48,28 @@ def command(
             raise UserError("no NVIDIA driver here and no --config to check: nothing to monitor", exit_code=1)
         _fail_on_gpus(gpus_failed)
         return
-    from monitor.commands.root import MAX_TIMEOUT_TICKS, load_rack_config, scrape_source
+    from collectors.fleet_config import FleetConfig
+    from monitor.commands.root import load_rack_or_fleet_config
 
-    rack = load_rack_config(config)
+    loaded = load_rack_or_fleet_config(config)
+    if isinstance(loaded, FleetConfig):
+        _fleet(loaded, lines)
+        _fail_on_gpus(gpus_failed)
+        return
+    rack_lines, problems = check_rack(loaded, config)
+    for line in lines + rack_lines:
+        typer.echo(line)
+    if problems:
+        raise UserError(f"{config}: {'; '.join(problems)}", exit_code=1)
+    _fail_on_gpus(gpus_failed)
+
+
+def check_rack(rack: RackConfig, path: Path) -> tuple[list[str], list[str]]:
+    """Poll every source of one rack once: (its lines: header, keys, one per endpoint, the count; what
+    fails it, each a few words; none when it passes)."""
+    from monitor.commands.root import MAX_TIMEOUT_TICKS, scrape_source
+    from storage.schemas import EndpointState
+
     keys = keys_line(rack)
     source = scrape_source(rack, interval=max(1.0, rack.timeout_for(1.0) / MAX_TIMEOUT_TICKS))
     try:
@@ -57,27 +78,50 @@ def command(
     finally:
         source.close()
     configured = {s.name: s.engine for s in rack.servers}
-    lines.append(
-        f"rack {rack.name} ({config}): {count(len(rack.trays), 'tray')}, {count(len(rack.servers), 'server')}"
-    )
-    lines.append(keys)
+    lines = [
+        f"rack {rack.name} ({path}): {count(len(rack.trays), 'tray')}, {count(len(rack.servers), 'server')}",
+        keys,
+    ]
     width = max((len(s.name) for s in statuses), default=0)
+    failed = 0
     for status in statuses:
         lines.append(
             f"  {status.kind:<6} {status.name:<{width}}  {status.url}  {_verdict(status, configured)}"
         )
-        if status.state != EndpointState.OK:
-            failed += 1
-    answering = len(statuses) - failed
-    lines.append(f"{answering} of {len(statuses)} endpoints answer")
-    for line in lines:
-        typer.echo(line)
+        failed += status.state != EndpointState.OK
+    lines.append(f"{len(statuses) - failed} of {len(statuses)} endpoints answer")
     problems = [f"{failed} of {len(statuses)} endpoints do not answer"] if failed else []
     if keys.startswith(KEYS_REFUSED):
         problems.append("the TUI refuses its [keys] table (see above)")
-    if problems:
-        raise UserError(f"{config}: {'; '.join(problems)}", exit_code=1)
-    _fail_on_gpus(gpus_failed)
+    return lines, problems
+
+
+def _fleet(fleet: FleetConfig, lines: list[str]) -> None:
+    """Check every rack of a fleet as `doctor --config rack.toml` would, then one verdict line per rack.
+
+    Raises:
+        UserError: a rack failed (exit 1), naming how many and which.
+    """
+    verdicts: list[tuple[str, list[str]]] = []
+    for rack in fleet.racks:
+        path = rack.path or Path(rack.name)
+        try:
+            rack_lines, problems = check_rack(rack, path)
+        except UserError as err:  # e.g. an unreadable token file: that rack fails, the others are checked
+            rack_lines, problems = [f"rack {rack.name} ({path}): {err}"], [str(err)]
+        lines += rack_lines
+        verdicts.append((rack.name, problems))
+    lines.append(f"fleet {fleet.name} ({fleet.path}): {count(len(fleet.racks), 'rack')}")
+    width = max(len(name) for name, _ in verdicts)
+    for name, problems in verdicts:
+        lines.append(f"  {name:<{width}}  {'FAIL: ' + '; '.join(problems) if problems else 'ok'}")
+    for line in lines:
+        typer.echo(line)
+    failing = [name for name, problems in verdicts if problems]
+    if failing:
+        raise UserError(
+            f"{fleet.path}: {len(failing)} of {len(verdicts)} racks fail: {', '.join(failing)}", exit_code=1
+        )
 
 
 KEYS_REFUSED = "keys: refused: "

@@ -1,8 +1,9 @@
 """FleetApp: the fleet screen first, then any rack in the rack views we have (RackApp's), escape back.
 
 The fleet worker builds every rack's FleetRow off the event loop (monitor.fleet.FleetRack.current_row:
-the rack view's builders, problems and alert tracker over the rack's small head) and posts them. Opening
-a rack points the rack views at that rack's full head (mirrored from the moment it opens) and starts
+the rack view's builders, problems and alert tracker over the rack's small head; or, for a fleet read
+from one query API, monitor.fleet.QueriedRack's row from the fleet's aggregate queries) and posts them.
+Opening a rack points the rack views at that rack's full head (mirrored from the moment it opens) and starts
 RackApp's snapshot worker on it; going back to the fleet stops that worker. The last rack opened keeps
 its mirror (a thinning head, as the one-rack client's) so that coming back to it keeps its history;
 opening another rack drops it, so the fleet holds at most one.
@@ -17,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.worker import get_current_worker
 
-from monitor.fleet import Fleet, FleetRack
+from monitor.fleet import Fleet, FleetRack, QueriedFleet, QueriedRack
 from monitor.tui.app import RackApp
 from monitor.tui.messages import SnapshotFailed
 from monitor.tui.screens.fleet import FleetScreen
@@ -54,7 +55,7 @@ class FleetApp(RackApp):
             """A newer set of rows supersedes an older one (each row is the rack's newest)."""
             return isinstance(message, FleetApp.RowsReady)
 
-    def __init__(self, fleet: Fleet, *, fleet_name: str = "fleet", **options: object) -> None:
+    def __init__(self, fleet: Fleet | QueriedFleet, *, fleet_name: str = "fleet", **options: object) -> None:
         """Show `fleet`; `options` are RackApp's (interval, title, subtitle, keymap, bell)."""
         super().__init__(Head(capacity=2), **options)  # type: ignore[arg-type]
         self.fleet = fleet
@@ -104,7 +105,7 @@ class FleetApp(RackApp):
             rows = tuple(self._row(rack) for rack in racks)
             self.post_message(self.RowsReady(rows))
 
-    def _row(self, rack: FleetRack) -> FleetRow:
+    def _row(self, rack: FleetRack | QueriedRack) -> FleetRow:
         try:
             return rack.current_row()
         except Exception as err:  # one bad frame must not stop the fleet's updates
@@ -113,6 +114,8 @@ class FleetApp(RackApp):
 
     def on_fleet_app_rows_ready(self, message: RowsReady) -> None:
         """Show the newest rows; while a rack is open the fleet screen only keeps them (it is hidden)."""
+        if not self.screen_stack:  # the app is closing: rows posted just before it stopped
+            return
         if self.fleet_visible:
             self.fleet_screen.show(message.rows)
         else:

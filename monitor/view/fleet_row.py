@@ -13,8 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+from collectors.config import RackConfig
+from collectors.promql_fleet import RackFigures, tray_finder
+from collectors.rack import gpu_label, gpu_place
 from monitor.view.alerts_view import ActiveAlert
-from monitor.view.model import CellState, RackSnapshot
+from monitor.view.model import XID_NAMES, CellState, RackSnapshot
 from monitor.view.problems import Problem, RackProblems, Rank
 from storage.rack_total import RackTotal
 
@@ -50,6 +53,8 @@ class FleetRow:
         alerts: alerts open now.
         worst: the most severe problem (None when there is none).
         problems: how many problems the rack has.
+        partial: the row came from the fleet's aggregate queries (figures_row): no alert engine ran.
+        error: why the row has no figures (the backend's answer failed), else ''.
     """
 
     name: str
@@ -66,6 +71,8 @@ class FleetRow:
     alerts: int
     worst: Problem | None
     problems: int
+    partial: bool = False
+    error: str = ""
 
     @property
     def health(self) -> Health:
@@ -79,10 +86,12 @@ class FleetRow:
         return Health.OK
 
     @classmethod
-    def waiting(cls, name: str, gpus: int) -> FleetRow:
-        """The row of a rack no frame has arrived from yet."""
+    def waiting(cls, name: str, gpus: int, *, error: str = "") -> FleetRow:
+        """The row of a rack no frame has arrived from yet (or whose figures could not be read: `error`)."""
         none = RackTotal(None, 0, gpus)
-        return cls(name, None, 0, gpus, none, RackTotal(None, 0, 0), None, "", 0, 0, 0, 0, None, 0)
+        return cls(
+            name, None, 0, gpus, none, RackTotal(None, 0, 0), None, "", 0, 0, 0, 0, None, 0, error=error
+        )
 
 
 def fleet_row(
@@ -112,6 +121,75 @@ def fleet_row(
         worst=problems.problems[0] if problems.problems else None,
         problems=len(problems.problems),
     )
+
+
+def figures_row(figures: RackFigures, config: RackConfig, gpus: int) -> FleetRow:
+    """The row of a rack from the fleet's aggregate queries (collectors.promql_fleet.RackFigures).
+
+    The same figures as fleet_row's, by the same rules, computed by the backend; what is wrong is what
+    those figures show (lost, silent or erring GPUs, links down, XIDs in the window, servers not
+    serving): `partial` says that the alert engine's alerts and the slowdowns, stragglers and stalls
+    that need a rack's history are not in it (the rack view, opened, has them).
+    """
+    if figures.error:
+        return FleetRow.waiting(config.name, gpus, error=figures.error)
+    problems = _figure_problems(figures, config)
+    fresh = sum(figures.gpus_seen.values())
+    lost = {g for g, state in figures.not_ok.items() if state == 1}
+    serving = [s for s in config.servers if s.name in figures.servers_fresh and not lost & set(s.gpus)]
+    return FleetRow(
+        name=config.name,
+        ts_ms=figures.ts_ms,
+        gpus_ok=fresh - len(figures.not_ok),
+        gpus=gpus,
+        power_kw=RackTotal(None if figures.power_w is None else figures.power_w / 1e3, figures.power_n, gpus),
+        tokens=RackTotal(figures.tokens, figures.tokens_n, len(config.servers)),
+        hottest_c=figures.hottest_c,
+        hottest_at=gpu_label(figures.hottest[0]) if figures.hottest else "",
+        links_down=len(figures.links_down),
+        endpoints_down=len(config.servers) - len(serving),
+        endpoints=len(config.servers),
+        alerts=0,
+        worst=problems[0] if problems else None,
+        problems=len(problems),
+        partial=True,
+    )
+
+
+def _figure_problems(figures: RackFigures, config: RackConfig) -> list[Problem]:
+    """What the figures show wrong, in monitor.view.problems' order (rank, GPU, place)."""
+    found: list[Problem] = []
+    trays = {gpu_place(g)[0] for g in range(72)}
+    tray_of = tray_finder(config)
+    seen_trays = {tray_of(h) for h, n in figures.gpus_seen.items() if n}
+    for tray in sorted(trays - seen_trays):
+        found.append(
+            Problem(Rank.SILENT, "not answering", f"tray T{tray:02d}", "no reading", gpu=(tray - 1) * 4)
+        )
+    for gpu, state in figures.not_ok.items():
+        what = {1: "GPU lost", 2: "not answering"}.get(state, "GPU error")
+        rank = Rank.SILENT if state == 2 else Rank.GPU_LOST
+        found.append(Problem(rank, what, gpu_label(gpu), gpu=gpu))
+    for gpu, link in figures.links_down:
+        found.append(
+            Problem(Rank.LINK_DOWN, "down", f"{gpu_label(gpu)} link {link}", "", "nvlink", gpu, link)
+        )
+    for gpu, code in figures.xids.items():
+        found.append(Problem(Rank.XID, f"XID {code}", gpu_label(gpu), XID_NAMES.get(code, ""), gpu=gpu))
+    lost = {g for g, state in figures.not_ok.items() if state == 1}
+    for server in config.servers:
+        on = [gpu_label(g) for g in server.gpus]
+        place = f"{server.name} on {on[0]}..{on[-1]}" if len(on) > 1 else f"{server.name} on {''.join(on)}"
+        place = place if on else server.name
+        gpu = server.gpus[0] if len(server.gpus) == 1 else None
+        if server.name not in figures.servers_fresh:
+            found.append(
+                Problem(Rank.ENDPOINT, "not answering", place, "", "serving", gpu, endpoint=server.name)
+            )
+        elif lost & set(server.gpus):
+            found.append(Problem(Rank.ENDPOINT, "gpu lost", place, "", "serving", gpu, endpoint=server.name))
+    found.sort(key=lambda p: (p.rank, p.gpu if p.gpu is not None else 999, p.place))
+    return found
 
 
 def _worst_key(row: FleetRow) -> tuple[float, ...]:

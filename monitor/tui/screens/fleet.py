@@ -54,6 +54,8 @@ def row_cells(row: FleetRow) -> tuple[str, ...]:
     hottest = f"{row.hottest_c:.0f}C {row.hottest_at}" if row.hottest_c is not None else "--"
     endpoints = f"{row.endpoints_down}/{row.endpoints}" if row.endpoints else "--"
     problem = row.worst.text if row.worst is not None else ("waiting for data" if row.ts_ms is None else "")
+    if row.error:
+        problem = row.error
     if row.problems > 1:
         problem = f"{problem} (+{row.problems - 1})"
     return (
@@ -65,7 +67,7 @@ def row_cells(row: FleetRow) -> tuple[str, ...]:
         hottest,
         str(row.links_down) if row.ts_ms is not None else "--",
         endpoints,
-        str(row.alerts),
+        "-" if row.partial else str(row.alerts),
         problem,
     )
 
