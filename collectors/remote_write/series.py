@@ -25,7 +25,7 @@ engines and ranks; their absolute value starts at the collector's start, not the
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from collectors.agent_names import GPU_METRICS, GPU_STATE, NVLINK_METRICS
 from collectors.mappings.engines import ENGINES
 from collectors.rack import GPUS_PER_TRAY
-from collectors.remote_write.request import RequestBuilder, Series, TableRuns, table_runs
+from collectors.remote_write.request import Laid, RequestBuilder, Series, TableRuns, table_runs
 from collectors.remote_write.wire import WriteRequest
 from storage.schemas import COUNTERS, Q4_SCALE
 
@@ -118,13 +118,12 @@ class SeriesEncoder:
         self._builder = RequestBuilder()
         self._held: dict[str, tuple[list[tuple[Any, ...]], Any, list[Series]]] = {}
 
-    def encode(self, tables: Mapping[str, pa.Table]) -> tuple[Any, int]:
-        """One WriteRequest with every sample of `tables` (rows in ORDER_BY order); (request, samples).
+    def encode(self, tables: Mapping[str, pa.Table]) -> tuple[bytes, int]:
+        """Every sample of `tables` (rows in ORDER_BY order) as one serialized WriteRequest; (body, samples).
 
-        The request is this encoder's and is reused by the next `encode` (request.RequestBuilder):
-        serialize it before encoding again.
+        The body is not compressed (wire.compress does that).
         """
-        laid: list[tuple[str, TableRuns, list[Series]]] = []
+        laid: list[Laid] = []
         gpus: dict[int, tuple[int, str | None]] = {}
         for name, lay in (
             ("serving", self._serving),
@@ -134,9 +133,10 @@ class SeriesEncoder:
             ("host", self._host),
         ):
             if name in tables:
-                laid.append((name, *lay(tables[name])))
-        request = self._builder.build(laid)
-        return request, self._builder.samples
+                runs, series = lay(tables[name])
+                laid.append((name, runs, series, [_part_of(name, key) for key in runs.keys]))
+        body = self._builder.build(laid)
+        return body, self._builder.samples
 
     def _series(self, key: tuple[Any, ...], label_sets: Callable[[], list[tuple[LabelSet, int]]]) -> Series:
         """One entity's series as (label template, value column), built on first use and kept.
@@ -170,10 +170,15 @@ class SeriesEncoder:
     def _gpu(
         self, table: pa.Table, gpus: dict[int, tuple[int, str | None]]
     ) -> tuple[TableRuns, list[Series]]:
+        """A GPU's series carry its UUID: the last one its rows name (a stand-in row of a GPU whose tray
+        missed the tick may have none)."""
         specs = [(GPU_STATE, "state", 1.0), *((m.name, m.column, float(m.scale)) for m in GPU_METRICS)]
-        runs = table_runs(table, ("gpu", "tray", "uuid"), [_scaled(table, c, s) for _, c, s in specs])
+        runs = table_runs(table, ("gpu",), [_scaled(table, c, s) for _, c, s in specs])
+        uuids, trays = table.column("uuid").to_pylist(), table.column("tray").to_pylist()
         series = []
-        for g, tray, uuid in runs.keys:
+        for (g,), start, end in zip(runs.keys, runs.starts, runs.ends, strict=True):
+            uuid = next((u for u in reversed(uuids[start:end]) if u), None)
+            tray = trays[end - 1]
             gpus[g] = (tray, uuid)
             entity = self._entities.get(("gpu", g, tray, uuid))
             if entity is None:
@@ -241,13 +246,15 @@ class SeriesEncoder:
     def _serving(self, table: pa.Table) -> tuple[TableRuns, list[Series]]:
         names = ("state", "dup_samples", *_SERVING_COLUMNS)
         columns = [_scaled(table, c, 1.0 / Q4_SCALE if c == "kv_cache_q4" else 1.0) for c in names]
-        runs = table_runs(table, ("endpoint", "engine", "model"), columns)
-        for e, engine, model in runs.keys:
+        runs = table_runs(table, ("endpoint",), columns)
+        endpoints = table.column("endpoint").to_pylist()
+        engines, models = table.column("engine").to_pylist(), table.column("model").to_pylist()
+        for e, engine, model in zip(endpoints, engines, models, strict=True):
             self.engines[e] = engine
             if model:
                 self.models[e] = model
         series = []
-        for e, _, _ in runs.keys:
+        for (e,) in runs.keys:
 
             def label_sets(e: str = e) -> list[tuple[LabelSet, int]]:
                 base = self._serving_labels(e)
@@ -303,6 +310,17 @@ class SeriesEncoder:
         return runs, series
 
 
+def _part_of(table: str, key: tuple[Any, ...]) -> Hashable:
+    """The part of a request a run belongs to (request.RequestBuilder): what changes together when an
+    endpoint misses a tick, so that only its part is rebuilt: a tray's GPUs and links, a server's
+    histograms; a table of a row or a few per tick is one part."""
+    if table in ("gpu", "nvlink"):
+        return key[0] // GPUS_PER_TRAY
+    if table == "serving_hist":
+        return key[0]
+    return 0
+
+
 def _scaled(table: pa.Table, name: str, scale: float) -> pa.ChunkedArray:
     """A column's values x scale, computed by Arrow (nulls stay null).
 
@@ -313,6 +331,6 @@ def _scaled(table: pa.Table, name: str, scale: float) -> pa.ChunkedArray:
     if scale == 1.0:
         return column
     column = column.cast(pa.float64())
-    if scale < 1:
-        return pc.divide(column, float(round(1 / scale)))
-    return pc.multiply(column, scale)
+    if scale < 1:  # (Arrow scalars: see request.RequestBuilder._fill)
+        return pc.divide(column, pa.scalar(float(round(1 / scale)), pa.float64()))
+    return pc.multiply(column, pa.scalar(scale, pa.float64()))

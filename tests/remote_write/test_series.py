@@ -9,6 +9,7 @@ import pytest
 
 from collectors.remote_write.series import ORDER_BY, SeriesEncoder
 from collectors.remote_write.settings import TABLES_SENT
+from collectors.remote_write.wire import WriteRequest
 from monitor.backfill import backfill
 from storage.reader import StoreReader
 
@@ -26,7 +27,8 @@ def encoded(tmp_path_factory: pytest.TempPathFactory):
             "SELECT epoch_ms(ts) AS t, count, sum_s FROM serving_hist "
             "WHERE endpoint = 'vllm-09' AND metric = 'ttft' AND le = 'inf'::DOUBLE ORDER BY ts"
         )
-    request, samples = SeriesEncoder("r7", hosts={3: "gb300-t03"}).encode(tables)
+    body, samples = SeriesEncoder("r7", hosts={3: "gb300-t03"}).encode(tables)
+    request = WriteRequest.FromString(body)
     by_labels = {}
     for series in request.timeseries:
         labels = {label.name: label.value for label in series.labels}
