@@ -207,14 +207,15 @@ def collector_cpu(work: Path, seconds: int, warmup_s: int = 40) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backlog", type=int, default=300, help="seconds of backlog to drain")
+    parser.add_argument("--backlog", type=int, default=300, help="seconds of backlog to drain (0: skip 1-3)")
     parser.add_argument("--collect", type=int, default=60, help="seconds of each collect run (0: skip)")
     args = parser.parse_args()
     if shutil.which("victoria-metrics") is None:
         raise SystemExit("victoria-metrics is not installed (apt-get install victoria-metrics)")
     work = Path(tempfile.mkdtemp(prefix="bench-rw-"))
     try:
-        live_and_backlog(work, args.backlog)
+        if args.backlog:
+            live_and_backlog(work, args.backlog)
         if args.collect:
             collector_cpu(work, args.collect)
     finally:
