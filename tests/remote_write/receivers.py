@@ -11,17 +11,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from tests.peer_servers import Server, prometheus_receiver, victoria_receiver, write_url
-
-__all__ = [
-    "count_by_name",
-    "prometheus_receiver",
-    "query",
-    "query_names",
-    "settle",
-    "victoria_receiver",
-    "write_url",
-]
+from tests.peer_servers import Server
 
 
 def query(server: Server, promql: str, at_s: float) -> list[dict[str, Any]]:
