@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from questions import QUESTIONS, Answer, Question, Window
-from servers import proc_status_kib
 from timing import summary, timed
 
+from bench.peers.servers import proc_status_kib
 from storage.reader import StoreReader
 
 Variant = Callable[[], Answer]

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from questions import Query, Question, Window, _s, _zero
-from servers import BenchError, Server
+
+from bench.peers.servers import BenchError, Server
 
 STEPS = {"1m": 60, "1h": 3600}
 """Rule group -> interval, s."""

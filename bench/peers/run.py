@@ -32,8 +32,15 @@ from export import GROUPS, slices, store_samples, write_slice
 from questions import QUESTIONS, Query, Window, raw_query
 from report import markdown
 from rules import precomputed_query, probe_phases, promtool_rules, rules_for, write_rules
-from servers import BenchError, proc_status_kib, prometheus, reset_peak_rss, tree_bytes, victoria_metrics
 
+from bench.peers.servers import (
+    BenchError,
+    proc_status_kib,
+    prometheus,
+    reset_peak_rss,
+    tree_bytes,
+    victoria_metrics,
+)
 from storage.layout import HOUR_MS, MANIFEST, read_manifest
 from storage.reader import StoreReader
 from storage.rollups import ROLLUP_STEPS, rollup_name

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from questions import Answer, Query, decode
-from servers import BenchError, Server, tree_bytes
 from timing import summary, timed
+
+from bench.peers.servers import BenchError, Server, tree_bytes
 
 PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus", "victoria-metrics": "victoria-metrics"}
 """Binary -> the Debian package that ships it."""

@@ -25,8 +25,8 @@ from rules import (
     tiles,
     write_rules,
 )
-from servers import BenchError, Server, free_port, prometheus, victoria_metrics
 
+from bench.peers.servers import BenchError, Server, free_port, prometheus, victoria_metrics
 from monitor.backfill import SimFrames, backfill
 from storage.reader import StoreReader
 

@@ -232,10 +232,10 @@ class RemoteWriteSender:
             t: reader.sql(f"SELECT * FROM {reader.relation(t, position + 1, hi)} ORDER BY {ORDER_BY[t]}")
             for t in self.settings.tables
         }
-        request, samples = self.encoder.encode(tables)
+        raw, samples = self.encoder.encode(tables)
         n_ticks = _tick_count(tables)
         self._samples_per_tick = max(1, samples // max(1, n_ticks))
-        body = compress(request.SerializeToString())
+        body = compress(raw)
         answer = self._post(body)
         self._settle(answer, hi, samples)
         return True

@@ -24,8 +24,8 @@ engines and ranks; their absolute value starts at the collector's start, not the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -34,8 +34,9 @@ import pyarrow.compute as pc
 from collectors.agent_names import GPU_METRICS, GPU_STATE, NVLINK_METRICS
 from collectors.mappings.engines import ENGINES
 from collectors.rack import GPUS_PER_TRAY
+from collectors.remote_write.request import Laid, RequestBuilder, Series, TableRuns, table_runs
 from collectors.remote_write.wire import WriteRequest
-from storage.schemas import COUNTERS, Q4_SCALE, TS
+from storage.schemas import COUNTERS, Q4_SCALE
 
 ORDER_BY: dict[str, str] = {
     "gpu": "gpu, ts",
@@ -95,29 +96,6 @@ def format_le(le: float) -> str:
     return "+Inf" if le == float("inf") else repr(float(le))
 
 
-@dataclass
-class Batch:
-    """One remote-write request being gathered: per series its label template and its samples."""
-
-    series: list[tuple[bytes, list[Any], list[int]]] = field(default_factory=list)
-    samples: int = 0
-
-    def request(self) -> Any:
-        """The WriteRequest: every series' labels in one parse, then its samples.
-
-        Each template is a serialized WriteRequest holding one labels-only TimeSeries (made by the
-        protobuf library once per series); serialized messages concatenated parse as one message
-        whose repeated fields are appended in order (protobuf's documented merge rule), so a single
-        C-level parse builds every series of the request with its labels.
-        """
-        request = WriteRequest.FromString(b"".join(template for template, _, _ in self.series))
-        for series, (_, values, stamps) in zip(request.timeseries, self.series, strict=True):
-            add = series.samples.add
-            for value, stamp in zip(values, stamps, strict=True):
-                add(value=value, timestamp=stamp)
-        return request
-
-
 LabelSet = tuple[tuple[str, str], ...]
 
 
@@ -136,41 +114,46 @@ class SeriesEncoder:
         self.engines: dict[str, str] = {}
         """endpoint -> engine, kept from serving rows (a histogram row names no engine)."""
         self.models: dict[str, str] = {}
-        self._entities: dict[tuple[Any, ...], list[bytes]] = {}
+        self._entities: dict[tuple[Any, ...], Series] = {}
+        self._builder = RequestBuilder()
+        self._held: dict[str, tuple[list[tuple[Any, ...]], Any, list[Series]]] = {}
 
-    def encode(self, tables: Mapping[str, pa.Table]) -> tuple[Any, int]:
-        """One WriteRequest with every sample of `tables` (rows in ORDER_BY order); (request, samples)."""
-        batch = Batch()
-        if "serving" in tables:
-            self._serving(batch, tables["serving"])
-        uuids: dict[int, str] = {}
-        trays: dict[int, int] = {}
-        if "gpu" in tables:
-            self._gpu(batch, tables["gpu"], uuids, trays)
-        if "nvlink" in tables:
-            self._nvlink(batch, tables["nvlink"], uuids, trays)
-        if "serving_hist" in tables:
-            self._hist(batch, tables["serving_hist"])
-        if "host" in tables:
-            self._host(batch, tables["host"])
-        return batch.request(), batch.samples
+    def encode(self, tables: Mapping[str, pa.Table]) -> tuple[bytes, int]:
+        """Every sample of `tables` (rows in ORDER_BY order) as one serialized WriteRequest; (body, samples).
 
-    def _templates(self, key: tuple[Any, ...], label_sets: Callable[[], list[LabelSet]]) -> list[bytes]:
-        """One entity's series (one per column it sends) as label templates, built on first use.
-
-        Each template is a serialized one-series WriteRequest with only its labels (see Batch.request).
+        The body is not compressed (wire.compress does that).
         """
-        templates = self._entities.get(key)
-        if templates is None:
-            templates = []
-            for labels in label_sets():
+        laid: list[Laid] = []
+        gpus: dict[int, tuple[int, str | None]] = {}
+        for name, lay in (
+            ("serving", self._serving),
+            ("gpu", functools.partial(self._gpu, gpus=gpus)),
+            ("nvlink", functools.partial(self._nvlink, gpus=gpus)),
+            ("serving_hist", self._hist),
+            ("host", self._host),
+        ):
+            if name in tables:
+                runs, series = lay(tables[name])
+                laid.append((name, runs, series, [_part_of(name, key) for key in runs.keys]))
+        body = self._builder.build(laid)
+        return body, self._builder.samples
+
+    def _series(self, key: tuple[Any, ...], label_sets: Callable[[], list[tuple[LabelSet, int]]]) -> Series:
+        """One entity's series as (label template, value column), built on first use and kept.
+
+        Each template is a serialized one-series WriteRequest with only its labels (see request.py).
+        """
+        series = self._entities.get(key)
+        if series is None:
+            series = []
+            for labels, column in label_sets():
                 request = WriteRequest()
-                series = request.timeseries.add()
+                one = request.timeseries.add()
                 for name, value in sorted(labels):  # the spec wants labels sorted by name
-                    series.labels.add(name=name, value=value)
-                templates.append(request.SerializeToString())
-            self._entities[key] = templates
-        return templates
+                    one.labels.add(name=name, value=value)
+                series.append((request.SerializeToString(), column))
+            self._entities[key] = series
+        return series
 
     def _gpu_labels(
         self, gpu: int, tray: int, uuid: str | None, *extra: tuple[str, str]
@@ -184,35 +167,73 @@ class SeriesEncoder:
             labels.append(("Hostname", host))
         return labels
 
-    def _gpu(self, batch: Batch, table: pa.Table, uuids: dict[int, str], trays: dict[int, int]) -> None:
-        ts, gpus = _ms(table), _col(table, "gpu")
-        for g, u, t in zip(gpus, _col(table, "uuid"), _col(table, "tray"), strict=True):
-            uuids[g], trays[g] = u, t
+    def _gpu(
+        self, table: pa.Table, gpus: dict[int, tuple[int, str | None]]
+    ) -> tuple[TableRuns, list[Series]]:
+        """A GPU's series carry its UUID: the last one its rows name (a stand-in row of a GPU whose tray
+        missed the tick may have none)."""
         specs = [(GPU_STATE, "state", 1.0), *((m.name, m.column, float(m.scale)) for m in GPU_METRICS)]
-        columns = [_scaled(table, column, scale) for _, column, scale in specs]
-        for a, b in _runs(gpus):
-            g = gpus[a]
+        runs = table_runs(table, ("gpu",), [_scaled(table, c, s) for _, c, s in specs])
+        uuids, trays = table.column("uuid").to_pylist(), table.column("tray").to_pylist()
+        series = []
+        for (g,), start, end in zip(runs.keys, runs.starts, runs.ends, strict=True):
+            uuid = next((u for u in reversed(uuids[start:end]) if u), None)
+            tray = trays[end - 1]
+            gpus[g] = (tray, uuid)
+            entity = self._entities.get(("gpu", g, tray, uuid))
+            if entity is None:
 
-            def label_sets(g: int = g) -> list[LabelSet]:
-                base = self._gpu_labels(g, trays[g], uuids[g])
-                return [(("__name__", name), *base) for name, _, _ in specs]
+                def label_sets(
+                    g: int = g, tray: int = tray, uuid: str | None = uuid
+                ) -> list[tuple[LabelSet, int]]:
+                    base = self._gpu_labels(g, tray, uuid)
+                    return [((("__name__", name), *base), i) for i, (name, _, _) in enumerate(specs)]
 
-            templates = self._templates(("gpu", g, trays[g], uuids[g]), label_sets)
-            _add_runs(batch, templates, columns, ts, a, b)
+                entity = self._series(("gpu", g, tray, uuid), label_sets)
+            series.append(entity)
+        return runs, series
 
-    def _nvlink(self, batch: Batch, table: pa.Table, uuids: dict[int, str], trays: dict[int, int]) -> None:
-        ts, gpus, links = _ms(table), _col(table, "gpu"), _col(table, "link")
-        columns = [_scaled(table, spec.column, float(spec.scale)) for spec in NVLINK_METRICS]
-        for a, b in _runs(list(zip(gpus, links, strict=True))):
-            g, link = gpus[a], links[a]
-            tray = trays.get(g, g // GPUS_PER_TRAY + 1)
+    def _nvlink(
+        self, table: pa.Table, gpus: dict[int, tuple[int, str | None]]
+    ) -> tuple[TableRuns, list[Series]]:
+        runs = table_runs(
+            table, ("gpu", "link"), [_scaled(table, m.column, float(m.scale)) for m in NVLINK_METRICS]
+        )
+        return runs, self._memo("nvlink", runs.keys, dict(gpus), lambda: self._nvlink_series(runs.keys, gpus))
 
-            def label_sets(g: int = g, link: int = link, tray: int = tray) -> list[LabelSet]:
-                base = self._gpu_labels(g, tray, uuids.get(g), ("link", str(link)))
-                return [(("__name__", spec.name), *base) for spec in NVLINK_METRICS]
+    def _nvlink_series(
+        self, keys: list[tuple[Any, ...]], gpus: dict[int, tuple[int, str | None]]
+    ) -> list[Series]:
+        series = []
+        for g, link in keys:
+            tray, uuid = gpus.get(g, (g // GPUS_PER_TRAY + 1, None))
+            entity = self._entities.get(("nvlink", g, link, tray, uuid))
+            if entity is None:
 
-            templates = self._templates(("nvlink", g, link, tray, uuids.get(g)), label_sets)
-            _add_runs(batch, templates, columns, ts, a, b)
+                def label_sets(
+                    g: int = g, link: int = link, tray: int = tray, uuid: str | None = uuid
+                ) -> list[tuple[LabelSet, int]]:
+                    base = self._gpu_labels(g, tray, uuid, ("link", str(link)))
+                    return [((("__name__", m.name), *base), i) for i, m in enumerate(NVLINK_METRICS)]
+
+                entity = self._series(("nvlink", g, link, tray, uuid), label_sets)
+            series.append(entity)
+        return series
+
+    def _memo(
+        self, table: str, keys: list[tuple[Any, ...]], context: Any, compute: Callable[[], list[Series]]
+    ) -> list[Series]:
+        """A table's series per run, as last time when its run keys and context are the same.
+
+        A collector's requests repeat the same entities (a rack's 1,296 links, ~8,000 histogram
+        buckets): comparing the key lists is one C-level pass instead of a lookup per run.
+        """
+        held = self._held.get(table)
+        if held is not None and held[0] == keys and held[1] == context:
+            return held[2]
+        series = compute()
+        self._held[table] = (keys, context, series)
+        return series
 
     def _serving_labels(self, endpoint: str, *extra: tuple[str, str]) -> list[tuple[str, str]]:
         labels = [("rack", self.rack), ("instance", endpoint), *extra]
@@ -222,100 +243,85 @@ class SeriesEncoder:
             labels.append((spec.model_labels[0] if spec is not None else "model", model))
         return labels
 
-    def _serving(self, batch: Batch, table: pa.Table) -> None:
-        ts, endpoints = _ms(table), _col(table, "endpoint")
-        for e, engine, model in zip(endpoints, _col(table, "engine"), _col(table, "model"), strict=True):
+    def _serving(self, table: pa.Table) -> tuple[TableRuns, list[Series]]:
+        names = ("state", "dup_samples", *_SERVING_COLUMNS)
+        columns = [_scaled(table, c, 1.0 / Q4_SCALE if c == "kv_cache_q4" else 1.0) for c in names]
+        runs = table_runs(table, ("endpoint",), columns)
+        endpoints = table.column("endpoint").to_pylist()
+        engines, models = table.column("engine").to_pylist(), table.column("model").to_pylist()
+        for e, engine, model in zip(endpoints, engines, models, strict=True):
             self.engines[e] = engine
             if model:
                 self.models[e] = model
-        names = ("state", "dup_samples", *_SERVING_COLUMNS)
-        columns = [_scaled(table, c, 1.0 / Q4_SCALE if c == "kv_cache_q4" else 1.0) for c in names]
-        for a, b in _runs(endpoints):
-            e = endpoints[a]
+        series = []
+        for (e,) in runs.keys:
 
-            def label_sets(e: str = e) -> list[LabelSet]:
+            def label_sets(e: str = e) -> list[tuple[LabelSet, int]]:
                 base = self._serving_labels(e)
                 families = [_SERVING_OWN.get(c) or serving_name(self.engines[e], c) for c in names]
-                return [(("__name__", family), *base) for family in families]
+                return [((("__name__", family), *base), i) for i, family in enumerate(families)]
 
-            templates = self._templates(("serving", e, self.engines[e], self.models.get(e)), label_sets)
-            _add_runs(batch, templates, columns, ts, a, b)
+            series.append(self._series(("serving", e, self.engines[e], self.models.get(e)), label_sets))
+        return runs, series
 
-    def _hist(self, batch: Batch, table: pa.Table) -> None:
-        ts, endpoints, metrics = _ms(table), _col(table, "endpoint"), _col(table, "metric")
-        les, counts, sums = _col(table, "le"), _col(table, "count"), _col(table, "sum_s")
-        for a, b in _runs(list(zip(endpoints, metrics, les, strict=True))):
-            endpoint, metric, le = endpoints[a], metrics[a], les[a]
-            engine = self.engines.get(endpoint, "")
-            top = le == float("inf")
+    def _hist(self, table: pa.Table) -> tuple[TableRuns, list[Series]]:
+        runs = table_runs(table, ("endpoint", "metric", "le"), [table.column("count"), table.column("sum_s")])
+        context = (dict(self.engines), dict(self.models))
+        return runs, self._memo("serving_hist", runs.keys, context, lambda: self._hist_series(runs.keys))
 
-            def label_sets(
-                endpoint: str = endpoint,
-                metric: str = metric,
-                le: float = le,
-                engine: str = engine,
-                top: bool = top,
-            ) -> list[LabelSet]:
-                family = histogram_name(engine, metric)
-                sets = [
-                    (("__name__", family + "_bucket"), *self._serving_labels(endpoint, ("le", format_le(le))))
-                ]
-                if top:  # the +Inf bucket is also the histogram's _count; its row carries the _sum
-                    base = self._serving_labels(endpoint)
-                    sets += [(("__name__", family + "_count"), *base), (("__name__", family + "_sum"), *base)]
-                return sets
+    def _hist_series(self, keys: list[tuple[Any, ...]]) -> list[Series]:
+        series = []
+        for endpoint, metric, le in keys:
+            engine, model = self.engines.get(endpoint, ""), self.models.get(endpoint)
+            key = ("hist", endpoint, metric, le, engine, model)
+            entity = self._entities.get(key)
+            if entity is None:
 
-            key = ("hist", endpoint, metric, le, engine, self.models.get(endpoint))
-            templates = self._templates(key, label_sets)
-            _add_runs(batch, templates, [counts, counts, sums] if top else [counts], ts, a, b)
+                def label_sets(
+                    endpoint: str = endpoint, metric: str = metric, le: float = le, engine: str = engine
+                ) -> list[tuple[LabelSet, int]]:
+                    family = histogram_name(engine, metric)
+                    bucket = self._serving_labels(endpoint, ("le", format_le(le)))
+                    sets = [((("__name__", family + "_bucket"), *bucket), 0)]
+                    if le == float("inf"):  # the +Inf bucket is also the _count; its row carries the _sum
+                        base = self._serving_labels(endpoint)
+                        sets += [((("__name__", family + "_count"), *base), 0)]
+                        sets += [((("__name__", family + "_sum"), *base), 1)]
+                    return sets
 
-    def _host(self, batch: Batch, table: pa.Table) -> None:
-        ts, hosts = _ms(table), _col(table, "host")
+                entity = self._series(key, label_sets)
+            series.append(entity)
+        return series
+
+    def _host(self, table: pa.Table) -> tuple[TableRuns, list[Series]]:
         names = [c for c in table.column_names if c not in ("ts", "host")]
-        columns = [_col(table, c) for c in names]
-        for a, b in _runs(hosts):
-            host = hosts[a]
+        runs = table_runs(table, ("host",), [table.column(c) for c in names])
+        series = []
+        for (host,) in runs.keys:
 
-            def label_sets(host: str = host) -> list[LabelSet]:
+            def label_sets(host: str = host) -> list[tuple[LabelSet, int]]:
                 families = [f"rackmon_host_{c}" + ("_total" if c in COUNTERS["host"] else "") for c in names]
-                return [(("__name__", f), ("rack", self.rack), ("host", host)) for f in families]
+                return [
+                    ((("__name__", f), ("rack", self.rack), ("host", host)), i)
+                    for i, f in enumerate(families)
+                ]
 
-            _add_runs(batch, self._templates(("host", host, *names), label_sets), columns, ts, a, b)
-
-
-def _add_runs(
-    batch: Batch, templates: list[bytes], columns: list[list[Any]], ts: list[int], a: int, b: int
-) -> None:
-    """Rows a..b-1 of one entity (in time order): a series per column; null cells are no sample."""
-    stamps = ts[a:b]
-    for template, values in zip(templates, columns, strict=True):
-        chunk = values[a:b]
-        times = stamps
-        if None in chunk:
-            kept = [(v, t) for v, t in zip(chunk, stamps, strict=True) if v is not None]
-            if not kept:
-                continue
-            chunk, times = [v for v, _ in kept], [t for _, t in kept]
-        batch.series.append((template, chunk, times))
-        batch.samples += len(chunk)
+            series.append(self._series(("host", host, *names), label_sets))
+        return runs, series
 
 
-def _runs(keys: list[Any]) -> list[tuple[int, int]]:
-    """[start, end) of each run of equal keys (rows come sorted by entity, then time)."""
-    runs: list[tuple[int, int]] = []
-    start = 0
-    for i in range(1, len(keys) + 1):
-        if i == len(keys) or keys[i] != keys[start]:
-            runs.append((start, i))
-            start = i
-    return runs
+def _part_of(table: str, key: tuple[Any, ...]) -> Hashable:
+    """The part of a request a run belongs to (request.RequestBuilder): what changes together when an
+    endpoint misses a tick, so that only its part is rebuilt: a tray's GPUs and links, a server's
+    histograms; a table of a row or a few per tick is one part."""
+    if table in ("gpu", "nvlink"):
+        return key[0] // GPUS_PER_TRAY
+    if table == "serving_hist":
+        return key[0]
+    return 0
 
 
-def _col(table: pa.Table, name: str) -> list[Any]:
-    return table.column(name).to_pylist()
-
-
-def _scaled(table: pa.Table, name: str, scale: float) -> list[Any]:
+def _scaled(table: pa.Table, name: str, scale: float) -> pa.ChunkedArray:
     """A column's values x scale, computed by Arrow (nulls stay null).
 
     A scale below 1 is applied as a division (mW / 1000, not x 0.001): 1148312 mW is then exactly
@@ -323,13 +329,8 @@ def _scaled(table: pa.Table, name: str, scale: float) -> list[Any]:
     """
     column = table.column(name)
     if scale == 1.0:
-        return column.to_pylist()
+        return column
     column = column.cast(pa.float64())
-    if scale < 1:
-        return pc.divide(column, float(round(1 / scale))).to_pylist()
-    return pc.multiply(column, scale).to_pylist()
-
-
-def _ms(table: pa.Table) -> list[int]:
-    """The ts column as epoch milliseconds (DuckDB hands TIMESTAMPTZ back in microseconds)."""
-    return table.column("ts").cast(TS).cast(pa.int64()).to_pylist()
+    if scale < 1:  # (Arrow scalars: see request.RequestBuilder._fill)
+        return pc.divide(column, pa.scalar(float(round(1 / scale)), pa.float64()))
+    return pc.multiply(column, pa.scalar(scale, pa.float64()))

@@ -1,6 +1,6 @@
 """Real Prometheus 2.42 and VictoriaMetrics 1.79 on loopback, loaded with pages a scrape source really read.
 
-The servers are started by bench/peers/servers.py (loopback only, their own process group, stopped however
+The servers are started by tests/peer_servers.py (loopback only, their own process group, stopped however
 the test ends). The pages are the exact texts a ScrapeSource fetched over HTTP from the simulator
 (RecordingScrape keeps them), written into one OpenMetrics file with the tick's timestamp on every sample
 and the labels a Prometheus scrape would add (job, instance, rack): promtool turns it into blocks for
@@ -10,39 +10,24 @@ written here, independent of the code under test.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 from urllib.parse import urlsplit
 
 import pytest
 
 from collectors.scrape import ScrapeSource
 from collectors.scrape_http import Fetched
+from tests.peer_servers import prometheus_over_blocks, victoria_metrics
 
-ROOT = Path(__file__).resolve().parents[2]
 BINARIES = ("prometheus", "promtool", "victoria-metrics")
 needs_backends = pytest.mark.skipif(
     not all(shutil.which(b) for b in BINARIES),
     reason="Debian's prometheus (with promtool) and victoria-metrics are not installed "
     "(apt-get install prometheus victoria-metrics; .ci/run installs them)",
 )
-
-
-def peer_servers() -> ModuleType:
-    """bench/peers/servers.py (Server, prometheus(), victoria_metrics()), loaded by path."""
-    name = "bench_peer_servers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "peers" / "servers.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 class RecordingScrape(ScrapeSource):
@@ -93,9 +78,8 @@ def openmetrics(ticks: list[tuple[int, dict[str, str]]], rack: str, kinds: dict[
 @contextmanager
 def victoria(om_text: str, tmp: Path) -> Iterator[str]:
     """VictoriaMetrics holding `om_text`; yields its base URL."""
-    servers = peer_servers()
     tmp.mkdir(parents=True, exist_ok=True)
-    with servers.victoria_metrics(tmp / "vm", tmp / "vm.log") as vm:
+    with victoria_metrics(tmp / "vm", tmp / "vm.log") as vm:
         status, body = vm.request("POST", "/api/v1/import/prometheus", body=om_text.encode())
         assert status in (200, 204), body[:300]
         status, body = vm.request("GET", "/internal/force_flush")
@@ -108,7 +92,6 @@ def prometheus(om_text: str, tmp: Path) -> Iterator[str]:
     """Prometheus over blocks promtool made from `om_text`; yields its base URL."""
     import subprocess
 
-    servers = peer_servers()
     tmp.mkdir(parents=True, exist_ok=True)
     source = tmp / "prom.om"
     source.write_text(om_text)
@@ -121,5 +104,5 @@ def prometheus(om_text: str, tmp: Path) -> Iterator[str]:
         check=False,
     )
     assert out.returncode == 0, out.stderr[-500:]
-    with servers.prometheus(data, tmp / "prom.log", max_samples=50_000_000) as prom:
+    with prometheus_over_blocks(data, tmp / "prom.log", max_samples=50_000_000) as prom:
         yield f"http://127.0.0.1:{prom.port}"

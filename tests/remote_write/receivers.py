@@ -1,60 +1,17 @@
-"""Real remote-write receivers for the tests: Prometheus 2.42 and VictoriaMetrics 1.79 from Debian.
+"""Reading real remote-write receivers back in the tests: queries, counts by name, settling.
 
-Built on bench/peers/servers.py's Server (its own process group, loopback only, stopped however the
-`with` block ends); here each is started with its receiver on and a temporary data directory. A test
-that needs one is skipped, with the reason, where the binary is missing (.ci/run installs both).
+The receivers themselves (Prometheus 2.42 with its receiver on, VictoriaMetrics 1.79) are started by
+tests/peer_servers.py, the one starter module of the tests.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.parse
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from bench.peers.servers import HOST, Server, free_port, victoria_metrics
-
-PROMETHEUS = "prometheus"
-VICTORIA = "victoria-metrics"
-
-
-def need(binary: str) -> None:
-    """Skip the calling test, saying why, when `binary` is not installed."""
-    if shutil.which(binary) is None:
-        package = "prometheus" if binary == PROMETHEUS else "victoria-metrics"
-        pytest.skip(f"{binary} is not installed (apt-get install {package}; .ci/run does)")
-
-
-def prometheus_receiver(work: Path) -> Server:
-    """Prometheus with its remote-write receiver (/api/v1/write), no scrape targets, data in `work`."""
-    need(PROMETHEUS)
-    port = free_port()
-    config = work / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 1m\nscrape_configs: []\n")
-    argv = [
-        PROMETHEUS,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={work / 'prometheus-data'}",
-        f"--web.listen-address={HOST}:{port}",
-        "--web.enable-remote-write-receiver",
-        "--log.level=warn",
-    ]
-    return Server("prometheus", argv, port, "/-/ready", work / "prometheus.log")
-
-
-def victoria_receiver(work: Path) -> Server:
-    """VictoriaMetrics single-node (its /api/v1/write), data in `work`."""
-    need(VICTORIA)
-    return victoria_metrics(work / "vm-data", work / "victoria-metrics.log")
-
-
-def write_url(server: Server) -> str:
-    """The server's remote-write URL (the same path on both)."""
-    return f"http://{HOST}:{server.port}/api/v1/write"
+from tests.peer_servers import Server
 
 
 def query(server: Server, promql: str, at_s: float) -> list[dict[str, Any]]:

@@ -18,7 +18,8 @@ from collectors.remote_write.sender import RemoteWriteSender, read_position
 from collectors.remote_write.series import SeriesEncoder
 from collectors.remote_write.settings import RemoteWriteSettings
 from monitor.backfill import backfill
-from tests.remote_write.receivers import prometheus_receiver, settle, victoria_receiver, write_url
+from tests.peer_servers import prometheus_receiver, victoria_receiver, write_url
+from tests.remote_write.receivers import settle
 from tests.remote_write.test_receivers import RACK, SELECTOR, store_samples
 
 

@@ -16,14 +16,8 @@ from collectors.remote_write.series import SeriesEncoder
 from collectors.remote_write.settings import RemoteWriteSettings
 from monitor.backfill import backfill
 from storage.reader import StoreReader
-from tests.remote_write.receivers import (
-    count_by_name,
-    prometheus_receiver,
-    query,
-    settle,
-    victoria_receiver,
-    write_url,
-)
+from tests.peer_servers import prometheus_receiver, victoria_receiver, write_url
+from tests.remote_write.receivers import count_by_name, query, settle
 
 RACK = "rw-test"
 SELECTOR = f'{{rack="{RACK}"}}'

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import time
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from collectors.remote_write.series import ORDER_BY, SeriesEncoder
 from collectors.remote_write.settings import TABLES_SENT
+from collectors.remote_write.wire import WriteRequest
 from monitor.backfill import backfill
 from storage.reader import StoreReader
 
@@ -26,7 +29,8 @@ def encoded(tmp_path_factory: pytest.TempPathFactory):
             "SELECT epoch_ms(ts) AS t, count, sum_s FROM serving_hist "
             "WHERE endpoint = 'vllm-09' AND metric = 'ttft' AND le = 'inf'::DOUBLE ORDER BY ts"
         )
-    request, samples = SeriesEncoder("r7", hosts={3: "gb300-t03"}).encode(tables)
+    body, samples = SeriesEncoder("r7", hosts={3: "gb300-t03"}).encode(tables)
+    request = WriteRequest.FromString(body)
     by_labels = {}
     for series in request.timeseries:
         labels = {label.name: label.value for label in series.labels}
@@ -70,3 +74,70 @@ def test_every_series_has_a_name_and_the_rack(encoded) -> None:
     by_labels, _, _, samples = encoded
     assert all(dict(k).get("__name__") and dict(k).get("rack") == "r7" for k in by_labels)
     assert samples == sum(len(v) for v in by_labels.values())
+
+
+def test_one_encoder_follows_ticks_that_endpoints_missed(tmp_path) -> None:
+    """A collector's encoder keeps each part's request between calls; requests where a tray missed a tick
+    (its rows absent), a GPU's reading is null, or all is back again must each carry exactly their rows."""
+    root = tmp_path / "store"
+    backfill(root, 6, end_s=int(time.time()) - 2, seed=8)
+    with StoreReader(root) as reader:
+        full = {t: reader.sql(f"SELECT * FROM {t} ORDER BY {ORDER_BY[t]}") for t in ("gpu", "nvlink")}
+    first_ts = full["gpu"].column("ts")[0]
+    # Tray 3 (rack GPUs 8..11) missed the first tick: no gpu or nvlink rows for it then.
+    missed = {
+        t: table.filter(
+            pc.invert(
+                pc.and_(
+                    pc.equal(table.column("ts"), first_ts),
+                    pc.is_in(table.column("gpu"), pa.array([8, 9, 10, 11], pa.int16())),
+                )
+            )
+        )
+        for t, table in full.items()
+    }
+    # GPU 20's power reading is null in every tick but the last.
+    power = missed["gpu"].column("power_mw").to_pylist()
+    gpus = missed["gpu"].column("gpu").to_pylist()
+    last = max(missed["gpu"].column("ts").to_pylist())
+    stamps = missed["gpu"].column("ts").to_pylist()
+    power = [None if g == 20 and t != last else p for p, g, t in zip(power, gpus, stamps, strict=True)]
+    nulled = dict(
+        missed,
+        gpu=missed["gpu"].set_column(
+            missed["gpu"].schema.get_field_index("power_mw"), "power_mw", pa.array(power, pa.int32())
+        ),
+    )
+    encoder = SeriesEncoder("r8")
+    for tables in (full, missed, nulled, full, nulled):
+        body, samples = encoder.encode(tables)
+        got: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
+        for series in WriteRequest.FromString(body).timeseries:
+            labels = {label.name: label.value for label in series.labels}
+            key = (labels["__name__"], labels["tray"], labels["gpu"], labels.get("link", ""))
+            assert key not in got
+            got[key] = [(s.timestamp, s.value) for s in series.samples]
+        # Expected, from the rows themselves: power in W per GPU, tx bytes per link, non-null only.
+        rows = tables["gpu"].to_pylist()
+        for g in (8, 9, 20, 33):
+            want = [
+                (int(r["ts"].timestamp() * 1000), r["power_mw"] / 1000)
+                for r in rows
+                if r["gpu"] == g and r["power_mw"] is not None
+            ]
+            key = ("DCGM_FI_DEV_POWER_USAGE", str(g // 4 + 1), str(g % 4), "")
+            assert got.get(key, []) == want, (g, key)
+        links = tables["nvlink"].to_pylist()
+        want = [
+            (int(r["ts"].timestamp() * 1000), float(r["tx_kib"]) * 1024)
+            for r in links
+            if r["gpu"] == 9 and r["link"] == 7
+        ]
+        assert got[("rackmon_nvlink_data_tx_bytes_total", "3", "1", "7")] == want
+        cells = sum(
+            table.column(c).length() - table.column(c).null_count
+            for t, table in tables.items()
+            for c in table.column_names
+            if c not in ("ts", "gpu", "uuid", "tray", "link")
+        )
+        assert samples == cells == sum(len(v) for v in got.values())

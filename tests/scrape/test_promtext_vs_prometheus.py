@@ -12,11 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -28,6 +23,7 @@ import pytest
 
 from collectors.promtext import ExpositionParser
 from collectors.promtext_syntax import ExpositionError
+from tests.peer_servers import need, prometheus_scraping
 
 PAGES: dict[str, bytes] = {
     "bare-help-type": b"# HELP\n# TYPE\nm 1\n",
@@ -72,12 +68,6 @@ class _Pages(BaseHTTPRequestHandler):
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _query(port: int, promql: str) -> list[dict]:
     url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
     with urllib.request.urlopen(url, timeout=10) as answer:
@@ -87,55 +77,27 @@ def _query(port: int, promql: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A Prometheus scraping every page once a second; yields its port once each page was scraped."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("prometheus binary not installed (.ci/run installs Debian's prometheus)")
+    need("prometheus")
     pages = ThreadingHTTPServer(("127.0.0.1", 0), _Pages)
     threading.Thread(target=pages.serve_forever, daemon=True).start()
-    work = tmp_path_factory.mktemp("prometheus")
     jobs = "".join(
         f"  - job_name: '{name}'\n    metrics_path: /{name}\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{pages.server_port}']}}]\n"
         for name in PAGES
     )
-    (work / "prometheus.yml").write_text(
-        f"global: {{scrape_interval: 1s, scrape_timeout: 1s}}\nscrape_configs:\n{jobs}"
-    )
-    port = _free_port()
-    log = (work / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={work / 'prometheus.yml'}",
-            f"--storage.tsdb.path={work / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # waiting for a child's scrapes: nothing to await
-            assert proc.poll() is None, (work / "prometheus.log").read_text()[-2000:]
-            with contextlib.suppress(OSError, KeyError, ValueError):
-                if {r["metric"]["job"] for r in _query(port, "up")} == set(PAGES):
-                    break
-            time.sleep(0.5)
-        else:
-            pytest.fail("Prometheus did not scrape every page within 120 s")
-        time.sleep(1.5)  # one more scrape of each: its series are then surely queryable
-        yield port
+        with prometheus_scraping(tmp_path_factory.mktemp("prometheus"), jobs) as server:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # waiting for a child's scrapes: nothing to await
+                with contextlib.suppress(OSError, KeyError, ValueError):
+                    if {r["metric"]["job"] for r in _query(server.port, "up")} == set(PAGES):
+                        break
+                time.sleep(0.5)
+            else:
+                pytest.fail(f"Prometheus did not scrape every page within 120 s; see {server.log_path}")
+            time.sleep(1.5)  # one more scrape of each: its series are then surely queryable
+            yield server.port
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:  # never leave a server behind the suite
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
         pages.shutdown()
         pages.server_close()
 
