@@ -13,6 +13,7 @@ import tracemalloc
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import urlsplit
 
 
@@ -35,11 +36,11 @@ def scrape_config(configs, path: Path) -> None:
     path.write_text(json.dumps({"scrape_configs": jobs}))  # YAML is a superset of JSON
 
 
-def peer_servers():
-    """bench/peers/servers.py (Server, free_port, HOST), loaded by path as tests/promql/backends.py does."""
-    from tests.promql.backends import peer_servers as load
+def peer_servers() -> ModuleType:
+    """bench/peers/servers.py (Server, free_port, HOST): the one starter the tests use too."""
+    from bench.peers import servers
 
-    return load()
+    return servers
 
 
 def proc_cpu_s(pid: int) -> float:
