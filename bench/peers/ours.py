@@ -28,6 +28,7 @@ from questions import QUESTIONS, Answer, Question, Window
 from servers import proc_status_kib
 from timing import summary, timed
 
+from storage import window_rates
 from storage.reader import StoreReader
 
 Variant = Callable[[], Answer]
@@ -74,10 +75,13 @@ def variants(reader: StoreReader, q: Question, w: Window, fetch: str) -> dict[st
             "raw": lambda: _by_series(_rows(reader, raw, fetch), 1, ("gpu",)),
         }
     keys = ("gpu", "link") if q.group == "nvlink" else ()
+    # The question's window in ms, [first sample, until): the same samples as [first, last], and a
+    # whole rollup bucket where the window is one (an hour's 1 h bucket ends 1 ms before `until`).
+    end = w.until_ms - 1
 
     def counter(rollups: bool) -> Variant:
         def run() -> Answer:
-            table = reader.rate(q.group, q.column, lo, hi, rollups=rollups)
+            table = window_rates.rate(reader, q.group, q.column, lo, end, rollups=rollups)
             if q.key == "q3":
                 return {"": [(0.0, float(sum(r for r in table.column("rate").to_pylist() if r is not None)))]}
             cols = [table.column(k).to_pylist() for k in (*keys, "increase")]
