@@ -12,8 +12,9 @@ counter_rates.plan, bucket_pieces and chained, the same increase.step_sql), but:
   without sorting (its empty OVER () keeps the scan's order, duckdb PR #12982).
 - The statement checks what it relied on: every raw piece is one run in time order (its rows, less
   one, have their predecessor in the piece) and every rollup bucket has its `_inc`. Where a check
-  fails (rows from the head, a file written out of order, a counter NULL at a bucket's edge, rollups
-  from before `_inc`), the answer is StoreReader.rate's instead, which handles all of those.
+  fails (rows from the head, a file written out of order, rows stored twice, a counter NULL at a
+  bucket's edge, rollups from before `_inc`), the answer is StoreReader.rate's instead, which handles
+  those (rows stored twice pair with themselves there: a step of 0, as in the lag() over every row).
 """
 
 from __future__ import annotations
@@ -97,8 +98,11 @@ def increase_sql(
     until_ms: int,
     step_ms: int | None = None,
     rollups: bool = True,
-) -> str:
-    """The one statement: StoreReader.rate's columns (keys, [bucket], increase, seconds, rate) and `bad`."""
+) -> str | None:
+    """The one statement: StoreReader.rate's columns (keys, [bucket], increase, seconds, rate) and `bad`.
+
+    None when the window touches no rollup bucket and no file (nothing to read in one statement).
+    """
     rolled = 0
     if rollups and table in ROLLED_UP and column in spec(table).counters:
         rolled = counter_rates.rolled_until(reader.manifest, table)
@@ -113,18 +117,21 @@ def increase_sql(
     streamed = streamed_pieces(reader, table, column, raw, step_ms) if raw else None
     if streamed is not None:
         pieces.append(streamed)
-    keys = ", ".join(_q(k) for k in SORT_KEYS[table])
     if not pieces:
-        pieces.append(
-            f"SELECT {keys}, 0 AS t0, 0 AS v0, 0 AS t1, 0 AS v1, 0 AS inc, false AS bad WHERE false"
-        )
+        return None
+    keys = ", ".join(_q(k) for k in SORT_KEYS[table])
     union = " UNION ALL ".join(f"({p})" for p in pieces)
     chain = counter_rates.chained(["SELECT * EXCLUDE (bad) FROM pieces"], table, step_ms, ts_literal(0))
     order = ", ".join([keys, *(["bucket"] if step_ms else [])])
+    # Two pieces of a series overlapping in time (rows stored twice) would be chained out of order.
+    overlap = f"SELECT t0, lag(t1) OVER (PARTITION BY {keys} ORDER BY t0) AS pt FROM pieces"
+    untrusted = (
+        f"(SELECT coalesce(bool_or(bad), false) FROM pieces) "
+        f"OR (SELECT count(*) > 0 FROM ({overlap}) WHERE t0 <= pt)"
+    )
     return (
         f"WITH pieces AS MATERIALIZED ({union}) "
-        f"SELECT c.*, c.increase / c.seconds AS rate, "
-        f"(SELECT coalesce(bool_or(bad), false) FROM pieces) AS bad FROM ({chain}) c ORDER BY {order}"
+        f"SELECT c.*, c.increase / c.seconds AS rate, {untrusted} AS bad FROM ({chain}) c ORDER BY {order}"
     )
 
 
@@ -145,9 +152,9 @@ def rate(
     """
     reader.refresh()
     if reader.head is None:
+        sql = increase_sql(reader, table, column, since_ms, until_ms, step_ms, rollups)
         try:
-            result = reader.con.sql(increase_sql(reader, table, column, since_ms, until_ms, step_ms, rollups))
-            got = result.to_arrow_table()
+            got = None if sql is None else reader.con.sql(sql).to_arrow_table()
         except (duckdb.BinderException, duckdb.InvalidInputException, duckdb.IOException):
             got = None  # rollup files from before `_inc`, or a file replaced under the reader
         if got is not None and got.num_rows and not any(got.column("bad").to_pylist()):

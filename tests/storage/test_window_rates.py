@@ -6,9 +6,11 @@ not from storage/increase.py or counter_rates; the answers are also held equal t
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 from storage import counter_rates, window_rates
 from storage.compactor import table_band_ms
 from storage.frame import Frame, batch_from_columns
-from storage.layout import HOUR_MS, read_manifest
+from storage.layout import HOUR_MS, read_manifest, write_manifest
 from storage.reader import StoreReader
 from storage.schemas import TABLES
 from storage.writer import StoreWriter
@@ -123,6 +125,7 @@ def flagged(store: Path, since: int, until: int, rollups: bool) -> bool:
     """Whether the one statement found a piece or bucket it cannot trust."""
     with StoreReader(store) as reader:
         sql = window_rates.increase_sql(reader, "gpu", "energy_mj", since, until, None, rollups)
+        assert sql is not None
         return any(reader.con.sql(sql).to_arrow_table().column("bad").to_pylist())
 
 
@@ -149,6 +152,19 @@ def test_a_file_out_of_order_is_noticed_and_answered_right(stores: dict[str, Pat
     since, until = hour.min_ts, hour.max_ts
     assert flagged(root, since, until, False)
     check(root, since, until, None, False)
+
+
+def test_rows_stored_twice_are_noticed_and_answered_right(tmp_path: Path) -> None:
+    root = tmp_path / "twice"
+    write_store(root, nulls=False)
+    manifest = read_manifest(root)
+    hour = next(f for f in manifest.of("gpu") if f.level == "hour")
+    copy = hour.path.replace(".parquet", "-copy.parquet")
+    shutil.copyfile(root / hour.path, root / copy)
+    manifest.files.append(dataclasses.replace(hour, path=copy))
+    write_manifest(root, manifest)
+    assert flagged(root, hour.min_ts, hour.max_ts, False)
+    check(root, hour.min_ts, hour.max_ts, None, False)
 
 
 def test_pieces_never_span_two_bands_of_a_file() -> None:
