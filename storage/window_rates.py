@@ -46,7 +46,7 @@ def _quote(text: str) -> str:
 def streamed_pieces(
     reader: StoreReader, table: str, column: str, spans: Sequence[counter_rates.Span], step_ms: int | None
 ) -> str | None:
-    """SQL of the raw spans' pieces (keys, t0, v0, t1, v1, inc, bad) from the files in their stored order.
+    """SQL of the raw spans' pieces (keys, t0, v0, t1, v1, inc, bad, raw) from the files as stored.
 
     A piece is one file's rows of one series inside one cut: a PIECE_MS slice, a span, a step. `bad`
     is true where the piece's rows are not one run in time order (then the answer cannot be trusted).
@@ -85,7 +85,7 @@ def streamed_pieces(
     paired = f"SELECT *, {previous} AS pv FROM (SELECT *, {cut} AS cut FROM ({rows}))"
     return (
         f"SELECT {', '.join(keys)}, min(t) AS t0, arg_min(v, t) AS v0, max(t) AS t1, arg_max(v, t) AS v1, "
-        f"sum({step_sql('v', 'pv')}) AS inc, count(pv) <> count(*) - 1 AS bad "
+        f"sum({step_sql('v', 'pv')}) AS inc, count(pv) <> count(*) - 1 AS bad, true AS raw "
         f"FROM ({paired}) GROUP BY src, {', '.join(keys)}, cut"
     )
 
@@ -113,7 +113,7 @@ def increase_sql(
         for s in spans
         if s.kind != "raw"
     ]
-    pieces = [f"SELECT *, inc IS NULL AS bad FROM ({b})" for b in buckets]
+    pieces = [f"SELECT *, inc IS NULL AS bad, false AS raw FROM ({b})" for b in buckets]
     streamed = streamed_pieces(reader, table, column, raw, step_ms) if raw else None
     if streamed is not None:
         pieces.append(streamed)
@@ -121,10 +121,11 @@ def increase_sql(
         return None
     keys = ", ".join(_q(k) for k in SORT_KEYS[table])
     union = " UNION ALL ".join(f"({p})" for p in pieces)
-    chain = counter_rates.chained(["SELECT * EXCLUDE (bad) FROM pieces"], table, step_ms, ts_literal(0))
+    chain = counter_rates.chained(["SELECT * EXCLUDE (bad, raw) FROM pieces"], table, step_ms, ts_literal(0))
     order = ", ".join([keys, *(["bucket"] if step_ms else [])])
-    # Two pieces of a series overlapping in time (rows stored twice) would be chained out of order.
-    overlap = f"SELECT t0, lag(t1) OVER (PARTITION BY {keys} ORDER BY t0) AS pt FROM pieces"
+    # Two raw pieces of a series overlapping in time (rows stored twice, in two files) would be chained
+    # out of order. Buckets and raw spans are disjoint by the plan.
+    overlap = f"SELECT t0, lag(t1) OVER (PARTITION BY {keys} ORDER BY t0) AS pt FROM pieces WHERE raw"
     untrusted = (
         f"(SELECT coalesce(bool_or(bad), false) FROM pieces) "
         f"OR (SELECT count(*) > 0 FROM ({overlap}) WHERE t0 <= pt)"
