@@ -30,14 +30,15 @@ def levers(memory: dict[str, Any], source: str) -> list[str]:
     la = "/".join(f"{x:.1f}" for x in memory.get("load_start", ()))
     out = [
         f"Memory levers (`{source}`, load average {la} at the start): idle / peak MiB of the query process "
-        "(slowest question's median ms):",
+        "(slowest question's median ms; CPU ms of one run of every question, where recorded):",
         "",
         "| Setting | " + " | ".join(groups) + " |",
         "|---|" + "---|" * len(groups),
     ]
     for label, row in settings.items():
         cells = [
-            f"{r['idle_kib'] / 1024:.0f} / {r['peak_kib'] / 1024:.0f} ({r['slowest_ms']:.0f} ms)"
+            f"{r['idle_kib'] / 1024:.0f} / {r['peak_kib'] / 1024:.0f} ({r['slowest_ms']:.0f} ms"
+            + (f", CPU {r['cpu_ms']:.0f} ms)" if r.get("cpu_ms") is not None else ")")
             for r in row.values()
         ]
         out.append(f"| {label} | " + " | ".join(cells) + " |")

@@ -90,11 +90,15 @@ GROUPS: dict[str, Group] = {
             Family("rackmon_serving_running", "running"),
             Family("rackmon_serving_waiting", "waiting"),
             Family("rackmon_serving_kv_cache_usage_ratio", "kv_cache_q4", 1 / Q4_SCALE),
+            # The names `monitor agent`'s remote write sends them under (collectors/remote_write/series.py).
+            Family("rackmon_serving_cached_tokens_total", "cached_tokens"),
+            Family("rackmon_serving_duplicate_samples", "dup_samples"),
         ),
     ),
 }
-"""What is exported, by group: the GPU metrics, the per-link NVLink table, and the serving counters
-that the tokens/s question needs. serving_hist, events, processes and host are not exported."""
+"""What is exported, by group: every measured column of the gpu, nvlink and serving tables (the
+descriptive ones, uuid, model, engine, become labels; tray and gpus follow from the keys), so the peers
+hold the same values our files do. serving_hist, events, processes and host are not exported."""
 
 
 def value_sql(family: Family) -> str:

@@ -4,7 +4,8 @@
 
 Runs ours.py (a fresh process per setting and group, so each figure is that process' own) over the
 last --hours of the store's compacted hours, and prints idle RSS (after opening the store) and peak
-RSS (VmHWM over the questions) per setting, with the slowest question's median ms beside it. The
+RSS (VmHWM over the questions) per setting, with the slowest question's median ms and the CPU ms
+(user + sys) of one run of every question beside it (the figure to compare on a loaded machine). The
 import levers are measured apart: the RSS of a bare interpreter after importing what the query
 path imports, with and without pyarrow.compute (which StoreReader now imports only in rate()).
 """
@@ -30,6 +31,7 @@ SETTINGS: dict[str, list[str]] = {
     "the product's path only (precomputed; q1 raw)": ["--only", "precomputed"],
     "the product's path, threads=1": ["--only", "precomputed", "--threads", "1"],
     "rows through Arrow (to_pylist)": ["--fetch", "arrow"],
+    "rows streamed in Arrow batches (to_arrow_reader)": ["--fetch", "batches"],
     "threads=1": ["--threads", "1"],
     "threads=2": ["--threads", "2"],
     "memory_limit=256MB": ["--memory-limit", "256MB"],
@@ -81,15 +83,17 @@ def main() -> int:
         row: dict[str, Any] = {}
         for group in args.groups.split(","):
             got = run_ours(args.store, group, window, args.repeats, *extra)
-            slowest = max(v["median_ms"] for q in got["questions"].values() for v in q.values())
+            runs = [v for q in got["questions"].values() for v in q.values()]
             row[group] = {
                 "idle_kib": got["idle_rss_kib"],
                 "peak_kib": got["peak_rss_kib"],
-                "slowest_ms": slowest,
+                "slowest_ms": max(v["median_ms"] for v in runs),
+                "cpu_ms": sum(v["cpu_ms"] for v in runs),  # every question and variant, one run each
             }
         results["settings"][label] = row
         cells = " | ".join(
-            f"{r['idle_kib'] / 1024:.0f} / {r['peak_kib'] / 1024:.0f} ({r['slowest_ms']:.0f} ms)"
+            f"{r['idle_kib'] / 1024:.0f} / {r['peak_kib'] / 1024:.0f} "
+            f"({r['slowest_ms']:.0f} ms, CPU {r['cpu_ms']:.0f} ms)"
             for r in row.values()
         )
         print(f"| {label} | {cells} |", flush=True)

@@ -1,7 +1,7 @@
 """Our side of the benchmark, run as its own process so its memory is the query process' alone.
 
     .venv/bin/python bench/peers/ours.py --store DIR --since MS --until MS --group gpu [--repeats 7]
-        [--threads N] [--memory-limit 256MB] [--fetch arrow|rows]
+        [--threads N] [--memory-limit 256MB] [--fetch arrow|rows|batches]
 
 Prints one JSON document: per question and variant ('precomputed': the rollups where they hold the
 answer, raw rows at the edges, as the product reads; 'raw': every raw row) the timings, the answer
@@ -28,23 +28,35 @@ from questions import QUESTIONS, Answer, Question, Window
 from timing import summary, timed
 
 from bench.peers.servers import proc_status_kib
+from storage import window_rates
 from storage.reader import StoreReader
 
 Variant = Callable[[], Answer]
+STREAM_ROWS = 8192
+"""Rows per Arrow batch with --fetch batches (DuckDB's vector size is 2048)."""
 
 
 def _rows(reader: StoreReader, sql: str, fetch: str) -> list[tuple[Any, ...]]:
-    """A query's rows as tuples: through Arrow (StoreReader.sql) or DuckDB's own fetch."""
+    """A query's rows as tuples: DuckDB's own fetch, a whole Arrow table, or Arrow batches streamed."""
     if fetch == "rows":
         return reader.rows(sql)
+    if fetch == "batches":
+        reader.refresh()
+        batches = reader.con.sql(sql).to_arrow_reader(STREAM_ROWS)
+        return [tuple(r.values()) for batch in batches for r in batch.to_pylist()]
     return [tuple(r.values()) for r in reader.sql(sql).to_pylist()]
 
 
 def _by_series(rows: list[tuple[Any, ...]], n_keys: int, names: tuple[str, ...]) -> Answer:
     out: Answer = {}
+    keys: dict[tuple[Any, ...], list[tuple[float, float]]] = {}  # the series' list, by its key values
     for r in rows:
-        key = ",".join(f"{n}={v}" for n, v in zip(names, r[:n_keys], strict=True))
-        out.setdefault(key, []).append((float(r[n_keys]), float(r[n_keys + 1])))
+        entity = r[:n_keys]
+        points = keys.get(entity)
+        if points is None:
+            label = ",".join(f"{n}={v}" for n, v in zip(names, entity, strict=True))
+            points = keys[entity] = out.setdefault(label, [])
+        points.append((float(r[n_keys]), float(r[n_keys + 1])))
     return out
 
 
@@ -74,10 +86,13 @@ def variants(reader: StoreReader, q: Question, w: Window, fetch: str) -> dict[st
             "raw": lambda: _by_series(_rows(reader, raw, fetch), 1, ("gpu",)),
         }
     keys = ("gpu", "link") if q.group == "nvlink" else ()
+    # The question's window in ms, [first sample, until): the same samples as [first, last], and a
+    # whole rollup bucket where the window is one (an hour's 1 h bucket ends 1 ms before `until`).
+    end = w.until_ms - 1
 
     def counter(rollups: bool) -> Variant:
         def run() -> Answer:
-            table = reader.rate(q.group, q.column, lo, hi, rollups=rollups)
+            table = window_rates.rate(reader, q.group, q.column, lo, end, rollups=rollups)
             if q.key == "q3":
                 return {"": [(0.0, float(sum(r for r in table.column("rate").to_pylist() if r is not None)))]}
             cols = [table.column(k).to_pylist() for k in (*keys, "increase")]
@@ -102,7 +117,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: StoreReader's)")
     parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit (default: StoreReader's)")
     parser.add_argument(
-        "--fetch", choices=("arrow", "rows"), default="rows", help="how SQL rows reach Python"
+        "--fetch", choices=("arrow", "rows", "batches"), default="rows", help="how SQL rows reach Python"
     )
     parser.add_argument(
         "--only", default="", help="comma-separated variants to run (default all; q1 is raw in any case)"
@@ -128,8 +143,8 @@ def main() -> None:
             product = name == "raw" and "precomputed" in only and "precomputed" not in ways
             if only and name not in only and not product:
                 continue
-            times, answer = timed(run, args.repeats)
-            out[name] = {**summary(times), "answer": answer}
+            times, answer, cpu_s = timed(run, args.repeats)
+            out[name] = {**summary(times, cpu_s), "answer": answer}
         report["questions"][question.key] = out
     report["peak_rss_kib"] = proc_status_kib(os.getpid(), "VmHWM")
     reader.close()

@@ -26,8 +26,9 @@ def _mib(kib: float | None) -> str:
     return "-" if kib is None else f"{kib / 1024:.0f}"
 
 
-def _ms(entry: dict[str, Any] | None) -> str:
-    return "-" if not entry else f"{entry['median_ms']:.1f}"
+def _ms(entry: dict[str, Any] | None, field: str = "median_ms") -> str:
+    value = entry.get(field) if entry else None
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _best(cells: list[str]) -> list[str]:
@@ -70,8 +71,10 @@ def sizes(results: dict[str, Any]) -> list[str]:
     return out
 
 
-def latency(results: dict[str, Any], columns: tuple[tuple[str, str], ...]) -> list[str]:
-    """Median ms per question for one set of variants, and whether all answers agreed."""
+def latency(
+    results: dict[str, Any], columns: tuple[tuple[str, str], ...], field: str = "median_ms"
+) -> list[str]:
+    """Median wall ms (or mean CPU ms) per question for some variants, and whether all answers agreed."""
     out = [
         "| Question | " + " | ".join(title for _, title in columns) + " | answers (all 6 compared) |",
         "|---|" + "---|" * (len(columns) + 1),
@@ -83,7 +86,7 @@ def latency(results: dict[str, Any], columns: tuple[tuple[str, str], ...]) -> li
         timings = g.get("questions", {}).get(q.key, {})
         if not any(timings.get(v) for v, _ in columns):
             continue
-        cells = _best([_ms(timings.get(v)) for v, _ in columns])
+        cells = _best([_ms(timings.get(v), field) for v, _ in columns])
         check = g.get("checks", {}).get(q.key, {})
         verdict = "agree" if check.get("agree") else "**DIFFER**"
         out.append(f"| {q.key}: {q.title} | " + " | ".join(cells) + f" | {verdict} |")
@@ -154,6 +157,9 @@ def markdown(results: dict[str, Any]) -> str:
     out += ["", "Latency, precomputed vs precomputed (median ms, question to Python value):", ""]
     out += latency(results, PRECOMPUTED)
     out += ["", "Latency, raw vs raw (median ms, question to Python value):", "", *latency(results, RAW)]
+    cpu = "CPU ms per question (user + sys, mean of the timed runs; the peers: server and client process)"
+    out += ["", f"{cpu}, precomputed:", "", *latency(results, PRECOMPUTED, "cpu_ms")]
+    out += ["", f"{cpu}, raw:", "", *latency(results, RAW, "cpu_ms")]
     out += ["", "Memory, MiB:", "", *memory(results), "", "Strict comparison of every answer:", ""]
     out += checks(results)
     out += ["", "Queries as sent:", "", *queries(results), ""]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from questions import Answer, Query, decode
-from timing import summary, timed
+from timing import process_cpu_s, summary, timed
 
 from bench.peers.servers import BenchError, Server, tree_bytes
 
@@ -200,5 +200,15 @@ def ask(server: Server, query: Query, repeats: int, extra: dict[str, str] | None
             raise BenchError(f"{server.name} {path} answered {status}: {body[:300]!r}")
         return decode(body, query)
 
-    times, answer = timed(run, repeats)
-    return {**summary(times), "answer": answer, "query": query.text, "path": query.path, "params": params}
+    def cpu() -> float:
+        # The server's CPU (its threads) and this process' (the HTTP client, JSON decode, reduction).
+        return process_cpu_s(server.pid) + time.process_time()
+
+    times, answer, cpu_s = timed(run, repeats, cpu)
+    return {
+        **summary(times, cpu_s),
+        "answer": answer,
+        "query": query.text,
+        "path": query.path,
+        "params": params,
+    }

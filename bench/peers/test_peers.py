@@ -29,6 +29,8 @@ from rules import (
 from bench.peers.servers import BenchError, Server, free_port, prometheus, victoria_metrics
 from monitor.backfill import SimFrames, backfill
 from storage.reader import StoreReader
+from storage.rollups import DIMENSIONS
+from storage.schemas import SORT_KEYS, TABLES
 
 UNTIL_S = 1_735_693_200  # 2025-01-01 01:00 UTC
 SECONDS = 120
@@ -75,6 +77,15 @@ def test_export_is_the_store_sample_for_sample(store: Path, tmp_path: Path, grou
             assert sample.value == pytest.approx(row[fam.column] * fam.scale, rel=1e-12)
             seen += 1
     assert seen == piece.samples
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_every_measured_column_is_exported(group: str) -> None:
+    # Our bytes are whole files, every column: a peer given fewer columns holds less data.
+    table = TABLES[GROUPS[group].table]
+    skipped = {"ts", *SORT_KEYS[GROUPS[group].table], *DIMENSIONS}
+    measured = {f.name for f in table if f.name not in skipped}
+    assert set(GROUPS[group].columns) == measured
 
 
 def test_series_are_contiguous_and_time_ordered(store: Path, tmp_path: Path) -> None:
