@@ -8,8 +8,9 @@ simulated rack (the same faults, the same noise), only shifted in time. It exist
 windows (bench/bench_export.py --store OUT), never as evidence of what a day of the rack looks like.
 
 How: SOURCE's raw rows (every table, sealed files and segments) are read once in (keys, ts) order.
-Copy k is SOURCE's span shifted by k hours (k spans, for a source of whole hours); the copies end at the end of SOURCE's last UTC day, so
-up to 24 copies fill one day, which the compactor then merges into a day file. Counters continue
+Copy k is SOURCE's span shifted by k hours (a source of more than an hour: k whole hours it spans);
+the copies end at the end of SOURCE's last UTC day, so up to 24 copies fill one day, which the
+compactor then merges into a day file. Counters continue
 across copies: copy k adds k * D to each series' counter, where D is the series' rise over the
 source span (last - first) plus its mean step, so the seam between two copies is an ordinary step,
 never a reset nor a lifetime total counted as new work. A series whose counter fell inside the
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -36,8 +38,16 @@ import pyarrow.compute as pc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from storage.compactor import Compactor
-from storage.layout import DAY_MS, HOUR_MS, FileEntry, LiveManifest, Manifest, file_relpath, unique_name
-from storage.layout import write_manifest
+from storage.layout import (
+    DAY_MS,
+    HOUR_MS,
+    FileEntry,
+    LiveManifest,
+    Manifest,
+    file_relpath,
+    unique_name,
+    write_manifest,
+)
 from storage.reader import StoreReader
 from storage.schemas import COUNTERS, SORT_KEYS, TABLES, TS
 from storage.segments import write_atomic
@@ -65,7 +75,8 @@ def source_rows(reader: StoreReader, table: str) -> pa.Table:
     step_cols = ", ".join(f"d.{c}{STEP_SUFFIX}" for c in counters)
     query = (
         f"WITH d AS (SELECT {', '.join(keys)}, {steps} FROM {rel} GROUP BY ALL) "
-        f"SELECT r.*, {step_cols} FROM {rel} r JOIN d ON {on} ORDER BY {', '.join('r.' + k for k in keys)}, r.ts"
+        f"SELECT r.*, {step_cols} FROM {rel} r JOIN d ON {on} "
+        f"ORDER BY {', '.join('r.' + k for k in keys)}, r.ts"
     )
     return _ms(reader.sql(query))
 
@@ -93,7 +104,9 @@ def shifted(rows: pa.Table, table: str, copy: int, shift_ms: int) -> pa.Table:
     return pa.table(columns, schema=schema)
 
 
-def make_long_store(source: Path, out: Path, hours: int = 24, log=print) -> Manifest:  # noqa: ANN001
+def make_long_store(
+    source: Path, out: Path, hours: int = 24, log: Callable[[str], object] = print
+) -> Manifest:
     """Write an `hours`-copy store of SOURCE at OUT (a new directory); returns its final manifest."""
     if out.exists():
         raise SystemExit(f"{out} exists: pick a new directory")
@@ -142,9 +155,8 @@ def make_long_store(source: Path, out: Path, hours: int = 24, log=print) -> Mani
         copy_end = first_start + (copy + 1) * period - 1
         live.commit(written, sealed_through_ms=copy_end)
         compactor.run_once()
-        log(
-            f"copy {copy + 1}/{hours}: {sum(e.rows for e in written):,} rows in {time.perf_counter() - began:.1f} s"
-        )
+        rows_written = sum(e.rows for e in written)
+        log(f"copy {copy + 1}/{hours}: {rows_written:,} rows in {time.perf_counter() - began:.1f} s")
     compactor.run_once()  # the day files, once every hour of the day is in
     return live.current
 

@@ -8,11 +8,11 @@ seam (no reset), the compactor has merged the day, and report, query and replay 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from bench.make_long_store import make_long_store
 from collectors.rack import GPUS
 from monitor.backfill import backfill
 from monitor.replay import FrameLoader, load_ticks
@@ -20,9 +20,6 @@ from storage.layout import HOUR_MS, read_manifest
 from storage.reader import StoreReader
 from storage.schemas import TABLES
 from tests.post.conftest import END_S, SEED, monitor
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from make_long_store import make_long_store  # noqa: E402
 
 SOURCE_S = 20
 HOURS = 3
