@@ -7,7 +7,6 @@ report` prints. The charts themselves are drawn by monitor.report_charts.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 
 import pyarrow as pa
@@ -132,24 +131,19 @@ def _power(reader: StoreReader, window: Window, axis: Axis) -> list[Point]:
     """Rack kW per bucket: the mean of its whole ticks; a bucket without any is a partial point."""
     rel = reader.relation("gpu", window.since_ms, window.until_ms)
     of = _gpus_in(reader, window)
-    ticks = reader.sql(
-        f"SELECT {axis.bucket_sql()} AS b, kw, covered FROM ({power_ticks_sql(rel)}) WHERE kw IS NOT NULL"
-    ).to_pylist()
-    whole: dict[int, list[float]] = {}
-    partial: dict[int, list[tuple[float, int]]] = {}
-    for t in ticks:
-        if t["covered"] >= of:
-            whole.setdefault(t["b"], []).append(t["kw"])
-        else:
-            partial.setdefault(t["b"], []).append((t["kw"], t["covered"]))
+    # Per bucket in SQL (a day is 86,400 ticks): the mean of the whole ticks, else of every tick and
+    # the fewest GPUs one covered.
+    buckets = reader.rows(
+        f"SELECT {axis.bucket_sql()} AS b, avg(kw) FILTER (WHERE covered >= {of}), avg(kw), min(covered) "
+        f"FROM ({power_ticks_sql(rel)}) WHERE kw IS NOT NULL GROUP BY b ORDER BY b"
+    )
     out: list[Point] = []
-    for b in sorted(set(whole) | set(partial)):
+    for b, whole, every, least in buckets:
         mid = axis.mid(axis.first + b * axis.step_ms)
-        if b in whole:
-            out.append((mid, statistics.fmean(whole[b]), None))
+        if whole is not None:
+            out.append((mid, whole, None))
         else:
-            least = min(c for _, c in partial[b])
-            out.append((mid, statistics.fmean(kw for kw, _ in partial[b]), f"{least}/{of} GPUs"))
+            out.append((mid, every, f"{least}/{of} GPUs"))
     return out
 
 

@@ -15,9 +15,12 @@ import pytest
 from bench.make_long_store import make_long_store
 from collectors.rack import GPUS
 from monitor.backfill import backfill
+from monitor.export import export
 from monitor.replay import FrameLoader, load_ticks
+from monitor.report import summarize
+from monitor.timespec import Window
 from storage.layout import HOUR_MS, read_manifest
-from storage.reader import StoreReader
+from storage.reader import StoreReader, ts_literal
 from storage.schemas import TABLES
 from tests.post.conftest import END_S, SEED, monitor
 
@@ -90,3 +93,27 @@ def test_report_query_and_replay_read_it(stores: tuple[Path, Path]) -> None:
         assert len(ticks) == HOURS * SOURCE_S
         frames = FrameLoader(reader).frames(ticks[SOURCE_S - 1 : SOURCE_S + 1])
     assert [f.batches["gpu"].num_rows for f in frames] == [GPUS, GPUS]
+
+
+def test_a_window_that_cuts_the_day_file_holds_exactly_its_rows(
+    stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # Ten seconds into the first hour's copy to ten seconds before the last one's end: the day file's
+    # middle band is copied as bytes, the bands at both edges are cut row by row.
+    _, long = stores
+    with StoreReader(long) as reader:
+        lo, hi = reader.time_range("gpu")
+    window = Window(lo + 10_000, hi - 10_000)
+    out = export(long, tmp_path / "bundle", window).out
+    files = {Path(f.path).name.split("-")[0] for f in read_manifest(out).files if f.table == "nvlink"}
+    assert files == {"cut", "edge"}, files
+    within = f"ts >= {ts_literal(window.since_ms)} AND ts <= {ts_literal(window.until_ms)}"
+    with StoreReader(long) as source, StoreReader(out) as bundle:
+        for table in TABLES:
+            want = source.rows(f"SELECT count(*) FROM {table} WHERE {within}")[0][0]
+            assert bundle.rows(f"SELECT count(*) FROM {table}")[0][0] == want, table
+            outside = bundle.rows(f"SELECT count(*) FROM {table} WHERE NOT ({within})")[0][0]
+            assert outside == 0, table
+        assert summarize(bundle, window)["serving"] == summarize(source, window)["serving"]
+    done = monitor("report", "--store", str(out), "--format", "json")
+    assert done.returncode == 0, done.stderr
