@@ -158,11 +158,13 @@ class _Cutter:
         )
         # DuckDB hands timestamps back in microseconds; the store's files (and FileEntry bounds) are ms.
         schema = table_schema(entry.table)
-        groups = math.ceil(entry.rows / CHUNK_ROWS)
+        gpus = list(self.gpus) if self.gpus is not None else list(range(GPUS))
+        # Groups of about CHUNK_ROWS rows of the chosen GPUs: a day file cut to one tray is read in
+        # one pass, not one per group of the whole rack's rows.
+        groups = math.ceil(entry.rows * len(gpus) / GPUS / CHUNK_ROWS)
         if groups <= 1 or not keys or keys[0] != "gpu":
             yield self.reader.sql(base).cast(schema)
             return
-        gpus = list(self.gpus) if self.gpus is not None else list(range(GPUS))
         size = math.ceil(len(gpus) / groups)
         for i in range(0, len(gpus), size):
             part = ", ".join(map(str, gpus[i : i + size]))
