@@ -158,11 +158,13 @@ class _Cutter:
         )
         # DuckDB hands timestamps back in microseconds; the store's files (and FileEntry bounds) are ms.
         schema = table_schema(entry.table)
-        groups = math.ceil(entry.rows / CHUNK_ROWS)
+        gpus = list(self.gpus) if self.gpus is not None else list(range(GPUS))
+        # Groups of about CHUNK_ROWS rows of the chosen GPUs: a day file cut to one tray is read in
+        # one pass, not one per group of the whole rack's rows.
+        groups = math.ceil(entry.rows * len(gpus) / GPUS / CHUNK_ROWS)
         if groups <= 1 or not keys or keys[0] != "gpu":
             yield self.reader.sql(base).cast(schema)
             return
-        gpus = list(self.gpus) if self.gpus is not None else list(range(GPUS))
         size = math.ceil(len(gpus) / groups)
         for i in range(0, len(gpus), size):
             part = ", ".join(map(str, gpus[i : i + size]))
@@ -268,10 +270,11 @@ def _sources(reader: StoreReader, window: Window) -> list[str]:
     return [str(v) for v in rows.column("s").to_pylist()]
 
 
-def _cut_window(
+def _queue_window(
     root: Path, cutter: _Cutter, chosen: Sequence[str], window: Window, progress: Progress
-) -> list[FileEntry]:
-    """Write every file of the bundle's tables and their rollups; returns them in manifest order.
+) -> CutPool:
+    """Queue every file of the bundle's tables and their rollups on a CutPool (its results() are the
+    bundle's files in manifest order).
 
     Rollup buckets are taken only where wholly inside the window: a partial one would summarise rows
     not exported.
@@ -290,7 +293,13 @@ def _cut_window(
     except BaseException:
         pool.cancel()
         raise
-    return pool.results()
+    return pool
+
+
+def _report_html(reader: StoreReader, window: Window, title: str) -> bytes:
+    from monitor.report_html import render_report  # the charts' code loads only when a report is made
+
+    return render_report(reader, Window(window.since_ms, window.until_ms), title=title).encode()
 
 
 def export(
@@ -330,7 +339,16 @@ def export(
         cutter = _Cutter(reader, window, gpus)
 
         def fill(root: Path) -> None:
-            entries = _cut_window(root, cutter, chosen, window, progress)
+            pool = _queue_window(root, cutter, chosen, window, progress)
+            html = None
+            try:
+                if with_report and gpus is None and tables is None:
+                    # The bundle will hold every row of the store in the window, so report.html is the
+                    # same read from the store: made here while the pool cuts, on the other core.
+                    progress.step("report.html, copying and cutting files")
+                    html = _report_html(reader, window, store.name)
+            finally:
+                entries = pool.results()
             for table in chosen:
                 written[table] = sum(e.rows for e in entries if e.table == table)
             if not any(written.values()):
@@ -347,15 +365,13 @@ def export(
                 for table in chosen:
                     text_files[table] = _text_copy(root, table, [e for e in entries if e.table == table], fmt)
             doc = describe(store, window, gpus, written, entries, text_files, fmt, _sources(reader, window))
-            if with_report:
-                from monitor.report_html import render_report
-
+            if with_report and html is None:
+                # A part of the store's rows (--gpus, --tables): the report is of the bundle's.
                 progress.step("report.html")
                 with StoreReader(root) as bundle:
-                    html = render_report(
-                        bundle, Window(window.since_ms, window.until_ms), title=f"{store.name}"
-                    )
-                write_bytes(root / REPORT_HTML, html.encode())
+                    html = _report_html(bundle, window, store.name)
+            if html is not None:
+                write_bytes(root / REPORT_HTML, html)
             # Last, listing every file: `--force` later replaces only a directory holding no other.
             doc["files"] = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
             write_bytes(root / EXPORT_MANIFEST, json.dumps(doc, indent=1).encode() + b"\n")

@@ -117,20 +117,33 @@ def _colour(value: float | None, lo: float, hi: float) -> str:
     return PALETTE[min(len(PALETTE) - 1, max(0, int(share * len(PALETTE))))]
 
 
-def heatmap(reader: StoreReader, window: Window, axis: Axis, expr: str, title: str, unit: str) -> str:
+Grid = dict[int, dict[int, float]]
+"""A heatmap's cells: GPU -> time bucket -> value (missing cells absent)."""
+
+
+def heatmap_grids(reader: StoreReader, window: Window, axis: Axis) -> list[Grid]:
+    """Every heatmap's cells (HEATMAPS order): the mean per GPU and time bucket, in one pass over the rows."""
     rel = reader.relation("gpu", window.since_ms, window.until_ms)
-    rows = reader.sql(
-        f"SELECT gpu, {axis.bucket_sql()} AS b, avg({expr}) AS v FROM {rel} GROUP BY ALL"
-    ).to_pylist()
-    values = [r["v"] for r in rows if r["v"] is not None]
+    means = ", ".join(f"avg({expr}) AS v{i}" for i, (expr, _, _) in enumerate(HEATMAPS))
+    rows = reader.sql(f"SELECT gpu, {axis.bucket_sql()} AS b, {means} FROM {rel} GROUP BY ALL")
+    gpus, buckets = rows.column("gpu").to_pylist(), rows.column("b").to_pylist()
+    grids: list[Grid] = []
+    for i in range(len(HEATMAPS)):
+        grid: Grid = {}
+        for g, b, v in zip(gpus, buckets, rows.column(f"v{i}").to_pylist(), strict=True):
+            if v is not None:
+                grid.setdefault(g, {})[b] = v
+        grids.append(grid)
+    return grids
+
+
+def heatmap(axis: Axis, grid: Grid, title: str, unit: str) -> str:
+    """One heatmap: a row per GPU, a cell per time bucket, coloured from its lowest to its highest value."""
+    values = [v for cells in grid.values() for v in cells.values()]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     cell_w = (axis.width - LEFT - 10) / axis.buckets
     height = TOP + GPUS * CELL_H + 40
     parts = [f'<svg width="{axis.width}" height="{height}" role="img" aria-label="{esc(title)} per GPU">']
-    grid: dict[int, dict[int, float]] = {}
-    for r in rows:
-        if r["v"] is not None:
-            grid.setdefault(r["gpu"], {})[r["b"]] = r["v"]
     parts.append(plot_area(axis, TOP, GPUS * CELL_H))
     for g, cells in sorted(grid.items()):
         y = TOP + g * CELL_H

@@ -17,6 +17,7 @@ from collectors.rack import GPUS
 from collectors.sim.rack import SimRack
 from monitor.export import export, parse_gpus
 from monitor.report import summarize
+from monitor.report_html import render_report
 from monitor.timespec import Window
 from storage.frame import Frame, batch_from_rows
 from storage.reader import StoreReader
@@ -302,3 +303,22 @@ def test_a_cut_of_a_compacted_hour_keeps_the_stores_time_bands(tmp_path: Path) -
             stats = meta.row_group(rg).column(ts).statistics
             lo, hi = (round(v.timestamp() * 1000) for v in (stats.min, stats.max))
             assert lo // band == hi // band, (path.name, rg)
+
+
+def test_report_html_made_beside_the_cut_is_the_bundles_own(straggler: Path, tmp_path: Path) -> None:
+    # Without --gpus or --tables report.html is read from the store while the files are cut; the
+    # bundle holds exactly the window's rows, so the page must be the one its own rows give.
+    window = Window((END_S - 240) * 1000 + 500, (END_S - 60) * 1000 + 500)  # mid-file at both ends
+    out = export(straggler, tmp_path / "b", window)
+    with StoreReader(out.out) as reader:
+        own = render_report(reader, window, title=straggler.name)
+    assert_same_page((out.out / "report.html").read_text(), own)
+
+
+def assert_same_page(page: str, own: str) -> None:
+    """Fail with where two pages first differ (pytest's diff of two 1 MB strings takes many minutes)."""
+    at = next(
+        (i for i, (a, b) in enumerate(zip(page, own, strict=False)) if a != b), min(len(page), len(own))
+    )
+    same = page == own
+    assert same, f"pages differ at {at}: {page[at - 60 : at + 60]!r} vs {own[at - 60 : at + 60]!r}"
