@@ -38,6 +38,8 @@ THERMAL_REASONS = (
     pynvml.nvmlClocksEventReasonSwThermalSlowdown | pynvml.nvmlClocksEventReasonHwThermalSlowdown
 )
 QUANTILES = (0.5, 0.9, 0.99)
+TOKENS = ("generation_tokens", "prompt_tokens")
+"""The serving table's token counters the report rates (in one statement)."""
 SUMMARY_STEPS = 5
 """Parts summarize() reports to its progress: GPU side, serving side, links, NVLink, suspects."""
 
@@ -102,8 +104,9 @@ def _serving_side(reader: StoreReader, window: Window) -> Summary | None:
     if span["first"] is None:
         return None
     wall = (span["last"] - span["first"]) / 1000
-    gen = reader.rate("serving", "generation_tokens", window.since_ms, window.until_ms).to_pylist()
-    prompt = reader.rate("serving", "prompt_tokens", window.since_ms, window.until_ms).to_pylist()
+    both = reader.rates("serving", TOKENS, window.since_ms, window.until_ms).to_pylist()
+    gen = [r for r in both if r["counter"] == "generation_tokens"]
+    prompt = [r for r in both if r["counter"] == "prompt_tokens"]
     placement = {
         r["endpoint"]: [int(g) for g in (r["gpus"] or "").split(",") if g.strip().isdigit()]
         for r in _rows(reader, f"SELECT endpoint, arg_max(gpus, ts) AS gpus FROM {rel} GROUP BY endpoint")

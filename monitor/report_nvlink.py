@@ -14,7 +14,7 @@ answer 0 or NOT_SUPPORTED while the links count, and a figure made from them is 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,15 +74,17 @@ def nvlink_rates_over(
         no link has a rate in both directions has no entry.
     """
     per_step: dict[int, dict[int, list[float | None]]] = {}
-    for direction, column in enumerate(DIRECTIONS):
-        rated = reader.rate("nvlink", column, since_ms, until_ms, step_ms=step_ms)
-        starts = epoch_ms_list(rated.column("ts")) if step_ms else [since_ms] * rated.num_rows
-        gpus, links = rated.column("gpu").to_pylist(), rated.column("link").to_pylist()
-        for start, g, link, rate in zip(starts, gpus, links, rated.column("rate").to_pylist(), strict=True):
-            i = link_key(g, link)
-            if i is None or rate is None or not math.isfinite(rate):
-                continue
-            per_step.setdefault(start, {}).setdefault(i, [None, None])[direction] = rate * KIB / 1e9
+    # Both directions in one statement: the raw rows at the window's edges are decoded once.
+    rated = reader.rates("nvlink", DIRECTIONS, since_ms, until_ms, step_ms=step_ms)
+    starts = epoch_ms_list(rated.column("ts")) if step_ms else [since_ms] * rated.num_rows
+    gpus, links = rated.column("gpu").to_pylist(), rated.column("link").to_pylist()
+    directions = [DIRECTIONS.index(c) for c in rated.column("counter").to_pylist()]
+    rates = rated.column("rate").to_pylist()
+    for start, g, link, direction, rate in zip(starts, gpus, links, directions, rates, strict=True):
+        i = link_key(g, link)
+        if i is None or rate is None or not math.isfinite(rate):
+            continue
+        per_step.setdefault(start, {}).setdefault(i, [None, None])[direction] = rate * KIB / 1e9
     span = step_ms or max(1, until_ms - since_ms)
     out: dict[int, NvlinkRates] = {}
     for start, links in sorted(per_step.items()):
@@ -99,10 +101,29 @@ def nvlink_total(reader: StoreReader, since_ms: int, until_ms: int, of: int) -> 
     return rack_total(rates, of)
 
 
+Link = tuple[int, int]
+"""A link of the rack: (gpu, link), as the nvlink table keys it."""
+
+
+def links_sql(links: Iterable[Link]) -> str:
+    """A SQL condition on the nvlink table's gpu and link columns that holds for exactly `links`.
+
+    A row-value IN over (gpu, link) pairs (a hashed lookup, no composite number that could collide),
+    behind a `gpu IN` that lets row groups whose gpu statistics miss every GPU named be skipped.
+    FALSE for no link.
+    """
+    pairs = sorted({(int(g), int(k)) for g, k in links})
+    if not pairs:
+        return "FALSE"
+    gpus = ", ".join(str(g) for g in sorted({g for g, _ in pairs}))
+    return f"(gpu IN ({gpus}) AND (gpu, link) IN ({', '.join(f'({g}, {k})' for g, k in pairs)}))"
+
+
 def fault_candidates(
     reader: StoreReader, since_ms: int, until_ms: int, counters: Sequence[str], inactive: int
-) -> list[int] | None:
-    """Links (as gpu * 64 + link) that may have an error counter growing or a sample in state `inactive`.
+) -> dict[Link, bool] | None:
+    """Links that may have an error counter growing or a sample in state `inactive`, each with whether
+    it may have been `inactive`.
 
     A superset, cheap to find: a link whose every error counter held one value all window and never
     reported `inactive` can have neither, so the exact (lag-window) query need only read the others.
@@ -122,21 +143,23 @@ def fault_candidates(
             for c in counters
         )
         parts.append(
-            f"SELECT gpu, link, {ends}, bool_or({grew} OR state_min <= {inactive}) AS flag "
+            f"SELECT gpu, link, {ends}, bool_or({grew}) AS grew, bool_or(state_min <= {inactive}) AS down "
             f"FROM {rel} GROUP BY gpu, link"
         )
     if rolled <= until_ms:
         rel = reader.relation("nvlink", max(since_ms, rolled), until_ms)
         ends = ", ".join(f'min("{c}") AS "{c}_lo", max("{c}") AS "{c}_hi"' for c in counters)
         parts.append(
-            f"SELECT gpu, link, {ends}, bool_or(state = {inactive}) AS flag FROM {rel} GROUP BY gpu, link"
+            f"SELECT gpu, link, {ends}, FALSE AS grew, bool_or(state = {inactive}) AS down "
+            f"FROM {rel} GROUP BY gpu, link"
         )
     changed = " OR ".join(f'min("{c}_lo") != max("{c}_hi")' for c in counters)
     query = (
-        f"SELECT DISTINCT gpu * 64 + link AS key FROM ({' UNION ALL '.join(parts)}) "
-        f"GROUP BY gpu, link HAVING bool_or(flag) OR {changed}"
+        f"SELECT gpu, link, coalesce(bool_or(down), FALSE) AS down FROM ({' UNION ALL '.join(parts)}) "
+        f"GROUP BY gpu, link HAVING bool_or(grew) OR bool_or(down) OR {changed}"
     )
     try:
-        return [int(k) for k in reader.sql(query).column("key").to_pylist()]
+        rows = reader.rows(query)
     except (duckdb.BinderException, duckdb.InvalidInputException):
         return None
+    return {(int(g), int(k)): bool(down) for g, k, down in rows}

@@ -23,10 +23,10 @@ import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from collectors.alert_rules import AlertRules
+from collectors.alert_rules import AlertRules, Threshold
 from collectors.rack import GPUS_PER_TRAY, gpu_label
 from collectors.robust import robust_high, robust_low
-from monitor.report_nvlink import fault_candidates
+from monitor.report_nvlink import Link, fault_candidates, links_sql
 from monitor.timespec import Window, iso
 from storage.increase import step_sql
 from storage.reader import StoreReader
@@ -164,39 +164,18 @@ def link_faults(reader: StoreReader, window: Window, rules: AlertRules | None = 
     """
     rule = (rules or AlertRules()).link_errors
     found = fault_candidates(reader, window.since_ms, window.until_ms, LINK_ERRORS, NVLINK_INACTIVE)
-    if found == []:
+    if found == {}:
         return []
-    links = "TRUE" if found is None else f"gpu * 64 + link IN ({', '.join(map(str, found))})"
-    rel = f"(SELECT * FROM {reader.relation('nvlink', window.since_ms, window.until_ms)} WHERE {links})"
-    lags = ", ".join(f'lag("{c}") OVER w AS "{c}_prev"' for c in LINK_ERRORS)
-    grew = " + ".join(f"coalesce({step_sql(_q(c), _q(c + '_prev'))}, 0)" for c in LINK_ERRORS)
-    span = f"INTERVAL {int(rule.window_s * 1000)} MILLISECONDS"
-    rows = reader.sql(
-        f"""WITH lagged AS (
-                SELECT gpu, link, ts, state, {", ".join(_q(c) for c in LINK_ERRORS)}, {lags},
-                    lag(ts) OVER w AS ts_prev FROM {rel}
-                WINDOW w AS (PARTITION BY gpu, link ORDER BY ts)),
-            growth AS (SELECT gpu, link, ts FROM lagged WHERE ({grew}) > 0),
-            counted AS (
-                SELECT gpu, link, ts, count(*) OVER r AS n, min(ts) OVER r AS began FROM growth
-                WINDOW r AS (
-                    PARTITION BY gpu, link ORDER BY ts RANGE BETWEEN {span} PRECEDING AND CURRENT ROW)),
-            fired AS (SELECT gpu, link, epoch_ms(arg_min(began, ts)) AS began FROM counted
-                WHERE n >= {int(rule.on)} GROUP BY gpu, link),
-            down AS (SELECT gpu, link, epoch_ms(min(ts)) AS down FROM {rel}
-                WHERE state = {NVLINK_INACTIVE} GROUP BY gpu, link),
-            firsts AS (SELECT gpu, link, epoch_ms(min(ts)) AS first,
-                epoch_ms(min(ts) FILTER (WHERE ts_prev IS NOT NULL)) AS second FROM lagged GROUP BY gpu, link)
-        SELECT gpu, link, fired.began, down.down, firsts.first, firsts.second
-        FROM fired FULL JOIN down USING (gpu, link) JOIN firsts USING (gpu, link)
-        ORDER BY gpu, link"""
-    ).to_pylist()
-    if not rows:
+    candidates = "TRUE" if found is None else links_sql(found)
+    increases: dict[Link, dict[str, float]] = {}
+    for r in reader.rates(
+        "nvlink", LINK_ERRORS, window.since_ms, window.until_ms, series=candidates
+    ).to_pylist():
+        increases.setdefault((r["gpu"], r["link"]), {})[r["counter"]] = r["increase"]
+    exact = _may_fire(increases, int(rule.on)) | _may_be_down(reader, window, found)
+    if not exact:
         return []
-    increases: dict[tuple[int, int], dict[str, float]] = {}
-    for column in LINK_ERRORS:
-        for r in reader.rate("nvlink", column, window.since_ms, window.until_ms, series=links).to_pylist():
-            increases.setdefault((r["gpu"], r["link"]), {})[column] = r["increase"]
+    rows = _exact_faults(reader, window, exact, rule)
     out = []
     for r in rows:
         began = [t for t in (r["began"], r["down"]) if t is not None]
@@ -218,6 +197,57 @@ def link_faults(reader: StoreReader, window: Window, rules: AlertRules | None = 
             }
         )
     return sorted(out, key=lambda f: (f["onset_ms"], f["gpu"], f["link"]))
+
+
+def _exact_faults(
+    reader: StoreReader, window: Window, links: set[Link], rule: Threshold
+) -> list[dict[str, Any]]:
+    """Per link of `links` that fired the link_errors rule or went down: when the rule first fired
+    (began), its first inactive sample (down), its first sample and its first with one before it."""
+    where = links_sql(links)
+    rel = f"(SELECT * FROM {reader.relation('nvlink', window.since_ms, window.until_ms)} WHERE {where})"
+    lags = ", ".join(f'lag("{c}") OVER w AS "{c}_prev"' for c in LINK_ERRORS)
+    grew = " + ".join(f"coalesce({step_sql(_q(c), _q(c + '_prev'))}, 0)" for c in LINK_ERRORS)
+    span = f"INTERVAL {int(rule.window_s * 1000)} MILLISECONDS"
+    return reader.sql(
+        f"""WITH lagged AS (
+                SELECT gpu, link, ts, state, {", ".join(_q(c) for c in LINK_ERRORS)}, {lags},
+                    lag(ts) OVER w AS ts_prev FROM {rel}
+                WINDOW w AS (PARTITION BY gpu, link ORDER BY ts)),
+            growth AS (SELECT gpu, link, ts FROM lagged WHERE ({grew}) > 0),
+            counted AS (
+                SELECT gpu, link, ts, count(*) OVER r AS n, min(ts) OVER r AS began FROM growth
+                WINDOW r AS (
+                    PARTITION BY gpu, link ORDER BY ts RANGE BETWEEN {span} PRECEDING AND CURRENT ROW)),
+            fired AS (SELECT gpu, link, epoch_ms(arg_min(began, ts)) AS began FROM counted
+                WHERE n >= {int(rule.on)} GROUP BY gpu, link),
+            down AS (SELECT gpu, link, epoch_ms(min(ts)) AS down FROM {rel}
+                WHERE state = {NVLINK_INACTIVE} GROUP BY gpu, link),
+            firsts AS (SELECT gpu, link, epoch_ms(min(ts)) AS first,
+                epoch_ms(min(ts) FILTER (WHERE ts_prev IS NOT NULL)) AS second FROM lagged GROUP BY gpu, link)
+        SELECT gpu, link, fired.began, down.down, firsts.first, firsts.second
+        FROM fired FULL JOIN down USING (gpu, link) JOIN firsts USING (gpu, link)
+        ORDER BY gpu, link"""
+    ).to_pylist()
+
+
+def _may_fire(increases: Mapping[Link, Mapping[str, float | None]], on: int) -> set[Link]:
+    """Links whose error counters rose by at least `on` in all over the window.
+
+    The rule fires on `on` samples with growth; each such sample adds at least 1 to an integer
+    counter's increase (the same pairs, reset rule and all), so a link that rose by less cannot fire.
+    """
+    return {link for link, errors in increases.items() if sum(v or 0.0 for v in errors.values()) >= on}
+
+
+def _may_be_down(reader: StoreReader, window: Window, found: Mapping[Link, bool] | None) -> set[Link]:
+    """Links that may have a sample in state inactive: fault_candidates' flag, else (no answer from
+    the rollups) every link with such a raw sample."""
+    if found is not None:
+        return {link for link, down in found.items() if down}
+    rel = reader.relation("nvlink", window.since_ms, window.until_ms)
+    rows = reader.rows(f"SELECT DISTINCT gpu, link FROM {rel} WHERE state = {NVLINK_INACTIVE}")
+    return {(int(g), int(k)) for g, k in rows}
 
 
 def _clock(ms: int | None) -> str:
