@@ -17,8 +17,9 @@ import pynvml
 
 from collectors.rack import gpu_label
 from monitor.progress import Progress
+from monitor.report_links import link_faults
 from monitor.report_nvlink import nvlink_total
-from monitor.report_suspects import link_faults, suspects
+from monitor.report_suspects import suspects
 from monitor.timespec import Window, iso
 from storage.quantile import bucket_quantile
 from storage.rack_total import RackTotal, power_ticks_sql, tokens_total

@@ -14,19 +14,16 @@ answer 0 or NOT_SUPPORTED while the links count, and a figure made from them is 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from monitor.view.nvlink import KIB, NvlinkRates, link_key, link_sums
-from storage import counter_rates
 from storage.rack_total import RackTotal
 from storage.reader import StoreReader
-from storage.rollups import ROLLUP_STEPS, rollup_name
 
 DIRECTIONS = ("tx_kib", "rx_kib")
 """The nvlink table's two traffic counters, in link_sums' (TX, RX) order."""
@@ -117,49 +114,3 @@ def links_sql(links: Iterable[Link]) -> str:
         return "FALSE"
     gpus = ", ".join(str(g) for g in sorted({g for g, _ in pairs}))
     return f"(gpu IN ({gpus}) AND (gpu, link) IN ({', '.join(f'({g}, {k})' for g, k in pairs)}))"
-
-
-def fault_candidates(
-    reader: StoreReader, since_ms: int, until_ms: int, counters: Sequence[str], inactive: int
-) -> dict[Link, bool] | None:
-    """Links that may have an error counter growing or a sample in state `inactive`, each with whether
-    it may have been `inactive`.
-
-    A superset, cheap to find: a link whose every error counter held one value all window and never
-    reported `inactive` can have neither, so the exact (lag-window) query need only read the others.
-    Compacted hours are read from the 1 min rollups (whole buckets around the window: a superset),
-    the rest with one GROUP BY over raw rows, never a sort. None: the rollups cannot tell (files
-    written before `_inc` existed); read every link.
-    """
-    rolled = min(counter_rates.rolled_until(reader.manifest, "nvlink"), until_ms + 1)
-    parts = []
-    if rolled > since_ms:
-        minute = ROLLUP_STEPS["1m"]
-        rel = reader.relation(rollup_name("nvlink", "1m"), since_ms // minute * minute, rolled - 1)
-        grew = " OR ".join(f'("{c}_first" IS NOT NULL AND coalesce("{c}_inc", 1) > 0)' for c in counters)
-        ends = ", ".join(
-            f'least(min("{c}_first"), min("{c}_last")) AS "{c}_lo", '
-            f'greatest(max("{c}_first"), max(("{c}_last"))) AS "{c}_hi"'
-            for c in counters
-        )
-        parts.append(
-            f"SELECT gpu, link, {ends}, bool_or({grew}) AS grew, bool_or(state_min <= {inactive}) AS down "
-            f"FROM {rel} GROUP BY gpu, link"
-        )
-    if rolled <= until_ms:
-        rel = reader.relation("nvlink", max(since_ms, rolled), until_ms)
-        ends = ", ".join(f'min("{c}") AS "{c}_lo", max("{c}") AS "{c}_hi"' for c in counters)
-        parts.append(
-            f"SELECT gpu, link, {ends}, FALSE AS grew, bool_or(state = {inactive}) AS down "
-            f"FROM {rel} GROUP BY gpu, link"
-        )
-    changed = " OR ".join(f'min("{c}_lo") != max("{c}_hi")' for c in counters)
-    query = (
-        f"SELECT gpu, link, coalesce(bool_or(down), FALSE) AS down FROM ({' UNION ALL '.join(parts)}) "
-        f"GROUP BY gpu, link HAVING bool_or(grew) OR bool_or(down) OR {changed}"
-    )
-    try:
-        rows = reader.rows(query)
-    except (duckdb.BinderException, duckdb.InvalidInputException):
-        return None
-    return {(int(g), int(k)): bool(down) for g, k, down in rows}
