@@ -18,7 +18,7 @@ from monitor.report_links import link_faults
 from monitor.timespec import Window
 from storage.frame import Frame, batch_from_columns
 from storage.reader import StoreReader
-from storage.writer import StoreWriter
+from tests.post.store_fixtures import write_store
 from tests.storage.synth import T0, gpu_batch
 
 STEP_MS = 5_000
@@ -61,12 +61,7 @@ def _frame(tick: int) -> Frame:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("links") / "store"
-    with StoreWriter(root, compaction="inline", flush_interval_s=600, grace_s=0) as writer:
-        for tick in range(TICKS):
-            writer.append(_frame(tick))
-        writer.compact()
-    return root
+    return write_store(tmp_path_factory.mktemp("links") / "store", (_frame(tick) for tick in range(TICKS)))
 
 
 def test_links_erring_or_down_in_rollups_and_raw_rows_are_found(store: Path) -> None:
