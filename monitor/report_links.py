@@ -172,15 +172,25 @@ def _stretched_rows(reader: StoreReader, window: Window, spans: Mapping[Link, li
     if spans is None:
         every = reader.relation("nvlink", window.since_ms, window.until_ms)
         return f"(SELECT *, {window.since_ms} AS part FROM {every})"
-    by_time: dict[Stretch, list[Link]] = {}
-    for link, link_spans in spans.items():
-        for s in link_spans:
-            by_time.setdefault(s, []).append(link)
-    parts = [
-        f"SELECT *, {lo} AS part FROM {reader.relation('nvlink', lo, hi)} WHERE {links_sql(links)}"
-        for (lo, hi), links in sorted(by_time.items())
-    ]
-    return f"({' UNION ALL '.join(parts)})"
+    # Stretches that overlap in time (the window's head, above all) are read by one scan, so a band's
+    # row groups are decoded once, not once per link; a join with the stretches gives each row its part.
+    merged: list[tuple[int, int, set[Link]]] = []
+    for lo, hi, link in sorted((lo, hi, link) for link, link_spans in spans.items() for lo, hi in link_spans):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi), merged[-1][2] | {link})
+        else:
+            merged.append((lo, hi, {link}))
+    scans = " UNION ALL ".join(
+        f"SELECT * FROM {reader.relation('nvlink', lo, hi)} WHERE {links_sql(links)}"
+        for lo, hi, links in merged
+    )
+    parts = ", ".join(
+        f"({g}, {k}, {lo}, {hi})" for (g, k), link_spans in spans.items() for lo, hi in link_spans
+    )
+    return (
+        f"(SELECT r.*, s.lo AS part FROM ({scans}) r JOIN (VALUES {parts}) s(g, k, lo, hi) "
+        f"ON r.gpu = s.g AND r.link = s.k AND epoch_ms(r.ts) BETWEEN s.lo AND s.hi)"
+    )
 
 
 def _exact_faults(
