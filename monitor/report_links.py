@@ -66,9 +66,10 @@ def fault_minutes(reader: StoreReader, window: Window, on: int) -> dict[Link, li
         inc = " + ".join(
             f'(CASE WHEN "{c}_first" IS NULL THEN 0 ELSE coalesce("{c}_inc", {on}) END)' for c in LINK_ERRORS
         )
+        near = _near_active_hours(reader, since, rolled, until, on)
         parts.append(
             f"SELECT gpu, link, epoch_ms(ts) AS m, {inc} AS c, {ends}, "
-            f"state_min <= {NVLINK_INACTIVE} AS d FROM {rel}"
+            f"state_min <= {NVLINK_INACTIVE} AS d FROM {rel}{near}"
         )
     if rolled <= until:
         rel = reader.relation("nvlink", max(since, rolled), until)
@@ -100,6 +101,29 @@ def fault_minutes(reader: StoreReader, window: Window, on: int) -> dict[Link, li
     for g, k, m in rows:
         out.setdefault((int(g), int(k)), []).append(int(m))
     return out
+
+
+def _near_active_hours(reader: StoreReader, since: int, rolled: int, until: int, on: int) -> str:
+    """A WHERE clause keeping the 1 min buckets of a link's hours next to (or at) one in which its error
+    counters grew, its increase is unknown or it went down, by the 1 h rollups; '' for no narrowing.
+
+    In a quiet hour no pair of samples grew, so its minutes' `grow` is 0, but 1 where the minute
+    before is not there to compare with (the hour's first, or one after a gap): no two neighbouring
+    minutes reach 2, below `on` from 3 on. Only its edge minutes can pair with a busy neighbour's
+    (the last compacted hour's with the raw rows after it, which have no 1 h bucket: kept whole).
+    """
+    if on < 3:
+        return ""
+    hour = ROLLUP_STEPS["1h"]
+    rel = reader.relation(rollup_name("nvlink", "1h"), since // hour * hour, rolled - 1)
+    busy = " OR ".join(f'("{c}_first" IS NOT NULL AND coalesce("{c}_inc", 1) > 0)' for c in LINK_ERRORS)
+    hours = (
+        f"SELECT gpu, link, epoch_ms(ts) + d * {hour} AS h FROM {rel}, (VALUES (-1), (0), (1)) n(d) "
+        f"WHERE {busy} OR first_ms IS NULL OR state_min <= {NVLINK_INACTIVE}"
+    )
+    raw_next = f" OR epoch_ms(ts) >= {rolled - hour}" if rolled <= until else ""
+    in_hours = f"(gpu, link, epoch_ms(ts) // {hour} * {hour}) IN (SELECT gpu, link, h FROM ({hours}))"
+    return f" WHERE {in_hours}{raw_next}"
 
 
 def stretches(minutes: Sequence[int], window: Window) -> list[Stretch]:

@@ -4,10 +4,11 @@ minutes) against sums over the raw rows, where it could go wrong.
 The store holds a whole day, compacted into day files (raw and 1 min / 1 h rollups), then a compacted
 hour and a quarter of an hour still open. Inside it: counters that restart exactly on a minute and on
 an hour boundary (the pair across two buckets is the reset), a counter missing at one sample, a GPU
-that vanishes mid-day, and NVLink error bursts placed against the 1 min buckets: three growths in 30 s
-across a minute boundary (fires), two growths (does not), three growths 75 s apart (does not), a link
-down for one sample, and a burst in the open hour. Windows start and end mid-minute inside the day file
-and in the open hour. Expected values come from tests/post/store_fixtures.py, over raw Parquet rows.
+that vanishes mid-day, and NVLink error bursts placed against the buckets: three growths in 30 s
+across a minute boundary (fires), two growths (does not), three growths 75 s apart (does not), three
+across an hour boundary whose second hour holds no growth pair of its own (fires), a link down for
+one sample, and a burst in the open hour. Windows start and end mid-minute inside the day file and
+in the open hour. Expected values come from tests/post/store_fixtures.py, over raw Parquet rows.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ GPU_GONE = 10 * HOUR + 2  # GPU 2's last tick
 BURST = 7 * HOUR + 22 * MINUTE  # (0, 0): growth at BURST - 1, BURST, BURST + 1 (:45, :00, :15)
 PAIR = 11 * HOUR + 5 * MINUTE + 1  # (0, 1): two growths, BURST-like, no firing
 SPREAD = 14 * HOUR + 30 * MINUTE  # (1, 0): growth every 75 s, three times
+ACROSS_HOUR = 17 * HOUR  # (1, 0): then growth at 16:59:30, 16:59:45, 17:00:00 (17:00's own pairs: none)
 DOWN = 16 * HOUR + 8 * MINUTE + 3  # (1, 1) inactive at this one tick
 LATE_BURST = 24 * HOUR + HOUR + 6 * MINUTE + 1  # (1, 1): three growths in the open quarter hour
 LINKS = ((0, 0), (0, 1), (1, 0), (1, 1))
@@ -47,7 +49,7 @@ def _errors(link: tuple[int, int], tick: int) -> int:
     grows = {
         (0, 0): (BURST - 1, BURST, BURST + 1),
         (0, 1): (PAIR, PAIR + 1),
-        (1, 0): (SPREAD, SPREAD + 5, SPREAD + 10),
+        (1, 0): (SPREAD, SPREAD + 5, SPREAD + 10, ACROSS_HOUR - 2, ACROSS_HOUR - 1, ACROSS_HOUR),
         (1, 1): (LATE_BURST, LATE_BURST + 1, LATE_BURST + 3),
     }[link]
     return 7 + sum(1 for g in grows if tick >= g)
@@ -160,5 +162,6 @@ def test_link_faults_equal_the_rule_over_raw_rows(store: Path, name: str) -> Non
     with StoreReader(store) as reader:
         got = {(f["gpu"], f["link"]): (f["onset_ms"], f["down_ms"]) for f in link_faults(reader, window)}
     assert got == expected
-    # The burst across a minute boundary is the one firing inside the day file.
+    # The bursts across a minute and an hour boundary fire; the spread growth before the latter does not.
     assert expected[(0, 0)] == (T0 + (BURST - 1) * STEP_MS, None)
+    assert expected[(1, 0)] == (T0 + (ACROSS_HOUR - 2) * STEP_MS, None)
