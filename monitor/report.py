@@ -17,8 +17,9 @@ import pynvml
 
 from collectors.rack import gpu_label
 from monitor.progress import Progress
+from monitor.report_links import link_faults
 from monitor.report_nvlink import nvlink_total
-from monitor.report_suspects import link_faults, suspects
+from monitor.report_suspects import suspects
 from monitor.timespec import Window, iso
 from storage.quantile import bucket_quantile
 from storage.rack_total import RackTotal, power_ticks_sql, tokens_total
@@ -38,6 +39,8 @@ THERMAL_REASONS = (
     pynvml.nvmlClocksEventReasonSwThermalSlowdown | pynvml.nvmlClocksEventReasonHwThermalSlowdown
 )
 QUANTILES = (0.5, 0.9, 0.99)
+TOKENS = ("generation_tokens", "prompt_tokens")
+"""The serving table's token counters the report rates (in one statement)."""
 SUMMARY_STEPS = 5
 """Parts summarize() reports to its progress: GPU side, serving side, links, NVLink, suspects."""
 
@@ -102,8 +105,9 @@ def _serving_side(reader: StoreReader, window: Window) -> Summary | None:
     if span["first"] is None:
         return None
     wall = (span["last"] - span["first"]) / 1000
-    gen = reader.rate("serving", "generation_tokens", window.since_ms, window.until_ms).to_pylist()
-    prompt = reader.rate("serving", "prompt_tokens", window.since_ms, window.until_ms).to_pylist()
+    both = reader.rates("serving", TOKENS, window.since_ms, window.until_ms).to_pylist()
+    gen = [r for r in both if r["counter"] == "generation_tokens"]
+    prompt = [r for r in both if r["counter"] == "prompt_tokens"]
     placement = {
         r["endpoint"]: [int(g) for g in (r["gpus"] or "").split(",") if g.strip().isdigit()]
         for r in _rows(reader, f"SELECT endpoint, arg_max(gpus, ts) AS gpus FROM {rel} GROUP BY endpoint")

@@ -14,19 +14,16 @@ answer 0 or NOT_SUPPORTED while the links count, and a figure made from them is 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from monitor.view.nvlink import KIB, NvlinkRates, link_key, link_sums
-from storage import counter_rates
 from storage.rack_total import RackTotal
 from storage.reader import StoreReader
-from storage.rollups import ROLLUP_STEPS, rollup_name
 
 DIRECTIONS = ("tx_kib", "rx_kib")
 """The nvlink table's two traffic counters, in link_sums' (TX, RX) order."""
@@ -74,15 +71,17 @@ def nvlink_rates_over(
         no link has a rate in both directions has no entry.
     """
     per_step: dict[int, dict[int, list[float | None]]] = {}
-    for direction, column in enumerate(DIRECTIONS):
-        rated = reader.rate("nvlink", column, since_ms, until_ms, step_ms=step_ms)
-        starts = epoch_ms_list(rated.column("ts")) if step_ms else [since_ms] * rated.num_rows
-        gpus, links = rated.column("gpu").to_pylist(), rated.column("link").to_pylist()
-        for start, g, link, rate in zip(starts, gpus, links, rated.column("rate").to_pylist(), strict=True):
-            i = link_key(g, link)
-            if i is None or rate is None or not math.isfinite(rate):
-                continue
-            per_step.setdefault(start, {}).setdefault(i, [None, None])[direction] = rate * KIB / 1e9
+    # Both directions in one statement: the raw rows at the window's edges are decoded once.
+    rated = reader.rates("nvlink", DIRECTIONS, since_ms, until_ms, step_ms=step_ms)
+    starts = epoch_ms_list(rated.column("ts")) if step_ms else [since_ms] * rated.num_rows
+    gpus, links = rated.column("gpu").to_pylist(), rated.column("link").to_pylist()
+    directions = [DIRECTIONS.index(c) for c in rated.column("counter").to_pylist()]
+    rates = rated.column("rate").to_pylist()
+    for start, g, link, direction, rate in zip(starts, gpus, links, directions, rates, strict=True):
+        i = link_key(g, link)
+        if i is None or rate is None or not math.isfinite(rate):
+            continue
+        per_step.setdefault(start, {}).setdefault(i, [None, None])[direction] = rate * KIB / 1e9
     span = step_ms or max(1, until_ms - since_ms)
     out: dict[int, NvlinkRates] = {}
     for start, links in sorted(per_step.items()):
@@ -99,44 +98,19 @@ def nvlink_total(reader: StoreReader, since_ms: int, until_ms: int, of: int) -> 
     return rack_total(rates, of)
 
 
-def fault_candidates(
-    reader: StoreReader, since_ms: int, until_ms: int, counters: Sequence[str], inactive: int
-) -> list[int] | None:
-    """Links (as gpu * 64 + link) that may have an error counter growing or a sample in state `inactive`.
+Link = tuple[int, int]
+"""A link of the rack: (gpu, link), as the nvlink table keys it."""
 
-    A superset, cheap to find: a link whose every error counter held one value all window and never
-    reported `inactive` can have neither, so the exact (lag-window) query need only read the others.
-    Compacted hours are read from the 1 min rollups (whole buckets around the window: a superset),
-    the rest with one GROUP BY over raw rows, never a sort. None: the rollups cannot tell (files
-    written before `_inc` existed); read every link.
+
+def links_sql(links: Iterable[Link]) -> str:
+    """A SQL condition on the nvlink table's gpu and link columns that holds for exactly `links`.
+
+    A row-value IN over (gpu, link) pairs (a hashed lookup, no composite number that could collide),
+    behind a `gpu IN` that lets row groups whose gpu statistics miss every GPU named be skipped.
+    FALSE for no link.
     """
-    rolled = min(counter_rates.rolled_until(reader.manifest, "nvlink"), until_ms + 1)
-    parts = []
-    if rolled > since_ms:
-        minute = ROLLUP_STEPS["1m"]
-        rel = reader.relation(rollup_name("nvlink", "1m"), since_ms // minute * minute, rolled - 1)
-        grew = " OR ".join(f'("{c}_first" IS NOT NULL AND coalesce("{c}_inc", 1) > 0)' for c in counters)
-        ends = ", ".join(
-            f'least(min("{c}_first"), min("{c}_last")) AS "{c}_lo", '
-            f'greatest(max("{c}_first"), max(("{c}_last"))) AS "{c}_hi"'
-            for c in counters
-        )
-        parts.append(
-            f"SELECT gpu, link, {ends}, bool_or({grew} OR state_min <= {inactive}) AS flag "
-            f"FROM {rel} GROUP BY gpu, link"
-        )
-    if rolled <= until_ms:
-        rel = reader.relation("nvlink", max(since_ms, rolled), until_ms)
-        ends = ", ".join(f'min("{c}") AS "{c}_lo", max("{c}") AS "{c}_hi"' for c in counters)
-        parts.append(
-            f"SELECT gpu, link, {ends}, bool_or(state = {inactive}) AS flag FROM {rel} GROUP BY gpu, link"
-        )
-    changed = " OR ".join(f'min("{c}_lo") != max("{c}_hi")' for c in counters)
-    query = (
-        f"SELECT DISTINCT gpu * 64 + link AS key FROM ({' UNION ALL '.join(parts)}) "
-        f"GROUP BY gpu, link HAVING bool_or(flag) OR {changed}"
-    )
-    try:
-        return [int(k) for k in reader.sql(query).column("key").to_pylist()]
-    except (duckdb.BinderException, duckdb.InvalidInputException):
-        return None
+    pairs = sorted({(int(g), int(k)) for g, k in links})
+    if not pairs:
+        return "FALSE"
+    gpus = ", ".join(str(g) for g in sorted({g for g, _ in pairs}))
+    return f"(gpu IN ({gpus}) AND (gpu, link) IN ({', '.join(f'({g}, {k})' for g, k in pairs)}))"

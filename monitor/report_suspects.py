@@ -23,23 +23,16 @@ import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from collectors.alert_rules import AlertRules
 from collectors.rack import GPUS_PER_TRAY, gpu_label
 from collectors.robust import robust_high, robust_low
-from monitor.report_nvlink import fault_candidates
 from monitor.timespec import Window, iso
-from storage.increase import step_sql
 from storage.reader import StoreReader
 from storage.schemas import GpuState
 
 RUN = 3
 """Samples in a row past an evidence's line before it counts as begun."""
-LINK_ERRORS = ("rx_errors", "symbol_errors", "recovery", "recovery_failed")
-"""The nvlink table's error counters (as the live link_errors alert watches them)."""
 MAX_STEPS = 86_400
 """The most tokens/s steps an onset is looked for in (1 s steps over a day)."""
-NVLINK_INACTIVE = 0
-"""NVML_NVLINK_STATE_INACTIVE: the state a link that is down reads (the live links_down rule's test)."""
 
 ERROR_NAMES = {
     "symbol_errors": ("symbol error", "symbol errors"),
@@ -151,73 +144,6 @@ def tokens_onsets(
         if onset is not None:
             out[g] = onset
     return out
-
-
-def link_faults(reader: StoreReader, window: Window, rules: AlertRules | None = None) -> list[dict[str, Any]]:
-    """Links whose error counters climbed (the live link_errors rule) or that went down, each with its onset.
-
-    Returns:
-        Dicts with gpu, link, label ('T13.G4 link 7'), onset_ms, at_start (the onset is the link's
-        first sample in the window that could show it: growth needs a sample before it, down does not),
-        down_ms (first inactive sample or None) and errors (each error counter's increase over the
-        window), by onset.
-    """
-    rule = (rules or AlertRules()).link_errors
-    found = fault_candidates(reader, window.since_ms, window.until_ms, LINK_ERRORS, NVLINK_INACTIVE)
-    if found == []:
-        return []
-    links = "TRUE" if found is None else f"gpu * 64 + link IN ({', '.join(map(str, found))})"
-    rel = f"(SELECT * FROM {reader.relation('nvlink', window.since_ms, window.until_ms)} WHERE {links})"
-    lags = ", ".join(f'lag("{c}") OVER w AS "{c}_prev"' for c in LINK_ERRORS)
-    grew = " + ".join(f"coalesce({step_sql(_q(c), _q(c + '_prev'))}, 0)" for c in LINK_ERRORS)
-    span = f"INTERVAL {int(rule.window_s * 1000)} MILLISECONDS"
-    rows = reader.sql(
-        f"""WITH lagged AS (
-                SELECT gpu, link, ts, state, {", ".join(_q(c) for c in LINK_ERRORS)}, {lags},
-                    lag(ts) OVER w AS ts_prev FROM {rel}
-                WINDOW w AS (PARTITION BY gpu, link ORDER BY ts)),
-            growth AS (SELECT gpu, link, ts FROM lagged WHERE ({grew}) > 0),
-            counted AS (
-                SELECT gpu, link, ts, count(*) OVER r AS n, min(ts) OVER r AS began FROM growth
-                WINDOW r AS (
-                    PARTITION BY gpu, link ORDER BY ts RANGE BETWEEN {span} PRECEDING AND CURRENT ROW)),
-            fired AS (SELECT gpu, link, epoch_ms(arg_min(began, ts)) AS began FROM counted
-                WHERE n >= {int(rule.on)} GROUP BY gpu, link),
-            down AS (SELECT gpu, link, epoch_ms(min(ts)) AS down FROM {rel}
-                WHERE state = {NVLINK_INACTIVE} GROUP BY gpu, link),
-            firsts AS (SELECT gpu, link, epoch_ms(min(ts)) AS first,
-                epoch_ms(min(ts) FILTER (WHERE ts_prev IS NOT NULL)) AS second FROM lagged GROUP BY gpu, link)
-        SELECT gpu, link, fired.began, down.down, firsts.first, firsts.second
-        FROM fired FULL JOIN down USING (gpu, link) JOIN firsts USING (gpu, link)
-        ORDER BY gpu, link"""
-    ).to_pylist()
-    if not rows:
-        return []
-    increases: dict[tuple[int, int], dict[str, float]] = {}
-    for column in LINK_ERRORS:
-        for r in reader.rate("nvlink", column, window.since_ms, window.until_ms, series=links).to_pylist():
-            increases.setdefault((r["gpu"], r["link"]), {})[column] = r["increase"]
-    out = []
-    for r in rows:
-        began = [t for t in (r["began"], r["down"]) if t is not None]
-        errors = increases.get((r["gpu"], r["link"]), {})
-        at_start = (r["began"] is not None and r["began"] == r["second"]) or (
-            r["down"] is not None and r["down"] == r["first"]
-        )
-        if at_start:  # already growing or down at the window's first sample: that is its onset
-            began = [r["first"]]
-        out.append(
-            {
-                "gpu": r["gpu"],
-                "link": r["link"],
-                "label": f"{gpu_label(r['gpu'])} link {r['link']}",
-                "onset_ms": min(began),
-                "at_start": at_start,
-                "down_ms": r["down"],
-                "errors": {c: errors.get(c) or 0.0 for c in LINK_ERRORS},
-            }
-        )
-    return sorted(out, key=lambda f: (f["onset_ms"], f["gpu"], f["link"]))
 
 
 def _clock(ms: int | None) -> str:

@@ -1,7 +1,7 @@
 """Link faults over a window that spans a compacted hour (read through its 1 min rollups) and the open hour.
 
-report_nvlink.fault_candidates narrows the exact lag() query to links that may have a fault; a link it
-missed would vanish from the report. The faults here are placed by hand, so the expected links and
+monitor.report_links narrows the exact lag() query to the links and minutes that may hold a fault; one
+it missed would vanish from the report. The faults here are placed by hand, so the expected links and
 onsets are known without the code under test: a link erring in the compacted hour, one going down
 there (no errors), one erring in the open hour, and two that must not count (a counter restart to 0,
 and growth below the alert rule's three samples in 60 s).
@@ -14,11 +14,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from monitor.report_suspects import link_faults
+from monitor.report_links import link_faults
 from monitor.timespec import Window
 from storage.frame import Frame, batch_from_columns
 from storage.reader import StoreReader
-from storage.writer import StoreWriter
+from tests.post.store_fixtures import write_store
 from tests.storage.synth import T0, gpu_batch
 
 STEP_MS = 5_000
@@ -61,12 +61,7 @@ def _frame(tick: int) -> Frame:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("links") / "store"
-    with StoreWriter(root, compaction="inline", flush_interval_s=600, grace_s=0) as writer:
-        for tick in range(TICKS):
-            writer.append(_frame(tick))
-        writer.compact()
-    return root
+    return write_store(tmp_path_factory.mktemp("links") / "store", (_frame(tick) for tick in range(TICKS)))
 
 
 def test_links_erring_or_down_in_rollups_and_raw_rows_are_found(store: Path) -> None:

@@ -2,27 +2,25 @@
 
 The store is two compacted hours (so the report reads 1 h and 1 min rollup buckets inside the window)
 plus an open hour; the window starts mid-minute and ends mid-minute, and one GPU's energy counter and
-one endpoint's token counter restart from zero inside it. The expected figures are computed here from
-the raw Parquet rows alone: each series' increase over its consecutive samples (a drop means the counter
-restarted, so the new value is the increase), its rate over its samples' span, then the sum.
+one endpoint's token counter restart from zero inside it. The expected figures are computed from the raw
+Parquet rows alone (tests/post/store_fixtures.py): each series' increase over its consecutive samples (a
+drop means the counter restarted, so the new value is the increase), its rate over its samples' span,
+then the sum.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from monitor.report import summarize
 from monitor.timespec import Window
 from storage.frame import Frame, batch_from_rows
-from storage.layout import read_manifest
 from storage.reader import StoreReader
-from storage.writer import StoreWriter
+from tests.post.store_fixtures import per_series, raw_rows, write_store
 from tests.storage.synth import T0, gpu_batch
 
 STEP_MS = 5_000
@@ -59,39 +57,7 @@ def _frame(tick: int) -> Frame:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("exact") / "store"
-    with StoreWriter(root, compaction="inline", flush_interval_s=600, grace_s=0) as writer:
-        for tick in range(TICKS):
-            writer.append(_frame(tick))
-        writer.compact()
-    return root
-
-
-def _raw(store: Path, table: str, since: int, until: int) -> list[dict]:
-    """The raw rows of `table` in [since, until], read from the Parquet files the manifest lists."""
-    rows = []
-    for entry in read_manifest(store).of(table):
-        for r in pq.read_table(store / entry.path).to_pylist():
-            t = round(r["ts"].timestamp() * 1000)
-            if since <= t <= until:
-                rows.append(r | {"t": t})
-    return rows
-
-
-def _per_series(rows: list[dict], keys: tuple[str, ...], column: str) -> dict[tuple, tuple[float, float]]:
-    """Per series: (increase with restarts, seconds spanned) over its samples in time order."""
-    series: dict[tuple, list[tuple[int, int]]] = {}
-    for r in rows:
-        if r[column] is not None:
-            series.setdefault(tuple(r[k] for k in keys), []).append((r["t"], r[column]))
-    out = {}
-    for key, points in series.items():
-        points.sort()
-        inc = 0
-        for (_, prev), (_, value) in itertools.pairwise(points):
-            inc += value - prev if value >= prev else value
-        out[key] = (inc, (points[-1][0] - points[0][0]) / 1000)
-    return out
+    return write_store(tmp_path_factory.mktemp("exact") / "store", (_frame(tick) for tick in range(TICKS)))
 
 
 def test_report_counters_equal_raw_rows_with_a_reset_inside(store: Path) -> None:
@@ -101,11 +67,11 @@ def test_report_counters_equal_raw_rows_with_a_reset_inside(store: Path) -> None
     with StoreReader(store) as reader:
         assert reader.manifest.of("gpu_1h"), "the hours must be compacted, so that rollups are read"
         summary = summarize(reader, Window(since, until))
-    energy = _per_series(_raw(store, "gpu", since, until), ("gpu",), "energy_mj")
+    energy = per_series(raw_rows(store, "gpu", since, until), ("gpu",), "energy_mj")
     assert summary["energy"]["joules"] == pytest.approx(sum(i for i, _ in energy.values()) / 1000)
-    serving = _raw(store, "serving", since, until)
-    tokens = _per_series(serving, ("endpoint", "engine"), "generation_tokens")
-    prompt = _per_series(serving, ("endpoint", "engine"), "prompt_tokens")
+    serving = raw_rows(store, "serving", since, until)
+    tokens = per_series(serving, ("endpoint", "engine"), "generation_tokens")
+    prompt = per_series(serving, ("endpoint", "engine"), "prompt_tokens")
     got = summary["serving"]
     assert got["generated_tokens"] == pytest.approx(sum(i for i, _ in tokens.values()))
     assert got["prompt_tokens"] == pytest.approx(sum(i for i, _ in prompt.values()))
