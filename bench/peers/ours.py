@@ -28,7 +28,6 @@ from questions import QUESTIONS, Answer, Question, Window
 from timing import summary, timed
 
 from bench.peers.servers import proc_status_kib
-from storage import window_rates
 from storage.reader import StoreReader
 
 Variant = Callable[[], Answer]
@@ -92,7 +91,7 @@ def variants(reader: StoreReader, q: Question, w: Window, fetch: str) -> dict[st
 
     def counter(rollups: bool) -> Variant:
         def run() -> Answer:
-            table = window_rates.rate(reader, q.group, q.column, lo, end, rollups=rollups)
+            table = reader.rate(q.group, q.column, lo, end, rollups=rollups)
             if q.key == "q3":
                 return {"": [(0.0, float(sum(r for r in table.column("rate").to_pylist() if r is not None)))]}
             cols = [table.column(k).to_pylist() for k in (*keys, "increase")]
