@@ -41,7 +41,7 @@ class Recording:
 
         self.root = root
         try:
-            self.writer = StoreWriter(root, head=head, flush_interval_s=flush_s, compaction="background")
+            self.writer = StoreWriter(root, head=head, flush_interval_s=flush_s, compaction="child")
         except StoreLockedError as err:
             raise StoreBusy(str(err)) from None
         except StoreError as err:
