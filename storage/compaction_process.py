@@ -131,6 +131,11 @@ class ChildCompaction:
                 self._child.terminate()
 
     def _run_child(self) -> int:
+        # The child logs what this process would: the compactor's level where logging is set up (collect's
+        # stderr log), else warnings only, as Python's last-resort handler does (nothing routine under a TUI).
+        handled = bool(logging.getLogger().handlers)
+        level = logging.getLogger("storage.compactor").getEffectiveLevel() if handled else logging.WARNING
+        self.settings["log_level"] = level
         argv = [
             sys.executable,
             "-m",
@@ -168,10 +173,11 @@ def main(argv: list[str]) -> int:
     """The child: compact the store at argv[0] (settings JSON in argv[1]); print the journal."""
     from storage.compactor import Compactor
 
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     root, settings = Path(argv[0]), json.loads(argv[1])
+    level = int(settings.get("log_level", logging.WARNING))
+    logging.basicConfig(
+        stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     journal = JournalManifest(root, read_manifest(root))
     retention = {str(k): int(v) for k, v in settings["retention_ms"].items()}
     Compactor(journal, retention_ms=retention, merge_segments=int(settings["merge_segments"])).run_once()
