@@ -9,14 +9,16 @@ What runs (each its own process, as an operator would start them):
   pynvml; only the driver is simulated), scraped once a second by this script, as a collector would.
 
 Every --sample-s seconds (a minute by default) each process's RSS (/proc/PID/status VmRSS) and CPU share
-of one core since the last sample (utime + stime from /proc/PID/stat) are printed as a table row, with
-the 1-minute load average (the machine may be shared: read the figures beside it).
+of one core since the last sample are printed as a table row (the issue's columns), with the 1-minute
+load average (the machine may be shared: read the figures beside it). CPU is utime + stime plus cutime +
+cstime from /proc/PID/stat: the compaction processes the recorder and the client start and wait for
+(storage.compaction_process) count as theirs.
 
 `--views` instead measures, in this process and without the servers, what the live client's head and
 view builders cost per tick on the simulated rack's frames (fast frame path, 1 Hz): the head's Arrow
 bytes after 600 ticks and per old tick, and the CPU of one tick's rack + serving snapshot.
 
-Run: .venv/bin/python bench/bench_soak.py [--minutes 60] [--quick]   (--quick: 10 minutes)
+Run: .venv/bin/python bench/bench_soak.py [--minutes 60] [--quick]   (--quick: 3 minutes)
      .venv/bin/python bench/bench_soak.py --views
 """
 
@@ -40,15 +42,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MONITOR = [sys.executable, "-c", "from monitor.cli import main; main()"]
 COLUMNS, ROWS = 200, 50
-QUICK_MINUTES = 10.0
+QUICK_MINUTES = 3.0
 TICK_S = os.sysconf("SC_CLK_TCK")
+LABELS = {"client": "live client", "recorder": "recorder", "agent": "agent"}
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid`, in seconds (fields 14 and 15 of /proc/PID/stat)."""
+    """utime + stime + cutime + cstime of `pid` in seconds (fields 14-17 of /proc/PID/stat): its own CPU
+    and that of the children it waited for (its compaction processes)."""
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / TICK_S
+    return sum(int(f) for f in fields[11:15]) / TICK_S
 
 
 def rss_mb(pid: int) -> float:
@@ -183,27 +187,26 @@ def main() -> None:
 def sample(procs: dict[str, subprocess.Popen[bytes]], minutes: float, every_s: float) -> None:
     """Print a row every `every_s` seconds for `minutes`: RSS and CPU of each process but the sim."""
     watched = [name for name in ("client", "recorder", "agent") if name in procs]
-    header = ["min", *(f"{n} RSS MB" for n in watched), *(f"{n} CPU %" for n in watched), "load1"]
-    print(" | ".join(header), flush=True)
-    print(" | ".join("---" for _ in header), flush=True)
+    header = ["minute", *(f"{LABELS[n]} {what}" for n in watched for what in ("RSS MB", "CPU %")), "load1"]
+    print("| " + " | ".join(header) + " |", flush=True)
+    print("|" + "---|" * len(header), flush=True)
     began = time.monotonic()
     last = {n: (began, cpu_seconds(procs[n].pid)) for n in watched}
     end = began + minutes * 60
     while time.monotonic() < end:
         time.sleep(max(0.0, min(every_s, end - time.monotonic())))
         now = time.monotonic()
-        rss, cpu = [], []
+        cells = []
         for name in watched:
             proc = procs[name]
             if proc.poll() is not None:
                 raise SystemExit(f"{name} exited ({proc.returncode}) after {(now - began) / 60:.1f} min")
             used = cpu_seconds(proc.pid)
             then, before = last[name]
-            cpu.append(f"{100 * (used - before) / (now - then):.1f}")
-            rss.append(f"{rss_mb(proc.pid):.0f}")
+            cells += [f"{rss_mb(proc.pid):.0f}", f"{100 * (used - before) / (now - then):.1f}"]
             last[name] = (now, used)
-        row = [f"{(now - began) / 60:.1f}", *rss, *cpu, f"{os.getloadavg()[0]:.2f}"]
-        print(" | ".join(row), flush=True)
+        row = [f"{(now - began) / 60:.1f}", *cells, f"{os.getloadavg()[0]:.2f}"]
+        print("| " + " | ".join(row) + " |", flush=True)
 
 
 def views(ticks: int = 600, timed: int = 100) -> None:

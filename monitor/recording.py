@@ -41,7 +41,9 @@ class Recording:
 
         self.root = root
         try:
-            self.writer = StoreWriter(root, head=head, flush_interval_s=flush_s, compaction="background")
+            # Compaction in short-lived child processes: a merge's peak and DuckDB never stay resident in a
+            # recorder or live client that runs for days (storage/compaction_process.py, issue 18).
+            self.writer = StoreWriter(root, head=head, flush_interval_s=flush_s, compaction="child")
         except StoreLockedError as err:
             raise StoreBusy(str(err)) from None
         except StoreError as err:

@@ -132,6 +132,34 @@ class Compactor:
         self._failing = False
         return done
 
+    def due(self) -> bool:
+        """Whether run_once would merge, roll up or expire anything now (purges aside), by the manifest.
+
+        The same conditions as _compact_hours, _compact_days and _expire, without reading a file: a writer
+        asks this after every seal and starts a compaction process only when it says yes.
+        """
+        manifest = self.live.current
+        sealed = manifest.sealed_through_ms
+        if sealed is None:
+            return False
+        open_segs: dict[tuple[str, int], int] = defaultdict(int)
+        days: dict[tuple[str, int], list[FileEntry]] = defaultdict(list)
+        for f in manifest.files:
+            if f.table in self.retention_ms and f.max_ts < sealed - self.retention_ms[f.table]:
+                return True
+            hour = f.min_ts // HOUR_MS * HOUR_MS
+            if f.level in ("seg", "part") and sealed >= hour + HOUR_MS - 1:
+                return True
+            open_segs[(f.table, hour)] += f.level == "seg"
+            if f.level in ("hour", "day"):
+                days[(f.table, f.min_ts // DAY_MS * DAY_MS)].append(f)
+        if any(n >= self.merge_segments for n in open_segs.values()):
+            return True
+        return any(
+            sealed >= day + DAY_MS - 1 and not (len(files) == 1 and files[0].level == "day")
+            for (_, day), files in days.items()
+        )
+
     def _merge(self, table: str, inputs: Sequence[FileEntry], level: str, at_ms: int) -> FileEntry:
         keys, counters = table_layout(table)
         schema = table_schema(table)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
 from storage.increase import step_sql
@@ -152,6 +151,8 @@ def compute_rollup(table: str, step_ms: int, rows: pa.Table | Path) -> pa.Table:
     Returns:
         The rollup rows in the rollup schema, sorted (keys, ts).
     """
+    import duckdb  # here, not at the top: a writer imports this module's names, and only compaction rolls up
+
     con = duckdb.connect()
     try:
         if isinstance(rows, Path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from storage.frame import Frame
 from storage.schemas import SORT_KEYS
@@ -30,8 +31,19 @@ def has_repeats(table: str, batch: pa.RecordBatch) -> bool:
     keys = SORT_KEYS.get(table, ())
     if not keys or batch.num_rows < 2:
         return False
-    distinct = pa.Table.from_batches([batch]).group_by([*keys, "ts"]).aggregate([])
-    return distinct.num_rows < batch.num_rows
+    # Sorted, then each row against the next: not Table.group_by, whose Acero engine loads
+    # pyarrow.dataset (~13 MB resident) into every process that stores a frame (issue 18).
+    names = [*keys, "ts"]
+    order = pc.sort_indices(batch, sort_keys=[(name, "ascending") for name in names])
+    same: pa.Array | None = None
+    for name in names:
+        column = batch.column(name).take(order)
+        later, earlier = column.slice(1), column.slice(0, len(column) - 1)
+        equal = pc.fill_null(pc.equal(later, earlier), False)
+        if column.null_count:  # two nulls are the same key, as group_by groups them
+            equal = pc.or_(equal, pc.and_(pc.is_null(later), pc.is_null(earlier)))
+        same = equal if same is None else pc.and_(same, equal)
+    return bool(pc.any(same).as_py())
 
 
 def first_rows(

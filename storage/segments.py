@@ -18,14 +18,17 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from storage.atomic import atomic_file
 from storage.layout import FileEntry
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 ROW_GROUP_ROWS = 131_072
 """DuckDB's guidance: ~100 k+ rows per row group; smaller groups let readers skip by gpu."""
@@ -264,6 +267,8 @@ def merged_chunks(
         MERGE_CHUNK_ROWS rows: a bigger band (or, without bands, the whole input) is split by
         groups of first-key values, so a day of nvlink rows is never sorted at once.
     """
+    import pyarrow.dataset as ds  # here: a writer that only seals segments never merges (~13 MB resident)
+
     dataset = ds.dataset([str(p) for p in paths], schema=schema, format="parquet")
     if not keys:
         return [sort_table(dataset.to_table(), keys)]

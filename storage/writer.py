@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from storage.compaction_process import ChildCompaction
 from storage.compactor import Compactor
 from storage.frame import Frame
 from storage.head import Head
@@ -73,8 +74,10 @@ class StoreWriter:
         root: the store directory; created if it does not exist or is empty.
         head: the Head live readers use; a new one if None. The writer appends every frame to it.
         flush_interval_s: seal a segment once the buffer spans this much data time.
-        compaction: "background" (a thread, for live collection), "inline" (after each seal; for
-            backfills and tests) or "off".
+        compaction: "background" (a thread, for live collection), "child" (a thread that runs due
+            compactions in a short-lived child process: for writers that run for days, whose resident
+            memory should not keep a merge's peak; storage.compaction_process), "inline" (after each
+            seal; for backfills and tests) or "off".
         grace_s: seconds superseded files stay on disk for readers still using them.
         retention_ms: per-table retention overrides (see compactor.DEFAULT_RETENTION_MS).
         max_pending_s: while seals fail, keep at most this much buffered data time (oldest dropped).
@@ -98,8 +101,8 @@ class StoreWriter:
         merge_segments: int = 30,
     ) -> None:
         """Open (or create) the store at `root` for writing."""
-        if compaction not in ("background", "inline", "off"):
-            raise ValueError(f"compaction must be background, inline or off, not {compaction!r}")
+        if compaction not in ("background", "child", "inline", "off"):
+            raise ValueError(f"compaction must be background, child, inline or off, not {compaction!r}")
         self.root = Path(root)
         self.head = head if head is not None else Head()
         self.flush_interval_ms = int(flush_interval_s * 1000)
@@ -123,6 +126,11 @@ class StoreWriter:
             self.live, grace_s=grace_s, retention_ms=retention_ms, merge_segments=merge_segments
         )
         self._compaction = compaction
+        self._child: ChildCompaction | None = None
+        if compaction == "child":
+            self._child = ChildCompaction(
+                self.live, grace_s=grace_s, retention_ms=retention_ms, merge_segments=merge_segments
+            )
         self._pending: dict[str, list[pa.RecordBatch]] = {}
         self._pending_ts: list[int] = []
         self._held_ts: set[int] = set()
@@ -135,7 +143,7 @@ class StoreWriter:
         self._closed = False
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        if compaction == "background":
+        if compaction in ("background", "child"):
             self._thread = threading.Thread(target=self._compact_loop, name="store-compactor", daemon=True)
             self._thread.start()
 
@@ -268,6 +276,8 @@ class StoreWriter:
             self.flush()
         finally:
             self._closed = True
+            if self._child is not None:
+                self._child.stop()
             self._wake.set()
             if self._thread is not None:
                 self._thread.join()
@@ -339,7 +349,10 @@ class StoreWriter:
             self._wake.clear()
             if self._closed:
                 return
-            self.compactor.run_once()
+            if self._child is not None:
+                self._child.run_once()
+            else:
+                self.compactor.run_once()
 
 
 def _conform(name: str, batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -252,10 +252,10 @@ class RackApp(App[None]):
             self.bell()
 
     def on_serving_ready(self, message: ServingReady) -> None:
-        """Show the newest serving figures (the panel appears with the first serving rows)."""
+        """Keep the newest serving figures: the FrameReady posted right after them redraws the panel."""
+        # Not shown here too: redraw() shows them a moment later, and the panel's second paint of the
+        # same figures cost a tenth of the client's redraw time (py-spy, issue 18).
         self.serving = message.serving
-        if self.rack_visible:
-            self.query_one(ServingPanel).show(message.serving)
 
     def on_snapshot_failed(self, message: SnapshotFailed) -> None:
         """Tell the operator once per distinct error."""

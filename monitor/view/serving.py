@@ -151,6 +151,10 @@ def _summarise(frame: Frame) -> _FrameServing:
     return _FrameServing(frame.ts_ms, rows, hists)
 
 
+_Steps = tuple[tuple[float, ...], tuple[float, ...]]
+"""One histogram's bucket steps between two snapshots: (bounds, steps), in the same order."""
+
+
 def _finite(value: float) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
 
@@ -167,10 +171,12 @@ class ServingBuilder:
         self.stale_intervals = stale_intervals
         self.history = history
         self._cache: dict[int, _FrameServing] = {}
-        self._steps: dict[tuple[int, int], dict[tuple[str, str], dict[float, float] | None]] = {}
+        self._steps: dict[tuple[int, int], dict[tuple[str, str], _Steps | None]] = {}
         """Per pair of frames (ts, ts): each histogram's bucket increases between them (_increases)."""
         self._pair_totals: dict[tuple[int, int, str], float] = {}
         """Per pair of frames and counter: rack tokens/s between them (the sparklines, _history)."""
+        self._bounds: dict[tuple[float, ...], tuple[float, ...]] = {}
+        """Each distinct tuple of bucket bounds once: pairs that step the same buckets share one object."""
 
     def frames_needed(self) -> int:
         """Frames build() looks at (the sparkline history plus one)."""
@@ -271,18 +277,32 @@ class ServingBuilder:
         held = [s for s in ok if key in s.hists]
         if len(held) < 2:
             return None
-        bounds = set(held[0].hists[key])
-        for s in held[1:]:
-            bounds.intersection_update(s.hists[key])
-        pairs: list[dict[float, float] | None] = []
+        pairs: list[_Steps | None] = []
         for old, new in pairwise(held):
             steps = self._steps.setdefault((old.ts_ms, new.ts_ms), {})
             if key not in steps:
-                steps[key] = _bucket_steps(old.hists[key], new.hists[key])
+                steps[key] = self._pair_steps(old.hists[key], new.hists[key])
             pairs.append(steps[key])
         if any(p is None for p in pairs):  # a missing count: the primitive steps over the gap
             return bucket_increases([s.hists[key] for s in held])
-        return {le: sum(p[le] for p in pairs if p is not None) for le in bounds}
+        known = [p for p in pairs if p is not None]
+        bounds = known[0][0]
+        if all(p[0] is bounds for p in known):  # the usual case: every pair steps the same buckets
+            # Each bucket's steps summed in pair order from 0, as the general case below sums them.
+            return dict(zip(bounds, map(sum, zip(*(p[1] for p in known), strict=True)), strict=True))
+        common = set(bounds).intersection(*(p[0] for p in known[1:]))
+        by_pair = [dict(zip(*p, strict=True)) for p in known]
+        return {le: sum(p[le] for p in by_pair) for le in common}
+
+    def _pair_steps(self, before: Mapping[float, float], after: Mapping[float, float]) -> _Steps | None:
+        """_bucket_steps as (bounds, steps) tuples; pairs with the same bounds share one bounds tuple."""
+        out = _bucket_steps(before, after)
+        if out is None:
+            return None
+        bounds = tuple(out)
+        if len(self._bounds) > 1000:  # a source whose buckets keep changing: forget, do not grow
+            self._bounds.clear()
+        return self._bounds.setdefault(bounds, bounds), tuple(out.values())
 
     def _history(self, summaries: Sequence[_FrameServing], column: str) -> tuple[float, ...]:
         """Rack `column`/s between each pair of consecutive frames, each pair computed once (_pair_total)."""
