@@ -162,6 +162,7 @@ def http_fleet(racks: int, fault_rack: int, fault_at: float):
         target=serve, args=(racks, fault_rack, fault_at, child), daemon=True
     )
     proc.start()
+    child.close()  # the child holds the only other end: recv() raises EOFError if the child dies
     configs, fault_wall_s, fault_gpu = parent.recv()
 
     def stop() -> None:
@@ -193,6 +194,7 @@ def vm_fleet(racks: int, fault_rack: int, fault_at: float):
         target=serve, args=(racks, fault_rack, fault_at, child), daemon=True
     )
     proc.start()
+    child.close()  # the child holds the only other end: recv() raises EOFError if the child dies
     configs, fault_wall_s, fault_gpu = parent.recv()
     tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-vm-"))
     scrape_config(configs, tmp / "scrape.json")
@@ -363,7 +365,7 @@ def main() -> None:
     )
     parser.add_argument("--racks", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--fault-rack", type=int, default=7)
+    parser.add_argument("--fault-rack", type=int, help="default: rack 7, or the last of a smaller fleet")
     parser.add_argument("--fault-at", type=float, default=30.0, help="seconds after the sim starts")
     parser.add_argument("--source", choices=("vm", "http", "frames"), default="vm")
     parser.add_argument("--row-cost", action="store_true", help="only the CPU of one rack's row, alone")
@@ -371,7 +373,8 @@ def main() -> None:
     if args.row_cost:
         row_cost()
         return
-    asyncio.run(run(args.racks, args.seconds, args.fault_rack, args.fault_at, args.source))
+    fault_rack = args.fault_rack if args.fault_rack is not None else min(7, args.racks)
+    asyncio.run(run(args.racks, args.seconds, fault_rack, args.fault_at, args.source))
 
 
 if __name__ == "__main__":
