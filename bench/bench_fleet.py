@@ -152,30 +152,32 @@ def frames_fleet(racks: int, fault_rack: int, fault_at: float):
     return fleet, start + fault_at, fault.gpu, None, None
 
 
-def http_fleet(racks: int, fault_rack: int, fault_at: float):
-    """--source http: the racks served by a child process, scraped over loopback as `monitor --config`."""
-    from monitor.commands.root import scrape_source
-    from monitor.fleet import Fleet
-
+def spawn_racks(racks: int, fault_rack: int, fault_at: float):
+    """Serve the racks from a child process (`serve`); returns its configs, the fault's wall time and GPU,
+    and a call that stops it. A child that dies before answering ends the bench (EOFError), not a hang."""
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(
         target=serve, args=(racks, fault_rack, fault_at, child), daemon=True
     )
     proc.start()
-    child.close()  # the child holds the only other end: recv() raises EOFError if the child dies
+    child.close()  # the child holds the only other end now
     configs, fault_wall_s, fault_gpu = parent.recv()
 
     def stop() -> None:
         parent.send("stop")
         proc.join(timeout=30)
 
-    return (
-        Fleet(configs, lambda c, every: [scrape_source(c, every)], interval=1.0),
-        fault_wall_s,
-        fault_gpu,
-        stop,
-        None,
-    )
+    return configs, fault_wall_s, fault_gpu, stop
+
+
+def http_fleet(racks: int, fault_rack: int, fault_at: float):
+    """--source http: the racks served by a child process, scraped over loopback as `monitor --config`."""
+    from monitor.commands.root import scrape_source
+    from monitor.fleet import Fleet
+
+    configs, fault_wall_s, fault_gpu, stop_sim = spawn_racks(racks, fault_rack, fault_at)
+    fleet = Fleet(configs, lambda c, every: [scrape_source(c, every)], interval=1.0)
+    return fleet, fault_wall_s, fault_gpu, stop_sim, None
 
 
 def vm_fleet(racks: int, fault_rack: int, fault_at: float):
@@ -189,13 +191,7 @@ def vm_fleet(racks: int, fault_rack: int, fault_at: float):
     from monitor.fleet import make_fleet
 
     servers = peer_servers()
-    parent, child = mp.Pipe()
-    proc = mp.get_context("spawn").Process(
-        target=serve, args=(racks, fault_rack, fault_at, child), daemon=True
-    )
-    proc.start()
-    child.close()  # the child holds the only other end: recv() raises EOFError if the child dies
-    configs, fault_wall_s, fault_gpu = parent.recv()
+    configs, fault_wall_s, fault_gpu, stop_sim = spawn_racks(racks, fault_rack, fault_at)
     tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-vm-"))
     scrape_config(configs, tmp / "scrape.json")
     port = servers.free_port()
@@ -219,8 +215,7 @@ def vm_fleet(racks: int, fault_rack: int, fault_at: float):
 
     def stop() -> None:
         vm.__exit__(None, None, None)
-        parent.send("stop")
-        proc.join(timeout=30)
+        stop_sim()
 
     return fleet, fault_wall_s, fault_gpu, stop, vm.pid
 
