@@ -117,14 +117,7 @@ class SimFleetServers(SimServers):
         Raises:
             OSError: the address cannot be bound.
         """
-        self._thread = threading.Thread(target=self._loop.run_forever, name="sim-fleet-http", daemon=True)
-        self._thread.start()
-        try:
-            self._run(self._start())
-        except BaseException:
-            self.stop()
-            raise
-        shown = f"[{self.host}]" if ":" in self.host else self.host
+        shown = self._serve("sim-fleet-http")
         base = f"http://{shown}:{self.port}"
         self.configs = tuple(pages.config(base) for pages in self.racks.values())
         return self.configs

@@ -96,20 +96,25 @@ class SimServers:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self) -> RackConfig:
-        """Bind every endpoint and start serving; returns the rack config pointing at them.
-
-        Raises:
-            OSError: a port is taken or the address cannot be bound.
-        """
-        self._thread = threading.Thread(target=self._loop.run_forever, name="sim-http", daemon=True)
+    def _serve(self, thread_name: str) -> str:
+        """Start the loop thread and bind every listener (stopping all on failure); returns the host as
+        it goes into a URL (an IPv6 address in brackets)."""
+        self._thread = threading.Thread(target=self._loop.run_forever, name=thread_name, daemon=True)
         self._thread.start()
         try:
             self._run(self._start())
         except BaseException:
             self.stop()
             raise
-        shown = f"[{self.host}]" if ":" in self.host else self.host
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def start(self) -> RackConfig:
+        """Bind every endpoint and start serving; returns the rack config pointing at them.
+
+        Raises:
+            OSError: a port is taken or the address cannot be bound.
+        """
+        shown = self._serve("sim-http")
         trays = tuple(
             TrayTarget(t, f"sim-tray{t:02d}", f"http://{shown}:{lst.port}/metrics")
             for t, lst in enumerate(self._trays, start=1)
