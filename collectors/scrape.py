@@ -312,6 +312,7 @@ class ScrapeSource:
             return
         self._closed = True
         try:
+            self._run(cancel_other_tasks(), timeout=5)  # polls still waiting for pages return now
             self._run(self._session.close(), timeout=5)
         except Exception as err:  # closing is best effort: the loop is stopped either way
             log.warning("closing the scrape session: %s", err)
@@ -319,6 +320,14 @@ class ScrapeSource:
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self._loop.close()
+
+
+async def cancel_other_tasks() -> None:
+    """Cancel every task on the running loop but this one (the fetches of polls still running)."""
+    current = asyncio.current_task()
+    for task in asyncio.all_tasks():
+        if task is not current:
+            task.cancel()
 
 
 def _index(page: tuple[int, Fetched]) -> int:

@@ -66,12 +66,18 @@ def batches_as_they_land(
     """
     landed: queue.SimpleQueue[list[tuple[int, Fetched]]] = queue.SimpleQueue()
     fetching = asyncio.run_coroutine_threadsafe(_fetch_in_batches(fetch, indices, landed), loop)
+    # An empty batch after the last one says the fetching ended however it ended: a source closing
+    # (ScrapeSource.close cancels its loop's tasks) ends this wait now, not at `give_up_at`, so no
+    # poll thread outlives its source and holds the interpreter's exit.
+    fetching.add_done_callback(lambda _: landed.put([]))
     waiting = len(indices)
     try:
         while waiting:
             try:
                 pages = landed.get(timeout=max(give_up_at - time.monotonic(), 0.0))
             except queue.Empty:
+                return
+            if not pages:
                 return
             waiting -= len(pages)
             yield pages

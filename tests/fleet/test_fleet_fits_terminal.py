@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SHOWN_S = 180.0
 """A generous bound for the fault (60 simulated s at --speed 10: 6 s) to be drawn on a busy 2-core machine."""
+ENDED_S = 15.0
+"""A bound for the demo to end once its terminal is gone: 3 s at load 7 with close() cancelling the
+fetches, 19 s without (tests/net/test_close_ends_polls.py holds the cause itself)."""
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -34,12 +38,13 @@ def tmux(socket: str, *args: str) -> str:
 def test_the_fleet_fits_and_names_the_faulty_rack(width: int, height: int) -> None:
     demo = [sys.executable, "-c", "from monitor.cli import main; main()", "demo", "--racks", "4"]
     demo += ["--scenario", "gpu-lost@rack02", "--seed", "7", "--speed", "10"]
-    command = " ".join(f"'{part}'" for part in demo)
+    command = "exec " + " ".join(f"'{part}'" for part in demo)  # the pane's process is the demo
     socket = (
         f"rack-monitor-fleet-{width}x{height}-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # one server per test
     )
     tmux(socket, "-f", "/dev/null", "new-session", "-d", "-x", str(width), "-y", str(height), "-c", str(ROOT),
          "-e", "TERM=xterm-256color", command)  # fmt: skip
+    demo_pid = int(tmux(socket, "display-message", "-p", "#{pane_pid}"))
     screen = ""
     try:
         deadline = time.monotonic() + SHOWN_S
@@ -62,3 +67,23 @@ def test_the_fleet_fits_and_names_the_faulty_rack(width: int, height: int) -> No
             assert re.search(r"rack02 .*GPU lost", screen), screen
     finally:
         subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, timeout=30)
+        ended = wait_until_gone(demo_pid, ENDED_S)
+        if not ended:
+            os.kill(demo_pid, signal.SIGKILL)
+    # The terminal went away (a dropped SSH session): the demo must end, not linger at exit joining
+    # its racks' poll threads (it once did, at 80-90 % of a core, for over an hour).
+    assert ended, f"monitor demo --racks 4 outlived its terminal by {ENDED_S:g} s"
+
+
+def wait_until_gone(pid: int, within_s: float) -> bool:
+    """Whether process `pid` ended (gone, or a zombie nobody reaped) within `within_s` seconds."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.2)
+    return False
