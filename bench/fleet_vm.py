@@ -83,10 +83,11 @@ def vm_scrapes(pid: int, port: int) -> str:
         text = resp.read().decode()
     found: dict[str, float] = {}
     for line in text.splitlines():
-        name, _, value = line.partition(" ")
+        series, _, value = line.rpartition(" ")
+        name = series.partition("{")[0]  # some carry labels: sum the family's series
         if name in ("vm_promscrape_scrapes_total", "vm_promscrape_scrapes_failed_total",
                     "vm_promscrape_scrapes_timed_out_total"):  # fmt: skip
-            found[name] = float(value)
+            found[name] = found.get(name, 0.0) + float(value)
     return (
         f"VictoriaMetrics scrapes so far: {found.get('vm_promscrape_scrapes_total', 0):,.0f}, failed "
         f"{found.get('vm_promscrape_scrapes_failed_total', 0):,.0f}, timed out "
