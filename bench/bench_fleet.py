@@ -85,6 +85,8 @@ class Meter:
         self.shown_at: float | None = None
         self.red_before_s = 0
         """Row sets drawn with the fault's rack red before its fault (silent trays on a starved machine)."""
+        self.red_before_why: set[str] = set()
+        """The worst problems those red rows named."""
         self.fault_name = fault_name
         self.fault_label = fault_label
         for rack in app.fleet.racks:
@@ -121,6 +123,8 @@ class Meter:
                 self.shown_at = time.time()
             elif self.shown_at is None and row.health.name == "CRITICAL":
                 self.red_before_s += 1
+                if row.worst is not None:
+                    self.red_before_why.add(f"{row.worst.what} {row.worst.place}")
 
         screen.show = shown
 
@@ -272,7 +276,8 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
         red = (
             f"{meter.shown_at - fault_wall_s:.2f} s to drawn ({meter.built_at - fault_wall_s:.2f} s to row "
             f"built; {rack_name(fault_rack)} {gpu_label(fault_gpu)} lost; top row {order[0]}; "
-            f"{meter.red_before_s} row sets red before it, for stale trays)"
+            f"{meter.red_before_s} row sets red before it"
+            + (f": {', '.join(sorted(meter.red_before_why)[:3])})" if meter.red_before_why else ")")
         )
     else:
         red = f"not within the run (fault at +{fault_at:.0f} s)"

@@ -24,7 +24,7 @@ from collectors.source import Source
 from monitor.errors import UserError
 from monitor.view.alerts_view import AlertTracker
 from monitor.view.builder import SnapshotBuilder
-from monitor.view.fleet_row import FleetRow, figures_row, fleet_row
+from monitor.view.fleet_row import FleetRow, StartGrace, figures_row, fleet_row
 from monitor.view.problems import rack_problems
 from monitor.view.serving import ServingBuilder
 from storage.frame import Frame
@@ -163,6 +163,10 @@ class QueriedRack:
     builder: SnapshotBuilder = field(default_factory=lambda: SnapshotBuilder(history=1))
     row: FleetRow | None = None
     seen: int = 0
+    grace: StartGrace = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.grace = StartGrace(self.config.down_after)
 
     @property
     def name(self) -> str:
@@ -212,7 +216,9 @@ class QueriedFleet:
         """One round of queries: every rack's row at `ts_ms`."""
         figures = self.queries.poll(ts_ms)
         for rack in self.racks:
-            rack.set_row(figures_row(figures[rack.name], rack.config, len(rack.builder.layout.gpus)))
+            got = figures[rack.name]
+            awaited = rack.grace.awaited(got, rack.config)
+            rack.set_row(figures_row(got, rack.config, len(rack.builder.layout.gpus), awaited))
         self.ticks += 1
 
     def _run(self) -> None:

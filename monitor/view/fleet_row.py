@@ -10,12 +10,12 @@ second way here: the row only picks figures out. No UI toolkit here.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from collectors.config import RackConfig
 from collectors.promql_fleet import RackFigures, tray_finder
-from collectors.rack import gpu_label, gpu_place
+from collectors.rack import COMPUTE_TRAYS, gpu_label, gpu_place
 from monitor.view.alerts_view import ActiveAlert
 from monitor.view.model import XID_NAMES, CellState, RackSnapshot
 from monitor.view.problems import Problem, RackProblems, Rank
@@ -123,17 +123,52 @@ def fleet_row(
     )
 
 
-def figures_row(figures: RackFigures, config: RackConfig, gpus: int) -> FleetRow:
+@dataclass
+class StartGrace:
+    """Which of a rack's trays and servers are still awaited: never heard from, in the first rounds.
+
+    A backend's first scrapes of a rack land over a few seconds (VictoriaMetrics and Prometheus spread
+    their targets over the scrape interval), so a tray not heard from yet is awaited, not 'not
+    answering', for the first `rounds` rounds (the rack's down_after, as the rack view's poller
+    counts misses); one that never answers is 'not answering' after that. One heard from once and
+    silent later is 'not answering' at once, as the rack view's stale rows say.
+    """
+
+    rounds: int
+    heard: set[str] = field(default_factory=set)
+    done: int = 0
+
+    def awaited(self, figures: RackFigures, config: RackConfig) -> frozenset[str]:
+        """The places (`tray T01`, server names) awaited at this round of `figures`."""
+        self.done += 1
+        if figures.error:
+            return frozenset()
+        tray_of = tray_finder(config)
+        trays = (tray_of(host) for host, n in figures.gpus_seen.items() if n)
+        self.heard.update(f"tray T{tray:02d}" for tray in trays if tray is not None)
+        self.heard.update(figures.servers_fresh)
+        if self.done > self.rounds:
+            return frozenset()
+        expected = {f"tray T{t:02d}" for t in range(1, COMPUTE_TRAYS + 1)} | {s.name for s in config.servers}
+        return frozenset(expected - self.heard)
+
+
+def figures_row(
+    figures: RackFigures, config: RackConfig, gpus: int, awaited: frozenset[str] = frozenset()
+) -> FleetRow:
     """The row of a rack from the fleet's aggregate queries (collectors.promql_fleet.RackFigures).
 
     The same figures as fleet_row's, by the same rules, computed by the backend; what is wrong is what
     those figures show (lost, silent or erring GPUs, links down, XIDs in the window, servers not
     serving): `partial` says that the alert engine's alerts and the slowdowns, stragglers and stalls
-    that need a rack's history are not in it (the rack view, opened, has them).
+    that need a rack's history are not in it (the rack view, opened, has them). Trays and servers in
+    `awaited` (StartGrace) are not reported silent yet; a rack with every tray awaited is waiting.
     """
     if figures.error:
         return FleetRow.waiting(config.name, gpus, error=figures.error)
-    problems = _figure_problems(figures, config)
+    if all(f"tray T{t:02d}" in awaited for t in range(1, COMPUTE_TRAYS + 1)):
+        return FleetRow.waiting(config.name, gpus)
+    problems = [p for p in _figure_problems(figures, config) if not _is_awaited(p, awaited)]
     fresh = sum(figures.gpus_seen.values())
     lost = {g for g, state in figures.not_ok.items() if state == 1}
     serving = [s for s in config.servers if s.name in figures.servers_fresh and not lost & set(s.gpus)]
@@ -154,6 +189,13 @@ def figures_row(figures: RackFigures, config: RackConfig, gpus: int) -> FleetRow
         problems=len(problems),
         partial=True,
     )
+
+
+def _is_awaited(problem: Problem, awaited: frozenset[str]) -> bool:
+    """A silent tray or server still in its start grace."""
+    if problem.what != "not answering":
+        return False
+    return problem.place in awaited or (problem.endpoint is not None and problem.endpoint in awaited)
 
 
 def _figure_problems(figures: RackFigures, config: RackConfig) -> list[Problem]:

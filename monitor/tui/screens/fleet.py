@@ -14,6 +14,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -141,7 +142,10 @@ class FleetScreen(Screen[None]):
         self.keep(rows)
         if not self.is_mounted:
             return
-        table: DataTable[Text] = self.query_one(DataTable)
+        try:
+            table: DataTable[Text] = self.query_one(DataTable)
+        except NoMatches:  # the app is closing: rows posted as its widgets went
+            return
         with self.app.batch_update():
             for row in rows:
                 cells = row_cells(row)
