@@ -277,7 +277,7 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
             f"{meter.shown_at - fault_wall_s:.2f} s to drawn ({meter.built_at - fault_wall_s:.2f} s to row "
             f"built; {rack_name(fault_rack)} {gpu_label(fault_gpu)} lost; top row {order[0]}; "
             f"{meter.red_before_s} row sets red before it"
-            + (f": {', '.join(sorted(meter.red_before_why)[:3])})" if meter.red_before_why else ")")
+            + (f": {', '.join(sorted(meter.red_before_why)[:4])})" if meter.red_before_why else ")")
         )
     else:
         red = f"not within the run (fault at +{fault_at:.0f} s)"

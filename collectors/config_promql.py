@@ -3,7 +3,7 @@
     [promql]
     url = "http://prometheus:9090"    # the query API's base URL (VictoriaMetrics: http://vm:8428)
     match = { rack = "gb300-a" }      # exact label matchers that select this rack's series
-    lookback = 5.0                    # seconds: a series' newest sample within this counts (>= 2 scrapes)
+    lookback = 3.0                    # seconds: a series' newest sample within this counts (2-3 scrapes)
     hostname_label = "Hostname"       # the label naming a tray's host (dcgm-exporter's)
     server_label = "instance"         # the label naming an inference server: its URL's host:port
     tray_pattern = "-t(\\d+)$"        # optional: group 1 of this regex on the host = compute tray
