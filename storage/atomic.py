@@ -10,6 +10,8 @@ copy of the store (an export bundle) is never more open than the store itself.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import shutil
 import stat
@@ -20,6 +22,11 @@ from typing import BinaryIO
 
 TMP_SUFFIX = ".tmp"
 """Temp files end in this, so nothing that reads `*.parquet` or `*.json` can pick them up."""
+BUILDER_LOCK = ".builder.lock"
+"""In a build_dir temp directory: flock()ed by the building process for its life, so a later build of
+the same target knows a directory whose lock is free was left by a builder that died (kill -9)."""
+
+log = logging.getLogger(__name__)
 
 
 class OutputError(Exception):
@@ -177,12 +184,15 @@ def build_dir(
     Raises:
         OutputError: the target is refused.
     """
+    remove_abandoned(final)  # first: a tree a killed build had moved aside is `final` again
     check_target(final, force=force)
     if final.exists() and replaceable is not None:
         replaceable(final)
     file_mode, dir_mode = output_modes(like)
     work = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=TMP_SUFFIX))
+    lock = os.open(work / BUILDER_LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
     try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         new, old = work / "new", work / "old"
         new.mkdir(mode=dir_mode)
         fill(new)
@@ -201,3 +211,54 @@ def build_dir(
         fsync_dir(final.parent)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        os.close(lock)
+
+
+def remove_abandoned(final: Path) -> list[Path]:
+    """Delete the temp directories build_dir made for `final` whose builder died; returns them.
+
+    A directory is abandoned when it is ours (same owner, a real directory named as build_dir names
+    them) and no process holds its BUILDER_LOCK: a build still running holds it, and a directory
+    without the lock file (being made, or not build_dir's) is left alone.
+    """
+    removed: list[Path] = []
+    if not final.parent.is_dir():
+        return removed
+    for entry in final.parent.iterdir():
+        if not is_temp_of(entry.name, final.name) or not _own_directory(entry):
+            continue
+        try:
+            fd = os.open(entry / BUILDER_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)  # its builder is alive
+            continue
+        try:
+            _put_back_replaced(entry / "old", final)
+            shutil.rmtree(entry)
+            removed.append(entry)
+            log.warning("removed %s, left by an earlier build of %s that did not finish", entry, final)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _put_back_replaced(old: Path, final: Path) -> None:
+    """A builder killed between moving the replaced tree aside and renaming the new one in left
+    `final` missing and its old tree in the temp directory: put it back before the rest goes."""
+    if _own_directory(old) and not final.exists() and not final.is_symlink():
+        os.rename(old, final)
+        fsync_dir(final.parent)
+        log.warning("put back %s from an earlier build that did not finish", final)
+
+
+def _own_directory(path: Path) -> bool:
+    """A real directory (not a link) owned by this user."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()

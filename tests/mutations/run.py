@@ -131,6 +131,38 @@ MUTATIONS = (
         "tests/cli/test_recording_alert.py",
         "a stopped recording is only an event line, not on the alert bar",
     ),
+    Mutation(
+        "close-leaves-polls-waiting",
+        "collectors/scrape_http.py",
+        "    fetching.add_done_callback(lambda _: landed.put([]))\n",
+        "",
+        "tests/net/test_close_ends_polls.py",
+        "a closed scrape source's polls wait out their give-up time: the demo outlives its terminal",
+    ),
+    Mutation(
+        "fleet-no-start-grace",
+        "monitor/view/fleet_row.py",
+        "        if self.done > self.rounds:\n",
+        "        if True:\n",
+        "tests/fleet/test_start_grace.py",
+        "trays the backend has not scraped yet draw a rack red at start",
+    ),
+    Mutation(
+        "abandoned-build-left",
+        "storage/atomic.py",
+        "    remove_abandoned(final)  # first",
+        "    pass  # first",
+        "tests/storage/test_abandoned_builds.py",
+        "an export killed with SIGKILL leaves its temp directory for good",
+    ),
+    Mutation(
+        "abandoned-build-deletes-old",
+        "storage/atomic.py",
+        '            _put_back_replaced(entry / "old", final)\n',
+        "",
+        "tests/storage/test_abandoned_builds.py",
+        "cleaning a killed --force build deletes the bundle it had moved aside",
+    ),
 )
 
 
