@@ -236,6 +236,15 @@ class StoreReader:
         """Run SQL a user typed: exactly one read-only statement (storage.sandbox), else QueryRefused."""
         return self.sql(read_only_statement(text))
 
+    def query_batches(self, text: str, rows_per_batch: int = 65_536) -> pa.RecordBatchReader:
+        """query(), streamed: the rows in batches, so a caller holds one batch, not the whole result."""
+        statement = read_only_statement(text)
+        self.refresh()
+        rel = self.con.sql(statement)
+        if rel is None:
+            return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+        return rel.fetch_record_batch(rows_per_batch)
+
     def _run(self, query: str, params: Sequence[Any] | None) -> pa.Table:
         rel = self.con.sql(query, params=params or None)
         # Statements such as SET or CREATE VIEW return no relation.

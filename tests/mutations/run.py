@@ -163,6 +163,14 @@ MUTATIONS = (
         "tests/storage/test_abandoned_builds.py",
         "cleaning a killed --force build deletes the bundle it had moved aside",
     ),
+    Mutation(
+        "query-no-timeout",
+        "monitor/commands/query.py",
+        "    stop.start()\n",
+        "",
+        "tests/cli/test_query_limits.py::test_a_runaway_query_stops_at_its_timeout_with_one_line",
+        "monitor query runs as long as the query does",
+    ),
 )
 
 
