@@ -4,10 +4,11 @@ A request holds one TimeSeries per (entity, column) with that entity's samples o
 costs that grow with the samples are kept out of Python loops where a library can do them:
 
 - runs of rows of one entity are found by Arrow comparisons of the key columns (rows come sorted by
-  entity, then time: series.ORDER_BY);
+  entity, then time: series.ORDER_BY; collectors.remote_write.runs), and kept while a table's key
+  columns are equal to last time's;
 - each sample's value and timestamp are gathered into two flat lists, series by series, by one Arrow
-  `take` (a table's value columns laid end to end, indexed by column * rows + row); a null cell is
-  no sample;
+  `take` per table (its value columns laid end to end, indexed by column * rows + row); a null cell is
+  no sample, and the null cells are counted per series again only when they moved;
 - the request is kept between calls in parts (RequestBuilder: a tray's GPUs and links, a server's
   histograms): while a part's shape (its series and how many samples each has) is the same as last
   time, as it is for a collector sending every `interval` seconds, only its samples' two fields are set
@@ -19,112 +20,18 @@ costs that grow with the samples are kept out of Python loops where a library ca
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from collectors.remote_write.runs import TableRuns
 from collectors.remote_write.wire import WriteRequest
-from storage.schemas import TS
 
 Series = list[tuple[bytes, int]]
 """An entity's series: (label template, value column) pairs; the same list object while unchanged."""
-
-
-@dataclass
-class TableRuns:
-    """One table's rows as runs of one entity each, and its value columns end to end.
-
-    Attributes:
-        rows: the table's row count.
-        starts / ends: [start, end) rows of each run.
-        keys: each run's key columns' values (from its first row).
-        values: every value column as float64, one after the other (column i's row r at i * rows + r);
-            a null cell is no sample.
-        stamps: the row times (epoch ms), repeated once per value column like `values`.
-    """
-
-    rows: int
-    starts: list[int]
-    ends: list[int]
-    keys: list[tuple[Any, ...]]
-    values: pa.Array
-    stamps: pa.Array
-
-
-@dataclass
-class _Split:
-    """Where a table's runs are, for the key columns they were found in (RunsMemo)."""
-
-    key_table: pa.Table
-    starts: list[int]
-    ends: list[int]
-    keys: list[tuple[Any, ...]]
-
-
-class RunsMemo:
-    """table_runs for a sender that lays out the same tables each request: a table whose key columns
-    are equal to last time's (one Arrow comparison) gets last time's runs, the very list objects, so
-    that what is built from them (series, parts) is recognised by identity further on."""
-
-    def __init__(self) -> None:
-        """Nothing held until the first `runs`."""
-        self._held: dict[str, _Split] = {}
-
-    def runs(
-        self, name: str, table: pa.Table, key_columns: Sequence[str], value_columns: Sequence[pa.ChunkedArray]
-    ) -> TableRuns:
-        """table_runs(table, ...), reusing table `name`'s runs when its key columns are unchanged."""
-        key_table = table.select(list(key_columns))
-        held = self._held.get(name)
-        if held is None or not held.key_table.equals(key_table):
-            held = self._held[name] = _split(key_table)
-        return _laid(table, held, value_columns)
-
-
-def table_runs(
-    table: pa.Table, key_columns: Sequence[str], value_columns: Sequence[pa.ChunkedArray]
-) -> TableRuns:
-    """Split `table` (sorted by its key columns, then ts) into runs; lay its value columns end to end."""
-    return _laid(table, _split(table.select(list(key_columns))), value_columns)
-
-
-def _split(key_table: pa.Table) -> _Split:
-    """The runs of equal keys in a table of key columns only (sorted by them)."""
-    rows = key_table.num_rows
-    starts = [0] if rows else []
-    if rows > 1:
-        changed = functools.reduce(pc.or_, [_changes(column) for column in key_table.columns])
-        starts += [i + 1 for i in pc.indices_nonzero(changed).to_pylist()]
-    ends = [*starts[1:], rows] if rows else []
-    at = pa.array(starts, pa.int64())
-    keys = list(zip(*(column.take(at).to_pylist() for column in key_table.columns), strict=True))
-    return _Split(key_table, starts, ends, keys)
-
-
-def _laid(table: pa.Table, split: _Split, value_columns: Sequence[pa.ChunkedArray]) -> TableRuns:
-    """The table's runs (`split`) and its value columns end to end."""
-    rows = table.num_rows
-    starts, ends, keys = split.starts, split.ends, split.keys
-    # a double is what the wire carries (an integer counter past 2**53 would round, as protobuf would)
-    chunks = [chunk for c in value_columns for chunk in c.cast(pa.float64(), safe=False).chunks]
-    values = pa.concat_arrays(chunks) if chunks else pa.array([], pa.float64())
-    stamps = table.column("ts").cast(TS).cast(pa.int64()).combine_chunks()
-    stamps = pa.concat_arrays([stamps] * len(value_columns)) if value_columns else stamps
-    return TableRuns(rows, starts, ends, keys, values, stamps)
-
-
-def _changes(column: pa.ChunkedArray) -> pa.Array:
-    """changes[i]: row i+1's value differs from row i's (null equals null only)."""
-    rows = len(column)
-    after, before = column.slice(1), column.slice(0, rows - 1)
-    differs = pc.fill_null(pc.not_equal(after, before), pa.scalar(False))
-    if column.null_count:
-        differs = pc.or_(differs, pc.not_equal(pc.is_null(after), pc.is_null(before)))
-    return differs.combine_chunks() if isinstance(differs, pa.ChunkedArray) else differs
 
 
 Laid = tuple[str, TableRuns, list[Series], list[Hashable]]

@@ -34,7 +34,8 @@ import pyarrow.compute as pc
 from collectors.agent_names import GPU_METRICS, GPU_STATE, NVLINK_METRICS
 from collectors.mappings.engines import ENGINES
 from collectors.rack import GPUS_PER_TRAY
-from collectors.remote_write.request import Laid, RequestBuilder, RunsMemo, Series, TableRuns
+from collectors.remote_write.request import Laid, RequestBuilder, Series
+from collectors.remote_write.runs import RunsMemo, TableRuns
 from collectors.remote_write.wire import WriteRequest
 from storage.schemas import COUNTERS, Q4_SCALE
 
