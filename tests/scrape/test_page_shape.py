@@ -123,7 +123,7 @@ def test_a_line_skipped_by_prefix_is_read_when_it_no_longer_starts_so():
     def want(name: str) -> bool:
         return name != "skip_me"
 
-    page = "# TYPE keep gauge\nkeep 1\nskip_me{a=\"1\"} 5\nskip_me{a=\"2\"} 6\nkeep_too 2\n"
+    page = '# TYPE keep gauge\nkeep 1\nskip_me{a="1"} 5\nskip_me{a="2"} 6\nkeep_too 2\n'
     pages = [page, page, revalue(page, {3: "7"}), page.replace('skip_me{a="2"}', 'other{a="2"}'), page]
     results = same_as_line_loop(pages, want)
     assert [f[0] for f in results[2]] == ["keep", "keep_too"]
