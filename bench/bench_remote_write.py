@@ -11,7 +11,10 @@ Four figures (targets from issue 15), all against a real VictoriaMetrics 1.79 on
    process) CPU per 1 Hz tick in its steady state (after 40 s), with and without --remote-write
    (target <= 60 ms with it).
 
-    .venv/bin/python bench/bench_remote_write.py [--backlog 300] [--collect 60]
+    .venv/bin/python bench/bench_remote_write.py [--backlog 300] [--collect 60] [--beside BASE_WORKTREE]
+
+5. with --beside: this checkout's `collect` (scrape + store) and another checkout's at the same time
+   against one simulator, each process's CPU over the same window (before/after on a shared machine).
 
 The machine is shared: the 1-minute load average is printed with every figure.
 """
@@ -205,10 +208,62 @@ def collector_cpu(work: Path, seconds: int, warmup_s: int = 40) -> None:
         sim.wait(30)
 
 
+def collect_beside(work: Path, seconds: int, other: Path, warmup_s: int = 40) -> None:
+    """`monitor collect --config` (scrape + store) of this checkout and of `other` (a second worktree, e.g.
+    the base commit) at the same time against one simulator: the same machine state for both, so their CPU
+    per tick compares even on a shared machine where runs one after the other do not."""
+    config = work / "rack.toml"
+    sim = subprocess.Popen(
+        [*MONITOR, "sim", "--write-config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not config.exists():
+            if time.monotonic() > deadline or sim.poll() is not None:
+                raise SystemExit("monitor sim did not write its config")
+            time.sleep(0.2)
+        time.sleep(2)
+        procs = {}
+        for n, root in enumerate((ROOT, other)):
+            argv = [*MONITOR, "collect", "--config", str(config), "--store", str(work / f"beside-{n}")]
+            procs[root] = subprocess.Popen(
+                [*argv, "--duration", f"{warmup_s + seconds + 5}s"],
+                cwd=root,
+                env={**os.environ, "PYTHONPATH": str(root)},
+                stderr=subprocess.DEVNULL,
+            )
+        time.sleep(warmup_s)
+        cpu0, wall0, load0 = {r: process_cpu_s(p.pid) for r, p in procs.items()}, time.monotonic(), load()
+        time.sleep(seconds)
+        cpu1, wall1 = {r: process_cpu_s(p.pid) for r, p in procs.items()}, time.monotonic()
+        for root, proc in procs.items():
+            proc.wait(60)
+            commit = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+            ).stdout.strip()
+            print(
+                f"5. collect --config, scrape + store, {root} ({commit}), side by side: "
+                f"{(cpu1[root] - cpu0[root]) / (wall1 - wall0) * 1000:.1f} ms CPU per 1 Hz tick over "
+                f"{wall1 - wall0:.0f} s after {warmup_s} s ({load0} .. {load()})"
+            )
+    finally:
+        os.killpg(sim.pid, signal.SIGTERM)
+        sim.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backlog", type=int, default=300, help="seconds of backlog to drain (0: skip 1-3)")
     parser.add_argument("--collect", type=int, default=60, help="seconds of each collect run (0: skip)")
+    parser.add_argument(
+        "--beside",
+        type=Path,
+        help="another checkout (e.g. a worktree of the base commit): run its collect beside this one's (5.)",
+    )
     args = parser.parse_args()
     if shutil.which("victoria-metrics") is None:
         raise SystemExit("victoria-metrics is not installed (apt-get install victoria-metrics)")
@@ -218,6 +273,8 @@ def main() -> None:
             live_and_backlog(work, args.backlog)
         if args.collect:
             collector_cpu(work, args.collect)
+        if args.beside is not None:
+            collect_beside(work, args.collect or 60, args.beside.resolve())
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

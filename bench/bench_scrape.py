@@ -4,12 +4,14 @@ The simulated rack and its 90 HTTP servers run in a child process, so the figure
 side's alone: CPU seconds of this process per tick (HTTP client on the source's loop thread, gzip
 decoding, parsing and mapping in the polling thread) and the wall time of poll(). Target: <= 60 ms of
 CPU per tick on one core. Run: .venv/bin/python bench/bench_scrape.py [--ticks N] [--engine vllm]
+The machine may be shared: the load average is printed with the figures (compare CPU, not wall time).
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
@@ -44,6 +46,7 @@ def main() -> None:
     parser.add_argument("--engine", default="vllm", choices=("vllm", "sglang", "trtllm"))
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between ticks")
     args = parser.parse_args()
+    print("load average (1, 5, 15 min) at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     ours, theirs = mp.Pipe()
     child = mp.get_context("spawn").Process(target=serve, args=(theirs, args.engine), daemon=True)
     child.start()
@@ -71,6 +74,7 @@ def main() -> None:
         ours.send("stop")
         child.join(timeout=10)
     cpu.sort()
+    print("load average (1, 5, 15 min) at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(
         f"endpoints: {len(config.trays)} tray agents + {len(config.servers)} {args.engine} servers;"
         f" rows {rows}"

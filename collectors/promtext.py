@@ -126,7 +126,7 @@ class ExpositionParser:
         by_sample: dict[str, Family] = {}
         # Lines by the path they took, for the page's shape: fast-path samples, and filtered lines.
         fast: list[tuple[int, Family]] = []
-        prefixed: list[int] = []
+        prefixed: list[tuple[int, tuple[str, ...]]] = []
         named: list[int] = []
         heads = self._heads
         declarations = self._declarations
@@ -136,7 +136,7 @@ class ExpositionParser:
         numbered = enumerate(lines, 1) if give_up is None else lines_until(lines, give_up)
         for lineno, raw in numbered:
             if raw.startswith(skip_prefixes):
-                prefixed.append(lineno - 1)
+                prefixed.append((lineno - 1, skip_prefixes))
                 continue
             # Fast path, most lines of a page: `name{labels} value` with a head parsed on an earlier
             # line, read off the raw line. A cached head starts with its name and was checked whole,

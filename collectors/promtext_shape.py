@@ -40,7 +40,8 @@ class PageShape:
         lines: the page split at `\\n`, as parsed.
         samples: (line index, family) of each sample read by the cached-head fast path, in order
             (all the page's samples: see `fits`).
-        prefix_skipped: line indexes skipped by a filtered name's prefix (their value is never read).
+        prefix_skipped: (line index, the prefixes that skipped it) of each line skipped by a filtered
+            name's prefix (the rest of such a line is never read).
         name_skipped: line indexes skipped after their name was read (kept cautious: a next page
             with a `{` in such a value goes to the line loop).
         families: what the page parsed to.
@@ -51,7 +52,7 @@ class PageShape:
         self,
         lines: list[str],
         samples: list[tuple[int, Family]],
-        prefix_skipped: list[int],
+        prefix_skipped: list[tuple[int, tuple[str, ...]]],
         name_skipped: list[int],
         families: dict[str, Family],
         want: object,
@@ -61,15 +62,19 @@ class PageShape:
         self.count = len(lines)
         self.kept: dict[str, list[int]] = {}
         """Per family with repeated series: the positions of the samples kept (promtext.drop_duplicates)."""
-        variable = sorted([i for i, _ in samples] + prefix_skipped + name_skipped)
-        position = {line: k for k, line in enumerate(variable)}
-        fixed = sorted(set(range(len(lines))) - set(variable))
+        prefixed = [i for i, _ in prefix_skipped]
+        fixed = sorted(set(range(len(lines))) - {i for i, _ in samples} - set(prefixed) - set(name_skipped))
         self._fixed = _picker(fixed)
         self._fixed_lines = self._fixed(lines)
-        self._variable = _picker(variable)
-        self._heads = [line.rpartition(" ")[0] for line in self._variable(lines)]
-        self._sample_tokens = _picker([position[i] for i, _ in samples])
-        self._brace_free = _picker([position[i] for i in name_skipped])
+        # Sample lines and name-skipped lines are checked up to their last blank (their value token
+        # apart); a prefix-skipped line only for the prefixes that skipped it: the line loop, in the
+        # same state at that line, skips whatever follows them unread.
+        self._sample_lines = _picker([i for i, _ in samples])
+        self._sample_heads = [line.rpartition(" ")[0] for line in self._sample_lines(lines)]
+        self._named_lines = _picker(name_skipped)
+        self._named_heads = [line.rpartition(" ")[0] for line in self._named_lines(lines)]
+        self._prefixed_lines = _picker(prefixed)
+        self._prefixes = [prefixes for _, prefixes in prefix_skipped]
         # Per family: its samples' (name, labels) and their places among the page's sample values.
         order = {id(family): n for n, family in enumerate(families.values())}
         places: list[list[int]] = [[] for _ in families]
@@ -90,13 +95,15 @@ class PageShape:
         """The families of a page that fits the shape (new Family objects), or None if it does not."""
         if len(lines) != self.count or self._fixed(lines) != self._fixed_lines:
             return None
-        split = list(map(str.rpartition, self._variable(lines), repeat(" ")))
-        if list(map(_head, split)) != self._heads:
+        if not all(map(str.startswith, self._prefixed_lines(lines), self._prefixes)):
             return None
-        tokens = list(map(_token, split))
-        if "{" in "".join(self._brace_free(tokens)):
+        named = list(map(str.rpartition, self._named_lines(lines), repeat(" ")))
+        if list(map(_head, named)) != self._named_heads or "{" in "".join(map(_token, named)):
             return None
-        texts = self._sample_tokens(tokens)
+        split = list(map(str.rpartition, self._sample_lines(lines), repeat(" ")))
+        if list(map(_head, split)) != self._sample_heads:
+            return None
+        texts = list(map(_token, split))
         # The values must be what the line loop's fast path accepts (see ExpositionParser.parse):
         # printable ASCII without `_`, finite or an Inf/NaN spelled as Go's ParseFloat spells it.
         joined = "".join(texts)

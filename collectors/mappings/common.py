@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import pyarrow as pa
 
 from collectors.agent_names import DCGM_BLANK_MIN
-from collectors.promtext import Family, Labels
+from collectors.promtext import Family, Labels, Sample
 from collectors.series_counters import SeriesCounters
 from storage.frame import batch_from_columns
 from storage.schemas import TABLES
@@ -108,21 +110,10 @@ def histogram_totals(
         ([(le, running count)] ascending with +Inf last, running sum or None); ([], None) without
         a +Inf bucket.
     """
-    bucket_labels: list[Labels] = []
-    bucket_counts: list[float] = []
-    sum_labels: list[Labels] = []
-    sums: list[float] = []
-    for name, labels, value, _ in family.samples:
-        if keep is not None and not keep(labels):
-            continue
-        if name.endswith("_bucket"):
-            if not _has_bound(labels):
-                continue  # no numeric `le`: the parser passes it as Prometheus does; PromQL skips it
-            bucket_labels.append(labels)
-            bucket_counts.append(value)
-        elif name.endswith("_sum"):
-            sum_labels.append(labels)
-            sums.append(value)
+    plan = _plan(family.samples, series, column, keep)
+    values = list(map(_value_of, family.samples))
+    bucket_labels, bucket_counts = plan.bucket_labels, plan.buckets(values)
+    sum_labels, sums = plan.sum_labels, plan.sums(values)
     groups = series.fold_by(column + "_bucket", bucket_labels, bucket_counts, _le)
     everywhere = next((size for le, _, size in groups if le == INF), 0)
     if not everywhere:
@@ -132,6 +123,65 @@ def histogram_totals(
         return kept, None
     ((_, total_sum, _),) = series.fold_by(column + "_sum", sum_labels, sums, _same)
     return kept, total_sum * scale
+
+
+_name_of = itemgetter(0)
+_labels_of = itemgetter(1)
+_value_of = itemgetter(2)
+
+
+class _HistogramPlan:
+    """Which samples of a histogram family are buckets (with a numeric `le`) and which are sums.
+
+    That depends on the samples' names and label sets only, so it is kept per endpoint and column
+    while a page has the very same ones (a page re-read from its shape hands back the same objects:
+    collectors.promtext_shape), and the per-sample checks run once per change of the page's series.
+    """
+
+    def __init__(self, names: list[str], labels: list[Labels], keep: Callable[[Labels], bool] | None) -> None:
+        self.names, self.labels, self.keep = names, labels, keep
+        buckets: list[int] = []
+        sums: list[int] = []
+        for i, (name, label_set) in enumerate(zip(names, labels, strict=True)):
+            if keep is not None and not keep(label_set):
+                continue
+            if name.endswith("_bucket"):
+                if _has_bound(label_set):  # else: no numeric `le`, passed by the parser; PromQL skips it
+                    buckets.append(i)
+            elif name.endswith("_sum"):
+                sums.append(i)
+        self.bucket_labels = tuple(labels[i] for i in buckets)
+        self.sum_labels = tuple(labels[i] for i in sums)
+        self.buckets = _picker(buckets)
+        self.sums = _picker(sums)
+
+
+_PLANS: WeakKeyDictionary[SeriesCounters, dict[str, _HistogramPlan]] = WeakKeyDictionary()
+"""Each endpoint's (its counter state's) histogram plans, by column."""
+
+
+def _plan(
+    samples: Sequence[Sample], series: SeriesCounters, column: str, keep: Callable[[Labels], bool] | None
+) -> _HistogramPlan:
+    """The family's plan: last page's while its samples' names and label sets are the same objects."""
+    names, labels = list(map(_name_of, samples)), list(map(_labels_of, samples))
+    plans = _PLANS.setdefault(series, {})
+    plan = plans.get(column)
+    # Lists compare item by item, identity first: the same objects cost a pointer compare each.
+    if plan is None or plan.keep != keep or plan.names != names or plan.labels != labels:
+        plan = plans[column] = _HistogramPlan(names, labels, keep)
+    return plan
+
+
+def _picker(indices: Sequence[int]) -> Callable[[Sequence[float]], list[float]]:
+    """The items at `indices`, as a list."""
+    if not indices:
+        return lambda seq: []
+    if len(indices) == 1:
+        index = indices[0]
+        return lambda seq: [seq[index]]
+    pick = itemgetter(*indices)
+    return lambda seq: list(pick(seq))
 
 
 def _has_bound(labels: Labels) -> bool:

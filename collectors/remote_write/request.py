@@ -4,10 +4,11 @@ A request holds one TimeSeries per (entity, column) with that entity's samples o
 costs that grow with the samples are kept out of Python loops where a library can do them:
 
 - runs of rows of one entity are found by Arrow comparisons of the key columns (rows come sorted by
-  entity, then time: series.ORDER_BY);
+  entity, then time: series.ORDER_BY; collectors.remote_write.runs), and kept while a table's key
+  columns are equal to last time's;
 - each sample's value and timestamp are gathered into two flat lists, series by series, by one Arrow
-  `take` (a table's value columns laid end to end, indexed by column * rows + row); a null cell is
-  no sample;
+  `take` per table (its value columns laid end to end, indexed by column * rows + row); a null cell is
+  no sample, and the null cells are counted per series again only when they moved;
 - the request is kept between calls in parts (RequestBuilder: a tray's GPUs and links, a server's
   histograms): while a part's shape (its series and how many samples each has) is the same as last
   time, as it is for a collector sending every `interval` seconds, only its samples' two fields are set
@@ -19,70 +20,18 @@ costs that grow with the samples are kept out of Python loops where a library ca
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from collectors.remote_write.runs import TableRuns
 from collectors.remote_write.wire import WriteRequest
-from storage.schemas import TS
 
 Series = list[tuple[bytes, int]]
 """An entity's series: (label template, value column) pairs; the same list object while unchanged."""
-
-
-@dataclass
-class TableRuns:
-    """One table's rows as runs of one entity each, and its value columns end to end.
-
-    Attributes:
-        rows: the table's row count.
-        starts / ends: [start, end) rows of each run.
-        keys: each run's key columns' values (from its first row).
-        values: every value column as float64, one after the other (column i's row r at i * rows + r);
-            a null cell is no sample.
-        stamps: the row times (epoch ms), repeated once per value column like `values`.
-    """
-
-    rows: int
-    starts: list[int]
-    ends: list[int]
-    keys: list[tuple[Any, ...]]
-    values: pa.Array
-    stamps: pa.Array
-
-
-def table_runs(
-    table: pa.Table, key_columns: Sequence[str], value_columns: Sequence[pa.ChunkedArray]
-) -> TableRuns:
-    """Split `table` (sorted by its key columns, then ts) into runs; lay its value columns end to end."""
-    rows = table.num_rows
-    starts = [0] if rows else []
-    if rows > 1:
-        changed = functools.reduce(pc.or_, [_changes(table.column(c)) for c in key_columns])
-        starts += [i + 1 for i in pc.indices_nonzero(changed).to_pylist()]
-    ends = [*starts[1:], rows] if rows else []
-    at = pa.array(starts, pa.int64())
-    keys = list(zip(*(table.column(c).take(at).to_pylist() for c in key_columns), strict=True))
-    # a double is what the wire carries (an integer counter past 2**53 would round, as protobuf would)
-    chunks = [chunk for c in value_columns for chunk in c.cast(pa.float64(), safe=False).chunks]
-    values = pa.concat_arrays(chunks) if chunks else pa.array([], pa.float64())
-    stamps = table.column("ts").cast(TS).cast(pa.int64()).combine_chunks()
-    stamps = pa.concat_arrays([stamps] * len(value_columns)) if value_columns else stamps
-    return TableRuns(rows, starts, ends, keys, values, stamps)
-
-
-def _changes(column: pa.ChunkedArray) -> pa.Array:
-    """changes[i]: row i+1's value differs from row i's (null equals null only)."""
-    rows = len(column)
-    after, before = column.slice(1), column.slice(0, rows - 1)
-    differs = pc.fill_null(pc.not_equal(after, before), pa.scalar(False))
-    if column.null_count:
-        differs = pc.or_(differs, pc.not_equal(pc.is_null(after), pc.is_null(before)))
-    return differs.combine_chunks() if isinstance(differs, pa.ChunkedArray) else differs
 
 
 Laid = tuple[str, TableRuns, list[Series], list[Hashable]]
@@ -98,6 +47,8 @@ class _Part:
         templates / lengths: each series' label template and row count.
         column / row / series_of: per cell in request order, its value column, its row counted from
             the part's first row, and its series (the table's cell is column * rows + first + row).
+        index_for / index: (table rows, the part's first row) and the cells' places in the table's
+            values for them.
         built_for: (series, which series have samples) that `request` was built for.
         request: the part's WriteRequest: the series with samples, in order.
         counts / samples: per series in `request`, its sample count and its Sample objects.
@@ -110,6 +61,8 @@ class _Part:
     column: pa.Array
     row: pa.Array
     series_of: pa.Array
+    index_for: tuple[int, int] | None = None
+    index: pa.Array | None = None
     built_for: tuple[list[Series], list[bool]] | None = None
     request: Any = None
     counts: list[int] = field(default_factory=list)
@@ -173,18 +126,22 @@ class RequestBuilder:
         """Samples in the last body built."""
         self.rebuilt = 0
         """Parts rebuilt (new shape) by the last `build`: the costly path, for tests and benchmarks."""
+        self._layouts: dict[
+            str, tuple[tuple[object, ...], list[tuple[Hashable, int, list[Series], list[int]]]]
+        ] = {}
+        """Per table: what its layout was made of and the layout (see _layout)."""
+        self._tables: dict[str, _TableFill] = {}
 
     def build(self, tables: list[Laid]) -> bytes:
         """The serialized WriteRequest with every sample of `tables`, in order."""
         bodies: list[bytes] = []
         parts: dict[tuple[str, Hashable], _Part] = {}
         self.samples = self.rebuilt = 0
+        placed: list[tuple[_Part, int, list[Series]]] = []
         for name, runs, series, part_keys in tables:
-            for key, lo, hi in _groups(part_keys):
+            for key, lo, mine, run_lengths in self._layout(name, runs, series, part_keys):
                 name_key = (name, key) if (name, key) not in parts else (name, key, lo)
                 part = self._parts.get(name_key)
-                mine = series[lo:hi]
-                run_lengths = [b - a for a, b in zip(runs.starts[lo:hi], runs.ends[lo:hi], strict=True)]
                 if part is None or part.cells_for != (mine, run_lengths):
                     fresh = _cells(mine, run_lengths)
                     if part is not None:  # the same Sample objects may serve the new cells
@@ -192,26 +149,86 @@ class RequestBuilder:
                         fresh.counts, fresh.samples, fresh.slots = part.counts, part.samples, part.slots
                     part = fresh
                 parts[name_key] = part
-                bodies.append(self._fill(part, runs, runs.starts[lo], mine))
+                placed.append((part, runs.starts[lo], mine))
+            bodies += self._fill_table(name, runs, placed)
+            placed = []
         self._parts = parts
         return b"".join(bodies)
 
-    def _fill(self, part: _Part, runs: TableRuns, first: int, series: list[Series]) -> bytes:
-        # Arrow scalars, not Python ints: pyarrow tries `import numpy` to convert a Python scalar
-        # (and numpy is not a dependency: a failed import is looked up again each time).
-        rows, start = pa.scalar(runs.rows, pa.int64()), pa.scalar(first, pa.int64())
-        index = pc.add(pc.multiply(part.column, rows), pc.add(part.row, start))
-        cells = runs.values.take(index)
-        times = runs.stamps.take(index)
-        counts = list(part.lengths)
-        if cells.null_count:  # a null cell is no sample
-            missing = pc.value_counts(part.series_of.filter(cells.is_null()))
-            for one, n in zip(
-                missing.field("values").to_pylist(), missing.field("counts").to_pylist(), strict=True
-            ):
-                counts[one] -= n
-            valid = cells.is_valid()
+    def _layout(
+        self, name: str, runs: TableRuns, series: list[Series], part_keys: list[Hashable]
+    ) -> list[tuple[Hashable, int, list[Series], list[int]]]:
+        """A table's parts: (part key, first run, the runs' series, the runs' lengths) of each.
+
+        The same list objects as last time while the table's runs, series and part keys are the very
+        objects they were (series.RunsMemo, SeriesEncoder._memo): `cells_for` then compares by identity.
+        """
+        made_of = (runs.starts, series, part_keys)
+        held = self._layouts.get(name)
+        if held is not None and all(a is b for a, b in zip(held[0], made_of, strict=True)):
+            return held[1]
+        layout = [
+            (
+                key,
+                lo,
+                series[lo:hi],
+                [b - a for a, b in zip(runs.starts[lo:hi], runs.ends[lo:hi], strict=True)],
+            )
+            for key, lo, hi in _groups(part_keys)
+        ]
+        self._layouts[name] = (made_of, layout)
+        return layout
+
+    def _fill_table(
+        self, name: str, runs: TableRuns, placed: list[tuple[_Part, int, list[Series]]]
+    ) -> list[bytes]:
+        """Set the samples of a table's parts (part, its first row, its series) and serialize each.
+
+        The table's cells are gathered by one `take` over all its parts' places, and the null cells
+        (no sample) are counted per series only when the table's nulls moved since last time.
+        """
+        indexes = [self._index(part, runs.rows, first) for part, first, _ in placed]
+        held = self._tables.get(name)
+        if (
+            held is None
+            or len(held.indexes) != len(indexes)
+            or any(a is not b for a, b in zip(held.indexes, indexes, strict=True))
+        ):
+            joined = pa.concat_arrays(indexes) if indexes else pa.array([], pa.int64())
+            held = self._tables[name] = _TableFill(indexes, joined)
+        cells, times = runs.values.take(held.index), runs.stamps.take(held.index)
+        valid = cells.is_valid() if cells.null_count else None
+        if held.counts is None or not _same_mask(held.valid, valid):
+            held.valid, held.counts = valid, _counts(placed, valid)
+        if valid is not None:
             cells, times = cells.filter(valid), times.filter(valid)
+        values, stamps = cells.to_pylist(), times.to_pylist()
+        bodies = []
+        offset = 0
+        for (part, _, series), counts in zip(placed, held.counts, strict=True):
+            n = sum(counts)
+            bodies.append(
+                self._fill(part, series, counts, values[offset : offset + n], stamps[offset : offset + n])
+            )
+            offset += n
+        return bodies
+
+    @staticmethod
+    def _index(part: _Part, rows: int, first: int) -> pa.Array:
+        """The part's cells' places in the table's values (column * rows + first + row), kept while the
+        table's row count and the part's first row are the same."""
+        if part.index is None or part.index_for != (rows, first):
+            # Arrow scalars, not Python ints: pyarrow tries `import numpy` to convert a Python scalar
+            # (and numpy is not a dependency: a failed import is looked up again each time).
+            at_rows, start = pa.scalar(rows, pa.int64()), pa.scalar(first, pa.int64())
+            part.index = pc.add(pc.multiply(part.column, at_rows), pc.add(part.row, start))
+            part.index_for = (rows, first)
+        return part.index
+
+    def _fill(
+        self, part: _Part, series: list[Series], counts: list[int], values: list[Any], stamps: list[Any]
+    ) -> bytes:
+        """Set a part's samples (`counts`: each series' samples, 0 for one without) and serialize it."""
         present = [n > 0 for n in counts]
         kept = [n for n in counts if n]
         if part.built_for is None or part.built_for[0] != series or part.built_for[1] != present:
@@ -220,12 +237,53 @@ class RequestBuilder:
             self.rebuilt += 1
         elif part.counts != kept:
             _recount(part, kept)
-        values, stamps = cells.to_pylist(), times.to_pylist()
         for slot, value, stamp in zip(part.slots, values, stamps, strict=True):
             slot.value = value
             slot.timestamp = stamp
         self.samples += len(values)
         return part.request.SerializeToString()
+
+
+@dataclass
+class _TableFill:
+    """One table's parts' places joined (for one `take`), and its null cells' count per series.
+
+    Attributes:
+        indexes: the parts' index arrays it was joined from (the very objects).
+        index: them end to end.
+        valid: the validity of the cells the counts are for (None: no null cell).
+        counts: per part, each series' sample count (its cells less its null ones).
+    """
+
+    indexes: list[pa.Array]
+    index: pa.Array
+    valid: pa.Array | None = None
+    counts: list[list[int]] | None = None
+
+
+def _same_mask(held: pa.Array | None, valid: pa.Array | None) -> bool:
+    if held is None or valid is None:
+        return held is None and valid is None
+    return held.equals(valid)
+
+
+def _counts(placed: list[tuple[_Part, int, list[Series]]], valid: pa.Array | None) -> list[list[int]]:
+    """Each part's series' sample counts: their cells less their null cells (`valid`: None if none)."""
+    counts = []
+    offset = 0
+    for part, _, _ in placed:
+        mine = list(part.lengths)
+        cells = len(part.series_of)
+        if valid is not None:
+            null = pc.invert(valid.slice(offset, cells))
+            missing = pc.value_counts(part.series_of.filter(null))
+            for one, n in zip(
+                missing.field("values").to_pylist(), missing.field("counts").to_pylist(), strict=True
+            ):
+                mine[one] -= n
+        counts.append(mine)
+        offset += cells
+    return counts
 
 
 def _rebuild(part: _Part, present: list[bool], counts: list[int]) -> None:

@@ -34,7 +34,8 @@ import pyarrow.compute as pc
 from collectors.agent_names import GPU_METRICS, GPU_STATE, NVLINK_METRICS
 from collectors.mappings.engines import ENGINES
 from collectors.rack import GPUS_PER_TRAY
-from collectors.remote_write.request import Laid, RequestBuilder, Series, TableRuns, table_runs
+from collectors.remote_write.request import Laid, RequestBuilder, Series
+from collectors.remote_write.runs import RunsMemo, TableRuns
 from collectors.remote_write.wire import WriteRequest
 from storage.schemas import COUNTERS, Q4_SCALE
 
@@ -116,6 +117,9 @@ class SeriesEncoder:
         self.models: dict[str, str] = {}
         self._entities: dict[tuple[Any, ...], Series] = {}
         self._builder = RequestBuilder()
+        self._runs = RunsMemo()
+        self._part_keys: dict[str, tuple[list[tuple[Any, ...]], list[Hashable]]] = {}
+        """Per table: its last runs' keys and their part keys (the same list while the keys are)."""
         self._held: dict[str, tuple[list[tuple[Any, ...]], Any, list[Series]]] = {}
 
     def encode(self, tables: Mapping[str, pa.Table]) -> tuple[bytes, int]:
@@ -134,7 +138,10 @@ class SeriesEncoder:
         ):
             if name in tables:
                 runs, series = lay(tables[name])
-                laid.append((name, runs, series, [_part_of(name, key) for key in runs.keys]))
+                held = self._part_keys.get(name)
+                if held is None or held[0] is not runs.keys:
+                    held = self._part_keys[name] = (runs.keys, [_part_of(name, key) for key in runs.keys])
+                laid.append((name, runs, series, held[1]))
         body = self._builder.build(laid)
         return body, self._builder.samples
 
@@ -173,7 +180,7 @@ class SeriesEncoder:
         """A GPU's series carry its UUID: the last one its rows name (a stand-in row of a GPU whose tray
         missed the tick may have none)."""
         specs = [(GPU_STATE, "state", 1.0), *((m.name, m.column, float(m.scale)) for m in GPU_METRICS)]
-        runs = table_runs(table, ("gpu",), [_scaled(table, c, s) for _, c, s in specs])
+        runs = self._runs.runs("gpu", table, ("gpu",), [_scaled(table, c, s) for _, c, s in specs])
         uuids, trays = table.column("uuid").to_pylist(), table.column("tray").to_pylist()
         series = []
         for (g,), start, end in zip(runs.keys, runs.starts, runs.ends, strict=True):
@@ -196,8 +203,11 @@ class SeriesEncoder:
     def _nvlink(
         self, table: pa.Table, gpus: dict[int, tuple[int, str | None]]
     ) -> tuple[TableRuns, list[Series]]:
-        runs = table_runs(
-            table, ("gpu", "link"), [_scaled(table, m.column, float(m.scale)) for m in NVLINK_METRICS]
+        runs = self._runs.runs(
+            "nvlink",
+            table,
+            ("gpu", "link"),
+            [_scaled(table, m.column, float(m.scale)) for m in NVLINK_METRICS],
         )
         return runs, self._memo("nvlink", runs.keys, dict(gpus), lambda: self._nvlink_series(runs.keys, gpus))
 
@@ -246,7 +256,7 @@ class SeriesEncoder:
     def _serving(self, table: pa.Table) -> tuple[TableRuns, list[Series]]:
         names = ("state", "dup_samples", *_SERVING_COLUMNS)
         columns = [_scaled(table, c, 1.0 / Q4_SCALE if c == "kv_cache_q4" else 1.0) for c in names]
-        runs = table_runs(table, ("endpoint",), columns)
+        runs = self._runs.runs("serving", table, ("endpoint",), columns)
         endpoints = table.column("endpoint").to_pylist()
         engines, models = table.column("engine").to_pylist(), table.column("model").to_pylist()
         for e, engine, model in zip(endpoints, engines, models, strict=True):
@@ -265,7 +275,12 @@ class SeriesEncoder:
         return runs, series
 
     def _hist(self, table: pa.Table) -> tuple[TableRuns, list[Series]]:
-        runs = table_runs(table, ("endpoint", "metric", "le"), [table.column("count"), table.column("sum_s")])
+        runs = self._runs.runs(
+            "serving_hist",
+            table,
+            ("endpoint", "metric", "le"),
+            [table.column("count"), table.column("sum_s")],
+        )
         context = (dict(self.engines), dict(self.models))
         return runs, self._memo("serving_hist", runs.keys, context, lambda: self._hist_series(runs.keys))
 
@@ -295,7 +310,7 @@ class SeriesEncoder:
 
     def _host(self, table: pa.Table) -> tuple[TableRuns, list[Series]]:
         names = [c for c in table.column_names if c not in ("ts", "host")]
-        runs = table_runs(table, ("host",), [table.column(c) for c in names])
+        runs = self._runs.runs("host", table, ("host",), [table.column(c) for c in names])
         series = []
         for (host,) in runs.keys:
 

@@ -141,3 +141,73 @@ def test_one_encoder_follows_ticks_that_endpoints_missed(tmp_path) -> None:
             if c not in ("ts", "gpu", "uuid", "tray", "link")
         )
         assert samples == cells == sum(len(v) for v in got.values())
+
+
+def _power_and_links(body: bytes) -> tuple[dict[tuple[str, str], list], dict[tuple[str, str, str], list]]:
+    """(tray, gpu) -> power samples, (tray, gpu, link) -> tx samples of one request body."""
+    power: dict[tuple[str, str], list] = {}
+    tx: dict[tuple[str, str, str], list] = {}
+    for series in WriteRequest.FromString(body).timeseries:
+        labels = {label.name: label.value for label in series.labels}
+        samples = [(s.timestamp, s.value) for s in series.samples]
+        if labels["__name__"] == "DCGM_FI_DEV_POWER_USAGE":
+            power[(labels["tray"], labels["gpu"])] = samples
+        elif labels["__name__"] == "rackmon_nvlink_data_tx_bytes_total":
+            tx[(labels["tray"], labels["gpu"], labels["link"])] = samples
+    return power, tx
+
+
+def _ms(ts) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+def test_a_table_with_other_keys_or_other_null_cells_is_not_laid_out_as_the_last_one(tmp_path) -> None:
+    """The encoder reuses a table's runs while its key columns are equal, and its null-cell counts while
+    its nulls are where they were: the same row count with other keys (a GPU renumbered), or as many
+    nulls in other cells (GPU 21's power null instead of GPU 20's), must each be encoded afresh."""
+    root = tmp_path / "store"
+    backfill(root, 4, end_s=int(time.time()) - 2, seed=9)
+    with StoreReader(root) as reader:
+        full = {t: reader.sql(f"SELECT * FROM {t} ORDER BY {ORDER_BY[t]}") for t in ("gpu", "nvlink")}
+
+    def renumbered(table: pa.Table) -> pa.Table:
+        """GPU 9's rows as those of GPU 77 in tray 20 (off the rack's 72): the same rows and count, other
+        keys (sorted again)."""
+        nine = pc.equal(table.column("gpu"), 9)
+        gpu = pc.if_else(nine, pa.scalar(77, pa.int16()), table.column("gpu"))
+        out = table.set_column(table.schema.get_field_index("gpu"), "gpu", gpu)
+        if "tray" in out.column_names:
+            tray = pc.if_else(nine, pa.scalar(20, out.schema.field("tray").type), out.column("tray"))
+            out = out.set_column(out.schema.get_field_index("tray"), "tray", tray)
+        keys = [("gpu", "ascending"), *([("link", "ascending")] if "link" in out.column_names else [])]
+        return out.sort_by([*keys, ("ts", "ascending")])
+
+    def power_null_for(g: int) -> dict[str, pa.Table]:
+        table = full["gpu"]
+        power = [
+            None if gpu == g else p
+            for p, gpu in zip(
+                table.column("power_mw").to_pylist(), table.column("gpu").to_pylist(), strict=True
+            )
+        ]
+        column = pa.array(power, pa.int32())
+        return dict(full, gpu=table.set_column(table.schema.get_field_index("power_mw"), "power_mw", column))
+
+    moved = {t: renumbered(table) for t, table in full.items()}
+    encoder = SeriesEncoder("r9")
+    for tables in (full, moved, full, power_null_for(20), power_null_for(21), full):
+        power, tx = _power_and_links(encoder.encode(tables)[0])
+        rows = tables["gpu"].to_pylist()
+        for g, key in ((9, ("3", "1")), (20, ("6", "0")), (21, ("6", "1")), (77, ("20", "1"))):
+            want = [
+                (_ms(r["ts"]), r["power_mw"] / 1000)
+                for r in rows
+                if r["gpu"] == g and r["power_mw"] is not None
+            ]
+            assert power.get(key, []) == want, (g, key)
+        links = tables["nvlink"].to_pylist()
+        for g, key3 in ((9, ("3", "1", "5")), (77, ("20", "1", "5"))):
+            want = [
+                (_ms(r["ts"]), float(r["tx_kib"]) * 1024) for r in links if r["gpu"] == g and r["link"] == 5
+            ]
+            assert tx.get(key3, []) == want, (g, key3)

@@ -116,6 +116,20 @@ def test_filtered_lines_may_change_value_but_not_name():
     assert [f[0] for f in results[3]] == ["keep"]
 
 
+def test_a_line_skipped_by_prefix_is_read_when_it_no_longer_starts_so():
+    """A shape skips the lines a filtered name's prefix skipped without reading them; a line there that
+    now names another family is read (the line loop would read it)."""
+
+    def want(name: str) -> bool:
+        return name != "skip_me"
+
+    page = '# TYPE keep gauge\nkeep 1\nskip_me{a="1"} 5\nskip_me{a="2"} 6\nkeep_too 2\n'
+    pages = [page, page, revalue(page, {3: "7"}), page.replace('skip_me{a="2"}', 'other{a="2"}'), page]
+    results = same_as_line_loop(pages, want)
+    assert [f[0] for f in results[2]] == ["keep", "keep_too"]
+    assert [f[0] for f in results[3]] == ["keep", "other", "keep_too"]
+
+
 def test_each_parse_returns_new_families():
     parser = ExpositionParser()
     first = parser.parse(PAGE)
