@@ -14,11 +14,16 @@ load average (the machine may be shared: read the figures beside it). CPU is uti
 cstime from /proc/PID/stat: the compaction processes the recorder and the client start and wait for
 (storage.compaction_process) count as theirs.
 
+`--b-tree PATH` and/or `--b-env VAR=VALUE` add a second live client and recorder ("B") against the same
+sim, from another checkout (e.g. the base commit in a `git worktree`) and/or with extra environment: before
+and after side by side in one run, on the same machine state (compare these, not runs apart).
+
 `--views` instead measures, in this process and without the servers, what the live client's head and
 view builders cost per tick on the simulated rack's frames (fast frame path, 1 Hz): the head's Arrow
 bytes after 600 ticks and per old tick, and the CPU of one tick's rack + serving snapshot.
 
 Run: .venv/bin/python bench/bench_soak.py [--minutes 60] [--quick]   (--quick: 3 minutes)
+     .venv/bin/python bench/bench_soak.py --quick --no-agent --b-tree /tmp/base   (A: this tree, B: /tmp/base)
      .venv/bin/python bench/bench_soak.py --views
 """
 
@@ -44,7 +49,13 @@ MONITOR = [sys.executable, "-c", "from monitor.cli import main; main()"]
 COLUMNS, ROWS = 200, 50
 QUICK_MINUTES = 3.0
 TICK_S = os.sysconf("SC_CLK_TCK")
-LABELS = {"client": "live client", "recorder": "recorder", "agent": "agent"}
+LABELS = {
+    "client": "live client",
+    "recorder": "recorder",
+    "client_b": "B live client",
+    "recorder_b": "B recorder",
+    "agent": "agent",
+}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -63,12 +74,14 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def in_terminal(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], threading.Thread]:
+def in_terminal(
+    argv: list[str], env: dict[str, str], cwd: Path = ROOT
+) -> tuple[subprocess.Popen[bytes], threading.Thread]:
     """Start `argv` on a new pseudo-terminal of COLUMNS x ROWS; a thread reads (and drops) what it draws."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
     proc = subprocess.Popen(
-        argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, start_new_session=True
+        argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, start_new_session=True
     )
     os.close(slave)
 
@@ -121,6 +134,10 @@ def main() -> None:
     parser.add_argument("--sample-s", type=float, default=60.0, help="Seconds between samples.")
     parser.add_argument("--no-agent", action="store_true", help="Leave the agent out.")
     parser.add_argument("--views", action="store_true", help="Measure the head and view builders only.")
+    parser.add_argument("--b-tree", type=Path, help="Also run a client and recorder from this checkout.")
+    parser.add_argument(
+        "--b-env", action="append", default=[], help="VAR=VALUE for the B client and recorder (repeatable)."
+    )
     args = parser.parse_args()
     if args.views:
         views()
@@ -151,6 +168,18 @@ def main() -> None:
                 env=env,
                 cwd=ROOT,
             )
+            if args.b_tree or args.b_env:
+                b_root = (args.b_tree or ROOT).resolve()
+                b_env = {**env, "PYTHONPATH": str(b_root), **dict(kv.split("=", 1) for kv in args.b_env)}
+                b_client = [*MONITOR, "--config", str(config), "--store", str(work / "A_b")]
+                procs["client_b"], _ = in_terminal(b_client, b_env, cwd=b_root)
+                procs["recorder_b"] = subprocess.Popen(
+                    [*MONITOR, "collect", "--config", str(config), "--store", str(work / "B_b")],
+                    stdout=log,
+                    stderr=log,
+                    env=b_env,
+                    cwd=b_root,
+                )
             if not args.no_agent:
                 port = free_port()
                 agent_env = {**env, "SIM_NVML_HOST": "tray:1"}
@@ -186,7 +215,7 @@ def main() -> None:
 
 def sample(procs: dict[str, subprocess.Popen[bytes]], minutes: float, every_s: float) -> None:
     """Print a row every `every_s` seconds for `minutes`: RSS and CPU of each process but the sim."""
-    watched = [name for name in ("client", "recorder", "agent") if name in procs]
+    watched = [name for name in LABELS if name in procs]
     header = ["minute", *(f"{LABELS[n]} {what}" for n in watched for what in ("RSS MB", "CPU %")), "load1"]
     print("| " + " | ".join(header) + " |", flush=True)
     print("|" + "---|" * len(header), flush=True)
