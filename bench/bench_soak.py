@@ -269,12 +269,14 @@ def views(ticks: int = 600, timed: int = 100) -> None:
         serving.build(window, rack.build(window))
         if i >= ticks - timed:
             cpu += time.process_time() - began
-    oldest = head.frames()[0]
+    held_frames = head.frames()
     print(f"load1 {os.getloadavg()[0]:.2f}")
-    held = arrow_bytes(head.frames())
+    held = arrow_bytes(held_frames)
     print(f"head after {ticks} ticks: {held / 1e6:.1f} MB (whole frames: {whole / 1e6:.1f} MB)")
-    old, new = arrow_bytes([oldest]) / 1e3, arrow_bytes([frame]) / 1e3
-    print(f"one more tick of history (an old frame): {old:.1f} KB; a whole frame {new:.1f} KB")
+    # What the oldest frame adds to the head (buffers it shares with its neighbours are not its cost).
+    old = (held - arrow_bytes(held_frames[1:])) / 1e3
+    print(f"one more tick of history (the oldest frame's own bytes): {old:.1f} KB; a whole frame ", end="")
+    print(f"{arrow_bytes([frame]) / 1e3:.1f} KB")
     print(f"rack + serving snapshot, CPU per tick: {1000 * cpu / timed:.1f} ms (mean of {timed})")
 
 
