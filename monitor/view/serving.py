@@ -16,6 +16,7 @@ from typing import Any
 from collectors.serving_math import Point, bucket_increases, histogram_quantile, rate
 from monitor.view.lookback import freshest, interval_ms
 from monitor.view.model import CellState, RackSnapshot
+from monitor.view.serving_hist import HistLayouts
 from storage.frame import Frame
 from storage.increase import step
 from storage.schemas import Q4_SCALE, EndpointState
@@ -134,7 +135,7 @@ def _thin(summary: _FrameServing) -> _FrameServing:
     return _FrameServing(summary.ts_ms, rows, {}, thin=True)
 
 
-def _summarise(frame: Frame) -> _FrameServing:
+def _summarise(frame: Frame, layouts: HistLayouts) -> _FrameServing:
     serving = frame.batches.get("serving")
     rows: dict[str, dict[str, Any]] = {}
     if serving is not None and serving.num_rows:
@@ -143,11 +144,15 @@ def _summarise(frame: Frame) -> _FrameServing:
     hists: dict[tuple[str, str], dict[float, float]] = {}
     hist = frame.batches.get("serving_hist")
     if hist is not None and hist.num_rows:
-        cols = hist.select(["endpoint", "metric", "le", "count"]).to_pydict()
-        for endpoint, metric, le, count in zip(
-            cols["endpoint"], cols["metric"], cols["le"], cols["count"], strict=True
-        ):
-            hists.setdefault((endpoint, metric), {})[le] = count
+        counts = hist.column("count").to_pylist()
+        for key, bounds, take in layouts.of(hist):
+            hists[key] = dict(
+                zip(
+                    bounds,
+                    counts[take] if isinstance(take, slice) else [counts[i] for i in take],
+                    strict=True,
+                )
+            )
     return _FrameServing(frame.ts_ms, rows, hists)
 
 
@@ -175,6 +180,7 @@ class ServingBuilder:
         """Per pair of frames (ts, ts): each histogram's bucket increases between them (_increases)."""
         self._pair_totals: dict[tuple[int, int, str], float] = {}
         """Per pair of frames and counter: rack tokens/s between them (the sparklines, _history)."""
+        self._layouts = HistLayouts()
         self._bounds: dict[tuple[float, ...], tuple[float, ...]] = {}
         """Each distinct tuple of bucket bounds once: pairs that step the same buckets share one object."""
 
@@ -222,7 +228,7 @@ class ServingBuilder:
     def _summary(self, frame: Frame, *, whole: bool) -> _FrameServing:
         cached = self._cache.get(frame.ts_ms)
         if cached is None or (whole and cached.thin):  # new, or back in the window (a replay seek)
-            cached = _summarise(frame)
+            cached = _summarise(frame, self._layouts)
         return cached if whole else _thin(cached)
 
     def _instance(
