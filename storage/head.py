@@ -206,6 +206,8 @@ def share_columns(frame: Frame, previous: Mapping[str, pa.RecordBatch]) -> Frame
         ]
         shared = any(_same_buffers(a, b) for a, b in zip(arrays, before.columns, strict=True))
         batches[name] = pa.RecordBatch.from_arrays(arrays, schema=batch.schema) if shared else batch
+    if all(batches[name] is batch for name, batch in frame.batches.items()):
+        return frame  # nothing shared (the first frame, a new layout): the frame as it came
     return Frame(frame.ts_ms, batches)
 
 

@@ -251,6 +251,7 @@ class ServingBuilder:
             age = (summaries[-1].ts_ms - last_ok) / 1000 if last_ok is not None else None
         kv = row.get("kv_cache_q4")
         ttft = self._increases(ok, name, "ttft")  # one window's increases for both percentiles
+        prompt = _rate(ok, name, "prompt_tokens") if answered else None  # also the hit rate's denominator
         return InstanceView(
             endpoint=name,
             engine=row["engine"],
@@ -259,7 +260,7 @@ class ServingBuilder:
             state=state,
             age_s=age,
             tokens_per_s=_rate(ok, name, "generation_tokens") if answered else None,
-            prompt_per_s=_rate(ok, name, "prompt_tokens") if answered else None,
+            prompt_per_s=prompt,
             running=row.get("running"),
             waiting=row.get("waiting"),
             kv_cache=kv / Q4_SCALE if kv is not None else None,
@@ -267,7 +268,7 @@ class ServingBuilder:
             ttft_p99_s=_quantile(ttft, 0.99),
             itl_p50_s=_quantile(self._increases(ok, name, "itl"), 0.5),
             dup_samples=row.get("dup_samples"),
-            cache_hit=_hit_rate(ok, name) if answered else None,
+            cache_hit=_hit_rate(ok, name, prompt) if answered else None,
             queue_p50_s=_quantile(self._increases(ok, name, "queue"), 0.5),
         )
 
@@ -385,9 +386,9 @@ def _rate(ok: Sequence[_FrameServing], name: str, column: str) -> float | None:
     return rate(points)
 
 
-def _hit_rate(ok: Sequence[_FrameServing], name: str) -> float | None:
-    """Prompt tokens served from the prefix cache over all prompt tokens, both rates over the window."""
-    cached, prompt = _rate(ok, name, "cached_tokens"), _rate(ok, name, "prompt_tokens")
+def _hit_rate(ok: Sequence[_FrameServing], name: str, prompt: float | None) -> float | None:
+    """Prompt tokens served from the prefix cache over all prompt tokens (`prompt`/s), over the window."""
+    cached = _rate(ok, name, "cached_tokens")
     if cached is None or not prompt:
         return None
     return min(cached / prompt, 1.0)
