@@ -10,9 +10,11 @@ What runs (each its own process, as an operator would start them):
 
 Every --sample-s seconds (a minute by default) each process's RSS (/proc/PID/status VmRSS) and CPU share
 of one core since the last sample are printed as a table row (the issue's columns), with the 1-minute
-load average (the machine may be shared: read the figures beside it). CPU is utime + stime plus cutime +
-cstime from /proc/PID/stat: the compaction processes the recorder and the client start and wait for
-(storage.compaction_process) count as theirs.
+load average (the machine may be shared: read the figures beside it), and the share of the live client's
+GPU rows that were fresh (not STALE) in that minute: on a starved machine most pages miss their tick's
+deadline, the client parses only the rest, and its CPU share falls with the work it did. CPU is utime +
+stime plus cutime + cstime from /proc/PID/stat: the compaction processes the recorder and the client start
+and wait for (storage.compaction_process) count as theirs.
 
 `--b-tree PATH` and/or `--b-env VAR=VALUE` add a second live client and recorder ("B") against the same
 sim, from another checkout (e.g. the base commit in a `git worktree`) and/or with extra environment: before
@@ -199,7 +201,7 @@ def main() -> None:
                 )
                 url = f"http://127.0.0.1:{port}/metrics"
                 threading.Thread(target=scrape_forever, args=(url, stop), daemon=True).start()
-            sample(procs, minutes, args.sample_s)
+            sample(procs, minutes, args.sample_s, work / "A")
         finally:
             stop.set()
             for proc in reversed(list(procs.values())):
@@ -213,15 +215,18 @@ def main() -> None:
             log.close()
 
 
-def sample(procs: dict[str, subprocess.Popen[bytes]], minutes: float, every_s: float) -> None:
-    """Print a row every `every_s` seconds for `minutes`: RSS and CPU of each process but the sim."""
+def sample(procs: dict[str, subprocess.Popen[bytes]], minutes: float, every_s: float, store: Path) -> None:
+    """Print a row every `every_s` seconds for `minutes`: RSS and CPU of each process but the sim, and
+    the share of the live client's GPU rows (store A) that were fresh, not STALE, in the rows' span."""
     watched = [name for name in LABELS if name in procs]
-    header = ["minute", *(f"{LABELS[n]} {what}" for n in watched for what in ("RSS MB", "CPU %")), "load1"]
+    header = ["minute", *(f"{LABELS[n]} {what}" for n in watched for what in ("RSS MB", "CPU %"))]
+    header += ["client fresh %", "load1"]
     print("| " + " | ".join(header) + " |", flush=True)
     print("|" + "---|" * len(header), flush=True)
     began = time.monotonic()
     last = {n: (began, cpu_seconds(procs[n].pid)) for n in watched}
     end = began + minutes * 60
+    seen_ms = 0
     while time.monotonic() < end:
         time.sleep(max(0.0, min(every_s, end - time.monotonic())))
         now = time.monotonic()
@@ -234,8 +239,39 @@ def sample(procs: dict[str, subprocess.Popen[bytes]], minutes: float, every_s: f
             then, before = last[name]
             cells += [f"{rss_mb(proc.pid):.0f}", f"{100 * (used - before) / (now - then):.1f}"]
             last[name] = (now, used)
-        row = [f"{(now - began) / 60:.1f}", *cells, f"{os.getloadavg()[0]:.2f}"]
+        fresh, seen_ms = fresh_share(store, seen_ms)
+        row = [f"{(now - began) / 60:.1f}", *cells, fresh, f"{os.getloadavg()[0]:.2f}"]
         print("| " + " | ".join(row) + " |", flush=True)
+
+
+def fresh_share(store: Path, after_ms: int) -> tuple[str, int]:
+    """The share of the sealed GPU rows after `after_ms` that are not STALE, and the newest row's time.
+
+    A page that misses its tick's deadline (a loaded machine: the sim or the client starved) leaves a
+    STALE stand-in row and no parsing, so a client's CPU share means little without this beside it.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from storage.schemas import GpuState
+
+    tables = []
+    for path in (store / "gpu").rglob("*.parquet"):
+        try:
+            tables.append(pq.read_table(path, columns=["ts", "state"]))
+        except OSError:  # merged away by compaction while we looked; its rows are in the new part
+            continue
+    if not tables:
+        return "-", after_ms
+    rows = pa.concat_tables(tables)
+    ts = rows.column("ts").cast(pa.int64())
+    rows = rows.filter(pc.greater(ts, after_ms))
+    if not rows.num_rows:
+        return "-", after_ms
+    stale = pc.sum(pc.equal(rows.column("state"), int(GpuState.STALE))).as_py() or 0
+    newest = pc.max(rows.column("ts").cast(pa.int64())).as_py()
+    return f"{100 * (1 - stale / rows.num_rows):.0f}", newest
 
 
 def views(ticks: int = 600, timed: int = 100) -> None:
