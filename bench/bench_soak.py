@@ -10,15 +10,22 @@ What runs (each its own process, as an operator would start them):
 
 Every --sample-s seconds (a minute by default) each process's RSS (/proc/PID/status VmRSS) and CPU share
 of one core since the last sample are printed as a table row (the issue's columns), with the 1-minute
-load average (the machine may be shared: read the figures beside it). CPU is utime + stime plus cutime +
-cstime from /proc/PID/stat: the compaction processes the recorder and the client start and wait for
-(storage.compaction_process) count as theirs.
+load average (the machine may be shared: read the figures beside it), and the share of the live client's
+GPU rows that were fresh (not STALE) in that minute: on a starved machine most pages miss their tick's
+deadline, the client parses only the rest, and its CPU share falls with the work it did. CPU is utime +
+stime plus cutime + cstime from /proc/PID/stat: the compaction processes the recorder and the client start
+and wait for (storage.compaction_process) count as theirs.
+
+`--b-tree PATH` and/or `--b-env VAR=VALUE` add a second live client and recorder ("B") against the same
+sim, from another checkout (e.g. the base commit in a `git worktree`) and/or with extra environment: before
+and after side by side in one run, on the same machine state (compare these, not runs apart).
 
 `--views` instead measures, in this process and without the servers, what the live client's head and
 view builders cost per tick on the simulated rack's frames (fast frame path, 1 Hz): the head's Arrow
 bytes after 600 ticks and per old tick, and the CPU of one tick's rack + serving snapshot.
 
 Run: .venv/bin/python bench/bench_soak.py [--minutes 60] [--quick]   (--quick: 3 minutes)
+     .venv/bin/python bench/bench_soak.py --quick --no-agent --b-tree /tmp/base   (A: this tree, B: /tmp/base)
      .venv/bin/python bench/bench_soak.py --views
 """
 
@@ -44,7 +51,13 @@ MONITOR = [sys.executable, "-c", "from monitor.cli import main; main()"]
 COLUMNS, ROWS = 200, 50
 QUICK_MINUTES = 3.0
 TICK_S = os.sysconf("SC_CLK_TCK")
-LABELS = {"client": "live client", "recorder": "recorder", "agent": "agent"}
+LABELS = {
+    "client": "live client",
+    "recorder": "recorder",
+    "client_b": "B live client",
+    "recorder_b": "B recorder",
+    "agent": "agent",
+}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -63,12 +76,14 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def in_terminal(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], threading.Thread]:
+def in_terminal(
+    argv: list[str], env: dict[str, str], cwd: Path = ROOT
+) -> tuple[subprocess.Popen[bytes], threading.Thread]:
     """Start `argv` on a new pseudo-terminal of COLUMNS x ROWS; a thread reads (and drops) what it draws."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
     proc = subprocess.Popen(
-        argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, start_new_session=True
+        argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, start_new_session=True
     )
     os.close(slave)
 
@@ -121,6 +136,10 @@ def main() -> None:
     parser.add_argument("--sample-s", type=float, default=60.0, help="Seconds between samples.")
     parser.add_argument("--no-agent", action="store_true", help="Leave the agent out.")
     parser.add_argument("--views", action="store_true", help="Measure the head and view builders only.")
+    parser.add_argument("--b-tree", type=Path, help="Also run a client and recorder from this checkout.")
+    parser.add_argument(
+        "--b-env", action="append", default=[], help="VAR=VALUE for the B client and recorder (repeatable)."
+    )
     args = parser.parse_args()
     if args.views:
         views()
@@ -151,6 +170,18 @@ def main() -> None:
                 env=env,
                 cwd=ROOT,
             )
+            if args.b_tree or args.b_env:
+                b_root = (args.b_tree or ROOT).resolve()
+                b_env = {**env, "PYTHONPATH": str(b_root), **dict(kv.split("=", 1) for kv in args.b_env)}
+                b_client = [*MONITOR, "--config", str(config), "--store", str(work / "A_b")]
+                procs["client_b"], _ = in_terminal(b_client, b_env, cwd=b_root)
+                procs["recorder_b"] = subprocess.Popen(
+                    [*MONITOR, "collect", "--config", str(config), "--store", str(work / "B_b")],
+                    stdout=log,
+                    stderr=log,
+                    env=b_env,
+                    cwd=b_root,
+                )
             if not args.no_agent:
                 port = free_port()
                 agent_env = {**env, "SIM_NVML_HOST": "tray:1"}
@@ -170,7 +201,7 @@ def main() -> None:
                 )
                 url = f"http://127.0.0.1:{port}/metrics"
                 threading.Thread(target=scrape_forever, args=(url, stop), daemon=True).start()
-            sample(procs, minutes, args.sample_s)
+            sample(procs, minutes, args.sample_s, work / "A")
         finally:
             stop.set()
             for proc in reversed(list(procs.values())):
@@ -184,15 +215,18 @@ def main() -> None:
             log.close()
 
 
-def sample(procs: dict[str, subprocess.Popen[bytes]], minutes: float, every_s: float) -> None:
-    """Print a row every `every_s` seconds for `minutes`: RSS and CPU of each process but the sim."""
-    watched = [name for name in ("client", "recorder", "agent") if name in procs]
-    header = ["minute", *(f"{LABELS[n]} {what}" for n in watched for what in ("RSS MB", "CPU %")), "load1"]
+def sample(procs: dict[str, subprocess.Popen[bytes]], minutes: float, every_s: float, store: Path) -> None:
+    """Print a row every `every_s` seconds for `minutes`: RSS and CPU of each process but the sim, and
+    the share of the live client's GPU rows (store A) that were fresh, not STALE, in the rows' span."""
+    watched = [name for name in LABELS if name in procs]
+    header = ["minute", *(f"{LABELS[n]} {what}" for n in watched for what in ("RSS MB", "CPU %"))]
+    header += ["client fresh %", "load1"]
     print("| " + " | ".join(header) + " |", flush=True)
     print("|" + "---|" * len(header), flush=True)
     began = time.monotonic()
     last = {n: (began, cpu_seconds(procs[n].pid)) for n in watched}
     end = began + minutes * 60
+    seen_ms = 0
     while time.monotonic() < end:
         time.sleep(max(0.0, min(every_s, end - time.monotonic())))
         now = time.monotonic()
@@ -205,8 +239,39 @@ def sample(procs: dict[str, subprocess.Popen[bytes]], minutes: float, every_s: f
             then, before = last[name]
             cells += [f"{rss_mb(proc.pid):.0f}", f"{100 * (used - before) / (now - then):.1f}"]
             last[name] = (now, used)
-        row = [f"{(now - began) / 60:.1f}", *cells, f"{os.getloadavg()[0]:.2f}"]
+        fresh, seen_ms = fresh_share(store, seen_ms)
+        row = [f"{(now - began) / 60:.1f}", *cells, fresh, f"{os.getloadavg()[0]:.2f}"]
         print("| " + " | ".join(row) + " |", flush=True)
+
+
+def fresh_share(store: Path, after_ms: int) -> tuple[str, int]:
+    """The share of the sealed GPU rows after `after_ms` that are not STALE, and the newest row's time.
+
+    A page that misses its tick's deadline (a loaded machine: the sim or the client starved) leaves a
+    STALE stand-in row and no parsing, so a client's CPU share means little without this beside it.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from storage.schemas import GpuState
+
+    tables = []
+    for path in (store / "gpu").rglob("*.parquet"):
+        try:
+            tables.append(pq.read_table(path, columns=["ts", "state"]))
+        except OSError:  # merged away by compaction while we looked; its rows are in the new part
+            continue
+    if not tables:
+        return "-", after_ms
+    rows = pa.concat_tables(tables)
+    ts = rows.column("ts").cast(pa.int64())
+    rows = rows.filter(pc.greater(ts, after_ms))
+    if not rows.num_rows:
+        return "-", after_ms
+    stale = pc.sum(pc.equal(rows.column("state"), int(GpuState.STALE))).as_py() or 0
+    newest = pc.max(rows.column("ts").cast(pa.int64())).as_py()
+    return f"{100 * (1 - stale / rows.num_rows):.0f}", newest
 
 
 def views(ticks: int = 600, timed: int = 100) -> None:
@@ -240,12 +305,14 @@ def views(ticks: int = 600, timed: int = 100) -> None:
         serving.build(window, rack.build(window))
         if i >= ticks - timed:
             cpu += time.process_time() - began
-    oldest = head.frames()[0]
+    held_frames = head.frames()
     print(f"load1 {os.getloadavg()[0]:.2f}")
-    held = arrow_bytes(head.frames())
+    held = arrow_bytes(held_frames)
     print(f"head after {ticks} ticks: {held / 1e6:.1f} MB (whole frames: {whole / 1e6:.1f} MB)")
-    old, new = arrow_bytes([oldest]) / 1e3, arrow_bytes([frame]) / 1e3
-    print(f"one more tick of history (an old frame): {old:.1f} KB; a whole frame {new:.1f} KB")
+    # What the oldest frame adds to the head (buffers it shares with its neighbours are not its cost).
+    old = (held - arrow_bytes(held_frames[1:])) / 1e3
+    print(f"one more tick of history (the oldest frame's own bytes): {old:.1f} KB; a whole frame ", end="")
+    print(f"{arrow_bytes([frame]) / 1e3:.1f} KB")
     print(f"rack + serving snapshot, CPU per tick: {1000 * cpu / timed:.1f} ms (mean of {timed})")
 
 

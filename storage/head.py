@@ -13,11 +13,15 @@ may take however long they stay unsealed):
   counters (rates need them), with the NVLink state and error columns null (shared null arrays).
 The full buckets and error counters of every tick are in the store (monitor collect, --store).
 
-The cost of one more tick of history is that of an old frame: for the GB300 NVL72 rack (72 GPUs,
-1,296 links, 72 servers) 55-67 KB (gpu ~10 KB, nvlink byte counters ~35 KB, serving, processes and
-events the rest), against ~500 KB for a whole frame (serving_hist alone ~400 KB): a full 10-minute head
-is ~39 MB, not ~170 MB (bench/bench_soak.py --views, docs/benchmarks.md). tests/core/test_head_memory.py
-bounds it by the rack's shape.
+Every head also stores a column that did not change since the table's last batch once (share_columns):
+ids, labels and histogram bucket bounds are the same arrays in every frame, not a copy a tick.
+
+The cost of one more tick of history is what an old frame adds: for the GB300 NVL72 rack (72 GPUs, 1,296
+links, 72 servers) ~39 KB, its timestamps and the columns that move (NVLink byte counters ~31 KB, GPU
+gauges and counters ~3.5 KB, serving counters ~3.6 KB), against ~500 KB for a whole frame as it came
+(serving_hist alone ~400 KB) and ~230 KB for a whole frame in the head (bucket bounds and labels shared):
+a full 10-minute head is ~29 MB, not ~300 MB (bench/bench_soak.py --views, docs/benchmarks.md).
+tests/core/test_head_memory.py counts it by hand from the rack's shape and the schema's widths.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -76,6 +80,8 @@ class Head:
         """How many of the newest frames may still hold serving_hist rows."""
         self._with_detail = 0
         """How many of the newest frames may still hold NVLink state and error columns."""
+        self._newest_batches: dict[str, pa.RecordBatch] = {}
+        """Each table's newest batch: a new frame's unchanged columns share its arrays (share_columns)."""
 
     @property
     def capacity(self) -> int:
@@ -94,6 +100,8 @@ class Head:
                 raise ValueError(
                     f"frame at {frame.ts_ms} is older than the head's newest ({self._frames[-1].ts_ms})"
                 )
+            frame = share_columns(frame, self._newest_batches)
+            self._newest_batches.update(frame.batches)
             self._frames.append(frame)
             self._with_hist = min(self._with_hist + 1, len(self._frames))
             self._with_detail = min(self._with_detail + 1, len(self._frames))
@@ -108,6 +116,7 @@ class Head:
         with self._changed:
             self._frames.clear()
             self._frames.extend(frames)
+            self._newest_batches = {}
             self._with_hist = self._with_detail = len(self._frames)
             self._thin()
             self._version += 1
@@ -173,6 +182,40 @@ def arrow_bytes(frames: Iterable[Frame]) -> int:
                     if buffer is not None:
                         seen[buffer.address] = buffer.size
     return sum(seen.values())
+
+
+def share_columns(frame: Frame, previous: Mapping[str, pa.RecordBatch]) -> Frame:
+    """`frame` with each column equal to `previous`'s (same table, same place) replaced by previous's array.
+
+    `previous` is each table's newest batch before this frame (tables a source sends every few ticks
+    too, such as processes).
+
+    Arrow arrays are immutable, so two equal ones are interchangeable: a head of one rack's frames then
+    holds its columns that do not change from tick to tick (GPU, link and endpoint ids, labels, histogram
+    bucket bounds, idle counters) once, not once a tick. Values never change, only where they live.
+    """
+    batches: dict[str, pa.RecordBatch] = {}
+    for name, batch in frame.batches.items():
+        before = previous.get(name)
+        if before is None or before.num_rows != batch.num_rows or before.schema != batch.schema:
+            batches[name] = batch
+            continue
+        arrays = [
+            old if _same_buffers(old, new) or old.equals(new) else new
+            for old, new in zip(before.columns, batch.columns, strict=True)
+        ]
+        shared = any(_same_buffers(a, b) for a, b in zip(arrays, before.columns, strict=True))
+        batches[name] = pa.RecordBatch.from_arrays(arrays, schema=batch.schema) if shared else batch
+    if all(batches[name] is batch for name, batch in frame.batches.items()):
+        return frame  # nothing shared (the first frame, a new layout): the frame as it came
+    return Frame(frame.ts_ms, batches)
+
+
+def _same_buffers(a: pa.Array, b: pa.Array) -> bool:
+    """Whether two arrays are views of the same buffers (already shared)."""
+    return a.offset == b.offset and [x.address if x else 0 for x in a.buffers()] == [
+        x.address if x else 0 for x in b.buffers()
+    ]
 
 
 def thinning_head(capacity: int = 600) -> Head:

@@ -16,6 +16,7 @@ from typing import Any
 from collectors.serving_math import Point, bucket_increases, histogram_quantile, rate
 from monitor.view.lookback import freshest, interval_ms
 from monitor.view.model import CellState, RackSnapshot
+from monitor.view.serving_hist import HistLayouts
 from storage.frame import Frame
 from storage.increase import step
 from storage.schemas import Q4_SCALE, EndpointState
@@ -134,7 +135,7 @@ def _thin(summary: _FrameServing) -> _FrameServing:
     return _FrameServing(summary.ts_ms, rows, {}, thin=True)
 
 
-def _summarise(frame: Frame) -> _FrameServing:
+def _summarise(frame: Frame, layouts: HistLayouts) -> _FrameServing:
     serving = frame.batches.get("serving")
     rows: dict[str, dict[str, Any]] = {}
     if serving is not None and serving.num_rows:
@@ -143,11 +144,15 @@ def _summarise(frame: Frame) -> _FrameServing:
     hists: dict[tuple[str, str], dict[float, float]] = {}
     hist = frame.batches.get("serving_hist")
     if hist is not None and hist.num_rows:
-        cols = hist.select(["endpoint", "metric", "le", "count"]).to_pydict()
-        for endpoint, metric, le, count in zip(
-            cols["endpoint"], cols["metric"], cols["le"], cols["count"], strict=True
-        ):
-            hists.setdefault((endpoint, metric), {})[le] = count
+        counts = hist.column("count").to_pylist()
+        for key, bounds, take in layouts.of(hist):
+            hists[key] = dict(
+                zip(
+                    bounds,
+                    counts[take] if isinstance(take, slice) else [counts[i] for i in take],
+                    strict=True,
+                )
+            )
     return _FrameServing(frame.ts_ms, rows, hists)
 
 
@@ -175,6 +180,7 @@ class ServingBuilder:
         """Per pair of frames (ts, ts): each histogram's bucket increases between them (_increases)."""
         self._pair_totals: dict[tuple[int, int, str], float] = {}
         """Per pair of frames and counter: rack tokens/s between them (the sparklines, _history)."""
+        self._layouts = HistLayouts()
         self._bounds: dict[tuple[float, ...], tuple[float, ...]] = {}
         """Each distinct tuple of bucket bounds once: pairs that step the same buckets share one object."""
 
@@ -222,7 +228,7 @@ class ServingBuilder:
     def _summary(self, frame: Frame, *, whole: bool) -> _FrameServing:
         cached = self._cache.get(frame.ts_ms)
         if cached is None or (whole and cached.thin):  # new, or back in the window (a replay seek)
-            cached = _summarise(frame)
+            cached = _summarise(frame, self._layouts)
         return cached if whole else _thin(cached)
 
     def _instance(
@@ -245,6 +251,7 @@ class ServingBuilder:
             age = (summaries[-1].ts_ms - last_ok) / 1000 if last_ok is not None else None
         kv = row.get("kv_cache_q4")
         ttft = self._increases(ok, name, "ttft")  # one window's increases for both percentiles
+        prompt = _rate(ok, name, "prompt_tokens") if answered else None  # also the hit rate's denominator
         return InstanceView(
             endpoint=name,
             engine=row["engine"],
@@ -253,7 +260,7 @@ class ServingBuilder:
             state=state,
             age_s=age,
             tokens_per_s=_rate(ok, name, "generation_tokens") if answered else None,
-            prompt_per_s=_rate(ok, name, "prompt_tokens") if answered else None,
+            prompt_per_s=prompt,
             running=row.get("running"),
             waiting=row.get("waiting"),
             kv_cache=kv / Q4_SCALE if kv is not None else None,
@@ -261,7 +268,7 @@ class ServingBuilder:
             ttft_p99_s=_quantile(ttft, 0.99),
             itl_p50_s=_quantile(self._increases(ok, name, "itl"), 0.5),
             dup_samples=row.get("dup_samples"),
-            cache_hit=_hit_rate(ok, name) if answered else None,
+            cache_hit=_hit_rate(ok, name, prompt) if answered else None,
             queue_p50_s=_quantile(self._increases(ok, name, "queue"), 0.5),
         )
 
@@ -379,9 +386,9 @@ def _rate(ok: Sequence[_FrameServing], name: str, column: str) -> float | None:
     return rate(points)
 
 
-def _hit_rate(ok: Sequence[_FrameServing], name: str) -> float | None:
-    """Prompt tokens served from the prefix cache over all prompt tokens, both rates over the window."""
-    cached, prompt = _rate(ok, name, "cached_tokens"), _rate(ok, name, "prompt_tokens")
+def _hit_rate(ok: Sequence[_FrameServing], name: str, prompt: float | None) -> float | None:
+    """Prompt tokens served from the prefix cache over all prompt tokens (`prompt`/s), over the window."""
+    cached = _rate(ok, name, "cached_tokens")
     if cached is None or not prompt:
         return None
     return min(cached / prompt, 1.0)

@@ -17,7 +17,7 @@ from monitor.view.builder import SnapshotBuilder
 from monitor.view.gpu_history import history_from_frames
 from monitor.view.serving import ServingBuilder
 from storage.frame import Frame
-from storage.head import DETAIL_KEEP_MS, HIST_KEEP_MS, Head, thinning_head
+from storage.head import DETAIL_KEEP_MS, HIST_KEEP_MS, NVLINK_DETAIL, Head, arrow_bytes, thinning_head
 
 T0_S = 1_780_000_000.0
 TICKS = 130
@@ -110,3 +110,55 @@ def test_builders_over_the_thinned_head_and_their_thinned_caches_agree_with_fres
     assert snapshot == fresh
     assert served == ServingBuilder().build(frames[-rack.frames_needed() :], fresh)
     assert served.instances and all(i.ttft_p50_s is not None for i in served.instances)
+
+
+def test_the_head_holds_a_column_that_does_not_change_once_and_every_value_as_it_came(
+    frames: list[Frame], head: Head
+) -> None:
+    """The rack's ids (GPU and link numbers, endpoints, histogram bounds) are the same every tick of the
+    steady sim: the head stores each of those columns once (one buffer for all 130 frames). Every frame
+    it holds still reads as the frame that came in, value for value, thinned columns apart."""
+    held = head.frames()
+    for table, column in (("nvlink", "gpu"), ("nvlink", "link"), ("gpu", "uuid"), ("serving", "endpoint")):
+        data_buffers = {f.batches[table].column(column).buffers()[-1].address for f in held}
+        assert len(data_buffers) == 1, (table, column, len(data_buffers))
+    hist_bounds = {f.batches["serving_hist"].column("le").buffers()[-1].address for f in held[-20:]}
+    assert len(hist_bounds) == 1
+    newest = frames[-1].ts_ms
+    for kept, came in zip(held, frames, strict=True):
+        for name, batch in came.batches.items():
+            if name == "serving_hist" and newest - came.ts_ms > HIST_KEEP_MS:
+                continue
+            thinned = (
+                set(NVLINK_DETAIL) if name == "nvlink" and newest - came.ts_ms > DETAIL_KEEP_MS else set()
+            )
+            for field in batch.schema:
+                if field.name not in thinned:
+                    assert kept.batches[name].column(field.name).equals(batch.column(field.name)), (
+                        came.ts_ms,
+                        name,
+                        field.name,
+                    )
+
+
+def test_one_more_old_tick_costs_its_timestamps_and_its_counters() -> None:
+    """Hand count of what the oldest frame adds to a full head of the steady sim's rack: the columns that
+    move every tick, at their schema widths (storage.schemas); ids and labels are the neighbour's.
+    - nvlink, per link: ts, tx_kib, rx_kib, 8 bytes each;
+    - gpu, per GPU: ts, energy_mj and the two NVLink counters (8 each), power_mw and mem_used_mib (4),
+      three temperatures (2), two utilisations (1): 48 bytes;
+    - serving, per server: ts and four token / request counters (8), running and waiting (4), the KV
+      cache (2): 50 bytes; processes (every few ticks): ts, 8 bytes a GPU.
+    Validity bitmaps and 64-byte padding come on top: the bound allows 10 %. Before the head shared
+    unchanged columns, the oldest frame cost ~51 KB (the ids and labels once more each tick)."""
+    clock = SimClock(T0_S)
+    source = SimRackFrames(SimRack(11, "steady", clock, start=T0_S))
+    head = thinning_head(capacity=120)
+    for _ in range(120):
+        clock.advance(1.0)
+        head.append(source.poll(round(clock.now() * 1000)))
+    held = head.frames()
+    own = arrow_bytes(held) - arrow_bytes(held[1:])
+    servers = 72
+    hand = GPUS * LINKS_PER_GPU * 3 * 8 + GPUS * 48 + servers * 50 + GPUS * 8
+    assert own <= hand * 1.1, (own, hand)
