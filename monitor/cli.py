@@ -18,6 +18,7 @@ from monitor.commands.local_nvml import TrayOption
 from monitor.commands.options import TrayIndexBaseOption
 from monitor.errors import UserError
 from monitor.live import COLOR_HELP, MAX_FPS_HELP, RECORD_HELP, apply_terminal_options
+from monitor.malloc_arenas import limit_malloc_arenas
 
 app = typer.Typer(
     name="monitor",
@@ -67,6 +68,7 @@ def root(
 
 def main() -> None:
     """Console-script entry point: run the CLI, turning UserError into one line on stderr."""
+    limit_malloc_arenas()  # before any thread starts
     try:
         app()
     except UserError as err:
