@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from monitor.report import EmptyReportError, Summary, summarize
@@ -17,8 +16,10 @@ from monitor.report_charts import HEATMAPS, Axis, Point, esc, heatmap, heatmap_g
 from monitor.report_nvlink import epoch_ms_list, nvlink_rates_over, rack_total
 from monitor.report_text import render_markdown_lines
 from monitor.timespec import Window, iso
+from storage import counter_rates
 from storage.rack_total import power_ticks_sql
 from storage.reader import StoreReader
+from storage.rollups import ROLLUP_STEPS, rollup_name
 from storage.schemas import SORT_KEYS
 
 TIMELINES = (
@@ -69,14 +70,10 @@ def _stepped(
     A step where fewer series had a rate than the window holds is a partial point (marked, not a dip).
     """
     keys = SORT_KEYS[table]
-    rel = reader.relation(table, window.since_ms, window.until_ms)
-    of = reader.sql(f"SELECT count(DISTINCT ({', '.join(keys)})) FROM {rel}").column(0)[0].as_py() or 0
-    rated = pa.concat_tables(
-        reader.rate(table, column, window.since_ms, window.until_ms, step_ms=step_ms or axis.step_ms).select(
-            [*keys, "ts", "rate"]
-        )
-        for column in columns
-    )
+    of = _series_in(reader, table, window)
+    # Every column in one statement: the raw rows at the window's edges are decoded once, not per column.
+    rated = reader.rates(table, columns, window.since_ms, window.until_ms, step_ms=step_ms or axis.step_ms)
+    rated = rated.select([*keys, "ts", "rate"])
     # Summed and counted in Arrow, not a Python loop: the NVLink errors are 3 counters x 1,296 links
     # per step. A series is covered at a step where any of the columns has a finite rate there.
     finite = rated.filter(pc.is_finite(rated.column("rate")))
@@ -96,6 +93,25 @@ def _stepped(
         n = count_at[start]
         out.append((axis.mid(start, step_ms), total * scale, None if n >= of else f"{n}/{of} {what}"))
     return out
+
+
+def _series_in(reader: StoreReader, table: str, window: Window) -> int:
+    """Series of `table` with a row in the window: what a rack total over them is out of.
+
+    Whole compacted minutes and hours are read from the rollups (a bucket row per series that had a
+    row in it), raw rows only where no bucket fits: the NVLink table holds 1,296 series a second.
+    """
+    keys = ", ".join(SORT_KEYS[table])
+    rolled = counter_rates.rolled_until(reader.manifest, table)
+    relations = []
+    for span in counter_rates.merged(counter_rates.plan(window.since_ms, window.until_ms, None, rolled)):
+        if span.kind == "raw":
+            relations.append(reader.relation(table, span.lo, span.hi))
+        else:  # a bucket row is stamped with its start
+            last_start = span.hi - ROLLUP_STEPS[span.kind] + 1
+            relations.append(reader.relation(rollup_name(table, span.kind), span.lo, last_start))
+    union = " UNION ALL ".join(f"SELECT {keys} FROM {rel}" for rel in relations)
+    return reader.sql(f"SELECT count(DISTINCT ({keys})) FROM ({union})").column(0)[0].as_py() or 0
 
 
 def _nvlink(reader: StoreReader, window: Window, axis: Axis) -> list[Point]:
