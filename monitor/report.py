@@ -13,6 +13,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+import pyarrow as pa
 import pynvml
 
 from collectors.rack import gpu_label
@@ -67,20 +68,20 @@ def _gpu_side(reader: StoreReader, window: Window) -> Summary:
             min(nvlink_up) AS links_up_min
         FROM {rel} GROUP BY gpu ORDER BY gpu""",
     )
-    rack = _rack_power(reader, rel)
+    # One row per GPU in the window: the GPUs a rack figure is out of (no second scan to count them).
+    rack = _rack_power(reader, rel, len(per_gpu))
     energy = reader.rate("gpu", "energy_mj", window.since_ms, window.until_ms)
     joules = sum(energy.column("increase").to_pylist()) / 1000 if energy.num_rows else 0.0
     return {"per_gpu": per_gpu, "rack": rack, "joules": joules}
 
 
-def _rack_power(reader: StoreReader, rel: str) -> Summary:
+def _rack_power(reader: StoreReader, rel: str, of: int) -> Summary:
     """Rack power over the window by storage.rack_total's rule: min/mean/max over whole ticks only.
 
     A tick where some GPUs did not report is partial: it is counted (and its lowest coverage named)
     but never taken for the rack's power, so a tray that missed a deadline cannot read as a dip.
     """
     ticks = f"({power_ticks_sql(rel)})"
-    of = _rows(reader, f"SELECT count(DISTINCT gpu) AS n FROM {rel}")[0]["n"]
     row = _rows(
         reader,
         f"""SELECT min(kw) FILTER (WHERE covered >= {of}) AS lo,
@@ -97,23 +98,26 @@ def _rack_power(reader: StoreReader, rel: str) -> Summary:
 def _serving_side(reader: StoreReader, window: Window) -> Summary | None:
     """Tokens/s (the sum of per-series rates, with its coverage) and per-GPU shares, or None without rows."""
     rel = reader.relation("serving", window.since_ms, window.until_ms)
-    span = _rows(
+    # Per endpoint in one scan: its span, its engines (series are (endpoint, engine)) and its GPUs.
+    endpoints = _rows(
         reader,
-        f"""SELECT epoch_ms(min(ts)) AS first, epoch_ms(max(ts)) AS last,
-            count(DISTINCT (endpoint, engine)) AS series FROM {rel}""",
-    )[0]
-    if span["first"] is None:
+        f"""SELECT endpoint, epoch_ms(min(ts)) AS first, epoch_ms(max(ts)) AS last,
+            count(DISTINCT engine) AS series, arg_max(gpus, ts) AS gpus FROM {rel} GROUP BY endpoint""",
+    )
+    if not endpoints:
         return None
+    span = {"first": min(r["first"] for r in endpoints), "last": max(r["last"] for r in endpoints)}
+    series = sum(r["series"] for r in endpoints)
     wall = (span["last"] - span["first"]) / 1000
     both = reader.rates("serving", TOKENS, window.since_ms, window.until_ms).to_pylist()
     gen = [r for r in both if r["counter"] == "generation_tokens"]
     prompt = [r for r in both if r["counter"] == "prompt_tokens"]
     placement = {
         r["endpoint"]: [int(g) for g in (r["gpus"] or "").split(",") if g.strip().isdigit()]
-        for r in _rows(reader, f"SELECT endpoint, arg_max(gpus, ts) AS gpus FROM {rel} GROUP BY endpoint")
+        for r in endpoints
     }
-    tokens = tokens_total((r["rate"] for r in gen), span["series"])
-    prompted = tokens_total((r["rate"] for r in prompt), span["series"])
+    tokens = tokens_total((r["rate"] for r in gen), series)
+    prompted = tokens_total((r["rate"] for r in prompt), series)
     per_endpoint: dict[str, float] = {}
     for r in gen:
         if r["rate"] is not None:
@@ -209,13 +213,21 @@ def stored_span(reader: StoreReader) -> tuple[int, int] | None:
     return min(f.min_ts for f in files), max(f.max_ts for f in files)
 
 
-def summarize(reader: StoreReader, window: Window, progress: Progress | None = None) -> Summary:
+def summarize(
+    reader: StoreReader,
+    window: Window,
+    progress: Progress | None = None,
+    *,
+    nvlink_steps: pa.Table | None = None,
+) -> Summary:
     """Everything `monitor report` says about `window` of the store behind `reader`.
 
     Args:
         reader: the store.
         window: the window.
         progress: advanced by one unit per part of the report (SUMMARY_STEPS in all).
+        nvlink_steps: the window's NVLink increases per step (report_nvlink.link_increases), when the
+            caller has them (report.html): the NVLink total is summed from them, not read again.
 
     Raises:
         EmptyReportError: the window holds no GPU and no serving rows.
@@ -237,7 +249,7 @@ def summarize(reader: StoreReader, window: Window, progress: Progress | None = N
     links = link_faults(reader, window)
     links_down = _links_down(gpu_side["per_gpu"], links)
     done(1, "nvlink")
-    nvlink = nvlink_total(reader, window.since_ms, window.until_ms, rack["of"]).as_dict()
+    nvlink = nvlink_total(reader, window.since_ms, window.until_ms, rack["of"], nvlink_steps).as_dict()
     done(1, "suspects")
     summary: Summary = {
         "window": {"since": iso(window.since_ms), "until": iso(window.until_ms), "how": window.how},

@@ -14,11 +14,13 @@ import pyarrow.compute as pc
 
 from monitor.report import EmptyReportError, Summary, summarize
 from monitor.report_charts import HEATMAPS, Axis, Point, esc, heatmap, heatmap_grids, timeline
-from monitor.report_nvlink import epoch_ms_list, nvlink_rates_over, rack_total
+from monitor.report_nvlink import coarsened, epoch_ms_list, link_increases, rack_total, rates_by_step
 from monitor.report_text import render_markdown_lines
 from monitor.timespec import Window, iso
+from storage import counter_rates
 from storage.rack_total import power_ticks_sql
 from storage.reader import StoreReader
+from storage.rollups import ROLLUP_STEPS, rollup_name
 from storage.schemas import SORT_KEYS
 
 TIMELINES = (
@@ -34,12 +36,15 @@ table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ee
 svg{display:block;margin:.4em 0}text{font:11px monospace;fill:#333}.muted{color:#777}"""
 
 
-def _series(reader: StoreReader, window: Window, axis: Axis) -> dict[str, list[Point]]:
-    """Rack-wide values per time bucket: tokens/s, kW, NVLink TB/s and link errors per second."""
+def _series(reader: StoreReader, window: Window, axis: Axis, links: pa.Table) -> dict[str, list[Point]]:
+    """Rack-wide values per time bucket: tokens/s, kW, NVLink TB/s and link errors per second.
+
+    links: the window's NVLink increases per step of axis.link_step_ms (report_nvlink.link_increases).
+    """
     return {
         "tokens": _stepped(reader, window, axis, "serving", ("generation_tokens",), 1.0, "endpoints"),
         "power": _power(reader, window, axis),
-        "nvlink": _nvlink(reader, window, axis),
+        "nvlink": _nvlink(reader, window, axis, links),
         "errors": _stepped(
             reader,
             window,
@@ -69,14 +74,10 @@ def _stepped(
     A step where fewer series had a rate than the window holds is a partial point (marked, not a dip).
     """
     keys = SORT_KEYS[table]
-    rel = reader.relation(table, window.since_ms, window.until_ms)
-    of = reader.sql(f"SELECT count(DISTINCT ({', '.join(keys)})) FROM {rel}").column(0)[0].as_py() or 0
-    rated = pa.concat_tables(
-        reader.rate(table, column, window.since_ms, window.until_ms, step_ms=step_ms or axis.step_ms).select(
-            [*keys, "ts", "rate"]
-        )
-        for column in columns
-    )
+    of = series_in(reader, table, window)
+    # Every column in one statement: the raw rows at the window's edges are decoded once, not per column.
+    rated = reader.rates(table, columns, window.since_ms, window.until_ms, step_ms=step_ms or axis.step_ms)
+    rated = rated.select([*keys, "ts", "rate"])
     # Summed and counted in Arrow, not a Python loop: the NVLink errors are 3 counters x 1,296 links
     # per step. A series is covered at a step where any of the columns has a finite rate there.
     finite = rated.filter(pc.is_finite(rated.column("rate")))
@@ -98,17 +99,45 @@ def _stepped(
     return out
 
 
-def _nvlink(reader: StoreReader, window: Window, axis: Axis) -> list[Point]:
-    """Rack NVLink TX+RX TB/s per step, by the header's rule (monitor.report_nvlink).
+def _link_steps(reader: StoreReader, window: Window, links: pa.Table, early: Axis, axis: Axis) -> pa.Table:
+    """The NVLink increases per step of axis.link_step_ms, from `links` (per step of early's) where
+    its steps are unions of those (coarsened: exact), read again otherwise."""
+    if axis.link_step_ms == early.link_step_ms:
+        return links
+    if axis.link_step_ms % early.link_step_ms == 0:
+        return coarsened(links, axis.link_step_ms)
+    return link_increases(reader, window.since_ms, window.until_ms, axis.link_step_ms)
+
+
+def series_in(reader: StoreReader, table: str, window: Window) -> int:
+    """Series of `table` with a row in the window: what a rack total over them is out of.
+
+    Whole compacted minutes and hours are read from the rollups (a bucket row per series that had a
+    row in it), raw rows only where no bucket fits: the NVLink table holds 1,296 series a second.
+    """
+    keys = ", ".join(SORT_KEYS[table])
+    rolled = counter_rates.rolled_until(reader.manifest, table)
+    relations = []
+    for span in counter_rates.merged(counter_rates.plan(window.since_ms, window.until_ms, None, rolled)):
+        if span.kind == "raw":
+            relations.append(reader.relation(table, span.lo, span.hi))
+        else:  # a bucket row is stamped with its start
+            last_start = span.hi - ROLLUP_STEPS[span.kind] + 1
+            relations.append(reader.relation(rollup_name(table, span.kind), span.lo, last_start))
+    union = " UNION ALL ".join(f"SELECT {keys} FROM {rel}" for rel in relations)
+    return reader.sql(f"SELECT count(DISTINCT ({keys})) FROM ({union})").column(0)[0].as_py() or 0
+
+
+def _nvlink(reader: StoreReader, window: Window, axis: Axis, links: pa.Table) -> list[Point]:
+    """Rack NVLink TX+RX TB/s per step of `links` (axis.link_step_ms), by the header's rule
+    (monitor.report_nvlink).
 
     A step whose sum covers fewer GPUs than the window holds, or leaves implausible links out, is a
     partial point that says so (marked, not a dip).
     """
     of = _gpus_in(reader, window)
     out: list[Point] = []
-    for start, rates in nvlink_rates_over(
-        reader, window.since_ms, window.until_ms, axis.link_step_ms
-    ).items():
+    for start, rates in rates_by_step(links, window.since_ms, window.until_ms, axis.link_step_ms).items():
         total = rack_total(rates, of)
         if total.total.value is None:
             continue
@@ -165,10 +194,6 @@ def render_report(reader: StoreReader, window: Window, *, title: str = "rack") -
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>rack-monitor report: '
         f"{esc(title)}</title><style>{CSS}</style></head><body>"
     )
-    try:
-        summary = summarize(reader, window)
-    except EmptyReportError as err:
-        return f"{head}<h1>rack-monitor report: {esc(title)}</h1><p>{esc(err)}</p></body></html>\n"
     rel = reader.relation("events", window.since_ms, window.until_ms)
     events = reader.sql(
         f"SELECT epoch_ms(ts) AS ms, kind, gpu, code, detail FROM {rel} WHERE kind <> 'clocks_event' "
@@ -177,12 +202,19 @@ def render_report(reader: StoreReader, window: Window, *, title: str = "rack") -
     first, last = _data_range(reader, window)
     # The time axis spans the events and suspects' onsets drawn too: one recorded before the first
     # sample or after the last (a collector stopping; a link's onset, from the nvlink table) would
-    # otherwise be a marker outside its chart.
-    marked = [e["ms"] for e in events] + [
-        s["onset_ms"] for s in summary["suspects"] if s["onset_ms"] is not None
-    ]
+    # otherwise be a marker outside its chart. The NVLink timeline's steps are rated before the
+    # summary, which sums its NVLink total from them (the window's raw link rows are read once): on
+    # the axis of the events alone, which a suspect's onset rarely widens (see _link_steps).
+    marked = [e["ms"] for e in events]
+    early = Axis(min([first, *marked]), max([last, *marked]))
+    links = link_increases(reader, window.since_ms, window.until_ms, early.link_step_ms)
+    try:
+        summary = summarize(reader, window, nvlink_steps=links)
+    except EmptyReportError as err:
+        return f"{head}<h1>rack-monitor report: {esc(title)}</h1><p>{esc(err)}</p></body></html>\n"
+    marked += [s["onset_ms"] for s in summary["suspects"] if s["onset_ms"] is not None]
     axis = Axis(min([first, *marked]), max([last, *marked]))
-    series = _series(reader, window, axis)
+    series = _series(reader, window, axis, _link_steps(reader, window, links, early, axis))
     body = [f"<h1>rack-monitor report: {esc(title)}</h1>"]
     body.append(_summary_html(summary))
     body.append("<h2>Rack timelines</h2>")

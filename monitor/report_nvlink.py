@@ -61,18 +61,52 @@ def epoch_ms_list(ts: pa.ChunkedArray) -> list[int]:
     return pc.cast(pc.cast(ts, pa.timestamp("ms", tz="UTC")), pa.int64()).to_pylist()
 
 
-def nvlink_rates_over(
-    reader: StoreReader, since_ms: int, until_ms: int, step_ms: int | None = None
+def link_increases(reader: StoreReader, since_ms: int, until_ms: int, step_ms: int | None = None) -> pa.Table:
+    """Each link direction's increase and seconds over [since_ms, until_ms] (or per step): StoreReader.rates.
+
+    Columns: gpu, link, counter (a DIRECTIONS name), ts (the step's start, with step_ms), increase,
+    seconds, rate. Both directions in one statement: the raw rows at the window's edges are decoded once.
+    """
+    return reader.rates("nvlink", DIRECTIONS, since_ms, until_ms, step_ms=step_ms)
+
+
+def coarsened(stepped: pa.Table, step_ms: int | None) -> pa.Table:
+    """link_increases per step regrouped into steps of `step_ms` (a multiple of theirs), or into one row
+    per series over the whole window (None).
+
+    Exact, not an approximation: StoreReader.rates counts the pair of samples across a step boundary
+    in the later step, so a series' increases and seconds over its steps add up to those over any
+    union of them (integer counters: the sums are exact in doubles).
+    """
+    keys = ["gpu", "link", "counter"]
+    columns = {k: stepped.column(k) for k in keys}
+    if step_ms is not None:
+        ms = pc.cast(pc.cast(stepped.column("ts"), pa.timestamp("ms", tz="UTC")), pa.int64())
+        start = pc.multiply(pc.divide(ms, step_ms), step_ms)  # epoch ms >= 0: integer division floors
+        columns["ts"] = pc.cast(pc.cast(start, pa.timestamp("ms", tz="UTC")), stepped.schema.field("ts").type)
+        keys.append("ts")
+    columns |= {"increase": stepped.column("increase"), "seconds": stepped.column("seconds")}
+    summed = (
+        pa.table(columns)
+        .group_by(keys, use_threads=False)
+        .aggregate([("increase", "sum"), ("seconds", "sum")])
+    )
+    increase, seconds = summed.column("increase_sum"), summed.column("seconds_sum")
+    out = summed.select(keys).append_column("increase", increase).append_column("seconds", seconds)
+    return out.append_column("rate", pc.divide(increase, seconds))
+
+
+def rates_by_step(
+    rated: pa.Table, since_ms: int, until_ms: int, step_ms: int | None = None
 ) -> dict[int, NvlinkRates]:
-    """Per-link rates over [since_ms, until_ms] summed by link_sums: one entry, or one per step.
+    """link_increases (per step of step_ms, or over the window) summed by link_sums: one entry, or one
+    per step.
 
     Returns:
         Keyed by the step's start (epoch ms) with step_ms, else by since_ms; a span or step in which
         no link has a rate in both directions has no entry.
     """
     per_step: dict[int, dict[int, list[float | None]]] = {}
-    # Both directions in one statement: the raw rows at the window's edges are decoded once.
-    rated = reader.rates("nvlink", DIRECTIONS, since_ms, until_ms, step_ms=step_ms)
     starts = epoch_ms_list(rated.column("ts")) if step_ms else [since_ms] * rated.num_rows
     gpus, links = rated.column("gpu").to_pylist(), rated.column("link").to_pylist()
     directions = [DIRECTIONS.index(c) for c in rated.column("counter").to_pylist()]
@@ -90,9 +124,24 @@ def nvlink_rates_over(
     return out
 
 
-def nvlink_total(reader: StoreReader, since_ms: int, until_ms: int, of: int) -> NvlinkTotal:
-    """The rack's NVLink TX+RX over the window: each link's rate over it, summed (of: the rack's GPUs)."""
-    rates = nvlink_rates_over(reader, since_ms, until_ms).get(since_ms)
+def nvlink_rates_over(
+    reader: StoreReader, since_ms: int, until_ms: int, step_ms: int | None = None
+) -> dict[int, NvlinkRates]:
+    """Per-link rates over [since_ms, until_ms] summed by link_sums: one entry, or one per step (see
+    rates_by_step)."""
+    return rates_by_step(link_increases(reader, since_ms, until_ms, step_ms), since_ms, until_ms, step_ms)
+
+
+def nvlink_total(
+    reader: StoreReader, since_ms: int, until_ms: int, of: int, stepped: pa.Table | None = None
+) -> NvlinkTotal:
+    """The rack's NVLink TX+RX over the window: each link's rate over it, summed (of: the rack's GPUs).
+
+    stepped: link_increases of this window per step, when the caller has them (report.html's NVLink
+    timeline): the window's rates are summed from them (coarsened) instead of read again.
+    """
+    rated = link_increases(reader, since_ms, until_ms) if stepped is None else coarsened(stepped, None)
+    rates = rates_by_step(rated, since_ms, until_ms).get(since_ms)
     if rates is None:
         return NvlinkTotal(RackTotal(None, 0, of), 0)
     return rack_total(rates, of)

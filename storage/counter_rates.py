@@ -181,6 +181,11 @@ def raw_pieces(
     )
     # UNPIVOT leaves NULL values out: a sample without the counter is a gap, as in storage.increase.
     unpivoted = f"UNPIVOT ({rows}) ON {values} INTO NAME counter VALUE v"
+    if len(names(columns)) == 1:  # the same rows without UNPIVOT's cost (a tenth of serving_hist's)
+        only = names(columns)[0]
+        unpivoted = (
+            f"SELECT *, {_lit(only)} AS counter, {values} AS v FROM ({rows}) WHERE {values} IS NOT NULL"
+        )
     listed = (
         f"SELECT {keys}, counter, min(t) AS t0, max(t) AS t1, list(v ORDER BY t) AS vs "
         f"FROM ({unpivoted}) GROUP BY {keys}, counter, span, step"

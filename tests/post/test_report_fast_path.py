@@ -13,6 +13,8 @@ in the open hour. Expected values come from tests/post/store_fixtures.py, over r
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,7 +22,9 @@ import pytest
 
 from collectors.alert_rules import AlertRules
 from monitor.report import summarize
+from monitor.report_html import series_in
 from monitor.report_links import LINK_ERRORS, link_faults
+from monitor.report_nvlink import DIRECTIONS, coarsened, link_increases
 from monitor.timespec import Window
 from storage.frame import Frame, batch_from_columns, batch_from_rows
 from storage.reader import StoreReader
@@ -165,3 +169,78 @@ def test_link_faults_equal_the_rule_over_raw_rows(store: Path, name: str) -> Non
     # The bursts across a minute and an hour boundary fire; the spread growth before the latter does not.
     assert expected[(0, 0)] == (T0 + (BURST - 1) * STEP_MS, None)
     assert expected[(1, 0)] == (T0 + (ACROSS_HOUR - 2) * STEP_MS, None)
+
+
+def _per_step(
+    rows: list[dict], keys: Sequence[str], column: str, step_ms: int
+) -> dict[tuple, tuple[float, float]]:
+    """Per series and step: (increase, seconds) of the consecutive valued pairs whose later sample
+    falls in the step (a step starts at a multiple of step_ms), written here from the raw rows."""
+    series: dict[tuple, list[tuple[int, int]]] = {}
+    for r in rows:
+        if r[column] is not None:
+            series.setdefault(tuple(r[k] for k in keys), []).append((r["t"], r[column]))
+    out: dict[tuple, tuple[float, float]] = {}
+    for key, points in series.items():
+        for (t0, before), (t1, now) in itertools.pairwise(sorted(points)):
+            at = (*key, t1 // step_ms * step_ms)
+            inc, seconds = out.get(at, (0, 0.0))
+            out[at] = (inc + (now - before if now >= before else now), seconds + (t1 - t0) / 1000)
+    return out
+
+
+@pytest.mark.parametrize("name", list(WINDOWS))
+def test_nvlink_steps_coarsened_equal_raw_rows(store: Path, name: str) -> None:
+    """report.html rates NVLink per minute once; the summary's total and wider steps are sums of those."""
+    since, until = WINDOWS[name].since_ms, WINDOWS[name].until_ms
+    with StoreReader(store) as reader:
+        minutes = link_increases(reader, since, until, 60_000)
+    nvlink = raw_rows(store, "nvlink", since, until)
+    whole = coarsened(minutes, None).to_pylist()
+    wide = coarsened(minutes, 180_000).to_pylist()
+    for column in DIRECTIONS:
+        expected = per_series(nvlink, ("gpu", "link"), column)
+        got = {(r["gpu"], r["link"]): (r["increase"], r["seconds"]) for r in whole if r["counter"] == column}
+        assert got == pytest.approx(expected), column
+        expected = _per_step(nvlink, ("gpu", "link"), column, 180_000)
+        got = {
+            (r["gpu"], r["link"], round(r["ts"].timestamp() * 1000)): (r["increase"], r["seconds"])
+            for r in wide
+            if r["counter"] == column
+        }
+        assert got == pytest.approx(expected), column
+
+
+def test_the_summary_nvlink_total_from_steps_is_the_one_read_whole(store: Path) -> None:
+    window = WINDOWS["day file to open hour"]
+    with StoreReader(store) as reader:
+        minutes = link_increases(reader, window.since_ms, window.until_ms, 60_000)
+        read = summarize(reader, window)["nvlink"]
+        shared = summarize(reader, window, nvlink_steps=minutes)["nvlink"]
+    assert read["tb_s"] is not None and shared == pytest.approx(read)
+
+
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        (T0 + 10 * 3_600_000 + 20_000, T0 + 14 * 3_600_000 + 7_000),  # GPU 2's last tick in the raw edge
+        (T0 + 10 * 3_600_000 + 45_000, T0 + 14 * 3_600_000 + 7_000),  # just after it
+        (T0 + 9 * 3_600_000 + 30 * 60_000 + 7_000, T0 + 12 * 3_600_000),  # in 1 min and 1 h buckets
+        (T0 + 10 * 3_600_000, T0 + 11 * 3_600_000 - 1),  # in one 1 h bucket only
+    ],
+)
+def test_series_in_a_window_equal_raw_rows(store: Path, since: int, until: int) -> None:
+    expected = len({r["gpu"] for r in raw_rows(store, "gpu", since, until)})
+    with StoreReader(store) as reader:
+        assert series_in(reader, "gpu", Window(since, until)) == expected
+
+
+def test_a_counter_missing_in_the_raw_edge_is_a_gap_not_a_reset(store: Path) -> None:
+    """GPU 1's energy is missing at 08:03:30, inside the raw rows of a window starting at 08:03:07: the
+    pair across the gap (08:03:15 -> 08:03:45) counts, as in the raw rows."""
+    gap = T0 + ENERGY_GAP * STEP_MS
+    window = Window(gap - 23_000, T0 + 9 * 3_600_000 + 30 * 60_000 + 41_000)
+    expected = per_series(raw_rows(store, "gpu", window.since_ms, window.until_ms), ("gpu",), "energy_mj")
+    with StoreReader(store) as reader:
+        summary = summarize(reader, window)
+    assert summary["energy"]["joules"] == pytest.approx(sum(i for i, _ in expected.values()) / 1000)
