@@ -23,9 +23,10 @@ from storage import counter_rates
 from storage.head import Head
 from storage.layout import MANIFEST, Manifest, read_manifest
 from storage.quantile import bucket_quantile
+from storage.rollup_files import DEFAULT_MAX_BYTES, RollupFiles
 from storage.rollups import ROLLED_UP, ROLLUP_STEPS, ROLLUP_TABLES, rollup_name, rollup_sql, spec
 from storage.sandbox import LockedConnection, read_only_statement
-from storage.schemas import SORT_KEYS, TABLES
+from storage.schemas import TABLES
 
 VIEWS: tuple[str, ...] = (*TABLES, *ROLLUP_TABLES)
 """Every view a reader defines: the raw tables and their _1m/_1h rollups."""
@@ -52,6 +53,7 @@ class StoreReader:
         head: the writer's head in this process, to see rows not sealed yet; None for sealed only.
         threads: DuckDB threads (default: DuckDB's choice, one per core).
         memory_limit: DuckDB's memory limit, e.g. '256MB' (default: DuckDB's, 80 % of RAM).
+        cache_bytes: the bound of the decoded rollup files kept for counter increases (0: none kept).
 
     Raises:
         NotAStoreError, StoreVersionError: `root` is not a store this code can read.
@@ -64,8 +66,10 @@ class StoreReader:
         *,
         threads: int | None = None,
         memory_limit: str | None = None,
+        cache_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         """Open `root` for reading."""
+        self.rollup_files = RollupFiles(cache_bytes)
         self.root = Path(root)
         self.head = head
         self._manifest: Manifest = read_manifest(self.root)
@@ -305,9 +309,28 @@ class StoreReader:
             rate; one row per entity and counter (and step), each counter its own series.
         """
         self.refresh()
+        try:
+            return self._rates(table, columns, since_ms, until_ms, step_ms, resolution, rollups, series)
+        except (duckdb.IOException, FileNotFoundError):
+            # A file removed after its grace period under a reader that slept: once more, newest manifest.
+            if not self.refresh(force=True):
+                raise
+            return self._rates(table, columns, since_ms, until_ms, step_ms, resolution, rollups, series)
+
+    def _rates(
+        self,
+        table: str,
+        columns: Sequence[str],
+        since_ms: int,
+        until_ms: int,
+        step_ms: int | None,
+        resolution: str,
+        rollups: bool,
+        series: str | None,
+    ) -> pa.Table:
         relation = self.relation if series is None else self._series_relation(series)
         if resolution == "raw":
-            pieces = self._raw_pieces(table, columns, since_ms, until_ms, step_ms, rollups, relation)
+            pieces = self._raw_pieces(table, columns, since_ms, until_ms, step_ms, rollups, series)
         elif resolution in ROLLUP_STEPS:
             pieces = []
             for column in columns:
@@ -316,13 +339,13 @@ class StoreReader:
                 # Buckets that start in the window, whatever their ends: the rollups' answer as it always was.
                 span = counter_rates.Span(resolution, since_ms, until_ms + ROLLUP_STEPS[resolution] - 1)
                 has_inc = counter_rates.has_increase(self.con, relation, table, column, span)
-                pieces.append(counter_rates.bucket_pieces(relation, table, column, span, False, has_inc))
+                sql = counter_rates.bucket_pieces(relation, table, column, span, False, has_inc)
+                pieces.append(counter_rates.conformed(self.con.sql(sql).to_arrow_table(), table))
         else:
             raise ValueError(f"resolution must be raw, {', '.join(ROLLUP_STEPS)}; not {resolution!r}")
-        query = counter_rates.chained(pieces, table, step_ms, ts_literal(0))
-        result = self.con.sql(query).to_arrow_table()
-        if step_ms:
-            result = result.rename_columns([*SORT_KEYS[table], "counter", "ts", "increase", "seconds"])
+        result = counter_rates.chain(
+            pieces or [counter_rates.piece_schema(table).empty_table()], table, step_ms
+        )
         import pyarrow.compute as pc  # here, not at import: 9 MiB a reader that never rates needn't hold
 
         rate = pc.divide(result.column("increase"), result.column("seconds"))
@@ -344,34 +367,58 @@ class StoreReader:
         until_ms: int,
         step_ms: int | None,
         rollups: bool,
-        relation: counter_rates.Relation,
-    ) -> list[str]:
-        """Pieces for the exact answer: usable rollup buckets inside the window, raw rows elsewhere."""
+        series: str | None,
+    ) -> list[pa.Table]:
+        """Pieces for the exact answer: usable rollup buckets inside the window, raw rows elsewhere.
+
+        Rollup rows come from the decoded-file cache (storage.rollup_files); with a `series` condition
+        (SQL) they are read through DuckDB instead.
+        """
+        relation = self.relation if series is None else self._series_relation(series)
         rolled = 0
         if rollups and table in ROLLED_UP and set(columns) <= set(spec(table).counters):
             rolled = counter_rates.rolled_until(self._manifest, table)
         banned: dict[str, set[int]] = {}
+        rows: dict[counter_rates.Span, pa.Table | None] = {}
         while True:
             spans = counter_rates.merged(counter_rates.plan(since_ms, until_ms, step_ms, rolled, banned))
             found = False
             for s in spans:
                 if s.kind == "raw":
                     continue
-                bad = counter_rates.unusable_buckets(self.con, relation, table, columns, s)
+                if series is None:
+                    rows[s] = self._rollup_rows(table, columns, s)
+                    bad = counter_rates.unusable_rows(rows[s], columns, s)
+                else:
+                    bad = counter_rates.unusable_buckets(self.con, relation, table, columns, s)
                 if bad:
                     banned.setdefault(s.kind, set()).update(bad)
                     found = True
             if not found:
                 break
         raw = [s for s in spans if s.kind == "raw"]
-        pieces = [counter_rates.raw_pieces(relation, table, columns, raw, step_ms)] if raw else []
-        pieces += [
+        sqls = [counter_rates.raw_pieces(relation, table, columns, raw, step_ms)] if raw else []
+        sqls += [
             counter_rates.bucket_pieces(relation, table, column, s, exact=True)
             for s in spans
-            if s.kind != "raw"
+            if s.kind != "raw" and series is not None
             for column in columns
         ]
+        pieces = [counter_rates.conformed(self.con.sql(q).to_arrow_table(), table) for q in sqls]
+        for s, got in rows.items():
+            if got is not None and s in spans:
+                pieces += [counter_rates.rollup_pieces(got, table, column, s.kind) for column in columns]
         return pieces
+
+    def _rollup_rows(self, table: str, columns: Sequence[str], span: counter_rates.Span) -> pa.Table | None:
+        """A rollup span's rows (buckets that start in it), from the decoded-file cache.
+
+        None where some file lacks the columns, or no file is listed: its buckets are then read raw.
+        """
+        name, last_start = rollup_name(table, span.kind), span.hi - ROLLUP_STEPS[span.kind] + 1
+        paths = [self.root / f.path for f in self._manifest.overlapping(name, span.lo, last_start)]
+        wanted = counter_rates.rollup_columns(table, columns)
+        return self.rollup_files.rows(paths, wanted, span.lo, last_start)
 
     def histogram_quantile(
         self,
