@@ -209,6 +209,12 @@ def conformed(pieces: pa.Table, table: str) -> pa.Table:
     return pieces.select(schema.names).cast(schema)
 
 
+def _int(value: int) -> pa.Scalar:
+    """An int64 scalar. Typed: pyarrow's inference of an untyped Python value tries `import dateutil`
+    on every call (a failed import is not cached), which was a third of a whole-hour question's CPU."""
+    return pa.scalar(value, pa.int64())
+
+
 def _same_as_previous(column: pa.ChunkedArray) -> pa.Array:
     """Per row, whether the value equals the row before's (two nulls are equal, as in PARTITION BY)."""
     import pyarrow.compute as pc
@@ -217,7 +223,7 @@ def _same_as_previous(column: pa.ChunkedArray) -> pa.Array:
         return pa.array([], pa.bool_())
     now, before = column.slice(1), column.slice(0, len(column) - 1)
     equal = pc.or_kleene(pc.equal(now, before), pc.and_(pc.is_null(now), pc.is_null(before)))
-    return pa.concat_arrays([pa.array([False]), pc.fill_null(equal, False).combine_chunks()])
+    return pa.concat_arrays([pa.array([False], pa.bool_()), pc.fill_null(equal, False).combine_chunks()])
 
 
 def chain(pieces: Sequence[pa.Table], table: str, step_ms: int | None) -> pa.Table:
@@ -255,7 +261,7 @@ def chain(pieces: Sequence[pa.Table], table: str, step_ms: int | None) -> pa.Tab
 
     pv, pt = previous("v1"), previous("t1")
     t0, t1 = rows.column("t0"), rows.column("t1")
-    gap = pc.fill_null(pc.subtract(t0, pt), 0)
+    gap = pc.fill_null(pc.subtract(t0, pt), _int(0))
     per_piece = {
         "increase": pc.add(rows.column("inc"), step_arrow(rows.column("v0"), pv)),
         "seconds": pc.add(pc.subtract(t1, t0), gap),
@@ -266,16 +272,18 @@ def chain(pieces: Sequence[pa.Table], table: str, step_ms: int | None) -> pa.Tab
     group = list(keys)
     columns = {k: rows.column(k) for k in keys}
     if step_ms:
-        columns["ts"] = pc.multiply(pc.divide(t0, step_ms), step_ms)  # t0 >= 0: division is floor
+        columns["ts"] = pc.multiply(pc.divide(t0, _int(step_ms)), _int(step_ms))  # t0 >= 0: division is floor
         group.append("ts")
     summed = pa.table({**columns, **per_piece}).group_by(group, use_threads=False)
     out = summed.aggregate([("increase", "sum"), ("seconds", "sum"), ("counted", "any")])
-    out = out.filter(pc.equal(out.column("counted_any"), True)).sort_by([(k, "ascending") for k in group])
+    out = out.filter(out.column("counted_any")).sort_by([(k, "ascending") for k in group])
     result = {k: out.column(k) for k in group}
     if step_ms:
         result["ts"] = result["ts"].cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC"))
     result["increase"] = out.column("increase_sum").cast(pa.float64())
-    result["seconds"] = pc.divide(out.column("seconds_sum").cast(pa.float64()), 1000.0)
+    result["seconds"] = pc.divide(
+        out.column("seconds_sum").cast(pa.float64()), pa.scalar(1000.0, pa.float64())
+    )
     return pa.table(result)
 
 
@@ -317,7 +325,7 @@ def rollup_pieces(rows: pa.Table, table: str, column: str, step: str) -> pa.Tabl
     start = _epoch_ms(rows.column("ts"))
 
     def at(offset: str, default: int) -> pa.ChunkedArray:
-        return pc.add(start, pc.fill_null(rows.column(offset).cast(pa.int64()), default))
+        return pc.add(start, pc.fill_null(rows.column(offset).cast(pa.int64()), _int(default)))
 
     out = {k: rows.column(k) for k in SORT_KEYS[table]}
     out["counter"] = pa.array([column] * rows.num_rows, pa.string())

@@ -37,10 +37,12 @@ def step_sql(value: str, prev: str) -> str:
 
 def step_arrow(value: pa.Array, prev: pa.Array) -> pa.Array:
     """step_sql over Arrow arrays, element by element: 0 where prev is null, value on a drop."""
-    import pyarrow.compute as pc  # here, not at import: the live view never needs it
+    import pyarrow as pa  # here, not at import: the live view never needs it
+    import pyarrow.compute as pc
 
     went_on = pc.greater_equal(value, prev)
-    return pc.if_else(pc.is_null(prev), 0.0, pc.if_else(went_on, pc.subtract(value, prev), value))
+    zero = pa.scalar(0.0, pa.float64())  # typed: see counter_rates._int
+    return pc.if_else(pc.is_null(prev), zero, pc.if_else(went_on, pc.subtract(value, prev), value))
 
 
 def step(prev: float | None, value: float | None) -> float | None:

@@ -76,7 +76,9 @@ class RollupFiles:
             if table is None:
                 return None
             ms = table.column("ts").cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
-            inside = pc.and_(pc.greater_equal(ms, since_ms), pc.less_equal(ms, until_ms))
+            # Typed scalars: an untyped Python int makes pyarrow try `import dateutil` on every call.
+            lo, hi = pa.scalar(since_ms, pa.int64()), pa.scalar(until_ms, pa.int64())
+            inside = pc.and_(pc.greater_equal(ms, lo), pc.less_equal(ms, hi))
             parts.append(table.filter(inside))
         return pa.concat_tables(parts) if parts else None
 
