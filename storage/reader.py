@@ -22,6 +22,15 @@ import pyarrow as pa
 from storage import counter_rates
 from storage.head import Head
 from storage.layout import MANIFEST, Manifest, read_manifest
+from storage.pieces import (
+    chain,
+    condensed,
+    conformed,
+    piece_schema,
+    rollup_columns,
+    rollup_pieces,
+    unusable_rows,
+)
 from storage.quantile import bucket_quantile
 from storage.rollup_files import DEFAULT_MAX_BYTES, RollupFiles
 from storage.rollups import ROLLED_UP, ROLLUP_STEPS, ROLLUP_TABLES, rollup_name, rollup_sql, spec
@@ -340,12 +349,10 @@ class StoreReader:
                 span = counter_rates.Span(resolution, since_ms, until_ms + ROLLUP_STEPS[resolution] - 1)
                 has_inc = counter_rates.has_increase(self.con, relation, table, column, span)
                 sql = counter_rates.bucket_pieces(relation, table, column, span, False, has_inc)
-                pieces.append(counter_rates.conformed(self.con.sql(sql).to_arrow_table(), table))
+                pieces.append(conformed(self.con.sql(sql).to_arrow_table(), table))
         else:
             raise ValueError(f"resolution must be raw, {', '.join(ROLLUP_STEPS)}; not {resolution!r}")
-        result = counter_rates.chain(
-            pieces or [counter_rates.piece_schema(table).empty_table()], table, step_ms
-        )
+        result = chain(pieces or [piece_schema(table).empty_table()], table, columns, step_ms)
         import pyarrow.compute as pc  # here, not at import: 9 MiB a reader that never rates needn't hold
 
         rate = pc.divide(result.column("increase"), result.column("seconds"))
@@ -379,7 +386,7 @@ class StoreReader:
         if rollups and table in ROLLED_UP and set(columns) <= set(spec(table).counters):
             rolled = counter_rates.rolled_until(self._manifest, table)
         banned: dict[str, set[int]] = {}
-        rows: dict[counter_rates.Span, pa.Table | None] = {}
+        filed: dict[counter_rates.Span, list[pa.Table]] = {}
         while True:
             spans = counter_rates.merged(counter_rates.plan(since_ms, until_ms, step_ms, rolled, banned))
             found = False
@@ -387,8 +394,7 @@ class StoreReader:
                 if s.kind == "raw":
                     continue
                 if series is None:
-                    rows[s] = self._rollup_rows(table, columns, s)
-                    bad = counter_rates.unusable_rows(rows[s], columns, s)
+                    bad, filed[s] = self._span_pieces(table, columns, s, step_ms)
                 else:
                     bad = counter_rates.unusable_buckets(self.con, relation, table, columns, s)
                 if bad:
@@ -404,21 +410,35 @@ class StoreReader:
             if s.kind != "raw" and series is not None
             for column in columns
         ]
-        pieces = [counter_rates.conformed(self.con.sql(q).to_arrow_table(), table) for q in sqls]
-        for s, got in rows.items():
-            if got is not None and s in spans:
-                pieces += [counter_rates.rollup_pieces(got, table, column, s.kind) for column in columns]
-        return pieces
+        got = [conformed(self.con.sql(q).to_arrow_table(), table) for q in sqls]
+        return got + [p for s in spans if s in filed for p in filed[s]]
 
-    def _rollup_rows(self, table: str, columns: Sequence[str], span: counter_rates.Span) -> pa.Table | None:
-        """A rollup span's rows (buckets that start in it), from the decoded-file cache.
+    def _span_pieces(
+        self, table: str, columns: Sequence[str], span: counter_rates.Span, step_ms: int | None
+    ) -> tuple[set[int], list[pa.Table]]:
+        """A rollup span's unusable bucket starts and, when there are none, its pieces; kept in the
+        reader's cache (storage.rollup_files) under the rollup files' versions.
 
-        None where some file lacks the columns, or no file is listed: its buckets are then read raw.
+        Unstepped, each series' buckets are condensed to one piece (storage.pieces.condensed): an hour
+        of 1 min buckets chains as 1 piece per series, not 60.
         """
         name, last_start = rollup_name(table, span.kind), span.hi - ROLLUP_STEPS[span.kind] + 1
         paths = [self.root / f.path for f in self._manifest.overlapping(name, span.lo, last_start)]
-        wanted = counter_rates.rollup_columns(table, columns)
-        return self.rollup_files.rows(paths, wanted, span.lo, last_start)
+        wanted = rollup_columns(table, columns)
+
+        def make() -> tuple[set[int], list[pa.Table]]:
+            # No file listed, or one lacking the columns: every bucket is read from raw rows instead.
+            rows = self.rollup_files.rows(paths, wanted, span.lo, last_start) if paths else None
+            bad = unusable_rows(rows, columns, span)
+            if bad or rows is None:
+                return bad, []
+            got = [rollup_pieces(rows, table, column, span.kind) for column in columns]
+            return bad, got if step_ms else [condensed(pa.concat_tables(got), table, columns)]
+
+        tag = ("pieces", table, tuple(columns), span, step_ms)
+        return self.rollup_files.derived(
+            paths, tag, make, lambda v: sum(p.nbytes for p in v[1]) + 64 * len(v[0])
+        )  # type: ignore[no-any-return]
 
     def histogram_quantile(
         self,

@@ -14,19 +14,25 @@ replaced under the same name is read again, never answered from the old entry.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 DEFAULT_MAX_BYTES = 16 << 20
 """The cache's bound: an hour of NVLink 1 min rollups (symbol errors) is about 4 MiB decoded."""
 
-Key = tuple[str, int, int, int, tuple[str, ...]]
+
+def _version(path: Path) -> tuple[str, int, int, int]:
+    """A file's identity as its contents go: path, inode, mtime and size."""
+    st = path.stat()
+    return (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 class RollupFiles:
-    """Columns of Parquet files by path, decoded once per file version, least recently used dropped first.
+    """Columns of Parquet files by path, decoded once per file version, and values made from them (a
+    rollup span's pieces); least recently used dropped first.
 
     Args:
         max_bytes: the most decoded bytes kept (0 keeps nothing: every read decodes the file).
@@ -35,31 +41,48 @@ class RollupFiles:
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         """An empty cache."""
         self.max_bytes = max_bytes
-        self._tables: OrderedDict[Key, pa.Table | None] = OrderedDict()
+        self._values: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self.reads = 0
         """Files decoded so far (a test's window into hits and misses)."""
 
     def columns(self, path: Path, names: Sequence[str]) -> pa.Table | None:
         """The file's columns `names` (all its rows); None when the file lacks one of them."""
-        st = path.stat()
-        key = (str(path), st.st_ino, st.st_mtime_ns, st.st_size, tuple(names))
-        if key in self._tables:
-            self._tables.move_to_end(key)
-            return self._tables[key]
-        import pyarrow.parquet as pq  # here, not at import: a reader that never rates needn't hold it
 
-        self.reads += 1
-        file = pq.ParquetFile(path)
-        table = file.read(columns=list(names)) if set(names) <= set(file.schema_arrow.names) else None
-        size = table.nbytes if table is not None else 0
-        if size <= self.max_bytes:
-            self._tables[key] = table
-            self._bytes += size
+        def read() -> pa.Table | None:
+            import pyarrow.parquet as pq  # here, not at import: a reader that never rates needn't hold it
+
+            self.reads += 1
+            file = pq.ParquetFile(path)
+            return file.read(columns=list(names)) if set(names) <= set(file.schema_arrow.names) else None
+
+        got = self.derived([path], ("columns", *names), read, lambda t: t.nbytes if t is not None else 0)
+        return got  # type: ignore[no-any-return]
+
+    def derived(
+        self, paths: Sequence[Path], tag: tuple[Any, ...], make: Callable[[], Any], size: Callable[[Any], int]
+    ) -> Any:
+        """What `make` computes from the files `paths` (as they are now), kept under (their versions, tag).
+
+        Args:
+            paths: the files the value is made from; a new version of any of them is a new key.
+            tag: what is made from them (the columns read, a span's pieces).
+            make: computes the value on a miss.
+            size: the value's bytes, counted against max_bytes.
+        """
+        key = (tuple(_version(p) for p in paths), tag)
+        if key in self._values:
+            self._values.move_to_end(key)
+            return self._values[key][0]
+        value = make()
+        nbytes = size(value)
+        if nbytes <= self.max_bytes:
+            self._values[key] = (value, nbytes)
+            self._bytes += nbytes
             while self._bytes > self.max_bytes:
-                _, dropped = self._tables.popitem(last=False)
-                self._bytes -= dropped.nbytes if dropped is not None else 0
-        return table
+                _, (_, dropped) = self._values.popitem(last=False)
+                self._bytes -= dropped
+        return value
 
     def rows(
         self, paths: Sequence[Path], names: Sequence[str], since_ms: int, until_ms: int
@@ -84,5 +107,5 @@ class RollupFiles:
 
     def clear(self) -> None:
         """Drop every entry."""
-        self._tables.clear()
+        self._values.clear()
         self._bytes = 0
