@@ -107,3 +107,42 @@ def test_the_cache_keeps_within_its_bound(tmp_path: Path) -> None:
     cache.columns(paths[0], ["ts"])  # dropped for the newer ones: read again
     assert cache.reads == 5
     assert cache.columns(tmp_path / "r1.parquet", ["nope"]) is None  # a missing column
+
+
+def minute_ends(store: Path, since: int, until: int) -> dict[tuple[int, int], tuple[int, int]]:
+    """(gpu, minute start) -> (first, last) energy reading in that minute, by a loop over the raw rows."""
+    with StoreReader(store) as reader:
+        rows = reader.rows(
+            f"SELECT gpu, epoch_ms(ts), energy_mj FROM gpu WHERE energy_mj IS NOT NULL "
+            f"AND epoch_ms(ts) BETWEEN {since} AND {until + 59_999} ORDER BY gpu, ts"
+        )
+    out: dict[tuple[int, int], tuple[int, int]] = {}
+    for gpu, t, value in rows:
+        key = (gpu, t // 60_000 * 60_000)
+        if since <= key[1] <= until:
+            out[key] = (out.get(key, (value, value))[0], value)
+    return out
+
+
+def test_rollup_buckets_from_the_cache_match_the_raw_rows_and_follow_new_files(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    write_store(root, nulls=True)
+
+    def buckets(reader: StoreReader, relation: str) -> dict[tuple[int, int], tuple[int, int]]:
+        got = reader.rows(f"SELECT gpu, epoch_ms(ts), energy_mj_first, energy_mj_last FROM {relation}")
+        return {(g, t): (a, b) for g, t, a, b in got if a is not None}
+
+    with StoreReader(root) as reader:
+        early, _ = reader.rollup("gpu", "1m", T0, T0 + HOUR_MS - 1)
+        late, _ = reader.rollup("gpu", "1m", T0 + HOUR_MS, T0 + 2 * HOUR_MS - 1)
+        # Both relations asked after both were made: neither names the other's rows.
+        assert buckets(reader, early) == minute_ends(root, T0, T0 + HOUR_MS - 1)
+        assert buckets(reader, late) == minute_ends(root, T0 + HOUR_MS, T0 + 2 * HOUR_MS - 1)
+        with StoreWriter(root, flush_interval_s=600, compaction="inline", grace_s=0) as writer:
+            for tick in range(TICKS, TICKS + 2 * 360):
+                ts = T0 + tick * TICK_MS
+                columns = {"ts": [ts] * 3, "gpu": [0, 1, 2], "uuid": ["G0", "G1", "G2"], "tray": [1] * 3}
+                columns |= {"state": [0] * 3, "energy_mj": [10**7 + tick, 5 * tick, 10**6 - tick]}
+                writer.append(Frame(ts, {"gpu": batch_from_columns("gpu", columns)}))
+        whole, _ = reader.rollup("gpu", "1m", T0, T0 + 4 * HOUR_MS - 1)
+        assert buckets(reader, whole) == minute_ends(root, T0, T0 + 4 * HOUR_MS - 1)
