@@ -85,16 +85,33 @@ class StoreReader:
         self._manifest: Manifest = read_manifest(self.root)
         self._stamp: tuple[int, int, int] | None = self._manifest_stamp()
         self._head_version = -1
-        self._locked = LockedConnection([self.root], threads, memory_limit)
-        self.con = self._locked.con
-        for name in VIEWS:
-            schema = TABLES.get(name) or ROLLUP_TABLES[name]
-            self.con.register(f"_empty_{name}", pa.table({f.name: pa.array([], f.type) for f in schema}))
-        self._build_views()
+        self._connection_options = (threads, memory_limit)
+        self._locked: LockedConnection | None = None
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection with the views, made on first use.
+
+        Not at open: a connection costs about 25 MiB resident before any query (DuckDB's catalog),
+        and a reader answering counter increases from rollups (storage/pieces.py) may never need one.
+        """
+        if self._locked is None:
+            locked = LockedConnection([self.root], *self._connection_options)
+            for name in VIEWS:
+                schema = TABLES.get(name) or ROLLUP_TABLES[name]
+                locked.con.register(
+                    f"_empty_{name}", pa.table({f.name: pa.array([], f.type) for f in schema})
+                )
+            self._locked = locked
+            self._build_views()
+        return self._locked.con
 
     def close(self) -> None:
-        """Close the DuckDB connection."""
-        self._locked.close()
+        """Close the DuckDB connection (if one was made)."""
+        self.rollup_files.clear()
+        if self._locked is not None:
+            self._locked.close()
+            self._locked = None
 
     def __enter__(self) -> StoreReader:
         """Use as a context manager; close() on exit."""
@@ -127,7 +144,8 @@ class StoreReader:
         if manifest_changed:
             self._manifest = read_manifest(self.root)
             self._stamp = stamp
-        self._build_views()
+        if self._locked is not None:  # else the views are built with the connection, from this manifest
+            self._build_views()
         return True
 
     def _build_views(self) -> None:
