@@ -191,6 +191,15 @@ def raw_pieces(
     return f"SELECT {keys}, counter, {ends}, coalesce(list_sum({pairs}), 0) AS inc FROM ({listed})"
 
 
+def raw_rows(relation: Relation, table: str, columns: str | Sequence[str], spans: Sequence[Span]) -> str:
+    """SQL of raw spans' rows: series keys, t (epoch ms) and the counters (see pieces.sample_pieces)."""
+    keys = ", ".join(_q(k) for k in SORT_KEYS[table])
+    values = ", ".join(_q(c) for c in names(columns))
+    return " UNION ALL ".join(
+        f"SELECT {keys}, epoch_ms(ts) AS t, {values} FROM {relation(table, s.lo, s.hi)}" for s in spans
+    )
+
+
 def unusable_buckets(
     con: duckdb.DuckDBPyConnection, relation: Relation, table: str, columns: str | Sequence[str], span: Span
 ) -> set[int]:

@@ -29,6 +29,7 @@ from storage.pieces import (
     piece_schema,
     rollup_columns,
     rollup_pieces,
+    sample_pieces,
     unusable_rows,
 )
 from storage.quantile import bucket_quantile
@@ -38,6 +39,9 @@ from storage.sandbox import LockedConnection, read_only_statement
 from storage.schemas import TABLES
 
 VIEWS: tuple[str, ...] = (*TABLES, *ROLLUP_TABLES)
+FEW_RAW_MS = 15 * 60_000
+"""Raw spans up to this long (in all) are chained row by row in Arrow (storage.pieces.sample_pieces);
+longer ones as per-series lists in SQL (counter_rates.raw_pieces)."""
 """Every view a reader defines: the raw tables and their _1m/_1h rollups."""
 
 
@@ -454,6 +458,11 @@ class StoreReader:
             if not found:
                 break
         raw = [s for s in spans if s.kind == "raw"]
+        got: list[pa.Table] = []
+        if raw and sum(s.hi - s.lo + 1 for s in raw) <= FEW_RAW_MS:
+            # A window's edges: its rows chained as they are beat per-series lists in SQL.
+            rows = self.con.sql(counter_rates.raw_rows(relation, table, columns, raw)).to_arrow_table()
+            got, raw = sample_pieces(rows, table, columns), []
         sqls = [counter_rates.raw_pieces(relation, table, columns, raw, step_ms)] if raw else []
         sqls += [
             counter_rates.bucket_pieces(relation, table, column, s, exact=True)
@@ -461,7 +470,7 @@ class StoreReader:
             if s.kind != "raw" and series is not None
             for column in columns
         ]
-        got = [conformed(self.con.sql(q).to_arrow_table(), table) for q in sqls]
+        got += [conformed(self.con.sql(q).to_arrow_table(), table) for q in sqls]
         return got + [p for s in spans if s in filed for p in filed[s]]
 
     def _span_pieces(
