@@ -83,7 +83,6 @@ class StoreReader:
     ) -> None:
         """Open `root` for reading."""
         self.rollup_files = RollupFiles(cache_bytes)
-        self._filed_views = 0
         self.root = Path(root)
         self.head = head
         self._manifest: Manifest = read_manifest(self.root)
@@ -221,7 +220,7 @@ class StoreReader:
         rolled = counter_rates.rolled_until(self._manifest, table)
         parts = []
         if rolled > since_ms:
-            filed = self._filed_rollup(rollup_name(table, step), since_ms, min(until_ms, rolled - 1))
+            filed = self.relation(rollup_name(table, step), since_ms, min(until_ms, rolled - 1))
             parts.append(f"SELECT * FROM {filed}")
         first_bucket = -(-since_ms // step_ms) * step_ms  # buckets that start in the window, as above
         raw_from = max(rolled, first_bucket)
@@ -232,38 +231,6 @@ class StoreReader:
             parts.append(f"SELECT * FROM _empty_{rollup_name(table, step)}")
         relation = f"({' UNION ALL BY NAME '.join(parts)})"
         return relation, raw_from if raw_from <= until_ms else None
-
-    def _filed_rollup(self, name: str, since_ms: int, until_ms: int) -> str:
-        """relation() over a rollup's files, scanned from the reader's cache of decoded files.
-
-        The files' rows are kept as one Arrow table registered under a name of its own (dropped from
-        DuckDB when the cache drops it), so a repeated question skips DuckDB's Parquet footer and page
-        decoding. Files too big for the cache are read as relation() reads them.
-        """
-        paths = [self.root / f.path for f in self._manifest.overlapping(name, since_ms, until_ms)]
-
-        def load() -> tuple[str, pa.Table]:
-            import pyarrow.parquet as pq
-
-            table = pa.concat_tables([pq.read_table(p) for p in paths], promote_options="default")
-            self._filed_views += 1
-            return f"_filed_{self._filed_views}", table
-
-        def unregister(entry: tuple[str, pa.Table]) -> None:
-            self.con.unregister(entry[0])
-
-        limit = self.rollup_files.max_bytes
-        if not paths or sum(p.stat().st_size for p in paths) * 8 > limit:
-            return self.relation(
-                name, since_ms, until_ms
-            )  # (zstd Parquet decodes to several times its bytes)
-        view, table = self.rollup_files.derived(
-            paths, ("filed", name), load, lambda e: e[1].nbytes, unregister
-        )
-        if table.nbytes > limit:
-            return self.relation(name, since_ms, until_ms)
-        self.con.register(view, table)
-        return f"(SELECT * FROM {view} WHERE ts >= {ts_literal(since_ms)} AND ts <= {ts_literal(until_ms)})"
 
     def sql(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
         """Run a query over the views (refreshed first) and return its rows as Arrow.

@@ -41,9 +41,7 @@ class RollupFiles:
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         """An empty cache."""
         self.max_bytes = max_bytes
-        self._values: OrderedDict[tuple[Any, ...], tuple[Any, int, Callable[[Any], None] | None]] = (
-            OrderedDict()
-        )
+        self._values: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self.reads = 0
         """Files decoded so far (a test's window into hits and misses)."""
@@ -67,7 +65,6 @@ class RollupFiles:
         tag: tuple[Any, ...],
         make: Callable[[], Any],
         size: Callable[[Any], int],
-        dropped: Callable[[Any], None] | None = None,
     ) -> Any:
         """What `make` computes from the files `paths` (as they are now), kept under (their versions, tag).
 
@@ -76,8 +73,6 @@ class RollupFiles:
             tag: what is made from them (the columns read, a span's pieces).
             make: computes the value on a miss.
             size: the value's bytes, counted against max_bytes.
-            dropped: called with the value when it leaves the cache (not called for a value too big
-                to keep: the caller sees that from its size).
         """
         key = (tuple(_version(p) for p in paths), tag)
         if key in self._values:
@@ -86,13 +81,11 @@ class RollupFiles:
         value = make()
         nbytes = size(value)
         if nbytes <= self.max_bytes:
-            self._values[key] = (value, nbytes, dropped)
+            self._values[key] = (value, nbytes)
             self._bytes += nbytes
             while self._bytes > self.max_bytes:
-                _, (old, old_bytes, on_drop) = self._values.popitem(last=False)
+                _, (_, old_bytes) = self._values.popitem(last=False)
                 self._bytes -= old_bytes
-                if on_drop is not None:
-                    on_drop(old)
         return value
 
     def rows(
@@ -118,8 +111,5 @@ class RollupFiles:
 
     def clear(self) -> None:
         """Drop every entry."""
-        while self._values:
-            _, (old, _, on_drop) = self._values.popitem(last=False)
-            if on_drop is not None:
-                on_drop(old)
+        self._values.clear()
         self._bytes = 0
