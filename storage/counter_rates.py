@@ -3,9 +3,9 @@
 A window's increase is cut into pieces in time order: whole 1 h buckets, whole 1 min buckets, and raw
 rows where no bucket fits (the window edges, the open hour that is not compacted yet). Each piece
 gives, per series, its first and last sample (time, value) and its reset-corrected increase inside;
-the pieces are chained per series, the pair across two neighbouring pieces corrected for a reset the
-same way. That is exactly the sum over consecutive raw samples, so the answer equals a lag() over
-every raw row while reading a few hundred bucket rows and a few minutes of raw ones.
+the pieces are chained per series (storage/pieces.py), the pair across two neighbouring pieces
+corrected for a reset the same way. That is exactly the sum over consecutive raw samples, so the answer
+equals a lag() over every raw row while reading a few hundred bucket rows and a few minutes of raw ones.
 
 A bucket is used only where its `<c>_inc` and first_ms/last_ms are set (see rollups.py); others (a
 counter NULL at a bucket edge, files written before `_inc` existed) are read from raw rows.
@@ -196,32 +196,13 @@ def raw_pieces(
     return f"SELECT {keys}, counter, {ends}, coalesce(list_sum({pairs}), 0) AS inc FROM ({listed})"
 
 
-def chained(pieces: Sequence[str], table: str, step_ms: int | None, epoch: str) -> str:
-    """SQL of the increase and seconds per series and counter (and step) from pieces in any order.
-
-    Args:
-        pieces: SQL relations with the series keys, counter (the column's name), t0, v0, t1, v1, inc.
-        table: the raw table (for its keys).
-        step_ms: one row per step (labelled with its start) when given.
-        epoch: a TIMESTAMPTZ literal of epoch 0, for the step labels.
-    """
-    keys = ", ".join([*(_q(k) for k in SORT_KEYS[table]), "counter"])
-    union = " UNION ALL ".join(f"({p})" for p in pieces)
-    lagged = (
-        f"SELECT *, lag(v1) OVER w AS pv, lag(t1) OVER w AS pt FROM ({union}) "
-        f"WINDOW w AS (PARTITION BY {keys} ORDER BY t0)"
+def raw_rows(relation: Relation, table: str, columns: str | Sequence[str], spans: Sequence[Span]) -> str:
+    """SQL of raw spans' rows: series keys, t (epoch ms) and the counters (see pieces.sample_pieces)."""
+    keys = ", ".join(_q(k) for k in SORT_KEYS[table])
+    values = ", ".join(_q(c) for c in names(columns))
+    return " UNION ALL ".join(
+        f"SELECT {keys}, epoch_ms(ts) AS t, {values} FROM {relation(table, s.lo, s.hi)}" for s in spans
     )
-    bucket = f"{epoch} + to_milliseconds((t0 // {step_ms}) * {step_ms})" if step_ms else None
-    group = ", ".join([keys, *(["bucket"] if bucket else [])])
-    # A series' (step's) row exists when a pair of samples ends in it: inside a piece of two or
-    # more samples, or from the previous piece to this one; as in the raw lag() query.
-    return f"""
-        SELECT {keys}{", " + bucket + " AS bucket" if bucket else ""},
-            sum(inc + {step_sql("v0", "pv")})::DOUBLE AS increase,
-            sum(t1 - t0 + coalesce(t0 - pt, 0)) / 1000.0 AS seconds
-        FROM ({lagged})
-        GROUP BY {group} HAVING bool_or(t1 > t0 OR pv IS NOT NULL) ORDER BY {group}
-    """
 
 
 def unusable_buckets(

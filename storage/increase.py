@@ -6,9 +6,10 @@ it means the counter restarted from 0, so the increase across that pair is the n
 rate is its increase over the time its samples span; a rack's rate is the sum of its series' rates,
 never the rate of a sum (one series' reset would read as a reset of all of them).
 
-The SQL side (reader, rollups, report, report.html) builds its expressions with `step_sql`; the Python
-side (live view, alerts, snapshot checks) calls `step`, `increase` and `rate`. tests/storage/
-test_increase_agreement.py holds the two equal on random streams.
+The SQL side (reader, rollups, report, report.html) builds its expressions with `step_sql`; the Arrow
+side (the reader's chaining of pieces, storage/counter_rates.py) calls `step_arrow`; the Python side
+(live view, alerts, snapshot checks) calls `step`, `increase` and `rate`. tests/storage/
+test_increase_agreement.py holds the three equal on random streams.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 Point = tuple[int, float]
 """One sample of a series: (timestamp in epoch ms, value)."""
@@ -28,6 +33,16 @@ def step_sql(value: str, prev: str) -> str:
     work); the new value itself where the counter went down (a reset).
     """
     return f"(CASE WHEN {prev} IS NULL THEN 0 WHEN {value} >= {prev} THEN {value} - {prev} ELSE {value} END)"
+
+
+def step_arrow(value: pa.Array, prev: pa.Array) -> pa.Array:
+    """step_sql over Arrow arrays, element by element: 0 where prev is null, value on a drop."""
+    import pyarrow as pa  # here, not at import: the live view never needs it
+    import pyarrow.compute as pc
+
+    went_on = pc.greater_equal(value, prev)
+    zero = pa.scalar(0.0, pa.float64())  # typed: see counter_rates._int
+    return pc.if_else(pc.is_null(prev), zero, pc.if_else(went_on, pc.subtract(value, prev), value))
 
 
 def step(prev: float | None, value: float | None) -> float | None:

@@ -22,10 +22,13 @@ import pyarrow as pa
 from storage import counter_rates
 from storage.head import Head
 from storage.layout import MANIFEST, Manifest, read_manifest
+from storage.pieces import chain, conformed, piece_schema
 from storage.quantile import bucket_quantile
+from storage.rollup_files import DEFAULT_MAX_BYTES, RollupFiles
 from storage.rollups import ROLLED_UP, ROLLUP_STEPS, ROLLUP_TABLES, rollup_name, rollup_sql, spec
 from storage.sandbox import LockedConnection, read_only_statement
-from storage.schemas import SORT_KEYS, TABLES
+from storage.schemas import TABLES
+from storage.window_pieces import window_pieces
 
 VIEWS: tuple[str, ...] = (*TABLES, *ROLLUP_TABLES)
 """Every view a reader defines: the raw tables and their _1m/_1h rollups."""
@@ -52,6 +55,7 @@ class StoreReader:
         head: the writer's head in this process, to see rows not sealed yet; None for sealed only.
         threads: DuckDB threads (default: DuckDB's choice, one per core).
         memory_limit: DuckDB's memory limit, e.g. '256MB' (default: DuckDB's, 80 % of RAM).
+        cache_bytes: the bound of the decoded rollup files kept for counter increases (0: none kept).
 
     Raises:
         NotAStoreError, StoreVersionError: `root` is not a store this code can read.
@@ -64,23 +68,42 @@ class StoreReader:
         *,
         threads: int | None = None,
         memory_limit: str | None = None,
+        cache_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         """Open `root` for reading."""
+        self.rollup_files = RollupFiles(cache_bytes)
         self.root = Path(root)
         self.head = head
         self._manifest: Manifest = read_manifest(self.root)
         self._stamp: tuple[int, int, int] | None = self._manifest_stamp()
         self._head_version = -1
-        self._locked = LockedConnection([self.root], threads, memory_limit)
-        self.con = self._locked.con
-        for name in VIEWS:
-            schema = TABLES.get(name) or ROLLUP_TABLES[name]
-            self.con.register(f"_empty_{name}", pa.table({f.name: pa.array([], f.type) for f in schema}))
-        self._build_views()
+        self._connection_options = (threads, memory_limit)
+        self._locked: LockedConnection | None = None
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection with the views, made on first use.
+
+        Not at open: a connection costs about 25 MiB resident before any query (DuckDB's catalog),
+        and a reader answering counter increases from rollups (storage/pieces.py) may never need one.
+        """
+        if self._locked is None:
+            locked = LockedConnection([self.root], *self._connection_options)
+            for name in VIEWS:
+                schema = TABLES.get(name) or ROLLUP_TABLES[name]
+                locked.con.register(
+                    f"_empty_{name}", pa.table({f.name: pa.array([], f.type) for f in schema})
+                )
+            self._locked = locked
+            self._build_views()
+        return self._locked.con
 
     def close(self) -> None:
-        """Close the DuckDB connection."""
-        self._locked.close()
+        """Close the DuckDB connection (if one was made)."""
+        self.rollup_files.clear()
+        if self._locked is not None:
+            self._locked.close()
+            self._locked = None
 
     def __enter__(self) -> StoreReader:
         """Use as a context manager; close() on exit."""
@@ -113,7 +136,8 @@ class StoreReader:
         if manifest_changed:
             self._manifest = read_manifest(self.root)
             self._stamp = stamp
-        self._build_views()
+        if self._locked is not None:  # else the views are built with the connection, from this manifest
+            self._build_views()
         return True
 
     def _build_views(self) -> None:
@@ -314,9 +338,28 @@ class StoreReader:
             rate; one row per entity and counter (and step), each counter its own series.
         """
         self.refresh()
-        relation = self.relation if series is None else self._series_relation(series)
+        try:
+            return self._rates(table, columns, since_ms, until_ms, step_ms, resolution, rollups, series)
+        except (duckdb.IOException, FileNotFoundError):
+            # A file removed after its grace period under a reader that slept: once more, newest manifest.
+            if not self.refresh(force=True):
+                raise
+            return self._rates(table, columns, since_ms, until_ms, step_ms, resolution, rollups, series)
+
+    def _rates(
+        self,
+        table: str,
+        columns: Sequence[str],
+        since_ms: int,
+        until_ms: int,
+        step_ms: int | None,
+        resolution: str,
+        rollups: bool,
+        series: str | None,
+    ) -> pa.Table:
+        relation = self.relation if series is None else self.series_relation(series)
         if resolution == "raw":
-            pieces = self._raw_pieces(table, columns, since_ms, until_ms, step_ms, rollups, relation)
+            pieces = window_pieces(self, table, columns, since_ms, until_ms, step_ms, rollups, series)
         elif resolution in ROLLUP_STEPS:
             pieces = []
             for column in columns:
@@ -325,62 +368,23 @@ class StoreReader:
                 # Buckets that start in the window, whatever their ends: the rollups' answer as it always was.
                 span = counter_rates.Span(resolution, since_ms, until_ms + ROLLUP_STEPS[resolution] - 1)
                 has_inc = counter_rates.has_increase(self.con, relation, table, column, span)
-                pieces.append(counter_rates.bucket_pieces(relation, table, column, span, False, has_inc))
+                sql = counter_rates.bucket_pieces(relation, table, column, span, False, has_inc)
+                pieces.append(conformed(self.con.sql(sql).to_arrow_table(), table))
         else:
             raise ValueError(f"resolution must be raw, {', '.join(ROLLUP_STEPS)}; not {resolution!r}")
-        query = counter_rates.chained(pieces, table, step_ms, ts_literal(0))
-        result = self.con.sql(query).to_arrow_table()
-        if step_ms:
-            result = result.rename_columns([*SORT_KEYS[table], "counter", "ts", "increase", "seconds"])
+        result = chain(pieces or [piece_schema(table).empty_table()], table, columns, step_ms)
         import pyarrow.compute as pc  # here, not at import: 9 MiB a reader that never rates needn't hold
 
         rate = pc.divide(result.column("increase"), result.column("seconds"))
         return result.append_column("rate", rate)
 
-    def _series_relation(self, series: str) -> counter_rates.Relation:
+    def series_relation(self, series: str) -> counter_rates.Relation:
         """StoreReader.relation narrowed to the rows of some series (raw and rollup tables share keys)."""
 
         def relation(table: str, since_ms: int, until_ms: int) -> str:
             return f"(SELECT * FROM {self.relation(table, since_ms, until_ms)} WHERE {series})"
 
         return relation
-
-    def _raw_pieces(
-        self,
-        table: str,
-        columns: Sequence[str],
-        since_ms: int,
-        until_ms: int,
-        step_ms: int | None,
-        rollups: bool,
-        relation: counter_rates.Relation,
-    ) -> list[str]:
-        """Pieces for the exact answer: usable rollup buckets inside the window, raw rows elsewhere."""
-        rolled = 0
-        if rollups and table in ROLLED_UP and set(columns) <= set(spec(table).counters):
-            rolled = counter_rates.rolled_until(self._manifest, table)
-        banned: dict[str, set[int]] = {}
-        while True:
-            spans = counter_rates.merged(counter_rates.plan(since_ms, until_ms, step_ms, rolled, banned))
-            found = False
-            for s in spans:
-                if s.kind == "raw":
-                    continue
-                bad = counter_rates.unusable_buckets(self.con, relation, table, columns, s)
-                if bad:
-                    banned.setdefault(s.kind, set()).update(bad)
-                    found = True
-            if not found:
-                break
-        raw = [s for s in spans if s.kind == "raw"]
-        pieces = [counter_rates.raw_pieces(relation, table, columns, raw, step_ms)] if raw else []
-        pieces += [
-            counter_rates.bucket_pieces(relation, table, column, s, exact=True)
-            for s in spans
-            if s.kind != "raw"
-            for column in columns
-        ]
-        return pieces
 
     def histogram_quantile(
         self,

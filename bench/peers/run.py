@@ -178,8 +178,10 @@ def ask_all(
 def run_group(group: str, store: Path, window: Window, args: argparse.Namespace) -> dict[str, Any]:
     """Export, load, compact, measure and ask one group in every system, then compare every answer."""
     work = args.work / group
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    prev = args.reuse_peers.get(group) if args.reuse_peers else None
+    if prev is None:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
     prom_dir, vm_dir = work / "prometheus", work / "victoria-metrics"
     res: dict[str, Any] = {"samples": {}, "load": {"export_s": 0.0, "promtool_s": 0.0, "vm_import_s": 0.0}}
     asked = [q for q in QUESTIONS if q.group == group]
@@ -192,6 +194,8 @@ def run_group(group: str, store: Path, window: Window, args: argparse.Namespace)
             answers[key][f"{system}/{variant}"] = entry.pop("answer")
             timings[key][f"{system}/{variant}"] = entry
 
+    if prev is not None:
+        return rerun_group(group, store, window, args, prev)
     with victoria_metrics(vm_dir, work / "victoria-metrics.log") as vm:
         load_peers(group, store, window, work, res, vm, args.keep_text)
         systems.vm_settle(vm)
@@ -237,6 +241,21 @@ def run_group(group: str, store: Path, window: Window, args: argparse.Namespace)
                 if q.precomputed
             }
             keep("prometheus", ask_all(prom, runs, args.repeats, measured))
+    return finish_group(group, store, window, args, res, keep, answers, timings)
+
+
+def finish_group(
+    group: str,
+    store: Path,
+    window: Window,
+    args: argparse.Namespace,
+    res: dict[str, Any],
+    keep: Any,
+    answers: dict[str, dict[str, Any]],
+    timings: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """Our side (bytes, questions, memory), then every answer compared with ours from raw."""
+    asked = [q for q in QUESTIONS if q.group == group]
     res["ours"] = our_bytes(store, GROUPS[group].table, window)
     ours = run_ours(store, group, window, args.repeats)
     res["ours"].update(
@@ -253,6 +272,70 @@ def run_group(group: str, store: Path, window: Window, args: argparse.Namespace)
         res["checks"][q.key] = {"agree": verdict.agree, "text": verdict.text, "points": verdict.points}
         log(f"{group}: {q.key} {verdict.text}")
     return res
+
+
+def reused_groups(results: Path, work: Path) -> dict[str, dict[str, Any]]:
+    """The groups an earlier run (its results JSON) loaded under `work` and left there, by name."""
+    try:
+        doc = json.loads(results.read_text())
+    except (OSError, ValueError) as err:
+        raise BenchError(f"--reuse-peers {results}: {err}") from err
+    out = {
+        group: dict(res, reused_from=str(results))
+        for group, res in doc.get("groups", {}).items()
+        if (work / group / "prometheus").is_dir() and (work / group / "victoria-metrics").is_dir()
+    }
+    if not out:
+        raise BenchError(f"--reuse-peers: no group of {results} has its peers' data under {work}")
+    return out
+
+
+def rerun_group(
+    group: str, store: Path, window: Window, args: argparse.Namespace, prev: dict[str, Any]
+) -> dict[str, Any]:
+    """Ask the peers an earlier run loaded again (--reuse-peers): no export, load or rule evaluation.
+
+    The Prometheus data directory then holds the raw and the rule blocks, merged, so one server answers
+    the raw and the precomputed questions. Sample counts, load times, Prometheus' bytes and the rule
+    phases are the earlier run's (the result names it under `reused_from`); every answer, timing and
+    memory figure is this run's, and every answer is compared again.
+    """
+    work = args.work / group
+    prom_dir, vm_dir = work / "prometheus", work / "victoria-metrics"
+    asked = [q for q in QUESTIONS if q.group == group]
+    answers: dict[str, dict[str, Any]] = {q.key: {} for q in asked}
+    timings: dict[str, dict[str, Any]] = {q.key: {} for q in asked}
+
+    def keep(system: str, got: dict[str, Any]) -> None:
+        for name, entry in got.items():
+            key, variant = name.split("/")
+            answers[key][f"{system}/{variant}"] = entry.pop("answer")
+            timings[key][f"{system}/{variant}"] = entry
+
+    res: dict[str, Any] = {k: prev[k] for k in ("samples", "load", "reused_from")}
+    with victoria_metrics(vm_dir, work / "victoria-metrics-rerun.log") as vm:
+        res["victoria-metrics"] = measured = systems.vm_measure(vm, vm_dir)
+        runs: dict[str, tuple[Query, dict[str, str] | None]] = {}
+        for q in asked:
+            query = raw_query(q, window, "victoria-metrics")
+            runs[f"{q.key}/raw"] = (query, {"nocache": "1"})
+            runs[f"{q.key}/cached"] = (query, None)
+        keep("victoria-metrics", ask_all(vm, runs, args.repeats, measured))
+    with prometheus(prom_dir, work / "prometheus-rerun.log", max_samples=args.prom_max_samples) as prom:
+        systems.prometheus_wait_compaction(prom)
+        res["prometheus"] = {k: v for k, v in prev["prometheus"].items() if "kib" not in k}
+        raw = {f"{q.key}/raw": (raw_query(q, window, "prometheus"), None) for q in asked}
+        keep("prometheus", ask_all(prom, raw, args.repeats, res["prometheus"]))
+        phases = prev["load"].get("rule_phases_ms")
+        if phases:
+            res["prometheus-rules"] = {}
+            ruled = {
+                f"{q.key}/precomputed": (precomputed_query(q, window, phases), None)
+                for q in asked
+                if q.precomputed
+            }
+            keep("prometheus", ask_all(prom, ruled, args.repeats, res["prometheus-rules"]))
+    return finish_group(group, store, window, args, res, keep, answers, timings)
 
 
 def main() -> int:
@@ -273,6 +356,11 @@ def main() -> int:
     parser.add_argument("--prom-max-samples", type=int, default=1_000_000_000, help="--query.max-samples")
     parser.add_argument("--keep-text", action="store_true", help="keep the OpenMetrics files")
     parser.add_argument("--out", type=Path, help="write results JSON here (and a .md beside it)")
+    parser.add_argument(
+        "--reuse-peers",
+        type=Path,
+        help="results JSON of the run that loaded the peers under --work: ask again without reloading",
+    )
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so every `with` stops its server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -281,6 +369,8 @@ def main() -> int:
         unknown = sorted(set(groups) - set(GROUPS))
         if unknown:
             raise BenchError(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+        if args.reuse_peers:
+            args.reuse_peers = reused_groups(args.reuse_peers, args.work)
         systems.ensure_packages()
         args.work.mkdir(parents=True, exist_ok=True)
         store, window = prepare_store(args)

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from storage import counter_rates
 from storage.frame import batch_from_rows
-from storage.increase import increase, rate, step, step_sql
+from storage.increase import increase, rate, step, step_arrow, step_sql
+from storage.pieces import chain, conformed
 from storage.rollups import compute_rollup
 
 T0 = 1_750_000_000_000
@@ -77,8 +78,9 @@ def sql_increases(table: pa.Table) -> dict[str, tuple[float, float]]:
 
     span = counter_rates.Span("raw", T0, T0 + 100 * TICK_MS)
     pieces = [counter_rates.raw_pieces(relation, "serving", "generation_tokens", [span], None)]
-    query = counter_rates.chained(pieces, "serving", None, "make_timestamptz(0::BIGINT)")
-    return {r["endpoint"]: (r["increase"], r["seconds"]) for r in con.sql(query).to_arrow_table().to_pylist()}
+    arrow = [conformed(con.sql(p).to_arrow_table(), "serving") for p in pieces]
+    rated = chain(arrow, "serving", ["generation_tokens"], None)
+    return {r["endpoint"]: (r["increase"], r["seconds"]) for r in rated.to_pylist()}
 
 
 @settings(max_examples=150, deadline=None)
@@ -117,18 +119,20 @@ def test_rollup_bucket_increase_equals_the_rule_over_its_samples(series: list[li
     st.one_of(st.none(), st.integers(0, 10**12)),
     st.one_of(st.none(), st.integers(0, 10**12), st.just(math.nan)),
 )
-def test_step_sql_and_step_agree(prev: int | None, value: float | None) -> None:
+def test_step_sql_step_arrow_and_step_agree(prev: int | None, value: float | None) -> None:
     sql_value = "NULL" if value is None else ("'NaN'::DOUBLE" if math.isnan(value) else f"{value}::BIGINT")
     sql_prev = "NULL" if prev is None else f"{prev}::BIGINT"
     by_sql = duckdb.sql(f"SELECT {step_sql(sql_value, sql_prev)}").fetchall()[0][0]
     by_python = step(prev, value)
+    as_arrow = step_arrow(pa.array([value], pa.float64()), pa.array([prev], pa.float64()))[0].as_py()
     if prev is None:
         assert by_sql == 0 and by_python is None  # a first sample: nothing counted on either side
+        assert as_arrow == 0
     elif value is None:
-        assert by_sql is None and by_python is None
+        assert by_sql is None and by_python is None and as_arrow is None
     elif math.isnan(value):
         # SQL never sees a NaN counter (stored counters are integers); Python skips it as a gap.
         assert by_python is None
     else:
         expected = value - prev if value >= prev else value
-        assert by_sql == expected and by_python == expected
+        assert by_sql == expected and by_python == expected and as_arrow == expected
