@@ -60,10 +60,13 @@ def command(
         reader = StoreReader(root, memory_limit=memory_limit)
     except StoreError as err:
         raise UserError(str(err)) from None
+    try:
+        con = reader.con  # connected here, so a bad --memory-limit is named as such
     except duckdb.Error as err:
+        reader.close()
         raise UserError(f"--memory-limit {memory_limit!r}: {_first_line(err)}") from None
     # On a head node beside the recorder, a runaway query must end, not take the machine's memory.
-    stop = threading.Timer(timeout_s, reader.con.interrupt)
+    stop = threading.Timer(timeout_s, con.interrupt)
     stop.start()
     try:
         batches = reader.query_batches(sql)
