@@ -147,6 +147,16 @@ def banded_chunks(table: pa.Table, keys: Sequence[str], band_ms: int) -> Iterato
         yield sort_table(table.filter(pc.equal(bands, band)), keys)
 
 
+def footer_statistics(keys: Sequence[str]) -> list[str]:
+    """The columns whose min/max go into a file's footer: ts and the entity keys.
+
+    Readers skip row groups by ts (windows, export cuts, merge bands) and by keys (`gpu IN ...`);
+    no reader filters on a value column's statistics. Those cost ~30 bytes per column chunk, which
+    in a rollup file of 80 columns and one row group is a fifth of its 1 h file (docs/benchmarks.md).
+    """
+    return ["ts", *keys]
+
+
 def _writer(
     path: Path,
     schema: pa.Schema,
@@ -163,7 +173,11 @@ def _writer(
         use_dictionary=dictionary,
         column_encoding=column_encoding,
         sorting_columns=[pq.SortingColumn(schema.get_field_index(k)) for k in (*keys, "ts")],
-        write_statistics=True,
+        write_statistics=footer_statistics(keys),
+        # No ARROW:schema copy in the footer (2-7 kB a file): the Parquet logical types already
+        # read back as the store's Arrow types (int8/int16, timestamp[ms, tz=UTC], non-null keys),
+        # which tests/storage/test_file_layout.py checks.
+        store_schema=False,
     )
 
 
