@@ -16,6 +16,7 @@ sorting_columns (a row-group property) declare. Readers must not assume more tha
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -217,17 +218,20 @@ def write_atomic(
     rows, lo, hi = 0, None, None
     compacted = level in COMPACTED_LEVELS if thorough is None else thorough
     zstd_level = COMPACTED_ZSTD_LEVEL if compacted else ZSTD_LEVEL
+    head, rest = trial_head(chunks) if compacted else ([], iter(chunks))
     with atomic_file(final) as fh:
         writer: pq.ParquetWriter | None = None
         try:
-            for chunk in chunks:
+            for chunk in itertools.chain(head, rest):
                 if not chunk.num_rows:
                     continue
                 if writer is None:
                     # A compacted file is written once and kept: its encodings are measured on its
-                    # first chunk. Segments take the fixed rule, cheap on the live path.
+                    # first TRIAL_ROWS rows. Segments take the fixed rule, cheap on the live path.
                     encodings = (
-                        measured_encodings(chunk, schema, zstd_level)
+                        measured_encodings(
+                            pa.concat_tables([c.cast(schema) for c in head]), schema, zstd_level
+                        )
                         if compacted
                         else column_encodings(schema, counters)
                     )
@@ -255,6 +259,26 @@ def write_atomic(
         max_ts=_epoch_ms(hi),
         bytes=final.stat().st_size,
     )
+
+
+def trial_head(chunks: Iterable[pa.Table]) -> tuple[list[pa.Table], Iterator[pa.Table]]:
+    """(the first non-empty chunks up to TRIAL_ROWS rows or more, the chunks after them).
+
+    A file's first band can be a few rows (a store that started mid-band, a day whose first hour
+    holds one tick): encodings measured on 72 rows of one tick picked DELTA over BYTE_STREAM_SPLIT
+    for five gpu gauges and two serving ones, 4-5 % more bytes for the whole day file.
+    """
+    rest = iter(chunks)
+    head: list[pa.Table] = []
+    rows = 0
+    while rows < TRIAL_ROWS:
+        chunk = next(rest, None)
+        if chunk is None:
+            break
+        if chunk.num_rows:
+            head.append(chunk)
+            rows += chunk.num_rows
+    return head, rest
 
 
 def _epoch_ms(value: object) -> int:
