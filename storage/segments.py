@@ -230,7 +230,9 @@ def write_atomic(
                     # first TRIAL_ROWS rows. Segments take the fixed rule, cheap on the live path.
                     encodings = (
                         measured_encodings(
-                            pa.concat_tables([c.cast(schema) for c in head]), schema, zstd_level
+                            pa.concat_tables([c.slice(0, TRIAL_ROWS).cast(schema) for c in head]),
+                            schema,
+                            zstd_level,
                         )
                         if compacted
                         else column_encodings(schema, counters)
