@@ -5,7 +5,9 @@ Run: .venv/bin/python bench/make_long_store.py SOURCE OUT [--hours 24]
 This is REPLICATED simulator data, not N hours of simulation: every copy holds the same hour of the
 simulated rack (the same faults, the same noise), only shifted in time. It exists because backfilling
 24 h of the full rack takes far longer than a benchmark should; use it for speed figures over long
-windows (bench/bench_export.py --store OUT), never as evidence of what a day of the rack looks like.
+windows (bench/bench_export.py --store OUT), never as evidence of what a day of the rack looks like,
+and never for sizes beside VictoriaMetrics: its merged per-series blocks span copies and zstd codes the
+repeated noise away (0.44 B/sample for gpu on 6 copies against 0.83 on the one hour; docs/benchmarks.md).
 
 How: SOURCE's raw rows (every table, sealed files and segments) are read once in (keys, ts) order.
 Copy k is SOURCE's span shifted by k hours (a source of more than an hour: k whole hours it spans);

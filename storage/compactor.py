@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -185,15 +185,16 @@ class Compactor:
             counters=counters,
         )
 
-    def relayout(self) -> int:
-        """Rewrite every hour and day file in the current sort layout; return how many were rewritten.
+    def relayout(self, tables: Collection[str] | None = None) -> int:
+        """Rewrite every hour and day file in the current layout; return how many were rewritten.
 
-        For stores compacted before files were banded: their files stay readable as they are, but
-        short windows read all of them. Each file is swapped in its own manifest publication.
+        For stores compacted before files were banded (or before a footer or encoding change): their
+        files stay readable as they are, but short windows read all of them. Each file is swapped in
+        its own manifest publication. `tables` limits the rewrite to those tables (None: all).
         """
         done = 0
         for f in list(self.live.current.files):
-            if f.level not in ("hour", "day"):
+            if f.level not in ("hour", "day") or (tables is not None and f.table not in tables):
                 continue
             unit = HOUR_MS if f.level == "hour" else DAY_MS
             new = self._merge(f.table, [f], f.level, f.min_ts // unit * unit)

@@ -16,6 +16,7 @@ sorting_columns (a row-group property) declare. Readers must not assume more tha
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -147,6 +148,16 @@ def banded_chunks(table: pa.Table, keys: Sequence[str], band_ms: int) -> Iterato
         yield sort_table(table.filter(pc.equal(bands, band)), keys)
 
 
+def footer_statistics(keys: Sequence[str]) -> list[str]:
+    """The columns whose min/max go into a file's footer: ts and the entity keys.
+
+    Readers skip row groups by ts (windows, export cuts, merge bands) and by keys (`gpu IN ...`);
+    no reader filters on a value column's statistics. Those cost ~30 bytes per column chunk, which
+    in a rollup file of 80 columns and one row group is a fifth of its 1 h file (docs/benchmarks.md).
+    """
+    return ["ts", *keys]
+
+
 def _writer(
     path: Path,
     schema: pa.Schema,
@@ -163,7 +174,11 @@ def _writer(
         use_dictionary=dictionary,
         column_encoding=column_encoding,
         sorting_columns=[pq.SortingColumn(schema.get_field_index(k)) for k in (*keys, "ts")],
-        write_statistics=True,
+        write_statistics=footer_statistics(keys),
+        # No ARROW:schema copy in the footer (2-7 kB a file): the Parquet logical types already
+        # read back as the store's Arrow types (int8/int16, timestamp[ms, tz=UTC], non-null keys),
+        # which tests/storage/test_file_layout.py checks.
+        store_schema=False,
     )
 
 
@@ -203,17 +218,22 @@ def write_atomic(
     rows, lo, hi = 0, None, None
     compacted = level in COMPACTED_LEVELS if thorough is None else thorough
     zstd_level = COMPACTED_ZSTD_LEVEL if compacted else ZSTD_LEVEL
+    head, rest = trial_head(chunks) if compacted else ([], iter(chunks))
     with atomic_file(final) as fh:
         writer: pq.ParquetWriter | None = None
         try:
-            for chunk in chunks:
+            for chunk in itertools.chain(head, rest):
                 if not chunk.num_rows:
                     continue
                 if writer is None:
                     # A compacted file is written once and kept: its encodings are measured on its
-                    # first chunk. Segments take the fixed rule, cheap on the live path.
+                    # first TRIAL_ROWS rows. Segments take the fixed rule, cheap on the live path.
                     encodings = (
-                        measured_encodings(chunk, schema, zstd_level)
+                        measured_encodings(
+                            pa.concat_tables([c.slice(0, TRIAL_ROWS).cast(schema) for c in head]),
+                            schema,
+                            zstd_level,
+                        )
                         if compacted
                         else column_encodings(schema, counters)
                     )
@@ -241,6 +261,26 @@ def write_atomic(
         max_ts=_epoch_ms(hi),
         bytes=final.stat().st_size,
     )
+
+
+def trial_head(chunks: Iterable[pa.Table]) -> tuple[list[pa.Table], Iterator[pa.Table]]:
+    """(the first non-empty chunks up to TRIAL_ROWS rows or more, the chunks after them).
+
+    A file's first band can be a few rows (a store that started mid-band, a day whose first hour
+    holds one tick): encodings measured on 72 rows of one tick picked DELTA over BYTE_STREAM_SPLIT
+    for five gpu gauges and two serving ones, 4-5 % more bytes for the whole day file.
+    """
+    rest = iter(chunks)
+    head: list[pa.Table] = []
+    rows = 0
+    while rows < TRIAL_ROWS:
+        chunk = next(rest, None)
+        if chunk is None:
+            break
+        if chunk.num_rows:
+            head.append(chunk)
+            rows += chunk.num_rows
+    return head, rest
 
 
 def _epoch_ms(value: object) -> int:

@@ -140,9 +140,17 @@ def run_ours(store: Path, group: str, window: Window, repeats: int, *extra: str)
 
 
 def load_peers(
-    group: str, store: Path, window: Window, work: Path, res: dict[str, Any], vm: Any, keep: bool
+    group: str,
+    store: Path,
+    window: Window,
+    work: Path,
+    res: dict[str, Any],
+    vm: Any,
+    keep: bool,
+    prometheus: bool = True,
 ) -> None:
-    """Export the group slice by slice; backfill each into Prometheus blocks and import it into VM."""
+    """Export the group slice by slice; backfill each into Prometheus blocks (unless `prometheus` is
+    False: a size-only run) and import it into VM."""
     spec = GROUPS[group]
     text_dir = work / "text"
     text_dir.mkdir()
@@ -154,7 +162,8 @@ def load_peers(
             piece = write_slice(reader, group, lo, hi, text_dir / f"{spec.table}-{lo}.om")
             res["load"]["export_s"] += time.perf_counter() - began
             res["samples"]["exported"] += piece.samples
-            res["load"]["promtool_s"] += systems.promtool_load(piece.path, work / "prometheus")
+            if prometheus:
+                res["load"]["promtool_s"] += systems.promtool_load(piece.path, work / "prometheus")
             res["load"]["vm_import_s"] += systems.vm_import(vm, piece.path)
             mib = piece.bytes / 2**20
             log(f"{group}: slice {iso(lo)} .. {iso(hi)}: {piece.samples:,} samples, {mib:.0f} MiB")
@@ -173,6 +182,41 @@ def ask_all(
     measured["hwm_queries_kib"] = proc_status_kib(server.pid, "VmHWM")
     measured["hwm_life_kib"] = max(measured["hwm_life_kib"], measured["hwm_queries_kib"])
     return out
+
+
+def size_group(group: str, store: Path, window: Window, args: argparse.Namespace) -> dict[str, Any]:
+    """--size-only: load the group into VictoriaMetrics alone and measure its bytes beside ours.
+
+    No Prometheus (promtool's backfill is the slow part of a long run) and no questions.
+    """
+    work = args.work / group
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    res: dict[str, Any] = {"samples": {}, "load": {"export_s": 0.0, "vm_import_s": 0.0}}
+    with victoria_metrics(work / "victoria-metrics", work / "victoria-metrics.log") as vm:
+        load_peers(group, store, window, work, res, vm, args.keep_text, prometheus=False)
+        systems.vm_settle(vm)
+        res["victoria-metrics"] = systems.vm_measure(vm, work / "victoria-metrics")
+    res["samples"]["victoria-metrics"] = res["victoria-metrics"]["samples"]
+    res["ours"] = our_bytes(store, GROUPS[group].table, window)
+    return res
+
+
+def size_table(results: dict[str, Any]) -> str:
+    """The --size-only results as a Markdown table of bytes per exported sample."""
+    lines = [
+        f"Bytes per sample, {results['window']['hours']} h ({results['window']['since']} .. "
+        f"{results['window']['until']}), {results['date']}, load {results['machine']['load_start']}",
+        "",
+        "| group | samples | ours raw | ours + rollups + manifest | VictoriaMetrics |",
+        "|---|---|---|---|---|",
+    ]
+    for group, res in results["groups"].items():
+        n, ours = res["samples"]["exported"], res["ours"]
+        total = ours["bytes"] + ours["rollup_bytes"] + ours["manifest_share_bytes"]
+        vm = res["victoria-metrics"]["bytes"] / max(1, res["samples"]["victoria-metrics"])
+        lines.append(f"| {group} | {n:,} | {ours['bytes'] / n:.3f} | {total / n:.3f} | {vm:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def run_group(group: str, store: Path, window: Window, args: argparse.Namespace) -> dict[str, Any]:
@@ -361,6 +405,11 @@ def main() -> int:
         type=Path,
         help="results JSON of the run that loaded the peers under --work: ask again without reloading",
     )
+    parser.add_argument(
+        "--size-only",
+        action="store_true",
+        help="bytes/sample only: load VictoriaMetrics alone, skip Prometheus and the questions",
+    )
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so every `with` stops its server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -387,13 +436,14 @@ def main() -> int:
         }
         for group in groups:
             log(f"{group}: start")
-            results["groups"][group] = run_group(group, store, window, args)
+            run = size_group if args.size_only else run_group
+            results["groups"][group] = run(group, store, window, args)
             results["groups"][group]["load_end"] = os.getloadavg()
         results["machine"]["load_end"] = os.getloadavg()
     except BenchError as err:
         print(f"bench/peers: {err}", file=sys.stderr)
         return 1
-    text = markdown(results)
+    text = size_table(results) if args.size_only else markdown(results)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
