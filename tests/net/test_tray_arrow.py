@@ -8,6 +8,8 @@ through the page parser and mapper. Both answers of one instant come from one ag
 
 from __future__ import annotations
 
+import itertools
+
 import pyarrow as pa
 import pytest
 
@@ -97,5 +99,5 @@ def test_restart_counters_fall_on_both_paths_alike() -> None:
         finally:
             arrow.close()
             text.close()
-    for before, after in zip(energy, energy[1:], strict=False):
+    for before, after in itertools.pairwise(energy):
         assert all(b is None or a is None or a >= b for b, a in zip(before, after, strict=True))
