@@ -64,8 +64,9 @@ def test_edge_values_map_alike() -> None:
 
     frames, tallies = [], []
     tally = XidTally()
-    for tick in range(4):
-        frame = tray_frame(TRAY, tick, lost_module=2 if tick >= 2 else None, xid=79 if tick == 3 else None)
+    for tick in range(5):
+        # the same XID twice in a row: the counter says so, the last-XID gauge alone would not
+        frame = tray_frame(TRAY, tick, lost_module=2 if tick >= 2 else None, xid=79 if tick >= 3 else None)
         frame = _edit(_edit(frame, "gpu", blanks), "nvlink", link_blanks)
         tally.update(frame)
         frames.append(frame)
@@ -78,6 +79,7 @@ def test_edge_values_map_alike() -> None:
             assert text.table(table).to_pylist() == arrow.table(table).to_pylist(), table
         kinds.update(text.table("events").column("kind").to_pylist())
     assert {"gpu_lost", "xid"} <= kinds
+    assert from_text[4].table("events").column("kind").to_pylist().count("xid") == 1
     assert from_arrow[0].table("nvlink").num_rows == 4 * 18 - 1  # the valueless link is no row
     assert None in from_arrow[0].table("gpu").column("energy_mj").to_pylist()
 
