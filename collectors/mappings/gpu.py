@@ -19,13 +19,13 @@ import pynvml
 from collectors import agent_names as names
 from collectors.mappings.agent_page import AgentGpu, XidTally, frame_to_agent_page
 from collectors.mappings.common import MappingError, checked_int, checked_ints, column_ranges, labels_value
-from collectors.mappings.tray_arrow import TrayStream, in_range, stream_links
+from collectors.mappings.tray_arrow import GPU_COLUMNS, TrayStream, in_range, stream_links
 from collectors.nvml_fields import links_total, xid_detail
 from collectors.nvml_rows import EventRows
 from collectors.promtext import ExpositionError, ExpositionParser, Family, Labels
 from collectors.rack import LINKS_PER_GPU, gpu_index, gpu_place
 from storage.frame import Frame, batch_from_columns
-from storage.schemas import EventKind, GpuState
+from storage.schemas import TABLES, EventKind, GpuState
 
 _GPU_RANGES = column_ranges("gpu")
 _LINK_RANGES = column_ranges("nvlink")
@@ -116,6 +116,25 @@ def _fill_link_totals(
             row = rows.get(rack)
             if row is not None and len(values) == LINKS_PER_GPU:
                 row[total_column] = links_total(row.get(total_column), values)
+
+
+_GPU_SCHEMA = TABLES["gpu"]
+
+
+def _gpu_batch(columns: Mapping[str, list[object]], kept: Mapping[str, pa.Array]) -> pa.RecordBatch:
+    """storage.frame.batch_from_columns for `gpu`, taking the `kept` columns as they are."""
+    if not kept:
+        return batch_from_columns("gpu", columns)
+    n = len(columns["gpu"])
+    arrays = [
+        kept[f.name]
+        if f.name in kept
+        else pa.array(columns[f.name], f.type)
+        if f.name in columns
+        else pa.nulls(n, f.type)
+        for f in _GPU_SCHEMA
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=_GPU_SCHEMA)
 
 
 class GpuPageMapper:
@@ -236,7 +255,12 @@ class GpuPageMapper:
         xid_last = [(r, v, None) for r, v in zip(racks, gpu["xid_last"], strict=True) if v is not None]
         order = sorted(racks)
         events = self._events(order, states, rows, link_state_of, xid_counts, xid_last)
-        return self._frame(ts_ms, order, uuids, states, rows, links, events, stream.hostname or None)
+        # A column the checks above left as the stream had it goes into the batch as the stream's array.
+        same = order == racks
+        kept = {
+            c: stream.gpu.column(c) for c in GPU_COLUMNS if same and [rows[r][c] for r in racks] == gpu[c]
+        }
+        return self._frame(ts_ms, order, uuids, states, rows, links, events, stream.hostname or None, kept)
 
     def _frame(
         self,
@@ -248,8 +272,12 @@ class GpuPageMapper:
         links: pa.RecordBatch | None,
         events: EventRows,
         host: str | None,
+        kept: Mapping[str, pa.Array] | None = None,
     ) -> Frame:
-        """The tick's frame from what either answer said (GPUs in rack order); the GPUs count as seen."""
+        """The tick's frame from what either answer said (GPUs in rack order); the GPUs count as seen.
+
+        `kept`: gpu columns already built as arrays of these rows (an Arrow answer's own).
+        """
         gpu_columns: dict[str, list[object]] = {
             "ts": [ts_ms] * len(order),
             "gpu": order,
@@ -258,8 +286,9 @@ class GpuPageMapper:
             "state": [states.get(r, int(GpuState.OK)) for r in order],
         }
         for spec in _GPU_SPECS:
-            gpu_columns[spec.column] = [rows.get(r, {}).get(spec.column) for r in order]
-        batches = {"gpu": batch_from_columns("gpu", gpu_columns)}
+            if kept is None or spec.column not in kept:
+                gpu_columns[spec.column] = [rows.get(r, {}).get(spec.column) for r in order]
+        batches = {"gpu": _gpu_batch(gpu_columns, kept or {})}
         if links is not None and links.num_rows:
             batches["nvlink"] = links
         if len(events):

@@ -24,11 +24,11 @@ and event rules, so the two answers give the same rows.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from collectors import agent_names as names
 from collectors.mappings.agent_page import AgentGpu, XidTally
@@ -100,7 +100,8 @@ def frame_to_tray_stream(
     """
     gpu = frame.table("gpu")
     row_of = {g: i for i, g in enumerate(gpu.column("gpu").to_pylist())}
-    present = [g for g in gpus if g.rack_index in row_of]
+    # In rack order, as the reader's frame has them: its columns then go in as they are.
+    present = sorted((g for g in gpus if g.rack_index in row_of), key=lambda g: g.rack_index)
     rows = pa.array([row_of[g.rack_index] for g in present], pa.int64())
     tally = xids or XidTally()
     racks = {g.rack_index for g in present}
@@ -113,7 +114,10 @@ def frame_to_tray_stream(
         *(gpu.column(c).take(rows) for c in GPU_COLUMNS),
     ]
     links = frame.table("nvlink")
-    links = links.filter(pc.is_in(links.column("gpu"), pa.array(sorted(racks), pa.int16())))
+    keys = list(zip(links.column("gpu").to_pylist(), links.column("link").to_pylist(), strict=True))
+    wanted = [i for i in sorted(range(len(keys)), key=keys.__getitem__) if keys[i][0] in racks]
+    if wanted != list(range(len(keys))):  # in (GPU, link) order, as the page: the reader's fast path
+        links = links.take(pa.array(wanted, pa.int64()))
     counts = sorted((key, n) for key, n in tally.counts.items() if key[0] in racks)
     columns = [
         _one_list(pa.StructArray.from_arrays(gpu_arrays, fields=list(_GPU_STRUCT))),
@@ -195,8 +199,6 @@ def _struct_batch(column: pa.Array, name: str) -> pa.RecordBatch:
 _BLANK_INT = int(names.DCGM_BLANK_MIN)
 """DCGM's 'no value' sentinels as an integer bound: a value at or above it is null, as on the text path."""
 _LINK_RANGES = column_ranges("nvlink")
-LINKS_NEEDED = ("state", "tx_kib", "rx_kib")
-"""The link columns the mapper reads as Python values (events, all-link totals); the rest stay Arrow."""
 
 
 def in_range(value: int | None, lo: int, hi: int) -> int | None:
@@ -210,39 +212,53 @@ def stream_links(
     links: pa.RecordBatch, racks: set[int], ts_ms: int, source: str
 ) -> tuple[pa.RecordBatch | None, list[tuple[int, int]], list[list[int | None]]]:
     """A stream's links as the nvlink batch of tick `ts_ms`, its sorted (GPU, link) keys, and per
-    NVLINK_METRICS column its values as a list: LINKS_NEEDED's filled, the others empty.
+    NVLINK_METRICS column its values as a list.
 
     As the text path reads them: a link without any value is not there (the page prints no sample for
-    it), a value out of its column's range is null, links in (GPU, link) order.
+    it), a value out of its column's range is null, links in (GPU, link) order. In the usual stream
+    (sorted, every value in range) the link columns go into the batch as the stream's arrays. Checked
+    in Python, not pyarrow.compute: a compute call with a Python scalar costs ~70 us (it converts the
+    scalar, trying imports each time), the ~1,300 values of a tray's links ~15 us as lists.
 
     Raises:
         MappingError: a link of a GPU not in `racks`, a link outside 0..17, a link twice.
     """
-    present = pc.is_valid(links.column(LINK_COLUMNS[0]))
-    for column in LINK_COLUMNS[1:]:
-        present = pc.or_(present, pc.is_valid(links.column(column)))
-    if present.false_count:
-        links = links.filter(present)
-    links = links.sort_by([("gpu", "ascending"), ("link", "ascending")])
-    gpus = links.column("gpu").to_pylist()
-    numbers = links.column("link").to_pylist()
-    keys = list(zip(gpus, numbers, strict=True))
-    if any(g not in racks for g in set(gpus)):
+    columns = links.to_pydict()
+    values = [columns[c] for c in LINK_COLUMNS]
+    rows = range(links.num_rows)
+    if any(links.column(c).null_count for c in LINK_COLUMNS):
+        rows = [i for i in rows if any(column[i] is not None for column in values)]
+    keys = [(columns["gpu"][i], columns["link"][i]) for i in rows]
+    in_order = all(a < b for a, b in itertools.pairwise(keys))
+    if not in_order:
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        rows = [rows[i] for i in order]
+        keys = [keys[i] for i in order]
+        if any(a == b for a, b in itertools.pairwise(keys)):
+            raise MappingError(f"{source}: an NVLink twice in the Arrow stream")
+    if any(g not in racks for g, _ in set(keys)):
         raise MappingError(f"{source}: an NVLink of a GPU not in the Arrow stream")
-    if numbers and not 0 <= min(numbers) <= max(numbers) < LINKS_PER_GPU:
+    if keys and not 0 <= min(n for _, n in keys) <= max(n for _, n in keys) < LINKS_PER_GPU:
         raise MappingError(f"{source}: an NVLink outside 0..{LINKS_PER_GPU - 1}")
-    if len(set(keys)) != len(keys):
-        raise MappingError(f"{source}: an NVLink twice in the Arrow stream")
     if not keys:
         return None, [], [[] for _ in LINK_COLUMNS]
-    arrays = [pa.array([ts_ms] * len(keys), TS), links.column("gpu"), links.column("link")]
-    values: list[list[int | None]] = []
-    for column in LINK_COLUMNS:
+    same_rows = len(keys) == links.num_rows and in_order
+    if not same_rows:
+        values = [[column[i] for i in rows] for column in values]
+    arrays: list[pa.Array] = [pa.array([ts_ms] * len(keys), TS)]
+    if same_rows:
+        arrays += [links.column("gpu"), links.column("link")]
+    else:
+        arrays += [
+            pa.array([k[0] for k in keys], _LINK_TYPES["gpu"]),
+            pa.array([k[1] for k in keys], _LINK_TYPES["link"]),
+        ]
+    for n, column in enumerate(LINK_COLUMNS):
         lo, hi = _LINK_RANGES[column]
-        array = links.column(column)
-        fits = pc.and_(pc.greater_equal(array, lo), pc.less_equal(array, min(hi, _BLANK_INT - 1)))
-        if fits.true_count != len(array) - array.null_count:
-            array = pc.if_else(fits, array, pa.scalar(None, array.type))
-        arrays.append(array)
-        values.append(array.to_pylist() if column in LINKS_NEEDED else [])
+        present = [v for v in values[n] if v is not None]
+        if present and not (lo <= min(present) and max(present) <= hi and max(present) < _BLANK_INT):
+            values[n] = [in_range(v, lo, hi) for v in values[n]]
+            arrays.append(pa.array(values[n], _LINK_TYPES[column]))
+        else:
+            arrays.append(links.column(column) if same_rows else pa.array(values[n], _LINK_TYPES[column]))
     return pa.RecordBatch.from_arrays(arrays, schema=TABLES["nvlink"]), keys, values
