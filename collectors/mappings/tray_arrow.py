@@ -33,7 +33,7 @@ import pyarrow as pa
 from collectors import agent_names as names
 from collectors.mappings.agent_page import AgentGpu, XidTally
 from collectors.mappings.common import MappingError, column_ranges
-from collectors.rack import LINKS_PER_GPU
+from collectors.rack import GPUS, LINKS_PER_GPU
 from storage.frame import Frame
 from storage.schemas import TABLES, TS
 
@@ -79,6 +79,11 @@ SCHEMA = pa.schema(
     ]
 )
 """The stream's schema (without its metadata, which names the version and the host)."""
+
+
+MOST_ROWS = {"gpu": GPUS, "nvlink": GPUS * LINKS_PER_GPU, "xid": 10_000}
+"""Rows a stream may have per list (a whole rack's GPUs and links; XIDs seen): more is refused unread,
+so mapping a stream never costs more than a rack's worth (the text path has its page budget for this)."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,9 @@ def decode_tray_stream(body: bytes) -> TrayStream:
             rows = sum(b.num_rows for b in batches)
             raise MappingError(f"Arrow stream of {rows} rows in {len(batches)} batches, not one row")
         batch = batches[0]
+        for name, most in MOST_ROWS.items():  # before any value is read: a stream's cost is bounded
+            if len(batch.column(name).flatten()) > most:
+                raise MappingError(f"Arrow stream with more than {most} {name} rows")
         batch.validate(full=True)
         parts = [_struct_batch(batch.column(name), name) for name in ("gpu", "nvlink", "xid")]
     except (pa.ArrowException, OSError, ValueError) as err:

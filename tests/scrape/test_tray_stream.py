@@ -117,6 +117,10 @@ def _add_link(lists: dict[str, list[dict[str, Any]]]) -> None:
     lists["nvlink"].append(dict(lists["nvlink"][0]))
 
 
+def _many_links(lists: dict[str, list[dict[str, Any]]]) -> None:
+    lists["nvlink"] = lists["nvlink"] * 20
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
@@ -127,6 +131,7 @@ def _add_link(lists: dict[str, list[dict[str, Any]]]) -> None:
         (_set("nvlink", "link", 18), "outside 0..17"),
         (_set("nvlink", "gpu", 0), "GPU not in the Arrow stream"),
         (_add_link, "NVLink twice"),
+        (_many_links, "more than 1296 nvlink rows"),
         (_add_xid, "XID count of a GPU not in the Arrow stream"),
     ],
 )
