@@ -10,22 +10,22 @@ first page of a mapper is a baseline: it never yields events.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from operator import itemgetter
 
 import pyarrow as pa
-import pynvml
 
 from collectors import agent_names as names
 from collectors.mappings.agent_page import AgentGpu, XidTally, frame_to_agent_page
 from collectors.mappings.common import MappingError, checked_int, checked_ints, column_ranges, labels_value
+from collectors.mappings.gpu_events import TrayEvents
 from collectors.mappings.tray_arrow import GPU_COLUMNS, TrayStream, in_range, stream_links
-from collectors.nvml_fields import links_total, xid_detail
+from collectors.nvml_fields import links_total
 from collectors.nvml_rows import EventRows
 from collectors.promtext import ExpositionError, ExpositionParser, Family, Labels
 from collectors.rack import LINKS_PER_GPU, gpu_index, gpu_place
 from storage.frame import Frame, batch_from_columns
-from storage.schemas import TABLES, EventKind, GpuState
+from storage.schemas import TABLES, GpuState
 
 _GPU_RANGES = column_ranges("gpu")
 _LINK_RANGES = column_ranges("nvlink")
@@ -75,8 +75,6 @@ READ_FAMILIES = _READ_FAMILIES
 gpu_want = _READ_FAMILIES.__contains__
 """The `want` filter for a tray page parsed outside the mapper (the scrape source parses with a budget)."""
 _LINK_STATE = [spec.column for spec in _LINK_SPECS].index("state")
-_MAX_EVENTS_PER_COUNTER = 1000
-"""An XID counter that jumps by more than this (an agent restart, a corrupt page) yields only this many."""
 
 
 _sample_name = itemgetter(0)
@@ -163,12 +161,7 @@ class GpuPageMapper:
         self._rack_of: dict[int, tuple[Labels, int, str]] = {}
         self._link_layout: tuple[list[object], list[tuple[int, int]], list[list[int] | None]] | None = None
         """(link families' sample names and labels, sorted keys, sample -> key positions) of the last page."""
-        self._seen: set[int] = set()
-        self._state: dict[int, int] = {}
-        self._clocks: dict[int, int | None] = {}
-        self._links: dict[int, list[int | None]] = {}
-        self._xid_counts: dict[tuple[int, int], float] = {}
-        self._xid_last: dict[int, float] = {}
+        self._events = TrayEvents()
         self.duplicates = 0
         """Repeated series on the last page (dropped: the first sample of each counts)."""
 
@@ -200,7 +193,7 @@ class GpuPageMapper:
         _fill_link_totals(rows, keys, link_values)
         order = sorted(set(uuids))
         xid_counts, xid_last = self._xid_samples(families)
-        events = self._events(order, states, rows, link_state_of, xid_counts, xid_last)
+        events = self._events.derive(order, states, rows, link_state_of, xid_counts, xid_last)
         links = None
         if keys:
             link_columns: dict[str, list[object]] = {
@@ -254,7 +247,7 @@ class GpuPageMapper:
             raise MappingError(f"{self.source}: an XID count of a GPU not in the Arrow stream")
         xid_last = [(r, v, None) for r, v in zip(racks, gpu["xid_last"], strict=True) if v is not None]
         order = sorted(racks)
-        events = self._events(order, states, rows, link_state_of, xid_counts, xid_last)
+        events = self._events.derive(order, states, rows, link_state_of, xid_counts, xid_last)
         # A column the checks above left as the stream had it goes into the batch as the stream's array.
         same = order == racks
         kept = {
@@ -293,7 +286,7 @@ class GpuPageMapper:
             batches["nvlink"] = links
         if len(events):
             batches["events"] = events.batch(ts_ms, host or self.source)
-        self._seen.update(order)
+        self._events.seen.update(order)
         return Frame(ts_ms=ts_ms, batches=batches)
 
     def _learn_info(self, info: Family | None) -> None:
@@ -471,31 +464,6 @@ class GpuPageMapper:
                     return host
         return None
 
-    def _events(
-        self,
-        order: Iterable[int],
-        states: Mapping[int, int],
-        rows: Mapping[int, Mapping[str, int | None]],
-        link_state_of: Mapping[tuple[int, int], int | None],
-        xid_counts: Iterable[tuple[int, int, float]],
-        xid_last: Iterable[tuple[int, float, str | None]],
-    ) -> EventRows:
-        events = EventRows()
-        self._xid_events(xid_counts, xid_last, events)
-        for rack in order:
-            seen = rack in self._seen
-            state = states.get(rack, int(GpuState.OK))
-            if seen and state == GpuState.LOST and self._state.get(rack) != GpuState.LOST:
-                events.add(EventKind.GPU_LOST, rack, None, pynvml.NVML_ERROR_GPU_IS_LOST, "GPU is lost")
-            self._state[rack] = state
-            reasons = rows.get(rack, {}).get("clocks_event_reasons")
-            if reasons is not None:
-                self._clocks[rack] = events.clocks_change(rack, self._clocks.get(rack), reasons)
-            link_states = [link_state_of.get((rack, link)) for link in range(LINKS_PER_GPU)]
-            previous = self._links.setdefault(rack, [None] * LINKS_PER_GPU)
-            events.link_changes(rack, previous, link_states)
-        return events
-
     def _xid_samples(
         self, families: Mapping[str, Family]
     ) -> tuple[list[tuple[int, int, float]], list[tuple[int, float, str | None]]]:
@@ -515,34 +483,6 @@ class GpuPageMapper:
             [] if gauge is None else [(self._rack(lb, {}), v, lb.get("err_msg")) for lb, v in gauge.values()]
         )
         return counts, last
-
-    def _xid_events(
-        self,
-        xid_counts: Iterable[tuple[int, int, float]],
-        xid_last: Iterable[tuple[int, float, str | None]],
-        events: EventRows,
-    ) -> None:
-        """xid events: one per increment of rackmon_xid_errors_total, else per change of the XID gauge."""
-        counted: set[int] = set()
-        for rack, xid, value in xid_counts:
-            counted.add(rack)
-            before = self._xid_counts.get((rack, xid))
-            self._xid_counts[rack, xid] = value
-            if before is None:
-                if rack not in self._seen:
-                    continue  # baseline: these happened before we looked
-                before = 0.0
-            new = value - before if value >= before else value  # a drop: the agent restarted
-            for _ in range(int(min(new, _MAX_EVENTS_PER_COUNTER))):
-                events.add(EventKind.XID, rack, None, xid, xid_detail(xid))
-        for rack, value, err_msg in xid_last:
-            before = self._xid_last.get(rack)
-            self._xid_last[rack] = value
-            if rack in counted or before is None or value == before or not value or value != value:
-                continue
-            xid = checked_int(value, 0, 1 << 31)
-            if xid is not None:
-                events.add(EventKind.XID, rack, None, xid, err_msg or xid_detail(xid))
 
 
 __all__ = ["AgentGpu", "ExpositionError", "GpuPageMapper", "MappingError", "XidTally", "frame_to_agent_page"]
