@@ -4,6 +4,9 @@ The simulated rack and its 90 HTTP servers run in a child process, so the figure
 side's alone: CPU seconds of this process per tick (HTTP client on the source's loop thread, gzip
 decoding, parsing and mapping in the polling thread) and the wall time of poll(). Target: <= 60 ms of
 CPU per tick on one core. Run: .venv/bin/python bench/bench_scrape.py [--ticks N] [--engine vllm]
+[--trays both|arrow|text]: with `both` (the default) two sources take turns each tick, one asking the
+trays for the agent's Arrow stream (the collector's default), one for text only, so the two compare on
+the same machine state.
 The machine may be shared: the load average is printed with the figures (compare CPU, not wall time).
 """
 
@@ -45,6 +48,9 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=20, help="warm ticks to time (median and p90 printed)")
     parser.add_argument("--engine", default="vllm", choices=("vllm", "sglang", "trtllm"))
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between ticks")
+    parser.add_argument(
+        "--trays", default="both", choices=("both", "arrow", "text"), help="what the trays are asked for"
+    )
     args = parser.parse_args()
     print("load average (1, 5, 15 min) at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     ours, theirs = mp.Pipe()
@@ -52,42 +58,72 @@ def main() -> None:
     child.start()
     try:
         config: RackConfig = parse_config(ours.recv(), "sim")
-        source = ScrapeSource.from_config(config, timeout_s=0.9 * args.interval)
+        formats = ("arrow", "text") if args.trays == "both" else (args.trays,)
+        results = {f: _Timings() for f in formats}
+        sources = {
+            f: ScrapeSource(
+                config.trays,
+                config.servers,
+                name=config.name,
+                timeout_s=0.9 * args.interval,
+                down_after=config.down_after,
+                tray_arrow=f == "arrow",
+            )
+            for f in formats
+        }
         try:
-            cpu: list[float] = []
-            wall: list[float] = []
             for tick in range(args.ticks + 1):
-                c0, w0 = time.process_time(), time.perf_counter()
-                frame = source.poll(int(time.time() * 1000))
-                c1, w1 = time.process_time(), time.perf_counter()
-                if tick:  # the first tick fills the connection pool and the parser's series cache
-                    cpu.append((c1 - c0) * 1000)
-                    wall.append((w1 - w0) * 1000)
-                else:
-                    first = (c1 - c0) * 1000
-                    rows = {name: batch.num_rows for name, batch in frame.batches.items()}
-                time.sleep(max(0.0, args.interval - (time.perf_counter() - w0)))
-            bad = [s.name for s in source.statuses() if s.state]
+                w_tick = time.perf_counter()
+                for f, source in sources.items():
+                    results[f].poll(source, tick)
+                time.sleep(max(0.0, args.interval - (time.perf_counter() - w_tick)))
+            for f, source in sources.items():
+                results[f].bad = [s.name for s in source.statuses() if s.state]
         finally:
-            source.close()
+            for source in sources.values():
+                source.close()
     finally:
         ours.send("stop")
         child.join(timeout=10)
-    cpu.sort()
     print("load average (1, 5, 15 min) at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    print(
-        f"endpoints: {len(config.trays)} tray agents + {len(config.servers)} {args.engine} servers;"
-        f" rows {rows}"
-    )
-    print(f"first tick (cold connections and caches): {first:.1f} ms CPU")
-    p90 = cpu[int(0.9 * (len(cpu) - 1))]
-    print(
-        f"CPU per tick over {len(cpu)} ticks: median {statistics.median(cpu):.1f} ms, p90 {p90:.1f} ms"
-        f" (target <= {TARGET_CPU_MS:.0f} ms on one core)"
-    )
-    print(f"poll() wall time: median {statistics.median(wall):.1f} ms")
-    if bad:
-        print(f"endpoints not OK at the end: {', '.join(bad)}")
+    print(f"endpoints: {len(config.trays)} tray agents + {len(config.servers)} {args.engine} servers")
+    for f, timed in results.items():
+        timed.report(f"trays asked for {f}")
+
+
+class _Timings:
+    """CPU and wall time of one source's polls (the first, cold one apart)."""
+
+    def __init__(self) -> None:
+        self.cpu: list[float] = []
+        self.wall: list[float] = []
+        self.first = 0.0
+        self.rows: dict[str, int] = {}
+        self.bad: list[str] = []
+
+    def poll(self, source: ScrapeSource, tick: int) -> None:
+        c0, w0 = time.process_time(), time.perf_counter()
+        frame = source.poll(int(time.time() * 1000))
+        c1, w1 = time.process_time(), time.perf_counter()
+        if tick:  # the first tick fills the connection pool and the parser's series cache
+            self.cpu.append((c1 - c0) * 1000)
+            self.wall.append((w1 - w0) * 1000)
+        else:
+            self.first = (c1 - c0) * 1000
+            self.rows = {name: batch.num_rows for name, batch in frame.batches.items()}
+
+    def report(self, label: str) -> None:
+        cpu = sorted(self.cpu)
+        p90 = cpu[int(0.9 * (len(cpu) - 1))]
+        print(f"{label}: rows {self.rows}")
+        print(f"  first tick (cold connections and caches): {self.first:.1f} ms CPU")
+        print(
+            f"  CPU per tick over {len(cpu)} ticks: median {statistics.median(cpu):.1f} ms, p90 {p90:.1f} ms"
+            f" (target <= {TARGET_CPU_MS:.0f} ms on one core)"
+        )
+        print(f"  poll() wall time: median {statistics.median(self.wall):.1f} ms")
+        if self.bad:
+            print(f"  endpoints not OK at the end: {', '.join(self.bad)}")
 
 
 if __name__ == "__main__":

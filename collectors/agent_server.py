@@ -1,5 +1,8 @@
 """The `monitor agent` exporter: a tray's NVML collector behind /metrics (Prometheus text 0.0.4) and /healthz.
 
+/metrics answers text to every scraper but one that names the tray Arrow stream first in its Accept
+header (our collector: collectors.mappings.tray_arrow, docs/agent-api.md); both render one poll.
+
 The page is collectors.mappings.frame_to_agent_page's: DCGM names where DCGM's field means the same,
 documented `rackmon_*` names for the rest (collectors.agent_names, docs/agent-metrics.md); its counters
 never go backwards while the agent runs (collectors.mappings.agent_page.CounterCarry says why and how).
@@ -20,9 +23,13 @@ from aiohttp import web
 
 from collectors.clock import Clock, WallClock
 from collectors.mappings import AgentGpu, CounterCarry, XidTally, frame_to_agent_page
+from collectors.mappings.tray_arrow import MEDIA_TYPE as ARROW
+from collectors.mappings.tray_arrow import frame_to_tray_stream
+from storage.frame import Frame
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """What Prometheus' own client libraries send for the text format."""
+TEXT = "text/plain"
 DEFAULT_PORT = 9401
 """dcgm-exporter listens on 9400; the agent on the next port, so both can run on one tray."""
 
@@ -67,23 +74,64 @@ class AgentPage:
         self._xids = XidTally()
         self._counters = CounterCarry()
         self._lock = threading.Lock()
-        self._page: bytes | None = None
+        self._frame: Frame | None = None
+        self._answers: dict[str, bytes] = {}
+        """This poll's answers by media type, each rendered when first asked for."""
         self._at = float("-inf")
 
     def render(self) -> bytes:
-        """The current page (polls the collector unless the last poll is fresh enough)."""
+        """The current text page (polls the collector unless the last poll is fresh enough)."""
+        return self.answer(TEXT)
+
+    def render_arrow(self) -> bytes:
+        """The current frame as a tray Arrow stream (collectors.mappings.tray_arrow)."""
+        return self.answer(ARROW)
+
+    def answer(self, media_type: str) -> bytes:
+        """The current answer in `media_type` (TEXT or ARROW): both render the same poll's frame."""
         with self._lock:
             # The page's own clock decides freshness, not the wall clock: under a simulated clock that
             # runs faster than real time, a wall-clock cache handed one tick's scrape the previous
             # tick's page (no traffic in that interval, two intervals' worth in the next).
             now = self.clock.now()
-            if self._page is None or now - self._at >= self.min_interval_s or now < self._at:
-                frame = self._counters.apply(self.collector.poll(round(now * 1000)))
-                self._xids.update(frame)
-                text = frame_to_agent_page(frame, self.gpus, hostname=self.hostname, xids=self._xids)
-                self._page = text.encode()
+            if self._frame is None or now - self._at >= self.min_interval_s or now < self._at:
+                self._frame = self._counters.apply(self.collector.poll(round(now * 1000)))
+                self._xids.update(self._frame)
+                self._answers = {}
                 self._at = now
-            return self._page
+            body = self._answers.get(media_type)
+            if body is None:
+                render = frame_to_tray_stream if media_type == ARROW else frame_to_agent_page
+                rendered = render(self._frame, self.gpus, hostname=self.hostname, xids=self._xids)
+                body = self._answers[media_type] = (
+                    rendered.encode() if isinstance(rendered, str) else rendered
+                )
+            return body
+
+
+def wants_arrow(accept: str) -> bool:
+    """Whether an Accept header asks for the tray Arrow stream before text (RFC 9110 section 12.5.1).
+
+    Only a header that names ARROW counts (a `*/*` does not: Prometheus and any other scraper that
+    does not know the stream get text), with a q above 0 and at least that of any text type it names.
+    """
+    arrow_q = text_q = 0.0
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        media = media.lower()
+        if media == ARROW:
+            arrow_q = max(arrow_q, q)
+        elif media.startswith("text/") or media.startswith("application/openmetrics-text"):
+            text_q = max(text_q, q)
+    return arrow_q > 0 and arrow_q >= text_q
 
 
 def page_response(request: web.Request, body: bytes) -> web.Response:
@@ -107,6 +155,29 @@ def metrics_handler(render: PageFn) -> Callable[[web.Request], Awaitable[web.Res
     return handle
 
 
+def agent_handler(page: AgentPage) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The agent's /metrics handler: text by default, the tray Arrow stream to a client that asks first.
+
+    The Arrow answer is not gzipped: it is a few KB of fixed-width integers for a tray, and
+    compressing it would cost both ends more CPU than it saves on a rack's network.
+    """
+    text = metrics_handler(page.render)
+
+    async def handle(request: web.Request) -> web.Response:
+        if not wants_arrow(request.headers.get("Accept", "")):
+            response = await text(request)
+        else:
+            try:
+                body = await asyncio.get_running_loop().run_in_executor(None, page.render_arrow)
+            except Exception as err:  # a failed poll is this scrape's 500, not the server's end
+                return web.Response(status=500, text=f"collection failed: {type(err).__name__}: {err}\n")
+            response = web.Response(body=body, headers={"Content-Type": ARROW})
+        response.headers["Vary"] = "Accept"  # one URL, two representations (RFC 9110 section 12.5.5)
+        return response
+
+    return handle
+
+
 async def healthz(_request: web.Request) -> web.Response:
     """Liveness: the process answers HTTP."""
     return web.Response(text="ok\n")
@@ -115,7 +186,7 @@ async def healthz(_request: web.Request) -> web.Response:
 def agent_app(page: AgentPage) -> web.Application:
     """The agent's aiohttp application: GET /metrics and GET /healthz."""
     app = web.Application()
-    app.router.add_get("/metrics", metrics_handler(page.render))
+    app.router.add_get("/metrics", agent_handler(page))
     app.router.add_get("/healthz", healthz)
     return app
 

@@ -38,6 +38,7 @@ from collectors.promtext import ExpositionParser
 from collectors.scrape_endpoint import DEFAULT_PAGE_BUDGET_S, Endpoint, EndpointStatus, judge, read_page
 from collectors.scrape_http import (
     DEFAULT_MAX_BYTES,
+    TRAY_ACCEPT,
     Fetched,
     batches_as_they_land,
     fetch_page,
@@ -97,6 +98,7 @@ class ScrapeSource:
         max_bytes: int = DEFAULT_MAX_BYTES,
         down_after: int = DEFAULT_DOWN_AFTER,
         page_budget_s: float = DEFAULT_PAGE_BUDGET_S,
+        tray_arrow: bool = True,
     ) -> None:
         """Args:
         trays: tray exporters (agent or dcgm-exporter pages -> gpu, nvlink, events).
@@ -107,6 +109,8 @@ class ScrapeSource:
         down_after: consecutive misses before an endpoint is DOWN.
         page_budget_s: the most one page may take to parse; a page that needs more is abandoned
             and its endpoint is DOWN (DEFAULT_PAGE_BUDGET_S says why this much).
+        tray_arrow: ask trays for the agent's Arrow stream first (TRAY_ACCEPT), text as the fallback;
+            False asks them for text only, as any other endpoint.
         """
         if timeout_s <= 0:
             raise ValueError("the scrape timeout must be positive")
@@ -116,6 +120,7 @@ class ScrapeSource:
             raise ValueError("the page budget must be positive")
         self.name = name
         self.page_budget_s = page_budget_s
+        self.tray_arrow = tray_arrow
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
         self.down_after = down_after
@@ -157,11 +162,19 @@ class ScrapeSource:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     async def _fetch_endpoint(self, i: int) -> Fetched:
-        return await self.fetch(self._endpoints[i].status.url)
+        ep = self._endpoints[i]
+        return await self.fetch(
+            ep.status.url, TRAY_ACCEPT if ep.mapper is not None and self.tray_arrow else None
+        )
 
-    async def fetch(self, url: str) -> Fetched:
-        """GET one page within the timeout and the byte limit; never raises for an endpoint's fault."""
-        return await fetch_page(self._session, url, timeout_s=self.timeout_s, max_bytes=self.max_bytes)
+    async def fetch(self, url: str, accept: str | None = None) -> Fetched:
+        """GET one page within the timeout and the byte limit; never raises for an endpoint's fault.
+
+        `accept` replaces the session's Accept header (a tray's asks for the agent's Arrow stream first).
+        """
+        return await fetch_page(
+            self._session, url, timeout_s=self.timeout_s, max_bytes=self.max_bytes, accept=accept
+        )
 
     # -- the tick, in the caller's thread -----------------------------------------------------------
 

@@ -22,6 +22,7 @@ from collectors.mappings import (
     serving_want,
 )
 from collectors.mappings.gpu import gpu_want
+from collectors.mappings.tray_arrow import decode_tray_stream
 from collectors.page_budget import PageBudget, PageOverBudget
 from collectors.promtext import ExpositionError, ExpositionParser
 from collectors.promtext_openmetrics import is_openmetrics, to_text_format
@@ -55,6 +56,7 @@ class EndpointStatus:
         engine: the server's engine (configured or detected), None for trays.
         last_ok_ms: tick of its last good page.
         misses: consecutive scrapes without a good page (DOWN at `down_after`).
+        answer: what its last answer was: "text", "arrow" (a tray agent's Arrow stream), "" before one.
     """
 
     name: str
@@ -66,6 +68,7 @@ class EndpointStatus:
     engine: str | None = None
     last_ok_ms: int | None = None
     misses: int = 0
+    answer: str = ""
     seen: bool = False
     """Whether any tick has looked at it yet."""
 
@@ -110,8 +113,11 @@ def read_page(
     once parsing is done: it moves the endpoint's counter state, which must move for a whole page or
     not at all. A page that fails takes its parser's caches with it.
     """
+    if got.arrow is not None:
+        return _read_arrow(ep, got, ts_ms)
     if got.text is None:
         return got, None
+    ep.status.answer = "text"
     try:
         text = got.text
         if is_openmetrics(text, got.content_type):
@@ -136,6 +142,26 @@ def read_page(
     # shared its caches with the other servers; from now on this one keeps its own).
     ep.parser = ExpositionParser()
     return failed, None
+
+
+def _read_arrow(ep: Endpoint, got: Fetched, ts_ms: int) -> tuple[Fetched, Frame | None]:
+    """Map a tray's Arrow answer (collectors.mappings.tray_arrow): no text to parse, no budget to keep.
+
+    A stream that fails validation, or an Arrow answer from an endpoint that is no tray, makes the
+    endpoint DOWN with the reason, as a malformed text page does: no rows of it reach the frame.
+    """
+    assert got.arrow is not None
+    ep.status.answer = "arrow"
+    if ep.mapper is None:
+        reason = "malformed page: an Arrow answer from an inference server (only tray agents answer Arrow)"
+        return Fetched(None, got.latency_s, EndpointState.DOWN, reason), None
+    try:
+        part = ep.mapper.map_stream(decode_tray_stream(got.arrow), ts_ms)
+    except MappingError as err:
+        return Fetched(None, got.latency_s, EndpointState.DOWN, f"malformed Arrow answer: {err}"), None
+    if "gpu" in part.batches:
+        ep.last_gpu = part.batches["gpu"]
+    return Fetched(None, got.latency_s, EndpointState.OK), part
 
 
 def _map_server(ep: Endpoint, text: str, rows: ServingRows, budget: PageBudget) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from collectors.mappings.tray_arrow import MEDIA_TYPE as ARROW
 from storage.schemas import EndpointState
 
 DEFAULT_MAX_BYTES = 10 << 20
@@ -25,6 +26,9 @@ ACCEPT = "text/plain;version=0.0.4;escaping=underscores;q=1.0,*/*;q=0.1"
 quoted UTF-8 names (Prometheus 3, text 1.0.0, `escaping=allow-utf-8`), which 0.0.4 cannot say: the
 explicit `escaping=underscores` makes client_golang write legacy names whatever its default
 (prometheus/common expfmt/encode.go NegotiateAccept); prometheus_client does so for any 0.0.4 ask."""
+TRAY_ACCEPT = f"{ARROW};q=1.0,{ACCEPT.replace('q=1.0', 'q=0.9')}"
+"""A tray's ask: the agent's Arrow stream first (collectors.mappings.tray_arrow), else the same text
+as any endpoint: dcgm-exporter, an older agent or any text-only exporter answers text as before."""
 BATCH_GAP_S = 0.1
 BATCH_WINDOW_S = 0.5
 """Pages are handed on in batches: a batch takes pages while each lands within BATCH_GAP_S of the last,
@@ -49,6 +53,8 @@ class Fetched:
     timed_out: bool = False
     content_type: str | None = None
     """The answer's Content-Type header (OpenMetrics pages are rewritten before mapping)."""
+    arrow: bytes | None = None
+    """An Arrow answer's body (Content-Type ARROW), kept as bytes; `text` is then None."""
 
 
 def batches_as_they_land(
@@ -134,19 +140,26 @@ async def open_session(endpoints: int) -> aiohttp.ClientSession:
 
 
 async def fetch_page(
-    session: aiohttp.ClientSession, url: str, *, timeout_s: float, max_bytes: int
+    session: aiohttp.ClientSession, url: str, *, timeout_s: float, max_bytes: int, accept: str | None = None
 ) -> Fetched:
-    """GET one page within `timeout_s` and `max_bytes`; never raises for an endpoint's fault."""
+    """GET one page within `timeout_s` and `max_bytes`; never raises for an endpoint's fault.
+
+    `accept` replaces the session's Accept header (ACCEPT); an answer in ARROW comes back as bytes.
+    """
     start = time.perf_counter()
+    headers = {"Accept": accept} if accept is not None else None
     try:
         async with asyncio.timeout(timeout_s):
-            async with session.get(url, allow_redirects=False) as resp:
+            async with session.get(url, allow_redirects=False, headers=headers) as resp:
                 if resp.status != 200:
                     return Fetched(
                         None, time.perf_counter() - start, EndpointState.DOWN, f"HTTP {resp.status}"
                     )
                 body = await _read(resp, max_bytes)
                 content_type = resp.headers.get("Content-Type")
+        if content_type is not None and content_type.split(";")[0].strip().lower() == ARROW:
+            latency = time.perf_counter() - start
+            return Fetched(None, latency, EndpointState.OK, content_type=content_type, arrow=bytes(body))
         # Decoded here, so only the text travels on to the parser: the bytes are freed at once.
         text = body.decode("utf-8")
         return Fetched(text, time.perf_counter() - start, EndpointState.OK, content_type=content_type)

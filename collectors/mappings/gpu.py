@@ -10,20 +10,22 @@ first page of a mapper is a baseline: it never yields events.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from operator import itemgetter
 
-import pynvml
+import pyarrow as pa
 
 from collectors import agent_names as names
 from collectors.mappings.agent_page import AgentGpu, XidTally, frame_to_agent_page
 from collectors.mappings.common import MappingError, checked_int, checked_ints, column_ranges, labels_value
-from collectors.nvml_fields import links_total, xid_detail
+from collectors.mappings.gpu_events import TrayEvents
+from collectors.mappings.tray_arrow import GPU_COLUMNS, TrayStream, in_range, stream_links
+from collectors.nvml_fields import links_total
 from collectors.nvml_rows import EventRows
 from collectors.promtext import ExpositionError, ExpositionParser, Family, Labels
 from collectors.rack import LINKS_PER_GPU, gpu_index, gpu_place
 from storage.frame import Frame, batch_from_columns
-from storage.schemas import EventKind, GpuState
+from storage.schemas import TABLES, GpuState
 
 _GPU_RANGES = column_ranges("gpu")
 _LINK_RANGES = column_ranges("nvlink")
@@ -73,8 +75,6 @@ READ_FAMILIES = _READ_FAMILIES
 gpu_want = _READ_FAMILIES.__contains__
 """The `want` filter for a tray page parsed outside the mapper (the scrape source parses with a budget)."""
 _LINK_STATE = [spec.column for spec in _LINK_SPECS].index("state")
-_MAX_EVENTS_PER_COUNTER = 1000
-"""An XID counter that jumps by more than this (an agent restart, a corrupt page) yields only this many."""
 
 
 _sample_name = itemgetter(0)
@@ -116,6 +116,25 @@ def _fill_link_totals(
                 row[total_column] = links_total(row.get(total_column), values)
 
 
+_GPU_SCHEMA = TABLES["gpu"]
+
+
+def _gpu_batch(columns: Mapping[str, list[object]], kept: Mapping[str, pa.Array]) -> pa.RecordBatch:
+    """storage.frame.batch_from_columns for `gpu`, taking the `kept` columns as they are."""
+    if not kept:
+        return batch_from_columns("gpu", columns)
+    n = len(columns["gpu"])
+    arrays = [
+        kept[f.name]
+        if f.name in kept
+        else pa.array(columns[f.name], f.type)
+        if f.name in columns
+        else pa.nulls(n, f.type)
+        for f in _GPU_SCHEMA
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=_GPU_SCHEMA)
+
+
 class GpuPageMapper:
     """Maps successive pages of one tray's agent or dcgm-exporter to gpu, nvlink and events rows.
 
@@ -142,12 +161,7 @@ class GpuPageMapper:
         self._rack_of: dict[int, tuple[Labels, int, str]] = {}
         self._link_layout: tuple[list[object], list[tuple[int, int]], list[list[int] | None]] | None = None
         """(link families' sample names and labels, sorted keys, sample -> key positions) of the last page."""
-        self._seen: set[int] = set()
-        self._state: dict[int, int] = {}
-        self._clocks: dict[int, int | None] = {}
-        self._links: dict[int, list[int | None]] = {}
-        self._xid_counts: dict[tuple[int, int], float] = {}
-        self._xid_last: dict[int, float] = {}
+        self._events = TrayEvents()
         self.duplicates = 0
         """Repeated series on the last page (dropped: the first sample of each counts)."""
 
@@ -178,18 +192,9 @@ class GpuPageMapper:
         link_state_of = dict(zip(keys, link_values[_LINK_STATE], strict=True))
         _fill_link_totals(rows, keys, link_values)
         order = sorted(set(uuids))
-        host = self._host(families)
-        events = self._events(families, order, states, rows, link_state_of)
-        gpu_columns: dict[str, list[object]] = {
-            "ts": [ts_ms] * len(order),
-            "gpu": order,
-            "uuid": [uuids[r] for r in order],
-            "tray": [gpu_place(r)[0] for r in order],
-            "state": [states.get(r, int(GpuState.OK)) for r in order],
-        }
-        for spec in _GPU_SPECS:
-            gpu_columns[spec.column] = [rows.get(r, {}).get(spec.column) for r in order]
-        batches = {"gpu": batch_from_columns("gpu", gpu_columns)}
+        xid_counts, xid_last = self._xid_samples(families)
+        events = self._events.derive(order, states, rows, link_state_of, xid_counts, xid_last)
+        links = None
         if keys:
             link_columns: dict[str, list[object]] = {
                 "ts": [ts_ms] * len(keys),
@@ -198,10 +203,90 @@ class GpuPageMapper:
             }
             for spec, column in zip(_LINK_SPECS, link_values, strict=True):
                 link_columns[spec.column] = column
-            batches["nvlink"] = batch_from_columns("nvlink", link_columns)
+            links = batch_from_columns("nvlink", link_columns)
+        return self._frame(ts_ms, order, uuids, states, rows, links, events, self._host(families))
+
+    def map_stream(self, stream: TrayStream, ts_ms: int) -> Frame:
+        """Rows of one tray's Arrow answer (collectors.mappings.tray_arrow) at tick `ts_ms`.
+
+        The same rows as the text page of the same frame: GPUs placed by tray and module (as by
+        rackmon_gpu_info), values outside their column's range dropped, a GPU's all-link counters
+        filled from its links, events derived by the same rules; the link columns are taken as
+        Arrow arrays, never as Python values.
+
+        Raises:
+            MappingError: a GPU that cannot be placed, a GPU twice, a link or XID of a GPU not in the
+                stream, a link outside 0..17 or twice.
+        """
+        self.duplicates = 0
+        gpu = stream.gpu.to_pydict()
+        uuids: dict[int, str] = {}
+        for uuid, tray, module in zip(gpu["uuid"], gpu["tray"], gpu["module"], strict=True):
+            rack = self._rack_of_uuid.get(uuid)
+            if rack is None:
+                rack = self._rack_of_uuid[uuid] = self._info_place(uuid, tray, module)
+            if rack in uuids:
+                raise MappingError(f"{self.source}: GPU {rack} twice in the Arrow stream")
+            uuids[rack] = uuid
+        racks = list(uuids)
+        states = {
+            r: (s if s is not None and 0 <= s <= 127 else int(GpuState.ERROR))
+            for r, s in zip(racks, gpu["state"], strict=True)
+        }
+        rows: dict[int, dict[str, int | None]] = {r: {} for r in racks}
+        for spec in _GPU_SPECS:
+            lo, hi = _GPU_RANGES[spec.column]
+            for rack, value in zip(racks, gpu[spec.column], strict=True):
+                rows[rack][spec.column] = in_range(value, lo, hi)
+        links, keys, link_values = stream_links(stream.nvlink, set(racks), ts_ms, self.source)
+        _fill_link_totals(rows, keys, link_values)
+        link_state_of = dict(zip(keys, link_values[_LINK_STATE], strict=True))
+        xid = stream.xid.to_pydict()
+        xid_counts = list(zip(xid["gpu"], xid["xid"], xid["count"], strict=True))
+        if any(g not in uuids for g in xid["gpu"]):
+            raise MappingError(f"{self.source}: an XID count of a GPU not in the Arrow stream")
+        xid_last = [(r, v, None) for r, v in zip(racks, gpu["xid_last"], strict=True) if v is not None]
+        order = sorted(racks)
+        events = self._events.derive(order, states, rows, link_state_of, xid_counts, xid_last)
+        # A column the checks above left as the stream had it goes into the batch as the stream's array.
+        same = order == racks
+        kept = {
+            c: stream.gpu.column(c) for c in GPU_COLUMNS if same and [rows[r][c] for r in racks] == gpu[c]
+        }
+        return self._frame(ts_ms, order, uuids, states, rows, links, events, stream.hostname or None, kept)
+
+    def _frame(
+        self,
+        ts_ms: int,
+        order: list[int],
+        uuids: Mapping[int, str],
+        states: Mapping[int, int],
+        rows: Mapping[int, Mapping[str, int | None]],
+        links: pa.RecordBatch | None,
+        events: EventRows,
+        host: str | None,
+        kept: Mapping[str, pa.Array] | None = None,
+    ) -> Frame:
+        """The tick's frame from what either answer said (GPUs in rack order); the GPUs count as seen.
+
+        `kept`: gpu columns already built as arrays of these rows (an Arrow answer's own).
+        """
+        gpu_columns: dict[str, list[object]] = {
+            "ts": [ts_ms] * len(order),
+            "gpu": order,
+            "uuid": [uuids[r] for r in order],
+            "tray": [gpu_place(r)[0] for r in order],
+            "state": [states.get(r, int(GpuState.OK)) for r in order],
+        }
+        for spec in _GPU_SPECS:
+            if kept is None or spec.column not in kept:
+                gpu_columns[spec.column] = [rows.get(r, {}).get(spec.column) for r in order]
+        batches = {"gpu": _gpu_batch(gpu_columns, kept or {})}
+        if links is not None and links.num_rows:
+            batches["nvlink"] = links
         if len(events):
             batches["events"] = events.batch(ts_ms, host or self.source)
-        self._seen.update(order)
+        self._events.seen.update(order)
         return Frame(ts_ms=ts_ms, batches=batches)
 
     def _learn_info(self, info: Family | None) -> None:
@@ -214,9 +299,16 @@ class GpuPageMapper:
             try:
                 tray = int(labels.get(names.LABEL_TRAY, ""))
                 module = int(labels.get(names.LABEL_MODULE, ""))
-                self._rack_of_uuid[uuid] = gpu_index(tray, module)
             except ValueError as exc:
                 raise MappingError(f"{self.source}: {names.GPU_INFO} of {uuid}: {exc}") from None
+            self._rack_of_uuid[uuid] = self._info_place(uuid, tray, module)
+
+    def _info_place(self, uuid: str, tray: int, module: int) -> int:
+        """The rack index of a GPU its agent places at (tray, module)."""
+        try:
+            return gpu_index(tray, module)
+        except ValueError as exc:
+            raise MappingError(f"{self.source}: {names.GPU_INFO} of {uuid}: {exc}") from None
 
     def _rack(self, labels: Labels, uuids: dict[int, str]) -> int:
         """The rack index of the GPU a sample's labels name (memoised per shared Labels object)."""
@@ -372,64 +464,25 @@ class GpuPageMapper:
                     return host
         return None
 
-    def _events(
-        self,
-        families: Mapping[str, Family],
-        order: Iterable[int],
-        states: Mapping[int, int],
-        rows: Mapping[int, Mapping[str, int | None]],
-        link_state_of: Mapping[tuple[int, int], int | None],
-    ) -> EventRows:
-        events = EventRows()
-        self._xid_events(families, events)
-        for rack in order:
-            seen = rack in self._seen
-            state = states.get(rack, int(GpuState.OK))
-            if seen and state == GpuState.LOST and self._state.get(rack) != GpuState.LOST:
-                events.add(EventKind.GPU_LOST, rack, None, pynvml.NVML_ERROR_GPU_IS_LOST, "GPU is lost")
-            self._state[rack] = state
-            reasons = rows.get(rack, {}).get("clocks_event_reasons")
-            if reasons is not None:
-                self._clocks[rack] = events.clocks_change(rack, self._clocks.get(rack), reasons)
-            link_states = [link_state_of.get((rack, link)) for link in range(LINKS_PER_GPU)]
-            previous = self._links.setdefault(rack, [None] * LINKS_PER_GPU)
-            events.link_changes(rack, previous, link_states)
-        return events
-
-    def _xid_events(self, families: Mapping[str, Family], events: EventRows) -> None:
-        """xid events: one per increment of rackmon_xid_errors_total, else per change of the XID gauge."""
+    def _xid_samples(
+        self, families: Mapping[str, Family]
+    ) -> tuple[list[tuple[int, int, float]], list[tuple[int, float, str | None]]]:
+        """The page's XID counts as (rack GPU, xid, count) and its last XIDs as (rack GPU, xid, err_msg)."""
+        counts: list[tuple[int, int, float]] = []
         counter = families.get(names.XID_COUNT)
-        counted: set[int] = set()
         if counter is not None:
             for labels, value in counter.values():
                 rack = self._rack(labels, {})
-                counted.add(rack)
                 try:
                     xid = int(labels.get(names.LABEL_XID, ""))
                 except ValueError:
                     raise MappingError(f"{self.source}: {names.XID_COUNT} without a numeric xid") from None
-                before = self._xid_counts.get((rack, xid))
-                self._xid_counts[rack, xid] = value
-                if before is None:
-                    if rack not in self._seen:
-                        continue  # baseline: these happened before we looked
-                    before = 0.0
-                new = value - before if value >= before else value  # a drop: the agent restarted
-                for _ in range(int(min(new, _MAX_EVENTS_PER_COUNTER))):
-                    events.add(EventKind.XID, rack, None, xid, xid_detail(xid))
+                counts.append((rack, xid, value))
         gauge = families.get(names.XID_LAST)
-        if gauge is None:
-            return
-        for labels, value in gauge.values():
-            rack = self._rack(labels, {})
-            before = self._xid_last.get(rack)
-            self._xid_last[rack] = value
-            if rack in counted or before is None or value == before or not value or value != value:
-                continue
-            xid = checked_int(value, 0, 1 << 31)
-            if xid is not None:
-                detail = labels.get("err_msg") or xid_detail(xid)
-                events.add(EventKind.XID, rack, None, xid, detail)
+        last = (
+            [] if gauge is None else [(self._rack(lb, {}), v, lb.get("err_msg")) for lb, v in gauge.values()]
+        )
+        return counts, last
 
 
 __all__ = ["AgentGpu", "ExpositionError", "GpuPageMapper", "MappingError", "XidTally", "frame_to_agent_page"]

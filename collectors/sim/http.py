@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 
-from collectors.agent_server import AgentPage, bind_socket, healthz, metrics_handler, page_response
+from collectors.agent_server import AgentPage, agent_handler, bind_socket, healthz, page_response
 from collectors.config import RackConfig, ServerTarget, TrayTarget
 from collectors.http_guard import ConnectionGuard, ServerLimits, guarded_runner, serve_socket
 from collectors.nvml import NvmlCollector
@@ -206,8 +206,7 @@ class SimServers:
         listener = self._listener_of(request)
         if listener.instance is None:
             tray = self._trays.index(listener)
-            handler = metrics_handler(self._pages[tray].render)
-            return await handler(request)
+            return await agent_handler(self._pages[tray])(request)  # text, or Arrow to who asks first
         inst = self.rack.workload.instances[listener.instance]
         if request.path != PATHS[inst.engine]:
             raise web.HTTPNotFound()

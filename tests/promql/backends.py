@@ -34,11 +34,12 @@ class RecordingScrape(ScrapeSource):
     """A ScrapeSource that keeps the text of every page it fetched, by URL, for the tick being polled."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # It keeps text pages for the backends to read: the trays are asked for text, not Arrow.
+        super().__init__(*args, tray_arrow=False, **kwargs)  # type: ignore[arg-type]
         self.pages: dict[str, str] = {}
 
-    async def fetch(self, url: str) -> Fetched:
-        got = await super().fetch(url)
+    async def fetch(self, url: str, accept: str | None = None) -> Fetched:
+        got = await super().fetch(url, accept)
         if got.text is not None:
             self.pages[url] = got.text
         return got

@@ -1,0 +1,170 @@
+"""The tray Arrow stream against the text page of the same frame, and the streams the mapper refuses.
+
+The expected rows come from the text path (frame_to_agent_page, parsed and mapped by its own
+GpuPageMapper), an independent reading of the same frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from collectors.mappings import GpuPageMapper, MappingError, XidTally, frame_to_agent_page
+from collectors.mappings.tray_arrow import SCHEMA, VERSION_KEY, decode_tray_stream, frame_to_tray_stream
+from storage.frame import Frame, batch_from_rows
+from tests.scrape.pagegen import agent_gpus, tray_frame
+
+TRAY = 3
+
+
+def _both(frames: list[Frame], xids: list[XidTally]) -> tuple[list[Frame], list[Frame]]:
+    """Each frame mapped through its text page and through its Arrow stream (one mapper per path)."""
+    text_mapper, arrow_mapper = GpuPageMapper("t"), GpuPageMapper("t")
+    from_text, from_arrow = [], []
+    for tick, (frame, tally) in enumerate(zip(frames, xids, strict=True)):
+        page = frame_to_agent_page(frame, agent_gpus(TRAY), hostname="tray03", xids=tally)
+        stream = frame_to_tray_stream(frame, agent_gpus(TRAY), hostname="tray03", xids=tally)
+        from_text.append(text_mapper.map(page, tick))
+        from_arrow.append(arrow_mapper.map_stream(decode_tray_stream(stream), tick))
+    return from_text, from_arrow
+
+
+def _edit(frame: Frame, table: str, change: Callable[[dict[str, Any]], None]) -> Frame:
+    rows = frame.table(table).to_pylist()
+    for row in rows:
+        change(row)
+    return Frame(frame.ts_ms, {**frame.batches, table: batch_from_rows(table, rows)})
+
+
+def test_edge_values_map_alike() -> None:
+    """DCGM blanks, a lost GPU, a link without values, xids, all-link totals of 0 filled from links."""
+
+    def blanks(row: dict[str, Any]) -> None:
+        if row["gpu"] % 4 == 1:
+            row["energy_mj"] = 9_223_372_036_854_775_794  # DCGM's int64 blank
+            row["nvlink_tx_kib"] = 0  # filled from the links' sum on both paths
+
+    def link_blanks(row: dict[str, Any]) -> None:
+        if row["link"] == 5:
+            row["symbol_errors"] = 9_223_372_036_854_775_000
+        if row["link"] == 7 and row["gpu"] % 4 == 2:
+            for key in (
+                "state",
+                "tx_kib",
+                "rx_kib",
+                "rx_errors",
+                "symbol_errors",
+                "recovery",
+                "recovery_failed",
+            ):
+                row[key] = None
+
+    frames, tallies = [], []
+    tally = XidTally()
+    for tick in range(5):
+        # the same XID twice in a row: the counter says so, the last-XID gauge alone would not
+        frame = tray_frame(TRAY, tick, lost_module=2 if tick >= 2 else None, xid=79 if tick >= 3 else None)
+        frame = _edit(_edit(frame, "gpu", blanks), "nvlink", link_blanks)
+        tally.update(frame)
+        frames.append(frame)
+        tallies.append(XidTally(dict(tally.counts), dict(tally.last)))
+    from_text, from_arrow = _both(frames, tallies)
+    kinds = set()
+    for text, arrow in zip(from_text, from_arrow, strict=True):
+        assert sorted(text.batches) == sorted(arrow.batches)
+        for table in text.batches:
+            assert text.table(table).to_pylist() == arrow.table(table).to_pylist(), table
+        kinds.update(text.table("events").column("kind").to_pylist())
+    assert {"gpu_lost", "xid"} <= kinds
+    assert from_text[4].table("events").column("kind").to_pylist().count("xid") == 1
+    assert from_arrow[0].table("nvlink").num_rows == 4 * 18 - 1  # the valueless link is no row
+    assert None in from_arrow[0].table("gpu").column("energy_mj").to_pylist()
+
+
+def _good() -> dict[str, list[dict[str, Any]]]:
+    body = frame_to_tray_stream(tray_frame(TRAY, 1), agent_gpus(TRAY), hostname="tray03")
+    return pa.ipc.open_stream(body).read_next_batch().to_pylist()[0]
+
+
+def _stream(lists: dict[str, list[dict[str, Any]]]) -> bytes:
+    schema = SCHEMA.with_metadata({VERSION_KEY: b"1"})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_batch(pa.RecordBatch.from_pylist([lists], schema=schema))
+    return sink.getvalue().to_pybytes()
+
+
+def _twice(lists: dict[str, list[dict[str, Any]]]) -> None:
+    lists["gpu"][1]["uuid"] = lists["gpu"][0]["uuid"]
+    lists["gpu"][1]["module"] = lists["gpu"][0]["module"]
+
+
+def _set(table: str, key: str, value: object, row: int = 0) -> Callable[[dict[str, Any]], None]:
+    def change(lists: dict[str, list[dict[str, Any]]]) -> None:
+        lists[table][row][key] = value
+
+    return change
+
+
+def _add_xid(lists: dict[str, list[dict[str, Any]]]) -> None:
+    lists["xid"].append({"gpu": 0, "xid": 79, "count": 1})
+
+
+def _add_link(lists: dict[str, list[dict[str, Any]]]) -> None:
+    lists["nvlink"].append(dict(lists["nvlink"][0]))
+
+
+def _many_links(lists: dict[str, list[dict[str, Any]]]) -> None:
+    lists["nvlink"] = lists["nvlink"] * 20
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_set("gpu", "module", 9), "rackmon_gpu_info"),
+        (_set("gpu", "tray", 0), "rackmon_gpu_info"),
+        (_set("gpu", "uuid", None), "without uuid"),
+        (_twice, "twice"),
+        (_set("nvlink", "link", 18), "outside 0..17"),
+        (_set("nvlink", "gpu", 0), "GPU not in the Arrow stream"),
+        (_add_link, "NVLink twice"),
+        (_many_links, "more than 1296 nvlink rows"),
+        (_add_xid, "XID count of a GPU not in the Arrow stream"),
+    ],
+)
+def test_streams_the_mapper_refuses(change: Callable[[dict[str, Any]], None], reason: str) -> None:
+    lists = _good()
+    change(lists)
+    with pytest.raises(MappingError, match=reason):
+        GpuPageMapper("t").map_stream(decode_tray_stream(_stream(lists)), 1)
+
+
+def test_the_good_stream_maps() -> None:
+    """The fixture of the refusals is itself a stream the mapper takes (so each refusal is its change's)."""
+    frame = GpuPageMapper("t").map_stream(decode_tray_stream(_stream(_good())), 1)
+    assert frame.table("gpu").num_rows == 4 and frame.table("nvlink").num_rows == 72
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "malformed Arrow stream"),
+        (b"text/plain, really", "malformed Arrow stream"),
+    ],
+)
+def test_not_a_stream(body: bytes, reason: str) -> None:
+    with pytest.raises(MappingError, match=reason):
+        decode_tray_stream(body)
+
+
+def test_a_null_list_is_refused() -> None:
+    schema = SCHEMA.with_metadata({VERSION_KEY: b"1"})
+    batch = pa.RecordBatch.from_pylist([{"gpu": None, "nvlink": [], "xid": []}], schema=schema)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_batch(batch)
+    with pytest.raises(MappingError, match="the gpu list is null"):
+        decode_tray_stream(sink.getvalue().to_pybytes())
