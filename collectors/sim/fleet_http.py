@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from collectors.agent_server import AgentPage, healthz, metrics_handler, page_response
+from collectors.agent_server import AgentPage, agent_handler, healthz, page_response
 from collectors.config import RackConfig, ServerTarget, TrayTarget
 from collectors.http_guard import ConnectionGuard, ServerLimits, guarded_runner
 from collectors.nvml import NvmlCollector
@@ -139,7 +139,7 @@ class SimFleetServers(SimServers):
         if tray is not None:
             if tail != "/metrics":
                 raise web.HTTPNotFound()
-            return await metrics_handler(tray.render)(request)
+            return await agent_handler(tray)(request)  # text, or Arrow to who asks first
         inst = pages.instances.get(endpoint)
         if inst is None or tail != PATHS[inst.engine]:
             raise web.HTTPNotFound()

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from collectors.fleet_config import FleetConfig, load_rack_or_fleet
+from collectors.mappings.tray_arrow import MEDIA_TYPE, decode_tray_stream
+from collectors.scrape_http import TRAY_ACCEPT
 from monitor.commands.fleet_sim import rack_scenarios
 from monitor.errors import UserError
 from tests.cli.test_startup_failures import assert_one_clear_line
@@ -77,6 +79,11 @@ def test_sim_racks_writes_a_fleet_whose_racks_answer(tmp_path: Path) -> None:
         assert "/rack01/tray07/" in fleet.racks[0].trays[6].url and 'Hostname="rack01-tray07"' in pages[0]
         assert "/rack02/tray07/" in fleet.racks[1].trays[6].url and 'Hostname="rack02-tray07"' in pages[1]
         assert "vllm:generation_tokens_total" in get(fleet.racks[1].servers[5].url)
+        # The trays answer as the agent does: the Arrow stream to a collector that asks for it first.
+        ask = urllib.request.Request(fleet.racks[1].trays[6].url, headers={"Accept": TRAY_ACCEPT})
+        with urllib.request.urlopen(ask, timeout=30) as response:
+            assert response.headers["Content-Type"].startswith(MEDIA_TYPE)
+            assert decode_tray_stream(response.read()).hostname == "rack02-tray07"
         with pytest.raises(urllib.error.HTTPError, match="404"):
             get(fleet.racks[1].servers[5].url.replace("rack02", "rack09"))
     finally:
