@@ -8,9 +8,9 @@ An evidence's onset is the first sample of the first run of RUN samples in a row
 noisy sample is no onset): a clock below the midpoint between the peers' median and the suspect's mean,
 a temperature above the hottest peer's peak, tokens/s below the midpoint between the peers' median and
 the suspect's rate (per collection step, through the reader's one counter rule), a slowdown reason set.
-A lost GPU's onset is its first LOST sample. A link's is the first error growth of the first window in
-which the live alert rule (collectors.alert_rules link_errors: counters grew in `on` samples within
-`window_s`) would fire, or its first sample in state inactive, whichever is earlier.
+A lost GPU's onset is its first LOST sample. Links' onsets are found by monitor.report_links (the first
+error growth of the first window in which the live alert rule would fire, or the first sample in state
+inactive, whichever is earlier); this module turns each into a suspect.
 
 An onset found at the first point its series has in the window (a GPU's first sample, the first
 tokens/s step, a link's first sample that can show growth) is `at_start`: the fault began at or before
