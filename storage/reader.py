@@ -267,7 +267,7 @@ class StoreReader:
         rel = self.con.sql(statement)
         if rel is None:
             return pa.RecordBatchReader.from_batches(pa.schema([]), [])
-        return rel.fetch_record_batch(rows_per_batch)
+        return rel.to_arrow_reader(rows_per_batch)
 
     def _run(self, query: str, params: Sequence[Any] | None) -> pa.Table:
         rel = self.con.sql(query, params=params or None)
