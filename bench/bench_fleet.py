@@ -87,6 +87,9 @@ class Meter:
         self.red_before_s = 0
         """Row sets drawn with the fault's rack red before its fault (silent trays on a starved machine)."""
         self.red_before_why: set[str] = set()
+        self.backend_data = False
+        self.before_data = 0
+        """Row sets drawn before the fault rack had any GPU from the backend (its cold start)."""
         """The worst problems those red rows named."""
         self.fault_name = fault_name
         self.fault_label = fault_label
@@ -120,9 +123,14 @@ class Meter:
         def shown(rows):
             show(rows)
             row = screen.rows[self.fault_name]
-            if self.shown_at is None and self.shows_fault(row):
+            self.backend_data = self.backend_data or row.gpus_ok > 0
+            if self.shown_at is not None:
+                return
+            if self.shows_fault(row):
                 self.shown_at = time.time()
-            elif self.shown_at is None and row.health.name == "CRITICAL":
+            elif not self.backend_data:
+                self.before_data += 1  # the backend's first scrapes of the rack have not landed
+            elif row.health.name == "CRITICAL":
                 self.red_before_s += 1
                 if row.worst is not None:
                     self.red_before_why.add(f"{row.worst.what} {row.worst.place}")
@@ -280,7 +288,8 @@ async def run(racks: int, seconds: float, fault_rack: int, fault_at: float, sour
         red = (
             f"{meter.shown_at - fault_wall_s:.2f} s to drawn ({meter.built_at - fault_wall_s:.2f} s to row "
             f"built; {rack_name(fault_rack)} {gpu_label(fault_gpu)} lost; top row {order[0]}; "
-            f"{meter.red_before_s} row sets red before it"
+            f"{meter.before_data} row sets before the backend's first data of the rack, then "
+            f"{meter.red_before_s} red before the fault"
             + (f": {', '.join(sorted(meter.red_before_why)[:4])})" if meter.red_before_why else ")")
         )
     else:
