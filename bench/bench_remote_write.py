@@ -22,6 +22,7 @@ The machine is shared: the 1-minute load average is printed with every figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -159,11 +161,9 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def collector_cpu(work: Path, seconds: int, warmup_s: int = 40) -> None:
-    """CPU of `monitor collect --config` per 1 Hz tick in its steady state, with and without
-    --remote-write: the process's CPU over `seconds` of wall time after `warmup_s` (start-up, the first
-    requests' label templates and the sender's first backlog are left out)."""
-    config = work / "rack.toml"
+@contextlib.contextmanager
+def simulated_rack(config: Path) -> Iterator[None]:
+    """`monitor sim` writing its rack config to `config`, serving until the block ends."""
     sim = subprocess.Popen(
         [*MONITOR, "sim", "--write-config", str(config)],
         cwd=ROOT,
@@ -178,34 +178,42 @@ def collector_cpu(work: Path, seconds: int, warmup_s: int = 40) -> None:
                 raise SystemExit("monitor sim did not write its config")
             time.sleep(0.2)
         time.sleep(2)
-        with victoria_metrics(work / "vm2", work / "vm2.log") as vm:
-            url = f"http://127.0.0.1:{vm.port}/api/v1/write"
-            for label, extra in (
-                ("scrape + store", []),
-                ("scrape + store + remote-write", ["--remote-write", url]),
-            ):
-                store = work / f"collect-{len(extra)}"
-                argv = [*MONITOR, "collect", "--config", str(config), "--store", str(store)]
-                duration = f"{warmup_s + seconds + 5}s"
-                collect = subprocess.Popen(
-                    [*argv, "--duration", duration, *extra], cwd=ROOT, stderr=subprocess.PIPE, text=True
-                )
-                time.sleep(warmup_s)
-                cpu0, wall0, load0 = process_cpu_s(collect.pid), time.monotonic(), load()
-                time.sleep(seconds)
-                cpu1, wall1 = process_cpu_s(collect.pid), time.monotonic()
-                _, stderr = collect.communicate()
-                if collect.returncode != 0:
-                    raise SystemExit(stderr)
-                sent = [line for line in stderr.splitlines() if "samples sent" in line]
-                print(
-                    f"4. collect --config, {label}: {(cpu1 - cpu0) / (wall1 - wall0) * 1000:.1f} ms CPU per "
-                    f"1 Hz tick over {wall1 - wall0:.0f} s after {warmup_s} s ({load0} .. {load()}) "
-                    f"{sent[-1].split(': ', 1)[-1] if sent else ''}"
-                )
+        yield
     finally:
         os.killpg(sim.pid, signal.SIGTERM)
         sim.wait(30)
+
+
+def collector_cpu(work: Path, seconds: int, warmup_s: int = 40) -> None:
+    """CPU of `monitor collect --config` per 1 Hz tick in its steady state, with and without
+    --remote-write: the process's CPU over `seconds` of wall time after `warmup_s` (start-up, the first
+    requests' label templates and the sender's first backlog are left out)."""
+    config = work / "rack.toml"
+    with simulated_rack(config), victoria_metrics(work / "vm2", work / "vm2.log") as vm:
+        url = f"http://127.0.0.1:{vm.port}/api/v1/write"
+        for label, extra in (
+            ("scrape + store", []),
+            ("scrape + store + remote-write", ["--remote-write", url]),
+        ):
+            store = work / f"collect-{len(extra)}"
+            argv = [*MONITOR, "collect", "--config", str(config), "--store", str(store)]
+            duration = f"{warmup_s + seconds + 5}s"
+            collect = subprocess.Popen(
+                [*argv, "--duration", duration, *extra], cwd=ROOT, stderr=subprocess.PIPE, text=True
+            )
+            time.sleep(warmup_s)
+            cpu0, wall0, load0 = process_cpu_s(collect.pid), time.monotonic(), load()
+            time.sleep(seconds)
+            cpu1, wall1 = process_cpu_s(collect.pid), time.monotonic()
+            _, stderr = collect.communicate()
+            if collect.returncode != 0:
+                raise SystemExit(stderr)
+            sent = [line for line in stderr.splitlines() if "samples sent" in line]
+            print(
+                f"4. collect --config, {label}: {(cpu1 - cpu0) / (wall1 - wall0) * 1000:.1f} ms CPU per "
+                f"1 Hz tick over {wall1 - wall0:.0f} s after {warmup_s} s ({load0} .. {load()}) "
+                f"{sent[-1].split(': ', 1)[-1] if sent else ''}"
+            )
 
 
 def collect_beside(work: Path, seconds: int, other: Path, warmup_s: int = 40) -> None:
@@ -213,20 +221,7 @@ def collect_beside(work: Path, seconds: int, other: Path, warmup_s: int = 40) ->
     the base commit) at the same time against one simulator: the same machine state for both, so their CPU
     per tick compares even on a shared machine where runs one after the other do not."""
     config = work / "rack.toml"
-    sim = subprocess.Popen(
-        [*MONITOR, "sim", "--write-config", str(config)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not config.exists():
-            if time.monotonic() > deadline or sim.poll() is not None:
-                raise SystemExit("monitor sim did not write its config")
-            time.sleep(0.2)
-        time.sleep(2)
+    with simulated_rack(config):
         procs = {}
         for n, root in enumerate((ROOT, other)):
             argv = [*MONITOR, "collect", "--config", str(config), "--store", str(work / f"beside-{n}")]
@@ -250,9 +245,6 @@ def collect_beside(work: Path, seconds: int, other: Path, warmup_s: int = 40) ->
                 f"{(cpu1[root] - cpu0[root]) / (wall1 - wall0) * 1000:.1f} ms CPU per 1 Hz tick over "
                 f"{wall1 - wall0:.0f} s after {warmup_s} s ({load0} .. {load()})"
             )
-    finally:
-        os.killpg(sim.pid, signal.SIGTERM)
-        sim.wait(30)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -229,14 +230,8 @@ def run_group(group: str, store: Path, window: Window, args: argparse.Namespace)
     prom_dir, vm_dir = work / "prometheus", work / "victoria-metrics"
     res: dict[str, Any] = {"samples": {}, "load": {"export_s": 0.0, "promtool_s": 0.0, "vm_import_s": 0.0}}
     asked = [q for q in QUESTIONS if q.group == group]
-    answers: dict[str, dict[str, Any]] = {q.key: {} for q in asked}
-    timings: dict[str, dict[str, Any]] = {q.key: {} for q in asked}
-
-    def keep(system: str, got: dict[str, Any]) -> None:
-        for name, entry in got.items():
-            key, variant = name.split("/")
-            answers[key][f"{system}/{variant}"] = entry.pop("answer")
-            timings[key][f"{system}/{variant}"] = entry
+    answers = Answers.of(group)
+    keep = answers.keep
 
     if prev is not None:
         return rerun_group(group, store, window, args, prev)
@@ -285,7 +280,28 @@ def run_group(group: str, store: Path, window: Window, args: argparse.Namespace)
                 if q.precomputed
             }
             keep("prometheus", ask_all(prom, runs, args.repeats, measured))
-    return finish_group(group, store, window, args, res, keep, answers, timings)
+    return finish_group(group, store, window, args, res, answers)
+
+
+@dataclass
+class Answers:
+    """Each question's answer and timing per system and variant ('victoria-metrics/cached')."""
+
+    answers: dict[str, dict[str, Any]]
+    timings: dict[str, dict[str, Any]]
+
+    @classmethod
+    def of(cls, group: str) -> Answers:
+        """Empty, for the questions of `group`."""
+        keys = [q.key for q in QUESTIONS if q.group == group]
+        return cls({k: {} for k in keys}, {k: {} for k in keys})
+
+    def keep(self, system: str, got: dict[str, Any]) -> None:
+        """Take `system`'s results ('q2/raw' -> entry with its answer) apart into answer and timing."""
+        for name, entry in got.items():
+            key, variant = name.split("/")
+            self.answers[key][f"{system}/{variant}"] = entry.pop("answer")
+            self.timings[key][f"{system}/{variant}"] = entry
 
 
 def finish_group(
@@ -294,9 +310,7 @@ def finish_group(
     window: Window,
     args: argparse.Namespace,
     res: dict[str, Any],
-    keep: Any,
-    answers: dict[str, dict[str, Any]],
-    timings: dict[str, dict[str, Any]],
+    answers: Answers,
 ) -> dict[str, Any]:
     """Our side (bytes, questions, memory), then every answer compared with ours from raw."""
     asked = [q for q in QUESTIONS if q.group == group]
@@ -306,12 +320,12 @@ def finish_group(
         idle_rss_kib=ours["idle_rss_kib"], peak_rss_kib=ours["peak_rss_kib"], settings=ours["settings"]
     )
     for key, variants in ours["questions"].items():
-        keep("ours", {f"{key}/{variant}": entry for variant, entry in variants.items()})
-    res["questions"] = timings
+        answers.keep("ours", {f"{key}/{variant}": entry for variant, entry in variants.items()})
+    res["questions"] = answers.timings
     res["checks"] = {}
     for q in asked:
         # The reference is ours over every raw row; every other answer must equal it point for point.
-        ordered = dict(sorted(answers[q.key].items(), key=lambda kv: kv[0] != "ours/raw"))
+        ordered = dict(sorted(answers.answers[q.key].items(), key=lambda kv: kv[0] != "ours/raw"))
         verdict = compare(ordered)
         res["checks"][q.key] = {"agree": verdict.agree, "text": verdict.text, "points": verdict.points}
         log(f"{group}: {q.key} {verdict.text}")
@@ -347,14 +361,8 @@ def rerun_group(
     work = args.work / group
     prom_dir, vm_dir = work / "prometheus", work / "victoria-metrics"
     asked = [q for q in QUESTIONS if q.group == group]
-    answers: dict[str, dict[str, Any]] = {q.key: {} for q in asked}
-    timings: dict[str, dict[str, Any]] = {q.key: {} for q in asked}
-
-    def keep(system: str, got: dict[str, Any]) -> None:
-        for name, entry in got.items():
-            key, variant = name.split("/")
-            answers[key][f"{system}/{variant}"] = entry.pop("answer")
-            timings[key][f"{system}/{variant}"] = entry
+    answers = Answers.of(group)
+    keep = answers.keep
 
     res: dict[str, Any] = {k: prev[k] for k in ("samples", "load", "reused_from")}
     with victoria_metrics(vm_dir, work / "victoria-metrics-rerun.log") as vm:
@@ -379,7 +387,7 @@ def rerun_group(
                 if q.precomputed
             }
             keep("prometheus", ask_all(prom, ruled, args.repeats, res["prometheus-rules"]))
-    return finish_group(group, store, window, args, res, keep, answers, timings)
+    return finish_group(group, store, window, args, res, answers)
 
 
 def main() -> int:
