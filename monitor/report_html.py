@@ -116,7 +116,7 @@ def series_in(reader: StoreReader, table: str, window: Window) -> int:
     row in it), raw rows only where no bucket fits: the NVLink table holds 1,296 series a second.
     """
     keys = ", ".join(SORT_KEYS[table])
-    rolled = counter_rates.rolled_until(reader.manifest, table)
+    rolled = counter_rates.rolled_bounds(reader.manifest, table)
     relations = []
     for span in counter_rates.merged(counter_rates.plan(window.since_ms, window.until_ms, None, rolled)):
         if span.kind == "raw":

@@ -58,7 +58,8 @@ def fault_minutes(reader: StoreReader, window: Window, on: int) -> dict[Link, li
     None: the rollups cannot tell (files written before `_inc` existed); read every link whole.
     """
     since, until = window.since_ms, window.until_ms
-    rolled = min(counter_rates.rolled_until(reader.manifest, "nvlink"), until + 1)
+    bounds = counter_rates.rolled_bounds(reader.manifest, "nvlink")
+    rolled, hours_rolled = (min(bounds[step], until + 1) for step in ("1m", "1h"))
     ends = ", ".join(f'"{c}_first" AS "f_{c}", "{c}_last" AS "l_{c}"' for c in LINK_ERRORS)
     parts = []
     if rolled > since:
@@ -66,7 +67,7 @@ def fault_minutes(reader: StoreReader, window: Window, on: int) -> dict[Link, li
         inc = " + ".join(
             f'(CASE WHEN "{c}_first" IS NULL THEN 0 ELSE coalesce("{c}_inc", {on}) END)' for c in LINK_ERRORS
         )
-        near = _near_active_hours(reader, since, rolled, until, on)
+        near = _near_active_hours(reader, since, hours_rolled, until, on)
         parts.append(
             f"SELECT gpu, link, epoch_ms(ts) AS m, {inc} AS c, {ends}, "
             f"state_min <= {NVLINK_INACTIVE} AS d FROM {rel}{near}"
@@ -110,7 +111,8 @@ def _near_active_hours(reader: StoreReader, since: int, rolled: int, until: int,
     In a quiet hour no pair of samples grew, so its minutes' `grow` is 0, but 1 where the minute
     before is not there to compare with (the hour's first, or one after a gap): no two neighbouring
     minutes reach 2, below `on` from 3 on. Only its edge minutes can pair with a busy neighbour's
-    (the last compacted hour's with the raw rows after it, which have no 1 h bucket: kept whole).
+    (the last compacted hour's with the minutes after it, which have no 1 h bucket: kept whole, the open
+    hour's rolled minutes with them).
     """
     if on < 3:
         return ""

@@ -1,8 +1,9 @@
 """The compactor: merges small segments into hourly and daily files, writes rollups, applies retention.
 
 Small files cost at query time (~0.15 ms each per query) and compress worse, so flush segments are
-merged: segments of the open hour into parts, a complete hour into one hour file (plus its 1-minute
-and 1-hour rollups), a complete day's hour files into one day file. "Complete" is judged against the
+merged: segments of the open hour into parts (with 1-minute rollups of its sealed minutes so far), a
+complete hour into one hour file (plus its 1-minute and 1-hour rollups, which replace the open hour's),
+a complete day's hour files into one day file. "Complete" is judged against the
 manifest's sealed_through_ms, so no row can arrive later for a compacted hour.
 
 Merged files are sorted by (10-minute band, entity keys, ts) with row groups inside one band (see
@@ -23,11 +24,13 @@ import pyarrow as pa
 
 from storage.layout import DAY_MS, HOUR_MS, FileEntry, LiveManifest, file_relpath, unique_name
 from storage.rollups import (
+    OPEN_STEP,
     ROLLED_UP,
     ROLLUP_SOURCES,
     ROLLUP_STEPS,
     ROLLUP_TABLES,
     compute_rollup,
+    open_rolled_until,
     rollup_name,
 )
 from storage.schemas import COUNTERS, SORT_KEYS, TABLES
@@ -211,7 +214,7 @@ class Compactor:
         sealed = manifest.sealed_through_ms
         groups: dict[tuple[str, int], list[FileEntry]] = defaultdict(list)
         for f in manifest.files:
-            if f.level in ("seg", "part"):
+            if f.level in ("seg", "part") and f.table in TABLES:  # rollup parts go with their raw hour
                 groups[(f.table, f.min_ts // HOUR_MS * HOUR_MS)].append(f)
         done = 0
         for (table, hour), files in sorted(groups.items(), key=lambda kv: kv[0][1]):
@@ -219,12 +222,43 @@ class Compactor:
             if complete:
                 done += self._seal_hour(table, hour, files)
             else:
-                segs = [f for f in files if f.level == "seg"]
-                if len(segs) >= self.merge_segments:
-                    part = self._merge(table, segs, "part", hour)
-                    self.live.commit([part], [f.path for f in segs], grace_s=self.grace_s)
-                    done += 1
+                done += self._merge_open_hour(table, hour, files, sealed)
         return done
+
+    def _merge_open_hour(self, table: str, hour: int, files: list[FileEntry], sealed: int | None) -> int:
+        """Merge the open hour's segments into a part once there are enough, with the OPEN_STEP rollups of
+        the minutes sealed since the last merge, in one publication."""
+        segs = [f for f in files if f.level == "seg"]
+        if len(segs) < self.merge_segments:
+            return 0
+        part = self._merge(table, segs, "part", hour)
+        added = [part]
+        try:
+            sources = [self.root / f.path for f in files if f.level == "part"] + [self.root / part.path]
+            added += self._roll_open_minutes(table, hour, sources, sealed)
+            self.live.commit(added, [f.path for f in segs], grace_s=self.grace_s)
+        except OSError:
+            for f in added:
+                (self.root / f.path).unlink(missing_ok=True)
+            raise
+        return len(added)
+
+    def _roll_open_minutes(
+        self, table: str, hour: int, sources: list[Path], sealed: int | None
+    ) -> list[FileEntry]:
+        """The open hour's OPEN_STEP buckets from where its rollup parts end to the last sealed minute.
+
+        Only minutes wholly at or before sealed_through_ms: no row can arrive later for them, the same
+        rule that makes an hour complete."""
+        if table not in ROLLED_UP or sealed is None:
+            return []
+        name, step_ms = rollup_name(table, OPEN_STEP), ROLLUP_STEPS[OPEN_STEP]
+        lo = open_rolled_until(self.live.current.of(name), hour)
+        hi = min(sealed + 1, hour + HOUR_MS) // step_ms * step_ms
+        if hi <= lo:
+            return []
+        rolled = compute_rollup(table, step_ms, sources, between=(lo, hi))
+        return [self._write(name, rolled, "part", hour)] if rolled.num_rows else []
 
     def _seal_hour(self, table: str, hour: int, files: list[FileEntry]) -> int:
         """Merge an hour's segments and parts into one hour file and write its rollups."""
@@ -235,8 +269,15 @@ class Compactor:
             for step, step_ms in ROLLUP_STEPS.items():
                 rolled = compute_rollup(table, step_ms, rows)
                 added.append(self._write(rollup_name(table, step), rolled, "hour", hour))
+        # The open hour's rollup parts go in the same publication as the hour's rollups that replace them.
+        replaced = [f.path for f in files] + [
+            f.path
+            for step in ROLLUP_STEPS
+            for f in self.live.current.of(rollup_name(table, step))
+            if f.level == "part" and hour <= f.min_ts < hour + HOUR_MS
+        ]
         try:
-            self.live.commit(added, [f.path for f in files], grace_s=self.grace_s)
+            self.live.commit(added, replaced, grace_s=self.grace_s)
         except OSError:
             for f in added:
                 (self.root / f.path).unlink(missing_ok=True)

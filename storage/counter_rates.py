@@ -1,10 +1,10 @@
 """Counter increases over a window from rollup buckets where whole and raw rows at the edges.
 
 A window's increase is cut into pieces in time order: whole 1 h buckets, whole 1 min buckets, and raw
-rows where no bucket fits (the window edges, the open hour that is not compacted yet). Each piece
-gives, per series, its first and last sample (time, value) and its reset-corrected increase inside;
-the pieces are chained per series (storage/pieces.py), the pair across two neighbouring pieces
-corrected for a reset the same way. That is exactly the sum over consecutive raw samples, so the answer
+rows where no bucket fits (the window edges, the open hour's newest minutes that no rollup part holds
+yet). Each piece gives, per series, its first and last sample (time, value) and its reset-corrected
+increase inside; the pieces are chained per series (storage/pieces.py), the pair across two
+neighbouring pieces corrected for a reset the same way. That is exactly the sum over consecutive raw samples, so the answer
 equals a lag() over every raw row while reading a few hundred bucket rows and a few minutes of raw ones.
 
 A bucket is used only where its `<c>_inc` and first_ms/last_ms are set (see rollups.py); others (a
@@ -13,14 +13,14 @@ counter NULL at a bucket edge, files written before `_inc` existed) are read fro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import duckdb
 
 from storage.increase import step_sql
 from storage.layout import HOUR_MS, Manifest
-from storage.rollups import ROLLED_UP, ROLLUP_STEPS, rollup_name
+from storage.rollups import OPEN_STEP, ROLLED_UP, ROLLUP_STEPS, open_rolled_until, rollup_name
 from storage.schemas import SORT_KEYS
 
 COARSEST_FIRST: tuple[tuple[str, int], ...] = tuple(sorted(ROLLUP_STEPS.items(), key=lambda kv: -kv[1]))
@@ -52,11 +52,21 @@ def rolled_until(manifest: Manifest, table: str) -> int:
     return bound
 
 
+def rolled_bounds(manifest: Manifest, table: str) -> dict[str, int]:
+    """Per rollup step, the epoch ms before which its buckets of `table` exist in files: every step's up to
+    rolled_until, and the open hour's OPEN_STEP buckets past it as far as its rollup parts go."""
+    hour = rolled_until(manifest, table)
+    bounds = dict.fromkeys(ROLLUP_STEPS, hour)
+    if hour and table in ROLLED_UP:
+        bounds[OPEN_STEP] = open_rolled_until(manifest.of(rollup_name(table, OPEN_STEP)), hour)
+    return bounds
+
+
 def plan(
     since_ms: int,
     until_ms: int,
     step_ms: int | None,
-    rolled_ms: int,
+    rolled_ms: int | Mapping[str, int],
     banned: dict[str, set[int]] | None = None,
 ) -> list[Span]:
     """Cover [since_ms, until_ms] with rollup buckets (coarsest first) and raw spans, in time order.
@@ -65,9 +75,11 @@ def plan(
         since_ms: window start.
         until_ms: window end, inclusive.
         step_ms: a bucket never straddles a multiple of step_ms (each piece falls in one step).
-        rolled_ms: buckets must end before this (see rolled_until).
+        rolled_ms: buckets must end before this (see rolled_until), or per step (see rolled_bounds).
         banned: bucket starts per resolution that must not be used.
     """
+    if isinstance(rolled_ms, int):
+        rolled_ms = dict.fromkeys(ROLLUP_STEPS, rolled_ms)
     banned = banned or {}
     cuts = [since_ms]
     if step_ms:
@@ -79,7 +91,11 @@ def plan(
 
 
 def _cover(
-    lo: int, hi: int, steps: Sequence[tuple[str, int]], rolled_ms: int, banned: dict[str, set[int]]
+    lo: int,
+    hi: int,
+    steps: Sequence[tuple[str, int]],
+    rolled_ms: Mapping[str, int],
+    banned: dict[str, set[int]],
 ) -> list[Span]:
     if not steps:
         return [Span("raw", lo, hi)]
@@ -87,7 +103,7 @@ def _cover(
     out: list[Span] = []
     cursor = lo
     bucket = -(-lo // ms) * ms
-    while bucket + ms - 1 <= min(hi, rolled_ms - 1):
+    while bucket + ms - 1 <= min(hi, rolled_ms[kind] - 1):
         if bucket not in banned.get(kind, ()):
             if cursor < bucket:
                 out += _cover(cursor, bucket - 1, steps[1:], rolled_ms, banned)

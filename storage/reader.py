@@ -193,10 +193,10 @@ class StoreReader:
     def rollup(self, table: str, step: str, since_ms: int, until_ms: int) -> tuple[str, int | None]:
         """`<table>_<step>` buckets that start in [since_ms, until_ms], current up to the newest row.
 
-        Rollup files are written when an hour is compacted, so the hour in progress (and any hour not
-        compacted yet) has none. Its buckets are rolled here from its raw rows (segments, parts and the
-        head) by the same SQL the compactor runs; the two parts meet at an hour boundary (a multiple
-        of every step), so no bucket is missing or counted twice.
+        Rollup files are written when an hour is compacted, and for the open hour only its 1 min
+        buckets up to the last merge of its segments (counter_rates.rolled_bounds). Buckets past the
+        files are rolled here from raw rows (segments, parts and the head) by the same SQL the compactor
+        runs; the two meet at a multiple of the step, so no bucket is missing or counted twice.
 
         Returns:
             (a parenthesised SQL relation in the rollup's columns, the epoch ms from which the buckets
@@ -206,7 +206,7 @@ class StoreReader:
             raise ValueError(f"no rollup {table}_{step}")
         self.refresh()
         step_ms = ROLLUP_STEPS[step]
-        rolled = counter_rates.rolled_until(self._manifest, table)
+        rolled = counter_rates.rolled_bounds(self._manifest, table)[step]
         parts = []
         if rolled > since_ms:
             filed = self.relation(rollup_name(table, step), since_ms, min(until_ms, rolled - 1))

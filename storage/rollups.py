@@ -13,18 +13,27 @@ Dimension columns (uuid, tray, model, gpus) keep their last value. Rollup tables
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from storage.increase import step_sql
 from storage.schemas import COUNTERS, SORT_KEYS, TABLES, TS
 
+if TYPE_CHECKING:
+    from storage.layout import FileEntry
+
 ROLLUP_STEPS: dict[str, int] = {"1m": 60_000, "1h": 3_600_000}
 """Rollup resolutions: suffix -> bucket width in ms."""
 ROLLED_UP = ("gpu", "nvlink", "serving", "serving_hist", "host")
 """Tables that get rollups (events and processes are sparse and small already)."""
+OPEN_STEP = "1m"
+"""The step rolled up while an hour is still open: the compactor writes these buckets as 'part' files each
+time it merges the hour's segments (every few minutes), so a window over the open hour reads raw rows only
+for its newest minutes; the hour file's own rollups replace them when the hour is compacted."""
 DIMENSIONS = frozenset({"uuid", "tray", "model", "gpus"})
 """Descriptive columns that are not measurements: rolled up as their last value."""
 
@@ -99,6 +108,19 @@ ROLLUP_SOURCES: dict[str, str] = {rollup_name(t, step): t for t in ROLLED_UP for
 """Rollup table -> the raw table it summarises."""
 
 
+def open_rolled_until(parts: Iterable[FileEntry], hour_ms: int) -> int:
+    """Epoch ms before which the open hour starting at `hour_ms` has its OPEN_STEP buckets in 'part' files
+    (`parts`: the rollup table's files; others are ignored); `hour_ms` when it has none.
+
+    The compactor rolls contiguous runs of minutes, each from where this says the last one ended, from
+    the hour's start on, so every minute before the newest bucket's end is rolled: one with no bucket had
+    no rows. A trailing minute with no rows is not claimed (it is rolled again next time, finding none).
+    """
+    step_ms, hour_end = ROLLUP_STEPS[OPEN_STEP], hour_ms + ROLLUP_STEPS["1h"]
+    ends = [f.max_ts + step_ms for f in parts if f.level == "part" and hour_ms <= f.min_ts < hour_end]
+    return max(ends, default=hour_ms)
+
+
 def rollup_sql(table: str, step_ms: int, source: str) -> str:
     """The DuckDB query that rolls `source` (a relation with `table`'s columns) into buckets of step_ms."""
     s = spec(table)
@@ -145,8 +167,13 @@ def rollup_sql(table: str, step_ms: int, source: str) -> str:
     return f"SELECT {out} FROM ({main}) m JOIN ({inc}) i ON {on} ORDER BY {order}"
 
 
-def compute_rollup(table: str, step_ms: int, rows: pa.Table | Path) -> pa.Table:
-    """Roll raw rows of `table` (a table, or a Parquet file DuckDB streams) into buckets of `step_ms`.
+def compute_rollup(
+    table: str, step_ms: int, rows: pa.Table | Path | Sequence[Path], between: tuple[int, int] | None = None
+) -> pa.Table:
+    """Roll raw rows of `table` (a table, or Parquet files DuckDB streams) into buckets of `step_ms`.
+
+    Args:
+        between: only rows with lo <= ts < hi (epoch ms), both multiples of step_ms.
 
     Returns:
         The rollup rows in the rollup schema, sorted (keys, ts).
@@ -155,11 +182,15 @@ def compute_rollup(table: str, step_ms: int, rows: pa.Table | Path) -> pa.Table:
 
     con = duckdb.connect()
     try:
-        if isinstance(rows, Path):
-            source = f"read_parquet('{_sql_str(rows)}', hive_partitioning=false)"
-        else:
+        if isinstance(rows, pa.Table):
             con.register("raw_rows", rows)
             source = "raw_rows"
+        else:
+            listed = ", ".join(f"'{_sql_str(p)}'" for p in ([rows] if isinstance(rows, Path) else rows))
+            source = f"read_parquet([{listed}], hive_partitioning=false)"
+        if between is not None:
+            since, until = (f"make_timestamptz({ms * 1000}::BIGINT)" for ms in between)  # pushed down
+            source = f"(SELECT * FROM {source} WHERE ts >= {since} AND ts < {until})"
         result = con.sql(rollup_sql(table, step_ms, source)).to_arrow_table()
     finally:
         con.close()

@@ -41,9 +41,9 @@ def window_pieces(
     (SQL) they are read through DuckDB instead.
     """
     relation = reader.relation if series is None else reader.series_relation(series)
-    rolled = 0
+    rolled: int | dict[str, int] = 0
     if rollups and table in ROLLED_UP and set(columns) <= set(spec(table).counters):
-        rolled = counter_rates.rolled_until(reader.manifest, table)
+        rolled = counter_rates.rolled_bounds(reader.manifest, table)
     banned: dict[str, set[int]] = {}
     filed: dict[counter_rates.Span, list[pa.Table]] = {}
     while True:

@@ -171,6 +171,30 @@ MUTATIONS = (
         "tests/cli/test_query_limits.py::test_a_runaway_query_stops_at_its_timeout_with_one_line",
         "monitor query runs as long as the query does",
     ),
+    Mutation(
+        "open-rollup-unsealed-minute",
+        "storage/compactor.py",
+        "        hi = min(sealed + 1, hour + HOUR_MS) // step_ms * step_ms\n",
+        "        hi = -(-min(sealed + 1, hour + HOUR_MS) // step_ms) * step_ms\n",
+        "tests/storage/test_open_hour_rollups.py",
+        "the open hour's rollup takes the minute that is still being sealed, with only part of its rows",
+    ),
+    Mutation(
+        "open-rollup-parts-kept",
+        "storage/compactor.py",
+        '            if f.level == "part" and hour <= f.min_ts < hour + HOUR_MS\n',
+        '            if f.level == "part" and False\n',
+        "tests/storage/test_open_hour_rollups.py",
+        "closing an hour leaves its rollup parts beside the hour's rollups: every minute twice",
+    ),
+    Mutation(
+        "open-rollup-rolled-again",
+        "storage/reader.py",
+        "        rolled = counter_rates.rolled_bounds(self._manifest, table)[step]\n",
+        "        rolled = counter_rates.rolled_until(self._manifest, table)\n",
+        "tests/storage/test_open_hour_rollups.py",
+        "StoreReader.rollup rolls the open hour from raw rows over the minutes its parts already hold",
+    ),
 )
 
 

@@ -31,11 +31,15 @@ TICKS = 2 * 360 + 250  # two compacted hours (with rollups), the open third hour
 GPUS = 3
 
 
-def write_store(root: Path, nulls: bool) -> None:
-    """Energy counters rising with resets (to a small value); with nulls, GPU 2 misses readings."""
+def write_store(root: Path, nulls: bool, parts: bool = False) -> None:
+    """Energy counters rising with resets (to a small value); with nulls, GPU 2 misses readings; with
+    parts, segments sealed mid-minute and merged into parts often, with the open hour's 1 min rollups."""
     rng = random.Random(11)
     current = [rng.randint(0, 10_000) for _ in range(GPUS)]
-    with StoreWriter(root, flush_interval_s=600, compaction="inline", grace_s=0) as writer:
+    flush, merge = (70, 3) if parts else (600, 30)
+    with StoreWriter(
+        root, flush_interval_s=flush, compaction="inline", grace_s=0, merge_segments=merge
+    ) as writer:
         for tick in range(TICKS):
             energy: list[int | None] = []
             for g in range(GPUS):
@@ -51,9 +55,9 @@ def write_store(root: Path, nulls: bool) -> None:
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
-    for name, nulls in (("clean", False), ("nulls", True)):
+    for name, nulls, parts in (("clean", False, False), ("nulls", True, False), ("parts", True, True)):
         out[name] = tmp_path_factory.mktemp("wr") / name
-        write_store(out[name], nulls)
+        write_store(out[name], nulls, parts)
     return out
 
 
@@ -96,7 +100,7 @@ def check(store: Path, since: int, until: int, step: int | None, rollups: bool) 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    name=st.sampled_from(["clean", "nulls"]),
+    name=st.sampled_from(["clean", "nulls", "parts"]),
     since_tick=st.integers(0, TICKS - 2),
     length_ms=st.integers(1, TICKS * TICK_MS),
     jitter=st.integers(-TICK_MS + 1, TICK_MS - 1),
@@ -120,9 +124,11 @@ def test_a_window_over_raw_edges_buckets_and_segments(stores: dict[str, Path]) -
     since, until = T0 + 30_000, T0 + 2 * HOUR_MS + 600_000  # raw head, buckets, raw tail in segments
     rolled = counter_rates.rolled_until(read_manifest(stores["clean"]), "gpu")
     assert {s.kind for s in counter_rates.plan(since, until, None, rolled)} == {"raw", "1m", "1h"}
-    for name in ("clean", "nulls"):
+    for name in ("clean", "nulls", "parts"):
         for rollups in (True, False):
             check(stores[name], since, until, None, rollups)
+    bounds = counter_rates.rolled_bounds(read_manifest(stores["parts"]), "gpu")
+    assert bounds["1m"] > bounds["1h"] == T0 + 2 * HOUR_MS  # the open hour's minutes are rolled
     second_hour = (T0 + HOUR_MS, T0 + 2 * HOUR_MS - 1)  # GPU 2 has no reading at its first tick
     check(stores["nulls"], *second_hour, None, True)
 
