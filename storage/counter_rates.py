@@ -4,8 +4,9 @@ A window's increase is cut into pieces in time order: whole 1 h buckets, whole 1
 rows where no bucket fits (the window edges, the open hour's newest minutes that no rollup part holds
 yet). Each piece gives, per series, its first and last sample (time, value) and its reset-corrected
 increase inside; the pieces are chained per series (storage/pieces.py), the pair across two
-neighbouring pieces corrected for a reset the same way. That is exactly the sum over consecutive raw samples, so the answer
-equals a lag() over every raw row while reading a few hundred bucket rows and a few minutes of raw ones.
+neighbouring pieces corrected for a reset the same way. That is exactly the sum over consecutive raw
+samples, so the answer equals a lag() over every raw row while reading a few hundred bucket rows and a
+few minutes of raw ones.
 
 A bucket is used only where its `<c>_inc` and first_ms/last_ms are set (see rollups.py); others (a
 counter NULL at a bucket edge, files written before `_inc` existed) are read from raw rows.
