@@ -55,55 +55,70 @@ def _same_as_previous(column: pa.ChunkedArray) -> pa.Array:
     return pa.concat_arrays([pa.array([False], pa.bool_()), pc.fill_null(equal, False).combine_chunks()])
 
 
-def _linked(
-    pieces: Sequence[pa.Table], keys: Sequence[str], *, key_order: bool = True
-) -> tuple[pa.Table, pa.Array, pa.Array, pa.Array]:
-    """The pieces grouped by series in t0 order; per row whether the row before is of the same series,
-    and that previous piece's v1 and t1 (null on a series' first piece). With `key_order` the series
-    come in their keys' order; without it in any order, sorted by one integer id per series, several
-    times cheaper than sorting the key columns' strings (the report's latency buckets)."""
+def _linked(pieces: Sequence[pa.Table], keys: Sequence[str]) -> tuple[pa.Table, pa.Array, pa.Array, pa.Array]:
+    """The pieces grouped by series (in their keys' order) in t0 order; per row whether the row before is
+    of the same series, and that previous piece's v1 and t1 (null on a series' first piece)."""
+    rows = pa.concat_tables(pieces)
+    series, order = _series_order(rows, keys)
+    rows = rows.take(order)
+    same = _same_as_previous(pa.chunked_array([series.take(order)]))
+    return rows, same, _previous(rows.column("v1"), same), _previous(rows.column("t1"), same)
+
+
+def _series_order(rows: pa.Table, keys: Sequence[str]) -> tuple[pa.Array, pa.Array]:
+    """(one int64 per row naming its series, the row order that groups series in t0 order): sorting
+    two integer columns, several times cheaper than sorting the key columns' strings."""
     import pyarrow.compute as pc
 
-    rows = pa.concat_tables(pieces)
-    series = None if key_order else _series_ids(rows, keys)
-    if series is None:
-        rows = rows.sort_by([(k, "ascending") for k in [*keys, "t0"]])
-        same = pa.array([True] * rows.num_rows, pa.bool_())
-        for k in keys:
-            same = pc.and_(same, _same_as_previous(rows.column(k)))
-    else:
-        by = pa.table({"s": series, "t0": rows.column("t0")})
-        order = pc.sort_indices(by, [("s", "ascending"), ("t0", "ascending")])
-        rows = rows.take(order)
-        same = _same_as_previous(pa.chunked_array([series.take(order)]))
-    n = rows.num_rows
-
-    def previous(name: str) -> pa.Array:
-        kind = rows.schema.field(name).type
-        if n == 0:
-            return pa.array([], kind)
-        shifted = pa.concat_arrays([pa.nulls(1, kind), *rows.column(name).slice(0, n - 1).chunks])
-        return pc.if_else(same, shifted, pa.nulls(n, kind))
-
-    return rows, same, previous("v1"), previous("t1")
+    series = _series_ids(rows, keys)
+    by = pa.table({"s": series, "t0": rows.column("t0")})
+    return series, pc.sort_indices(by, [("s", "ascending"), ("t0", "ascending")])
 
 
-def _series_ids(rows: pa.Table, keys: Sequence[str]) -> pa.Array | None:
-    """One int64 per row naming its series (equal keys, two nulls equal), or None when the key columns'
-    distinct values are too many to combine in 62 bits."""
+def _previous(values: pa.ChunkedArray | pa.Array, same: pa.Array) -> pa.Array:
+    """Per row, the value of the row before where it is of the same series, else null."""
+    import pyarrow.compute as pc
+
+    n = len(values)
+    if n == 0:
+        return pa.array([], values.type)
+    chunks = (
+        values.slice(0, n - 1).chunks if isinstance(values, pa.ChunkedArray) else [values.slice(0, n - 1)]
+    )
+    shifted = pa.concat_arrays([pa.nulls(1, values.type), *chunks])
+    return pc.if_else(same, shifted, pa.nulls(n, values.type))
+
+
+def _series_ids(rows: pa.Table, keys: Sequence[str]) -> pa.Array:
+    """One int64 per row naming its series (equal keys, two nulls equal), ascending in the keys' order
+    (each column ascending, nulls last, as sort_by): each column's distinct values ranked, combined."""
     import pyarrow.compute as pc
 
     series: pa.Array | None = None
     span = 1
     for k in keys:
         encoded = pc.dictionary_encode(rows.column(k).combine_chunks())
-        values = len(encoded.dictionary) + 1  # a null is one more value
+        values = len(encoded.dictionary) + 1  # a null is one more value, the last
         span *= values
         if span >= 1 << 62:
-            return None
-        index = pc.fill_null(encoded.indices.cast(pa.int64()), _int(values - 1))
+            return _series_ids_sorted(rows, keys)
+        rank = pc.subtract(pc.rank(encoded.dictionary, tiebreaker="first").cast(pa.int64()), _int(1))
+        index = pc.fill_null(pc.take(rank, encoded.indices), _int(values - 1))
         series = index if series is None else pc.add(pc.multiply(series, _int(values)), index)
     return series if series is not None else pa.array([0] * rows.num_rows, pa.int64())
+
+
+def _series_ids_sorted(rows: pa.Table, keys: Sequence[str]) -> pa.Array:
+    """_series_ids by sorting the key columns themselves: for keys with too many distinct values to
+    combine in 62 bits."""
+    import pyarrow.compute as pc
+
+    order = pc.sort_indices(rows, [(k, "ascending") for k in keys])
+    same = pa.array([True] * rows.num_rows, pa.bool_())
+    for k in keys:
+        same = pc.and_(same, _same_as_previous(rows.column(k).take(order)))
+    ids = pc.cumulative_sum(pc.invert(same).cast(pa.int64()))
+    return ids.take(pc.sort_indices(order))  # back from sorted order to the rows' own
 
 
 def _series_keys(table: str, counters: Sequence[str]) -> list[str]:
@@ -130,27 +145,36 @@ def chain(pieces: Sequence[pa.Table], table: str, counters: Sequence[str], step_
     """
     import pyarrow.compute as pc
 
-    keys = _series_keys(table, counters)
-    rows, _, pv, pt = _linked(pieces, keys, key_order=False)  # grouped and sorted again below
-    t0, t1 = rows.column("t0"), rows.column("t1")
+    rows = pa.concat_tables(pieces)
+    series, order = _series_order(rows, _series_keys(table, counters))
+    # Only the numbers travel through the sort; the key columns are taken once per series at the end.
+    s = series.take(order)
+    t0, t1, v0, v1, inc = (rows.column(c).take(order) for c in ("t0", "t1", "v0", "v1", "inc"))
+    same = _same_as_previous(pa.chunked_array([s]))
+    pv, pt = _previous(v1, same), _previous(t1, same)
     per_piece = {
-        "increase": pc.add(rows.column("inc"), step_arrow(rows.column("v0"), pv)),
+        "increase": pc.add(inc, step_arrow(v0, pv)),
         "seconds": pc.add(pc.subtract(t1, t0), pc.fill_null(pc.subtract(t0, pt), _int(0))),
         # A series' (step's) row exists when a pair of samples ends in it: inside a piece of two or
         # more samples, or from the previous piece to this one; as in a lag() over raw rows.
         "counted": pc.or_(pc.greater(t1, t0), pc.is_valid(pv)),
     }
-    group = [*SORT_KEYS[table], "counter"]
-    columns = {k: rows.column(k) for k in group}
+    group = ["s"]
+    columns = {"s": s}
     if step_ms:
         columns["ts"] = pc.multiply(pc.divide(t0, _int(step_ms)), _int(step_ms))  # t0 >= 0: division is floor
         group.append("ts")
     summed = pa.table({**columns, **per_piece}).group_by(group, use_threads=False)
     out = summed.aggregate([("increase", "sum"), ("seconds", "sum"), ("counted", "any")])
-    out = out.filter(out.column("counted_any")).sort_by([(k, "ascending") for k in group])
-    result = {k: out.column(k) for k in group}
+    out = out.filter(out.column("counted_any")).sort_by(
+        [(k, "ascending") for k in group]
+    )  # = the keys' order
+    firsts = pc.invert(same)  # each series' first piece: its keys
+    where = pc.index_in(out.column("s"), value_set=s.filter(firsts))
+    named = rows.select([*SORT_KEYS[table], "counter"]).take(pc.take(order.filter(firsts), where))
+    result = {k: named.column(k) for k in named.column_names}
     if step_ms:
-        result["ts"] = result["ts"].cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC"))
+        result["ts"] = out.column("ts").cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC"))
     result["increase"] = out.column("increase_sum").cast(pa.float64())
     result["seconds"] = pc.divide(
         out.column("seconds_sum").cast(pa.float64()), pa.scalar(1000.0, pa.float64())
@@ -167,8 +191,7 @@ def condensed(pieces: pa.Table, table: str, counters: Sequence[str]) -> pa.Table
     """
     import pyarrow.compute as pc
 
-    keys = _series_keys(table, counters)
-    rows, same, pv, _ = _linked([pieces], keys)
+    rows, same, pv, _ = _linked([pieces], _series_keys(table, counters))
     starts = pc.invert(same)
     ends = pa.concat_arrays([starts.slice(1), pa.array([True], pa.bool_())]) if len(starts) else starts
     inside = pc.add(rows.column("inc"), step_arrow(rows.column("v0"), pv))

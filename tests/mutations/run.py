@@ -195,6 +195,14 @@ MUTATIONS = (
         "tests/storage/test_open_hour_rollups.py",
         "StoreReader.rollup rolls the open hour from raw rows over the minutes its parts already hold",
     ),
+    Mutation(
+        "series-ids-unranked",
+        "storage/pieces.py",
+        "        index = pc.fill_null(pc.take(rank, encoded.indices), _int(values - 1))\n",
+        "        index = pc.fill_null(encoded.indices.cast(pa.int64()), _int(values - 1))\n",
+        "tests/storage/test_series_ids.py",
+        "series ids in first-seen order: counter increases come back in no stable order",
+    ),
 )
 
 
