@@ -106,3 +106,25 @@ def test_the_writer_process_never_loads_duckdb_or_pyarrow_dataset(tmp_path: Path
     result = json.loads(done.stdout.splitlines()[-1])
     assert {"gpu/hour", "gpu_1h/hour", "serving_hist_1m/hour"} <= set(result["levels"]), result
     assert result["loaded"] == [], "DuckDB and pyarrow.dataset stay in the compaction child"
+
+
+def test_a_child_rolls_the_open_hours_sealed_minutes_with_its_part(tmp_path: Path) -> None:
+    """The recorder's cadence (10 s segments, a part per 30): the part and the 1 min buckets of the
+    minutes sealed so far come back in one published step; no bucket of a minute still being sealed."""
+    store = tmp_path / "s"
+    ticks = 5 * 60 + 35  # 5 min 35 s a second apart: 33 segments, the sixth minute not whole
+    with StoreWriter(store, flush_interval_s=10, compaction="off", grace_s=0) as writer:
+        for tick in range(ticks):
+            writer.append(frame(tick, 1000, hist=True))
+        writer.flush()
+        child = ChildCompaction(writer.live, grace_s=0, retention_ms=None, merge_segments=30)
+        assert child.run_once() > 0
+    manifest = read_manifest(store)
+    assert [f.level for f in manifest.of("gpu") if f.level == "part"] == ["part"]
+    for table, per_minute in (("gpu_1m", GPUS), ("serving_hist_1m", 3)):
+        parts = [f for f in manifest.of(table) if f.level == "part"]
+        assert len(parts) == 1, table
+        rows = pq.read_table(store / parts[0].path, columns=["ts", "samples"])
+        starts = sorted({int(t.timestamp() * 1000) for t in rows.column("ts").to_pylist()})
+        assert starts == [T0 + m * MINUTE_MS for m in range(5)], table  # minutes 0-4; 5 is not sealed whole
+        assert rows.num_rows == 5 * per_minute and set(rows.column("samples").to_pylist()) == {60}
