@@ -266,8 +266,8 @@ class Compactor:
         added = [hour_file]
         if table in ROLLED_UP:
             rows = self.root / hour_file.path
-            for step, step_ms in ROLLUP_STEPS.items():
-                rolled = compute_rollup(table, step_ms, rows)
+            for step in ROLLUP_STEPS:
+                rolled = self._hour_rollup(table, step, rows, hour)
                 added.append(self._write(rollup_name(table, step), rolled, "hour", hour))
         # The open hour's rollup parts go in the same publication as the hour's rollups that replace them.
         replaced = [f.path for f in files] + [
@@ -283,6 +283,26 @@ class Compactor:
                 (self.root / f.path).unlink(missing_ok=True)
             raise
         return len(added)
+
+    def _hour_rollup(self, table: str, step: str, hour_file: Path, hour: int) -> pa.Table:
+        """An hour's buckets of `step` from its hour file; for OPEN_STEP, only the minutes its rollup parts
+        lack: the parts rolled the same raw rows (sealed, so unchanged since) as they were sealed."""
+        step_ms = ROLLUP_STEPS[step]
+        if step != OPEN_STEP:
+            return compute_rollup(table, step_ms, hour_file)
+        name = rollup_name(table, step)
+        parts = [
+            f for f in self.live.current.of(name) if f.level == "part" and hour <= f.min_ts < hour + HOUR_MS
+        ]
+        rest = compute_rollup(
+            table, step_ms, hour_file, between=(open_rolled_until(parts, hour), hour + HOUR_MS)
+        )
+        if not parts:
+            return rest
+        import pyarrow.parquet as pq  # here: only a store with rollup parts needs it
+
+        rolled = [pq.read_table(self.root / f.path).cast(rest.schema) for f in parts]
+        return pa.concat_tables([*rolled, rest])
 
     def _compact_days(self) -> int:
         manifest = self.live.current

@@ -196,6 +196,22 @@ MUTATIONS = (
         "StoreReader.rollup rolls the open hour from raw rows over the minutes its parts already hold",
     ),
     Mutation(
+        "hour-rollup-parts-and-all",
+        "storage/compactor.py",
+        "between=(open_rolled_until(parts, hour), hour + HOUR_MS)",
+        "between=(hour, hour + HOUR_MS)",
+        "tests/storage/test_open_hour_rollups.py::test_closing_the_hour_replaces_its_rollup_parts",
+        "closing an hour rolls all its minutes again beside its parts' buckets: those minutes twice",
+    ),
+    Mutation(
+        "hour-rollup-parts-lost",
+        "storage/compactor.py",
+        "        return pa.concat_tables([*rolled, rest])\n",
+        "        return rest\n",
+        "tests/storage/test_open_hour_rollups.py::test_closing_the_hour_replaces_its_rollup_parts",
+        "closing an hour keeps only the minutes its parts lacked: the rest of its 1 min buckets are gone",
+    ),
+    Mutation(
         "series-ids-unranked",
         "storage/pieces.py",
         "        index = pc.fill_null(pc.take(rank, encoded.indices), _int(values - 1))\n",

@@ -162,4 +162,16 @@ def test_closing_the_hour_replaces_its_rollup_parts(tmp_path: Path) -> None:
             f"GROUP BY ALL HAVING count(*) > 1"
         )
     assert counted == []
+    # The closed hour's buckets (its parts' minutes kept, the rest rolled at the close) are its raw rows'.
+    want = raw_minutes(root, second, second + HOUR_MS - 1)
+    with StoreReader(root) as reader:
+        rolled = reader.rows(
+            f"SELECT gpu, epoch_ms(ts), util_gpu_pct_mean, energy_mj_inc FROM gpu_1m "
+            f"WHERE epoch_ms(ts) BETWEEN {second} AND {second + HOUR_MS - 1}"
+        )
+    assert {(g, m) for g, m, _, _ in rolled} == set(want) and len(want) == 60 * GPUS
+    for gpu, minute, mean, inc in rolled:
+        w_mean, w_inc = want[(gpu, minute)]
+        assert math.isclose(mean, w_mean, rel_tol=1e-12)
+        assert (inc is None and w_inc is None) or math.isclose(inc, w_inc, rel_tol=1e-12)
     assert_rate_is_raw_sum(root, since, until)
