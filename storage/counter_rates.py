@@ -16,13 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from storage.increase import step_sql
 from storage.layout import HOUR_MS, Manifest
 from storage.rollups import OPEN_STEP, ROLLED_UP, ROLLUP_STEPS, open_rolled_until, rollup_name
 from storage.schemas import SORT_KEYS
+
+if TYPE_CHECKING:
+    import duckdb
 
 COARSEST_FIRST: tuple[tuple[str, int], ...] = tuple(sorted(ROLLUP_STEPS.items(), key=lambda kv: -kv[1]))
 """Rollup resolutions, widest bucket first: a window takes the coarsest buckets that fit it."""
@@ -134,9 +136,17 @@ def has_increase(
     rel = relation(rollup_name(table, span.kind), span.lo, span.hi)
     try:
         con.sql(f"SELECT first_ms, last_ms, {_q(column + '_inc')} FROM {rel} LIMIT 1").fetchall()
-    except (duckdb.BinderException, duckdb.InvalidInputException):
+    except _missing_columns():
         return False
     return True
+
+
+def _missing_columns() -> tuple[type[BaseException], ...]:
+    """DuckDB's errors for a file lacking a column (imported here: readers of the rollup cache never
+    load DuckDB)."""
+    import duckdb
+
+    return (duckdb.BinderException, duckdb.InvalidInputException)
 
 
 def _q(name: str) -> str:
@@ -236,7 +246,7 @@ def unusable_buckets(
     )
     try:
         rows = con.sql(f"SELECT DISTINCT epoch_ms(ts) FROM {rel} WHERE {unusable}").fetchall()
-    except (duckdb.BinderException, duckdb.InvalidInputException):
+    except _missing_columns():
         # Files written before `_inc` existed: the column is missing from (some of) them.
         return set(range(span.lo, span.hi + 1, ms))
     return {int(r[0]) for r in rows}

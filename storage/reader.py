@@ -14,9 +14,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 
 from storage import counter_rates
@@ -26,9 +25,13 @@ from storage.pieces import chain, conformed, piece_schema
 from storage.quantile import bucket_quantile
 from storage.rollup_files import DEFAULT_MAX_BYTES, RollupFiles
 from storage.rollups import ROLLED_UP, ROLLUP_STEPS, ROLLUP_TABLES, rollup_name, rollup_sql, spec
-from storage.sandbox import LockedConnection, read_only_statement
 from storage.schemas import TABLES
 from storage.window_pieces import window_pieces
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from storage.sandbox import LockedConnection
 
 VIEWS: tuple[str, ...] = (*TABLES, *ROLLUP_TABLES)
 """Every view a reader defines: the raw tables and their _1m/_1h rollups."""
@@ -36,6 +39,14 @@ VIEWS: tuple[str, ...] = (*TABLES, *ROLLUP_TABLES)
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _vanished() -> tuple[type[BaseException], ...]:
+    """The errors of a file removed under a reader that slept past its grace period. DuckDB is imported
+    here, not at the top: a reader that answers from the rollup cache never needs it (25 MiB resident)."""
+    import duckdb
+
+    return (duckdb.IOException, FileNotFoundError)
 
 
 def _ident(name: str) -> str:
@@ -88,6 +99,8 @@ class StoreReader:
         and a reader answering counter increases from rollups (storage/pieces.py) may never need one.
         """
         if self._locked is None:
+            from storage.sandbox import LockedConnection  # imports DuckDB: see _vanished
+
             locked = LockedConnection([self.root], *self._connection_options)
             for name in VIEWS:
                 schema = TABLES.get(name) or ROLLUP_TABLES[name]
@@ -230,7 +243,7 @@ class StoreReader:
         self.refresh()
         try:
             return self._run(query, params)
-        except duckdb.IOException:
+        except _vanished():
             if not self.refresh(force=True):
                 raise
             return self._run(query, params)
@@ -244,7 +257,7 @@ class StoreReader:
         self.refresh()
         try:
             return self.con.sql(query).fetchall()
-        except duckdb.IOException:
+        except _vanished():
             if not self.refresh(force=True):
                 raise
             return self.con.sql(query).fetchall()
@@ -258,10 +271,14 @@ class StoreReader:
 
     def query(self, text: str) -> pa.Table:
         """Run SQL a user typed: exactly one read-only statement (storage.sandbox), else QueryRefused."""
+        from storage.sandbox import read_only_statement
+
         return self.sql(read_only_statement(text))
 
     def query_batches(self, text: str, rows_per_batch: int = 65_536) -> pa.RecordBatchReader:
         """query(), streamed: the rows in batches, so a caller holds one batch, not the whole result."""
+        from storage.sandbox import read_only_statement
+
         statement = read_only_statement(text)
         self.refresh()
         rel = self.con.sql(statement)
@@ -340,7 +357,7 @@ class StoreReader:
         self.refresh()
         try:
             return self._rates(table, columns, since_ms, until_ms, step_ms, resolution, rollups, series)
-        except (duckdb.IOException, FileNotFoundError):
+        except _vanished():
             # A file removed after its grace period under a reader that slept: once more, newest manifest.
             if not self.refresh(force=True):
                 raise

@@ -212,6 +212,14 @@ MUTATIONS = (
         "closing an hour keeps only the minutes its parts lacked: the rest of its 1 min buckets are gone",
     ),
     Mutation(
+        "reader-imports-duckdb",
+        "storage/reader.py",
+        "from typing import TYPE_CHECKING, Any\n",
+        "from typing import TYPE_CHECKING, Any\n\nimport duckdb  # noqa: F401\n",
+        "tests/storage/test_lazy_duckdb.py",
+        "opening a store loads DuckDB (25 MiB resident) though the question never needs SQL",
+    ),
+    Mutation(
         "series-ids-unranked",
         "storage/pieces.py",
         "        index = pc.fill_null(pc.take(rank, encoded.indices), _int(values - 1))\n",
