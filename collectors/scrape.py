@@ -140,7 +140,7 @@ class ScrapeSource:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"scrape-{name}", daemon=True)
         self._thread.start()
-        self._client = open_client()
+        self._client = open_client(len(self._endpoints))
         self._closed = False
 
     @classmethod

@@ -32,8 +32,9 @@ MAX_HEAD_BYTES = 64 << 10
 """The longest status line and headers accepted (aiohttp's default limit is 8 KB per line)."""
 PAUSE_BYTES = 1 << 20
 """Unread bytes past which a connection stops reading from its socket until the reader catches up."""
-IDLE_PER_ORIGIN = 16
-"""Idle connections kept per host and port (one per endpoint is the usual need)."""
+DEFAULT_IDLE_PER_ORIGIN = 100
+"""Idle connections kept per host and port by default (aiohttp's connector limit was 100 in all):
+one per endpoint is the need, and many endpoints may share one origin under different paths."""
 
 
 class ConnectError(OSError):
@@ -133,15 +134,18 @@ class _Connection(asyncio.Protocol):
 
 
 class ScrapeClient:
-    """GETs over kept-alive connections, at most IDLE_PER_ORIGIN idle ones per host and port.
+    """GETs over kept-alive connections, at most `idle_per_origin` idle ones per host and port.
 
     Args:
         headers: sent with every request (Accept, Accept-Encoding, User-Agent); a request's own
             Accept replaces the default.
+        idle_per_origin: idle connections kept per host and port (at least the endpoints one origin
+            serves, or some reconnect every tick).
     """
 
-    def __init__(self, headers: Mapping[str, str]) -> None:
+    def __init__(self, headers: Mapping[str, str], *, idle_per_origin: int = DEFAULT_IDLE_PER_ORIGIN) -> None:
         self.headers = dict(headers)
+        self.idle_per_origin = idle_per_origin
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._tls: ssl.SSLContext | None = None
         self._closed = False
@@ -177,7 +181,7 @@ class ScrapeClient:
             raise
         if keep and not self._closed:
             idle = self._idle.setdefault(origin, [])
-            if len(idle) < IDLE_PER_ORIGIN:
+            if len(idle) < self.idle_per_origin:
                 idle.append(conn)
                 return answer
         conn.close()
@@ -306,7 +310,7 @@ async def _read_rest(
     body = _Body(_coding(headers.get("content-encoding", "")), max_bytes)
     coding = headers.get("transfer-encoding", "").lower()
     if coding:
-        if coding.rsplit(",", 1)[-1].strip() != "chunked":
+        if coding.strip() != "chunked":  # chunked alone: a gzip transfer-coding is not read here
             raise BadAnswer(f"unsupported Transfer-Encoding {coding[:40]!r}")
         await _read_chunked(conn, body)
     elif "content-length" in headers:

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 import aiohttp
 
 from collectors.mappings.tray_arrow import MEDIA_TYPE as ARROW
-from collectors.scrape_client import BadAnswer, ConnectError, PageCut, PageTooBig, ScrapeClient
+from collectors.scrape_client import (
+    DEFAULT_IDLE_PER_ORIGIN,
+    BadAnswer,
+    ConnectError,
+    PageCut,
+    PageTooBig,
+    ScrapeClient,
+)
 from storage.schemas import EndpointState
 
 DEFAULT_MAX_BYTES = 10 << 20
@@ -130,9 +137,10 @@ SCRAPE_HEADERS = {"Accept": ACCEPT, "Accept-Encoding": "gzip", "User-Agent": "ra
 """What every scrape request says (a tray's Accept is TRAY_ACCEPT)."""
 
 
-def open_client() -> ScrapeClient:
-    """The HTTP client of a scrape source (collectors.scrape_client: keep-alive, gzip)."""
-    return ScrapeClient(SCRAPE_HEADERS)
+def open_client(endpoints: int) -> ScrapeClient:
+    """The HTTP client of a scrape source of `endpoints` endpoints (collectors.scrape_client: keep-alive,
+    gzip): one idle connection kept per endpoint, were they all on one host and port."""
+    return ScrapeClient(SCRAPE_HEADERS, idle_per_origin=max(DEFAULT_IDLE_PER_ORIGIN, endpoints))
 
 
 async def open_session(endpoints: int) -> aiohttp.ClientSession:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from collectors.config import ServerTarget
+from collectors.scrape import ScrapeSource
 from collectors.scrape_client import PageTooBig, ScrapeClient
 from collectors.scrape_http import SCRAPE_HEADERS, fetch_page
 from storage.schemas import EndpointState
@@ -25,6 +27,7 @@ from tests.net.conftest import PageServer, free_port
 
 PAGES = Path(__file__).resolve().parents[1] / "data" / "pages"
 PAGE = b"# TYPE up gauge\nup 1\n" * 50
+TS = 1_790_000_000_000
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 """Answers one connection's requests; the int is the connection's number (from 1)."""
@@ -175,6 +178,10 @@ async def test_interim_answers_are_skipped_and_errors_close_the_connection() -> 
         (b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nabcde", "malformed Content-Length"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "malformed chunk size"),
         (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            "unsupported Transfer-Encoding",
+        ),
+        (
             b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 1\r\n\r\nx",
             "unsupported Content-Encoding",
         ),
@@ -276,3 +283,18 @@ def test_the_aiohttp_page_server_golden_pages_come_back_whole_gzipped_and_kept_a
     assert texts == [(PAGES / f"{name}.txt").read_text() for name in ("vllm", "sglang", "vllm", "trtllm")]
     assert pages.encodings[-4:] == ["gzip"] * 4
     assert len(set(pages.peers[-4:])) == 1  # one kept-alive connection carried all four
+
+
+def test_many_endpoints_on_one_host_and_port_keep_a_connection_each(pages: PageServer) -> None:
+    """A rack config may put every endpoint behind one host and port (paths apart): the second tick
+    reuses all of the first tick's connections, none reconnects."""
+    servers = [ServerTarget(f"vllm-{n:02d}", pages.url("/vllm"), engine="vllm") for n in range(120)]
+    source = ScrapeSource([], servers, timeout_s=20.0)
+    try:
+        source.poll(TS)
+        first = set(pages.peers)
+        source.poll(TS + 1000)
+    finally:
+        source.close()
+    assert len(pages.peers) == 240
+    assert set(pages.peers) == first and len(first) == 120
