@@ -16,15 +16,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from collectors.http_answer import BadAnswer, PageCut, PageTooBig
 from collectors.mappings.tray_arrow import MEDIA_TYPE as ARROW
-from collectors.scrape_client import (
-    DEFAULT_IDLE_PER_ORIGIN,
-    BadAnswer,
-    ConnectError,
-    PageCut,
-    PageTooBig,
-    ScrapeClient,
-)
+from collectors.scrape_client import DEFAULT_IDLE_PER_ORIGIN, ConnectError, ScrapeClient
 from storage.schemas import EndpointState
 
 DEFAULT_MAX_BYTES = 10 << 20

@@ -1,5 +1,6 @@
-"""collectors.scrape_client against real loopback servers: a raw TCP server that writes canned HTTP
-answers byte for byte (framings, codings, faults), and the aiohttp page server of the other net tests.
+"""collectors.scrape_client and collectors.http_answer against real loopback servers: a raw TCP server
+that writes canned HTTP answers byte for byte (framings, codings, faults), and the aiohttp page server
+of the other net tests.
 
 Expected bodies are the bytes the servers were given (or the golden page files), never the client's
 own output; states and reasons are the ones fetch_page gives for the same faults through aiohttp
@@ -19,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from collectors.config import ServerTarget
+from collectors.http_answer import PageTooBig
 from collectors.scrape import ScrapeSource
-from collectors.scrape_client import PageTooBig, ScrapeClient
+from collectors.scrape_client import ScrapeClient
 from collectors.scrape_http import SCRAPE_HEADERS, fetch_page
 from storage.schemas import EndpointState
 from tests.net.conftest import PageServer, free_port
