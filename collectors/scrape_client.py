@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import ssl
+import warnings
 from collections.abc import Mapping
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from collectors.http_answer import Answer, BadAnswer, Connection, read_answer
+
+log = logging.getLogger(__name__)
 
 DEFAULT_IDLE_PER_ORIGIN = 100
 """Idle connections kept per host and port by default (aiohttp's connector limit was 100 in all):
@@ -158,3 +162,11 @@ class ScrapeClient:
             for conn in idle:
                 conn.close()
         self._idle.clear()
+
+    def __del__(self, _warn: object = warnings.warn) -> None:
+        # A client dropped unclosed is a scrape source its owner never closed: said on stderr, as
+        # aiohttp's "Unclosed client session" said it (tests/cli/test_startup_failures.py reads it).
+        if not self._closed:
+            assert callable(_warn)
+            _warn(f"Unclosed scrape client {self!r}", ResourceWarning, source=self)
+            log.error("Unclosed scrape client (a scrape source was not closed)")
