@@ -12,7 +12,7 @@ had them: allow_redirects=False, trust_env off).
 
 Errors are raised as types fetch_page reads (collectors.scrape_http), so every endpoint fault keeps its
 state and reason: a refused or failed connect (ConnectError), a reset or an answer cut short
-(ConnectionResetError, http_answer.PageCut), a malformed answer (BadAnswer), a page past the limit
+(ConnectionLost, http_answer.PageCut), a malformed answer (BadAnswer), a page past the limit
 (PageTooBig). A connection is reused only after an answer read to its end whose framing says where it
 ends; any other end (an error, a timeout cancelling the read) closes it. A kept-alive connection the
 server closed while idle is retried once on a new one, as aiohttp does for an idempotent request
@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Mapping
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from collectors.http_answer import Answer, BadAnswer, Connection, read_answer
+from collectors.http_answer import Answer, BadAnswer, Connection, PageCut, read_answer
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,11 @@ class ConnectError(OSError):
     def __init__(self, cause: OSError) -> None:
         super().__init__(cause.errno, str(cause))
         self.cause = cause
+
+
+class ConnectionLost(ConnectionError):
+    """The connection failed once open (a reset, a socket error) before the answer was whole;
+    `answer_started` is set when the answer had begun (collectors.http_answer.read_answer)."""
 
 
 class ScrapeClient:
@@ -67,7 +72,7 @@ class ScrapeClient:
         """GET `url`; the body (decoded from gzip or deflate) only when the status is 200.
 
         Raises:
-            ConnectError, ConnectionError (reset, PageCut), BadAnswer, PageTooBig, OSError.
+            ConnectError, ConnectionLost (a reset), PageCut, BadAnswer, PageTooBig.
         """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -148,12 +153,14 @@ class ScrapeClient:
             conn.transport.write(request)
             # An end before the answer's first byte may be retried on a reused connection (get).
             return await read_answer(conn, max_bytes)
+        except PageCut:
+            raise
         except OSError as err:
-            if isinstance(err, ConnectionError):
-                raise
-            # Any other socket error once connected is the connection failing, as aiohttp's
+            # Any socket error once connected (a reset first) is the connection failing, as aiohttp's
             # ClientOSError says it: a miss (collectors.scrape_http), not a fault of the page.
-            raise ConnectionError(err.errno, err.strerror or str(err)) from err
+            lost = ConnectionLost(err.errno, err.strerror or str(err))
+            lost.answer_started = getattr(err, "answer_started", False)  # type: ignore[attr-defined]
+            raise lost from err
 
     async def close(self) -> None:
         """Close every idle connection; connections still in use close when their request ends."""

@@ -18,7 +18,7 @@ import aiohttp
 
 from collectors.http_answer import BadAnswer, PageCut, PageTooBig
 from collectors.mappings.tray_arrow import MEDIA_TYPE as ARROW
-from collectors.scrape_client import DEFAULT_IDLE_PER_ORIGIN, ConnectError, ScrapeClient
+from collectors.scrape_client import DEFAULT_IDLE_PER_ORIGIN, ConnectError, ConnectionLost, ScrapeClient
 from storage.schemas import EndpointState
 
 DEFAULT_MAX_BYTES = 10 << 20
@@ -190,7 +190,7 @@ async def fetch_page(
         return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, reason)
     except (PageCut, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError):
         return Fetched(None, time.perf_counter() - start, EndpointState.STALE, "connection closed mid-page")
-    except (aiohttp.ClientOSError, ConnectionError) as err:
+    except (aiohttp.ClientOSError, ConnectionLost) as err:
         # A reset or a page cut short happens to healthy servers too (a keep-alive connection
         # closed as it was reused): a miss, DOWN only if it repeats.
         reason = "connection reset" if err.errno == errno.ECONNRESET else f"connection failed: {err}"
