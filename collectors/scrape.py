@@ -1,11 +1,11 @@
 """The scrape source: tray agents, dcgm-exporters and inference servers over HTTP, one Frame per tick.
 
-All HTTP runs on an asyncio loop in the source's own thread (one aiohttp ClientSession: keep-alive
-connections, gzip, a bounded read per page; collectors.scrape_http). `poll(ts_ms)` starts one request
-per endpoint and parses and maps the pages in the caller's (the poller's) thread as they land, each
-within its own time budget (collectors.scrape_endpoint); an endpoint is free for the next tick as soon as
-its page is done. A slow, hanging, dead, malformed or too costly endpoint only affects its own rows: a
-tray's GPUs come back STALE, a server's serving row carries its EndpointState.
+All HTTP runs on an asyncio loop in the source's own thread (one ScrapeClient: keep-alive connections,
+gzip, a bounded read per page; collectors.scrape_client, collectors.scrape_http). `poll(ts_ms)` starts
+one request per endpoint and parses and maps the pages in the caller's (the poller's) thread as they
+land, each within its own time budget (collectors.scrape_endpoint); an endpoint is free for the next
+tick as soon as its page is done. A slow, hanging, dead, malformed or too costly endpoint only affects
+its own rows: a tray's GPUs come back STALE, a server's serving row carries its EndpointState.
 
 Health: a miss (no answer in time, a connection reset) makes an endpoint STALE; `down_after`
 consecutive misses, or at once a refused connection, an HTTP error, or a malformed, oversized or
@@ -28,8 +28,6 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import aiohttp
-
 from collectors.config import DEFAULT_DOWN_AFTER, DEFAULT_TIMEOUT_S, RackConfig, ServerTarget, TrayTarget
 from collectors.mappings import GpuPageMapper, ServingRows
 from collectors.page_budget import PageBudget
@@ -42,7 +40,7 @@ from collectors.scrape_http import (
     Fetched,
     batches_as_they_land,
     fetch_page,
-    open_session,
+    open_client,
 )
 from collectors.stand_ins import stale_gpu_rows
 from storage.frame import Frame, batch_from_rows, merge_frames
@@ -142,7 +140,7 @@ class ScrapeSource:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"scrape-{name}", daemon=True)
         self._thread.start()
-        self._session: aiohttp.ClientSession = self._run(open_session(len(self._endpoints)), timeout=10)
+        self._client = open_client(len(self._endpoints))
         self._closed = False
 
     @classmethod
@@ -173,7 +171,7 @@ class ScrapeSource:
         `accept` replaces the session's Accept header (a tray's asks for the agent's Arrow stream first).
         """
         return await fetch_page(
-            self._session, url, timeout_s=self.timeout_s, max_bytes=self.max_bytes, accept=accept
+            self._client, url, timeout_s=self.timeout_s, max_bytes=self.max_bytes, accept=accept
         )
 
     # -- the tick, in the caller's thread -----------------------------------------------------------
@@ -326,7 +324,7 @@ class ScrapeSource:
         self._closed = True
         try:
             self._run(cancel_other_tasks(), timeout=5)  # polls still waiting for pages return now
-            self._run(self._session.close(), timeout=5)
+            self._run(self._client.close(), timeout=5)
         except Exception as err:  # closing is best effort: the loop is stopped either way
             log.warning("closing the scrape session: %s", err)
         self._loop.call_soon_threadsafe(self._loop.stop)

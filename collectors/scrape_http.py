@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from collectors.http_answer import BadAnswer, PageCut, PageTooBig
 from collectors.mappings.tray_arrow import MEDIA_TYPE as ARROW
+from collectors.scrape_client import DEFAULT_IDLE_PER_ORIGIN, ConnectError, ConnectionLost, ScrapeClient
 from storage.schemas import EndpointState
 
 DEFAULT_MAX_BYTES = 10 << 20
@@ -35,10 +37,6 @@ BATCH_WINDOW_S = 0.5
 for at most BATCH_WINDOW_S after its first. Mapping each page the moment it landed had the poll thread
 and the HTTP loop trading the GIL: +10-25 ms of CPU a tick in bench/bench_scrape.py. A healthy rack's
 pages land in one burst of a few hundred ms; a hung endpoint does not hold a batch past its window."""
-
-
-class _PageTooBig(Exception):
-    """The page passed the byte limit."""
 
 
 @dataclass(frozen=True)
@@ -129,34 +127,45 @@ async def _fetch_in_batches(
         hand_over()
 
 
+SCRAPE_HEADERS = {"Accept": ACCEPT, "Accept-Encoding": "gzip", "User-Agent": "rack-monitor"}
+"""What every scrape request says (a tray's Accept is TRAY_ACCEPT)."""
+
+
+def open_client(endpoints: int) -> ScrapeClient:
+    """The HTTP client of a scrape source of `endpoints` endpoints (collectors.scrape_client: keep-alive,
+    gzip): one idle connection kept per endpoint, were they all on one host and port."""
+    return ScrapeClient(SCRAPE_HEADERS, idle_per_origin=max(DEFAULT_IDLE_PER_ORIGIN, endpoints))
+
+
 async def open_session(endpoints: int) -> aiohttp.ClientSession:
-    """The one client session of a scrape source of `endpoints` endpoints (keep-alive, gzip)."""
+    """An aiohttp session asking as a scrape does, for `endpoints` endpoints (keep-alive, gzip)."""
     connector = aiohttp.TCPConnector(limit=max(100, 2 * endpoints), keepalive_timeout=60)
-    return aiohttp.ClientSession(
-        connector=connector,
-        headers={"Accept": ACCEPT, "Accept-Encoding": "gzip", "User-Agent": "rack-monitor"},
-        auto_decompress=True,
-    )
+    return aiohttp.ClientSession(connector=connector, headers=SCRAPE_HEADERS, auto_decompress=True)
 
 
 async def fetch_page(
-    session: aiohttp.ClientSession, url: str, *, timeout_s: float, max_bytes: int, accept: str | None = None
+    client: ScrapeClient | aiohttp.ClientSession,
+    url: str,
+    *,
+    timeout_s: float,
+    max_bytes: int,
+    accept: str | None = None,
 ) -> Fetched:
     """GET one page within `timeout_s` and `max_bytes`; never raises for an endpoint's fault.
 
-    `accept` replaces the session's Accept header (ACCEPT); an answer in ARROW comes back as bytes.
+    `client`: the scrape source's ScrapeClient, or an aiohttp session (the PromQL source's). `accept`
+    replaces the client's Accept header (ACCEPT); an answer in ARROW comes back as bytes.
     """
     start = time.perf_counter()
-    headers = {"Accept": accept} if accept is not None else None
     try:
         async with asyncio.timeout(timeout_s):
-            async with session.get(url, allow_redirects=False, headers=headers) as resp:
-                if resp.status != 200:
-                    return Fetched(
-                        None, time.perf_counter() - start, EndpointState.DOWN, f"HTTP {resp.status}"
-                    )
-                body = await _read(resp, max_bytes)
-                content_type = resp.headers.get("Content-Type")
+            if isinstance(client, ScrapeClient):
+                answer = await client.get(url, max_bytes=max_bytes, accept=accept)
+                status, content_type, body = answer.status, answer.content_type, answer.body
+            else:
+                status, content_type, body = await _session_get(client, url, accept, max_bytes)
+        if status != 200:
+            return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, f"HTTP {status}")
         if content_type is not None and content_type.split(";")[0].strip().lower() == ARROW:
             latency = time.perf_counter() - start
             return Fetched(None, latency, EndpointState.OK, content_type=content_type, arrow=bytes(body))
@@ -169,21 +178,37 @@ async def fetch_page(
     except TimeoutError:
         reason = f"no answer within {timeout_s:g} s"
         return Fetched(None, time.perf_counter() - start, EndpointState.STALE, reason, timed_out=True)
-    except _PageTooBig:
+    except PageTooBig:
         reason = f"page larger than {max_bytes / (1 << 20):g} MiB"
         return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, reason)
+    except BadAnswer as err:
+        return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, f"malformed answer: {err}")
+    except ConnectError as err:
+        return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, _os_reason(err.cause))
     except aiohttp.ClientConnectorError as err:
-        return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, _connect_reason(err))
-    except aiohttp.ClientOSError as err:
+        reason = _os_reason(err.os_error) if err.os_error is not None else "cannot connect"
+        return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, reason)
+    except (PageCut, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError):
+        return Fetched(None, time.perf_counter() - start, EndpointState.STALE, "connection closed mid-page")
+    except (aiohttp.ClientOSError, ConnectionLost) as err:
         # A reset or a page cut short happens to healthy servers too (a keep-alive connection
         # closed as it was reused): a miss, DOWN only if it repeats.
         reason = "connection reset" if err.errno == errno.ECONNRESET else f"connection failed: {err}"
         return Fetched(None, time.perf_counter() - start, EndpointState.STALE, reason)
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError):
-        return Fetched(None, time.perf_counter() - start, EndpointState.STALE, "connection closed mid-page")
     except (aiohttp.ClientError, OSError, ValueError) as err:
         reason = f"{type(err).__name__}: {err}".rstrip(": ")
         return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, reason)
+
+
+async def _session_get(
+    session: aiohttp.ClientSession, url: str, accept: str | None, max_bytes: int
+) -> tuple[int, str | None, bytes | bytearray]:
+    """(status, Content-Type, body) of a GET through an aiohttp session; the body only for a 200."""
+    headers = {"Accept": accept} if accept is not None else None
+    async with session.get(url, allow_redirects=False, headers=headers) as resp:
+        if resp.status != 200:
+            return resp.status, None, b""
+        return 200, resp.headers.get("Content-Type"), await _read(resp, max_bytes)
 
 
 async def _read(resp: aiohttp.ClientResponse, max_bytes: int) -> bytearray:
@@ -193,17 +218,17 @@ async def _read(resp: aiohttp.ClientResponse, max_bytes: int) -> bytearray:
     """
     length = resp.content_length
     if length is not None and length > max_bytes and "Content-Encoding" not in resp.headers:
-        raise _PageTooBig
+        raise PageTooBig
     body = bytearray()
     async for chunk in resp.content.iter_any():
         if len(body) + len(chunk) > max_bytes:
-            raise _PageTooBig
+            raise PageTooBig
         body += chunk
     return body
 
 
-def _connect_reason(err: aiohttp.ClientConnectorError) -> str:
-    cause = err.os_error
+def _os_reason(cause: OSError | None) -> str:
+    """Why a connection could not be opened."""
     if isinstance(cause, ConnectionRefusedError):
         return "connection refused"
     return f"cannot connect: {cause.strerror or cause}" if cause is not None else "cannot connect"

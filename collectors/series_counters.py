@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Sequence
+from operator import add, sub
 
 MAX_SERIES = 4096
 """Series remembered per endpoint (a vLLM page has ~10 counter series and ~70 bucket series per engine)."""
@@ -59,14 +60,24 @@ SeriesKey = tuple[str, Hashable]
 Series = Sequence[tuple[Hashable, float]]
 """(label set, value) of each series of a column on one page, in page order."""
 
-GroupTotal = tuple[Hashable, float, int]
-"""(group, its running total, how many of the page's series fold into it)."""
 
+class ColumnState:
+    """The series of one column on the last page that had it, in page order, and their state.
 
-class _Column:
-    """The series of one column on the last page that had it, in page order, and their state."""
+    A new object whenever the column's series change (its layout): group_keys and group_sizes are
+    fixed for its life, so a caller may key what it derives from them on the object itself.
+    """
 
-    __slots__ = ("at", "group_index", "group_keys", "group_sizes", "group_totals", "labels", "last")
+    __slots__ = (
+        "at",
+        "group_index",
+        "group_keys",
+        "group_sizes",
+        "group_totals",
+        "labels",
+        "last",
+        "one_each",
+    )
 
     def __init__(self, labels: tuple[Hashable, ...], last: list[float]) -> None:
         self.labels = labels
@@ -79,6 +90,8 @@ class _Column:
         self.group_sizes: list[int] = []
         self.group_totals: list[float] = []
         """Running total of each group (fold_by), aligned with group_keys."""
+        self.one_each = False
+        """Whether each series is a group of its own, in page order (group_index is 0, 1, 2, ...)."""
 
     def group(self, group: Callable[[Hashable], Hashable], totals: dict[Hashable, float]) -> None:
         """Assign each series to a group (fold_by), once per layout; `totals` are the running ones."""
@@ -93,6 +106,7 @@ class _Column:
                 self.group_totals.append(totals.get(key, 0.0))
             self.group_index.append(i)
             self.group_sizes[i] += 1
+        self.one_each = self.group_index == list(range(len(self.group_index)))
 
 
 class SeriesCounters:
@@ -110,7 +124,7 @@ class SeriesCounters:
         self.scrapes = 0
         self.warning = ""
         """What the last page lacked or repeated ("" when nothing): the endpoint status' reason."""
-        self._columns: dict[str, _Column] = {}
+        self._columns: dict[str, ColumnState] = {}
         self._gone: dict[SeriesKey, tuple[float, int]] = {}
         """Series that left their column's layout: (last finite value or NaN, scrape last seen)."""
         self._unwatched: set[str] = set()
@@ -147,7 +161,7 @@ class SeriesCounters:
         labels: Sequence[Hashable],
         values: Sequence[float],
         group: Callable[[Hashable], Hashable],
-    ) -> list[GroupTotal]:
+    ) -> ColumnState:
         """Like fold, with one running total per group of series (a histogram's buckets by `le`).
 
         The column's series are not reported by missing(): the group totals carry on over the series
@@ -160,14 +174,19 @@ class SeriesCounters:
             group: a series' group from its label set; called once per series per page layout.
 
         Returns:
-            Each group of this page's series, in order of first appearance.
+            The column: its groups (group_keys) in order of first appearance among this page's
+            series, each one's running total (group_totals) and how many series fold into it
+            (group_sizes).
         """
         self._unwatched.add(column)
         col, increases, _ = self._advance(column, labels, values, group)
         totals = col.group_totals
-        for i, increase in zip(col.group_index, increases, strict=True):
-            totals[i] += increase
-        return list(zip(col.group_keys, totals, col.group_sizes, strict=True))
+        if col.one_each:  # each series its own group, in page order (one engine's buckets)
+            totals[:] = map(add, totals, increases)
+        else:
+            for i, increase in zip(col.group_index, increases, strict=True):
+                totals[i] += increase
+        return col
 
     def see(self, column: str, labels: Sequence[Hashable]) -> None:
         """Note the gauge series of `column` on this page (for missing())."""
@@ -190,7 +209,7 @@ class SeriesCounters:
         labels: Sequence[Hashable],
         values: Sequence[float],
         group: Callable[[Hashable], Hashable] | None = None,
-    ) -> tuple[_Column, list[float], int]:
+    ) -> tuple[ColumnState, list[float], int]:
         """Each series' increase on this page (Prometheus' rule), updating its last value.
 
         Returns:
@@ -198,7 +217,15 @@ class SeriesCounters:
         """
         col = self._layout(column, tuple(labels), group)
         last = col.last
-        increases: list[float] = []
+        increases = list(map(sub, values, last))
+        # The usual page: every series seen before and finite, none fell. Each increase is then the
+        # loop's `value - prev`, and their sum is finite: a NaN value or a first sight (NaN prev)
+        # makes it NaN, an infinity inf or NaN; a fall shows in the minimum.
+        total = sum(increases)
+        if total - total == 0.0 and (not increases or min(increases) >= 0.0):
+            last[:] = values
+            return col, increases, 0
+        increases = []
         append = increases.append
         nans = 0
         for i, value in enumerate(values):
@@ -214,7 +241,7 @@ class SeriesCounters:
 
     def _layout(
         self, column: str, labels: tuple[Hashable, ...], group: Callable[[Hashable], Hashable] | None
-    ) -> _Column:
+    ) -> ColumnState:
         """The column's state for this page's series, rebuilt when they differ from the last page's.
 
         A page of the same shape as the last (the usual case: the parser hands back the same label
@@ -232,7 +259,7 @@ class SeriesCounters:
         col.at = self.scrapes
         return col
 
-    def _relayout(self, column: str, old: _Column | None, labels: tuple[Hashable, ...]) -> _Column:
+    def _relayout(self, column: str, old: ColumnState | None, labels: tuple[Hashable, ...]) -> ColumnState:
         kept: dict[Hashable, float] = {}
         gone = self._gone
         if old is not None:
@@ -247,7 +274,7 @@ class SeriesCounters:
             if value is None:
                 value = gone.pop((column, label_set), (math.nan, 0))[0]
             last.append(value)
-        col = self._columns[column] = _Column(labels, last)
+        col = self._columns[column] = ColumnState(labels, last)
         return col
 
     def _evict(self) -> None:

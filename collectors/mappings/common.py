@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 import pyarrow as pa
 
 from collectors.agent_names import DCGM_BLANK_MIN
 from collectors.promtext import Family, Labels, Sample
-from collectors.series_counters import SeriesCounters
+from collectors.series_counters import ColumnState, SeriesCounters
 from storage.frame import batch_from_columns
 from storage.schemas import TABLES
 
@@ -82,17 +82,28 @@ def bound(text: str) -> float:
     return value
 
 
+class HistogramTotals(NamedTuple):
+    """A histogram's running totals after one page (histogram_totals)."""
+
+    les: list[float]
+    """Bucket bounds, ascending, +Inf last (scaled)."""
+    counts: list[float]
+    """Each bound's running count, aligned with les."""
+    sum: float | None
+    """The running sum (scaled), None without `_sum` series."""
+
+
 def histogram_totals(
     family: Family,
     series: SeriesCounters,
     column: str,
     scale: float = 1.0,
     keep: Callable[[Labels], bool] | None = None,
-) -> tuple[list[tuple[float, float]], float | None]:
+) -> HistogramTotals:
     """A histogram family's buckets and sum as running totals of per-series increases.
 
     Each series (the family's full label set, `le` included: one per engine and bound) adds its
-    increase since the endpoint's last page with Prometheus' reset rule (collectors.series_counters);
+    increase since the endpoint's last page with Prometheus' reset rule (collectors.series_counters),
     the bucket series of one bound then fold into one total, as `sum by (le) (increase(x_bucket))`
     does. One engine's restart resets all its buckets together, so the totals stay cumulative in
     `le` and the other engines' lifetime counts never count as new. Only bounds that every series
@@ -107,22 +118,47 @@ def histogram_totals(
             scheduler ranks each observe the same requests).
 
     Returns:
-        ([(le, running count)] ascending with +Inf last, running sum or None); ([], None) without
-        a +Inf bucket.
+        The bounds ascending with +Inf last, their running counts and the running sum (None without
+        `_sum` series); no bounds and no sum without a +Inf bucket.
     """
     plan = _plan(family.samples, series, column, keep)
     values = list(map(_value_of, family.samples))
-    bucket_labels, bucket_counts = plan.bucket_labels, plan.buckets(values)
-    sum_labels, sums = plan.sum_labels, plan.sums(values)
-    groups = series.fold_by(column + "_bucket", bucket_labels, bucket_counts, _le)
-    everywhere = next((size for le, _, size in groups if le == INF), 0)
+    buckets = series.fold_by(column + "_bucket", plan.bucket_labels, plan.buckets(values), _le)
+    kept = plan.kept(buckets, scale)
+    if kept is None:  # bounds that tie once scaled, or NaN: sorted with their totals, page by page
+        keys, totals, sizes = buckets.group_keys, buckets.group_totals, buckets.group_sizes
+        everywhere = next(size for le, size in zip(keys, sizes, strict=True) if le == INF)
+        pairs = sorted(
+            (le * scale, t) for le, t, n in zip(keys, totals, sizes, strict=True) if n == everywhere
+        )
+        les, counts = [le for le, _ in pairs], [t for _, t in pairs]
+    else:
+        les, counts = kept[0].copy(), kept[1](buckets.group_totals)
+    if not les:
+        return HistogramTotals([], [], None)
+    if not plan.sum_labels:
+        return HistogramTotals(les, counts, None)
+    sums = series.fold_by(column + "_sum", plan.sum_labels, plan.sums(values), _same)
+    (total_sum,) = sums.group_totals  # one group: every `_sum` series
+    return HistogramTotals(les, counts, total_sum * scale)
+
+
+def _kept_bounds(groups: ColumnState, scale: float) -> list[tuple[float, int]] | None:
+    """(scaled bound, group index) of the bounds every series has, ascending (+Inf last); [] without a
+    +Inf bucket; None when two bounds scale to one float or one is NaN (their order then depends on
+    the totals: see histogram_totals). Depends on the column's layout only, never on the values.
+    """
+    keys, sizes = groups.group_keys, groups.group_sizes
+    everywhere = next((size for le, size in zip(keys, sizes, strict=True) if le == INF), 0)
     if not everywhere:
-        return [], None
-    kept = sorted((le * scale, total) for le, total, size in groups if size == everywhere)
-    if not sums:
-        return kept, None
-    ((_, total_sum, _),) = series.fold_by(column + "_sum", sum_labels, sums, _same)
-    return kept, total_sum * scale
+        return []
+    kept = sorted(
+        (le * scale, i) for i, (le, size) in enumerate(zip(keys, sizes, strict=True)) if size == everywhere
+    )
+    scaled = [le for le, _ in kept]
+    if len(set(scaled)) < len(scaled) or any(le != le for le in scaled):
+        return None
+    return kept
 
 
 _name_of = itemgetter(0)
@@ -154,6 +190,24 @@ class _HistogramPlan:
         self.sum_labels = tuple(labels[i] for i in sums)
         self.buckets = _picker(buckets)
         self.sums = _picker(sums)
+        self._kept: tuple[ColumnState, float, list[float], Callable[[Sequence[float]], list[float]]] | None
+        self._kept = None
+        """The last bucket layout's kept bounds and their picker (kept while its ColumnState is)."""
+
+    def kept(
+        self, groups: ColumnState, scale: float
+    ) -> tuple[list[float], Callable[[Sequence[float]], list[float]]] | None:
+        """A bucket layout's kept bounds (ascending, +Inf last) and the picker of their totals, once
+        per layout (a ColumnState's bounds and sizes never change); None as _kept_bounds says."""
+        cached = self._kept
+        if cached is not None and cached[0] is groups and cached[1] == scale:
+            return cached[2], cached[3]
+        kept = _kept_bounds(groups, scale)
+        if kept is None:
+            return None
+        les, pick = [le for le, _ in kept], _picker([i for _, i in kept])
+        self._kept = (groups, scale, les, pick)
+        return les, pick
 
 
 _PLANS: WeakKeyDictionary[SeriesCounters, dict[str, _HistogramPlan]] = WeakKeyDictionary()

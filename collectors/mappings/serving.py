@@ -236,17 +236,17 @@ def add_serving(
         family = first_of(index, aliases)
         if family is None or family.type != "histogram":
             continue
-        buckets, total = histogram_totals(family, state, metric, spec.hist_scale, keep)
-        n = len(buckets)
+        totals = histogram_totals(family, state, metric, spec.hist_scale, keep)
+        n = len(totals.les)
         if not n:
             continue
         rows.hist.extend(
             {
                 "endpoint": [endpoint] * n,
                 "metric": [metric] * n,
-                "le": [le for le, _ in buckets],
-                "count": checked_ints([c for _, c in buckets], *_INT64, missing=0),
-                "sum_s": [None] * (n - 1) + [total],
+                "le": totals.les,
+                "count": checked_ints(totals.counts, *_INT64, missing=0),
+                "sum_s": [None] * (n - 1) + [totals.sum],
             },
             n,
         )

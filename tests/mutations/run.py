@@ -121,7 +121,7 @@ MUTATIONS = (
         "            for source in sources:\n                source.close()\n",
         "",
         "tests/cli/test_startup_failures.py::test_full_disk_at_start_is_one_line",
-        "a recording that cannot start leaves the scrape's aiohttp session open ('Unclosed client session')",
+        "a recording that cannot start leaves the scrape's HTTP client open ('Unclosed scrape client')",
     ),
     Mutation(
         "recording-stop-not-an-alert",

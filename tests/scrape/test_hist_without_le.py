@@ -20,7 +20,8 @@ def totals(page: str, pages: int) -> list:
     out = []
     for tick in range(pages):
         scaled = page.replace("} 2\n", f"}} {2 + tick}\n").replace("} 5\n", f"}} {5 + tick}\n")
-        out.append(histogram_totals(ExpositionParser().parse(scaled)["h"], series, "h"))
+        les, counts, total = histogram_totals(ExpositionParser().parse(scaled)["h"], series, "h")
+        out.append((list(zip(les, counts, strict=True)), total))
     return out
 
 

@@ -13,7 +13,13 @@ import pyarrow as pa
 import pytest
 
 from collectors.mappings import GpuPageMapper, MappingError, XidTally, frame_to_agent_page
-from collectors.mappings.tray_arrow import SCHEMA, VERSION_KEY, decode_tray_stream, frame_to_tray_stream
+from collectors.mappings.tray_arrow import (
+    SCHEMA,
+    VERSION_KEY,
+    _list_values,
+    decode_tray_stream,
+    frame_to_tray_stream,
+)
 from storage.frame import Frame, batch_from_rows
 from tests.scrape.pagegen import agent_gpus, tray_frame
 
@@ -168,3 +174,18 @@ def test_a_null_list_is_refused() -> None:
         writer.write_batch(batch)
     with pytest.raises(MappingError, match="the gpu list is null"):
         decode_tray_stream(sink.getvalue().to_pybytes())
+
+
+def test_list_values_are_what_flatten_gives_whatever_the_offsets() -> None:
+    """The stream's lists are read without flatten's compute call where the row spans the values; a row
+    that starts past 0 or ends short (a hand-made stream: pyarrow's writer rebases offsets) still reads
+    as flatten() reads it."""
+    values = pa.array([9, 9, 3, 4, 5, 9], pa.int32())
+    lists = [
+        pa.ListArray.from_arrays(pa.array([0, 6], pa.int32()), values),
+        pa.ListArray.from_arrays(pa.array([2, 5], pa.int32()), values),
+        pa.ListArray.from_arrays(pa.array([0, 2, 5], pa.int32()), values).slice(1),
+        pa.ListArray.from_arrays(pa.array([0, 0], pa.int32()), values.slice(0, 0)),
+    ]
+    for column in lists:
+        assert _list_values(column).equals(column.flatten()), column
