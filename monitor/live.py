@@ -110,7 +110,7 @@ def run_live(
     try:
         keymap = check_keymap(config)
     except BaseException:
-        # The sources already hold sessions (aiohttp) and threads: a refused config must not leak them.
+        # The sources already hold HTTP connections and threads: a refused config must not leak them.
         for source in sources:
             source.close()
         raise
