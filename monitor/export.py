@@ -32,7 +32,7 @@ from monitor.bundle import (
     check_replaceable,
     describe,
 )
-from monitor.export_cut import CutPool, cut_file, plan_file
+from monitor.export_cut import CutPool, cut_jobs, plan_file
 from monitor.progress import Progress
 from monitor.timespec import Window, iso
 from storage.atomic import build_dir, write_bytes
@@ -187,7 +187,8 @@ def _plan_table(root: Path, cutter: _Cutter, pool: CutPool, table: str, since_ms
             queued += entry.bytes
         elif cutter.gpus is None:
             plan = plan_file(source, entry, since_ms, until_ms)
-            pool.submit(plan.work, functools.partial(cut_file, source, root, plan, since_ms, until_ms))
+            for weight, job in cut_jobs(source, root, plan, since_ms, until_ms):
+                pool.submit(weight, job)
             queued += plan.work
         else:
             # The GPU filter runs SQL on the reader's one connection: cut here, not on the pool.

@@ -13,6 +13,7 @@ release the GIL, so both cores work.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -135,13 +136,20 @@ def _edge_chunks(
 
 
 def cut_edges(
-    source_root: Path, root: Path, plan: FilePlan, since_ms: int, until_ms: int, groups: tuple[int, ...]
+    source_root: Path,
+    root: Path,
+    plan: FilePlan,
+    since_ms: int,
+    until_ms: int,
+    groups: tuple[int, ...],
+    prefix: str = "edge",
 ) -> FileEntry | None:
-    """The window's rows of the row groups `groups` as `edge-<name>`, re-encoded; None when there are none."""
+    """The window's rows of the row groups `groups` as `<prefix>-<name>`, re-encoded; None when there are
+    none."""
     if not groups:
         return None
     keys, counters = table_layout(plan.entry.table)
-    relpath = _named(plan.entry, "edge")
+    relpath = _named(plan.entry, prefix)
     entry = write_atomic(
         root,
         relpath,
@@ -159,19 +167,41 @@ def cut_edges(
     return None
 
 
-def cut_file(source_root: Path, root: Path, plan: FilePlan, since_ms: int, until_ms: int) -> list[FileEntry]:
-    """The bundle's files for one store file: its whole row groups copied, its edge groups re-encoded."""
-    edge = plan.edge
-    try:
-        copied = copy_whole(source_root, root, plan)
-    except SpliceRefused:
-        copied, edge = None, tuple(sorted(plan.whole + plan.edge))
-    cut = cut_edges(source_root, root, plan, since_ms, until_ms, edge)
-    return [e for e in (copied, cut) if e is not None]
+Job = Callable[[], list[FileEntry]]
+"""A piece of a bundle's work: writes some of its files and returns them."""
+
+
+def cut_jobs(
+    source_root: Path, root: Path, plan: FilePlan, since_ms: int, until_ms: int
+) -> list[tuple[int, Job]]:
+    """The bundle's files for one store file as independent (weight, job) pairs, so the pool runs them on
+    both cores: its whole row groups copied, and each edge band's groups re-encoded apart (a 1 h window's
+    two edge bands in a day file of serving histograms were one 2.8 s job)."""
+
+    def whole() -> list[FileEntry]:
+        try:
+            copied = copy_whole(source_root, root, plan)
+        except SpliceRefused:
+            copied = cut_edges(source_root, root, plan, since_ms, until_ms, plan.whole, prefix="cut")
+        return [copied] if copied is not None else []
+
+    def edge(groups: tuple[int, ...], prefix: str) -> list[FileEntry]:
+        cut = cut_edges(source_root, root, plan, since_ms, until_ms, groups, prefix)
+        return [cut] if cut is not None else []
+
+    band_ms = table_band_ms(plan.entry.table)
+    bands: dict[int, list[int]] = {}
+    for rg in plan.edge:
+        bands.setdefault(plan.bounds[rg][0] // band_ms, []).append(rg)
+    jobs: list[tuple[int, Job]] = [(sum(plan.bytes[i] for i in plan.whole), whole)] if plan.whole else []
+    for n, groups in enumerate(bands.values()):
+        prefix = "edge" if n == 0 else f"edge{n}"
+        jobs.append((8 * sum(plan.bytes[i] for i in groups), functools.partial(edge, tuple(groups), prefix)))
+    return jobs
 
 
 class CutPool:
-    """Runs cut_file (and other whole-file jobs) on WORKERS threads; results come back in submit order.
+    """Runs cut_jobs' jobs (and whole-file copies) on WORKERS threads; results come back in submit order.
 
     Args:
         progress: called with each finished job's weight (bytes of work), from the caller's thread.

@@ -100,14 +100,15 @@ def test_a_window_that_cuts_the_day_file_holds_exactly_its_rows(
     stores: tuple[Path, Path], tmp_path: Path
 ) -> None:
     # Ten seconds into the first hour's copy to ten seconds before the last one's end: the day file's
-    # middle band is copied as bytes, the bands at both edges are cut row by row.
+    # middle band is copied as bytes, the bands at both edges are cut row by row, each its own file
+    # (monitor.export_cut.cut_jobs: the two run on both cores).
     _, long = stores
     with StoreReader(long) as reader:
         lo, hi = reader.time_range("gpu")
     window = Window(lo + 10_000, hi - 10_000)
     out = export(long, tmp_path / "bundle", window).out
     files = {Path(f.path).name.split("-")[0] for f in read_manifest(out).files if f.table == "nvlink"}
-    assert files == {"cut", "edge"}, files
+    assert files == {"cut", "edge", "edge1"}, files
     within = f"ts >= {ts_literal(window.since_ms)} AND ts <= {ts_literal(window.until_ms)}"
     with StoreReader(long) as source, StoreReader(out) as bundle:
         for table in TABLES:
