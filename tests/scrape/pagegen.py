@@ -12,7 +12,7 @@ from prometheus_client.utils import floatToGoString
 from collectors.mappings.gpu import AgentGpu
 from collectors.rack import LINKS_PER_GPU, compute_tray_slot, gpu_index
 from storage.frame import Frame, batch_from_columns, batch_from_rows
-from storage.schemas import EventKind, GpuState
+from storage.schemas import TABLES, EventKind, GpuState
 
 MODEL = "meta-llama/Llama-3.1-70B-Instruct"
 TTFT_BOUNDS = (
@@ -123,21 +123,7 @@ def tray_frame(tray: int, tick: int, *, lost_module: int | None = None, xid: int
                 "nvlink_up": 18 if tick % 3 else 17,
             }
         )
-    links = {
-        k: []
-        for k in (
-            "ts",
-            "gpu",
-            "link",
-            "state",
-            "tx_kib",
-            "rx_kib",
-            "rx_errors",
-            "symbol_errors",
-            "recovery",
-            "recovery_failed",
-        )
-    }
+    links: dict[str, list[object]] = {k: [] for k in TABLES["nvlink"].names}
     for g in gpus:
         if g.module == lost_module:
             continue
