@@ -161,27 +161,24 @@ def main() -> None:
             )
             wait_for_file(config, procs["sim"])
             time.sleep(2.0)  # the config is written as the servers start listening
-            client = [*MONITOR, "--config", str(config), "--store", str(work / "A")]
-            procs["client"], _ = in_terminal(client, env)
-            procs["recorder"] = subprocess.Popen(
-                [*MONITOR, "collect", "--config", str(config), "--store", str(work / "B")],
-                stdout=log,
-                stderr=log,
-                env=env,
-                cwd=ROOT,
-            )
+
+            def start_pair(suffix: str, pair_env: dict[str, str], cwd: Path) -> None:
+                """A live client in a terminal and a recorder, each on its own store of the rack."""
+                client = [*MONITOR, "--config", str(config), "--store", str(work / f"A{suffix}")]
+                procs[f"client{suffix}"], _ = in_terminal(client, pair_env, cwd=cwd)
+                procs[f"recorder{suffix}"] = subprocess.Popen(
+                    [*MONITOR, "collect", "--config", str(config), "--store", str(work / f"B{suffix}")],
+                    stdout=log,
+                    stderr=log,
+                    env=pair_env,
+                    cwd=cwd,
+                )
+
+            start_pair("", env, ROOT)
             if args.b_tree or args.b_env:
                 b_root = (args.b_tree or ROOT).resolve()
                 b_env = {**env, "PYTHONPATH": str(b_root), **dict(kv.split("=", 1) for kv in args.b_env)}
-                b_client = [*MONITOR, "--config", str(config), "--store", str(work / "A_b")]
-                procs["client_b"], _ = in_terminal(b_client, b_env, cwd=b_root)
-                procs["recorder_b"] = subprocess.Popen(
-                    [*MONITOR, "collect", "--config", str(config), "--store", str(work / "B_b")],
-                    stdout=log,
-                    stderr=log,
-                    env=b_env,
-                    cwd=b_root,
-                )
+                start_pair("_b", b_env, b_root)
             if not args.no_agent:
                 port = free_port()
                 agent_env = {**env, "SIM_NVML_HOST": "tray:1"}
