@@ -16,6 +16,7 @@ from bench.make_long_store import make_long_store
 from collectors.rack import GPUS
 from monitor.backfill import backfill
 from monitor.export import export
+from monitor.parquet_splice import SpliceRefused
 from monitor.replay import FrameLoader, load_ticks
 from monitor.report_html import render_report
 from monitor.timespec import Window
@@ -121,3 +122,28 @@ def test_a_window_that_cuts_the_day_file_holds_exactly_its_rows(
         assert_same_page((out / "report.html").read_text(), render_report(bundle, window, title=long.name))
     done = monitor("report", "--store", str(out), "--format", "json")
     assert done.returncode == 0, done.stderr
+
+
+def test_a_file_that_cannot_be_spliced_is_re_encoded_with_exactly_its_rows(
+    stores: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where parquet_splice refuses a file (a footer it cannot rewrite), its whole row groups are
+    re-encoded instead, in their own job: the bundle still holds exactly the window's rows."""
+    import monitor.export_cut as export_cut
+
+    def refuse(*_: object) -> None:
+        raise SpliceRefused("a page index")
+
+    monkeypatch.setattr(export_cut, "copy_whole", refuse)
+    _, long = stores
+    with StoreReader(long) as reader:
+        lo, hi = reader.time_range("gpu")
+    window = Window(lo + 10_000, hi - 10_000)
+    out = export(long, tmp_path / "bundle", window).out
+    files = {Path(f.path).name.split("-")[0] for f in read_manifest(out).files if f.table == "nvlink"}
+    assert files == {"cut", "edge", "edge1"}, files  # `cut` re-encoded here, not spliced
+    within = f"ts >= {ts_literal(window.since_ms)} AND ts <= {ts_literal(window.until_ms)}"
+    with StoreReader(long) as source, StoreReader(out) as bundle:
+        for table in TABLES:
+            want = source.rows(f"SELECT count(*) FROM {table} WHERE {within}")[0][0]
+            assert bundle.rows(f"SELECT count(*) FROM {table}")[0][0] == want, table
