@@ -222,7 +222,8 @@ MUTATIONS = (
     Mutation(
         "unspliceable-whole-groups-dropped",
         "monitor/export_cut.py",
-        '            copied = cut_edges(source_root, root, plan, since_ms, until_ms, plan.whole, prefix="cut")\n',
+        "            copied = cut_edges(source_root, root, plan, since_ms, until_ms, plan.whole, "
+        'prefix="cut")\n',
         "            copied = None\n",
         "tests/post/test_long_store.py::test_a_file_that_cannot_be_spliced_is_re_encoded_with_exactly_its_rows",
         "a file the splice refuses loses its row groups wholly inside the window",
