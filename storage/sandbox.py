@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,7 +41,9 @@ class LockedConnection:
 
     DuckDB spills big sorts and joins to a temp directory it also allows; it gets a private one
     (mkdtemp: 0700, a fresh name) that close() removes, instead of `.tmp` in whatever directory the
-    command was started from.
+    command was started from. A connection dropped without close() (a reader nobody closed, an
+    exception unwinding past it) removes it when collected or at interpreter exit: a test run used to
+    leave dozens behind in /tmp.
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class LockedConnection:
     ) -> None:
         """Connect, set the session up, and lock it."""
         self._spill = Path(tempfile.mkdtemp(prefix="rack-monitor-duckdb-"))
+        self._remove_spill = weakref.finalize(self, shutil.rmtree, self._spill, ignore_errors=True)
         config: dict[str, str | int] = {}
         if threads:
             config["threads"] = threads
@@ -78,7 +82,7 @@ class LockedConnection:
     def close(self) -> None:
         """Close the connection and remove the spill directory."""
         self.con.close()
-        shutil.rmtree(self._spill, ignore_errors=True)
+        self._remove_spill()
 
 
 def _literal(text: str) -> str:

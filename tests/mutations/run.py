@@ -75,6 +75,14 @@ MUTATIONS = (
         "DuckDB may open any file",
     ),
     Mutation(
+        "spill-dir-left-behind",
+        "storage/sandbox.py",
+        "weakref.finalize(self, shutil.rmtree, self._spill, ignore_errors=True)",
+        "lambda: shutil.rmtree(self._spill, ignore_errors=True)",
+        "tests/storage/test_spill_dir.py",
+        "a connection dropped without close() leaves its spill directory in /tmp",
+    ),
+    Mutation(
         "query-unlocked",
         "storage/sandbox.py",
         '            "SET lock_configuration = true",',
