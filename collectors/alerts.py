@@ -31,11 +31,11 @@ from collectors.robust import robust_low, robust_median
 from collectors.tray_drift import Observation, TrayDrift
 from storage.frame import Frame
 from storage.increase import rate, step
-from storage.schemas import EndpointState, EventKind, GpuState
+from storage.schemas import NVLINK_ERRORS, EndpointState, EventKind, GpuState
 
 NVLINK_ACTIVE = 1
 NVLINK_INACTIVE = 0
-LINK_ERROR_COLUMNS = ("rx_errors", "symbol_errors", "recovery", "recovery_failed")
+LINK_ERROR_COLUMNS = NVLINK_ERRORS
 
 Key = tuple[Any, ...]
 

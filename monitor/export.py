@@ -41,7 +41,7 @@ from storage.layout import FileEntry, Manifest, write_manifest
 from storage.reader import StoreReader, ts_literal
 from storage.rollups import ROLLED_UP, ROLLUP_STEPS, rollup_name
 from storage.sandbox import LockedConnection
-from storage.schemas import TABLES
+from storage.schemas import TABLES, conform
 from storage.segments import banded_chunks, write_atomic
 
 FORMATS = ("parquet", "csv", "json")
@@ -163,12 +163,12 @@ class _Cutter:
         # one pass, not one per group of the whole rack's rows.
         groups = math.ceil(entry.rows * len(gpus) / GPUS / CHUNK_ROWS)
         if groups <= 1 or not keys or keys[0] != "gpu":
-            yield self.reader.sql(base).cast(schema)
+            yield conform(self.reader.sql(base), schema)
             return
         size = math.ceil(len(gpus) / groups)
         for i in range(0, len(gpus), size):
             part = ", ".join(map(str, gpus[i : i + size]))
-            yield self.reader.sql(f"{base} AND gpu IN ({part})").cast(schema)
+            yield conform(self.reader.sql(f"{base} AND gpu IN ({part})"), schema)
 
 
 def _plan_table(root: Path, cutter: _Cutter, pool: CutPool, table: str, since_ms: int, until_ms: int) -> int:

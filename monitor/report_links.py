@@ -5,12 +5,13 @@ within `window_s`; finding when it first fired takes every sample in order (a la
 window), which over a day of 1,296 links is hundreds of millions of rows. Most of them cannot hold a
 fault, and the 1 min rollups say which, without a sort:
 
-- a minute bucket's `<c>_inc` (reset-corrected, integer counters) is at least the number of samples
-  inside it whose counters grew, bar its first sample, whose pair starts in the minute before; that
-  one grew only if some counter's first value differs from the previous minute's last (or there is no
-  previous minute to compare with). So `grow` = sum of `_inc` + that 0/1 bounds the minute's growth
-  samples (a bucket without `_inc` counts as `on`; a raw minute of the open hour, as `on` when any
-  counter changed in it);
+- a minute bucket's `errors_grew` (storage.schemas.GROWTH_COUNTS) counts the samples inside it whose
+  counters grew, bar its first sample, whose pair starts in the minute before; that one grew only if
+  some counter's first value differs from the previous minute's last (or there is no previous minute
+  to compare with). So `grow` = `errors_grew` + that 0/1 bounds the minute's growth samples. Files
+  written before `errors_grew` bound it by the sum of `<c>_inc` (reset-corrected, integer: at least the
+  samples that grew, but 50 for one sample that jumped by 50); a bucket without `_inc` counts as `on`, a
+  raw minute of the open hour as `on` when any counter changed in it;
 - a window of `window_s` (60 s) lies in at most two neighbouring minutes, so the rule can fire only in
   a pair of minutes whose `grow` sum reaches `on`; a link can first go down only in a minute whose
   state_min is inactive.
@@ -38,9 +39,10 @@ from storage import counter_rates
 from storage.increase import step_sql
 from storage.reader import StoreReader
 from storage.rollups import ROLLUP_STEPS, rollup_name
+from storage.schemas import GROWTH_COUNTS, NVLINK_ERRORS
 
-LINK_ERRORS = ("rx_errors", "symbol_errors", "recovery", "recovery_failed")
-"""The nvlink table's error counters (as the live link_errors alert watches them)."""
+LINK_ERRORS = NVLINK_ERRORS
+GREW = GROWTH_COUNTS["nvlink"][0]
 MINUTE_MS = ROLLUP_STEPS["1m"]
 HEAD_MS = 2 * MINUTE_MS
 """The window's first minutes, read for every faulty link: where its first and second samples are."""
@@ -57,6 +59,21 @@ def fault_minutes(reader: StoreReader, window: Window, on: int) -> dict[Link, li
 
     None: the rollups cannot tell (files written before `_inc` existed); read every link whole.
     """
+    for grew in (True, False):  # without `errors_grew` (older rollup files), bound by `_inc`
+        try:
+            rows = reader.rows(_flagged_minutes_sql(reader, window, on, grew))
+        except (duckdb.BinderException, duckdb.InvalidInputException):
+            continue
+        out: dict[Link, list[int]] = {}
+        for g, k, m in rows:
+            out.setdefault((int(g), int(k)), []).append(int(m))
+        return out
+    return None
+
+
+def _flagged_minutes_sql(reader: StoreReader, window: Window, on: int, grew: bool) -> str:
+    """The query behind fault_minutes; `grew`: bound a bucket's growth samples by its `errors_grew`
+    (NULL in files written before it, which fall back to the `_inc` bound)."""
     since, until = window.since_ms, window.until_ms
     bounds = counter_rates.rolled_bounds(reader.manifest, "nvlink")
     rolled, hours_rolled = (min(bounds[step], until + 1) for step in ("1m", "1h"))
@@ -67,6 +84,7 @@ def fault_minutes(reader: StoreReader, window: Window, on: int) -> dict[Link, li
         inc = " + ".join(
             f'(CASE WHEN "{c}_first" IS NULL THEN 0 ELSE coalesce("{c}_inc", {on}) END)' for c in LINK_ERRORS
         )
+        inc = f'coalesce("{GREW}", {inc})' if grew else inc
         near = _near_active_hours(reader, since, hours_rolled, until, on)
         parts.append(
             f"SELECT gpu, link, epoch_ms(ts) AS m, {inc} AS c, {ends}, "
@@ -84,7 +102,7 @@ def fault_minutes(reader: StoreReader, window: Window, on: int) -> dict[Link, li
             f"bool_or(state = {NVLINK_INACTIVE}) AS d FROM {rel} GROUP BY gpu, link, m"
         )
     entered = " OR ".join(f'g."f_{c}" IS DISTINCT FROM p."l_{c}"' for c in LINK_ERRORS)
-    query = f"""
+    return f"""
         WITH g AS ({" UNION ALL ".join(parts)}),
         e AS (SELECT g.gpu, g.link, g.m, g.d,
                 g.c + CASE WHEN p.m IS NULL OR {entered} THEN 1 ELSE 0 END AS grow
@@ -94,14 +112,6 @@ def fault_minutes(reader: StoreReader, window: Window, on: int) -> dict[Link, li
             LEFT JOIN e b ON b.gpu = e.gpu AND b.link = e.link AND b.m = e.m - {MINUTE_MS}
         WHERE e.d OR e.grow + coalesce(n.grow, 0) >= {on} OR e.grow + coalesce(b.grow, 0) >= {on}
         ORDER BY e.gpu, e.link, e.m"""
-    try:
-        rows = reader.rows(query)
-    except (duckdb.BinderException, duckdb.InvalidInputException):
-        return None
-    out: dict[Link, list[int]] = {}
-    for g, k, m in rows:
-        out.setdefault((int(g), int(k)), []).append(int(m))
-    return out
 
 
 def _near_active_hours(reader: StoreReader, since: int, rolled: int, until: int, on: int) -> str:

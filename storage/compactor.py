@@ -33,7 +33,7 @@ from storage.rollups import (
     open_rolled_until,
     rollup_name,
 )
-from storage.schemas import COUNTERS, SORT_KEYS, TABLES
+from storage.schemas import COUNTERS, SORT_KEYS, TABLES, conform
 from storage.segments import banded_chunks, merged_chunks, write_atomic
 
 log = logging.getLogger("storage.compactor")
@@ -301,7 +301,7 @@ class Compactor:
             return rest
         import pyarrow.parquet as pq  # here: only a store with rollup parts needs it
 
-        rolled = [pq.read_table(self.root / f.path).cast(rest.schema) for f in parts]
+        rolled = [conform(pq.read_table(self.root / f.path), rest.schema) for f in parts]
         return pa.concat_tables([*rolled, rest])
 
     def _compact_days(self) -> int:

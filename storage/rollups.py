@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from storage.increase import step_sql
-from storage.schemas import COUNTERS, SORT_KEYS, TABLES, TS
+from storage.schemas import COUNTERS, GROWTH_COUNTS, SORT_KEYS, TABLES, TS
 
 if TYPE_CHECKING:
     from storage.layout import FileEntry
@@ -96,6 +96,8 @@ def rollup_schema(table: str) -> pa.Schema:
     for c in s.counters:
         t = base.field(c).type
         fields += [pa.field(f"{c}_first", t), pa.field(f"{c}_last", t), pa.field(f"{c}_inc", t)]
+    if table in GROWTH_COUNTS:
+        fields.append(pa.field(GROWTH_COUNTS[table][0], pa.int32()))
     return pa.schema(fields)
 
 
@@ -152,6 +154,8 @@ def rollup_sql(table: str, step_ms: int, source: str) -> str:
         # The increase goes with first_ms/last_ms only where those are the counter's own sample times.
         whole = f"min(ts) FILTER (WHERE {valued}) = min(ts) AND max(ts) FILTER (WHERE {valued}) = max(ts)"
         incs.append(f'CASE WHEN {whole} THEN coalesce(sum({delta}), 0) END AS "{c}_inc"')
+    grew = _growth_count(table)
+    incs += [grew] if grew else []
     main = f"SELECT {', '.join(parts)} FROM ({bucketed}) GROUP BY {group}"
     if not s.counters:
         return f"{main} ORDER BY {', '.join([*keys, 'ts'])}"
@@ -162,9 +166,28 @@ def rollup_sql(table: str, step_ms: int, source: str) -> str:
     lagged = f"SELECT {narrow}, {', '.join(lags)} FROM ({bucketed}) WINDOW w AS ({window})"
     inc = f"SELECT {group}, {', '.join(incs)} FROM ({lagged}) GROUP BY {group}"
     out = ", ".join(["m.*", *(f'i."{c}_inc"' for c in s.counters)])
+    if grew:
+        out += f', i."{GROWTH_COUNTS[table][0]}"'
     on = " AND ".join(["m.ts = i.bucket", *(f"m.{k} = i.{k}" for k in keys)])
     order = ", ".join([*(f"m.{k}" for k in keys), "m.ts"])
     return f"SELECT {out} FROM ({main}) m JOIN ({inc}) i ON {on} ORDER BY {order}"
+
+
+def _growth_count(table: str) -> str | None:
+    """The aggregate of GROWTH_COUNTS' column for `table` over the lagged rows (None: it has none).
+
+    lag(IGNORE NULLS) pairs a sample with the last one that had the counter, so this counts every
+    sample the rule (which pairs neighbours only) counts, and possibly more: an upper bound, which is
+    all a reader may use it as."""
+    if table not in GROWTH_COUNTS:
+        return None
+    name, counters = GROWTH_COUNTS[table]
+    steps = " + ".join(f"coalesce({step_sql(_quote(c), _quote(c + '__prev'))}, 0)" for c in counters)
+    return f'count(*) FILTER (WHERE {steps} > 0)::INTEGER AS "{name}"'
+
+
+def _quote(name: str) -> str:
+    return '"' + name + '"'
 
 
 def compute_rollup(

@@ -230,6 +230,26 @@ COUNTERS: dict[str, frozenset[str]] = {
 }
 """Monotonic columns that may reset (driver reload, server restart): rates come from these at read time."""
 
+NVLINK_ERRORS = ("rx_errors", "symbol_errors", "recovery", "recovery_failed")
+"""The nvlink counters that count trouble, each its own series: the live link_errors alert, the link view
+and the report's link faults watch these."""
+
+GROWTH_COUNTS: dict[str, tuple[str, tuple[str, ...]]] = {"nvlink": ("errors_grew", NVLINK_ERRORS)}
+"""Rollup columns that count a bucket's samples (after its first) in which any of the named counters grew:
+what the link_errors rule counts, so the report can rule out a minute whose errors rose by a lot in
+one sample without reading its raw rows (`_inc` counts errors, not samples)."""
+
+
+def conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`rows` in `schema`: columns in its order and types, a missing one as nulls.
+
+    Files written before a column existed (a rollup's `_inc` or `errors_grew`) are read beside newer
+    ones; a NULL there means "not recorded", which readers already treat as unknown."""
+    for field in schema:
+        if field.name not in rows.column_names:
+            rows = rows.append_column(field.name, pa.nulls(rows.num_rows, field.type))
+    return rows.select(schema.names).cast(schema)
+
 
 def empty_batch(table: str) -> pa.RecordBatch:
     """An empty record batch of a table's schema."""

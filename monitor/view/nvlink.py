@@ -27,12 +27,12 @@ from collectors.rack import CHIPS_PER_SWITCH_TRAY, GPUS, LINK_MBPS, LINKS_PER_GP
 from monitor.view.metrics import fmt_rate
 from storage.frame import Frame
 from storage.increase import step
+from storage.schemas import NVLINK_ERRORS
 
 KIB = 1024
 NVLINK_INACTIVE = 0
 """NVML_NVLINK_STATE_INACTIVE: the link is down."""
-LINK_ERROR_COLUMNS = ("rx_errors", "symbol_errors", "recovery", "recovery_failed")
-"""NVLink counters that count trouble, each its own series."""
+LINK_ERROR_COLUMNS = NVLINK_ERRORS
 CLIMBING_SAMPLES = 3
 """A link is climbing when its error counters grew in at least this many samples of the window."""
 LINE_GBPS = LINK_MBPS / 1000

@@ -83,6 +83,22 @@ MUTATIONS = (
         "a connection dropped without close() leaves its spill directory in /tmp",
     ),
     Mutation(
+        "link-minutes-bound-by-inc",
+        "monitor/report_links.py",
+        """inc = f'coalesce("{GREW}", {inc})' if grew else inc""",
+        "inc = inc",
+        "tests/post/test_link_faults_rollups.py",
+        "the report's link-fault narrowing ignores errors_grew (jumps of 50 in one sample read raw)",
+    ),
+    Mutation(
+        "errors-grew-counts-every-sample",
+        "storage/rollups.py",
+        "{steps} > 0)::INTEGER",
+        "{steps} >= 0)::INTEGER",
+        "tests/post/test_link_faults_rollups.py",
+        "errors_grew counts samples whose error counters did not grow",
+    ),
+    Mutation(
         "query-unlocked",
         "storage/sandbox.py",
         '            "SET lock_configuration = true",',

@@ -9,16 +9,19 @@ and growth below the alert rule's three samples in 60 s).
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from monitor.report_links import link_faults
+from monitor.report_links import LINK_ERRORS, fault_minutes, link_faults
 from monitor.timespec import Window
 from storage.frame import Frame, batch_from_columns
 from storage.reader import StoreReader
-from tests.post.store_fixtures import write_store
+from storage.rollups import ROLLUP_STEPS, ROLLUP_TABLES, rollup_name, rollup_schema
+from storage.schemas import GROWTH_COUNTS
+from tests.post.store_fixtures import raw_rows, write_store
 from tests.storage.synth import T0, gpu_batch
 
 STEP_MS = 5_000
@@ -28,12 +31,17 @@ ERRING = {(1, 3): ("symbol_errors", 100), (0, 0): ("recovery", 850), (2, 8): ("r
 """(gpu, link) -> (counter, first tick it grows); (2, 8) grows at two samples only."""
 DOWN = ((3, 11), 400)
 RESTART = ((2, 7), 500)
+JUMPING = (1, 5)
+"""rx_errors jumps by 50 every 70 s (14 ticks): never two growth samples in a minute, so never the rule's
+three in 60 s, though every minute's increase is 50."""
 
 
 def _errors(gpu: int, link: int, column: str, tick: int) -> int:
     value = 5
     if (gpu, link) == RESTART[0] and column == "rx_errors":
         return 0 if tick >= RESTART[1] else 9  # a restart to zero: no new errors
+    if (gpu, link) == JUMPING and column == "rx_errors":
+        return value + 50 * (tick // 14)
     counter, start = ERRING.get((gpu, link), ("", 0))
     if column == counter and tick >= start:
         grows = 2 if (gpu, link) == (2, 8) else 4
@@ -64,6 +72,17 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_store(tmp_path_factory.mktemp("links") / "store", (_frame(tick) for tick in range(TICKS)))
 
 
+@pytest.fixture(scope="module")
+def store_before_errors_grew(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same rack written by a compactor whose nvlink rollups lack `errors_grew` (as before it existed)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delitem(GROWTH_COUNTS, "nvlink")
+        for step in ROLLUP_STEPS:
+            patch.setitem(ROLLUP_TABLES, rollup_name("nvlink", step), rollup_schema("nvlink"))
+        root = tmp_path_factory.mktemp("links_old") / "store"
+        return write_store(root, (_frame(tick) for tick in range(TICKS)))
+
+
 def test_links_erring_or_down_in_rollups_and_raw_rows_are_found(store: Path) -> None:
     window = Window(T0 + 30_500, T0 + (TICKS - 3) * STEP_MS + 700)
     with StoreReader(store) as reader:
@@ -79,3 +98,43 @@ def test_links_erring_or_down_in_rollups_and_raw_rows_are_found(store: Path) -> 
     }
     errors = {(f["gpu"], f["link"]): f["errors"] for f in found}
     assert errors[(1, 3)]["symbol_errors"] == 4 and errors[(0, 0)]["recovery"] == 4
+
+
+def _step(value: int, previous: int) -> int:
+    """Prometheus' counter step: a fall means a restart from zero, so the new value is the increase."""
+    return value - previous if value >= previous else value
+
+
+def test_errors_grew_counts_each_minutes_samples_whose_error_counters_grew(store: Path) -> None:
+    # Independent: the raw rows, grouped by link and minute in Python, each sample against the one before
+    # it in the same minute (the minute's first against the minute before is the reader's business).
+    minutes: dict[tuple[int, int, int], list[dict]] = {}
+    for r in sorted(raw_rows(store, "nvlink", T0, T0 + 3_600_000 - 1), key=lambda r: r["t"]):
+        minutes.setdefault((r["gpu"], r["link"], r["t"] // 60_000 * 60_000), []).append(r)
+    expected = {
+        key: sum(any(_step(b[c], a[c]) > 0 for c in LINK_ERRORS) for a, b in itertools.pairwise(samples))
+        for key, samples in minutes.items()
+    }
+    jumps = [n for (g, k, _), n in expected.items() if (g, k) == JUMPING]
+    assert max(expected.values()) == 4 and sum(jumps) > 40 and max(jumps) == 1
+    with StoreReader(store) as reader:
+        rel = reader.relation("nvlink_1m", T0, T0 + 3_600_000 - 1)
+        got = {
+            (g, k, m): n
+            for g, k, m, n in reader.rows(f"SELECT gpu, link, epoch_ms(ts), errors_grew FROM {rel}")
+        }
+    assert got == expected
+
+
+def test_a_link_whose_errors_jump_in_single_samples_is_not_read_raw(
+    store: Path, store_before_errors_grew: Path
+) -> None:
+    window = Window(T0 + 30_500, T0 + (TICKS - 3) * STEP_MS + 700)
+    compacted = Window(T0, T0 + 3_600_000 - 1)  # rollups only: the narrowing is theirs
+    with StoreReader(store) as reader:
+        assert JUMPING not in (fault_minutes(reader, compacted, 3) or {})
+        found = {(f["gpu"], f["link"]) for f in link_faults(reader, window)}
+    with StoreReader(store_before_errors_grew) as reader:
+        assert JUMPING in (fault_minutes(reader, compacted, 3) or {})  # `_inc` says 50: read raw
+        found_before = {(f["gpu"], f["link"]) for f in link_faults(reader, window)}
+    assert found == found_before == {(1, 3), (3, 11), (0, 0)}
