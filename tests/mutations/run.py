@@ -99,6 +99,14 @@ MUTATIONS = (
         "errors_grew counts samples whose error counters did not grow",
     ),
     Mutation(
+        "old-rollup-parts-cast",
+        "storage/compactor.py",
+        "rolled = [conform(pq.read_table(self.root / f.path), rest.schema) for f in parts]",
+        "rolled = [pq.read_table(self.root / f.path).cast(rest.schema) for f in parts]",
+        "tests/post/test_link_faults_rollups.py",
+        "an hour whose rollup parts predate a rollup column cannot close",
+    ),
+    Mutation(
         "query-unlocked",
         "storage/sandbox.py",
         '            "SET lock_configuration = true",',

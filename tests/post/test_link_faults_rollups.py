@@ -21,6 +21,7 @@ from storage.frame import Frame, batch_from_columns
 from storage.reader import StoreReader
 from storage.rollups import ROLLUP_STEPS, ROLLUP_TABLES, rollup_name, rollup_schema
 from storage.schemas import GROWTH_COUNTS
+from storage.writer import StoreWriter
 from tests.post.store_fixtures import raw_rows, write_store
 from tests.storage.synth import T0, gpu_batch
 
@@ -138,3 +139,34 @@ def test_a_link_whose_errors_jump_in_single_samples_is_not_read_raw(
         assert JUMPING in (fault_minutes(reader, compacted, 3) or {})  # `_inc` says 50: read raw
         found_before = {(f["gpu"], f["link"]) for f in link_faults(reader, window)}
     assert found == found_before == {(1, 3), (3, 11), (0, 0)}
+
+
+def test_an_hour_whose_first_parts_were_rolled_before_errors_grew_closes_and_reads(
+    tmp_path: Path, store: Path
+) -> None:
+    # A recorder upgraded mid-hour: the open hour's rollup parts so far lack the column, the close keeps
+    # their buckets (conform: NULL there) beside new ones, and the reader's fallback covers the NULLs.
+    root = tmp_path / "store"
+    options = {"compaction": "inline", "flush_interval_s": 60, "grace_s": 0, "merge_segments": 2}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delitem(GROWTH_COUNTS, "nvlink")
+        for step in ROLLUP_STEPS:
+            patch.setitem(ROLLUP_TABLES, rollup_name("nvlink", step), rollup_schema("nvlink"))
+        with StoreWriter(root, **options) as writer:
+            for tick in range(300):
+                writer.append(_frame(tick))
+    with StoreWriter(root, **options) as writer:
+        for tick in range(300, TICKS):
+            writer.append(_frame(tick))
+        writer.compact()
+    window = Window(T0 + 30_500, T0 + (TICKS - 3) * STEP_MS + 700)
+    with StoreReader(root) as reader:
+        assert {f.level for f in reader.manifest.of("nvlink_1m")} == {"hour"}
+        rel = reader.relation("nvlink_1m", T0, T0 + 3_600_000 - 1)
+        (unknown, known), *_ = reader.rows(
+            f"SELECT count(*) - count(errors_grew), count(errors_grew) FROM {rel}"
+        )
+        found = {(f["gpu"], f["link"]): f["onset_ms"] for f in link_faults(reader, window)}
+    assert unknown > 0 and known > 0
+    with StoreReader(store) as reader:
+        assert found == {(f["gpu"], f["link"]): f["onset_ms"] for f in link_faults(reader, window)}
