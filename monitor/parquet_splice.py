@@ -162,6 +162,99 @@ def decode_footer(data: bytes) -> list[Field]:
     return _Decoder(data).struct()
 
 
+class RowGroups:
+    """A footer's row groups, each decoded only when taken: a day file of serving histograms has 5,184
+    (a 2.7 MB footer, 2 s of CPU to decode whole in Python), of which a 1 h export keeps 216."""
+
+    def __init__(self, data: bytes, starts: list[int]) -> None:
+        """`starts`: where each RowGroup struct begins in `data`."""
+        self._data, self._starts = data, starts
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __getitem__(self, i: int) -> list[Field]:
+        decoder = _Decoder(self._data)
+        decoder.pos = self._starts[i]
+        return decoder.struct()
+
+
+def decode_footer_lazily(data: bytes) -> list[Field]:
+    """decode_footer, with the row groups' list as a RowGroups: the others are skipped, not decoded."""
+    decoder = _Decoder(data)
+    fields: list[Field] = []
+    last = 0
+    while (head := decoder.byte()) & 0x0F != _STOP:
+        kind, delta = head & 0x0F, head >> 4
+        fid = last + delta if delta else decoder.zigzag()
+        if fid == _FMD_ROW_GROUPS and kind == _LIST:
+            size, elem = _list_head(decoder)
+            starts = []
+            for _ in range(size):
+                starts.append(decoder.pos)
+                decoder.pos = _skip_struct(data, decoder.pos)
+            value: Any = (elem, RowGroups(data, starts))
+        else:
+            value = kind == _TRUE if kind in (_TRUE, _FALSE) else decoder.value(kind)
+        fields.append([fid, kind, value])
+        last = fid
+    return fields
+
+
+def _list_head(decoder: _Decoder) -> tuple[int, int]:
+    """(size, element type) of a list or set header."""
+    head = decoder.byte()
+    size, elem = head >> 4, head & 0x0F
+    return (decoder.varint() if size == 15 else size), elem
+
+
+def _varint_end(data: bytes, pos: int) -> int:
+    while data[pos] & 0x80:
+        pos += 1
+    return pos + 1
+
+
+def _skip_struct(data: bytes, pos: int) -> int:
+    """Where the struct starting at `pos` ends (past its stop byte), reading only headers and lengths."""
+    while True:
+        head = data[pos]
+        pos += 1
+        kind = head & 0x0F
+        if kind == _STOP:
+            return pos
+        if not head >> 4:  # a long-form field id follows
+            pos = _varint_end(data, pos)
+        if kind not in (_TRUE, _FALSE):  # booleans live in the header
+            pos = _skip_value(data, pos, kind)
+
+
+def _skip_value(data: bytes, pos: int, kind: int) -> int:
+    if kind in (_TRUE, _FALSE, _I8):  # inside a list a boolean takes a byte
+        return pos + 1
+    if kind in (_I16, _I32, _I64):
+        return _varint_end(data, pos)
+    if kind == _DOUBLE:
+        return pos + 8
+    if kind == _BINARY:
+        decoder = _Decoder(data)
+        decoder.pos = pos
+        n = decoder.varint()
+        return decoder.pos + n
+    if kind in (_LIST, _SET):
+        decoder = _Decoder(data)
+        decoder.pos = pos
+        size, elem = _list_head(decoder)
+        pos = decoder.pos
+        if elem in (_TRUE, _FALSE, _I8):
+            return pos + size
+        for _ in range(size):
+            pos = _skip_value(data, pos, elem)
+        return pos
+    if kind == _STRUCT:
+        return _skip_struct(data, pos)
+    raise SpliceRefused(f"Thrift type {kind} in a Parquet footer")
+
+
 def encode_footer(fields: Sequence[Field]) -> bytes:
     """The inverse of decode_footer: decode_footer(x) re-encodes to x byte for byte."""
     enc = _Encoder()
@@ -182,7 +275,7 @@ def _set(fields: list[Field], fid: int, value: Any) -> None:
 
 
 def read_footer(path: Path) -> list[Field]:
-    """The decoded FileMetaData of the Parquet file at `path`."""
+    """The decoded FileMetaData of the Parquet file at `path`, its row groups decoded when taken."""
     with open(path, "rb") as fh:
         fh.seek(-8, os.SEEK_END)
         size_magic = fh.read(8)
@@ -190,7 +283,7 @@ def read_footer(path: Path) -> list[Field]:
             raise SpliceRefused(f"{path} is not a plain Parquet file")
         (size,) = struct.unpack("<I", size_magic[:4])
         fh.seek(-8 - size, os.SEEK_END)
-        return decode_footer(fh.read(size))
+        return decode_footer_lazily(fh.read(size))
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,14 @@ MUTATIONS = (
         "an hour whose rollup parts predate a rollup column cannot close",
     ),
     Mutation(
+        "footer-skip-long-field-id",
+        "monitor/parquet_splice.py",
+        "        if not head >> 4:  # a long-form field id follows",
+        "        if False:  # a long-form field id follows",
+        "tests/post/test_export_window.py",
+        "the footer's row-group skipper misreads a long-form field id",
+    ),
+    Mutation(
         "query-unlocked",
         "storage/sandbox.py",
         '            "SET lock_configuration = true",',

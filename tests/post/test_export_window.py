@@ -17,7 +17,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from monitor.export import export
-from monitor.parquet_splice import SpliceRefused, copy_row_groups, encode_footer, read_footer
+from monitor.parquet_splice import (
+    SpliceRefused,
+    copy_row_groups,
+    decode_footer,
+    decode_footer_lazily,
+    encode_footer,
+    read_footer,
+)
 from monitor.report import summarize
 from monitor.timespec import Window
 from storage.layout import read_manifest
@@ -98,8 +105,12 @@ def test_footer_codec_round_trips_and_splices(hours: Path) -> None:
     path = hours / entry.path
     data = path.read_bytes()
     (size,) = struct.unpack("<I", data[-8:-4])
-    footer = read_footer(path)
+    footer = read_footer(path)  # row groups skipped over, decoded when taken
     assert encode_footer(footer) == data[-8 - size : -8]
+    eager = decode_footer(data[-8 - size : -8])
+    lazy_groups, eager_groups = (next(f[2][1] for f in fields if f[0] == 4) for fields in (footer, eager))
+    assert len(lazy_groups) == len(eager_groups) > 1
+    assert [lazy_groups[i] for i in range(len(lazy_groups))] == eager_groups
     source = pq.ParquetFile(path)
     keep = list(range(1, source.metadata.num_row_groups, 2))
     buf = io.BytesIO()
@@ -113,3 +124,26 @@ def test_a_file_with_a_page_index_is_refused(tmp_path: Path) -> None:
     pq.write_table(pa.table({"x": list(range(1000))}), path, row_group_size=100, write_page_index=True)
     with pytest.raises(SpliceRefused):
         copy_row_groups(path, read_footer(path), [1, 2], io.BytesIO())
+
+
+def test_the_row_group_skipper_steps_over_every_thrift_compact_type() -> None:
+    # Compact protocol type ids (thrift-compact-protocol.md): 1/2 bool, 3 i8, 4 i16, 5 i32, 6 i64, 7 double,
+    # 8 binary, 9 list, 10 set, 12 struct. A field id 40 past the last forces the long form.
+    inner = [[1, 5, 300], [2, 8, b"le=+Inf"], [3, 1, True]]
+    group = [
+        [1, 9, (12, [inner, inner])],
+        [2, 3, 7],
+        [3, 4, -2],
+        [4, 6, 1 << 40],
+        [5, 7, b"\x00" * 8],
+        [6, 10, (5, [1, 2, 3])],
+        [7, 9, (1, [1, 0, 1])],
+        [47, 2, False],
+        [48, 12, inner],
+    ]
+    footer = [[1, 5, 2], [4, 9, (12, [group, inner, group])], [5, 8, b"after the row groups"]]
+    data = encode_footer(footer)
+    lazy = decode_footer_lazily(data)
+    groups = lazy[1][2][1]
+    assert [groups[i] for i in range(len(groups))] == [group, inner, group]
+    assert lazy[2] == [5, 8, b"after the row groups"] and encode_footer(lazy) == data
