@@ -182,12 +182,8 @@ def _growth_count(table: str) -> str | None:
     if table not in GROWTH_COUNTS:
         return None
     name, counters = GROWTH_COUNTS[table]
-    steps = " + ".join(f"coalesce({step_sql(_quote(c), _quote(c + '__prev'))}, 0)" for c in counters)
+    steps = " + ".join(f"""coalesce({step_sql(f'"{c}"', f'"{c}__prev"')}, 0)""" for c in counters)
     return f'count(*) FILTER (WHERE {steps} > 0)::INTEGER AS "{name}"'
-
-
-def _quote(name: str) -> str:
-    return '"' + name + '"'
 
 
 def compute_rollup(
