@@ -24,7 +24,8 @@ from storage.layout import MANIFEST, Manifest, read_manifest
 from storage.pieces import chain, conformed, piece_schema
 from storage.quantile import bucket_quantile
 from storage.rollup_files import DEFAULT_MAX_BYTES, RollupFiles
-from storage.rollups import ROLLED_UP, ROLLUP_STEPS, ROLLUP_TABLES, rollup_name, rollup_sql, spec
+from storage.rollup_read import rollup_relation, rollup_table
+from storage.rollups import ROLLUP_STEPS, ROLLUP_TABLES, spec
 from storage.schemas import TABLES
 from storage.window_pieces import window_pieces
 
@@ -204,35 +205,16 @@ class StoreReader:
         return f"(SELECT * FROM ({' UNION ALL BY NAME '.join(parts)}){where})"
 
     def rollup(self, table: str, step: str, since_ms: int, until_ms: int) -> tuple[str, int | None]:
-        """`<table>_<step>` buckets that start in [since_ms, until_ms], current up to the newest row.
+        """`<table>_<step>` buckets that start in [since_ms, until_ms], current up to the newest row, as a
+        SQL relation, and where raw rows took over (storage.rollup_read.rollup_relation)."""
+        return rollup_relation(self, table, step, since_ms, until_ms)
 
-        Rollup files are written when an hour is compacted, and for the open hour only its 1 min
-        buckets up to the last merge of its segments (counter_rates.rolled_bounds). Buckets past the
-        files are rolled here from raw rows (segments, parts and the head) by the same SQL the compactor
-        runs; the two meet at a multiple of the step, so no bucket is missing or counted twice.
-
-        Returns:
-            (a parenthesised SQL relation in the rollup's columns, the epoch ms from which the buckets
-            were rolled from raw rows; None when the rollup files covered the whole window).
-        """
-        if table not in ROLLED_UP or step not in ROLLUP_STEPS:
-            raise ValueError(f"no rollup {table}_{step}")
-        self.refresh()
-        step_ms = ROLLUP_STEPS[step]
-        rolled = counter_rates.rolled_bounds(self._manifest, table)[step]
-        parts = []
-        if rolled > since_ms:
-            filed = self.relation(rollup_name(table, step), since_ms, min(until_ms, rolled - 1))
-            parts.append(f"SELECT * FROM {filed}")
-        first_bucket = -(-since_ms // step_ms) * step_ms  # buckets that start in the window, as above
-        raw_from = max(rolled, first_bucket)
-        if raw_from <= until_ms:
-            rolled_now = rollup_sql(table, step_ms, self.relation(table, raw_from, until_ms))
-            parts.append(f"SELECT * REPLACE (make_timestamptz(ts * 1000) AS ts) FROM ({rolled_now})")
-        if not parts:
-            parts.append(f"SELECT * FROM _empty_{rollup_name(table, step)}")
-        relation = f"({' UNION ALL BY NAME '.join(parts)})"
-        return relation, raw_from if raw_from <= until_ms else None
+    def rollup_table(
+        self, table: str, step: str, since_ms: int, until_ms: int, columns: Sequence[str]
+    ) -> tuple[pa.Table, int | None]:
+        """The same buckets as Arrow (t, keys, `columns`), the files' from the rollup cache
+        (storage.rollup_read.rollup_table)."""
+        return rollup_table(self, table, step, since_ms, until_ms, columns)
 
     def sql(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
         """Run a query over the views (refreshed first) and return its rows as Arrow.

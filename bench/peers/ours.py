@@ -75,15 +75,16 @@ def variants(reader: StoreReader, q: Question, w: Window, fetch: str) -> dict[st
             f"SELECT gpu, epoch_ms(time_bucket(INTERVAL 1 MINUTE, ts)) // 1000 AS b, avg(util_gpu_pct) "
             f"FROM {reader.relation('gpu', lo, hi)} WHERE util_gpu_pct IS NOT NULL GROUP BY ALL ORDER BY 1, 2"
         )
-        buckets, _ = reader.rollup("gpu", "1m", lo, hi)  # the rollup files, current to the newest row
-        rolled = (
-            f"SELECT gpu, epoch_ms(ts) // 1000, util_gpu_pct_mean FROM {buckets} "
-            "WHERE util_gpu_pct_mean IS NOT NULL ORDER BY 1, 2"
-        )
-        return {
-            "precomputed": lambda: _by_series(_rows(reader, rolled, fetch), 1, ("gpu",)),
-            "raw": lambda: _by_series(_rows(reader, raw, fetch), 1, ("gpu",)),
-        }
+
+        def rolled() -> Answer:
+            # The product's path (the TUI's GPU history): buckets from the reader's rollup cache, current
+            # to the newest row (StoreReader.rollup_table), like VictoriaMetrics' rollup result cache.
+            buckets, _ = reader.rollup_table("gpu", "1m", lo, hi, ["util_gpu_pct_mean"])
+            cols = [buckets.column(c).to_pylist() for c in ("gpu", "t", "util_gpu_pct_mean")]
+            rows = [(g, t // 1000, v) for g, t, v in zip(*cols, strict=True) if v is not None]
+            return _by_series(rows, 1, ("gpu",))
+
+        return {"precomputed": rolled, "raw": lambda: _by_series(_rows(reader, raw, fetch), 1, ("gpu",))}
     keys = ("gpu", "link") if q.group == "nvlink" else ()
     # The question's window in ms, [first sample, until): the same samples as [first, last], and a
     # whole rollup bucket where the window is one (an hour's 1 h bucket ends 1 ms before `until`).

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from monitor.view.model import EventView, clock_text
@@ -113,11 +114,10 @@ def history_from_store(reader: StoreReader, gpu: int, window: str, until_ms: int
     rollup buckets and raw rows, each sample pair counted once across their seam).
     """
     since = until_ms - WINDOWS[window]
-    rel, raw_from = reader.rollup("gpu", "1m", since, until_ms)
-    rows = reader.sql(
-        f"SELECT epoch_ms(ts) AS t, power_mw_mean, temp_gpu_c_mean, util_gpu_pct_mean, sm_clock_mhz_mean "
-        f"FROM {rel} WHERE gpu = {int(gpu)} ORDER BY t"
-    ).to_pylist()
+    means = [f"{col}_mean" for col in _COLUMNS.values()]
+    buckets, raw_from = reader.rollup_table("gpu", "1m", since, until_ms, means)
+    rows = buckets.filter(pc.equal(buckets.column("gpu"), pa.scalar(gpu, buckets.schema.field("gpu").type)))
+    rows = rows.to_pylist() if rows.num_rows else []
     series: dict[str, Series] = {n: [] for n, *_ in SERIES}
     for r in rows:
         for name, col in _COLUMNS.items():

@@ -140,11 +140,20 @@ def test_reader_rollup_counts_each_open_minute_once(store: Path) -> None:
     with StoreReader(store) as reader:
         rel, raw_from = reader.rollup("gpu", "1m", since, until)
         rows = reader.rows(f"SELECT gpu, epoch_ms(ts), util_gpu_pct_mean FROM {rel} ORDER BY gpu, ts")
-    assert raw_from == counter_rates.rolled_bounds(manifest, "gpu")["1m"]
+        # The same buckets as Arrow, the files' from the reader's cache: asked again, nothing is decoded.
+        table, arrow_from = reader.rollup_table("gpu", "1m", since, until, ["util_gpu_pct_mean"])
+        decoded = reader.rollup_files.reads
+        again, _ = reader.rollup_table("gpu", "1m", since, until, ["util_gpu_pct_mean"])
+        assert reader.rollup_files.reads == decoded > 0 and again.equals(table)
+    assert raw_from == arrow_from == counter_rates.rolled_bounds(manifest, "gpu")["1m"]
     want = raw_minutes(store, since, until)
-    assert [(g, m) for g, m, _ in rows] == sorted(want)
-    for gpu, minute, mean in rows:
-        assert math.isclose(mean, want[(gpu, minute)][0], rel_tol=1e-12)
+    arrow_rows = list(
+        zip(*(table.column(c).to_pylist() for c in ("gpu", "t", "util_gpu_pct_mean")), strict=True)
+    )
+    for got in (rows, arrow_rows):
+        assert [(g, m) for g, m, _ in got] == sorted(want)
+        for gpu, minute, mean in got:
+            assert math.isclose(mean, want[(gpu, minute)][0], rel_tol=1e-12)
 
 
 def test_closing_the_hour_replaces_its_rollup_parts(tmp_path: Path) -> None:
