@@ -187,7 +187,9 @@ def _plan_table(root: Path, cutter: _Cutter, pool: CutPool, table: str, since_ms
             queued += entry.bytes
         elif cutter.gpus is None:
             plan = plan_file(source, entry, since_ms, until_ms)
-            for weight, job in cut_jobs(source, root, plan, since_ms, until_ms):
+            # Each edge job reads its band through its own cursor of the reader's (locked) DuckDB.
+            connect = cutter.reader.con.cursor
+            for weight, job in cut_jobs(source, root, plan, since_ms, until_ms, connect):
                 pool.submit(weight, job)
             queued += plan.work
         else:

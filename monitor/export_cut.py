@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,8 +29,12 @@ from monitor.parquet_splice import SpliceRefused, copy_row_groups, read_footer
 from storage.atomic import atomic_file
 from storage.compactor import table_band_ms, table_layout, table_schema
 from storage.layout import FileEntry
-from storage.schemas import TS
+from storage.reader import ts_literal
+from storage.schemas import TS, conform
 from storage.segments import write_atomic
+
+if TYPE_CHECKING:
+    import duckdb
 
 WORKERS = max(1, min(2, os.cpu_count() or 1))
 """Threads cutting files at once: the machines this runs on have two cores to spare at best."""
@@ -110,10 +115,42 @@ def copy_whole(source_root: Path, root: Path, plan: FilePlan) -> FileEntry | Non
     )
 
 
+def _band_span(
+    plan: FilePlan, groups: tuple[int, ...], since_ms: int, until_ms: int
+) -> tuple[int, int] | None:
+    """The time span (epoch ms) of `groups`' rows in the window, when no other row group of the file has
+    rows in it (so a ts filter selects exactly theirs); None otherwise."""
+    lo = max(since_ms, min(plan.bounds[g][0] for g in groups))
+    hi = min(until_ms, max(plan.bounds[g][1] for g in groups))
+    others = [g for g, (a, b) in enumerate(plan.bounds) if g not in groups and a <= hi and b >= lo]
+    return None if others else (lo, hi)
+
+
 def _edge_chunks(
-    source: Path, plan: FilePlan, groups: tuple[int, ...], since_ms: int, until_ms: int
+    source: Path,
+    plan: FilePlan,
+    groups: tuple[int, ...],
+    since_ms: int,
+    until_ms: int,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> Iterator[pa.Table]:
-    """The window's rows of `groups`, one chunk per time band (each band starts a row group)."""
+    """The window's rows of `groups`, one chunk per time band (each band starts a row group).
+
+    With `con` (a DuckDB connection of this job's own) and groups of one band that no other row group
+    overlaps in time, DuckDB reads them with the ts filter pushed into its scan: it decodes the other
+    columns only where the filter keeps rows, half pyarrow's CPU for a 10-minute band of histograms
+    (decode, filter and cast: 0.60 -> 0.30 s). DuckDB keeps the file's row order (preserve_insertion_order,
+    set by storage.sandbox), so the band stays sorted by (keys, ts).
+    """
+    span = _band_span(plan, groups, since_ms, until_ms) if con is not None else None
+    if con is not None and span is not None:
+        path = "'" + str(source).replace("'", "''") + "'"
+        rows = con.sql(
+            f"SELECT * FROM read_parquet({path}, hive_partitioning = false) "
+            f"WHERE ts >= {ts_literal(span[0])} AND ts <= {ts_literal(span[1])}"
+        ).to_arrow_table()
+        yield conform(rows, table_schema(plan.entry.table))
+        return
     band_ms = table_band_ms(plan.entry.table)
     runs: list[list[int]] = []
     for rg in groups:
@@ -132,7 +169,7 @@ def _edge_chunks(
             rows = parquet.read_row_groups(run)
             ts = rows.column("ts")
             # A filter keeps the rows' order: each band stays sorted by (keys, ts), as in the store.
-            yield rows.filter(pc.and_(pc.greater_equal(ts, lo), pc.less_equal(ts, hi))).cast(schema)
+            yield conform(rows.filter(pc.and_(pc.greater_equal(ts, lo), pc.less_equal(ts, hi))), schema)
 
 
 def cut_edges(
@@ -143,9 +180,10 @@ def cut_edges(
     until_ms: int,
     groups: tuple[int, ...],
     prefix: str = "edge",
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> FileEntry | None:
     """The window's rows of the row groups `groups` as `<prefix>-<name>`, re-encoded; None when there are
-    none."""
+    none. `con`: a DuckDB connection for this call alone (see _edge_chunks)."""
     if not groups:
         return None
     keys, counters = table_layout(plan.entry.table)
@@ -153,7 +191,7 @@ def cut_edges(
     entry = write_atomic(
         root,
         relpath,
-        _edge_chunks(source_root / plan.entry.path, plan, groups, since_ms, until_ms),
+        _edge_chunks(source_root / plan.entry.path, plan, groups, since_ms, until_ms, con),
         table=plan.entry.table,
         level=plan.entry.level,
         schema=table_schema(plan.entry.table),
@@ -172,11 +210,19 @@ Job = Callable[[], list[FileEntry]]
 
 
 def cut_jobs(
-    source_root: Path, root: Path, plan: FilePlan, since_ms: int, until_ms: int
+    source_root: Path,
+    root: Path,
+    plan: FilePlan,
+    since_ms: int,
+    until_ms: int,
+    connect: Callable[[], duckdb.DuckDBPyConnection] | None = None,
 ) -> list[tuple[int, Job]]:
     """The bundle's files for one store file as independent (weight, job) pairs, so the pool runs them on
     both cores: its whole row groups copied, and each edge band's groups re-encoded apart (a 1 h window's
-    two edge bands in a day file of serving histograms were one 2.8 s job)."""
+    two edge bands in a day file of serving histograms were one 2.8 s job).
+
+    connect: makes a DuckDB connection (over the store) for one edge job to read its band with; called
+    here, on the caller's thread, once per edge job (None: pyarrow reads the bands)."""
 
     def whole() -> list[FileEntry]:
         try:
@@ -185,8 +231,12 @@ def cut_jobs(
             copied = cut_edges(source_root, root, plan, since_ms, until_ms, plan.whole, prefix="cut")
         return [copied] if copied is not None else []
 
-    def edge(groups: tuple[int, ...], prefix: str) -> list[FileEntry]:
-        cut = cut_edges(source_root, root, plan, since_ms, until_ms, groups, prefix)
+    def edge(groups: tuple[int, ...], prefix: str, con: duckdb.DuckDBPyConnection | None) -> list[FileEntry]:
+        try:
+            cut = cut_edges(source_root, root, plan, since_ms, until_ms, groups, prefix, con)
+        finally:
+            if con is not None:
+                con.close()
         return [cut] if cut is not None else []
 
     band_ms = table_band_ms(plan.entry.table)
@@ -196,7 +246,9 @@ def cut_jobs(
     jobs: list[tuple[int, Job]] = [(sum(plan.bytes[i] for i in plan.whole), whole)] if plan.whole else []
     for n, groups in enumerate(bands.values()):
         prefix = "edge" if n == 0 else f"edge{n}"
-        jobs.append((8 * sum(plan.bytes[i] for i in groups), functools.partial(edge, tuple(groups), prefix)))
+        con = connect() if connect is not None else None
+        job = functools.partial(edge, tuple(groups), prefix, con)
+        jobs.append((8 * sum(plan.bytes[i] for i in groups), job))
     return jobs
 
 

@@ -147,3 +147,37 @@ def test_the_row_group_skipper_steps_over_every_thrift_compact_type() -> None:
     groups = lazy[1][2][1]
     assert [groups[i] for i in range(len(groups))] == [group, inner, group]
     assert lazy[2] == [5, 8, b"after the row groups"] and encode_footer(lazy) == data
+
+
+def test_an_edge_band_beside_a_whole_row_group_of_its_time_is_cut_without_duplicates(tmp_path: Path) -> None:
+    # Row group 0 (GPU 0, 0..599 s) straddles the window's start at 300 s; row group 1 (GPU 1, from
+    # 400 s: it appeared mid-band) lies wholly inside and is copied as bytes. A ts filter over the edge's
+    # band would take row group 1's rows a second time, so the edge must be read by row group.
+    from monitor.export_cut import cut_jobs, plan_file
+    from storage.layout import FileEntry
+    from storage.schemas import TABLES
+    from tests.storage.synth import gpu_batch
+
+    store = tmp_path / "store"
+    path = store / "gpu" / "day.parquet"
+    path.parent.mkdir(parents=True)
+    t0 = 1_750_000_200_000
+
+    def rows(gpu: int, first_s: int) -> pa.Table:
+        batches = [gpu_batch(t0 + s * 1000, s, gpus=2) for s in range(first_s, 600)]
+        table = pa.Table.from_batches(batches).cast(TABLES["gpu"])
+        return table.filter(pa.compute.equal(table.column("gpu"), gpu))
+
+    with pq.ParquetWriter(path, TABLES["gpu"]) as writer:
+        writer.write_table(rows(0, 0))
+        writer.write_table(rows(1, 400))
+    entry = FileEntry("gpu", "gpu/day.parquet", "day", 600 + 200, t0, t0 + 599_000, path.stat().st_size)
+    since, until = t0 + 300_000, t0 + 1_000_000
+    plan = plan_file(store, entry, since, until)
+    assert (plan.whole, plan.edge) == ((1,), (0,))
+    out = tmp_path / "bundle"
+    connect = lambda: duckdb.connect()  # noqa: E731
+    written = [e for _, job in cut_jobs(store, out, plan, since, until, connect) for e in job()]
+    got = pa.concat_tables(pq.read_table(out / e.path) for e in written)
+    keys = sorted(zip(got.column("gpu").to_pylist(), got.column("ts").to_pylist(), strict=True))
+    assert len(keys) == len(set(keys)) == 300 + 200

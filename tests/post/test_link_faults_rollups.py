@@ -170,3 +170,20 @@ def test_an_hour_whose_first_parts_were_rolled_before_errors_grew_closes_and_rea
     assert unknown > 0 and known > 0
     with StoreReader(store) as reader:
         assert found == {(f["gpu"], f["link"]): f["onset_ms"] for f in link_faults(reader, window)}
+
+
+def test_a_store_written_before_errors_grew_exports_and_reports_the_same(
+    tmp_path: Path, store_before_errors_grew: Path
+) -> None:
+    # The export cuts the rollup files at its window's edges into the current schema (errors_grew
+    # NULL there), and the bundle reports what the store does.
+    from monitor.export import export
+
+    window = Window(T0 + 30_500, T0 + (TICKS - 30) * STEP_MS + 700)
+    export(store_before_errors_grew, tmp_path / "bundle", window, with_report=False)
+    with StoreReader(store_before_errors_grew) as reader:
+        want = link_faults(reader, window)
+    with StoreReader(tmp_path / "bundle") as bundle:
+        assert bundle.manifest.of("nvlink_1m")
+        assert link_faults(bundle, window) == want
+    assert {(f["gpu"], f["link"]) for f in want} == {(1, 3), (3, 11), (0, 0)}
