@@ -21,13 +21,11 @@ import pyarrow as pa
 from storage import counter_rates
 from storage.head import Head
 from storage.layout import MANIFEST, Manifest, read_manifest
-from storage.pieces import chain, conformed, piece_schema
-from storage.quantile import bucket_quantile
 from storage.rollup_files import DEFAULT_MAX_BYTES, RollupFiles
 from storage.rollup_read import rollup_relation, rollup_table
-from storage.rollups import ROLLUP_STEPS, ROLLUP_TABLES, spec
+from storage.rollups import ROLLUP_TABLES
 from storage.schemas import TABLES
-from storage.window_pieces import window_pieces
+from storage.window_pieces import window_rates
 
 if TYPE_CHECKING:
     import duckdb
@@ -40,6 +38,13 @@ VIEWS: tuple[str, ...] = (*TABLES, *ROLLUP_TABLES)
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _unknown_table() -> type[BaseException]:
+    """DuckDB's error for a name that is no table or view (imported here: see _vanished)."""
+    import duckdb
+
+    return duckdb.CatalogException
 
 
 def _vanished() -> tuple[type[BaseException], ...]:
@@ -91,13 +96,18 @@ class StoreReader:
         self._head_version = -1
         self._connection_options = (threads, memory_limit)
         self._locked: LockedConnection | None = None
+        self._views = False
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
-        """The DuckDB connection with the views, made on first use.
+        """The DuckDB connection, made on first use; its views (one per table) come with the first
+        statement that names one (_bound) or any SQL a user typed (query, query_batches).
 
         Not at open: a connection costs about 25 MiB resident before any query (DuckDB's catalog),
         and a reader answering counter increases from rollups (storage/pieces.py) may never need one.
+        Views are not made with it either: binding them reads every file's footer (65 ms on a live
+        store's 37 minutes, more on a month of files), and the report, export and views read through
+        relation(), which names only the files a window needs.
         """
         if self._locked is None:
             from storage.sandbox import LockedConnection  # imports DuckDB: see _vanished
@@ -109,7 +119,6 @@ class StoreReader:
                     f"_empty_{name}", pa.table({f.name: pa.array([], f.type) for f in schema})
                 )
             self._locked = locked
-            self._build_views()
         return self._locked.con
 
     def close(self) -> None:
@@ -150,9 +159,26 @@ class StoreReader:
         if manifest_changed:
             self._manifest = read_manifest(self.root)
             self._stamp = stamp
-        if self._locked is not None:  # else the views are built with the connection, from this manifest
+        if self.head is not None:
+            self._head_version = self.head.version
+        if self._views:  # else they are built when first named, from the manifest of then
             self._build_views()
         return True
+
+    def _ensure_views(self) -> None:
+        if not self._views:
+            self._build_views()
+            self._views = True
+
+    def _bound(self, query: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyRelation:
+        """self.con.sql(query), with the views built first where it names one that is not there yet."""
+        try:
+            return self.con.sql(query, params=params or None)
+        except _unknown_table():
+            if self._views:
+                raise
+            self._ensure_views()
+            return self.con.sql(query, params=params or None)
 
     def _build_views(self) -> None:
         sealed = self._manifest.sealed_through_ms
@@ -238,11 +264,11 @@ class StoreReader:
         """
         self.refresh()
         try:
-            return self.con.sql(query).fetchall()
+            return self._bound(query).fetchall()
         except _vanished():
             if not self.refresh(force=True):
                 raise
-            return self.con.sql(query).fetchall()
+            return self._bound(query).fetchall()
 
     def settings(self) -> dict[str, str]:
         """DuckDB's threads and memory_limit for this reader, as DuckDB reports them."""
@@ -255,7 +281,10 @@ class StoreReader:
         """Run SQL a user typed: exactly one read-only statement (storage.sandbox), else QueryRefused."""
         from storage.sandbox import read_only_statement
 
-        return self.sql(read_only_statement(text))
+        statement = read_only_statement(text)
+        self.refresh()
+        self._ensure_views()  # SHOW TABLES and information_schema list them too
+        return self.sql(statement)
 
     def query_batches(self, text: str, rows_per_batch: int = 65_536) -> pa.RecordBatchReader:
         """query(), streamed: the rows in batches, so a caller holds one batch, not the whole result."""
@@ -263,21 +292,34 @@ class StoreReader:
 
         statement = read_only_statement(text)
         self.refresh()
+        self._ensure_views()  # as query() does
         rel = self.con.sql(statement)
         if rel is None:
             return pa.RecordBatchReader.from_batches(pa.schema([]), [])
         return rel.to_arrow_reader(rows_per_batch)
 
     def _run(self, query: str, params: Sequence[Any] | None) -> pa.Table:
-        rel = self.con.sql(query, params=params or None)
+        rel = self._bound(query, params)
         # Statements such as SET or CREATE VIEW return no relation.
         return rel.to_arrow_table() if rel is not None else pa.table({})
 
     def time_range(self, table: str = "gpu") -> tuple[int, int] | None:
-        """(min ts, max ts) in epoch ms over sealed files and the head, or None when empty."""
-        lo_hi = self.sql(f"SELECT epoch_ms(min(ts)), epoch_ms(max(ts)) FROM {_ident(table)}").to_pylist()[0]
-        values = list(lo_hi.values())
-        return None if values[0] is None else (int(values[0]), int(values[1]))
+        """(min ts, max ts) in epoch ms over sealed files and the head, or None when empty.
+
+        From the manifest (each file's exact bounds, written with it) and the head's rows: no file is
+        opened."""
+        self.refresh()
+        spans = [(f.min_ts, f.max_ts) for f in self._manifest.of(table) if f.rows]
+        if self.head is not None and table in TABLES:
+            rows = self.head.table(table, since_ms=self._manifest.sealed_through_ms)
+            if rows.num_rows:
+                import pyarrow.compute as pc  # here: see _rates
+
+                ends = pc.min_max(rows.column("ts").cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64()))
+                spans.append((int(ends["min"].as_py()), int(ends["max"].as_py())))
+        if not spans:
+            return None
+        return min(lo for lo, _ in spans), max(hi for _, hi in spans)
 
     def rate(
         self,
@@ -356,26 +398,8 @@ class StoreReader:
         rollups: bool,
         series: str | None,
     ) -> pa.Table:
-        relation = self.relation if series is None else self.series_relation(series)
-        if resolution == "raw":
-            pieces = window_pieces(self, table, columns, since_ms, until_ms, step_ms, rollups, series)
-        elif resolution in ROLLUP_STEPS:
-            pieces = []
-            for column in columns:
-                if column not in spec(table).counters:
-                    raise ValueError(f"{table}.{column} is not a counter")
-                # Buckets that start in the window, whatever their ends: the rollups' answer as it always was.
-                span = counter_rates.Span(resolution, since_ms, until_ms + ROLLUP_STEPS[resolution] - 1)
-                has_inc = counter_rates.has_increase(self.con, relation, table, column, span)
-                sql = counter_rates.bucket_pieces(relation, table, column, span, False, has_inc)
-                pieces.append(conformed(self.con.sql(sql).to_arrow_table(), table))
-        else:
-            raise ValueError(f"resolution must be raw, {', '.join(ROLLUP_STEPS)}; not {resolution!r}")
-        result = chain(pieces or [piece_schema(table).empty_table()], table, columns, step_ms)
-        import pyarrow.compute as pc  # here, not at import: 9 MiB a reader that never rates needn't hold
-
-        rate = pc.divide(result.column("increase"), result.column("seconds"))
-        return result.append_column("rate", rate)
+        args = (table, columns, since_ms, until_ms, step_ms, resolution, rollups, series)
+        return window_rates(self, *args)
 
     def series_relation(self, series: str) -> counter_rates.Relation:
         """StoreReader.relation narrowed to the rows of some series (raw and rollup tables share keys)."""
@@ -384,29 +408,3 @@ class StoreReader:
             return f"(SELECT * FROM {self.relation(table, since_ms, until_ms)} WHERE {series})"
 
         return relation
-
-    def histogram_quantile(
-        self,
-        q: float,
-        metric: str,
-        since_ms: int,
-        until_ms: int,
-        *,
-        endpoint: str | None = None,
-    ) -> float:
-        """The q-quantile (0..1) of a latency histogram over a window, as PromQL computes it.
-
-        Bucket counters' increases over the window (reset-aware) are summed over endpoints (or one
-        endpoint), then the quantile is interpolated linearly inside the bucket it falls in.
-
-        Returns:
-            Seconds; NaN when the window holds no observations.
-        """
-        inc = self.rate("serving_hist", "count", since_ms, until_ms)
-        rows = [r for r in inc.to_pylist() if r["metric"] == metric]
-        if endpoint is not None:
-            rows = [r for r in rows if r["endpoint"] == endpoint]
-        buckets: dict[float, float] = {}
-        for r in rows:
-            buckets[r["le"]] = buckets.get(r["le"], 0.0) + r["increase"]
-        return bucket_quantile(q, sorted(buckets.items()))

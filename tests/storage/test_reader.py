@@ -105,12 +105,39 @@ def test_histogram_quantile_over_a_window_uses_bucket_increases(tmp_path: Path) 
     with StoreWriter(store, flush_interval_s=30, compaction="off") as writer:
         for tick in range(1, 61):
             writer.append(frame(tick, hist=True))
+
+    def quantile(
+        reader: StoreReader, metric: str, since: int, until: int, endpoint: str | None = None
+    ) -> float:
+        buckets: dict[float, float] = {}
+        for r in reader.rate("serving_hist", "count", since, until).to_pylist():
+            if r["metric"] == metric and endpoint in (None, r["endpoint"]):
+                buckets[r["le"]] = buckets.get(r["le"], 0.0) + r["increase"]
+        return bucket_quantile(0.5, sorted(buckets.items()))
+
     with StoreReader(store) as reader:
         # Per tick: 1 obs <= 0.1 s, 2 in (0.1, 1], 1 above 1 s.  p50 -> rank 2 of 4 -> 0.1 + 0.9 * 1/2.
-        p50 = reader.histogram_quantile(0.5, "ttft", T0 + 10_000, T0 + 50_000)
+        p50 = quantile(reader, "ttft", T0 + 10_000, T0 + 50_000)
         assert p50 == pytest.approx(0.55)
-        assert reader.histogram_quantile(0.5, "ttft", T0 + 10_000, T0 + 50_000, endpoint="vllm-0") == p50
-        assert math.isnan(reader.histogram_quantile(0.5, "itl", T0, T0 + 60_000))
+        assert quantile(reader, "ttft", T0 + 10_000, T0 + 50_000, endpoint="vllm-0") == p50
+        assert math.isnan(quantile(reader, "itl", T0, T0 + 60_000))
+
+
+def test_views_are_there_for_what_a_user_types_and_time_range_reads_no_file(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    with StoreWriter(store, flush_interval_s=10, compaction="off") as writer:
+        for tick in range(25):
+            writer.append(frame(tick))
+    with StoreReader(store) as reader:
+        listed = {r["name"] for r in reader.query("SHOW TABLES").to_pylist()}
+        assert set(VIEWS) <= listed
+    with StoreReader(store) as reader:  # a first statement naming a view builds them
+        (lo, hi), *_ = reader.rows("SELECT epoch_ms(min(ts)), epoch_ms(max(ts)) FROM gpu")
+        assert reader.time_range("gpu") == (lo, hi) == (T0, T0 + 24_000)
+    for f in (store / "gpu").rglob("*.parquet"):
+        f.write_bytes(b"not parquet")  # the manifest's bounds are what time_range reads
+    with StoreReader(store) as reader:
+        assert reader.time_range("gpu") == (T0, T0 + 24_000)
 
 
 def test_a_slow_query_draws_no_progress_bar_into_the_output(tmp_path: Path) -> None:
