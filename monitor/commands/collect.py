@@ -5,6 +5,7 @@ It records a rack over HTTP (--config), the simulated rack (--sim), or this host
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -181,6 +182,9 @@ def record(
         if not first.is_set():
             first.set()
             log.info("first frame recorded (%d rows)", frame.rows)
+            # What start-up built (modules, parsers' page shapes, counters' state) lives as long as the
+            # recorder: out of the cyclic collector's generations, which then walk only what ticks make.
+            gc.freeze()
 
     alerts = AlertRecorder(rules)
     poller = Poller([*sources, *recording.sources, alerts], head, interval=interval_s, sinks=[alerts, store])
