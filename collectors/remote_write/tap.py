@@ -23,8 +23,10 @@ from collectors.remote_write.series import ORDER_BY
 from storage.schemas import SORT_KEYS, TABLES, TS
 from storage.writer import Sealed
 
-KEEP_SEALS = 3
-"""Seals held (30 s of a rack's rows at the default 10 s flush: a few MB)."""
+KEEP_SEALS = 2
+"""Seals held at most (a rack's seal at the default 10 s flush is ~6 MB of Arrow, most of it histogram
+rows); a seal is let go once it is sent, so a tap whose sender keeps up holds one for a few seconds
+after each seal and none the rest of the time."""
 TICK_TABLES = ("gpu", "serving", "host")
 """Every recorded tick has a row in one of these (the collecting host's row at least)."""
 RESORTED = tuple(t for t, order in ORDER_BY.items() if tuple(order.split(", ")) != (*SORT_KEYS[t], "ts"))
@@ -70,6 +72,12 @@ class SealedTap:
                 while len(self._held) > self.keep:
                     self._held.popleft()
 
+    @property
+    def held_seals(self) -> int:
+        """Seals held now."""
+        with self._lock:
+            return len(self._held)
+
     def caught_up(self, position: int) -> bool:
         """True when every sealed tick is at or before `position`: nothing to read."""
         with self._lock:
@@ -80,6 +88,8 @@ class SealedTap:
         (the last tick's time, each table's rows in ORDER_BY order); None when the tap does not hold
         the rows after `position` whole (the store has to be read)."""
         with self._lock:
+            while self._held and self._held[0].through_ms <= position:
+                self._held.popleft()  # sent: only a sender behind the recording needs more than one
             held = next((h for h in self._held if _covers(h, position)), None)
         if held is None:
             return None

@@ -81,3 +81,4 @@ def test_a_sender_fed_from_the_seals_sends_what_the_store_holds(tmp_path: Path) 
     # across the seal that spans the hour.
     assert tapped.tapped_requests >= 4 and tapped.read_requests >= 1
     assert read.tapped_requests == 0
+    assert tap.held_seals == 0  # every seal was let go once sent: memory bounded by what is unsent
