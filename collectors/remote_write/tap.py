@@ -24,7 +24,7 @@ from storage.schemas import SORT_KEYS, TABLES, TS
 from storage.writer import Sealed
 
 KEEP_SEALS = 2
-"""Seals held at most (a rack's seal at the default 10 s flush is ~6 MB of Arrow, most of it histogram
+"""Seals held at most (a rack's seal at the default 10 s flush is ~4.8 MiB of Arrow, most of it histogram
 rows); a seal is let go once it is sent, so a tap whose sender keeps up holds one for a few seconds
 after each seal and none the rest of the time."""
 TICK_TABLES = ("gpu", "serving", "host")
