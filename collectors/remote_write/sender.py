@@ -145,6 +145,7 @@ class RemoteWriteSender:
         self._status = SenderStatus(sent_through_ms=read_position(self.root, settings.url))
         self._status_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._reader: StoreReader | None = None
         self._samples_per_tick = 0
@@ -175,9 +176,14 @@ class RemoteWriteSender:
         self._thread = threading.Thread(target=self._run, name="remote-write", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Look for something to send now rather than at the next `interval` (a seal has just landed)."""
+        self._wake.set()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop: a request in flight is aborted (its batch is sent again next time); the position is kept."""
         self._stop.set()
+        self._wake.set()
         self.client.abort()
         if self._thread is not None:
             self._thread.join(timeout_s)
@@ -211,9 +217,10 @@ class RemoteWriteSender:
                     # Until the first tick is there, look often: a new recording's first frame is
                     # a second away, and its first send should not wait a whole interval more.
                     first = self.status.state == "starting" or self.status.sent_samples == 0
-                    self._stop.wait(
+                    self._wake.wait(
                         min(FIRST_LOOK_S, self.settings.interval_s) if first else self.settings.interval_s
                     )
+                    self._wake.clear()
         finally:
             if self._reader is not None:
                 self._reader.close()

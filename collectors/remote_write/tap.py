@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -58,6 +59,8 @@ class SealedTap:
         """Nothing held until the first seal."""
         self.tables = tables
         self.keep = keep
+        self.on_seal: Callable[[], None] | None = None
+        """Called after each seal (the sender's `wake`: the seal is sent now, not at the next look)."""
         self._through = through_ms
         self._held: deque[_Held] = deque()
         self._lock = threading.Lock()
@@ -71,6 +74,8 @@ class SealedTap:
                 self._held.append(held)
                 while len(self._held) > self.keep:
                     self._held.popleft()
+        if self.on_seal is not None:
+            self.on_seal()
 
     @property
     def held_seals(self) -> int:

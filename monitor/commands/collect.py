@@ -248,8 +248,10 @@ class RemoteWriteTarget:
         if writer is not None:
             tap = SealedTap(self.settings.tables, writer.live.current.sealed_through_ms)
             writer.seal_listeners.append(tap)
-        encoder = SeriesEncoder(self.rack, self.hosts)
-        return RemoteWriteSender(root, self.settings, encoder, tap=tap)
+        sender = RemoteWriteSender(root, self.settings, SeriesEncoder(self.rack, self.hosts), tap=tap)
+        if tap is not None:
+            tap.on_seal = sender.wake
+        return sender
 
     def client(self) -> Client:
         """The HTTP client (secrets and TLS files read now); UserError when one cannot be read."""

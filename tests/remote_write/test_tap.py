@@ -18,7 +18,7 @@ from collectors.remote_write.settings import TABLES_SENT, RemoteWriteSettings
 from collectors.remote_write.tap import SealedTap
 from monitor.backfill import SimFrames
 from storage.writer import StoreWriter
-from tests.remote_write.test_faults import Receiver
+from tests.remote_write.test_faults import Receiver, wait
 from tests.remote_write.test_receivers import store_samples
 
 HOUR_S = 3600
@@ -82,3 +82,29 @@ def test_a_sender_fed_from_the_seals_sends_what_the_store_holds(tmp_path: Path) 
     assert tapped.tapped_requests >= 4 and tapped.read_requests >= 1
     assert read.tapped_requests == 0
     assert tap.held_seals == 0  # every seal was let go once sent: memory bounded by what is unsent
+
+
+def test_a_seal_wakes_the_sender(tmp_path: Path) -> None:
+    """With the tap, each seal is sent when it lands, not at the sender's next look (`interval`, an hour
+    here): a collector stopping moments after a seal has sent it."""
+    root = tmp_path / "store"
+    frames = SimFrames(seed=4, scenario="steady", start_s=START_S, fast=True)
+    with Receiver() as rx, StoreWriter(root, flush_interval_s=3, compaction="off") as writer:
+        tap = SealedTap(TABLES_SENT, writer.live.current.sealed_through_ms)
+        writer.seal_listeners.append(tap)
+        settings = RemoteWriteSettings(url=rx.url("api/v1/write"), interval_s=3600)
+        sender = RemoteWriteSender(
+            root, settings, SeriesEncoder("wake"), tap=tap, clock=lambda: START_S + TICKS
+        )
+        tap.on_seal = sender.wake
+        sender.start()
+        try:
+            for tick, frame in zip(range(TICKS), frames, strict=False):
+                writer.store(frame)
+                sealed = writer.live.current.sealed_through_ms
+                if tick % 3 == 0 and sealed is not None:  # a seal has just landed: it is sent
+                    wait(lambda s=sealed: sender.status.sent_through_ms == s, f"the seal through {sealed}")
+        finally:
+            frames.close()
+            sender.stop()
+    assert sender.status.requests >= 4 and sender.status.dropped_samples == 0
