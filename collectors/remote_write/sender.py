@@ -193,6 +193,7 @@ class RemoteWriteSender:
         backoff = self.min_backoff_s
         try:
             while not self._stop.is_set():
+                self._wake.clear()  # a wake from here on (a seal landing while sending) is kept
                 try:
                     sent_any = self.send_once()
                 except RetryLater as err:
@@ -217,10 +218,10 @@ class RemoteWriteSender:
                     # Until the first tick is there, look often: a new recording's first frame is
                     # a second away, and its first send should not wait a whole interval more.
                     first = self.status.state == "starting" or self.status.sent_samples == 0
-                    self._wake.wait(
-                        min(FIRST_LOOK_S, self.settings.interval_s) if first else self.settings.interval_s
-                    )
-                    self._wake.clear()
+                    if not self._stop.is_set():  # stop() sets both: a stop while sending ends here
+                        self._wake.wait(
+                            min(FIRST_LOOK_S, self.settings.interval_s) if first else self.settings.interval_s
+                        )
         finally:
             if self._reader is not None:
                 self._reader.close()
