@@ -13,8 +13,9 @@ Four figures (targets from issue 15), all against a real VictoriaMetrics 1.79 on
 
     .venv/bin/python bench/bench_remote_write.py [--backlog 300] [--collect 60] [--beside BASE_WORKTREE]
 
-5. with --beside: this checkout's `collect` (scrape + store) and another checkout's at the same time
-   against one simulator, each process's CPU over the same window (before/after on a shared machine).
+5. with --beside: this checkout's `collect` and another checkout's at the same time against one
+   simulator, each process's CPU over the same window (before/after on a shared machine): scrape +
+   store, then scrape + store + remote-write (each to its own VictoriaMetrics).
 
 The machine is shared: the 1-minute load average is printed with every figure.
 """
@@ -217,34 +218,52 @@ def collector_cpu(work: Path, seconds: int, warmup_s: int = 40) -> None:
 
 
 def collect_beside(work: Path, seconds: int, other: Path, warmup_s: int = 40) -> None:
-    """`monitor collect --config` (scrape + store) of this checkout and of `other` (a second worktree, e.g.
-    the base commit) at the same time against one simulator: the same machine state for both, so their CPU
-    per tick compares even on a shared machine where runs one after the other do not."""
+    """`monitor collect --config` of this checkout and of `other` (a second worktree, e.g. the base commit)
+    at the same time against one simulator, scrape + store, then scrape + store + remote-write (each to a
+    VictoriaMetrics of its own): the same machine state for both, so their CPU per tick compares even on a
+    shared machine where runs one after the other do not."""
     config = work / "rack.toml"
     with simulated_rack(config):
-        procs = {}
-        for n, root in enumerate((ROOT, other)):
-            argv = [*MONITOR, "collect", "--config", str(config), "--store", str(work / f"beside-{n}")]
-            procs[root] = subprocess.Popen(
-                [*argv, "--duration", f"{warmup_s + seconds + 5}s"],
-                cwd=root,
-                env={**os.environ, "PYTHONPATH": str(root)},
-                stderr=subprocess.DEVNULL,
-            )
-        time.sleep(warmup_s)
-        cpu0, wall0, load0 = {r: process_cpu_s(p.pid) for r, p in procs.items()}, time.monotonic(), load()
-        time.sleep(seconds)
-        cpu1, wall1 = {r: process_cpu_s(p.pid) for r, p in procs.items()}, time.monotonic()
-        for root, proc in procs.items():
-            proc.wait(60)
-            commit = subprocess.run(
-                ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-            ).stdout.strip()
-            print(
-                f"5. collect --config, scrape + store, {root} ({commit}), side by side: "
-                f"{(cpu1[root] - cpu0[root]) / (wall1 - wall0) * 1000:.1f} ms CPU per 1 Hz tick over "
-                f"{wall1 - wall0:.0f} s after {warmup_s} s ({load0} .. {load()})"
-            )
+        _beside(work, config, seconds, other, warmup_s, "scrape + store", [])
+        with (
+            victoria_metrics(work / "vm-a", work / "vm-a.log") as vm_a,
+            victoria_metrics(work / "vm-b", work / "vm-b.log") as vm_b,
+        ):
+            urls = [f"http://127.0.0.1:{vm.port}/api/v1/write" for vm in (vm_a, vm_b)]
+            _beside(work, config, seconds, other, warmup_s, "scrape + store + remote-write", urls)
+
+
+def _beside(
+    work: Path, config: Path, seconds: int, other: Path, warmup_s: int, label: str, urls: list[str]
+) -> None:
+    procs = {}
+    for n, root in enumerate((ROOT, other)):
+        store = work / f"beside-{n}-{len(urls)}"
+        argv = [*MONITOR, "collect", "--config", str(config), "--store", str(store)]
+        extra = ["--remote-write", urls[n]] if urls else []
+        procs[root] = subprocess.Popen(
+            [*argv, "--duration", f"{warmup_s + seconds + 5}s", *extra],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    time.sleep(warmup_s)
+    cpu0, wall0, load0 = {r: process_cpu_s(p.pid) for r, p in procs.items()}, time.monotonic(), load()
+    time.sleep(seconds)
+    cpu1, wall1 = {r: process_cpu_s(p.pid) for r, p in procs.items()}, time.monotonic()
+    for root, proc in procs.items():
+        _, stderr = proc.communicate(timeout=60)
+        sent = [line for line in stderr.splitlines() if "samples sent" in line]
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        print(
+            f"5. collect --config, {label}, {root} ({commit}), side by side: "
+            f"{(cpu1[root] - cpu0[root]) / (wall1 - wall0) * 1000:.1f} ms CPU per 1 Hz tick over "
+            f"{wall1 - wall0:.0f} s after {warmup_s} s ({load0} .. {load()}) "
+            f"{sent[-1].split(': ', 1)[-1] if sent else ''}"
+        )
 
 
 def main() -> None:

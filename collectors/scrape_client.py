@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import logging
 import ssl
 import warnings
@@ -36,6 +37,16 @@ log = logging.getLogger(__name__)
 DEFAULT_IDLE_PER_ORIGIN = 100
 """Idle connections kept per host and port by default (aiohttp's connector limit was 100 in all):
 one per endpoint is the need, and many endpoints may share one origin under different paths."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for a host name or address that names this host's loopback: `localhost`, 127.0.0.0/8, ::1."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class ConnectError(OSError):
@@ -61,9 +72,18 @@ class ScrapeClient:
             serves, or some reconnect every tick).
     """
 
-    def __init__(self, headers: Mapping[str, str], *, idle_per_origin: int = DEFAULT_IDLE_PER_ORIGIN) -> None:
+    def __init__(
+        self,
+        headers: Mapping[str, str],
+        *,
+        idle_per_origin: int = DEFAULT_IDLE_PER_ORIGIN,
+        gzip_on_loopback: bool = True,
+    ) -> None:
         self.headers = dict(headers)
         self.idle_per_origin = idle_per_origin
+        self.gzip_on_loopback = gzip_on_loopback
+        """False: no Accept-Encoding to a loopback host (compressing a page that never leaves the host
+        costs the server and this client CPU and saves no network)."""
         self._idle: dict[tuple[str, str, int], list[Connection]] = {}
         self._tls: ssl.SSLContext | None = None
         self._closed = False
@@ -114,6 +134,8 @@ class ScrapeClient:
         if parts.port is not None:
             host = f"{host}:{parts.port}"
         headers = dict(self.headers)
+        if not self.gzip_on_loopback and is_loopback(parts.hostname or ""):
+            headers.pop("Accept-Encoding", None)
         if accept is not None:
             headers["Accept"] = accept
         if parts.username is not None:

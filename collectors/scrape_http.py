@@ -133,8 +133,11 @@ SCRAPE_HEADERS = {"Accept": ACCEPT, "Accept-Encoding": "gzip", "User-Agent": "ra
 
 def open_client(endpoints: int) -> ScrapeClient:
     """The HTTP client of a scrape source of `endpoints` endpoints (collectors.scrape_client: keep-alive,
-    gzip): one idle connection kept per endpoint, were they all on one host and port."""
-    return ScrapeClient(SCRAPE_HEADERS, idle_per_origin=max(DEFAULT_IDLE_PER_ORIGIN, endpoints))
+    gzip but to a loopback host): one idle connection kept per endpoint, were they all on one host and
+    port."""
+    return ScrapeClient(
+        SCRAPE_HEADERS, idle_per_origin=max(DEFAULT_IDLE_PER_ORIGIN, endpoints), gzip_on_loopback=False
+    )
 
 
 async def open_session(endpoints: int) -> aiohttp.ClientSession:

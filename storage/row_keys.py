@@ -9,6 +9,8 @@ sample of a repeated series.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Collection, Iterator
 
 import pyarrow as pa
@@ -18,6 +20,12 @@ from storage.frame import Frame
 from storage.schemas import SORT_KEYS
 
 KeyTuple = tuple[object, ...]
+
+_FOUND_UNIQUE: deque[pa.RecordBatch] = deque(maxlen=16)
+"""The last batches found without repeats (the very objects: a RecordBatch never changes). A rack frame's
+batches are checked by the poller (unique_frame) and again, the same objects, by the store writer: the
+second check is a lookup. 16: a frame's tables twice; they are held by the head meanwhile anyway."""
+_FOUND_LOCK = threading.Lock()
 
 
 def key_tuples(table: str, batch: pa.RecordBatch | pa.Table) -> Iterator[KeyTuple]:
@@ -31,6 +39,9 @@ def has_repeats(table: str, batch: pa.RecordBatch) -> bool:
     keys = SORT_KEYS.get(table, ())
     if not keys or batch.num_rows < 2:
         return False
+    with _FOUND_LOCK:
+        if any(seen is batch for seen in _FOUND_UNIQUE):
+            return False
     # Sorted, then each row against the next: not Table.group_by, whose Acero engine loads
     # pyarrow.dataset (~13 MB resident) into every process that stores a frame (issue 18).
     names = [*keys, "ts"]
@@ -43,7 +54,11 @@ def has_repeats(table: str, batch: pa.RecordBatch) -> bool:
         if column.null_count:  # two nulls are the same key, as group_by groups them
             equal = pc.or_(equal, pc.and_(pc.is_null(later), pc.is_null(earlier)))
         same = equal if same is None else pc.and_(same, equal)
-    return bool(pc.any(same).as_py())
+    repeats = bool(pc.any(same).as_py())
+    if not repeats:
+        with _FOUND_LOCK:
+            _FOUND_UNIQUE.append(batch)
+    return repeats
 
 
 def first_rows(

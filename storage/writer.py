@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -65,6 +65,22 @@ class WriterStatus:
     duplicate_rows: int
     last_error: str | None
     files: int
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """What one seal put on disk, for a reader in the same process that would otherwise read it back.
+
+    Attributes:
+        after_ms: the sealed-through time before this seal (every row here is newer; None: nothing was).
+        through_ms: the sealed-through time after it.
+        tables: each table's rows as written, one table per segment (per hour spanned), each sorted by
+            the table's SORT_KEYS, then ts.
+    """
+
+    after_ms: int | None
+    through_ms: int
+    tables: dict[str, list[pa.Table]] = field(default_factory=dict)
 
 
 class StoreWriter:
@@ -142,6 +158,9 @@ class StoreWriter:
         self._error: str | None = None
         self._closed = False
         self._wake = threading.Event()
+        self.seal_listeners: list[Callable[[Sealed], None]] = []
+        """Called (in the thread that stores frames) with each seal once it is published; a listener's
+        error is logged and does not fail the seal."""
         self._thread: threading.Thread | None = None
         if compaction in ("background", "child"):
             self._thread = threading.Thread(target=self._compact_loop, name="store-compactor", daemon=True)
@@ -238,8 +257,10 @@ class StoreWriter:
         """Seal everything buffered now; return False (and keep the buffer) if the disk refused."""
         if not self._pending_ts:
             return True
+        after = self.live.current.sealed_through_ms
+        sealed = Sealed(after, max(self._pending_ts))
         try:
-            entries = self._seal()
+            entries = self._seal(sealed.tables)
         except OSError as err:
             if self._error is None:
                 log.error(
@@ -258,6 +279,7 @@ class StoreWriter:
         self._pending.clear()
         self._pending_ts.clear()
         self._held_ts.clear()
+        self._tell(sealed)
         if entries and self._compaction == "inline":
             self.compactor.run_once()
         elif entries:
@@ -291,8 +313,16 @@ class StoreWriter:
         """Close the writer."""
         self.close()
 
-    def _seal(self) -> list[FileEntry]:
-        """Write every buffered table as segments (one per hour it spans) and publish them."""
+    def _tell(self, sealed: Sealed) -> None:
+        for listener in self.seal_listeners:
+            try:
+                listener(sealed)
+            except Exception:  # a reader's bug must not stop the recording
+                log.exception("store %s: a seal listener failed", self.root)
+
+    def _seal(self, tables: dict[str, list[pa.Table]]) -> list[FileEntry]:
+        """Write every buffered table as segments (one per hour it spans) and publish them; each
+        segment's sorted rows are added to `tables`."""
         written: list[FileEntry] = []
         try:
             for name, batches in self._pending.items():
@@ -301,6 +331,8 @@ class StoreWriter:
                 spanned = pc.unique(hours).to_pylist()
                 for hour in spanned:
                     part = rows if len(spanned) == 1 else rows.filter(pc.equal(hours, hour))
+                    part = sort_table(part, SORT_KEYS[name])
+                    tables.setdefault(name, []).append(part)
                     written.append(self._write_segment(name, part, hour * HOUR_MS))
             self.live.commit(written, sealed_through_ms=max(self._pending_ts))
         except BaseException:
@@ -310,13 +342,14 @@ class StoreWriter:
         return written
 
     def _write_segment(self, name: str, rows: pa.Table, hour_ms: int) -> FileEntry:
+        """Write `rows` (sorted by the table's SORT_KEYS, then ts) as one segment."""
         self._seq += 1
         first = int(pc.min(rows.column("ts").cast(pa.int64())).as_py())
         rel = file_relpath(name, hour_ms, unique_name("seg", first, self._seq))
         return write_atomic(
             self.root,
             rel,
-            [sort_table(rows, SORT_KEYS[name])],
+            [rows],
             table=name,
             level="seg",
             schema=TABLES[name],

@@ -15,7 +15,8 @@ costs that grow with the samples are kept out of Python loops where a library ca
   again; the `protobuf` package (upb) then serializes it. A new shape is built by one parse of the
   series' cached label templates (serialized one-series WriteRequests made by protobuf; concatenated
   messages parse as one whose repeated fields are appended in order, protobuf's documented merge rule)
-  and one `add()` per sample.
+  and one `add()` per sample. The parse is into wire.SamplesRequest, so the labels stay the templates'
+  bytes and are written back verbatim rather than serialized label by label each request.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from collectors.remote_write.runs import TableRuns
-from collectors.remote_write.wire import WriteRequest
+from collectors.remote_write.wire import SamplesRequest
 
 Series = list[tuple[bytes, int]]
 """An entity's series: (label template, value column) pairs; the same list object while unchanged."""
@@ -289,7 +290,7 @@ def _counts(placed: list[tuple[_Part, int, list[Series]]], valid: pa.Array | Non
 def _rebuild(part: _Part, present: list[bool], counts: list[int]) -> None:
     """A new request for the part: its series with samples, their labels in one parse of their
     templates, then `counts` Sample objects each."""
-    part.request = WriteRequest.FromString(
+    part.request = SamplesRequest.FromString(  # labels kept as their templates' bytes (wire.py)
         b"".join(t for t, p in zip(part.templates, present, strict=True) if p)
     )
     part.samples = []

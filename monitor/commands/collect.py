@@ -5,6 +5,7 @@ It records a rack over HTTP (--config), the simulated rack (--sim), or this host
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from collectors.remote_write.client import Client
     from collectors.remote_write.sender import RemoteWriteSender
     from collectors.remote_write.settings import RemoteWriteSettings
+    from storage.writer import StoreWriter
 
 log = logging.getLogger("monitor.collect")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -160,7 +162,7 @@ def record(
         raise
     writer = recording.writer
     try:
-        sender = remote_write.sender(root) if remote_write is not None else None
+        sender = remote_write.sender(root, writer) if remote_write is not None else None
     except UserError:
         recording.close()
         for s in sources:
@@ -180,6 +182,9 @@ def record(
         if not first.is_set():
             first.set()
             log.info("first frame recorded (%d rows)", frame.rows)
+            # What start-up built (modules, parsers' page shapes, counters' state) lives as long as the
+            # recorder: out of the cyclic collector's generations, which then walk only what ticks make.
+            gc.freeze()
 
     alerts = AlertRecorder(rules)
     poller = Poller([*sources, *recording.sources, alerts], head, interval=interval_s, sinks=[alerts, store])
@@ -226,17 +231,27 @@ class RemoteWriteTarget:
     rack: str
     hosts: dict[int, str]
 
-    def sender(self, root: Path) -> RemoteWriteSender:
+    def sender(self, root: Path, writer: StoreWriter | None = None) -> RemoteWriteSender:
         """The sender over the recording's sealed segments; an unreadable secret or TLS file is a UserError.
 
         Not through the head: the recorder's holds 2 ticks, fewer than a segment's, so reading through it
-        would move the position past ticks that are in neither (never sent).
+        would move the position past ticks that are in neither (never sent). With the recording's
+        `writer`, the seals it makes are tapped as they are written, and encoded from memory while the
+        sender keeps up (collectors.remote_write.tap); a backlog is read from the store.
         """
         from collectors.remote_write.sender import RemoteWriteSender
         from collectors.remote_write.series import SeriesEncoder
+        from collectors.remote_write.tap import SealedTap
 
         self.client()
-        return RemoteWriteSender(root, self.settings, SeriesEncoder(self.rack, self.hosts))
+        tap = None
+        if writer is not None:
+            tap = SealedTap(self.settings.tables, writer.live.current.sealed_through_ms)
+            writer.seal_listeners.append(tap)
+        sender = RemoteWriteSender(root, self.settings, SeriesEncoder(self.rack, self.hosts), tap=tap)
+        if tap is not None:
+            tap.on_seal = sender.wake
+        return sender
 
     def client(self) -> Client:
         """The HTTP client (secrets and TLS files read now); UserError when one cannot be read."""

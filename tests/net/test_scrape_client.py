@@ -22,8 +22,8 @@ import pytest
 from collectors.config import ServerTarget
 from collectors.http_answer import PageTooBig
 from collectors.scrape import ScrapeSource
-from collectors.scrape_client import ScrapeClient
-from collectors.scrape_http import SCRAPE_HEADERS, fetch_page
+from collectors.scrape_client import ScrapeClient, is_loopback
+from collectors.scrape_http import SCRAPE_HEADERS, fetch_page, open_client
 from storage.schemas import EndpointState
 from tests.net.conftest import PageServer, free_port
 
@@ -300,3 +300,22 @@ def test_many_endpoints_on_one_host_and_port_keep_a_connection_each(pages: PageS
         source.close()
     assert len(pages.peers) == 240
     assert set(pages.peers) == first and len(first) == 120
+
+
+def test_the_scrape_source_asks_for_gzip_from_other_hosts_only() -> None:
+    """A scrape source's client (open_client) asks every host for gzip but a loopback one: the rack's
+    trays and servers are across a network, a simulator or a local exporter is not."""
+    for host in ("127.0.0.1", "127.3.4.5", "::1", "[::1]", "localhost", "LOCALHOST"):
+        assert is_loopback(host), host
+    for host in ("10.0.0.5", "192.168.1.20", "gb300-t03", "tray01.rack.example", "::ffff:10.0.0.1", ""):
+        assert not is_loopback(host), host
+
+    async def answered(client: ScrapeClient) -> bytes:
+        async with raw(answering(ok(PAGE, f"Content-Length: {len(PAGE)}"))) as server:
+            got = await fetch(server.url, client)
+            assert got.state == EndpointState.OK, got.reason
+        await client.close()
+        return SERVER.requests[-1]
+
+    assert b"Accept-Encoding" not in asyncio.run(answered(open_client(1)))
+    assert b"\r\nAccept-Encoding: gzip\r\n" in asyncio.run(answered(ScrapeClient(SCRAPE_HEADERS)))
