@@ -14,7 +14,15 @@ import pyarrow.compute as pc
 
 from monitor.report import EmptyReportError, Summary, summarize
 from monitor.report_charts import HEATMAPS, Axis, Point, esc, heatmap, heatmap_grids, timeline
-from monitor.report_nvlink import coarsened, epoch_ms_list, link_increases, rack_total, rates_by_step
+from monitor.report_nvlink import (
+    DIRECTIONS,
+    coarsened,
+    epoch_ms_list,
+    link_increases,
+    of_counters,
+    rack_total,
+    rates_by_step,
+)
 from monitor.report_text import render_markdown_lines
 from monitor.timespec import Window, iso
 from storage import counter_rates
@@ -30,31 +38,30 @@ TIMELINES = (
     ("errors", "NVLink errors", "per s"),
 )
 """The rack timelines, top to bottom: (series key, title, unit)."""
+ERROR_COUNTERS = ("symbol_errors", "rx_errors", "recovery_failed")
+"""The NVLink error counters the errors timeline sums (`recovery` counts retrains that succeeded)."""
 CSS = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222;max-width:1100px}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}
 svg{display:block;margin:.4em 0}text{font:11px monospace;fill:#333}.muted{color:#777}"""
 
 
-def _series(reader: StoreReader, window: Window, axis: Axis, links: pa.Table) -> dict[str, list[Point]]:
+def _series(
+    reader: StoreReader, window: Window, axis: Axis, links: pa.Table, errors: pa.Table
+) -> dict[str, list[Point]]:
     """Rack-wide values per time bucket: tokens/s, kW, NVLink TB/s and link errors per second.
 
-    links: the window's NVLink increases per step of axis.link_step_ms (report_nvlink.link_increases).
+    links, errors: the window's NVLink traffic and ERROR_COUNTERS increases per step of axis.link_step_ms
+    (report_nvlink.link_increases).
     """
+    tokens = reader.rates(
+        "serving", ("generation_tokens",), window.since_ms, window.until_ms, step_ms=axis.step_ms
+    )
     return {
-        "tokens": _stepped(reader, window, axis, "serving", ("generation_tokens",), 1.0, "endpoints"),
+        "tokens": _stepped(reader, window, axis, "serving", tokens, 1.0, "endpoints"),
         "power": _power(reader, window, axis),
         "nvlink": _nvlink(reader, window, axis, links),
-        "errors": _stepped(
-            reader,
-            window,
-            axis,
-            "nvlink",
-            ("symbol_errors", "rx_errors", "recovery_failed"),
-            1.0,
-            "links",
-            axis.link_step_ms,
-        ),
+        "errors": _stepped(reader, window, axis, "nvlink", errors, 1.0, "links", axis.link_step_ms),
     }
 
 
@@ -63,20 +70,18 @@ def _stepped(
     window: Window,
     axis: Axis,
     table: str,
-    columns: Sequence[str],
+    rated: pa.Table,
     scale: float,
     what: str,
     step_ms: int | None = None,
 ) -> list[Point]:
-    """Per step (of step_ms, default the axis step), the sum of every series' rate (storage.increase's
-    rule, per column), with coverage.
+    """Per step (of step_ms, default the axis step), the sum of every series' rate in `rated` (StoreReader.
+    rates of `table`'s counters per step: storage.increase's rule, per column), with coverage.
 
     A step where fewer series had a rate than the window holds is a partial point (marked, not a dip).
     """
     keys = SORT_KEYS[table]
     of = series_in(reader, table, window)
-    # Every column in one statement: the raw rows at the window's edges are decoded once, not per column.
-    rated = reader.rates(table, columns, window.since_ms, window.until_ms, step_ms=step_ms or axis.step_ms)
     rated = rated.select([*keys, "ts", "rate"])
     # Summed and counted in Arrow, not a Python loop: the NVLink errors are 3 counters x 1,296 links
     # per step. A series is covered at a step where any of the columns has a finite rate there.
@@ -99,13 +104,23 @@ def _stepped(
     return out
 
 
-def _link_steps(reader: StoreReader, window: Window, links: pa.Table, early: Axis, axis: Axis) -> pa.Table:
+def _link_steps(
+    reader: StoreReader,
+    window: Window,
+    links: pa.Table,
+    early: Axis,
+    axis: Axis,
+    counters: Sequence[str] = (),
+) -> pa.Table:
     """The NVLink increases per step of axis.link_step_ms, from `links` (per step of early's) where
-    its steps are unions of those (coarsened: exact), read again otherwise."""
+    its steps are unions of those (coarsened: exact), read again otherwise: of the traffic counters, or
+    of `counters` instead where given."""
     if axis.link_step_ms == early.link_step_ms:
         return links
     if axis.link_step_ms % early.link_step_ms == 0:
         return coarsened(links, axis.link_step_ms)
+    if counters:
+        return reader.rates("nvlink", counters, window.since_ms, window.until_ms, step_ms=axis.link_step_ms)
     return link_increases(reader, window.since_ms, window.until_ms, axis.link_step_ms)
 
 
@@ -207,14 +222,16 @@ def render_report(reader: StoreReader, window: Window, *, title: str = "rack") -
     # the axis of the events alone, which a suspect's onset rarely widens (see _link_steps).
     marked = [e["ms"] for e in events]
     early = Axis(min([first, *marked]), max([last, *marked]))
-    links = link_increases(reader, window.since_ms, window.until_ms, early.link_step_ms)
+    rated = link_increases(reader, window.since_ms, window.until_ms, early.link_step_ms, also=ERROR_COUNTERS)
+    links = of_counters(rated, DIRECTIONS)
     try:
         summary = summarize(reader, window, nvlink_steps=links)
     except EmptyReportError as err:
         return f"{head}<h1>rack-monitor report: {esc(title)}</h1><p>{esc(err)}</p></body></html>\n"
     marked += [s["onset_ms"] for s in summary["suspects"] if s["onset_ms"] is not None]
     axis = Axis(min([first, *marked]), max([last, *marked]))
-    series = _series(reader, window, axis, _link_steps(reader, window, links, early, axis))
+    errors = _link_steps(reader, window, of_counters(rated, ERROR_COUNTERS), early, axis, ERROR_COUNTERS)
+    series = _series(reader, window, axis, _link_steps(reader, window, links, early, axis), errors)
     body = [f"<h1>rack-monitor report: {esc(title)}</h1>"]
     body.append(_summary_html(summary))
     body.append("<h2>Rack timelines</h2>")

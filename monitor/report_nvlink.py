@@ -14,7 +14,7 @@ answer 0 or NOT_SUPPORTED while the links count, and a figure made from them is 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,13 +61,21 @@ def epoch_ms_list(ts: pa.ChunkedArray) -> list[int]:
     return pc.cast(pc.cast(ts, pa.timestamp("ms", tz="UTC")), pa.int64()).to_pylist()
 
 
-def link_increases(reader: StoreReader, since_ms: int, until_ms: int, step_ms: int | None = None) -> pa.Table:
+def link_increases(
+    reader: StoreReader, since_ms: int, until_ms: int, step_ms: int | None = None, also: Sequence[str] = ()
+) -> pa.Table:
     """Each link direction's increase and seconds over [since_ms, until_ms] (or per step): StoreReader.rates.
 
-    Columns: gpu, link, counter (a DIRECTIONS name), ts (the step's start, with step_ms), increase,
-    seconds, rate. Both directions in one statement: the raw rows at the window's edges are decoded once.
+    Columns: gpu, link, counter (a DIRECTIONS name, or one of `also`: more nvlink counters a caller wants
+    from the same read, report.html's error timeline), ts (the step's start, with step_ms), increase,
+    seconds, rate. Every counter in one statement: the raw rows at the window's edges are decoded once.
     """
-    return reader.rates("nvlink", DIRECTIONS, since_ms, until_ms, step_ms=step_ms)
+    return reader.rates("nvlink", (*DIRECTIONS, *also), since_ms, until_ms, step_ms=step_ms)
+
+
+def of_counters(rated: pa.Table, counters: Sequence[str]) -> pa.Table:
+    """The rows of a rates table (link_increases) whose counter is one of `counters`."""
+    return rated.filter(pc.is_in(rated.column("counter"), value_set=pa.array(counters, pa.string())))
 
 
 def coarsened(stepped: pa.Table, step_ms: int | None) -> pa.Table:
