@@ -21,6 +21,7 @@ from collectors.config import ServerTarget
 from collectors.scrape import ScrapeSource
 from monitor.report import summarize
 from monitor.timespec import Window
+from storage.quantile import bucket_quantile
 from storage.reader import StoreReader
 from storage.writer import StoreWriter
 from tests.net.test_series_counters import T0, SequenceServer
@@ -115,7 +116,11 @@ def test_one_engine_restart_counts_only_its_new_observations(tmp_path: Path) -> 
         # Over the window: 50 / 100 / 125 / 130 observations at le 0.1 / 0.5 / 1 / +Inf.
         # p50: rank 65 lies in (0.1, 0.5]: 0.1 + 0.4 * (65 - 50) / (100 - 50) = 0.22 s.
         # p90: rank 117 lies in (0.5, 1]: 0.5 + 0.5 * (117 - 100) / (125 - 100) = 0.84 s.
-        assert reader.histogram_quantile(0.5, "ttft", *window) == pytest.approx(0.22)
-        assert reader.histogram_quantile(0.9, "ttft", *window) == pytest.approx(0.84)
+        buckets: dict[float, float] = {}
+        for r in reader.rate("serving_hist", "count", *window).to_pylist():
+            if r["metric"] == "ttft":
+                buckets[r["le"]] = buckets.get(r["le"], 0.0) + r["increase"]
+        assert bucket_quantile(0.5, sorted(buckets.items())) == pytest.approx(0.22)
+        assert bucket_quantile(0.9, sorted(buckets.items())) == pytest.approx(0.84)
         latency = summarize(reader, Window(*window))["serving"]["latency"]["ttft"]
         assert (latency["p50"], latency["p90"]) == (pytest.approx(0.22), pytest.approx(0.84))
