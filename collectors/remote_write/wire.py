@@ -46,6 +46,14 @@ def _message(name: str, *fields: tuple[str, int, int, int, str | None]) -> descr
     return message
 
 
+def _sample_message() -> descriptor_pb2.DescriptorProto:
+    """prompb's Sample (value, timestamp), the same in both files."""
+    opt = _F.LABEL_OPTIONAL
+    return _message(
+        "Sample", ("value", 1, _F.TYPE_DOUBLE, opt, None), ("timestamp", 2, _F.TYPE_INT64, opt, None)
+    )
+
+
 def _file() -> descriptor_pb2.FileDescriptorProto:
     opt, rep = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
     proto = descriptor_pb2.FileDescriptorProto(
@@ -53,9 +61,7 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
     )
     proto.message_type.extend(
         [
-            _message(
-                "Sample", ("value", 1, _F.TYPE_DOUBLE, opt, None), ("timestamp", 2, _F.TYPE_INT64, opt, None)
-            ),
+            _sample_message(),
             _message(
                 "Label", ("name", 1, _F.TYPE_STRING, opt, None), ("value", 2, _F.TYPE_STRING, opt, None)
             ),
@@ -72,15 +78,13 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
 
 def _samples_file() -> descriptor_pb2.FileDescriptorProto:
     """WriteRequest whose TimeSeries declares only `samples`: its labels stay bytes (unknown field 1)."""
-    opt, rep = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
+    rep = _F.LABEL_REPEATED
     proto = descriptor_pb2.FileDescriptorProto(
         name="rackmon/prompb_samples_only.proto", package="rackmon_samples", syntax="proto3"
     )
     proto.message_type.extend(
         [
-            _message(
-                "Sample", ("value", 1, _F.TYPE_DOUBLE, opt, None), ("timestamp", 2, _F.TYPE_INT64, opt, None)
-            ),
+            _sample_message(),
             _message("TimeSeries", ("samples", 2, _F.TYPE_MESSAGE, rep, ".rackmon_samples.Sample")),
             _message("WriteRequest", ("timeseries", 1, _F.TYPE_MESSAGE, rep, ".rackmon_samples.TimeSeries")),
         ]

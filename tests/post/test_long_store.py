@@ -104,19 +104,8 @@ def test_a_window_that_cuts_the_day_file_holds_exactly_its_rows(
     # middle band is copied as bytes, the bands at both edges are cut row by row, each its own file
     # (monitor.export_cut.cut_jobs: the two run on both cores).
     _, long = stores
-    with StoreReader(long) as reader:
-        lo, hi = reader.time_range("gpu")
-    window = Window(lo + 10_000, hi - 10_000)
-    out = export(long, tmp_path / "bundle", window).out
-    files = {Path(f.path).name.split("-")[0] for f in read_manifest(out).files if f.table == "nvlink"}
-    assert files == {"cut", "edge", "edge1"}, files
-    within = f"ts >= {ts_literal(window.since_ms)} AND ts <= {ts_literal(window.until_ms)}"
-    with StoreReader(long) as source, StoreReader(out) as bundle:
-        for table in TABLES:
-            want = source.rows(f"SELECT count(*) FROM {table} WHERE {within}")[0][0]
-            assert bundle.rows(f"SELECT count(*) FROM {table}")[0][0] == want, table
-            outside = bundle.rows(f"SELECT count(*) FROM {table} WHERE NOT ({within})")[0][0]
-            assert outside == 0, table
+    window, out = _export_cutting_the_day_file(long, tmp_path / "bundle")
+    with StoreReader(out) as bundle:
         # report.html was made from the store's day file and rollups while the files were cut: it must
         # be the page the bundle's own rows (cut rollups, edge files) give.
         assert_same_page((out / "report.html").read_text(), render_report(bundle, window, title=long.name))
@@ -136,14 +125,23 @@ def test_a_file_that_cannot_be_spliced_is_re_encoded_with_exactly_its_rows(
 
     monkeypatch.setattr(export_cut, "copy_whole", refuse)
     _, long = stores
+    _export_cutting_the_day_file(long, tmp_path / "bundle")  # `cut` re-encoded here, not spliced
+
+
+def _export_cutting_the_day_file(long: Path, target: Path) -> tuple[Window, Path]:
+    """Export ten seconds into the long store's first hour to ten seconds before its end: the day file's
+    middle as one `cut` file, each edge band its own; the bundle holds exactly the window's rows."""
     with StoreReader(long) as reader:
         lo, hi = reader.time_range("gpu")
     window = Window(lo + 10_000, hi - 10_000)
-    out = export(long, tmp_path / "bundle", window).out
+    out = export(long, target, window).out
     files = {Path(f.path).name.split("-")[0] for f in read_manifest(out).files if f.table == "nvlink"}
-    assert files == {"cut", "edge", "edge1"}, files  # `cut` re-encoded here, not spliced
+    assert files == {"cut", "edge", "edge1"}, files
     within = f"ts >= {ts_literal(window.since_ms)} AND ts <= {ts_literal(window.until_ms)}"
     with StoreReader(long) as source, StoreReader(out) as bundle:
         for table in TABLES:
             want = source.rows(f"SELECT count(*) FROM {table} WHERE {within}")[0][0]
             assert bundle.rows(f"SELECT count(*) FROM {table}")[0][0] == want, table
+            outside = bundle.rows(f"SELECT count(*) FROM {table} WHERE NOT ({within})")[0][0]
+            assert outside == 0, table
+    return window, out
