@@ -90,6 +90,7 @@ class ChildCompaction:
         grace_s: seconds a superseded file stays on disk for readers.
         retention_ms: per-table retention overrides.
         merge_segments: segments of the open hour merged into one part once this many exist.
+        roll_lag_ms: the open hour's sealed minutes are rolled once this far behind.
     """
 
     def __init__(
@@ -99,14 +100,17 @@ class ChildCompaction:
         grace_s: float,
         retention_ms: Mapping[str, int] | None,
         merge_segments: int,
+        roll_lag_ms: int | None = None,
     ) -> None:
         """Compact the store behind `live`."""
-        from storage.compactor import Compactor
+        from storage.compactor import ROLL_LAG_MS, Compactor
 
         self.live = live
         self.grace_s = grace_s
-        self.settings = {"retention_ms": dict(retention_ms or {}), "merge_segments": merge_segments}
-        self.planner = Compactor(live, retention_ms=retention_ms, merge_segments=merge_segments)
+        lag = ROLL_LAG_MS if roll_lag_ms is None else roll_lag_ms
+        merging = {"merge_segments": merge_segments, "roll_lag_ms": lag}
+        self.settings = {"retention_ms": dict(retention_ms or {}), **merging}
+        self.planner = Compactor(live, retention_ms=retention_ms, **merging)
         self._child: subprocess.Popen[str] | None = None
         self._stopped = False
         self._guard = threading.Lock()
@@ -180,7 +184,8 @@ def main(argv: list[str]) -> int:
     )
     journal = JournalManifest(root, read_manifest(root))
     retention = {str(k): int(v) for k, v in settings["retention_ms"].items()}
-    Compactor(journal, retention_ms=retention, merge_segments=int(settings["merge_segments"])).run_once()
+    merging = {k: int(settings[k]) for k in ("merge_segments", "roll_lag_ms") if k in settings}
+    Compactor(journal, retention_ms=retention, **merging).run_once()
     sys.stdout.write(steps_to_json(journal.steps))
     return 0
 

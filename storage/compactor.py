@@ -67,6 +67,10 @@ serving_hist 4.7 M). The head edge of a 1 h report reads 2.7 times less CPU of t
 0.07 s, nvlink 0.05 -> 0.02 s); serving_hist's hour file is 5 % smaller (its buckets' deltas are
 smaller within 2 minutes), nvlink's 0.7 % larger (docs/benchmarks.md, sixth pass)."""
 BAND_SAMPLES = 600
+ROLL_LAG_MS = 120_000
+"""The open hour's sealed minutes are rolled once they are this far behind, merge or not: a recorder seals
+every 10 s and merges every 30 seals, so without it "the last hour" read up to 5 minutes of raw rows at
+its end (about 3 ms of CPU a second of the full rack), for one compaction child a minute or two more."""
 """Rollup bands hold this many buckets per series (10 h of 1-minute buckets), like raw bands at 1 Hz."""
 
 
@@ -93,6 +97,13 @@ def table_band_ms(table: str) -> int:
     return BAND_SAMPLES * step
 
 
+def sealed_minutes_end(sealed: int, hour: int) -> int:
+    """The end (epoch ms) of the open hour's last minute wholly at or before sealed_through_ms: no row can
+    arrive later for a minute before it, the same rule that makes an hour complete."""
+    step_ms = ROLLUP_STEPS[OPEN_STEP]
+    return min(sealed + 1, hour + HOUR_MS) // step_ms * step_ms
+
+
 class Compactor:
     """Merges, rolls up and expires the files of one store; run by its one writer.
 
@@ -101,6 +112,7 @@ class Compactor:
         grace_s: seconds a superseded file stays on disk for readers that still use it.
         retention_ms: per-table retention overrides (data time), on top of DEFAULT_RETENTION_MS.
         merge_segments: segments of the open hour merged into one part once this many exist.
+        roll_lag_ms: the open hour's sealed minutes are rolled once this far behind (ROLL_LAG_MS).
     """
 
     def __init__(
@@ -110,6 +122,7 @@ class Compactor:
         grace_s: float = 60.0,
         retention_ms: Mapping[str, int] | None = None,
         merge_segments: int = 30,
+        roll_lag_ms: int = ROLL_LAG_MS,
     ) -> None:
         """Compact the store behind `live`."""
         self.live = live
@@ -117,6 +130,7 @@ class Compactor:
         self.grace_s = grace_s
         self.retention_ms = {**DEFAULT_RETENTION_MS, **(retention_ms or {})}
         self.merge_segments = merge_segments
+        self.roll_lag_ms = roll_lag_ms
         self._seq = 0
         self._failing = False
 
@@ -152,7 +166,7 @@ class Compactor:
         sealed = manifest.sealed_through_ms
         if sealed is None:
             return False
-        open_segs: dict[tuple[str, int], int] = defaultdict(int)
+        open_segs: dict[tuple[str, int], list[FileEntry]] = defaultdict(list)
         days: dict[tuple[str, int], list[FileEntry]] = defaultdict(list)
         for f in manifest.files:
             if f.table in self.retention_ms and f.max_ts < sealed - self.retention_ms[f.table]:
@@ -160,10 +174,13 @@ class Compactor:
             hour = f.min_ts // HOUR_MS * HOUR_MS
             if f.level in ("seg", "part") and sealed >= hour + HOUR_MS - 1:
                 return True
-            open_segs[(f.table, hour)] += f.level == "seg"
+            if f.level == "seg":
+                open_segs[(f.table, hour)].append(f)
             if f.level in ("hour", "day"):
                 days[(f.table, f.min_ts // DAY_MS * DAY_MS)].append(f)
-        if any(n >= self.merge_segments for n in open_segs.values()):
+        if any(len(segs) >= self.merge_segments for segs in open_segs.values()):
+            return True
+        if any(self._roll_lags(table, hour, segs, sealed) for (table, hour), segs in open_segs.items()):
             return True
         return any(
             sealed >= day + DAY_MS - 1 and not (len(files) == 1 and files[0].level == "day")
@@ -237,7 +254,7 @@ class Compactor:
         the minutes sealed since the last merge, in one publication."""
         segs = [f for f in files if f.level == "seg"]
         if len(segs) < self.merge_segments:
-            return 0
+            return self._roll_lagging_minutes(table, hour, files, sealed)
         part = self._merge(table, segs, "part", hour)
         added = [part]
         try:
@@ -250,6 +267,34 @@ class Compactor:
             raise
         return len(added)
 
+    def _roll_lags(self, table: str, hour: int, segs: Sequence[FileEntry], sealed: int | None) -> bool:
+        """Whether the open hour's segments hold sealed minutes that are not rolled and lag roll_lag_ms.
+
+        Only segments count (a part's minutes were rolled as it merged): a segment whose rows skip the
+        unrolled minutes (a gap) may ask for a roll that finds nothing, until it merges into a part.
+        """
+        if table not in ROLLED_UP or sealed is None or not segs:
+            return False
+        lo = open_rolled_until(self.live.current.of(rollup_name(table, OPEN_STEP)), hour)
+        hi = sealed_minutes_end(sealed, hour)
+        return hi - lo >= self.roll_lag_ms and any(f.max_ts >= lo and f.min_ts < hi for f in segs)
+
+    def _roll_lagging_minutes(self, table: str, hour: int, files: list[FileEntry], sealed: int | None) -> int:
+        """Between merges: the open hour's sealed minutes rolled from its parts and segments once they lag
+        (_roll_lags), published alone; the segments stay for the next merge."""
+        if not self._roll_lags(table, hour, [f for f in files if f.level == "seg"], sealed):
+            return 0
+        rolled = self._roll_open_minutes(table, hour, [self.root / f.path for f in files], sealed)
+        if not rolled:
+            return 0
+        try:
+            self.live.commit(rolled, [], grace_s=self.grace_s)
+        except OSError:
+            for f in rolled:
+                (self.root / f.path).unlink(missing_ok=True)
+            raise
+        return len(rolled)
+
     def _roll_open_minutes(
         self, table: str, hour: int, sources: list[Path], sealed: int | None
     ) -> list[FileEntry]:
@@ -261,7 +306,7 @@ class Compactor:
             return []
         name, step_ms = rollup_name(table, OPEN_STEP), ROLLUP_STEPS[OPEN_STEP]
         lo = open_rolled_until(self.live.current.of(name), hour)
-        hi = min(sealed + 1, hour + HOUR_MS) // step_ms * step_ms
+        hi = sealed_minutes_end(sealed, hour)
         if hi <= lo:
             return []
         rolled = compute_rollup(table, step_ms, sources, between=(lo, hi))

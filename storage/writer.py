@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from storage.compaction_process import ChildCompaction
-from storage.compactor import Compactor
+from storage.compactor import ROLL_LAG_MS, Compactor
 from storage.frame import Frame
 from storage.head import Head
 from storage.layout import (
@@ -98,6 +98,7 @@ class StoreWriter:
         retention_ms: per-table retention overrides (see compactor.DEFAULT_RETENTION_MS).
         max_pending_s: while seals fail, keep at most this much buffered data time (oldest dropped).
         merge_segments: segments of the open hour that trigger a merge into one part.
+        roll_lag_ms: the open hour's sealed minutes are rolled once this far behind (compactor.ROLL_LAG_MS).
 
     Raises:
         NotAStoreError, StoreVersionError: `root` holds something else or a newer store.
@@ -115,6 +116,7 @@ class StoreWriter:
         retention_ms: Mapping[str, int] | None = None,
         max_pending_s: float = 3600.0,
         merge_segments: int = 30,
+        roll_lag_ms: int = ROLL_LAG_MS,
     ) -> None:
         """Open (or create) the store at `root` for writing."""
         if compaction not in ("background", "child", "inline", "off"):
@@ -138,15 +140,12 @@ class StoreWriter:
             self._lock.release()
             raise
         self.live = LiveManifest(self.root, manifest)
-        self.compactor = Compactor(
-            self.live, grace_s=grace_s, retention_ms=retention_ms, merge_segments=merge_segments
-        )
+        merging = {"retention_ms": retention_ms, "merge_segments": merge_segments, "roll_lag_ms": roll_lag_ms}
+        self.compactor = Compactor(self.live, grace_s=grace_s, **merging)
         self._compaction = compaction
         self._child: ChildCompaction | None = None
         if compaction == "child":
-            self._child = ChildCompaction(
-                self.live, grace_s=grace_s, retention_ms=retention_ms, merge_segments=merge_segments
-            )
+            self._child = ChildCompaction(self.live, grace_s=grace_s, **merging)
         self._pending: dict[str, list[pa.RecordBatch]] = {}
         self._pending_ts: list[int] = []
         self._held_ts: set[int] = set()

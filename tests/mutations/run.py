@@ -262,10 +262,18 @@ MUTATIONS = (
     Mutation(
         "open-rollup-unsealed-minute",
         "storage/compactor.py",
-        "        hi = min(sealed + 1, hour + HOUR_MS) // step_ms * step_ms\n",
-        "        hi = -(-min(sealed + 1, hour + HOUR_MS) // step_ms) * step_ms\n",
+        "    return min(sealed + 1, hour + HOUR_MS) // step_ms * step_ms\n",
+        "    return -(-min(sealed + 1, hour + HOUR_MS) // step_ms) * step_ms\n",
         "tests/storage/test_open_hour_rollups.py",
         "the open hour's rollup takes the minute that is still being sealed, with only part of its rows",
+    ),
+    Mutation(
+        "open-rollup-no-lag-roll",
+        "storage/compactor.py",
+        "        return hi - lo >= self.roll_lag_ms and any(",
+        "        return False and any(",
+        "tests/storage/test_open_hour_rollups.py::test_sealed_minutes_roll_between_merges_once_they_lag",
+        "the open hour's sealed minutes wait for the next merge of segments (up to 5 minutes raw at the end)",
     ),
     Mutation(
         "open-rollup-parts-kept",

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from storage import counter_rates
+from storage.compactor import ROLL_LAG_MS
 from storage.frame import Frame, batch_from_columns
 from storage.layout import HOUR_MS, read_manifest
 from storage.reader import StoreReader
@@ -28,11 +29,12 @@ GPUS = 3
 MINUTE_MS = 60_000
 
 
-def write_store(root: Path, ticks: int) -> None:
+def write_store(root: Path, ticks: int, merge_segments: int = 3) -> None:
     """`ticks` of GPU rows from T0: energy rising with resets, GPU 2 missing some readings, a gauge."""
     rng = random.Random(5)
     energy = [rng.randint(0, 10_000) for _ in range(GPUS)]
-    with StoreWriter(root, flush_interval_s=FLUSH_S, compaction="inline", grace_s=0, merge_segments=3) as w:
+    options = {"compaction": "inline", "grace_s": 0, "merge_segments": merge_segments}
+    with StoreWriter(root, flush_interval_s=FLUSH_S, **options) as w:
         for tick in range(ticks):
             values: list[int | None] = []
             for g in range(GPUS):
@@ -78,11 +80,42 @@ def part_rollups(store: Path) -> list[tuple[int, int, int]]:
     return sorted((f.min_ts, f.max_ts, f.rows) for f in files)
 
 
+@pytest.fixture(scope="module")
+def unmerged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same store written with merges too rare to happen in the open hour: only lagging minutes roll."""
+    root = tmp_path_factory.mktemp("unmerged") / "store"
+    write_store(root, ticks=(HOUR_MS + 37 * MINUTE_MS + 20_000) // TICK_MS, merge_segments=10_000)
+    return root
+
+
 def test_the_open_hour_has_1m_rollups_of_its_sealed_minutes_each_once(store: Path) -> None:
+    parts = part_rollups(store)
+    assert len(parts) >= 3, parts  # one per merge of the open hour's segments
+    assert_open_minutes_rolled_once(store)
+
+
+def test_sealed_minutes_roll_between_merges_once_they_lag(unmerged: Path) -> None:
+    """A writer that seals often and merges rarely still rolls each sealed minute within ROLL_LAG_MS
+    (plus a minute and a seal) of the seal, each once, and leaves nothing due (no child every seal)."""
+    manifest = read_manifest(unmerged)
+    assert not [f for f in manifest.of("gpu") if f.level == "part"]  # no merge happened
+    assert len(part_rollups(unmerged)) >= 10  # a roll every couple of minutes
+    bound = counter_rates.rolled_bounds(manifest, "gpu")["1m"]
+    behind = (manifest.sealed_through_ms + 1) // MINUTE_MS * MINUTE_MS - bound
+    assert behind < ROLL_LAG_MS + MINUTE_MS + FLUSH_S * 1000
+    assert_open_minutes_rolled_once(unmerged)
+    writer = StoreWriter(unmerged, compaction="off", merge_segments=10_000)
+    with writer:
+        assert not writer.compactor.due()
+    since = T0 + HOUR_MS + 61_500  # mid-minute, in the open hour
+    assert_rate_is_raw_sum(unmerged, since, manifest.sealed_through_ms)
+
+
+def assert_open_minutes_rolled_once(store: Path) -> None:
+    """The open hour's 1m buckets: only wholly sealed minutes, none twice, each equal to its raw rows."""
     manifest = read_manifest(store)
     open_hour = T0 + HOUR_MS
     parts = part_rollups(store)
-    assert len(parts) >= 3, parts  # one per merge of the open hour's segments
     assert all(open_hour <= lo <= hi < open_hour + HOUR_MS for lo, hi, _ in parts)
     bound = counter_rates.rolled_bounds(manifest, "gpu")
     assert bound["1h"] == open_hour
