@@ -13,7 +13,6 @@ answer 0 or NOT_SUPPORTED while the links count, and a figure made from them is 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from monitor.view.nvlink import KIB, NvlinkRates, link_key, link_sums
+from collectors.rack import GPUS, LINKS_PER_GPU
+from monitor.view.nvlink import KIB, NvlinkRates, link_sums
 from storage.rack_total import RackTotal
 from storage.reader import StoreReader
 
@@ -111,25 +111,48 @@ def rates_by_step(
     per step.
 
     Returns:
-        Keyed by the step's start (epoch ms) with step_ms, else by since_ms; a span or step in which
-        no link has a rate in both directions has no entry.
+        Keyed by the step's start (epoch ms) with step_ms, else by since_ms. A step has an entry when
+        some link of the rack has a finite rate in it; its sums take the links with both directions.
     """
-    per_step: dict[int, dict[int, list[float | None]]] = {}
-    starts = epoch_ms_list(rated.column("ts")) if step_ms else [since_ms] * rated.num_rows
-    gpus, links = rated.column("gpu").to_pylist(), rated.column("link").to_pylist()
-    directions = [DIRECTIONS.index(c) for c in rated.column("counter").to_pylist()]
-    rates = rated.column("rate").to_pylist()
-    for start, g, link, direction, rate in zip(starts, gpus, links, directions, rates, strict=True):
-        i = link_key(g, link)
-        if i is None or rate is None or not math.isfinite(rate):
-            continue
-        per_step.setdefault(start, {}).setdefault(i, [None, None])[direction] = rate * KIB / 1e9
+    usable = _usable_rates(rated, since_ms, step_ms)
+    per_step: dict[int, dict[int, tuple[float, float]]] = {
+        start: {} for start in pc.unique(usable.column("start")).to_pylist()
+    }
+    tx = usable.filter(pc.equal(usable.column("direction"), 0))
+    rx = usable.filter(pc.equal(usable.column("direction"), 1))
+    # Links in ascending key order within each step, as the rows came: link_sums adds them in this order.
+    both = tx.join(rx, ["start", "key"], join_type="inner", left_suffix="_tx", right_suffix="_rx")
+    both = both.sort_by([("start", "ascending"), ("key", "ascending")])
+    columns = (both.column(c).to_pylist() for c in ("start", "key", "gbps_tx", "gbps_rx"))
+    for start, key, up, down in zip(*columns, strict=True):
+        per_step[start][key] = (up, down)
     span = step_ms or max(1, until_ms - since_ms)
-    out: dict[int, NvlinkRates] = {}
-    for start, links in sorted(per_step.items()):
-        both = {i: (tx, rx) for i, (tx, rx) in links.items() if tx is not None and rx is not None}
-        out[start] = link_sums(both, span)
-    return out
+    return {start: link_sums(links, span) for start, links in sorted(per_step.items())}
+
+
+def _usable_rates(rated: pa.Table, since_ms: int, step_ms: int | None) -> pa.Table:
+    """The rows of link_increases with a finite rate on a link of the rack: start (epoch ms), key
+    (monitor.view.nvlink.link_key's), direction (index in DIRECTIONS) and the rate in GB/s."""
+    gpu, link, rate = (rated.column(c) for c in ("gpu", "link", "rate"))
+    on_rack = pc.and_(
+        pc.and_(pc.greater_equal(gpu, 0), pc.less(gpu, GPUS)),
+        pc.and_(pc.greater_equal(link, 0), pc.less(link, LINKS_PER_GPU)),
+    )
+    if step_ms:
+        start = pc.cast(pc.cast(rated.column("ts"), pa.timestamp("ms", tz="UTC")), pa.int64())
+    else:
+        start = pa.repeat(pa.scalar(since_ms, pa.int64()), rated.num_rows)
+    direction = pc.index_in(rated.column("counter"), value_set=pa.array(DIRECTIONS, pa.string()))
+    table = pa.table(
+        {
+            "start": start,
+            "key": pc.add(pc.multiply(gpu.cast(pa.int64()), LINKS_PER_GPU), link.cast(pa.int64())),
+            "direction": direction,
+            "gbps": pc.divide(pc.multiply(rate, float(KIB)), 1e9),
+        }
+    )
+    finite = pc.fill_null(pc.is_finite(rate), False)
+    return table.filter(pc.and_(pc.and_(pc.fill_null(on_rack, False), finite), pc.is_valid(direction)))
 
 
 def nvlink_rates_over(
