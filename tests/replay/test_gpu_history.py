@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import defaultdict
 from itertools import pairwise
 from pathlib import Path
@@ -18,8 +19,9 @@ import pytest
 from monitor.tui.screens.gpu_detail import GpuDetailScreen
 from monitor.tui.widgets.history_chart import HistoryChart
 from monitor.view.gpu_history import history_from_store
+from storage import counter_rates
 from storage.frame import Frame, batch_from_columns
-from storage.layout import HOUR_MS
+from storage.layout import HOUR_MS, read_manifest
 from storage.reader import StoreReader
 from storage.writer import StoreWriter
 from tests.replay.observed import replay_app
@@ -104,6 +106,13 @@ def write(store: Path, data: list[tuple[int, list[Sample]]]) -> StoreWriter:
     return writer
 
 
+def raw_from(store: Path) -> str:
+    """HH:MM:SSZ where the store's gpu 1 min rollups end, from its manifest: the open hour's sealed minutes
+    are rolled once they lag (storage.compactor.ROLL_LAG_MS), so a chart reads raw rows only past them."""
+    bound = counter_rates.rolled_bounds(read_manifest(store), "gpu")["1m"]
+    return time.strftime("%H:%M:%SZ", time.gmtime(bound / 1000))
+
+
 def check(reader: StoreReader, data: list[tuple[int, list[Sample]]], window: str, until: int) -> str:
     """Assert every GPU's power and NVLink series equal the hand computation; return the source."""
     source = ""
@@ -126,8 +135,9 @@ def test_three_minutes_of_an_open_hour_show_live_and_after_the_writer_closed(tmp
     writer = write(tmp_path / "s", data)
     try:
         assert writer.status.pending_rows > 0  # the newest rows are in the head only
+        assert raw_from(tmp_path / "s") == "05:02:00Z"  # 05:00 and 05:01 are sealed and lag 2 min
         with StoreReader(tmp_path / "s", head=writer.head) as live:
-            assert "raw rows from 05:00:00Z" in check(live, data, window, until)
+            assert "1m rollup + raw rows from 05:02:00Z" in check(live, data, window, until)
     finally:
         writer.close()
     with StoreReader(tmp_path / "s") as replayed:
@@ -140,10 +150,11 @@ def test_a_window_across_a_closed_and_an_open_hour_has_no_gap_and_no_double_coun
     until = data[-1][0]
     writer = write(tmp_path / "s", data)
     try:
-        rollups = [f for f in writer.live.current.files if f.table == "gpu_1m"]
+        rollups = [f for f in writer.live.current.files if f.table == "gpu_1m" and f.level == "hour"]
         assert rollups and max(f.max_ts for f in rollups) < HOUR  # the closed hour is rolled up on disk
+        assert raw_from(tmp_path / "s") == "05:02:00Z"  # the open hour's sealed minutes, rolled as they lag
         with StoreReader(tmp_path / "s", head=writer.head) as live:
-            assert check(live, data, window, until) == "store 1m rollup + raw rows from 05:00:00Z"
+            assert check(live, data, window, until) == "store 1m rollup + raw rows from 05:02:00Z"
     finally:
         writer.close()
     with StoreReader(tmp_path / "s") as replayed:
@@ -151,7 +162,7 @@ def test_a_window_across_a_closed_and_an_open_hour_has_no_gap_and_no_double_coun
 
 
 async def test_replay_detail_1h_window_charts_the_open_hour(store):
-    # The replay store holds 200 s of one hour that never closed: no rollup file at all.
+    # The replay store holds 200 s of one hour that never closed: its sealed minutes' rollups only.
     app = replay_app(store, at="end")
     async with app.run_test(size=(200, 50)) as pilot:
         await app.settle(pilot)
@@ -167,7 +178,8 @@ async def test_replay_detail_1h_window_charts_the_open_hour(store):
                 if "window 1h" in title:
                     break
             await asyncio.sleep(0.01)  # the model is built in a thread worker
-        assert "window 1h from store 1m rollup + raw rows from 15:00:00Z" in title
+        assert raw_from(store) == "15:06:00Z"  # 15:03 to 15:05 rolled (15:03:21 to 15:06:40 sealed)
+        assert "window 1h from store 1m rollup + raw rows from 15:06:00Z" in title
         assert header.startswith("Power (W)  now ") and "min --" not in header and "max --" not in header, (
             header
         )
