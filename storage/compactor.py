@@ -259,8 +259,9 @@ class Compactor:
         added = [part]
         try:
             sources = [self.root / f.path for f in files if f.level == "part"] + [self.root / part.path]
-            added += self._roll_open_minutes(table, hour, sources, sealed)
-            self.live.commit(added, [f.path for f in segs], grace_s=self.grace_s)
+            rolled, folded = self._roll_open_minutes(table, hour, sources, sealed)
+            added += rolled
+            self.live.commit(added, [f.path for f in segs] + folded, grace_s=self.grace_s)
         except OSError:
             for f in added:
                 (self.root / f.path).unlink(missing_ok=True)
@@ -284,33 +285,50 @@ class Compactor:
         (_roll_lags), published alone; the segments stay for the next merge."""
         if not self._roll_lags(table, hour, [f for f in files if f.level == "seg"], sealed):
             return 0
-        rolled = self._roll_open_minutes(table, hour, [self.root / f.path for f in files], sealed)
+        rolled, folded = self._roll_open_minutes(table, hour, [self.root / f.path for f in files], sealed)
         if not rolled:
             return 0
         try:
-            self.live.commit(rolled, [], grace_s=self.grace_s)
+            self.live.commit(rolled, folded, grace_s=self.grace_s)
         except OSError:
             for f in rolled:
                 (self.root / f.path).unlink(missing_ok=True)
             raise
         return len(rolled)
 
+    def _open_parts(self, name: str, hour: int) -> list[FileEntry]:
+        """A rollup table's 'part' files of the open hour starting at `hour` (its rolled minutes)."""
+        return [
+            f for f in self.live.current.of(name) if f.level == "part" and hour <= f.min_ts < hour + HOUR_MS
+        ]
+
     def _roll_open_minutes(
         self, table: str, hour: int, sources: list[Path], sealed: int | None
-    ) -> list[FileEntry]:
-        """The open hour's OPEN_STEP buckets from where its rollup parts end to the last sealed minute.
+    ) -> tuple[list[FileEntry], list[str]]:
+        """The open hour's OPEN_STEP buckets from where its rollup parts end to the last sealed minute,
+        written with the buckets of the hour's rollup parts so far as one part: (added, parts it replaces).
 
         Only minutes wholly at or before sealed_through_ms: no row can arrive later for them, the same
-        rule that makes an hour complete."""
+        rule that makes an hour complete. One part an hour, not one a roll: a reader of "the last hour"
+        opens each rollup file (2 to 3 ms a file and table), and a roll comes every couple of minutes."""
         if table not in ROLLED_UP or sealed is None:
-            return []
+            return [], []
         name, step_ms = rollup_name(table, OPEN_STEP), ROLLUP_STEPS[OPEN_STEP]
         lo = open_rolled_until(self.live.current.of(name), hour)
         hi = sealed_minutes_end(sealed, hour)
         if hi <= lo:
-            return []
+            return [], []
         rolled = compute_rollup(table, step_ms, sources, between=(lo, hi))
-        return [self._write(name, rolled, "part", hour)] if rolled.num_rows else []
+        if not rolled.num_rows:
+            return [], []
+        parts = self._open_parts(name, hour)
+        if parts:
+            import pyarrow.parquet as pq  # the child compactor's: a writer that only seals never folds
+
+            schema = table_schema(name)
+            kept = [conform(pq.read_table(self.root / f.path), schema) for f in parts]
+            rolled = pa.concat_tables([*kept, conform(rolled, schema)])
+        return [self._write(name, rolled, "part", hour)], [f.path for f in parts]
 
     def _seal_hour(self, table: str, hour: int, files: list[FileEntry]) -> int:
         """Merge an hour's segments and parts into one hour file and write its rollups."""
@@ -323,10 +341,7 @@ class Compactor:
                 added.append(self._write(rollup_name(table, step), rolled, "hour", hour))
         # The open hour's rollup parts go in the same publication as the hour's rollups that replace them.
         replaced = [f.path for f in files] + [
-            f.path
-            for step in ROLLUP_STEPS
-            for f in self.live.current.of(rollup_name(table, step))
-            if f.level == "part" and hour <= f.min_ts < hour + HOUR_MS
+            f.path for step in ROLLUP_STEPS for f in self._open_parts(rollup_name(table, step), hour)
         ]
         try:
             self.live.commit(added, replaced, grace_s=self.grace_s)
@@ -343,9 +358,7 @@ class Compactor:
         if step != OPEN_STEP:
             return compute_rollup(table, step_ms, hour_file)
         name = rollup_name(table, step)
-        parts = [
-            f for f in self.live.current.of(name) if f.level == "part" and hour <= f.min_ts < hour + HOUR_MS
-        ]
+        parts = self._open_parts(name, hour)
         rest = compute_rollup(
             table, step_ms, hour_file, between=(open_rolled_until(parts, hour), hour + HOUR_MS)
         )
