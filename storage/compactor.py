@@ -6,8 +6,10 @@ complete hour into one hour file (plus its 1-minute and 1-hour rollups, which re
 a complete day's hour files into one day file. "Complete" is judged against the
 manifest's sealed_through_ms, so no row can arrive later for a compacted hour.
 
-Merged files are sorted by (10-minute band, entity keys, ts) with row groups inside one band (see
-segments.py), so a short window reads a band's row groups, not the whole hour or day.
+Merged files are sorted by (time band, entity keys, ts) with row groups inside one band (see
+segments.py), so a short window reads a band's row groups, not the whole hour or day: 10 minutes, 2 for
+the big tables (SHORT_BANDED), an hour for the small ones (HOUR_BANDED). The open hour's sealed minutes
+are rolled as its segments merge, or once they lag ROLL_LAG_MS, into one rollup part per hour.
 
 Every swap is one manifest publication (outputs in, inputs out); inputs are deleted only after a
 grace period, because a reader that loaded the previous manifest may still be scanning them.
