@@ -36,7 +36,7 @@ from monitor.export_cut import CutPool, cut_jobs, plan_file
 from monitor.progress import Progress
 from monitor.timespec import Window, iso
 from storage.atomic import build_dir, write_bytes
-from storage.compactor import table_band_ms, table_layout, table_schema
+from storage.bands import table_band_ms, table_layout, table_schema
 from storage.layout import FileEntry, Manifest, write_manifest
 from storage.reader import StoreReader, ts_literal
 from storage.rollups import ROLLED_UP, ROLLUP_STEPS, rollup_name

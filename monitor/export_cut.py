@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from monitor.parquet_splice import SpliceRefused, copy_row_groups, read_footer
 from storage.atomic import atomic_file
-from storage.compactor import table_band_ms, table_layout, table_schema
+from storage.bands import table_band_ms, table_layout, table_schema
 from storage.layout import FileEntry
 from storage.reader import ts_literal
 from storage.schemas import TS, conform

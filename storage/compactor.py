@@ -24,18 +24,18 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from storage.bands import table_band_ms, table_layout, table_schema
 from storage.layout import DAY_MS, HOUR_MS, FileEntry, LiveManifest, file_relpath, unique_name
 from storage.rollups import (
     OPEN_STEP,
     ROLLED_UP,
-    ROLLUP_SOURCES,
     ROLLUP_STEPS,
     ROLLUP_TABLES,
     compute_rollup,
     open_rolled_until,
     rollup_name,
 )
-from storage.schemas import COUNTERS, SORT_KEYS, TABLES, conform
+from storage.schemas import TABLES, conform
 from storage.segments import banded_chunks, merged_chunks, write_atomic
 
 log = logging.getLogger("storage.compactor")
@@ -54,49 +54,10 @@ DEFAULT_RETENTION_MS: dict[str, int] = {
 }
 """How long each table's rows are kept, in ms of data time; raw NVLink is the bulk, so it goes first."""
 
-RAW_BAND_MS = 600_000
-"""Time band of raw tables' compacted files: 600 samples per series at 1 Hz, a few per short window."""
-HOUR_BANDED = frozenset({"serving", "events", "processes", "host"})
-"""Raw tables with a few rows a tick, banded by the hour instead: a 10-minute band of them is far below a
-row group (serving: 72 endpoints x 600 = 43 k rows), so it skips little, while every band boundary
-restarts each series' delta run (one wide miniblock per series and band). Serving's hour file is 9 %
-smaller banded by the hour (docs/benchmarks.md, store size)."""
-SHORT_BAND_MS = 120_000
-SHORT_BANDED = frozenset({"nvlink", "serving_hist"})
-"""The big raw tables, banded by 2 minutes: a window's edges (a report's, an export's cut) read only the
-row groups whose band they touch, and a 10-minute band of them is many row groups (nvlink 778 k rows,
-serving_hist 4.7 M). The head edge of a 1 h report reads 2.7 times less CPU of them (serving_hist 0.18 ->
-0.07 s, nvlink 0.05 -> 0.02 s); serving_hist's hour file is 5 % smaller (its buckets' deltas are
-smaller within 2 minutes), nvlink's 0.7 % larger (docs/benchmarks.md, sixth pass)."""
-BAND_SAMPLES = 600
 ROLL_LAG_MS = 120_000
 """The open hour's sealed minutes are rolled once they are this far behind, merge or not: a recorder seals
 every 10 s and merges every 30 seals, so without it "the last hour" read up to 5 minutes of raw rows at
 its end (about 3 ms of CPU a second of the full rack), for one compaction child a minute or two more."""
-"""Rollup bands hold this many buckets per series (10 h of 1-minute buckets), like raw bands at 1 Hz."""
-
-
-def table_schema(table: str) -> pa.Schema:
-    """The schema of a raw or rollup table."""
-    return TABLES[table] if table in TABLES else ROLLUP_TABLES[table]
-
-
-def table_layout(table: str) -> tuple[tuple[str, ...], frozenset[str]]:
-    """(sort keys, delta-encoded counter columns) of a raw or rollup table."""
-    if table in TABLES:
-        return SORT_KEYS[table], COUNTERS[table]
-    raw = ROLLUP_SOURCES[table]
-    counters = frozenset(f"{c}_{end}" for c in COUNTERS[raw] for end in ("first", "last"))
-    return SORT_KEYS[raw], counters
-
-
-def table_band_ms(table: str) -> int:
-    """The time band (ms) that a raw or rollup table's compacted files are sorted by first."""
-    if table in TABLES:
-        return HOUR_MS if table in HOUR_BANDED else SHORT_BAND_MS if table in SHORT_BANDED else RAW_BAND_MS
-    raw = ROLLUP_SOURCES[table]
-    step = next(ms for step, ms in ROLLUP_STEPS.items() if rollup_name(raw, step) == table)
-    return BAND_SAMPLES * step
 
 
 def sealed_minutes_end(sealed: int, hour: int) -> int:
@@ -226,12 +187,7 @@ class Compactor:
             if f.level not in ("hour", "day") or (tables is not None and f.table not in tables):
                 continue
             unit = HOUR_MS if f.level == "hour" else DAY_MS
-            new = self._merge(f.table, [f], f.level, f.min_ts // unit * unit)
-            try:
-                self.live.commit([new], [f.path], grace_s=self.grace_s)
-            except OSError:
-                (self.root / new.path).unlink(missing_ok=True)
-                raise
+            self._publish([self._merge(f.table, [f], f.level, f.min_ts // unit * unit)], [f.path])
             done += 1
         return done
 
@@ -258,17 +214,14 @@ class Compactor:
         if len(segs) < self.merge_segments:
             return self._roll_lagging_minutes(table, hour, files, sealed)
         part = self._merge(table, segs, "part", hour)
-        added = [part]
+        sources = [self.root / f.path for f in files if f.level == "part"] + [self.root / part.path]
         try:
-            sources = [self.root / f.path for f in files if f.level == "part"] + [self.root / part.path]
             rolled, folded = self._roll_open_minutes(table, hour, sources, sealed)
-            added += rolled
-            self.live.commit(added, [f.path for f in segs] + folded, grace_s=self.grace_s)
         except OSError:
-            for f in added:
-                (self.root / f.path).unlink(missing_ok=True)
+            (self.root / part.path).unlink(missing_ok=True)
             raise
-        return len(added)
+        self._publish([part, *rolled], [f.path for f in segs] + folded)
+        return 1 + len(rolled)
 
     def _roll_lags(self, table: str, hour: int, segs: Sequence[FileEntry], sealed: int | None) -> bool:
         """Whether the open hour's segments hold sealed minutes that are not rolled and lag roll_lag_ms.
@@ -290,13 +243,17 @@ class Compactor:
         rolled, folded = self._roll_open_minutes(table, hour, [self.root / f.path for f in files], sealed)
         if not rolled:
             return 0
+        self._publish(rolled, folded)
+        return len(rolled)
+
+    def _publish(self, added: list[FileEntry], removed: list[str]) -> None:
+        """One manifest publication: `added` in, `removed` out; on a failure the new files are deleted."""
         try:
-            self.live.commit(rolled, folded, grace_s=self.grace_s)
+            self.live.commit(added, removed, grace_s=self.grace_s)
         except OSError:
-            for f in rolled:
+            for f in added:
                 (self.root / f.path).unlink(missing_ok=True)
             raise
-        return len(rolled)
 
     def _open_parts(self, name: str, hour: int) -> list[FileEntry]:
         """A rollup table's 'part' files of the open hour starting at `hour` (its rolled minutes)."""
@@ -345,12 +302,7 @@ class Compactor:
         replaced = [f.path for f in files] + [
             f.path for step in ROLLUP_STEPS for f in self._open_parts(rollup_name(table, step), hour)
         ]
-        try:
-            self.live.commit(added, replaced, grace_s=self.grace_s)
-        except OSError:
-            for f in added:
-                (self.root / f.path).unlink(missing_ok=True)
-            raise
+        self._publish(added, replaced)
         return len(added)
 
     def _hour_rollup(self, table: str, step: str, hour_file: Path, hour: int) -> pa.Table:
@@ -390,12 +342,7 @@ class Compactor:
                 continue
             if len(files) == 1 and files[0].level == "day":
                 continue
-            day_file = self._merge(table, files, "day", day)
-            try:
-                self.live.commit([day_file], [f.path for f in files], grace_s=self.grace_s)
-            except OSError:
-                (self.root / day_file.path).unlink(missing_ok=True)
-                raise
+            self._publish([self._merge(table, files, "day", day)], [f.path for f in files])
             done += 1
         return done
 

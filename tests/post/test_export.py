@@ -275,7 +275,7 @@ def test_a_cut_of_a_compacted_hour_keeps_the_stores_time_bands(tmp_path: Path) -
     of the bundle scan every row group."""
     import pyarrow.parquet as pq
 
-    from storage.compactor import table_band_ms
+    from storage.bands import table_band_ms
 
     root, hour_ms = tmp_path / "store", 3_600_000
     start = 1_750_000_000_000 // hour_ms * hour_ms

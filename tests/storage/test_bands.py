@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from storage.compactor import RAW_BAND_MS, table_band_ms, table_layout, table_schema
+from storage.bands import RAW_BAND_MS, table_band_ms, table_layout, table_schema
 from storage.layout import HOUR_MS, FileEntry, read_manifest
 from storage.reader import StoreReader
 from storage.segments import merged_chunks, write_atomic

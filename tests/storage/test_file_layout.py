@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from storage.compactor import table_layout, table_schema
+from storage.bands import table_layout, table_schema
 from storage.layout import read_manifest
 from storage.schemas import TS
 from storage.segments import COMPACTED_ZSTD_LEVEL, measured_encodings, write_atomic
