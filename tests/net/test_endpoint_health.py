@@ -91,7 +91,12 @@ def test_timeouts_default_to_the_interval_and_a_nonsensical_one_is_refused(tmp_p
 
 
 def test_a_starved_collector_is_one_late_event_not_a_mass_down(pages: PageServer, tmp_path: Path) -> None:
-    """Starvation: the scrape thread stalls 1.5 s while every request is in flight (timeout 0.5 s)."""
+    """Starvation: the scrape thread stalls 1.5 s while every request is in flight (timeout 0.5 s).
+
+    The servers answer only once the late tick is out: had they answered during the stall, the loop
+    would wake with each page readable and each timeout due at once, and which of the two it ran first
+    decided the outcome (CI on a loaded machine saw the pages win, so no miss and no event).
+    """
     servers = [ServerTarget(f"vllm-{i}", pages.url("/gated"), engine="vllm") for i in range(6)]
     source = ScrapeSource([], servers, name="rack-a", timeout_s=0.5)
     head = Head()
@@ -102,9 +107,9 @@ def test_a_starved_collector_is_one_late_event_not_a_mass_down(pages: PageServer
         poller.start_tick(TS + 1000)
         assert pages.gated_arrived.wait(30)  # every request waits at the server
         source._loop.call_soon_threadsafe(time.sleep, 1.5)  # the collector's loop is starved
-        pages.open_gate()  # the servers answer at once; the collector cannot read them in time
         while not (late := poller.emit_ready()):
             poller._inflight[0][0].result(timeout=30)
+        pages.open_gate()  # for the next ticks
         frames = [*late, *(poller.tick(TS + k * 1000) for k in range(2, 6))]
         poller.stop()
     kinds = [(kind, src) for f in frames for kind, src, _ in events(f)]
