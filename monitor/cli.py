@@ -17,8 +17,8 @@ from monitor.commands import snapshot as snapshot_cmd
 from monitor.commands.local_nvml import TrayOption
 from monitor.commands.options import TrayIndexBaseOption
 from monitor.errors import UserError
-from monitor.live import COLOR_HELP, MAX_FPS_HELP, RECORD_HELP, apply_terminal_options
 from monitor.malloc_arenas import limit_malloc_arenas
+from monitor.terminal import COLOR_HELP, MAX_FPS_HELP, RECORD_HELP, apply_terminal_options
 
 app = typer.Typer(
     name="monitor",

@@ -107,22 +107,21 @@ def frame_to_tray_stream(
     row_of = {g: i for i, g in enumerate(gpu.column("gpu").to_pylist())}
     # In rack order, as the reader's frame has them: its columns then go in as they are.
     present = sorted((g for g in gpus if g.rack_index in row_of), key=lambda g: g.rack_index)
-    rows = pa.array([row_of[g.rack_index] for g in present], pa.int64())
+    gpu = _in_order(gpu, [row_of[g.rack_index] for g in present])
     tally = xids or XidTally()
     racks = {g.rack_index for g in present}
     gpu_arrays = [
         pa.array([g.uuid for g in present], pa.string()),
         pa.array([g.tray for g in present], pa.int16()),
         pa.array([g.module for g in present], pa.int16()),
-        gpu.column("state").take(rows),
+        gpu.column("state"),
         pa.array([tally.last.get(g.rack_index, 0) for g in present], pa.int64()),
-        *(gpu.column(c).take(rows) for c in GPU_COLUMNS),
+        *(gpu.column(c) for c in GPU_COLUMNS),
     ]
     links = frame.table("nvlink")
     keys = list(zip(links.column("gpu").to_pylist(), links.column("link").to_pylist(), strict=True))
     wanted = [i for i in sorted(range(len(keys)), key=keys.__getitem__) if keys[i][0] in racks]
-    if wanted != list(range(len(keys))):  # in (GPU, link) order, as the page: the reader's fast path
-        links = links.take(pa.array(wanted, pa.int64()))
+    links = _in_order(links, wanted)  # in (GPU, link) order, as the page: the reader's fast path
     counts = sorted((key, n) for key, n in tally.counts.items() if key[0] in racks)
     columns = [
         _one_list(pa.StructArray.from_arrays(gpu_arrays, fields=list(_GPU_STRUCT))),
@@ -147,6 +146,21 @@ def frame_to_tray_stream(
     with pa.ipc.new_stream(sink, schema) as writer:
         writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
     return sink.getvalue().to_pybytes()
+
+
+def _in_order(batch: pa.RecordBatch, rows: list[int]) -> pa.RecordBatch:
+    """`batch`'s `rows`, in that order: its runs of consecutive rows sliced and concatenated.
+
+    Not `take`: that loads pyarrow.compute (8 MiB resident) into the agent, and a tray's rows come in
+    a few runs (NVML enumerates GPUs in PCI order, each GPU's links together).
+    """
+    if rows == list(range(batch.num_rows)):
+        return batch
+    if not rows:
+        return batch.slice(0, 0)
+    starts = [i for i, row in enumerate(rows) if i == 0 or row != rows[i - 1] + 1]
+    ends = [*starts[1:], len(rows)]
+    return pa.concat_batches([batch.slice(rows[a], b - a) for a, b in zip(starts, ends, strict=True)])
 
 
 def _one_list(values: pa.StructArray) -> pa.ListArray:

@@ -13,9 +13,36 @@ real code paths; the simulator never produces Frames or /metrics pages itself.
 
 from __future__ import annotations
 
-from collectors.sim.rack import SimEvent, SimRack
-from collectors.sim.scenarios import SCENARIOS, Fault, Scenario
-from collectors.sim.tray import SimTray
-from collectors.sim.workload import Instance, Workload
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collectors.sim.rack import SimEvent, SimRack
+    from collectors.sim.scenarios import SCENARIOS, Fault, Scenario
+    from collectors.sim.tray import SimTray
+    from collectors.sim.workload import Instance, Workload
 
 __all__ = ["SCENARIOS", "Fault", "Instance", "Scenario", "SimEvent", "SimRack", "SimTray", "Workload"]
+
+_HOMES = {
+    "SimEvent": "rack",
+    "SimRack": "rack",
+    "SCENARIOS": "scenarios",
+    "Fault": "scenarios",
+    "Scenario": "scenarios",
+    "SimTray": "tray",
+    "Instance": "workload",
+    "Workload": "workload",
+}
+"""Each public name's module. Loaded on first use (PEP 562): `from collectors.sim.scenarios import
+SCENARIOS` runs this package's __init__ first, and the command line names the scenarios for every
+command's help; the simulator's physics (and pynvml) should load only where a rack is simulated."""
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
-from collectors.sim import SCENARIOS
+from collectors.sim.scenarios import SCENARIOS
 from monitor.errors import UserError
-from monitor.live import COLOR_HELP, MAX_FPS_HELP, RECORD_HELP
+from monitor.terminal import COLOR_HELP, MAX_FPS_HELP, RECORD_HELP, apply_terminal_options
 
 
 def command(
@@ -45,7 +45,7 @@ def command(
     from collectors.alert_rules import AlertRules
     from monitor.commands.root import scrape_source
     from monitor.commands.sim import start_servers
-    from monitor.live import apply_terminal_options, run_live
+    from monitor.live import run_live
 
     if interval <= 0:
         raise UserError("--interval must be positive")

@@ -1,9 +1,13 @@
 """`monitor agent` stays light (issue 18: <= 50 MB, <= 1 % of a core): it never imports the TUI or the store.
 
 The real console entry point runs in a subprocess under `python -X importtime`, on a simulated driver
-(tests/cli/sim_nvml_main.py), serves one real scrape, and stops on SIGTERM; every module it imported is
-in its import log. pyarrow stays allowed: the NVML collector's readings are Arrow frames, and the
-simulated driver imports it anyway.
+(tests/cli/sim_nvml_main.py), serves one real scrape of each kind (text, and the Arrow stream our
+collector asks for), and stops on SIGTERM; every module it imported is in its import log. pyarrow stays
+allowed: the NVML collector's readings are Arrow frames, and the simulated driver imports it anyway.
+pyarrow.compute does not (8 MiB resident): a tray's frame is already in the answer's order.
+
+The command line itself (`import monitor.cli`, which every command pays) loads no command's work: no
+pyarrow, no simulator, no poller, no HTTP client (test_the_command_line_loads_no_command_s_work).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from collectors.mappings.tray_arrow import MEDIA_TYPE as ARROW
+
 ROOT = Path(__file__).resolve().parents[2]
 NOT_FOR_THE_AGENT = (
     "textual",
@@ -24,6 +30,8 @@ NOT_FOR_THE_AGENT = (
     "pyarrow.dataset",
     "storage.reader",
     "monitor.tui",
+    "pyarrow.compute",
+    "collectors.poller",
 )
 """Module roots the agent has no use for: the TUI, DuckDB, Parquet (the store's writer and readers)."""
 
@@ -55,6 +63,10 @@ def test_agent_serves_a_scrape_without_importing_the_tui_or_the_store() -> None:
         with urllib.request.urlopen(url, timeout=30) as answer:
             page = answer.read().decode()
         assert "DCGM_FI_DEV_GPU_TEMP" in page
+        arrow = urllib.request.Request(url, headers={"Accept": ARROW})
+        with urllib.request.urlopen(arrow, timeout=30) as answer:
+            assert answer.headers["Content-Type"] == ARROW
+            assert answer.read()[:4] == b"\xff\xff\xff\xff"  # an Arrow IPC stream's continuation marker
     finally:
         proc.send_signal(signal.SIGTERM)
         log.append(proc.stderr.read())
@@ -62,4 +74,17 @@ def test_agent_serves_a_scrape_without_importing_the_tui_or_the_store() -> None:
     imported = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", "".join(log), re.MULTILINE))
     assert "collectors.agent_server" in imported  # the log is the agent's own
     heavy = sorted(m for m in imported if any(m == h or m.startswith(f"{h}.") for h in NOT_FOR_THE_AGENT))
+    assert heavy == [], heavy
+
+
+LOADED_BY_COMMANDS = ("pyarrow", "duckdb", "textual", "aiohttp", "collectors.poller", "collectors.sim.rack")
+"""What `import monitor.cli` must not load: each command imports its own work when it runs."""
+
+
+def test_the_command_line_loads_no_command_s_work() -> None:
+    cmd = [sys.executable, "-X", "importtime", "-c", "import monitor.cli"]
+    log = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True, timeout=120).stderr
+    imported = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", log, re.MULTILINE))
+    assert "monitor.commands.agent" in imported
+    heavy = sorted(m for m in imported if any(m == h or m.startswith(f"{h}.") for h in LOADED_BY_COMMANDS))
     assert heavy == [], heavy
