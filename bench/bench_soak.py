@@ -6,7 +6,8 @@ What runs (each its own process, as an operator would start them):
   TUI); this script drains the terminal's output, as a terminal would, and answers nothing.
 - `monitor collect --config rack.toml --store B` (the recorder).
 - `monitor agent` on simulated tray 1 (tests/cli/sim_nvml_main.py puts a simulated driver in place of
-  pynvml; only the driver is simulated), scraped once a second by this script, as a collector would.
+  pynvml; only the driver is simulated), scraped once a second by this script for its text page and for
+  the tray Arrow stream, as a Prometheus and our collector would (bench/bench_agent.py: the agent alone).
 
 Every --sample-s seconds (a minute by default) each process's RSS (/proc/PID/status VmRSS) and CPU share
 of one core since the last sample are printed as a table row (the issue's columns), with the 1-minute
@@ -32,6 +33,7 @@ Run: .venv/bin/python bench/bench_soak.py [--minutes 60] [--quick]   (--quick: 3
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import os
 import pty
@@ -109,14 +111,23 @@ def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 
         time.sleep(0.5)
 
 
+AGENT_ARROW = "application/vnd.apache.arrow.stream"
+"""collectors.mappings.tray_arrow.MEDIA_TYPE: what our collector asks a tray's agent for."""
+
+
+def scrape_both(url: str, timeout_s: float = 5.0) -> None:
+    """One text scrape (as a Prometheus) and one Arrow scrape (as our collector) of the agent at `url`."""
+    for accept in ("text/plain", AGENT_ARROW):
+        request = urllib.request.Request(url, headers={"Accept": accept})
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+            answer.read()
+
+
 def scrape_forever(url: str, stop: threading.Event) -> None:
-    """GET `url` once a second until `stop` (the agent's work is answering scrapes)."""
+    """scrape_both once a second until `stop` (the agent's work is answering scrapes)."""
     while not stop.wait(1.0):
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                answer.read()
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):  # a missed scrape is the agent's to show in its CPU, not ours
+            scrape_both(url)
 
 
 def free_port() -> int:
