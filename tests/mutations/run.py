@@ -348,6 +348,38 @@ MUTATIONS = (
         "tests/storage/test_series_ids.py",
         "series ids in first-seen order: counter increases come back in no stable order",
     ),
+    Mutation(
+        "cli-loads-the-poller",
+        "monitor/cli.py",
+        "from monitor.terminal import COLOR_HELP, MAX_FPS_HELP, RECORD_HELP, apply_terminal_options\n",
+        "from monitor.live import COLOR_HELP, MAX_FPS_HELP, RECORD_HELP, apply_terminal_options\n",
+        "tests/cli/test_agent_imports.py::test_the_command_line_loads_no_command_s_work",
+        "every command, `monitor agent` among them, loads the live TUI's poller and pyarrow.compute",
+    ),
+    Mutation(
+        "sim-package-eager",
+        "collectors/sim/__init__.py",
+        "if TYPE_CHECKING:\n    from collectors.sim.rack import SimEvent, SimRack\n",
+        "from collectors.sim.rack import SimEvent, SimRack\n\nif TYPE_CHECKING:\n",
+        "tests/cli/test_agent_imports.py::test_the_command_line_loads_no_command_s_work",
+        "naming the scenarios for --help runs the simulated rack's physics (and imports pynvml)",
+    ),
+    Mutation(
+        "tray-arrow-take",
+        "collectors/mappings/tray_arrow.py",
+        "    if not rows:\n        return batch.slice(0, 0)\n",
+        "    if rows:\n        return batch.take(pa.array(rows, pa.int64()))\n",
+        "tests/cli/test_agent_imports.py::test_agent_serves_a_scrape_without_importing_the_tui_or_the_store",
+        "the agent's Arrow answer loads pyarrow.compute (8 MiB) to put a tray's GPUs in rack order",
+    ),
+    Mutation(
+        "tray-arrow-runs-off-by-one",
+        "collectors/mappings/tray_arrow.py",
+        "    ends = [*starts[1:], len(rows)]\n",
+        "    ends = [*(s + 1 for s in starts[1:]), len(rows)]\n",
+        "tests/net/test_tray_arrow.py::test_rows_are_reordered_as_take_would",
+        "a run of rows takes one row of the next run: GPUs or links answered twice, in the wrong place",
+    ),
 )
 
 
