@@ -40,6 +40,7 @@ command's help; the simulator's physics (and pynvml) should load only where a ra
 
 
 def __getattr__(name: str) -> Any:
+    """A public name, imported from its module the first time it is asked for (then kept here)."""
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
