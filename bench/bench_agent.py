@@ -72,19 +72,12 @@ def main() -> None:
         print("|---|---|---|---|")
         for tree, proc, _url in agents:
             share = 100 * (cpu_seconds(proc.pid) - cpu0[proc.pid]) / elapsed
-            print(f"| {tree} | {rss_mb(proc.pid):.1f} | {peak_mb(proc.pid):.1f} | {share:.2f} |")
+            peak = rss_mb(proc.pid, "VmHWM")
+            print(f"| {tree} | {rss_mb(proc.pid):.1f} | {peak:.1f} | {share:.2f} |")
     finally:
         for _tree, proc, _url in agents:
             proc.terminate()
             proc.wait(timeout=30)
-
-
-def peak_mb(pid: int) -> float:
-    """Peak resident set size of `pid` in MB (10^6 bytes), from /proc/PID/status."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024 / 1e6
-    return float("nan")
 
 
 if __name__ == "__main__":

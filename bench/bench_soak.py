@@ -49,6 +49,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's modules, imported where used (the driver stays lean)
 MONITOR = [sys.executable, "-c", "from monitor.cli import main; main()"]
 COLUMNS, ROWS = 200, 50
 QUICK_MINUTES = 3.0
@@ -70,10 +71,10 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / TICK_S
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of `pid` in MB (10^6 bytes), from /proc/PID/status."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident set size of `pid` in MB (10^6 bytes), from /proc/PID/status (`field` "VmHWM": its peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024 / 1e6
     return float("nan")
 
@@ -111,13 +112,11 @@ def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 
         time.sleep(0.5)
 
 
-AGENT_ARROW = "application/vnd.apache.arrow.stream"
-"""collectors.mappings.tray_arrow.MEDIA_TYPE: what our collector asks a tray's agent for."""
-
-
 def scrape_both(url: str, timeout_s: float = 5.0) -> None:
     """One text scrape (as a Prometheus) and one Arrow scrape (as our collector) of the agent at `url`."""
-    for accept in ("text/plain", AGENT_ARROW):
+    from collectors.mappings.tray_arrow import MEDIA_TYPE  # what our collector asks a tray's agent for
+
+    for accept in ("text/plain", MEDIA_TYPE):
         request = urllib.request.Request(url, headers={"Accept": accept})
         with urllib.request.urlopen(request, timeout=timeout_s) as answer:
             answer.read()
@@ -284,7 +283,6 @@ def fresh_share(store: Path, after_ms: int) -> tuple[str, int]:
 
 def views(ticks: int = 600, timed: int = 100) -> None:
     """Head bytes and per-tick build CPU over `ticks` sim frames (the last `timed` builds timed)."""
-    sys.path.insert(0, str(ROOT))
     from collectors.clock import SimClock
     from collectors.sim import SimRack
     from collectors.sim.frames import SimRackFrames
