@@ -127,12 +127,22 @@ def _series_keys(table: str, counters: Sequence[str]) -> list[str]:
     return [*SORT_KEYS[table], *(["counter"] if len(counters) != 1 else [])]
 
 
+CONDENSE_FROM_ROWS = 4096
+"""Pieces tables from this many rows are condensed run by run before chaining (see runs_condensed);
+below it the dozen Arrow calls cost more than they save (a few thousand rows chain in milliseconds)."""
+
+
 def chain(pieces: Sequence[pa.Table], table: str, counters: Sequence[str], step_ms: int | None) -> pa.Table:
     """The increase and seconds per series and counter (and step) from pieces in any order.
 
     Each series' pieces are put in time order; the pair across two neighbouring pieces (last sample of
     one, first of the next) is counted by the one rule (storage.increase.step_arrow) and added to the
     later piece, whose step it then belongs to.
+
+    Large tables are first condensed run by run (runs_condensed): the store hands its rows back in
+    (keys, time) order, so a window edge's 185 k raw samples of serving_hist become one piece per
+    series. Condensing is exact only where no piece of a series falls inside another's span; where one
+    does (rows in no useful order), the pieces are chained as they came.
 
     Args:
         pieces: tables in piece_schema(table) (see conformed).
@@ -143,15 +153,31 @@ def chain(pieces: Sequence[pa.Table], table: str, counters: Sequence[str], step_
     Returns:
         The series keys, counter, ts (when stepped), increase, seconds; sorted by them.
     """
+    keys = _series_keys(table, counters)
+    runs = [runs_condensed(p, keys, step_ms) if p.num_rows >= CONDENSE_FROM_ROWS else p for p in pieces]
+    if any(r is not p for r, p in zip(runs, pieces, strict=True)):
+        chained = _chained(runs, table, keys, step_ms, disjoint=True)
+        if chained is not None:
+            return chained
+    return _chained(pieces, table, keys, step_ms, disjoint=False)  # type: ignore[return-value]
+
+
+def _chained(
+    pieces: Sequence[pa.Table], table: str, keys: Sequence[str], step_ms: int | None, disjoint: bool
+) -> pa.Table | None:
+    """chain's answer over these pieces; with `disjoint`, None where some piece of a series starts
+    before the previous one of that series ends (condensed runs that interleave: not exact)."""
     import pyarrow.compute as pc
 
     rows = pa.concat_tables(pieces)
-    series, order = _series_order(rows, _series_keys(table, counters))
+    series, order = _series_order(rows, keys)
     # Only the numbers travel through the sort; the key columns are taken once per series at the end.
     s = series.take(order)
     t0, t1, v0, v1, inc = (rows.column(c).take(order) for c in ("t0", "t1", "v0", "v1", "inc"))
     same = _same_as_previous(pa.chunked_array([s]))
     pv, pt = _previous(v1, same), _previous(t1, same)
+    if disjoint and pc.any(pc.less_equal(t0, pt)).as_py():
+        return None
     per_piece = {
         "increase": pc.add(inc, step_arrow(v0, pv)),
         "seconds": pc.add(pc.subtract(t1, t0), pc.fill_null(pc.subtract(t0, pt), _int(0))),
@@ -182,16 +208,69 @@ def chain(pieces: Sequence[pa.Table], table: str, counters: Sequence[str], step_
     return pa.table(result)
 
 
+def runs_condensed(pieces: pa.Table, keys: Sequence[str], step_ms: int | None) -> pa.Table:
+    """Each run of neighbouring rows of one series (same keys; each piece starting after the one
+    before ends; one step) as one piece: first t0/v0, last t1/v1, inc chained as `chain` does.
+
+    A linear pass with no sort: rows in (keys, time) order, as the store's files and DuckDB's scans of
+    them hand them back, condense to one piece per series. Rows in another order make more, shorter
+    runs; `chain` checks that they do not interleave before it trusts them.
+    """
+    import pyarrow.compute as pc
+
+    n = pieces.num_rows
+    if n < 2:
+        return pieces
+    t0, t1 = pieces.column("t0").combine_chunks(), pieces.column("t1").combine_chunks()
+    same = pa.concat_arrays([pa.array([False], pa.bool_()), pc.greater(t0.slice(1), t1.slice(0, n - 1))])
+    for k in keys:
+        same = pc.and_(same, _same_as_previous(pieces.column(k)))
+    if step_ms:
+        steps = pc.divide(t0, _int(step_ms))  # t0 >= 0: division is floor
+        same = pc.and_(same, _same_as_previous(pa.chunked_array([steps])))
+    starts = pc.invert(same)
+    inside = pc.add(
+        pieces.column("inc"), step_arrow(pieces.column("v0"), _previous(pieces.column("v1"), same))
+    )
+    run = pc.cumulative_sum(starts.cast(pa.int64()))
+    totals = (
+        pa.table({"run": run, "inc": inside}).group_by("run", use_threads=False).aggregate([("inc", "sum")])
+    )
+    ends = pa.concat_arrays([starts.slice(1), pa.array([True], pa.bool_())])
+    first, last = pieces.filter(starts), pieces.filter(ends)
+    out = {c: first.column(c) for c in pieces.column_names}
+    out |= {"t1": last.column("t1"), "v1": last.column("v1")}
+    out["inc"] = totals.sort_by("run").column("inc_sum")
+    return pa.table(out, schema=pieces.schema)
+
+
 def condensed(pieces: pa.Table, table: str, counters: Sequence[str]) -> pa.Table:
     """Each series' pieces as one piece: first t0/v0, last t1/v1, and inc chained as `chain` does.
 
     Chaining is a sum over neighbouring pairs, so a span's pieces condensed first and chained with the
     rest give the same answer as all of them chained at once (not across steps: use it where a
     window is not stepped). The reader keeps a rollup span's condensed pieces in its cache.
+
+    Runs first (runs_condensed: rollup files are in (keys, time) order), then the runs in series order
+    joined once more; where that leaves some series in more than one piece (pieces that overlap in
+    time), every piece is summed per series as it comes instead.
     """
     import pyarrow.compute as pc
 
-    rows, same, pv, _ = _linked([pieces], _series_keys(table, counters))
+    keys = _series_keys(table, counters)
+    runs = runs_condensed(pieces, keys, None)
+    rows, same, _, _ = _linked([runs], keys)
+    joined = runs_condensed(rows, keys, None)
+    if joined.num_rows == (pc.sum(pc.invert(same)).as_py() or 0):
+        return conformed(joined, table)
+    return _summed_per_series(pieces, table, keys)
+
+
+def _summed_per_series(pieces: pa.Table, table: str, keys: Sequence[str]) -> pa.Table:
+    """condensed for pieces that overlap: each series' pieces in t0 order, every inc and step summed."""
+    import pyarrow.compute as pc
+
+    rows, same, pv, _ = _linked([pieces], keys)
     starts = pc.invert(same)
     ends = pa.concat_arrays([starts.slice(1), pa.array([True], pa.bool_())]) if len(starts) else starts
     inside = pc.add(rows.column("inc"), step_arrow(rows.column("v0"), pv))

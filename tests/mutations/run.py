@@ -380,6 +380,38 @@ MUTATIONS = (
         "tests/net/test_tray_arrow.py::test_rows_are_reordered_as_take_would",
         "a run of rows takes one row of the next run: GPUs or links answered twice, in the wrong place",
     ),
+    Mutation(
+        "chain-trusts-interleaved-runs",
+        "storage/pieces.py",
+        "    if disjoint and pc.any(pc.less_equal(t0, pt)).as_py():\n",
+        "    if False:\n",
+        "tests/storage/test_chain_runs.py::test_runs_that_interleave_in_time_are_not_trusted",
+        "runs condensed from rows in no useful order are chained even where one hides another's samples",
+    ),
+    Mutation(
+        "runs-ignore-time-order",
+        "storage/pieces.py",
+        "pc.greater(t0.slice(1), t1.slice(0, n - 1))])\n",
+        "pc.not_equal(t0.slice(1), pa.scalar(-1, pa.int64()))])\n",
+        "tests/storage/test_chain_runs.py::test_any_order_chains_to_the_rule_per_series",
+        "a run goes on through a row earlier than the one before it",
+    ),
+    Mutation(
+        "runs-cross-steps",
+        "storage/pieces.py",
+        "        same = pc.and_(same, _same_as_previous(pa.chunked_array([steps])))\n",
+        "        pass\n",
+        "tests/storage/test_chain_runs.py::test_any_order_chains_to_the_rule_per_series",
+        "a run of a stepped chain goes on into the next step, whose pairs it then counts in its own",
+    ),
+    Mutation(
+        "condensed-trusts-overlap",
+        "storage/pieces.py",
+        "    if joined.num_rows == (pc.sum(pc.invert(same)).as_py() or 0):\n",
+        "    if True:\n",
+        "tests/storage/test_chain_runs.py::test_condensed_pieces_chain_to_the_rule",
+        "a span's pieces that overlap in time are condensed as if they followed each other",
+    ),
 )
 
 
