@@ -19,10 +19,10 @@ from storage.rollups import ROLLED_UP, ROLLUP_STEPS, rollup_name, rollup_sql
 from storage.schemas import SORT_KEYS
 
 if TYPE_CHECKING:
-    from storage.reader import StoreReader
+    from storage.reading import Reading
 
 
-def _bounds(reader: StoreReader, table: str, step: str, since_ms: int, until_ms: int) -> tuple[int, int]:
+def _bounds(reader: Reading, table: str, step: str, since_ms: int, until_ms: int) -> tuple[int, int]:
     """(where the rollup files end, the first bucket start rolled from raw rows): the files hold the
     buckets that start before the first, raw rows the rest up to until_ms."""
     if table not in ROLLED_UP or step not in ROLLUP_STEPS:
@@ -35,7 +35,7 @@ def _bounds(reader: StoreReader, table: str, step: str, since_ms: int, until_ms:
 
 
 def rollup_relation(
-    reader: StoreReader, table: str, step: str, since_ms: int, until_ms: int
+    reader: Reading, table: str, step: str, since_ms: int, until_ms: int
 ) -> tuple[str, int | None]:
     """`<table>_<step>` buckets that start in [since_ms, until_ms] as a parenthesised SQL relation in the
     rollup's columns, and the epoch ms from which they were rolled from raw rows (None: the files
@@ -54,7 +54,7 @@ def rollup_relation(
 
 
 def rollup_table(
-    reader: StoreReader, table: str, step: str, since_ms: int, until_ms: int, columns: Sequence[str]
+    reader: Reading, table: str, step: str, since_ms: int, until_ms: int, columns: Sequence[str]
 ) -> tuple[pa.Table, int | None]:
     """The buckets of rollup_relation as Arrow: t (the bucket's start, epoch ms), the series keys and
     `columns`, sorted by keys and t; and the epoch ms from which they were rolled from raw rows.

@@ -27,7 +27,7 @@ from storage.pieces import (
 from storage.rollups import ROLLED_UP, ROLLUP_STEPS, rollup_name, spec
 
 if TYPE_CHECKING:
-    from storage.reader import StoreReader
+    from storage.reading import Reading
 
 FEW_RAW_MS = 15 * 60_000
 """Raw spans up to this long (in all) are chained row by row in Arrow (storage.pieces.sample_pieces);
@@ -35,7 +35,7 @@ longer ones as per-series lists in SQL (counter_rates.raw_pieces)."""
 
 
 def window_pieces(
-    reader: StoreReader,
+    reader: Reading,
     table: str,
     columns: Sequence[str],
     since_ms: int,
@@ -88,7 +88,7 @@ def window_pieces(
 
 
 def window_rates(
-    reader: StoreReader,
+    reader: Reading,
     table: str,
     columns: Sequence[str],
     since_ms: int,
@@ -122,7 +122,7 @@ def window_rates(
 
 
 def _span_pieces(
-    reader: StoreReader, table: str, columns: Sequence[str], span: counter_rates.Span, step_ms: int | None
+    reader: Reading, table: str, columns: Sequence[str], span: counter_rates.Span, step_ms: int | None
 ) -> tuple[set[int], list[pa.Table]]:
     """A rollup span's unusable bucket starts and, when there are none, its pieces; kept in the
     reader's cache (storage.rollup_files) under the rollup files' versions.

@@ -17,7 +17,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collectors.sim.rack import SimEvent, SimRack
+    from collectors.sim.model import SimEvent
+    from collectors.sim.rack import SimRack
     from collectors.sim.scenarios import SCENARIOS, Fault, Scenario
     from collectors.sim.tray import SimTray
     from collectors.sim.workload import Instance, Workload
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["SCENARIOS", "Fault", "Instance", "Scenario", "SimEvent", "SimRack", "SimTray", "Workload"]
 
 _HOMES = {
-    "SimEvent": "rack",
+    "SimEvent": "model",
     "SimRack": "rack",
     "SCENARIOS": "scenarios",
     "Fault": "scenarios",

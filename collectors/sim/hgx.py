@@ -38,7 +38,7 @@ from collectors.sim.nvml_base import nvml_call
 from collectors.sim.tray import SimTray
 
 if TYPE_CHECKING:
-    from collectors.sim.rack import SimRack
+    from collectors.sim.model import RackModel
 
 HGX_GPUS = 2 * GPUS_PER_TRAY
 """An HGX H100 board's 8 GPUs: two simulated trays' worth."""
@@ -70,7 +70,7 @@ class SimHgxHost(SimTray):
     power_limit_mw = H100_POWER_LIMIT_MW
     power_min_limit_mw = H100_POWER_MIN_LIMIT_MW
 
-    def __init__(self, rack: SimRack, first_tray: int = 1) -> None:
+    def __init__(self, rack: RackModel, first_tray: int = 1) -> None:
         """The GPUs of compute trays `first_tray` and `first_tray + 1`, in their trays' NVML order."""
         trays = (first_tray, first_tray + 1)
         indices = [gpu_index(t, m) for t in trays for m in MODULE_BY_DEVICE]

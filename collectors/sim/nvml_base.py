@@ -16,7 +16,7 @@ from collectors.rack import gpu_index
 from collectors.sim.gpu import MODULE_BY_DEVICE
 
 if TYPE_CHECKING:
-    from collectors.sim.rack import SimRack
+    from collectors.sim.model import RackModel
 
 SUPPORTED_EVENT_TYPES = (
     pynvml.nvmlEventTypeXidCriticalError
@@ -130,7 +130,7 @@ def _not_found(name: str) -> Callable[..., Any]:
 class TrayBase:
     """State and test hooks shared by every part of SimTray (see collectors.sim.tray)."""
 
-    def __init__(self, rack: SimRack, tray: int, *, gpu_indices: Sequence[int] | None = None) -> None:
+    def __init__(self, rack: RackModel, tray: int, *, gpu_indices: Sequence[int] | None = None) -> None:
         """Tray 1..18 of `rack` (NVML trayIndex = tray - 1).
 
         Args:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pynvml
@@ -13,6 +12,7 @@ import pynvml
 from collectors.clock import Clock, WallClock
 from collectors.rack import COMPUTE_TRAYS
 from collectors.sim.gpu import GpuSim, make_identities
+from collectors.sim.model import SimEvent
 from collectors.sim.nvlink import NVLINK_TOTAL_MODES, RackNvlinkTotal, total_modes_by_tray
 from collectors.sim.scenarios import XID_FALLEN_OFF_BUS, XID_NVLINK, Scenario, make_scenario
 from collectors.sim.tray import SimTray
@@ -20,20 +20,6 @@ from collectors.sim.workload import Workload
 
 if TYPE_CHECKING:
     from collectors.sim.hgx import SimHgxHost
-
-
-@dataclass(frozen=True)
-class SimEvent:
-    """Something the simulated driver reports through event sets (an XID, an ECC error)."""
-
-    ts: float
-    """Epoch seconds of the step it happened in."""
-    gpu: int
-    event_type: int
-    """nvmlEventType* bit."""
-    data: int
-    """eventData: the XID number for XID events, 0 otherwise."""
-    detail: str
 
 
 class SimRack:

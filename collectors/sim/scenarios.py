@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 from collectors.rack import COMPUTE_TRAYS, GPUS, GPUS_PER_TRAY, LINKS_PER_GPU, gpu_place
 
 if TYPE_CHECKING:
-    from collectors.sim.rack import SimRack
+    from collectors.sim.model import RackModel
     from collectors.sim.workload import Workload
 
 XID_NVLINK = 74
@@ -52,7 +52,7 @@ class Scenario:
         """Whether the fault has begun `elapsed` seconds after the start."""
         return self.fault is not None and elapsed >= self.fault_at
 
-    def apply(self, rack: SimRack, elapsed: float) -> None:
+    def apply(self, rack: RackModel, elapsed: float) -> None:
         """Act on the rack at the start of the step that ends `elapsed` seconds after the start."""
 
     def _gpu_fault(self, gpu: int, what: str, link: int | None = None) -> Fault:
@@ -85,7 +85,7 @@ class Thermal(Scenario):
         self.fault = Fault(f"compute tray {tray}: coolant flow degraded", tray=tray)
         self.gpus = [(tray - 1) * GPUS_PER_TRAY + m for m in range(GPUS_PER_TRAY)]
 
-    def apply(self, rack: SimRack, elapsed: float) -> None:
+    def apply(self, rack: RackModel, elapsed: float) -> None:
         """Raise the tray's coolant temperature along the ramp."""
         if elapsed < self.fault_at:
             return
@@ -112,7 +112,7 @@ class NvlinkFlap(Scenario):
         self.fault = self._gpu_fault(gpu, f"NVLink {link}: flapping, then down", link=link)
         self.down = False
 
-    def apply(self, rack: SimRack, elapsed: float) -> None:
+    def apply(self, rack: RackModel, elapsed: float) -> None:
         """Add link errors while flapping; take the link down once `flap_s` has passed."""
         fault = self.fault
         assert fault is not None and fault.gpu is not None and fault.link is not None
@@ -143,7 +143,7 @@ class GpuLost(Scenario):
         super().__init__(seed, workload, fault_at)
         self.fault = self._gpu_fault(self.rng.randrange(GPUS), "fell off the bus")
 
-    def apply(self, rack: SimRack, elapsed: float) -> None:
+    def apply(self, rack: RackModel, elapsed: float) -> None:
         """Lose the GPU once."""
         fault = self.fault
         assert fault is not None and fault.gpu is not None
@@ -166,7 +166,7 @@ class Straggler(Scenario):
         super().__init__(seed, workload, fault_at)
         self.fault = self._gpu_fault(self.rng.randrange(GPUS), "runs slow")
 
-    def apply(self, rack: SimRack, elapsed: float) -> None:
+    def apply(self, rack: RackModel, elapsed: float) -> None:
         """Hold the brake on."""
         fault = self.fault
         assert fault is not None and fault.gpu is not None
@@ -195,7 +195,7 @@ class EndpointDown(Scenario):
             instance=inst.index,
         )
 
-    def apply(self, rack: SimRack, elapsed: float) -> None:
+    def apply(self, rack: RackModel, elapsed: float) -> None:
         """Stop the server."""
         fault = self.fault
         assert fault is not None and fault.instance is not None
@@ -236,7 +236,7 @@ class Restart(Scenario):
         )
         self.done: set[str] = set()
 
-    def apply(self, rack: SimRack, elapsed: float) -> None:
+    def apply(self, rack: RackModel, elapsed: float) -> None:
         """Stop the servers, reload the driver, start the servers, each once, in that order."""
         since = elapsed - self.fault_at
         if since < 0:

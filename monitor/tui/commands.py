@@ -11,7 +11,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from monitor.view.metrics import METRICS
 
 if TYPE_CHECKING:
-    from monitor.tui.app import RackApp
+    from monitor.tui.rack_ui import RackUi
 
 VIEWS: tuple[tuple[str, str, str], ...] = (
     ("rack", "view: Rack heatmap", "The physical rack, one metric at a time"),
@@ -28,7 +28,7 @@ class RackCommands(Provider):
     """Commands for the rack app."""
 
     @property
-    def rack(self) -> RackApp:
+    def rack(self) -> RackUi:
         """The app, typed."""
         return self.app  # type: ignore[return-value]
 

@@ -8,17 +8,17 @@ from typing import TYPE_CHECKING
 from monitor.view.problems import Problem
 
 if TYPE_CHECKING:
-    from monitor.tui.app import RackApp
+    from monitor.tui.rack_ui import RackUi
 
 
-def select_problem(app: RackApp, problem: Problem) -> None:
+def select_problem(app: RackUi, problem: Problem) -> None:
     """Select the problem's GPU in the rack, when it has one on this layout."""
     if problem.gpu is not None and problem.gpu in app.layout.gpus:
         app.selected = problem.gpu
         app.redraw()
 
 
-def open_problem(app: RackApp, problem: Problem) -> None:
+def open_problem(app: RackUi, problem: Problem) -> None:
     """Open the view that shows `problem`."""
     if problem.gpu is not None and problem.gpu in app.layout.gpus:
         app.selected = problem.gpu
@@ -36,7 +36,7 @@ def open_problem(app: RackApp, problem: Problem) -> None:
         app.open_gpu_detail(problem.gpu)
 
 
-def _aim_link(app: RackApp, gpu: int, link: int) -> None:
+def _aim_link(app: RackUi, gpu: int, link: int) -> None:
     """Put the NVLink view's cursor on the problem's link (the view opens on the GPU's link 0)."""
     from monitor.tui.screens.nvlink import NvlinkScreen
     from monitor.tui.widgets.nvlink_matrix import NvlinkMatrixView

@@ -359,8 +359,8 @@ MUTATIONS = (
     Mutation(
         "sim-package-eager",
         "collectors/sim/__init__.py",
-        "if TYPE_CHECKING:\n    from collectors.sim.rack import SimEvent, SimRack\n",
-        "from collectors.sim.rack import SimEvent, SimRack\n\nif TYPE_CHECKING:\n",
+        "    from collectors.sim.rack import SimRack\n",
+        "    pass\nfrom collectors.sim.rack import SimRack\n\nif TYPE_CHECKING:\n",
         "tests/cli/test_agent_imports.py::test_the_command_line_loads_no_command_s_work",
         "naming the scenarios for --help runs the simulated rack's physics (and imports pynvml)",
     ),
@@ -411,6 +411,22 @@ MUTATIONS = (
         "    if True:\n",
         "tests/storage/test_chain_runs.py::test_condensed_pieces_chain_to_the_rule",
         "a span's pieces that overlap in time are condensed as if they followed each other",
+    ),
+    Mutation(
+        "screen-types-the-app",
+        "monitor/tui/screens/base.py",
+        "    from monitor.tui.rack_ui import RackUi\n",
+        "    from monitor.tui.app import RackApp as RackUi\n",
+        "tests/test_import_graph.py::test_no_module_imports_itself_back",
+        "a screen types its app by importing it (under TYPE_CHECKING), which imports the screen: a circle",
+    ),
+    Mutation(
+        "storage-imports-the-sim",
+        "storage/reader.py",
+        "from storage import counter_rates\n",
+        "from storage import counter_rates\n\nif False:\n    from collectors.sim import rack  # noqa: F401\n",
+        "tests/test_import_graph.py::test_the_layers_import_one_way",
+        "storage reaches up into collectors",
     ),
 )
 

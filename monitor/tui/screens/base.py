@@ -21,7 +21,7 @@ from monitor.view.model import RackSnapshot
 from storage.frame import Frame
 
 if TYPE_CHECKING:
-    from monitor.tui.app import RackApp
+    from monitor.tui.rack_ui import RackUi
 
 
 class ModelReady(Message, bubble=False):
@@ -73,7 +73,7 @@ class LiveScreen(Screen[None]):
         """Models shown so far (tests await this)."""
 
     @property
-    def rack(self) -> RackApp:
+    def rack(self) -> RackUi:
         """The app, typed."""
         return self.app  # type: ignore[return-value]
 

@@ -12,7 +12,7 @@ from monitor.tui.screens.serving import ServingScreen
 from monitor.tui.screens.skew import SkewScreen
 
 if TYPE_CHECKING:
-    from monitor.tui.app import RackApp
+    from monitor.tui.rack_ui import RackUi
 
 SCREENS: dict[str, type[LiveScreen]] = {
     "nvlink": NvlinkScreen,
@@ -24,7 +24,7 @@ SCREENS: dict[str, type[LiveScreen]] = {
 """Every view over the rack view, by the name RackApp.action_view takes."""
 
 
-def make_screen(app: RackApp, name: str) -> LiveScreen:
+def make_screen(app: RackUi, name: str) -> LiveScreen:
     """A new screen for view `name`."""
     if name == "detail":
         return GpuDetailScreen(app.selected, app.store)
@@ -33,7 +33,7 @@ def make_screen(app: RackApp, name: str) -> LiveScreen:
     return SCREENS[name]()
 
 
-def open_view(app: RackApp, name: str) -> None:
+def open_view(app: RackUi, name: str) -> None:
     """Show view `name` with only the rack view under it; 'rack' closes every view."""
     while len(app.screen_stack) > 1:
         app.pop_screen()
