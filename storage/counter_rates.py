@@ -25,6 +25,7 @@ from storage.schemas import SORT_KEYS
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
 
 COARSEST_FIRST: tuple[tuple[str, int], ...] = tuple(sorted(ROLLUP_STEPS.items(), key=lambda kv: -kv[1]))
 """Rollup resolutions, widest bucket first: a window takes the coarsest buckets that fit it."""
@@ -163,13 +164,14 @@ def names(columns: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def bucket_pieces(
-    relation: Relation, table: str, column: str, span: Span, exact: bool, has_inc: bool = True
+    relation: Relation, table: str, column: str, span: Span, exact: bool, has_inc: bool = True, also: str = ""
 ) -> str:
     """SQL of the pieces (one per series and bucket) of a rollup span.
 
     Without exact, a bucket lacking `_inc` counts last - first (a reset inside it is missed, one
     between buckets is not) over [bucket start, bucket end - 1 ms]: the rollups' answer before `_inc`.
     has_inc False: the files have no `_inc`, first_ms or last_ms columns at all (see has_increase).
+    `also`: more columns of the bucket rows to select (", expr AS name, ...").
     """
     ms = ROLLUP_STEPS[span.kind]
     keys = ", ".join(_q(k) for k in SORT_KEYS[table])
@@ -183,7 +185,8 @@ def bucket_pieces(
         f"SELECT {keys}, {_lit(column)} AS counter, "
         f"epoch_ms(ts) + coalesce({first_ms}, 0) AS t0, {first} AS v0, "
         f"epoch_ms(ts) + coalesce({last_ms}, {ms - 1}) AS t1, {last} AS v1, "
-        f"{inc if exact else f'coalesce({inc}, {fallback})'} AS inc FROM {rel} WHERE {first} IS NOT NULL"
+        f"{inc if exact else f'coalesce({inc}, {fallback})'} AS inc{also} "
+        f"FROM {rel} WHERE {first} IS NOT NULL"
     )
 
 
@@ -232,21 +235,31 @@ def raw_rows(relation: Relation, table: str, columns: str | Sequence[str], spans
     )
 
 
-def unusable_buckets(
+def checked_bucket_pieces(
     con: duckdb.DuckDBPyConnection, relation: Relation, table: str, columns: str | Sequence[str], span: Span
-) -> set[int]:
-    """Bucket starts of a rollup span where some counter's `_inc` cannot stand for its raw rows (all, in
-    old files)."""
-    ms = ROLLUP_STEPS[span.kind]
-    rel = relation(rollup_name(table, span.kind), span.lo, span.hi - ms + 1)
-    no_times = "first_ms IS NULL OR last_ms IS NULL"
-    unusable = " OR ".join(
-        f"({_q(c + '_first')} IS NOT NULL AND ({_q(c + '_inc')} IS NULL OR {no_times}))"
-        for c in names(columns)
-    )
+) -> tuple[set[int], list[pa.Table]]:
+    """A rollup span's unusable bucket starts and, when there are none, its pieces (bucket_pieces, exact),
+    in one statement a counter.
+
+    A bucket is unusable where a counter has a first value but no `_inc`, first_ms or last_ms (a value
+    NULL at the bucket's edge; see rollups.py): its raw rows are read instead. Files written before
+    `_inc` existed lack the columns: every bucket of the span is unusable.
+    """
+    import pyarrow.compute as pc
+
+    tables = []
     try:
-        rows = con.sql(f"SELECT DISTINCT epoch_ms(ts) FROM {rel} WHERE {unusable}").fetchall()
+        for c in names(columns):
+            usable = f"first_ms IS NOT NULL AND last_ms IS NOT NULL AND {_q(c + '_inc')} IS NOT NULL"
+            also = f", epoch_ms(ts) AS bucket, {usable} AS usable"
+            tables.append(
+                con.sql(bucket_pieces(relation, table, c, span, exact=True, also=also)).to_arrow_table()
+            )
     except _missing_columns():
-        # Files written before `_inc` existed: the column is missing from (some of) them.
-        return set(range(span.lo, span.hi + 1, ms))
-    return {int(r[0]) for r in rows}
+        return set(range(span.lo, span.hi + 1, ROLLUP_STEPS[span.kind])), []
+    bad = {
+        int(t)
+        for rows in tables
+        for t in rows.filter(pc.invert(rows.column("usable"))).column("bucket").to_pylist()
+    }
+    return bad, [] if bad else [rows.drop_columns(["bucket", "usable"]) for rows in tables]

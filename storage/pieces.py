@@ -320,7 +320,8 @@ def rollup_pieces(rows: pa.Table, table: str, column: str, step: str) -> pa.Tabl
 
 
 def unusable_rows(rows: pa.Table | None, columns: str | Sequence[str], span: Span) -> set[int]:
-    """unusable_buckets over rollup rows in memory; None rows (a file lacks the columns): all of them."""
+    """checked_bucket_pieces' unusable buckets (storage.counter_rates) over rollup rows in memory; None rows
+    (a file lacks the columns): all of them."""
     import pyarrow.compute as pc
 
     if rows is None:

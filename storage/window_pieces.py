@@ -64,7 +64,7 @@ def window_pieces(
             if series is None:
                 bad, filed[s] = _span_pieces(reader, table, columns, s, step_ms)
             else:
-                bad = counter_rates.unusable_buckets(reader.con, relation, table, columns, s)
+                bad, filed[s] = counter_rates.checked_bucket_pieces(reader.con, relation, table, columns, s)
             if bad:
                 banned.setdefault(s.kind, set()).update(bad)
                 found = True
@@ -76,15 +76,16 @@ def window_pieces(
         # A window's edges: its rows chained as they are beat per-series lists in SQL.
         rows = reader.con.sql(counter_rates.raw_rows(relation, table, columns, raw)).to_arrow_table()
         got, raw = sample_pieces(rows, table, columns), []
-    sqls = [counter_rates.raw_pieces(relation, table, columns, raw, step_ms)] if raw else []
-    sqls += [
-        counter_rates.bucket_pieces(relation, table, column, s, exact=True)
-        for s in spans
-        if s.kind != "raw" and series is not None
-        for column in columns
-    ]
-    got += [conformed(reader.con.sql(q).to_arrow_table(), table) for q in sqls]
-    return got + [p for s in spans if s in filed for p in filed[s]]
+    if raw:
+        got.append(
+            conformed(
+                reader.con.sql(
+                    counter_rates.raw_pieces(relation, table, columns, raw, step_ms)
+                ).to_arrow_table(),
+                table,
+            )
+        )
+    return got + [conformed(p, table) for s in spans if s in filed for p in filed[s]]
 
 
 def window_rates(

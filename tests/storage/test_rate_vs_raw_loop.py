@@ -62,13 +62,13 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def expected(
-    store: Path, since: int, until: int, step: int | None
+    store: Path, since: int, until: int, step: int | None, series: str | None = None
 ) -> dict[tuple[int, int], tuple[float, float]]:
     """(gpu, step start or 0) -> (increase, seconds), by a loop over each series' valued samples."""
     with StoreReader(store) as reader:
         rows = reader.rows(
             f"SELECT gpu, epoch_ms(ts), energy_mj FROM gpu WHERE energy_mj IS NOT NULL "
-            f"AND epoch_ms(ts) BETWEEN {since} AND {until} ORDER BY gpu, ts"
+            f"AND epoch_ms(ts) BETWEEN {since} AND {until} AND {series or 'true'} ORDER BY gpu, ts"
         )
     out: dict[tuple[int, int], tuple[float, float]] = {}
     for prev, cur in itertools.pairwise(rows):
@@ -88,10 +88,13 @@ def as_dict(rows: list[dict], step: int | None) -> dict[tuple[int, int], tuple[f
     }
 
 
-def check(store: Path, since: int, until: int, step: int | None, rollups: bool) -> None:
+def check(
+    store: Path, since: int, until: int, step: int | None, rollups: bool, series: str | None = None
+) -> None:
+    """The reader's rate (over the rows of `series`, a SQL condition, when given) equals the loop's."""
     with StoreReader(store) as reader:
-        got = reader.rate("gpu", "energy_mj", since, until, step_ms=step, rollups=rollups)
-    want = expected(store, since, until, step)
+        got = reader.rate("gpu", "energy_mj", since, until, step_ms=step, rollups=rollups, series=series)
+    want = expected(store, since, until, step, series)
     have = as_dict(got.to_pylist(), step)
     assert have.keys() == want.keys()
     for key, (inc, sec) in want.items():
@@ -106,6 +109,7 @@ def check(store: Path, since: int, until: int, step: int | None, rollups: bool) 
     jitter=st.integers(-TICK_MS + 1, TICK_MS - 1),
     step=st.sampled_from([None, 60_000, 300_000, HOUR_MS]),
     rollups=st.booleans(),
+    series=st.sampled_from([None, "gpu <> 1"]),
 )
 def test_rate_equals_the_sum_over_raw_samples(
     stores: dict[str, Path],
@@ -115,9 +119,10 @@ def test_rate_equals_the_sum_over_raw_samples(
     jitter: int,
     step: int | None,
     rollups: bool,
+    series: str | None,
 ) -> None:
     since = T0 + since_tick * TICK_MS + jitter
-    check(stores[name], since, since + length_ms, step, rollups)
+    check(stores[name], since, since + length_ms, step, rollups, series)
 
 
 def test_a_window_over_raw_edges_buckets_and_segments(stores: dict[str, Path]) -> None:
@@ -127,10 +132,12 @@ def test_a_window_over_raw_edges_buckets_and_segments(stores: dict[str, Path]) -
     for name in ("clean", "nulls", "parts"):
         for rollups in (True, False):
             check(stores[name], since, until, None, rollups)
+            check(stores[name], since, until, None, rollups, series="gpu <> 1")  # through SQL
     bounds = counter_rates.rolled_bounds(read_manifest(stores["parts"]), "gpu")
     assert bounds["1m"] > bounds["1h"] == T0 + 2 * HOUR_MS  # the open hour's minutes are rolled
     second_hour = (T0 + HOUR_MS, T0 + 2 * HOUR_MS - 1)  # GPU 2 has no reading at its first tick
     check(stores["nulls"], *second_hour, None, True)
+    check(stores["nulls"], *second_hour, None, True, series="gpu <> 1")
 
 
 def test_a_file_out_of_order_is_answered_right(stores: dict[str, Path], tmp_path: Path) -> None:
