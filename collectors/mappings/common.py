@@ -5,14 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 import pyarrow as pa
 
 from collectors.agent_names import DCGM_BLANK_MIN
-from collectors.promtext import Family, Labels, Sample
 from collectors.series_counters import ColumnState, SeriesCounters
+
+if TYPE_CHECKING:
+    from collectors.promtext import Family, Labels, Sample
 from storage.frame import batch_from_columns
 from storage.schemas import TABLES
 

@@ -13,8 +13,9 @@ real code paths; the simulator never produces Frames or /metrics pages itself.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from collectors.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from collectors.sim.model import SimEvent
@@ -40,11 +41,4 @@ SCENARIOS` runs this package's __init__ first, and the command line names the sc
 command's help; the simulator's physics (and pynvml) should load only where a rack is simulated."""
 
 
-def __getattr__(name: str) -> Any:
-    """A public name, imported from its module the first time it is asked for (then kept here)."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _HOMES)

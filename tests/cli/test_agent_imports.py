@@ -32,8 +32,12 @@ NOT_FOR_THE_AGENT = (
     "monitor.tui",
     "pyarrow.compute",
     "collectors.poller",
+    "collectors.promtext",
+    "collectors.mappings.serving",
+    "collectors.mappings.gpu",
 )
-"""Module roots the agent has no use for: the TUI, DuckDB, Parquet (the store's writer and readers)."""
+"""Module roots the agent has no use for: the TUI, DuckDB, Parquet (the store's writer and readers), the
+page parser and the scrape mappings (it writes pages; our collector reads them)."""
 
 
 def test_agent_serves_a_scrape_without_importing_the_tui_or_the_store() -> None:

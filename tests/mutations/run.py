@@ -428,6 +428,23 @@ MUTATIONS = (
         "tests/test_import_graph.py::test_the_layers_import_one_way",
         "storage reaches up into collectors",
     ),
+    Mutation(
+        "series-buckets-unchecked",
+        "storage/counter_rates.py",
+        '            also = f", epoch_ms(ts) AS bucket, {usable} AS usable"\n',
+        '            also = ", epoch_ms(ts) AS bucket, true AS usable"\n',
+        "tests/storage/test_rate_vs_raw_loop.py::test_a_window_over_raw_edges_buckets_and_segments",
+        "a series-filtered rate takes rollup buckets whose counter was NULL at an edge (no `_inc`)",
+    ),
+    Mutation(
+        "mappings-package-eager",
+        "collectors/mappings/__init__.py",
+        "__getattr__ = lazy_attributes(__name__, _HOMES)\n",
+        "from collectors.mappings.serving import ENGINES  # noqa: E402, F401\n"
+        "__getattr__ = lazy_attributes(__name__, _HOMES)\n",
+        "tests/cli/test_agent_imports.py::test_agent_serves_a_scrape_without_importing_the_tui_or_the_store",
+        "the agent holds the serving engines' mappings and the page parser it never uses",
+    ),
 )
 
 
