@@ -44,6 +44,10 @@ class Reading(Protocol):
         """A parenthesised SQL relation over one table's rows in the window."""
         ...
 
+    def empty(self, name: str) -> str:
+        """The name of an empty relation in table `name`'s schema."""
+        ...
+
     def series_relation(self, series: str) -> Relation:
         """relation(), narrowed to the rows of some series."""
         ...

@@ -49,7 +49,7 @@ def rollup_relation(
         rolled_now = rollup_sql(table, ROLLUP_STEPS[step], reader.relation(table, raw_from, until_ms))
         parts.append(f"SELECT * REPLACE (make_timestamptz(ts * 1000) AS ts) FROM ({rolled_now})")
     if not parts:
-        parts.append(f"SELECT * FROM _empty_{rollup_name(table, step)}")
+        parts.append(f"SELECT * FROM {reader.empty(rollup_name(table, step))}")
     return f"({' UNION ALL BY NAME '.join(parts)})", raw_from if raw_from <= until_ms else None
 
 
