@@ -79,6 +79,7 @@ def run_live(
             source.close()
         raise
     from monitor.tui.app import RackApp
+    from monitor.tui.hangup import Teardown, run_until_hangup
 
     rules = config.alerts if config is not None else (alerts or AlertRules())
     recorder = AlertRecorder(rules)
@@ -121,12 +122,7 @@ def run_live(
         layout=layout or RACK,
     )
     poller.start()
-    try:
-        app.run()
-    finally:
-        poller.stop()
-        if recording is not None:
-            recording.close()
+    run_until_hangup(app, Teardown(poller.stop, *([recording.close] if recording is not None else [])))
 
 
 def run_fleet(
@@ -148,11 +144,9 @@ def run_fleet(
         apply_terminal_options(max_fps=max_fps)
     from monitor.fleet import make_fleet
     from monitor.tui.fleet_app import FleetApp
+    from monitor.tui.hangup import Teardown, run_until_hangup
 
     fleet = make_fleet(configs, make_sources, interval=interval, clock=clock)
     app = FleetApp(fleet, fleet_name=fleet_name, interval=interval, title=fleet_name, subtitle=subtitle)
     fleet.start()
-    try:
-        app.run()
-    finally:
-        fleet.stop()
+    run_until_hangup(app, Teardown(fleet.stop))

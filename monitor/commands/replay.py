@@ -111,8 +111,6 @@ def command(
     app = ReplayApp(
         opened.session, title=opened.title, subtitle=opened.subtitle, store=opened.root, layout=opened.layout
     )
-    try:
-        app.run()
-    finally:
-        opened.session.close()
-        opened.reader.close()
+    from monitor.tui.hangup import Teardown, run_until_hangup
+
+    run_until_hangup(app, Teardown(opened.session.close, opened.reader.close))

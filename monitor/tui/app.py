@@ -16,7 +16,6 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from monitor.tui.commands import RackCommands
 from monitor.tui.follow import follow_head
-from monitor.tui.hangup import watch_hangup
 from monitor.tui.help_screen import HelpScreen
 from monitor.tui.messages import FrameReady, SnapshotFailed
 from monitor.tui.problem_views import open_problem, select_problem
@@ -212,7 +211,6 @@ class RackApp(App[None]):
         self.query_one("#events").border_title = "Events (UTC), newest first"
         if self._keymap_config:
             self.set_keymap(self._keymap_config)
-        watch_hangup(self)
         self.redraw()
         self._follow_head()
 

@@ -39,6 +39,22 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "hangup-waits-for-the-app",
+        "monitor/tui/hangup.py",
+        "        self._app.exit()\n",
+        "        self._app.exit()\n        self._returned.wait()\n",
+        "tests/tui/test_hangup.py::test_a_wedged_app_still_ends_and_its_teardown_runs",
+        "a lost terminal only asks the app to exit: an app wedged on Textual's dead output thread stays",
+    ),
+    Mutation(
+        "hangup-no-terminal-check",
+        "monitor/tui/hangup.py",
+        "            if terminal_gone(self._fds):\n",
+        "            if False:\n",
+        "tests/tui/test_hangup.py::test_a_wedged_app_still_ends_and_its_teardown_runs",
+        "a pty that hangs up without SIGHUP goes unnoticed while the event loop is wedged",
+    ),
+    Mutation(
         "manifest-in-place",
         "storage/layout.py",
         "    write_bytes(root / MANIFEST, manifest.to_json())\n",
