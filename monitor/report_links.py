@@ -85,7 +85,7 @@ def _flagged_minutes_sql(reader: StoreReader, window: Window, on: int, grew: boo
             f'(CASE WHEN "{c}_first" IS NULL THEN 0 ELSE coalesce("{c}_inc", {on}) END)' for c in LINK_ERRORS
         )
         inc = f'coalesce("{GREW}", {inc})' if grew else inc
-        near = _near_active_hours(reader, since, hours_rolled, until, on)
+        near = _near_active_hours(reader, since, hours_rolled, on)
         parts.append(
             f"SELECT gpu, link, epoch_ms(ts) AS m, {inc} AS c, {ends}, "
             f"state_min <= {NVLINK_INACTIVE} AS d FROM {rel}{near}"
@@ -114,28 +114,34 @@ def _flagged_minutes_sql(reader: StoreReader, window: Window, on: int, grew: boo
         ORDER BY e.gpu, e.link, e.m"""
 
 
-def _near_active_hours(reader: StoreReader, since: int, rolled: int, until: int, on: int) -> str:
-    """A WHERE clause keeping the 1 min buckets of a link's hours next to (or at) one in which its error
-    counters grew, its increase is unknown or it went down, by the 1 h rollups; '' for no narrowing.
+def _near_active_hours(reader: StoreReader, since: int, rolled: int, on: int) -> str:
+    """A WHERE clause dropping the 1 min buckets of a link's quiet hours, by the 1 h rollups; '' for no
+    narrowing.
 
     In a quiet hour no pair of samples grew, so its minutes' `grow` is 0, but 1 where the minute
     before is not there to compare with (the hour's first, or one after a gap): no two neighbouring
-    minutes reach 2, below `on` from 3 on. Only its edge minutes can pair with a busy neighbour's
-    (the last compacted hour's with the minutes after it, which have no 1 h bucket: kept whole, the open
-    hour's rolled minutes with them).
+    minutes reach 2, below `on` from 3 on. Only its edge minutes can pair with a busy neighbour's, so
+    an hour is dropped only when its 1 h bucket says it was quiet and neither hour beside it was busy.
+    An hour with no 1 h bucket (the open hour; an export bundle's cut first hour) is kept whole. A
+    dropped hour's last minute truly grew 0, and without it the next kept minute counts its pair
+    across as grown (+1), which is never less than the truth.
     """
     if on < 3:
         return ""
     hour = ROLLUP_STEPS["1h"]
     rel = reader.relation(rollup_name("nvlink", "1h"), since // hour * hour, rolled - 1)
     busy = " OR ".join(f'("{c}_first" IS NOT NULL AND coalesce("{c}_inc", 1) > 0)' for c in LINK_ERRORS)
-    hours = (
-        f"SELECT gpu, link, epoch_ms(ts) + d * {hour} AS h FROM {rel}, (VALUES (-1), (0), (1)) n(d) "
-        f"WHERE {busy} OR first_ms IS NULL OR state_min <= {NVLINK_INACTIVE}"
+    unknown = f"first_ms IS NULL OR state_min <= {NVLINK_INACTIVE}"
+    hours = f"SELECT gpu, link, epoch_ms(ts) AS h, ({busy} OR {unknown}) AS b FROM {rel}"
+    beside = (  # NULL (unknown) anywhere keeps the hour
+        f"SELECT gpu, link, h, b, lag(h) OVER w AS ph, lag(b) OVER w AS pb, lead(h) OVER w AS nh, "
+        f"lead(b) OVER w AS nb FROM ({hours}) WINDOW w AS (PARTITION BY gpu, link ORDER BY h)"
     )
-    raw_next = f" OR epoch_ms(ts) >= {rolled - hour}" if rolled <= until else ""
-    in_hours = f"(gpu, link, epoch_ms(ts) // {hour} * {hour}) IN (SELECT gpu, link, h FROM ({hours}))"
-    return f" WHERE {in_hours}{raw_next}"
+    quiet = (
+        f"SELECT gpu, link, h FROM ({beside}) WHERE NOT b "
+        f"AND NOT coalesce(ph = h - {hour} AND pb, false) AND NOT coalesce(nh = h + {hour} AND nb, false)"
+    )
+    return f" WHERE (gpu, link, epoch_ms(ts) // {hour} * {hour}) NOT IN (SELECT gpu, link, h FROM ({quiet}))"
 
 
 def stretches(minutes: Sequence[int], window: Window) -> list[Stretch]:

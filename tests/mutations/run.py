@@ -39,6 +39,14 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "links-hours-without-bucket-dropped",
+        "monitor/report_links.py",
+        "NOT IN (SELECT gpu, link, h FROM ({quiet}))",
+        "IN (SELECT gpu, link, h FROM ({beside}) WHERE b OR pb OR nb)",
+        "tests/post/test_link_faults_rollups.py::test_a_bundle_whose_first_hour_was_cut_reports_its_faults",
+        "the report reads only minutes of hours a 1 h bucket calls busy: a bundle's cut first hour is lost",
+    ),
+    Mutation(
         "hangup-waits-for-the-app",
         "monitor/tui/hangup.py",
         "        self._app.exit()\n",

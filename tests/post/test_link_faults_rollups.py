@@ -74,6 +74,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def two_hours(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same rack over two compacted hours and 20 open minutes: (1, 3) errs and (3, 11) goes down in
+    the first hour, (0, 0) errs in the second, which is quiet for the other two."""
+    ticks = TICKS + 60 * 60_000 // STEP_MS
+    return write_store(tmp_path_factory.mktemp("links_2h") / "store", (_frame(tick) for tick in range(ticks)))
+
+
+@pytest.fixture(scope="module")
 def store_before_errors_grew(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same rack written by a compactor whose nvlink rollups lack `errors_grew` (as before it existed)."""
     with pytest.MonkeyPatch.context() as patch:
@@ -187,3 +195,22 @@ def test_a_store_written_before_errors_grew_exports_and_reports_the_same(
         assert bundle.manifest.of("nvlink_1m")
         assert link_faults(bundle, window) == want
     assert {(f["gpu"], f["link"]) for f in want} == {(1, 3), (3, 11), (0, 0)}
+
+
+def test_a_bundle_whose_first_hour_was_cut_reports_its_faults(tmp_path: Path, two_hours: Path) -> None:
+    # The bundle's first hour is cut, so it has no 1 h bucket to say whether that hour was quiet: its
+    # minutes must be read, not dropped because the quiet second hour beside it has a bucket.
+    from monitor.export import export
+
+    window = Window(T0 + 30_500, T0 + (TICKS + 700) * STEP_MS + 700)
+    export(two_hours, tmp_path / "bundle", window, with_report=False)
+    with StoreReader(two_hours) as reader:
+        assert len({f.min_ts for f in reader.manifest.of("nvlink_1h")}) == 2
+        want = link_faults(reader, window)
+    with StoreReader(tmp_path / "bundle") as bundle:
+        assert {f.min_ts for f in bundle.manifest.of("nvlink_1h")} == {T0 + 3_600_000}
+        got = link_faults(bundle, window)
+    at = lambda tick: T0 + tick * STEP_MS  # noqa: E731
+    onsets = {(f["gpu"], f["link"]): (f["onset_ms"], f["down_ms"]) for f in got}
+    assert onsets == {(1, 3): (at(100), None), (3, 11): (at(400), at(400)), (0, 0): (at(850), None)}
+    assert got == want
