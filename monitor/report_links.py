@@ -91,16 +91,7 @@ def _flagged_minutes_sql(reader: StoreReader, window: Window, on: int, grew: boo
             f"state_min <= {NVLINK_INACTIVE} AS d FROM {rel}{near}"
         )
     if rolled <= until:
-        rel = reader.relation("nvlink", max(since, rolled), until)
-        changed = " OR ".join(f'min("{c}") != max("{c}")' for c in LINK_ERRORS)
-        raw_ends = ", ".join(
-            f'arg_min("{c}", ts) AS "f_{c}", arg_max("{c}", ts) AS "l_{c}"' for c in LINK_ERRORS
-        )
-        parts.append(
-            f"SELECT gpu, link, epoch_ms(ts) // {MINUTE_MS} * {MINUTE_MS} AS m, "
-            f"CASE WHEN {changed} THEN {on} ELSE 0 END AS c, {raw_ends}, "
-            f"bool_or(state = {NVLINK_INACTIVE}) AS d FROM {rel} GROUP BY gpu, link, m"
-        )
+        parts.append(_raw_minutes_sql(reader.relation("nvlink", max(since, rolled), until)))
     entered = " OR ".join(f'g."f_{c}" IS DISTINCT FROM p."l_{c}"' for c in LINK_ERRORS)
     return f"""
         WITH g AS ({" UNION ALL ".join(parts)}),
@@ -112,6 +103,27 @@ def _flagged_minutes_sql(reader: StoreReader, window: Window, on: int, grew: boo
             LEFT JOIN e b ON b.gpu = e.gpu AND b.link = e.link AND b.m = e.m - {MINUTE_MS}
         WHERE e.d OR e.grow + coalesce(n.grow, 0) >= {on} OR e.grow + coalesce(b.grow, 0) >= {on}
         ORDER BY e.gpu, e.link, e.m"""
+
+
+def _raw_minutes_sql(rel: str) -> str:
+    """Minutes no rollup holds yet (the open hour's newest), from raw rows, in the rollup part's columns:
+    `c` counts the samples whose counters grew after a sample of the same minute, as `errors_grew` does
+    (the minute's first sample is the boundary term's), so a minute where a counter moved once is not
+    flagged as if it held `on` growth samples."""
+    lags = ", ".join(f'lag("{c}") OVER w AS "{c}_prev"' for c in LINK_ERRORS)
+    grew = " + ".join(f"coalesce({step_sql(_q(c), _q(c + '_prev'))}, 0)" for c in LINK_ERRORS)
+    ends = ", ".join(f'arg_min("{c}", ts) AS "f_{c}", arg_max("{c}", ts) AS "l_{c}"' for c in LINK_ERRORS)
+    minute = f"epoch_ms(ts) // {MINUTE_MS} * {MINUTE_MS}"
+    counters = ", ".join(_q(c) for c in LINK_ERRORS)
+    lagged = (
+        f"SELECT gpu, link, ts, state, {counters}, {lags}, lag(ts) OVER w AS ts_prev "
+        f"FROM {rel} WINDOW w AS (PARTITION BY gpu, link ORDER BY ts)"
+    )
+    within = f"epoch_ms(ts_prev) // {MINUTE_MS} * {MINUTE_MS} = {minute}"
+    return (
+        f"SELECT gpu, link, {minute} AS m, count(*) FILTER (WHERE {within} AND ({grew}) > 0) AS c, {ends}, "
+        f"bool_or(state = {NVLINK_INACTIVE}) AS d FROM ({lagged}) GROUP BY gpu, link, m"
+    )
 
 
 def _near_active_hours(reader: StoreReader, since: int, rolled: int, on: int) -> str:

@@ -10,6 +10,7 @@ and growth below the alert rule's three samples in 60 s).
 from __future__ import annotations
 
 import itertools
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,6 +18,7 @@ import pytest
 
 from monitor.report_links import LINK_ERRORS, fault_minutes, link_faults
 from monitor.timespec import Window
+from storage import counter_rates
 from storage.frame import Frame, batch_from_columns
 from storage.reader import StoreReader
 from storage.rollups import ROLLUP_STEPS, ROLLUP_TABLES, rollup_name, rollup_schema
@@ -79,6 +81,17 @@ def two_hours(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the first hour, (0, 0) errs in the second, which is quiet for the other two."""
     ticks = TICKS + 60 * 60_000 // STEP_MS
     return write_store(tmp_path_factory.mktemp("links_2h") / "store", (_frame(tick) for tick in range(ticks)))
+
+
+@pytest.fixture(scope="module")
+def raw_tail(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The rack with two more links erring in the last minutes: (2, 9) only in the newest minute, which no
+    rollup holds yet (raw rows), and (3, 2) across the last rolled minute and that one."""
+    erring = ERRING | {(2, 9): ("rx_errors", TICKS - 10), (3, 2): ("symbol_errors", TICKS - 14)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys.modules[__name__], "ERRING", erring)
+        root = tmp_path_factory.mktemp("links_raw_tail") / "store"
+        return write_store(root, (_frame(tick) for tick in range(TICKS)))
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +227,21 @@ def test_a_bundle_whose_first_hour_was_cut_reports_its_faults(tmp_path: Path, tw
     onsets = {(f["gpu"], f["link"]): (f["onset_ms"], f["down_ms"]) for f in got}
     assert onsets == {(1, 3): (at(100), None), (3, 11): (at(400), at(400)), (0, 0): (at(850), None)}
     assert got == want
+
+
+def test_faults_in_minutes_no_rollup_holds_yet_are_found(raw_tail: Path) -> None:
+    # The newest minute is counted from raw rows: a link that grew in three samples there, and one whose
+    # three samples straddle the last rolled minute and it, must both be read and found.
+    window = Window(T0 + 30_500, T0 + (TICKS - 1) * STEP_MS + 700)
+    at = lambda tick: T0 + tick * STEP_MS  # noqa: E731
+    with StoreReader(raw_tail) as reader:
+        rolled = counter_rates.rolled_bounds(reader.manifest, "nvlink")["1m"]
+        assert at(TICKS - 14) < rolled <= at(TICKS - 12) < at(TICKS - 10)  # (2, 9) raw; (3, 2) across
+        got = {(f["gpu"], f["link"]): (f["onset_ms"], f["down_ms"]) for f in link_faults(reader, window)}
+    assert got == {
+        (1, 3): (at(100), None),
+        (3, 11): (at(400), at(400)),
+        (0, 0): (at(850), None),
+        (2, 9): (at(TICKS - 10), None),
+        (3, 2): (at(TICKS - 14), None),
+    }
