@@ -104,10 +104,11 @@ run_until_hangup(Wedged(), Teardown(lambda: Path(sys.argv[1]).write_text('sealed
 """
 
 
-def start_in_pty(argv: list[str]) -> tuple[subprocess.Popen[bytes], int]:
-    """`argv` on a new pty, which is not its controlling terminal: closing the master sends no SIGHUP."""
+def start_in_pty(argv: list[str], rows: int = 24, cols: int = 80) -> tuple[subprocess.Popen[bytes], int]:
+    """`argv` on a new pty of `rows` x `cols`, which is not its controlling terminal: closing the master
+    sends no SIGHUP. Returns the process and the master's descriptor."""
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     proc = subprocess.Popen(
         argv,
         stdin=slave,

@@ -8,18 +8,12 @@ simulated); the layout is the one `monitor` builds from the collector's static f
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import os
-import pty
 import signal
-import struct
-import subprocess
 import sys
-import termios
 
 import pytest
 from observed_app import ObservedRackApp
-from test_hangup import ENDED_S, ROOT, STARTED_S, read_until
+from test_hangup import ENDED_S, STARTED_S, end, read_until, start_in_pty
 from textual.widgets import DataTable
 
 from collectors.clock import SimClock
@@ -150,18 +144,8 @@ async def test_board_nvlink_matrix_has_a_row_per_board_gpu_and_nothing_else():
 
 @pytest.mark.skipif(sys.platform != "linux", reason="a real pty, as test_hangup uses")
 def test_monitor_demo_hgx_draws_the_board_in_a_real_terminal():
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from monitor.cli import main; main()", "demo", "--hgx", "--seed", "3"],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=ROOT,
-        env={**os.environ, "TERM": "xterm-256color"},
-        start_new_session=True,
-    )
-    os.close(slave)
+    demo = [sys.executable, "-c", "from monitor.cli import main; main()", "demo", "--hgx", "--seed", "3"]
+    proc, master = start_in_pty(demo, rows=30, cols=120)
     try:
         screen = read_until(master, b"GPUs ok 8/8", STARTED_S)
         assert b"GPUs ok 8/8" in screen, screen[-2000:]
@@ -170,7 +154,4 @@ def test_monitor_demo_hgx_draws_the_board_in_a_real_terminal():
         read_until(master, b"\0never\0", 1.0)
         assert proc.wait(timeout=ENDED_S) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
+        end(proc, master)
