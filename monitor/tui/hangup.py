@@ -140,7 +140,8 @@ class _HangupGuard:
         self._hung_up.set()
 
     def app_returned(self) -> None:
-        """app.run() returned and the teardown ran: the guard only watches for a hang-up from now on."""
+        """app.run() returned and the teardown ran: a guard that saw no hang-up stops; one that did gives
+        the interpreter's exit GRACE_S before it ends the process."""
         self._returned.set()
 
     def _watch(self) -> None:
