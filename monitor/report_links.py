@@ -145,13 +145,15 @@ def _near_active_hours(reader: StoreReader, since: int, rolled: int, on: int) ->
     busy = " OR ".join(f'("{c}_first" IS NOT NULL AND coalesce("{c}_inc", 1) > 0)' for c in LINK_ERRORS)
     unknown = f"first_ms IS NULL OR state_min <= {NVLINK_INACTIVE}"
     hours = f"SELECT gpu, link, epoch_ms(ts) AS h, ({busy} OR {unknown}) AS b FROM {rel}"
-    beside = (  # NULL (unknown) anywhere keeps the hour
+    beside = (
         f"SELECT gpu, link, h, b, lag(h) OVER w AS ph, lag(b) OVER w AS pb, lead(h) OVER w AS nh, "
         f"lead(b) OVER w AS nb FROM ({hours}) WINDOW w AS (PARTITION BY gpu, link ORDER BY h)"
     )
+    # `b` is NULL where a bucket's state is unknown: such an hour is kept, and keeps its neighbours.
     quiet = (
         f"SELECT gpu, link, h FROM ({beside}) WHERE NOT b "
-        f"AND NOT coalesce(ph = h - {hour} AND pb, false) AND NOT coalesce(nh = h + {hour} AND nb, false)"
+        f"AND NOT coalesce(ph = h - {hour} AND coalesce(pb, true), false) "
+        f"AND NOT coalesce(nh = h + {hour} AND coalesce(nb, true), false)"
     )
     return f" WHERE (gpu, link, epoch_ms(ts) // {hour} * {hour}) NOT IN (SELECT gpu, link, h FROM ({quiet}))"
 
