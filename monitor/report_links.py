@@ -105,13 +105,20 @@ def _flagged_minutes_sql(reader: StoreReader, window: Window, on: int, grew: boo
         ORDER BY e.gpu, e.link, e.m"""
 
 
+def _growth_sql() -> tuple[str, str]:
+    """(the error counters' lag() columns over window `w`, the sum of their steps from them): a sample
+    grew when that sum is above 0 (storage.increase.step_sql, so a reset counts its new value)."""
+    lags = ", ".join(f'lag("{c}") OVER w AS "{c}_prev"' for c in LINK_ERRORS)
+    grew = " + ".join(f"coalesce({step_sql(_q(c), _q(c + '_prev'))}, 0)" for c in LINK_ERRORS)
+    return lags, grew
+
+
 def _raw_minutes_sql(rel: str) -> str:
     """Minutes no rollup holds yet (the open hour's newest), from raw rows, in the rollup part's columns:
     `c` counts the samples whose counters grew after a sample of the same minute, as `errors_grew` does
     (the minute's first sample is the boundary term's), so a minute where a counter moved once is not
     flagged as if it held `on` growth samples."""
-    lags = ", ".join(f'lag("{c}") OVER w AS "{c}_prev"' for c in LINK_ERRORS)
-    grew = " + ".join(f"coalesce({step_sql(_q(c), _q(c + '_prev'))}, 0)" for c in LINK_ERRORS)
+    lags, grew = _growth_sql()
     ends = ", ".join(f'arg_min("{c}", ts) AS "f_{c}", arg_max("{c}", ts) AS "l_{c}"' for c in LINK_ERRORS)
     minute = f"epoch_ms(ts) // {MINUTE_MS} * {MINUTE_MS}"
     counters = ", ".join(_q(c) for c in LINK_ERRORS)
@@ -256,8 +263,7 @@ def _exact_faults(
     fired (began), its first inactive sample (down), and its first sample in the window and the one
     after it (second; None when the window's head has fewer than two)."""
     rel = _stretched_rows(reader, window, spans)
-    lags = ", ".join(f'lag("{c}") OVER w AS "{c}_prev"' for c in LINK_ERRORS)
-    grew = " + ".join(f"coalesce({step_sql(_q(c), _q(c + '_prev'))}, 0)" for c in LINK_ERRORS)
+    lags, grew = _growth_sql()
     span = f"INTERVAL {int(rule.window_s * 1000)} MILLISECONDS"
     head = window.since_ms  # the part that starts at the window's start
     return reader.sql(
