@@ -112,12 +112,20 @@ def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 
         time.sleep(0.5)
 
 
-def scrape_both(url: str, timeout_s: float = 5.0) -> None:
-    """One text scrape (as a Prometheus) and one Arrow scrape (as our collector) of the agent at `url`."""
-    from collectors.mappings.tray_arrow import MEDIA_TYPE  # what our collector asks a tray's agent for
+PROMETHEUS_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+}
+"""What a Prometheus scrape asks (its scrape.go: acceptHeader for the text formats, gzip on)."""
 
-    for accept in ("text/plain", MEDIA_TYPE):
-        request = urllib.request.Request(url, headers={"Accept": accept})
+
+def scrape_both(url: str, timeout_s: float = 5.0) -> None:
+    """One text scrape (as a Prometheus: gzipped) and one Arrow scrape (as our collector asks a tray's
+    agent: collectors.scrape_http.TRAY_ACCEPT) of the agent at `url`."""
+    from collectors.scrape_http import SCRAPE_HEADERS, TRAY_ACCEPT
+
+    for headers in (PROMETHEUS_HEADERS, {**SCRAPE_HEADERS, "Accept": TRAY_ACCEPT}):
+        request = urllib.request.Request(url, headers=headers)
         with urllib.request.urlopen(request, timeout=timeout_s) as answer:
             answer.read()
 

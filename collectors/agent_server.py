@@ -1,4 +1,4 @@
-"""The `monitor agent` exporter: a tray's NVML collector behind /metrics (Prometheus text 0.0.4) and /healthz.
+"""The `monitor agent` exporter's answers: a tray's NVML collector behind /metrics (Prometheus text 0.0.4).
 
 /metrics answers text to every scraper but one that names the tray Arrow stream first in its Accept
 header (our collector: collectors.mappings.tray_arrow, docs/agent-api.md); both render one poll.
@@ -7,25 +7,24 @@ The page is collectors.mappings.frame_to_agent_page's: DCGM names where DCGM's f
 documented `rackmon_*` names for the rest (collectors.agent_names, docs/agent-metrics.md); its counters
 never go backwards while the agent runs (collectors.mappings.agent_page.CounterCarry says why and how).
 NVML is polled when a scrape arrives (in a worker thread, never on the server's event loop), at most
-once per `min_interval_s`, so two scrapers (the monitor and a Prometheus) share one poll. The same app
-serves the simulated trays of `monitor sim`.
+once per `min_interval_s`, so two scrapers (the monitor and a Prometheus) share one poll. Two servers give
+these answers: collectors.agent_http (`monitor agent`: asyncio and h11, no aiohttp) and
+collectors.aiohttp_serving (the simulated trays of `monitor sim`). Nothing here loads pyarrow or aiohttp.
 """
 
 from __future__ import annotations
 
-import asyncio
+import gzip
 import socket
 import threading
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-from aiohttp import web
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from collectors.clock import Clock, WallClock
 from collectors.mappings import AgentGpu, CounterCarry, XidTally, frame_to_agent_page
-from collectors.mappings.tray_arrow import MEDIA_TYPE as ARROW
-from collectors.mappings.tray_arrow import frame_to_tray_stream
-from storage.frame import Frame
+from collectors.mappings.tray_stream import MEDIA_TYPE as ARROW
+from collectors.mappings.tray_stream import frame_to_tray_stream
+from storage.plain_frame import PlainFrame
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """What Prometheus' own client libraries send for the text format."""
@@ -48,7 +47,7 @@ class AgentPage:
         min_interval_s: float = 0.25,
     ) -> None:
         """Args:
-        collector: a collectors.nvml.NvmlCollector (its `gpus` and `poll`).
+        collector: a collectors.nvml.NvmlCollector (its `gpus` and `poll_plain`).
         clock: stamps each poll (a SimClock for the simulator).
         hostname: the page's Hostname label (this host's name by default).
         min_interval_s: scrapes closer together than this get the same page.
@@ -74,7 +73,7 @@ class AgentPage:
         self._xids = XidTally()
         self._counters = CounterCarry()
         self._lock = threading.Lock()
-        self._frame: Frame | None = None
+        self._frame: PlainFrame | None = None
         self._answers: dict[str, bytes] = {}
         """This poll's answers by media type, each rendered when first asked for."""
         self._at = float("-inf")
@@ -95,7 +94,7 @@ class AgentPage:
             # tick's page (no traffic in that interval, two intervals' worth in the next).
             now = self.clock.now()
             if self._frame is None or now - self._at >= self.min_interval_s or now < self._at:
-                self._frame = self._counters.apply(self.collector.poll(round(now * 1000)))
+                self._frame = self._counters.apply(self.collector.poll_plain(round(now * 1000)))
                 self._xids.update(self._frame)
                 self._answers = {}
                 self._at = now
@@ -134,61 +133,39 @@ def wants_arrow(accept: str) -> bool:
     return arrow_q > 0 and arrow_q >= text_q
 
 
-def page_response(request: web.Request, body: bytes) -> web.Response:
-    """A text-format response, gzipped when the scraper accepts it."""
-    response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
-        response.enable_compression(web.ContentCoding.gzip)
-    return response
+class Answer(NamedTuple):
+    """An HTTP answer: status, headers, body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
 
 
-def metrics_handler(render: PageFn) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """An aiohttp handler serving `render()`'s page; the render runs in a worker thread."""
-
-    async def handle(request: web.Request) -> web.Response:
-        try:
-            body = await asyncio.get_running_loop().run_in_executor(None, render)
-        except Exception as err:  # a failed poll is this scrape's 500, not the server's end
-            return web.Response(status=500, text=f"collection failed: {type(err).__name__}: {err}\n")
-        return page_response(request, body)
-
-    return handle
+def failure_text(err: Exception) -> str:
+    """The body of a 500 for a poll that failed."""
+    return f"collection failed: {type(err).__name__}: {err}\n"
 
 
-def agent_handler(page: AgentPage) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """The agent's /metrics handler: text by default, the tray Arrow stream to a client that asks first.
+def agent_answer(page: AgentPage, accept: str, accept_encoding: str) -> Answer:
+    """The agent's answer to GET /metrics: text by default (gzipped when accepted), the tray Arrow
+    stream to a client that asks for it first; a failed poll is this scrape's 500, not the server's end.
 
-    The Arrow answer is not gzipped: it is a few KB of fixed-width integers for a tray, and
-    compressing it would cost both ends more CPU than it saves on a rack's network.
+    Blocking (it may poll NVML): servers call it in a worker thread. The Arrow answer is not gzipped: it
+    is a few KB of fixed-width integers for a tray, and compressing it would cost both ends more CPU
+    than it saves on a rack's network.
     """
-    text = metrics_handler(page.render)
-
-    async def handle(request: web.Request) -> web.Response:
-        if not wants_arrow(request.headers.get("Accept", "")):
-            response = await text(request)
-        else:
-            try:
-                body = await asyncio.get_running_loop().run_in_executor(None, page.render_arrow)
-            except Exception as err:  # a failed poll is this scrape's 500, not the server's end
-                return web.Response(status=500, text=f"collection failed: {type(err).__name__}: {err}\n")
-            response = web.Response(body=body, headers={"Content-Type": ARROW})
-        response.headers["Vary"] = "Accept"  # one URL, two representations (RFC 9110 section 12.5.5)
-        return response
-
-    return handle
-
-
-async def healthz(_request: web.Request) -> web.Response:
-    """Liveness: the process answers HTTP."""
-    return web.Response(text="ok\n")
-
-
-def agent_app(page: AgentPage) -> web.Application:
-    """The agent's aiohttp application: GET /metrics and GET /healthz."""
-    app = web.Application()
-    app.router.add_get("/metrics", agent_handler(page))
-    app.router.add_get("/healthz", healthz)
-    return app
+    arrow = wants_arrow(accept)
+    try:
+        body = page.answer(ARROW if arrow else TEXT)
+    except Exception as err:
+        return Answer(500, {"Content-Type": "text/plain; charset=utf-8"}, failure_text(err).encode())
+    headers = {"Content-Type": ARROW if arrow else CONTENT_TYPE}
+    if not arrow and "gzip" in accept_encoding:
+        body = gzip.compress(body, compresslevel=6, mtime=0)
+        headers["Content-Encoding"] = "gzip"
+    # One URL, two representations, each maybe gzipped (RFC 9110 section 12.5.5).
+    headers["Vary"] = "Accept, Accept-Encoding"
+    return Answer(200, headers, body)
 
 
 def parse_listen(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:

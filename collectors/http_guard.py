@@ -1,4 +1,5 @@
-"""Connection limits for the agent's HTTP server and the simulator's (which share collectors.agent_server).
+"""Connection limits for the agent's HTTP server (collectors.agent_http) and the simulator's (aiohttp:
+collectors.aiohttp_serving), at the level of asyncio's Protocol, whatever speaks HTTP inside.
 
 Without them, 1,000 idle TCP connections (no bytes sent) held every file descriptor the process may
 open; asyncio's accept then fails with EMFILE and retries once a second (asyncio selector_events,
@@ -12,13 +13,14 @@ request only from aiohttp 3.14 on (aio-libs/aiohttp#13681), so the guard keeps i
 - an idle timeout: a connection must start a request within `idle_timeout_s` of opening or of its last
   response; and a header timeout: once a request's first byte arrives, its headers must be complete
   within `header_timeout_s` (a client dribbling bytes, slowloris, is closed then);
-- bounded requests: aiohttp's own limits on the request line and each header field (an oversize one
-  is answered 400 and the connection closed; aiohttp also caps the header count, at 128 in 3.14), and
-  no request body at all (answered 413; a scrape sends none, and the connection is closed rather than
+- bounded requests: limits on the request line and each header field (aiohttp's own, and the agent's
+  h11 protocol's; an oversize one is answered 400 or 431 and the connection closed), and no request
+  body at all (answered 413; a scrape sends none, and the connection is closed rather than
   drained).
 
-The guard wraps each connection's protocol (asyncio's Protocol interface only) and sees requests start
-and end through an aiohttp middleware.
+The guard wraps each connection's protocol (asyncio's Protocol interface only); the HTTP side tells it
+when a request starts and ends (request_started / request_done: an aiohttp middleware, or the agent's
+own protocol).
 """
 
 from __future__ import annotations
@@ -31,11 +33,8 @@ import resource
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ class _OneLineNow(logging.Filter):
 
 
 REQUEST_LOG = logging.getLogger("collectors.http_guard.requests")
-"""The servers' request-handling log (aiohttp's `logger`), filtered by _OneLineNow."""
+"""The servers' request-handling log (aiohttp's `logger`; the agent's own), filtered by _OneLineNow."""
 REQUEST_LOG.addFilter(_OneLineNow())
 
 
@@ -91,8 +90,8 @@ class ServerLimits:
         max_connections: open connections at most (lowered to fit the open-file limit).
         idle_timeout_s: a connection must start a request this soon after opening or its last response.
         header_timeout_s: a request's headers must be complete this soon after its first byte.
-        max_line_size: the request line's bytes at most (aiohttp's max_line_size).
-        max_field_size: one header field's bytes at most (aiohttp's max_field_size).
+        max_line_size: the request line's bytes at most (aiohttp's max_line_size; the agent's target).
+        max_field_size: one header field's bytes at most (aiohttp's max_field_size; the agent's too).
     """
 
     max_connections: int = 256
@@ -101,19 +100,9 @@ class ServerLimits:
     max_line_size: int = 4096
     max_field_size: int = 4096
 
-    def runner_options(self) -> dict[str, Any]:
-        """aiohttp AppRunner keyword arguments for these limits."""
-        return {
-            "max_line_size": self.max_line_size,
-            "max_field_size": self.max_field_size,
-            # A request with a body it did not read is not drained (10 s by default): closed instead.
-            "lingering_time": 0,
-            "logger": REQUEST_LOG,
-        }
 
-
-class _Guarded(asyncio.Protocol):
-    """One connection: aiohttp's protocol behind the guard's bookkeeping."""
+class Guarded(asyncio.Protocol):
+    """One connection: its HTTP protocol (aiohttp's, or the agent's) behind the guard's bookkeeping."""
 
     def __init__(self, guard: ConnectionGuard, factory: Callable[[], asyncio.Protocol]) -> None:
         self.guard = guard
@@ -166,10 +155,10 @@ class ConnectionGuard:
     def __init__(self, limits: ServerLimits | None = None) -> None:
         self.limits = limits or ServerLimits()
         self.cap = self.limits.max_connections
-        self._open: set[_Guarded] = set()
-        self._idle: OrderedDict[_Guarded, None] = OrderedDict()
+        self._open: set[Guarded] = set()
+        self._idle: OrderedDict[Guarded, None] = OrderedDict()
         """Admitted connections not in a request, longest idle first."""
-        self._by_transport: dict[asyncio.BaseTransport, _Guarded] = {}
+        self._by_transport: dict[asyncio.BaseTransport, Guarded] = {}
         self.evicted = 0
         self.refused = 0
         self.timed_out = 0
@@ -200,7 +189,7 @@ class ConnectionGuard:
         self.cap = min(self.limits.max_connections, room)
         return self.cap
 
-    def admit(self, conn: _Guarded) -> bool:
+    def admit(self, conn: Guarded) -> bool:
         """Take a new connection: room under the cap, made by closing the longest idle, or refused."""
         if len(self._open) >= self.cap:
             if not self._idle:
@@ -217,62 +206,59 @@ class ConnectionGuard:
         self._ready(conn)
         return True
 
-    def forget(self, conn: _Guarded) -> None:
+    def forget(self, conn: Guarded) -> None:
         """A connection closed (by either side)."""
         self._drop(conn)
 
     # -- requests ------------------------------------------------------------------------------
 
-    @web.middleware
-    async def middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        """Mark the connection busy for the request; refuse a request with a body."""
-        conn = self._by_transport.get(request.transport) if request.transport is not None else None
-        if conn is not None:
-            self._busy(conn)
-        try:
-            if request.body_exists:
-                raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length or 0)
-            return await handler(request)
-        finally:
-            if conn is not None and conn in self._open:
-                self._ready(conn)
+    def connection_of(self, transport: asyncio.BaseTransport | None) -> Guarded | None:
+        """The admitted connection of `transport` (None: not one of this guard's, or closed)."""
+        return self._by_transport.get(transport) if transport is not None else None
+
+    def request_started(self, conn: Guarded) -> None:
+        """A request of `conn` is being answered: it is busy, not idle (no timer, never evicted)."""
+        self._busy(conn)
+
+    def request_done(self, conn: Guarded) -> None:
+        """`conn` answered its request and waits for the next one (idle again, its timer restarted)."""
+        if conn in self._open:
+            self._ready(conn)
 
     # -- timers and bookkeeping ----------------------------------------------------------------
 
-    def arm(self, conn: _Guarded, seconds: float) -> None:
+    def arm(self, conn: Guarded, seconds: float) -> None:
         """(Re)start the connection's timer: closed in `seconds` unless a request starts first."""
         if conn.timer is not None:
             conn.timer.cancel()
         conn.timer = asyncio.get_running_loop().call_later(seconds, self._expire, conn)
 
-    def _expire(self, conn: _Guarded) -> None:
+    def _expire(self, conn: Guarded) -> None:
         conn.timer = None
         if conn in self._open and not conn.busy:
             self.timed_out += 1
             self._close(conn)
 
-    def _ready(self, conn: _Guarded) -> None:
+    def _ready(self, conn: Guarded) -> None:
         """Idle: waiting for its next request (at the back of the eviction order)."""
         conn.busy = conn.heard = False
         self._idle[conn] = None
         self._idle.move_to_end(conn)
         self.arm(conn, self.limits.idle_timeout_s)
 
-    def _busy(self, conn: _Guarded) -> None:
+    def _busy(self, conn: Guarded) -> None:
         conn.busy = True
         self._idle.pop(conn, None)
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None
 
-    def _close(self, conn: _Guarded) -> None:
+    def _close(self, conn: Guarded) -> None:
         self._drop(conn)
         if conn.transport is not None:
             conn.transport.close()
 
-    def _drop(self, conn: _Guarded) -> None:
+    def _drop(self, conn: Guarded) -> None:
         self._open.discard(conn)
         self._idle.pop(conn, None)
         if conn.transport is not None:
@@ -298,25 +284,15 @@ class ConnectionGuard:
         return len(self._open)
 
 
-def guarded_runner(
-    app: web.Application, limits: ServerLimits | None = None
-) -> tuple[web.AppRunner, ConnectionGuard]:
-    """An AppRunner for `app` with the request limits, and the guard its sockets are served through."""
-    guard = ConnectionGuard(limits)
-    app.middlewares.append(guard.middleware)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, **guard.limits.runner_options())
-    return runner, guard
-
-
-async def serve_socket(runner: web.AppRunner, guard: ConnectionGuard, sock: socket.socket) -> asyncio.Server:
-    """Serve a bound listening socket through the guard (after `await runner.setup()`).
+async def serve_guarded(
+    guard: ConnectionGuard, factory: Callable[[], asyncio.Protocol], sock: socket.socket
+) -> asyncio.Server:
+    """Serve a bound listening socket, each connection a `factory()` protocol behind the guard.
 
     Raises:
         OSError: the open-file limit leaves no room for connections.
     """
     guard.fit_to_fd_limit()
-    server = runner.server
-    assert server is not None, "serve_socket needs a runner that was set up"
     return await asyncio.get_running_loop().create_server(
-        lambda: _Guarded(guard, server), sock=sock, backlog=ACCEPT_BACKLOG
+        lambda: Guarded(guard, factory), sock=sock, backlog=ACCEPT_BACKLOG
     )

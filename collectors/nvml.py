@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pynvml
 
@@ -26,7 +26,7 @@ from collectors.nvml_fields import (
 )
 from collectors.nvml_gpu import K_FIELDS, K_PROCESSES, BasicReads, TrackedGpu, call_nvml, read_basics
 from collectors.nvml_recovery import Backoff, probe, recovered_info
-from collectors.nvml_rows import EventRows, safe_batch
+from collectors.nvml_rows import EventRows
 from collectors.nvml_static import (
     MIB,
     GpuInfo,
@@ -37,8 +37,11 @@ from collectors.nvml_static import (
     read_facts,
 )
 from collectors.rack import TRAY_INDEX_BASE, TRAY_INDEX_BASES, check_tray
-from storage.frame import Frame
-from storage.schemas import GPU, EventKind, GpuState
+from storage.columns import GPU, EventKind, GpuState
+from storage.plain_frame import PlainFrame
+
+if TYPE_CHECKING:
+    from storage.frame import Frame
 
 __all__ = ["GpuInfo", "NvmlCollector", "NvmlUnavailable", "handle_key", "nvml_available"]
 
@@ -146,6 +149,10 @@ class NvmlCollector:
 
     def poll(self, ts_ms: int) -> Frame:
         """Collect one tick; never raises for a per-GPU or per-field problem."""
+        return self.poll_plain(ts_ms).to_frame()
+
+    def poll_plain(self, ts_ms: int) -> PlainFrame:
+        """Collect one tick as column lists (what the agent renders: it never loads pyarrow)."""
         events = EventRows()
         self._xids.drain(events)
         sample_processes = self._tick % self._process_every == 0
@@ -172,18 +179,14 @@ class NvmlCollector:
                     detail = f"{info.uuid}: {g.lost_detail}"
                     events.add(EventKind.GPU_LOST, info.gpu, None, pynvml.NVML_ERROR_GPU_IS_LOST, detail)
             rows.append((ts_ms, info.gpu, info.uuid, info.tray, int(state), *(metrics or _NULL_METRICS)))
-        batches = {
-            "gpu": safe_batch("gpu", dict(zip(GPU_COLUMNS, map(list, zip(*rows, strict=True)), strict=True)))
-        }
+        tables = {"gpu": dict(zip(GPU_COLUMNS, map(list, zip(*rows, strict=True)), strict=True))}
         if links["gpu"]:
-            links["ts"] = [ts_ms] * len(links["gpu"])
-            batches["nvlink"] = safe_batch("nvlink", links)
+            tables["nvlink"] = {"ts": [ts_ms] * len(links["gpu"]), **links}
         if events:
-            batches["events"] = events.batch(ts_ms, self.name)
+            tables["events"] = events.columns(ts_ms, self.name)
         if procs["gpu"]:
-            procs["ts"] = [ts_ms] * len(procs["gpu"])
-            batches["processes"] = safe_batch("processes", procs)
-        return Frame(ts_ms=ts_ms, batches=batches)
+            tables["processes"] = {"ts": [ts_ms] * len(procs["gpu"]), **procs}
+        return PlainFrame.of(ts_ms, tables)
 
     def _read_gpu(
         self,

@@ -13,7 +13,7 @@ from collectors.nvml_errors import NVML_EXCEPTIONS
 from collectors.nvml_fields import xid_detail
 from collectors.nvml_rows import EventRows
 from collectors.nvml_static import GpuInfo
-from storage.schemas import EventKind
+from storage.columns import EventKind
 
 MAX_EVENTS_PER_TICK = 1024
 """Bound on events drained in one tick, so an event storm cannot stall collection."""

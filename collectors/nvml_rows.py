@@ -1,15 +1,13 @@
-"""Row building for the NVML collector: the events it emits, and Arrow batches that survive odd values."""
+"""Row building for the NVML collector: the events it emits, as columns (no pyarrow: the agent loads this)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pyarrow as pa
 import pynvml
 
 from collectors.nvml_fields import CLOCKS_EVENT_IGNORED, NVLINK_STATE_ACTIVE, clocks_event_names
-from storage.frame import batch_from_columns
-from storage.schemas import TABLES, EventKind
+from storage.columns import EventKind
 
 LINK_UP_STATES = frozenset({NVLINK_STATE_ACTIVE, pynvml.NVML_NVLINK_STATE_SLEEP})
 """Link states that count as up for link_down/link_up events (SLEEP is power saving, not a fault)."""
@@ -70,48 +68,15 @@ class EventRows:
             self.add(EventKind.CLOCKS_EVENT, gpu, None, significant, detail)
         return significant
 
-    def batch(self, ts_ms: int, source: str) -> pa.RecordBatch:
-        """The events table batch, every row stamped `ts_ms` and `source`."""
+    def columns(self, ts_ms: int, source: str) -> dict[str, list[Any]]:
+        """The events table's columns, every row stamped `ts_ms` and `source`."""
         n = len(self.kind)
-        return safe_batch(
-            "events",
-            {
-                "ts": [ts_ms] * n,
-                "kind": self.kind,
-                "gpu": self.gpu,
-                "link": self.link,
-                "code": self.code,
-                "source": [source] * n,
-                "detail": self.detail,
-            },
-        )
-
-
-_INT_BOUNDS = {
-    pa.int8(): (-(1 << 7), (1 << 7) - 1),
-    pa.int16(): (-(1 << 15), (1 << 15) - 1),
-    pa.int32(): (-(1 << 31), (1 << 31) - 1),
-    pa.int64(): (-(1 << 63), (1 << 63) - 1),
-}
-
-
-def safe_batch(table: str, columns: dict[str, list[Any]]) -> pa.RecordBatch:
-    """batch_from_columns, except that a value outside its column's integer type becomes null.
-
-    Drivers answer "not available" with sentinels such as 0xFFFFFFFF, and u64 counters can exceed
-    int64; one such value must cost a cell, not the tick. The check runs only when Arrow refuses.
-    """
-    try:
-        return batch_from_columns(table, columns)
-    except (pa.ArrowInvalid, OverflowError):
-        pass
-    schema = TABLES[table]
-    fixed: dict[str, list[Any]] = {}
-    for name, values in columns.items():
-        bounds = _INT_BOUNDS.get(schema.field(name).type)
-        if bounds is None:
-            fixed[name] = values
-            continue
-        lo, hi = bounds
-        fixed[name] = [v if v is None or (isinstance(v, int) and lo <= v <= hi) else None for v in values]
-    return batch_from_columns(table, fixed)
+        return {
+            "ts": [ts_ms] * n,
+            "kind": self.kind,
+            "gpu": self.gpu,
+            "link": self.link,
+            "code": self.code,
+            "source": [source] * n,
+            "detail": self.detail,
+        }

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from collectors.http_answer import BadAnswer, PageCut, PageTooBig
-from collectors.mappings.tray_arrow import MEDIA_TYPE as ARROW
+from collectors.mappings.tray_stream import MEDIA_TYPE as ARROW
 from collectors.scrape_client import DEFAULT_IDLE_PER_ORIGIN, ConnectError, ConnectionLost, ScrapeClient
 from storage.schemas import EndpointState
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from storage.plain_frame import checked_columns
 from storage.schemas import TABLES, empty_batch
 
 
@@ -86,6 +87,16 @@ def batch_from_columns(table: str, columns: Mapping[str, Sequence[Any]]) -> pa.R
         pa.array(columns[f.name], type=f.type) if f.name in columns else pa.nulls(n, f.type) for f in schema
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def safe_batch(table: str, columns: Mapping[str, list[Any]]) -> pa.RecordBatch:
+    """batch_from_columns, except that a value outside its column's integer type becomes null
+    (storage.plain_frame.checked_columns: a driver's sentinel costs a cell, not the tick). The check
+    runs only when Arrow refuses the columns as they are."""
+    try:
+        return batch_from_columns(table, columns)
+    except (pa.ArrowInvalid, OverflowError):
+        return batch_from_columns(table, checked_columns(table, columns))
 
 
 def merge_frames(ts_ms: int, frames: Iterable[Frame]) -> Frame:

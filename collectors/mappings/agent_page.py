@@ -1,15 +1,22 @@
-"""The `monitor agent` page: a tray's NVML Frame rendered as Prometheus text (pure; see agent_names)."""
+"""The `monitor agent` page: a tray's NVML tick rendered as Prometheus text (pure; see agent_names).
+
+No pyarrow: the agent renders from the collector's column lists (storage.plain_frame).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from collectors import agent_names as names
 from collectors.rack import gpu_index
-from storage.frame import Frame, batch_from_columns
+from storage.columns import EventKind
 from storage.increase import step
-from storage.schemas import EventKind
+from storage.plain_frame import PlainFrame, as_plain
+
+if TYPE_CHECKING:
+    from storage.frame import Frame
 
 _GPU_SPECS = names.GPU_METRICS
 _LINK_SPECS = names.NVLINK_METRICS
@@ -50,9 +57,9 @@ class XidTally:
     counts: dict[tuple[int, int], int] = field(default_factory=dict)
     last: dict[int, int] = field(default_factory=dict)
 
-    def update(self, frame: Frame) -> None:
+    def update(self, frame: PlainFrame | Frame) -> None:
         """Count the xid events of one frame."""
-        events = frame.table("events").to_pydict()
+        events = as_plain(frame).table("events")
         for kind, gpu, code in zip(events["kind"], events["gpu"], events["code"], strict=True):
             if kind == EventKind.XID and gpu is not None and code is not None:
                 self.counts[gpu, code] = self.counts.get((gpu, code), 0) + 1
@@ -92,22 +99,21 @@ class CounterCarry:
     _last_raw: dict[tuple[object, ...], int] = field(default_factory=dict)
     _exported: dict[tuple[object, ...], int] = field(default_factory=dict)
 
-    def apply(self, frame: Frame) -> Frame:
+    def apply(self, frame: PlainFrame) -> PlainFrame:
         """`frame` with its counter columns replaced by the carried, monotone values."""
-        batches = dict(frame.batches)
+        tables = dict(frame.tables)
         for table, key_columns, counters in _CARRIED:
-            batch = batches.get(table)
-            if batch is None or not batch.num_rows:
+            if not frame.rows(table):
                 continue
-            columns = batch.to_pydict()
+            columns = dict(tables[table])
             keys = list(zip(*(columns[k] for k in key_columns), strict=True))
             for column in counters:
                 columns[column] = [
                     self._carry((table, column, *key), raw)
                     for key, raw in zip(keys, columns[column], strict=True)
                 ]
-            batches[table] = batch_from_columns(table, columns)
-        return Frame(ts_ms=frame.ts_ms, batches=batches)
+            tables[table] = columns
+        return PlainFrame(frame.ts_ms, tables)
 
     def _carry(self, key: tuple[object, ...], raw: int | None) -> int | None:
         if raw is None:
@@ -138,7 +144,7 @@ def _header(out: list[str], name: str, kind: str, help_text: str) -> None:
 
 
 def frame_to_agent_page(
-    frame: Frame, gpus: Sequence[AgentGpu], *, hostname: str = "", xids: XidTally | None = None
+    frame: PlainFrame | Frame, gpus: Sequence[AgentGpu], *, hostname: str = "", xids: XidTally | None = None
 ) -> str:
     """Render a tray's NVML Frame as the agent's /metrics page (text format 0.0.4).
 
@@ -148,7 +154,8 @@ def frame_to_agent_page(
         hostname: the `Hostname` label.
         xids: XID counts so far (update it with each frame before rendering).
     """
-    gpu_cols = frame.table("gpu").to_pydict()
+    frame = as_plain(frame)
+    gpu_cols = frame.table("gpu")
     row_of = {g: i for i, g in enumerate(gpu_cols["gpu"])}
     present = [g for g in gpus if g.rack_index in row_of]
     host = _escape(hostname)
@@ -188,7 +195,7 @@ def frame_to_agent_page(
     for (rack, xid), count in sorted(tally.counts.items()):
         if rack in short:
             out.append(f'{names.XID_COUNT}{{{short[rack]},{names.LABEL_XID}="{xid}"}} {count}')
-    link_cols = frame.table("nvlink").to_pydict()
+    link_cols = frame.table("nvlink")
     order = sorted(range(len(link_cols["gpu"])), key=lambda i: (link_cols["gpu"][i], link_cols["link"][i]))
     keys = [
         (i, f'{short[link_cols["gpu"][i]]},{names.LABEL_LINK}="{link_cols["link"][i]}"')

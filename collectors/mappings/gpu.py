@@ -19,12 +19,13 @@ from collectors import agent_names as names
 from collectors.mappings.agent_page import AgentGpu, XidTally, frame_to_agent_page
 from collectors.mappings.common import MappingError, checked_int, checked_ints, column_ranges, labels_value
 from collectors.mappings.gpu_events import TrayEvents
-from collectors.mappings.tray_arrow import GPU_COLUMNS, TrayStream, in_range, stream_links
+from collectors.mappings.tray_arrow import TrayStream, in_range, stream_links
+from collectors.mappings.tray_stream import GPU_COLUMNS
 from collectors.nvml_fields import links_total
 from collectors.nvml_rows import EventRows
 from collectors.promtext import ExpositionError, ExpositionParser, Family, Labels
 from collectors.rack import LINKS_PER_GPU, gpu_index, gpu_place
-from storage.frame import Frame, batch_from_columns
+from storage.frame import Frame, batch_from_columns, safe_batch
 from storage.schemas import TABLES, GpuState
 
 _GPU_RANGES = column_ranges("gpu")
@@ -285,7 +286,7 @@ class GpuPageMapper:
         if links is not None and links.num_rows:
             batches["nvlink"] = links
         if len(events):
-            batches["events"] = events.batch(ts_ms, host or self.source)
+            batches["events"] = safe_batch("events", events.columns(ts_ms, host or self.source))
         self._events.seen.update(order)
         return Frame(ts_ms=ts_ms, batches=batches)
 

@@ -1,4 +1,4 @@
-"""A tray's frame as an Arrow IPC stream: what our agent answers when the scraper asks for Arrow.
+"""A tray's Arrow IPC stream, read: what our agent answers when the scraper asks for Arrow.
 
 The agent's /metrics page stays Prometheus text with dcgm-exporter's names (agent_page), the answer
 for any scraper that does not name Arrow in its Accept header (Prometheus, dcgm dashboards). Our own
@@ -17,73 +17,44 @@ One schema for three tables is why they travel as lists: an IPC stream has exact
 schema's metadata carries VERSION_KEY (the format's version: a reader refuses any other) and the
 host name (the page's Hostname label). Values are the store's integers (mW, KiB), never rescaled.
 
-decode_tray_stream validates everything a reader relies on and raises MappingError with one line
-otherwise; the mapper (GpuPageMapper.map_stream) then applies the text path's value checks, placement
-and event rules, so the two answers give the same rows.
+The agent writes it with collectors.mappings.tray_stream (on nanoarrow, without pyarrow), where its
+fields are declared; SCHEMA here is built from them. decode_tray_stream validates everything a reader
+relies on and raises MappingError with one line otherwise; the mapper (GpuPageMapper.map_stream) then
+applies the text path's value checks, placement and event rules, so the two answers give the same rows.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
 
 from collectors import agent_names as names
-from collectors.mappings.agent_page import AgentGpu, XidTally
 from collectors.mappings.common import MappingError, column_ranges
-from collectors.rack import GPUS, LINKS_PER_GPU
-from storage.frame import Frame
-from storage.schemas import TABLES, TS
+from collectors.mappings.tray_stream import (
+    HOSTNAME_KEY,
+    LINK_COLUMNS,
+    LISTS,
+    MEDIA_TYPE,
+    MOST_ROWS,
+    VERSION,
+    VERSION_KEY,
+)
+from collectors.rack import LINKS_PER_GPU
+from storage.schemas import ARROW_TYPES, TABLES, TS
 
-MEDIA_TYPE = "application/vnd.apache.arrow.stream"
-"""The Arrow IPC streaming format's media type, registered with IANA
-(https://www.iana.org/assignments/media-types/application/vnd.apache.arrow.stream; Apache Arrow's
-docs, format/Columnar.html "IPC Streaming Format")."""
-VERSION = "1"
-VERSION_KEY = b"rackmon.tray_stream"
-"""Schema metadata key whose value is VERSION: a stream without it, or of another version, is refused."""
-HOSTNAME_KEY = b"rackmon.hostname"
+__all__ = ["MEDIA_TYPE", "SCHEMA", "TrayStream", "decode_tray_stream", "in_range", "stream_links"]
 
-_GPU_TYPES = {f.name: f.type for f in TABLES["gpu"]}
 _LINK_TYPES = {f.name: f.type for f in TABLES["nvlink"]}
-GPU_COLUMNS = tuple(spec.column for spec in names.GPU_METRICS)
-LINK_COLUMNS = tuple(spec.column for spec in names.NVLINK_METRICS)
 
-_GPU_STRUCT = pa.struct(
-    [
-        pa.field("uuid", pa.string()),
-        pa.field("tray", pa.int16()),
-        pa.field("module", pa.int16()),
-        pa.field("state", pa.int8()),
-        pa.field("xid_last", pa.int64()),
-        *(pa.field(c, _GPU_TYPES[c]) for c in GPU_COLUMNS),
-    ]
-)
-_LINK_STRUCT = pa.struct(
-    [
-        pa.field("gpu", pa.int16()),
-        pa.field("link", pa.int8()),
-        *(pa.field(c, _LINK_TYPES[c]) for c in LINK_COLUMNS),
-    ]
-)
-_XID_STRUCT = pa.struct(
-    [pa.field("gpu", pa.int16()), pa.field("xid", pa.int64()), pa.field("count", pa.int64())]
-)
-SCHEMA = pa.schema(
-    [
-        pa.field("gpu", pa.list_(_GPU_STRUCT)),
-        pa.field("nvlink", pa.list_(_LINK_STRUCT)),
-        pa.field("xid", pa.list_(_XID_STRUCT)),
-    ]
-)
+
+def _struct(table: str) -> pa.StructType:
+    return pa.struct([pa.field(name, ARROW_TYPES[kind]) for name, kind in LISTS[table]])
+
+
+SCHEMA = pa.schema([pa.field(table, pa.list_(_struct(table))) for table in LISTS])
 """The stream's schema (without its metadata, which names the version and the host)."""
-
-
-MOST_ROWS = {"gpu": GPUS, "nvlink": GPUS * LINKS_PER_GPU, "xid": 10_000}
-"""Rows a stream may have per list (a whole rack's GPUs and links; XIDs seen): more is refused unread,
-so mapping a stream never costs more than a rack's worth (the text path has its page budget for this)."""
 
 
 @dataclass(frozen=True)
@@ -94,78 +65,6 @@ class TrayStream:
     nvlink: pa.RecordBatch
     xid: pa.RecordBatch
     hostname: str
-
-
-def frame_to_tray_stream(
-    frame: Frame, gpus: Sequence[AgentGpu], *, hostname: str = "", xids: XidTally | None = None
-) -> bytes:
-    """The Arrow answer for the frame frame_to_agent_page renders: the same GPUs, links and XIDs.
-
-    GPUs without a row in the frame, and their links and XIDs, are left out, as on the text page.
-    """
-    gpu = frame.table("gpu")
-    row_of = {g: i for i, g in enumerate(gpu.column("gpu").to_pylist())}
-    # In rack order, as the reader's frame has them: its columns then go in as they are.
-    present = sorted((g for g in gpus if g.rack_index in row_of), key=lambda g: g.rack_index)
-    gpu = _in_order(gpu, [row_of[g.rack_index] for g in present])
-    tally = xids or XidTally()
-    racks = {g.rack_index for g in present}
-    gpu_arrays = [
-        pa.array([g.uuid for g in present], pa.string()),
-        pa.array([g.tray for g in present], pa.int16()),
-        pa.array([g.module for g in present], pa.int16()),
-        gpu.column("state"),
-        pa.array([tally.last.get(g.rack_index, 0) for g in present], pa.int64()),
-        *(gpu.column(c) for c in GPU_COLUMNS),
-    ]
-    links = frame.table("nvlink")
-    keys = list(zip(links.column("gpu").to_pylist(), links.column("link").to_pylist(), strict=True))
-    wanted = [i for i in sorted(range(len(keys)), key=keys.__getitem__) if keys[i][0] in racks]
-    links = _in_order(links, wanted)  # in (GPU, link) order, as the page: the reader's fast path
-    counts = sorted((key, n) for key, n in tally.counts.items() if key[0] in racks)
-    columns = [
-        _one_list(pa.StructArray.from_arrays(gpu_arrays, fields=list(_GPU_STRUCT))),
-        _one_list(
-            pa.StructArray.from_arrays(
-                [links.column(c) for c in ("gpu", "link", *LINK_COLUMNS)], fields=list(_LINK_STRUCT)
-            )
-        ),
-        _one_list(
-            pa.StructArray.from_arrays(
-                [
-                    pa.array([k[0] for k, _ in counts], pa.int16()),
-                    pa.array([k[1] for k, _ in counts], pa.int64()),
-                    pa.array([n for _, n in counts], pa.int64()),
-                ],
-                fields=list(_XID_STRUCT),
-            )
-        ),
-    ]
-    schema = SCHEMA.with_metadata({VERSION_KEY: VERSION.encode(), HOSTNAME_KEY: hostname.encode()})
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, schema) as writer:
-        writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
-    return sink.getvalue().to_pybytes()
-
-
-def _in_order(batch: pa.RecordBatch, rows: list[int]) -> pa.RecordBatch:
-    """`batch`'s `rows`, in that order: its runs of consecutive rows sliced and concatenated.
-
-    Not `take`: that loads pyarrow.compute (8 MiB resident) into the agent, and a tray's rows come in
-    a few runs (NVML enumerates GPUs in PCI order, each GPU's links together).
-    """
-    if rows == list(range(batch.num_rows)):
-        return batch
-    if not rows:
-        return batch.slice(0, 0)
-    starts = [i for i, row in enumerate(rows) if i == 0 or row != rows[i - 1] + 1]
-    ends = [*starts[1:], len(rows)]
-    return pa.concat_batches([batch.slice(rows[a], b - a) for a, b in zip(starts, ends, strict=True)])
-
-
-def _one_list(values: pa.StructArray) -> pa.ListArray:
-    """A one-row list array holding `values`."""
-    return pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), values)
 
 
 def decode_tray_stream(body: bytes) -> TrayStream:

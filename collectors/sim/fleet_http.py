@@ -17,9 +17,10 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from collectors.agent_server import AgentPage, agent_handler, healthz, page_response
+from collectors.agent_server import AgentPage
+from collectors.aiohttp_serving import agent_handler, guarded_runner, healthz, page_response
 from collectors.config import RackConfig, ServerTarget, TrayTarget
-from collectors.http_guard import ConnectionGuard, ServerLimits, guarded_runner
+from collectors.http_guard import ConnectionGuard, ServerLimits
 from collectors.nvml import NvmlCollector
 from collectors.rack import COMPUTE_TRAYS
 from collectors.sim.http import SimServers

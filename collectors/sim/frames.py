@@ -19,13 +19,13 @@ import pynvml
 from collectors.mappings.serving import ENGINES, EngineSpec
 from collectors.nvml_errors import code_name
 from collectors.nvml_fields import NVLINK_STATE_ACTIVE, xid_detail
-from collectors.nvml_rows import EventRows, safe_batch
+from collectors.nvml_rows import EventRows
 from collectors.rack import GPUS_PER_TRAY, LINKS_PER_GPU, gpu_index
 from collectors.sim.gpu import MODULE_BY_DEVICE
 from collectors.sim.gpu_rows import LinkRows, live_gpu_row
 from collectors.sim.rack import SimRack
 from collectors.sim.workload import Instance
-from storage.frame import Frame, batch_from_columns
+from storage.frame import Frame, batch_from_columns, safe_batch
 from storage.schemas import GPU, Q4_SCALE, SERVING, EndpointState, EventKind, GpuState
 
 __all__ = ["SimRackFrames", "endpoint_name", "process_name", "tray_source"]

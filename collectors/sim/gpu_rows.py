@@ -9,10 +9,10 @@ import pyarrow as pa
 import pynvml
 
 from collectors.nvml_fields import links_total
-from collectors.nvml_rows import safe_batch
 from collectors.rack import LINKS_PER_GPU
 from collectors.sim.gpu import MEM_MHZ, MEM_RESERVED_MIB, MEM_TOTAL_MIB, POWER_LIMIT_MW
 from collectors.sim.nvlink import LinkSet
+from storage.frame import safe_batch
 from storage.schemas import GPU, GpuState
 
 __all__ = ["LinkRows", "live_gpu_row"]

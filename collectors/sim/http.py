@@ -20,9 +20,10 @@ from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 
-from collectors.agent_server import AgentPage, agent_handler, bind_socket, healthz, page_response
+from collectors.agent_server import AgentPage, bind_socket
+from collectors.aiohttp_serving import agent_handler, guarded_runner, healthz, page_response, serve_socket
 from collectors.config import RackConfig, ServerTarget, TrayTarget
-from collectors.http_guard import ConnectionGuard, ServerLimits, guarded_runner, serve_socket
+from collectors.http_guard import ConnectionGuard, ServerLimits
 from collectors.nvml import NvmlCollector
 from collectors.rack import COMPUTE_TRAYS
 from collectors.sim.pages import PATHS, RENDERERS

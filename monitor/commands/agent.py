@@ -16,8 +16,7 @@ from monitor.commands.options import TrayIndexBaseOption
 from monitor.errors import UserError
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
+    from collectors.agent_server import AgentPage
     from collectors.http_guard import ServerLimits
 
 LISTEN_HELP = (
@@ -38,7 +37,7 @@ def command(
     ),
 ) -> None:
     """Export this tray's GPUs on /metrics (dcgm-exporter names where they exist) for scrapers."""
-    from collectors.agent_server import AgentPage, agent_app, parse_listen
+    from collectors.agent_server import AgentPage, parse_listen
     from collectors.http_guard import ServerLimits
 
     try:
@@ -52,40 +51,37 @@ def command(
     collector = open_local(tray, tray_index_base, why=why)
     try:
         page = AgentPage(collector)
-        asyncio.run(serve_app(agent_app(page), host, port, what=f"{len(page.gpus)} GPUs", limits=limits))
+        asyncio.run(serve_agent_until_signal(page, host, port, limits=limits))
     finally:
         collector.close()
 
 
-async def serve_app(
-    app: web.Application, host: str, port: int, *, what: str, limits: ServerLimits | None = None
+async def serve_agent_until_signal(
+    page: AgentPage, host: str, port: int, *, limits: ServerLimits | None = None
 ) -> None:
-    """Serve an aiohttp app on (host, port), within `limits` (collectors.http_guard), until SIGINT or SIGTERM.
+    """Serve the agent on (host, port), within `limits` (collectors.http_guard), until SIGINT or SIGTERM.
 
     Raises:
         UserError: the address cannot be bound (taken, not local, no permission), or the open-file
             limit leaves no room for connections.
     """
+    from collectors.agent_http import serve_agent
     from collectors.agent_server import bind_socket
-    from collectors.http_guard import guarded_runner, serve_socket
 
     try:
         sock = bind_socket(host, port)
     except OSError as err:
         raise UserError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
-    runner, guard = guarded_runner(app, limits)
-    await runner.setup()
-    server = None
     try:
-        try:
-            server = await serve_socket(runner, guard, sock)
-        except OSError as err:
-            sock.close()
-            raise UserError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
+        server, guard = await serve_agent(page, sock, limits)
+    except OSError as err:
+        sock.close()
+        raise UserError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
+    try:
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         print(
-            f"monitor agent: serving {what} on http://{shown}:{bound}/metrics "
+            f"monitor agent: serving {len(page.gpus)} GPUs on http://{shown}:{bound}/metrics "
             f"(at most {guard.cap} connections, idle ones closed after {guard.limits.idle_timeout_s:g} s)",
             file=sys.stderr,
         )
@@ -95,9 +91,7 @@ async def serve_app(
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
-        if server is not None:
-            server.close()
-        await runner.cleanup()
+        server.close()
 
 
 def wait_for_signal() -> None:

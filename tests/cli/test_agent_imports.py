@@ -2,9 +2,10 @@
 
 The real console entry point runs in a subprocess under `python -X importtime`, on a simulated driver
 (tests/cli/sim_nvml_main.py), serves one real scrape of each kind (text, and the Arrow stream our
-collector asks for), and stops on SIGTERM; every module it imported is in its import log. pyarrow stays
-allowed: the NVML collector's readings are Arrow frames, and the simulated driver imports it anyway.
-pyarrow.compute does not (8 MiB resident): a tray's frame is already in the answer's order.
+collector asks for), and stops on SIGTERM; every module it imported is in its import log. No pyarrow
+(27 MiB resident): the agent renders both answers from the NVML collector's column lists
+(storage.plain_frame), the Arrow stream with nanoarrow (collectors.mappings.tray_stream). No aiohttp
+(12 MiB): its server is asyncio and h11 (collectors.agent_http).
 
 The command line itself (`import monitor.cli`, which every command pays) loads no command's work: no
 pyarrow, no simulator, no poller, no HTTP client (test_the_command_line_loads_no_command_s_work).
@@ -20,24 +21,24 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from collectors.mappings.tray_arrow import MEDIA_TYPE as ARROW
+from collectors.mappings.tray_stream import MEDIA_TYPE as ARROW
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_FOR_THE_AGENT = (
     "textual",
     "duckdb",
-    "pyarrow.parquet",
-    "pyarrow.dataset",
+    "pyarrow",
+    "aiohttp",
+    "storage.frame",
     "storage.reader",
     "monitor.tui",
-    "pyarrow.compute",
     "collectors.poller",
     "collectors.promtext",
     "collectors.mappings.serving",
     "collectors.mappings.gpu",
 )
-"""Module roots the agent has no use for: the TUI, DuckDB, Parquet (the store's writer and readers), the
-page parser and the scrape mappings (it writes pages; our collector reads them)."""
+"""Module roots the agent has no use for: the TUI, DuckDB, pyarrow and the store's Arrow frames, aiohttp,
+the page parser and the scrape mappings (it writes pages; our collector reads them)."""
 
 
 def test_agent_serves_a_scrape_without_importing_the_tui_or_the_store() -> None:

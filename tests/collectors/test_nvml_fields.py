@@ -3,7 +3,6 @@
 import ctypes
 import struct
 
-import pyarrow as pa
 import pynvml
 import pytest
 
@@ -21,7 +20,9 @@ from collectors.nvml_fields import (
     decode_raw,
     xid_detail,
 )
-from collectors.nvml_rows import EventRows, safe_batch
+from collectors.nvml_rows import EventRows
+from storage.frame import safe_batch
+from storage.plain_frame import PlainFrame
 from storage.schemas import EventKind
 
 
@@ -160,9 +161,10 @@ def test_link_changes_report_down_and_up_after_a_baseline():
     assert rows.kind == [EventKind.LINK_DOWN, EventKind.LINK_UP]
     assert rows.link == [1, 1]
     assert previous == [1, 1, 1]
-    batch = rows.batch(1_000, "tray-02")
-    assert batch.column("source").to_pylist() == ["tray-02", "tray-02"]
-    assert batch.column("ts").cast(pa.int64()).to_pylist() == [1_000, 1_000]
+    columns = rows.columns(1_000, "tray-02")
+    assert columns["source"] == ["tray-02", "tray-02"]
+    assert columns["ts"] == [1_000, 1_000]
+    assert safe_batch("events", columns).num_rows == 2
 
 
 def test_safe_batch_nulls_values_outside_the_column_type():
@@ -182,6 +184,36 @@ def test_safe_batch_nulls_values_outside_the_column_type():
     assert batch.column("power_mw").to_pylist() == [None, 300_000]
     assert batch.column("energy_mj").to_pylist() == [None, 5]
     assert batch.column("temp_gpu_c").to_pylist() == [40, 41]
+
+
+def test_a_plain_frame_nulls_what_its_column_type_cannot_hold():
+    """The agent's path (no Arrow): the same values as safe_batch's, null where the type cannot hold them
+    (int32 power_mw: 0xFFFFFFFF; int64 energy: 2**64 - 1), a float in an integer column, absent columns."""
+    frame = PlainFrame.of(
+        1,
+        {
+            "gpu": {
+                "ts": [1, 1],
+                "gpu": [0, 1],
+                "uuid": ["a", "b"],
+                "tray": [1, 1],
+                "state": [0, 0],
+                "power_mw": [0xFFFFFFFF, 300_000],
+                "energy_mj": [2**64 - 1, 5],
+                "temp_gpu_c": [40, 41],
+                "pstate": [0.5, 2],
+            }
+        },
+    )
+    gpu = frame.table("gpu")
+    assert gpu["power_mw"] == [None, 300_000]
+    assert gpu["energy_mj"] == [None, 5]
+    assert gpu["temp_gpu_c"] == [40, 41]
+    assert gpu["pstate"] == [None, 2]
+    assert gpu["mem_used_mib"] == [None, None]
+    assert frame.to_frame().table("gpu").column("power_mw").to_pylist() == [None, 300_000]
+    with pytest.raises(KeyError, match="no column 'watts'"):
+        PlainFrame.of(1, {"gpu": {"ts": [1], "watts": [3]}})
 
 
 def test_layout_of_c_nvml_field_value_is_the_one_decoded():

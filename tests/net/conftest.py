@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from collectors.agent_server import page_response
+from collectors.aiohttp_serving import page_response
 from collectors.mappings import frame_to_agent_page
 from tests.loopback import LoopbackServer
 from tests.scrape.pagegen import agent_gpus, tray_frame

@@ -3,12 +3,15 @@
 A child keeps the servers' work (and their file descriptors) out of the test process: the scraper's
 figures are its own, and the servers can run under an open-file limit of their own (`nofile`).
 Run as `python -m tests.net.sim_child CONFIG [--nofile N] [--idle S] [--header S] [--max-connections N]`:
-it writes the rack config to CONFIG, prints "ready", and serves until its stdin closes.
+it writes the rack config to CONFIG, prints "ready", and serves until its stdin closes. With `--agent`
+it serves `monitor agent`'s own server (collectors.agent_http, no aiohttp) on simulated tray 1 instead,
+and prints "ready HOST:PORT".
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import resource
@@ -17,6 +20,10 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collectors.http_guard import ServerLimits
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,10 +34,14 @@ def main() -> None:
     parser.add_argument("config", type=Path)
     parser.add_argument("--nofile", type=int, help="soft RLIMIT_NOFILE for this process")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--agent", action="store_true", help="the agent's server on tray 1, not the rack's")
     args, limit_args = parser.parse_known_args()
     if args.nofile is not None:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, hard))
+    if args.agent:
+        asyncio.run(_serve_agent(args.seed, **_limits(limit_args)))
+        return
     from collectors.clock import SimClock
     from collectors.config import write_config
     from collectors.sim import SimRack
@@ -44,7 +55,25 @@ def main() -> None:
         sys.stdin.read()
 
 
-def _limits(argv: list[str]) -> dict[str, object]:
+async def _serve_agent(seed: int, limits: ServerLimits | None = None) -> None:
+    """`monitor agent`'s server and page on simulated tray 1, until stdin closes."""
+    from collectors.agent_http import serve_agent
+    from collectors.agent_server import AgentPage, bind_socket
+    from collectors.nvml import NvmlCollector
+    from collectors.sim import SimRack
+
+    collector = NvmlCollector(SimRack(seed=seed).tray_of(1), name="sim-tray01")
+    sock = bind_socket("127.0.0.1", 0)
+    server, _ = await serve_agent(AgentPage(collector, hostname="sim-tray01"), sock, limits)
+    print(f"ready 127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    finally:
+        server.close()
+        collector.close()
+
+
+def _limits(argv: list[str]) -> dict[str, Any]:
     """SimServers' `limits` from --idle, --header, --max-connections (none given: the defaults)."""
     if not argv:
         return {}
@@ -79,6 +108,30 @@ def sim_in_child(tmp: Path, *args: str) -> Iterator[Path]:
         line = child.stdout.readline()
         assert line.strip() == "ready", f"the sim child did not start (exit {child.poll()})"
         yield config
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+@contextlib.contextmanager
+def agent_in_child(*args: str) -> Iterator[tuple[str, int]]:
+    """The child in --agent mode with `args`; yields the agent's (host, port); stops it on exit."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "tests.net.sim_child", "-", "--agent", *args]
+    child = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, env=env, text=True
+    )
+    try:
+        assert child.stdout is not None
+        said = child.stdout.readline().split()
+        assert said[:1] == ["ready"], f"the agent child did not start (exit {child.poll()})"
+        host, port = said[1].rsplit(":", 1)
+        yield host, int(port)
     finally:
         assert child.stdin is not None
         child.stdin.close()

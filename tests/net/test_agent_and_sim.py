@@ -11,7 +11,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors import agent_names as names
-from collectors.agent_server import AgentPage, agent_app, parse_listen
+from collectors.agent_server import AgentPage, parse_listen
+from collectors.aiohttp_serving import agent_app
 from collectors.clock import SimClock
 from collectors.mappings import GpuPageMapper
 from collectors.nvml import NvmlCollector
@@ -67,7 +68,7 @@ async def test_agent_answers_500_when_collection_fails(clock: SimClock) -> None:
     class Broken:
         gpus: tuple = ()
 
-        def poll(self, ts_ms: int) -> None:
+        def poll_plain(self, ts_ms: int) -> None:
             raise RuntimeError("NVML went away")
 
     async with TestClient(TestServer(agent_app(AgentPage(Broken(), clock=clock)))) as client:

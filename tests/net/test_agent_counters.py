@@ -14,7 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors import agent_names as names
-from collectors.agent_server import AgentPage, agent_app
+from collectors.agent_server import AgentPage
+from collectors.aiohttp_serving import agent_app
 from collectors.clock import SimClock
 from collectors.mappings import GpuPageMapper, XidTally, frame_to_agent_page
 from collectors.nvml import NvmlCollector

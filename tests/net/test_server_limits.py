@@ -1,4 +1,5 @@
-"""The agent's HTTP server (as the simulator serves it) under hostile clients on loopback.
+"""The agent's HTTP servers under hostile clients on loopback: `monitor agent`'s own (asyncio and h11,
+collectors.agent_http) and the simulator's (aiohttp, collectors.aiohttp_serving), behind one guard.
 
 The servers run in a child process (tests/net/sim_child.py) under an open-file limit of 512, so 1,000
 idle connections really exhaust its descriptors, as they did the agent's: accept failed with EMFILE and
@@ -22,10 +23,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from collectors.config import RackConfig, load_config
+from collectors.mappings.tray_arrow import decode_tray_stream
+from collectors.mappings.tray_stream import MEDIA_TYPE
 from collectors.promtext import parse
 from collectors.scrape import ScrapeSource
 from storage.schemas import EndpointState, GpuState
-from tests.net.sim_child import sim_in_child
+from tests.net.sim_child import agent_in_child, sim_in_child
 
 IDLE = 1000
 SLOW = 50
@@ -174,9 +177,41 @@ def test_a_scrape_answers_while_1000_idle_and_50_slow_clients_are_held(tmp_path:
     assert page.endswith("\n") and {labels["gpu"] for _, labels, *_ in last.samples} == {"0", "1", "2", "3"}
 
 
-@pytest.fixture(scope="module")
-def quick_timers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """The sim child with 2 s idle and header timeouts; yields tray 1's address."""
+def test_the_agent_answers_while_1000_idle_and_50_slow_clients_are_held() -> None:
+    """`monitor agent`'s own server (h11), as the simulator's above: the cap makes room, a scrape of
+    each kind answers, the slow clients are still held."""
+    args = ("--nofile", str(CHILD_NOFILE), "--idle", "120", "--header", "120")
+    with agent_in_child(*args) as address:
+        url = f"http://{address[0]}:{address[1]}/metrics"
+        idle = open_idle(address, IDLE)
+        try:
+            wait_until(lambda: sum(map(closed_by_server, idle)) >= IDLE - CHILD_NOFILE, 30)
+            with dribbling(address, SLOW) as slow:
+                page = fetch_text(url)
+                with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": MEDIA_TYPE})) as r:
+                    stream = decode_tray_stream(r.read())
+                slow_closed = sum(map(closed_by_server, slow))
+            idle_closed = sum(map(closed_by_server, idle))
+        finally:
+            for sock in idle:
+                sock.close()
+    assert idle_closed >= IDLE - CHILD_NOFILE
+    assert slow_closed == 0
+    last = list(parse(page).values())[-1]
+    assert page.endswith("\n") and {labels["gpu"] for _, labels, *_ in last.samples} == {"0", "1", "2", "3"}
+    assert stream.gpu.num_rows == 4 and stream.hostname == "sim-tray01"
+
+
+@pytest.fixture(scope="module", params=["sim", "agent"])
+def quick_timers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, int]]:
+    """A child with 2 s idle and header timeouts: the simulator's servers (yields tray 1's address), or
+    `monitor agent`'s own server on tray 1 (its address)."""
+    if request.param == "agent":
+        with agent_in_child("--idle", "2", "--header", "2") as address:
+            yield address
+        return
     with sim_in_child(tmp_path_factory.mktemp("sim"), "--idle", "2", "--header", "2") as path:
         yield tray_address(load_config(path))
 

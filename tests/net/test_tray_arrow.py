@@ -101,19 +101,3 @@ def test_restart_counters_fall_on_both_paths_alike() -> None:
             text.close()
     for before, after in itertools.pairwise(energy):
         assert all(b is None or a is None or a >= b for b, a in zip(before, after, strict=True))
-
-
-def test_rows_are_reordered_as_take_would() -> None:
-    """_in_order (slices, no pyarrow.compute in the agent) against pyarrow's own take, on every order
-    and subset of a tray's 4 GPU rows, and a links-like batch in NVML's order (GPUs 1, 0, 3, 2)."""
-    from collectors.mappings.tray_arrow import _in_order
-
-    gpus = pa.record_batch({"gpu": [1, 0, 3, 2], "v": [10.0, None, 30.0, 20.0], "s": ["b", "a", "d", "c"]})
-    for size in range(5):
-        for rows in itertools.permutations(range(4), size):
-            taken = gpus.take(pa.array(rows, pa.int64()))
-            assert _in_order(gpus, list(rows)).to_pydict() == taken.to_pydict(), rows
-    nvml_order = [g for g in (1, 0, 3, 2) for _ in range(18)]
-    links = pa.record_batch({"gpu": nvml_order, "link": list(range(18)) * 4})
-    order = sorted(range(72), key=lambda i: (links["gpu"][i].as_py(), links["link"][i].as_py()))
-    assert _in_order(links, order).to_pydict() == links.take(order).to_pydict()

@@ -19,10 +19,11 @@ import pyarrow as pa
 import pytest
 from aiohttp import web
 
-from collectors.agent_server import AgentPage, agent_handler, wants_arrow
+from collectors.agent_server import AgentPage, wants_arrow
+from collectors.aiohttp_serving import agent_handler
 from collectors.clock import SimClock
 from collectors.config import ServerTarget, TrayTarget
-from collectors.mappings.tray_arrow import MEDIA_TYPE, VERSION_KEY
+from collectors.mappings.tray_stream import MEDIA_TYPE, VERSION_KEY
 from collectors.nvml import NvmlCollector
 from collectors.rack import gpu_index
 from collectors.scrape import ScrapeSource

@@ -13,13 +13,8 @@ import pyarrow as pa
 import pytest
 
 from collectors.mappings import GpuPageMapper, MappingError, XidTally, frame_to_agent_page
-from collectors.mappings.tray_arrow import (
-    SCHEMA,
-    VERSION_KEY,
-    _list_values,
-    decode_tray_stream,
-    frame_to_tray_stream,
-)
+from collectors.mappings.tray_arrow import SCHEMA, _list_values, decode_tray_stream
+from collectors.mappings.tray_stream import VERSION_KEY, frame_to_tray_stream
 from storage.frame import Frame, batch_from_rows
 from storage.schemas import SORT_KEYS, TABLES
 from tests.scrape.pagegen import agent_gpus, tray_frame
@@ -183,3 +178,59 @@ def test_list_values_are_what_flatten_gives_whatever_the_offsets() -> None:
     ]
     for column in lists:
         assert _list_values(column).equals(column.flatten()), column
+
+
+def _reference_stream(frame: Frame, hostname: str, tally: XidTally) -> pa.Table:
+    """What the tray stream must hold for `frame`, built independently of the agent's writer: with
+    pyarrow (rows picked by `take`, structs from pyarrow arrays), from the format's description in
+    tray_arrow's docstring (GPUs in rack order, links in (GPU, link) order, XID counts sorted)."""
+    gpus = {g.rack_index: g for g in agent_gpus(TRAY)}
+    gpu = frame.table("gpu").sort_by("gpu")
+    gpu = gpu.filter(pa.array([g in gpus for g in gpu.column("gpu").to_pylist()]))
+    racks = gpu.column("gpu").to_pylist()
+    gpu_fields = SCHEMA.field("gpu").type.value_type
+    own = {
+        "uuid": [gpus[r].uuid for r in racks],
+        "tray": [gpus[r].tray for r in racks],
+        "module": [gpus[r].module for r in racks],
+        "xid_last": [tally.last.get(r, 0) for r in racks],
+    }
+    gpu_rows = [
+        {f.name: own[f.name][i] if f.name in own else gpu.column(f.name)[i].as_py() for f in gpu_fields}
+        for i in range(len(racks))
+    ]
+    links = frame.table("nvlink").sort_by([("gpu", "ascending"), ("link", "ascending")])
+    links = links.filter(pa.array([g in racks for g in links.column("gpu").to_pylist()]))
+    link_names = [f.name for f in SCHEMA.field("nvlink").type.value_type]
+    xids = [{"gpu": g, "xid": x, "count": n} for (g, x), n in sorted(tally.counts.items()) if g in racks]
+    row = {"gpu": gpu_rows, "nvlink": links.select(link_names).to_pylist(), "xid": xids}
+    schema = SCHEMA.with_metadata({VERSION_KEY: b"1", b"rackmon.hostname": hostname.encode()})
+    return pa.Table.from_pylist([row], schema=schema)
+
+
+def test_the_agent_s_stream_holds_what_a_pyarrow_writer_would() -> None:
+    """The agent's writer (nanoarrow) against the reference, field by field and with its metadata: on
+    frames in NVML's order (GPUs 1, 0, 3, 2 within the tray, each GPU's links together), with a lost
+    GPU, null readings, XIDs, and a GPU of the tray missing from the frame."""
+    tally = XidTally()
+    nvml_order = [1, 0, 3, 2]
+    for tick in range(6):
+        frame = tray_frame(
+            TRAY, tick, lost_module=3 if tick >= 2 else None, xid=48 if tick in (1, 4) else None
+        )
+        gpu = frame.table("gpu")
+        links = frame.table("nvlink")
+        by_gpu = sorted(
+            range(links.num_rows), key=lambda i: nvml_order.index(links.column("gpu")[i].as_py() % 4)
+        )
+        batches = {**frame.batches, "gpu": gpu.take(nvml_order), "nvlink": links.take(by_gpu)}
+        if tick == 5:  # one GPU of the tray has no row: it, its links and its XIDs are left out
+            keep = [i for i in range(4) if batches["gpu"].column("gpu")[i].as_py() % 4 != 0]
+            batches["gpu"] = batches["gpu"].take(keep)
+        frame = Frame(frame.ts_ms, batches)
+        tally.update(frame)
+        stream = frame_to_tray_stream(frame, agent_gpus(TRAY), hostname="tray03", xids=tally)
+        got = pa.ipc.open_stream(pa.py_buffer(stream)).read_all()
+        want = _reference_stream(frame, "tray03", tally)
+        assert got.schema.equals(want.schema, check_metadata=True), tick
+        assert got.to_pylist() == want.to_pylist(), tick
