@@ -9,7 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from storage.plain_frame import checked_columns
+from storage.columns import checked_columns
 from storage.schemas import TABLES, empty_batch
 
 
@@ -91,7 +91,7 @@ def batch_from_columns(table: str, columns: Mapping[str, Sequence[Any]]) -> pa.R
 
 def safe_batch(table: str, columns: Mapping[str, list[Any]]) -> pa.RecordBatch:
     """batch_from_columns, except that a value outside its column's integer type becomes null
-    (storage.plain_frame.checked_columns: a driver's sentinel costs a cell, not the tick). The check
+    (storage.columns.checked_columns: a driver's sentinel costs a cell, not the tick). The check
     runs only when Arrow refuses the columns as they are."""
     try:
         return batch_from_columns(table, columns)

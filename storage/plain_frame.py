@@ -12,13 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from storage.columns import INT_BOUNDS, TABLES
+from storage.columns import TABLES, Columns, checked_columns
 
 if TYPE_CHECKING:
     from storage.frame import Frame
-
-Columns = dict[str, list[Any]]
-"""A table's columns by name, each a list with one value per row."""
 
 
 @dataclass(frozen=True)
@@ -70,40 +67,3 @@ class PlainFrame:
 def as_plain(frame: PlainFrame | Frame) -> PlainFrame:
     """`frame` as a PlainFrame (an Arrow Frame's batches as lists; a PlainFrame as it is)."""
     return frame if isinstance(frame, PlainFrame) else PlainFrame.from_frame(frame)
-
-
-def checked_columns(table: str, columns: Mapping[str, list[Any]]) -> Columns:
-    """Every column of `table`, from `columns` (an absent one null), with each integer that its
-    column's type cannot hold made null.
-
-    Drivers answer "not available" with sentinels such as 0xFFFFFFFF, and u64 counters can exceed
-    int64; one such value must cost a cell, not the tick.
-
-    Raises:
-        KeyError: a column `table` does not have.
-    """
-    n = len(next(iter(columns.values()))) if columns else 0
-    known = {c.name for c in TABLES[table]}
-    extra = set(columns) - known
-    if extra:
-        raise KeyError(f"{table} has no column {sorted(extra)[0]!r}")
-    out: Columns = {}
-    for column in TABLES[table]:
-        values = columns.get(column.name)
-        if values is None:
-            out[column.name] = [None] * n
-            continue
-        bounds = INT_BOUNDS.get(column.type)
-        out[column.name] = values if bounds is None or _fits(values, *bounds) else _nulled(values, *bounds)
-    return out
-
-
-def _fits(values: list[Any], lo: int, hi: int) -> bool:
-    present = [v for v in values if v is not None]
-    if not present:
-        return True
-    return all(isinstance(v, int) for v in present) and lo <= min(present) and max(present) <= hi
-
-
-def _nulled(values: list[Any], lo: int, hi: int) -> list[Any]:
-    return [v if v is None or (isinstance(v, int) and lo <= v <= hi) else None for v in values]

@@ -438,7 +438,7 @@ MUTATIONS = (
     ),
     Mutation(
         "plain-frame-keeps-sentinels",
-        "storage/plain_frame.py",
+        "storage/columns.py",
         "    return all(isinstance(v, int) for v in present) and lo <= min(present) and max(present) <= hi\n",
         "    return True\n",
         "tests/collectors/test_nvml_fields.py::test_a_plain_frame_nulls_what_its_column_type_cannot_hold",
