@@ -161,7 +161,9 @@ def agent_answer(page: AgentPage, accept: str, accept_encoding: str) -> Answer:
         return Answer(500, {"Content-Type": "text/plain; charset=utf-8"}, failure_text(err).encode())
     headers = {"Content-Type": ARROW if arrow else CONTENT_TYPE}
     if not arrow and "gzip" in accept_encoding:
-        body = gzip.compress(body, compresslevel=6, mtime=0)
+        # Level 1: a tray's 72 kB page to 6.0 kB in 0.16 ms; level 6 (zlib's default) saves 0.6 kB more
+        # for 0.6 ms of the tray's CPU on every scrape.
+        body = gzip.compress(body, compresslevel=1, mtime=0)
         headers["Content-Encoding"] = "gzip"
     # One URL, two representations, each maybe gzipped (RFC 9110 section 12.5.5).
     headers["Vary"] = "Accept, Accept-Encoding"
