@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Callable
+from http import HTTPStatus
 
 import h11
 
@@ -139,7 +140,8 @@ class AgentProtocol(asyncio.Protocol):
             return
         headers = [(b"server", SERVER), *((k.encode(), v.encode()) for k, v in answer.headers.items())]
         headers.append((b"content-length", str(len(answer.body)).encode()))
-        out = self.h11.send(h11.Response(status_code=answer.status, headers=headers))
+        reason = HTTPStatus(answer.status).phrase.encode()
+        out = self.h11.send(h11.Response(status_code=answer.status, headers=headers, reason=reason))
         if not head_only:
             out += self.h11.send(h11.Data(data=answer.body))
         out += self.h11.send(h11.EndOfMessage())

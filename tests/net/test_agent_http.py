@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 
 import pytest
 
@@ -43,6 +44,7 @@ async def read_answer(reader: asyncio.StreamReader, *, head_only: bool = False) 
     """One answer off the connection: status, headers (lower-case names), body (by Content-Length)."""
     status_line = await reader.readline()
     status = int(status_line.split()[1])
+    assert status_line.rstrip().split(b" ", 2)[2] == HTTPStatus(status).phrase.encode()
     headers = {}
     while (line := await reader.readline()) not in (b"\r\n", b""):
         name, _, value = line.decode().partition(":")
