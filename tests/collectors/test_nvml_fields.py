@@ -167,20 +167,21 @@ def test_link_changes_report_down_and_up_after_a_baseline():
     assert safe_batch("events", columns).num_rows == 2
 
 
+SENTINELS = {
+    "ts": [1, 1],
+    "gpu": [0, 1],
+    "uuid": ["a", "b"],
+    "tray": [1, 1],
+    "state": [0, 0],
+    "power_mw": [0xFFFFFFFF, 300_000],  # int32: NVML's "not available"
+    "energy_mj": [2**64 - 1, 5],  # int64: a u64 counter past its range
+    "temp_gpu_c": [40, 41],
+}
+"""Two GPU rows as a driver may answer them: the first one's power and energy are out of range."""
+
+
 def test_safe_batch_nulls_values_outside_the_column_type():
-    batch = safe_batch(
-        "gpu",
-        {
-            "ts": [1, 1],
-            "gpu": [0, 1],
-            "uuid": ["a", "b"],
-            "tray": [1, 1],
-            "state": [0, 0],
-            "power_mw": [0xFFFFFFFF, 300_000],
-            "energy_mj": [2**64 - 1, 5],
-            "temp_gpu_c": [40, 41],
-        },
-    )
+    batch = safe_batch("gpu", SENTINELS)
     assert batch.column("power_mw").to_pylist() == [None, 300_000]
     assert batch.column("energy_mj").to_pylist() == [None, 5]
     assert batch.column("temp_gpu_c").to_pylist() == [40, 41]
@@ -189,22 +190,7 @@ def test_safe_batch_nulls_values_outside_the_column_type():
 def test_a_plain_frame_nulls_what_its_column_type_cannot_hold():
     """The agent's path (no Arrow): the same values as safe_batch's, null where the type cannot hold them
     (int32 power_mw: 0xFFFFFFFF; int64 energy: 2**64 - 1), a float in an integer column, absent columns."""
-    frame = PlainFrame.of(
-        1,
-        {
-            "gpu": {
-                "ts": [1, 1],
-                "gpu": [0, 1],
-                "uuid": ["a", "b"],
-                "tray": [1, 1],
-                "state": [0, 0],
-                "power_mw": [0xFFFFFFFF, 300_000],
-                "energy_mj": [2**64 - 1, 5],
-                "temp_gpu_c": [40, 41],
-                "pstate": [0.5, 2],
-            }
-        },
-    )
+    frame = PlainFrame.of(1, {"gpu": {**SENTINELS, "pstate": [0.5, 2]}})
     gpu = frame.table("gpu")
     assert gpu["power_mw"] == [None, 300_000]
     assert gpu["energy_mj"] == [None, 5]

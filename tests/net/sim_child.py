@@ -91,23 +91,18 @@ def _limits(argv: list[str]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def sim_in_child(tmp: Path, *args: str) -> Iterator[Path]:
-    """Start the child with `args`; yields the path of its rack config; stops it on exit."""
-    config = tmp / "rack.toml"
+def _child(*args: str) -> Iterator[list[str]]:
+    """Start the child with `args`; yields the words of its "ready" line; stops it (stdin closed) on exit."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "tests.net.sim_child", *args]
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.net.sim_child", str(config), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        cwd=REPO,
-        env=env,
-        text=True,
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, env=env, text=True
     )
     try:
         assert child.stdout is not None
-        line = child.stdout.readline()
-        assert line.strip() == "ready", f"the sim child did not start (exit {child.poll()})"
-        yield config
+        said = child.stdout.readline().split()
+        assert said[:1] == ["ready"], f"the sim child did not start (exit {child.poll()})"
+        yield said
     finally:
         assert child.stdin is not None
         child.stdin.close()
@@ -119,27 +114,19 @@ def sim_in_child(tmp: Path, *args: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def sim_in_child(tmp: Path, *args: str) -> Iterator[Path]:
+    """Start the child with `args`; yields the path of its rack config; stops it on exit."""
+    config = tmp / "rack.toml"
+    with _child(str(config), *args):
+        yield config
+
+
+@contextlib.contextmanager
 def agent_in_child(*args: str) -> Iterator[tuple[str, int]]:
     """The child in --agent mode with `args`; yields the agent's (host, port); stops it on exit."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    argv = [sys.executable, "-m", "tests.net.sim_child", "-", "--agent", *args]
-    child = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, env=env, text=True
-    )
-    try:
-        assert child.stdout is not None
-        said = child.stdout.readline().split()
-        assert said[:1] == ["ready"], f"the agent child did not start (exit {child.poll()})"
+    with _child("-", "--agent", *args) as said:
         host, port = said[1].rsplit(":", 1)
         yield host, int(port)
-    finally:
-        assert child.stdin is not None
-        child.stdin.close()
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 if __name__ == "__main__":
