@@ -96,8 +96,8 @@ class CounterCarry:
     loaded"), only its increases are; a Prometheus counter's start value carries no meaning.
     """
 
-    _last_raw: dict[tuple[object, ...], int] = field(default_factory=dict)
-    _exported: dict[tuple[object, ...], int] = field(default_factory=dict)
+    _series: dict[tuple[str, str], _Carried] = field(default_factory=dict)
+    """Per (table, counter column), each series' last raw and exported values, by the series' key."""
 
     def apply(self, frame: PlainFrame) -> PlainFrame:
         """`frame` with its counter columns replaced by the carried, monotone values."""
@@ -108,21 +108,33 @@ class CounterCarry:
             columns = dict(tables[table])
             keys = list(zip(*(columns[k] for k in key_columns), strict=True))
             for column in counters:
-                columns[column] = [
-                    self._carry((table, column, *key), raw)
-                    for key, raw in zip(keys, columns[column], strict=True)
-                ]
+                carried = self._series.setdefault((table, column), _Carried())
+                columns[column] = carried.carry(keys, columns[column])
             tables[table] = columns
         return PlainFrame(frame.ts_ms, tables)
 
-    def _carry(self, key: tuple[object, ...], raw: int | None) -> int | None:
-        if raw is None:
-            return None
-        prev = self._last_raw.get(key)
-        self._last_raw[key] = raw
-        exported = raw if prev is None else self._exported[key] + int(step(prev, raw) or 0)
-        self._exported[key] = exported
-        return exported
+
+@dataclass
+class _Carried:
+    """One counter column's series: the last raw value read and the value exported, by series key."""
+
+    last_raw: dict[tuple[object, ...], int] = field(default_factory=dict)
+    exported: dict[tuple[object, ...], int] = field(default_factory=dict)
+
+    def carry(self, keys: list[tuple[object, ...]], raws: list[int | None]) -> list[int | None]:
+        """The exported values of one poll's `raws` (None stays None: the series keeps its last values)."""
+        last_raw, exported = self.last_raw, self.exported
+        out: list[int | None] = []
+        for key, raw in zip(keys, raws, strict=True):
+            if raw is None:
+                out.append(None)
+                continue
+            prev = last_raw.get(key)
+            last_raw[key] = raw
+            value = raw if prev is None else exported[key] + int(step(prev, raw) or 0)
+            exported[key] = value
+            out.append(value)
+        return out
 
 
 def _escape(value: str) -> str:
