@@ -40,7 +40,8 @@ class AgentProtocol(asyncio.Protocol):
         self.guard = guard
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self.transport: asyncio.Transport | None = None
-        self.answering = False
+        self.answering: asyncio.Task[None] | None = None
+        """The request being answered (kept: the event loop holds only a weak reference to a task)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -72,8 +73,7 @@ class AgentProtocol(asyncio.Protocol):
                 self.transport.close()
                 return
             if isinstance(event, h11.Request):
-                self.answering = True
-                asyncio.get_running_loop().create_task(self._answer(event))
+                self.answering = asyncio.get_running_loop().create_task(self._answer(event))
                 return
 
     async def _answer(self, request: h11.Request) -> None:
@@ -97,7 +97,7 @@ class AgentProtocol(asyncio.Protocol):
                 return
             self._send(answer, head_only=request.method == b"HEAD")
         finally:
-            self.answering = False
+            self.answering = None
             if conn is not None:
                 self.guard.request_done(conn)
         if self.transport is None or self.transport.is_closing():
