@@ -126,9 +126,33 @@ def measured_encodings(sample: pa.Table, schema: pa.Schema, level: int) -> tuple
 
 
 def sort_table(table: pa.Table, keys: Sequence[str]) -> pa.Table:
-    """Rows ordered by (keys..., ts)."""
-    order = [(k, "ascending") for k in (*keys, "ts")]
-    return table.sort_by(order) if table.num_rows > 1 else table
+    """Rows ordered by (keys..., ts); a table already in that order is returned as it is."""
+    if table.num_rows <= 1 or in_order([table.column(k) for k in (*keys, "ts")]):
+        return table
+    return table.sort_by([(k, "ascending") for k in (*keys, "ts")])
+
+
+def in_order(columns: Sequence[pa.Array | pa.ChunkedArray]) -> bool:
+    """Whether the rows are already in ascending lexicographic order of `columns` (ties allowed).
+
+    A pass over adjacent rows per column, where a multi-key sort is O(n log n) with a gather of
+    every column after it: rows read back from one banded file (an export cut, a merge's band)
+    usually are in order already.
+    """
+    tied: pa.Array | None = None  # adjacent pairs equal on every column so far
+    for column in columns:
+        values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        before, after = values.slice(0, len(values) - 1), values.slice(1)
+        descending = pc.less(after, before)
+        if tied is not None:
+            descending = pc.and_(tied, descending)
+        if pc.any(descending).as_py():
+            return False
+        equal = pc.equal(after, before)
+        tied = equal if tied is None else pc.and_(tied, equal)
+        if not pc.any(tied).as_py():
+            return True
+    return True
 
 
 def band_of(table: pa.Table, band_ms: int) -> pa.Array:
@@ -138,14 +162,29 @@ def band_of(table: pa.Table, band_ms: int) -> pa.Array:
 
 
 def banded_chunks(table: pa.Table, keys: Sequence[str], band_ms: int) -> Iterator[pa.Table]:
-    """Rows ordered by (ts // band_ms, keys..., ts), one table per band (so each band starts a row group)."""
-    bands = band_of(table, band_ms)
-    values = pc.unique(bands).to_pylist()
-    if len(values) <= 1:
-        yield sort_table(table, keys)
+    """Rows ordered by (ts // band_ms, keys..., ts), one table per band (so each band starts a row group).
+
+    One sort of the whole table (none when it is in order already, as rows cut from a banded file
+    are), then zero-copy slices: filtering it once per band costs a pass over every row per band,
+    which for a day file's 720 two-minute bands was most of a 24 h `export --gpus`
+    (docs/benchmarks.md, eleventh pass).
+    """
+    if table.num_rows <= 1:
+        yield table
         return
-    for band in sorted(values):
-        yield sort_table(table.filter(pc.equal(bands, band)), keys)
+    bands = band_of(table, band_ms)
+    if in_order([bands, *(table.column(k) for k in keys), table.column("ts")]):
+        rows = table
+    else:
+        band = "__band"  # no store table has a column of this name
+        order = [(band, "ascending"), *((k, "ascending") for k in keys), ("ts", "ascending")]
+        ordered = table.append_column(band, bands).sort_by(order)
+        rows, bands = ordered.drop_columns([band]), ordered.column(band)
+    start = 0
+    for count in pc.value_counts(bands).field("counts").to_pylist():
+        # value_counts keeps first-seen order: ascending bands, as the rows are ordered by band
+        yield rows.slice(start, count)
+        start += count
 
 
 def footer_statistics(keys: Sequence[str]) -> list[str]:

@@ -509,6 +509,22 @@ MUTATIONS = (
         "tests/cli/test_agent_imports.py::test_agent_serves_a_scrape_without_importing_the_tui_or_the_store",
         "the agent holds the serving engines' mappings and the page parser it never uses",
     ),
+    Mutation(
+        "in-order-ignores-ties",
+        "storage/segments.py",
+        "            descending = pc.and_(tied, descending)\n",
+        "            pass\n",
+        "tests/storage/test_bands.py::test_in_order_agrees_with_pythons_comparison_of_row_tuples",
+        "a later key's descent counts even where an earlier key already ordered the rows",
+    ),
+    Mutation(
+        "in-order-checks-only-the-band",
+        "storage/segments.py",
+        "        if not pc.any(tied).as_py():\n            return True\n",
+        "        return True\n",
+        "tests/storage/test_bands.py::test_banded_chunks_give_each_band_its_rows_sorted_by_keys_then_time",
+        "rows in band order are taken as sorted without comparing gpu and ts: an export cut is left unsorted",
+    ),
 )
 
 

@@ -4,17 +4,20 @@ before bands existed still read, merge and can be rewritten."""
 
 from __future__ import annotations
 
+import itertools
+import random
 import re
 from datetime import datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from storage.bands import RAW_BAND_MS, table_band_ms, table_layout, table_schema
 from storage.layout import HOUR_MS, FileEntry, read_manifest
 from storage.reader import StoreReader
-from storage.segments import merged_chunks, write_atomic
+from storage.segments import banded_chunks, in_order, merged_chunks, write_atomic
 from storage.writer import StoreWriter
 from tests.storage.synth import GPUS, T0, frame
 
@@ -189,3 +192,67 @@ def test_relayout_rewrites_legacy_files_banded_with_the_same_rows(tmp_path: Path
     with StoreReader(store) as reader:
         since, until = T0, T0 + 2 * HOUR_MS + 4 * STEP_MS
         assert window_rows(reader, since, until) == expected_gpu_rows(since, until)
+
+
+@pytest.mark.parametrize("arrival", ["shuffled", "in band order, shuffled inside each band"])
+def test_banded_chunks_give_each_band_its_rows_sorted_by_keys_then_time(arrival: str) -> None:
+    """Rows of several bands and entities: one chunk per band, oldest first, each holding exactly
+    that band's rows in (gpu, ts) order; the expected order is Python's sort of the rows."""
+    band_ms = 120_000
+    rng = random.Random(7)
+    rows = [(gpu, T0 + rng.randrange(0, 5 * band_ms), rng.random()) for gpu in range(6) for _ in range(40)]
+    rng.shuffle(rows)
+    if arrival != "shuffled":
+        rows.sort(key=lambda r: r[1] // band_ms)
+    table = pa.table(
+        {
+            "gpu": pa.array([r[0] for r in rows], pa.int16()),
+            "ts": pa.array([r[1] for r in rows], pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            "value": [r[2] for r in rows],
+        }
+    )
+    chunks = list(banded_chunks(table, ["gpu"], band_ms))
+    expected = sorted(rows, key=lambda r: (r[1] // band_ms, r[0], r[1]))
+    got = [
+        (gpu, epoch_ms(ts), value)
+        for chunk in chunks
+        for gpu, ts, value in zip(*(chunk.column(c).to_pylist() for c in ("gpu", "ts", "value")), strict=True)
+    ]
+    assert [(g, t) for g, t, _ in got] == [(g, t) for g, t, _ in expected]
+    assert sorted(v for *_, v in got) == sorted(r[2] for r in rows)
+    bands = [{epoch_ms(ts) // band_ms for ts in chunk.column("ts").to_pylist()} for chunk in chunks]
+    assert all(len(b) == 1 for b in bands)
+    assert [b.pop() for b in bands] == sorted({r[1] // band_ms for r in rows})
+    assert all(chunk.schema == table.schema for chunk in chunks)
+
+
+def test_in_order_agrees_with_pythons_comparison_of_row_tuples() -> None:
+    """Random small tables with many ties, in and out of order: `in_order` says what comparing each
+    row tuple with the next says."""
+    rng = random.Random(11)
+    for trial in range(400):
+        n = rng.randrange(2, 9)
+        rows = sorted((rng.randrange(3), rng.randrange(3), rng.randrange(3)) for _ in range(n))
+        if trial % 2:
+            i = rng.randrange(n - 1)
+            rows[i], rows[i + 1] = rows[i + 1], rows[i]
+        columns = [pa.chunked_array([pa.array([r[c] for r in rows], pa.int64())]) for c in range(3)]
+        expected = all(a <= b for a, b in itertools.pairwise(rows))
+        assert in_order(columns) is expected, rows
+
+
+def test_banded_chunks_of_rows_already_in_order_are_slices_of_them() -> None:
+    """Rows read back from a banded file are in (band, keys, ts) order: the chunks are the bands'
+    runs of those rows, unsorted and unchanged."""
+    band_ms = 120_000
+    rows = sorted((t // band_ms, gpu, t) for gpu in range(3) for t in range(T0, T0 + 3 * band_ms, 50_000))
+    table = pa.table(
+        {
+            "gpu": pa.array([r[1] for r in rows], pa.int16()),
+            "ts": pa.array([r[2] for r in rows], pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+        }
+    )
+    chunks = list(banded_chunks(table, ["gpu"], band_ms))
+    assert pa.concat_tables(chunks).equals(table)
+    per_band = [sum(1 for r in rows if r[0] == b) for b in sorted({r[0] for r in rows})]
+    assert [c.num_rows for c in chunks] == per_band
