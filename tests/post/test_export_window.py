@@ -138,6 +138,9 @@ def test_the_row_group_skipper_steps_over_every_thrift_compact_type() -> None:
         [5, 7, b"\x00" * 8],
         [6, 10, (5, [1, 2, 3])],
         [7, 9, (1, [1, 0, 1])],
+        [8, 9, (8, [b"x" * 200, b"y"])],  # binary lengths past one varint byte, in a list
+        [9, 9, (6, list(range(-10, 10)))],  # 20 elements: the list header's long-form size
+        [10, 8, b"z" * 300],
         [47, 2, False],
         [48, 12, inner],
     ]
