@@ -46,18 +46,46 @@ class RollupFiles:
         self.reads = 0
         """Files decoded so far (a test's window into hits and misses)."""
 
-    def columns(self, path: Path, names: Sequence[str]) -> pa.Table | None:
-        """The file's columns `names` (all its rows); None when the file lacks one of them."""
+    def columns(
+        self, path: Path, names: Sequence[str], groups: Sequence[int] | None = None
+    ) -> pa.Table | None:
+        """The file's columns `names` (all its rows, or those of row groups `groups`); None when the
+        file lacks one of them."""
 
         def read() -> pa.Table | None:
             import pyarrow.parquet as pq  # here, not at import: a reader that never rates needn't hold it
 
             self.reads += 1
             file = pq.ParquetFile(path)
-            return file.read(columns=list(names)) if set(names) <= set(file.schema_arrow.names) else None
+            if not set(names) <= set(file.schema_arrow.names):
+                return None
+            if groups is None:
+                return file.read(columns=list(names))
+            return file.read_row_groups(list(groups), columns=list(names))
 
-        got = self.derived([path], ("columns", *names), read, lambda t: t.nbytes if t is not None else 0)
+        tag = ("columns", *names) if groups is None else ("columns", *names, "groups", *groups)
+        got = self.derived([path], tag, read, lambda t: t.nbytes if t is not None else 0)
         return got  # type: ignore[no-any-return]
+
+    def groups_within(self, path: Path, since_ms: int, until_ms: int) -> tuple[int, ...] | None:
+        """The row groups of the file whose ts span meets [since_ms, until_ms] by its footer's statistics;
+        None for all of them (every group meets it, or one has no ts statistics).
+
+        A rollup day file holds a band of 10 h per row group (storage.bands): an hour inside it decodes
+        the groups of its band, not the day.
+        """
+        import pyarrow.parquet as pq
+
+        from storage.segments import row_group_ts_spans  # with pyarrow.parquet, as read() has it
+
+        def spans_of() -> list[tuple[int, int] | None]:
+            return row_group_ts_spans(pq.ParquetFile(path).metadata)
+
+        spans = self.derived([path], ("ts spans",), spans_of, lambda s: 64 * len(s))
+        if any(span is None for span in spans):
+            return None
+        within = tuple(i for i, (lo, hi) in enumerate(spans) if lo <= until_ms and hi >= since_ms)
+        return None if len(within) == len(spans) else within
 
     def derived(
         self,
@@ -99,7 +127,7 @@ class RollupFiles:
 
         parts = []
         for path in paths:
-            table = self.columns(path, names)
+            table = self.columns(path, names, self.groups_within(path, since_ms, until_ms))
             if table is None:
                 return None
             ms = table.column("ts").cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())

@@ -364,19 +364,28 @@ def _band_rows(paths: Sequence[Path], band_ms: int) -> dict[int, float]:
     rows: dict[int, float] = {}
     for path in paths:
         meta = pq.ParquetFile(path).metadata
-        column = meta.schema.names.index("ts")
-        for rg in range(meta.num_row_groups):
+        for rg, span in enumerate(row_group_ts_spans(meta)):
             group = meta.row_group(rg)
             if group.num_rows == 0:
                 continue
-            stats = group.column(column).statistics
-            if stats is None or not stats.has_min_max:
+            if span is None:
                 raise ValueError(f"{path}: row group {rg} has no ts statistics")
-            lo, hi = _epoch_ms(stats.min), _epoch_ms(stats.max)
+            lo, hi = span
             for band in range(lo // band_ms, hi // band_ms + 1):
                 inside = min(hi + 1, (band + 1) * band_ms) - max(lo, band * band_ms)
                 rows[band] = rows.get(band, 0.0) + group.num_rows * inside / (hi + 1 - lo)
     return dict(sorted(rows.items()))
+
+
+def row_group_ts_spans(meta: pq.FileMetaData) -> list[tuple[int, int] | None]:
+    """Each row group's (min ts, max ts) in epoch ms from a file's footer; None where not recorded."""
+    column = meta.schema.names.index("ts")
+    spans: list[tuple[int, int] | None] = []
+    for rg in range(meta.num_row_groups):
+        stats = meta.row_group(rg).column(column).statistics
+        ok = stats is not None and stats.has_min_max
+        spans.append((_epoch_ms(stats.min), _epoch_ms(stats.max)) if ok else None)
+    return spans
 
 
 class _Chunks:

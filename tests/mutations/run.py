@@ -533,6 +533,14 @@ MUTATIONS = (
         "tests/storage/test_bands.py::test_banded_chunks_give_each_band_its_rows_sorted_by_keys_then_time",
         "rows in band order are taken as sorted without comparing gpu and ts: an export cut is left unsorted",
     ),
+    Mutation(
+        "rollup-groups-wholly-inside",
+        "storage/rollup_files.py",
+        "if lo <= until_ms and hi >= since_ms)",
+        "if lo >= since_ms and hi <= until_ms)",
+        "tests/storage/test_rollup_cache.py::test_a_window_inside_a_long_file_decodes_only_the_row_groups_it_meets",
+        "a rollup file's row groups that straddle the window's edge are skipped: buckets at its edges lost",
+    ),
 )
 
 

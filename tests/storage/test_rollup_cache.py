@@ -146,3 +146,23 @@ def test_rollup_buckets_from_the_cache_match_the_raw_rows_and_follow_new_files(t
                 writer.append(Frame(ts, {"gpu": batch_from_columns("gpu", columns)}))
         whole, _ = reader.rollup("gpu", "1m", T0, T0 + 4 * HOUR_MS - 1)
         assert buckets(reader, whole) == minute_ends(root, T0, T0 + 4 * HOUR_MS - 1)
+
+
+def test_a_window_inside_a_long_file_decodes_only_the_row_groups_it_meets(tmp_path: Path) -> None:
+    """A rollup day file holds 10 h per row group: an hour inside it reads its band's groups, and the
+    rows are those a filter over the whole file gives."""
+    path, bare = tmp_path / "day.parquet", tmp_path / "bare.parquet"
+    ts = pa.array(range(0, 30_000, 500), pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+    table = pa.table({"ts": ts, "v": list(range(60))})
+    pq.write_table(table, path, row_group_size=20)  # groups of ts 0-9.5 s, 10-19.5 s, 20-29.5 s
+    pq.write_table(table, bare, row_group_size=20, write_statistics=False)
+    cache = RollupFiles()
+    assert cache.groups_within(path, 12_000, 15_000) == (1,)
+    assert cache.groups_within(path, 9_500, 10_000) == (0, 1)
+    assert cache.groups_within(path, 0, 29_500) is None  # every group: the whole file's entry
+    assert cache.groups_within(bare, 12_000, 15_000) is None  # no statistics: read it all
+    for since, until in ((12_000, 15_000), (9_500, 10_000), (0, 29_500), (40_000, 50_000)):
+        want = [v for v in range(60) if since <= v * 500 <= until]
+        for file in (path, bare):
+            got = cache.rows([file], ["ts", "v"], since, until)
+            assert got is not None and got.column("v").to_pylist() == want
