@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from collectors.mappings.gpu import READ_FAMILIES
+from collectors.mappings.gpu_values import READ_FAMILIES
 from collectors.mappings.serving_engines import ENGINES
 from collectors.promql_api import Series
 

@@ -21,7 +21,7 @@ from collectors.mappings import (
     detect_engine,
     serving_want,
 )
-from collectors.mappings.gpu import gpu_want
+from collectors.mappings.gpu_values import gpu_want
 from collectors.mappings.tray_arrow import decode_tray_stream
 from collectors.page_budget import PageBudget, PageOverBudget
 from collectors.promtext import ExpositionError, ExpositionParser

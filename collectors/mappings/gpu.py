@@ -11,129 +11,36 @@ first page of a mapper is a baseline: it never yields events.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from operator import itemgetter
 
 import pyarrow as pa
 
 from collectors import agent_names as names
 from collectors.mappings.agent_page import AgentGpu, XidTally, frame_to_agent_page
-from collectors.mappings.common import MappingError, checked_int, checked_ints, column_ranges, labels_value
+from collectors.mappings.common import MappingError, checked_int, labels_value
 from collectors.mappings.gpu_events import TrayEvents
+from collectors.mappings.gpu_values import (
+    GPU_RANGES,
+    GPU_SPECS,
+    LINK_RANGES,
+    LINK_SPECS,
+    LINK_STATE,
+    family_of,
+    fill_link_totals,
+    from_page,
+    gpu_batch,
+    gpu_want,
+    sample_labels,
+    sample_name,
+    sample_value,
+    store_values,
+)
 from collectors.mappings.tray_arrow import TrayStream, in_range, stream_links
 from collectors.mappings.tray_stream import GPU_COLUMNS
-from collectors.nvml_fields import links_total
 from collectors.nvml_rows import EventRows
 from collectors.promtext import ExpositionError, ExpositionParser, Family, Labels
 from collectors.rack import LINKS_PER_GPU, gpu_index, gpu_place
 from storage.frame import Frame, batch_from_columns, safe_batch
-from storage.schemas import TABLES, GpuState
-
-_GPU_RANGES = column_ranges("gpu")
-_LINK_RANGES = column_ranges("nvlink")
-_GPU_SPECS = names.GPU_METRICS
-_LINK_SPECS = names.NVLINK_METRICS
-
-
-def _names_of(spec: names.MetricSpec) -> tuple[str, ...]:
-    """Every name a spec's column is read from: its own, then its aliases."""
-    return (spec.name, *spec.aliases, *spec.agent_aliases)
-
-
-def _family_of(spec: names.MetricSpec, families: Mapping[str, Family]) -> Family | None:
-    """The page's family for `spec`: its current name, else an alias (an older agent's name).
-
-    agent_aliases count only on an agent's page (it has rackmon_gpu_info): an older agent exported
-    NVLink data payload as DCGM_FI_DEV_NVLINK_TX_BYTES_TOTAL, which on dcgm-exporter's page is DCGM
-    field 1201 (all bytes sent, not the payload), a different counter that must not fill the column.
-    """
-    found = families.get(spec.name)
-    if found is not None:
-        return found
-    for alias in spec.aliases:
-        if alias in families:
-            return families[alias]
-    if names.GPU_INFO in families:
-        for alias in spec.agent_aliases:
-            if alias in families:
-                return families[alias]
-    return None
-
-
-_READ_FAMILIES = frozenset(
-    {
-        names.GPU_INFO,
-        names.GPU_STATE,
-        names.XID_LAST,
-        names.XID_COUNT,
-        names.FB_FREE,
-        names.FB_RESERVED,
-        *(name for spec in (*_GPU_SPECS, *_LINK_SPECS) for name in _names_of(spec)),
-    }
-)
-"""Every family GpuPageMapper reads: the parser's `want` filter (dcgm-exporter pages carry many more)."""
-READ_FAMILIES = _READ_FAMILIES
-"""The same set, public: what a PromQL source asks its backend for (collectors.promql_pages)."""
-gpu_want = _READ_FAMILIES.__contains__
-"""The `want` filter for a tray page parsed outside the mapper (the scrape source parses with a budget)."""
-_LINK_STATE = [spec.column for spec in _LINK_SPECS].index("state")
-
-
-_sample_name = itemgetter(0)
-_sample_labels = itemgetter(1)
-_sample_value = itemgetter(2)
-
-
-def _store_values(values: list[float], scale: float, lo: int, hi: int) -> list[int | None]:
-    """_from_page over a family's values in list passes (the per-call cost dominates otherwise)."""
-    if scale != 1:
-        values = [v // scale for v in values] if scale > 1 else [v / scale for v in values]
-    return checked_ints(values, lo, hi)
-
-
-def _from_page(value: float, scale: float, lo: int, hi: int) -> int | None:
-    """A page value back in the store's integer unit (None for NaN, DCGM blanks, out-of-range junk)."""
-    if scale == 1:
-        return checked_int(value, lo, hi)
-    # Bytes -> KiB floors (dcgm-exporter's byte counters need not be whole KiB); W -> mW rounds.
-    return checked_int(value // scale if scale > 1 else value / scale, lo, hi)
-
-
-_LINK_TOTALS = (("nvlink_tx_kib", "tx_kib"), ("nvlink_rx_kib", "rx_kib"))
-"""gpu all-link counter column -> the nvlink column whose per-link values sum to it."""
-_LINK_COLUMN_AT = {spec.column: i for i, spec in enumerate(_LINK_SPECS)}
-
-
-def _fill_link_totals(
-    rows: dict[int, dict[str, int | None]], keys: list[tuple[int, int]], link_values: list[list[int | None]]
-) -> None:
-    """Where a GPU's all-link counter is 0 or absent while its links count, use the sum of its links."""
-    for total_column, link_column in _LINK_TOTALS:
-        per_gpu: dict[int, list[int | None]] = {}
-        for (rack, _link), value in zip(keys, link_values[_LINK_COLUMN_AT[link_column]], strict=True):
-            per_gpu.setdefault(rack, []).append(value)
-        for rack, values in per_gpu.items():
-            row = rows.get(rack)
-            if row is not None and len(values) == LINKS_PER_GPU:
-                row[total_column] = links_total(row.get(total_column), values)
-
-
-_GPU_SCHEMA = TABLES["gpu"]
-
-
-def _gpu_batch(columns: Mapping[str, list[object]], kept: Mapping[str, pa.Array]) -> pa.RecordBatch:
-    """storage.frame.batch_from_columns for `gpu`, taking the `kept` columns as they are."""
-    if not kept:
-        return batch_from_columns("gpu", columns)
-    n = len(columns["gpu"])
-    arrays = [
-        kept[f.name]
-        if f.name in kept
-        else pa.array(columns[f.name], f.type)
-        if f.name in columns
-        else pa.nulls(n, f.type)
-        for f in _GPU_SCHEMA
-    ]
-    return pa.RecordBatch.from_arrays(arrays, schema=_GPU_SCHEMA)
+from storage.schemas import GpuState
 
 
 class GpuPageMapper:
@@ -179,8 +86,8 @@ class GpuPageMapper:
         self._learn_info(families.get(names.GPU_INFO))
         rows: dict[int, dict[str, int | None]] = {}
         uuids: dict[int, str] = {}
-        for spec in _GPU_SPECS:
-            self._read_gpu_metric(_family_of(spec, families), spec.column, spec.scale, rows, uuids)
+        for spec in GPU_SPECS:
+            self._read_gpu_metric(family_of(spec, families), spec.column, spec.scale, rows, uuids)
         self._fill_fb_total(families, rows, uuids)
         states: dict[int, int] = {}
         state_family = families.get(names.GPU_STATE)
@@ -190,8 +97,8 @@ class GpuPageMapper:
                 state = checked_int(value, 0, 127)
                 states[rack] = int(GpuState.ERROR) if state is None else state
         keys, link_values = self._link_columns(families)
-        link_state_of = dict(zip(keys, link_values[_LINK_STATE], strict=True))
-        _fill_link_totals(rows, keys, link_values)
+        link_state_of = dict(zip(keys, link_values[LINK_STATE], strict=True))
+        fill_link_totals(rows, keys, link_values)
         order = sorted(set(uuids))
         xid_counts, xid_last = self._xid_samples(families)
         events = self._events.derive(order, states, rows, link_state_of, xid_counts, xid_last)
@@ -202,7 +109,7 @@ class GpuPageMapper:
                 "gpu": [k[0] for k in keys],
                 "link": [k[1] for k in keys],
             }
-            for spec, column in zip(_LINK_SPECS, link_values, strict=True):
+            for spec, column in zip(LINK_SPECS, link_values, strict=True):
                 link_columns[spec.column] = column
             links = batch_from_columns("nvlink", link_columns)
         return self._frame(ts_ms, order, uuids, states, rows, links, events, self._host(families))
@@ -235,13 +142,13 @@ class GpuPageMapper:
             for r, s in zip(racks, gpu["state"], strict=True)
         }
         rows: dict[int, dict[str, int | None]] = {r: {} for r in racks}
-        for spec in _GPU_SPECS:
-            lo, hi = _GPU_RANGES[spec.column]
+        for spec in GPU_SPECS:
+            lo, hi = GPU_RANGES[spec.column]
             for rack, value in zip(racks, gpu[spec.column], strict=True):
                 rows[rack][spec.column] = in_range(value, lo, hi)
         links, keys, link_values = stream_links(stream.nvlink, set(racks), ts_ms, self.source)
-        _fill_link_totals(rows, keys, link_values)
-        link_state_of = dict(zip(keys, link_values[_LINK_STATE], strict=True))
+        fill_link_totals(rows, keys, link_values)
+        link_state_of = dict(zip(keys, link_values[LINK_STATE], strict=True))
         xid = stream.xid.to_pydict()
         xid_counts = list(zip(xid["gpu"], xid["xid"], xid["count"], strict=True))
         if any(g not in uuids for g in xid["gpu"]):
@@ -279,10 +186,10 @@ class GpuPageMapper:
             "tray": [gpu_place(r)[0] for r in order],
             "state": [states.get(r, int(GpuState.OK)) for r in order],
         }
-        for spec in _GPU_SPECS:
+        for spec in GPU_SPECS:
             if kept is None or spec.column not in kept:
                 gpu_columns[spec.column] = [rows.get(r, {}).get(spec.column) for r in order]
-        batches = {"gpu": _gpu_batch(gpu_columns, kept or {})}
+        batches = {"gpu": gpu_batch(gpu_columns, kept or {})}
         if links is not None and links.num_rows:
             batches["nvlink"] = links
         if len(events):
@@ -352,10 +259,10 @@ class GpuPageMapper:
     ) -> None:
         if family is None:
             return
-        lo, hi = _GPU_RANGES[column]
+        lo, hi = GPU_RANGES[column]
         for labels, value in family.values():
             rack = self._rack(labels, uuids)
-            rows.setdefault(rack, {})[column] = _from_page(value, scale, lo, hi)
+            rows.setdefault(rack, {})[column] = from_page(value, scale, lo, hi)
 
     def _fill_fb_total(
         self, families: Mapping[str, Family], rows: dict[int, dict[str, int | None]], uuids: dict[int, str]
@@ -369,7 +276,7 @@ class GpuPageMapper:
             for labels, value in family.values():
                 rack = self._rack(labels, uuids)
                 parts[rack] = parts.get(rack, 0.0) + value
-        lo, hi = _GPU_RANGES["mem_total_mib"]
+        lo, hi = GPU_RANGES["mem_total_mib"]
         for rack, extra in parts.items():
             row = rows.setdefault(rack, {})
             used = row.get("mem_used_mib")
@@ -379,7 +286,7 @@ class GpuPageMapper:
     def _link_columns(
         self, families: Mapping[str, Family]
     ) -> tuple[list[tuple[int, int]], list[list[int | None]]]:
-        """The page's NVLinks as sorted (rack GPU, link) keys and one column per _LINK_SPECS metric.
+        """The page's NVLinks as sorted (rack GPU, link) keys and one column per LINK_SPECS metric.
 
         A link metric's value is null where its family has no sample for the key; a series repeated on
         the page reaches here once (the parser keeps its first sample); of two different series for one
@@ -387,21 +294,21 @@ class GpuPageMapper:
         names and label sets, in the same order: the steady state) the sample -> key layout is reused,
         so a tray's ~500 link samples cost a few list passes instead of a dict update each.
         """
-        present = [_family_of(spec, families) for spec in _LINK_SPECS]
+        present = [family_of(spec, families) for spec in LINK_SPECS]
         shape = [
-            None if f is None else (list(map(_sample_name, f.samples)), list(map(_sample_labels, f.samples)))
+            None if f is None else (list(map(sample_name, f.samples)), list(map(sample_labels, f.samples)))
             for f in present
         ]
         if self._link_layout is None or self._link_layout[0] != shape:
             self._link_layout = (shape, *self._layout_links(present))
         _, keys, positions = self._link_layout
         columns: list[list[int | None]] = []
-        for spec, family, placed in zip(_LINK_SPECS, present, positions, strict=True):
+        for spec, family, placed in zip(LINK_SPECS, present, positions, strict=True):
             if family is None:
                 columns.append([None] * len(keys))
                 continue
-            values = _store_values(
-                list(map(_sample_value, family.samples)), spec.scale, *_LINK_RANGES[spec.column]
+            values = store_values(
+                list(map(sample_value, family.samples)), spec.scale, *LINK_RANGES[spec.column]
             )
             if placed is None:  # the family's samples are the keys, in order
                 columns.append(values)
@@ -457,7 +364,7 @@ class GpuPageMapper:
         for family in (
             families.get(names.GPU_INFO),
             families.get(names.GPU_STATE),
-            *(_family_of(s, families) for s in _GPU_SPECS),
+            *(family_of(s, families) for s in GPU_SPECS),
         ):
             if family is not None and family.samples:
                 host = labels_value(family.samples[0].labels, names.LABEL_HOSTNAME, "hostname")
