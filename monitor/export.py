@@ -40,9 +40,10 @@ from storage.bands import table_band_ms, table_layout, table_schema
 from storage.layout import FileEntry, Manifest, write_manifest
 from storage.reader import StoreReader, ts_literal
 from storage.rollups import ROLLED_UP, ROLLUP_STEPS, rollup_name
+from storage.row_order import banded_chunks
 from storage.sandbox import LockedConnection
 from storage.schemas import TABLES, conform
-from storage.segments import banded_chunks, write_atomic
+from storage.segments import write_atomic
 
 FORMATS = ("parquet", "csv", "json")
 CHUNK_ROWS = 2_000_000
@@ -144,7 +145,7 @@ class _Cutter:
     def cut(self, entry: FileEntry, since_ms: int, until_ms: int) -> Iterator[pa.Table]:
         """One store file's rows in the window (and on the chosen GPUs), in chunks of whole GPU groups.
 
-        The caller re-bands each chunk (storage.segments.banded_chunks), so the cut file has the
+        The caller re-bands each chunk (storage.row_order.banded_chunks), so the cut file has the
         store's layout: row groups of one time band each, sorted by (keys, ts) inside. GPU-keyed
         files are read in ascending GPU groups of about CHUNK_ROWS rows, so an hour of NVLink rows is
         never held in memory at once; each group's filter lets DuckDB skip row groups by statistics.

@@ -15,7 +15,7 @@ The writer then publishes each step through its LiveManifest, in order. The writ
 that publishes, so no commit is lost; the child's inputs stay valid meanwhile, because only compaction
 removes files and one compaction runs at a time, and a complete hour or day gets no new segment (the
 writer refuses frames at or before sealed_through_ms). A child that fails or is stopped leaves files that
-no manifest lists: the next writer start removes them (writer._remove_unlisted).
+no manifest lists: the next writer start removes them (storage.opening.remove_unlisted).
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ from storage.rollups import (
     open_rolled_until,
     rollup_name,
 )
+from storage.row_order import banded_chunks, merged_chunks
 from storage.schemas import TABLES, conform
-from storage.segments import banded_chunks, merged_chunks, write_atomic
+from storage.segments import write_atomic
 
 log = logging.getLogger("storage.compactor")
 

@@ -76,7 +76,7 @@ class RollupFiles:
         """
         import pyarrow.parquet as pq
 
-        from storage.segments import row_group_ts_spans  # with pyarrow.parquet, as read() has it
+        from storage.row_order import row_group_ts_spans  # with pyarrow.parquet, as read() has it
 
         def spans_of() -> list[tuple[int, int] | None]:
             return row_group_ts_spans(pq.ParquetFile(path).metadata)

@@ -24,24 +24,21 @@ from storage.frame import Frame
 from storage.head import Head
 from storage.layout import (
     HOUR_MS,
-    LOCK,
     MANIFEST,
     FileEntry,
     LiveManifest,
     Manifest,
-    NotAStoreError,
     StoreError,
-    data_files,
     file_relpath,
-    manifest_temps,
     read_manifest,
     unique_name,
     write_manifest,
 )
-from storage.lock import WriterLock
+from storage.opening import open_store, remove_unlisted
 from storage.row_keys import KeyTuple, first_rows, key_tuples
+from storage.row_order import sort_table
 from storage.schemas import COUNTERS, SORT_KEYS, TABLES
-from storage.segments import sort_table, write_atomic
+from storage.segments import write_atomic
 
 log = logging.getLogger("storage.writer")
 
@@ -125,13 +122,13 @@ class StoreWriter:
         self.head = head if head is not None else Head()
         self.flush_interval_ms = int(flush_interval_s * 1000)
         self.max_pending_ms = int(max_pending_s * 1000)
-        self._lock = _open_store(self.root)
+        self._lock = open_store(self.root)
         try:
             manifest = read_manifest(self.root) if (self.root / MANIFEST).exists() else None
             if manifest is None:
                 manifest = Manifest()
                 write_manifest(self.root, manifest)
-            _remove_unlisted(self.root, manifest)
+            remove_unlisted(self.root, manifest)
         except OSError as err:
             self._lock.release()
             where = err.filename or self.root
@@ -395,40 +392,3 @@ def _conform(name: str, batch: pa.RecordBatch) -> pa.RecordBatch:
     if batch.schema.equals(schema):
         return batch
     return batch.select(schema.names).cast(schema)
-
-
-def _open_store(root: Path) -> WriterLock:
-    """Create the store directory if needed, refuse a foreign one, and take its write lock."""
-    if root.exists() and not root.is_dir():
-        raise NotAStoreError(f"{root} is not a rack-monitor store (it is a file)")
-    if root.is_dir() and not (root / MANIFEST).exists():
-        # Only a store's own lock or an interrupted first manifest may already be there.
-        temps = set(manifest_temps(root))
-        others = [p.name for p in root.iterdir() if p.name != LOCK and p not in temps]
-        if others:
-            raise NotAStoreError(
-                f"{root} is not a rack-monitor store (no {MANIFEST}, and it holds other files); "
-                "pick an empty or new directory"
-            )
-    elif root.is_dir():
-        read_manifest(root)  # a clear error for a foreign or newer store before touching its lock
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise StoreError(f"cannot create store directory {root}: {err.strerror}") from None
-    return WriterLock(root)
-
-
-def _remove_unlisted(root: Path, manifest: Manifest) -> None:
-    """Delete what a crashed writer left: temp files and files it never published."""
-    known = {f.path for f in manifest.files} | {p for p, _ in manifest.doomed}
-    removed = 0
-    for path in data_files(root):
-        rel = path.relative_to(root).as_posix()
-        if rel not in known:
-            path.unlink(missing_ok=True)
-            removed += 1
-    for temp in manifest_temps(root):
-        temp.unlink(missing_ok=True)
-    if removed:
-        log.info("store %s: removed %d unpublished files left by an interrupted writer", root, removed)

@@ -140,15 +140,15 @@ MUTATIONS = (
     ),
     Mutation(
         "footer-skip-short-list-size-only",
-        "monitor/parquet_splice.py",
-        "    if size == 15:\n        size = shift = 0\n",
-        "    if False:\n        size = shift = 0\n",
+        "monitor/thrift_compact.py",
+        "    if size == 15:\n        size, pos = _varint_at(data, pos)\n",
+        "    if False:\n        size, pos = _varint_at(data, pos)\n",
         "tests/post/test_export_window.py::test_the_row_group_skipper_steps_over_every_thrift_compact_type",
         "the footer's row-group skipper reads a list of 15 or more elements as 15",
     ),
     Mutation(
         "footer-skip-long-field-id",
-        "monitor/parquet_splice.py",
+        "monitor/thrift_compact.py",
         "        if not head >> 4:  # a long-form field id (a zigzag varint) follows",
         "        if False:  # a long-form field id (a zigzag varint) follows",
         "tests/post/test_export_window.py",
@@ -519,7 +519,7 @@ MUTATIONS = (
     ),
     Mutation(
         "in-order-ignores-ties",
-        "storage/segments.py",
+        "storage/row_order.py",
         "            descending = pc.and_(tied, descending)\n",
         "            pass\n",
         "tests/storage/test_bands.py::test_in_order_agrees_with_pythons_comparison_of_row_tuples",
@@ -527,7 +527,7 @@ MUTATIONS = (
     ),
     Mutation(
         "in-order-checks-only-the-band",
-        "storage/segments.py",
+        "storage/row_order.py",
         "        if not pc.any(tied).as_py():\n            return True\n",
         "        return True\n",
         "tests/storage/test_bands.py::test_banded_chunks_give_each_band_its_rows_sorted_by_keys_then_time",

@@ -17,15 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from monitor.export import export
-from monitor.parquet_splice import (
-    SpliceRefused,
-    copy_row_groups,
-    decode_footer,
-    decode_footer_lazily,
-    encode_footer,
-    read_footer,
-)
+from monitor.parquet_splice import SpliceRefused, copy_row_groups, read_footer
 from monitor.report import summarize
+from monitor.thrift_compact import decode_footer, decode_footer_lazily, encode_footer
 from monitor.timespec import Window
 from storage.layout import read_manifest
 from storage.reader import StoreReader

@@ -17,7 +17,8 @@ import pytest
 from storage.bands import RAW_BAND_MS, table_band_ms, table_layout, table_schema
 from storage.layout import HOUR_MS, FileEntry, read_manifest
 from storage.reader import StoreReader
-from storage.segments import banded_chunks, in_order, merged_chunks, write_atomic
+from storage.row_order import banded_chunks, in_order, merged_chunks
+from storage.segments import write_atomic
 from storage.writer import StoreWriter
 from tests.storage.synth import GPUS, T0, frame
 
