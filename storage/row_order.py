@@ -35,11 +35,14 @@ def in_order(columns: Sequence[pa.Array | pa.ChunkedArray]) -> bool:
 
     A pass over adjacent rows per column, where a multi-key sort is O(n log n) with a gather of
     every column after it: rows read back from one banded file (an export cut, a merge's band)
-    usually are in order already.
+    usually are in order already. A column with a null is never taken as ordered (comparisons with
+    null are null, which pc.any would skip): the store's keys and ts have none, so that costs nothing.
     """
     tied: pa.Array | None = None  # adjacent pairs equal on every column so far
     for column in columns:
         values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if values.null_count:
+            return False
         before, after = values.slice(0, len(values) - 1), values.slice(1)
         descending = pc.less(after, before)
         if tied is not None:

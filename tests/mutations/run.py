@@ -541,6 +541,14 @@ MUTATIONS = (
         "tests/storage/test_rollup_cache.py::test_a_window_inside_a_long_file_decodes_only_the_row_groups_it_meets",
         "a rollup file's row groups that straddle the window's edge are skipped: buckets at its edges lost",
     ),
+    Mutation(
+        "in-order-trusts-nulls",
+        "storage/row_order.py",
+        "        if values.null_count:\n            return False\n",
+        "",
+        "tests/storage/test_bands.py::test_in_order_agrees_with_pythons_comparison_of_row_tuples",
+        "a column with nulls is taken as ordered (null comparisons skipped): its rows are written unsorted",
+    ),
 )
 
 

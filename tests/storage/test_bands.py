@@ -240,6 +240,9 @@ def test_in_order_agrees_with_pythons_comparison_of_row_tuples() -> None:
         columns = [pa.chunked_array([pa.array([r[c] for r in rows], pa.int64())]) for c in range(3)]
         expected = all(a <= b for a, b in itertools.pairwise(rows))
         assert in_order(columns) is expected, rows
+    # A null compares as null, not as smaller or larger: never taken for ordered.
+    assert in_order([pa.array([1, 2, None, 3], pa.int64())]) is False
+    assert in_order([pa.array([1, 1, 2]), pa.array([None, 5, 1], pa.int64())]) is False
 
 
 def test_banded_chunks_of_rows_already_in_order_are_slices_of_them() -> None:
