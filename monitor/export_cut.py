@@ -30,6 +30,7 @@ from storage.atomic import atomic_file
 from storage.bands import table_band_ms, table_layout, table_schema
 from storage.layout import FileEntry
 from storage.reader import ts_literal
+from storage.row_order import row_group_ts_spans
 from storage.schemas import TS, conform
 from storage.segments import write_atomic
 
@@ -67,16 +68,10 @@ class FilePlan:
 def plan_file(root: Path, entry: FileEntry, since_ms: int, until_ms: int) -> FilePlan:
     """Sort a file's row groups into whole, edge and outside by their ts statistics."""
     meta = pq.read_metadata(root / entry.path)
-    column = meta.schema.names.index("ts")
     whole, edge, bounds, sizes = [], [], [], []
-    for rg in range(meta.num_row_groups):
+    for rg, span in enumerate(row_group_ts_spans(meta)):
         group = meta.row_group(rg)
-        stats = group.column(column).statistics
-        if stats is None or not stats.has_min_max:
-            lo, hi = entry.min_ts, entry.max_ts  # no statistics: take the file's bounds (cut it)
-        else:
-            # The store's ts is timestamp[ms]: the raw statistics are epoch ms.
-            lo, hi = int(stats.min_raw), int(stats.max_raw)
+        lo, hi = span or (entry.min_ts, entry.max_ts)  # no statistics: take the file's bounds (cut it)
         bounds.append((lo, hi))
         sizes.append(group.total_byte_size)
         if group.num_rows == 0 or hi < since_ms or lo > until_ms:

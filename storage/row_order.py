@@ -147,11 +147,18 @@ def _band_rows(paths: Sequence[Path], band_ms: int) -> dict[int, float]:
 def row_group_ts_spans(meta: pq.FileMetaData) -> list[tuple[int, int] | None]:
     """Each row group's (min ts, max ts) in epoch ms from a file's footer; None where not recorded."""
     column = meta.schema.names.index("ts")
+    # The store writes ts as timestamp[ms]: its raw statistics are epoch ms, read without a conversion
+    # per row group (a day file of serving_hist has 5,760); other units go through pyarrow's.
+    millis = '"timeUnit":"milliseconds"' in meta.schema.column(column).logical_type.to_json()
     spans: list[tuple[int, int] | None] = []
     for rg in range(meta.num_row_groups):
         stats = meta.row_group(rg).column(column).statistics
-        ok = stats is not None and stats.has_min_max
-        spans.append((epoch_ms_of(stats.min), epoch_ms_of(stats.max)) if ok else None)
+        if stats is None or not stats.has_min_max:
+            spans.append(None)
+        elif millis:
+            spans.append((int(stats.min_raw), int(stats.max_raw)))
+        else:
+            spans.append((epoch_ms_of(stats.min), epoch_ms_of(stats.max)))
     return spans
 
 

@@ -161,6 +161,10 @@ def test_a_window_inside_a_long_file_decodes_only_the_row_groups_it_meets(tmp_pa
     assert cache.groups_within(path, 9_500, 10_000) == (0, 1)
     assert cache.groups_within(path, 0, 29_500) is None  # every group: the whole file's entry
     assert cache.groups_within(bare, 12_000, 15_000) is None  # no statistics: read it all
+    micros = tmp_path / "us.parquet"  # statistics in another unit than the store's ms
+    in_micros = table.set_column(0, "ts", ts.cast(pa.timestamp("us", tz="UTC")))
+    pq.write_table(in_micros, micros, row_group_size=20)
+    assert cache.groups_within(micros, 12_000, 15_000) == (1,)
     for since, until in ((12_000, 15_000), (9_500, 10_000), (0, 29_500), (40_000, 50_000)):
         want = [v for v in range(60) if since <= v * 500 <= until]
         for file in (path, bare):
