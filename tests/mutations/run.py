@@ -534,6 +534,14 @@ MUTATIONS = (
         "rows in band order are taken as sorted without comparing gpu and ts: an export cut is left unsorted",
     ),
     Mutation(
+        "compacted-band-split-into-groups",
+        "storage/segments.py",
+        "    if banded:\n        return max(rows, 1)\n",
+        "",
+        "tests/storage/test_bands.py::test_a_compacted_chunk_is_one_row_group_and_a_segment_is_split_evenly",
+        "an hour or day file's band written as several row groups: 8x the footer every reader parses",
+    ),
+    Mutation(
         "rollup-groups-wholly-inside",
         "storage/rollup_files.py",
         "if lo <= until_ms and hi >= since_ms)",

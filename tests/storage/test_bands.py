@@ -91,8 +91,10 @@ def test_compacted_files_keep_each_row_group_inside_one_band(day_store: Path) ->
     for entry in compacted:
         assert_banded(day_store, entry)
     day = next(f for f in manifest.of("gpu") if f.level == "day")
-    # A day of raw rows is 144 bands, each its own row group (or groups).
-    assert len(row_group_spans(day_store / day.path)) >= DAY_TICKS * STEP_MS // RAW_BAND_MS
+    # A day of raw rows is 144 bands, each one row group: a window touching a band decodes all of
+    # it anyway, and every extra group is footer that each reader parses.
+    spans = row_group_spans(day_store / day.path)
+    assert len(spans) == len({lo // RAW_BAND_MS for lo, _ in spans}) == DAY_TICKS * STEP_MS // RAW_BAND_MS
 
 
 @pytest.mark.parametrize(
@@ -170,6 +172,35 @@ def test_stores_compacted_before_bands_read_merge_and_rewrite(tmp_path: Path) ->
         assert window_rows(reader, T0, T0 + DAY_TICKS * STEP_MS) == expected_gpu_rows(
             T0, T0 + DAY_TICKS * STEP_MS
         )
+
+
+@pytest.mark.parametrize(
+    ("level", "groups"), [("day", [200_000]), ("hour", [200_000]), ("seg", [100_000, 100_000])]
+)
+def test_a_compacted_chunk_is_one_row_group_and_a_segment_is_split_evenly(
+    tmp_path: Path, level: str, groups: list[int]
+) -> None:
+    # One band of 200,000 rows, more than ROW_GROUP_ROWS (131,072): an hour or day file keeps it
+    # in one group (its footer stays small), a segment splits it into two groups of even size.
+    keys, counters = table_layout("processes")
+    schema = table_schema("processes")
+    n = 200_000
+    rows = pa.table(
+        {"ts": [T0] * n, "gpu": [0] * n, "pid": range(n), "name": ["python"] * n, "used_mib": [1] * n}
+    ).cast(schema)
+    entry = write_atomic(
+        tmp_path,
+        f"{level}.parquet",
+        [rows],
+        table="processes",
+        level=level,
+        schema=schema,
+        keys=keys,
+        counters=counters,
+        thorough=False,
+    )
+    meta = pq.ParquetFile(tmp_path / entry.path).metadata
+    assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == groups
 
 
 def test_relayout_rewrites_legacy_files_banded_with_the_same_rows(tmp_path: Path) -> None:
