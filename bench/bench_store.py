@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from storage.frame import Frame
 from storage.layout import read_manifest
-from storage.reader import StoreReader, ts_literal
+from storage.reader import StoreReader
 from storage.rollups import ROLLUP_TABLES
 from storage.schemas import GPU, NVLINK, SORT_KEYS, TABLES
+from storage.sql_text import ts_literal
 from storage.writer import StoreWriter
 
 GPUS = 72

@@ -33,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.backfill import backfill
 from storage.layout import read_manifest
-from storage.reader import StoreReader, ts_literal
+from storage.reader import StoreReader
 from storage.rollups import ROLLUP_TABLES
 from storage.schemas import SORT_KEYS, TABLES
+from storage.sql_text import ts_literal
 from storage.writer import StoreWriter
 
 END_S = 1_735_777_800.0

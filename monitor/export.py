@@ -38,12 +38,13 @@ from monitor.timespec import Window, iso
 from storage.atomic import build_dir, write_bytes
 from storage.bands import table_band_ms, table_layout, table_schema
 from storage.layout import FileEntry, Manifest, write_manifest
-from storage.reader import StoreReader, ts_literal
+from storage.reader import StoreReader
 from storage.rollups import ROLLED_UP, ROLLUP_STEPS, rollup_name
 from storage.row_order import banded_chunks
 from storage.sandbox import LockedConnection
 from storage.schemas import TABLES, conform
 from storage.segments import write_atomic
+from storage.sql_text import identifier, string_literal, ts_literal
 
 FORMATS = ("parquet", "csv", "json")
 CHUNK_ROWS = 2_000_000
@@ -120,6 +121,7 @@ class _Cutter:
 
     def __init__(self, reader: StoreReader, window: Window, gpus: Sequence[int] | None) -> None:
         self.reader, self.window, self.gpus = reader, window, gpus
+        self._endpoints: dict[tuple[int, int], list[str]] = {}
 
     def where(self, table: str, since_ms: int, until_ms: int) -> str:
         """The filter on GPUs for `table` ('TRUE' without --gpus)."""
@@ -138,9 +140,22 @@ class _Cutter:
         if table == "serving":
             return on_gpus
         if table.startswith("serving"):
-            serving = self.reader.relation("serving", since_ms, until_ms)
-            return f"endpoint IN (SELECT DISTINCT endpoint FROM {serving} WHERE {on_gpus})"
+            return self._endpoints_in(on_gpus, since_ms, until_ms)
         return "TRUE"
+
+    def _endpoints_in(self, on_gpus: str, since_ms: int, until_ms: int) -> str:
+        """`endpoint IN ('a', ...)` for the endpoints on the chosen GPUs, listed as literals: a filter
+        that keeps the file's row order (a semi-join does not, and its cut then needs a sort) and that
+        DuckDB checks against row-group statistics."""
+        key = (since_ms, until_ms)
+        if key not in self._endpoints:
+            serving = self.reader.relation("serving", since_ms, until_ms)
+            rows = self.reader.sql(
+                f"SELECT DISTINCT endpoint FROM {serving} WHERE {on_gpus} ORDER BY endpoint"
+            )
+            self._endpoints[key] = [string_literal(e) for e in rows.column("endpoint").to_pylist()]
+        listed = self._endpoints[key]
+        return f"endpoint IN ({', '.join(listed)})" if listed else "FALSE"
 
     def cut(self, entry: FileEntry, since_ms: int, until_ms: int) -> Iterator[pa.Table]:
         """One store file's rows in the window (and on the chosen GPUs), in chunks of whole GPU groups.
@@ -151,7 +166,7 @@ class _Cutter:
         never held in memory at once; each group's filter lets DuckDB skip row groups by statistics.
         """
         keys = table_layout(entry.table)[0]
-        path = "'" + str(self.reader.root / entry.path).replace("'", "''") + "'"
+        path = string_literal(self.reader.root / entry.path)
         within = f"ts >= {ts_literal(since_ms)} AND ts <= {ts_literal(until_ms)}"
         base = (
             f"SELECT * FROM read_parquet({path}, hive_partitioning = false) "
@@ -236,15 +251,15 @@ def _text_copy(root: Path, table: str, entries: Sequence[FileEntry], fmt: str) -
     schema = TABLES[table]
     cols = []
     for f in schema:
-        ident = '"' + f.name + '"'
+        ident = identifier(f.name)
         if fmt == "csv" and pa.types.is_string(f.type):
             starts = "".join("\\" + c if c in "-\\]^" else c for c in FORMULA_START)
             test = f"regexp_matches({ident}, '^[{starts}]')"
             cols.append(f"CASE WHEN {test} THEN '''' || {ident} ELSE {ident} END AS {ident}")
         else:
             cols.append(ident)
-    files = ", ".join("'" + str(root / e.path).replace("'", "''") + "'" for e in entries)
-    target = str(root / name).replace("'", "''")
+    files = ", ".join(string_literal(root / e.path) for e in entries)
+    target = string_literal(root / name)
     options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT json"
     # DuckDB's CSV and JSON writers stream (pyarrow has no JSON writer), so DuckDB writes the copy,
     # on a connection of its own that can open nothing but this bundle: the private directory it is
@@ -254,10 +269,10 @@ def _text_copy(root: Path, table: str, entries: Sequence[FileEntry], fmt: str) -
     try:
         if entries:
             source = f"read_parquet([{files}], hive_partitioning = false)"
-            con.execute(f"COPY (SELECT {', '.join(cols)} FROM {source}) TO '{target}' ({options})")
+            con.execute(f"COPY (SELECT {', '.join(cols)} FROM {source}) TO {target} ({options})")
         else:
             con.register("empty_rows", pa.table({f.name: pa.array([], f.type) for f in schema}))
-            con.execute(f"COPY (SELECT {', '.join(cols)} FROM empty_rows) TO '{target}' ({options})")
+            con.execute(f"COPY (SELECT {', '.join(cols)} FROM empty_rows) TO {target} ({options})")
     finally:
         locked.close()
     return name

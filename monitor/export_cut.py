@@ -29,10 +29,10 @@ from monitor.parquet_splice import SpliceRefused, copy_row_groups, read_footer
 from storage.atomic import atomic_file
 from storage.bands import table_band_ms, table_layout, table_schema
 from storage.layout import FileEntry
-from storage.reader import ts_literal
 from storage.row_order import row_group_ts_spans
 from storage.schemas import TS, conform
 from storage.segments import write_atomic
+from storage.sql_text import string_literal, ts_literal
 
 if TYPE_CHECKING:
     import duckdb
@@ -139,7 +139,7 @@ def _edge_chunks(
     """
     span = _band_span(plan, groups, since_ms, until_ms) if con is not None else None
     if con is not None and span is not None:
-        path = "'" + str(source).replace("'", "''") + "'"
+        path = string_literal(source)
         rows = con.sql(
             f"SELECT * FROM read_parquet({path}, hive_partitioning = false) "
             f"WHERE ts >= {ts_literal(span[0])} AND ts <= {ts_literal(span[1])}"

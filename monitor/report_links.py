@@ -40,6 +40,7 @@ from storage.increase import step_sql
 from storage.reader import StoreReader
 from storage.rollups import ROLLUP_STEPS, rollup_name
 from storage.schemas import GROWTH_COUNTS, NVLINK_ERRORS
+from storage.sql_text import identifier
 
 LINK_ERRORS = NVLINK_ERRORS
 GREW = GROWTH_COUNTS["nvlink"][0]
@@ -48,10 +49,6 @@ HEAD_MS = 2 * MINUTE_MS
 """The window's first minutes, read for every faulty link: where its first and second samples are."""
 Stretch = tuple[int, int]
 """Epoch ms from, to (inclusive) of raw rows to read."""
-
-
-def _q(name: str) -> str:
-    return '"' + name + '"'
 
 
 def fault_minutes(reader: StoreReader, window: Window, on: int) -> dict[Link, list[int]] | None:
@@ -109,7 +106,7 @@ def _growth_sql() -> tuple[str, str]:
     """(the error counters' lag() columns over window `w`, the sum of their steps from them): a sample
     grew when that sum is above 0 (storage.increase.step_sql, so a reset counts its new value)."""
     lags = ", ".join(f'lag("{c}") OVER w AS "{c}_prev"' for c in LINK_ERRORS)
-    grew = " + ".join(f"coalesce({step_sql(_q(c), _q(c + '_prev'))}, 0)" for c in LINK_ERRORS)
+    grew = " + ".join(f"coalesce({step_sql(identifier(c), identifier(c + '_prev'))}, 0)" for c in LINK_ERRORS)
     return lags, grew
 
 
@@ -121,7 +118,7 @@ def _raw_minutes_sql(rel: str) -> str:
     lags, grew = _growth_sql()
     ends = ", ".join(f'arg_min("{c}", ts) AS "f_{c}", arg_max("{c}", ts) AS "l_{c}"' for c in LINK_ERRORS)
     minute = f"epoch_ms(ts) // {MINUTE_MS} * {MINUTE_MS}"
-    counters = ", ".join(_q(c) for c in LINK_ERRORS)
+    counters = ", ".join(identifier(c) for c in LINK_ERRORS)
     lagged = (
         f"SELECT gpu, link, ts, state, {counters}, {lags}, lag(ts) OVER w AS ts_prev "
         f"FROM {rel} WINDOW w AS (PARTITION BY gpu, link ORDER BY ts)"
@@ -268,7 +265,7 @@ def _exact_faults(
     head = window.since_ms  # the part that starts at the window's start
     return reader.sql(
         f"""WITH lagged AS (
-                SELECT gpu, link, part, ts, state, {lags}, {", ".join(_q(c) for c in LINK_ERRORS)},
+                SELECT gpu, link, part, ts, state, {lags}, {", ".join(identifier(c) for c in LINK_ERRORS)},
                     lag(ts) OVER w AS ts_prev FROM {rel}
                 WINDOW w AS (PARTITION BY gpu, link, part ORDER BY ts)),
             growth AS (SELECT gpu, link, part, ts FROM lagged WHERE ({grew}) > 0),

@@ -70,10 +70,6 @@ def first_run(points: Iterable[tuple[int, bool]], run: int = RUN) -> Onset | Non
     return None
 
 
-def _q(name: str) -> str:
-    return '"' + name + '"'
-
-
 def _past(value: float | None, line: Line) -> bool:
     if value is None:
         return False

@@ -22,6 +22,7 @@ from storage.increase import step_sql
 from storage.layout import HOUR_MS, Manifest
 from storage.rollups import OPEN_STEP, ROLLED_UP, ROLLUP_STEPS, open_rolled_until, rollup_name
 from storage.schemas import SORT_KEYS
+from storage.sql_text import identifier, string_literal
 
 if TYPE_CHECKING:
     import duckdb
@@ -136,7 +137,7 @@ def has_increase(
     """Whether a rollup span's files (all of them) have the columns `_inc` came with."""
     rel = relation(rollup_name(table, span.kind), span.lo, span.hi)
     try:
-        con.sql(f"SELECT first_ms, last_ms, {_q(column + '_inc')} FROM {rel} LIMIT 1").fetchall()
+        con.sql(f"SELECT first_ms, last_ms, {identifier(column + '_inc')} FROM {rel} LIMIT 1").fetchall()
     except _missing_columns():
         return False
     return True
@@ -148,14 +149,6 @@ def _missing_columns() -> tuple[type[BaseException], ...]:
     import duckdb
 
     return (duckdb.BinderException, duckdb.InvalidInputException)
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def names(columns: str | Sequence[str]) -> tuple[str, ...]:
@@ -174,15 +167,15 @@ def bucket_pieces(
     `also`: more columns of the bucket rows to select (", expr AS name, ...").
     """
     ms = ROLLUP_STEPS[span.kind]
-    keys = ", ".join(_q(k) for k in SORT_KEYS[table])
-    first, last, inc = (_q(f"{column}_{end}") for end in ("first", "last", "inc"))
+    keys = ", ".join(identifier(k) for k in SORT_KEYS[table])
+    first, last, inc = (identifier(f"{column}_{end}") for end in ("first", "last", "inc"))
     rel = relation(rollup_name(table, span.kind), span.lo, span.hi - ms + 1)
     first_ms, last_ms = ("first_ms", "last_ms") if has_inc else ("NULL", "NULL")
     if not has_inc:
         inc = "NULL"
     fallback = step_sql(last, first)
     return (
-        f"SELECT {keys}, {_lit(column)} AS counter, "
+        f"SELECT {keys}, {string_literal(column)} AS counter, "
         f"epoch_ms(ts) + coalesce({first_ms}, 0) AS t0, {first} AS v0, "
         f"epoch_ms(ts) + coalesce({last_ms}, {ms - 1}) AS t1, {last} AS v1, "
         f"{inc if exact else f'coalesce({inc}, {fallback})'} AS inc{also} "
@@ -201,8 +194,8 @@ def raw_pieces(
     not one window sort over every row with its keys (half the CPU on the open hour of serving_hist).
     One row per (entity, tick), so no two values of a series share a time.
     """
-    keys = ", ".join(_q(k) for k in SORT_KEYS[table])
-    values = ", ".join(_q(c) for c in names(columns))
+    keys = ", ".join(identifier(k) for k in SORT_KEYS[table])
+    values = ", ".join(identifier(c) for c in names(columns))
     step = f"epoch_ms(ts) // {step_ms}" if step_ms else "0"
     rows = " UNION ALL ".join(
         f"SELECT {keys}, epoch_ms(ts) AS t, {s.lo} AS span, {step} AS step, {values} "
@@ -212,10 +205,8 @@ def raw_pieces(
     # UNPIVOT leaves NULL values out: a sample without the counter is a gap, as in storage.increase.
     unpivoted = f"UNPIVOT ({rows}) ON {values} INTO NAME counter VALUE v"
     if len(names(columns)) == 1:  # the same rows without UNPIVOT's cost (a tenth of serving_hist's)
-        only = names(columns)[0]
-        unpivoted = (
-            f"SELECT *, {_lit(only)} AS counter, {values} AS v FROM ({rows}) WHERE {values} IS NOT NULL"
-        )
+        only = string_literal(names(columns)[0])
+        unpivoted = f"SELECT *, {only} AS counter, {values} AS v FROM ({rows}) WHERE {values} IS NOT NULL"
     listed = (
         f"SELECT {keys}, counter, min(t) AS t0, max(t) AS t1, list(v ORDER BY t) AS vs "
         f"FROM ({unpivoted}) GROUP BY {keys}, counter, span, step"
@@ -228,8 +219,8 @@ def raw_pieces(
 
 def raw_rows(relation: Relation, table: str, columns: str | Sequence[str], spans: Sequence[Span]) -> str:
     """SQL of raw spans' rows: series keys, t (epoch ms) and the counters (see pieces.sample_pieces)."""
-    keys = ", ".join(_q(k) for k in SORT_KEYS[table])
-    values = ", ".join(_q(c) for c in names(columns))
+    keys = ", ".join(identifier(k) for k in SORT_KEYS[table])
+    values = ", ".join(identifier(c) for c in names(columns))
     return " UNION ALL ".join(
         f"SELECT {keys}, epoch_ms(ts) AS t, {values} FROM {relation(table, s.lo, s.hi)}" for s in spans
     )
@@ -250,7 +241,7 @@ def checked_bucket_pieces(
     tables = []
     try:
         for c in names(columns):
-            usable = f"first_ms IS NOT NULL AND last_ms IS NOT NULL AND {_q(c + '_inc')} IS NOT NULL"
+            usable = f"first_ms IS NOT NULL AND last_ms IS NOT NULL AND {identifier(c + '_inc')} IS NOT NULL"
             also = f", epoch_ms(ts) AS bucket, {usable} AS usable"
             tables.append(
                 con.sql(bucket_pieces(relation, table, c, span, exact=True, also=also)).to_arrow_table()

@@ -25,6 +25,7 @@ from storage.rollup_files import DEFAULT_MAX_BYTES, RollupFiles
 from storage.rollup_read import rollup_relation, rollup_table
 from storage.rollups import ROLLUP_TABLES
 from storage.schemas import TABLES
+from storage.sql_text import identifier, string_literal, ts_literal
 from storage.window_pieces import window_rates
 
 if TYPE_CHECKING:
@@ -34,10 +35,6 @@ if TYPE_CHECKING:
 
 VIEWS: tuple[str, ...] = (*TABLES, *ROLLUP_TABLES)
 """Every view a reader defines: the raw tables and their _1m/_1h rollups."""
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _unknown_table() -> type[BaseException]:
@@ -53,15 +50,6 @@ def _vanished() -> tuple[type[BaseException], ...]:
     import duckdb
 
     return (duckdb.IOException, FileNotFoundError)
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def ts_literal(ms: int) -> str:
-    """A TIMESTAMPTZ literal for epoch ms that DuckDB can push down into Parquet statistics."""
-    return f"make_timestamptz({int(ms) * 1000}::BIGINT)"
 
 
 class StoreReader:
@@ -203,10 +191,12 @@ class StoreReader:
                     parts.append(f"SELECT * FROM _head_{name}")
             if not parts:
                 parts.append(f"SELECT * FROM {self.empty(name)}")
-            self.con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {' UNION ALL BY NAME '.join(parts)}")
+            self.con.execute(
+                f"CREATE OR REPLACE VIEW {identifier(name)} AS {' UNION ALL BY NAME '.join(parts)}"
+            )
 
     def _files_sql(self, paths: Sequence[str]) -> str:
-        listed = ", ".join(_quote(str(self.root / p)) for p in paths)
+        listed = ", ".join(string_literal(self.root / p) for p in paths)
         # union_by_name: rollups written before counter `_inc` columns existed sit beside newer ones.
         return f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false, union_by_name = true)"
 

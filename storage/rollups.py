@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from storage.increase import step_sql
 from storage.schemas import COUNTERS, GROWTH_COUNTS, SORT_KEYS, TABLES, TS
+from storage.sql_text import string_literal, ts_literal
 
 if TYPE_CHECKING:
     from storage.layout import FileEntry
@@ -205,10 +206,10 @@ def compute_rollup(
             con.register("raw_rows", rows)
             source = "raw_rows"
         else:
-            listed = ", ".join(f"'{_sql_str(p)}'" for p in ([rows] if isinstance(rows, Path) else rows))
+            listed = ", ".join(string_literal(p) for p in ([rows] if isinstance(rows, Path) else rows))
             source = f"read_parquet([{listed}], hive_partitioning=false)"
         if between is not None:
-            since, until = (f"make_timestamptz({ms * 1000}::BIGINT)" for ms in between)  # pushed down
+            since, until = (ts_literal(ms) for ms in between)  # pushed down
             source = f"(SELECT * FROM {source} WHERE ts >= {since} AND ts < {until})"
         result = con.sql(rollup_sql(table, step_ms, source)).to_arrow_table()
     finally:
@@ -217,8 +218,3 @@ def compute_rollup(
     ts = result.column("ts").cast(pa.int64()).cast(TS)
     result = result.set_column(0, pa.field("ts", TS, nullable=False), ts)
     return result.select(schema.names).cast(schema)
-
-
-def _sql_str(path: Path) -> str:
-    """A path quoted for a SQL string literal."""
-    return str(path).replace("'", "''")

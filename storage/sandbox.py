@@ -22,6 +22,8 @@ from pathlib import Path
 
 import duckdb
 
+from storage.sql_text import string_literal
+
 ALLOWED = "SELECT, WITH, VALUES, FROM, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN of one of those"
 """What `monitor query` runs (all of them parse as DuckDB SELECT statements, EXPLAIN aside)."""
 
@@ -58,7 +60,7 @@ class LockedConnection:
         if memory_limit:
             config["memory_limit"] = memory_limit
         self.con = duckdb.connect(config=config)
-        allowed = ", ".join(_literal(str(d.resolve())) for d in dirs)
+        allowed = ", ".join(string_literal(d.resolve()) for d in dirs)
         for setting in (
             "SET TimeZone = 'UTC'",
             # A progress bar past 2 s (seen on a loaded machine) would land in `--format json` output.
@@ -68,7 +70,7 @@ class LockedConnection:
             "SET python_enable_replacements = false",  # no `FROM some_python_variable`
             "SET autoinstall_known_extensions = false",
             "SET autoload_known_extensions = false",
-            f"SET temp_directory = {_literal(str(self._spill))}",
+            f"SET temp_directory = {string_literal(self._spill)}",
             f"SET allowed_directories = [{allowed}]",
             "SET enable_external_access = false",  # after allowed_directories: DuckDB refuses it after
             "SET lock_configuration = true",  # last: no SET, RESET or PRAGMA changes any of the above
@@ -83,10 +85,6 @@ class LockedConnection:
         """Close the connection and remove the spill directory."""
         self.con.close()
         self._remove_spill()
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def read_only_statement(sql: str) -> str:

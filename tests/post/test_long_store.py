@@ -21,8 +21,9 @@ from monitor.replay import FrameLoader, load_ticks
 from monitor.report_html import render_report
 from monitor.timespec import Window
 from storage.layout import HOUR_MS, read_manifest
-from storage.reader import StoreReader, ts_literal
+from storage.reader import StoreReader
 from storage.schemas import TABLES
+from storage.sql_text import ts_literal
 from tests.post.conftest import END_S, SEED, monitor
 from tests.post.test_export import assert_same_page
 
