@@ -29,7 +29,8 @@ from storage.layout import FileEntry
 from storage.row_order import epoch_ms_of
 
 ROW_GROUP_ROWS = 131_072
-"""DuckDB's guidance: ~100 k+ rows per row group; smaller groups let readers skip by gpu."""
+"""Row groups of segments and parts (DuckDB's guidance: ~100 k+ rows a group); hour and day files keep
+one group per band chunk instead (_group_rows)."""
 ZSTD_LEVEL = 3
 """Segments and parts: written every flush interval on the live path, so cheap to write."""
 COMPACTED_ZSTD_LEVEL = 19
