@@ -534,6 +534,14 @@ MUTATIONS = (
         "rows in band order are taken as sorted without comparing gpu and ts: an export cut is left unsorted",
     ),
     Mutation(
+        "gpus-endpoints-unfiltered",
+        "monitor/export.py",
+        'f"SELECT DISTINCT endpoint FROM {serving} WHERE {on_gpus} ORDER BY endpoint"',
+        'f"SELECT DISTINCT endpoint FROM {serving} ORDER BY endpoint"',
+        "tests/post/test_export.py::test_gpu_filter_keeps_the_histograms_of_exactly_those_gpus_endpoints",
+        "export --gpus keeps every endpoint's histograms, not only those on the chosen GPUs",
+    ),
+    Mutation(
         "compacted-band-split-into-groups",
         "storage/segments.py",
         "    if banded:\n        return max(rows, 1)\n",

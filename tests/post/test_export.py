@@ -148,6 +148,27 @@ def test_gpu_filter_keeps_those_gpus_and_their_endpoints(straggler: Path, tmp_pa
     assert gpus == [4, 5] and endpoints == ["4", "5"]
 
 
+def test_gpu_filter_keeps_the_histograms_of_exactly_those_gpus_endpoints(
+    straggler: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "hist"
+    export(straggler, out, WINDOW, gpus=parse_gpus("T02.G1,5"), tables=["serving", "serving_hist"])
+    with StoreReader(straggler) as source:
+        span = (WINDOW.since_ms, WINDOW.until_ms)
+        placed = source.sql(f"SELECT DISTINCT endpoint, gpus FROM {source.relation('serving', *span)}")
+        # The simulator places one endpoint per GPU, its `gpus` label the GPU's index.
+        wanted = sorted(e for e, g in zip(*placed.to_pydict().values(), strict=True) if g in ("4", "5"))
+        rows = source.sql(
+            f"SELECT endpoint, count(*) AS n FROM {source.relation('serving_hist', *span)} GROUP BY endpoint"
+        )
+        expected = {e: n for e, n in zip(*rows.to_pydict().values(), strict=True) if e in wanted}
+    with StoreReader(out) as bundle:
+        got = bundle.sql(
+            "SELECT endpoint, count(*) AS n FROM serving_hist GROUP BY endpoint ORDER BY endpoint"
+        )
+    assert len(wanted) == 2 and dict(zip(*got.to_pydict().values(), strict=True)) == expected
+
+
 def test_edge_files_are_cut_to_the_window(straggler: Path, tmp_path: Path) -> None:
     cut = Window(END_S * 1000 - 59_000, END_S * 1000 - 30_000)
     out = tmp_path / "cut"
