@@ -202,6 +202,9 @@ def compute_rollup(
 
     con = duckdb.connect()
     try:
+        # DuckDB draws a progress bar on stdout for a statement past 2 s: a loaded recorder's hour
+        # rollup would write one into `monitor collect`'s output and the journal.
+        con.execute("SET enable_progress_bar = false")
         if isinstance(rows, pa.Table):
             con.register("raw_rows", rows)
             source = "raw_rows"

@@ -565,6 +565,14 @@ MUTATIONS = (
         "tests/storage/test_bands.py::test_in_order_agrees_with_pythons_comparison_of_row_tuples",
         "a column with nulls is taken as ordered (null comparisons skipped): its rows are written unsorted",
     ),
+    Mutation(
+        "rollup-progress-bar",
+        "storage/rollups.py",
+        '        con.execute("SET enable_progress_bar = false")\n',
+        "",
+        "tests/storage/test_reader.py::test_a_rollup_draws_no_progress_bar_into_the_recorders_output",
+        "a slow rollup draws DuckDB's progress bar into `monitor collect`'s stdout and the journal",
+    ),
 )
 
 

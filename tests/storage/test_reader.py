@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from storage.frame import Frame, batch_from_columns
@@ -168,3 +169,33 @@ def test_the_readers_connection_opens_only_the_store_and_stays_locked(tmp_path: 
                 reader.sql("LOAD httpfs")
             writer.append(frame(1))  # the head's rows still register after the lock
             assert reader.sql("SELECT count(*) AS n FROM gpu").to_pylist() == [{"n": 2 * GPUS}]
+
+
+def test_a_rollup_draws_no_progress_bar_into_the_recorders_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The compactor's rollup connection is not the reader's: on a loaded recorder an hour's rollup
+    # passed DuckDB's 2 s threshold and drew its bar into `monitor collect`'s stdout (and so the journal).
+    # Here every statement is "slow" (a 0 ms threshold): the bar must be off when the rollup's query runs.
+    from storage.rollups import compute_rollup
+
+    connect, seen = duckdb.connect, []
+
+    class Slow:
+        """A connection whose every statement passes the progress-bar threshold."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.con = connect(*args, **kwargs)  # type: ignore[arg-type]
+            self.con.execute("SET progress_bar_time = 0")
+
+        def sql(self, query: str) -> duckdb.DuckDBPyRelation:
+            seen.extend(self.con.execute("SELECT current_setting('enable_progress_bar')").fetchall())
+            return self.con.sql(query)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.con, name)
+
+    rows = [frame(tick).table("gpu") for tick in range(90)]
+    monkeypatch.setattr(duckdb, "connect", Slow)
+    rolled = compute_rollup("gpu", 60_000, pa.Table.from_batches(rows))
+    assert rolled.num_rows == 2 * GPUS and seen == [(False,)]
