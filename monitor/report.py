@@ -22,6 +22,7 @@ from monitor.report_links import link_faults
 from monitor.report_nvlink import nvlink_total
 from monitor.report_suspects import suspects
 from monitor.timespec import Window, iso
+from storage import counter_rates
 from storage.quantile import bucket_quantile
 from storage.rack_total import RackTotal, power_ticks_sql, tokens_total
 from storage.reader import StoreReader
@@ -97,13 +98,7 @@ def _rack_power(reader: StoreReader, rel: str, of: int) -> Summary:
 
 def _serving_side(reader: StoreReader, window: Window) -> Summary | None:
     """Tokens/s (the sum of per-series rates, with its coverage) and per-GPU shares, or None without rows."""
-    rel = reader.relation("serving", window.since_ms, window.until_ms)
-    # Per endpoint in one scan: its span, its engines (series are (endpoint, engine)) and its GPUs.
-    endpoints = _rows(
-        reader,
-        f"""SELECT endpoint, epoch_ms(min(ts)) AS first, epoch_ms(max(ts)) AS last,
-            count(DISTINCT engine) AS series, arg_max(gpus, ts) AS gpus FROM {rel} GROUP BY endpoint""",
-    )
+    endpoints = endpoint_spans(reader, window)
     if not endpoints:
         return None
     span = {"first": min(r["first"] for r in endpoints), "last": max(r["last"] for r in endpoints)}
@@ -143,6 +138,36 @@ def _serving_side(reader: StoreReader, window: Window) -> Summary | None:
         "placement": placement,
         "latency": _latency(reader, window),
     }
+
+
+def endpoint_spans(reader: StoreReader, window: Window) -> list[dict[str, Any]]:
+    """Per endpoint with serving rows in the window: its first and last row (epoch ms), its series
+    (engines: a series is (endpoint, engine)) and its GPUs at its last row that names them.
+
+    Whole compacted hours and minutes are read from the serving rollups, whose bucket rows carry their
+    rows' first and last times (first_ms, last_ms) and last `gpus`; raw rows only at the edges. Rollup
+    files written before first_ms existed leave those times unknown: the window is then read raw.
+    """
+    since, until = window.since_ms, window.until_ms
+    spans = counter_rates.span_relations(reader.relation, reader.manifest, "serving", since, until)
+    rows = _rows(reader, _endpoint_sql(" UNION ALL ".join(_endpoint_rows(s.kind, rel) for s, rel in spans)))
+    if any(r["unknown"] for r in rows):
+        rows = _rows(reader, _endpoint_sql(_endpoint_rows("raw", reader.relation("serving", since, until))))
+    return [{k: v for k, v in r.items() if k != "unknown"} for r in rows]
+
+
+def _endpoint_rows(kind: str, rel: str) -> str:
+    """(endpoint, engine, gpus, first, last) of a raw relation's rows or a rollup's buckets."""
+    ts = "epoch_ms(ts)"
+    first, last = (ts, ts) if kind == "raw" else (f"{ts} + first_ms", f"{ts} + last_ms")
+    return f"SELECT endpoint, engine, gpus, {first} AS first, {last} AS last FROM {rel}"
+
+
+def _endpoint_sql(rows: str) -> str:
+    """endpoint_spans' aggregate over `rows` (_endpoint_rows'), with how many rows' times are unknown."""
+    return f"""SELECT endpoint, min(first) AS first, max(last) AS last, count(DISTINCT engine) AS series,
+        arg_max(gpus, last) AS gpus, count(*) FILTER (WHERE first IS NULL OR last IS NULL) AS unknown
+        FROM ({rows}) GROUP BY endpoint"""
 
 
 def _value(total: RackTotal) -> float:

@@ -28,7 +28,6 @@ from monitor.timespec import Window, iso
 from storage import counter_rates
 from storage.rack_total import power_ticks_sql
 from storage.reader import StoreReader
-from storage.rollups import ROLLUP_STEPS, rollup_name
 from storage.schemas import SORT_KEYS
 
 TIMELINES = (
@@ -131,15 +130,10 @@ def series_in(reader: StoreReader, table: str, window: Window) -> int:
     row in it), raw rows only where no bucket fits: the NVLink table holds 1,296 series a second.
     """
     keys = ", ".join(SORT_KEYS[table])
-    rolled = counter_rates.rolled_bounds(reader.manifest, table)
-    relations = []
-    for span in counter_rates.merged(counter_rates.plan(window.since_ms, window.until_ms, None, rolled)):
-        if span.kind == "raw":
-            relations.append(reader.relation(table, span.lo, span.hi))
-        else:  # a bucket row is stamped with its start
-            last_start = span.hi - ROLLUP_STEPS[span.kind] + 1
-            relations.append(reader.relation(rollup_name(table, span.kind), span.lo, last_start))
-    union = " UNION ALL ".join(f"SELECT {keys} FROM {rel}" for rel in relations)
+    spans = counter_rates.span_relations(
+        reader.relation, reader.manifest, table, window.since_ms, window.until_ms
+    )
+    union = " UNION ALL ".join(f"SELECT {keys} FROM {rel}" for _, rel in spans)
     return reader.sql(f"SELECT count(DISTINCT ({keys})) FROM ({union})").column(0)[0].as_py() or 0
 
 

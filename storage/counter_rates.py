@@ -120,6 +120,26 @@ def _cover(
     return out
 
 
+def span_relations(
+    relation: Relation, manifest: Manifest, table: str, since_ms: int, until_ms: int
+) -> list[tuple[Span, str]]:
+    """[since_ms, until_ms] of `table` as relations in time order: each run of whole compacted hours or
+    minutes as its rollup's buckets (a bucket row stamped with its start), raw rows where none fits.
+
+    For questions whose answer a bucket row carries whole (which series had rows, their first and last
+    times, their last dimensions): a day reads a few thousand bucket rows instead of millions of raw ones.
+    """
+    rolled = rolled_bounds(manifest, table)
+    out = []
+    for span in merged(plan(since_ms, until_ms, None, rolled)):
+        if span.kind == "raw":
+            out.append((span, relation(table, span.lo, span.hi)))
+        else:
+            last_start = span.hi - ROLLUP_STEPS[span.kind] + 1
+            out.append((span, relation(rollup_name(table, span.kind), span.lo, last_start)))
+    return out
+
+
 def merged(spans: Sequence[Span]) -> list[Span]:
     """Neighbouring spans of one kind joined (one relation each to query)."""
     out: list[Span] = []

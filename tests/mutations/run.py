@@ -573,6 +573,14 @@ MUTATIONS = (
         "tests/storage/test_reader.py::test_a_rollup_draws_no_progress_bar_into_the_recorders_output",
         "a slow rollup draws DuckDB's progress bar into `monitor collect`'s stdout and the journal",
     ),
+    Mutation(
+        "endpoint-span-bucket-start",
+        "monitor/report.py",
+        'else (f"{ts} + first_ms", f"{ts} + last_ms")',
+        "else (ts, ts)",
+        "tests/post/test_report_fast_path.py::test_endpoint_spans_from_rollups_equal_raw_rows",
+        "a rollup bucket's rows taken to span its start only: endpoints' first and last rows wrong",
+    ),
 )
 
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pytest
 
 from collectors.alert_rules import AlertRules
-from monitor.report import summarize
+from monitor.report import endpoint_spans, summarize
 from monitor.report_html import series_in
 from monitor.report_links import LINK_ERRORS, link_faults
 from monitor.report_nvlink import DIRECTIONS, coarsened, link_increases
@@ -47,6 +47,9 @@ ACROSS_HOUR = 17 * HOUR  # (1, 0): then growth at 16:59:30, 16:59:45, 17:00:00 (
 DOWN = 16 * HOUR + 8 * MINUTE + 3  # (1, 1) inactive at this one tick
 LATE_BURST = 24 * HOUR + HOUR + 6 * MINUTE + 1  # (1, 1): three growths in the open quarter hour
 LINKS = ((0, 0), (0, 1), (1, 0), (1, 1))
+E2_FROM, E2_UNTIL = 3 * HOUR + 10 * MINUTE + 1, 19 * HOUR + 4 * MINUTE + 3  # e2's first and last tick
+E2_ENGINE = 9 * HOUR + 30 * MINUTE + 2  # e2 restarts as another engine: a second series
+E2_MOVED = 12 * HOUR + 7 * MINUTE + 1  # e2's GPUs change; at its last tick it names none
 
 
 def _errors(link: tuple[int, int], tick: int) -> int:
@@ -98,6 +101,13 @@ def _frame(tick: int) -> Frame:
         serving.append(
             {"ts": ts, "endpoint": e, "engine": "vllm", "gpus": "0" if e == "e0" else "1", "state": 0}
             | {"generation_tokens": tokens, "prompt_tokens": tick * 40}
+        )
+    if E2_FROM <= tick <= E2_UNTIL:
+        gpus = None if tick == E2_UNTIL else "2" if tick < E2_MOVED else "2,3"
+        engine, began = ("vllm", E2_FROM) if tick < E2_ENGINE else ("sglang", E2_ENGINE)
+        serving.append(
+            {"ts": ts, "endpoint": "e2", "engine": engine, "gpus": gpus, "state": 0}
+            | {"generation_tokens": (tick - began) * 300, "prompt_tokens": (tick - began) * 20}
         )
     batches = {"gpu": gpu, "serving": batch_from_rows("serving", serving), "nvlink": _nvlink(ts, tick)}
     return Frame(ts, batches)
@@ -244,3 +254,36 @@ def test_a_counter_missing_in_the_raw_edge_is_a_gap_not_a_reset(store: Path) -> 
     with StoreReader(store) as reader:
         summary = summarize(reader, window)
     assert summary["energy"]["joules"] == pytest.approx(sum(i for i, _ in expected.values()) / 1000)
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        *WINDOWS.values(),
+        Window(T0 + 3 * 3_600_000 + 10 * 60_000 + 7_000, T0 + 24 * 3_600_000),  # e2 from its first tick
+        Window(T0 + 12 * 3_600_000 + 7 * 60_000 + 16_000, T0 + 19 * 3_600_000 + 4 * 60_000 + 44_000),
+        Window(T0 + 10 * 3_600_000, T0 + 11 * 3_600_000 - 1),  # one 1 h bucket
+    ],
+)
+def test_endpoint_spans_from_rollups_equal_raw_rows(store: Path, window: Window) -> None:
+    """Each endpoint's first and last row, series and last named GPUs, read from the rollup buckets
+    inside the window, are those of its raw rows: e2 joins and leaves mid-minute, restarts as another
+    engine, moves GPUs and names none at its last tick."""
+    rows = sorted(raw_rows(store, "serving", window.since_ms, window.until_ms), key=lambda r: r["t"])
+    expected = {}
+    for e in sorted({r["endpoint"] for r in rows}):
+        mine = [r for r in rows if r["endpoint"] == e]
+        named = [r["gpus"] for r in mine if r["gpus"] is not None]
+        expected[e] = (
+            mine[0]["t"],
+            mine[-1]["t"],
+            len({r["engine"] for r in mine}),
+            named[-1] if named else None,
+        )
+    with StoreReader(store) as reader:
+        got = {
+            r["endpoint"]: (r["first"], r["last"], r["series"], r["gpus"])
+            for r in endpoint_spans(reader, window)
+        }
+    assert got == expected
+    assert "e2" in expected
