@@ -146,11 +146,15 @@ def endpoint_spans(reader: StoreReader, window: Window) -> list[dict[str, Any]]:
 
     Whole compacted hours and minutes are read from the serving rollups, whose bucket rows carry their
     rows' first and last times (first_ms, last_ms) and last `gpus`; raw rows only at the edges. Rollup
-    files written before first_ms existed leave those times unknown: the window is then read raw.
+    files written before first_ms existed leave those times unknown (NULL beside newer files, no column
+    at all alone): the window is then read raw.
     """
     since, until = window.since_ms, window.until_ms
     spans = counter_rates.span_relations(reader.relation, reader.manifest, "serving", since, until)
-    rows = _rows(reader, _endpoint_sql(" UNION ALL ".join(_endpoint_rows(s.kind, rel) for s, rel in spans)))
+    try:
+        rows = _rows(reader, _endpoint_sql(" UNION ALL ".join(_endpoint_rows(s.kind, r) for s, r in spans)))
+    except counter_rates.missing_column_errors():  # no rollup file of a span has first_ms
+        rows = [{"unknown": 1}]
     if any(r["unknown"] for r in rows):
         rows = _rows(reader, _endpoint_sql(_endpoint_rows("raw", reader.relation("serving", since, until))))
     return [{k: v for k, v in r.items() if k != "unknown"} for r in rows]

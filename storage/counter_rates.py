@@ -158,12 +158,12 @@ def has_increase(
     rel = relation(rollup_name(table, span.kind), span.lo, span.hi)
     try:
         con.sql(f"SELECT first_ms, last_ms, {identifier(column + '_inc')} FROM {rel} LIMIT 1").fetchall()
-    except _missing_columns():
+    except missing_column_errors():
         return False
     return True
 
 
-def _missing_columns() -> tuple[type[BaseException], ...]:
+def missing_column_errors() -> tuple[type[BaseException], ...]:
     """DuckDB's errors for a file lacking a column (imported here: readers of the rollup cache never
     load DuckDB)."""
     import duckdb
@@ -266,7 +266,7 @@ def checked_bucket_pieces(
             tables.append(
                 con.sql(bucket_pieces(relation, table, c, span, exact=True, also=also)).to_arrow_table()
             )
-    except _missing_columns():
+    except missing_column_errors():
         return set(range(span.lo, span.hi + 1, ROLLUP_STEPS[span.kind])), []
     bad = {
         int(t)

@@ -581,6 +581,22 @@ MUTATIONS = (
         "tests/post/test_report_fast_path.py::test_endpoint_spans_from_rollups_equal_raw_rows",
         "a rollup bucket's rows taken to span its start only: endpoints' first and last rows wrong",
     ),
+    Mutation(
+        "endpoint-span-null-times-trusted",
+        "monitor/report.py",
+        '    if any(r["unknown"] for r in rows):\n',
+        "    if False:\n",
+        "tests/post/test_report_fast_path.py::test_endpoint_spans_read_raw_where_rollups_predate_first_ms",
+        "rollup files older than first_ms give NULL times: endpoints' spans from the buckets that have them",
+    ),
+    Mutation(
+        "endpoint-span-missing-columns",
+        "monitor/report.py",
+        "    except counter_rates.missing_column_errors():",
+        "    except ZeroDivisionError:",
+        "tests/post/test_report_fast_path.py::test_endpoint_spans_read_raw_where_rollups_predate_first_ms",
+        "a span whose rollup files all predate first_ms: the report fails instead of reading raw rows",
+    ),
 )
 
 

@@ -14,10 +14,12 @@ in the open hour. Expected values come from tests/post/store_fixtures.py, over r
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from collectors.alert_rules import AlertRules
@@ -27,6 +29,7 @@ from monitor.report_links import LINK_ERRORS, link_faults
 from monitor.report_nvlink import DIRECTIONS, coarsened, link_increases
 from monitor.timespec import Window
 from storage.frame import Frame, batch_from_columns, batch_from_rows
+from storage.layout import read_manifest
 from storage.reader import StoreReader
 from tests.post.store_fixtures import first_firing, per_series, raw_rows, write_store
 from tests.storage.synth import T0, gpu_batch
@@ -287,3 +290,36 @@ def test_endpoint_spans_from_rollups_equal_raw_rows(store: Path, window: Window)
         }
     assert got == expected
     assert "e2" in expected
+
+
+@pytest.mark.parametrize(
+    ("stripped", "name"),
+    [
+        # Alone: a span's files lack the columns, DuckDB cannot bind them.
+        ({"serving_1m": ("day", "hour"), "serving_1h": ("day", "hour")}, "inside the day file"),
+        # Beside a newer file (the open hour's day-file hours and the hour file share the 1 h span): NULL.
+        ({"serving_1h": ("day",)}, "day file to open hour"),
+    ],
+)
+def test_endpoint_spans_read_raw_where_rollups_predate_first_ms(
+    store: Path, tmp_path: Path, stripped: dict[str, tuple[str, ...]], name: str
+) -> None:
+    """Rollup files written before first_ms/last_ms existed cannot say when a bucket's rows were: the
+    spans are then the raw rows'."""
+    old = tmp_path / "store"
+    shutil.copytree(store, old)
+    for table, levels in stripped.items():
+        files = [e for e in read_manifest(old).of(table) if e.level in levels]
+        assert {e.level for e in files} == set(levels)
+        for entry in files:
+            path = old / entry.path
+            pq.write_table(pq.read_table(path).drop_columns(["first_ms", "last_ms"]), path)
+    window = WINDOWS[name]
+    rows = raw_rows(old, "serving", window.since_ms, window.until_ms)
+    expected: dict[str, tuple[int, int]] = {}
+    for r in rows:
+        first, last = expected.get(r["endpoint"], (r["t"], r["t"]))
+        expected[r["endpoint"]] = (min(first, r["t"]), max(last, r["t"]))
+    with StoreReader(old) as reader:
+        got = {r["endpoint"]: (r["first"], r["last"]) for r in endpoint_spans(reader, window)}
+    assert got == expected
