@@ -153,9 +153,10 @@ def endpoint_spans(reader: StoreReader, window: Window) -> list[dict[str, Any]]:
     spans = counter_rates.span_relations(reader.relation, reader.manifest, "serving", since, until)
     try:
         rows = _rows(reader, _endpoint_sql(" UNION ALL ".join(_endpoint_rows(s.kind, r) for s, r in spans)))
+        known = not any(r["unknown"] for r in rows)
     except counter_rates.missing_column_errors():  # no rollup file of a span has first_ms
-        rows = [{"unknown": 1}]
-    if any(r["unknown"] for r in rows):
+        known = False
+    if not known:
         rows = _rows(reader, _endpoint_sql(_endpoint_rows("raw", reader.relation("serving", since, until))))
     return [{k: v for k, v in r.items() if k != "unknown"} for r in rows]
 

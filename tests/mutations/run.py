@@ -584,8 +584,8 @@ MUTATIONS = (
     Mutation(
         "endpoint-span-null-times-trusted",
         "monitor/report.py",
-        '    if any(r["unknown"] for r in rows):\n',
-        "    if False:\n",
+        '        known = not any(r["unknown"] for r in rows)\n',
+        "        known = True\n",
         "tests/post/test_report_fast_path.py::test_endpoint_spans_read_raw_where_rollups_predate_first_ms",
         "rollup files older than first_ms give NULL times: endpoints' spans from the buckets that have them",
     ),
