@@ -21,15 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def cpu_s(pid: int) -> tuple[float, float]:
-    """(own, waited-for children's) CPU seconds of `pid`, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / TICKS_PER_S
-    children = (int(fields[13]) + int(fields[14])) / TICKS_PER_S
-    return own, children
+from bench_soak import cpu_split as cpu_s  # (own, waited-for children's) CPU seconds, from /proc
 
 
 def main() -> None:

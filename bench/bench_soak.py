@@ -63,12 +63,17 @@ LABELS = {
 }
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime + cutime + cstime of `pid` in seconds (fields 14-17 of /proc/PID/stat): its own CPU
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime + stime, cutime + cstime) of `pid` in seconds (fields 14-17 of /proc/PID/stat): its own CPU,
     and that of the children it waited for (its compaction processes)."""
     text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return sum(int(f) for f in fields[11:15]) / TICK_S
+    fields = [int(f) for f in text[text.rindex(")") + 2 :].split()[11:15]]
+    return (fields[0] + fields[1]) / TICK_S, (fields[2] + fields[3]) / TICK_S
+
+
+def cpu_seconds(pid: int) -> float:
+    """`pid`'s own CPU seconds and its waited-for children's, together (cpu_split)."""
+    return sum(cpu_split(pid))
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
