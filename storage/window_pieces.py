@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from storage import counter_rates
+from storage.band_runs import band_pieces
 from storage.pieces import (
     chain,
     condensed,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 FEW_RAW_MS = 15 * 60_000
 """Raw spans up to this long (in all) are chained row by row in Arrow (storage.pieces.sample_pieces);
-longer ones as per-series lists in SQL (counter_rates.raw_pieces)."""
+longer ones by band from the files' row order (storage.band_runs)."""
 
 
 def window_pieces(
@@ -70,22 +71,36 @@ def window_pieces(
                 found = True
         if not found:
             break
-    raw = [s for s in spans if s.kind == "raw"]
+    raw = _raw_pieces(reader, relation, table, columns, [s for s in spans if s.kind == "raw"], step_ms)
+    return raw + [conformed(p, table) for s in spans if s in filed for p in filed[s]]
+
+
+def _raw_pieces(
+    reader: Reading,
+    relation: counter_rates.Relation,
+    table: str,
+    columns: Sequence[str],
+    raw: list[counter_rates.Span],
+    step_ms: int | None,
+) -> list[pa.Table]:
+    """The pieces of raw spans: long ones by band from the files' row order (storage.band_runs), what
+    that leaves (rows in no band order: the head, segments) as per-series lists in SQL, or, a few
+    minutes of rows, chained as they are (they beat the lists there)."""
     got: list[pa.Table] = []
-    if raw and sum(s.hi - s.lo + 1 for s in raw) <= FEW_RAW_MS:
-        # A window's edges: its rows chained as they are beat per-series lists in SQL.
+    if raw and _length(raw) > FEW_RAW_MS:
+        pieces, raw = band_pieces(reader.con, relation, table, columns, raw, step_ms)
+        got = [conformed(p, table) for p in pieces]
+    if raw and _length(raw) <= FEW_RAW_MS:
         rows = reader.con.sql(counter_rates.raw_rows(relation, table, columns, raw)).to_arrow_table()
-        got, raw = sample_pieces(rows, table, columns), []
+        return got + sample_pieces(rows, table, columns)
     if raw:
-        got.append(
-            conformed(
-                reader.con.sql(
-                    counter_rates.raw_pieces(relation, table, columns, raw, step_ms)
-                ).to_arrow_table(),
-                table,
-            )
-        )
-    return got + [conformed(p, table) for s in spans if s in filed for p in filed[s]]
+        sql = counter_rates.raw_pieces(relation, table, columns, raw, step_ms)
+        got.append(conformed(reader.con.sql(sql).to_arrow_table(), table))
+    return got
+
+
+def _length(spans: Sequence[counter_rates.Span]) -> int:
+    return sum(s.hi - s.lo + 1 for s in spans)
 
 
 def window_rates(

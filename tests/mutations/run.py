@@ -597,6 +597,14 @@ MUTATIONS = (
         "tests/post/test_report_fast_path.py::test_endpoint_spans_read_raw_where_rollups_predate_first_ms",
         "a span whose rollup files all predate first_ms: the report fails instead of reading raw rows",
     ),
+    Mutation(
+        "band-runs-unchecked",
+        "storage/band_runs.py",
+        "bad = pa.array(sorted({b for rows in tables for b in _broken_bands(rows)}), pa.int64())",
+        "bad = pa.array([], pa.int64())",
+        "tests/storage/test_band_runs.py::test_a_shuffled_file_leaves_its_bands_and_only_those",
+        "rows out of band order trusted as runs: pieces overlap and the increase is wrong",
+    ),
 )
 
 
