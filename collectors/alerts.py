@@ -30,7 +30,7 @@ from collectors.rack import gpu_label
 from collectors.robust import robust_low, robust_median
 from collectors.tray_drift import Observation, TrayDrift
 from storage.frame import Frame
-from storage.increase import rate, step
+from storage.increase import SlidingRate, rate, step
 from storage.schemas import NVLINK_ERRORS, EndpointState, EventKind, GpuState
 
 NVLINK_ACTIVE = 1
@@ -87,7 +87,7 @@ class AlertEngine:
         self._ecc: dict[int, _Window] = {}
         self._remaps: dict[int, deque[tuple[int, int]]] = {}
         self._xids: dict[int, deque[int]] = {}
-        self._tokens: dict[str, deque[tuple[int, float]]] = {}
+        self._tokens: dict[str, SlidingRate] = {}
         self._served: dict[str, deque[tuple[int, int]]] = {}
         self._drift = TrayDrift(self.rules.tray_drift.window_s)
 
@@ -346,15 +346,14 @@ class AlertEngine:
     def _tokens_drop(self, name: str, ts: int, tokens: float) -> tuple[float, str] | None:
         """(drop fraction, detail) of an endpoint's last-10 s tokens/s against its window average."""
         window_ms = self.rules.tokens_drop.window_s * 1000
-        points = self._tokens.setdefault(name, deque())
-        points.append((ts, tokens))
-        while points and points[0][0] < ts - window_ms:
-            points.popleft()
+        counter = self._tokens.get(name)
+        if counter is None or counter.window_ms != window_ms:
+            counter = self._tokens[name] = SlidingRate(window_ms)
+        counter.add(ts, tokens)
         # A baseline needs most of its window, or a server warming up reads as a drop.
-        if ts - points[0][0] < window_ms / 2:
+        if ts - (counter.oldest_ms or ts) < window_ms / 2:
             return None
-        recent = [p for p in points if p[0] >= ts - 10_000]
-        now, baseline = rate(recent), rate(list(points))
+        now, baseline = counter.rate(since_ms=ts - 10_000), counter.rate()
         if now is None or not baseline:
             return None
         drop = max(0.0, 1 - now / baseline)

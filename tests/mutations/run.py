@@ -605,6 +605,14 @@ MUTATIONS = (
         "tests/storage/test_band_runs.py::test_a_shuffled_file_leaves_its_bands_and_only_those",
         "rows out of band order trusted as runs: pieces overlap and the increase is wrong",
     ),
+    Mutation(
+        "sliding-rate-first-step",
+        "storage/increase.py",
+        "delta = sum(inc for _, inc in itertools.islice(kept, 1, None))",
+        "delta = sum(inc for _, inc in kept)",
+        "tests/storage/test_increase_agreement.py::test_a_sliding_rate_equals_rate_over_its_window_after_every_sample",
+        "the window's first sample counted from one that left it: a lifetime total read as new work",
+    ),
 )
 
 

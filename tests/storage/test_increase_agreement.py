@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from storage import counter_rates
 from storage.frame import batch_from_rows
-from storage.increase import increase, rate, step, step_arrow, step_sql
+from storage.increase import SlidingRate, increase, rate, step, step_arrow, step_sql
 from storage.pieces import chain, conformed
 from storage.rollups import compute_rollup
 
@@ -136,3 +136,32 @@ def test_step_sql_step_arrow_and_step_agree(prev: int | None, value: float | Non
     else:
         expected = value - prev if value >= prev else value
         assert by_sql == expected and by_python == expected and as_arrow == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(st.none(), st.just(math.nan), st.floats(0, 1e9, allow_nan=False), st.integers(0, 10**6)),
+        min_size=1,
+        max_size=80,
+    ),
+    gaps=st.lists(st.integers(1, 30_000), min_size=80, max_size=80),
+    window_ms=st.integers(1_000, 120_000),
+    recent_ms=st.integers(0, 60_000),
+)
+def test_a_sliding_rate_equals_rate_over_its_window_after_every_sample(
+    values: list[float | None], gaps: list[int], window_ms: int, recent_ms: int
+) -> None:
+    """SlidingRate (the alerts' per-tick window) against rate() over the window's points, recomputed from
+    scratch after each sample: equal to the bit, with resets, NaNs, gaps and samples leaving the window."""
+    counter = SlidingRate(window_ms)
+    points: list[tuple[int, float | None]] = []
+    t = T0
+    for value, gap in zip(values, gaps, strict=False):
+        t += gap
+        counter.add(t, value)
+        points = [p for p in [*points, (t, value)] if p[0] >= t - window_ms]
+        assert counter.oldest_ms == points[0][0]
+        assert counter.rate() == rate(points)  # type: ignore[arg-type]
+        since = t - recent_ms
+        assert counter.rate(since_ms=since) == rate([p for p in points if p[0] >= since])  # type: ignore[arg-type]
