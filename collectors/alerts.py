@@ -64,6 +64,8 @@ class _Window:
         what the counter shows is growth, so a reset to 0 adds nothing and the window empties after the
         last real growth.
         """
+        if not self.growth and list(values) == self.last:
+            return 0, 0  # the common clean link: nothing grew, nothing to expire
         grown = 0
         for i, value in enumerate(values):
             if value is not None:

@@ -608,10 +608,18 @@ MUTATIONS = (
     Mutation(
         "sliding-rate-first-step",
         "storage/increase.py",
-        "delta = sum(inc for _, inc in itertools.islice(kept, 1, None))",
-        "delta = sum(inc for _, inc in kept)",
+        "            self._sum -= first[1]",
+        "            pass",
         "tests/storage/test_increase_agreement.py::test_a_sliding_rate_equals_rate_over_its_window_after_every_sample",
-        "the window's first sample counted from one that left it: a lifetime total read as new work",
+        "the window's first sample still counted from one that left it: a lifetime total read as new work",
+    ),
+    Mutation(
+        "link-window-clean-skips-expiry",
+        "collectors/alerts.py",
+        "if not self.growth and list(values) == self.last:",
+        "if list(values) == self.last:",
+        "tests/tui/test_alerts.py::test_link_errors_clear_once_their_growth_leaves_the_window",
+        "a link whose counters stopped moving keeps its old errors in the window: the alert never clears",
     ),
 )
 

@@ -66,6 +66,19 @@ def test_links_down_and_climbing_link_errors_are_per_link():
     assert [(e["kind"], e["gpu"], e["detail"]) for e in down] == [(EventKind.ALERT, 9, "links down: L17")]
 
 
+def test_link_errors_clear_once_their_growth_leaves_the_window():
+    """Errors that stop growing leave the window sample by sample, though the counters no longer move
+    (a clean link's fast path must still expire them): samples at 1 s ticks 1-4, window 10 s, so the
+    last leaves at tick 14 (by hand: 4 + 10) and the alert clears there."""
+    engine = AlertEngine(rules(link_errors=Threshold(on=3, off=0, window_s=10)))
+    seen = []
+    for t in range(20):
+        link = {(5, 2): {"recovery": min(t, 4) ** 2}}
+        events = engine.evaluate(rack_frame(t, link_overrides=link))
+        seen += [(t, e["kind"]) for e in events if e["code"] == AlertRule.LINK_ERRORS]
+    assert seen == [(3, EventKind.ALERT), (14, EventKind.ALERT_CLEARED)]
+
+
 def test_xids_fire_at_once_and_clear_after_their_window():
     engine = AlertEngine(rules(xid=Threshold(on=1, off=0, window_s=3)))
     xid = [{"kind": EventKind.XID, "gpu": 40, "code": 79}]
