@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import errno
 import queue
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from collectors.http_answer import BadAnswer, PageCut, PageTooBig
 from collectors.mappings.tray_stream import MEDIA_TYPE as ARROW
 from collectors.scrape_client import DEFAULT_IDLE_PER_ORIGIN, ConnectError, ConnectionLost, ScrapeClient
 from storage.schemas import EndpointState
+
+if TYPE_CHECKING:
+    import aiohttp
 
 DEFAULT_MAX_BYTES = 10 << 20
 """The largest page read (after gzip decoding); a bigger page is an error for its endpoint."""
@@ -141,7 +144,13 @@ def open_client(endpoints: int) -> ScrapeClient:
 
 
 async def open_session(endpoints: int) -> aiohttp.ClientSession:
-    """An aiohttp session asking as a scrape does, for `endpoints` endpoints (keep-alive, gzip)."""
+    """An aiohttp session asking as a scrape does, for `endpoints` endpoints (keep-alive, gzip).
+
+    aiohttp is imported here, for the PromQL source alone: it is 24 MB resident, which a recorder or a
+    live client scraping with ScrapeClient never needs.
+    """
+    import aiohttp
+
     connector = aiohttp.TCPConnector(limit=max(100, 2 * endpoints), keepalive_timeout=60)
     return aiohttp.ClientSession(connector=connector, headers=SCRAPE_HEADERS, auto_decompress=True)
 
@@ -188,17 +197,17 @@ async def fetch_page(
         return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, f"malformed answer: {err}")
     except ConnectError as err:
         return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, _os_reason(err.cause))
-    except aiohttp.ClientConnectorError as err:
+    except _session_errors("ClientConnectorError") as err:
         reason = _os_reason(err.os_error) if err.os_error is not None else "cannot connect"
         return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, reason)
-    except (PageCut, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError):
+    except (PageCut, *_session_errors("ServerDisconnectedError", "ClientPayloadError")):
         return Fetched(None, time.perf_counter() - start, EndpointState.STALE, "connection closed mid-page")
-    except (aiohttp.ClientOSError, ConnectionLost) as err:
+    except (ConnectionLost, *_session_errors("ClientOSError")) as err:
         # A reset or a page cut short happens to healthy servers too (a keep-alive connection
         # closed as it was reused): a miss, DOWN only if it repeats.
         reason = "connection reset" if err.errno == errno.ECONNRESET else f"connection failed: {err}"
         return Fetched(None, time.perf_counter() - start, EndpointState.STALE, reason)
-    except (aiohttp.ClientError, OSError, ValueError) as err:
+    except (OSError, ValueError, *_session_errors("ClientError")) as err:
         reason = f"{type(err).__name__}: {err}".rstrip(": ")
         return Fetched(None, time.perf_counter() - start, EndpointState.DOWN, reason)
 
@@ -228,6 +237,13 @@ async def _read(resp: aiohttp.ClientResponse, max_bytes: int) -> bytearray:
             raise PageTooBig
         body += chunk
     return body
+
+
+def _session_errors(*names: str) -> tuple[type[BaseException], ...]:
+    """aiohttp's exception classes of these names, or none where aiohttp was never imported: then no
+    session exists (open_session imports it) and none of its errors can be raised."""
+    aiohttp = sys.modules.get("aiohttp")
+    return tuple(getattr(aiohttp, name) for name in names) if aiohttp is not None else ()
 
 
 def _os_reason(cause: OSError | None) -> str:

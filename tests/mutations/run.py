@@ -621,6 +621,14 @@ MUTATIONS = (
         "tests/tui/test_alerts.py::test_link_errors_clear_once_their_growth_leaves_the_window",
         "a link whose counters stopped moving keeps its old errors in the window: the alert never clears",
     ),
+    Mutation(
+        "aiohttp-at-import",
+        "collectors/scrape_http.py",
+        "if TYPE_CHECKING:\n    import aiohttp\n",
+        "import aiohttp\n",
+        "tests/net/test_lazy_aiohttp.py",
+        "aiohttp loaded by every scrape: 24 MB more in the recorder and the live client",
+    ),
 )
 
 
