@@ -8,12 +8,12 @@ piece whose increase is the sum over its pairs by the one rule (storage.increase
 
 That is checked, not assumed. A group of n rows with n - 1 rows linked to their predecessor (the same
 series, the same band and step, a later time) is one chain of neighbours: n - 1 links between n rows
-that each link only to the row just before are one run. Rows in any other order (the head's rows, a
-segment's, which come in tick order) fail the check; their bands are left to the caller, which reads
-them as per-series lists (counter_rates.raw_pieces).
+that each link only to the row just before are one run. Rows in any other order (the head's, which
+come in tick order; a file rewritten in another order) fail the check; their bands are left to the
+caller, which reads them as per-series lists (counter_rates.raw_pieces).
 
 Against those lists over every row (one list per series, sorted, then a lambda over its neighbours), the
-per-link error increase over an hour of nvlink rows takes half the CPU and a fraction of the memory:
+per-link error increase over an hour of nvlink rows takes about a third of the CPU and of the memory:
 docs/benchmarks.md, fourteenth pass.
 """
 

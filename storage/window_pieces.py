@@ -84,7 +84,7 @@ def _raw_pieces(
     step_ms: int | None,
 ) -> list[pa.Table]:
     """The pieces of raw spans: long ones by band from the files' row order (storage.band_runs), what
-    that leaves (rows in no band order: the head, segments) as per-series lists in SQL, or, a few
+    that leaves (rows in no band order: the head's) as per-series lists in SQL, or, a few
     minutes of rows, chained as they are (they beat the lists there)."""
     got: list[pa.Table] = []
     if raw and _length(raw) > FEW_RAW_MS:
