@@ -348,9 +348,7 @@ class AlertEngine:
     def _tokens_drop(self, name: str, ts: int, tokens: float) -> tuple[float, str] | None:
         """(drop fraction, detail) of an endpoint's last-10 s tokens/s against its window average."""
         window_ms = self.rules.tokens_drop.window_s * 1000
-        counter = self._tokens.get(name)
-        if counter is None or counter.window_ms != window_ms:
-            counter = self._tokens[name] = SlidingRate(window_ms)
+        counter = self._tokens.get(name) or self._tokens.setdefault(name, SlidingRate(window_ms))
         counter.add(ts, tokens)
         # A baseline needs most of its window, or a server warming up reads as a drop.
         if ts - (counter.oldest_ms or ts) < window_ms / 2:
